@@ -1,0 +1,1 @@
+"""The edi834 service: CLI, intake, storage, worker, status API and dashboard."""

@@ -1,0 +1,299 @@
+"""Pure, sans-IO; constant memory. Splits bytes into segments, re-reading delimiters at every ISA.
+
+The caller owns I/O:
+
+    reader = SegmentReader(max_segment_bytes=65_536)
+    for chunk in chunks:
+        reader.feed(chunk)
+        while (token := reader.next_token()) is not NEED_DATA and token is not None: ...
+    reader.feed(b"")          # end of input
+    ...drain until next_token() returns None
+
+Data is never rewritten: CR/LF after a terminator is skipped, not removed from segments.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from parsers.delimiters import (
+    COMPONENT_SEPARATOR_OFFSET,
+    ELEMENT_SEPARATOR_OFFSET,
+    ISA_ELEMENT_COUNT,
+    ISA_LENGTH,
+    SEGMENT_TERMINATOR_OFFSET,
+    Delimiters,
+    is_delimiter_char,
+)
+from parsers.events import (
+    NEED_DATA,
+    UNUSABLE_MESSAGES,
+    Isa,
+    OversizedSegment,
+    Segment,
+    Token,
+    Unusable,
+    UnusableReason,
+    _NeedData,
+)
+
+DEFAULT_MAX_SEGMENT_BYTES = 65_536
+BOM = b"\xef\xbb\xbf"
+_BETWEEN_SEGMENTS = b"\r\n \t"
+_LEADING_WHITESPACE = b" \t\r\n"
+# A mispadded ISA is still read by counting separators, within this many bytes.
+_MAX_ISA_SCAN = 256
+# ISA element widths (ISA01..ISA16), for reading an ISA whose separator is unusable.
+ISA_WIDTHS = (2, 10, 2, 10, 2, 15, 2, 15, 6, 4, 1, 5, 9, 1, 1, 1)
+_COMPACT_AT = 1 << 16
+
+
+class _Mode(enum.Enum):
+    EXPECT_ISA = "expect_isa"
+    SEGMENTS = "segments"
+    DISCARD = "discard"
+    DONE = "done"
+
+
+class SegmentReader:
+    """Bytes in, `Isa` / `Segment` / `OversizedSegment` / `Unusable` tokens out."""
+
+    def __init__(self, *, max_segment_bytes: int = DEFAULT_MAX_SEGMENT_BYTES) -> None:
+        if max_segment_bytes < ISA_LENGTH:
+            raise ValueError("max_segment_bytes must allow at least a 106-byte ISA")
+        self.max_segment_bytes = max_segment_bytes
+        self._buf = bytearray()
+        self._pos = 0  # read position in _buf
+        self._base = 0  # absolute offset of _buf[0]
+        self._eof = False
+        self._mode = _Mode.EXPECT_ISA
+        self._seen_isa = False
+        self._delims = Delimiters()
+        self._term = b"~"
+        self._elem = "*"
+        self._discard_start = 0
+        self._discard_prefix = ""
+
+    # -- input -----------------------------------------------------------
+    def feed(self, data: bytes) -> None:
+        """Add bytes; an empty `data` marks the end of input."""
+        if not data:
+            self._eof = True
+            return
+        if self._eof:
+            raise RuntimeError("feed() after end of input")
+        if self._pos >= _COMPACT_AT:
+            del self._buf[: self._pos]
+            self._base += self._pos
+            self._pos = 0
+        self._buf += data
+
+    @property
+    def delimiters(self) -> Delimiters:
+        return self._delims
+
+    # -- output ----------------------------------------------------------
+    def next_token(self) -> Token | _NeedData | None:
+        """The next token, NEED_DATA, or None once the input is exhausted."""
+        while True:
+            if self._mode is _Mode.DONE:
+                return None
+            if self._mode is _Mode.EXPECT_ISA:
+                result = self._expect_isa()
+            elif self._mode is _Mode.DISCARD:
+                result = self._discard()
+            else:
+                result = self._segment()
+            if result is not _AGAIN:
+                return result  # type: ignore[return-value]
+
+    # -- states ----------------------------------------------------------
+    def _skip(self, chars: bytes) -> None:
+        buf, pos = self._buf, self._pos
+        n = len(buf)
+        while pos < n and buf[pos] in chars:
+            pos += 1
+        self._pos = pos
+
+    def _unusable(self, reason: UnusableReason) -> Unusable:
+        self._mode = _Mode.DONE
+        return Unusable(reason, self._base + self._pos, UNUSABLE_MESSAGES[reason])
+
+    def _expect_isa(self) -> Token | _NeedData | object | None:
+        self._skip(_LEADING_WHITESPACE)
+        leading = 0
+        avail = len(self._buf) - self._pos
+        if not self._seen_isa and self._buf.startswith(BOM, self._pos):
+            leading = len(BOM)
+        start = self._pos + leading
+        avail = len(self._buf) - start
+        if avail < 4:
+            if not self._eof:
+                return NEED_DATA
+            if avail == 0 and leading == 0:
+                if self._seen_isa:
+                    self._mode = _Mode.DONE
+                    return None
+                return self._unusable(UnusableReason.EMPTY)
+        head = bytes(self._buf[start : start + 3])
+        if head != b"ISA":
+            if b"ISA".startswith(head) and len(head) < 3 and not self._eof:
+                return NEED_DATA
+            if self._seen_isa:
+                # Not another interchange: tokenize the rest with the last delimiters so the
+                # envelope can report it as segments outside any interchange.
+                self._mode = _Mode.SEGMENTS
+                return _AGAIN
+            sample = bytes(self._buf[start : start + 512])
+            if b"\x00" in sample or _mostly_binary(sample):
+                return self._unusable(UnusableReason.BINARY)
+            return self._unusable(UnusableReason.NOT_X12)
+        return self._read_isa(start, leading)
+
+    def _read_isa(self, start: int, leading: int) -> Token | _NeedData | object:
+        buf = self._buf
+        if len(buf) - start < ELEMENT_SEPARATOR_OFFSET + 1:
+            if not self._eof:
+                return NEED_DATA
+            return self._unusable(UnusableReason.TRUNCATED_ISA)
+        sep = buf[start + ELEMENT_SEPARATOR_OFFSET : start + ELEMENT_SEPARATOR_OFFSET + 1]
+        elem = sep.decode("latin-1")
+        fixed = True
+        if is_delimiter_char(elem):
+            # Count 16 separators; ISA16 follows the 16th, the terminator follows ISA16.
+            count, i = 0, start + ELEMENT_SEPARATOR_OFFSET
+            limit = min(len(buf), start + _MAX_ISA_SCAN)
+            while count < ISA_ELEMENT_COUNT:
+                j = buf.find(sep, i, limit)
+                if j < 0:
+                    break
+                count += 1
+                i = j + 1
+            if count < ISA_ELEMENT_COUNT or i + 1 >= len(buf):
+                if len(buf) - start < _MAX_ISA_SCAN and not self._eof:
+                    return NEED_DATA
+                if count < ISA_ELEMENT_COUNT and len(buf) - start >= _MAX_ISA_SCAN:
+                    return self._unusable(UnusableReason.MALFORMED_ISA)
+                return self._unusable(UnusableReason.TRUNCATED_ISA)
+            comp_at, term_at = i, i + 1
+            fixed = comp_at - start == COMPONENT_SEPARATOR_OFFSET
+            # Up to, not including, the 16th separator.
+            text = buf[start : comp_at - 1].decode("latin-1")
+            parts = text.split(elem)
+            elements = (*parts[1:], buf[comp_at : comp_at + 1].decode("latin-1"))
+        else:
+            # The separator itself is unusable (TA105 026): read the fixed offsets.
+            if len(buf) - start < ISA_LENGTH:
+                if not self._eof:
+                    return NEED_DATA
+                return self._unusable(UnusableReason.TRUNCATED_ISA)
+            comp_at, term_at = start + COMPONENT_SEPARATOR_OFFSET, start + SEGMENT_TERMINATOR_OFFSET
+            text = buf[start:comp_at].decode("latin-1")
+            values, at = [], 4
+            for width in ISA_WIDTHS[:-1]:
+                values.append(text[at : at + width])
+                at += width + 1
+            elements = (*values, buf[comp_at : comp_at + 1].decode("latin-1"))
+        term = bytes(buf[term_at : term_at + 1])
+        repetition = elements[10][:1] if len(elements) > 10 else ""
+        delims = Delimiters(
+            element=elem,
+            repetition=repetition,
+            component=elements[15],
+            segment=term.decode("latin-1"),
+        )
+        segment = Segment(
+            tag="ISA",
+            elements=tuple(elements),
+            offset=self._base + start,
+            length=term_at - start,
+        )
+        self._seen_isa = True
+        self._delims = delims
+        self._elem = elem
+        self._term = term
+        self._pos = term_at + 1
+        self._mode = _Mode.SEGMENTS
+        return Isa(segment=segment, delimiters=delims, fixed_width=fixed, leading_bytes=leading)
+
+    def _segment(self) -> Token | _NeedData | object | None:
+        self._skip(_BETWEEN_SEGMENTS)
+        buf, pos = self._buf, self._pos
+        if pos >= len(buf):
+            if self._eof:
+                self._mode = _Mode.DONE
+                return None
+            return NEED_DATA
+        # A new ISA at a segment boundary (e.g. after an IEA, or an IEA that never came).
+        if buf.startswith(b"ISA", pos):
+            if len(buf) - pos < 4 and not self._eof:
+                return NEED_DATA
+            nxt = buf[pos + 3 : pos + 4]
+            if nxt and not nxt.isalnum() and nxt != b" ":
+                self._mode = _Mode.EXPECT_ISA
+                return _AGAIN
+        end = buf.find(self._term, pos)
+        if end < 0:
+            if len(buf) - pos > self.max_segment_bytes:
+                self._discard_start = self._base + pos
+                self._discard_prefix = _tag_prefix(bytes(buf[pos : pos + 3]), self._elem)
+                self._pos = len(buf)
+                self._mode = _Mode.DISCARD
+                return _AGAIN
+            if not self._eof:
+                return NEED_DATA
+            end = len(buf)
+            terminated = False
+        else:
+            terminated = True
+        if end - pos > self.max_segment_bytes:
+            self._pos = end + 1
+            return OversizedSegment(
+                offset=self._base + pos,
+                length=end - pos,
+                tag_prefix=_tag_prefix(bytes(buf[pos : pos + 3]), self._elem),
+            )
+        raw = buf[pos:end]
+        if self._term == b"\n" and raw.endswith(b"\r"):
+            raw = raw[:-1]
+        parts = raw.decode("latin-1").split(self._elem)
+        segment = Segment(
+            tag=parts[0],
+            elements=tuple(parts[1:]),
+            offset=self._base + pos,
+            length=end - pos,
+            terminated=terminated,
+        )
+        self._pos = end + 1 if terminated else end
+        if segment.tag == "IEA":
+            self._mode = _Mode.EXPECT_ISA
+        return segment
+
+    def _discard(self) -> Token | _NeedData | object:
+        end = self._buf.find(self._term, self._pos)
+        if end < 0:
+            if not self._eof:
+                self._pos = len(self._buf)
+                return NEED_DATA
+            end = len(self._buf)
+        self._pos = min(end + 1, len(self._buf))
+        self._mode = _Mode.SEGMENTS
+        return OversizedSegment(
+            offset=self._discard_start,
+            length=self._base + end - self._discard_start,
+            tag_prefix=self._discard_prefix,
+        )
+
+
+_AGAIN = object()
+
+
+def _tag_prefix(head: bytes, elem: str) -> str:
+    return head.decode("latin-1").split(elem)[0]
+
+
+def _mostly_binary(sample: bytes) -> bool:
+    if not sample:
+        return False
+    text = sum(1 for b in sample if 32 <= b < 127 or b in (9, 10, 13))
+    return text / len(sample) < 0.85

@@ -1,0 +1,23 @@
+"""Pure, deterministic. TA1 interchange acknowledgment in its own ISA/IEA envelope."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from parsers.writer import render_segments, segment
+from validators.acks.envelope import iea, reply_isa, with_component
+from validators.interchange import InterchangeResult
+
+
+def build_ta1(result: InterchangeResult, *, control_number: int, now: dt.datetime) -> bytes:
+    """ISA / TA1*ISA13*ISA09*ISA10*TA104*TA105 / IEA, in the sender's delimiters when usable."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    d = result.reply_delimiters
+    isa = with_component(
+        reply_isa(result.isa, control_number=control_number, now=now, repetition=d.repetition),
+        d.component,
+    )
+    e = result.isa.element
+    ta1 = segment("TA1", e(13), e(9), e(10), result.ta1_code.value, result.ta1_note)
+    return render_segments([isa, ta1, iea(0, control_number)], d)

@@ -1,0 +1,132 @@
+"""Pure, deterministic. The 999 implementation acknowledgment (005010X231A1): one ST*999 per
+received functional group, with an AK2/IK5 for every transaction set, IK3/IK4 for every
+segment and element finding, CTX naming the member, and AK9 counts (P when partial)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from parsers.delimiters import Delimiters
+from parsers.events import Segment
+from parsers.writer import render_segments, segment
+from validators.acks.envelope import iea, reply_isa, with_component
+from validators.interchange import GroupResult, InterchangeResult, TransactionSetResult
+from validators.issues import Issue, Level
+
+ACK_VERSION = "005010X231A1"
+MAX_BAD_VALUE = 99  # IK404 is AN 1/99
+
+
+def build_999(result: InterchangeResult, *, control_number: int, now: dt.datetime) -> bytes:
+    """One interchange holding one GS*FA group with a 999 per received functional group.
+
+    `control_number` is used for ISA13 and GS06; ST02 counts 0001, 0002, ... within the group.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    d = result.reply_delimiters
+    isa = with_component(
+        reply_isa(result.isa, control_number=control_number, now=now, repetition=d.repetition),
+        d.component,
+    )
+    first_gs = result.groups[0].gs if result.groups else None
+    # GS02/GS03: our application code is the received GS03, theirs the received GS02.
+    gs = segment(
+        "GS",
+        "FA",
+        first_gs.element(3) if first_gs else result.isa.element(8).strip(),
+        first_gs.element(2) if first_gs else result.isa.element(6).strip(),
+        now.strftime("%Y%m%d"),
+        now.strftime("%H%M"),
+        str(control_number),
+        "X",
+        ACK_VERSION,
+    )
+    segments: list[Segment] = [isa, gs]
+    for n, group in enumerate(result.groups, start=1):
+        segments.extend(_transaction(group, f"{n:04d}", d))
+    segments.append(segment("GE", str(len(result.groups)), str(control_number)))
+    segments.append(iea(1, control_number))
+    return render_segments(segments, d)
+
+
+def _transaction(group: GroupResult, st02: str, d: Delimiters) -> list[Segment]:
+    body: list[Segment] = [
+        segment("ST", "999", st02, ACK_VERSION),
+        segment("AK1", group.gs.element(1), group.gs.element(6), group.gs.element(8)),
+    ]
+    for ts in group.sets:
+        body.extend(_set_response(ts, d))
+    ak905 = list(dict.fromkeys(i.code for i in group.issues if i.level is Level.GROUP))[:5]
+    body.append(
+        segment(
+            "AK9",
+            group.ack_code.value,
+            str(group.sets_included),
+            str(len(group.sets)),
+            str(group.sets_accepted),
+            *ak905,
+        )
+    )
+    body.append(segment("SE", str(len(body) + 1), st02))
+    return body
+
+
+def _set_response(ts: TransactionSetResult, d: Delimiters) -> list[Segment]:
+    out = [segment("AK2", ts.st01, ts.st02, ts.st03)]
+    current: tuple[str | None, int | None] | None = None
+    for issue in ts.issues:
+        if issue.level is Level.SEGMENT:
+            out.append(
+                segment(
+                    "IK3",
+                    _clean(issue.segment_id or "", d)[:3],
+                    str(issue.segment_position or 0),
+                    issue.loop_id or "",
+                    issue.code,
+                )
+            )
+            current = (issue.segment_id, issue.segment_position)
+            if issue.business_unit:
+                out.append(
+                    segment(
+                        "CTX", f"SUBSCRIBER NUMBER{d.component}{_clean(issue.business_unit, d)}"
+                    )
+                )
+        elif issue.level is Level.ELEMENT:
+            if current != (issue.segment_id, issue.segment_position):
+                # An IK4 always sits under its segment's IK3 (IK304 = 8).
+                out.append(
+                    segment(
+                        "IK3",
+                        _clean(issue.segment_id or "", d)[:3],
+                        str(issue.segment_position or 0),
+                        issue.loop_id or "",
+                        "8",
+                    )
+                )
+                current = (issue.segment_id, issue.segment_position)
+            out.append(_ik4(issue, d))
+    out.append(segment("IK5", ts.ack_code.value, *ts.set_error_codes))
+    return out
+
+
+def _ik4(issue: Issue, d: Delimiters) -> Segment:
+    position = str(issue.element_position or 0)
+    if issue.component_position or issue.repetition_position:
+        position += d.component + str(issue.component_position or "")
+        if issue.repetition_position:
+            position += d.component + str(issue.repetition_position)
+    bad = ""
+    if issue.code != "1" and issue.bad_value:
+        bad = _clean(issue.bad_value, d)[:MAX_BAD_VALUE]
+        if not bad.strip():
+            bad = ""
+    return segment("IK4", position, issue.element_ref or "", issue.code, bad)
+
+
+def _clean(value: str, d: Delimiters) -> str:
+    """A value copied into the ack must not carry the ack's own delimiters."""
+    for ch in (d.element, d.component, d.segment, d.repetition):
+        value = value.replace(ch, " ")
+    return value

@@ -1,0 +1,308 @@
+"""Pure; no I/O, no clock. Interchange (TA105), functional group (AK905) and transaction set
+(IK502) envelope checks. Each function returns every issue it finds."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from parsers.delimiters import Delimiters, is_delimiter_char
+from parsers.events import Segment
+from validators.issues import (
+    GroupErrorCode,
+    InterchangeNoteCode,
+    Issue,
+    Level,
+    TransactionSetErrorCode,
+    meaning,
+)
+
+SUPPORTED_ISA12 = "00501"
+FUNCTIONAL_ID = "BE"
+GUIDE_VERSION = "005010X220A1"
+TRANSACTION_SET_ID = "834"
+# ISA05/ISA07 interchange ID qualifiers (X12 I05).
+ID_QUALIFIERS = frozenset(
+    {
+        "01",
+        "02",
+        "03",
+        "04",
+        "07",
+        "08",
+        "09",
+        "10",
+        "11",
+        "12",
+        "13",
+        "14",
+        "15",
+        "16",
+        "17",
+        "18",
+        "19",
+        "20",
+        "24",
+        "27",
+        "28",
+        "29",
+        "30",
+        "33",
+        "34",
+        "NR",
+        "SN",
+        "ZZ",
+    }
+)
+ISA_WIDTHS = (2, 10, 2, 10, 2, 15, 2, 15, 6, 4, 1, 5, 9, 1, 1, 1)
+_DIGITS = re.compile(r"\d+")
+
+
+def _ta1(code: InterchangeNoteCode, detail: str = "") -> Issue:
+    text = meaning("TA105", code.value)
+    return Issue(
+        level=Level.INTERCHANGE,
+        code=code.value,
+        message=f"{text} {detail}".strip(),
+        segment_id="ISA",
+    )
+
+
+def _valid_date(yymmdd: str) -> bool:
+    if len(yymmdd) != 6 or not yymmdd.isdigit():
+        return False
+    try:
+        dt.date(2000 + int(yymmdd[:2]), int(yymmdd[2:4]), int(yymmdd[4:]))
+    except ValueError:
+        return False
+    return True
+
+
+def valid_ccyymmdd(value: str) -> bool:
+    if len(value) != 8 or not value.isdigit():
+        return False
+    try:
+        dt.date(int(value[:4]), int(value[4:6]), int(value[6:]))
+    except ValueError:
+        return False
+    return True
+
+
+def valid_hhmm(value: str) -> bool:
+    if len(value) < 4 or not value[:4].isdigit():
+        return False
+    return int(value[:2]) < 24 and int(value[2:4]) < 60
+
+
+def check_isa(
+    isa: Segment,
+    delimiters: Delimiters,
+    *,
+    fixed_width: bool,
+    leading_bytes: int = 0,
+    expected_sender: tuple[str, str] | None = None,
+    expected_receiver: tuple[str, str] | None = None,
+) -> list[Issue]:
+    """TA105 findings for one ISA. `expected_*` are (qualifier, id) pairs, ids unpadded."""
+    issues: list[Issue] = []
+    e = isa.element
+    if leading_bytes:
+        issues.append(
+            _ta1(
+                InterchangeNoteCode.INVALID_CONTROL_STRUCTURE,
+                f"{leading_bytes} bytes precede the ISA.",
+            )
+        )
+    # Delimiters: X12.5 — distinct, not letters or digits.
+    if not is_delimiter_char(delimiters.element):
+        issues.append(_ta1(InterchangeNoteCode.INVALID_ELEMENT_SEPARATOR))
+    if not is_delimiter_char(delimiters.component) or delimiters.component == delimiters.element:
+        issues.append(_ta1(InterchangeNoteCode.INVALID_COMPONENT_SEPARATOR))
+    term = delimiters.segment
+    if (
+        len(term) != 1
+        or term.isalnum()
+        or term == " "
+        or term in (delimiters.element, delimiters.component, delimiters.repetition)
+    ):
+        issues.append(_ta1(InterchangeNoteCode.INVALID_SEGMENT_TERMINATOR))
+    rep = e(11)
+    if (
+        len(rep) != 1
+        or not is_delimiter_char(rep)
+        or rep
+        in (
+            delimiters.element,
+            delimiters.component,
+            term,
+        )
+    ):
+        issues.append(_ta1(InterchangeNoteCode.INVALID_STANDARDS_IDENTIFIER))
+    if len(isa.elements) != 16:
+        issues.append(
+            _ta1(InterchangeNoteCode.INVALID_CONTROL_STRUCTURE, "The ISA must have 16 elements.")
+        )
+        return issues
+    widths_ok = [len(e(i + 1)) == w for i, w in enumerate(ISA_WIDTHS)]
+    if e(1) not in ("00", "03"):
+        issues.append(_ta1(InterchangeNoteCode.INVALID_AUTHORIZATION_QUALIFIER))
+    if not widths_ok[1] or (e(1) == "00" and e(2).strip()):
+        issues.append(_ta1(InterchangeNoteCode.INVALID_AUTHORIZATION_VALUE))
+    if e(3) not in ("00", "01"):
+        issues.append(_ta1(InterchangeNoteCode.INVALID_SECURITY_QUALIFIER))
+    if not widths_ok[3] or (e(3) == "00" and e(4).strip()):
+        issues.append(_ta1(InterchangeNoteCode.INVALID_SECURITY_VALUE))
+    if e(5) not in ID_QUALIFIERS:
+        issues.append(_ta1(InterchangeNoteCode.INVALID_SENDER_QUALIFIER))
+    if not widths_ok[5] or not e(6).strip():
+        issues.append(_ta1(InterchangeNoteCode.INVALID_SENDER_ID, "ISA06 must be 15 characters."))
+    elif expected_sender is not None and (e(5), e(6).strip()) != expected_sender:
+        issues.append(
+            _ta1(
+                InterchangeNoteCode.INVALID_SENDER_ID,
+                "The sender in ISA05/ISA06 is not the trading partner that submitted the file.",
+            )
+        )
+    if e(7) not in ID_QUALIFIERS:
+        issues.append(_ta1(InterchangeNoteCode.INVALID_RECEIVER_QUALIFIER))
+    if not widths_ok[7] or not e(8).strip():
+        issues.append(_ta1(InterchangeNoteCode.INVALID_RECEIVER_ID, "ISA08 must be 15 characters."))
+    elif expected_receiver is not None and (e(7), e(8).strip()) != expected_receiver:
+        issues.append(_ta1(InterchangeNoteCode.UNKNOWN_RECEIVER_ID))
+    if not _valid_date(e(9)):
+        issues.append(_ta1(InterchangeNoteCode.INVALID_DATE))
+    if len(e(10)) != 4 or not valid_hhmm(e(10)):
+        issues.append(_ta1(InterchangeNoteCode.INVALID_TIME))
+    if e(12) != SUPPORTED_ISA12:
+        if len(e(12)) == 5 and e(12).isdigit():
+            issues.append(_ta1(InterchangeNoteCode.VERSION_NOT_SUPPORTED, f"ISA12 is {e(12)}."))
+        else:
+            issues.append(_ta1(InterchangeNoteCode.INVALID_VERSION_ID))
+    if not (len(e(13)) == 9 and e(13).isdigit()):
+        issues.append(_ta1(InterchangeNoteCode.INVALID_CONTROL_NUMBER))
+    if e(14) not in ("0", "1"):
+        issues.append(_ta1(InterchangeNoteCode.INVALID_ACK_REQUESTED))
+    if e(15) not in ("P", "T"):
+        issues.append(_ta1(InterchangeNoteCode.INVALID_TEST_INDICATOR))
+    if not fixed_width and not any(not ok for ok in widths_ok):
+        issues.append(
+            _ta1(InterchangeNoteCode.INVALID_CONTROL_STRUCTURE, "The ISA is not 106 characters.")
+        )
+    return issues
+
+
+def check_iea(isa: Segment, iea: Segment | None, group_count: int) -> list[Issue]:
+    """TA105 001 / 021 / 023 for an interchange's trailer."""
+    if iea is None:
+        return [_ta1(InterchangeNoteCode.PREMATURE_END_OF_FILE)]
+    issues: list[Issue] = []
+    if iea.element(2) != isa.element(13):
+        issues.append(_ta1(InterchangeNoteCode.CONTROL_NUMBER_MISMATCH))
+    declared = iea.element(1)
+    if not declared.isdigit() or int(declared) != group_count:
+        issues.append(
+            _ta1(
+                InterchangeNoteCode.INVALID_GROUP_COUNT,
+                f"IEA01 says {declared or 'nothing'}; the interchange has {group_count}.",
+            )
+        )
+    return issues
+
+
+def _ak9(code: GroupErrorCode, detail: str = "") -> Issue:
+    return Issue(
+        level=Level.GROUP,
+        code=code.value,
+        message=f"{meaning('AK905', code.value)} {detail}".strip(),
+        segment_id="GS",
+    )
+
+
+def check_gs(gs: Segment, *, seen_gs06: set[str]) -> list[Issue]:
+    """AK905 findings for a GS (1, 2, 6, 19). `seen_gs06` holds the interchange's earlier GS06s."""
+    issues: list[Issue] = []
+    if gs.element(1) != FUNCTIONAL_ID:
+        issues.append(_ak9(GroupErrorCode.NOT_SUPPORTED, f"GS01 is {gs.element(1) or 'empty'}."))
+    if gs.element(8) != GUIDE_VERSION:
+        issues.append(
+            _ak9(GroupErrorCode.VERSION_NOT_SUPPORTED, f"GS08 is {gs.element(8) or 'empty'}.")
+        )
+    gs06 = gs.element(6)
+    if not (1 <= len(gs06) <= 9 and gs06.isdigit()):
+        issues.append(_ak9(GroupErrorCode.CONTROL_NUMBER_SYNTAX))
+    elif gs06 in seen_gs06:
+        issues.append(_ak9(GroupErrorCode.CONTROL_NUMBER_NOT_UNIQUE))
+    return issues
+
+
+def check_ge(gs: Segment, ge: Segment | None, set_count: int) -> list[Issue]:
+    """AK905 3 / 4 / 5 for a group's trailer."""
+    if ge is None:
+        return [_ak9(GroupErrorCode.TRAILER_MISSING)]
+    issues: list[Issue] = []
+    if ge.element(2) != gs.element(6):
+        issues.append(_ak9(GroupErrorCode.CONTROL_NUMBER_MISMATCH))
+    declared = ge.element(1)
+    if not declared.isdigit() or int(declared) != set_count:
+        issues.append(
+            _ak9(
+                GroupErrorCode.SET_COUNT_WRONG,
+                f"GE01 says {declared or 'nothing'}; the group has {set_count}.",
+            )
+        )
+    return issues
+
+
+def _ik5(code: TransactionSetErrorCode, segment_id: str, detail: str = "") -> Issue:
+    return Issue(
+        level=Level.TRANSACTION,
+        code=code.value,
+        message=f"{meaning('IK502', code.value)} {detail}".strip(),
+        segment_id=segment_id,
+    )
+
+
+def check_st(st: Segment, *, seen_st02: set[str]) -> list[Issue]:
+    """IK502 6 / 7 / 19 / 23 for an ST."""
+    issues: list[Issue] = []
+    if st.element(1) != TRANSACTION_SET_ID:
+        issues.append(
+            _ik5(
+                TransactionSetErrorCode.INVALID_IDENTIFIER,
+                "ST",
+                f"ST01 is {st.element(1) or 'empty'}; a BE group carries 834s.",
+            )
+        )
+    st02 = st.element(2)
+    if not (4 <= len(st02) <= 9) or not st02.strip():
+        issues.append(_ik5(TransactionSetErrorCode.INVALID_CONTROL_NUMBER, "ST"))
+    elif st02 in seen_st02:
+        issues.append(_ik5(TransactionSetErrorCode.CONTROL_NUMBER_NOT_UNIQUE, "ST"))
+    if st.element(3) != GUIDE_VERSION:
+        issues.append(
+            _ik5(
+                TransactionSetErrorCode.INVALID_CONVENTION_REFERENCE,
+                "ST",
+                f"ST03 is {st.element(3) or 'empty'}.",
+            )
+        )
+    return issues
+
+
+def check_se(st: Segment, se: Segment | None, segment_count: int) -> list[Issue]:
+    """IK502 2 / 3 / 4 for a set's trailer. `segment_count` counts ST through SE."""
+    if se is None:
+        return [_ik5(TransactionSetErrorCode.TRAILER_MISSING, "SE")]
+    issues: list[Issue] = []
+    if se.element(2) != st.element(2):
+        issues.append(_ik5(TransactionSetErrorCode.CONTROL_NUMBER_MISMATCH, "SE"))
+    declared = se.element(1)
+    if not declared.isdigit() or int(declared) != segment_count:
+        issues.append(
+            _ik5(
+                TransactionSetErrorCode.SEGMENT_COUNT_WRONG,
+                "SE",
+                f"SE01 says {declared or 'nothing'}; the set has {segment_count} segments.",
+            )
+        )
+    return issues

@@ -1,0 +1,169 @@
+"""Pure; no I/O beyond reading pyx12's packaged map once. Validates the inside of one 834
+transaction set against 005010X220A1 with pyx12's map and walker, segment by segment, and
+turns pyx12's findings into our `Issue` records (IK3/IK4 with loop ids and CTX)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+import pyx12.map_if
+import pyx12.params
+import pyx12.segment
+from pyx12.map_walker import pop_to_parent_loop, walk_tree
+
+from parsers.delimiters import Delimiters
+from parsers.events import Segment
+from validators.issues import ElementSyntaxError, Issue, Level, SegmentSyntaxError, meaning
+
+MAP_FILE = "834.5010.X220.A1.xml"
+IMPLEMENTATION_REFERENCE = "005010X220A1"
+
+logging.getLogger("pyx12").addHandler(logging.NullHandler())
+logging.getLogger("pyx12").propagate = False
+
+_SEGMENT_CODES = {c.value for c in SegmentSyntaxError}
+_ELEMENT_CODES = {c.value for c in ElementSyntaxError}
+# Loops that are envelope or table wrappers, not implementation-guide loop ids (IK303 empty).
+_NOT_GUIDE_LOOPS = {"ISA_LOOP", "GS_LOOP", "ST_LOOP", "HEADER", "DETAIL", "FOOTER"}
+
+
+@functools.cache
+def load_map() -> Any:
+    """pyx12's 005010X220A1 map, parsed once per process (about 50 ms)."""
+    return pyx12.map_if.load_map_file(MAP_FILE, pyx12.params.ParamsBase())
+
+
+def loop_id_of(node: Any) -> str | None:
+    """The implementation guide's loop id (IK303) that holds a map node, or None."""
+    if node is None:
+        return None
+    loop = node if node.is_loop() else pop_to_parent_loop(node)
+    while loop is not None and not loop.is_map_root():
+        if loop.id not in _NOT_GUIDE_LOOPS:
+            return str(loop.id)
+        loop = pop_to_parent_loop(loop)
+    return None
+
+
+class TransactionSetChecker:
+    """Walks one 834 transaction set through pyx12's map, one segment at a time."""
+
+    def __init__(self, delimiters: Delimiters) -> None:
+        self._map = load_map()
+        self._delims = delimiters
+        self._walker = walk_tree()
+        self._walker.forceWalkCounterToLoopStart("/ISA_LOOP", "/ISA_LOOP/ISA")
+        self._walker.forceWalkCounterToLoopStart("/ISA_LOOP/GS_LOOP", "/ISA_LOOP/GS_LOOP/GS")
+        self._node: Any = self._map.getnodebypath("/ISA_LOOP/GS_LOOP/GS")
+        self._ls_id: str | None = None
+
+    def _to_pyx12(self, segment: Segment) -> pyx12.segment.Segment:
+        d = self._delims
+        text = d.element.join((segment.tag, *segment.elements))
+        return pyx12.segment.Segment(text, d.segment, d.element, d.component, d.repetition)
+
+    def check(self, segment: Segment) -> list[Issue]:
+        """Issues for one segment of the set (ST and SE included), in pyx12's order."""
+        position = segment.index or 0
+        try:
+            return self._check(segment, position)
+        except Exception:
+            # pyx12 could not place or read the segment: report it, keep the set's verdict
+            # honest (rejected, with a reason), and go on with the next segment.
+            return [
+                _segment_issue(
+                    SegmentSyntaxError.UNEXPECTED_SEGMENT.value,
+                    segment.tag,
+                    position,
+                    loop_id_of(self._node),
+                )
+            ]
+
+    def _check(self, segment: Segment, position: int) -> list[Issue]:
+        seg_data = self._to_pyx12(segment)
+        issues: list[Issue] = []
+        if segment.tag == "LS":
+            self._ls_id = segment.element(1)
+        node, _pop, _push, walk_errors = self._walker.walk_errors(
+            self._node, seg_data, position, position, self._ls_id
+        )
+        for err in walk_errors:
+            code = err.err_cde if err.err_cde in _SEGMENT_CODES else "2"
+            seg_id = err.seg_data.get_seg_id() if err.seg_data is not None else segment.tag
+            if (
+                err.map_node is not None
+                and code == SegmentSyntaxError.REQUIRED_SEGMENT_MISSING.value
+            ):
+                seg_id = err.map_node.id
+            pos = err.seg_count if err.seg_count is not None else position
+            issues.append(_segment_issue(code, seg_id, pos, loop_id_of(err.map_node or self._node)))
+        if segment.tag == "LE":
+            self._ls_id = None
+        if node is None:
+            return issues
+        self._node = node
+        loop_id = loop_id_of(node)
+        _ok, element_errors = node.is_valid_errors(seg_data)
+        element_issues = [_element_issue(e, segment, position, loop_id) for e in element_errors]
+        if element_issues:
+            # X231: an IK4 always sits under an IK3 with IK304 = 8 for its segment.
+            issues.append(
+                _segment_issue(
+                    SegmentSyntaxError.DATA_ELEMENT_ERRORS.value, segment.tag, position, loop_id
+                )
+            )
+            issues.extend(element_issues)
+        return issues
+
+
+def _segment_issue(code: str, seg_id: str, position: int, loop_id: str | None) -> Issue:
+    where = f"{seg_id} at position {position}" + (f" in loop {loop_id}" if loop_id else "")
+    return Issue(
+        level=Level.SEGMENT,
+        code=code,
+        message=f"{where}: {meaning('IK304', code)}",
+        segment_id=seg_id,
+        segment_position=position,
+        loop_id=loop_id,
+    )
+
+
+def _element_issue(err: Any, segment: Segment, position: int, loop_id: str | None) -> Issue:
+    code = (
+        err.err_cde
+        if err.err_cde in _ELEMENT_CODES
+        else ElementSyntaxError.INVALID_CODE_VALUE.value
+    )
+    element_pos: int | None = None
+    component_pos: int | None = None
+    ref: str | None = None
+    node = err.map_node
+    if node is not None:
+        ref = str(node.data_ele) if getattr(node, "data_ele", None) else None
+        parent = node.parent
+        if parent is not None and parent.is_composite():
+            element_pos, component_pos = int(parent.seq), int(node.seq)
+        else:
+            element_pos = int(node.seq)
+    elif err.refdes:
+        digits = "".join(ch for ch in str(err.refdes)[-2:] if ch.isdigit())
+        element_pos = int(digits) if digits else None
+    name = getattr(node, "name", None) if node is not None else None
+    where = f"{segment.tag}{element_pos:02d}" if element_pos else segment.tag
+    if component_pos:
+        where += f"-{component_pos}"
+    label = f"{where} ({name})" if name else where
+    return Issue(
+        level=Level.ELEMENT,
+        code=code,
+        message=f"{label}: {meaning('IK403', code)}",
+        segment_id=segment.tag,
+        segment_position=position,
+        loop_id=loop_id,
+        element_position=element_pos,
+        component_position=component_pos,
+        element_ref=ref,
+        bad_value=err.err_val if err.err_val not in (None, "") else None,
+    )

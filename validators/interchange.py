@@ -1,0 +1,526 @@
+"""Pure; no I/O, no clock. Drives the envelope reader and the checkers over a stream of bytes
+and yields one result per interchange (or one `UnusableResult`), in file order, in constant
+memory: only findings and per-set summaries are kept, never segments."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from parsers.delimiters import DEFAULT_DELIMITERS, Delimiters
+from parsers.envelope import EnvelopeReader
+from parsers.events import (
+    NEED_DATA,
+    Event,
+    GroupEnd,
+    GroupStart,
+    InterchangeEnd,
+    InterchangeStart,
+    OversizedSegment,
+    Segment,
+    StraySegment,
+    TrailingData,
+    TransactionSetEnd,
+    TransactionSetStart,
+    Unusable,
+    UnusableReason,
+)
+from parsers.tokenizer import DEFAULT_MAX_SEGMENT_BYTES
+from validators.envelope import (
+    GUIDE_VERSION,
+    TRANSACTION_SET_ID,
+    check_ge,
+    check_gs,
+    check_iea,
+    check_isa,
+    check_se,
+    check_st,
+)
+from validators.implementation import TransactionSetChecker
+from validators.issues import (
+    InterchangeNoteCode,
+    Issue,
+    Level,
+    SegmentSyntaxError,
+    Severity,
+    TransactionSetErrorCode,
+    meaning,
+)
+
+DuplicateCheck = Callable[[str, str, str], bool]
+"""(ISA05, ISA06 unpadded, ISA13) -> True when this sender used this ISA13 before."""
+
+
+class AckCode(enum.Enum):
+    ACCEPTED = "A"
+    ACCEPTED_WITH_ERRORS = "E"
+    PARTIALLY_ACCEPTED = "P"
+    REJECTED = "R"
+
+
+class Outcome(enum.Enum):
+    ACCEPTED = "accepted"
+    ACCEPTED_WITH_ERRORS = "accepted_with_errors"
+    PARTIALLY_ACCEPTED = "partially_accepted"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationOptions:
+    expected_sender: tuple[str, str] | None = None
+    expected_receiver: tuple[str, str] | None = None
+    is_duplicate: DuplicateCheck | None = None
+    max_segment_bytes: int = DEFAULT_MAX_SEGMENT_BYTES
+    max_issues_per_set: int = 10_000
+
+
+def _ack_of(issues: Iterable[Issue]) -> AckCode:
+    worst = AckCode.ACCEPTED
+    for issue in issues:
+        if issue.severity is Severity.REJECT:
+            return AckCode.REJECTED
+        worst = AckCode.ACCEPTED_WITH_ERRORS
+    return worst
+
+
+@dataclass(slots=True)
+class TransactionSetResult:
+    st: Segment
+    issues: list[Issue] = field(default_factory=list)
+    segment_count: int = 0
+    member_count: int = 0
+    issues_truncated: int = 0
+
+    @property
+    def st01(self) -> str:
+        return self.st.element(1)
+
+    @property
+    def st02(self) -> str:
+        return self.st.element(2)
+
+    @property
+    def st03(self) -> str:
+        return self.st.element(3)
+
+    @property
+    def ack_code(self) -> AckCode:
+        return _ack_of(self.issues)
+
+    @property
+    def set_error_codes(self) -> list[str]:
+        """IK502..IK506: envelope codes first, then 5 when any segment is in error."""
+        codes = [i.code for i in self.issues if i.level is Level.TRANSACTION]
+        if any(i.level in (Level.SEGMENT, Level.ELEMENT) for i in self.issues):
+            codes.append(TransactionSetErrorCode.SEGMENTS_IN_ERROR.value)
+        return list(dict.fromkeys(codes))[:5]
+
+    @property
+    def accepted(self) -> bool:
+        return self.ack_code in (AckCode.ACCEPTED, AckCode.ACCEPTED_WITH_ERRORS)
+
+
+@dataclass(slots=True)
+class GroupResult:
+    gs: Segment
+    ge: Segment | None = None
+    issues: list[Issue] = field(default_factory=list)
+    sets: list[TransactionSetResult] = field(default_factory=list)
+
+    @property
+    def sets_included(self) -> int:
+        """AK902: the count the sender declared in GE01, else what we received."""
+        if self.ge is not None and self.ge.element(1).isdigit():
+            return int(self.ge.element(1))
+        return len(self.sets)
+
+    @property
+    def sets_accepted(self) -> int:
+        """AK904. A group with a reject-level AK905 accepts nothing."""
+        if any(i.severity is Severity.REJECT for i in self.issues):
+            return 0
+        return sum(1 for s in self.sets if s.accepted)
+
+    @property
+    def ack_code(self) -> AckCode:
+        """AK901: A / E / P (0 < accepted < received) / R."""
+        accepted = self.sets_accepted
+        if accepted == 0:
+            return AckCode.REJECTED
+        if accepted < len(self.sets):
+            return AckCode.PARTIALLY_ACCEPTED
+        codes = {s.ack_code for s in self.sets}
+        if AckCode.ACCEPTED_WITH_ERRORS in codes or self.issues:
+            return AckCode.ACCEPTED_WITH_ERRORS
+        return AckCode.ACCEPTED
+
+
+@dataclass(slots=True)
+class InterchangeResult:
+    isa: Segment
+    delimiters: Delimiters
+    offset: int
+    iea: Segment | None = None
+    end_offset: int = 0
+    issues: list[Issue] = field(default_factory=list)
+    groups: list[GroupResult] = field(default_factory=list)
+
+    @property
+    def isa13(self) -> str:
+        return self.isa.element(13)
+
+    @property
+    def sender(self) -> tuple[str, str]:
+        return self.isa.element(5), self.isa.element(6).strip()
+
+    @property
+    def receiver(self) -> tuple[str, str]:
+        return self.isa.element(7), self.isa.element(8).strip()
+
+    @property
+    def ta1_code(self) -> AckCode:
+        return _ack_of(self.issues)
+
+    @property
+    def ta1_note(self) -> str:
+        """TA105: the first interchange finding, in the order the checks ran; 000 when none."""
+        return self.issues[0].code if self.issues else InterchangeNoteCode.NO_ERROR.value
+
+    @property
+    def ta1_required(self) -> bool:
+        """A TA1 goes back when ISA14 = 1 or when the envelope has an error."""
+        return self.isa.element(14) == "1" or bool(self.issues)
+
+    @property
+    def reply_delimiters(self) -> Delimiters:
+        """Answer in the sender's delimiters when they are usable, else the defaults."""
+        return self.delimiters if not self.delimiters.problems() else DEFAULT_DELIMITERS
+
+    @property
+    def sets(self) -> Iterator[TransactionSetResult]:
+        for group in self.groups:
+            yield from group.sets
+
+    @property
+    def outcome(self) -> Outcome:
+        if self.ta1_code is AckCode.REJECTED:
+            return Outcome.REJECTED
+        sets = list(self.sets)
+        codes = {g.ack_code for g in self.groups}
+        if not sets or codes == {AckCode.REJECTED}:
+            return Outcome.REJECTED
+        if codes & {AckCode.REJECTED, AckCode.PARTIALLY_ACCEPTED}:
+            return Outcome.PARTIALLY_ACCEPTED
+        if AckCode.ACCEPTED_WITH_ERRORS in codes or self.ta1_code is AckCode.ACCEPTED_WITH_ERRORS:
+            return Outcome.ACCEPTED_WITH_ERRORS
+        return Outcome.ACCEPTED
+
+    def counts(self) -> dict[str, int]:
+        """Transaction sets and members received / accepted / rejected; they always add up."""
+        rejected_interchange = self.ta1_code is AckCode.REJECTED
+        out = dict.fromkeys(
+            (
+                "sets_received",
+                "sets_accepted",
+                "sets_rejected",
+                "members_received",
+                "members_accepted",
+                "members_rejected",
+            ),
+            0,
+        )
+        for group in self.groups:
+            group_ok = group.sets_accepted > 0
+            for s in group.sets:
+                ok = s.accepted and group_ok and not rejected_interchange
+                out["sets_received"] += 1
+                out["members_received"] += s.member_count
+                key = "accepted" if ok else "rejected"
+                out[f"sets_{key}"] += 1
+                out[f"members_{key}"] += s.member_count
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class UnusableResult:
+    reason: UnusableReason
+    offset: int
+    message: str
+
+
+def _stray_issue(code: InterchangeNoteCode, event: StraySegment, severity: Severity) -> Issue:
+    return Issue(
+        level=Level.INTERCHANGE,
+        code=code.value,
+        message=f"{meaning('TA105', code.value)} A {event.segment.tag or 'blank'} segment "
+        f"appears {event.context}.",
+        segment_id=event.segment.tag or None,
+        severity=severity,
+    )
+
+
+class InterchangeValidator:
+    """Consumes envelope events; emits results. Sans-IO: feed events, collect results."""
+
+    def __init__(self, options: ValidationOptions) -> None:
+        self.options = options
+        self._current: InterchangeResult | None = None
+        self._done: InterchangeResult | None = None  # ended, may still get trailing findings
+        self._group: GroupResult | None = None
+        self._set: TransactionSetResult | None = None
+        self._checker: TransactionSetChecker | None = None
+        self._seen_isa: set[tuple[str, str, str]] = set()
+        self._seen_gs06: set[str] = set()
+        self._seen_st02: set[str] = set()
+        self._member_start = 0  # index in the set's issues where the current member's begin
+        self._subscriber: str | None = None
+
+    # -- results -----------------------------------------------------------
+    def _flush_done(self) -> list[InterchangeResult | UnusableResult]:
+        out: list[InterchangeResult | UnusableResult] = []
+        if self._done is not None:
+            out.append(self._done)
+            self._done = None
+        return out
+
+    def on_event(self, event: Event) -> list[InterchangeResult | UnusableResult]:
+        """Handle one event; return the results it completed."""
+        if isinstance(event, InterchangeStart):
+            out = self._flush_done()
+            self._start_interchange(event)
+            return out
+        if isinstance(event, InterchangeEnd):
+            self._end_interchange(event)
+            return []
+        if isinstance(event, GroupStart):
+            self._start_group(event.gs)
+        elif isinstance(event, GroupEnd):
+            self._end_group(event)
+        elif isinstance(event, TransactionSetStart):
+            self._start_set(event.st)
+        elif isinstance(event, TransactionSetEnd):
+            self._end_set(event)
+        elif isinstance(event, Segment):
+            self._body(event)
+        elif isinstance(event, OversizedSegment):
+            self._oversized(event)
+        elif isinstance(event, StraySegment):
+            self._stray(event)
+        elif isinstance(event, TrailingData):
+            if self._done is not None:
+                self._done.issues.append(
+                    Issue(
+                        level=Level.INTERCHANGE,
+                        code=InterchangeNoteCode.INVALID_CONTROL_STRUCTURE.value,
+                        message=meaning("TA105", "022") + " Data follows the IEA.",
+                        severity=Severity.WARN,
+                    )
+                )
+        elif isinstance(event, Unusable):
+            out = self._flush_done()
+            out.append(UnusableResult(event.reason, event.offset, event.message))
+            return out
+        return []
+
+    def finish(self) -> list[InterchangeResult | UnusableResult]:
+        return self._flush_done()
+
+    # -- interchange ---------------------------------------------------------
+    def _start_interchange(self, event: InterchangeStart) -> None:
+        isa = event.isa
+        result = InterchangeResult(isa=isa, delimiters=event.delimiters, offset=isa.offset)
+        result.issues.extend(
+            check_isa(
+                isa,
+                event.delimiters,
+                fixed_width=event.fixed_width,
+                leading_bytes=event.leading_bytes,
+                expected_sender=self.options.expected_sender,
+                expected_receiver=self.options.expected_receiver,
+            )
+        )
+        key = (isa.element(5), isa.element(6).strip(), isa.element(13))
+        duplicate = key in self._seen_isa or (
+            self.options.is_duplicate is not None and self.options.is_duplicate(*key)
+        )
+        if duplicate:
+            result.issues.append(
+                Issue(
+                    level=Level.INTERCHANGE,
+                    code=InterchangeNoteCode.DUPLICATE_CONTROL_NUMBER.value,
+                    message=meaning("TA105", "025"),
+                    segment_id="ISA",
+                )
+            )
+        self._seen_isa.add(key)
+        self._seen_gs06 = set()
+        self._current = result
+
+    def _end_interchange(self, event: InterchangeEnd) -> None:
+        result = self._current
+        if result is None:  # pragma: no cover - the reader never ends what it did not start
+            return
+        result.iea = event.iea
+        result.end_offset = event.offset
+        result.issues.extend(check_iea(result.isa, event.iea, len(result.groups)))
+        self._current = None
+        self._done = result
+
+    def _stray(self, event: StraySegment) -> None:
+        if self._current is not None:
+            self._current.issues.append(
+                _stray_issue(InterchangeNoteCode.INVALID_CONTENT, event, Severity.REJECT)
+            )
+        elif self._done is not None:
+            # After the IEA: the interchange itself was whole; note it, do not reject it.
+            self._done.issues.append(
+                _stray_issue(InterchangeNoteCode.INVALID_CONTROL_STRUCTURE, event, Severity.WARN)
+            )
+
+    # -- group -------------------------------------------------------------
+    def _start_group(self, gs: Segment) -> None:
+        if self._current is None:  # pragma: no cover - GS only comes inside an interchange
+            return
+        group = GroupResult(gs=gs)
+        group.issues.extend(check_gs(gs, seen_gs06=self._seen_gs06))
+        self._seen_gs06.add(gs.element(6))
+        self._seen_st02 = set()
+        self._current.groups.append(group)
+        self._group = group
+
+    def _end_group(self, event: GroupEnd) -> None:
+        group = self._group
+        if group is None:  # pragma: no cover - the reader only ends groups it started
+            return
+        group.ge = event.ge
+        group.issues.extend(check_ge(group.gs, event.ge, event.transaction_set_count))
+        self._group = None
+
+    # -- transaction set ---------------------------------------------------
+    def _start_set(self, st: Segment) -> None:
+        if self._group is None or self._current is None:  # pragma: no cover - see the reader
+            return
+        result = TransactionSetResult(st=st)
+        envelope = check_st(st, seen_st02=self._seen_st02)
+        self._seen_st02.add(st.element(2))
+        result.issues.extend(envelope)
+        self._group.sets.append(result)
+        self._set = result
+        self._member_start = 0
+        self._subscriber = None
+        self._checker = None
+        if st.element(1) == TRANSACTION_SET_ID and st.element(3) == GUIDE_VERSION:
+            self._checker = TransactionSetChecker(self._current.delimiters)
+            self._add(self._checker.check(st))
+
+    def _add(self, issues: list[Issue]) -> None:
+        result = self._set
+        if result is None or not issues:
+            return
+        room = self.options.max_issues_per_set - len(result.issues)
+        if room < len(issues):
+            result.issues_truncated += len(issues) - max(room, 0)
+            issues = issues[: max(room, 0)]
+        if self._subscriber is not None:
+            issues = [dataclasses.replace(i, business_unit=self._subscriber) for i in issues]
+        result.issues.extend(issues)
+
+    def _body(self, segment: Segment) -> None:
+        result = self._set
+        if result is None:  # pragma: no cover - the reader only sends bodies inside a set
+            return
+        if segment.tag == "INS":
+            result.member_count += 1
+            self._member_start = len(result.issues)
+            self._subscriber = None
+        elif (
+            segment.tag == "REF"
+            and segment.element(1) == "0F"
+            and self._subscriber is None
+            and result.member_count
+        ):
+            # X231 CTX: name the member in error by its subscriber number, back-filling the
+            # findings already made on this member (the INS comes before its REF*0F).
+            self._subscriber = segment.element(2)
+            for i in range(self._member_start, len(result.issues)):
+                result.issues[i] = dataclasses.replace(
+                    result.issues[i], business_unit=self._subscriber
+                )
+        if self._checker is not None:
+            self._add(self._checker.check(segment))
+
+    def _oversized(self, event: OversizedSegment) -> None:
+        if self._set is not None and event.index is not None:
+            self._add(
+                [
+                    Issue(
+                        level=Level.SEGMENT,
+                        code=SegmentSyntaxError.DATA_ELEMENT_ERRORS.value,
+                        message=f"A segment of {event.length} bytes exceeds the "
+                        f"{self.options.max_segment_bytes}-byte limit and was not read.",
+                        segment_id=event.tag_prefix or None,
+                        segment_position=event.index,
+                    )
+                ]
+            )
+        elif self._current is not None:
+            self._current.issues.append(
+                Issue(
+                    level=Level.INTERCHANGE,
+                    code=InterchangeNoteCode.INVALID_CONTENT.value,
+                    message=f"{meaning('TA105', '024')} A segment of {event.length} bytes "
+                    f"exceeds the {self.options.max_segment_bytes}-byte limit.",
+                )
+            )
+
+    def _end_set(self, event: TransactionSetEnd) -> None:
+        result = self._set
+        if result is None:  # pragma: no cover - the reader only ends sets it started
+            return
+        result.segment_count = event.segment_count
+        if self._checker is not None and event.se is not None:
+            self._add(self._checker.check(event.se))
+        # Envelope findings are not about a member.
+        self._subscriber = None
+        self._add(check_se(result.st, event.se, event.segment_count))
+        # X231: IK3 loops in segment order; pyx12 reports a missing segment when its loop closes.
+        result.issues.sort(
+            key=lambda i: (i.level is not Level.TRANSACTION, i.segment_position or 0)
+        )
+        self._set = None
+        self._checker = None
+
+
+def validate_events(
+    events: Iterable[Event], options: ValidationOptions | None = None
+) -> Iterator[InterchangeResult | UnusableResult]:
+    validator = InterchangeValidator(options or ValidationOptions())
+    for event in events:
+        yield from validator.on_event(event)
+    yield from validator.finish()
+
+
+def validate_stream(
+    chunks: Iterable[bytes], options: ValidationOptions | None = None
+) -> Iterator[InterchangeResult | UnusableResult]:
+    """Every interchange of a byte stream, validated; results in file order, streaming."""
+    opts = options or ValidationOptions()
+    reader = EnvelopeReader(max_segment_bytes=opts.max_segment_bytes)
+    validator = InterchangeValidator(opts)
+
+    def drain() -> Iterator[InterchangeResult | UnusableResult]:
+        while True:
+            event = reader.next_event()
+            if event is NEED_DATA or event is None:
+                return
+            yield from validator.on_event(event)  # type: ignore[arg-type]
+
+    for chunk in chunks:
+        if chunk:
+            reader.feed(chunk)
+            yield from drain()
+    reader.feed(b"")
+    yield from drain()
+    yield from validator.finish()
