@@ -50,6 +50,7 @@ class Action(enum.Enum):
     START_SET = "start_set"
     END_SET = "end_set"
     BODY = "body"
+    CONTROL = "control"
     STRAY = "stray"
 
 
@@ -64,6 +65,8 @@ TRANSITIONS: dict[tuple[State, str], tuple[tuple[Action, ...], State]] = {
     (_S.INTERCHANGE, "ISA"): ((_A.END_INTERCHANGE_MISSING, _A.START_INTERCHANGE), _S.INTERCHANGE),
     (_S.INTERCHANGE, "IEA"): ((_A.END_INTERCHANGE,), _S.OUTSIDE),
     (_S.INTERCHANGE, "GS"): ((_A.START_GROUP,), _S.GROUP),
+    # X12.5: a TA1 (acknowledging an earlier interchange) may follow the ISA, before any GS.
+    (_S.INTERCHANGE, "TA1"): ((_A.CONTROL,), _S.INTERCHANGE),
     (_S.GROUP, "ISA"): (
         (_A.END_GROUP_MISSING, _A.END_INTERCHANGE_MISSING, _A.START_INTERCHANGE),
         _S.INTERCHANGE,
@@ -94,8 +97,10 @@ AT_END: dict[State, tuple[Action, ...]] = {
 
 def transition(state: State, tag: str) -> tuple[tuple[Action, ...], State]:
     """The actions and next state for a segment; anything not in the table is stray."""
-    key = (state, tag if tag in _ENVELOPE_TAGS else "*")
-    return TRANSITIONS.get(key, ((_A.STRAY,), state))
+    found = TRANSITIONS.get((state, tag))
+    if found is None and tag not in _ENVELOPE_TAGS:
+        found = TRANSITIONS.get((state, "*"))
+    return found if found is not None else ((_A.STRAY,), state)
 
 
 class EnvelopeReader:
@@ -217,6 +222,8 @@ class EnvelopeReader:
                 segment = _required(segment)
                 self._set_count += 1
                 self._pending.append(_at(segment, self._set_count))
+            elif action is Action.CONTROL:
+                self._pending.append(_required(segment))
             elif action is Action.STRAY:
                 segment = _required(segment)
                 self._pending.append(StraySegment(segment=segment, context=self.state.value))

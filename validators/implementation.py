@@ -35,6 +35,35 @@ def load_map() -> Any:
     return pyx12.map_if.load_map_file(MAP_FILE, pyx12.params.ParamsBase())
 
 
+@functools.cache
+def guide_segment_ids() -> frozenset[str]:
+    """Every segment ID the 834 guide uses anywhere (envelope included)."""
+    found: set[str] = set()
+    stack = [load_map()]
+    while stack:
+        node = stack.pop()
+        if node.is_segment():
+            found.add(str(node.id))
+        elif node.is_loop() or node.is_map_root():
+            stack.extend(_children(node))
+    return frozenset(found)
+
+
+def _loop_segment_ids(node: Any) -> set[str]:
+    loop = pop_to_parent_loop(node) if node is not None and not node.is_loop() else node
+    if loop is None:
+        return set()
+    return {str(c.id) for c in _children(loop) if c.is_segment()}
+
+
+def _children(node: Any) -> list[Any]:
+    """A loop's or the root's children (pyx12 keeps them in `pos_map`, by position)."""
+    pos_map = getattr(node, "pos_map", None)
+    if pos_map:
+        return [child for pos in sorted(pos_map) for child in pos_map[pos]]
+    return list(getattr(node, "children", None) or [])
+
+
 def loop_id_of(node: Any) -> str | None:
     """The implementation guide's loop id (IK303) that holds a map node, or None."""
     if node is None:
@@ -92,6 +121,16 @@ class TransactionSetChecker:
         for err in walk_errors:
             code = err.err_cde if err.err_cde in _SEGMENT_CODES else "2"
             seg_id = err.seg_data.get_seg_id() if err.seg_data is not None else segment.tag
+            if code == SegmentSyntaxError.UNRECOGNIZED_SEGMENT_ID.value and seg_id in (
+                guide_segment_ids()
+            ):
+                # pyx12 says "unrecognized" for any segment it cannot place. X231: a known 834
+                # segment out of place is 7 when its loop has it elsewhere, else 2.
+                code = (
+                    SegmentSyntaxError.SEGMENT_OUT_OF_SEQUENCE.value
+                    if seg_id in _loop_segment_ids(self._node)
+                    else SegmentSyntaxError.UNEXPECTED_SEGMENT.value
+                )
             if (
                 err.map_node is not None
                 and code == SegmentSyntaxError.REQUIRED_SEGMENT_MISSING.value

@@ -1,0 +1,97 @@
+"""`edi834 validate` end to end, through a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SAMPLES
+from tests.x12build import TS, Group, x12
+
+NOW = ["--now", "2026-01-02T03:04:00+00:00", "--receiver", "ZZ:EDI834GATEWAY"]
+
+
+def run(edi834: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [str(edi834), "validate", *args], input=stdin, capture_output=True, timeout=120, check=False
+    )
+
+
+class TestValidateCommand:
+    def test_clean_file_exit_0_and_acks(self, edi834: Path, tmp_path: Path) -> None:
+        sample = SAMPLES / "good_exchange_new_enrollment.834"
+        proc = run(edi834, str(sample), "--out", str(tmp_path), "--json", *NOW)
+        assert proc.returncode == 0, proc.stderr
+        summary = json.loads(proc.stdout)
+        assert summary["verdict"] == "accepted" and summary["exit_code"] == 0
+        assert (tmp_path / "good_exchange_new_enrollment.999").read_bytes() == (
+            SAMPLES / "good_exchange_new_enrollment.999"
+        ).read_bytes()
+        assert (tmp_path / "good_exchange_new_enrollment.ta1").exists()
+
+    @pytest.mark.parametrize(
+        ("sample", "code"),
+        [
+            ("bad_ak901_p_one_of_three.834", 1),
+            ("bad_ik403_7_ins03_code.834", 2),
+            ("bad_ta1_001_control_mismatch.834", 2),
+            ("unusable_binary.834", 3),
+        ],
+    )
+    def test_exit_status(self, edi834: Path, tmp_path: Path, sample: str, code: int) -> None:
+        proc = run(edi834, str(SAMPLES / sample), "--out", str(tmp_path), *NOW)
+        assert proc.returncode == code, proc.stdout + proc.stderr
+        assert proc.stderr == b""
+
+    def test_findings_have_plain_english_and_no_values(self, edi834: Path, tmp_path: Path) -> None:
+        proc = run(
+            edi834, str(SAMPLES / "bad_ik403_8_dmg02_date.834"), "--out", str(tmp_path), "--json"
+        )
+        summary = json.loads(proc.stdout)
+        findings = [
+            f
+            for ic in summary["interchanges"]
+            for g in ic["groups"]
+            for s in g["transaction_sets"]
+            for f in s["findings"]
+        ]
+        assert any(f["family"] == "IK403" and f["code"] == "8" and f["meaning"] for f in findings)
+        assert all("bad_value" not in f and "business_unit" not in f for f in findings)
+
+    @pytest.mark.parametrize(
+        ("data", "reason"),
+        [(b"", "empty"), (bytes(range(256)) * 4, "binary"), (b"ISA*00*    ", "truncated_isa")],
+    )
+    def test_unusable_input_from_stdin(
+        self, edi834: Path, tmp_path: Path, data: bytes, reason: str
+    ) -> None:
+        proc = run(edi834, "-", "--out", str(tmp_path), "--json", stdin=data)
+        assert proc.returncode == 3
+        assert json.loads(proc.stdout)["unusable"]["reason"] == reason
+        rejected = json.loads((tmp_path / "stdin.rejected.json").read_text())
+        assert rejected["reason"] == reason and rejected["message"]
+
+    def test_truncated_file_is_rejected_with_ta1_023(self, edi834: Path, tmp_path: Path) -> None:
+        data = x12(Group(sets=[TS()]))
+        path = tmp_path / "cut.834"
+        path.write_bytes(data[: len(data) // 2])
+        proc = run(edi834, str(path), "--out", str(tmp_path / "out"), "--json")
+        assert proc.returncode == 2
+        ta1 = (tmp_path / "out" / "cut.ta1").read_text()
+        assert "*R*023~" in ta1
+
+    def test_several_files_worst_exit_and_one_line_each(self, edi834: Path, tmp_path: Path) -> None:
+        files = [str(SAMPLES / "good_cancel.834"), str(SAMPLES / "unusable_empty.834")]
+        proc = run(edi834, *files, "--out", str(tmp_path), "--json")
+        lines = proc.stdout.decode().splitlines()
+        assert [json.loads(x)["verdict"] for x in lines] == ["accepted", "unusable"]
+        assert proc.returncode == 3
+
+    def test_missing_file_is_reported_not_a_traceback(self, edi834: Path, tmp_path: Path) -> None:
+        proc = run(edi834, str(tmp_path / "nope.834"), "--out", str(tmp_path), "--json")
+        assert proc.returncode == 3
+        assert b"Traceback" not in proc.stderr
+        assert json.loads(proc.stdout)["unusable"]["reason"] == "unreadable"

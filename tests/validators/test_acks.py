@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from parsers import InterchangeStart, Segment, StraySegment, TransactionSetEnd, read_events
+from tests.validators.helpers import one
+from tests.x12build import TS, Group, x12
+from validators.acks import build_999, build_ta1
+
+NOW = dt.datetime(2026, 3, 4, 5, 6, tzinfo=dt.UTC)
+
+
+def segs(data: bytes) -> list[Segment]:
+    out: list[Segment] = []
+    for e in read_events([data]):
+        if isinstance(e, Segment | StraySegment):
+            out.append(e if isinstance(e, Segment) else e.segment)
+        elif isinstance(e, InterchangeStart):
+            out.append(e.isa)
+        elif isinstance(e, TransactionSetEnd) and e.se is not None:
+            out.append(e.se)
+        for name in ("gs", "ge", "st", "iea"):
+            seg = getattr(e, name, None)
+            if isinstance(seg, Segment):
+                out.append(seg)
+    return out
+
+
+class TestBuildTa1:
+    def test_ta1_envelope_and_content(self) -> None:
+        result = one(x12(iea02="000000999"))
+        ack = build_ta1(result, control_number=42, now=NOW)
+        s = segs(ack)
+        assert [x.tag for x in s] == ["ISA", "TA1", "IEA"]
+        isa, ta1, iea = s
+        assert len(ack.split(b"~")[0]) + 1 == 106
+        assert (isa.element(6).strip(), isa.element(8).strip()) == ("EDI834GATEWAY", "VA0FFM")
+        assert isa.element(13) == "000000042" and iea.elements == ("0", "000000042")
+        assert ta1.elements == ("000000101", "260421", "0221", "R", "001")
+
+    def test_builder_is_deterministic_and_needs_an_aware_clock(self) -> None:
+        result = one(x12())
+        assert build_ta1(result, control_number=1, now=NOW) == build_ta1(
+            result, control_number=1, now=NOW
+        )
+        with pytest.raises(ValueError, match="timezone"):
+            build_ta1(result, control_number=1, now=NOW.replace(tzinfo=None))
+
+    def test_answers_in_the_senders_delimiters(self) -> None:
+        data = x12(isa_kwargs={"rep": "!", "comp": ">"}, sep="|", term="'")
+        ack = build_999(one(data), control_number=7, now=NOW)
+        assert ack.startswith(b"ISA|") and b"'ST|999|0001|005010X231A1'" in ack
+
+
+class TestBuild999:
+    def test_clean_group(self) -> None:
+        s = segs(build_999(one(x12()), control_number=9, now=NOW))
+        tags = [x.tag for x in s]
+        assert tags == ["ISA", "GS", "ST", "AK1", "AK2", "IK5", "AK9", "SE", "GE", "IEA"]
+        gs = s[1]
+        assert gs.element(1) == "FA" and gs.element(8) == "005010X231A1" and gs.element(6) == "9"
+        assert s[2].elements == ("999", "0001", "005010X231A1")
+        assert s[3].elements == ("BE", "101", "005010X220A1")
+        assert s[6].elements == ("A", "1", "1", "1")
+        assert s[7].element(1) == "6"  # ST..SE
+
+    def test_partial_group_ik3_ik4_ctx(self) -> None:
+        bad = TS(
+            st02="0002", body=[b.replace("DMG*D8*19910323", "DMG*D8*19911345") for b in TS().body]
+        )
+        data = x12(Group(sets=[TS(st02="0001"), bad]))
+        s = segs(build_999(one(data), control_number=9, now=NOW))
+        body = [
+            (x.tag, x.elements) for x in s if x.tag in ("AK2", "IK3", "CTX", "IK4", "IK5", "AK9")
+        ]
+        assert body == [
+            ("AK2", ("834", "0001", "005010X220A1")),
+            ("IK5", ("A",)),
+            ("AK2", ("834", "0002", "005010X220A1")),
+            ("IK3", ("DMG", "12", "2100A", "8")),
+            ("CTX", ("SUBSCRIBER NUMBER:SUB1000001",)),
+            ("IK4", ("2", "1251", "8", "19911345")),
+            ("IK5", ("R", "5")),
+            ("AK9", ("P", "2", "2", "1")),
+        ]
+
+    def test_one_999_per_group_and_ak905(self) -> None:
+        data = x12(Group(gs06="1"), Group(gs06="2", ge02="9"))
+        s = segs(build_999(one(data), control_number=9, now=NOW))
+        assert [x.element(1) for x in s if x.tag == "ST"] == ["999", "999"]
+        assert [x.elements for x in s if x.tag == "AK9"] == [
+            ("A", "1", "1", "1"),
+            ("R", "1", "1", "0", "4"),
+        ]
+        assert next(x for x in s if x.tag == "GE").element(1) == "2"
+
+    def test_missing_element_has_no_bad_value(self) -> None:
+        bad = TS(body=[b.replace("NM1*IL*1*DOE", "NM1*IL*1*") for b in TS().body])
+        s = segs(build_999(one(x12(Group(sets=[bad]))), control_number=9, now=NOW))
+        ik4 = [x for x in s if x.tag == "IK4"]
+        assert ik4 and ik4[0].elements == ("3", "1035", "1")

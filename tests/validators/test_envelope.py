@@ -1,0 +1,170 @@
+"""One focused test per TA105 / AK905 / IK502 code we emit."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.validators.helpers import codes, one, results
+from tests.x12build import TS, Group, x12
+from validators.interchange import AckCode, InterchangeResult, Outcome, UnusableResult
+
+
+def ta1(result: InterchangeResult) -> tuple[str, str]:
+    return result.ta1_code.value, result.ta1_note
+
+
+class TestInterchange:
+    def test_clean_interchange_has_no_findings(self) -> None:
+        result = one(x12(), expected_receiver=("ZZ", "EDI834GATEWAY"))
+        assert codes(result) == set()
+        assert ta1(result) == ("A", "000")
+        assert result.ta1_required  # ISA14 = 1
+        assert result.outcome is Outcome.ACCEPTED
+
+    def test_no_ta1_when_not_requested_and_clean(self) -> None:
+        assert not one(x12(isa_kwargs={"ack": "0"})).ta1_required
+
+    @pytest.mark.parametrize(
+        ("data", "code"),
+        [
+            (x12(iea02="000000999"), "001"),
+            (x12(isa_kwargs={"version": "00401"}), "003"),
+            (x12(isa_kwargs={"sender_qualifier": "99"}), "005"),
+            (x12(isa_kwargs={"receiver_qualifier": "9Z"}), "007"),
+            (x12(isa_kwargs={"receiver": " " * 15}), "008"),
+            (x12(isa_kwargs={"date": "261345"}), "014"),
+            (x12(isa_kwargs={"time": "2575"}), "015"),
+            (x12(isa_kwargs={"version": "5010X"}), "017"),
+            (x12(isa_kwargs={"control": "00000A101"}), "018"),
+            (x12(isa_kwargs={"ack": "2"}), "019"),
+            (x12(isa_kwargs={"usage": "X"}), "020"),
+            (x12(iea01="2"), "021"),
+            (b"\xef\xbb\xbf" + x12(), "022"),
+            (x12(iea=False), "023"),
+            (x12(isa_kwargs={"comp": "A"}), "027"),
+            (x12(isa_kwargs={"rep": "Q"}), "016"),
+        ],
+    )
+    def test_ta105(self, data: bytes, code: str) -> None:
+        result = one(data)
+        assert f"TA105:{code}" in codes(result)
+        assert result.ta1_required
+        assert result.ta1_code is AckCode.REJECTED
+        assert result.outcome is Outcome.REJECTED
+
+    def test_004_invalid_segment_terminator(self) -> None:
+        result = one(x12(term="Z"))
+        assert "TA105:004" in codes(result)
+
+    def test_026_invalid_element_separator_is_read_by_fixed_offsets(self) -> None:
+        result = one(x12(sep="A").replace(b"ISA", b"ISA", 1))
+        assert "TA105:026" in codes(result)
+        assert result.isa13 == "000000101"  # still addressable in the TA1
+
+    def test_010_to_013_authorization_and_security(self) -> None:
+        data = x12().replace(
+            b"ISA*00*          *00*          ", b"ISA*07*SECRETPASS*09*ABCDEFGHIJ", 1
+        )
+        found = codes(one(data))
+        assert {"TA105:010", "TA105:012"} <= found
+        data = x12().replace(
+            b"ISA*00*          *00*          ", b"ISA*00*SECRETPASS*00*ABCDEFGHIJ", 1
+        )
+        assert {"TA105:011", "TA105:013"} <= codes(one(data))
+
+    def test_006_sender_is_not_the_authenticated_partner(self) -> None:
+        result = one(x12(), expected_sender=("ZZ", "MD0SBE"))
+        assert "TA105:006" in codes(result)
+        assert one(x12(), expected_sender=("ZZ", "VA0FFM")).ta1_note == "000"
+
+    def test_006_blank_sender(self) -> None:
+        assert "TA105:006" in codes(one(x12(isa_kwargs={"sender": " " * 15})))
+
+    def test_009_receiver_is_not_us(self) -> None:
+        result = one(x12(), expected_receiver=("ZZ", "OTHERPAYER"))
+        assert "TA105:009" in codes(result)
+
+    def test_024_segment_between_isa_and_gs(self) -> None:
+        data = x12().replace(b"~GS*", b"~NM1*IL*1*DOE~GS*", 1)
+        assert "TA105:024" in codes(one(data))
+
+    def test_025_duplicate_in_file_and_from_history(self) -> None:
+        out = results(x12() + x12())
+        assert isinstance(out[1], InterchangeResult)
+        assert "TA105:025" not in codes(out[0])  # type: ignore[arg-type]
+        assert "TA105:025" in codes(out[1])
+        seen = {("ZZ", "VA0FFM", "000000101")}
+        result = one(x12(), is_duplicate=lambda q, i, n: (q, i, n) in seen)
+        assert "TA105:025" in codes(result)
+
+    def test_trailing_segment_after_iea_is_noted_not_rejected(self) -> None:
+        result = one(x12() + b"NM1*IL*1*DOE~")
+        assert "TA105:022" in codes(result)
+        assert result.ta1_code is AckCode.ACCEPTED_WITH_ERRORS
+        assert result.outcome is Outcome.ACCEPTED_WITH_ERRORS
+
+    def test_unusable_after_an_interchange_keeps_the_interchange(self) -> None:
+        out = results(x12() + b"ISA*00*trunc")
+        assert isinstance(out[0], InterchangeResult)
+        assert isinstance(out[1], UnusableResult)
+
+
+class TestGroup:
+    @pytest.mark.parametrize(
+        ("groups", "code"),
+        [
+            ((Group(gs01="HC"),), "1"),
+            ((Group(gs08="005010X220"),), "2"),
+            ((Group(trailer=False),), "3"),
+            ((Group(ge02="999"),), "4"),
+            ((Group(ge01="3"),), "5"),
+            ((Group(gs06="ABC"),), "6"),
+            ((Group(gs06="7"), Group(gs06="7")), "19"),
+        ],
+    )
+    def test_ak905(self, groups: tuple[Group, ...], code: str) -> None:
+        result = one(x12(*groups))
+        assert f"AK905:{code}" in codes(result)
+        bad = [g for g in result.groups if g.issues]
+        assert bad and all(g.ack_code is AckCode.REJECTED and g.sets_accepted == 0 for g in bad)
+
+    def test_partial_acceptance_is_p(self) -> None:
+        bad = TS(st02="0002", body=[b.replace("INS*Y*18*021", "INS*Y*18*099") for b in TS().body])
+        result = one(x12(Group(sets=[TS(st02="0001"), bad, TS(st02="0003")])))
+        group = result.groups[0]
+        assert group.ack_code is AckCode.PARTIALLY_ACCEPTED
+        assert (group.sets_included, len(group.sets), group.sets_accepted) == (3, 3, 2)
+        assert result.outcome is Outcome.PARTIALLY_ACCEPTED
+        assert result.counts() == {
+            "sets_received": 3,
+            "sets_accepted": 2,
+            "sets_rejected": 1,
+            "members_received": 3,
+            "members_accepted": 2,
+            "members_rejected": 1,
+        }
+
+
+class TestTransactionSet:
+    @pytest.mark.parametrize(
+        ("sets", "code"),
+        [
+            ([TS(trailer=False)], "2"),
+            ([TS(se02="0009")], "3"),
+            ([TS(se01="99")], "4"),
+            ([TS(st01="835")], "6"),
+            ([TS(st02="01")], "7"),
+            ([TS(st03="005010X221A1")], "19"),
+            ([TS(st02="0001"), TS(st02="0001")], "23"),
+        ],
+    )
+    def test_ik502(self, sets: list[TS], code: str) -> None:
+        result = one(x12(Group(sets=sets)))
+        assert f"IK502:{code}" in codes(result)
+        flagged = [s for s in result.groups[0].sets if code in s.set_error_codes]
+        assert flagged and all(s.ack_code is AckCode.REJECTED for s in flagged)
+
+    def test_segment_errors_give_ik502_5(self) -> None:
+        bad = TS(body=[b.replace("DMG*D8*19910323", "DMG*D8*19911345") for b in TS().body])
+        result = one(x12(Group(sets=[bad])))
+        assert result.groups[0].sets[0].set_error_codes == ["5"]
