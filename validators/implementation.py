@@ -64,10 +64,20 @@ def _children(node: Any) -> list[Any]:
     return list(getattr(node, "children", None) or [])
 
 
+_LOOP_IDS: dict[int, str | None] = {}
+
+
 def loop_id_of(node: Any) -> str | None:
     """The implementation guide's loop id (IK303) that holds a map node, or None."""
     if node is None:
         return None
+    key = id(node)  # map nodes live as long as the cached map
+    if key not in _LOOP_IDS:
+        _LOOP_IDS[key] = _find_loop_id(node)
+    return _LOOP_IDS[key]
+
+
+def _find_loop_id(node: Any) -> str | None:
     loop = node if node.is_loop() else pop_to_parent_loop(node)
     while loop is not None and not loop.is_map_root():
         if loop.id not in _NOT_GUIDE_LOOPS:
@@ -89,9 +99,12 @@ class TransactionSetChecker:
         self._ls_id: str | None = None
 
     def _to_pyx12(self, segment: Segment) -> pyx12.segment.Segment:
+        # Build pyx12's segment from ours directly: no re-joining and re-splitting of the text.
         d = self._delims
-        text = d.element.join((segment.tag, *segment.elements))
-        return pyx12.segment.Segment(text, d.segment, d.element, d.component, d.repetition)
+        seg = pyx12.segment.Segment(None, d.segment, d.element, d.component, d.repetition)
+        seg.seg_id = segment.tag
+        seg.elements = [pyx12.segment.Composite(e, d.component) for e in segment.elements]
+        return seg
 
     def check(self, segment: Segment) -> list[Issue]:
         """Issues for one segment of the set (ST and SE included), in pyx12's order."""
