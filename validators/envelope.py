@@ -8,6 +8,7 @@ import re
 
 from parsers.delimiters import Delimiters, is_delimiter_char
 from parsers.events import Segment
+from parsers.tokenizer import ISA_WIDTHS
 from validators.issues import (
     GroupErrorCode,
     InterchangeNoteCode,
@@ -54,7 +55,6 @@ ID_QUALIFIERS = frozenset(
         "ZZ",
     }
 )
-ISA_WIDTHS = (2, 10, 2, 10, 2, 15, 2, 15, 6, 4, 1, 5, 9, 1, 1, 1)
 _DIGITS = re.compile(r"\d+")
 
 
