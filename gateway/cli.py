@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from validators.interchange import ValidationOptions
 
@@ -20,6 +22,44 @@ def _party(value: str) -> tuple[str, str]:
 def _timestamp(value: str) -> dt.datetime:
     moment = dt.datetime.fromisoformat(value)
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+# Flags that override EDI834_* settings (None = not given).
+SETTING_FLAGS = (
+    ("--data-dir", "data_dir", Path),
+    ("--database-url", "database_url", str),
+    ("--http-host", "http_host", str),
+    ("--http-port", "http_port", int),
+    ("--sftp-host", "sftp_host", str),
+    ("--sftp-port", "sftp_port", int),
+    ("--isa-qualifier", "isa_qualifier", str),
+    ("--isa-id", "isa_id", str),
+    ("--tls-cert", "tls_cert", Path),
+    ("--tls-key", "tls_key", Path),
+)
+
+
+def _add_setting_flags(p: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
+    for flag, dest, kind in SETTING_FLAGS:
+        if names is None or dest in names:
+            p.add_argument(
+                flag,
+                dest=f"setting_{dest}",
+                type=kind,
+                default=None,
+                help=f"overrides EDI834_{dest.upper()}",
+            )
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from gateway.settings import Settings
+
+    overrides = {
+        k.removeprefix("setting_"): v
+        for k, v in vars(args).items()
+        if k.startswith("setting_") and v is not None
+    }
+    return Settings(**overrides)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +79,130 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--control-number", type=int, default=1, help="first ISA13/GS06 we use")
     v.add_argument("--now", type=_timestamp, help="timestamp for the acks (ISO 8601)")
     v.add_argument("--max-segment-bytes", type=int, default=65_536)
+
+    s = sub.add_parser("serve", help="run the HTTP API, the SFTP server and the worker")
+    _add_setting_flags(s)
+
+    db = sub.add_parser("db", help="database maintenance")
+    dbsub = db.add_subparsers(dest="db_command", required=True)
+    up = dbsub.add_parser("upgrade", help="apply the Alembic migrations")
+    _add_setting_flags(up, ("data_dir", "database_url"))
+
+    p = sub.add_parser("partner", help="manage trading partners")
+    psub = p.add_subparsers(dest="partner_command", required=True)
+    add = psub.add_parser("add", help="register a partner; prints its API key once")
+    add.add_argument("--name", required=True, help="also the SFTP user name")
+    add.add_argument(
+        "--isa-qualifier",
+        dest="partner_qualifier",
+        required=True,
+        help="ISA05 the partner sends, e.g. ZZ",
+    )
+    add.add_argument(
+        "--isa-id", dest="partner_isa_id", required=True, help="ISA06 the partner sends"
+    )
+    add.add_argument(
+        "--sftp-key",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PUBKEY_FILE",
+        help="OpenSSH public key file (repeatable)",
+    )
+    add.add_argument("--webhook-url", help="POSTed on acknowledged and failed")
+    add.add_argument("--webhook-secret", help="HMAC-SHA256 secret (generated if omitted)")
+    add.add_argument("--json", action="store_true")
+    _add_setting_flags(add, ("data_dir", "database_url"))
+    ls = psub.add_parser("list", help="list partners")
+    ls.add_argument("--json", action="store_true")
+    _add_setting_flags(ls, ("data_dir", "database_url"))
+    for name, text in (
+        ("rotate-key", "issue a new API key (the old one stops working)"),
+        ("disable", "refuse the partner's API key and SFTP logins"),
+        ("enable", "allow the partner again"),
+    ):
+        c = psub.add_parser(name, help=text)
+        c.add_argument("name")
+        c.add_argument("--json", action="store_true")
+        _add_setting_flags(c, ("data_dir", "database_url"))
     return parser
+
+
+def _partner_command(args: argparse.Namespace) -> int:
+    from gateway.context import Gateway
+    from gateway.db.migrate import upgrade
+    from gateway.db.session import unit_of_work
+    from gateway.errors import GatewayError
+    from gateway.partners import add_partner, read_public_keys, rotate_key, set_enabled
+
+    settings = _settings(args)
+    gw = Gateway.open(settings)
+    upgrade(settings.sqlalchemy_url)
+    out: dict[str, Any] | list[dict[str, Any]]
+    try:
+        with unit_of_work(gw.sessions) as session:
+            if args.partner_command == "add":
+                partner, key = add_partner(
+                    session,
+                    name=args.name,
+                    isa_qualifier=args.partner_qualifier,
+                    isa_id=args.partner_isa_id,
+                    sftp_keys=read_public_keys(args.sftp_key),
+                    webhook_url=args.webhook_url,
+                    webhook_secret=args.webhook_secret,
+                )
+                for d in ("inbound", "outbound"):
+                    (settings.sftp_root / partner.name / d).mkdir(parents=True, exist_ok=True)
+                out = {"name": partner.name, "api_key": key}
+                if not args.json:
+                    sys.stdout.write(
+                        f"partner {partner.name} ({partner.isa_qualifier}:{partner.isa_id}) "
+                        f"added.\nAPI key (shown once, keep it secret): {key}\n"
+                        + (
+                            f"webhook secret: {partner.webhook_secret}\n"
+                            if partner.webhook_url
+                            else ""
+                        )
+                    )
+            elif args.partner_command == "rotate-key":
+                key = rotate_key(session, args.name)
+                out = {"name": args.name, "api_key": key}
+                if not args.json:
+                    sys.stdout.write(f"new API key for {args.name} (shown once): {key}\n")
+            elif args.partner_command in ("disable", "enable"):
+                partner = set_enabled(session, args.name, args.partner_command == "enable")
+                out = {"name": partner.name, "enabled": partner.enabled}
+                if not args.json:
+                    sys.stdout.write(f"{partner.name}: {args.partner_command}d\n")
+            else:
+                from gateway.db.repositories import list_partners
+
+                out = [
+                    {
+                        "name": p.name,
+                        "isa": f"{p.isa_qualifier}:{p.isa_id}",
+                        "enabled": p.enabled,
+                        "sftp_keys": len([k for k in p.sftp_keys.splitlines() if k]),
+                        "webhook": bool(p.webhook_url),
+                        "created_at": p.created_at.isoformat(),
+                    }
+                    for p in list_partners(session)
+                ]
+                if not args.json:
+                    for row in out:
+                        sys.stdout.write(
+                            f"{row['name']:<24} {row['isa']:<20} "
+                            f"{'enabled' if row['enabled'] else 'DISABLED':<9} "
+                            f"keys={row['sftp_keys']} webhook={'yes' if row['webhook'] else 'no'}\n"
+                        )
+    except GatewayError as exc:
+        sys.stderr.write(f"edi834 partner {args.partner_command}: {exc.message}\n")
+        return 1
+    finally:
+        gw.close()
+    if args.json:
+        sys.stdout.write(json.dumps(out) + "\n")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +223,20 @@ def main(argv: list[str] | None = None) -> int:
             control_number=args.control_number,
             now=args.now or dt.datetime.now(dt.UTC),
         )
+    if args.command == "serve":
+        from gateway.serve import serve
+
+        return serve(_settings(args))
+    if args.command == "db":
+        from gateway.db.migrate import upgrade
+
+        settings = _settings(args)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        upgrade(settings.sqlalchemy_url)
+        sys.stdout.write(f"database at head: {settings.sqlalchemy_url.split('@')[-1]}\n")
+        return 0
+    if args.command == "partner":
+        return _partner_command(args)
     return 2  # pragma: no cover - argparse requires a command
 
 

@@ -9,11 +9,18 @@ from parsers.writer import segment
 
 
 def reply_isa(
-    received_isa: Segment, *, control_number: int, now: dt.datetime, repetition: str
+    received_isa: Segment,
+    *,
+    control_number: int,
+    now: dt.datetime,
+    repetition: str,
+    sender: tuple[str, str] | None = None,
 ) -> Segment:
     """Our ISA: sender and receiver swapped from the received ISA; ISA14 = 0 (we ask for no TA1
-    back); ISA15 mirrors the received test/production indicator."""
+    back); ISA15 mirrors the received test/production indicator. `sender` (qualifier, id) is our
+    registered identity when known; otherwise we answer as the received ISA07/ISA08."""
     e = received_isa.element
+    our_qualifier, our_id = sender if sender is not None else (e(7), e(8))
     usage = e(15) if e(15) in ("P", "T") else "P"
     return segment(
         "ISA",
@@ -21,8 +28,8 @@ def reply_isa(
         " " * 10,
         "00",
         " " * 10,
-        _fit(e(7), 2) if e(7).strip() else "ZZ",
-        _fit(e(8), 15),
+        _fit(our_qualifier, 2) if our_qualifier.strip() else "ZZ",
+        _fit(our_id, 15),
         _fit(e(5), 2) if e(5).strip() else "ZZ",
         _fit(e(6), 15),
         now.strftime("%y%m%d"),

@@ -9,13 +9,25 @@ from validators.acks.envelope import iea, reply_isa, with_component
 from validators.interchange import InterchangeResult
 
 
-def build_ta1(result: InterchangeResult, *, control_number: int, now: dt.datetime) -> bytes:
+def build_ta1(
+    result: InterchangeResult,
+    *,
+    control_number: int,
+    now: dt.datetime,
+    sender: tuple[str, str] | None = None,
+) -> bytes:
     """ISA / TA1*ISA13*ISA09*ISA10*TA104*TA105 / IEA, in the sender's delimiters when usable."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     d = result.reply_delimiters
     isa = with_component(
-        reply_isa(result.isa, control_number=control_number, now=now, repetition=d.repetition),
+        reply_isa(
+            result.isa,
+            control_number=control_number,
+            now=now,
+            repetition=d.repetition,
+            sender=sender,
+        ),
         d.component,
     )
     e = result.isa.element

@@ -17,7 +17,13 @@ ACK_VERSION = "005010X231A1"
 MAX_BAD_VALUE = 99  # IK404 is AN 1/99
 
 
-def build_999(result: InterchangeResult, *, control_number: int, now: dt.datetime) -> bytes:
+def build_999(
+    result: InterchangeResult,
+    *,
+    control_number: int,
+    now: dt.datetime,
+    sender: tuple[str, str] | None = None,
+) -> bytes:
     """One interchange holding one GS*FA group with a 999 per received functional group.
 
     `control_number` is used for ISA13 and GS06; ST02 counts 0001, 0002, ... within the group.
@@ -26,7 +32,13 @@ def build_999(result: InterchangeResult, *, control_number: int, now: dt.datetim
         raise ValueError("now must be timezone-aware")
     d = result.reply_delimiters
     isa = with_component(
-        reply_isa(result.isa, control_number=control_number, now=now, repetition=d.repetition),
+        reply_isa(
+            result.isa,
+            control_number=control_number,
+            now=now,
+            repetition=d.repetition,
+            sender=sender,
+        ),
         d.component,
     )
     first_gs = result.groups[0].gs if result.groups else None
@@ -34,7 +46,7 @@ def build_999(result: InterchangeResult, *, control_number: int, now: dt.datetim
     gs = segment(
         "GS",
         "FA",
-        first_gs.element(3) if first_gs else result.isa.element(8).strip(),
+        first_gs.element(3) if first_gs else (sender or result.receiver)[1].strip(),
         first_gs.element(2) if first_gs else result.isa.element(6).strip(),
         now.strftime("%Y%m%d"),
         now.strftime("%H%M"),

@@ -1,0 +1,464 @@
+"""The partner-facing HTTP API: intake (`POST /v1/interchanges`) and the status API. A partner
+authenticates with its bearer API key and sees only its own interchanges: another partner's id
+answers 404, exactly like an id that does not exist."""
+
+import base64
+import binascii
+import datetime as dt
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+
+from gateway.api.ratelimit import RateLimiter
+from gateway.api.schemas import (
+    AckOut,
+    Counts,
+    EnvelopeOut,
+    ErrorOut,
+    FindingOut,
+    GroupOut,
+    InterchangeDetail,
+    InterchangePage,
+    InterchangeSummary,
+    ReceiptOut,
+    TransactionSetOut,
+)
+from gateway.context import Gateway
+from gateway.db import repositories as repo
+from gateway.db.migrate import pending
+from gateway.db.models import Ack, Partner, Receipt, Status
+from gateway.db.session import db_retry
+from gateway.errors import GatewayError, NotFound
+from gateway.faults import crashpoint
+from gateway.intake.receive import record_receipt
+from gateway.intake.storage import StorageError, TooLarge
+from gateway.logging import get_logger
+from gateway.metrics import REJECTED_REQUESTS
+from validators.issues import meaning, remedy
+
+log = get_logger(__name__)
+
+ACCEPTED_TYPES = {"application/edi-x12", "text/plain", "application/octet-stream"}
+ACK_KINDS = {"ta1": "ta1", "999": "999", "rejection": "rejection"}
+ACK_MEDIA = {"ta1": "application/edi-x12", "999": "application/edi-x12"}
+MAX_PAGE = 200
+MAX_FINDINGS = 1000
+
+bearer = HTTPBearer(auto_error=False, description="the partner's API key")
+ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorOut, "description": "missing or unknown API key"},
+    404: {"model": ErrorOut, "description": "no such interchange (or not yours)"},
+}
+
+
+def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> FastAPI:
+    settings = gw.settings
+    limiter = RateLimiter(settings.rate_limit_per_minute)
+    app = FastAPI(
+        title="edi834-gateway",
+        summary="X12 834 (005010X220A1) intake and acknowledgement status, per trading partner",
+        version="1",
+    )
+
+    @app.exception_handler(GatewayError)
+    async def _gateway_error(_: Request, exc: GatewayError) -> JSONResponse:
+        return JSONResponse({"error": exc.message}, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled_error", error_type=type(exc).__name__)
+        return JSONResponse({"error": "internal error"}, 500)
+
+    def authenticate(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Partner:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise GatewayError("an API key is required", 401, {"WWW-Authenticate": "Bearer"})
+
+        @db_retry
+        def lookup() -> Partner | None:
+            with gw.sessions() as session:
+                return repo.partner_by_api_key(session, credentials.credentials)
+
+        try:
+            partner = lookup()
+        except Exception as exc:
+            raise GatewayError(
+                "the gateway's database is unavailable; try again", 503, {"Retry-After": "5"}
+            ) from exc
+        if partner is None:
+            raise GatewayError("unknown or disabled API key", 401, {"WWW-Authenticate": "Bearer"})
+        return partner
+
+    PartnerDep = Annotated[Partner, Depends(authenticate)]
+
+    def base_url(request: Request) -> str:
+        return settings.public_url.rstrip("/") or str(request.base_url).rstrip("/")
+
+    # --- intake ------------------------------------------------------------------------------
+
+    @app.post(
+        "/v1/interchanges",
+        status_code=202,
+        response_model=ReceiptOut,
+        responses={
+            200: {"model": ReceiptOut, "description": "these exact bytes were received before"},
+            413: {"model": ErrorOut},
+            415: {"model": ErrorOut},
+            429: {"model": ErrorOut},
+            507: {"model": ErrorOut},
+            **ERRORS,
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    t: {"schema": {"type": "string", "format": "binary"}}
+                    for t in sorted(ACCEPTED_TYPES)
+                },
+            }
+        },
+        tags=["intake"],
+    )
+    async def submit(
+        request: Request,
+        partner: PartnerDep,
+        x_filename: Annotated[
+            str | None,
+            Header(max_length=255, description="the file's name, kept for the ack names"),
+        ] = None,
+    ) -> Response:
+        """Send one 834 file as the raw request body. It is stored durably before the answer;
+        its TA1/999 follow at `status_url` and in your SFTP outbound/."""
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype not in ACCEPTED_TYPES:
+            REJECTED_REQUESTS.labels(reason="media_type").inc()
+            raise GatewayError(f"send the file as one of {', '.join(sorted(ACCEPTED_TYPES))}", 415)
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
+            REJECTED_REQUESTS.labels(reason="too_large").inc()
+            raise GatewayError(f"file larger than {settings.max_body_bytes} bytes", 413)
+        wait = limiter.take(partner.id)
+        if wait:
+            REJECTED_REQUESTS.labels(reason="rate_limited").inc()
+            raise GatewayError("too many files; slow down", 429, {"Retry-After": str(int(wait))})
+        try:
+            pending_blob = gw.blobs.begin(limit=settings.max_body_bytes)
+        except StorageError as exc:
+            raise GatewayError(f"could not store the file: {exc}", 507) from exc
+        try:
+            async for chunk in request.stream():
+                pending_blob.write(chunk)
+            crashpoint("body_received")
+            blob = await run_in_threadpool(pending_blob.commit)
+        except TooLarge as exc:
+            pending_blob.discard()
+            REJECTED_REQUESTS.labels(reason="too_large").inc()
+            raise GatewayError(f"file larger than {settings.max_body_bytes} bytes", 413) from exc
+        except StorageError as exc:
+            pending_blob.discard()
+            REJECTED_REQUESTS.labels(reason="storage").inc()
+            log.error("blob_store_failed", partner_id=partner.id)
+            raise GatewayError(f"could not store the file durably: {exc}", 507) from exc
+        except BaseException:
+            pending_blob.discard()  # client went away mid-body: nothing was promised
+            raise
+        if blob.size == 0:
+            REJECTED_REQUESTS.labels(reason="empty").inc()
+            raise GatewayError("the request body is empty", 400)
+        try:
+            receipt, created = await run_in_threadpool(
+                lambda: record_receipt(
+                    gw, partner_id=partner.id, blob=blob, channel="http", filename=x_filename
+                )
+            )
+        except Exception as exc:
+            log.error("receipt_commit_failed", partner_id=partner.id, error_type=type(exc).__name__)
+            raise GatewayError(
+                "the file could not be recorded (database unavailable); send it again",
+                503,
+                {"Retry-After": "10"},
+            ) from exc
+        if created and on_receipt is not None:
+            on_receipt()
+        body = ReceiptOut(
+            id=receipt.id,
+            sha256=receipt.sha256,
+            status=receipt.status,
+            status_url=f"{base_url(request)}/v1/interchanges/{receipt.id}",
+            duplicate=not created,
+        )
+        crashpoint("before_response")
+        return JSONResponse(body.model_dump(), 202 if created else 200)
+
+    # --- status ------------------------------------------------------------------------------
+
+    def _summary(r: Receipt) -> InterchangeSummary:
+        return InterchangeSummary(
+            id=r.id,
+            status=r.status,
+            outcome=r.outcome,
+            channel=r.channel,
+            filename=r.filename,
+            sha256=r.sha256,
+            size=r.size,
+            received_at=r.received_at,
+            processed_at=r.processed_at,
+            isa13=[e.isa13 for e in r.envelopes],
+            counts=Counts(
+                sets_received=r.sets_received,
+                sets_accepted=r.sets_accepted,
+                sets_rejected=r.sets_rejected,
+                members_received=r.members_received,
+                members_accepted=r.members_accepted,
+                members_rejected=r.members_rejected,
+            ),
+        )
+
+    @app.get("/v1/interchanges", response_model=InterchangePage, responses=ERRORS, tags=["status"])
+    def list_interchanges(
+        partner: PartnerDep,
+        status: Annotated[Status | None, Query()] = None,
+        outcome: Annotated[
+            str | None,
+            Query(pattern="^(accepted|accepted_with_errors|partially_accepted|rejected)$"),
+        ] = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        isa13: Annotated[str | None, Query(max_length=16)] = None,
+        gs06: Annotated[str | None, Query(max_length=16)] = None,
+        cursor: Annotated[str | None, Query(max_length=200)] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    ) -> InterchangePage:
+        """Your interchanges, newest first. Pass `next_cursor` back as `cursor` for the next
+        page."""
+        after = _decode_cursor(cursor) if cursor else None
+        f = repo.ReceiptFilter(
+            partner_id=partner.id,
+            status=status.value if status else None,
+            outcome=outcome,
+            since=_aware(since),
+            until=_aware(until),
+            isa13=isa13,
+            gs06=gs06,
+        )
+        with gw.sessions() as session:
+            rows = repo.list_receipts(session, f, limit=limit + 1, after=after)
+            items = [_summary(r) for r in rows[:limit]]
+        next_cursor = (
+            _encode_cursor(rows[limit - 1].received_at, rows[limit - 1].id)
+            if len(rows) > limit
+            else None
+        )
+        return InterchangePage(items=items, next_cursor=next_cursor)
+
+    @app.get(
+        "/v1/interchanges/{interchange_id}",
+        response_model=InterchangeDetail,
+        responses=ERRORS,
+        tags=["status"],
+    )
+    def get_interchange(
+        interchange_id: str, partner: PartnerDep, request: Request
+    ) -> InterchangeDetail:
+        """Status, outcome, counts, envelope ids and every finding (first 1,000)."""
+        with gw.sessions() as session:
+            r = repo.get_receipt(session, interchange_id, partner.id)
+            if r is None:
+                raise NotFound()
+            isa13_of: dict[int, str] = {}
+            gs06_of: dict[int, str] = {}
+            st02_of: dict[int, str] = {}
+            envelopes = []
+            for e in r.envelopes:
+                isa13_of[e.id] = e.isa13
+                groups = []
+                for g in e.groups:
+                    gs06_of[g.id] = g.gs06
+                    sets = []
+                    for t in g.transaction_sets:
+                        st02_of[t.id] = t.st02
+                        sets.append(
+                            TransactionSetOut(
+                                st01=t.st01,
+                                st02=t.st02,
+                                ack=t.ack_code,
+                                error_codes=[c for c in t.error_codes.split(",") if c],
+                                members=t.member_count,
+                                segments=t.segment_count,
+                            )
+                        )
+                    groups.append(
+                        GroupOut(
+                            gs01=g.gs01,
+                            gs06=g.gs06,
+                            gs08=g.gs08,
+                            ack=g.ack_code,
+                            sets_included=g.sets_included,
+                            sets_received=g.sets_received,
+                            sets_accepted=g.sets_accepted,
+                            transaction_sets=sets,
+                        )
+                    )
+                envelopes.append(
+                    EnvelopeOut(
+                        isa13=e.isa13,
+                        sender=f"{e.sender_qualifier}:{e.sender_id}",
+                        receiver=f"{e.receiver_qualifier}:{e.receiver_id}",
+                        isa09=e.isa09,
+                        isa10=e.isa10,
+                        usage=e.usage,
+                        ta1_code=e.ta1_code,
+                        ta1_note=e.ta1_note,
+                        outcome=e.outcome,
+                        groups=groups,
+                    )
+                )
+            findings = [
+                FindingOut(
+                    level=f.level,
+                    family=f.family,
+                    code=f.code,
+                    meaning=meaning(f.family, f.code) if f.family != "FILE" else f.message,
+                    message=f.message,
+                    remedy=remedy(f.family, f.code)
+                    if f.family != "FILE"
+                    else "Send a complete X12 interchange starting with a 106-byte ISA segment.",
+                    severity=f.severity,
+                    isa13=isa13_of.get(f.envelope_id) if f.envelope_id else None,
+                    gs06=gs06_of.get(f.group_id) if f.group_id else None,
+                    st02=st02_of.get(f.set_id) if f.set_id else None,
+                    segment_id=f.segment_id,
+                    segment_position=f.segment_position,
+                    loop_id=f.loop_id,
+                    element_position=f.element_position,
+                    component_position=f.component_position,
+                    repetition_position=f.repetition_position,
+                    element_ref=f.element_ref,
+                    bad_value=f.bad_value,
+                    business_unit=f.business_unit,
+                )
+                for f in repo.findings_of(session, r.id, MAX_FINDINGS)
+            ]
+            total = repo.count_findings(session, r.id)
+            summary = _summary(r)
+        root = f"{base_url(request)}/v1/interchanges/{r.id}"
+        return InterchangeDetail(
+            **summary.model_dump(),
+            interchanges=envelopes,
+            findings=findings,
+            findings_total=total,
+            error="processing failed inside the gateway; the insurer's operators have been "
+            "alerted and no acknowledgement was sent"
+            if r.status == Status.FAILED
+            else None,
+            links={"self": root, "acks": f"{root}/acks"},
+        )
+
+    @app.get(
+        "/v1/interchanges/{interchange_id}/acks",
+        response_model=list[AckOut],
+        responses=ERRORS,
+        tags=["status"],
+    )
+    def list_acks(interchange_id: str, partner: PartnerDep, request: Request) -> list[AckOut]:
+        """The acknowledgements sent for this file (also in your SFTP outbound/)."""
+        with gw.sessions() as session:
+            if repo.get_receipt(session, interchange_id, partner.id) is None:
+                raise NotFound()
+            acks = repo.acks_of(session, interchange_id)
+            root = f"{base_url(request)}/v1/interchanges/{interchange_id}/acks"
+            return [
+                AckOut(
+                    kind=a.kind,
+                    filename=a.filename,
+                    control_number=a.control_number,
+                    sha256=a.sha256,
+                    created_at=a.created_at,
+                    delivered_at=a.delivered_at,
+                    url=f"{root}/{a.kind}",
+                )
+                for a in acks
+            ]
+
+    @app.get(
+        "/v1/interchanges/{interchange_id}/acks/{kind}",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"application/edi-x12": {}, "application/json": {}}}, **ERRORS},
+        tags=["status"],
+    )
+    def get_ack(interchange_id: str, kind: str, partner: PartnerDep) -> Response:
+        """The X12 text of the TA1 or 999 (`kind` = ta1 | 999 | rejection). A file with several
+        interchanges gets its acks of that kind one after another."""
+        if kind not in ACK_KINDS:
+            raise NotFound("acknowledgement")
+        with gw.sessions() as session:
+            if repo.get_receipt(session, interchange_id, partner.id) is None:
+                raise NotFound()
+            acks: list[Ack] = [a for a in repo.acks_of(session, interchange_id) if a.kind == kind]
+        if not acks:
+            raise NotFound("acknowledgement")
+        media = ACK_MEDIA.get(kind, "application/json")
+        return Response(
+            b"".join(a.content for a in acks),
+            media_type=media,
+            headers={"Content-Disposition": f'attachment; filename="{acks[0].filename}"'},
+        )
+
+    # --- operations --------------------------------------------------------------------------
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"model": ErrorOut}})
+    def readyz() -> Response:
+        """Ready for traffic: the database answers and no migration is pending."""
+        try:
+            with gw.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            if pending(gw.engine):
+                return JSONResponse({"error": "database migrations pending"}, 503)
+        except Exception:
+            return JSONResponse({"error": "database unreachable"}, 503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    def metrics() -> Response:
+        """Prometheus metrics (queue depth is read from the database)."""
+        from gateway.metrics import queue_gauge
+
+        try:
+            with gw.sessions() as session:
+                for status, n in repo.queue_depth(session).items():
+                    queue_gauge.labels(status=status).set(n)
+        except Exception:
+            log.warning("metrics_queue_depth_unavailable")
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _aware(moment: dt.datetime | None) -> dt.datetime | None:
+    if moment is None:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _encode_cursor(at: dt.datetime, rid: str) -> str:
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{rid}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
+    try:
+        at, rid = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return _aware(dt.datetime.fromisoformat(at)) or dt.datetime.now(dt.UTC), rid
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise GatewayError("invalid cursor", 400) from exc

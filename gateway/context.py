@@ -1,0 +1,39 @@
+"""What every part of the running gateway shares: settings, the database, the blob store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.db.session import make_engine, make_session_factory
+from gateway.intake.storage import BlobStore
+from gateway.settings import Settings
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    blobs: BlobStore
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, settings: Settings) -> Gateway:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.sqlalchemy_url)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=make_session_factory(engine),
+            blobs=BlobStore(settings.blob_dir),
+        )
+
+    def outbound_dir(self, partner_name: str) -> Path:
+        return self.settings.sftp_root / partner_name / "outbound"
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,302 @@
+"""Every query the gateway runs. Repositories never commit: the caller's unit of work does."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from gateway.db.base import utcnow
+from gateway.db.models import (
+    Ack,
+    Counter,
+    Envelope,
+    Finding,
+    Group,
+    InterchangeKey,
+    Partner,
+    Receipt,
+    ReceiptEvent,
+    Status,
+    WebhookDelivery,
+)
+
+CONTROL_NUMBER = "control_number"
+MAX_CONTROL_NUMBER = 999_999_999
+
+
+def hash_api_key(key: str) -> str:
+    # API keys are 256-bit random tokens: a fast hash is the right tool (no brute force possible).
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+# --- partners -------------------------------------------------------------------------------
+
+
+def partner_by_api_key(session: Session, key: str) -> Partner | None:
+    return session.scalar(
+        select(Partner).where(Partner.api_key_hash == hash_api_key(key), Partner.enabled)
+    )
+
+
+def partner_by_name(session: Session, name: str) -> Partner | None:
+    return session.scalar(select(Partner).where(Partner.name == name))
+
+
+def partner_by_id(session: Session, partner_id: int) -> Partner | None:
+    return session.get(Partner, partner_id)
+
+
+def list_partners(session: Session) -> Sequence[Partner]:
+    return session.scalars(select(Partner).order_by(Partner.name)).all()
+
+
+# --- receipts -------------------------------------------------------------------------------
+
+
+def add_event(session: Session, receipt_id: str, event: str, detail: str | None = None) -> None:
+    session.add(ReceiptEvent(receipt_id=receipt_id, event=event, detail=detail))
+
+
+def find_duplicate_receipt(session: Session, partner_id: int, sha256: str) -> Receipt | None:
+    return session.scalar(
+        select(Receipt).where(Receipt.partner_id == partner_id, Receipt.dedup_sha256 == sha256)
+    )
+
+
+def insert_receipt(session: Session, receipt: Receipt) -> tuple[Receipt, bool]:
+    """Insert, or return the existing receipt for the same bytes from the same partner.
+    The unique constraint decides under concurrency; a savepoint keeps the transaction usable."""
+    if receipt.dedup_sha256 is not None:
+        existing = find_duplicate_receipt(session, receipt.partner_id, receipt.dedup_sha256)
+        if existing is not None:
+            return existing, False
+    try:
+        with session.begin_nested():
+            session.add(receipt)
+            session.flush()
+    except IntegrityError:
+        existing = find_duplicate_receipt(session, receipt.partner_id, receipt.dedup_sha256 or "")
+        if existing is None:
+            raise
+        return existing, False
+    add_event(session, receipt.id, "received", f"{receipt.channel} {receipt.size} bytes")
+    return receipt, True
+
+
+def get_receipt(session: Session, receipt_id: str, partner_id: int | None = None) -> Receipt | None:
+    stmt = select(Receipt).where(Receipt.id == receipt_id)
+    if partner_id is not None:
+        stmt = stmt.where(Receipt.partner_id == partner_id)
+    return session.scalar(stmt)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptFilter:
+    partner_id: int | None = None
+    status: str | None = None
+    outcome: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    isa13: str | None = None
+    gs06: str | None = None
+
+
+def _filtered(f: ReceiptFilter) -> Select[Receipt]:
+    stmt = select(Receipt)
+    if f.partner_id is not None:
+        stmt = stmt.where(Receipt.partner_id == f.partner_id)
+    if f.status:
+        stmt = stmt.where(Receipt.status == f.status)
+    if f.outcome:
+        stmt = stmt.where(Receipt.outcome == f.outcome)
+    if f.since:
+        stmt = stmt.where(Receipt.received_at >= f.since)
+    if f.until:
+        stmt = stmt.where(Receipt.received_at < f.until)
+    if f.isa13:
+        stmt = stmt.where(
+            Receipt.id.in_(select(Envelope.receipt_id).where(Envelope.isa13 == f.isa13))
+        )
+    if f.gs06:
+        stmt = stmt.where(Receipt.id.in_(select(Group.receipt_id).where(Group.gs06 == f.gs06)))
+    return stmt
+
+
+def list_receipts(
+    session: Session,
+    f: ReceiptFilter,
+    *,
+    limit: int,
+    after: tuple[dt.datetime, str] | None = None,
+) -> Sequence[Receipt]:
+    """Newest first; `after` is the (received_at, id) of the last row of the previous page."""
+    stmt = _filtered(f)
+    if after is not None:
+        at, rid = after
+        stmt = stmt.where(
+            or_(Receipt.received_at < at, and_(Receipt.received_at == at, Receipt.id < rid))
+        )
+    stmt = stmt.order_by(Receipt.received_at.desc(), Receipt.id.desc()).limit(limit)
+    return session.scalars(stmt).all()
+
+
+def findings_of(session: Session, receipt_id: str, limit: int | None = None) -> Sequence[Finding]:
+    stmt = select(Finding).where(Finding.receipt_id == receipt_id).order_by(Finding.seq)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return session.scalars(stmt).all()
+
+
+def count_findings(session: Session, receipt_id: str) -> int:
+    return (
+        session.scalar(
+            select(func.count()).select_from(Finding).where(Finding.receipt_id == receipt_id)
+        )
+        or 0
+    )
+
+
+def acks_of(session: Session, receipt_id: str) -> Sequence[Ack]:
+    return session.scalars(
+        select(Ack).where(Ack.receipt_id == receipt_id, Ack.superseded.is_(False)).order_by(Ack.id)
+    ).all()
+
+
+def queue_depth(session: Session) -> dict[str, int]:
+    rows = session.execute(
+        select(Receipt.status, func.count())
+        .where(Receipt.status.in_([Status.RECEIVED, Status.PROCESSING]))
+        .group_by(Receipt.status)
+    ).all()
+    out = {Status.RECEIVED.value: 0, Status.PROCESSING.value: 0}
+    out.update({str(status): int(n) for status, n in rows})
+    return out
+
+
+# --- the worker's queue ---------------------------------------------------------------------
+
+
+def claim_next(
+    session: Session, *, worker_id: str, lease_seconds: int, now: dt.datetime | None = None
+) -> Receipt | None:
+    """Lease the oldest receipt that is waiting, or whose lease has expired (its worker died).
+    PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: the write lock taken by BEGIN IMMEDIATE."""
+    now = now or utcnow()
+    due = or_(
+        and_(
+            Receipt.status == Status.RECEIVED,
+            or_(Receipt.lease_expires_at.is_(None), Receipt.lease_expires_at <= now),
+        ),
+        and_(Receipt.status == Status.PROCESSING, Receipt.lease_expires_at <= now),
+    )
+    receipt = session.scalar(
+        select(Receipt)
+        .where(due)
+        .order_by(Receipt.received_at, Receipt.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    if receipt is None:
+        return None
+    expired = receipt.status == Status.PROCESSING
+    receipt.status = Status.PROCESSING
+    receipt.lease_owner = worker_id
+    receipt.lease_expires_at = now + dt.timedelta(seconds=lease_seconds)
+    receipt.started_at = now
+    receipt.attempts += 1
+    add_event(
+        session,
+        receipt.id,
+        "claimed",
+        f"attempt {receipt.attempts} by {worker_id}" + (" (lease expired)" if expired else ""),
+    )
+    return receipt
+
+
+def extend_lease(session: Session, receipt_id: str, worker_id: str, lease_seconds: int) -> bool:
+    result = session.execute(
+        update(Receipt)
+        .where(Receipt.id == receipt_id, Receipt.lease_owner == worker_id)
+        .where(Receipt.status == Status.PROCESSING)
+        .values(lease_expires_at=utcnow() + dt.timedelta(seconds=lease_seconds))
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release(
+    session: Session, receipt_id: str, worker_id: str, *, retry_after: float, error: str | None
+) -> Receipt | None:
+    """Give a claimed receipt back to the queue (shutdown, or a failed attempt to retry)."""
+    receipt = session.scalar(
+        select(Receipt).where(Receipt.id == receipt_id, Receipt.lease_owner == worker_id)
+    )
+    if receipt is None or receipt.status != Status.PROCESSING:
+        return None
+    receipt.status = Status.RECEIVED
+    receipt.lease_owner = None
+    receipt.lease_expires_at = utcnow() + dt.timedelta(seconds=retry_after)
+    if error is not None:
+        receipt.error = error
+    add_event(session, receipt_id, "released", error)
+    return receipt
+
+
+def is_isa13_used(
+    session: Session, partner_id: int, qualifier: str, sender: str, isa13: str, receipt_id: str
+) -> bool:
+    return (
+        session.scalar(
+            select(InterchangeKey.id).where(
+                InterchangeKey.partner_id == partner_id,
+                InterchangeKey.sender_qualifier == qualifier,
+                InterchangeKey.sender_id == sender,
+                InterchangeKey.isa13 == isa13,
+                InterchangeKey.receipt_id != receipt_id,
+            )
+        )
+        is not None
+    )
+
+
+def take_control_numbers(session: Session, count: int) -> list[int]:
+    """`count` consecutive control numbers, wrapping after 999999999, under the row's lock."""
+    if count == 0:
+        return []
+    row = session.scalar(select(Counter).where(Counter.name == CONTROL_NUMBER).with_for_update())
+    if row is None:
+        row = Counter(name=CONTROL_NUMBER, value=0)
+        session.add(row)
+        session.flush()
+    numbers = [(row.value + i) % MAX_CONTROL_NUMBER + 1 for i in range(count)]
+    row.value = numbers[-1]
+    return numbers
+
+
+def undelivered_acks(session: Session, limit: int = 100) -> Sequence[Ack]:
+    return session.scalars(
+        select(Ack).where(Ack.delivered_at.is_(None)).order_by(Ack.id).limit(limit)
+    ).all()
+
+
+def due_webhooks(session: Session, now: dt.datetime, limit: int = 50) -> Sequence[WebhookDelivery]:
+    return session.scalars(
+        select(WebhookDelivery)
+        .where(
+            WebhookDelivery.delivered_at.is_(None),
+            WebhookDelivery.gave_up.is_(False),
+            WebhookDelivery.next_attempt_at <= now,
+        )
+        .order_by(WebhookDelivery.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+
+
+def stuck_receipts(session: Session) -> Sequence[Receipt]:
+    return session.scalars(select(Receipt).where(Receipt.status == Status.PROCESSING)).all()

@@ -1,0 +1,68 @@
+"""SFTP uploads into the durable intake path: the finished upload is adopted into the blob
+store (fsync, rename, fsync) and its receipt committed before the client's CLOSE is answered."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import asyncssh
+
+from gateway.context import Gateway
+from gateway.db import repositories as repo
+from gateway.faults import crashpoint
+from gateway.intake.receive import record_receipt
+from gateway.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class GatewaySftpHooks:
+    def __init__(self, gw: Gateway, on_receipt: Callable[[], None] | None = None) -> None:
+        self.gw = gw
+        self.on_receipt = on_receipt
+
+    def _partner(self, username: str) -> tuple[int, str] | None:
+        with self.gw.sessions() as session:
+            p = repo.partner_by_name(session, username)
+            if p is None or not p.enabled:
+                return None
+            return p.id, p.sftp_keys
+
+    async def authorized_keys(self, username: str) -> list[asyncssh.SSHKey] | None:
+        found = await asyncio.to_thread(self._partner, username)
+        if found is None:
+            return None
+        keys = []
+        for line in found[1].splitlines():
+            try:
+                keys.append(asyncssh.import_public_key(line))
+            except (asyncssh.KeyImportError, ValueError):
+                log.warning("bad_stored_sftp_key", partner_id=found[0])
+        return keys
+
+    async def _record(self, username: str, staged: Path, filename: str, partial: bool) -> None:
+        found = await asyncio.to_thread(self._partner, username)
+        if found is None:
+            raise PermissionError("partner disabled")
+        blob = await asyncio.to_thread(self.gw.blobs.adopt, staged)
+        crashpoint("sftp_blob_stored")
+        _, created = await asyncio.to_thread(
+            lambda: record_receipt(
+                self.gw,
+                partner_id=found[0],
+                blob=blob,
+                channel="sftp",
+                filename=filename,
+                partial=partial,
+            )
+        )
+        if created and not partial and self.on_receipt is not None:
+            self.on_receipt()
+
+    async def upload_complete(self, username: str, staged: Path, filename: str) -> None:
+        await self._record(username, staged, filename, partial=False)
+
+    async def upload_partial(self, username: str, staged: Path, filename: str) -> None:
+        await self._record(username, staged, filename, partial=True)

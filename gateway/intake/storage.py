@@ -1,0 +1,159 @@
+"""The content-addressed blob store. A blob is durable before anyone is told it exists:
+write to a temporary file → fsync → rename to blobs/ab/cd/<sha256> → fsync the directory."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from gateway.faults import crashpoint
+
+CHUNK = 1 << 20
+
+
+class StorageError(Exception):
+    """The blob could not be stored durably (disk full, I/O error)."""
+
+
+class TooLarge(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlob:
+    sha256: str
+    size: int
+    rel_path: str
+
+
+def _fsync_dir(path: Path, fsync: Callable[[int], None]) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class PendingBlob:
+    """A blob being written: feed chunks, then `commit()` (durable) or `discard()`."""
+
+    def __init__(self, store: BlobStore, limit: int | None) -> None:
+        self._store = store
+        self._limit = limit
+        self.path = store.tmp_dir / f"{uuid.uuid4().hex}.tmp"
+        self._file: IO[bytes] | None = open(self.path, "xb")  # noqa: SIM115 - closed in commit
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        if self._file is None:
+            raise StorageError("blob already closed")
+        self.size += len(chunk)
+        if self._limit is not None and self.size > self._limit:
+            raise TooLarge
+        self._hash.update(chunk)
+        try:
+            self._file.write(chunk)
+        except OSError as exc:
+            raise StorageError(exc.strerror or "write failed") from exc
+
+    def commit(self) -> StoredBlob:
+        if self._file is None:
+            raise StorageError("blob already closed")
+        try:
+            self._file.flush()
+            self._store.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+            crashpoint("blob_fsynced")
+            return self._store.place(self.path, self._hash.hexdigest(), self.size)
+        except OSError as exc:
+            self.discard()
+            raise StorageError(exc.strerror or "fsync failed") from exc
+
+    def discard(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+        self.path.unlink(missing_ok=True)
+
+
+class BlobStore:
+    def __init__(self, root: Path, fsync: Callable[[int], None] = os.fsync) -> None:
+        self.root = root
+        self.tmp_dir = root / "tmp"
+        self.fsync = fsync
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def begin(self, limit: int | None = None) -> PendingBlob:
+        try:
+            return PendingBlob(self, limit)
+        except OSError as exc:
+            raise StorageError(exc.strerror or "cannot create a temporary file") from exc
+
+    def place(self, tmp: Path, sha256: str, size: int) -> StoredBlob:
+        """Rename an fsynced file into its content address and fsync the directory."""
+        rel = f"{sha256[:2]}/{sha256[2:4]}/{sha256}"
+        final = self.root / rel
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if final.exists():
+                tmp.unlink()  # same bytes already stored durably
+            else:
+                os.replace(tmp, final)
+            _fsync_dir(final.parent, self.fsync)
+        except OSError as exc:
+            raise StorageError(exc.strerror or "rename failed") from exc
+        return StoredBlob(sha256=sha256, size=size, rel_path=rel)
+
+    def adopt(self, path: Path) -> StoredBlob:
+        """Take a finished upload (SFTP) into the store: hash, fsync, rename (same filesystem)."""
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with open(path, "rb") as f:
+                while chunk := f.read(CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+                self.fsync(f.fileno())
+            tmp = self.tmp_dir / f"{uuid.uuid4().hex}.tmp"
+            os.replace(path, tmp)
+            _fsync_dir(path.parent, self.fsync)
+        except OSError as exc:
+            raise StorageError(exc.strerror or "cannot read the upload") from exc
+        return self.place(tmp, digest.hexdigest(), size)
+
+    def path(self, rel_path: str) -> Path:
+        return self.root / rel_path
+
+    def chunks(self, rel_path: str, size: int = 1 << 16) -> Iterator[bytes]:
+        with open(self.root / rel_path, "rb") as f:
+            while chunk := f.read(size):
+                yield chunk
+
+    def sha256_of(self, rel_path: str) -> str:
+        digest = hashlib.sha256()
+        for chunk in self.chunks(rel_path, CHUNK):
+            digest.update(chunk)
+        return digest.hexdigest()
+
+    def clean_tmp(self, older_than_seconds: float = 3600.0) -> int:
+        """Remove temporaries left by a crash (never answered, so never promised). Only old ones:
+        other processes sharing the store may be writing theirs right now."""
+        import time
+
+        cutoff = time.time() - older_than_seconds
+        count = 0
+        for p in self.tmp_dir.glob("*.tmp"):
+            with contextlib.suppress(OSError):
+                if p.stat().st_mtime < cutoff:
+                    p.unlink()
+                    count += 1
+        return count

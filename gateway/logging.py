@@ -1,0 +1,77 @@
+"""structlog JSON logging, configured once. Log lines carry ids and codes, never member data:
+exception values and frame locals are dropped from tracebacks because either may hold PHI."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+from structlog.tracebacks import ExceptionDictTransformer
+from structlog.typing import EventDict, WrappedLogger
+
+_configured = False
+
+
+def _redact_exception_values(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Keep the exception type and the stack (file, line, function); drop messages and locals."""
+    for trace in event_dict.get("exception", ()) or ():
+        if isinstance(trace, dict):
+            trace["exc_value"] = "<redacted>"
+            for frame in trace.get("frames", ()):
+                frame.pop("locals", None)
+            for exc in trace.get("exceptions", ()):
+                exc["exc_value"] = "<redacted>"
+                for frame in exc.get("frames", ()):
+                    frame.pop("locals", None)
+    return event_dict
+
+
+def configure_logging(level: str = "info", stream: Any = None) -> None:
+    """JSON lines on stderr (or `stream`); the stdlib loggers of uvicorn and asyncssh go the same
+    way through structlog's formatter."""
+    global _configured
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer_chain: list[Any] = [
+        structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
+        _redact_exception_values,
+        structlog.processors.JSONRenderer(),
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer_chain],
+    )
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, "_edi834", False):
+            root.removeHandler(old)
+    handler._edi834 = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # Third-party loggers: their own handlers off, through ours; chatty ones quieter.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        lg = logging.getLogger(name)
+        lg.handlers.clear()
+        lg.propagate = True
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    logging.getLogger("pyx12").setLevel(logging.CRITICAL)
+    logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    _configured = True
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)

@@ -1,0 +1,21 @@
+"""Prometheus metrics, per process. Queue depth is read from the database at scrape time."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+FILES_RECEIVED = Counter("edi834_files_received_total", "Files durably received", ["channel"])
+DUPLICATES = Counter("edi834_duplicate_submissions_total", "Identical files sent again")
+OUTCOMES = Counter("edi834_files_processed_total", "Files processed, by outcome", ["outcome"])
+FAILURES = Counter("edi834_processing_failures_total", "Processing attempts that raised")
+PARKED = Counter("edi834_files_failed_total", "Files parked as failed after repeated failures")
+LATENCY = Histogram(
+    "edi834_processing_seconds",
+    "From receipt to stored acknowledgements",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+REJECTED_REQUESTS = Counter(
+    "edi834_intake_refused_total", "Uploads refused before a receipt", ["reason"]
+)
+
+queue_gauge = Gauge("edi834_queue_depth", "Receipts waiting or in processing", ["status"])

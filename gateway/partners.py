@@ -1,0 +1,93 @@
+"""Trading partners: who may send, as which ISA sender, with which keys."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+
+import asyncssh
+from sqlalchemy.orm import Session
+
+from gateway.db import repositories as repo
+from gateway.db.models import Partner
+from gateway.errors import GatewayError
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+ISA_ID = re.compile(r"^[\x21-\x7e](?:[\x20-\x7e]{0,14})$")
+
+
+def new_api_key() -> str:
+    return "edi834_" + secrets.token_urlsafe(32)
+
+
+def read_public_keys(paths: Sequence[Path]) -> str:
+    """Validate OpenSSH public keys; return them one a line."""
+    lines = []
+    for path in paths:
+        for line in path.read_text().splitlines():
+            if not line.strip() or line.startswith("#"):
+                continue
+            try:
+                key = asyncssh.import_public_key(line.strip())
+            except (asyncssh.KeyImportError, ValueError) as exc:
+                raise GatewayError(f"{path}: not an OpenSSH public key ({exc})") from exc
+            lines.append(key.export_public_key().decode().strip())
+    return "\n".join(lines)
+
+
+def add_partner(
+    session: Session,
+    *,
+    name: str,
+    isa_qualifier: str,
+    isa_id: str,
+    sftp_keys: str = "",
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
+) -> tuple[Partner, str]:
+    if not NAME.match(name):
+        raise GatewayError("name: letters, digits, '.', '_' or '-', up to 64, no leading dot")
+    if not re.fullmatch(r"[0-9A-Z]{2}", isa_qualifier):
+        raise GatewayError("isa-qualifier: two characters from the X12 list, e.g. ZZ, 01, 30")
+    isa_id = isa_id.rstrip()
+    if not ISA_ID.match(isa_id):
+        raise GatewayError("isa-id: 1 to 15 printable characters")
+    if repo.partner_by_name(session, name) is not None:
+        raise GatewayError(f"a partner named {name!r} exists")
+    if webhook_url and not webhook_secret:
+        webhook_secret = secrets.token_urlsafe(32)
+    key = new_api_key()
+    partner = Partner(
+        name=name,
+        isa_qualifier=isa_qualifier,
+        isa_id=isa_id,
+        api_key_hash=repo.hash_api_key(key),
+        sftp_keys=sftp_keys,
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
+    )
+    session.add(partner)
+    session.flush()
+    return partner, key
+
+
+def rotate_key(session: Session, name: str) -> str:
+    partner = _get(session, name)
+    key = new_api_key()
+    partner.api_key_hash = repo.hash_api_key(key)
+    return key
+
+
+def set_enabled(session: Session, name: str, enabled: bool) -> Partner:
+    partner = _get(session, name)
+    partner.enabled = enabled
+    return partner
+
+
+def _get(session: Session, name: str) -> Partner:
+    partner = repo.partner_by_name(session, name)
+    if partner is None:
+        raise GatewayError(f"no partner named {name!r}", 404)
+    return partner

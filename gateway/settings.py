@@ -1,0 +1,73 @@
+"""The gateway's settings: environment variables `EDI834_*`, overridable by command-line flags."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EDI834_", extra="ignore")
+
+    data_dir: Path = Path("var")
+    database_url: str = ""  # empty: SQLite at <data_dir>/edi834.sqlite3
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8834
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    sftp_enabled: bool = True
+    sftp_host: str = "127.0.0.1"
+    sftp_port: int = 2222
+    sftp_host_key: Path | None = None  # default <data_dir>/sftp_host_ed25519_key
+
+    # Our interchange identity: ISA07/ISA08 of every file sent to us, ISA05/ISA06 of our acks.
+    isa_qualifier: str = "ZZ"
+    isa_id: str = "EDI834GATEWAY"
+
+    max_body_bytes: int = 512 * 1024 * 1024
+    rate_limit_per_minute: int = 600  # files per partner per minute over HTTP
+    max_segment_bytes: int = 65_536
+
+    worker_enabled: bool = True
+    worker_poll_seconds: float = 0.5
+    lease_seconds: int = 300
+    max_attempts: int = 3
+    shutdown_grace_seconds: float = 30.0
+
+    webhook_timeout_seconds: float = 10.0
+    webhook_max_attempts: int = 8
+
+    log_level: str = "info"
+    public_url: str = Field(default="", description="base URL used in status_url links")
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'edi834.sqlite3').resolve()}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def sftp_root(self) -> Path:
+        return self.data_dir / "sftp"
+
+    @property
+    def host_key_path(self) -> Path:
+        return self.sftp_host_key or self.data_dir / "sftp_host_ed25519_key"
+
+    @property
+    def identity(self) -> tuple[str, str]:
+        return self.isa_qualifier, self.isa_id
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

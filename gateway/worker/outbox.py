@@ -1,0 +1,143 @@
+"""Delivering what was committed: acks into the partner's SFTP outbound/ (written whole, then
+renamed, so a partner never reads half an ack), and webhooks with an HMAC signature. Both are
+outboxes in the database: a crash between commit and delivery only delays the delivery."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import os
+import uuid
+from pathlib import Path
+
+import httpx
+from sqlalchemy import select
+from tenacity import (
+    retry,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from gateway.context import Gateway
+from gateway.db import repositories as repo
+from gateway.db.base import utcnow
+from gateway.db.models import Ack, Partner, Receipt, WebhookDelivery
+from gateway.db.session import unit_of_work
+from gateway.faults import crashpoint
+from gateway.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def write_atomically(directory: Path, name: str, content: bytes, staging: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    staging.mkdir(parents=True, exist_ok=True)
+    tmp = staging / f"{uuid.uuid4().hex}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(content)
+        f.flush()
+        os.fsync(f.fileno())
+    final = directory / name
+    os.replace(tmp, final)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return final
+
+
+def deliver_acks(gw: Gateway, limit: int = 100) -> int:
+    """Write undelivered acks to outbound/; returns how many were delivered."""
+    delivered = 0
+    with unit_of_work(gw.sessions) as session:
+        acks = repo.undelivered_acks(session, limit)
+        rows = [
+            (ack.id, ack.filename, ack.content, name)
+            for ack, name in session.execute(
+                select(Ack, Partner.name)
+                .join(Receipt, Receipt.id == Ack.receipt_id)
+                .join(Partner, Partner.id == Receipt.partner_id)
+                .where(Ack.id.in_([a.id for a in acks]))
+            ).all()
+        ]
+    for ack_id, filename, content, partner_name in rows:
+        write_atomically(
+            gw.outbound_dir(partner_name), filename, content, gw.settings.data_dir / "outbox-tmp"
+        )
+        crashpoint("ack_written")
+        with unit_of_work(gw.sessions) as session:
+            ack = session.get(Ack, ack_id)
+            if ack is not None and ack.delivered_at is None:
+                ack.delivered_at = utcnow()
+                repo.add_event(session, ack.receipt_id, "ack_delivered", filename)
+        delivered += 1
+    return delivered
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class WebhookError(Exception):
+    pass
+
+
+def _post(client: httpx.Client, url: str, body: bytes, signature: str) -> None:
+    @retry(
+        retry=retry_if_exception_type((httpx.TransportError, WebhookError)),
+        stop=stop_after_attempt(3),
+        wait=wait_exponential_jitter(initial=0.2, max=2.0),
+        reraise=True,
+    )
+    def attempt() -> None:
+        response = client.post(
+            url,
+            content=body,
+            headers={"Content-Type": "application/json", "X-EDI834-Signature": signature},
+        )
+        if response.status_code >= 300:
+            raise WebhookError(f"HTTP {response.status_code}")
+
+    attempt()
+
+
+def deliver_webhooks(gw: Gateway, client: httpx.Client) -> int:
+    now = utcnow()
+    with unit_of_work(gw.sessions) as session:
+        due = [(d.id, d.payload, d.partner_id) for d in repo.due_webhooks(session, now)]
+        partners = {
+            p.id: (p.webhook_url, p.webhook_secret or "")
+            for p in session.scalars(
+                select(Partner).where(Partner.id.in_({pid for _, _, pid in due}))
+            )
+        }
+    sent = 0
+    for delivery_id, payload, partner_id in due:
+        url, secret = partners.get(partner_id, (None, ""))
+        error: str | None = None
+        if url:
+            body = payload.encode()
+            try:
+                _post(client, url, body, sign(secret, body))
+            except (httpx.HTTPError, WebhookError) as exc:
+                error = f"{type(exc).__name__}: {exc}"[:500]
+        else:
+            error = "webhook no longer configured"
+        with unit_of_work(gw.sessions) as session:
+            d = session.get(WebhookDelivery, delivery_id)
+            if d is None:
+                continue
+            d.attempts += 1
+            if error is None:
+                d.delivered_at = utcnow()
+                sent += 1
+            else:
+                d.last_error = error
+                if d.attempts >= gw.settings.webhook_max_attempts or not url:
+                    d.gave_up = True
+                d.next_attempt_at = utcnow() + dt.timedelta(seconds=min(3600, 2**d.attempts * 5))
+                log.warning("webhook_failed", receipt_id=d.receipt_id, attempts=d.attempts)
+    return sent

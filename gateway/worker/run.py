@@ -1,0 +1,266 @@
+"""The processing worker: claims receipts under a lease, processes them, delivers acks and
+webhooks. Threads, so `serve` can run it beside the HTTP and SFTP listeners in one process."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid
+
+import httpx
+import structlog
+from sqlalchemy.orm import Session
+
+from gateway.context import Gateway
+from gateway.db import repositories as repo
+from gateway.db.base import utcnow
+from gateway.db.models import Receipt, Status
+from gateway.db.session import run_in_transaction
+from gateway.faults import crashpoint
+from gateway.logging import get_logger
+from gateway.metrics import FAILURES, LATENCY, OUTCOMES, PARKED
+from gateway.worker import outbox
+from gateway.worker.pipeline import (
+    Abandoned,
+    DuplicateRace,
+    Job,
+    LeaseLost,
+    Result,
+    job_of,
+    park_failed,
+    store_results,
+    validate_job,
+)
+
+log = get_logger(__name__)
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def recover_orphans(gw: Gateway) -> int:
+    """Single-process mode only: receipts left `processing` by a previous run of this process
+    belong to no living worker, so they go back to the queue at once (not after the lease)."""
+
+    def txn(session: Session) -> int:
+        stuck = repo.stuck_receipts(session)
+        for receipt in stuck:
+            receipt.lease_expires_at = utcnow()
+            repo.add_event(session, receipt.id, "recovered", "previous process ended mid-file")
+        return len(stuck)
+
+    return run_in_transaction(gw.sessions, txn)
+
+
+class Worker:
+    def __init__(self, gw: Gateway, *, worker_id: str | None = None, concurrency: int = 1) -> None:
+        self.gw = gw
+        self.worker_id = worker_id or new_worker_id()
+        self.concurrency = concurrency
+        self.stop_event = threading.Event()  # no new claims
+        self.cancel_event = threading.Event()  # abandon the file in hand
+        self.wake_event = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for n in range(self.concurrency):
+            t = threading.Thread(target=self._process_loop, name=f"worker-{n}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        t = threading.Thread(target=self._outbox_loop, name="outbox", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def wake(self) -> None:
+        self.wake_event.set()
+
+    def stop(self, grace_seconds: float) -> None:
+        """Finish the file in hand within the grace period, else abandon it (lease released)."""
+        self.stop_event.set()
+        self.wake_event.set()
+        deadline = time.monotonic() + grace_seconds
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in self._threads):
+            self.cancel_event.set()
+            for t in self._threads:
+                t.join(10)
+
+    # --- loops -------------------------------------------------------------------------------
+
+    def _sleep(self) -> None:
+        self.wake_event.wait(self.gw.settings.worker_poll_seconds)
+        self.wake_event.clear()
+
+    def _process_loop(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                worked = self.run_once()
+            except Exception:  # the loop must survive anything; the job handled its own
+                log.exception("worker_loop_error", worker_id=self.worker_id)
+                worked = False
+                time.sleep(1)
+            if not worked:
+                self._sleep()
+
+    def _outbox_loop(self) -> None:
+        with httpx.Client(timeout=self.gw.settings.webhook_timeout_seconds) as client:
+            while True:
+                try:
+                    outbox.deliver_acks(self.gw)
+                    outbox.deliver_webhooks(self.gw, client)
+                except Exception:
+                    log.exception("outbox_error", worker_id=self.worker_id)
+                if self.stop_event.is_set() and not any(
+                    t.is_alive() for t in self._threads if t.name.startswith("worker")
+                ):
+                    outbox.deliver_acks(self.gw)  # what the last job produced
+                    return
+                self.wake_event.wait(self.gw.settings.worker_poll_seconds)
+
+    # --- one job -----------------------------------------------------------------------------
+
+    def run_once(self) -> bool:
+        """Claim and process one receipt; False when the queue is empty."""
+        settings = self.gw.settings
+
+        def claim(session: Session) -> tuple[Job, int] | None:
+            receipt = repo.claim_next(
+                session, worker_id=self.worker_id, lease_seconds=settings.lease_seconds
+            )
+            if receipt is None:
+                return None
+            if receipt.attempts > settings.max_attempts:
+                # Its workers died mid-file every time (a crash, not bad data): park it.
+                park_failed(
+                    session,
+                    receipt,
+                    f"processing did not finish after {settings.max_attempts} attempts "
+                    f"(the worker stopped mid-file each time); last error: {receipt.error}",
+                )
+                PARKED.inc()
+                return None
+            return job_of(receipt), receipt.attempts
+
+        claimed = run_in_transaction(self.gw.sessions, claim)
+        if claimed is None:
+            return self._queue_has_work()
+        job, attempt = claimed
+        structlog.contextvars.bind_contextvars(receipt_id=job.receipt_id)
+        try:
+            self._process(job, attempt)
+        finally:
+            structlog.contextvars.unbind_contextvars("receipt_id")
+        return True
+
+    def _queue_has_work(self) -> bool:
+        return False
+
+    def _heartbeat(self, job: Job) -> None:
+        def txn(session: Session) -> bool:
+            return repo.extend_lease(
+                session, job.receipt_id, self.worker_id, self.gw.settings.lease_seconds
+            )
+
+        if not run_in_transaction(self.gw.sessions, txn):
+            raise LeaseLost(job.receipt_id)
+
+    def _process(self, job: Job, attempt: int) -> None:
+        settings = self.gw.settings
+        log.info("processing_started", attempt=attempt, worker_id=self.worker_id)
+        crashpoint("processing")
+        for _ in range(3):
+            try:
+                results = validate_job(
+                    self.gw,
+                    job,
+                    cancel=self.cancel_event,
+                    heartbeat=lambda: self._heartbeat(job),
+                    heartbeat_seconds=max(1.0, settings.lease_seconds / 3),
+                )
+                now = utcnow()
+                receipt = run_in_transaction(
+                    self.gw.sessions,
+                    lambda s: _store(s, self, job, results, now),  # noqa: B023
+                )
+                break
+            except DuplicateRace:
+                continue  # validate again: the ISA13 is now a known duplicate (TA1 025)
+            except Abandoned:
+                self._release(job, None, retry_after=0)
+                log.info("processing_abandoned", reason="shutdown")
+                return
+            except LeaseLost:
+                log.warning("lease_lost", worker_id=self.worker_id)
+                return
+            except Exception as exc:
+                self._fail(job, exc, attempt)
+                return
+        else:  # pragma: no cover - three races in a row
+            self._release(job, "duplicate-ISA13 race did not settle", retry_after=1)
+            return
+        crashpoint("committed")
+        OUTCOMES.labels(outcome=receipt.outcome or "none").inc()
+        LATENCY.observe((now - job.received_at).total_seconds())
+        log.info(
+            "interchange_processed",
+            outcome=receipt.outcome,
+            sets_received=receipt.sets_received,
+            sets_accepted=receipt.sets_accepted,
+            members_received=receipt.members_received,
+            members_accepted=receipt.members_accepted,
+        )
+        self.wake_event.set()
+
+    def _release(self, job: Job, error: str | None, *, retry_after: float) -> None:
+        def txn(session: Session) -> None:
+            receipt = repo.release(
+                session, job.receipt_id, self.worker_id, retry_after=retry_after, error=error
+            )
+            if receipt is not None and error is None:
+                receipt.attempts = max(0, receipt.attempts - 1)  # not a failed attempt
+
+        run_in_transaction(self.gw.sessions, txn)
+
+    def _fail(self, job: Job, exc: Exception, attempt: int) -> None:
+        """A bug, not bad data: retry with backoff; after max_attempts park it as failed. The
+        error text goes to the database for operators (it may quote data); the log gets only
+        the exception type."""
+        FAILURES.inc()
+        error = "".join(traceback.format_exception(exc))[-8000:]
+        settings = self.gw.settings
+        log.error("processing_failed", attempt=attempt, error_type=type(exc).__name__)
+
+        def txn(session: Session) -> None:
+            receipt = session.get(Receipt, job.receipt_id)
+            if receipt is None or receipt.lease_owner != self.worker_id:
+                return
+            if attempt >= settings.max_attempts:
+                park_failed(session, receipt, error)
+                PARKED.inc()
+            else:
+                repo.release(
+                    session,
+                    job.receipt_id,
+                    self.worker_id,
+                    retry_after=min(60.0, 2.0**attempt),
+                    error=error,
+                )
+
+        run_in_transaction(self.gw.sessions, txn)
+
+
+def _store(
+    session: Session, worker: Worker, job: Job, results: list[Result], now: dt.datetime
+) -> Receipt:
+    return store_results(session, worker.gw, job, worker.worker_id, results, now)
+
+
+__all__ = ["Status", "Worker", "new_worker_id", "recover_orphans"]
