@@ -200,7 +200,7 @@ def claim_next(
         .where(due)
         .order_by(Receipt.received_at, Receipt.id)
         .limit(1)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, of=Receipt)
     )
     if receipt is None:
         return None

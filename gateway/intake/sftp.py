@@ -1,0 +1,765 @@
+"""SFTP intake server. Invariant: a partner sees only root/<partner>/ (as "/"), no link on disk is
+ever followed or created, and an upload is handed to `upload_complete` only after the client has
+closed it (final name) or renamed it to a final name, with its bytes fsynced; a session that drops
+hands every file it left open to `upload_partial`, once.
+
+The rest of the gateway plugs in through `SftpHooks`. Partners are untrusted: every path is
+normalised here, every disk access goes through directory descriptors opened with O_NOFOLLOW, and
+no error sent to a client or written to the log carries a host path or file contents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import re
+import stat
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, cast
+
+import asyncssh
+import structlog
+from asyncssh.channel import SSHChannel
+from asyncssh.constants import FILEXFER_TYPE_DIRECTORY, FILEXFER_TYPE_REGULAR
+from asyncssh.stream import SSHServerStreamSession
+from typing_extensions import override
+
+log = structlog.get_logger(__name__)
+
+INBOUND = "inbound"
+OUTBOUND = "outbound"
+# A file written under one of these names is complete only when renamed to a final name.
+TEMPORARY_SUFFIXES = (".part", ".tmp", ".filepart")
+# Untrusted clients choose write offsets; refuse files no 834 exchange reaches.
+MAX_UPLOAD_BYTES = 4 << 30
+# The client chooses the read length; answer with at most this much (SFTP allows short reads).
+MAX_READ_BYTES = 256 << 10
+
+_SFTP_VERSION = 3  # open56 (v5/v6) is refused; OpenSSH and the usual MFT clients speak v3
+_PARTNER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO planted on disk must not stall the event loop (it is refused after fstat).
+_FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_WRITE_FLAGS = asyncssh.FXF_WRITE | asyncssh.FXF_APPEND | asyncssh.FXF_CREAT
+_WRITE_FLAGS |= asyncssh.FXF_TRUNC | asyncssh.FXF_EXCL
+
+# The permissions a partner sees describe what it may do, not the real mode bits.
+_ROOT_MODE = stat.S_IFDIR | 0o555
+_AREA_MODE = {INBOUND: stat.S_IFDIR | 0o755, OUTBOUND: stat.S_IFDIR | 0o555}
+_FILE_MODE = {INBOUND: stat.S_IFREG | 0o200, OUTBOUND: stat.S_IFREG | 0o444}
+
+
+class SftpHooks(Protocol):
+    async def authorized_keys(self, username: str) -> list[asyncssh.SSHKey] | None:
+        """The partner's public keys; None or empty for an unknown or disabled partner."""
+        ...
+
+    async def upload_complete(self, username: str, staged: Path, filename: str) -> None:
+        """Take ownership of a finished upload (root/<username>/inbound/<filename>). Raising
+        makes the client's CLOSE or RENAME fail; the file then stays on disk."""
+        ...
+
+    async def upload_partial(self, username: str, staged: Path, filename: str) -> None:
+        """Take note of a file left open for writing when its session dropped."""
+        ...
+
+
+def partner_root(root: Path, username: str) -> Path:
+    """root/<username>, with inbound/ and outbound/ created."""
+    if not is_partner_name(username):
+        raise ValueError("a partner name is one path component of [A-Za-z0-9._-]")
+    home = root / username
+    for area in (INBOUND, OUTBOUND):
+        (home / area).mkdir(mode=0o750, parents=True, exist_ok=True)
+    return home
+
+
+def is_partner_name(username: str) -> bool:
+    return _PARTNER_NAME.fullmatch(username) is not None
+
+
+def is_temporary_name(name: str) -> bool:
+    return name.lower().endswith(TEMPORARY_SUFFIXES)
+
+
+async def start_sftp_server(
+    *, host: str, port: int, root: Path, host_key_path: Path, hooks: SftpHooks
+) -> asyncssh.SSHAcceptor:
+    """Listen for partners on host:port (port 0 picks a free port: `acceptor.get_port()`)."""
+    host_key = load_or_create_host_key(host_key_path)
+    busy: set[tuple[str, str]] = set()
+    return await asyncssh.listen(
+        host,
+        port,
+        server_factory=lambda: _PartnerSSHServer(root, hooks, busy),
+        server_host_keys=[host_key],
+        server_version="EDI834Gateway",
+        public_key_auth=True,
+        password_auth=False,
+        kbdint_auth=False,
+        host_based_auth=False,
+        gss_host=None,
+        allow_pty=False,
+        x11_forwarding=False,
+        agent_forwarding=False,
+        allow_scp=False,
+        encoding=None,
+        login_timeout=60,
+    )
+
+
+def load_or_create_host_key(path: Path) -> asyncssh.SSHKey:
+    """Read the host key, or generate an ed25519 key there (mode 0600) on first start."""
+    if path.exists():
+        return asyncssh.read_private_key(path)
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(scratch, flags, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), 0o600)  # whatever the umask
+            out.write(key.export_private_key())
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(scratch, path)  # never overwrites a key another process just wrote
+        except FileExistsError:
+            return asyncssh.read_private_key(path)
+    finally:
+        scratch.unlink(missing_ok=True)
+    return key
+
+
+# ---------------------------------------------------------------------------------------------
+# Paths
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A normalised virtual path: "/" (area None), "/<area>" (name None) or "/<area>/<name>"."""
+
+    area: str | None
+    name: str | None
+
+
+def _normalize(path: bytes) -> list[str]:
+    """The components of a client path, relative paths taken from "/"; refuses to climb above it."""
+    try:
+        text = path.decode("utf-8")
+    except UnicodeDecodeError:
+        raise asyncssh.SFTPNoSuchFile("no such file") from None
+    parts: list[str] = []
+    for part in text.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                raise asyncssh.SFTPPermissionDenied("permission denied")
+            parts.pop()
+        else:
+            parts.append(part)
+    return parts
+
+
+def _resolve(path: bytes) -> _Target:
+    parts = _normalize(path)
+    if not parts:
+        return _Target(None, None)
+    if parts[0] not in (INBOUND, OUTBOUND) or len(parts) > 2:
+        raise asyncssh.SFTPNoSuchFile("no such file")
+    if len(parts) == 1:
+        return _Target(parts[0], None)
+    if not _is_file_name(parts[1]):
+        raise asyncssh.SFTPFailure("invalid file name")
+    return _Target(parts[0], parts[1])
+
+
+def _is_file_name(name: str) -> bool:
+    return len(name.encode("utf-8", "surrogateescape")) <= 255 and not any(
+        ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name
+    )
+
+
+def _sftp_error(exc: OSError) -> asyncssh.SFTPError:
+    """The status for an OS error, without the host path the OSError carries."""
+    if exc.errno == errno.ENOENT:
+        return asyncssh.SFTPNoSuchFile("no such file")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.ELOOP, errno.ENOTDIR, errno.EISDIR):
+        return asyncssh.SFTPPermissionDenied("permission denied")
+    if exc.errno == errno.EEXIST:
+        return asyncssh.SFTPFailure("a file with that name already exists")
+    return asyncssh.SFTPFailure("operation failed")
+
+
+@contextlib.contextmanager
+def _os_errors() -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise _sftp_error(exc) from None
+
+
+def _attrs(st: os.stat_result, permissions: int) -> asyncssh.SFTPAttrs:
+    """Size and times from disk; no uid, gid or real mode."""
+    kind = FILEXFER_TYPE_DIRECTORY if stat.S_ISDIR(permissions) else FILEXFER_TYPE_REGULAR
+    return asyncssh.SFTPAttrs(
+        type=kind,
+        size=st.st_size,
+        permissions=permissions,
+        atime=int(st.st_atime),
+        mtime=int(st.st_mtime),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Sessions
+
+
+@dataclass(eq=False, slots=True)
+class _Session:
+    """One authenticated SFTP channel of one partner."""
+
+    username: str
+    home: Path
+    hooks: SftpHooks
+    busy: set[tuple[str, str]]  # (partner, inbound name) being written or handed to a hook
+    session_id: str
+    ending: bool = False  # the client sent EOF or the channel/connection went away
+
+
+@dataclass(eq=False, slots=True)
+class _Upload:
+    fd: int
+    name: str
+    upload_id: str
+    open: bool = True
+
+
+@dataclass(eq=False, slots=True)
+class _Download:
+    fd: int
+
+
+class _PartnerSftpServer(asyncssh.SFTPServer):
+    """The partner's virtual tree: / (list), /inbound (write-only drop box), /outbound (read)."""
+
+    def __init__(self, chan: asyncssh.SSHServerChannel[bytes], session: _Session) -> None:
+        super().__init__(chan)
+        self._s = session
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _open_dir(self, area: str | None) -> Iterator[int]:
+        """A descriptor for the partner home or one of its areas; no component may be a link."""
+        with _os_errors():
+            home = os.open(self._s.home, _DIR_FLAGS)
+        try:
+            if area is None:
+                yield home
+                return
+            with _os_errors():
+                fd = os.open(area, _DIR_FLAGS, dir_fd=home)
+            try:
+                yield fd
+            finally:
+                os.close(fd)
+        finally:
+            os.close(home)
+
+    def _staged(self, name: str) -> Path:
+        return self._s.home / INBOUND / name
+
+    def _busy_key(self, name: str) -> tuple[str, str]:
+        return (self._s.username, name)
+
+    def _log(self, event: str, **ids: object) -> None:
+        log.info(event, partner=self._s.username, session_id=self._s.session_id, **ids)
+
+    async def _report_complete(self, name: str, upload_id: str) -> None:
+        try:
+            await self._s.hooks.upload_complete(self._s.username, self._staged(name), name)
+        except Exception as exc:
+            log.error(
+                "sftp_upload_not_recorded",
+                partner=self._s.username,
+                session_id=self._s.session_id,
+                upload_id=upload_id,
+                error=type(exc).__name__,
+            )
+            raise asyncssh.SFTPFailure("upload not recorded; send it again") from None
+        self._log("sftp_upload_complete", upload_id=upload_id)
+
+    async def _report_partial(self, upload: _Upload) -> None:
+        try:
+            await self._s.hooks.upload_partial(
+                self._s.username, self._staged(upload.name), upload.name
+            )
+        except Exception as exc:
+            log.error(
+                "sftp_partial_upload_not_recorded",
+                partner=self._s.username,
+                session_id=self._s.session_id,
+                upload_id=upload.upload_id,
+                error=type(exc).__name__,
+            )
+            return
+        self._log("sftp_upload_partial", upload_id=upload.upload_id)
+
+    # -- files ----------------------------------------------------------------------------------
+
+    @override
+    def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
+        target = _resolve(path)
+        if target.area is None or target.name is None:
+            raise asyncssh.SFTPPermissionDenied("permission denied")
+        if target.area == OUTBOUND:
+            if pflags & _WRITE_FLAGS:
+                raise asyncssh.SFTPPermissionDenied("outbound is read-only")
+            return _Download(self._open_regular(OUTBOUND, target.name, os.O_RDONLY))
+        if pflags & asyncssh.FXF_READ or not pflags & asyncssh.FXF_WRITE:
+            raise asyncssh.SFTPPermissionDenied("inbound is write-only")
+        key = self._busy_key(target.name)
+        if key in self._s.busy:
+            raise asyncssh.SFTPFailure("file is in use")
+        flags = os.O_WRONLY
+        for sftp_flag, os_flag in (
+            (asyncssh.FXF_CREAT, os.O_CREAT),
+            (asyncssh.FXF_TRUNC, os.O_TRUNC),
+            (asyncssh.FXF_EXCL, os.O_EXCL),
+            (asyncssh.FXF_APPEND, os.O_APPEND),
+        ):
+            if pflags & sftp_flag:
+                flags |= os_flag
+        fd = self._open_regular(INBOUND, target.name, flags)
+        self._s.busy.add(key)
+        upload = _Upload(fd=fd, name=target.name, upload_id=uuid.uuid4().hex)
+        self._log("sftp_upload_started", upload_id=upload.upload_id)
+        return upload
+
+    def _open_regular(self, area: str, name: str, flags: int) -> int:
+        with self._open_dir(area) as dir_fd, _os_errors():
+            fd = os.open(name, flags | _FILE_FLAGS, 0o600, dir_fd=dir_fd)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise asyncssh.SFTPPermissionDenied("permission denied")
+            return fd
+
+    @override
+    async def close(self, file_obj: object) -> None:
+        if isinstance(file_obj, _Download):
+            os.close(file_obj.fd)
+        elif isinstance(file_obj, _Upload):
+            await self._close_upload(file_obj)
+
+    async def _close_upload(self, upload: _Upload) -> None:
+        """A client CLOSE, or asyncssh's cleanup of a handle the client left open (the session
+        is then ending). Only the former can complete an upload; the latter must not raise."""
+        if not upload.open:
+            return
+        upload.open = False
+        dropped = self._s.ending or self.channel.is_closing()
+        try:
+            try:
+                await asyncio.to_thread(os.fsync, upload.fd)
+                synced = True
+            except OSError:
+                synced = False
+            finally:
+                os.close(upload.fd)
+            if dropped:
+                await self._report_partial(upload)
+                return
+            if not synced:
+                raise asyncssh.SFTPFailure("could not store the file")
+            if not is_temporary_name(upload.name):
+                await self._report_complete(upload.name, upload.upload_id)
+        finally:
+            self._s.busy.discard(self._busy_key(upload.name))
+
+    @override
+    def read(self, file_obj: object, offset: int, size: int) -> bytes:
+        if not isinstance(file_obj, _Download):
+            raise asyncssh.SFTPPermissionDenied("permission denied")
+        with _os_errors():
+            return os.pread(file_obj.fd, min(size, MAX_READ_BYTES), offset)
+
+    @override
+    def write(self, file_obj: object, offset: int, data: bytes) -> int:
+        if not isinstance(file_obj, _Upload):
+            raise asyncssh.SFTPPermissionDenied("permission denied")
+        if offset + len(data) > MAX_UPLOAD_BYTES:
+            raise asyncssh.SFTPFailure("file too large")
+        view = memoryview(data)
+        with _os_errors():
+            while view:
+                written = os.pwrite(file_obj.fd, view, offset)
+                view, offset = view[written:], offset + written
+        return len(data)
+
+    @override
+    async def fsync(self, file_obj: object) -> None:
+        if isinstance(file_obj, _Upload):
+            with _os_errors():
+                await asyncio.to_thread(os.fsync, file_obj.fd)
+
+    @override
+    def fstat(self, file_obj: object) -> asyncssh.SFTPAttrs:
+        if isinstance(file_obj, _Upload):
+            fd, area = file_obj.fd, INBOUND
+        elif isinstance(file_obj, _Download):
+            fd, area = file_obj.fd, OUTBOUND
+        else:
+            raise asyncssh.SFTPPermissionDenied("permission denied")
+        with _os_errors():
+            return _attrs(os.fstat(fd), _FILE_MODE[area])
+
+    # -- names ----------------------------------------------------------------------------------
+
+    @override
+    def lstat(self, path: bytes) -> asyncssh.SFTPAttrs:
+        target = _resolve(path)
+        with self._open_dir(target.area) as dir_fd, _os_errors():
+            if target.area is None:
+                return _attrs(os.fstat(dir_fd), _ROOT_MODE)
+            if target.name is None:
+                return _attrs(os.fstat(dir_fd), _AREA_MODE[target.area])
+            st = os.stat(target.name, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode):
+            raise asyncssh.SFTPNoSuchFile("no such file")
+        return _attrs(st, _FILE_MODE[target.area])
+
+    @override
+    def stat(self, path: bytes) -> asyncssh.SFTPAttrs:
+        return self.lstat(path)  # links are never followed
+
+    @override
+    def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
+        # Not a generator itself: errors must answer OPENDIR, not the first READDIR.
+        target = _resolve(path)
+        if target.name is not None:
+            raise asyncssh.SFTPNoSuchFile("not a directory")
+        return _iterate(self._list(target.area))
+
+    def _list(self, area: str | None) -> list[asyncssh.SFTPName]:
+        mode = _ROOT_MODE if area is None else _AREA_MODE[area]
+        with self._open_dir(area) as dir_fd, _os_errors():
+            here = _attrs(os.fstat(dir_fd), mode)
+            names = [
+                asyncssh.SFTPName(b".", attrs=here),
+                asyncssh.SFTPName(b"..", attrs=here),
+            ]
+            if area is None:
+                for child in (INBOUND, OUTBOUND):
+                    st = os.stat(child, dir_fd=dir_fd, follow_symlinks=False)
+                    if stat.S_ISDIR(st.st_mode):
+                        names.append(
+                            asyncssh.SFTPName(child.encode(), attrs=_attrs(st, _AREA_MODE[child]))
+                        )
+                return names
+            with os.scandir(dir_fd) as entries:
+                for entry in sorted(entries, key=lambda e: e.name):
+                    if entry.is_file(follow_symlinks=False) and _is_file_name(entry.name):
+                        st = entry.stat(follow_symlinks=False)
+                        names.append(
+                            asyncssh.SFTPName(
+                                os.fsencode(entry.name), attrs=_attrs(st, _FILE_MODE[area])
+                            )
+                        )
+        return names
+
+    @override
+    def realpath(self, path: bytes) -> bytes:
+        # The virtual path, from the path alone: nothing on disk is consulted.
+        return ("/" + "/".join(_normalize(path))).encode("utf-8")
+
+    @override
+    def readlink(self, path: bytes) -> bytes:
+        _resolve(path)
+        raise asyncssh.SFTPNoSuchFile("no such link")
+
+    @override
+    def remove(self, path: bytes) -> None:
+        target = _resolve(path)
+        if target.area is None or target.name is None:
+            raise asyncssh.SFTPPermissionDenied("permission denied")
+        if target.area == INBOUND:
+            if not is_temporary_name(target.name):
+                raise asyncssh.SFTPPermissionDenied("only temporary files may be removed")
+            if self._busy_key(target.name) in self._s.busy:
+                raise asyncssh.SFTPFailure("file is in use")
+        with self._open_dir(target.area) as dir_fd, _os_errors():
+            st = os.stat(target.name, dir_fd=dir_fd, follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode):
+                raise asyncssh.SFTPNoSuchFile("no such file")
+            os.unlink(target.name, dir_fd=dir_fd)
+
+    @override
+    async def rename(self, oldpath: bytes, newpath: bytes) -> None:
+        old, new = _resolve(oldpath), _resolve(newpath)
+        if old.area != INBOUND or new.area != INBOUND or old.name is None or new.name is None:
+            raise asyncssh.SFTPPermissionDenied("renames stay inside inbound")
+        if {self._busy_key(old.name), self._busy_key(new.name)} & self._s.busy:
+            raise asyncssh.SFTPFailure("file is in use")
+        with self._open_dir(INBOUND) as dir_fd:
+            _rename_no_replace(dir_fd, old.name, new.name)
+        if not is_temporary_name(old.name) or is_temporary_name(new.name):
+            return
+        key = self._busy_key(new.name)
+        self._s.busy.add(key)
+        try:
+            await self._report_complete(new.name, uuid.uuid4().hex)
+        except asyncssh.SFTPError:
+            # The client is told the rename failed; put the file back so it can retry it.
+            with contextlib.suppress(asyncssh.SFTPError), self._open_dir(INBOUND) as dir_fd:
+                _rename_no_replace(dir_fd, new.name, old.name)
+            raise
+        finally:
+            self._s.busy.discard(key)
+
+    @override
+    async def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
+        await self.rename(oldpath, newpath)  # never replaces, unlike POSIX rename(2)
+
+    # -- refused or ignored ----------------------------------------------------------------------
+
+    @override
+    def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        _resolve(path)  # clients set times and modes after uploads: accept, change nothing
+
+    @override
+    def lsetstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        _resolve(path)
+
+    @override
+    def fsetstat(self, file_obj: object, attrs: asyncssh.SFTPAttrs) -> None:
+        return None
+
+    @override
+    def mkdir(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        raise asyncssh.SFTPPermissionDenied("permission denied")
+
+    @override
+    def rmdir(self, path: bytes) -> None:
+        raise asyncssh.SFTPPermissionDenied("permission denied")
+
+    @override
+    def symlink(self, oldpath: bytes, newpath: bytes) -> None:
+        raise asyncssh.SFTPPermissionDenied("links are not allowed")
+
+    @override
+    def link(self, oldpath: bytes, newpath: bytes) -> None:
+        raise asyncssh.SFTPPermissionDenied("links are not allowed")
+
+    @override
+    def open56(
+        self, path: bytes, desired_access: int, flags: int, attrs: asyncssh.SFTPAttrs
+    ) -> object:
+        raise asyncssh.SFTPOpUnsupported("SFTP v3 only")
+
+    @override
+    def statvfs(self, path: bytes) -> os.statvfs_result:
+        raise asyncssh.SFTPOpUnsupported("not supported")
+
+    @override
+    def fstatvfs(self, file_obj: object) -> os.statvfs_result:
+        raise asyncssh.SFTPOpUnsupported("not supported")
+
+    @override
+    def map_path(self, path: bytes) -> bytes:
+        # Every operation is overridden above; an asyncssh default that maps a path is refused.
+        raise asyncssh.SFTPPermissionDenied("permission denied")
+
+    @override
+    def reverse_map_path(self, path: bytes) -> bytes:
+        raise asyncssh.SFTPPermissionDenied("permission denied")
+
+    @override
+    def exit(self) -> None:
+        self._log("sftp_session_ended")
+
+
+async def _iterate(names: list[asyncssh.SFTPName]) -> AsyncIterator[asyncssh.SFTPName]:
+    for name in names:
+        yield name
+
+
+def _rename_no_replace(dir_fd: int, old: str, new: str) -> None:
+    """link + unlink: atomically refuses an existing target, where rename(2) would replace it."""
+    with _os_errors():
+        st = os.stat(old, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode):
+            raise asyncssh.SFTPNoSuchFile("no such file")
+        os.rename(old, new, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+
+class _SftpChannelSession(SSHServerStreamSession[bytes]):
+    """asyncssh's stream session for the "sftp" subsystem, refusing everything else, and
+    recording when the client's input ends.
+
+    asyncssh closes the handles a client left open through the same `SFTPServer.close` that
+    answers a CLOSE request; `_Session.ending` tells the two apart. On EOF the channel is also
+    half-closed from our side (eof_received returns False), so no answer can reach a client
+    after that point: a CLOSE still queued behind the EOF is reported partial, never answered OK.
+    """
+
+    def __init__(self, session: _Session) -> None:
+        super().__init__(None, self._start_sftp, _SFTP_VERSION, False)
+        self._intake = session
+
+    def _start_sftp(self, chan: SSHChannel[bytes]) -> asyncssh.SFTPServer:
+        log.info(
+            "sftp_session_started",
+            partner=self._intake.username,
+            session_id=self._intake.session_id,
+        )
+        return _PartnerSftpServer(cast(asyncssh.SSHServerChannel[bytes], chan), self._intake)
+
+    @override
+    def shell_requested(self) -> bool:
+        return False
+
+    @override
+    def exec_requested(self, command: str) -> bool:
+        return False
+
+    @override
+    def subsystem_requested(self, subsystem: str) -> bool:
+        return subsystem == "sftp"
+
+    @override
+    def eof_received(self) -> bool:
+        self._intake.ending = True
+        super().eof_received()
+        return False
+
+    @override
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._intake.ending = True
+        super().connection_lost(exc)
+
+
+class _PartnerSSHServer(asyncssh.SSHServer):
+    """One SSH connection: public-key authentication against the hooks, then SFTP only."""
+
+    def __init__(self, root: Path, hooks: SftpHooks, busy: set[tuple[str, str]]) -> None:
+        self._root = root
+        self._hooks = hooks
+        self._busy = busy
+        self._session_id = uuid.uuid4().hex
+        self._conn: asyncssh.SSHServerConnection | None = None
+        self._key_owner: str | None = None
+        self._keys: frozenset[bytes] = frozenset()
+
+    @override
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
+        log.info("sftp_connection_opened", session_id=self._session_id)
+
+    @override
+    def connection_lost(self, exc: Exception | None) -> None:
+        log.info(
+            "sftp_connection_closed",
+            session_id=self._session_id,
+            error=type(exc).__name__ if exc else None,
+        )
+
+    @override
+    async def begin_auth(self, username: str) -> bool:
+        self._key_owner, self._keys = None, frozenset()
+        keys: list[asyncssh.SSHKey] | None = None
+        if is_partner_name(username):
+            try:
+                keys = await self._hooks.authorized_keys(username)
+            except Exception as exc:
+                log.error(
+                    "sftp_key_lookup_failed",
+                    session_id=self._session_id,
+                    error=type(exc).__name__,
+                )
+        if keys:
+            self._key_owner = username
+            self._keys = frozenset(key.public_data for key in keys)
+        else:
+            # Only a well-formed name is an id worth logging; anything else is client noise.
+            log.info(
+                "sftp_unknown_partner",
+                session_id=self._session_id,
+                partner=username if is_partner_name(username) else None,
+            )
+        return True  # always authenticate; an unknown partner simply has no key that matches
+
+    @override
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    @override
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        return username == self._key_owner and key.public_data in self._keys
+
+    @override
+    def validate_ca_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        return False
+
+    @override
+    def password_auth_supported(self) -> bool:
+        return False
+
+    @override
+    def kbdint_auth_supported(self) -> bool:
+        return False
+
+    @override
+    def host_based_auth_supported(self) -> bool:
+        return False
+
+    @override
+    def auth_completed(self) -> None:
+        log.info("sftp_partner_authenticated", partner=self._key_owner, session_id=self._session_id)
+
+    @override
+    def session_requested(self) -> _SftpChannelSession:
+        username: str | None = self._conn.get_extra_info("username") if self._conn else None
+        if username is None or username != self._key_owner:
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "refused")
+        session = _Session(
+            username=username,
+            home=partner_root(self._root, username),
+            hooks=self._hooks,
+            busy=self._busy,
+            session_id=self._session_id,
+        )
+        return _SftpChannelSession(session)
+
+    @override
+    def connection_requested(
+        self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
+    ) -> bool:
+        return False
+
+    @override
+    def server_requested(self, listen_host: str, listen_port: int) -> bool:
+        return False
+
+    @override
+    def unix_connection_requested(self, dest_path: str) -> bool:
+        return False
+
+    @override
+    def unix_server_requested(self, listen_path: str) -> bool:
+        return False
+
+    @override
+    def tun_requested(self, unit: int | None) -> bool:
+        return False
+
+    @override
+    def tap_requested(self, unit: int | None) -> bool:
+        return False

@@ -1,0 +1,166 @@
+"""Run the real gateway (`edi834 serve`) as a child process on loopback, and talk to it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import ROOT
+
+EDI834 = ROOT / ".venv" / "bin" / "edi834"
+FINAL = {"processed", "failed"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class GatewayProcess:
+    data_dir: Path
+    database_url: str = ""
+    http_port: int = field(default_factory=free_port)
+    sftp_port: int = field(default_factory=free_port)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir.parent / f"{self.data_dir.name}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def env(self, **more: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EDI834_")}
+        env["EDI834_SFTP_ENABLED"] = os.environ.get("EDI834_SFTP_ENABLED", "true")
+        env.update(
+            EDI834_DATA_DIR=str(self.data_dir),
+            EDI834_DATABASE_URL=self.database_url,
+            EDI834_HTTP_PORT=str(self.http_port),
+            EDI834_SFTP_PORT=str(self.sftp_port),
+            EDI834_WORKER_POLL_SECONDS="0.1",
+            EDI834_SHUTDOWN_GRACE_SECONDS="5",
+        )
+        env.update(self.extra_env)
+        env.update(more)
+        return env
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(EDI834), *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=60,
+        )
+
+    def add_partner(
+        self, name: str, isa_id: str, qualifier: str = "ZZ", sftp_key: Path | None = None
+    ) -> str:
+        args = [
+            "partner",
+            "add",
+            "--name",
+            name,
+            "--isa-qualifier",
+            qualifier,
+            "--isa-id",
+            isa_id,
+            "--json",
+        ]
+        if sftp_key is not None:
+            args += ["--sftp-key", str(sftp_key)]
+        return str(json.loads(self.cli(*args).stdout)["api_key"])
+
+    def start(self, *, crashpoints: tuple[str, ...] = (), wait: bool = True, **env: str) -> None:
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        self.proc = subprocess.Popen(
+            [str(EDI834), "serve"],
+            env=self.env(EDI834_CRASHPOINTS=",".join(crashpoints), **env),
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        self.starts += 1
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited {self.proc.returncode}:\n{self.logs()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"gateway not ready after {timeout}s:\n{self.logs()[-3000:]}")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def client(self, api_key: str | None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+def submit(client: httpx.Client, content: bytes, filename: str = "file.834") -> httpx.Response:
+    return client.post(
+        "/v1/interchanges",
+        content=content,
+        headers={"Content-Type": "application/edi-x12", "X-Filename": filename},
+    )
+
+
+def wait_final(client: httpx.Client, receipt_id: str, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = client.get(f"/v1/interchanges/{receipt_id}")
+        r.raise_for_status()
+        body = r.json()
+        if body["status"] in FINAL:
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"{receipt_id} not processed within {timeout}s: {body['status']}")
+
+
+def wait_for_file(path: Path, timeout: float = 30.0) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            return path
+        time.sleep(0.05)
+    raise AssertionError(f"{path} did not appear")
