@@ -24,7 +24,7 @@ class Gateway:
     @classmethod
     def open(cls, settings: Settings) -> Gateway:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = make_engine(settings.sqlalchemy_url)
+        engine = make_engine(settings.sqlalchemy_url, busy_timeout_ms=settings.db_busy_timeout_ms)
         return cls(
             settings=settings,
             engine=engine,

@@ -14,6 +14,7 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("var")
     database_url: str = ""  # empty: SQLite at <data_dir>/edi834.sqlite3
+    db_busy_timeout_ms: int = 30_000  # SQLite: how long a writer waits for the lock
 
     http_host: str = "127.0.0.1"
     http_port: int = 8834

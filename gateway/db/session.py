@@ -22,11 +22,11 @@ T = TypeVar("T")
 SQLITE_BUSY_MS = 30_000
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_MS, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
-            connect_args={"timeout": SQLITE_BUSY_MS / 1000, "check_same_thread": False},
+            connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
             **kwargs,
         )
 
@@ -38,7 +38,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -67,7 +67,7 @@ def _transient(exc: BaseException) -> bool:
 db_retry = retry(
     retry=retry_if_exception(_transient),
     stop=stop_after_attempt(5),
-    wait=wait_exponential_jitter(initial=0.1, max=2.0),
+    wait=wait_exponential_jitter(multiplier=0.1, max=2.0),
     reraise=True,
 )
 

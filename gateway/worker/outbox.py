@@ -89,7 +89,7 @@ def _post(client: httpx.Client, url: str, body: bytes, signature: str) -> None:
     @retry(
         retry=retry_if_exception_type((httpx.TransportError, WebhookError)),
         stop=stop_after_attempt(3),
-        wait=wait_exponential_jitter(initial=0.2, max=2.0),
+        wait=wait_exponential_jitter(multiplier=0.2, max=2.0),
         reraise=True,
     )
     def attempt() -> None:
