@@ -231,7 +231,6 @@ class _Session:
     hooks: SftpHooks
     busy: set[tuple[str, str]]  # (partner, inbound name) being written or handed to a hook
     session_id: str
-    ending: bool = False  # the client sent EOF or the channel/connection went away
 
 
 @dataclass(eq=False, slots=True)
@@ -321,7 +320,7 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
         if target.area is None or target.name is None:
             raise asyncssh.SFTPPermissionDenied("permission denied")
         if target.area == OUTBOUND:
-            if False:
+            if pflags & _WRITE_FLAGS:
                 raise asyncssh.SFTPPermissionDenied("outbound is read-only")
             return _Download(self._open_regular(OUTBOUND, target.name, os.O_RDONLY))
         if pflags & asyncssh.FXF_READ or not pflags & asyncssh.FXF_WRITE:
@@ -360,12 +359,14 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
             await self._close_upload(file_obj)
 
     async def _close_upload(self, upload: _Upload) -> None:
-        """A client CLOSE, or asyncssh's cleanup of a handle the client left open (the session
-        is then ending). Only the former can complete an upload; the latter must not raise."""
+        """A client CLOSE, or asyncssh's cleanup of a handle the client left open. Only the
+        former can complete an upload; the latter must not raise. asyncssh calls this same method
+        for both; the cleanup only runs once the channel is closing (connection lost, channel
+        closed, or the EOF that _SftpChannelSession answers by half-closing)."""
         if not upload.open:
             return
         upload.open = False
-        dropped = self._s.ending or self.channel.is_closing()
+        dropped = self.channel.is_closing()
         try:
             try:
                 await asyncio.to_thread(os.fsync, upload.fd)
@@ -602,13 +603,14 @@ def _rename_no_replace(dir_fd: int, old: str, new: str) -> None:
 
 
 class _SftpChannelSession(SSHServerStreamSession[bytes]):
-    """asyncssh's stream session for the "sftp" subsystem, refusing everything else, and
-    recording when the client's input ends.
+    """asyncssh's stream session for the "sftp" subsystem only, half-closing on the client's EOF.
 
     asyncssh closes the handles a client left open through the same `SFTPServer.close` that
-    answers a CLOSE request; `_Session.ending` tells the two apart. On EOF the channel is also
-    half-closed from our side (eof_received returns False), so no answer can reach a client
-    after that point: a CLOSE still queued behind the EOF is reported partial, never answered OK.
+    answers a CLOSE request, and a client may send EOF while keeping the channel open, so the
+    channel state alone would not tell the two apart. Answering EOF with EOF (eof_received
+    returns False, where asyncssh's default keeps the channel half-open) makes the channel
+    "closing" from then on: every close after it is a dropped upload, and no answer can reach
+    the client any more, so a CLOSE queued behind the EOF is reported partial, never answered OK.
     """
 
     def __init__(self, session: _Session) -> None:
@@ -637,14 +639,8 @@ class _SftpChannelSession(SSHServerStreamSession[bytes]):
 
     @override
     def eof_received(self) -> bool:
-        self._intake.ending = True
-        super().eof_received()
+        super().eof_received()  # wakes the SFTP reader, which then cleans up
         return False
-
-    @override
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._intake.ending = True
-        super().connection_lost(exc)
 
 
 class _PartnerSSHServer(asyncssh.SSHServer):

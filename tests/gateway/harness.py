@@ -45,7 +45,6 @@ class GatewayProcess:
 
     def env(self, **more: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("EDI834_")}
-        env["EDI834_SFTP_ENABLED"] = os.environ.get("EDI834_SFTP_ENABLED", "true")
         env.update(
             EDI834_DATA_DIR=str(self.data_dir),
             EDI834_DATABASE_URL=self.database_url,

@@ -1,0 +1,190 @@
+"""End to end over SFTP against a real `edi834 serve`: asyncssh's client and OpenSSH's `sftp`
+upload files and fetch their TA1/999 from outbound/, the same acks the API serves."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from tests.conftest import SAMPLES
+from tests.gateway.harness import wait_final
+
+GOOD = (SAMPLES / "good_exchange_new_enrollment.834").read_bytes()
+DEFECTIVE = (SAMPLES / "bad_ik403_8_dmg02_date.834").read_bytes()
+OPENSSH = (
+    "-F",
+    "/dev/null",
+    "-o",
+    "IdentitiesOnly=yes",
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "LogLevel=ERROR",
+)
+
+
+@pytest.fixture
+def partner(gateway, tmp_path):
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    private = tmp_path / "id_va"
+    key.write_private_key(private)
+    private.chmod(0o600)
+    public = tmp_path / "id_va.pub"
+    key.write_public_key(public)
+    api_key = gateway.add_partner("va", "VA0FFM", sftp_key=public)
+    gateway.start()
+    return key, private, api_key
+
+
+def _connect(gateway, key):
+    return asyncssh.connect(
+        "127.0.0.1", gateway.sftp_port, username="va", client_keys=[key], known_hosts=None
+    )
+
+
+def _receipts(gateway, api_key) -> list[dict]:
+    with gateway.client(api_key) as c:
+        return c.get("/v1/interchanges", params={"limit": 200}).json()["items"]
+
+
+async def _wait_outbound(sftp, suffix: str, timeout: float = 30) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        names = [n for n in await sftp.listdir("outbound") if n.endswith(suffix)]
+        if names:
+            return names
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no *{suffix} in outbound/")
+
+
+class TestSftpIntake:
+    def test_asyncssh_upload_is_a_receipt_when_close_returns_and_acks_come_back(
+        self, gateway, partner
+    ):
+        key, _, api_key = partner
+
+        async def run():
+            async with _connect(gateway, key) as conn, conn.start_sftp_client() as sftp:
+                async with sftp.open("inbound/enroll-0601.834", "wb") as f:
+                    await f.write(GOOD)
+                # CLOSE answered: the receipt is already committed.
+                items = _receipts(gateway, api_key)
+                assert [i["filename"] for i in items] == ["enroll-0601.834"]
+                assert items[0]["channel"] == "sftp"
+                rid = items[0]["id"]
+                with gateway.client(api_key) as c:
+                    body = wait_final(c, rid)
+                    assert body["outcome"] == "accepted"
+                    api_999 = c.get(f"/v1/interchanges/{rid}/acks/999").content
+                names = await _wait_outbound(sftp, ".999")
+                assert len(names) == 1 and "enroll-0601" in names[0] and rid[:12] in names[0]
+                async with sftp.open(f"outbound/{names[0]}", "rb") as f:
+                    assert await f.read() == api_999
+                assert await _wait_outbound(sftp, ".ta1")
+                await sftp.remove(f"outbound/{names[0]}")
+                assert names[0] not in await sftp.listdir("outbound")
+                assert await sftp.listdir("inbound") == [".", ".."] or all(
+                    n in (".", "..") for n in await sftp.listdir("inbound")
+                )
+
+                # Written under a temporary name: counts only when renamed.
+                async with sftp.open("inbound/second.834.part", "wb") as f:
+                    await f.write(DEFECTIVE)
+                assert len(_receipts(gateway, api_key)) == 1
+                await sftp.rename("inbound/second.834.part", "inbound/second.834")
+                items = _receipts(gateway, api_key)
+                assert len(items) == 2 and items[0]["filename"] == "second.834"
+                with gateway.client(api_key) as c:
+                    assert wait_final(c, items[0]["id"])["outcome"] == "rejected"
+
+        asyncio.run(run())
+
+    def test_openssh_sftp_put_then_get_the_999(self, gateway, partner, tmp_path):
+        _, private, api_key = partner
+        local = tmp_path / "defective.834"
+        local.write_bytes(DEFECTIVE)
+        target = ["-i", str(private), "-P", str(gateway.sftp_port), *OPENSSH, "va@127.0.0.1"]
+
+        def sftp(batch: str) -> subprocess.CompletedProcess[str]:
+            (tmp_path / "batch").write_text(batch)
+            return subprocess.run(
+                ["sftp", "-b", str(tmp_path / "batch"), *target],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+
+        put = sftp(f"put {local} inbound/defective.834\n")
+        assert put.returncode == 0, put.stderr
+        items = _receipts(gateway, api_key)
+        assert len(items) == 1
+        with gateway.client(api_key) as c:
+            assert wait_final(c, items[0]["id"])["outcome"] == "rejected"
+            api_999 = c.get(f"/v1/interchanges/{items[0]['id']}/acks/999").content
+        deadline = time.monotonic() + 30
+        while True:
+            listing = sftp("ls -1 outbound\n")
+            names = [n.split("/")[-1] for n in listing.stdout.split() if n.endswith(".999")]
+            if names or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert names, listing.stdout
+        got = sftp(f"get outbound/{names[0]} {tmp_path}/ack.999\n")
+        assert got.returncode == 0, got.stderr
+        assert (tmp_path / "ack.999").read_bytes() == api_999
+        assert b"IK5*R*5~" in api_999
+        # The partner's view is its own root: no path leads elsewhere.
+        escape = sftp("get ../../edi834.sqlite3 /dev/null\n")
+        assert escape.returncode != 0
+        assert sftp("put /etc/hostname outbound/x\n").returncode != 0
+
+    def test_dropped_session_leaves_a_visible_partial_upload_never_processed(
+        self, gateway, partner
+    ):
+        key, _, api_key = partner
+
+        async def run():
+            conn = await _connect(gateway, key)
+            sftp = await conn.start_sftp_client()
+            f = await sftp.open("inbound/cut.834", "wb")
+            await f.write(GOOD[: len(GOOD) // 2])
+            conn.abort()
+            deadline = time.monotonic() + 10
+            while not _receipts(gateway, api_key):
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.1)
+
+        asyncio.run(run())
+        items = _receipts(gateway, api_key)
+        assert len(items) == 1
+        assert items[0]["status"] == "partial" and items[0]["size"] == len(GOOD) // 2
+        time.sleep(1.0)  # the worker has had its chance: a partial upload is never processed
+        assert _receipts(gateway, api_key)[0]["status"] == "partial"
+        assert items[0]["outcome"] is None
+
+
+def test_unknown_user_and_wrong_key_are_refused(gateway, partner):
+    async def run():
+        other = asyncssh.generate_private_key("ssh-ed25519")
+        for user, k in (("va", other), ("nobody", partner[0])):
+            with pytest.raises(asyncssh.PermissionDenied):
+                async with asyncssh.connect(
+                    "127.0.0.1",
+                    gateway.sftp_port,
+                    username=user,
+                    client_keys=[k],
+                    known_hosts=None,
+                ):
+                    pass
+
+    asyncio.run(run())
+    assert Path(gateway.data_dir / "sftp").is_dir()

@@ -1,0 +1,758 @@
+"""The SFTP intake server over real SSH connections on 127.0.0.1: asyncssh as the client, and
+OpenSSH's /usr/bin/sftp for the end-to-end check."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import stat
+import struct
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import asyncssh
+import pytest
+
+from gateway.intake.sftp import partner_root, start_sftp_server
+
+T = TypeVar("T")
+
+REFUSED = (asyncssh.SFTPPermissionDenied, asyncssh.SFTPNoSuchFile)
+OPENSSH_OPTIONS = [
+    "-F", "/dev/null",
+    "-o", "StrictHostKeyChecking=no",
+    "-o", "UserKnownHostsFile=/dev/null",
+    "-o", "BatchMode=yes",
+    "-o", "IdentitiesOnly=yes",
+]  # fmt: skip
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run one scenario on a fresh event loop; a hang fails the test instead of stalling it."""
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro, timeout=30)
+
+    return asyncio.run(bounded())
+
+
+async def wait_until(predicate: Callable[[], object], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+def sftp_packet(kind: int, *fields: bytes) -> bytes:
+    """A raw SFTP v3 packet, for the cases no client library will produce."""
+    body = bytes([kind]) + b"".join(fields)
+    return struct.pack(">I", len(body)) + body
+
+
+def u32(n: int) -> bytes:
+    return struct.pack(">I", n)
+
+
+def sftp_string(data: bytes) -> bytes:
+    return u32(len(data)) + data
+
+
+class RawSftp:
+    """Speaks SFTP by hand over an SSH "sftp" subsystem channel."""
+
+    INIT, OPEN, CLOSE, WRITE = 1, 3, 4, 6
+    VERSION, STATUS, HANDLE = 2, 101, 102
+
+    def __init__(self, process: asyncssh.SSHClientProcess[bytes]) -> None:
+        self.process = process
+
+    async def start(self) -> None:
+        self.process.stdin.write(sftp_packet(self.INIT, u32(3)))
+        kind, _ = await self.reply()
+        assert kind == self.VERSION
+
+    def send(self, kind: int, request_id: int, *fields: bytes) -> None:
+        self.process.stdin.write(sftp_packet(kind, u32(request_id), *fields))
+
+    async def reply(self) -> tuple[int, bytes]:
+        header = await self.process.stdout.readexactly(4)
+        body = await self.process.stdout.readexactly(int.from_bytes(header, "big"))
+        return body[0], body[1:]
+
+    async def replies_until_eof(self) -> list[tuple[int, bytes]]:
+        replies = []
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            while True:
+                replies.append(await self.reply())
+        return replies
+
+    async def open_for_write(self, path: bytes, data: bytes) -> bytes:
+        pflags = asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_TRUNC
+        self.send(self.OPEN, 1, sftp_string(path), u32(pflags), u32(0))
+        kind, payload = await self.reply()
+        assert kind == self.HANDLE, payload
+        handle = payload[8:]  # request id, string length
+        self.send(self.WRITE, 2, sftp_string(handle), struct.pack(">Q", 0), sftp_string(data))
+        kind, payload = await self.reply()
+        assert (kind, payload[4:8]) == (self.STATUS, u32(0)), payload
+        return handle
+
+
+class FakeHooks:
+    """Records every call. upload_complete moves the file to blobs/, as the blob store does."""
+
+    def __init__(self, blobs: Path, keys: dict[str, list[asyncssh.SSHKey]]) -> None:
+        self.blobs = blobs
+        self.keys = keys
+        self.complete: list[tuple[str, str, bytes]] = []
+        self.partial: list[tuple[str, str, bytes]] = []
+        self.staged: list[Path] = []
+        self.fail_complete = False
+
+    async def authorized_keys(self, username: str) -> list[asyncssh.SSHKey] | None:
+        return self.keys.get(username)
+
+    async def upload_complete(self, username: str, staged: Path, filename: str) -> None:
+        if self.fail_complete:
+            raise RuntimeError("blob store unavailable")
+        data = staged.read_bytes()
+        self.blobs.mkdir(exist_ok=True)
+        staged.rename(self.blobs / f"{len(self.complete)}.blob")
+        self.staged.append(staged)
+        self.complete.append((username, filename, data))
+
+    async def upload_partial(self, username: str, staged: Path, filename: str) -> None:
+        self.staged.append(staged)
+        self.partial.append((username, filename, staged.read_bytes()))
+
+
+@dataclass
+class Intake:
+    tmp: Path
+    root: Path
+    port: int
+    hooks: FakeHooks
+    keys: dict[str, asyncssh.SSHKey]
+
+    def inbound(self, partner: str = "A") -> Path:
+        return self.root / partner / "inbound"
+
+    def outbound(self, partner: str = "A") -> Path:
+        return self.root / partner / "outbound"
+
+    def connect(
+        self, username: str = "A", key: asyncssh.SSHKey | None = None, **options: Any
+    ) -> Any:  # asyncssh's connect() result: awaitable and an async context manager
+        options.setdefault("client_keys", [key or self.keys[username]])
+        return asyncssh.connect(
+            "127.0.0.1",
+            self.port,
+            username=username,
+            known_hosts=None,
+            agent_path=None,
+            config=[],
+            **options,
+        )
+
+    @contextlib.asynccontextmanager
+    async def sftp(
+        self, username: str = "A"
+    ) -> AsyncIterator[tuple[asyncssh.SSHClientConnection, asyncssh.SFTPClient]]:
+        async with self.connect(username) as conn, conn.start_sftp_client() as client:
+            yield conn, client
+
+    def keyfile(self, username: str = "A") -> Path:
+        path = self.tmp / f"id_{username}"
+        self.keys[username].write_private_key(path)  # OpenSSH format
+        path.chmod(0o600)
+        return path
+
+    async def openssh(self, program: str, *args: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            program,
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+    async def openssh_sftp(self, batch: str, username: str = "A") -> tuple[int, str, str]:
+        batchfile = self.tmp / "batch"
+        batchfile.write_text(batch)
+        return await self.openssh(
+            "/usr/bin/sftp",
+            "-b", str(batchfile),
+            "-i", str(self.keyfile(username)),
+            "-P", str(self.port),
+            *OPENSSH_OPTIONS,
+            f"{username}@127.0.0.1",
+        )  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def intake_server(tmp_path: Path) -> AsyncIterator[Intake]:
+    keys = {name: asyncssh.generate_private_key("ssh-ed25519") for name in ("A", "B")}
+    hooks = FakeHooks(tmp_path / "blobs", {name: [key] for name, key in keys.items()})
+    root = tmp_path / "sftp"
+    for name in keys:
+        partner_root(root, name)
+    acceptor = await start_sftp_server(
+        host="127.0.0.1",
+        port=0,
+        root=root,
+        host_key_path=tmp_path / "host_key",
+        hooks=hooks,
+    )
+    try:
+        yield Intake(tmp_path, root, acceptor.get_port(), hooks, keys)
+    finally:
+        acceptor.close()
+        await acceptor.wait_closed()
+
+
+async def upload(client: asyncssh.SFTPClient, path: str, data: bytes) -> None:
+    async with client.open(path, "wb") as remote:
+        await remote.write(data)
+
+
+class TestUploadCompletion:
+    def test_final_name_is_complete_on_close_with_the_exact_bytes(self, tmp_path: Path) -> None:
+        data = os.urandom(300_000)  # several SFTP writes, sent in parallel by put()
+        local = tmp_path / "local.834"
+        local.write_bytes(data)
+
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw, gw.sftp() as (_, client):
+                await client.put(str(local), "/inbound/acme.834")
+                # the hook is awaited before the CLOSE is answered
+                assert gw.hooks.complete == [("A", "acme.834", data)]
+                assert gw.hooks.staged == [gw.inbound() / "acme.834"]
+                assert gw.hooks.partial == []
+                assert (gw.tmp / "blobs" / "0.blob").read_bytes() == data
+
+        run(scenario())
+
+    @pytest.mark.parametrize("how", ["rename", "posix_rename"])
+    def test_temporary_name_is_complete_on_rename_not_on_close(
+        self, tmp_path: Path, how: str
+    ) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw, gw.sftp() as (_, client):
+                await upload(client, "inbound/x.834.part", b"ISA*00~")
+                assert gw.hooks.complete == []
+                assert (gw.inbound() / "x.834.part").read_bytes() == b"ISA*00~"
+                await getattr(client, how)("inbound/x.834.part", "inbound/x.834")
+                assert gw.hooks.complete == [("A", "x.834", b"ISA*00~")]
+                assert gw.hooks.staged == [gw.inbound() / "x.834"]
+
+        run(scenario())
+
+    @pytest.mark.parametrize("name", ["a.834.PART", "b.tmp", "c.834.FilePart"])
+    def test_temporary_suffixes_are_case_insensitive(self, tmp_path: Path, name: str) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw, gw.sftp() as (_, client):
+                await upload(client, f"inbound/{name}", b"ISA~")
+                assert gw.hooks.complete == []
+                await client.rename(f"inbound/{name}", "inbound/final.834")
+                assert [c[1] for c in gw.hooks.complete] == ["final.834"]
+
+        run(scenario())
+
+    def test_hook_failure_fails_the_close_and_keeps_the_file(self, tmp_path: Path) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw, gw.sftp() as (_, client):
+                gw.hooks.fail_complete = True
+                remote = await client.open("inbound/acme.834", "wb")
+                await remote.write(b"ISA*00~")
+                with pytest.raises(asyncssh.SFTPFailure) as refused:
+                    await remote.close()
+                assert "blob store" not in refused.value.reason  # the hook's message stays here
+                assert (gw.inbound() / "acme.834").read_bytes() == b"ISA*00~"
+                assert gw.hooks.complete == [] and gw.hooks.partial == []
+                # the partner sends it again and this time it is recorded
+                gw.hooks.fail_complete = False
+                await upload(client, "inbound/acme.834", b"ISA*00~")
+                assert gw.hooks.complete == [("A", "acme.834", b"ISA*00~")]
+
+        run(scenario())
+
+    def test_hook_failure_fails_the_rename_and_restores_the_name(self, tmp_path: Path) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw, gw.sftp() as (_, client):
+                await upload(client, "inbound/x.834.part", b"ISA~")
+                gw.hooks.fail_complete = True
+                with pytest.raises(asyncssh.SFTPFailure):
+                    await client.rename("inbound/x.834.part", "inbound/x.834")
+                assert sorted(os.listdir(gw.inbound())) == ["x.834.part"]
+                gw.hooks.fail_complete = False
+                await client.rename("inbound/x.834.part", "inbound/x.834")
+                assert gw.hooks.complete == [("A", "x.834", b"ISA~")]
+
+        run(scenario())
+
+    @pytest.mark.parametrize("how", ["rename", "posix_rename"])
+    def test_rename_onto_an_existing_name_is_refused(self, tmp_path: Path, how: str) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw, gw.sftp() as (_, client):
+                (gw.inbound() / "taken.834").write_bytes(b"first")
+                await upload(client, "inbound/new.834.part", b"second")
+                with pytest.raises(asyncssh.SFTPFailure):
+                    await getattr(client, how)("inbound/new.834.part", "inbound/taken.834")
+                assert (gw.inbound() / "taken.834").read_bytes() == b"first"
+                assert (gw.inbound() / "new.834.part").read_bytes() == b"second"
+                assert gw.hooks.complete == []
+
+        run(scenario())
+
+    def test_a_file_being_written_cannot_be_opened_renamed_or_removed(self, tmp_path: Path) -> None:
+        async def scenario() -> None:
+            async with (
+                intake_server(tmp_path) as gw,
+                gw.sftp() as (_, first),
+                gw.sftp() as (_, second),
+            ):
+                remote = await first.open("inbound/x.834.part", "wb")
+                await remote.write(b"ISA~")
+                with pytest.raises(asyncssh.SFTPFailure):
+                    await second.open("inbound/x.834.part", "wb")
+                with pytest.raises(asyncssh.SFTPFailure):
+                    await second.rename("inbound/x.834.part", "inbound/x.834")
+                with pytest.raises(asyncssh.SFTPFailure):
+                    await second.remove("inbound/x.834.part")
+                await remote.close()
+                await second.rename("inbound/x.834.part", "inbound/x.834")
+                assert gw.hooks.complete == [("A", "x.834", b"ISA~")]
+
+        run(scenario())
+
+
+class TestSessionDrop:
+    def test_dropped_session_reports_each_open_file_partial_once(self, tmp_path: Path) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw:
+                conn = await gw.connect()
+                client = await conn.start_sftp_client()
+                final = await client.open("inbound/big.834", "wb")
+                temporary = await client.open("inbound/other.834.part", "wb")
+                await final.write(b"ISA*00*first half")  # answered: the server has the bytes
+                await temporary.write(b"ISA*00*")
+                conn.abort()
+                await wait_until(lambda: len(gw.hooks.partial) >= 2)
+                await asyncio.sleep(0.2)  # nothing more arrives
+                assert sorted(gw.hooks.partial) == [
+                    ("A", "big.834", b"ISA*00*first half"),
+                    ("A", "other.834.part", b"ISA*00*"),
+                ]
+                assert gw.hooks.complete == []
+
+        run(scenario())
+
+    def test_clean_exit_with_a_file_left_open_is_partial(self, tmp_path: Path) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw:
+                async with gw.connect() as conn:
+                    client = await conn.start_sftp_client()
+                    remote = await client.open("inbound/left.834", "wb")
+                    await remote.write(b"ISA~")
+                    client.exit()  # closes the SFTP channel without a CLOSE for the file
+                    await client.wait_closed()
+                    await wait_until(lambda: gw.hooks.partial)
+                assert gw.hooks.partial == [("A", "left.834", b"ISA~")]
+                assert gw.hooks.complete == []
+
+        run(scenario())
+
+    def test_half_closed_channel_with_a_file_left_open_is_partial(self, tmp_path: Path) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw, gw.connect() as conn:
+                raw = RawSftp(await conn.create_process(subsystem="sftp", encoding=None))
+                await raw.start()
+                await raw.open_for_write(b"inbound/half.834", b"ISA*00*")
+                raw.process.stdin.write_eof()  # EOF only: the channel itself stays open
+                await wait_until(lambda: gw.hooks.partial)
+                assert gw.hooks.partial == [("A", "half.834", b"ISA*00*")]
+                assert gw.hooks.complete == []
+
+        run(scenario())
+
+    def test_close_queued_behind_eof_is_never_answered_ok_unless_recorded(
+        self, tmp_path: Path
+    ) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw, gw.connect() as conn:
+                raw = RawSftp(await conn.create_process(subsystem="sftp", encoding=None))
+                await raw.start()
+                handle = await raw.open_for_write(b"inbound/x.834", b"ISA~")
+                raw.send(RawSftp.CLOSE, 3, sftp_string(handle))
+                raw.process.stdin.write_eof()
+                replies = await raw.replies_until_eof()
+                await wait_until(lambda: gw.hooks.partial or gw.hooks.complete)
+                await asyncio.sleep(0.1)
+                close_ok = (RawSftp.STATUS, u32(3) + u32(0)) in [(k, p[:8]) for k, p in replies]
+                recorded = gw.hooks.complete == [("A", "x.834", b"ISA~")]
+                assert close_ok == recorded
+                assert len(gw.hooks.partial) + len(gw.hooks.complete) == 1
+
+        run(scenario())
+
+
+class TestOpenSshClient:
+    def test_put_get_and_rm_with_openssh_sftp(self, tmp_path: Path) -> None:
+        local = tmp_path / "enrollment.834"
+        local.write_bytes(b"ISA*00*          *00*~" * 1000)
+        fetched = tmp_path / "fetched.999"
+
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw:
+                (gw.outbound() / "ack.999").write_bytes(b"ISA*999~")
+                code, out, err = await gw.openssh_sftp(
+                    f"put {local} inbound/enrollment.834\n"
+                    f"get outbound/ack.999 {fetched}\n"
+                    "rm outbound/ack.999\n"
+                    "ls /\n"
+                )
+                assert code == 0, err
+                assert gw.hooks.complete == [("A", "enrollment.834", local.read_bytes())]
+                assert fetched.read_bytes() == b"ISA*999~"
+                assert not (gw.outbound() / "ack.999").exists()
+                assert "inbound" in out and "outbound" in out
+
+        run(scenario())
+
+    def test_openssh_sftp_cannot_read_inbound_or_write_outbound(self, tmp_path: Path) -> None:
+        local = tmp_path / "x.834"
+        local.write_bytes(b"ISA~")
+
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw:
+                (gw.inbound() / "kept.834.part").write_bytes(b"ISA~")
+                code, _, _ = await gw.openssh_sftp(f"get inbound/kept.834.part {tmp_path}/k\n")
+                assert code != 0
+                code, _, _ = await gw.openssh_sftp(f"put {local} outbound/x.834\n")
+                assert code != 0
+                assert not (gw.outbound() / "x.834").exists()
+                assert not (tmp_path / "k").exists()
+
+        run(scenario())
+
+
+class TestAuthentication:
+    def test_only_publickey_is_offered(self, tmp_path: Path) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw:
+                code, _, err = await gw.openssh(
+                    "/usr/bin/ssh",
+                    "-p", str(gw.port),
+                    *OPENSSH_OPTIONS,
+                    "-o", "PubkeyAuthentication=no",
+                    "A@127.0.0.1",
+                    "true",
+                )  # fmt: skip
+                assert code == 255
+                assert "Permission denied (publickey)." in err
+
+        run(scenario())
+
+    def test_password_auth_is_refused(self, tmp_path: Path) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw:
+                with pytest.raises(asyncssh.PermissionDenied):
+                    await gw.connect(
+                        client_keys=None,
+                        password="secret",  # noqa: S106
+                        preferred_auth="password,keyboard-interactive",
+                    )
+
+        run(scenario())
+
+    @pytest.mark.parametrize(
+        ("username", "key_of", "hook_accepts"),
+        [
+            ("A", "B", False),  # B's key for A
+            ("C", "A", False),  # unknown to the hook
+            ("../B", "B", True),  # not one path component: refused before the hook is asked
+            ("B/../A", "A", True),
+        ],
+    )
+    def test_wrong_key_or_unknown_partner_is_refused(
+        self, tmp_path: Path, username: str, key_of: str, hook_accepts: bool
+    ) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw:
+                if hook_accepts:
+                    gw.hooks.keys[username] = [gw.keys[key_of]]
+                with pytest.raises(asyncssh.PermissionDenied):
+                    await gw.connect(username, gw.keys[key_of])
+                assert sorted(p.name for p in gw.root.iterdir()) == ["A", "B"]
+
+        run(scenario())
+
+    def test_disabled_partner_is_refused(self, tmp_path: Path) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw:
+                gw.hooks.keys["A"] = []
+                with pytest.raises(asyncssh.PermissionDenied):
+                    await gw.connect("A")
+                async with gw.connect("B"):
+                    pass  # B is unaffected
+
+        run(scenario())
+
+    def test_shell_exec_other_subsystems_and_forwarding_are_refused(self, tmp_path: Path) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw, gw.connect() as conn:
+                with pytest.raises(asyncssh.ChannelOpenError):
+                    await conn.run("id")
+                with pytest.raises(asyncssh.ChannelOpenError):
+                    await conn.create_process()  # a shell
+                with pytest.raises(asyncssh.ChannelOpenError):
+                    await conn.create_process(subsystem="netconf")
+                with pytest.raises(asyncssh.ChannelOpenError):
+                    await conn.open_connection("127.0.0.1", gw.port)
+                with pytest.raises(asyncssh.ChannelListenError):
+                    await conn.forward_remote_port("127.0.0.1", 0, "127.0.0.1", gw.port)
+                async with conn.start_sftp_client() as client:
+                    assert await client.realpath(".") == "/"
+
+        run(scenario())
+
+
+class TestConfinement:
+    @pytest.mark.parametrize(
+        "path",
+        [
+            "../B/outbound/x",
+            "/../../etc/passwd",
+            "inbound/../../B",
+            "/../B/outbound/x",
+            "/B/outbound/x",
+            "outbound/../../B/outbound/x",
+        ],
+    )
+    def test_path_traversal_is_refused(self, tmp_path: Path, path: str) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw, gw.sftp() as (_, client):
+                (gw.outbound("B") / "x").write_bytes(b"B's ack")
+                for attempt in (
+                    client.open(path, "rb"),
+                    client.stat(path),
+                    client.lstat(path),
+                    client.listdir(path),
+                    client.remove(path),
+                    client.open(path, "wb"),
+                ):
+                    with pytest.raises(REFUSED) as refused:
+                        await attempt
+                    assert str(tmp_path) not in refused.value.reason
+                assert (gw.outbound("B") / "x").read_bytes() == b"B's ack"
+
+        run(scenario())
+
+    def test_partner_sees_only_its_own_tree(self, tmp_path: Path) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw, gw.sftp() as (_, client):
+                (gw.outbound("A") / "a.999").write_bytes(b"A's ack")
+                (gw.outbound("B") / "b.999").write_bytes(b"B's ack")
+                (gw.inbound("B") / "b.834.part").write_bytes(b"B's upload")
+                assert sorted(await client.listdir("/")) == [".", "..", "inbound", "outbound"]
+                assert sorted(await client.listdir("/outbound")) == [".", "..", "a.999"]
+                assert sorted(await client.listdir("inbound")) == [".", ".."]
+                for path in ("/B", "/B/outbound", "../B/outbound", "/sftp"):
+                    with pytest.raises(REFUSED):
+                        await client.listdir(path)
+                with pytest.raises(REFUSED):
+                    await client.open("/B/outbound/b.999", "rb")
+                async with client.open("/outbound/a.999", "rb") as remote:
+                    assert cast(bytes, await remote.read()) == b"A's ack"
+
+        run(scenario())
+
+    def test_realpath_and_getcwd_are_virtual(self, tmp_path: Path) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw, gw.sftp() as (_, client):
+                assert await client.realpath(".") == "/"
+                assert await client.realpath("inbound/../outbound") == "/outbound"
+                assert await client.realpath("//inbound///./x.834") == "/inbound/x.834"
+                await client.chdir("inbound")
+                assert await client.getcwd() == "/inbound"
+                with pytest.raises(REFUSED):
+                    await client.realpath("/..")
+
+        run(scenario())
+
+    def test_links_cannot_be_created(self, tmp_path: Path) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw, gw.sftp() as (_, client):
+                await upload(client, "inbound/mine.834.part", b"ISA~")
+                attempts = [
+                    client.symlink("/inbound/mine.834.part", "/inbound/sym.834.part"),
+                    client.symlink("/etc/passwd", "/inbound/passwd.part"),
+                    client.symlink("../B/outbound", "/inbound/b.part"),
+                    client.link("/inbound/mine.834.part", "/inbound/hard.834.part"),
+                ]
+                for attempt in attempts:
+                    with pytest.raises(asyncssh.SFTPPermissionDenied):
+                        await attempt
+                assert sorted(os.listdir(gw.inbound())) == ["mine.834.part"]
+
+        run(scenario())
+
+    def test_a_planted_file_symlink_is_not_followed(self, tmp_path: Path) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw, gw.sftp() as (_, client):
+                secret = gw.outbound("B") / "secret.999"
+                secret.write_bytes(b"B's ack")
+                (gw.outbound("A") / "ack.999").symlink_to(secret)
+                (gw.inbound("A") / "in.834").symlink_to(secret)
+                with pytest.raises(REFUSED):
+                    await client.open("outbound/ack.999", "rb")
+                with pytest.raises(REFUSED):
+                    await client.stat("outbound/ack.999")
+                with pytest.raises(REFUSED):
+                    await client.readlink("outbound/ack.999")
+                with pytest.raises(REFUSED):
+                    await client.remove("outbound/ack.999")
+                with pytest.raises(REFUSED):
+                    await client.open("inbound/in.834", "wb")  # O_NOFOLLOW: not written through
+                assert await client.listdir("outbound") == [".", ".."]
+                assert secret.read_bytes() == b"B's ack"
+                assert (gw.outbound("A") / "ack.999").is_symlink()
+
+        run(scenario())
+
+    def test_a_planted_directory_symlink_is_not_followed(self, tmp_path: Path) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw:
+                (gw.outbound("B") / "secret.999").write_bytes(b"B's ack")
+                gw.outbound("A").rmdir()
+                gw.outbound("A").symlink_to(gw.outbound("B"))
+                async with gw.sftp() as (_, client):
+                    for attempt in (
+                        client.listdir("outbound"),
+                        client.open("outbound/secret.999", "rb"),
+                        client.stat("outbound/secret.999"),
+                    ):
+                        with pytest.raises(REFUSED):
+                            await attempt
+                    assert sorted(await client.listdir("/")) == [".", "..", "inbound"]
+
+        run(scenario())
+
+
+class TestAreaRules:
+    def test_inbound_cannot_be_read(self, tmp_path: Path) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw, gw.sftp() as (_, client):
+                await upload(client, "inbound/x.834.part", b"ISA~")
+                (gw.inbound() / "placed.834").write_bytes(b"ISA~")
+                for path, mode in (
+                    ("inbound/x.834.part", "rb"),
+                    ("inbound/x.834.part", "r+b"),
+                    ("inbound/placed.834", "rb"),
+                ):
+                    with pytest.raises(asyncssh.SFTPPermissionDenied):
+                        await client.open(path, mode)
+                attrs = await client.stat("inbound/x.834.part")  # stat and list are allowed
+                assert attrs.size == 4
+                assert "x.834.part" in await client.listdir("inbound")
+
+        run(scenario())
+
+    def test_outbound_cannot_be_written(self, tmp_path: Path) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw, gw.sftp() as (_, client):
+                (gw.outbound() / "ack.999").write_bytes(b"ack")
+                await upload(client, "inbound/x.834.part", b"ISA~")
+                for path, mode in (("outbound/new.834", "wb"), ("outbound/ack.999", "r+b")):
+                    with pytest.raises(asyncssh.SFTPPermissionDenied):
+                        await client.open(path, mode)
+                with pytest.raises(asyncssh.SFTPPermissionDenied):
+                    await client.open("outbound/ack.999", "ab")
+                with pytest.raises(asyncssh.SFTPPermissionDenied):
+                    await client.rename("inbound/x.834.part", "outbound/x.834")
+                with pytest.raises(asyncssh.SFTPPermissionDenied):
+                    await client.rename("outbound/ack.999", "outbound/ack2.999")
+                with pytest.raises(REFUSED):
+                    await client.open("/top.834", "wb")  # "/" has no files
+                assert sorted(os.listdir(gw.outbound())) == ["ack.999"]
+                assert (gw.outbound() / "ack.999").read_bytes() == b"ack"
+                assert sorted(os.listdir(gw.root / "A")) == ["inbound", "outbound"]
+
+        run(scenario())
+
+    def test_directories_cannot_be_made_or_removed(self, tmp_path: Path) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw, gw.sftp() as (_, client):
+                for path in ("inbound/sub", "/new", "outbound/sub", "/inbound/../x"):
+                    with pytest.raises(asyncssh.SFTPPermissionDenied):
+                        await client.mkdir(path)
+                for path in ("inbound", "/outbound"):
+                    with pytest.raises(asyncssh.SFTPPermissionDenied):
+                        await client.rmdir(path)
+                assert sorted(os.listdir(gw.root / "A")) == ["inbound", "outbound"]
+                assert os.listdir(gw.inbound()) == os.listdir(gw.outbound()) == []
+
+        run(scenario())
+
+    def test_only_temporary_inbound_files_can_be_removed(self, tmp_path: Path) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw, gw.sftp() as (_, client):
+                (gw.inbound() / "final.834").write_bytes(b"ISA~")
+                await upload(client, "inbound/x.834.part", b"ISA~")
+                with pytest.raises(asyncssh.SFTPPermissionDenied):
+                    await client.remove("inbound/final.834")
+                await client.remove("inbound/x.834.part")
+                assert os.listdir(gw.inbound()) == ["final.834"]
+
+        run(scenario())
+
+    def test_setstat_is_accepted_and_changes_nothing(self, tmp_path: Path) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw, gw.sftp() as (_, client):
+                await upload(client, "inbound/x.834.part", b"ISA~")
+                on_disk = gw.inbound() / "x.834.part"
+                before = os.stat(on_disk)
+                await client.chmod("inbound/x.834.part", 0o777)
+                await client.utime("inbound/x.834.part", (1, 1))
+                async with client.open("inbound/y.834.part", "wb") as remote:
+                    await remote.chmod(0o4777)  # FSETSTAT
+                after = os.stat(on_disk)
+                assert stat.S_IMODE(after.st_mode) == stat.S_IMODE(before.st_mode) == 0o600
+                assert after.st_mtime == before.st_mtime
+                assert stat.S_IMODE(os.stat(gw.inbound() / "y.834.part").st_mode) == 0o600
+
+        run(scenario())
+
+
+class TestHostKey:
+    def test_host_key_is_generated_0600_and_reused(self, tmp_path: Path) -> None:
+        async def fingerprint() -> str:
+            async with intake_server(tmp_path) as gw:
+                key = await asyncssh.get_server_host_key("127.0.0.1", gw.port)
+                assert key is not None
+                return key.get_fingerprint()
+
+        first = run(fingerprint())
+        host_key = tmp_path / "host_key"
+        assert stat.S_IMODE(host_key.stat().st_mode) == 0o600
+        assert asyncssh.read_private_key(host_key).get_fingerprint() == first
+        assert run(fingerprint()) == first
+        assert sorted(p.name for p in tmp_path.iterdir() if "host_key" in p.name) == ["host_key"]
+
+
+class TestPartnerRoot:
+    def test_creates_inbound_and_outbound(self, tmp_path: Path) -> None:
+        home = partner_root(tmp_path, "ACME_01")
+        assert home == tmp_path / "ACME_01"
+        assert sorted(p.name for p in home.iterdir()) == ["inbound", "outbound"]
+
+    @pytest.mark.parametrize("name", ["..", ".", "", "a/b", "../etc", ".hidden", "a\nb"])
+    def test_refuses_names_that_are_not_one_component(self, tmp_path: Path, name: str) -> None:
+        with pytest.raises(ValueError, match="partner name"):
+            partner_root(tmp_path, name)
+        assert list(tmp_path.iterdir()) == []
