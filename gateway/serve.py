@@ -38,10 +38,10 @@ def banner(settings: Settings) -> str:
         f"  SFTP      {settings.sftp_host}:{settings.sftp_port}  (public keys only)\n"
         f"  data      {settings.data_dir.resolve()}\n"
         f"  database  {settings.sqlalchemy_url.split('@')[-1]}\n"
-        "Add a partner:  .venv/bin/edi834 partner add --name acme --isa-qualifier ZZ "
-        "--isa-id ACMEEXCHANGE --sftp-key ~/.ssh/id_ed25519.pub\n"
+        "Add a partner:  .venv/bin/edi834 partner add --name va --isa-qualifier ZZ "
+        "--isa-id VA0FFM --sftp-key ~/.ssh/id_ed25519.pub\n"
         f"Send a file:    curl -H 'Authorization: Bearer KEY' -H 'Content-Type: "
-        f"application/edi-x12' --data-binary @samples/good_add_family.834 "
+        f"application/edi-x12' --data-binary @samples/good_exchange_new_enrollment.834 "
         f"{http}/v1/interchanges\n"
     )
 

@@ -1,0 +1,202 @@
+"""Running the gateway: the partner CLI, TLS on the API listener, readiness and migrations."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import ssl
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from gateway.api.app import create_app
+from gateway.context import Gateway
+from gateway.db.migrate import upgrade
+from gateway.db.models import Base
+from gateway.settings import Settings
+from tests.conftest import SAMPLES
+from tests.gateway.harness import free_port, submit, wait_final
+
+
+class TestPartnerCli:
+    def test_add_list_rotate_disable(self, gateway, tmp_path):
+        out = gateway.cli(
+            "partner",
+            "add",
+            "--name",
+            "va",
+            "--isa-qualifier",
+            "ZZ",
+            "--isa-id",
+            "VA0FFM",
+            "--json",
+        )
+        created = json.loads(out.stdout)
+        assert set(created) == {"name", "api_key"} and created["name"] == "va"
+        assert created["api_key"].startswith("edi834_") and len(created["api_key"]) > 40
+        human = gateway.cli(
+            "partner", "add", "--name", "md", "--isa-qualifier", "ZZ", "--isa-id", "MD0SBE"
+        )
+        assert "shown once" in human.stdout
+        listed = json.loads(gateway.cli("partner", "list", "--json").stdout)
+        assert [(p["name"], p["isa"], p["enabled"]) for p in listed] == [
+            ("md", "ZZ:MD0SBE", True),
+            ("va", "ZZ:VA0FFM", True),
+        ]
+        dup = gateway.cli(
+            "partner",
+            "add",
+            "--name",
+            "va",
+            "--isa-qualifier",
+            "ZZ",
+            "--isa-id",
+            "OTHER",
+            check=False,
+        )
+        assert dup.returncode == 1 and "exists" in dup.stderr
+        bad = gateway.cli(
+            "partner",
+            "add",
+            "--name",
+            "../x",
+            "--isa-qualifier",
+            "ZZ",
+            "--isa-id",
+            "X",
+            check=False,
+        )
+        assert bad.returncode == 1
+        notkey = tmp_path / "not.pub"
+        notkey.write_text("hello\n")
+        badkey = gateway.cli(
+            "partner",
+            "add",
+            "--name",
+            "k",
+            "--isa-qualifier",
+            "ZZ",
+            "--isa-id",
+            "K",
+            "--sftp-key",
+            str(notkey),
+            check=False,
+        )
+        assert badkey.returncode == 1 and "public key" in badkey.stderr
+        rotated = json.loads(gateway.cli("partner", "rotate-key", "va", "--json").stdout)
+        assert rotated["api_key"] != created["api_key"]
+        gateway.cli("partner", "disable", "md")
+        listed = {p["name"]: p for p in json.loads(gateway.cli("partner", "list", "--json").stdout)}
+        assert listed["md"]["enabled"] is False
+        if not gateway.database_url:  # only a hash of the key is stored
+            db = sqlite3.connect(gateway.data_dir / "edi834.sqlite3")
+            dump = "\n".join(db.iterdump())
+            assert rotated["api_key"] not in dump and created["api_key"] not in dump
+
+
+def _self_signed(tmp_path):
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    import ipaddress
+
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_tls_listener(gateway, tmp_path):
+    cert, key_file = _self_signed(tmp_path)
+    key = gateway.add_partner("va", "VA0FFM")
+    gateway.extra_env.update(EDI834_TLS_CERT=str(cert), EDI834_TLS_KEY=str(key_file))
+    gateway.start(wait=False)
+    url = f"https://127.0.0.1:{gateway.http_port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            r = httpx.get(f"{url}/readyz", verify=ssl.create_default_context(cafile=str(cert)))
+            break
+        except httpx.ConnectError:
+            assert time.monotonic() < deadline, gateway.logs()[-2000:]
+            time.sleep(0.1)
+    assert r.status_code == 200
+    with httpx.Client(
+        base_url=url,
+        verify=ssl.create_default_context(cafile=str(cert)),
+        headers={"Authorization": f"Bearer {key}"},
+    ) as c:
+        r = submit(c, (SAMPLES / "good_exchange_new_enrollment.834").read_bytes())
+        assert r.status_code == 202 and r.json()["status_url"].startswith("https://")
+        assert wait_final(c, r.json()["id"])["outcome"] == "accepted"
+    with pytest.raises(httpx.HTTPError):  # plain HTTP is not served on that port
+        httpx.get(f"http://127.0.0.1:{gateway.http_port}/healthz", timeout=3)
+
+
+class TestReadiness:
+    def test_readyz_is_false_until_migrations_are_applied(self, tmp_path, database_url):
+        settings = Settings(data_dir=tmp_path / "var", database_url=database_url)
+        gw = Gateway.open(settings)
+        port = free_port()
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(gw), host="127.0.0.1", port=port, log_config=None, lifespan="off"
+            )
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 10
+            while not server.started:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            url = f"http://127.0.0.1:{port}"
+            r = httpx.get(f"{url}/readyz")
+            assert r.status_code == 503 and "migrations" in r.json()["error"]
+            assert httpx.get(f"{url}/healthz").status_code == 200
+            upgrade(settings.sqlalchemy_url)
+            assert httpx.get(f"{url}/readyz").status_code == 200
+        finally:
+            server.should_exit = True
+            thread.join(10)
+            gw.close()
+
+    def test_models_and_migrations_agree(self, tmp_path, database_url):
+        settings = Settings(data_dir=tmp_path / "var", database_url=database_url)
+        gw = Gateway.open(settings)
+        upgrade(settings.sqlalchemy_url)
+        with gw.engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        gw.close()
+        assert diff == [], diff
