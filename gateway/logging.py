@@ -1,5 +1,6 @@
 """structlog JSON logging, configured once. Log lines carry ids and codes, never member data:
-exception values and frame locals are dropped from tracebacks because either may hold PHI."""
+exception messages and notes and frame locals are dropped from tracebacks (chains and exception
+groups included) because any of them may hold PHI."""
 
 from __future__ import annotations
 
@@ -14,17 +15,28 @@ from structlog.typing import EventDict, WrappedLogger
 _configured = False
 
 
+def _redact_stack(stack: dict[str, Any]) -> None:
+    """One exception of structlog's dict form (a chain is a list of these): drop what carries
+    values — message, notes (PEP 678), a SyntaxError's source line, frame locals — and go into an
+    ExceptionGroup's members (lists of stacks)."""
+    stack["exc_value"] = "<redacted>"
+    if stack.get("exc_notes"):
+        stack["exc_notes"] = ["<redacted>"] * len(stack["exc_notes"])
+    if isinstance(stack.get("syntax_error"), dict):
+        stack["syntax_error"].pop("line", None)
+    for frame in stack.get("frames", ()):
+        frame.pop("locals", None)
+    for member in stack.get("exceptions", ()) or ():
+        for inner in member if isinstance(member, list) else [member]:
+            if isinstance(inner, dict):
+                _redact_stack(inner)
+
+
 def _redact_exception_values(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     """Keep the exception type and the stack (file, line, function); drop messages and locals."""
     for trace in event_dict.get("exception", ()) or ():
         if isinstance(trace, dict):
-            trace["exc_value"] = "<redacted>"
-            for frame in trace.get("frames", ()):
-                frame.pop("locals", None)
-            for exc in trace.get("exceptions", ()):
-                exc["exc_value"] = "<redacted>"
-                for frame in exc.get("frames", ()):
-                    frame.pop("locals", None)
+            _redact_stack(trace)
     return event_dict
 
 

@@ -209,6 +209,36 @@ class PostgresServer:
             self._running = False
             shutil.rmtree(base, ignore_errors=True)
 
+    def pause(self) -> None:
+        """Stop the postmaster as a crash would (``-m immediate``), keeping the cluster and the
+        port: the database is down, for outage tests, until `resume()`."""
+        assert self.bindir is not None
+        result = self._run_as_owner(
+            [
+                *(str(self.bindir / "pg_ctl"), "stop", "-D", str(self.data_dir)),
+                *("-m", "immediate", "-w", "-t", "30"),
+            ],
+            cwd=self._base,
+            timeout=60,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"pg_ctl stop failed: {result.stdout.strip()}")
+
+    def resume(self) -> None:
+        """Start a paused server again on the same port (so URLs handed out stay valid)."""
+        assert self.bindir is not None
+        result = self._run_as_owner(
+            [
+                *(str(self.bindir / "pg_ctl"), "start", "-D", str(self.data_dir)),
+                *("-l", str(self.log_file), "-w", "-t", str(START_TIMEOUT)),
+                *("-o", f"-p {self._port}"),
+            ],
+            cwd=self._base,
+            timeout=START_TIMEOUT + 30,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"pg_ctl start failed: {result.stdout.strip()}\n{self._log_tail()}")
+
     def __enter__(self) -> PostgresServer:
         self.start()
         return self

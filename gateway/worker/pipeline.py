@@ -33,7 +33,7 @@ from gateway.db.models import (
     TransactionSet,
     WebhookDelivery,
 )
-from gateway.faults import crashpoint
+from gateway.faults import crashpoint, raisepoint
 from validators.acks import build_999, build_ta1
 from validators.interchange import (
     AckCode,
@@ -111,6 +111,7 @@ def validate_job(
     def chunks() -> Iterator[bytes]:
         nonlocal last_beat
         for chunk in gw.blobs.chunks(job.blob_path):
+            raisepoint("validating", chunk)  # tests: a bug whose message quotes the file
             if cancel.is_set():
                 raise Abandoned
             if time.monotonic() - last_beat > heartbeat_seconds:
