@@ -36,7 +36,7 @@ class Settings(BaseSettings):
 
     worker_enabled: bool = True
     worker_poll_seconds: float = 0.5
-    lease_seconds: int = 300
+    lease_seconds: int = 60  # renewed every third of it while a file is validated
     max_attempts: int = 3
     shutdown_grace_seconds: float = 30.0
 

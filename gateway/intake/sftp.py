@@ -60,8 +60,9 @@ class SftpHooks(Protocol):
         ...
 
     async def upload_complete(self, username: str, staged: Path, filename: str) -> None:
-        """Take ownership of a finished upload (root/<username>/inbound/<filename>). Raising
-        makes the client's CLOSE or RENAME fail; the file then stays on disk."""
+        """Take ownership of a finished upload: `staged` is root/<username>/inbound/<filename>,
+        or the temporary name a RENAME to <filename> completes. Raising makes the client's CLOSE
+        or RENAME fail; the file then stays on disk under that name."""
         ...
 
     async def upload_partial(self, username: str, staged: Path, filename: str) -> None:
@@ -282,9 +283,11 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
     def _log(self, event: str, **ids: object) -> None:
         log.info(event, partner=self._s.username, session_id=self._s.session_id, **ids)
 
-    async def _report_complete(self, name: str, upload_id: str) -> None:
+    async def _report_complete(self, name: str, upload_id: str, staged: str | None = None) -> None:
         try:
-            await self._s.hooks.upload_complete(self._s.username, self._staged(name), name)
+            await self._s.hooks.upload_complete(
+                self._s.username, self._staged(staged or name), name
+            )
         except Exception as exc:
             log.error(
                 "sftp_upload_not_recorded",
@@ -509,21 +512,21 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
             raise asyncssh.SFTPPermissionDenied("renames stay inside inbound")
         if {self._busy_key(old.name), self._busy_key(new.name)} & self._s.busy:
             raise asyncssh.SFTPFailure("file is in use")
+        completes = is_temporary_name(old.name) and not is_temporary_name(new.name)
         with self._open_dir(INBOUND) as dir_fd:
-            _rename_no_replace(dir_fd, old.name, new.name)
-        if not is_temporary_name(old.name) or is_temporary_name(new.name):
-            return
-        key = self._busy_key(new.name)
-        self._s.busy.add(key)
+            if not completes:
+                _rename_no_replace(dir_fd, old.name, new.name)
+                return
+            _check_rename(dir_fd, old.name, new.name)
+        # Handed over under its temporary name: if the process dies before the hook has taken it,
+        # NAME.part is left, which the client's retry overwrites; a NAME left there would refuse
+        # the retry's rename for ever. A failed hook likewise leaves NAME.part to retry.
+        keys = {self._busy_key(old.name), self._busy_key(new.name)}
+        self._s.busy.update(keys)
         try:
-            await self._report_complete(new.name, uuid.uuid4().hex)
-        except asyncssh.SFTPError:
-            # The client is told the rename failed; put the file back so it can retry it.
-            with contextlib.suppress(asyncssh.SFTPError), self._open_dir(INBOUND) as dir_fd:
-                _rename_no_replace(dir_fd, new.name, old.name)
-            raise
+            await self._report_complete(new.name, uuid.uuid4().hex, staged=old.name)
         finally:
-            self._s.busy.discard(key)
+            self._s.busy.difference_update(keys)
 
     @override
     async def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
@@ -590,6 +593,18 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
 async def _iterate(names: list[asyncssh.SFTPName]) -> AsyncIterator[asyncssh.SFTPName]:
     for name in names:
         yield name
+
+
+def _check_rename(dir_fd: int, old: str, new: str) -> None:
+    """What `_rename_no_replace` refuses, without moving anything."""
+    with _os_errors():
+        if not stat.S_ISREG(os.stat(old, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+            raise asyncssh.SFTPNoSuchFile("no such file")
+        try:
+            os.stat(new, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+    raise asyncssh.SFTPFailure("a file with that name already exists")
 
 
 def _rename_no_replace(dir_fd: int, old: str, new: str) -> None:
