@@ -36,6 +36,8 @@ SETTING_FLAGS = (
     ("--isa-id", "isa_id", str),
     ("--tls-cert", "tls_cert", Path),
     ("--tls-key", "tls_key", Path),
+    ("--dashboard-host", "dashboard_host", str),
+    ("--dashboard-port", "dashboard_port", int),
 )
 
 
@@ -125,7 +127,62 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("name")
         c.add_argument("--json", action="store_true")
         _add_setting_flags(c, ("data_dir", "database_url"))
+    o = sub.add_parser("operator", help="manage dashboard operators")
+    osub = o.add_subparsers(dest="operator_command", required=True)
+    oadd = osub.add_parser("add", help="add an operator; the password is read from stdin")
+    oadd.add_argument("username")
+    oadd.add_argument("--role", choices=["viewer", "admin"], default="viewer")
+    _add_setting_flags(oadd, ("data_dir", "database_url"))
+    opw = osub.add_parser("passwd", help="set an operator's password (read from stdin)")
+    opw.add_argument("username")
+    _add_setting_flags(opw, ("data_dir", "database_url"))
+    ols = osub.add_parser("list", help="list operators")
+    _add_setting_flags(ols, ("data_dir", "database_url"))
     return parser
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        import getpass
+
+        first = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != first:
+            raise SystemExit("passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _operator_command(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from gateway.context import Gateway
+    from gateway.db.migrate import upgrade
+    from gateway.db.models import Operator
+    from gateway.db.session import unit_of_work
+    from gateway.errors import GatewayError
+    from gateway.operators import add_operator, set_password
+
+    settings = _settings(args)
+    gw = Gateway.open(settings)
+    upgrade(settings.sqlalchemy_url)
+    try:
+        with unit_of_work(gw.sessions) as session:
+            if args.operator_command == "add":
+                add_operator(session, args.username, _read_password(), args.role)
+                sys.stdout.write(f"operator {args.username} ({args.role}) added\n")
+            elif args.operator_command == "passwd":
+                set_password(session, args.username, _read_password())
+                sys.stdout.write(f"password of {args.username} changed\n")
+            else:
+                for op in session.scalars(select(Operator).order_by(Operator.username)):
+                    state = "enabled" if op.enabled else "disabled"
+                    sys.stdout.write(f"{op.username:<24} {op.role:<7} {state}\n")
+    except GatewayError as exc:
+        sys.stderr.write(f"edi834 operator {args.operator_command}: {exc.message}\n")
+        return 1
+    finally:
+        gw.close()
+    return 0
 
 
 def _partner_command(args: argparse.Namespace) -> int:
@@ -237,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "partner":
         return _partner_command(args)
+    if args.command == "operator":
+        return _operator_command(args)
     return 2  # pragma: no cover - argparse requires a command
 
 

@@ -36,6 +36,8 @@ def banner(settings: Settings) -> str:
         f"edi834 gateway ({settings.isa_qualifier}:{settings.isa_id})\n"
         f"  HTTP API  {http}  (OpenAPI: {http}/docs)\n"
         f"  SFTP      {settings.sftp_host}:{settings.sftp_port}  (public keys only)\n"
+        f"  dashboard {scheme}://{settings.dashboard_host}:{settings.dashboard_port}/dashboard"
+        "  (operators: edi834 operator add NAME --role admin)\n"
         f"  data      {settings.data_dir.resolve()}\n"
         f"  database  {settings.sqlalchemy_url.split('@')[-1]}\n"
         "Add a partner:  .venv/bin/edi834 partner add --name va --isa-qualifier ZZ "
@@ -69,6 +71,25 @@ async def run_server(settings: Settings) -> None:
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )
     server = _Server(config)
+    servers = [server]
+    gw.extra["wake"] = worker.wake
+    if settings.dashboard_enabled:
+        from gateway.dashboard.app import create_dashboard
+
+        servers.append(
+            _Server(
+                uvicorn.Config(
+                    create_dashboard(gw),
+                    host=settings.dashboard_host,
+                    port=settings.dashboard_port,
+                    ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
+                    ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
+                    log_config=None,
+                    lifespan="off",
+                    timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+                )
+            )
+        )
     acceptor = None
     if settings.sftp_enabled:
         from gateway.intake.sftp import start_sftp_server
@@ -84,7 +105,8 @@ async def run_server(settings: Settings) -> None:
 
     def stop(signum: int) -> None:
         log.info("shutdown_requested", signal=signal.Signals(signum).name)
-        server.should_exit = True
+        for srv in servers:
+            srv.should_exit = True
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop, sig)
@@ -96,7 +118,7 @@ async def run_server(settings: Settings) -> None:
         sftp=f"{settings.sftp_host}:{settings.sftp_port}",
     )
     try:
-        await server.serve()
+        await asyncio.gather(*(srv.serve() for srv in servers))
     finally:
         if acceptor is not None:
             acceptor.close()

@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = 600  # files per partner per minute over HTTP
     max_segment_bytes: int = 65_536
 
+    dashboard_enabled: bool = True
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8835
+    session_idle_minutes: int = 30
+    login_max_failures: int = 5  # then the account locks, doubling from 30 s up to 15 min
+
     worker_enabled: bool = True
     worker_poll_seconds: float = 0.5
     lease_seconds: int = 60  # renewed every third of it while a file is validated

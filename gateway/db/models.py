@@ -64,6 +64,8 @@ class Receipt(Base):
         UniqueConstraint("partner_id", "dedup_sha256"),
         Index("ix_receipts_status_lease", "status", "lease_expires_at"),
         Index("ix_receipts_partner_received", "partner_id", "received_at"),
+        Index("ix_receipts_received", "received_at"),
+        Index("ix_receipts_outcome_received", "outcome", "received_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -84,6 +86,9 @@ class Receipt(Base):
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)  # internal error, operators
     unusable_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    resolved_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    resolution_note: Mapped[str | None] = mapped_column(Text, default=None)
     sets_received: Mapped[int] = mapped_column(Integer, default=0)
     sets_accepted: Mapped[int] = mapped_column(Integer, default=0)
     sets_rejected: Mapped[int] = mapped_column(Integer, default=0)
@@ -148,6 +153,7 @@ class Group(Base):
 
 class TransactionSet(Base):
     __tablename__ = "transaction_sets"
+    __table_args__ = (Index("ix_transaction_sets_st02", "st02"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"))
@@ -171,7 +177,10 @@ class Finding(Base):
     (PHI): stored for the sender and operators, never logged."""
 
     __tablename__ = "findings"
-    __table_args__ = (Index("ix_findings_receipt_seq", "receipt_id", "seq"),)
+    __table_args__ = (
+        Index("ix_findings_receipt_seq", "receipt_id", "seq"),
+        Index("ix_findings_family_code_receipt", "family", "code", "receipt_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     receipt_id: Mapped[str] = mapped_column(ForeignKey("receipts.id", ondelete="CASCADE"))
@@ -186,8 +195,8 @@ class Finding(Base):
     )
     seq: Mapped[int] = mapped_column(Integer)
     level: Mapped[str] = mapped_column(String(16))
-    family: Mapped[str] = mapped_column(String(8), index=True)
-    code: Mapped[str] = mapped_column(String(8), index=True)
+    family: Mapped[str] = mapped_column(String(8))
+    code: Mapped[str] = mapped_column(String(8))
     message: Mapped[str] = mapped_column(Text)
     severity: Mapped[str] = mapped_column(String(8))
     segment_id: Mapped[str | None] = mapped_column(String(8), default=None)
@@ -275,3 +284,50 @@ class WebhookDelivery(Base):
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     gave_up: Mapped[bool] = mapped_column(Boolean, default=False)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class Role(enum.StrEnum):
+    VIEWER = "viewer"
+    ADMIN = "admin"
+
+
+class Operator(Base):
+    """An insurer operations user of the dashboard (never a partner)."""
+
+    __tablename__ = "operators"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default=Role.VIEWER)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OperatorSession(Base):
+    __tablename__ = "operator_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id", ondelete="CASCADE"))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    operator: Mapped[Operator] = relationship(lazy="joined")
+
+
+class AuditEntry(Base):
+    """Who saw or did what: reveals of member data, raw downloads, reprocessing, resolutions."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    operator: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    receipt_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
+    detail: Mapped[str | None] = mapped_column(Text, default=None)

@@ -280,7 +280,10 @@ def take_control_numbers(session: Session, count: int) -> list[int]:
 
 def undelivered_acks(session: Session, limit: int = 100) -> Sequence[Ack]:
     return session.scalars(
-        select(Ack).where(Ack.delivered_at.is_(None)).order_by(Ack.id).limit(limit)
+        select(Ack)
+        .where(Ack.delivered_at.is_(None), Ack.superseded.is_(False))
+        .order_by(Ack.id)
+        .limit(limit)
     ).all()
 
 
@@ -300,3 +303,48 @@ def due_webhooks(session: Session, now: dt.datetime, limit: int = 50) -> Sequenc
 
 def stuck_receipts(session: Session) -> Sequence[Receipt]:
     return session.scalars(select(Receipt).where(Receipt.status == Status.PROCESSING)).all()
+
+
+def reprocess(session: Session, receipt_id: str, operator: str) -> Receipt | None:
+    """Queue a processed or failed receipt again. Its findings and envelope rows are replaced by
+    the new run; its old acks stay (superseded) in the history; new acks get new numbers."""
+    from sqlalchemy import delete
+
+    from gateway.db.models import TransactionSet
+
+    receipt = session.get(Receipt, receipt_id)
+    if receipt is None or receipt.status not in (Status.PROCESSED, Status.FAILED):
+        return None
+    for model in (Finding, TransactionSet, Group, Envelope, InterchangeKey):
+        session.execute(delete(model).where(model.receipt_id == receipt_id))
+    session.execute(update(Ack).where(Ack.receipt_id == receipt_id).values(superseded=True))
+    previous = receipt.outcome or receipt.status
+    receipt.status = Status.RECEIVED
+    receipt.outcome = None
+    receipt.attempts = 0
+    receipt.error = None
+    receipt.processed_at = None
+    receipt.lease_owner = None
+    receipt.lease_expires_at = None
+    receipt.unusable_reason = None
+    for name in (
+        "sets_received",
+        "sets_accepted",
+        "sets_rejected",
+        "members_received",
+        "members_accepted",
+        "members_rejected",
+    ):
+        setattr(receipt, name, 0)
+    add_event(session, receipt_id, "reprocess_requested", f"by {operator}; was {previous}")
+    return receipt
+
+
+def history_of(session: Session, receipt_id: str) -> Sequence[ReceiptEvent]:
+    return session.scalars(
+        select(ReceiptEvent).where(ReceiptEvent.receipt_id == receipt_id).order_by(ReceiptEvent.id)
+    ).all()
+
+
+def all_acks_of(session: Session, receipt_id: str) -> Sequence[Ack]:
+    return session.scalars(select(Ack).where(Ack.receipt_id == receipt_id).order_by(Ack.id)).all()

@@ -31,6 +31,7 @@ class GatewayProcess:
     database_url: str = ""
     http_port: int = field(default_factory=free_port)
     sftp_port: int = field(default_factory=free_port)
+    dashboard_port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
@@ -38,6 +39,16 @@ class GatewayProcess:
     @property
     def log_path(self) -> Path:
         return self.data_dir.parent / f"{self.data_dir.name}.log"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    def add_operator(self, username: str, password: str, role: str = "viewer") -> None:
+        subprocess.run(
+            [str(EDI834), "operator", "add", username, "--role", role], input=password + "\n",
+            env=self.env(), capture_output=True, text=True, check=True, timeout=60,
+        )
 
     @property
     def url(self) -> str:
@@ -50,6 +61,7 @@ class GatewayProcess:
             EDI834_DATABASE_URL=self.database_url,
             EDI834_HTTP_PORT=str(self.http_port),
             EDI834_SFTP_PORT=str(self.sftp_port),
+            EDI834_DASHBOARD_PORT=str(self.dashboard_port),
             EDI834_WORKER_POLL_SECONDS="0.1",
             EDI834_SHUTDOWN_GRACE_SECONDS="5",
         )

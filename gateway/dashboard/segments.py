@@ -1,0 +1,160 @@
+"""The offending segment in context, from the stored file, with member data masked.
+Reads the blob streaming and keeps only the few segments around each finding."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from parsers.envelope import EnvelopeReader
+from parsers.events import (
+    NEED_DATA,
+    GroupStart,
+    InterchangeStart,
+    Segment,
+    TransactionSetEnd,
+    TransactionSetStart,
+)
+
+MASK = "•••••"
+# Elements that carry member data in 005010X220A1: names and IDs (NM1), reference IDs (REF),
+# birth date (DMG02), address (N3/N4), contact names and numbers (PER).
+PHI_ELEMENTS: dict[str, frozenset[int]] = {
+    "NM1": frozenset(range(3, 10)),
+    "REF": frozenset({2, 3}),
+    "DMG": frozenset({2}),
+    "N3": frozenset({1, 2}),
+    "N4": frozenset({1, 2, 3}),
+    "PER": frozenset(range(2, 9)),
+}
+
+Key = tuple[int, int, int, int]  # envelope ordinal, group ordinal, set ordinal, IK302 position
+
+
+@dataclass
+class Cell:
+    value: str
+    masked: bool = False
+    highlight: bool = False
+
+
+@dataclass
+class Line:
+    position: int | None
+    tag: str
+    cells: list[Cell]
+    target: bool = False
+
+
+@dataclass
+class Context:
+    separator: str = "*"
+    lines: list[Line] = field(default_factory=list)
+
+
+def is_phi(tag: str, element: int | None) -> bool:
+    return element is not None and element in PHI_ELEMENTS.get(tag, frozenset())
+
+
+def mask_value(tag: str | None, element: int | None, value: str | None, reveal: bool) -> str | None:
+    if value is None or reveal:
+        return value
+    if tag in PHI_ELEMENTS and (element is None or is_phi(tag, element)):
+        return MASK
+    return value
+
+
+def _line(seg: Segment, target: int | None, highlight: int | None, reveal: bool) -> Line:
+    cells = [
+        Cell(
+            value=MASK if (not reveal and is_phi(seg.tag, n) and v) else v,
+            masked=not reveal and is_phi(seg.tag, n) and bool(v),
+            highlight=(seg.index == target and highlight == n),
+        )
+        for n, v in enumerate(seg.elements, start=1)
+    ]
+    return Line(position=seg.index, tag=seg.tag, cells=cells, target=seg.index == target)
+
+
+def segment_contexts(
+    chunks: Iterable[bytes],
+    targets: dict[Key, int | None],
+    *,
+    reveal: bool,
+    radius: int = 3,
+    max_segment_bytes: int = 65_536,
+) -> dict[Key, Context]:
+    """For each (envelope, group, set, position) target, the segments from position-radius to
+    position+radius, the target's element (the value) highlighted."""
+    out: dict[Key, Context] = {k: Context() for k in targets}
+    if not targets:
+        return out
+    by_set: dict[tuple[int, int, int], list[int]] = {}
+    for e, g, s, p in targets:
+        by_set.setdefault((e, g, s), []).append(p)
+    last_needed = max(by_set)
+    reader = EnvelopeReader(max_segment_bytes=max_segment_bytes)
+    env = grp = tset = -1
+    separator = "*"
+    wanted: list[int] = []
+
+    def take(seg: Segment) -> None:
+        if seg.index is None:
+            return
+        for p in wanted:
+            if abs(seg.index - p) <= radius:
+                key = (env, grp, tset, p)
+                ctx = out[key]
+                ctx.separator = separator
+                ctx.lines.append(_line(seg, p, targets[key], reveal))
+
+    def handle(event: object) -> bool:
+        nonlocal env, grp, tset, separator, wanted
+        if isinstance(event, InterchangeStart):
+            env, grp, tset = env + 1, -1, -1
+            separator = event.delimiters.element
+        elif isinstance(event, GroupStart):
+            grp, tset = grp + 1, -1
+        elif isinstance(event, TransactionSetStart):
+            tset += 1
+            wanted = by_set.get((env, grp, tset), [])
+            take(event.st)
+        elif isinstance(event, Segment):
+            take(event)
+        elif isinstance(event, TransactionSetEnd):
+            if event.se is not None:
+                take(event.se)
+            wanted = []
+            if (env, grp, tset) >= last_needed:
+                return True
+        return False
+
+    for chunk in chunks:
+        reader.feed(chunk)
+        while (event := reader.next_event()) is not NEED_DATA and event is not None:
+            if handle(event):
+                return out
+    reader.feed(b"")
+    while (event := reader.next_event()) is not NEED_DATA and event is not None:
+        if handle(event):
+            break
+    return out
+
+
+def mask_ack(text: str, reveal: bool) -> str:
+    """A 999 as sent, with IK404 bad values and CTX member identifiers masked."""
+    if reveal or len(text) < 106 or not text.startswith("ISA"):
+        return text
+    element, component, terminator = text[3], text[104], text[105]
+    lines = text.split(terminator)
+    out = []
+    for seg in lines:
+        parts = seg.split(element)
+        tag = parts[0].strip()
+        if tag == "IK4" and len(parts) > 4 and parts[4]:
+            parts[4] = MASK
+        elif tag == "CTX" and len(parts) > 1 and component in parts[1]:
+            name, _, _value = parts[1].partition(component)
+            parts[1] = f"{name}{component}{MASK}"
+        out.append(element.join(parts))
+    return terminator.join(out)

@@ -1,0 +1,276 @@
+"""Read-only queries behind the operators' dashboard. Aggregates run in the database, pages load
+their related rows in one query each (no N+1)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from gateway.db.models import (
+    AuditEntry,
+    Envelope,
+    Finding,
+    Group,
+    Partner,
+    Receipt,
+    Status,
+    TransactionSet,
+)
+
+OUTCOMES = ("accepted", "accepted_with_errors", "partially_accepted", "rejected")
+RESULTS = (*OUTCOMES, "failed", "pending", "partial", "problems")
+FAMILIES = ("TA105", "AK905", "IK502", "IK304", "IK403", "FILE")
+SORTS = {
+    "received": Receipt.received_at,
+    "partner": Partner.name,
+    "outcome": Receipt.outcome,
+    "size": Receipt.size,
+    "members": Receipt.members_received,
+}
+
+
+@dataclass
+class PartnerCounts:
+    partner: str
+    received: int = 0
+    accepted: int = 0
+    accepted_with_errors: int = 0
+    partially_accepted: int = 0
+    rejected: int = 0
+    failed: int = 0
+    pending: int = 0
+    partial: int = 0
+
+
+def overview_counts(
+    session: Session, since: dt.datetime, until: dt.datetime
+) -> list[PartnerCounts]:
+    rows = session.execute(
+        select(Partner.name, Receipt.status, Receipt.outcome, func.count())
+        .join(Partner, Partner.id == Receipt.partner_id)
+        .where(Receipt.received_at >= since, Receipt.received_at < until)
+        .group_by(Partner.name, Receipt.status, Receipt.outcome)
+    ).all()
+    out: dict[str, PartnerCounts] = {}
+    for name, status, outcome, n in rows:
+        c = out.setdefault(name, PartnerCounts(partner=name))
+        c.received += n
+        if status == Status.PROCESSED and outcome in OUTCOMES:
+            setattr(c, outcome, getattr(c, outcome) + n)
+        elif status == Status.FAILED:
+            c.failed += n
+        elif status == Status.PARTIAL:
+            c.partial += n
+        else:
+            c.pending += n
+    return sorted(out.values(), key=lambda c: c.partner)
+
+
+def rejects_per_day(
+    session: Session, since: dt.datetime, until: dt.datetime
+) -> dict[str, dict[str, int]]:
+    """{partner: {YYYY-MM-DD: files rejected or partially accepted}} (UTC days)."""
+    day = func.date(Receipt.received_at)
+    rows = session.execute(
+        select(Partner.name, day, func.count())
+        .join(Partner, Partner.id == Receipt.partner_id)
+        .where(
+            Receipt.received_at >= since,
+            Receipt.received_at < until,
+            Receipt.outcome.in_(["rejected", "partially_accepted"]),
+        )
+        .group_by(Partner.name, day)
+    ).all()
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for name, d, n in rows:
+        out[name][str(d)[:10]] = n
+    return dict(out)
+
+
+def top_codes(
+    session: Session, since: dt.datetime, until: dt.datetime, limit: int = 10
+) -> list[tuple[str, str, int, int]]:
+    """(family, code, findings, files) most frequent first."""
+    rows = session.execute(
+        select(
+            Finding.family,
+            Finding.code,
+            func.count(),
+            func.count(func.distinct(Finding.receipt_id)),
+        )
+        .join(Receipt, Receipt.id == Finding.receipt_id)
+        .where(Receipt.received_at >= since, Receipt.received_at < until)
+        .group_by(Finding.family, Finding.code)
+        .order_by(func.count().desc(), Finding.family, Finding.code)
+        .limit(limit)
+    ).all()
+    return [(f, c, int(n), int(files)) for f, c, n, files in rows]
+
+
+def waiting_or_failed(session: Session, limit: int = 50) -> Sequence[tuple[Receipt, str]]:
+    return session.execute(
+        select(Receipt, Partner.name)
+        .join(Partner, Partner.id == Receipt.partner_id)
+        .where(Receipt.status.in_([Status.RECEIVED, Status.PROCESSING, Status.FAILED]))
+        .order_by(Receipt.received_at)
+        .limit(limit)
+    ).all()
+
+
+@dataclass(frozen=True)
+class RejectFilter:
+    partner: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    result: str = "problems"
+    family: str | None = None
+    code: str | None = None
+    isa13: str | None = None
+    gs06: str | None = None
+    st02: str | None = None
+    resolved: str | None = None  # "yes" | "no" | None
+
+
+def _where(stmt: Select, f: RejectFilter) -> Select:  # type: ignore[type-arg]
+    if f.partner:
+        stmt = stmt.where(Partner.name == f.partner)
+    if f.since:
+        stmt = stmt.where(Receipt.received_at >= f.since)
+    if f.until:
+        stmt = stmt.where(Receipt.received_at < f.until)
+    if f.result in OUTCOMES:
+        stmt = stmt.where(Receipt.outcome == f.result)
+    elif f.result == "failed":
+        stmt = stmt.where(Receipt.status == Status.FAILED)
+    elif f.result == "partial":
+        stmt = stmt.where(Receipt.status == Status.PARTIAL)
+    elif f.result == "pending":
+        stmt = stmt.where(Receipt.status.in_([Status.RECEIVED, Status.PROCESSING]))
+    elif f.result == "problems":
+        stmt = stmt.where(
+            or_(
+                Receipt.outcome.in_(["rejected", "partially_accepted", "accepted_with_errors"]),
+                Receipt.status.in_([Status.FAILED, Status.PARTIAL]),
+            )
+        )
+    if f.family or f.code:
+        cond = []
+        if f.family:
+            cond.append(Finding.family == f.family)
+        if f.code:
+            cond.append(Finding.code == f.code)
+        stmt = stmt.where(Receipt.id.in_(select(Finding.receipt_id).where(and_(*cond))))
+    if f.isa13:
+        stmt = stmt.where(
+            Receipt.id.in_(select(Envelope.receipt_id).where(Envelope.isa13 == f.isa13))
+        )
+    if f.gs06:
+        stmt = stmt.where(Receipt.id.in_(select(Group.receipt_id).where(Group.gs06 == f.gs06)))
+    if f.st02:
+        stmt = stmt.where(
+            Receipt.id.in_(select(TransactionSet.receipt_id).where(TransactionSet.st02 == f.st02))
+        )
+    if f.resolved == "yes":
+        stmt = stmt.where(Receipt.resolved_at.is_not(None))
+    elif f.resolved == "no":
+        stmt = stmt.where(Receipt.resolved_at.is_(None))
+    return stmt
+
+
+def _base() -> Select:  # type: ignore[type-arg]
+    return select(Receipt, Partner.name).join(Partner, Partner.id == Receipt.partner_id)
+
+
+def count_rejects(session: Session, f: RejectFilter) -> int:
+    stmt = _where(
+        select(func.count()).select_from(Receipt).join(Partner, Partner.id == Receipt.partner_id),
+        f,
+    )
+    return int(session.scalar(stmt) or 0)
+
+
+def list_rejects(
+    session: Session,
+    f: RejectFilter,
+    *,
+    sort: str = "received",
+    descending: bool = True,
+    offset: int = 0,
+    limit: int = 50,
+) -> Sequence[tuple[Receipt, str]]:
+    column = SORTS.get(sort, Receipt.received_at)
+    order = column.desc() if descending else column.asc()
+    tie = Receipt.id.desc() if descending else Receipt.id.asc()
+    stmt = _where(_base(), f).order_by(order, tie).offset(offset).limit(limit)
+    return session.execute(stmt).all()
+
+
+def iter_rejects(
+    session: Session, f: RejectFilter, batch: int = 1000
+) -> Iterator[tuple[Receipt, str]]:
+    """Every matching row, newest first, in keyset batches (for CSV export)."""
+    after: tuple[dt.datetime, str] | None = None
+    while True:
+        stmt = _where(_base(), f)
+        if after is not None:
+            at, rid = after
+            stmt = stmt.where(
+                or_(Receipt.received_at < at, and_(Receipt.received_at == at, Receipt.id < rid))
+            )
+        rows = session.execute(
+            stmt.order_by(Receipt.received_at.desc(), Receipt.id.desc()).limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1][0]
+        after = (last.received_at, last.id)
+
+
+def codes_for(
+    session: Session, receipt_ids: Sequence[str]
+) -> dict[str, list[tuple[str, str, int]]]:
+    """The finding codes of a page of receipts, in one query."""
+    if not receipt_ids:
+        return {}
+    rows = session.execute(
+        select(Finding.receipt_id, Finding.family, Finding.code, func.count())
+        .where(Finding.receipt_id.in_(list(receipt_ids)))
+        .group_by(Finding.receipt_id, Finding.family, Finding.code)
+        .order_by(Finding.receipt_id, func.count().desc())
+    ).all()
+    out: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
+    for rid, family, code, n in rows:
+        out[rid].append((family, code, int(n)))
+    return dict(out)
+
+
+def envelope_ids_for(session: Session, receipt_ids: Sequence[str]) -> dict[str, list[str]]:
+    if not receipt_ids:
+        return {}
+    out: dict[str, list[str]] = defaultdict(list)
+    for rid, isa13 in session.execute(
+        select(Envelope.receipt_id, Envelope.isa13)
+        .where(Envelope.receipt_id.in_(list(receipt_ids)))
+        .order_by(Envelope.receipt_id, Envelope.seq)
+    ).all():
+        out[rid].append(isa13)
+    return dict(out)
+
+
+def partner_names(session: Session) -> list[str]:
+    return list(session.scalars(select(Partner.name).order_by(Partner.name)))
+
+
+def audit_entries(session: Session, *, offset: int = 0, limit: int = 100) -> Sequence[AuditEntry]:
+    return session.scalars(
+        select(AuditEntry)
+        .order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+        .offset(offset)
+        .limit(limit)
+    ).all()

@@ -1,0 +1,117 @@
+"""Operator accounts for the dashboard: argon2 password hashes, roles, lockout with back-off,
+and server-side sessions (only a hash of the cookie's token is stored)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import re
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from gateway.db.base import utcnow
+from gateway.db.models import Operator, OperatorSession, Role
+from gateway.errors import GatewayError
+
+USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+MIN_PASSWORD = 12
+_hasher = PasswordHasher()
+# Verified against when the user does not exist, so timing does not tell who exists.
+_DUMMY_HASH = _hasher.hash("not a real password, only for timing")
+
+
+def add_operator(session: Session, username: str, password: str, role: str) -> Operator:
+    if not USERNAME.match(username):
+        raise GatewayError("username: letters, digits, '.', '_', '@' or '-', up to 64")
+    if role not in (Role.VIEWER, Role.ADMIN):
+        raise GatewayError("role: viewer or admin")
+    if len(password) < MIN_PASSWORD:
+        raise GatewayError(f"password: at least {MIN_PASSWORD} characters")
+    if session.scalar(select(Operator).where(Operator.username == username)) is not None:
+        raise GatewayError(f"an operator named {username!r} exists")
+    op = Operator(username=username, password_hash=_hasher.hash(password), role=role)
+    session.add(op)
+    session.flush()
+    return op
+
+
+def set_password(session: Session, username: str, password: str) -> None:
+    op = session.scalar(select(Operator).where(Operator.username == username))
+    if op is None:
+        raise GatewayError(f"no operator named {username!r}", 404)
+    if len(password) < MIN_PASSWORD:
+        raise GatewayError(f"password: at least {MIN_PASSWORD} characters")
+    op.password_hash = _hasher.hash(password)
+    op.failed_logins = 0
+    op.locked_until = None
+
+
+class LoginRefused(Exception):
+    def __init__(self, message: str, retry_after: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+def authenticate(session: Session, username: str, password: str, *, max_failures: int) -> Operator:
+    """The operator, or LoginRefused. Repeated failures lock the account with a back-off."""
+    now = utcnow()
+    op = session.scalar(select(Operator).where(Operator.username == username))
+    if op is None or not op.enabled:
+        with contextlib.suppress(VerificationError):
+            _hasher.verify(_DUMMY_HASH, password)
+        raise LoginRefused("Invalid username or password.")
+    if op.locked_until is not None and op.locked_until > now:
+        wait = int((op.locked_until - now).total_seconds()) + 1
+        raise LoginRefused(f"Too many failed attempts. Try again in {wait} seconds.", wait)
+    try:
+        _hasher.verify(op.password_hash, password)
+    except (VerificationError, InvalidHashError) as exc:
+        op.failed_logins += 1
+        if op.failed_logins >= max_failures:
+            seconds = min(900, 30 * 2 ** (op.failed_logins - max_failures))
+            op.locked_until = now + dt.timedelta(seconds=seconds)
+        raise LoginRefused("Invalid username or password.") from exc
+    op.failed_logins = 0
+    op.locked_until = None
+    if _hasher.check_needs_rehash(op.password_hash):
+        op.password_hash = _hasher.hash(password)
+    return op
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def open_session(session: Session, operator: Operator) -> tuple[str, OperatorSession]:
+    token = secrets.token_urlsafe(32)
+    row = OperatorSession(
+        token_hash=_token_hash(token), operator_id=operator.id, csrf_token=secrets.token_hex(32)
+    )
+    session.add(row)
+    session.flush()
+    return token, row
+
+
+def find_session(session: Session, token: str, *, idle_minutes: int) -> OperatorSession | None:
+    """The live session for a cookie token; idle sessions expire (and are deleted)."""
+    row = session.scalar(
+        select(OperatorSession).where(OperatorSession.token_hash == _token_hash(token))
+    )
+    if row is None:
+        return None
+    now = utcnow()
+    if now - row.last_seen_at > dt.timedelta(minutes=idle_minutes) or not row.operator.enabled:
+        session.delete(row)
+        return None
+    row.last_seen_at = now
+    return row
+
+
+def close_session(session: Session, token: str) -> None:
+    session.execute(delete(OperatorSession).where(OperatorSession.token_hash == _token_hash(token)))
