@@ -103,7 +103,9 @@ def create_dashboard(gw: Gateway) -> FastAPI:
         )
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
+        # Not "no-referrer": with it browsers send `Origin: null` on same-origin form posts,
+        # which _same_origin (rightly) refuses. "same-origin" still sends nothing elsewhere.
+        response.headers["Referrer-Policy"] = "same-origin"
         response.headers.setdefault("Cache-Control", "no-store")
         return response
 
@@ -182,16 +184,25 @@ def create_dashboard(gw: Gateway) -> FastAPI:
         expected = request.cookies.get(LOGIN_CSRF, "")
         if not expected or not hmac.compare_digest(expected, csrf_token):
             raise BadCsrf
-        try:
-            with unit_of_work(gw.sessions) as s:
+        refused: LoginRefused | None = None
+        with unit_of_work(gw.sessions) as s:
+            # Caught inside the unit of work so the failure count (lockout) is committed.
+            try:
                 op: Operator = authenticate(
                     s, username, password, max_failures=settings.login_max_failures
                 )
                 token, _ = open_session(s, op)
-        except LoginRefused as exc:
+            except LoginRefused as exc:
+                refused = exc
+        if refused is not None:
             log.info("operator_login_refused")
             response = render(
-                request, "login.html", None, csrf=expected, next=_safe_next(next), error=exc.message
+                request,
+                "login.html",
+                None,
+                csrf=expected,
+                next=_safe_next(next),
+                error=refused.message,
             )
             response.status_code = 401
             return response

@@ -81,7 +81,7 @@ def segment_contexts(
     targets: dict[Key, int | None],
     *,
     reveal: bool,
-    radius: int = 3,
+    radius: int = 4,
     max_segment_bytes: int = 65_536,
 ) -> dict[Key, Context]:
     """For each (envelope, group, set, position) target, the segments from position-radius to

@@ -315,9 +315,12 @@ def reprocess(session: Session, receipt_id: str, operator: str) -> Receipt | Non
     receipt = session.get(Receipt, receipt_id)
     if receipt is None or receipt.status not in (Status.PROCESSED, Status.FAILED):
         return None
+    # Detach the old acks from the envelope rows first (their FK cascades), then keep them.
+    session.execute(
+        update(Ack).where(Ack.receipt_id == receipt_id).values(superseded=True, envelope_id=None)
+    )
     for model in (Finding, TransactionSet, Group, Envelope, InterchangeKey):
         session.execute(delete(model).where(model.receipt_id == receipt_id))
-    session.execute(update(Ack).where(Ack.receipt_id == receipt_id).values(superseded=True))
     previous = receipt.outcome or receipt.status
     receipt.status = Status.RECEIVED
     receipt.outcome = None
