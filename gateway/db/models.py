@@ -109,7 +109,9 @@ class Envelope(Base):
     __table_args__ = (Index("ix_envelopes_isa13", "isa13"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    receipt_id: Mapped[str] = mapped_column(ForeignKey("receipts.id", ondelete="CASCADE"))
+    receipt_id: Mapped[str] = mapped_column(
+        ForeignKey("receipts.id", ondelete="CASCADE"), index=True
+    )
     seq: Mapped[int] = mapped_column(Integer)
     offset: Mapped[int] = mapped_column(BigInteger)
     isa13: Mapped[str] = mapped_column(String(16))
@@ -133,7 +135,9 @@ class Group(Base):
     __table_args__ = (Index("ix_groups_gs06", "gs06"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    envelope_id: Mapped[int] = mapped_column(ForeignKey("envelopes.id", ondelete="CASCADE"))
+    envelope_id: Mapped[int] = mapped_column(
+        ForeignKey("envelopes.id", ondelete="CASCADE"), index=True
+    )
     receipt_id: Mapped[str] = mapped_column(ForeignKey("receipts.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer)
     gs01: Mapped[str] = mapped_column(String(4))
@@ -156,7 +160,7 @@ class TransactionSet(Base):
     __table_args__ = (Index("ix_transaction_sets_st02", "st02"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"))
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), index=True)
     receipt_id: Mapped[str] = mapped_column(
         ForeignKey("receipts.id", ondelete="CASCADE"), index=True
     )

@@ -1,0 +1,403 @@
+"""The operators' dashboard in a real browser (Debian's chromium, headless) against one real
+`edi834 serve` on loopback (SQLite), seeded over HTTP through the partner API and the worker."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.conftest import ROOT, SAMPLES
+from tests.gateway.harness import GatewayProcess, submit, wait_final
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = ROOT / "test-artifacts"
+ADMIN = ("ada", "correct horse battery staple")
+VIEWER = ("vic", "viewer pass phrase 42")
+CELLS = (
+    "received",
+    "accepted",
+    "accepted_with_errors",
+    "partially_accepted",
+    "rejected",
+    "failed",
+    "pending",
+    "partial",
+)
+
+DMG_FILE = "bad_ik403_8_dmg02_date.834"
+TWO_DMG_FILE = "bad_ik304_5_two_dmg.834"
+# What bad_ik403_8_dmg02_date.834 says about its one member (NM1, N3, DMG02, REF*0F):
+# none of it may reach a page unless an admin reveals it.
+SURNAME = "ODUYA"
+BIRTH_DATE = "19801345"
+STREET = "2318 FLOYD AVE"
+SUBSCRIBER = "0004931685"
+MASK = "•••••"
+# X220A1 2100A NM1 at position 12, within the context around the DMG at 16.
+NM1_MASKED = re.compile(rf"^\s*12 NM1\*IL\*1\*{MASK}\*{MASK}\*")
+
+
+def _md_bad_birth_date() -> bytes:
+    """An MD0SBE file with an impossible DMG02 (IK403 8), so the code filter must also
+    separate partners."""
+    good = (SAMPLES / "good_newborn_dependent_add.834").read_bytes()
+    bad = good.replace(b"DMG*D8*20260309*F~", b"DMG*D8*20261345*F~")
+    assert bad != good
+    return bad
+
+
+SEED = {
+    "va": [
+        ("good_exchange_new_enrollment.834", SAMPLES / "good_exchange_new_enrollment.834"),
+        (DMG_FILE, SAMPLES / DMG_FILE),
+        (TWO_DMG_FILE, SAMPLES / TWO_DMG_FILE),
+    ],
+    "md": [
+        ("good_change_of_address.834", SAMPLES / "good_change_of_address.834"),
+        ("newborn_bad_dmg02.834", None),
+    ],
+}
+
+
+@dataclass
+class Seeded:
+    gateway: GatewayProcess
+    keys: dict[str, str]  # partner name -> API key
+    ids: dict[str, str]  # filename -> receipt id
+
+    @property
+    def url(self) -> str:
+        return self.gateway.dashboard_url
+
+
+@pytest.fixture(scope="class")
+def seeded(tmp_path_factory) -> Iterator[Seeded]:
+    """One server for the whole class, SQLite only (the empty URL is the default file)."""
+    gw = GatewayProcess(data_dir=tmp_path_factory.mktemp("dashboard") / "var", database_url="")
+    keys = {"va": gw.add_partner("va", "VA0FFM"), "md": gw.add_partner("md", "MD0SBE")}
+    gw.add_operator(*ADMIN, role="admin")
+    gw.add_operator(*VIEWER, role="viewer")
+    ids: dict[str, str] = {}
+    try:
+        gw.start()
+        for partner, files in SEED.items():
+            with gw.client(keys[partner]) as c:
+                for name, path in files:
+                    content = path.read_bytes() if path else _md_bad_birth_date()
+                    r = submit(c, content, name)
+                    assert r.status_code == 202, r.text
+                    ids[name] = r.json()["id"]
+                for name, _ in files:
+                    wait_final(c, ids[name])
+        yield Seeded(gw, keys, ids)
+    finally:
+        gw.kill()
+
+
+@pytest.fixture(scope="class")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def new_page(browser) -> Iterator[Callable[..., Page]]:
+    """A page in a fresh context (own cookies); `new_page(width=390)` for a phone."""
+    contexts = []
+
+    def make(width: int = 1280, height: int = 900) -> Page:
+        ctx = browser.new_context(viewport={"width": width, "height": height})
+        ctx.set_default_timeout(10_000)
+        contexts.append(ctx)
+        return ctx.new_page()
+
+    yield make
+    for ctx in contexts:
+        ctx.close()
+
+
+def log_in(page: Page, base: str, user: tuple[str, str]) -> None:
+    page.goto(f"{base}/login")
+    page.get_by_label("User name").fill(user[0])
+    page.get_by_label("Password").fill(user[1])
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(f"{base}/dashboard")
+
+
+def row_ids(page: Page) -> set[str]:
+    return set(
+        page.locator("#rejects tbody tr[data-id]").evaluate_all("rs => rs.map(r => r.dataset.id)")
+    )
+
+
+def finding(page: Page, code: str):
+    return page.locator("article.finding").filter(has=page.locator("h3", has_text=code))
+
+
+def filters(url: str) -> tuple[str, str, str]:
+    """(partner, code, result) as the URL carries them."""
+    q = parse_qs(urlsplit(url).query)
+    return q.get("partner", [""])[0], q.get("code", [""])[0], q.get("result", [""])[0]
+
+
+def acks_section(page: Page):
+    return page.locator('section[aria-labelledby="acks-h"] details')
+
+
+def control_numbers(acks) -> set[str]:
+    return set(re.findall(r"control number (\d+)", " ".join(acks.all_inner_texts())))
+
+
+def reprocess_and_wait(page: Page, base: str, rid: str) -> set[str]:
+    """Click Reprocess, see it in the history, reload until the worker has answered again;
+    the control numbers of the acks shown before."""
+    page.goto(f"{base}/dashboard/interchanges/{rid}")
+    old_numbers = control_numbers(acks_section(page))
+    assert len(old_numbers) == 2  # TA1 (ISA14 = 1) and 999
+    history = page.locator("ol.history li")
+    answered = history.filter(has_text=re.compile(r"\bprocessed: rejected$"))
+    delivered = history.filter(has_text="ack delivered")
+    expect(answered).to_have_count(1)
+    expect(delivered).to_have_count(2)
+    page.locator("#reprocess").click()
+    expect(page).to_have_url(f"{base}/dashboard/interchanges/{rid}")
+    # Not necessarily last: the worker may already have claimed it again.
+    expect(history.filter(has_text="reprocess requested: by ada; was rejected")).to_have_count(1)
+    deadline = time.monotonic() + 20
+    while answered.count() < 2 or delivered.count() < 4:  # worker, then outbox
+        assert time.monotonic() < deadline, "reprocess not answered within 20 s"
+        page.wait_for_timeout(150)
+        page.reload()
+    return old_numbers
+
+
+class TestDashboardInBrowser:
+    def test_keyboard_only_login(self, seeded, new_page):
+        page = new_page()
+        page.goto(f"{seeded.url}/dashboard")
+        expect(page).to_have_url(re.compile(r"/login\?next=%2Fdashboard$"))
+        username = page.locator("#username")
+        expect(username).to_be_focused()  # autofocus: a keyboard user starts typing
+        page.keyboard.type(VIEWER[0])
+        page.keyboard.press("Tab")
+        expect(page.locator("#password")).to_be_focused()
+        page.keyboard.type(VIEWER[1])
+        page.keyboard.press("Tab")
+        expect(page.get_by_role("button", name="Log in")).to_be_focused()
+        page.keyboard.press("Enter")
+        expect(page).to_have_url(f"{seeded.url}/dashboard")
+        expect(page.locator("header .who")).to_have_text("vic (viewer)")
+
+    def test_overview_counts_match_the_partner_api(self, seeded, new_page):
+        page = new_page()
+        log_in(page, seeded.url, ADMIN)
+        totals: Counter[str] = Counter()
+        for partner, key in seeded.keys.items():
+            with seeded.gateway.client(key) as c:
+                body = c.get("/v1/interchanges", params={"limit": 200}).json()
+            assert body["next_cursor"] is None
+            want: Counter[str] = Counter(received=len(body["items"]))
+            for item in body["items"]:
+                if item["status"] == "processed":
+                    want[item["outcome"]] += 1
+                elif item["status"] in ("failed", "partial"):
+                    want[item["status"]] += 1
+                else:
+                    want["pending"] += 1
+            assert want["accepted"] >= 1 and want["rejected"] >= 1, want  # not vacuous
+            row = page.locator(f'#counts tr[data-partner="{partner}"]')
+            shown = {k: int(row.locator(f'td[data-k="{k}"]').inner_text()) for k in CELLS}
+            assert shown == {k: want[k] for k in CELLS}, partner
+            totals.update(want)
+            expect(page.locator(".legend")).to_contain_text(
+                f"{partner}: {want['rejected'] + want['partially_accepted']}"
+            )
+        row = page.locator('#counts tr[data-partner="All partners"]')
+        assert {k: int(row.locator(f'td[data-k="{k}"]').inner_text()) for k in CELLS} == {
+            k: totals[k] for k in CELLS
+        }
+        expect(page.locator('svg.chart[role="img"] rect')).not_to_have_count(0)
+        expect(page.locator("#codes")).to_contain_text("IK403 8")
+        expect(page.locator("#codes")).to_contain_text("IK304 5")
+        expect(page.locator("#waiting")).to_have_count(0)  # everything was processed
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "dashboard-overview.png", full_page=True)
+
+    def test_rejects_filtered_by_partner_and_code_then_opened(self, seeded, new_page):
+        page = new_page()
+        log_in(page, seeded.url, VIEWER)
+        page.get_by_role("link", name="Rejects").click()
+        expect(page).to_have_url(f"{seeded.url}/dashboard/rejects")
+        va_dmg, md_dmg = seeded.ids[DMG_FILE], seeded.ids["newborn_bad_dmg02.834"]
+        for partner, want in (("va", {va_dmg}), ("md", {md_dmg}), ("", {va_dmg, md_dmg})):
+            page.get_by_label("Partner").select_option(partner)
+            page.get_by_label("Error code").fill("IK403:8")
+            page.get_by_role("button", name="Filter").click()
+            page.wait_for_url(lambda url, p=partner: filters(url) == (p, "IK403:8", "problems"))
+            assert row_ids(page) == want, partner
+            expect(page.locator("#total")).to_have_text(str(len(want)))
+        page.get_by_label("Partner").select_option("va")
+        page.get_by_role("button", name="Filter").click()
+        page.wait_for_url(lambda url: filters(url) == ("va", "IK403:8", "problems"))
+        page.locator(f'#rejects tr[data-id="{va_dmg}"] a').click()
+        expect(page).to_have_url(f"{seeded.url}/dashboard/interchanges/{va_dmg}")
+        expect(page.locator("h1")).to_have_text(DMG_FILE)
+
+    def test_viewer_sees_masked_member_data_and_no_admin_actions(self, seeded, new_page):
+        page = new_page()
+        log_in(page, seeded.url, VIEWER)
+        page.goto(f"{seeded.url}/dashboard/interchanges/{seeded.ids[DMG_FILE]}")
+        context = finding(page, "IK403 8").locator("pre.context")
+        expect(context.locator("mark")).to_have_text(MASK)
+        expect(context.locator(".line").filter(has_text=" NM1*IL*1*")).to_have_text(NM1_MASKED)
+        for selector in ("#reveal", "#reprocess", "#resolve", "#note"):
+            expect(page.locator(selector)).to_have_count(0)
+        expect(page.get_by_role("link", name="Audit log")).to_have_count(0)
+        html = page.content()
+        for secret in (SURNAME, BIRTH_DATE, STREET, SUBSCRIBER):
+            assert secret not in html
+        page.goto(f"{seeded.url}/dashboard/audit")
+        expect(page.locator("body")).to_have_text("This needs the admin role.")
+
+    def test_admin_reveal_is_audited(self, seeded, new_page):
+        page = new_page()
+        log_in(page, seeded.url, ADMIN)
+        rid = seeded.ids[DMG_FILE]
+        page.goto(f"{seeded.url}/dashboard/interchanges/{rid}")
+        context = finding(page, "IK403 8").locator("pre.context")
+        target = context.locator(".line.target")
+        expect(target).to_have_count(1)
+        expect(target).to_have_text(re.compile(r"^\s*16 DMG\*D8\*"))  # IK302: position 16
+        expect(target.locator("mark")).to_have_text(MASK)  # DMG02 highlighted, still masked
+        name = context.locator(".line").filter(has_text=" NM1*IL*1*")
+        expect(name).to_have_text(NM1_MASKED)  # the member's name, masked
+        expect(name.locator("span.masked").first).to_have_text(MASK)
+        html = page.content()
+        for secret in (SURNAME, BIRTH_DATE, STREET, SUBSCRIBER):
+            assert secret not in html
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "dashboard-detail.png", full_page=True)
+
+        page.get_by_role("button", name=re.compile("Reveal member data")).click()
+        expect(page.locator("p.note.reveal")).to_contain_text("revealed to ada")
+        context = finding(page, "IK403 8").locator("pre.context")
+        expect(context.locator(".line.target mark")).to_have_text(BIRTH_DATE)
+        expect(context.locator(".line").filter(has_text=" NM1*IL*1*")).to_contain_text(
+            f"NM1*IL*1*{SURNAME}*"
+        )
+        expect(context).to_contain_text(STREET)
+        expect(context.locator("span.masked")).to_have_count(0)
+        expect(finding(page, "IK403 8").locator("dd.value").first).to_have_text(BIRTH_DATE)
+        expect(page.locator("#reveal")).to_have_count(0)
+
+        page.get_by_role("link", name="Audit log").click()
+        entry = page.locator("#audit tbody tr").filter(has_text="reveal member data")
+        expect(entry).to_have_count(1)
+        expect(entry.locator("td").nth(1)).to_have_text("ada")
+        expect(entry.locator(f'a[href="/dashboard/interchanges/{rid}"]')).to_have_count(1)
+
+    def test_reprocess_supersedes_the_old_acks(self, seeded, new_page):
+        page = new_page()
+        log_in(page, seeded.url, ADMIN)
+        rid = seeded.ids[DMG_FILE]
+        old_numbers = reprocess_and_wait(page, seeded.url, rid)
+        expect(page.locator("#outcome")).to_have_text("rejected")
+        acks = acks_section(page)
+        old = acks.filter(has_text="superseded by a reprocess")
+        new = acks.filter(has_not_text="superseded by a reprocess")
+        expect(old).to_have_count(2)
+        expect(new).to_have_count(2)  # TA1 (ISA14 = 1) and 999
+        for i in range(2):
+            expect(new.nth(i)).to_have_attribute("open", "")
+            expect(old.nth(i)).not_to_have_attribute("open", "")
+        assert control_numbers(old) == old_numbers
+        new_numbers = control_numbers(new)
+        assert len(new_numbers) == 2 and not new_numbers & old_numbers
+        with seeded.gateway.client(seeded.keys["va"]) as c:
+            assert wait_final(c, rid)["outcome"] == "rejected"
+
+    def test_resolve_keeps_the_note(self, seeded, new_page):
+        page = new_page()
+        log_in(page, seeded.url, ADMIN)
+        rid = seeded.ids[DMG_FILE]
+        page.goto(f"{seeded.url}/dashboard/interchanges/{rid}")
+        note = "Sender confirmed the birth date; corrected file due Friday"
+        page.get_by_label("Resolution note").fill(note)
+        page.get_by_role("button", name="Mark resolved").click()
+        expect(page).to_have_url(f"{seeded.url}/dashboard/interchanges/{rid}")
+        expect(page.locator(".status-line")).to_contain_text("resolved by ada")
+        expect(page.locator(".status-line")).to_contain_text(note)
+        expect(page.locator("ol.history")).to_contain_text(f"resolved: by ada: {note}")
+        page.goto(f"{seeded.url}/dashboard/rejects?result=all&resolved=yes")
+        assert row_ids(page) == {rid}
+
+    def test_logout_then_back_shows_the_login_page(self, seeded, new_page):
+        page = new_page()
+        log_in(page, seeded.url, ADMIN)
+        rid = seeded.ids[DMG_FILE]
+        detail = f"{seeded.url}/dashboard/interchanges/{rid}"
+        page.goto(detail)
+        expect(page.locator("h1")).to_have_text(DMG_FILE)
+        page.get_by_role("button", name="Log out").click()
+        expect(page).to_have_url(f"{seeded.url}/login")
+        assert not [c for c in page.context.cookies() if c["name"] == "edi834_session"]
+
+        page.go_back()  # no-store: the browser asks again and is sent to the login
+        expect(page).to_have_url(re.compile(r"/login\?next="))
+        expect(page.locator("h1")).to_have_text("Log in")
+        html = page.content()
+        assert DMG_FILE not in html and "Findings" not in html
+        page.goto(detail)
+        expect(page).to_have_url(re.compile(r"/login\?next=%2Fdashboard%2Finterchanges%2F"))
+        expect(page.locator("h1")).to_have_text("Log in")
+
+    def test_rejects_page_fits_a_390px_phone(self, seeded, new_page):
+        page = new_page(width=390, height=844)
+        log_in(page, seeded.url, VIEWER)
+        page.goto(f"{seeded.url}/dashboard/rejects?result=all")
+        expect(page.locator("#rejects tbody tr[data-id]")).to_have_count(
+            sum(len(files) for files in SEED.values())
+        )
+        scroll_width, inner_width = page.evaluate(
+            "[document.documentElement.scrollWidth, window.innerWidth]"
+        )
+        assert inner_width == 390
+        assert scroll_width <= inner_width
+        overflow = page.locator("#rejects").evaluate(
+            "t => { const s = t.closest('.scroll'); return s && getComputedStyle(s).overflowX }"
+        )
+        assert overflow in ("auto", "scroll")
+
+    def test_detail_page_fits_a_390px_phone(self, seeded, new_page):
+        page = new_page(width=390, height=844)
+        log_in(page, seeded.url, VIEWER)
+        page.goto(f"{seeded.url}/dashboard/rejects?result=rejected")
+        page.locator("#rejects tbody tr[data-id] a").first.click()
+        expect(page.locator("article.finding").first).to_be_visible()
+        scroll_width, inner_width = page.evaluate(
+            "[document.documentElement.scrollWidth, window.innerWidth]"
+        )
+        wide = page.evaluate(
+            "() => [...document.querySelectorAll('body *')].filter(e => !e.closest('.scroll')"
+            " && e.getBoundingClientRect().right > innerWidth + 1).map(e => e.tagName + '.'"
+            " + e.className)"
+        )
+        assert scroll_width <= inner_width == 390, wide
