@@ -1,0 +1,517 @@
+"""Pure; no I/O, no logging; constant memory. Raw 834 bytes in, one `MemberEvent` per 2000 loop out.
+
+Reads with the project's own `EnvelopeReader`, so delimiters come from each ISA and nothing is
+rewritten. Only one member (plus its set's header) is held at a time: a member is yielded as
+soon as the next INS, or its set's end, is read. Bad data never raises: what cannot be read
+is left empty (or None beside its raw text), and segments the extractor does not know are
+skipped. Which sets to trust is the caller's decision (`include`), typically from the 999.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TypeVar
+
+from gateway.enrollment.events import (
+    MAINTENANCE_TYPE_NAMES,
+    RELATIONSHIP_NAMES,
+    Address,
+    Coverage,
+    MemberEvent,
+    MemberName,
+    Party,
+    RaceEthnicity,
+    ReportingCategory,
+    Source,
+    TransactionSetHeader,
+    code_of,
+)
+from parsers.delimiters import Delimiters
+from parsers.envelope import read_events
+from parsers.events import (
+    GroupStart,
+    InterchangeStart,
+    Segment,
+    TransactionSetEnd,
+    TransactionSetStart,
+)
+
+SetKey = tuple[int, int, int]
+"""(envelope, group, transaction set) ordinals, 0-based; group within its interchange, set
+within its group."""
+
+MAX_ITEMS_PER_MEMBER = 1000
+"""Bound on each collection of one member (coverages, reporting categories, REF/DTP/PER
+entries). X220 allows 99 2300 loops; the bound keeps memory constant on hostile input."""
+
+# 2100 loops by NM101 (X220): which NM1 opens which loop.
+_NAME_ENTITIES = frozenset({"IL", "74"})  # 2100A
+_INCORRECT_NAME_ENTITY = "70"  # 2100B
+_MAILING_ENTITY = "31"  # 2100C
+_REPORTING_ENTITY = "75"  # 2750 N1*75
+
+
+class _Loop(enum.Enum):
+    """Where in the 2000 loop the last segment was, as far as the extractor needs to know."""
+
+    MEMBER = "2000"
+    NAME = "2100A"
+    INCORRECT_NAME = "2100B"
+    MAILING = "2100C"
+    OTHER_PARTY = "2100D-H"  # employer, school, custodial parent, responsible person, drop-off
+    DISABILITY = "2200"
+    COVERAGE = "2300"
+    PROVIDER = "2310"  # LX inside 2300: not a reporting category
+    COORDINATION = "2320/2330"
+    REPORTING = "2700"  # between LS*2700 and LE*2700
+    AFTER_REPORTING = "after LE"
+
+
+# Loops where an NM1 opens a 2100 loop (after the first HD, an NM1 is a 2310/2330 entity).
+_BEFORE_COVERAGE = frozenset(
+    {_Loop.MEMBER, _Loop.NAME, _Loop.INCORRECT_NAME, _Loop.MAILING, _Loop.OTHER_PARTY}
+)
+_IN_COVERAGE = frozenset({_Loop.COVERAGE, _Loop.PROVIDER, _Loop.COORDINATION})
+
+_V = TypeVar("_V", str, date)
+
+
+def parse_d8(value: str) -> date | None:
+    """A CCYYMMDD date, or None when `value` is not one."""
+    if len(value) != 8 or not (value.isascii() and value.isdigit()):
+        return None
+    try:
+        return date(int(value[:4]), int(value[4:6]), int(value[6:]))
+    except ValueError:
+        return None
+
+
+def _put(target: dict[str, _V], key: str, value: _V) -> bool:
+    """First one sent wins. False when the entry was dropped because of the bound."""
+    if key in target:
+        return True
+    if len(target) >= MAX_ITEMS_PER_MEMBER:
+        return False
+    target[key] = value
+    return True
+
+
+@dataclass(slots=True)
+class _SetContext:
+    """The open transaction set: its position and its header, until its first INS."""
+
+    envelope: int
+    group: int
+    transaction_set: int
+    isa13: str
+    gs06: str
+    st02: str
+    delimiters: Delimiters
+    has_bgn: bool = False
+    purpose: str = ""
+    reference: str = ""
+    creation_date_raw: str = ""
+    creation_time: str = ""
+    time_zone: str = ""
+    action: str = ""
+    policy_number: str | None = None
+    sponsor: Party | None = None
+    payer: Party | None = None
+    brokers: list[Party] = field(default_factory=list)
+    header: TransactionSetHeader | None = None
+
+    def on_header_segment(self, seg: Segment) -> None:
+        """BGN, REF*38, and the 1000A/B/C N1s; anything else in the header is not needed."""
+        tag = seg.tag
+        if tag == "BGN" and not self.has_bgn:
+            self.has_bgn = True
+            self.purpose = seg.element(1)
+            self.reference = seg.element(2)
+            self.creation_date_raw = seg.element(3)
+            self.creation_time = seg.element(4)
+            self.time_zone = seg.element(5)
+            self.action = seg.element(8)
+        elif tag == "REF" and seg.element(1) == "38" and self.policy_number is None:
+            self.policy_number = seg.element(2)
+        elif tag == "N1":
+            entity = seg.element(1)
+            party = Party(
+                entity=entity,
+                name=seg.element(2),
+                id_qualifier=seg.element(3),
+                id=seg.element(4),
+            )
+            if entity == "P5" and self.sponsor is None:
+                self.sponsor = party
+            elif entity == "IN" and self.payer is None:
+                self.payer = party
+            elif entity in ("BO", "TV") and len(self.brokers) < 2:  # X220: 1000C repeats twice
+                self.brokers.append(party)
+
+    def frozen_header(self) -> TransactionSetHeader:
+        if self.header is None:
+            self.header = TransactionSetHeader(
+                purpose=self.purpose,
+                reference=self.reference,
+                creation_date=parse_d8(self.creation_date_raw),
+                creation_date_raw=self.creation_date_raw,
+                creation_time=self.creation_time,
+                time_zone=self.time_zone,
+                action=self.action,
+                policy_number=self.policy_number,
+                sponsor=self.sponsor,
+                payer=self.payer,
+                brokers=tuple(self.brokers),
+            )
+        return self.header
+
+
+@dataclass(slots=True)
+class _CoverageDraft:
+    hd: Segment
+    dates: dict[str, date] = field(default_factory=dict)
+    unparsed_dates: dict[str, str] = field(default_factory=dict)
+    references: dict[str, str] = field(default_factory=dict)
+
+    def freeze(self) -> Coverage:
+        refs = self.references
+        return Coverage(
+            segment_position=self.hd.index or 0,
+            maintenance_type=code_of(self.hd.element(1), MAINTENANCE_TYPE_NAMES),
+            insurance_line=self.hd.element(3),
+            plan_coverage_description=self.hd.element(4),
+            coverage_level=self.hd.element(5),
+            benefit_begin=self.dates.get("348"),
+            benefit_end=self.dates.get("349"),
+            last_premium_paid=self.dates.get("543"),
+            dates=self.dates,
+            unparsed_dates=self.unparsed_dates,
+            group_or_policy_number=refs.get("1L"),
+            class_of_contract_code=refs.get("CE"),
+            internal_control_number=refs.get("X9"),
+            references=refs,
+        )
+
+
+@dataclass(slots=True)
+class _CategoryDraft:
+    n1: Segment
+    qualifier: str = ""
+    value: str = ""
+    has_ref: bool = False
+    period_raw: str = ""
+    period_format: str = ""
+    has_dtp: bool = False
+
+    def freeze(self) -> ReportingCategory:
+        begin = end = None
+        if self.period_format == "RD8":
+            first, _, last = self.period_raw.partition("-")
+            begin, end = parse_d8(first), parse_d8(last)
+        else:
+            begin = end = parse_d8(self.period_raw)
+        return ReportingCategory(
+            segment_position=self.n1.index or 0,
+            name=self.n1.element(2).upper(),
+            qualifier=self.qualifier,
+            value=self.value,
+            period_begin=begin,
+            period_end=end,
+            period_raw=self.period_raw,
+        )
+
+
+@dataclass(slots=True)
+class _MemberDraft:
+    """One 2000 loop being read. Mutable; frozen into a `MemberEvent` when it ends."""
+
+    ins: Segment
+    delimiters: Delimiters
+    loop: _Loop = _Loop.MEMBER
+    references: dict[str, str] = field(default_factory=dict)
+    dates: dict[str, date] = field(default_factory=dict)
+    unparsed_dates: dict[str, str] = field(default_factory=dict)
+    name: Segment | None = None
+    dmg: Segment | None = None
+    residence_n3: Segment | None = None
+    residence_n4: Segment | None = None
+    mailing_nm1: bool = False
+    mailing_n3: Segment | None = None
+    mailing_n4: Segment | None = None
+    contact: dict[str, str] = field(default_factory=dict)
+    coverages: list[_CoverageDraft] = field(default_factory=list)
+    categories: list[_CategoryDraft] = field(default_factory=list)
+    category: _CategoryDraft | None = None  # the open 2750 loop
+    truncated: bool = False
+
+    def on_segment(self, seg: Segment) -> None:
+        tag = seg.tag
+        loop = self.loop
+        if tag == "REF":
+            self._on_ref(seg)
+        elif tag == "DTP":
+            self._on_dtp(seg)
+        elif tag == "NM1":
+            if loop in _BEFORE_COVERAGE:
+                self._open_2100(seg)
+        elif tag == "PER":
+            if loop is _Loop.NAME:
+                for position in (3, 5, 7):  # PER03/04, PER05/06, PER07/08 pairs
+                    qualifier = seg.element(position)
+                    if qualifier and not _put(self.contact, qualifier, seg.element(position + 1)):
+                        self.truncated = True
+        elif tag == "N3":
+            if loop is _Loop.NAME and self.residence_n3 is None:
+                self.residence_n3 = seg
+            elif loop is _Loop.MAILING and self.mailing_n3 is None:
+                self.mailing_n3 = seg
+        elif tag == "N4":
+            if loop is _Loop.NAME and self.residence_n4 is None:
+                self.residence_n4 = seg
+            elif loop is _Loop.MAILING and self.mailing_n4 is None:
+                self.mailing_n4 = seg
+        elif tag == "DMG":
+            if loop is _Loop.NAME and self.dmg is None:  # 2100B's DMG is the incorrect one
+                self.dmg = seg
+        elif tag == "DSB":
+            self.loop = _Loop.DISABILITY
+        elif tag == "HD":
+            self.category = None
+            if len(self.coverages) < MAX_ITEMS_PER_MEMBER:
+                self.coverages.append(_CoverageDraft(hd=seg))
+                self.loop = _Loop.COVERAGE
+            else:
+                self.truncated = True
+                self.loop = _Loop.COORDINATION  # read nothing until the next loop
+        elif tag == "LX":
+            # The LX trap: inside LS/LE it starts a 2700 loop, inside 2300 a 2310 loop.
+            if loop is _Loop.REPORTING:
+                self.category = None
+            elif loop in _IN_COVERAGE:
+                self.loop = _Loop.PROVIDER
+        elif tag == "COB":
+            if loop in _IN_COVERAGE:
+                self.loop = _Loop.COORDINATION
+        elif tag == "LS":
+            self.loop = _Loop.REPORTING
+            self.category = None
+        elif tag == "LE":
+            self.loop = _Loop.AFTER_REPORTING
+            self.category = None
+        elif tag == "N1" and loop is _Loop.REPORTING and seg.element(1) == _REPORTING_ENTITY:
+            if len(self.categories) < MAX_ITEMS_PER_MEMBER:
+                self.category = _CategoryDraft(n1=seg)
+                self.categories.append(self.category)
+            else:
+                self.category = None
+                self.truncated = True
+
+    def _open_2100(self, seg: Segment) -> None:
+        entity = seg.element(1)
+        if entity in _NAME_ENTITIES:
+            self.loop = _Loop.NAME
+            if self.name is None:
+                self.name = seg
+        elif entity == _INCORRECT_NAME_ENTITY:
+            self.loop = _Loop.INCORRECT_NAME
+        elif entity == _MAILING_ENTITY:
+            self.loop = _Loop.MAILING
+            self.mailing_nm1 = True
+        else:
+            self.loop = _Loop.OTHER_PARTY
+
+    def _on_ref(self, seg: Segment) -> None:
+        qualifier, value = seg.element(1), seg.element(2)
+        if self.loop is _Loop.MEMBER:
+            target = self.references
+        elif self.loop is _Loop.COVERAGE and self.coverages:
+            target = self.coverages[-1].references
+        elif self.loop is _Loop.REPORTING and self.category is not None:
+            if not self.category.has_ref:
+                self.category.has_ref = True
+                self.category.qualifier, self.category.value = qualifier, value
+            return
+        else:
+            return
+        if not _put(target, qualifier, value):
+            self.truncated = True
+
+    def _on_dtp(self, seg: Segment) -> None:
+        qualifier, fmt, value = seg.element(1), seg.element(2), seg.element(3)
+        if self.loop is _Loop.REPORTING and self.category is not None:
+            if not self.category.has_dtp:
+                self.category.has_dtp = True
+                self.category.period_format, self.category.period_raw = fmt, value
+            return
+        if self.loop is _Loop.MEMBER:
+            dates, unparsed = self.dates, self.unparsed_dates
+        elif self.loop is _Loop.COVERAGE and self.coverages:
+            dates, unparsed = self.coverages[-1].dates, self.coverages[-1].unparsed_dates
+        else:
+            return
+        day = parse_d8(value) if fmt == "D8" else None
+        stored = (
+            _put(dates, qualifier, day) if day is not None else _put(unparsed, qualifier, value)
+        )
+        if not stored:
+            self.truncated = True
+
+    def freeze(self, context: _SetContext) -> MemberEvent:
+        ins, refs = self.ins, self.references
+        dmg = self.dmg
+        categories = tuple(category.freeze() for category in self.categories)
+        values: dict[str, str] = {}
+        for category in categories:
+            values.setdefault(category.name, category.value)
+        return MemberEvent(
+            source=Source(
+                envelope=context.envelope,
+                group=context.group,
+                transaction_set=context.transaction_set,
+                isa13=context.isa13,
+                gs06=context.gs06,
+                st02=context.st02,
+                segment_position=ins.index or 0,
+            ),
+            header=context.frozen_header(),
+            subscriber=ins.element(1) == "Y",
+            relationship=code_of(ins.element(2), RELATIONSHIP_NAMES),
+            maintenance_type=code_of(ins.element(3), MAINTENANCE_TYPE_NAMES),
+            maintenance_reason=ins.element(4),
+            benefit_status=ins.element(5),
+            employment_status=ins.element(8),
+            student_status=ins.element(9),
+            subscriber_number=refs.get("0F"),
+            group_or_policy_number=refs.get("1L"),
+            client_reporting_category=refs.get("17"),
+            client_number=refs.get("23"),
+            mutually_defined=refs.get("ZZ"),
+            class_of_contract_code=refs.get("CE"),
+            internal_control_number=refs.get("X9"),
+            references=refs,
+            dates=self.dates,
+            unparsed_dates=self.unparsed_dates,
+            name=_name(self.name) if self.name is not None else None,
+            birth_date=parse_d8(dmg.element(2)) if dmg is not None else None,
+            birth_date_raw=dmg.element(2) if dmg is not None else None,
+            gender=dmg.element(3) if dmg is not None else "",
+            marital_status=dmg.element(4) if dmg is not None else "",
+            race_ethnicity=(
+                _race_ethnicity(dmg.element(5), self.delimiters) if dmg is not None else ()
+            ),
+            residence=_address(self.residence_n3, self.residence_n4),
+            contact=self.contact,
+            mailing=_address(self.mailing_n3, self.mailing_n4) if self.mailing_nm1 else None,
+            coverages=tuple(coverage.freeze() for coverage in self.coverages),
+            reporting_categories=values,
+            reporting_category_loops=categories,
+            truncated=self.truncated,
+        )
+
+
+def _name(nm1: Segment) -> MemberName:
+    return MemberName(
+        entity=nm1.element(1),
+        last=nm1.element(3),
+        first=nm1.element(4),
+        middle=nm1.element(5),
+        prefix=nm1.element(6),
+        suffix=nm1.element(7),
+        id_qualifier=nm1.element(8),
+        id=nm1.element(9),
+    )
+
+
+def _address(n3: Segment | None, n4: Segment | None) -> Address | None:
+    if n3 is None and n4 is None:
+        return None
+    return Address(
+        line1=n3.element(1) if n3 is not None else "",
+        line2=n3.element(2) if n3 is not None else "",
+        city=n4.element(1) if n4 is not None else "",
+        state=n4.element(2) if n4 is not None else "",
+        postal_code=n4.element(3) if n4 is not None else "",
+        country=n4.element(4) if n4 is not None else "",
+        location_qualifier=n4.element(5) if n4 is not None else "",
+        location_id=n4.element(6) if n4 is not None else "",
+        country_subdivision=n4.element(7) if n4 is not None else "",
+    )
+
+
+def _race_ethnicity(value: str, delimiters: Delimiters) -> tuple[RaceEthnicity, ...]:
+    """DMG05: repetitions (ISA11) of the C056 composite (components split with ISA16)."""
+    if not value:
+        return ()
+    out: list[RaceEthnicity] = []
+    for repetition in value.split(delimiters.repetition)[:MAX_ITEMS_PER_MEMBER]:
+        parts = repetition.split(delimiters.component)
+        parts += [""] * (3 - len(parts))
+        out.append(
+            RaceEthnicity(code=parts[0], code_list_qualifier=parts[1], industry_code=parts[2])
+        )
+    return tuple(out)
+
+
+def extract_members(
+    chunks: Iterable[bytes],
+    *,
+    include: Callable[[SetKey], bool] | None = None,
+    max_segment_bytes: int = 65536,
+) -> Iterator[MemberEvent]:
+    """Every member of every (included) 834 transaction set, in file order, streaming.
+
+    `include((envelope, group, transaction_set))` is asked once per 834 transaction set, at its
+    ST; members of a set it refuses are not built. Sets whose ST01 is not 834 are skipped
+    without asking. A set that ends without its SE (truncated input) still yields the members
+    read so far: the 999 rejects such a set (IK502 2), and `include` is how to leave it out.
+    """
+    envelope = group = transaction_set = -1
+    isa13 = gs06 = ""
+    delimiters = Delimiters()
+    context: _SetContext | None = None
+    member: _MemberDraft | None = None
+    for event in read_events(chunks, max_segment_bytes=max_segment_bytes):
+        if isinstance(event, Segment):
+            if context is None:
+                continue  # a TA1 between ISA and GS, or a set that is skipped
+            if event.tag == "INS":
+                if member is not None:
+                    yield member.freeze(context)
+                member = _MemberDraft(ins=event, delimiters=context.delimiters)
+            elif member is not None:
+                member.on_segment(event)
+            elif context.header is None:
+                context.on_header_segment(event)
+        elif isinstance(event, TransactionSetStart):
+            # An ST without its SE ends the previous set first, so no member is open here.
+            transaction_set += 1
+            key = (envelope, group, transaction_set)
+            wanted = event.st.element(1) == "834" and (include is None or include(key))
+            context = (
+                _SetContext(
+                    envelope=envelope,
+                    group=group,
+                    transaction_set=transaction_set,
+                    isa13=isa13,
+                    gs06=gs06,
+                    st02=event.st.element(2),
+                    delimiters=delimiters,
+                )
+                if wanted
+                else None
+            )
+        elif isinstance(event, TransactionSetEnd):
+            if member is not None and context is not None:
+                yield member.freeze(context)
+            member = context = None
+        elif isinstance(event, GroupStart):
+            group, transaction_set = group + 1, -1
+            gs06 = event.gs.element(6)
+        elif isinstance(event, InterchangeStart):
+            envelope, group, transaction_set = envelope + 1, -1, -1
+            isa13 = event.isa.element(13)
+            gs06 = ""
+            delimiters = event.delimiters
