@@ -214,30 +214,24 @@ def list_rejects(
     column = SORTS.get(sort, Receipt.received_at)
     order = column.desc() if descending else column.asc()
     tie = Receipt.id.desc() if descending else Receipt.id.asc()
-    stmt = _where(_base(), f).order_by(order, tie).offset(offset).limit(limit)
+    # The page's ids first, then their rows: OFFSET skips (and the sort holds) ids only, not
+    # whole receipt rows (page 500 of 30,000 problems: 220 -> 60 ms on SQLite).
+    page = _where(select(Receipt.id).join(Partner, Partner.id == Receipt.partner_id), f)
+    page = page.order_by(order, tie).offset(offset).limit(limit)
+    stmt = _base().where(Receipt.id.in_(page.scalar_subquery())).order_by(order, tie)
     return session.execute(stmt).all()
 
 
 def iter_rejects(
     session: Session, f: RejectFilter, batch: int = 1000
 ) -> Iterator[tuple[Receipt, str]]:
-    """Every matching row, newest first, in keyset batches (for CSV export)."""
-    after: tuple[dt.datetime, str] | None = None
-    while True:
-        stmt = _where(_base(), f)
-        if after is not None:
-            at, rid = after
-            stmt = stmt.where(
-                or_(Receipt.received_at < at, and_(Receipt.received_at == at, Receipt.id < rid))
-            )
-        rows = session.execute(
-            stmt.order_by(Receipt.received_at.desc(), Receipt.id.desc()).limit(batch)
-        ).all()
-        if not rows:
-            return
-        yield from rows
-        last = rows[-1][0]
-        after = (last.received_at, last.id)
+    """Every matching row, newest first, fetched `batch` rows at a time (for CSV export).
+
+    One sorted query, streamed (a server-side cursor on PostgreSQL): keyset batches cost a
+    search and sort of every older match per batch when the planner takes the filter's
+    indexes (SQLite does, for the default filter), quadratic in the export's size."""
+    stmt = _where(_base(), f).order_by(Receipt.received_at.desc(), Receipt.id.desc())
+    yield from session.execute(stmt.execution_options(yield_per=batch))
 
 
 def codes_for(

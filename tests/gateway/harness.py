@@ -46,8 +46,13 @@ class GatewayProcess:
 
     def add_operator(self, username: str, password: str, role: str = "viewer") -> None:
         subprocess.run(
-            [str(EDI834), "operator", "add", username, "--role", role], input=password + "\n",
-            env=self.env(), capture_output=True, text=True, check=True, timeout=60,
+            [str(EDI834), "operator", "add", username, "--role", role],
+            input=password + "\n",
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
         )
 
     @property
