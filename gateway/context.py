@@ -17,7 +17,8 @@ from gateway.settings import Settings
 class Gateway:
     settings: Settings
     engine: Engine
-    sessions: sessionmaker[Session]
+    sessions: sessionmaker[Session]  # units of work that write (SQLite: BEGIN IMMEDIATE)
+    reads: sessionmaker[Session]  # read-only sessions (SQLite: a plain, deferred BEGIN)
     blobs: BlobStore
     extra: dict[str, object] = field(default_factory=dict)
 
@@ -29,6 +30,7 @@ class Gateway:
             settings=settings,
             engine=engine,
             sessions=make_session_factory(engine),
+            reads=make_session_factory(engine.execution_options(edi834_read_only=True)),
             blobs=BlobStore(settings.blob_dir),
         )
 

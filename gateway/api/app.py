@@ -83,7 +83,7 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
 
         @db_retry
         def lookup() -> Partner | None:
-            with gw.sessions() as session:
+            with gw.reads() as session:
                 return repo.partner_by_api_key(session, credentials.credentials)
 
         try:
@@ -248,7 +248,7 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
             isa13=isa13,
             gs06=gs06,
         )
-        with gw.sessions() as session:
+        with gw.reads() as session:
             rows = repo.list_receipts(session, f, limit=limit + 1, after=after)
             items = [_summary(r) for r in rows[:limit]]
         next_cursor = (
@@ -268,7 +268,7 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
         interchange_id: str, partner: PartnerDep, request: Request
     ) -> InterchangeDetail:
         """Status, outcome, counts, envelope ids and every finding (first 1,000)."""
-        with gw.sessions() as session:
+        with gw.reads() as session:
             r = repo.get_receipt(session, interchange_id, partner.id)
             if r is None:
                 raise NotFound()
@@ -369,7 +369,7 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
     )
     def list_acks(interchange_id: str, partner: PartnerDep, request: Request) -> list[AckOut]:
         """The acknowledgements sent for this file (also in your SFTP outbound/)."""
-        with gw.sessions() as session:
+        with gw.reads() as session:
             if repo.get_receipt(session, interchange_id, partner.id) is None:
                 raise NotFound()
             acks = repo.acks_of(session, interchange_id)
@@ -398,7 +398,7 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
         interchanges gets its acks of that kind one after another."""
         if kind not in ACK_KINDS:
             raise NotFound("acknowledgement")
-        with gw.sessions() as session:
+        with gw.reads() as session:
             if repo.get_receipt(session, interchange_id, partner.id) is None:
                 raise NotFound()
             acks: list[Ack] = [a for a in repo.acks_of(session, interchange_id) if a.kind == kind]
@@ -436,7 +436,7 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
         from gateway.metrics import queue_gauge
 
         try:
-            with gw.sessions() as session:
+            with gw.reads() as session:
                 for status, n in repo.queue_depth(session).items():
                     queue_gauge.labels(status=status).set(n)
         except Exception:

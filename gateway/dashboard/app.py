@@ -244,7 +244,7 @@ def create_dashboard(gw: Gateway) -> FastAPI:
         days: Annotated[int, Query(ge=1, le=366)] = 7,
     ) -> Response:
         start, end = _period(since, until, days)
-        with gw.sessions() as s:
+        with gw.reads() as s:
             counts = reports.overview_counts(s, start, end)
             per_day = reports.rejects_per_day(s, start, end)
             codes = reports.top_codes(s, start, end)
@@ -300,7 +300,7 @@ def create_dashboard(gw: Gateway) -> FastAPI:
         order: str = "desc",
     ) -> Response:
         f, q = _filter(request)
-        with gw.sessions() as s:
+        with gw.reads() as s:
             total = reports.count_rejects(s, f)
             rows = reports.list_rejects(
                 s, f, sort=sort, descending=order != "asc", offset=(page - 1) * PAGE, limit=PAGE
@@ -367,7 +367,7 @@ def create_dashboard(gw: Gateway) -> FastAPI:
                     "sha256",
                 ]
             )
-            with gw.sessions() as s:
+            with gw.reads() as s:
                 batch: list[tuple[Receipt, str]] = []
 
                 def flush() -> str:
@@ -417,7 +417,7 @@ def create_dashboard(gw: Gateway) -> FastAPI:
     # --- one interchange ---------------------------------------------------------------------
 
     def _detail(request: Request, viewer: Viewer, receipt_id: str, reveal: bool) -> Response:
-        with gw.sessions() as s:
+        with gw.reads() as s:
             r = repo.get_receipt(s, receipt_id)
             if r is None:
                 return HTMLResponse("No such interchange.", 404)
@@ -526,7 +526,7 @@ def create_dashboard(gw: Gateway) -> FastAPI:
 
     @app.get("/dashboard/interchanges/{receipt_id}/raw")
     def raw(receipt_id: str, viewer: AdminDep) -> Response:
-        with gw.sessions() as s:
+        with gw.reads() as s:
             r = repo.get_receipt(s, receipt_id)
             if r is None:
                 return HTMLResponse("No such interchange.", 404)
@@ -546,7 +546,7 @@ def create_dashboard(gw: Gateway) -> FastAPI:
 
     @app.get("/dashboard/interchanges/{receipt_id}/acks/{ack_id}")
     def ack(receipt_id: str, ack_id: int, viewer: ViewerDep) -> Response:
-        with gw.sessions() as s:
+        with gw.reads() as s:
             a = next((x for x in repo.all_acks_of(s, receipt_id) if x.id == ack_id), None)
             if a is None:
                 return HTMLResponse("No such acknowledgement.", 404)
@@ -611,7 +611,7 @@ def create_dashboard(gw: Gateway) -> FastAPI:
     def audit(
         request: Request, viewer: AdminDep, page: Annotated[int, Query(ge=1)] = 1
     ) -> Response:
-        with gw.sessions() as s:
+        with gw.reads() as s:
             entries = reports.audit_entries(s, offset=(page - 1) * 100, limit=100)
         return render(request, "audit.html", viewer, entries=entries, page=page)
 

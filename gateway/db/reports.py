@@ -215,7 +215,8 @@ def list_rejects(
     order = column.desc() if descending else column.asc()
     tie = Receipt.id.desc() if descending else Receipt.id.asc()
     # The page's ids first, then their rows: OFFSET skips (and the sort holds) ids only, not
-    # whole receipt rows (page 500 of 30,000 problems: 220 -> 60 ms on SQLite).
+    # whole receipt rows (SQLite, 100k receipts: page 500 of the problems 220 -> 115 ms; the
+    # last page of all results sorted by partner 930 -> 240 ms).
     page = _where(select(Receipt.id).join(Partner, Partner.id == Receipt.partner_id), f)
     page = page.order_by(order, tie).offset(offset).limit(limit)
     stmt = _base().where(Receipt.id.in_(page.scalar_subquery())).order_by(order, tie)

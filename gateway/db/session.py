@@ -43,7 +43,9 @@ def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_MS, **kwargs: An
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the lock up front; readers (WAL) neither wait for nor block them.
+            read_only = conn.get_execution_options().get("edi834_read_only", False)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)

@@ -24,7 +24,7 @@ class GatewaySftpHooks:
         self.on_receipt = on_receipt
 
     def _partner(self, username: str) -> tuple[int, str] | None:
-        with self.gw.sessions() as session:
+        with self.gw.reads() as session:
             p = repo.partner_by_name(session, username)
             if p is None or not p.enabled:
                 return None

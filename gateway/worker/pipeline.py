@@ -95,7 +95,7 @@ def validate_job(
     """Stream the blob through the validator. Memory is bounded by findings, not file size."""
 
     def is_duplicate(qualifier: str, sender: str, isa13: str) -> bool:
-        with gw.sessions() as session:
+        with gw.reads() as session:
             return repo.is_isa13_used(
                 session, job.partner_id, qualifier, sender, isa13, job.receipt_id
             )

@@ -70,6 +70,7 @@ BANNER = (
     "  SFTP ",
     "  data ",
     "  database ",
+    "  dashboard ",
     "Add a ",
     "Send a ",
 )
