@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = 10.0
     webhook_max_attempts: int = 8
 
+    # Applied member events for the insurer's core system (issue 5): POSTed as signed JSON to
+    # core_url (HMAC-SHA256 with core_secret, Idempotency-Key header), and/or appended as JSON
+    # Lines files to core_export_dir. Neither set: the outbox keeps them, visible as lag.
+    core_url: str = ""
+    core_secret: str = ""
+    core_export_dir: Path | None = None
+    core_timeout_seconds: float = 10.0
+    core_batch_size: int = 500
+
     log_level: str = "info"
     public_url: str = Field(default="", description="base URL used in status_url links")
 

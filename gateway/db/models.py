@@ -11,6 +11,7 @@ import uuid
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -55,6 +56,11 @@ class Partner(Base):
     webhook_url: Mapped[str | None] = mapped_column(String(2048), default=None)
     webhook_secret: Mapped[str | None] = mapped_column(String(128), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Business rules (issue 5): JSON {rule name: reject|warn|ignore} over the defaults; the
+    # partner's plan ids (REF*CE / HD04), one a line, empty = not checked; whether to send 824s.
+    rule_severities: Mapped[str] = mapped_column(Text, default="", server_default="")
+    plan_ids: Mapped[str] = mapped_column(Text, default="", server_default="")
+    send_824: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class Receipt(Base):
@@ -95,6 +101,17 @@ class Receipt(Base):
     members_received: Mapped[int] = mapped_column(Integer, default=0)
     members_accepted: Mapped[int] = mapped_column(Integer, default=0)
     members_rejected: Mapped[int] = mapped_column(Integer, default=0)
+    # The enrollment ledger stage (after validation): None = nothing to apply (no accepted 834
+    # set), then pending -> applied | reconciled (an audit) | failed (parked for operators).
+    ledger_status: Mapped[str | None] = mapped_column(String(16), default=None)
+    ledger_order: Mapped[str | None] = mapped_column(String(64), default=None)
+    ledger_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    ledger_error: Mapped[str | None] = mapped_column(Text, default=None)
+    ledger_applied_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    members_applied: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    members_business_rejected: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0"
+    )
 
     partner: Mapped[Partner] = relationship(lazy="joined")
     envelopes: Mapped[list[Envelope]] = relationship(
@@ -335,3 +352,202 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(32))
     receipt_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
     detail: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+# --- the enrollment ledger (issue 5) ---------------------------------------------------------
+
+
+class LedgerStatus(enum.StrEnum):
+    PENDING = "pending"  # validated; waiting for its turn (the sender's order) to be applied
+    APPLIED = "applied"
+    RECONCILED = "reconciled"  # an audit / replace file: compared with the ledger, not applied
+    FAILED = "failed"  # applying kept failing (a bug, not bad data): parked for operators
+
+
+class LedgerMember(Base):
+    """A member as the insurer now knows it, per sender. Member data: PHI, never logged."""
+
+    __tablename__ = "ledger_members"
+    __table_args__ = (
+        UniqueConstraint("partner_id", "member_key"),
+        Index("ix_ledger_members_partner_subscriber", "partner_id", "subscriber_number"),
+        Index("ix_ledger_members_partner_status", "partner_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))
+    member_key: Mapped[str] = mapped_column(String(120))
+    subscriber_number: Mapped[str] = mapped_column(String(80), default="")
+    policy_key: Mapped[str] = mapped_column(String(120), default="")
+    subscriber: Mapped[bool] = mapped_column(Boolean)
+    relationship_code: Mapped[str] = mapped_column(String(2))
+    status: Mapped[str] = mapped_column(String(16))  # active | terminated
+    last_name: Mapped[str] = mapped_column(String(80), default="")
+    first_name: Mapped[str] = mapped_column(String(80), default="")
+    middle_name: Mapped[str] = mapped_column(String(80), default="")
+    id_qualifier: Mapped[str] = mapped_column(String(2), default="")
+    id_value: Mapped[str] = mapped_column(String(80), default="")  # NM109, e.g. an SSN
+    birth_date: Mapped[dt.date | None] = mapped_column(Date, default=None)
+    gender: Mapped[str] = mapped_column(String(1), default="")
+    residence: Mapped[str] = mapped_column(Text, default="")  # JSON Address
+    mailing: Mapped[str] = mapped_column(Text, default="")  # JSON Address
+    contact: Mapped[str] = mapped_column(Text, default="")  # JSON {qualifier: number}
+    reporting: Mapped[str] = mapped_column(Text, default="")  # JSON {2750 name: value}
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_event_id: Mapped[int | None] = mapped_column(Integer, default=None)
+
+    coverages: Mapped[list[LedgerCoverage]] = relationship(
+        order_by="LedgerCoverage.id", lazy="selectin", back_populates="member"
+    )
+
+
+class LedgerCoverage(Base):
+    """One line of coverage (HD03) of a member: plan, level, dates, premium."""
+
+    __tablename__ = "ledger_coverages"
+    __table_args__ = (UniqueConstraint("member_id", "insurance_line"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("ledger_members.id", ondelete="CASCADE"))
+    insurance_line: Mapped[str] = mapped_column(String(3))
+    plan_id: Mapped[str] = mapped_column(String(80), default="")  # REF*CE, else HD04
+    policy_number: Mapped[str] = mapped_column(String(80), default="")  # REF*1L
+    coverage_level: Mapped[str] = mapped_column(String(3), default="")
+    benefit_begin: Mapped[dt.date | None] = mapped_column(Date, default=None)
+    benefit_end: Mapped[dt.date | None] = mapped_column(Date, default=None)
+    status: Mapped[str] = mapped_column(String(16))  # active | ended
+    premium: Mapped[str] = mapped_column(String(20), default="")  # 2750 PRE AMT 1
+    aptc: Mapped[str] = mapped_column(String(20), default="")  # 2750 APTC AMT
+    updated_event_id: Mapped[int | None] = mapped_column(Integer, default=None)
+
+    member: Mapped[LedgerMember] = relationship(back_populates="coverages")
+
+
+class MemberOutcome(enum.StrEnum):
+    APPLIED = "applied"  # the ledger changed (warnings, if any, are findings)
+    REJECTED = "rejected"  # a business rule rejected it; the ledger did not change
+    AUDITED = "audited"  # part of an audit/replace file: compared, not applied
+
+
+class MemberEventRow(Base):
+    """The append-only history: every member of every accepted 834 set, with where it came from
+    and what became of it. `payload` is the extracted MemberEvent as JSON (PHI)."""
+
+    __tablename__ = "member_events"
+    __table_args__ = (
+        UniqueConstraint("receipt_id", "envelope_seq", "group_seq", "set_seq", "segment_position"),
+        Index("ix_member_events_partner_member", "partner_id", "member_key"),
+        Index("ix_member_events_receipt_seq", "receipt_id", "seq"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))
+    receipt_id: Mapped[str] = mapped_column(ForeignKey("receipts.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)  # order in the file
+    envelope_seq: Mapped[int] = mapped_column(Integer)
+    group_seq: Mapped[int] = mapped_column(Integer)
+    set_seq: Mapped[int] = mapped_column(Integer)
+    isa13: Mapped[str] = mapped_column(String(16))
+    gs06: Mapped[str] = mapped_column(String(16))
+    st02: Mapped[str] = mapped_column(String(16))
+    segment_position: Mapped[int] = mapped_column(Integer)
+    member_key: Mapped[str] = mapped_column(String(120))
+    subscriber_number: Mapped[str] = mapped_column(String(80), default="")
+    policy_key: Mapped[str] = mapped_column(String(120), default="")
+    subscriber: Mapped[bool] = mapped_column(Boolean)
+    relationship_code: Mapped[str] = mapped_column(String(2))
+    maintenance_type: Mapped[str] = mapped_column(String(3))
+    maintenance_reason: Mapped[str] = mapped_column(String(3))
+    outcome: Mapped[str] = mapped_column(String(16))
+    member_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ledger_members.id", ondelete="SET NULL"), default=None, index=True
+    )
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class BusinessFinding(Base):
+    """A business rule's finding on one member (or on a whole set: QTY totals)."""
+
+    __tablename__ = "business_findings"
+    __table_args__ = (
+        Index("ix_business_findings_receipt", "receipt_id", "id"),
+        Index("ix_business_findings_rule", "rule", "severity"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    receipt_id: Mapped[str] = mapped_column(ForeignKey("receipts.id", ondelete="CASCADE"))
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))
+    event_id: Mapped[int | None] = mapped_column(
+        ForeignKey("member_events.id", ondelete="CASCADE"), default=None, index=True
+    )
+    envelope_seq: Mapped[int] = mapped_column(Integer)
+    group_seq: Mapped[int] = mapped_column(Integer)
+    set_seq: Mapped[int] = mapped_column(Integer)
+    st02: Mapped[str] = mapped_column(String(16))
+    rule: Mapped[str] = mapped_column(String(40))
+    snip: Mapped[int] = mapped_column(Integer)
+    severity: Mapped[str] = mapped_column(String(8))  # reject | warn
+    message: Mapped[str] = mapped_column(Text)  # may quote member data (PHI): never logged
+    segment_id: Mapped[str | None] = mapped_column(String(8), default=None)
+    segment_position: Mapped[int | None] = mapped_column(Integer, default=None)
+    element_position: Mapped[int | None] = mapped_column(Integer, default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CoreDelivery(Base):
+    """Transactional outbox of applied member events for the insurer's core system. Written in
+    the same transaction as the ledger change; the idempotency key is stable across retries,
+    restarts and reprocessing, so redelivery is harmless."""
+
+    __tablename__ = "core_outbox"
+    __table_args__ = (Index("ix_core_outbox_due", "delivered_at", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("member_events.id", ondelete="CASCADE"), unique=True
+    )
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    payload: Mapped[str] = mapped_column(Text)  # JSON (PHI)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class Reconciliation(Base):
+    """An audit (BGN08 4 / INS03 030) or replace (BGN08 RX) file compared with the ledger."""
+
+    __tablename__ = "reconciliations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    receipt_id: Mapped[str] = mapped_column(
+        ForeignKey("receipts.id", ondelete="CASCADE"), index=True
+    )
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    members_in_file: Mapped[int] = mapped_column(Integer, default=0)
+    members_matched: Mapped[int] = mapped_column(Integer, default=0)
+    missing_in_ledger: Mapped[int] = mapped_column(Integer, default=0)
+    missing_in_file: Mapped[int] = mapped_column(Integer, default=0)
+    mismatches: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ReconciliationItem(Base):
+    __tablename__ = "reconciliation_items"
+    __table_args__ = (Index("ix_reconciliation_items_rec_seq", "reconciliation_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reconciliation_id: Mapped[int] = mapped_column(
+        ForeignKey("reconciliations.id", ondelete="CASCADE")
+    )
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(24))  # missing_in_ledger | missing_in_file | mismatch
+    member_key: Mapped[str] = mapped_column(String(120))
+    field: Mapped[str] = mapped_column(String(40), default="")
+    file_value: Mapped[str] = mapped_column(Text, default="")  # PHI
+    ledger_value: Mapped[str] = mapped_column(Text, default="")  # PHI
+    segment_position: Mapped[int | None] = mapped_column(Integer, default=None)
+    st02: Mapped[str] = mapped_column(String(16), default="")
