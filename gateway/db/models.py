@@ -106,6 +106,7 @@ class Receipt(Base):
     ledger_status: Mapped[str | None] = mapped_column(String(16), default=None)
     ledger_order: Mapped[str | None] = mapped_column(String(64), default=None)
     ledger_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    ledger_progress: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     ledger_error: Mapped[str | None] = mapped_column(Text, default=None)
     ledger_applied_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     members_applied: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -120,6 +120,11 @@ class TransactionSetHeader(_Frozen):
     """Loop 1000B, N1*IN."""
     brokers: tuple[Party, ...] = ()
     """Loop 1000C, N1*BO / N1*TV (at most 2)."""
+    quantities: dict[str, str] = {}
+    """Header QTY01 -> QTY02 as sent: TO total members, ET subscribers (employees), DT
+    dependents (first of each qualifier)."""
+    quantity_positions: dict[str, int] = {}
+    """Header QTY01 -> the QTY's X231 IK302 position."""
 
 
 class MemberName(_Frozen):

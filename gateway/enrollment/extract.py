@@ -121,6 +121,8 @@ class _SetContext:
     sponsor: Party | None = None
     payer: Party | None = None
     brokers: list[Party] = field(default_factory=list)
+    quantities: dict[str, str] = field(default_factory=dict)
+    quantity_positions: dict[str, int] = field(default_factory=dict)
     header: TransactionSetHeader | None = None
 
     def on_header_segment(self, seg: Segment) -> None:
@@ -134,6 +136,10 @@ class _SetContext:
             self.creation_time = seg.element(4)
             self.time_zone = seg.element(5)
             self.action = seg.element(8)
+        elif tag == "QTY" and seg.element(1) and seg.element(1) not in self.quantities:
+            if len(self.quantities) < 3:  # X220: QTY repeats three times (TO, DT, ET)
+                self.quantities[seg.element(1)] = seg.element(2)
+                self.quantity_positions[seg.element(1)] = seg.index or 0
         elif tag == "REF" and seg.element(1) == "38" and self.policy_number is None:
             self.policy_number = seg.element(2)
         elif tag == "N1":
@@ -165,6 +171,8 @@ class _SetContext:
                 sponsor=self.sponsor,
                 payer=self.payer,
                 brokers=tuple(self.brokers),
+                quantities=dict(self.quantities),
+                quantity_positions=dict(self.quantity_positions),
             )
         return self.header
 

@@ -33,6 +33,7 @@ from gateway.db.models import (
     TransactionSet,
     WebhookDelivery,
 )
+from gateway.enrollment.ledger import mark_pending
 from gateway.faults import crashpoint, raisepoint
 from validators.acks import build_999, build_ta1
 from validators.interchange import (
@@ -385,6 +386,14 @@ def store_results(
     if findings:
         session.execute(insert(Finding), findings)
 
+    accepted_834 = any(
+        ts.accepted and ts.st01 == "834"
+        for r in results
+        if isinstance(r, InterchangeResult)
+        for g in r.groups
+        for ts in g.sets
+    )
+    mark_pending(receipt, [next(gw.blobs.chunks(job.blob_path), b"")], accepted_834)
     outcome = outcome_of(results)
     receipt.outcome = outcome.value
     receipt.status = Status.PROCESSED

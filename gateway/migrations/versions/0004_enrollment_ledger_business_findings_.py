@@ -281,6 +281,9 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("ledger_attempts", sa.Integer(), server_default="0", nullable=False)
         )
+        batch_op.add_column(
+            sa.Column("ledger_progress", sa.Integer(), server_default="0", nullable=False)
+        )
         batch_op.add_column(sa.Column("ledger_error", sa.Text(), nullable=True))
         batch_op.add_column(
             sa.Column(
@@ -303,6 +306,7 @@ def downgrade() -> None:
         batch_op.drop_column("members_business_rejected")
         batch_op.drop_column("members_applied")
         batch_op.drop_column("ledger_applied_at")
+        batch_op.drop_column("ledger_progress")
         batch_op.drop_column("ledger_error")
         batch_op.drop_column("ledger_attempts")
         batch_op.drop_column("ledger_order")

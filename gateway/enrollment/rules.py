@@ -1,0 +1,385 @@
+"""Pure; no I/O. The business rules a 999 cannot express (WEDI SNIP types 3, 4, 6 and 7).
+
+Each rule has a name, a SNIP type, a default severity and a plain-English reason; a partner can
+set any rule to reject, warn or ignore. The rules read one member (and its family, and what the
+ledger already knows, which the caller looks up) and return `Hit`s; the ledger decides from the
+severities whether the member is applied. A hit's message may quote member data (PHI): it is
+stored for the sender and operators, never logged.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from gateway.enrollment.events import MemberEvent, TransactionSetHeader
+
+
+class Severity(enum.StrEnum):
+    REJECT = "reject"  # the member does not touch the ledger; the 824 reports it
+    WARN = "warn"  # applied, and the finding is stored
+    IGNORE = "ignore"  # not checked
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    snip: int
+    default: Severity
+    title: str
+    remedy: str
+    ted01: str
+    """X186 TED01 Application Error Condition Code used in the 824 for this rule."""
+
+
+RULES: dict[str, Rule] = {
+    rule.name: rule
+    for rule in (
+        Rule(
+            "qty-totals",
+            3,
+            Severity.REJECT,
+            "QTY totals do not match the members in the set",
+            "Send QTY*TO / QTY*ET / QTY*DT equal to the INS loops of the set.",
+            "024",
+        ),
+        Rule(
+            "premium-total",
+            3,
+            Severity.REJECT,
+            "PRE AMT TOT is not the sum of the members' PRE AMT 1",
+            "Send the policy's total premium equal to the sum of each member's premium.",
+            "024",
+        ),
+        Rule(
+            "responsible-amount",
+            3,
+            Severity.REJECT,
+            "TOT RES AMT is not PRE AMT TOT minus APTC AMT (and other payments)",
+            "Send the enrollee's responsible amount as the total premium less APTC and other "
+            "payment amounts.",
+            "024",
+        ),
+        Rule(
+            "subscriber-relationship",
+            4,
+            Severity.REJECT,
+            "subscriber whose relationship is not self (or a dependent sent as self)",
+            "INS01 = Y needs INS02 = 18; a dependent (INS01 = N) cannot be 18.",
+            "024",
+        ),
+        Rule(
+            "dependent-without-subscriber",
+            4,
+            Severity.REJECT,
+            "dependent with no subscriber in the enrollment group",
+            "Send the subscriber first, in the same file or earlier, with the same REF*0F.",
+            "024",
+        ),
+        Rule(
+            "end-before-begin",
+            4,
+            Severity.REJECT,
+            "an end date before its begin date",
+            "Send DTP*349 on or after DTP*348 (and DTP*357 on or after DTP*356).",
+            "024",
+        ),
+        Rule(
+            "repeating-digits",
+            4,
+            Severity.WARN,
+            "SSN, ZIP code or telephone number made of one repeated digit (a placeholder)",
+            "Send the member's real identifier, or omit it.",
+            "024",
+        ),
+        Rule(
+            "term-carries-coverage",
+            6,
+            Severity.REJECT,
+            "a cancellation or termination that still carries coverage being added or changed",
+            "CMS: a 024 member's 2300 loops must be HD*024 with a DTP*349 end date.",
+            "024",
+        ),
+        Rule(
+            "plan-not-listed",
+            6,
+            Severity.REJECT,
+            "plan id not in the partner's plan list",
+            "Send a plan id (REF*CE, else HD04) that the insurer offers through this sender.",
+            "024",
+        ),
+        Rule(
+            "duplicate-add",
+            7,
+            Severity.REJECT,
+            "an addition (021) for a member who is already active: duplicate enrollment",
+            "Send a change (001) for an active member, or terminate the existing enrollment.",
+            "024",
+        ),
+        Rule(
+            "unknown-member",
+            7,
+            Severity.REJECT,
+            "a change, termination or reinstatement for a member or policy the insurer does "
+            "not have",
+            "Send the member's addition (021) first, or correct REF*17 / REF*0F / REF*1L.",
+            "024",
+        ),
+        Rule(
+            "member-twice-in-file",
+            7,
+            Severity.REJECT,
+            "the same member twice in one file",
+            "Send each member once per file; combine the changes.",
+            "024",
+        ),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    rule: str
+    message: str
+    segment_id: str | None
+    segment_position: int | None
+    element_position: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleConfig:
+    """A partner's severities (over the defaults) and its plan list (empty: not checked)."""
+
+    severities: Mapping[str, Severity]
+    plan_ids: frozenset[str] = frozenset()
+
+    def severity(self, rule: str) -> Severity:
+        return self.severities.get(rule, RULES[rule].default)
+
+    @classmethod
+    def parse(cls, severities_json: str, plan_ids_text: str) -> RuleConfig:
+        """From the partner's stored columns; unknown rule names and severities are errors."""
+        raw = json.loads(severities_json) if severities_json.strip() else {}
+        if not isinstance(raw, dict):
+            raise ValueError("rule severities must be a JSON object")
+        severities: dict[str, Severity] = {}
+        for name, value in raw.items():
+            if name not in RULES:
+                raise ValueError(f"unknown rule {name!r}; rules: {', '.join(RULES)}")
+            severities[name] = Severity(value)
+        plans = frozenset(
+            p.strip() for p in plan_ids_text.replace(",", "\n").splitlines() if p.strip()
+        )
+        return cls(severities=severities, plan_ids=plans)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerView:
+    """What the ledger holds about one member (looked up by the caller)."""
+
+    active: bool
+    policy_numbers: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberFacts:
+    ledger: LedgerView | None
+    """None: the ledger has never heard of this member."""
+    subscriber_present: bool
+    """For a dependent: its subscriber was applied earlier in this file or is in the ledger."""
+    seen_in_file: bool
+    """The same member key was already read earlier in this file."""
+    family_premium: Decimal | None
+    """Σ PRE AMT 1 over the member's family in this set (for the subscriber's PRE AMT TOT)."""
+
+
+def amount(value: str | None) -> Decimal | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        result = Decimal(value.strip())
+    except InvalidOperation:
+        return None
+    return result if result.is_finite() else None
+
+
+def family_premium(family: Iterable[MemberEvent]) -> Decimal | None:
+    """Σ PRE AMT 1 of a family's members, or None when no member sends one."""
+    values = [amount(m.reporting_categories.get("PRE AMT 1")) for m in family]
+    present = [v for v in values if v is not None]
+    return sum(present, Decimal(0)) if present else None
+
+
+_CREDITS = ("APTC AMT", "OTH PAY AMT 1", "OTH PAY AMT 2")
+"""CMS 2750 amounts that reduce what the enrollee owes (TOT RES AMT)."""
+
+
+def _repeated(digits: str, length: int) -> bool:
+    return len(digits) >= length and len(set(digits)) == 1
+
+
+def _digits(value: str) -> str:
+    return "".join(ch for ch in value if ch.isdigit())
+
+
+def set_rules(header: TransactionSetHeader, subscribers: int, dependents: int) -> list[Hit]:
+    """qty-totals: the header's QTY*TO/ET/DT against the set's INS loops."""
+    hits: list[Hit] = []
+    actual = {"TO": subscribers + dependents, "ET": subscribers, "DT": dependents}
+    names = {"TO": "members", "ET": "subscribers", "DT": "dependents"}
+    for qualifier, sent in header.quantities.items():
+        if qualifier not in actual:
+            continue
+        number = amount(sent)
+        if number is None or number != actual[qualifier]:
+            hits.append(
+                Hit(
+                    "qty-totals",
+                    f"QTY*{qualifier} says {sent or 'nothing'} but the set has "
+                    f"{actual[qualifier]} {names[qualifier]}",
+                    "QTY",
+                    header.quantity_positions.get(qualifier),
+                    2,
+                )
+            )
+    return hits
+
+
+def member_rules(event: MemberEvent, facts: MemberFacts, config: RuleConfig) -> list[Hit]:
+    """Every rule's hits on one (non-audit) member, in a stable order."""
+    hits: list[Hit] = []
+    at = event.source.segment_position
+    mtype = event.maintenance_type.code
+    categories = event.reporting_categories
+
+    def add(rule: str, message: str, seg: str | None = "INS", pos: int | None = at,
+            element: int | None = None) -> None:  # fmt: skip
+        if config.severity(rule) is not Severity.IGNORE:
+            hits.append(Hit(rule, message, seg, pos, element))
+
+    rel = event.relationship.code
+    if event.subscriber and rel != "18":
+        add("subscriber-relationship", f"subscriber (INS01 Y) with INS02 {rel}, not 18", element=2)
+    elif not event.subscriber and rel == "18":
+        add("subscriber-relationship", "dependent (INS01 N) with INS02 18 (self)", element=2)
+
+    if facts.seen_in_file:
+        add("member-twice-in-file", "this member was already sent earlier in this file")
+
+    if mtype == "021" and facts.ledger is not None and facts.ledger.active:
+        add("duplicate-add", "addition (INS03 021) for a member who is already active", element=3)
+    if mtype in ("001", "024", "025"):
+        verb = {"001": "change", "024": "termination", "025": "reinstatement"}[mtype]
+        if facts.ledger is None:
+            add("unknown-member", f"{verb} (INS03 {mtype}) for a member the insurer does not have")
+        else:
+            for cov in event.coverages:
+                policy = cov.group_or_policy_number
+                if (
+                    policy
+                    and facts.ledger.policy_numbers
+                    and (policy not in facts.ledger.policy_numbers)
+                ):
+                    add(
+                        "unknown-member",
+                        f"{verb} for policy {policy}, which the insurer does not hold for "
+                        "this member",
+                        "HD",
+                        cov.segment_position,
+                    )
+
+    if not event.subscriber and not facts.subscriber_present:
+        add(
+            "dependent-without-subscriber",
+            f"dependent of subscriber {event.subscriber_number or '(no REF*0F)'}, who is "
+            "neither earlier in this file nor in the ledger",
+        )
+
+    begin, end = event.eligibility_begin, event.eligibility_end
+    if begin and end and end < begin:
+        add("end-before-begin", f"eligibility end {end} before its begin {begin} (DTP*357)")
+    for cov in event.coverages:
+        if cov.benefit_begin and cov.benefit_end and cov.benefit_end < cov.benefit_begin:
+            add(
+                "end-before-begin",
+                f"{cov.insurance_line} coverage ends {cov.benefit_end} before it begins "
+                f"{cov.benefit_begin}",
+                "HD",
+                cov.segment_position,
+            )
+
+    if mtype == "024":
+        for cov in event.coverages:
+            if cov.maintenance_type.code != "024" or cov.benefit_end is None:
+                add(
+                    "term-carries-coverage",
+                    f"termination carries {cov.insurance_line} coverage HD01 "
+                    f"{cov.maintenance_type.code}"
+                    + ("" if cov.benefit_end else " without a DTP*349 end date"),
+                    "HD",
+                    cov.segment_position,
+                    1,
+                )
+
+    if config.plan_ids:
+        for cov in event.coverages:
+            plan = cov.class_of_contract_code or cov.plan_coverage_description
+            if plan and plan not in config.plan_ids:
+                add(
+                    "plan-not-listed",
+                    f"plan {plan} is not in this sender's plan list",
+                    "HD",
+                    cov.segment_position,
+                )
+
+    if event.subscriber:
+        total = amount(categories.get("PRE AMT TOT"))
+        if (
+            total is not None
+            and facts.family_premium is not None
+            and (total != facts.family_premium)
+        ):
+            add(
+                "premium-total",
+                f"PRE AMT TOT {total} but the members' PRE AMT 1 add up to {facts.family_premium}",
+                *_category_at(event, "PRE AMT TOT"),
+            )
+        responsible = amount(categories.get("TOT RES AMT"))
+        if total is not None and responsible is not None:
+            credits = sum(
+                (amount(categories.get(name)) or Decimal(0) for name in _CREDITS), Decimal(0)
+            )
+            if responsible != total - credits:
+                add(
+                    "responsible-amount",
+                    f"TOT RES AMT {responsible} but PRE AMT TOT {total} less APTC and other "
+                    f"payments {credits} is {total - credits}",
+                    *_category_at(event, "TOT RES AMT"),
+                )
+
+    name = event.name
+    if name is not None and name.id_qualifier == "34":
+        ssn = _digits(name.id)
+        if _repeated(ssn, 9) or ssn == "123456789":
+            add("repeating-digits", "SSN (NM109) is a placeholder", "NM1", at, 9)
+    for address in (event.residence, event.mailing):
+        if address is not None and _repeated(_digits(address.postal_code)[:5], 5):
+            add("repeating-digits", f"ZIP code {address.postal_code} is a placeholder", "N4", at)
+    for qualifier, number in event.contact.items():
+        if qualifier in ("HP", "TE", "CP", "WP", "BN") and _repeated(_digits(number), 10):
+            add("repeating-digits", f"telephone ({qualifier}) is a placeholder", "PER", at)
+    return hits
+
+
+def _category_at(event: MemberEvent, name: str) -> tuple[str, int | None]:
+    for loop in event.reporting_category_loops:
+        if loop.name == name:
+            return "N1", loop.segment_position
+    return "INS", event.source.segment_position
+
+
+def rejecting(hits: Sequence[Hit], config: RuleConfig) -> bool:
+    return any(config.severity(h.rule) is Severity.REJECT for h in hits)
