@@ -127,6 +127,30 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("name")
         c.add_argument("--json", action="store_true")
         _add_setting_flags(c, ("data_dir", "database_url"))
+    rules = psub.add_parser(
+        "rules",
+        help="show or set the partner's business rules, plan list and 824s",
+        description="With no options, shows every rule with its SNIP type and severity.",
+    )
+    rules.add_argument("name")
+    rules.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="RULE=SEVERITY",
+        help="reject, warn or ignore (repeatable), e.g. --set repeating-digits=reject",
+    )
+    rules.add_argument(
+        "--plans",
+        type=Path,
+        metavar="FILE",
+        help="the partner's plan ids (REF*CE / HD04), one a line; an empty file turns the "
+        "plan check off",
+    )
+    rules.add_argument("--send-824", dest="send_824", action="store_true", default=None)
+    rules.add_argument("--no-824", dest="send_824", action="store_false")
+    rules.add_argument("--json", action="store_true")
+    _add_setting_flags(rules, ("data_dir", "database_url"))
     o = sub.add_parser("operator", help="manage dashboard operators")
     osub = o.add_subparsers(dest="operator_command", required=True)
     oadd = osub.add_parser("add", help="add an operator; the password is read from stdin")
@@ -226,6 +250,37 @@ def _partner_command(args: argparse.Namespace) -> int:
                 out = {"name": args.name, "api_key": key}
                 if not args.json:
                     sys.stdout.write(f"new API key for {args.name} (shown once): {key}\n")
+            elif args.partner_command == "rules":
+                from gateway.partners import configure_rules, rule_settings
+
+                severities: dict[str, str] = {}
+                for item in args.set:
+                    rule, sep, severity = item.partition("=")
+                    if not sep:
+                        raise GatewayError(f"--set {item!r}: expected RULE=SEVERITY", 400)
+                    severities[rule.strip()] = severity.strip()
+                partner = configure_rules(
+                    session,
+                    args.name,
+                    severities=severities,
+                    plan_ids=args.plans.read_text().splitlines() if args.plans else None,
+                    send_824=args.send_824,
+                )
+                out = rule_settings(partner)
+                if not args.json:
+                    plans = partner.plan_ids.splitlines()
+                    sys.stdout.write(
+                        f"{partner.name}: 824 {'on' if partner.send_824 else 'off'}; plan list: "
+                        f"{len(plans) if plans else 'not checked'}\n"
+                    )
+                    from gateway.enrollment.rules import RULES, RuleConfig
+
+                    config = RuleConfig.parse(partner.rule_severities, partner.plan_ids)
+                    for rule, r in RULES.items():
+                        sys.stdout.write(
+                            f"  SNIP {r.snip}  {rule:<30} {config.severity(rule).value:<7} "
+                            f"{r.title}\n"
+                        )
             elif args.partner_command in ("disable", "enable"):
                 partner = set_enabled(session, args.name, args.partner_command == "enable")
                 out = {"name": partner.name, "enabled": partner.enabled}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from collections.abc import Sequence
@@ -84,6 +85,53 @@ def set_enabled(session: Session, name: str, enabled: bool) -> Partner:
     partner = _get(session, name)
     partner.enabled = enabled
     return partner
+
+
+def configure_rules(
+    session: Session,
+    name: str,
+    *,
+    severities: dict[str, str] | None = None,
+    plan_ids: Sequence[str] | None = None,
+    send_824: bool | None = None,
+) -> Partner:
+    """Set business-rule severities (merged over what is set), the plan list (replaced; an
+    empty list turns the check off) and whether 824s are sent. Validates every name."""
+    from gateway.enrollment.rules import RULES, RuleConfig, Severity
+
+    partner = _get(session, name)
+    current = RuleConfig.parse(partner.rule_severities, partner.plan_ids)
+    merged = {k: v.value for k, v in current.severities.items()}
+    for rule, severity in (severities or {}).items():
+        if rule not in RULES:
+            raise GatewayError(f"unknown rule {rule!r}; rules: {', '.join(RULES)}", 400)
+        try:
+            merged[rule] = Severity(severity).value
+        except ValueError:
+            raise GatewayError(
+                f"severity for {rule} must be reject, warn or ignore, not {severity!r}", 400
+            ) from None
+    partner.rule_severities = json.dumps(merged, sort_keys=True) if merged else ""
+    if plan_ids is not None:
+        partner.plan_ids = "\n".join(sorted({p.strip() for p in plan_ids if p.strip()}))
+    if send_824 is not None:
+        partner.send_824 = send_824
+    return partner
+
+
+def rule_settings(partner: Partner) -> dict[str, object]:
+    from gateway.enrollment.rules import RULES, RuleConfig
+
+    config = RuleConfig.parse(partner.rule_severities, partner.plan_ids)
+    return {
+        "name": partner.name,
+        "send_824": partner.send_824,
+        "plan_ids": sorted(config.plan_ids),
+        "rules": {
+            rule: {"snip": r.snip, "severity": config.severity(rule).value, "title": r.title}
+            for rule, r in RULES.items()
+        },
+    }
 
 
 def _get(session: Session, name: str) -> Partner:

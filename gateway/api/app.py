@@ -5,11 +5,11 @@ answers 404, exactly like an id that does not exist."""
 import base64
 import binascii
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.api.ratelimit import RateLimiter
 from gateway.api.schemas import (
     AckOut,
+    BusinessFindingOut,
     Counts,
     EnvelopeOut,
     ErrorOut,
@@ -26,7 +27,11 @@ from gateway.api.schemas import (
     InterchangeDetail,
     InterchangePage,
     InterchangeSummary,
+    MemberOut,
+    MemberPage,
     ReceiptOut,
+    ReconciliationItemOut,
+    ReconciliationOut,
     TransactionSetOut,
 )
 from gateway.context import Gateway
@@ -34,6 +39,7 @@ from gateway.db import repositories as repo
 from gateway.db.migrate import pending
 from gateway.db.models import Ack, Partner, Receipt, Status
 from gateway.db.session import db_retry
+from gateway.enrollment import queries
 from gateway.errors import GatewayError, NotFound
 from gateway.faults import crashpoint
 from gateway.intake.receive import record_receipt
@@ -358,7 +364,15 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
             "alerted and no acknowledgement was sent"
             if r.status == Status.FAILED
             else None,
-            links={"self": root, "acks": f"{root}/acks"},
+            ledger_status=r.ledger_status,
+            members_applied=r.members_applied,
+            members_business_rejected=r.members_business_rejected,
+            links={
+                "self": root,
+                "acks": f"{root}/acks",
+                "members": f"{root}/members",
+                "reconciliation": f"{root}/reconciliation",
+            },
         )
 
     @app.get(
@@ -409,6 +423,144 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
             b"".join(a.content for a in acks),
             media_type=media,
             headers={"Content-Disposition": f'attachment; filename="{acks[0].filename}"'},
+        )
+
+    # --- the enrollment ledger -----------------------------------------------------------------
+
+    @app.get(
+        "/v1/interchanges/{interchange_id}/members",
+        response_model=MemberPage,
+        responses=ERRORS,
+        tags=["ledger"],
+    )
+    def list_members(
+        interchange_id: str,
+        partner: PartnerDep,
+        outcome: Annotated[str | None, Query(pattern="^(applied|rejected|audited)$")] = None,
+        after: Annotated[int, Query(ge=-1)] = -1,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> MemberPage:
+        """Each member of your accepted 834 sets, in file order, with what the insurer's
+        business rules made of it: applied to the enrollment ledger, rejected (with the rule,
+        the reason and the position), or audited (an audit file is compared, not applied)."""
+        with gw.reads() as session:
+            r = repo.get_receipt(session, interchange_id, partner.id)
+            if r is None:
+                raise NotFound()
+            results = queries.member_results(
+                session, interchange_id, outcome=outcome, after=after, limit=limit + 1
+            )
+            counts = queries.outcome_counts(session, interchange_id)
+            items = [
+                MemberOut(
+                    seq=m.event.seq,
+                    member_key=m.event.member_key,
+                    subscriber_number=m.event.subscriber_number,
+                    policy=m.event.policy_key,
+                    subscriber=m.event.subscriber,
+                    relationship=m.event.relationship_code,
+                    maintenance_type=m.event.maintenance_type,
+                    maintenance_reason=m.event.maintenance_reason,
+                    outcome=m.event.outcome,
+                    isa13=m.event.isa13,
+                    gs06=m.event.gs06,
+                    st02=m.event.st02,
+                    segment_position=m.event.segment_position,
+                    findings=[
+                        BusinessFindingOut(
+                            rule=f.rule,
+                            snip=f.snip,
+                            severity=f.severity,
+                            title=queries.rule_title(f.rule),
+                            message=f.message,
+                            remedy=queries.rule_remedy(f.rule),
+                            segment_id=f.segment_id,
+                            segment_position=f.segment_position,
+                            element_position=f.element_position,
+                        )
+                        for f in m.findings
+                    ],
+                )
+                for m in results[:limit]
+            ]
+            return MemberPage(
+                ledger_status=r.ledger_status,
+                counts=counts,
+                items=items,
+                next_after=items[-1].seq if len(results) > limit else None,
+            )
+
+    @app.get(
+        "/v1/interchanges/{interchange_id}/reconciliation",
+        response_model=ReconciliationOut,
+        responses=ERRORS,
+        tags=["ledger"],
+    )
+    def get_reconciliation(
+        interchange_id: str,
+        partner: PartnerDep,
+        request: Request,
+        after: Annotated[int, Query(ge=-1)] = -1,
+        limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    ) -> ReconciliationOut:
+        """For an audit (BGN08 4, INS03 030) or replace (BGN08 RX) file: how it compares with
+        the enrollment ledger — members missing on either side and field mismatches."""
+        with gw.reads() as session:
+            if repo.get_receipt(session, interchange_id, partner.id) is None:
+                raise NotFound()
+            rec = queries.reconciliation_of(session, interchange_id)
+            if rec is None:
+                raise NotFound("reconciliation")
+            items = queries.reconciliation_items(session, rec.id, after=after, limit=limit + 1)
+            return ReconciliationOut(
+                created_at=rec.created_at,
+                members_in_file=rec.members_in_file,
+                members_matched=rec.members_matched,
+                missing_in_ledger=rec.missing_in_ledger,
+                missing_in_file=rec.missing_in_file,
+                mismatches=rec.mismatches,
+                items=[
+                    ReconciliationItemOut(
+                        kind=i.kind,
+                        member_key=i.member_key,
+                        field=i.field,
+                        file_value=i.file_value,
+                        ledger_value=i.ledger_value,
+                        st02=i.st02,
+                        segment_position=i.segment_position,
+                    )
+                    for i in items[:limit]
+                ],
+                next_after=items[limit - 1].seq if len(items) > limit else None,
+                csv_url=f"{base_url(request)}/v1/interchanges/{interchange_id}/reconciliation.csv",
+            )
+
+    @app.get(
+        "/v1/interchanges/{interchange_id}/reconciliation.csv",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/csv": {}}}, **ERRORS},
+        tags=["ledger"],
+    )
+    def get_reconciliation_csv(interchange_id: str, partner: PartnerDep) -> StreamingResponse:
+        """The reconciliation report as CSV."""
+        with gw.reads() as session:
+            if repo.get_receipt(session, interchange_id, partner.id) is None:
+                raise NotFound()
+            rec = queries.reconciliation_of(session, interchange_id)
+            if rec is None:
+                raise NotFound("reconciliation")
+            rec_id = rec.id
+
+        def rows() -> Iterator[str]:
+            with gw.reads() as session:
+                yield from queries.reconciliation_csv(session, rec_id)
+
+        return StreamingResponse(
+            rows(),
+            media_type="text/csv",
+            headers={
+                "Content-Disposition": f'attachment; filename="reconciliation-{interchange_id}.csv"'
+            },
         )
 
     # --- operations --------------------------------------------------------------------------

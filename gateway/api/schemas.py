@@ -110,6 +110,13 @@ class InterchangeDetail(InterchangeSummary):
     error: str | None = Field(
         default=None, description="why processing failed (status failed), in general terms"
     )
+    ledger_status: str | None = Field(
+        default=None,
+        description="enrollment ledger stage: pending, applied, reconciled or failed; null when "
+        "no 834 set was accepted",
+    )
+    members_applied: int = 0
+    members_business_rejected: int = 0
     links: dict[str, str]
 
 
@@ -120,3 +127,66 @@ class InterchangePage(BaseModel):
 
 class ErrorOut(BaseModel):
     error: str
+
+
+class BusinessFindingOut(BaseModel):
+    rule: str = Field(description="the business rule's name, e.g. duplicate-add")
+    snip: int = Field(
+        description="WEDI SNIP type: 3 balancing, 4 situational, 6 product, 7 partner"
+    )
+    severity: str = Field(description="reject (the member was not applied) or warn")
+    title: str
+    message: str
+    remedy: str
+    segment_id: str | None = None
+    segment_position: int | None = None
+    element_position: int | None = None
+
+
+class MemberOut(BaseModel):
+    seq: int = Field(description="the member's order in the file, from 0")
+    member_key: str = Field(description="REF*17, else the subscriber's REF*0F")
+    subscriber_number: str
+    policy: str
+    subscriber: bool
+    relationship: str
+    maintenance_type: str
+    maintenance_reason: str
+    outcome: str = Field(description="applied, rejected (by a business rule) or audited")
+    isa13: str
+    gs06: str
+    st02: str
+    segment_position: int = Field(description="the INS's position in its transaction set")
+    findings: list[BusinessFindingOut]
+
+
+class MemberPage(BaseModel):
+    ledger_status: str | None = Field(
+        description="pending, applied, reconciled (an audit file) or failed; null when the "
+        "file had no accepted 834 set"
+    )
+    counts: dict[str, int]
+    items: list[MemberOut]
+    next_after: int | None = Field(description="pass back as `after` for the next page")
+
+
+class ReconciliationItemOut(BaseModel):
+    kind: str = Field(description="missing_in_ledger, missing_in_file or mismatch")
+    member_key: str
+    field: str
+    file_value: str
+    ledger_value: str
+    st02: str
+    segment_position: int | None
+
+
+class ReconciliationOut(BaseModel):
+    created_at: dt.datetime
+    members_in_file: int
+    members_matched: int
+    missing_in_ledger: int
+    missing_in_file: int
+    mismatches: int
+    items: list[ReconciliationItemOut]
+    next_after: int | None
+    csv_url: str

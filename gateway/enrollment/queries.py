@@ -1,0 +1,240 @@
+"""Reading the ledger's results, for the status API and the dashboard alike: per-member business
+outcomes of a file, its reconciliation report (rows and CSV), the business-rejects list, the
+core outbox's backlog, and a member's history."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from gateway.db.models import (
+    BusinessFinding,
+    CoreDelivery,
+    LedgerMember,
+    MemberEventRow,
+    Partner,
+    Receipt,
+    Reconciliation,
+    ReconciliationItem,
+)
+from gateway.enrollment.rules import RULES
+
+
+@dataclass(frozen=True, slots=True)
+class MemberResult:
+    event: MemberEventRow
+    findings: list[BusinessFinding]
+
+
+def member_results(
+    session: Session,
+    receipt_id: str,
+    *,
+    outcome: str | None = None,
+    after: int = -1,
+    limit: int = 100,
+) -> list[MemberResult]:
+    """A file's members in file order (seq > `after`), each with its business findings."""
+    q = select(MemberEventRow).where(
+        MemberEventRow.receipt_id == receipt_id, MemberEventRow.seq > after
+    )
+    if outcome:
+        q = q.where(MemberEventRow.outcome == outcome)
+    events = session.scalars(q.order_by(MemberEventRow.seq).limit(limit)).all()
+    by_event: dict[int, list[BusinessFinding]] = {e.id: [] for e in events}
+    if events:
+        for f in session.scalars(
+            select(BusinessFinding)
+            .where(BusinessFinding.event_id.in_(list(by_event)))
+            .order_by(BusinessFinding.id)
+        ):
+            if f.event_id is not None:
+                by_event[f.event_id].append(f)
+    return [MemberResult(e, by_event[e.id]) for e in events]
+
+
+def outcome_counts(session: Session, receipt_id: str) -> dict[str, int]:
+    rows = session.execute(
+        select(MemberEventRow.outcome, func.count())
+        .where(MemberEventRow.receipt_id == receipt_id)
+        .group_by(MemberEventRow.outcome)
+    ).all()
+    return {outcome: int(n) for outcome, n in rows}
+
+
+def reconciliation_of(session: Session, receipt_id: str) -> Reconciliation | None:
+    return session.scalar(select(Reconciliation).where(Reconciliation.receipt_id == receipt_id))
+
+
+def reconciliation_items(
+    session: Session, reconciliation_id: int, *, after: int = -1, limit: int = 500
+) -> Sequence[ReconciliationItem]:
+    return session.scalars(
+        select(ReconciliationItem)
+        .where(
+            ReconciliationItem.reconciliation_id == reconciliation_id,
+            ReconciliationItem.seq > after,
+        )
+        .order_by(ReconciliationItem.seq)
+        .limit(limit)
+    ).all()
+
+
+CSV_COLUMNS = (
+    "kind",
+    "member_key",
+    "field",
+    "file_value",
+    "ledger_value",
+    "st02",
+    "segment_position",
+)
+
+
+def reconciliation_csv(session: Session, reconciliation_id: int) -> Iterator[str]:
+    """The report as CSV, streamed in pages (a million-member audit stays flat in memory)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    after = -1
+    while True:
+        items = reconciliation_items(session, reconciliation_id, after=after, limit=1000)
+        for item in items:
+            writer.writerow([_csv_safe(str(getattr(item, c) or "")) for c in CSV_COLUMNS])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        if len(items) < 1000:
+            return
+        after = items[-1].seq
+
+
+def _csv_safe(value: str) -> str:
+    """No spreadsheet formulas from sender data (CSV injection)."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessReject:
+    finding: BusinessFinding
+    receipt_id: str
+    filename: str | None
+    received_at: dt.datetime
+    partner: str
+    member_key: str | None
+
+
+def business_findings(
+    session: Session,
+    *,
+    partner_id: int | None = None,
+    rule: str | None = None,
+    severity: str | None = None,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> list[BusinessReject]:
+    """Newest first, paged by id."""
+    q = (
+        select(BusinessFinding, Receipt.filename, Receipt.received_at, Partner.name)
+        .join(Receipt, Receipt.id == BusinessFinding.receipt_id)
+        .join(Partner, Partner.id == BusinessFinding.partner_id)
+    )
+    if partner_id is not None:
+        q = q.where(BusinessFinding.partner_id == partner_id)
+    if rule:
+        q = q.where(BusinessFinding.rule == rule)
+    if severity:
+        q = q.where(BusinessFinding.severity == severity)
+    if before_id is not None:
+        q = q.where(BusinessFinding.id < before_id)
+    rows = session.execute(q.order_by(BusinessFinding.id.desc()).limit(limit)).all()
+    keys = dict(
+        session.execute(
+            select(MemberEventRow.id, MemberEventRow.member_key).where(
+                MemberEventRow.id.in_([f.event_id for f, *_ in rows if f.event_id is not None])
+            )
+        ).all()
+    )
+    return [
+        BusinessReject(
+            f,
+            f.receipt_id,
+            filename,
+            received_at,
+            partner,
+            keys.get(f.event_id) if f.event_id is not None else None,
+        )
+        for f, filename, received_at, partner in rows
+    ]
+
+
+def rule_counts(session: Session, since: dt.datetime | None = None) -> dict[tuple[str, str], int]:
+    """(rule, severity) -> findings, optionally since a moment."""
+    q = select(BusinessFinding.rule, BusinessFinding.severity, func.count()).group_by(
+        BusinessFinding.rule, BusinessFinding.severity
+    )
+    if since is not None:
+        q = q.where(BusinessFinding.created_at >= since)
+    return {(rule, severity): int(n) for rule, severity, n in session.execute(q).all()}
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    pending: int
+    oldest: dt.datetime | None
+    failing: int
+    last_error: str | None
+
+
+def core_backlog(session: Session) -> Backlog:
+    """The core outbox: undelivered events, the oldest one's age, how many have failed."""
+    pending, oldest = session.execute(
+        select(func.count(), func.min(CoreDelivery.created_at)).where(
+            CoreDelivery.delivered_at.is_(None)
+        )
+    ).one()
+    failing = session.scalar(
+        select(func.count()).where(CoreDelivery.delivered_at.is_(None), CoreDelivery.attempts > 0)
+    )
+    last_error = session.scalar(
+        select(CoreDelivery.last_error)
+        .where(CoreDelivery.delivered_at.is_(None), CoreDelivery.last_error.is_not(None))
+        .order_by(CoreDelivery.id)
+        .limit(1)
+    )
+    if isinstance(oldest, dt.datetime) and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=dt.UTC)
+    return Backlog(int(pending or 0), oldest, int(failing or 0), last_error)
+
+
+def member_history(
+    session: Session, partner_id: int, member_key: str, limit: int = 200
+) -> tuple[LedgerMember | None, Sequence[MemberEventRow]]:
+    member = session.scalar(
+        select(LedgerMember).where(
+            LedgerMember.partner_id == partner_id, LedgerMember.member_key == member_key
+        )
+    )
+    events = session.scalars(
+        select(MemberEventRow)
+        .where(MemberEventRow.partner_id == partner_id, MemberEventRow.member_key == member_key)
+        .order_by(MemberEventRow.id)
+        .limit(limit)
+    ).all()
+    return member, events
+
+
+def rule_title(rule: str) -> str:
+    known = RULES.get(rule)
+    return known.title if known else rule
+
+
+def rule_remedy(rule: str) -> str:
+    known = RULES.get(rule)
+    return known.remedy if known else ""
