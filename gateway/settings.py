@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # core_url (HMAC-SHA256 with core_secret, Idempotency-Key header), and/or appended as JSON
     # Lines files to core_export_dir. Neither set: the outbox keeps them, visible as lag.
     core_url: str = ""
+    # A validated file waits at most this long for its sender's other queued files to be
+    # validated, so the ledger can apply them in the sender's order (BGN date, AR/RT/daily).
+    ledger_order_window_seconds: float = 60.0
     core_secret: str = ""
     core_export_dir: Path | None = None
     core_timeout_seconds: float = 10.0

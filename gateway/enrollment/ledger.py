@@ -3,9 +3,10 @@ sender's order, with business rules, a transactional outbox for the core system,
 reconciliation.
 
 After the 999 is stored, a receipt with accepted 834 sets is `pending`. A worker leases it
-(the receipt's lease columns, reused) when it is its sender's next file: every file of that
-sender received earlier has been validated, and among the sender's pending files it has the
-smallest order key (CMS AR -> RT -> daily from the file name, then BGN03/BGN04, then ISA13).
+(the receipt's lease columns, reused) when it is its sender's next file: no other file of
+that sender is still being validated (or it has waited `ledger_order_window_seconds`), and
+among the sender's pending files it has the smallest order key (CMS AR -> RT -> daily from the
+file name, then BGN03/BGN04, then ISA13).
 Members stream from the blob a second time (`extract_members`, only the accepted sets) and are
 applied a family at a time, in chunks of about `CHUNK_MEMBERS` members, each chunk one
 transaction that also advances `ledger_progress`: a crash resumes after the last committed
@@ -150,16 +151,25 @@ def idempotency_key(receipt_sha256: str, partner_id: int, event: MemberEvent) ->
 
 
 def claim_ledger_work(
-    session: Session, *, worker_id: str, lease_seconds: int, now: dt.datetime | None = None
+    session: Session,
+    *,
+    worker_id: str,
+    lease_seconds: int,
+    order_window_seconds: float = 60.0,
+    now: dt.datetime | None = None,
 ) -> Receipt | None:
-    """Lease the next receipt to apply: per sender, only when every file it sent earlier is
-    validated and no other file of it is being applied; the smallest order key first."""
+    """Lease the next receipt to apply, the smallest order key first, per sender: not while
+    another file of that sender is being applied, and not while a file of that sender is still
+    being validated (its place in the order is unknown until then) — unless this one has
+    waited `order_window_seconds` since its 999, so a sender that never pauses is not starved.
+    """
     now = now or utcnow()
-    unvalidated = dict(
-        session.execute(
-            select(Receipt.partner_id, func.min(Receipt.received_at))
+    window_start = now - dt.timedelta(seconds=order_window_seconds)
+    unvalidated = set(
+        session.scalars(
+            select(Receipt.partner_id)
             .where(Receipt.status.in_((Status.RECEIVED, Status.PROCESSING)))
-            .group_by(Receipt.partner_id)
+            .distinct()
         ).all()
     )
     candidates = session.scalars(
@@ -176,9 +186,10 @@ def claim_ledger_work(
         if receipt.partner_id in decided:
             continue
         decided.add(receipt.partner_id)
-        first_unvalidated = unvalidated.get(receipt.partner_id)
-        if first_unvalidated is not None and first_unvalidated < receipt.received_at:
-            continue  # an earlier file of this sender is not validated yet: its turn may be first
+        if receipt.partner_id in unvalidated and (
+            receipt.processed_at is None or receipt.processed_at > window_start
+        ):
+            continue
         # Serialise per sender across processes (PostgreSQL row lock; SQLite is serial anyway).
         session.execute(
             select(Partner.id).where(Partner.id == receipt.partner_id).with_for_update()

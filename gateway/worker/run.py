@@ -20,6 +20,8 @@ from gateway.db import repositories as repo
 from gateway.db.base import utcnow
 from gateway.db.models import Receipt, Status
 from gateway.db.session import run_in_transaction
+from gateway.enrollment import ledger
+from gateway.enrollment.delivery import deliver_core
 from gateway.faults import crashpoint
 from gateway.logging import get_logger
 from gateway.metrics import FAILURES, LATENCY, OUTCOMES, PARKED
@@ -74,6 +76,9 @@ class Worker:
             t = threading.Thread(target=self._process_loop, name=f"worker-{n}", daemon=True)
             t.start()
             self._threads.append(t)
+        t = threading.Thread(target=self._ledger_loop, name="worker-ledger", daemon=True)
+        t.start()
+        self._threads.append(t)
         t = threading.Thread(target=self._outbox_loop, name="outbox", daemon=True)
         t.start()
         self._threads.append(t)
@@ -110,6 +115,58 @@ class Worker:
             if not worked:
                 self._sleep()
 
+    def _ledger_loop(self) -> None:
+        """The enrollment ledger stage: one receipt at a time, in each sender's order."""
+        while not self.stop_event.is_set():
+            try:
+                worked = self.apply_ledger_once()
+            except Exception:
+                log.exception("ledger_loop_error", worker_id=self.worker_id)
+                worked = False
+                time.sleep(1)
+            if not worked:
+                self._sleep()
+
+    def apply_ledger_once(self) -> bool:
+        settings = self.gw.settings
+
+        def claim(session: Session) -> str | None:
+            receipt = ledger.claim_ledger_work(
+                session,
+                worker_id=self.worker_id,
+                lease_seconds=settings.lease_seconds,
+                order_window_seconds=settings.ledger_order_window_seconds,
+            )
+            return receipt.id if receipt is not None else None
+
+        receipt_id = run_in_transaction(self.gw.sessions, claim)
+        if receipt_id is None:
+            return False
+        structlog.contextvars.bind_contextvars(receipt_id=receipt_id)
+        error: str | None = None
+        try:
+            status = ledger.apply_receipt(
+                self.gw, receipt_id, self.worker_id, cancel=self.cancel_event
+            )
+            log.info("ledger_done", status=status)
+            self.wake_event.set()  # the outbox has events to deliver
+            return True
+        except ledger.LedgerAbandoned:
+            log.info("ledger_abandoned")
+        except Exception as exc:
+            FAILURES.inc()
+            error = "".join(traceback.format_exception(exc))[-8000:]
+            log.error("ledger_failed", error_type=type(exc).__name__)
+        finally:
+            structlog.contextvars.unbind_contextvars("receipt_id")
+        run_in_transaction(
+            self.gw.sessions,
+            lambda s: ledger.release_ledger(
+                s, receipt_id, self.worker_id, error=error, max_attempts=settings.max_attempts
+            ),
+        )
+        return True
+
     def _outbox_loop(self) -> None:
         with httpx.Client(timeout=self.gw.settings.webhook_timeout_seconds) as client:
             while True:
@@ -118,6 +175,10 @@ class Worker:
                     outbox.deliver_webhooks(self.gw, client)
                 except Exception:
                     log.exception("outbox_error", worker_id=self.worker_id)
+                try:  # apart, so a webhook failure never holds back the core (nor the reverse)
+                    deliver_core(self.gw, client)  # its own per-request core_timeout_seconds
+                except Exception:
+                    log.exception("core_outbox_error", worker_id=self.worker_id)
                 if self.stop_event.is_set() and not any(
                     t.is_alive() for t in self._threads if t.name.startswith("worker")
                 ):

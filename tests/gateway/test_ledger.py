@@ -1,0 +1,410 @@
+"""The enrollment ledger stage in-process (a real worker, real validation, real database): what
+each maintenance type does to the ledger, each business rule with its per-partner severity,
+sender order, resuming a half-applied file, and audit reconciliation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from gateway.context import Gateway
+from gateway.db.migrate import upgrade
+from gateway.db.models import (
+    BusinessFinding,
+    CoreDelivery,
+    LedgerMember,
+    MemberEventRow,
+    Receipt,
+    ReconciliationItem,
+)
+from gateway.db.session import unit_of_work
+from gateway.enrollment import ledger
+from gateway.enrollment.ledger import order_key
+from gateway.enrollment.rules import RULES
+from gateway.partners import add_partner, configure_rules
+from gateway.settings import Settings
+from gateway.worker.run import Worker
+from tests.gateway.test_worker import _receipt
+from tests.gateway.x834 import Cov, Member, dependent, interchange
+
+SUB = "0005100001"
+
+
+def rosalind(**kw: object) -> Member:
+    base: dict[str, object] = {
+        "subscriber_id": SUB,
+        "member_id": SUB,
+        "last": "QUINTERO-HALE",
+        "first": "ROSALIND",
+        "ssn": "512849301",
+        "categories": {
+            "APTC AMT": ("9V", "100.00"),
+            "PRE AMT 1": ("9X", "300.00"),
+            "PRE AMT TOT": ("9X", "500.00"),
+            "TOT RES AMT": ("9V", "400.00"),
+        },
+    }
+    base.update(kw)
+    return Member(**base)  # type: ignore[arg-type]
+
+
+def family() -> list[Member]:
+    return [
+        rosalind(),
+        dependent(
+            SUB,
+            "0005100003",
+            "MILO",
+            "512849303",
+            categories={"PRE AMT 1": ("9X", "200.00")},
+        ),
+    ]
+
+
+@pytest.fixture
+def gw(tmp_path):
+    settings = Settings(data_dir=tmp_path / "var")
+    g = Gateway.open(settings)
+    upgrade(settings.sqlalchemy_url)
+    yield g
+    g.close()
+
+
+@pytest.fixture
+def partner(gw: Gateway) -> int:
+    with unit_of_work(gw.sessions) as s:
+        p, _ = add_partner(s, name="va", isa_qualifier="ZZ", isa_id="VA0FFM")
+        return p.id
+
+
+def feed(gw: Gateway, partner: int, content: bytes, filename: str = "x.834") -> str:
+    """Receive, validate and apply one file, as the worker does."""
+    receipt_id = _receipt(gw, partner, content)
+    worker = Worker(gw)
+    assert worker.run_once()
+    while worker.apply_ledger_once():
+        pass
+    with gw.reads() as s:
+        r = s.get_one(Receipt, receipt_id)
+        assert r.outcome == "accepted", r.outcome  # the 999 accepted it; the ledger decides
+    return receipt_id
+
+
+def members(gw: Gateway) -> dict[str, LedgerMember]:
+    with gw.reads() as s:
+        rows = s.scalars(select(LedgerMember)).all()
+        for m in rows:
+            _ = m.coverages
+        return {m.member_key: m for m in rows}
+
+
+def outcomes(gw: Gateway, receipt_id: str) -> dict[str, tuple[str, list[str]]]:
+    with gw.reads() as s:
+        out = {}
+        for e in s.scalars(select(MemberEventRow).where(MemberEventRow.receipt_id == receipt_id)):
+            rules = s.scalars(
+                select(BusinessFinding.rule).where(BusinessFinding.event_id == e.id)
+            ).all()
+            out[e.member_key] = (e.outcome, sorted(rules))
+        return out
+
+
+def test_lifecycle_add_change_term_reinstate(gw: Gateway, partner: int) -> None:
+    first = feed(gw, partner, interchange(family(), control=1))
+    assert outcomes(gw, first) == {SUB: ("applied", []), "0005100003": ("applied", [])}
+    ledger_now = members(gw)
+    assert ledger_now[SUB].status == "active" and ledger_now[SUB].subscriber
+    cov = ledger_now["0005100003"].coverages[0]
+    assert (cov.insurance_line, cov.plan_id, cov.policy_number, cov.premium) == (
+        "HLT",
+        "48213VA004000701",
+        "31200457",
+        "200.00",
+    )
+    assert str(cov.benefit_begin) == "2027-01-01" and cov.status == "active"
+
+    moved = rosalind(maintenance="001", reason="25", street="9 NEW RD", coverages=[], categories={})
+    feed(gw, partner, interchange([moved], control=2, bgn_date="20270102"))
+    assert json.loads(members(gw)[SUB].residence)["line1"] == "9 NEW RD"
+    with gw.reads() as s:  # the history keeps both addresses
+        payloads = [
+            json.loads(p)
+            for p in s.scalars(
+                select(MemberEventRow.payload)
+                .where(MemberEventRow.member_key == SUB)
+                .order_by(MemberEventRow.id)
+            )
+        ]
+    assert [p["residence"]["line1"] for p in payloads] == ["100 MAIN ST", "9 NEW RD"]
+
+    term = dependent(
+        SUB,
+        "0005100003",
+        "MILO",
+        "512849303",
+        maintenance="024",
+        reason="07",
+        eligibility_end="20270331",
+        coverages=[Cov(maintenance="024", end="20270331")],
+    )
+    feed(gw, partner, interchange([term], control=3, bgn_date="20270301"))
+    milo = members(gw)["0005100003"]
+    assert milo.status == "terminated"
+    assert (milo.coverages[0].status, str(milo.coverages[0].benefit_end)) == ("ended", "2027-03-31")
+
+    back = dependent(
+        SUB, "0005100003", "MILO", "512849303", maintenance="025", reason="41",
+        coverages=[Cov(maintenance="025")],
+    )  # fmt: skip
+    feed(gw, partner, interchange([back], control=4, bgn_date="20270401"))
+    milo = members(gw)["0005100003"]
+    assert milo.status == "active"
+    assert (milo.coverages[0].status, str(milo.coverages[0].benefit_end)) == (
+        "active",
+        "2027-12-31",
+    )
+
+    with gw.reads() as s:  # one outbox event per applied member event, each key once
+        applied = s.scalar(select(func.count()).where(MemberEventRow.outcome == "applied"))
+        keys = s.scalars(select(CoreDelivery.idempotency_key)).all()
+    assert applied == 5 and len(keys) == 5 and len(set(keys)) == 5
+
+
+def test_duplicate_add_rejected_and_the_rest_of_the_file_applies(gw, partner) -> None:
+    feed(gw, partner, interchange(family(), control=1))
+    newcomer = Member(
+        subscriber_id="0005100010",
+        member_id="0005100010",
+        last="WAINWRIGHT-OSEI",
+        first="TOBIAS",
+        ssn="530194862",
+        coverages=[Cov(policy="31200458", level="IND")],
+    )
+    second = feed(gw, partner, interchange([rosalind(categories={}), newcomer], control=2))
+    assert outcomes(gw, second) == {
+        SUB: ("rejected", ["duplicate-add"]),
+        "0005100010": ("applied", []),
+    }
+    with gw.reads() as s:
+        r = s.get_one(Receipt, second)
+        assert (r.members_applied, r.members_business_rejected) == (1, 1)
+        assert r.ledger_status == "applied"
+        # the rejected member left the ledger alone: its last event is still the first file's
+        rosalind_row = s.scalar(select(LedgerMember).where(LedgerMember.member_key == SUB))
+        first_event = s.get_one(MemberEventRow, rosalind_row.last_event_id)
+        assert first_event.receipt_id != second
+
+
+def test_change_term_reinstate_for_unknown_member_rejected(gw, partner) -> None:
+    def ghost(maintenance: str, reason: str, coverages: list[Cov]) -> Member:
+        return Member(
+            subscriber_id="0005199999",
+            member_id="0005199999",
+            last="FERRO",
+            first="IG",
+            ssn="540183726",
+            maintenance=maintenance,
+            reason=reason,
+            coverages=coverages,
+        )
+
+    files = [
+        ghost("001", "25", []),
+        ghost("024", "07", [Cov(maintenance="024", end="20270331")]),
+        ghost("025", "41", [Cov(maintenance="025")]),
+    ]
+    for n, m in enumerate(files, 1):
+        rid = feed(gw, partner, interchange([m], control=n))
+        assert outcomes(gw, rid) == {"0005199999": ("rejected", ["unknown-member"])}
+    assert members(gw) == {}
+
+
+@pytest.mark.parametrize(
+    ("members_in", "qty", "rule"),
+    [
+        (family(), {"TO": 3}, "qty-totals"),
+        ([rosalind(relationship="01")], None, "subscriber-relationship"),
+        (
+            [rosalind(coverages=[Cov(begin="20270601", end="20270101")])],
+            None,
+            "end-before-begin",
+        ),
+        ([rosalind(ssn="999999999")], None, "repeating-digits"),
+        ([rosalind(zip="00000")], None, "repeating-digits"),
+        ([rosalind(phone="5555555555")], None, "repeating-digits"),
+        (
+            [rosalind(categories={"PRE AMT 1": ("9X", "300.00"), "PRE AMT TOT": ("9X", "310.00")})],
+            None,
+            "premium-total",
+        ),
+        (
+            [
+                rosalind(
+                    categories={
+                        "APTC AMT": ("9V", "100.00"),
+                        "PRE AMT 1": ("9X", "300.00"),
+                        "PRE AMT TOT": ("9X", "300.00"),
+                        "TOT RES AMT": ("9V", "250.00"),
+                    }
+                )
+            ],
+            None,
+            "responsible-amount",
+        ),
+        (
+            [dependent("0005100077", "0005100078", "NOBODY", "512849377")],
+            None,
+            "dependent-without-subscriber",
+        ),
+        ([rosalind(), rosalind()], None, "member-twice-in-file"),
+    ],
+)
+def test_each_rule_fires_and_its_severity_is_the_partners(
+    gw, partner, members_in, qty, rule
+) -> None:
+    rid = feed(gw, partner, interchange(members_in, control=1, qty=qty))
+    found = {r for _, (_, rules) in outcomes(gw, rid).items() for r in rules}
+    assert rule in found
+    with gw.reads() as s:
+        severities = set(
+            s.scalars(select(BusinessFinding.severity).where(BusinessFinding.rule == rule))
+        )
+    assert severities == {RULES[rule].default.value}
+
+    # The same file (a new ISA13) with the rule ignored: no finding of that rule.
+    with unit_of_work(gw.sessions) as s:
+        configure_rules(s, "va", severities={rule: "ignore"})
+    with unit_of_work(gw.sessions) as s:  # start from an empty ledger again
+        for model in (CoreDelivery, BusinessFinding, MemberEventRow, LedgerMember):
+            s.query(model).delete()
+    rid = feed(gw, partner, interchange(members_in, control=2, qty=qty))
+    found = {r for _, (_, rules) in outcomes(gw, rid).items() for r in rules}
+    assert rule not in found
+
+
+def test_warn_applies_with_a_stored_finding(gw, partner) -> None:
+    with unit_of_work(gw.sessions) as s:
+        configure_rules(s, "va", severities={"duplicate-add": "warn"})
+    feed(gw, partner, interchange(family(), control=1))
+    rid = feed(gw, partner, interchange([rosalind(categories={})], control=2))
+    assert outcomes(gw, rid) == {SUB: ("applied", ["duplicate-add"])}
+
+
+def test_plan_list_and_cms_term_rule(gw, partner) -> None:
+    with unit_of_work(gw.sessions) as s:
+        configure_rules(s, "va", plan_ids=["48213VA004000701"])
+    other_plan = Member(
+        subscriber_id="0005100040", member_id="0005100040", last="LOWE", first="ANA",
+        ssn="530194840", coverages=[Cov(plan="99999VA999999999", policy="31200470")],
+    )  # fmt: skip
+    rid = feed(gw, partner, interchange([rosalind(categories={}), other_plan], control=1))
+    assert outcomes(gw, rid) == {
+        SUB: ("applied", []),
+        "0005100040": ("rejected", ["plan-not-listed"]),
+    }
+    # A termination whose 2300 still adds coverage (HD01 021): CMS says no.
+    bad_term = rosalind(maintenance="024", reason="07", categories={}, coverages=[Cov()])
+    rid = feed(gw, partner, interchange([bad_term], control=2))
+    assert outcomes(gw, rid) == {SUB: ("rejected", ["term-carries-coverage"])}
+    assert members(gw)[SUB].status == "active"
+
+
+def test_audit_reports_exactly_the_planted_discrepancies(gw, partner) -> None:
+    newcomer = Member(
+        subscriber_id="0005100010", member_id="0005100010", last="WAINWRIGHT-OSEI",
+        first="TOBIAS", ssn="530194862", coverages=[Cov(policy="31200458", level="IND",
+        begin="20270201")],
+    )  # fmt: skip
+    feed(gw, partner, interchange([*family(), newcomer], control=1))
+
+    def audited(m: Member) -> Member:
+        m.maintenance, m.reason = "030", "XN"
+        for c in m.coverages:
+            c.maintenance = "030"
+        return m
+
+    sub, _child = (audited(m) for m in family())  # the child is left out
+    shifted = audited(
+        Member(
+            subscriber_id="0005100010", member_id="0005100010", last="WAINWRIGHT-OSEI",
+            first="TOBIAS", ssn="530194862", coverages=[Cov(policy="31200458", level="IND",
+            begin="20270301")],
+        )
+    )  # fmt: skip
+    stranger = audited(
+        Member(subscriber_id="0005100020", member_id="0005100020", last="ACHTERBERG",
+               first="WILHELMINA", ssn="530194820", coverages=[Cov(policy="31200459")])
+    )  # fmt: skip
+    rid = feed(gw, partner, interchange([sub, shifted, stranger], control=2, action="4"))
+    with gw.reads() as s:
+        r = s.get_one(Receipt, rid)
+        assert r.ledger_status == "reconciled" and r.members_applied == 0
+        items = s.scalars(select(ReconciliationItem).order_by(ReconciliationItem.seq)).all()
+        got = [(i.kind, i.member_key, i.field, i.file_value, i.ledger_value) for i in items]
+    assert got == [
+        ("mismatch", "0005100010", "HLT benefit_begin", "2027-03-01", "2027-02-01"),
+        ("missing_in_ledger", "0005100020", "", "", ""),
+        ("missing_in_file", "0005100003", "", "", ""),
+    ]
+    assert members(gw)["0005100010"].coverages[0].benefit_begin.isoformat() == "2027-02-01"
+
+
+def test_sender_order_and_waiting_for_earlier_files(gw, partner) -> None:
+    """Files queued together apply in the sender's order (BGN date), not arrival order: a
+    validated file waits while another file of its sender is still being validated."""
+    add = interchange(family(), control=2, bgn_date="20270101")
+    change = interchange(
+        [rosalind(maintenance="001", reason="25", street="9 NEW RD", coverages=[], categories={})],
+        control=3,
+        bgn_date="20270105",
+    )
+    later = _receipt(gw, partner, change)  # arrives first, but the sender made it later
+    earlier = _receipt(gw, partner, add)
+    worker = Worker(gw)
+    assert worker.run_once()  # validates `later` only
+    assert not worker.apply_ledger_once()  # `earlier` is not validated yet: wait for it
+    with gw.reads() as s:
+        assert s.get_one(Receipt, later).ledger_status == "pending"
+    assert worker.run_once()
+    assert worker.apply_ledger_once() and worker.apply_ledger_once()
+    assert outcomes(gw, earlier)[SUB] == ("applied", [])
+    assert outcomes(gw, later)[SUB] == ("applied", [])  # not "unknown-member": order was kept
+    assert order_key("VA0.EDI834.D270101.AR.P", [add]) < order_key("x.834", [add])
+
+
+def test_a_half_applied_file_resumes_without_applying_anything_twice(
+    gw, partner, monkeypatch
+) -> None:
+    monkeypatch.setattr(ledger, "CHUNK_MEMBERS", 2)
+    people = [
+        Member(subscriber_id=f"00052000{n:02d}", member_id=f"00052000{n:02d}", last="DOE",
+               first=f"P{n}", ssn=f"5301948{n:02d}", coverages=[Cov(policy=f"3130{n:04d}")])
+        for n in range(10)
+    ]  # fmt: skip
+    receipt_id = _receipt(gw, partner, interchange(people, control=1))
+    worker = Worker(gw)
+    assert worker.run_once()
+    real_commit = ledger._commit_chunk
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("power cut in the middle of the file")
+        return real_commit(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "_commit_chunk", flaky)
+    assert worker.apply_ledger_once()  # fails after two chunks (4 members) committed
+    with unit_of_work(gw.sessions) as s:
+        r = s.get_one(Receipt, receipt_id)
+        assert (r.ledger_status, r.ledger_progress, r.ledger_attempts) == ("pending", 4, 1)
+        r.lease_expires_at = None  # skip the back-off
+    assert worker.apply_ledger_once()
+    with gw.reads() as s:
+        r = s.get_one(Receipt, receipt_id)
+        assert (r.ledger_status, r.ledger_progress, r.members_applied) == ("applied", 10, 10)
+        assert s.scalar(select(func.count()).select_from(MemberEventRow)) == 10
+        assert s.scalar(select(func.count()).select_from(CoreDelivery)) == 10
+    assert len(members(gw)) == 10
