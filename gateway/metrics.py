@@ -19,3 +19,12 @@ REJECTED_REQUESTS = Counter(
 )
 
 queue_gauge = Gauge("edi834_queue_depth", "Receipts waiting or in processing", ["status"])
+
+# The core-system outbox (issue 5): set by each delivery round from the database.
+CORE_PENDING = Gauge("edi834_core_pending_events", "Applied member events not yet delivered")
+CORE_LAG = Gauge(
+    "edi834_core_lag_seconds", "Age of the oldest undelivered member event (0 when none)"
+)
+CORE_FAILURES = Counter(
+    "edi834_core_delivery_failures_total", "Core delivery rounds that stopped on a failure"
+)

@@ -110,9 +110,7 @@ class Receipt(Base):
     ledger_error: Mapped[str | None] = mapped_column(Text, default=None)
     ledger_applied_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     members_applied: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    members_business_rejected: Mapped[int] = mapped_column(
-        Integer, default=0, server_default="0"
-    )
+    members_business_rejected: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     partner: Mapped[Partner] = relationship(lazy="joined")
     envelopes: Mapped[list[Envelope]] = relationship(

@@ -1,0 +1,314 @@
+"""Applied member events to the insurer's core system: in ledger order, at least once, never
+given up.
+
+Rows of `core_outbox` leave in id order (the order the ledger applied them). A row is marked
+delivered only after the core system has it: a 2xx for its POST, a 409 for its Idempotency-Key
+(the core already committed that key), or its JSON Lines file renamed into place. A crash in
+between sends it again under the same key, which is why the key exists: the receiver
+de-duplicates by key. A row that fails holds back every later row (nothing overtakes it) and
+is retried with capped backoff forever; the backlog shows as `edi834_core_pending_events` and
+`edi834_core_lag_seconds`. Logs carry ids, counts and error types, never payloads (PHI)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from gateway.context import Gateway
+from gateway.db.base import utcnow
+from gateway.db.models import CoreDelivery
+from gateway.db.session import run_in_transaction
+from gateway.faults import crashpoint
+from gateway.logging import get_logger
+from gateway.metrics import CORE_FAILURES, CORE_LAG, CORE_PENDING
+from gateway.worker.outbox import sign, write_atomically
+
+log = get_logger(__name__)
+
+BACKOFF_CAP_SECONDS = 300
+POST_ATTEMPTS = 3  # quick retries inside one round; then the row waits for its backoff
+ADVISORY_LOCK_KEY = 834_000_001  # PostgreSQL: one core deliverer per database
+EXPORT_STAGING = ".staging"  # inside the export dir: same filesystem, so the rename is atomic
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    id: int
+    idempotency_key: str
+    payload: str  # JSON (PHI)
+
+
+class CoreRefused(Exception):
+    """The core system answered with a status that is neither success nor 'already have it'."""
+
+    def __init__(self, status_code: int) -> None:
+        super().__init__(f"HTTP {status_code}")
+        self.status_code = status_code
+
+
+def backoff_seconds(attempts: int) -> int:
+    """2, 4, 8, … seconds after the 1st, 2nd, 3rd failed round, capped at 5 minutes."""
+    return min(BACKOFF_CAP_SECONDS, 1 << min(attempts, 16))
+
+
+def core_backlog(session: Session) -> tuple[int, dt.datetime | None]:
+    """How many rows wait for delivery, and when the oldest of them was created."""
+    count, oldest = session.execute(
+        select(func.count(), func.min(CoreDelivery.created_at)).where(
+            CoreDelivery.delivered_at.is_(None)
+        )
+    ).one()
+    return int(count), oldest
+
+
+def deliver_core(
+    gw: Gateway, client: httpx.Client | None, *, now: dt.datetime | None = None
+) -> int:
+    """One round: deliver up to `core_batch_size` due rows in id order, stopping at the first
+    failure; returns how many were delivered. POSTs to `core_url` when set, else writes one
+    JSON Lines file to `core_export_dir` (with both set, the URL wins: a row has one
+    `delivered_at`); with neither, rows wait. `now` is the clock for what is due."""
+    settings = gw.settings
+    delivered = 0
+    if settings.core_url or settings.core_export_dir is not None:
+        with _sole_deliverer(gw) as sole:
+            if sole:  # else another process is delivering: it keeps the order
+                batch = _due(gw, now or utcnow())
+                if batch and settings.core_url:
+                    if client is None:
+                        with httpx.Client() as own:
+                            delivered = _post_all(gw, own, batch)
+                    else:
+                        delivered = _post_all(gw, client, batch)
+                elif batch and settings.core_export_dir is not None:
+                    delivered = _export(gw, settings.core_export_dir, batch)
+    count, oldest = run_in_transaction(gw.reads, core_backlog)
+    CORE_PENDING.set(count)
+    CORE_LAG.set(0.0 if oldest is None else max(0.0, (utcnow() - oldest).total_seconds()))
+    return delivered
+
+
+# --- one deliverer, in order -----------------------------------------------------------------
+
+
+@contextmanager
+def _sole_deliverer(gw: Gateway) -> Iterator[bool]:
+    """True when this caller is the only deliverer; two at once could let a later row overtake
+    an earlier one that the other is still retrying. Both locks end with their process (or
+    connection), so a crash never wedges delivery."""
+    if gw.engine.dialect.name == "postgresql":
+        with gw.engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            got = bool(
+                conn.execute(
+                    text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
+                ).scalar()
+            )
+            try:
+                yield got
+            finally:
+                if got:
+                    conn.execute(
+                        text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY}
+                    )
+        return
+    # SQLite: every process of this gateway shares its data directory.
+    gw.settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with open(gw.settings.data_dir / "core-delivery.lock", "ab") as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            got = False
+        else:
+            got = True
+        try:
+            yield got
+        finally:
+            if got:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def _due(gw: Gateway, now: dt.datetime) -> list[Pending]:
+    """The oldest undelivered rows, up to the first that is not due yet: a row waiting out its
+    backoff holds back everything after it."""
+
+    def read(session: Session) -> list[Pending]:
+        rows = session.execute(
+            select(
+                CoreDelivery.id,
+                CoreDelivery.idempotency_key,
+                CoreDelivery.payload,
+                CoreDelivery.next_attempt_at,
+            )
+            .where(CoreDelivery.delivered_at.is_(None))
+            .order_by(CoreDelivery.id)
+            .limit(max(1, gw.settings.core_batch_size))
+        ).all()
+        batch = []
+        for row_id, key, payload, next_attempt_at in rows:
+            if next_attempt_at > now:
+                break
+            batch.append(Pending(row_id, key, payload))
+        return batch
+
+    return run_in_transaction(gw.reads, read)
+
+
+def _mark_delivered(gw: Gateway, ids: Sequence[int]) -> None:
+    def txn(session: Session) -> None:
+        session.execute(
+            update(CoreDelivery)
+            .where(CoreDelivery.id.in_(ids), CoreDelivery.delivered_at.is_(None))
+            .values(delivered_at=utcnow(), attempts=CoreDelivery.attempts + 1)
+        )
+
+    run_in_transaction(gw.sessions, txn)
+
+
+def _record_failure(gw: Gateway, row_id: int, exc: Exception) -> None:
+    """The row keeps its place at the head of the queue; only its next try moves out."""
+    error = f"{type(exc).__name__}: {exc}"[:500]  # status or transport error, never a body
+
+    def txn(session: Session) -> int:
+        row = session.get(CoreDelivery, row_id)
+        if row is None or row.delivered_at is not None:
+            return 0
+        row.attempts += 1
+        row.last_error = error
+        row.next_attempt_at = utcnow() + dt.timedelta(seconds=backoff_seconds(row.attempts))
+        return row.attempts
+
+    attempts = run_in_transaction(gw.sessions, txn)
+    CORE_FAILURES.inc()
+    log.warning(
+        "core_delivery_failed",
+        outbox_id=row_id,
+        attempts=attempts,
+        error_type=type(exc).__name__,
+        status_code=getattr(exc, "status_code", None),
+    )
+
+
+# --- HTTP ------------------------------------------------------------------------------------
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth another quick try: the network, a timeout, the core overloaded or failing."""
+    if isinstance(exc, httpx.TransportError):  # timeouts included
+        return True
+    return isinstance(exc, CoreRefused) and (exc.status_code >= 500 or exc.status_code == 429)
+
+
+def _post(client: httpx.Client, gw: Gateway, item: Pending) -> None:
+    settings = gw.settings
+    body = item.payload.encode()
+    headers = {
+        "Content-Type": "application/json",
+        "Idempotency-Key": item.idempotency_key,
+        "X-EDI834-Signature": sign(settings.core_secret, body),
+    }
+
+    @retry(
+        retry=retry_if_exception(_transient),
+        stop=stop_after_attempt(POST_ATTEMPTS),
+        wait=wait_exponential_jitter(multiplier=0.2, max=2.0, jitter=0.2),
+        reraise=True,
+    )
+    def attempt() -> None:
+        response = client.post(
+            settings.core_url,
+            content=body,
+            headers=headers,
+            timeout=settings.core_timeout_seconds,
+        )
+        # 409: the core already committed this Idempotency-Key, e.g. the answer to our first
+        # try was lost to a timeout or a crash.
+        if not (response.is_success or response.status_code == 409):
+            raise CoreRefused(response.status_code)
+
+    attempt()
+
+
+def _post_all(gw: Gateway, client: httpx.Client, batch: Sequence[Pending]) -> int:
+    """One POST per event (the key is the unit the core de-duplicates by, and a failure leaves
+    no half-accepted batch), committed one by one: a crash re-sends at most one event."""
+    sent = 0
+    for item in batch:
+        try:
+            _post(client, gw, item)
+        except (httpx.HTTPError, httpx.InvalidURL, CoreRefused) as exc:
+            _record_failure(gw, item.id, exc)
+            break
+        crashpoint("core_sent")
+        _mark_delivered(gw, [item.id])
+        sent += 1
+    if sent:
+        log.info("core_delivered", count=sent, first_id=batch[0].id, last_id=batch[sent - 1].id)
+    return sent
+
+
+# --- JSON Lines export -----------------------------------------------------------------------
+
+
+def export_name(first_id: int, last_id: int) -> str:
+    return f"events-{first_id:012d}-{last_id:012d}.jsonl"
+
+
+def _export(gw: Gateway, directory: Path, batch: Sequence[Pending]) -> int:
+    """One file per batch, named by its first and last ids, written whole then renamed. After
+    a crash between the rename and the commit, the file for the head row is already there: its
+    keys are the ones delivered (rewriting a larger batch would repeat them in a second file)."""
+    first = batch[0].id
+    try:
+        written = sorted(directory.glob(f"events-{first:012d}-*.jsonl"))
+        if written:
+            name = written[-1].name
+            lines = written[-1].read_bytes().splitlines()
+            keys = [json.loads(line)["idempotency_key"] for line in lines]
+            if batch[0].idempotency_key not in keys:
+                # Not our leftover (rows deleted, their ids reused): never overwrite it unread.
+                raise FileExistsError(f"{name} does not hold outbox row {first}; move it away")
+            ids = _ids_of_keys(gw, keys)
+        else:
+            content = b"".join(
+                json.dumps(
+                    {"idempotency_key": p.idempotency_key, "event": json.loads(p.payload)},
+                    ensure_ascii=False,
+                    separators=(",", ":"),
+                ).encode()
+                + b"\n"
+                for p in batch
+            )
+            name = export_name(first, batch[-1].id)
+            write_atomically(directory, name, content, directory / EXPORT_STAGING)
+            ids = [p.id for p in batch]
+    except (OSError, ValueError, KeyError) as exc:
+        _record_failure(gw, first, exc)
+        return 0
+    crashpoint("core_sent")
+    _mark_delivered(gw, ids)
+    log.info("core_exported", count=len(ids), first_id=first, file=name)
+    return len(ids)
+
+
+def _ids_of_keys(gw: Gateway, keys: Sequence[str]) -> list[int]:
+    def read(session: Session) -> list[int]:
+        return list(
+            session.scalars(
+                select(CoreDelivery.id).where(
+                    CoreDelivery.idempotency_key.in_(keys), CoreDelivery.delivered_at.is_(None)
+                )
+            ).all()
+        )
+
+    return run_in_transaction(gw.reads, read)

@@ -1,0 +1,378 @@
+"""Core delivery against a real HTTP server on loopback and a real export directory, on SQLite
+and PostgreSQL: every applied member event arrives, in ledger order, accepted once per
+Idempotency-Key, through failures, timeouts and a SIGKILL between sending and committing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import select
+
+from gateway.context import Gateway
+from gateway.db.migrate import upgrade
+from gateway.db.models import CoreDelivery, MemberEventRow, Receipt
+from gateway.db.session import unit_of_work
+from gateway.enrollment.delivery import _sole_deliverer, deliver_core, export_name
+from gateway.partners import add_partner
+from gateway.settings import Settings
+
+N = 50
+SECRET = "core-test-secret"  # noqa: S105 - a test key
+CANARY = "ZQXCANARYSURNAME"  # in every payload; must never reach a log line
+
+DELIVER = """
+from gateway.context import Gateway
+from gateway.enrollment.delivery import deliver_core
+from gateway.settings import Settings
+gw = Gateway.open(Settings())
+print("DELIVERED", deliver_core(gw, None), flush=True)
+"""
+
+
+class CoreServer:
+    """A stand-in core system: commits each Idempotency-Key once (a key it already has gets a
+    409) and first plays a script of answers: a status code, or "hang" (commit, then answer
+    only after the client has timed out: the lost-answer case)."""
+
+    def __init__(self, script: list[str] | None = None, hang_seconds: float = 1.5) -> None:
+        self.script = list(script or [])
+        self.hang_seconds = hang_seconds
+        self.lock = threading.Lock()
+        self.seen: list[tuple[str, bytes, str]] = []  # every request: key, body, signature
+        self.accepted: list[str] = []  # keys committed, in the order committed
+        core = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                key = self.headers.get("Idempotency-Key", "")
+                signature = self.headers.get("X-EDI834-Signature", "")
+                with core.lock:
+                    core.seen.append((key, body, signature))
+                    action = core.script.pop(0) if core.script else "ok"
+                    if action in ("ok", "hang"):
+                        status = 409 if key in core.accepted else 201
+                        if status == 201:
+                            core.accepted.append(key)
+                    else:
+                        status = int(action)
+                if action == "hang":
+                    time.sleep(core.hang_seconds)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except OSError:
+                    pass  # the client gave up waiting
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.block_on_close = False
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/events"
+
+    def __enter__(self) -> CoreServer:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def seen_keys(self) -> list[str]:
+        with self.lock:
+            return [key for key, _, _ in self.seen]
+
+
+@pytest.fixture
+def gw(tmp_path, database_url):
+    settings = Settings(data_dir=tmp_path / "var", database_url=database_url)
+    g = Gateway.open(settings)
+    upgrade(settings.sqlalchemy_url)
+    yield g
+    g.close()
+
+
+def configure(gw: Gateway, **core: object) -> None:
+    gw.settings = gw.settings.model_copy(update=core)
+
+
+def seed(gw: Gateway, count: int, *, start: int = 0) -> list[str]:
+    """`count` applied member events with their outbox rows; returns their keys in id order."""
+    with unit_of_work(gw.sessions) as s:
+        if start == 0:
+            partner, _ = add_partner(s, name="va", isa_qualifier="ZZ", isa_id="VA0FFM")
+            s.add(
+                Receipt(
+                    id="r" * 32,
+                    partner_id=partner.id,
+                    channel="http",
+                    sha256="0" * 64,
+                    size=1,
+                    blob_path="x",
+                )
+            )
+            s.flush()
+            partner_id = partner.id
+        else:
+            partner_id = s.scalars(select(MemberEventRow.partner_id)).first()
+        keys = []
+        for seq in range(start, start + count):
+            payload = json.dumps(
+                {"seq": seq, "member": {"last_name": CANARY, "first_name": f"M{seq}"}},
+                separators=(",", ":"),
+            )
+            event = MemberEventRow(
+                partner_id=partner_id,
+                receipt_id="r" * 32,
+                seq=seq,
+                envelope_seq=1,
+                group_seq=1,
+                set_seq=1,
+                isa13="000000001",
+                gs06="1",
+                st02="0001",
+                segment_position=10 + seq,
+                member_key=f"member-{seq}",
+                subscriber=True,
+                relationship_code="18",
+                maintenance_type="021",
+                maintenance_reason="28",
+                outcome="applied",
+                payload=payload,
+            )
+            s.add(event)
+            s.flush()
+            key = hashlib.sha256(f"event-{seq}".encode()).hexdigest()
+            s.add(
+                CoreDelivery(
+                    event_id=event.id, partner_id=partner_id, idempotency_key=key, payload=payload
+                )
+            )
+            keys.append(key)
+        return keys
+
+
+def rows(gw: Gateway) -> list[CoreDelivery]:
+    with unit_of_work(gw.sessions) as s:
+        return list(s.scalars(select(CoreDelivery).order_by(CoreDelivery.id)))
+
+
+def metric(name: str) -> float:
+    value = REGISTRY.get_sample_value(name)
+    assert value is not None
+    return value
+
+
+def run_deliver(gw: Gateway, *, crashpoints: str = "") -> subprocess.CompletedProcess[str]:
+    """`deliver_core` in a child process of its own, configured the way `serve` would be."""
+    s = gw.settings
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDI834_")}
+    env.update(
+        EDI834_DATA_DIR=str(s.data_dir),
+        EDI834_DATABASE_URL=s.database_url,
+        EDI834_CORE_URL=s.core_url,
+        EDI834_CORE_SECRET=s.core_secret,
+        EDI834_CORE_TIMEOUT_SECONDS=str(s.core_timeout_seconds),
+        EDI834_CRASHPOINTS=crashpoints,
+    )
+    if s.core_export_dir is not None:
+        env["EDI834_CORE_EXPORT_DIR"] = str(s.core_export_dir)
+    proc = subprocess.run(
+        [sys.executable, "-c", DELIVER], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert CANARY not in proc.stdout + proc.stderr  # logs carry ids and counts, never PHI
+    return proc
+
+
+def verify(body: bytes, signature: str) -> bool:
+    expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, signature)
+
+
+def read_exports(directory: Path) -> list[dict[str, object]]:
+    lines = []
+    for path in sorted(directory.glob("*.jsonl")):
+        lines += [json.loads(line) for line in path.read_text().splitlines()]
+    return lines
+
+
+class TestDeliverCoreHttp:
+    def test_failures_then_a_lost_answer_then_everything_in_order_once(self, gw):
+        keys = seed(gw, N)
+        payloads = {r.idempotency_key: r.payload.encode() for r in rows(gw)}
+        failures_before = metric("edi834_core_delivery_failures_total")
+        # Round 1: the head gets 500 three times (every quick retry). Round 3: a 429, then the
+        # core commits it but answers too late (timeout), then our retry gets a 409.
+        script = ["500", "500", "500", "429", "hang"]
+        with CoreServer(script) as core, httpx.Client() as client:
+            configure(
+                gw,
+                core_url=core.url,
+                core_secret=SECRET,
+                core_timeout_seconds=0.4,
+                core_batch_size=20,
+            )
+            assert deliver_core(gw, client) == 0
+            head = rows(gw)[0]
+            assert head.delivered_at is None and head.attempts == 1
+            assert head.last_error == "CoreRefused: HTTP 500"
+            assert head.next_attempt_at > dt.datetime.now(dt.UTC)
+            assert all(r.attempts == 0 and r.delivered_at is None for r in rows(gw)[1:])
+            assert metric("edi834_core_delivery_failures_total") == failures_before + 1
+            assert metric("edi834_core_pending_events") == N
+            assert metric("edi834_core_lag_seconds") > 0
+
+            # The head is waiting out its backoff: the rows behind it (all due) wait too.
+            assert deliver_core(gw, client) == 0
+            assert core.seen_keys() == [keys[0]] * 3
+
+            later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+            assert deliver_core(gw, client, now=later) == 20
+            assert core.seen_keys()[3:7] == [keys[0]] * 3 + [keys[1]]
+            assert deliver_core(gw, client, now=later) == 20
+            assert deliver_core(gw, client, now=later) == N - 40
+            assert deliver_core(gw, client, now=later) == 0
+
+        assert core.accepted == keys  # every event, in id order, committed once
+        assert len(core.seen) == N + 5  # the head 6 times (500 x3, 429, lost answer, 409)
+        for key, body, signature in core.seen:
+            assert body == payloads[key]
+            assert verify(body, signature)
+        final = rows(gw)
+        assert all(r.delivered_at is not None for r in final)
+        assert final[0].attempts == 2 and final[0].last_error == "CoreRefused: HTTP 500"
+        assert all(r.attempts == 1 and r.last_error is None for r in final[1:])
+        assert metric("edi834_core_pending_events") == 0
+        assert metric("edi834_core_lag_seconds") == 0
+
+    def test_a_failure_mid_batch_stops_the_batch(self, gw):
+        keys = seed(gw, 5)
+        script = ["ok", "ok", "400"]  # a 400 is not retried within the round
+        with CoreServer(script) as core, httpx.Client() as client:
+            configure(gw, core_url=core.url, core_secret=SECRET)
+            assert deliver_core(gw, client) == 2
+            assert core.seen_keys() == keys[:3]
+            state = rows(gw)
+            assert [r.delivered_at is not None for r in state] == [True, True, False, False, False]
+            assert state[2].attempts == 1 and state[2].last_error == "CoreRefused: HTTP 400"
+            assert metric("edi834_core_pending_events") == 3
+            later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+            assert deliver_core(gw, client, now=later) == 3
+        assert core.accepted == keys
+
+    def test_a_kill_between_send_and_commit_resends_under_the_same_key(self, gw):
+        keys = seed(gw, N)
+        with CoreServer() as core:
+            configure(gw, core_url=core.url, core_secret=SECRET)
+            crashed = run_deliver(gw, crashpoints="core_sent")
+            assert crashed.returncode == -signal.SIGKILL
+            assert core.seen_keys() == [keys[0]]  # the core has it; our commit never happened
+            assert all(r.delivered_at is None for r in rows(gw))
+
+            restarted = run_deliver(gw)
+            assert restarted.returncode == 0, restarted.stderr
+            assert f"DELIVERED {N}" in restarted.stdout
+        seen = core.seen_keys()
+        assert seen == [keys[0], *keys]  # sent again once, with the same Idempotency-Key
+        assert core.accepted == keys
+        assert all(verify(body, signature) for _, body, signature in core.seen)
+        assert all(r.delivered_at is not None for r in rows(gw))
+
+    def test_one_deliverer_at_a_time(self, gw):
+        seed(gw, 3)
+        with CoreServer() as core, httpx.Client() as client:
+            configure(gw, core_url=core.url, core_secret=SECRET)
+            with _sole_deliverer(gw) as sole:  # another process holds the queue
+                assert sole
+                assert deliver_core(gw, client) == 0
+                assert core.seen == []
+            assert deliver_core(gw, client) == 3
+
+    def test_the_worker_outbox_loop_delivers(self, gw):
+        from gateway.worker.run import Worker
+
+        keys = seed(gw, 10)
+        with CoreServer() as core:
+            configure(gw, core_url=core.url, core_secret=SECRET, worker_poll_seconds=0.05)
+            worker = Worker(gw)
+            worker.start()
+            try:
+                deadline = time.monotonic() + 15
+                while len(core.accepted) < len(keys) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            finally:
+                worker.stop(5)
+        assert core.accepted == keys
+
+
+class TestDeliverCoreExport:
+    def test_kill_after_the_file_then_restart_keeps_each_event_once(self, gw, tmp_path):
+        keys = seed(gw, N)
+        export = tmp_path / "core-export"
+        configure(gw, core_export_dir=export)
+        crashed = run_deliver(gw, crashpoints="core_sent")
+        assert crashed.returncode == -signal.SIGKILL
+        first = export / export_name(1, N)
+        assert [p.name for p in export.glob("*.jsonl")] == [first.name]
+        written = first.read_bytes()
+        assert all(r.delivered_at is None for r in rows(gw))
+
+        more = seed(gw, 10, start=N)  # applied while the gateway was down
+        restarted = run_deliver(gw)
+        assert restarted.returncode == 0, restarted.stderr
+        assert f"DELIVERED {N}" in restarted.stdout  # the file already written, not a bigger one
+        assert [p.name for p in export.glob("*.jsonl")] == [first.name]
+        assert first.read_bytes() == written
+        assert deliver_core(gw, None) == 10
+
+        assert sorted(p.name for p in export.glob("*.jsonl")) == [
+            first.name,
+            export_name(N + 1, N + 10),
+        ]
+        lines = read_exports(export)
+        assert [line["idempotency_key"] for line in lines] == keys + more
+        payloads = {r.idempotency_key: json.loads(r.payload) for r in rows(gw)}
+        assert all(line["event"] == payloads[line["idempotency_key"]] for line in lines)
+        assert all(r.delivered_at is not None for r in rows(gw))
+        assert list((export / ".staging").iterdir()) == []
+        assert metric("edi834_core_pending_events") == 0
+
+    def test_a_foreign_file_under_the_head_name_is_never_overwritten(self, gw, tmp_path):
+        keys = seed(gw, 3)
+        export = tmp_path / "core-export"
+        export.mkdir()
+        stale = export / export_name(1, 3)
+        stale.write_text(json.dumps({"idempotency_key": "other", "event": {}}) + "\n")
+        configure(gw, core_export_dir=export)
+        assert deliver_core(gw, None) == 0
+        head = rows(gw)[0]
+        assert head.attempts == 1 and head.last_error.startswith("FileExistsError: ")
+        assert stale.read_text().startswith('{"idempotency_key": "other"')
+        stale.rename(export.parent / stale.name)  # an operator moves it away
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+        assert deliver_core(gw, None, now=later) == 3
+        assert [line["idempotency_key"] for line in read_exports(export)] == keys
+
+    def test_nothing_configured_keeps_the_rows_waiting(self, gw):
+        seed(gw, 3)
+        assert deliver_core(gw, None) == 0
+        assert all(r.delivered_at is None and r.attempts == 0 for r in rows(gw))
+        assert metric("edi834_core_pending_events") == 3
+        assert metric("edi834_core_lag_seconds") > 0

@@ -1,0 +1,113 @@
+"""The ledger scenarios through the real intake path: samples/ledger sent over HTTP to a running
+`edi834 serve` (SQLite, then PostgreSQL), one file a day, and what the sender sees through the
+API: per-member outcomes, the reconciliation report and its CSV, and nothing of anyone else's."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import SAMPLES
+from tests.gateway.harness import GatewayProcess, submit, wait_final
+
+LEDGER = SAMPLES / "ledger"
+EXPECT = json.loads((LEDGER / "expect.json").read_text())
+FILES = sorted(p.name for p in LEDGER.glob("*.834"))
+
+
+def wait_ledger(client: httpx.Client, receipt_id: str, timeout: float = 60.0) -> dict:
+    body = wait_final(client, receipt_id, timeout)
+    deadline = time.monotonic() + timeout
+    while body.get("ledger_status") not in ("applied", "reconciled", "failed"):
+        assert time.monotonic() < deadline, f"ledger stage not done: {body.get('ledger_status')}"
+        time.sleep(0.1)
+        body = client.get(f"/v1/interchanges/{receipt_id}").json()
+    return body
+
+
+def members_of(client: httpx.Client, receipt_id: str) -> list[dict]:
+    items: list[dict] = []
+    after = -1
+    while True:
+        page = client.get(
+            f"/v1/interchanges/{receipt_id}/members", params={"after": after, "limit": 2}
+        )
+        assert page.status_code == 200, page.text
+        body = page.json()
+        items += body["items"]
+        if body["next_after"] is None:
+            return items
+        after = body["next_after"]
+
+
+@pytest.fixture
+def running(tmp_path, database_url):
+    gw = GatewayProcess(data_dir=tmp_path / "var", database_url=database_url)
+    va = gw.add_partner("va", "VA0FFM")
+    other = gw.add_partner("md", "MD0SBE")
+    gw.start(EDI834_LEDGER_ORDER_WINDOW_SECONDS="5")
+    yield gw, va, other
+    gw.kill()
+
+
+def test_the_scenario_series_gives_exactly_the_expected_outcomes(running) -> None:
+    gw, va_key, other_key = running
+    ids: dict[str, str] = {}
+    with gw.client(va_key) as c, gw.client(other_key) as other:
+        for name in FILES:
+            r = submit(c, (LEDGER / name).read_bytes(), name)
+            assert r.status_code == 202, r.text
+            ids[name] = r.json()["id"]
+            detail = wait_ledger(c, ids[name])
+            assert detail["outcome"] == "accepted"  # every file passes the 999...
+            expected = EXPECT[name]
+            if "reconciliation" in expected:
+                assert detail["ledger_status"] == "reconciled"
+                continue
+            assert detail["ledger_status"] == "applied"  # ...and the ledger decides per member
+            got = members_of(c, ids[name])
+            applied = sorted(m["member_key"] for m in got if m["outcome"] == "applied")
+            rejected = {
+                m["member_key"]: sorted(f["rule"] for f in m["findings"] if f["severity"] == "reject")
+                for m in got
+                if m["outcome"] == "rejected"
+            }
+            assert applied == sorted(expected["applied"]), name
+            assert rejected == expected["rejected"], name
+            assert detail["members_applied"] == len(applied)
+            assert detail["members_business_rejected"] == len(rejected)
+            for m in got:  # every rejection says where and why
+                for f in m["findings"]:
+                    assert f["message"] and f["remedy"] and f["snip"] in (3, 4, 6, 7)
+                    assert f["segment_position"] and f["segment_position"] >= 1
+
+            # Another sender sees none of it.
+            assert other.get(f"/v1/interchanges/{ids[name]}/members").status_code == 404
+
+        audit = ids["07_audit.834"]
+        report = c.get(f"/v1/interchanges/{audit}/reconciliation").json()
+        got_items = [
+            {k: v for k, v in item.items() if k in ("kind", "member_key", "field", "file_value",
+                                                     "ledger_value") and v}
+            for item in report["items"]
+        ]  # fmt: skip
+        want = EXPECT["07_audit.834"]["reconciliation"]
+        key = lambda d: (d["kind"], d["member_key"])  # noqa: E731
+        assert sorted(got_items, key=key) == sorted(want, key=key)
+        assert (report["missing_in_file"], report["missing_in_ledger"], report["mismatches"]) == (
+            1,
+            1,
+            1,
+        )
+        download = c.get(report["csv_url"].replace(gw.url, ""))
+        assert download.status_code == 200
+        assert download.headers["content-type"].startswith("text/csv")
+        rows = list(csv.DictReader(io.StringIO(download.text)))
+        assert sorted((r["kind"], r["member_key"]) for r in rows) == sorted(key(w) for w in want)
+        assert other.get(f"/v1/interchanges/{audit}/reconciliation").status_code == 404
+        assert other.get(f"/v1/interchanges/{audit}/reconciliation.csv").status_code == 404
