@@ -73,7 +73,9 @@ def test_the_scenario_series_gives_exactly_the_expected_outcomes(running) -> Non
             got = members_of(c, ids[name])
             applied = sorted(m["member_key"] for m in got if m["outcome"] == "applied")
             rejected = {
-                m["member_key"]: sorted(f["rule"] for f in m["findings"] if f["severity"] == "reject")
+                m["member_key"]: sorted(
+                    f["rule"] for f in m["findings"] if f["severity"] == "reject"
+                )
                 for m in got
                 if m["outcome"] == "rejected"
             }
