@@ -384,13 +384,7 @@ def _commit_chunk(
             raise LedgerAbandoned(run.receipt_id)
         if receipt.ledger_progress != seq:
             raise LedgerAbandoned(run.receipt_id)  # someone else applied this chunk
-        n = seq
-        applied = rejected = 0
-        for family in families:
-            for outcome in _apply_family(session, run, family, n):
-                n += 1
-                applied += outcome == MemberOutcome.APPLIED
-                rejected += outcome == MemberOutcome.REJECTED
+        applied, rejected, n = _Chunk(session, run, families).apply(seq)
         receipt.ledger_progress = n
         receipt.members_applied += applied
         receipt.members_business_rejected += rejected
@@ -409,55 +403,146 @@ def _view(member: LedgerMember | None) -> LedgerView | None:
     )
 
 
-def _apply_family(
-    session: Session, run: _Run, family: list[MemberEvent], seq: int
-) -> Iterator[MemberOutcome]:
-    keys = [member_key(e) for e in family]
-    known = {
-        m.member_key: m
-        for m in session.scalars(
-            select(LedgerMember).where(
-                LedgerMember.partner_id == run.partner_id, LedgerMember.member_key.in_(keys)
+class _Chunk:
+    """One transaction's worth of families. What the rules need from the database is read in
+    three queries up front, decisions are made in memory (kept current as members apply), and
+    rows go out in bulk: a handful of statements per chunk, not per member."""
+
+    def __init__(self, session: Session, run: _Run, families: list[list[MemberEvent]]) -> None:
+        self.session, self.run, self.families = session, run, families
+        keys = {member_key(e) for family in families for e in family}
+        subscribers = {e.subscriber_number for f in families for e in f if e.subscriber_number}
+        self.known: dict[str, LedgerMember] = {
+            m.member_key: m
+            for m in session.scalars(
+                select(LedgerMember).where(
+                    LedgerMember.partner_id == run.partner_id, LedgerMember.member_key.in_(keys)
+                )
+            )
+        }
+        self.seen: set[str] = set(
+            session.scalars(
+                select(MemberEventRow.member_key).where(
+                    MemberEventRow.receipt_id == run.receipt_id,
+                    MemberEventRow.member_key.in_(keys),
+                )
             )
         )
-    }
-    seen = set(
-        session.scalars(
-            select(MemberEventRow.member_key).where(
-                MemberEventRow.receipt_id == run.receipt_id, MemberEventRow.member_key.in_(keys)
-            )
-        )
-    )
-    subscriber_number = family[0].subscriber_number or ""
-    subscriber_in_ledger = bool(subscriber_number) and bool(
-        session.scalar(
-            select(
-                exists().where(
+        self.active_subscribers: set[str] = set(
+            session.scalars(
+                select(LedgerMember.subscriber_number).where(
                     LedgerMember.partner_id == run.partner_id,
-                    LedgerMember.subscriber_number == subscriber_number,
+                    LedgerMember.subscriber_number.in_(subscribers),
                     LedgerMember.subscriber.is_(True),
                     LedgerMember.status == "active",
                 )
             )
         )
-    )
-    premium = family_premium(family)
-    subscriber_applied = False
-    for n, (event, key) in enumerate(zip(family, keys, strict=True)):
-        set_key = _set_key(event)
-        row = {
-            "partner_id": run.partner_id,
-            "receipt_id": run.receipt_id,
-            "seq": seq + n,
-            "envelope_seq": set_key[0],
-            "group_seq": set_key[1],
-            "set_seq": set_key[2],
+
+    def apply(self, seq: int) -> tuple[int, int, int]:
+        rows: list[dict[str, object]] = []
+        hits_of: list[list[Hit]] = []
+        members: list[LedgerMember | None] = []
+        events: list[MemberEvent] = []
+        audits: list[tuple[MemberEvent, str]] = []
+        for family in self.families:
+            premium = family_premium(family)
+            for event in family:
+                key = member_key(event)
+                row = self._row(event, key, seq + len(rows))
+                member: LedgerMember | None = None
+                hits: list[Hit] = []
+                if is_audit(event):
+                    row["outcome"] = MemberOutcome.AUDITED
+                    audits.append((event, key))
+                else:
+                    hits = self._rules(event, key, premium)
+                    if rejecting(hits, self.run.config):
+                        row["outcome"] = MemberOutcome.REJECTED
+                    else:
+                        row["outcome"] = MemberOutcome.APPLIED
+                        member = _apply_member(
+                            self.session, self.run, event, key, self.known.get(key)
+                        )
+                        self.known[key] = member
+                        self._track_subscriber(event, member)
+                self.seen.add(key)
+                rows.append(row)
+                hits_of.append(hits)
+                members.append(member)
+                events.append(event)
+        self.session.flush()  # members and coverages get their ids
+        for row, member in zip(rows, members, strict=True):
+            row["member_id"] = (
+                member.id
+                if member is not None
+                else (
+                    self.known[str(row["member_key"])].id
+                    if row["outcome"] == MemberOutcome.AUDITED and row["member_key"] in self.known
+                    else None
+                )
+            )
+        ids = list(
+            self.session.scalars(
+                insert(MemberEventRow).returning(MemberEventRow.id, sort_by_parameter_order=True),
+                rows,
+            )
+        )
+        findings: list[dict[str, object]] = []
+        outbox: list[dict[str, object]] = []
+        for event_id, row, hits, member, event in zip(
+            ids, rows, hits_of, members, events, strict=True
+        ):
+            findings += [self._finding(event_id, event, hit) for hit in hits]
+            if member is not None:
+                member.last_event_id = event_id
+                for cov in member.coverages:
+                    if cov.updated_event_id is None:
+                        cov.updated_event_id = event_id
+                outbox.append(self._delivery(event_id, event, row, hits))
+        if findings:
+            self.session.execute(insert(BusinessFinding), findings)
+        if outbox:
+            self.session.execute(insert(CoreDelivery), outbox)
+        for event, key in audits:
+            _reconcile_member(self.session, self.run, event, key, self.known.get(key))
+        self.session.flush()
+        applied = sum(r["outcome"] == MemberOutcome.APPLIED for r in rows)
+        rejected = sum(r["outcome"] == MemberOutcome.REJECTED for r in rows)
+        return applied, rejected, seq + len(rows)
+
+    def _rules(self, event: MemberEvent, key: str, premium: Decimal | None) -> list[Hit]:
+        facts = MemberFacts(
+            ledger=_view(self.known.get(key)),
+            subscriber_present=event.subscriber
+            or (event.subscriber_number or "") in self.active_subscribers,
+            seen_in_file=key in self.seen,
+            family_premium=premium,
+        )
+        return _set_level_hits(self.run, event) + member_rules(event, facts, self.run.config)
+
+    def _track_subscriber(self, event: MemberEvent, member: LedgerMember) -> None:
+        if event.subscriber and member.subscriber_number:
+            if member.status == "active":
+                self.active_subscribers.add(member.subscriber_number)
+            else:
+                self.active_subscribers.discard(member.subscriber_number)
+
+    def _row(self, event: MemberEvent, key: str, seq: int) -> dict[str, object]:
+        envelope, group, tset = _set_key(event)
+        return {
+            "partner_id": self.run.partner_id,
+            "receipt_id": self.run.receipt_id,
+            "seq": seq,
+            "envelope_seq": envelope,
+            "group_seq": group,
+            "set_seq": tset,
             "isa13": event.source.isa13[:16],
             "gs06": event.source.gs06[:16],
             "st02": event.source.st02[:16],
             "segment_position": event.source.segment_position,
             "member_key": key,
-            "subscriber_number": subscriber_number[:80] if event.subscriber_number else "",
+            "subscriber_number": (event.subscriber_number or "")[:80],
             "policy_key": policy_key(event),
             "subscriber": event.subscriber,
             "relationship_code": event.relationship.code[:2],
@@ -465,97 +550,49 @@ def _apply_family(
             "maintenance_reason": event.maintenance_reason[:3],
             "payload": event.model_dump_json(),
         }
-        if is_audit(event):
-            row["outcome"] = MemberOutcome.AUDITED
-            row["member_id"] = known[key].id if key in known else None
-            _insert_event(session, row)
-            _reconcile_member(session, run, event, key, known.get(key))
-            seen.add(key)
-            yield MemberOutcome.AUDITED
-            continue
-        hits = list(_set_level_hits(run, event))
-        facts = MemberFacts(
-            ledger=_view(known.get(key)),
-            subscriber_present=event.subscriber or subscriber_applied or subscriber_in_ledger,
-            seen_in_file=key in seen,
-            family_premium=premium,
-        )
-        hits += member_rules(event, facts, run.config)
-        seen.add(key)
-        outcome = MemberOutcome.REJECTED if rejecting(hits, run.config) else MemberOutcome.APPLIED
-        row["outcome"] = outcome
-        member: LedgerMember | None = None
-        if outcome is MemberOutcome.APPLIED:
-            member = _apply_member(session, run, event, key, known.get(key))
-            known[key] = member
-            row["member_id"] = member.id
-            if event.subscriber:
-                subscriber_applied = True
-        event_id = _insert_event(session, row)
-        if member is not None:
-            member.last_event_id = event_id
-            for cov in member.coverages:
-                if cov.updated_event_id is None:
-                    cov.updated_event_id = event_id
-        if hits:
-            session.execute(
-                insert(BusinessFinding),
-                [
-                    {
-                        "receipt_id": run.receipt_id,
-                        "partner_id": run.partner_id,
-                        "event_id": event_id,
-                        "envelope_seq": set_key[0],
-                        "group_seq": set_key[1],
-                        "set_seq": set_key[2],
-                        "st02": event.source.st02[:16],
-                        "rule": hit.rule,
-                        "snip": _snip(hit.rule),
-                        "severity": run.config.severity(hit.rule).value,
-                        "message": hit.message,
-                        "segment_id": hit.segment_id,
-                        "segment_position": hit.segment_position,
-                        "element_position": hit.element_position,
-                    }
-                    for hit in hits
-                ],
-            )
-        if outcome is MemberOutcome.APPLIED:
-            ikey = idempotency_key(run.sha256, run.partner_id, event)
-            payload = {
-                "idempotency_key": ikey,
-                "event_id": event_id,
-                "receipt_id": run.receipt_id,
-                "source": event.source.model_dump(mode="json"),
-                "member_key": key,
-                "subscriber_number": event.subscriber_number,
-                "policy_key": row["policy_key"],
-                "maintenance_type": event.maintenance_type.code,
-                "maintenance_reason": event.maintenance_reason,
-                "warnings": [hit.rule for hit in hits],
-                "member": event.model_dump(mode="json", exclude={"header", "source"}),
-            }
-            session.add(
-                CoreDelivery(
-                    event_id=event_id,
-                    partner_id=run.partner_id,
-                    idempotency_key=ikey,
-                    payload=json.dumps(payload, sort_keys=True, separators=(",", ":")),
-                )
-            )
-        yield outcome
 
+    def _finding(self, event_id: int, event: MemberEvent, hit: Hit) -> dict[str, object]:
+        envelope, group, tset = _set_key(event)
+        return {
+            "receipt_id": self.run.receipt_id,
+            "partner_id": self.run.partner_id,
+            "event_id": event_id,
+            "envelope_seq": envelope,
+            "group_seq": group,
+            "set_seq": tset,
+            "st02": event.source.st02[:16],
+            "rule": hit.rule,
+            "snip": RULES[hit.rule].snip,
+            "severity": self.run.config.severity(hit.rule).value,
+            "message": hit.message,
+            "segment_id": hit.segment_id,
+            "segment_position": hit.segment_position,
+            "element_position": hit.element_position,
+        }
 
-def _snip(rule: str) -> int:
-    return RULES[rule].snip
-
-
-def _insert_event(session: Session, row: dict[str, object]) -> int:
-    row.setdefault("member_id", None)
-    event_id = session.execute(
-        insert(MemberEventRow).returning(MemberEventRow.id), [row]
-    ).scalar_one()
-    return int(event_id)
+    def _delivery(
+        self, event_id: int, event: MemberEvent, row: dict[str, object], hits: list[Hit]
+    ) -> dict[str, object]:
+        ikey = idempotency_key(self.run.sha256, self.run.partner_id, event)
+        payload = {
+            "idempotency_key": ikey,
+            "event_id": event_id,
+            "receipt_id": self.run.receipt_id,
+            "source": event.source.model_dump(mode="json"),
+            "member_key": row["member_key"],
+            "subscriber_number": event.subscriber_number,
+            "policy_key": row["policy_key"],
+            "maintenance_type": event.maintenance_type.code,
+            "maintenance_reason": event.maintenance_reason,
+            "warnings": [hit.rule for hit in hits],
+            "member": event.model_dump(mode="json", exclude={"header", "source"}),
+        }
+        return {
+            "event_id": event_id,
+            "partner_id": self.run.partner_id,
+            "idempotency_key": ikey,
+            "payload": json.dumps(payload, sort_keys=True, separators=(",", ":")),
+        }
 
 
 def _set_level_hits(run: _Run, event: MemberEvent) -> list[Hit]:
@@ -663,7 +700,6 @@ def _apply_member(
             for row in member.coverages:
                 row.status = "active"
                 row.updated_event_id = None
-    session.flush()
     return member
 
 
