@@ -51,8 +51,12 @@ from validators.issues import meaning, remedy
 log = get_logger(__name__)
 
 ACCEPTED_TYPES = {"application/edi-x12", "text/plain", "application/octet-stream"}
-ACK_KINDS = {"ta1": "ta1", "999": "999", "rejection": "rejection"}
-ACK_MEDIA = {"ta1": "application/edi-x12", "999": "application/edi-x12"}
+ACK_KINDS = {"ta1": "ta1", "999": "999", "824": "824", "rejection": "rejection"}
+ACK_MEDIA = {
+    "ta1": "application/edi-x12",
+    "999": "application/edi-x12",
+    "824": "application/edi-x12",
+}
 MAX_PAGE = 200
 MAX_FINDINGS = 1000
 
@@ -408,8 +412,8 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
         tags=["status"],
     )
     def get_ack(interchange_id: str, kind: str, partner: PartnerDep) -> Response:
-        """The X12 text of the TA1 or 999 (`kind` = ta1 | 999 | rejection). A file with several
-        interchanges gets its acks of that kind one after another."""
+        """The X12 text of the TA1, 999 or 824 (`kind` = ta1 | 999 | 824 | rejection). A file
+        with several interchanges gets its acks of that kind one after another."""
         if kind not in ACK_KINDS:
             raise NotFound("acknowledgement")
         with gw.reads() as session:

@@ -33,6 +33,7 @@ from gateway.context import Gateway
 from gateway.db import repositories as repo
 from gateway.db.base import utcnow
 from gateway.db.models import (
+    Ack,
     BusinessFinding,
     CoreDelivery,
     Envelope,
@@ -67,6 +68,7 @@ from gateway.enrollment.rules import (
 from gateway.faults import crashpoint
 from parsers.envelope import read_events
 from parsers.events import GroupStart, InterchangeStart, Segment, TransactionSetStart
+from validators.ack824 import BusinessError, SetAdvice, build_824
 
 CHUNK_MEMBERS = 500
 MAX_FAMILY = 200
@@ -831,6 +833,8 @@ def _finish(session: Session, run: _Run, worker_id: str) -> str:
         )
         if not applied_any:
             status = LedgerStatus.RECONCILED
+    if receipt.partner.send_824:
+        _add_824s(session, receipt)
     receipt.ledger_status = status
     receipt.ledger_applied_at = utcnow()
     receipt.ledger_error = None
@@ -844,6 +848,110 @@ def _finish(session: Session, run: _Run, worker_id: str) -> str:
         "business rules",
     )
     return status.value
+
+
+def _add_824s(session: Session, receipt: Receipt) -> None:
+    """One 824 interchange per received interchange that has sets with business rejects: an
+    ST*824 per such set (OTI TR when every member was rejected, else TE), a TED per reject."""
+    from gateway.worker.pipeline import Job, ack_filename, job_of  # the worker's ack naming
+
+    rejects = session.scalars(
+        select(BusinessFinding)
+        .where(BusinessFinding.receipt_id == receipt.id, BusinessFinding.severity == "reject")
+        .order_by(BusinessFinding.id)
+    ).all()
+    if not rejects:
+        return
+    by_set: dict[SetKey, list[BusinessFinding]] = {}
+    for f in rejects:
+        by_set.setdefault((f.envelope_seq, f.group_seq, f.set_seq), []).append(f)
+    envelopes = list(receipt.envelopes)
+    job: Job = job_of(receipt)
+    per_envelope: dict[int, list[SetAdvice]] = {}
+    for key in sorted(by_set):
+        envelope_seq, group_seq, set_seq = key
+        envelope = envelopes[envelope_seq]
+        group = envelope.groups[group_seq]
+        tset = group.transaction_sets[set_seq]
+        counts = dict(
+            session.execute(
+                select(MemberEventRow.outcome, func.count())
+                .where(
+                    MemberEventRow.receipt_id == receipt.id,
+                    MemberEventRow.envelope_seq == envelope_seq,
+                    MemberEventRow.group_seq == group_seq,
+                    MemberEventRow.set_seq == set_seq,
+                )
+                .group_by(MemberEventRow.outcome)
+            ).all()
+        )
+        first = session.scalar(
+            select(MemberEventRow.payload)
+            .where(
+                MemberEventRow.receipt_id == receipt.id,
+                MemberEventRow.envelope_seq == envelope_seq,
+                MemberEventRow.group_seq == group_seq,
+                MemberEventRow.set_seq == set_seq,
+            )
+            .order_by(MemberEventRow.seq)
+            .limit(1)
+        )
+        bgn02 = json.loads(first)["header"]["reference"] if first else ""
+        rejected = int(counts.get(MemberOutcome.REJECTED, 0))
+        total = sum(int(n) for n in counts.values())
+        per_envelope.setdefault(envelope_seq, []).append(
+            SetAdvice(
+                st01=tset.st01,
+                st02=tset.st02,
+                gs06=group.gs06,
+                gs01=group.gs01,
+                gs08=group.gs08,
+                gs04="",
+                gs05="",
+                bgn02=bgn02,
+                action="TR" if rejected and rejected == total else "TE",
+                errors=tuple(
+                    BusinessError(
+                        code=RULES[f.rule].ted01 if f.rule in RULES else "024",
+                        message=f"{f.rule}: {RULES[f.rule].title if f.rule in RULES else ''}",
+                        segment_id=f.segment_id,
+                        segment_position=f.segment_position,
+                        element_position=f.element_position,
+                    )
+                    for f in by_set[key]
+                ),
+                members_total=total,
+                members_rejected=rejected,
+            )
+        )
+    numbers = iter(repo.take_control_numbers(session, len(per_envelope)))
+    now = utcnow()
+    for envelope_seq, advices in per_envelope.items():
+        envelope = envelopes[envelope_seq]
+        group = envelope.groups[0]
+        number = next(numbers)
+        content = build_824(
+            advices,
+            control_number=number,
+            now=now,
+            sender=(envelope.receiver_qualifier, envelope.receiver_id),  # us, as addressed
+            receiver=(envelope.sender_qualifier, envelope.sender_id),
+            usage=envelope.usage or "P",
+            gs02=group.gs03 or None,
+            gs03=group.gs02 or None,
+        )
+        session.add(
+            Ack(
+                receipt_id=receipt.id,
+                envelope_id=envelope.id,
+                kind="824",
+                control_number=number,
+                filename=ack_filename(job, envelope.isa13, "824"),
+                content=content,
+                sha256=hashlib.sha256(content).hexdigest(),
+            )
+        )
+    repo.add_event(session, receipt.id, "824_created", f"{len(per_envelope)} interchange(s)")
 
 
 def release_ledger(

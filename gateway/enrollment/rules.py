@@ -32,7 +32,9 @@ class Rule:
     title: str
     remedy: str
     ted01: str
-    """X186 TED01 Application Error Condition Code used in the 824 for this rule."""
+    """X186 TED01 Application Error Condition Code for this rule in the 824: 006 duplicate,
+    007 missing data, 009 invalid date, 010 total out of balance, 011 not matching, 012
+    invalid combination, 848 incorrect data."""
 
 
 RULES: dict[str, Rule] = {
@@ -44,7 +46,7 @@ RULES: dict[str, Rule] = {
             Severity.REJECT,
             "QTY totals do not match the members in the set",
             "Send QTY*TO / QTY*ET / QTY*DT equal to the INS loops of the set.",
-            "024",
+            "010",
         ),
         Rule(
             "premium-total",
@@ -52,7 +54,7 @@ RULES: dict[str, Rule] = {
             Severity.REJECT,
             "PRE AMT TOT is not the sum of the members' PRE AMT 1",
             "Send the policy's total premium equal to the sum of each member's premium.",
-            "024",
+            "010",
         ),
         Rule(
             "responsible-amount",
@@ -61,7 +63,7 @@ RULES: dict[str, Rule] = {
             "TOT RES AMT is not PRE AMT TOT minus APTC AMT (and other payments)",
             "Send the enrollee's responsible amount as the total premium less APTC and other "
             "payment amounts.",
-            "024",
+            "010",
         ),
         Rule(
             "subscriber-relationship",
@@ -69,7 +71,7 @@ RULES: dict[str, Rule] = {
             Severity.REJECT,
             "subscriber whose relationship is not self (or a dependent sent as self)",
             "INS01 = Y needs INS02 = 18; a dependent (INS01 = N) cannot be 18.",
-            "024",
+            "012",
         ),
         Rule(
             "dependent-without-subscriber",
@@ -77,7 +79,7 @@ RULES: dict[str, Rule] = {
             Severity.REJECT,
             "dependent with no subscriber in the enrollment group",
             "Send the subscriber first, in the same file or earlier, with the same REF*0F.",
-            "024",
+            "007",
         ),
         Rule(
             "end-before-begin",
@@ -85,7 +87,7 @@ RULES: dict[str, Rule] = {
             Severity.REJECT,
             "an end date before its begin date",
             "Send DTP*349 on or after DTP*348 (and DTP*357 on or after DTP*356).",
-            "024",
+            "009",
         ),
         Rule(
             "repeating-digits",
@@ -93,7 +95,7 @@ RULES: dict[str, Rule] = {
             Severity.WARN,
             "SSN, ZIP code or telephone number made of one repeated digit (a placeholder)",
             "Send the member's real identifier, or omit it.",
-            "024",
+            "848",
         ),
         Rule(
             "term-carries-coverage",
@@ -101,7 +103,7 @@ RULES: dict[str, Rule] = {
             Severity.REJECT,
             "a cancellation or termination that still carries coverage being added or changed",
             "CMS: a 024 member's 2300 loops must be HD*024 with a DTP*349 end date.",
-            "024",
+            "012",
         ),
         Rule(
             "plan-not-listed",
@@ -109,7 +111,7 @@ RULES: dict[str, Rule] = {
             Severity.REJECT,
             "plan id not in the partner's plan list",
             "Send a plan id (REF*CE, else HD04) that the insurer offers through this sender.",
-            "024",
+            "848",
         ),
         Rule(
             "duplicate-add",
@@ -117,7 +119,7 @@ RULES: dict[str, Rule] = {
             Severity.REJECT,
             "an addition (021) for a member who is already active: duplicate enrollment",
             "Send a change (001) for an active member, or terminate the existing enrollment.",
-            "024",
+            "006",
         ),
         Rule(
             "unknown-member",
@@ -126,7 +128,7 @@ RULES: dict[str, Rule] = {
             "a change, termination or reinstatement for a member or policy the insurer does "
             "not have",
             "Send the member's addition (021) first, or correct REF*17 / REF*0F / REF*1L.",
-            "024",
+            "011",
         ),
         Rule(
             "member-twice-in-file",
@@ -134,7 +136,7 @@ RULES: dict[str, Rule] = {
             Severity.REJECT,
             "the same member twice in one file",
             "Send each member once per file; combine the changes.",
-            "024",
+            "006",
         ),
     )
 }

@@ -50,6 +50,7 @@ def running(tmp_path, database_url):
     gw = GatewayProcess(data_dir=tmp_path / "var", database_url=database_url)
     va = gw.add_partner("va", "VA0FFM")
     other = gw.add_partner("md", "MD0SBE")
+    gw.cli("partner", "rules", "va", "--send-824")
     gw.start(EDI834_LEDGER_ORDER_WINDOW_SECONDS="5")
     yield gw, va, other
     gw.kill()
@@ -87,6 +88,26 @@ def test_the_scenario_series_gives_exactly_the_expected_outcomes(running) -> Non
                 for f in m["findings"]:
                     assert f["message"] and f["remedy"] and f["snip"] in (3, 4, 6, 7)
                     assert f["segment_position"] and f["segment_position"] >= 1
+
+            # An 824 answers exactly the sets with business rejects: a TED per reject.
+            acks = {a["kind"] for a in c.get(f"/v1/interchanges/{ids[name]}/acks").json()}
+            if rejected:
+                assert "824" in acks, name
+                advice = c.get(f"/v1/interchanges/{ids[name]}/acks/824").text
+                segments = [seg.strip() for seg in advice.split("~") if seg.strip()]
+                teds = [seg for seg in segments if seg.startswith("TED*")]
+                assert len(teds) == sum(len(v) for v in rejected.values()), name
+                (oti,) = [seg for seg in segments if seg.startswith("OTI*")]
+                everyone = not applied
+                assert oti.split("*")[1] == ("TR" if everyone else "TE"), oti
+                assert any(seg.startswith("ST*824*") for seg in segments)
+                outbound = gw.data_dir / "sftp" / "va" / "outbound"
+                deadline = time.monotonic() + 10
+                while not list(outbound.glob("*.824")) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert list(outbound.glob("*.824"))
+            else:
+                assert "824" not in acks, name
 
             # Another sender sees none of it.
             assert other.get(f"/v1/interchanges/{ids[name]}/members").status_code == 404
