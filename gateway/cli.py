@@ -151,6 +151,18 @@ def build_parser() -> argparse.ArgumentParser:
     rules.add_argument("--no-824", dest="send_824", action="store_false")
     rules.add_argument("--json", action="store_true")
     _add_setting_flags(rules, ("data_dir", "database_url"))
+    led = sub.add_parser("ledger", help="show the enrollment ledger")
+    lsub = led.add_subparsers(dest="ledger_command", required=True)
+    lm = lsub.add_parser("members", help="a partner's members and coverages")
+    lm.add_argument("--partner", required=True)
+    lm.add_argument("--show-names", action="store_true", help="print names (PHI)")
+    lm.add_argument("--json", action="store_true")
+    _add_setting_flags(lm, ("data_dir", "database_url"))
+    lh = lsub.add_parser("history", help="every event of one member, with its source")
+    lh.add_argument("--partner", required=True)
+    lh.add_argument("member", help="member key (REF*17, else the subscriber's REF*0F)")
+    lh.add_argument("--json", action="store_true")
+    _add_setting_flags(lh, ("data_dir", "database_url"))
     o = sub.add_parser("operator", help="manage dashboard operators")
     osub = o.add_subparsers(dest="operator_command", required=True)
     oadd = osub.add_parser("add", help="add an operator; the password is read from stdin")
@@ -317,6 +329,38 @@ def _partner_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ledger_command(args: argparse.Namespace) -> int:
+    from gateway.context import Gateway
+    from gateway.db import repositories as repo
+    from gateway.enrollment import report
+
+    settings = _settings(args)
+    gw = Gateway.open(settings)
+    try:
+        with gw.reads() as session:
+            partner = repo.partner_by_name(session, args.partner)
+            if partner is None:
+                sys.stderr.write(f"edi834 ledger: no partner named {args.partner!r}\n")
+                return 1
+            if args.ledger_command == "members":
+                rows = report.members_table(session, partner, show_names=args.show_names)
+                report.write_members(rows, as_json=args.json)
+            else:
+                events = report.history_table(session, partner, args.member)
+                if args.json:
+                    sys.stdout.write(json.dumps(events, indent=2) + "\n")
+                else:
+                    for e in events:
+                        sys.stdout.write(
+                            f"{e['at']}  {e['ins03']}/{e['ins04']:<3} {e['outcome']:<9} "
+                            f"ISA13 {e['isa13']} ST02 {e['st02']} INS at {e['position']}  "
+                            f"file {e['receipt']}\n"
+                        )
+    finally:
+        gw.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "validate":
@@ -351,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         return _partner_command(args)
     if args.command == "operator":
         return _operator_command(args)
+    if args.command == "ledger":
+        return _ledger_command(args)
     return 2  # pragma: no cover - argparse requires a command
 
 

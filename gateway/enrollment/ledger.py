@@ -632,7 +632,14 @@ def _apply_member(
     member.subscriber = event.subscriber
     member.relationship_code = event.relationship.code[:2]
     member.subscriber_number = (event.subscriber_number or member.subscriber_number or "")[:80]
-    member.policy_key = policy_key(event) or member.policy_key
+    explicit = next(
+        (c.group_or_policy_number for c in event.coverages if c.group_or_policy_number),
+        event.group_or_policy_number,
+    )
+    if explicit:  # a change without 2300 keeps the policy it has
+        member.policy_key = explicit[:120]
+    elif not member.policy_key:
+        member.policy_key = policy_key(event)
     if event.name is not None:
         member.last_name = event.name.last[:80]
         member.first_name = event.name.first[:80]

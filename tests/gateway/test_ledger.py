@@ -128,6 +128,7 @@ def test_lifecycle_add_change_term_reinstate(gw: Gateway, partner: int) -> None:
     moved = rosalind(maintenance="001", reason="25", street="9 NEW RD", coverages=[], categories={})
     feed(gw, partner, interchange([moved], control=2, bgn_date="20270102"))
     assert json.loads(members(gw)[SUB].residence)["line1"] == "9 NEW RD"
+    assert members(gw)[SUB].policy_key == "31200457"  # a change without 2300 keeps its policy
     with gw.reads() as s:  # the history keeps both addresses
         payloads = [
             json.loads(p)
