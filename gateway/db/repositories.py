@@ -330,6 +330,10 @@ def reprocess(session: Session, receipt_id: str, operator: str) -> Receipt | Non
     receipt.lease_owner = None
     receipt.lease_expires_at = None
     receipt.unusable_reason = None
+    if receipt.ledger_status == "failed":  # try the ledger again, from where it stopped;
+        receipt.ledger_status = None  # an applied file is never applied twice
+        receipt.ledger_attempts = 0
+        receipt.ledger_error = None
     for name in (
         "sets_received",
         "sets_accepted",
