@@ -920,7 +920,7 @@ def _add_824s(session: Session, receipt: Receipt) -> None:
                 errors=tuple(
                     BusinessError(
                         code=RULES[f.rule].ted01 if f.rule in RULES else "024",
-                        message=f"{f.rule}: {RULES[f.rule].title if f.rule in RULES else ''}",
+                        message=f.message,  # the sender's own data; cut to TED02's 60
                         segment_id=f.segment_id,
                         segment_position=f.segment_position,
                         element_position=f.element_position,
