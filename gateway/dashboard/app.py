@@ -1,13 +1,15 @@
 """The operators' reject dashboard: its own FastAPI app on its own listener (never the partner
 port). Server-rendered with Jinja2; operator sessions in the database; CSRF tokens on every form;
-member data masked unless an admin reveals it, and every reveal or raw download audited."""
+member data masked unless an admin reveals it, and every reveal or download of member data
+audited."""
 
 import csv
 import datetime as dt
 import hmac
 import io
+import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -16,16 +18,19 @@ from fastapi import Depends, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from gateway.context import Gateway
 from gateway.dashboard.chart import rejects_chart
-from gateway.dashboard.segments import mask_ack, mask_value, segment_contexts
+from gateway.dashboard.segments import MASK, mask_ack, mask_value, segment_contexts
 from gateway.db import reports
 from gateway.db import repositories as repo
 from gateway.db.base import utcnow
 from gateway.db.models import AuditEntry, Envelope, Operator, Receipt, Role, Status
 from gateway.db.session import unit_of_work
+from gateway.enrollment import queries
+from gateway.enrollment.rules import RULES, Severity
 from gateway.logging import get_logger
 from gateway.operators import LoginRefused, authenticate, close_session, find_session, open_session
 from validators.issues import meaning, remedy
@@ -36,6 +41,42 @@ COOKIE = "edi834_session"
 LOGIN_CSRF = "edi834_login_csrf"
 PAGE = 50
 CONTEXT_LIMIT = 200  # findings shown with their segment in context
+MEMBER_LIMIT = 200  # members shown on an interchange page
+ITEM_LIMIT = 500  # reconciliation items shown on an interchange page (the CSV has them all)
+SEVERITIES = (Severity.REJECT.value, Severity.WARN.value)
+BUSINESS_FILTERS = ("partner", "rule", "severity", "before")
+# X220A1 INS03 Maintenance Type Code.
+MAINTENANCE_TYPES = {
+    "001": "change",
+    "021": "addition",
+    "024": "cancellation or termination",
+    "025": "reinstatement",
+    "030": "audit or compare",
+}
+# How a core delivery failed, by the exception's type: never its message, which can quote a
+# URL or a path.
+_TRANSPORT_ERRORS = {
+    "ConnectError": "could not connect to the core system",
+    "ConnectTimeout": "the core system did not answer in time",
+    "ReadTimeout": "the core system did not answer in time",
+    "WriteTimeout": "the core system did not answer in time",
+    "PoolTimeout": "the core system did not answer in time",
+    "InvalidURL": "the core system's URL is not valid",
+    "UnsupportedProtocol": "the core system's URL is not valid",
+    "ReadError": "the connection to the core system failed",
+    "WriteError": "the connection to the core system failed",
+    "CloseError": "the connection to the core system failed",
+    "NetworkError": "the connection to the core system failed",
+    "RemoteProtocolError": "the connection to the core system failed",
+    "LocalProtocolError": "the connection to the core system failed",
+    "ProxyError": "the connection to the core system failed",
+    "OSError": "could not write the core export file",
+    "PermissionError": "could not write the core export file",
+    "FileNotFoundError": "could not write the core export file",
+    "NotADirectoryError": "could not write the core export file",
+    "IsADirectoryError": "could not write the core export file",
+}
+_EXCEPTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,80}")
 
 
 class NotLoggedIn(Exception):
@@ -86,13 +127,45 @@ def _age(moment: dt.datetime) -> str:
     return f"{seconds // 86400} days"
 
 
+def _masked(value: str | None, reveal: bool) -> str | None:
+    """Member data (a member key, a rule's message, a compared value) unless revealed."""
+    return value if reveal or not value else MASK
+
+
+def _error_kind(error: str | None) -> str:
+    """The exception's type from a stored error or traceback (its last line): what operators
+    see before a reveal, as the message itself may quote member data."""
+    lines = [line for line in (error or "").strip().splitlines() if line.strip()]
+    name = lines[-1].split(":", 1)[0].strip() if lines else ""
+    return name.rsplit(".", 1)[-1] if _EXCEPTION_NAME.fullmatch(name) else "an internal error"
+
+
+def _in_general_terms(error: str | None) -> str | None:
+    """A core delivery's last error (`Type: detail`) as a kind of failure."""
+    if not error:
+        return None
+    kind = _error_kind(error)
+    status = re.fullmatch(r"CoreRefused: HTTP (\d{3})", error.strip())
+    if status:
+        return f"the core system refused the event (HTTP {status.group(1)})"
+    return _TRANSPORT_ERRORS.get(kind, f"an internal error ({kind})")
+
+
 def create_dashboard(gw: Gateway) -> FastAPI:
     settings = gw.settings
     secure_cookie = settings.tls_cert is not None
     app = FastAPI(title="edi834 reject dashboard", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")
-    templates.env.globals.update(meaning=meaning, remedy=remedy, age=_age)
+    templates.env.globals.update(
+        meaning=meaning,
+        remedy=remedy,
+        age=_age,
+        rule_title=queries.rule_title,
+        rule_remedy=queries.rule_remedy,
+        maintenance_types=MAINTENANCE_TYPES,
+        mask=MASK,
+    )
 
     @app.middleware("http")
     async def _headers(request: Request, call_next: Any) -> Response:
@@ -249,6 +322,8 @@ def create_dashboard(gw: Gateway) -> FastAPI:
             per_day = reports.rejects_per_day(s, start, end)
             codes = reports.top_codes(s, start, end)
             waiting = reports.waiting_or_failed(s)
+            core = queries.core_backlog(s)
+            ledger = reports.ledger_backlog(s)
         totals = reports.PartnerCounts(partner="All partners")
         for c in counts:
             for name in vars(totals):
@@ -263,6 +338,10 @@ def create_dashboard(gw: Gateway) -> FastAPI:
             chart=rejects_chart(per_day, start.date(), (end - dt.timedelta(days=1)).date()),
             codes=codes,
             waiting=waiting,
+            core=core,
+            core_error=_in_general_terms(core.last_error),
+            core_configured=bool(settings.core_url) or settings.core_export_dir is not None,
+            ledger=ledger,
             since=start.date().isoformat(),
             until=(end - dt.timedelta(days=1)).date().isoformat(),
         )
@@ -414,7 +493,132 @@ def create_dashboard(gw: Gateway) -> FastAPI:
             headers={"Content-Disposition": 'attachment; filename="edi834-rejects.csv"'},
         )
 
+    # --- business rejects (the ledger's rules) ----------------------------------------------
+
+    def _business(
+        request: Request, viewer: Viewer, params: Mapping[str, Any], reveal: bool
+    ) -> Response:
+        q = {
+            k: str(params[k]).strip()
+            for k in BUSINESS_FILTERS
+            if k in params and str(params[k]).strip()
+        }
+        if q.get("severity") not in SEVERITIES:
+            q.pop("severity", None)
+        before = q.get("before", "")
+        if not (before.isdigit() and len(before) <= 12):
+            q.pop("before", None)
+        with gw.reads() as s:
+            partner_id = None
+            if "partner" in q:
+                # An unknown partner matches nothing (not everything).
+                partner_id = reports.partner_id(s, q["partner"]) or -1
+            found = queries.business_findings(
+                s,
+                partner_id=partner_id,
+                rule=q.get("rule"),
+                severity=q.get("severity"),
+                before_id=int(q["before"]) if "before" in q else None,
+                limit=PAGE + 1,
+            )
+            since = utcnow() - dt.timedelta(days=7)
+            counts = queries.rule_counts(s, since=since)
+            partners = reports.partner_names(s)
+        shown = found[:PAGE]
+        if reveal:
+            _audit_many(
+                viewer.username,
+                "reveal_member_data",
+                sorted({b.receipt_id for b in shown}),
+                "member data shown on the business rejects list",
+            )
+        rows = [
+            {
+                "b": b,
+                "f": b.finding,
+                "member_key": _masked(b.member_key, reveal),
+                "message": _masked(b.finding.message, reveal),
+            }
+            for b in shown
+        ]
+        filters = {k: v for k, v in q.items() if k != "before"}
+        summary = sorted(
+            (
+                (rule, severity, n, RULES[rule].snip if rule in RULES else None)
+                for (rule, severity), n in counts.items()
+            ),
+            key=lambda c: (-c[2], c[0], c[1]),
+        )
+        return render(
+            request,
+            "business.html",
+            viewer,
+            rows=rows,
+            q=q,
+            filters=filters,
+            partners=partners,
+            rules=sorted(RULES.values(), key=lambda r: (r.snip, r.name)),
+            severities=SEVERITIES,
+            summary=summary,
+            since=since,
+            reveal=reveal,
+            older_url=(
+                "/dashboard/business?" + urlencode({**filters, "before": shown[-1].finding.id})
+                if len(found) > PAGE
+                else None
+            ),
+            newest_url="/dashboard/business?" + urlencode(filters) if "before" in q else None,
+            filter_url=lambda **more: "/dashboard/business?" + urlencode(more),
+        )
+
+    @app.get("/dashboard/business", response_class=HTMLResponse)
+    def business(request: Request, viewer: ViewerDep) -> Response:
+        return _business(request, viewer, request.query_params, reveal=False)
+
+    @app.post("/dashboard/business/reveal", response_class=HTMLResponse)
+    async def business_reveal(request: Request, viewer: CsrfDep) -> Response:
+        if not viewer.is_admin:
+            raise Forbidden
+        form = await request.form()  # already read (and cached) by the CSRF check
+        response = await run_in_threadpool(_business, request, viewer, form, True)
+        return response
+
     # --- one interchange ---------------------------------------------------------------------
+
+    def _ledger(s: Session, r: Receipt, reveal: bool) -> dict[str, Any]:
+        """The ledger stage of one file: its members and their business findings, and the
+        reconciliation of an audit file; member data masked unless revealed."""
+        counts = queries.outcome_counts(s, r.id)
+        members = [
+            {
+                "e": m.event,
+                "member_key": _masked(m.event.member_key, reveal),
+                "findings": [
+                    {"f": f, "message": _masked(f.message, reveal)} for f in m.findings
+                ],
+            }
+            for m in queries.member_results(s, r.id, limit=MEMBER_LIMIT)
+        ]
+        rec = queries.reconciliation_of(s, r.id)
+        items = list(queries.reconciliation_items(s, rec.id, limit=ITEM_LIMIT + 1)) if rec else []
+        return {
+            "counts": counts,
+            "total": sum(counts.values()),
+            "members": members,
+            "rec": rec,
+            "items": [
+                {
+                    "i": i,
+                    "member_key": _masked(i.member_key, reveal),
+                    "file_value": _masked(i.file_value, reveal),
+                    "ledger_value": _masked(i.ledger_value, reveal),
+                }
+                for i in items[:ITEM_LIMIT]
+            ],
+            "more_items": len(items) > ITEM_LIMIT,
+            "error_kind": _error_kind(r.ledger_error) if r.ledger_error else None,
+            "has_member_data": bool(members or items or r.ledger_error),
+        }
 
     def _detail(request: Request, viewer: Viewer, receipt_id: str, reveal: bool) -> Response:
         with gw.reads() as s:
@@ -435,6 +639,7 @@ def create_dashboard(gw: Gateway) -> FastAPI:
             acks = list(repo.all_acks_of(s, r.id))
             history = list(repo.history_of(s, r.id))
             partner = r.partner.name
+            ledger = _ledger(s, r, reveal)
         targets: dict[tuple[int, int, int, int], int | None] = {}
         keys: list[tuple[int, int, int, int] | None] = []
         for f in findings:
@@ -495,6 +700,7 @@ def create_dashboard(gw: Gateway) -> FastAPI:
             total_findings=total_findings,
             acks=ack_views,
             history=history,
+            ledger=ledger,
             reveal=reveal,
             can_reprocess=r.status in (Status.PROCESSED, Status.FAILED),
         )
@@ -509,6 +715,15 @@ def create_dashboard(gw: Gateway) -> FastAPI:
                 AuditEntry(operator=operator, action=action, receipt_id=receipt_id, detail=detail)
             )
         log.info("audited", operator=operator, action=action, receipt_id=receipt_id)
+
+    def _audit_many(operator: str, action: str, receipt_ids: list[str], detail: str) -> None:
+        """One entry per file, in one transaction: who saw which file's member data."""
+        with unit_of_work(gw.sessions) as s:
+            s.add_all(
+                AuditEntry(operator=operator, action=action, receipt_id=rid, detail=detail)
+                for rid in receipt_ids
+            )
+        log.info("audited", operator=operator, action=action, receipts=len(receipt_ids))
 
     @app.post("/dashboard/interchanges/{receipt_id}/reveal", response_class=HTMLResponse)
     async def reveal(request: Request, receipt_id: str, viewer: CsrfDep) -> Response:
@@ -541,6 +756,27 @@ def create_dashboard(gw: Gateway) -> FastAPI:
         return StreamingResponse(
             chunks(),
             media_type="application/edi-x12",
+            headers={"Content-Disposition": f'attachment; filename="{_safe_name(name)}"'},
+        )
+
+    @app.get("/dashboard/interchanges/{receipt_id}/reconciliation.csv")
+    def reconciliation_csv(receipt_id: str, viewer: AdminDep) -> Response:
+        with gw.reads() as s:
+            rec = queries.reconciliation_of(s, receipt_id)
+            if rec is None:
+                return HTMLResponse("This interchange has no reconciliation report.", 404)
+            rec_id = rec.id
+        name = f"reconciliation-{receipt_id}.csv"
+        # Member keys and the compared values are member data: audited, like a raw download.
+        _audit(viewer.username, "download_reconciliation", receipt_id, name)
+
+        def chunks() -> Iterator[str]:
+            with gw.reads() as s:
+                yield from queries.reconciliation_csv(s, rec_id)
+
+        return StreamingResponse(
+            chunks(),
+            media_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="{_safe_name(name)}"'},
         )
 

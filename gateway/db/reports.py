@@ -16,6 +16,7 @@ from gateway.db.models import (
     Envelope,
     Finding,
     Group,
+    LedgerStatus,
     Partner,
     Receipt,
     Status,
@@ -268,6 +269,40 @@ def envelope_ids_for(session: Session, receipt_ids: Sequence[str]) -> dict[str, 
 
 def partner_names(session: Session) -> list[str]:
     return list(session.scalars(select(Partner.name).order_by(Partner.name)))
+
+
+def partner_id(session: Session, name: str) -> int | None:
+    return session.scalar(select(Partner.id).where(Partner.name == name))
+
+
+@dataclass(frozen=True)
+class LedgerBacklog:
+    pending: int  # validated files waiting for the ledger
+    oldest: dt.datetime | None  # when the longest-waiting of them was acknowledged (999)
+    failed: int  # parked: applying them kept failing
+    recent_failures: Sequence[tuple[Receipt, str]]  # the newest of those, with the partner
+
+
+def ledger_backlog(session: Session, limit: int = 20) -> LedgerBacklog:
+    pending, oldest = session.execute(
+        select(func.count(), func.min(Receipt.processed_at)).where(
+            Receipt.ledger_status == LedgerStatus.PENDING
+        )
+    ).one()
+    failed = session.scalar(
+        select(func.count())
+        .select_from(Receipt)
+        .where(Receipt.ledger_status == LedgerStatus.FAILED)
+    )
+    recent = session.execute(
+        _base()
+        .where(Receipt.ledger_status == LedgerStatus.FAILED)
+        .order_by(Receipt.received_at.desc(), Receipt.id.desc())
+        .limit(limit)
+    ).all()
+    if isinstance(oldest, dt.datetime) and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=dt.UTC)  # an aggregate may skip the column's type
+    return LedgerBacklog(int(pending or 0), oldest, int(failed or 0), recent)
 
 
 def audit_entries(session: Session, *, offset: int = 0, limit: int = 100) -> Sequence[AuditEntry]:

@@ -984,6 +984,19 @@ def release_ledger(
         )
 
 
+def leased_ledger_work(session: Session) -> list[Receipt]:
+    """Receipts some worker is applying to the ledger (or was, when it died)."""
+    return list(
+        session.scalars(
+            select(Receipt).where(
+                Receipt.status == Status.PROCESSED,
+                Receipt.ledger_status == LedgerStatus.PENDING,
+                Receipt.lease_owner.is_not(None),
+            )
+        )
+    )
+
+
 def ledger_backlog(session: Session) -> int:
     return int(
         session.scalar(

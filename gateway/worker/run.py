@@ -54,7 +54,12 @@ def recover_orphans(gw: Gateway) -> int:
         for receipt in stuck:
             receipt.lease_expires_at = utcnow()
             repo.add_event(session, receipt.id, "recovered", "previous process ended mid-file")
-        return len(stuck)
+        applying = ledger.leased_ledger_work(session)
+        for receipt in applying:  # resumes after its last committed chunk
+            receipt.lease_owner = None
+            receipt.lease_expires_at = None
+            repo.add_event(session, receipt.id, "recovered", "previous process ended mid-ledger")
+        return len(stuck) + len(applying)
 
     return run_in_transaction(gw.sessions, txn)
 

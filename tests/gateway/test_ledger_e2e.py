@@ -7,11 +7,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import httpx
 import pytest
 
+from tests.benchmarks.generate_834 import write_834
 from tests.conftest import SAMPLES
 from tests.gateway.harness import GatewayProcess, submit, wait_final
 
@@ -134,3 +139,59 @@ def test_the_scenario_series_gives_exactly_the_expected_outcomes(running) -> Non
         assert sorted((r["kind"], r["member_key"]) for r in rows) == sorted(key(w) for w in want)
         assert other.get(f"/v1/interchanges/{audit}/reconciliation").status_code == 404
         assert other.get(f"/v1/interchanges/{audit}/reconciliation.csv").status_code == 404
+
+
+class _Core(BaseHTTPRequestHandler):
+    """The insurer's core system: records every Idempotency-Key it is sent."""
+
+    seen: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        assert json.loads(body)["idempotency_key"] == self.headers["Idempotency-Key"]
+        self.seen.append(self.headers["Idempotency-Key"])
+        self.send_response(201)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_killed_mid_ledger_and_mid_delivery_loses_nothing_and_applies_nothing_twice(
+    tmp_path,
+) -> None:
+    core = ThreadingHTTPServer(("127.0.0.1", 0), _Core)
+    threading.Thread(target=core.serve_forever, daemon=True).start()
+    _Core.seen.clear()
+    members = 1200  # more than two ledger chunks
+    big = tmp_path / "big.834"
+    with open(big, "wb") as f:
+        write_834(f, members, seed=7)
+    gw = GatewayProcess(
+        data_dir=tmp_path / "var",
+        extra_env={"EDI834_CORE_URL": f"http://127.0.0.1:{core.server_port}/events"},
+    )
+    key = gw.add_partner("va", "VA0FFM")
+    try:
+        gw.start(crashpoints=("ledger_chunk",))  # SIGKILL right after the first chunk commits
+        with gw.client(key) as c:
+            receipt_id = submit(c, big.read_bytes(), "big.834").json()["id"]
+        gw.wait_exit(timeout=120)
+        gw.start(crashpoints=("core_sent",), wait=False)  # dies after its first delivery
+        gw.wait_exit(timeout=120)
+        gw.start()
+        with gw.client(key) as c:
+            detail = wait_ledger(c, receipt_id, timeout=120)
+            assert detail["members_applied"] == members
+            page = c.get(f"/v1/interchanges/{receipt_id}/members", params={"limit": 1}).json()
+            assert page["counts"] == {"applied": members}  # each member recorded exactly once
+        deadline = time.monotonic() + 60
+        while len(set(_Core.seen)) < members and time.monotonic() < deadline:
+            time.sleep(0.2)
+        counts = Counter(_Core.seen)
+        assert len(counts) == members  # every applied event reached the core system...
+        assert sum(counts.values()) - members <= 1  # ...re-sent at most once, after the kill
+    finally:
+        gw.kill()
+        core.shutdown()
