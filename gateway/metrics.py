@@ -28,3 +28,11 @@ CORE_LAG = Gauge(
 CORE_FAILURES = Counter(
     "edi834_core_delivery_failures_total", "Core delivery rounds that stopped on a failure"
 )
+
+# The enrollment ledger (issue 5): files waiting / parked, read from the database at scrape time.
+LEDGER_FILES = Gauge("edi834_ledger_files", "Files in the ledger stage, by status", ["status"])
+BUSINESS_FINDINGS = Counter(
+    "edi834_business_findings_total",
+    "Business-rule findings, by rule and severity",
+    ["rule", "severity"],
+)

@@ -589,12 +589,21 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
     @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
     def metrics() -> Response:
         """Prometheus metrics (queue depth is read from the database)."""
-        from gateway.metrics import queue_gauge
+        from gateway.metrics import CORE_LAG, CORE_PENDING, LEDGER_FILES, queue_gauge
 
         try:
             with gw.reads() as session:
                 for status, n in repo.queue_depth(session).items():
                     queue_gauge.labels(status=status).set(n)
+                for status, n in queries.ledger_files(session).items():
+                    LEDGER_FILES.labels(status=status).set(n)
+                backlog = queries.core_backlog(session)
+                CORE_PENDING.set(backlog.pending)
+                CORE_LAG.set(
+                    (dt.datetime.now(dt.UTC) - backlog.oldest).total_seconds()
+                    if backlog.oldest
+                    else 0
+                )
         except Exception:
             log.warning("metrics_queue_depth_unavailable")
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

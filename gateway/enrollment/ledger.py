@@ -66,6 +66,7 @@ from gateway.enrollment.rules import (
     set_rules,
 )
 from gateway.faults import crashpoint
+from gateway.metrics import BUSINESS_FINDINGS
 from parsers.envelope import read_events
 from parsers.events import GroupStart, InterchangeStart, Segment, TransactionSetStart
 from validators.ack824 import BusinessError, SetAdvice, build_824
@@ -504,6 +505,8 @@ class _Chunk:
                 outbox.append(self._delivery(event_id, event, row, hits))
         if findings:
             self.session.execute(insert(BusinessFinding), findings)
+            for f in findings:
+                BUSINESS_FINDINGS.labels(rule=f["rule"], severity=f["severity"]).inc()
         if outbox:
             self.session.execute(insert(CoreDelivery), outbox)
         for event, key in audits:

@@ -213,6 +213,18 @@ def core_backlog(session: Session) -> Backlog:
     return Backlog(int(pending or 0), oldest, int(failing or 0), last_error)
 
 
+def ledger_files(session: Session) -> dict[str, int]:
+    """Files in the ledger stage by status (pending, failed), zeros included."""
+    counts = dict.fromkeys(("pending", "failed"), 0)
+    for status, n in session.execute(
+        select(Receipt.ledger_status, func.count())
+        .where(Receipt.ledger_status.in_(tuple(counts)))
+        .group_by(Receipt.ledger_status)
+    ).all():
+        counts[str(status)] = int(n)
+    return counts
+
+
 def member_history(
     session: Session, partner_id: int, member_key: str, limit: int = 200
 ) -> tuple[LedgerMember | None, Sequence[MemberEventRow]]:

@@ -140,6 +140,12 @@ def test_the_scenario_series_gives_exactly_the_expected_outcomes(running) -> Non
         assert other.get(f"/v1/interchanges/{audit}/reconciliation").status_code == 404
         assert other.get(f"/v1/interchanges/{audit}/reconciliation.csv").status_code == 404
 
+        metrics = c.get("/metrics").text
+        duplicate = 'edi834_business_findings_total{rule="duplicate-add",severity="reject"} 1.0'
+        assert duplicate in metrics
+        assert 'edi834_ledger_files{status="pending"} 0.0' in metrics
+        assert "edi834_core_pending_events 7.0" in metrics  # no core system configured: waiting
+
 
 class _Core(BaseHTTPRequestHandler):
     """The insurer's core system: records every Idempotency-Key it is sent."""
