@@ -1,0 +1,191 @@
+"""The business rules and the ledger's pure helpers, without a database: keys, sender order,
+audit comparison, rule configuration, and arbitrary member data never making a rule raise."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.db.models import LedgerCoverage, LedgerMember
+from gateway.enrollment.extract import extract_members
+from gateway.enrollment.ledger import compare, is_audit, member_key, order_key, policy_key
+from gateway.enrollment.rules import (
+    RULES,
+    LedgerView,
+    MemberFacts,
+    RuleConfig,
+    Severity,
+    family_premium,
+    member_rules,
+    set_rules,
+)
+from tests.gateway.x834 import Cov, Member, dependent, interchange
+
+NO_FACTS = MemberFacts(
+    ledger=None, subscriber_present=True, seen_in_file=False, family_premium=None
+)
+DEFAULTS = RuleConfig(severities={})
+
+
+def events(members: list[Member], **kw: object):
+    return list(extract_members([interchange(members, control=9, **kw)]))  # type: ignore[arg-type]
+
+
+def subscriber(**kw: object) -> Member:
+    base: dict[str, object] = {
+        "subscriber_id": "0001",
+        "member_id": "0001",
+        "last": "ROE",
+        "first": "ANA",
+        "ssn": "512849301",
+    }
+    base.update(kw)
+    return Member(**base)  # type: ignore[arg-type]
+
+
+def test_keys() -> None:
+    sub, dep = events(
+        [subscriber(), dependent("0001", "0002", "KIM", "512849302", coverages=[Cov(policy="")])]
+    )
+    assert member_key(sub) == "0001" and member_key(dep) == "0002"
+    assert policy_key(sub) == "31200457"
+    assert policy_key(dep) == "0001"  # no REF*1L anywhere: the subscriber's REF*0F
+
+
+def test_order_key_puts_ar_then_rt_then_daily_then_bgn_date_then_isa13() -> None:
+    early = interchange([subscriber()], control=5, bgn_date="20270101")
+    late = interchange([subscriber()], control=4, bgn_date="20270102")
+    assert order_key("x.834", [early]) < order_key("x.834", [late])
+    assert order_key("VA0.RT.D270109.834", [late]) < order_key("x.834", [early])
+    assert order_key("VA0.AR.D270109.834", [late]) < order_key("VA0.RT.D270101.834", [early])
+    assert order_key("PARTRIDGE.834", [early]) == order_key("x.834", [early])  # not a token
+    assert order_key("x.834", [b"garbage"]) > order_key("x.834", [late])  # sorts last, no raise
+
+
+def test_set_rules_count_members() -> None:
+    (event,) = events([subscriber()], qty={"TO": 2})
+    hits = set_rules(event.header, subscribers=1, dependents=0)
+    assert [(h.rule, h.segment_id) for h in hits] == [("qty-totals", "QTY")]
+    assert hits[0].segment_position == event.header.quantity_positions["TO"]
+    assert set_rules(event.header, subscribers=2, dependents=0)[0].message.startswith("QTY*ET")
+
+
+def test_each_rule_is_named_with_a_snip_type_reason_and_remedy() -> None:
+    for name, rule in RULES.items():
+        assert rule.name == name and rule.snip in (3, 4, 6, 7)
+        assert rule.title and rule.remedy and rule.ted01.isalnum()
+
+
+def test_config_parses_and_refuses_unknown_rules() -> None:
+    config = RuleConfig.parse('{"duplicate-add": "warn"}', "A\nB, C")
+    assert config.severity("duplicate-add") is Severity.WARN
+    assert config.severity("unknown-member") is Severity.REJECT
+    assert config.plan_ids == frozenset({"A", "B", "C"})
+    with pytest.raises(ValueError, match="unknown rule"):
+        RuleConfig.parse('{"no-such-rule": "warn"}', "")
+    with pytest.raises(ValueError, match="sometimes"):
+        RuleConfig.parse('{"duplicate-add": "sometimes"}', "")
+
+
+def test_unknown_policy_on_a_known_member() -> None:
+    (event,) = events([subscriber(maintenance="001", reason="25", coverages=[Cov(policy="999")])])
+    known = MemberFacts(
+        ledger=LedgerView(active=True, policy_numbers=frozenset({"31200457"})),
+        subscriber_present=True,
+        seen_in_file=False,
+        family_premium=None,
+    )
+    hits = member_rules(event, known, DEFAULTS)
+    assert [h.rule for h in hits] == ["unknown-member"] and "policy 999" in hits[0].message
+
+
+def test_family_premium_sums_what_is_sent() -> None:
+    fam = events(
+        [
+            subscriber(categories={"PRE AMT 1": ("9X", "10.10")}),
+            dependent("0001", "0002", "KIM", "512849302", categories={"PRE AMT 1": ("9X", "0.2")}),
+            dependent("0001", "0003", "LEE", "512849303"),
+        ]
+    )
+    assert family_premium(fam) == Decimal("10.30")
+    assert family_premium(fam[2:]) is None
+
+
+def test_compare_reports_each_field_once() -> None:
+    (event,) = events(
+        [
+            subscriber(
+                maintenance="030",
+                relationship="18",
+                coverages=[Cov(maintenance="030", begin="20270301", plan="OTHERPLAN0000001")],
+                categories={"PRE AMT 1": ("9X", "300"), "APTC AMT": ("9V", "100.00")},
+            )
+        ]
+    )
+    assert is_audit(event)
+    member = LedgerMember(relationship_code="18", status="active")
+    member.coverages = [
+        LedgerCoverage(
+            insurance_line="HLT",
+            plan_id="48213VA004000701",
+            benefit_begin=dt.date(2027, 1, 1),
+            benefit_end=dt.date(2027, 12, 31),
+            status="active",
+            premium="300.00",
+            aptc="90.00",
+        )
+    ]
+    assert compare(event, member) == [
+        ("HLT plan", "OTHERPLAN0000001", "48213VA004000701"),
+        ("HLT benefit_begin", "2027-03-01", "2027-01-01"),
+        ("HLT aptc", "100.00", "90.00"),
+    ]
+
+
+TEXT = st.text(alphabet=st.characters(blacklist_characters="*~:^\r\n"), max_size=12)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    ssn=TEXT,
+    zip_code=TEXT,
+    phone=TEXT,
+    begin=TEXT,
+    end=TEXT,
+    amounts=st.lists(TEXT, min_size=4, max_size=4),
+    maintenance=st.sampled_from(["001", "021", "024", "025", "030", "X", ""]),
+    relationship=st.sampled_from(["18", "01", "19", "", "ZZ"]),
+    facts=st.builds(
+        MemberFacts,
+        ledger=st.none()
+        | st.builds(LedgerView, active=st.booleans(), policy_numbers=st.just(frozenset({"1"}))),
+        subscriber_present=st.booleans(),
+        seen_in_file=st.booleans(),
+        family_premium=st.none() | st.decimals(allow_nan=False, allow_infinity=False, places=2),
+    ),
+)
+def test_arbitrary_member_data_never_makes_a_rule_raise(
+    ssn, zip_code, phone, begin, end, amounts, maintenance, relationship, facts
+) -> None:
+    member = subscriber(
+        ssn=ssn,
+        zip=zip_code,
+        phone=phone,
+        maintenance=maintenance,
+        relationship=relationship,
+        coverages=[Cov(maintenance=maintenance, begin=begin or None, end=end or None)],
+        categories={
+            name: ("9X", value or "0")
+            for name, value in zip(
+                ("APTC AMT", "PRE AMT 1", "PRE AMT TOT", "TOT RES AMT"), amounts, strict=True
+            )
+        },
+    )
+    for event in events([member]):
+        hits = member_rules(event, facts, RuleConfig(severities={}, plan_ids=frozenset({"P"})))
+        assert all(h.rule in RULES and h.message for h in hits)
+        assert member_key(event) == "0001" and isinstance(policy_key(event), str)
