@@ -38,6 +38,7 @@ SETTING_FLAGS = (
     ("--tls-key", "tls_key", Path),
     ("--dashboard-host", "dashboard_host", str),
     ("--dashboard-port", "dashboard_port", int),
+    ("--health-port", "health_port", int),
 )
 
 
@@ -82,8 +83,26 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--now", type=_timestamp, help="timestamp for the acks (ISO 8601)")
     v.add_argument("--max-segment-bytes", type=int, default=65_536)
 
-    s = sub.add_parser("serve", help="run the HTTP API, the SFTP server and the worker")
+    s = sub.add_parser(
+        "serve", help="run everything in one process: API, dashboard, SFTP server and worker"
+    )
     _add_setting_flags(s)
+    for role, text in (
+        ("api", "run the HTTP API (and the dashboard unless EDI834_DASHBOARD_ENABLED=false)"),
+        ("sftp", "run the SFTP server"),
+        ("worker", "run the processing worker: validation, acks, ledger, deliveries"),
+    ):
+        r = sub.add_parser(role, help=text)
+        _add_setting_flags(r)
+        r.add_argument(
+            "--migrate",
+            action="store_true",
+            help="apply migrations first (default: wait, not ready, until `edi834 db upgrade`)",
+        )
+        if role == "worker":
+            r.add_argument(
+                "--concurrency", type=int, default=1, help="files validated at once (threads)"
+            )
 
     db = sub.add_parser("db", help="database maintenance")
     dbsub = db.add_subparsers(dest="db_command", required=True)
@@ -383,6 +402,16 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.serve import serve
 
         return serve(_settings(args))
+    if args.command in ("api", "sftp", "worker"):
+        from gateway.serve import serve
+
+        roles = frozenset({"api", "dashboard"} if args.command == "api" else {args.command})
+        return serve(
+            _settings(args),
+            roles,
+            concurrency=getattr(args, "concurrency", 1),
+            migrate=args.migrate,
+        )
     if args.command == "db":
         from gateway.db.migrate import upgrade
 

@@ -1,4 +1,6 @@
-"""`edi834 serve`: the HTTP API, the SFTP server and the worker in one process."""
+"""`edi834 serve`: the HTTP API, the dashboard, the SFTP server and the worker in one process;
+`edi834 api | sftp | worker`: one role each, any number of them against one PostgreSQL and one
+shared data directory (issue 6)."""
 
 from __future__ import annotations
 
@@ -48,50 +50,92 @@ def banner(settings: Settings) -> str:
     )
 
 
-async def run_server(settings: Settings) -> None:
+ALL_ROLES = frozenset({"api", "dashboard", "sftp", "worker"})
+
+
+def _uvicorn(settings: Settings, app: object, host: str, port: int) -> _Server:
+    return _Server(
+        uvicorn.Config(
+            app,  # type: ignore[arg-type]
+            host=host,
+            port=port,
+            ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
+            ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
+            log_config=None,
+            lifespan="off",
+            timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        )
+    )
+
+
+async def _wait_for_schema(gw: Gateway, stop: asyncio.Event) -> bool:
+    """A role started before `edi834 db upgrade` finished waits (not ready) instead of failing."""
+    from gateway.db.migrate import pending
+
+    announced = False
+    while not stop.is_set():
+        try:
+            if not await asyncio.to_thread(pending, gw.engine):
+                return True
+        except Exception:
+            log.warning("database_unreachable")
+        if not announced:
+            log.info("waiting_for_migrations")
+            announced = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 2.0)
+    return False
+
+
+async def run_server(
+    settings: Settings,
+    roles: frozenset[str] = ALL_ROLES,
+    *,
+    concurrency: int = 1,
+    migrate: bool = True,
+) -> None:
+    """Run the given roles until SIGTERM/SIGINT. `serve` runs them all and migrates; a single
+    role migrates only with --migrate (in production one job runs `edi834 db upgrade`)."""
     gw = Gateway.open(settings)
-    await asyncio.to_thread(upgrade, settings.sqlalchemy_url)
-    if gw.engine.dialect.name == "sqlite":
+    stop_event = asyncio.Event()
+    if migrate:
+        await asyncio.to_thread(upgrade, settings.sqlalchemy_url)
+    single_process = roles == ALL_ROLES
+    if single_process and gw.engine.dialect.name == "sqlite":
         recovered = await asyncio.to_thread(recover_orphans, gw)
         if recovered:
             log.info("orphans_recovered", count=recovered)
     gw.blobs.clean_tmp()
-    worker = Worker(gw)
-    if settings.worker_enabled:
-        worker.start()
-    app = create_app(gw, on_receipt=worker.wake)
-    config = uvicorn.Config(
-        app,
-        host=settings.http_host,
-        port=settings.http_port,
-        ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
-        ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
-        log_config=None,
-        lifespan="off",
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
-    )
-    server = _Server(config)
-    servers = [server]
-    gw.extra["wake"] = worker.wake
-    if settings.dashboard_enabled:
+    worker = Worker(gw, concurrency=concurrency) if "worker" in roles else None
+    wake = worker.wake if worker is not None else None
+    servers: list[_Server] = []
+    if "api" in roles:
+        servers.append(
+            _uvicorn(
+                settings,
+                create_app(gw, on_receipt=wake),
+                settings.http_host,
+                settings.http_port,
+            )
+        )
+    elif settings.health_port:  # probes and /metrics for a role without the API
+        from gateway.api.app import create_health_app
+
+        servers.append(
+            _uvicorn(settings, create_health_app(gw), settings.http_host, settings.health_port)
+        )
+    if wake is not None:
+        gw.extra["wake"] = wake
+    if "dashboard" in roles and settings.dashboard_enabled:
         from gateway.dashboard.app import create_dashboard
 
         servers.append(
-            _Server(
-                uvicorn.Config(
-                    create_dashboard(gw),
-                    host=settings.dashboard_host,
-                    port=settings.dashboard_port,
-                    ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
-                    ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
-                    log_config=None,
-                    lifespan="off",
-                    timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
-                )
+            _uvicorn(
+                settings, create_dashboard(gw), settings.dashboard_host, settings.dashboard_port
             )
         )
     acceptor = None
-    if settings.sftp_enabled:
+    if "sftp" in roles and settings.sftp_enabled:
         from gateway.intake.sftp import start_sftp_server
 
         acceptor = await start_sftp_server(
@@ -99,37 +143,55 @@ async def run_server(settings: Settings) -> None:
             port=settings.sftp_port,
             root=settings.sftp_root,
             host_key_path=settings.host_key_path,
-            hooks=GatewaySftpHooks(gw, on_receipt=worker.wake),
+            hooks=GatewaySftpHooks(gw, on_receipt=wake),
         )
     loop = asyncio.get_running_loop()
 
     def stop(signum: int) -> None:
         log.info("shutdown_requested", signal=signal.Signals(signum).name)
+        stop_event.set()
         for srv in servers:
             srv.should_exit = True
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop, sig)
-    sys.stdout.write(banner(settings))
-    sys.stdout.flush()
+    if single_process:
+        sys.stdout.write(banner(settings))
+        sys.stdout.flush()
     log.info(
         "listening",
-        http=f"{settings.http_host}:{settings.http_port}",
-        sftp=f"{settings.sftp_host}:{settings.sftp_port}",
+        roles=",".join(sorted(roles)),
+        http=f"{settings.http_host}:{settings.http_port}" if "api" in roles else None,
+        sftp=f"{settings.sftp_host}:{settings.sftp_port}" if acceptor is not None else None,
     )
+
+    async def run_worker() -> None:
+        if worker is None:
+            return
+        if await _wait_for_schema(gw, stop_event):
+            worker.start()
+            log.info("worker_started", worker_id=worker.worker_id, concurrency=concurrency)
+
     try:
-        await asyncio.gather(*(srv.serve() for srv in servers))
+        await asyncio.gather(*(srv.serve() for srv in servers), run_worker(), stop_event.wait())
     finally:
         if acceptor is not None:
             acceptor.close()
             with contextlib.suppress(Exception):
                 await acceptor.wait_closed()
-        await asyncio.to_thread(worker.stop, settings.shutdown_grace_seconds)
+        if worker is not None:
+            await asyncio.to_thread(worker.stop, settings.shutdown_grace_seconds)
         gw.close()
         log.info("stopped")
 
 
-def serve(settings: Settings) -> int:
+def serve(
+    settings: Settings,
+    roles: frozenset[str] = ALL_ROLES,
+    *,
+    concurrency: int = 1,
+    migrate: bool = True,
+) -> int:
     configure_logging(settings.log_level)
-    asyncio.run(run_server(settings))
+    asyncio.run(run_server(settings, roles, concurrency=concurrency, migrate=migrate))
     return 0

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = 600  # files per partner per minute over HTTP
     max_segment_bytes: int = 65_536
 
+    # `edi834 sftp` / `edi834 worker`: /healthz, /readyz and /metrics on this port (0 = none).
+    health_port: int = 0
+
     dashboard_enabled: bool = True
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8835

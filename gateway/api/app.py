@@ -569,6 +569,13 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
 
     # --- operations --------------------------------------------------------------------------
 
+    add_health_routes(app, gw)
+    return app
+
+
+def add_health_routes(app: FastAPI, gw: Gateway) -> None:
+    """/healthz, /readyz and /metrics: on the API, and alone for the sftp and worker roles."""
+
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
         """The process is up."""
@@ -588,7 +595,8 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
 
     @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
     def metrics() -> Response:
-        """Prometheus metrics (queue depth is read from the database)."""
+        """Prometheus metrics; queue depth, ledger and core backlog are read from the database
+        (so any one process reports the whole system's queue: scale workers on it)."""
         from gateway.metrics import CORE_LAG, CORE_PENDING, LEDGER_FILES, queue_gauge
 
         try:
@@ -608,6 +616,11 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
             log.warning("metrics_queue_depth_unavailable")
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+
+def create_health_app(gw: Gateway) -> FastAPI:
+    """Probes and metrics only, for `edi834 sftp` and `edi834 worker` (EDI834_HEALTH_PORT)."""
+    app = FastAPI(title="edi834 health", docs_url=None, redoc_url=None, openapi_url=None)
+    add_health_routes(app, gw)
     return app
 
 
