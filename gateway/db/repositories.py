@@ -7,7 +7,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import Select, and_, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -265,9 +265,19 @@ def is_isa13_used(
 
 
 def take_control_numbers(session: Session, count: int) -> list[int]:
-    """`count` consecutive control numbers, wrapping after 999999999, under the row's lock."""
+    """`count` control numbers, wrapping after 999999999. PostgreSQL: from a sequence, unique
+    across any number of processes without a lock (consecutive unless two callers interleave);
+    SQLite: consecutive, under the counter row's lock (one writer at a time anyway)."""
     if count == 0:
         return []
+    if session.get_bind().dialect.name == "postgresql":
+        return [
+            int(n)
+            for n in session.scalars(
+                text("SELECT nextval('edi834_control_numbers') FROM generate_series(1, :n)"),
+                {"n": count},
+            )
+        ]
     row = session.scalar(select(Counter).where(Counter.name == CONTROL_NUMBER).with_for_update())
     if row is None:
         row = Counter(name=CONTROL_NUMBER, value=0)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import io
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from sqlalchemy import text
 
 from gateway.context import Gateway
 from gateway.db import repositories as repo
@@ -106,10 +108,24 @@ class TestQueue:
         with unit_of_work(gw.sessions) as s:
             assert repo.take_control_numbers(s, 2) == [4, 5]
         with unit_of_work(gw.sessions) as s:
-            row = s.get(repo.Counter, repo.CONTROL_NUMBER)
-            row.value = 999_999_998
+            if gw.engine.dialect.name == "postgresql":  # a sequence (migration 0005)
+                s.execute(text("SELECT setval('edi834_control_numbers', 999999998)"))
+            else:  # the counter row
+                s.get(repo.Counter, repo.CONTROL_NUMBER).value = 999_999_998
         with unit_of_work(gw.sessions) as s:
             assert repo.take_control_numbers(s, 3) == [999_999_999, 1, 2]
+
+    def test_control_numbers_stay_unique_under_concurrent_takers(self, gw):
+        def take(_: int) -> list[int]:
+            numbers = []
+            for _ in range(20):
+                with unit_of_work(gw.sessions) as s:
+                    numbers += repo.take_control_numbers(s, 3)
+            return numbers
+
+        with ThreadPoolExecutor(4) as pool:
+            taken = [n for batch in pool.map(take, range(4)) for n in batch]
+        assert len(taken) == len(set(taken)) == 240
 
     def test_a_file_that_keeps_failing_is_parked_not_dropped(self, gw, monkeypatch):
         pid = _partner(gw)
