@@ -163,6 +163,7 @@ def create_dashboard(gw: Gateway) -> FastAPI:
         age=_age,
         rule_title=queries.rule_title,
         rule_remedy=queries.rule_remedy,
+        error_kind=_error_kind,
         maintenance_types=MAINTENANCE_TYPES,
         mask=MASK,
     )
@@ -593,9 +594,7 @@ def create_dashboard(gw: Gateway) -> FastAPI:
             {
                 "e": m.event,
                 "member_key": _masked(m.event.member_key, reveal),
-                "findings": [
-                    {"f": f, "message": _masked(f.message, reveal)} for f in m.findings
-                ],
+                "findings": [{"f": f, "message": _masked(f.message, reveal)} for f in m.findings],
             }
             for m in queries.member_results(s, r.id, limit=MEMBER_LIMIT)
         ]
@@ -606,7 +605,7 @@ def create_dashboard(gw: Gateway) -> FastAPI:
             "total": sum(counts.values()),
             "members": members,
             "rec": rec,
-            "items": [
+            "diffs": [  # not "items": a template reads ledger.items as dict.items
                 {
                     "i": i,
                     "member_key": _masked(i.member_key, reveal),
@@ -615,7 +614,7 @@ def create_dashboard(gw: Gateway) -> FastAPI:
                 }
                 for i in items[:ITEM_LIMIT]
             ],
-            "more_items": len(items) > ITEM_LIMIT,
+            "more_diffs": len(items) > ITEM_LIMIT,
             "error_kind": _error_kind(r.ledger_error) if r.ledger_error else None,
             "has_member_data": bool(members or items or r.ledger_error),
         }

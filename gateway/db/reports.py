@@ -284,25 +284,30 @@ class LedgerBacklog:
 
 
 def ledger_backlog(session: Session, limit: int = 20) -> LedgerBacklog:
-    pending, oldest = session.execute(
-        select(func.count(), func.min(Receipt.processed_at)).where(
-            Receipt.ledger_status == LedgerStatus.PENDING
-        )
-    ).one()
-    failed = session.scalar(
-        select(func.count())
-        .select_from(Receipt)
-        .where(Receipt.ledger_status == LedgerStatus.FAILED)
+    # One pass over receipts for both counts (ledger_status has no index of its own).
+    counts = {
+        status: (int(n), oldest)
+        for status, n, oldest in session.execute(
+            select(Receipt.ledger_status, func.count(), func.min(Receipt.processed_at))
+            .where(Receipt.ledger_status.in_([LedgerStatus.PENDING, LedgerStatus.FAILED]))
+            .group_by(Receipt.ledger_status)
+        ).all()
+    }
+    pending, oldest = counts.get(LedgerStatus.PENDING, (0, None))
+    failed, _ = counts.get(LedgerStatus.FAILED, (0, None))
+    recent = (
+        session.execute(
+            _base()
+            .where(Receipt.ledger_status == LedgerStatus.FAILED)
+            .order_by(Receipt.received_at.desc(), Receipt.id.desc())
+            .limit(limit)
+        ).all()
+        if failed
+        else []
     )
-    recent = session.execute(
-        _base()
-        .where(Receipt.ledger_status == LedgerStatus.FAILED)
-        .order_by(Receipt.received_at.desc(), Receipt.id.desc())
-        .limit(limit)
-    ).all()
     if isinstance(oldest, dt.datetime) and oldest.tzinfo is None:
         oldest = oldest.replace(tzinfo=dt.UTC)  # an aggregate may skip the column's type
-    return LedgerBacklog(int(pending or 0), oldest, int(failed or 0), recent)
+    return LedgerBacklog(pending, oldest, failed, recent)
 
 
 def audit_entries(session: Session, *, offset: int = 0, limit: int = 100) -> Sequence[AuditEntry]:

@@ -176,7 +176,9 @@ def main() -> None:
     print("|" + "---|" * len(columns))
     for row in table:
         print("| " + " | ".join(str(row[c]) for c in columns) + " |")
-    print(f"(this process: peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB)")
+    print(
+        f"(this process: peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB)"
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from tests.conftest import ROOT
 
 EDI834 = ROOT / ".venv" / "bin" / "edi834"
 FINAL = {"processed", "failed"}
+OPERATOR_PASSWORD = "correct horse battery staple"  # noqa: S105 - test operators
 
 
 def free_port() -> int:
@@ -180,3 +182,29 @@ def wait_for_file(path: Path, timeout: float = 30.0) -> Path:
             return path
         time.sleep(0.05)
     raise AssertionError(f"{path} did not appear")
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token of the first form on a dashboard page."""
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "no form on the page"
+    return found.group(1)
+
+
+def login(
+    gateway: GatewayProcess, user: str, password: str = OPERATOR_PASSWORD
+) -> tuple[httpx.Client, httpx.Response]:
+    """A dashboard client with `user`'s session (when the password is right), and the answer
+    to the login form."""
+    c = httpx.Client(base_url=gateway.dashboard_url, timeout=30)
+    page = c.get("/login")
+    r = c.post(
+        "/login",
+        data={
+            "username": user,
+            "password": password,
+            "csrf_token": csrf_of(page.text),
+            "next": "/dashboard",
+        },
+    )
+    return c, r

@@ -12,11 +12,10 @@ from starlette.routing import Mount, Route
 
 from gateway.dashboard.app import create_dashboard
 from tests.conftest import SAMPLES
-from tests.gateway.harness import submit, wait_final
+from tests.gateway.harness import OPERATOR_PASSWORD, csrf_of, login, submit, wait_final
 
 GOOD = (SAMPLES / "good_exchange_new_enrollment.834").read_bytes()
 BAD = (SAMPLES / "bad_ik403_8_dmg02_date.834").read_bytes()
-PASSWORD = "correct horse battery staple"  # noqa: S105 - a test operator
 # Member data in BAD: name, SSN (NM109), subscriber and member ids, phone, address, birth date.
 PHI = (
     "ODUYA",
@@ -31,30 +30,11 @@ PHI = (
 )
 
 
-def _csrf(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-
-
-def login(gateway, user: str, password: str = PASSWORD) -> tuple[httpx.Client, httpx.Response]:
-    c = httpx.Client(base_url=gateway.dashboard_url, timeout=30)
-    page = c.get("/login")
-    r = c.post(
-        "/login",
-        data={
-            "username": user,
-            "password": password,
-            "csrf_token": _csrf(page.text),
-            "next": "/dashboard",
-        },
-    )
-    return c, r
-
-
 @pytest.fixture
 def seeded(gateway):
     key = gateway.add_partner("va", "VA0FFM")
-    gateway.add_operator("alice", PASSWORD, "admin")
-    gateway.add_operator("victor", PASSWORD, "viewer")
+    gateway.add_operator("alice", OPERATOR_PASSWORD, "admin")
+    gateway.add_operator("victor", OPERATOR_PASSWORD, "viewer")
     gateway.start()
     with gateway.client(key) as api:
         good = submit(api, GOOD, "good.834").json()["id"]
@@ -129,7 +109,7 @@ class TestAccess:
         set_cookie = r.headers["set-cookie"].lower()
         assert "httponly" in set_cookie and "samesite=strict" in set_cookie
         assert dash.get("/dashboard").status_code == 200
-        logout = dash.post("/logout", data={"csrf_token": _csrf(dash.get("/dashboard").text)})
+        logout = dash.post("/logout", data={"csrf_token": csrf_of(dash.get("/dashboard").text)})
         assert logout.status_code == 303
         stale = httpx.get(
             gateway.dashboard_url + "/dashboard",
@@ -152,7 +132,7 @@ class TestRoles:
         page = dash.get(f"/dashboard/interchanges/{bad}")
         assert page.status_code == 200
         assert 'id="reveal"' not in page.text and 'id="reprocess"' not in page.text
-        token = _csrf(page.text)  # a valid form token: the refusal is the role, server-side
+        token = csrf_of(page.text)  # a valid form token: the refusal is the role, server-side
         for action in ("reveal", "reprocess", "resolve"):
             r = dash.post(f"/dashboard/interchanges/{bad}/{action}", data={"csrf_token": token})
             assert r.status_code == 403, action
@@ -189,7 +169,7 @@ class TestRoles:
         page = dash.get(f"/dashboard/interchanges/{bad}")
         assert "ODUYA" not in page.text  # masked by default, for admins too
         shown = dash.post(
-            f"/dashboard/interchanges/{bad}/reveal", data={"csrf_token": _csrf(page.text)}
+            f"/dashboard/interchanges/{bad}/reveal", data={"csrf_token": csrf_of(page.text)}
         )
         assert shown.status_code == 200
         assert "ODUYA" in shown.text and "<mark>19801345</mark>" in shown.text
@@ -205,7 +185,7 @@ class TestCsrf:
     def test_posts_without_the_form_token_are_refused(self, gateway, seeded):
         _, _, bad = seeded
         dash, _ = login(gateway, "alice")
-        token = _csrf(dash.get("/dashboard").text)
+        token = csrf_of(dash.get("/dashboard").text)
         for path in (
             f"/dashboard/interchanges/{bad}/reveal",
             f"/dashboard/interchanges/{bad}/reprocess",
@@ -224,7 +204,7 @@ class TestCsrf:
     def test_login_needs_its_own_token(self, gateway, seeded):
         r = httpx.post(
             gateway.dashboard_url + "/login",
-            data={"username": "alice", "password": PASSWORD, "csrf_token": "x"},
+            data={"username": "alice", "password": OPERATOR_PASSWORD, "csrf_token": "x"},
         )
         assert r.status_code == 403 and "edi834_session" not in r.cookies
 
@@ -248,7 +228,7 @@ class TestLogin:
         assert ok.status_code == 303
 
     def test_idle_sessions_expire(self, gateway):
-        gateway.add_operator("alice", PASSWORD, "admin")
+        gateway.add_operator("alice", OPERATOR_PASSWORD, "admin")
         gateway.start(EDI834_SESSION_IDLE_MINUTES="0")
         dash, r = login(gateway, "alice")
         assert r.status_code == 303
@@ -262,8 +242,8 @@ class TestLogin:
             "/login",
             data={
                 "username": "alice",
-                "password": PASSWORD,
-                "csrf_token": _csrf(page.text),
+                "password": OPERATOR_PASSWORD,
+                "csrf_token": csrf_of(page.text),
                 "next": "//evil.example",
             },
         )
@@ -276,7 +256,7 @@ class TestActions:
         with gateway.client(key) as api:
             before = {a["kind"]: a for a in api.get(f"/v1/interchanges/{bad}/acks").json()}
         dash, _ = login(gateway, "alice")
-        token = _csrf(dash.get(f"/dashboard/interchanges/{bad}").text)
+        token = csrf_of(dash.get(f"/dashboard/interchanges/{bad}").text)
         r = dash.post(f"/dashboard/interchanges/{bad}/reprocess", data={"csrf_token": token})
         assert r.status_code == 303
         with gateway.client(key) as api:

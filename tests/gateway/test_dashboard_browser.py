@@ -244,7 +244,7 @@ class TestDashboardInBrowser:
     def test_rejects_filtered_by_partner_and_code_then_opened(self, seeded, new_page):
         page = new_page()
         log_in(page, seeded.url, VIEWER)
-        page.get_by_role("link", name="Rejects").click()
+        page.get_by_role("link", name="Rejects", exact=True).click()
         expect(page).to_have_url(f"{seeded.url}/dashboard/rejects")
         va_dmg, md_dmg = seeded.ids[DMG_FILE], seeded.ids["newborn_bad_dmg02.834"]
         for partner, want in (("va", {va_dmg}), ("md", {md_dmg}), ("", {va_dmg, md_dmg})):
