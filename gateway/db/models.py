@@ -72,6 +72,7 @@ class Receipt(Base):
         Index("ix_receipts_partner_received", "partner_id", "received_at"),
         Index("ix_receipts_received", "received_at"),
         Index("ix_receipts_outcome_received", "outcome", "received_at"),
+        Index("ix_receipts_ledger_status", "ledger_status"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -472,6 +473,9 @@ class BusinessFinding(Base):
     __table_args__ = (
         Index("ix_business_findings_receipt", "receipt_id", "id"),
         Index("ix_business_findings_rule", "rule", "severity"),
+        Index("ix_business_findings_rule_id", "rule", "id"),
+        Index("ix_business_findings_partner_id", "partner_id", "id"),
+        Index("ix_business_findings_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
