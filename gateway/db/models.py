@@ -438,6 +438,7 @@ class MemberEventRow(Base):
         UniqueConstraint("receipt_id", "envelope_seq", "group_seq", "set_seq", "segment_position"),
         Index("ix_member_events_partner_member", "partner_id", "member_key"),
         Index("ix_member_events_receipt_seq", "receipt_id", "seq"),
+        Index("ix_member_events_receipt_member", "receipt_id", "member_key"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
