@@ -98,7 +98,7 @@ class Cluster:
         (self.tmp / "nginx").mkdir()
         conf = Template(TEMPLATE.read_text()).substitute(
             LISTEN_PORT=self.https_port,
-            UPSTREAMS="\n".join(f"server 127.0.0.1:{p};" for p in self.api_ports),
+            UPSTREAMS=" ".join(f"server 127.0.0.1:{p};" for p in self.api_ports),
             CERT=self.tmp / "tls.crt",
             KEY=self.tmp / "tls.key",
             PID=self.tmp / "nginx" / "nginx.pid",
