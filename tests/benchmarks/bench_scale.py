@@ -1,0 +1,230 @@
+"""Load on the scaled-out topology (the one tests/gateway/test_scale_out.py runs): PostgreSQL,
+nginx (TLS) in front of two `edi834 api`, one `edi834 sftp`, two `edi834 worker`s, loopback.
+
+(a) intake: N small files from C concurrent clients over HTTPS; files/s and latency
+    percentiles of the 202 (durably received);
+(b) status API: R concurrent readers of GET /v1/interchanges/{id} while intake runs;
+(c) peak RSS of every process (VmHWM) at the end; the 1,000,000-member audit figure is
+    bench_validate.py's and bench_ledger.py's (one file is one worker's job);
+(d) lost / duplicated / 5xx counted, after the queue drains.
+
+Targets (issue 6, this 2-core machine): intake >= 200 files/s with p99 <= 250 ms; status API
+>= 2,000 req/s with p99 <= 50 ms; 1,000,000 members to 999 in <= 15 min, every process under
+300 MB. The figures are printed, never asserted.
+
+Usage: python tests/benchmarks/bench_scale.py [--files 10000] [--clients 200] [--readers 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.conftest import SAMPLES  # noqa: E402
+from tests.gateway.test_http_e2e import _with_isa13  # noqa: E402
+from tests.gateway.test_scale_out import Cluster  # noqa: E402
+from tests.pgserver import PostgresServer  # noqa: E402
+
+GOOD = (SAMPLES / "good_exchange_new_enrollment.834").read_bytes()
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] * 1000
+
+
+def rss_mb(pid: int) -> float:
+    """Peak resident set (VmHWM) of a live process, MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def intake(cluster: Cluster, key: str, files: int, clients: int) -> dict[str, object]:
+    latencies: list[float] = []
+    codes: dict[int, int] = {}
+    ids: list[str] = []
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for n in range(files):
+        queue.put_nowait(n)
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(
+        base_url=cluster.url,
+        verify=False,  # noqa: S501 - the test cluster's own certificate
+        timeout=120,
+        limits=limits,
+    ) as c:
+
+        async def client() -> None:
+            while not queue.empty():
+                n = queue.get_nowait()
+                body = _with_isa13(GOOD, 800_000_000 + n)
+                t0 = time.perf_counter()
+                r = await c.post(
+                    "/v1/interchanges",
+                    content=body,
+                    headers={
+                        "Authorization": f"Bearer {key}",
+                        "Content-Type": "application/edi-x12",
+                    },
+                )
+                latencies.append(time.perf_counter() - t0)
+                codes[r.status_code] = codes.get(r.status_code, 0) + 1
+                if r.status_code in (200, 202):
+                    ids.append(r.json()["id"])
+
+        start = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        elapsed = time.perf_counter() - start
+    return {
+        "files": files,
+        "clients": clients,
+        "seconds": round(elapsed, 1),
+        "files_per_s": round(files / elapsed, 1),
+        "p50_ms": round(pct(latencies, 0.50)),
+        "p95_ms": round(pct(latencies, 0.95)),
+        "p99_ms": round(pct(latencies, 0.99)),
+        "codes": codes,
+        "ids": ids,
+    }
+
+
+async def readers(
+    cluster: Cluster, key: str, ids: list[str], count: int, seconds: float
+) -> dict[str, object]:
+    latencies: list[float] = []
+    codes: dict[int, int] = {}
+    limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
+    deadline = time.monotonic() + seconds
+    async with httpx.AsyncClient(
+        base_url=cluster.url,
+        verify=False,  # noqa: S501 - the test cluster's own certificate
+        timeout=60,
+        limits=limits,
+    ) as c:
+
+        async def reader(k: int) -> None:
+            n = k
+            while time.monotonic() < deadline:
+                if not ids:
+                    await asyncio.sleep(0.05)
+                    continue
+                t0 = time.perf_counter()
+                r = await c.get(
+                    f"/v1/interchanges/{ids[n % len(ids)]}",
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+                latencies.append(time.perf_counter() - t0)
+                codes[r.status_code] = codes.get(r.status_code, 0) + 1
+                n += 7
+
+        start = time.perf_counter()
+        await asyncio.gather(*(reader(k) for k in range(count)))
+        elapsed = time.perf_counter() - start
+    return {
+        "readers": count,
+        "requests": len(latencies),
+        "req_per_s": round(len(latencies) / elapsed),
+        "p50_ms": round(pct(latencies, 0.50)),
+        "p99_ms": round(pct(latencies, 0.99)),
+        "codes": codes,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--readers", type=int, default=500)
+    args = parser.parse_args()
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; PostgreSQL, nginx TLS, 2 api, 1 sftp, 2 workers"
+    )
+    with tempfile.TemporaryDirectory() as tmp, PostgresServer() as pg:
+        cluster = Cluster(Path(tmp), pg.create_database("bench"))
+        cluster.cli("db", "upgrade")
+        key = json.loads(
+            cluster.cli(
+                "partner", "add", "--name", "va", "--isa-qualifier", "ZZ", "--isa-id",
+                "VA0FFM", "--json",
+            )
+        )["api_key"]  # fmt: skip
+        cluster.start()
+        try:
+
+            async def both() -> tuple[dict[str, object], dict[str, object]]:
+                ids: list[str] = []
+                intake_task = asyncio.create_task(intake(cluster, key, args.files, args.clients))
+                await asyncio.sleep(2)
+                # Readers read what intake has answered so far (seeded by a first small batch).
+                seed = await intake(cluster, key, 50, 10)
+                ids.extend(seed["ids"])  # type: ignore[arg-type]
+                read = await readers(cluster, key, ids, args.readers, 20)
+                return await intake_task, read
+
+            got_intake, got_read = asyncio.run(both())
+            engine = create_engine(cluster.database_url)
+            total = args.files + 50
+            t0 = time.monotonic()
+            while True:
+                with engine.connect() as conn:
+                    done = conn.scalar(
+                        text("SELECT count(*) FROM receipts WHERE status = 'processed'")
+                    )
+                if done >= total or time.monotonic() - t0 > 3600:
+                    break
+                time.sleep(1)
+            with engine.connect() as conn:
+                receipts = conn.scalar(text("SELECT count(*) FROM receipts"))
+                twice = conn.scalar(
+                    text(
+                        "SELECT count(*) FROM (SELECT receipt_id FROM receipt_events WHERE "
+                        "event = 'processed' GROUP BY receipt_id HAVING count(*) > 1) t"
+                    )
+                )
+                drained = time.monotonic() - t0
+            rss = {name: round(rss_mb(p.pid), 1) for name, p in cluster.procs.items()}
+            got_intake.pop("ids")
+            print("| (a) intake | value |\n|---|---|")
+            for k, v in got_intake.items():
+                print(f"| {k} | {v} |")
+            print("\n| (b) status API during intake | value |\n|---|---|")
+            for k, v in got_read.items():
+                print(f"| {k} | {v} |")
+            print("\n| (d) integrity | value |\n|---|---|")
+            print(f"| receipts / files sent | {receipts} / {total} |")
+            print(f"| processed | {done} (queue drained {drained:.0f} s after intake ended) |")
+            print(f"| processed twice | {twice} |")
+            five = sum(
+                n
+                for d in (got_intake["codes"], got_read["codes"])
+                for c, n in d.items()  # type: ignore[attr-defined]
+                if c >= 500
+            )
+            print(f"| 5xx | {five} |")
+            print(f"\npeak RSS (MB): {rss}")
+            engine.dispose()
+        finally:
+            cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
