@@ -59,6 +59,7 @@ ACK_MEDIA = {
 }
 MAX_PAGE = 200
 MAX_FINDINGS = 1000
+MAX_SEQ = 2**31 - 1  # `seq` columns are 32-bit INTEGER: a larger `after` is a 422, not a 500
 
 bearer = HTTPBearer(auto_error=False, description="the partner's API key")
 ERRORS: dict[int | str, dict[str, object]] = {
@@ -119,6 +120,7 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
         response_model=ReceiptOut,
         responses={
             200: {"model": ReceiptOut, "description": "these exact bytes were received before"},
+            400: {"model": ErrorOut, "description": "the request body is empty"},
             413: {"model": ErrorOut},
             415: {"model": ErrorOut},
             429: {"model": ErrorOut},
@@ -231,7 +233,12 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
             ),
         )
 
-    @app.get("/v1/interchanges", response_model=InterchangePage, responses=ERRORS, tags=["status"])
+    @app.get(
+        "/v1/interchanges",
+        response_model=InterchangePage,
+        responses={400: {"model": ErrorOut, "description": "invalid cursor"}, **ERRORS},
+        tags=["status"],
+    )
     def list_interchanges(
         partner: PartnerDep,
         status: Annotated[Status | None, Query()] = None,
@@ -407,7 +414,8 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
 
     @app.get(
         "/v1/interchanges/{interchange_id}/acks/{kind}",
-        response_class=PlainTextResponse,
+        # Not PlainTextResponse: its text/plain would be documented for the JSON 401/404 too.
+        response_class=Response,
         responses={200: {"content": {"application/edi-x12": {}, "application/json": {}}}, **ERRORS},
         tags=["status"],
     )
@@ -441,7 +449,7 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
         interchange_id: str,
         partner: PartnerDep,
         outcome: Annotated[str | None, Query(pattern="^(applied|rejected|audited)$")] = None,
-        after: Annotated[int, Query(ge=-1)] = -1,
+        after: Annotated[int, Query(ge=-1, le=MAX_SEQ)] = -1,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> MemberPage:
         """Each member of your accepted 834 sets, in file order, with what the insurer's
@@ -504,7 +512,7 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
         interchange_id: str,
         partner: PartnerDep,
         request: Request,
-        after: Annotated[int, Query(ge=-1)] = -1,
+        after: Annotated[int, Query(ge=-1, le=MAX_SEQ)] = -1,
         limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     ) -> ReconciliationOut:
         """For an audit (BGN08 4, INS03 030) or replace (BGN08 RX) file: how it compares with
