@@ -29,7 +29,14 @@ from gateway.db.session import make_engine
 from gateway.logging import configure_logging, get_logger
 from gateway.settings import Settings
 from tests.conftest import SAMPLES
-from tests.gateway.harness import GatewayProcess, submit, wait_final, wait_for_file
+from tests.gateway.harness import (
+    OPERATOR_PASSWORD,
+    GatewayProcess,
+    login,
+    submit,
+    wait_final,
+    wait_for_file,
+)
 
 GOOD = (SAMPLES / "good_exchange_new_enrollment.834").read_bytes()
 
@@ -192,6 +199,14 @@ class TestPhiCanary:
             failed = wait_final(c, raised)
             assert failed["status"] == "failed" and failed["error"]
             assert "CANARY" not in json.dumps(failed)  # the partner gets a generic error
+        gateway.add_operator("viewer1", OPERATOR_PASSWORD)
+        viewer, _ = login(gateway, "viewer1")
+        try:  # a viewer sees the kind of failure, not the traceback quoting the file
+            page = viewer.get(f"/dashboard/interchanges/{raised}")
+            assert page.status_code == 200 and "InjectedFault" in page.text
+            assert "CANARY" not in page.text and "987612345" not in page.text
+        finally:
+            viewer.close()
         assert gateway.stop() == 0
         error = stored_error(gateway, raised)  # operators get the whole story, in the database
         assert "InjectedFault" in error and "CANARYSURNAMEX" in error and "987612345" in error
