@@ -134,15 +134,19 @@ class Cluster:
     def url(self) -> str:
         return f"https://127.0.0.1:{self.https_port}"
 
-    def stop(self) -> None:
+    def stop(self) -> dict[str, int | None]:
+        """SIGTERM every process; their exit codes (None: had to be killed)."""
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
+        codes: dict[str, int | None] = {}
+        for name, proc in self.procs.items():
             try:
-                proc.wait(15)
+                codes[name] = proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                codes[name] = None
+        return codes
 
 
 @pytest.fixture
@@ -253,4 +257,6 @@ def test_many_processes_one_queue_nothing_lost_nothing_twice(cluster: Cluster, t
         time.sleep(0.2)
         outbound = list((cluster.data / "sftp").glob("*/outbound/*.999"))
     assert len(outbound) == total  # one 999 file per file, none written twice
+    codes = cluster.stop()  # every role stops cleanly on SIGTERM
+    assert codes == {**dict.fromkeys(cluster.procs, 0), "worker0": -signal.SIGKILL}, codes
     print(f"\n{total} files, one worker SIGKILLed; {taken_over} lease(s) taken over")
