@@ -106,7 +106,11 @@ async def run_server(
         if recovered:
             log.info("orphans_recovered", count=recovered)
     gw.blobs.clean_tmp()
-    worker = Worker(gw, concurrency=concurrency) if "worker" in roles else None
+    worker = (
+        Worker(gw, concurrency=concurrency)
+        if "worker" in roles and settings.worker_enabled
+        else None
+    )
     wake = worker.wake if worker is not None else None
     servers: list[_Server] = []
     if "api" in roles:

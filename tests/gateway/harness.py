@@ -37,6 +37,7 @@ class GatewayProcess:
     extra_env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    bind_retries: int = 0
 
     @property
     def log_path(self) -> Path:
@@ -117,7 +118,20 @@ class GatewayProcess:
         log.close()
         self.starts += 1
         if wait:
-            self.wait_ready()
+            try:
+                self.wait_ready()
+            except RuntimeError:
+                # free_port() races with every other process on the machine: a port found free
+                # can be taken before the gateway binds it (uvicorn exits 3). On a first start
+                # nothing knows the ports yet, so pick new ones and start again.
+                retry = self.starts == 1 and self.proc is not None and self.proc.returncode == 3
+                if not retry or self.bind_retries >= 3:
+                    raise
+                self.bind_retries += 1
+                self.http_port, self.sftp_port = free_port(), free_port()
+                self.dashboard_port = free_port()
+                self.starts = 0
+                self.start(crashpoints=crashpoints, wait=wait, **env)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

@@ -38,6 +38,7 @@ from gateway.partners import add_partner
 from gateway.settings import Settings
 from tests.conftest import SAMPLES
 from tests.gateway.harness import GatewayProcess, free_port, submit, wait_final
+from tests.gateway.test_http_e2e import _with_isa13
 from tests.pgserver import PostgresServer
 
 GOOD = (SAMPLES / "good_exchange_new_enrollment.834").read_bytes()
@@ -292,7 +293,8 @@ class TestDatabaseDown:
                     assert wait_final(c, first.json()["id"])["outcome"] == "accepted"
 
                     pg.pause()
-                    resend = GOOD.replace(b"BGN*00*", b"BGN*00*OUTAGE", 1)
+                    # A new interchange (its own ISA13: reusing the first's is TA1 025).
+                    resend = _with_isa13(GOOD.replace(b"BGN*00*", b"BGN*00*OUTAGE", 1), 41999)
                     started = time.monotonic()
                     r = submit(c, resend)
                     assert r.status_code == 503, r.text
