@@ -6,8 +6,6 @@ uploads are refused by nginx, and the forwarded headers are nginx's own. Skipped
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import shutil
 import signal
@@ -23,13 +21,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from gateway.settings import Settings
 from tests.deploy.test_manifests import render_template
+from tests.gateway.harness import self_signed_cert
 
 NGINX = shutil.which("nginx") or next(
     (p for p in ("/usr/sbin/nginx", "/usr/bin/nginx") if Path(p).exists()), None
@@ -99,40 +94,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp / "tls.crt", tmp / "tls.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 @pytest.fixture
 def proxy(tmp_path: Path) -> Iterator[Proxy]:
     assert NGINX is not None
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed_cert(tmp_path)
     upstream = Upstream()
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     prefix = tmp_path / "nginx"

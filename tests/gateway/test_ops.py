@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sqlite3
 import ssl
@@ -14,10 +13,6 @@ import pytest
 import uvicorn
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from gateway.api.app import create_app
 from gateway.context import Gateway
@@ -25,7 +20,7 @@ from gateway.db.migrate import upgrade
 from gateway.db.models import Base
 from gateway.settings import Settings
 from tests.conftest import SAMPLES
-from tests.gateway.harness import free_port, submit, wait_final
+from tests.gateway.harness import free_port, self_signed_cert, submit, wait_final
 
 
 class TestPartnerCli:
@@ -104,41 +99,9 @@ class TestPartnerCli:
             assert rotated["api_key"] not in dump and created["api_key"] not in dump
 
 
-def _self_signed(tmp_path):
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    import ipaddress
-
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_tls_listener(gateway, tmp_path):
-    cert, key_file = _self_signed(tmp_path)
+    cert, key_file = self_signed_cert(tmp_path)
     key = gateway.add_partner("va", "VA0FFM")
     gateway.extra_env.update(EDI834_TLS_CERT=str(cert), EDI834_TLS_KEY=str(key_file))
     gateway.start(wait=False)

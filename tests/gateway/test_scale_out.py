@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.conftest import ROOT, SAMPLES
-from tests.gateway.harness import free_port
+from tests.gateway.harness import free_port, self_signed_cert
 from tests.gateway.test_http_e2e import _with_isa13
 
 GOOD = (SAMPLES / "good_exchange_new_enrollment.834").read_bytes()
@@ -89,18 +89,13 @@ class Cluster:
                 [str(EDI834), "worker", "--concurrency", "2"],
                 EDI834_HEALTH_PORT=str(free_port()),
             )
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-             "-subj", "/CN=127.0.0.1", "-keyout", str(self.tmp / "tls.key"),
-             "-out", str(self.tmp / "tls.crt")],
-            check=True, capture_output=True,
-        )  # fmt: skip
+        cert, key = self_signed_cert(self.tmp)
         (self.tmp / "nginx").mkdir()
         conf = Template(TEMPLATE.read_text()).substitute(
             LISTEN_PORT=self.https_port,
             UPSTREAMS=" ".join(f"server 127.0.0.1:{p};" for p in self.api_ports),
-            CERT=self.tmp / "tls.crt",
-            KEY=self.tmp / "tls.key",
+            CERT=cert,
+            KEY=key,
             PID=self.tmp / "nginx" / "nginx.pid",
             TMP=self.tmp / "nginx",
         )
