@@ -21,7 +21,7 @@ $(STAMP): requirements.lock pyproject.toml
 venv: $(STAMP)
 
 # Debian packages the suite drives for real: chromium (browser tests), postgresql, OpenSSH's
-# sftp, nginx (the scaled-out test) and openssl. Package scripts must not start services (nginx
+# sftp and nginx (the scaled-out test). Package scripts must not start services (nginx
 # on port 80): a policy-rc.d says no for the length of the install.
 system-deps:
 	@missing=""; \
@@ -29,7 +29,6 @@ system-deps:
 	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v sftp >/dev/null || missing="$$missing openssh-client"; \
 	test -x /usr/sbin/nginx || missing="$$missing nginx-light"; \
-	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 	  echo "apt-get install:$$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
