@@ -883,28 +883,21 @@ def _add_824s(session: Session, receipt: Receipt) -> None:
         envelope = envelopes[envelope_seq]
         group = envelope.groups[group_seq]
         tset = group.transaction_sets[set_seq]
+        in_set = (
+            MemberEventRow.receipt_id == receipt.id,
+            MemberEventRow.envelope_seq == envelope_seq,
+            MemberEventRow.group_seq == group_seq,
+            MemberEventRow.set_seq == set_seq,
+        )
         counts = dict(
             session.execute(
                 select(MemberEventRow.outcome, func.count())
-                .where(
-                    MemberEventRow.receipt_id == receipt.id,
-                    MemberEventRow.envelope_seq == envelope_seq,
-                    MemberEventRow.group_seq == group_seq,
-                    MemberEventRow.set_seq == set_seq,
-                )
+                .where(*in_set)
                 .group_by(MemberEventRow.outcome)
             ).all()
         )
         first = session.scalar(
-            select(MemberEventRow.payload)
-            .where(
-                MemberEventRow.receipt_id == receipt.id,
-                MemberEventRow.envelope_seq == envelope_seq,
-                MemberEventRow.group_seq == group_seq,
-                MemberEventRow.set_seq == set_seq,
-            )
-            .order_by(MemberEventRow.seq)
-            .limit(1)
+            select(MemberEventRow.payload).where(*in_set).order_by(MemberEventRow.seq).limit(1)
         )
         bgn02 = json.loads(first)["header"]["reference"] if first else ""
         rejected = int(counts.get(MemberOutcome.REJECTED, 0))
