@@ -145,6 +145,16 @@ class EnvelopeReader:
         return self._pending.popleft()
 
     def _on_token(self, token: Segment | Isa | OversizedSegment | Unusable | TrailingData) -> None:
+        if (
+            self.state is State.TRANSACTION
+            and type(token) is Segment
+            and token.tag not in _ENVELOPE_TAGS
+        ):
+            # The table's (TRANSACTION, "*") row — a body segment — without the table walk.
+            self._last_offset = token.offset
+            self._set_count += 1
+            self._pending.append(_at(token, self._set_count))
+            return
         if isinstance(token, Unusable):
             self._apply(AT_END[self.state], None)
             self.state = State.OUTSIDE

@@ -15,6 +15,7 @@ Data is never rewritten: CR/LF after a terminator is skipped, not removed from s
 from __future__ import annotations
 
 import enum
+from collections import deque
 
 from parsers.delimiters import (
     COMPONENT_SEPARATOR_OFFSET,
@@ -73,6 +74,7 @@ class SegmentReader:
         self._elem = "*"
         self._discard_start = 0
         self._discard_prefix = ""
+        self._ready: deque[Segment] = deque()  # segments already cut from the buffer
 
     # -- input -----------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -95,6 +97,8 @@ class SegmentReader:
     # -- output ----------------------------------------------------------
     def next_token(self) -> Token | _NeedData | None:
         """The next token, NEED_DATA, or None once the input is exhausted."""
+        if self._ready:
+            return self._ready.popleft()
         while True:
             if self._mode is _Mode.DONE:
                 return None
@@ -217,6 +221,8 @@ class SegmentReader:
         return Isa(segment=segment, delimiters=delims, fixed_width=fixed, leading_bytes=leading)
 
     def _segment(self) -> Token | _NeedData | object | None:
+        if self._term not in _BETWEEN_SEGMENTS and self._cut_batch():
+            return self._ready.popleft()
         self._skip(_BETWEEN_SEGMENTS)
         buf, pos = self._buf, self._pos
         if pos >= len(buf):
@@ -269,6 +275,46 @@ class SegmentReader:
             self._mode = _Mode.EXPECT_ISA
         return segment
 
+    def _cut_batch(self) -> bool:
+        """Cut every whole, ordinary segment in the next stretch of the buffer in one pass (one
+        decode, one split) into `_ready`; the same segments, offsets and lengths `_segment`
+        would give one at a time. Stops before anything it does not handle — an ISA, an
+        oversized segment — and after an IEA, and leaves those to `_segment`."""
+        buf, pos = self._buf, self._pos
+        term = self._term
+        last = buf.rfind(term, pos, pos + _BATCH_BYTES)
+        if last < 0:
+            return False
+        text = buf[pos:last].decode("latin-1")
+        term_str = term.decode("latin-1")
+        elem = self._elem
+        ready = self._ready
+        base = self._base + pos
+        limit = self.max_segment_bytes
+        at = 0  # index in text of the current piece
+        for piece in text.split(term_str):
+            start = at
+            at += len(piece) + 1
+            raw = piece.lstrip(_BETWEEN_SEGMENTS_STR)
+            if raw.startswith("ISA") or len(raw) > limit:
+                at = start
+                break
+            parts = raw.split(elem)
+            tag = parts[0]
+            ready.append(
+                Segment(
+                    tag=tag,
+                    elements=tuple(parts[1:]),
+                    offset=base + start + len(piece) - len(raw),
+                    length=len(raw),
+                )
+            )
+            if tag == "IEA":
+                self._mode = _Mode.EXPECT_ISA
+                break
+        self._pos = pos + at
+        return bool(ready)
+
     def _discard(self) -> Token | _NeedData | object:
         end = self._buf.find(self._term, self._pos)
         if end < 0:
@@ -286,6 +332,8 @@ class SegmentReader:
 
 
 _AGAIN = object()
+_BATCH_BYTES = 1 << 16
+_BETWEEN_SEGMENTS_STR = _BETWEEN_SEGMENTS.decode("ascii")
 
 
 def _tag_prefix(head: bytes, elem: str) -> str:

@@ -115,7 +115,7 @@ class TransactionSetChecker:
             # pyx12 could not place or read the segment: report it, keep the set's verdict
             # honest (rejected, with a reason), and go on with the next segment.
             return [
-                _segment_issue(
+                segment_issue(
                     SegmentSyntaxError.UNEXPECTED_SEGMENT.value,
                     segment.tag,
                     position,
@@ -150,7 +150,7 @@ class TransactionSetChecker:
             ):
                 seg_id = err.map_node.id
             pos = err.seg_count if err.seg_count is not None else position
-            issues.append(_segment_issue(code, seg_id, pos, loop_id_of(err.map_node or self._node)))
+            issues.append(segment_issue(code, seg_id, pos, loop_id_of(err.map_node or self._node)))
         if segment.tag == "LE":
             self._ls_id = None
         if node is None:
@@ -162,7 +162,7 @@ class TransactionSetChecker:
         if element_issues:
             # X231: an IK4 always sits under an IK3 with IK304 = 8 for its segment.
             issues.append(
-                _segment_issue(
+                segment_issue(
                     SegmentSyntaxError.DATA_ELEMENT_ERRORS.value, segment.tag, position, loop_id
                 )
             )
@@ -170,7 +170,8 @@ class TransactionSetChecker:
         return issues
 
 
-def _segment_issue(code: str, seg_id: str, position: int, loop_id: str | None) -> Issue:
+def segment_issue(code: str, seg_id: str, position: int, loop_id: str | None) -> Issue:
+    """An IK3 finding, worded the same whichever engine found it."""
     where = f"{seg_id} at position {position}" + (f" in loop {loop_id}" if loop_id else "")
     return Issue(
         level=Level.SEGMENT,
@@ -202,8 +203,33 @@ def _element_issue(err: Any, segment: Segment, position: int, loop_id: str | Non
     elif err.refdes:
         digits = "".join(ch for ch in str(err.refdes)[-2:] if ch.isdigit())
         element_pos = int(digits) if digits else None
-    name = getattr(node, "name", None) if node is not None else None
-    where = f"{segment.tag}{element_pos:02d}" if element_pos else segment.tag
+    return element_issue(
+        code,
+        segment.tag,
+        position,
+        loop_id,
+        element_pos=element_pos,
+        component_pos=component_pos,
+        ref=ref,
+        name=getattr(node, "name", None) if node is not None else None,
+        bad_value=err.err_val if err.err_val not in (None, "") else None,
+    )
+
+
+def element_issue(
+    code: str,
+    tag: str,
+    position: int,
+    loop_id: str | None,
+    *,
+    element_pos: int | None,
+    component_pos: int | None,
+    ref: str | None,
+    name: str | None,
+    bad_value: str | None,
+) -> Issue:
+    """An IK4 finding, worded the same whichever engine found it."""
+    where = f"{tag}{element_pos:02d}" if element_pos else tag
     if component_pos:
         where += f"-{component_pos}"
     label = f"{where} ({name})" if name else where
@@ -211,11 +237,11 @@ def _element_issue(err: Any, segment: Segment, position: int, loop_id: str | Non
         level=Level.ELEMENT,
         code=code,
         message=f"{label}: {meaning('IK403', code)}",
-        segment_id=segment.tag,
+        segment_id=tag,
         segment_position=position,
         loop_id=loop_id,
         element_position=element_pos,
         component_position=component_pos,
         element_ref=ref,
-        bad_value=err.err_val if err.err_val not in (None, "") else None,
+        bad_value=bad_value,
     )

@@ -28,6 +28,7 @@ from parsers.events import (
     UnusableReason,
 )
 from parsers.tokenizer import DEFAULT_MAX_SEGMENT_BYTES
+from validators.compiled import CompiledTransactionSetChecker
 from validators.envelope import (
     GUIDE_VERSION,
     TRANSACTION_SET_ID,
@@ -67,6 +68,14 @@ class Outcome(enum.Enum):
     REJECTED = "rejected"
 
 
+class Engine(enum.Enum):
+    """How a transaction set's inside is checked against 005010X220A1: pyx12's walker (the
+    reference) or the compiled tables (`validators.compiled`) with the same findings."""
+
+    FAST = "fast"
+    PYX12 = "pyx12"
+
+
 @dataclass(frozen=True, slots=True)
 class ValidationOptions:
     expected_sender: tuple[str, str] | None = None
@@ -74,6 +83,7 @@ class ValidationOptions:
     is_duplicate: DuplicateCheck | None = None
     max_segment_bytes: int = DEFAULT_MAX_SEGMENT_BYTES
     max_issues_per_set: int = 10_000
+    engine: Engine = Engine.PYX12
 
 
 def _ack_of(issues: Iterable[Issue]) -> AckCode:
@@ -270,7 +280,7 @@ class InterchangeValidator:
         self._done: InterchangeResult | None = None  # ended, may still get trailing findings
         self._group: GroupResult | None = None
         self._set: TransactionSetResult | None = None
-        self._checker: TransactionSetChecker | None = None
+        self._checker: TransactionSetChecker | CompiledTransactionSetChecker | None = None
         self._seen_isa: set[tuple[str, str, str]] = set()
         self._seen_gs06: set[str] = set()
         self._seen_st02: set[str] = set()
@@ -412,7 +422,12 @@ class InterchangeValidator:
         self._subscriber = None
         self._checker = None
         if st.element(1) == TRANSACTION_SET_ID and st.element(3) == GUIDE_VERSION:
-            self._checker = TransactionSetChecker(self._current.delimiters)
+            checker = (
+                CompiledTransactionSetChecker
+                if self.options.engine is Engine.FAST
+                else TransactionSetChecker
+            )
+            self._checker = checker(self._current.delimiters)
             self._add(self._checker.check(st))
 
     def _add(self, issues: list[Issue]) -> None:
