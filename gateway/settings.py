@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +34,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = 512 * 1024 * 1024
     rate_limit_per_minute: int = 600  # files per partner per minute over HTTP
     max_segment_bytes: int = 65_536
+    # How the inside of an 834 set is checked against 005010X220A1: "fast" (pyx12's map
+    # compiled into tables; identical findings, held to it by the differential tests) or
+    # "pyx12" (pyx12's own walker, the reference).
+    validation_engine: Literal["fast", "pyx12"] = "fast"
 
     # `edi834 sftp` / `edi834 worker`: /healthz, /readyz and /metrics on this port (0 = none).
     health_port: int = 0

@@ -83,7 +83,7 @@ class ValidationOptions:
     is_duplicate: DuplicateCheck | None = None
     max_segment_bytes: int = DEFAULT_MAX_SEGMENT_BYTES
     max_issues_per_set: int = 10_000
-    engine: Engine = Engine.PYX12
+    engine: Engine = Engine.FAST
 
 
 def _ack_of(issues: Iterable[Issue]) -> AckCode:

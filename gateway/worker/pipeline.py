@@ -38,6 +38,7 @@ from gateway.faults import crashpoint, raisepoint
 from validators.acks import build_999, build_ta1
 from validators.interchange import (
     AckCode,
+    Engine,
     InterchangeResult,
     Outcome,
     UnusableResult,
@@ -106,6 +107,7 @@ def validate_job(
         expected_receiver=gw.settings.identity,
         is_duplicate=is_duplicate,
         max_segment_bytes=gw.settings.max_segment_bytes,
+        engine=Engine(gw.settings.validation_engine),
     )
     last_beat = time.monotonic()
 

@@ -95,3 +95,34 @@ class TestValidateCommand:
         assert proc.returncode == 3
         assert b"Traceback" not in proc.stderr
         assert json.loads(proc.stdout)["unusable"]["reason"] == "unreadable"
+
+
+class TestEngines:
+    """`--engine fast` (the default) and `--engine pyx12` write byte-identical acknowledgements."""
+
+    @pytest.mark.parametrize(
+        "sample",
+        [
+            "bad_ik403_8_dmg02_date.834",
+            "bad_ik304_4_2300_over_99.834",
+            "good_large_200_members.834",
+        ],
+    )
+    def test_same_acks_either_engine(self, edi834: Path, tmp_path: Path, sample: str) -> None:
+        outs = {}
+        for engine in ("fast", "pyx12", None):
+            out = tmp_path / (engine or "default")
+            flags = ["--engine", engine] if engine else []
+            proc = run(edi834, str(SAMPLES / sample), "--out", str(out), "--json", *NOW, *flags)
+            assert proc.returncode in (0, 1, 2), proc.stderr
+            stem = Path(sample).stem
+            outs[engine] = (
+                (out / f"{stem}.999").read_bytes(),
+                json.loads(proc.stdout)["interchanges"],
+            )
+        assert outs["fast"] == outs["pyx12"] == outs[None]
+
+    def test_unknown_engine_is_a_usage_error(self, edi834: Path, tmp_path: Path) -> None:
+        sample = SAMPLES / "good_exchange_new_enrollment.834"
+        proc = run(edi834, str(sample), "--out", str(tmp_path), "--engine", "turbo")
+        assert proc.returncode == 2 and b"invalid choice" in proc.stderr
