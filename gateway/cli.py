@@ -89,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="fast: pyx12's map compiled into tables (default); pyx12: pyx12's own walker, "
         "the reference — the same findings, slower",
     )
+    v.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        help="processes for a large 834 set, checked in blocks of members (fast engine, "
+        "files of 4 MB and more); 0: one per CPU (default), 1: this process only",
+    )
 
     s = sub.add_parser(
         "serve", help="run everything in one process: API, dashboard, SFTP server and worker"
@@ -391,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "validate":
         from gateway.offline import run_validate
+        from gateway.parallel import processes_for
 
         options = ValidationOptions(
             expected_sender=args.sender,
@@ -405,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
             options=options,
             control_number=args.control_number,
             now=args.now or dt.datetime.now(dt.UTC),
+            processes=processes_for(args.jobs),
         )
     if args.command == "serve":
         from gateway.serve import serve

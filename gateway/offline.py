@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import sys
@@ -10,9 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from gateway.parallel import SPLIT_FROM_BYTES, FileSetChecks, pool
 from validators.acks import build_999, build_ta1
 from validators.interchange import (
     AckCode,
+    Engine,
     InterchangeResult,
     Outcome,
     UnusableResult,
@@ -173,6 +176,7 @@ def run_validate(
     options: ValidationOptions,
     control_number: int,
     now: dt.datetime,
+    processes: int = 1,
 ) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     numbers = ControlNumbers(control_number)
@@ -184,9 +188,10 @@ def run_validate(
                     sys.stdin.buffer, name, out_dir, options=options, numbers=numbers, now=now
                 )
             else:
+                file_options = _with_set_checks(Path(name), options, processes)
                 with open(name, "rb") as stream:
                     report = validate_file(
-                        stream, name, out_dir, options=options, numbers=numbers, now=now
+                        stream, name, out_dir, options=file_options, numbers=numbers, now=now
                     )
         except OSError as exc:
             report = FileReport(name=name)
@@ -202,6 +207,21 @@ def run_validate(
         else:
             sys.stdout.write(_human(summary))
     return worst
+
+
+def _with_set_checks(path: Path, options: ValidationOptions, processes: int) -> ValidationOptions:
+    """Large 834 sets split across `processes` processes (gateway.parallel), when it pays."""
+    if processes <= 1 or options.engine is not Engine.FAST:
+        return options
+    if path.stat().st_size < SPLIT_FROM_BYTES:
+        return options
+    checks = FileSetChecks(
+        path,
+        pool(processes),
+        max_segment_bytes=options.max_segment_bytes,
+        max_issues=options.max_issues_per_set,
+    )
+    return dataclasses.replace(options, set_checks=checks) if checks.split else options
 
 
 def _human(summary: dict[str, Any]) -> str:

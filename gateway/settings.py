@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     # compiled into tables; identical findings, held to it by the differential tests) or
     # "pyx12" (pyx12's own walker, the reference).
     validation_engine: Literal["fast", "pyx12"] = "fast"
+    # Processes for one large 834 set (4 MB and more), checked in blocks of 2,000 members by
+    # the fast engine: 0 = one per CPU, 1 = none (the worker's own thread only).
+    validation_processes: int = Field(default=0, ge=0)
 
     # `edi834 sftp` / `edi834 worker`: /healthz, /readyz and /metrics on this port (0 = none).
     health_port: int = 0

@@ -128,6 +128,14 @@ class EnvelopeReader:
     def feed(self, data: bytes) -> None:
         self._tokens.feed(data)
 
+    def skip_body(self, offset: int, segments: int) -> None:
+        """Inside a transaction set: the next `segments` body segments, up to `offset`, are
+        read by someone else; count them, don't read them."""
+        if self.state is not State.TRANSACTION:
+            raise RuntimeError("skip_body outside a transaction set")
+        self._tokens.skip_to(offset)
+        self._set_count += segments
+
     def next_event(self) -> Event | _NeedData | None:
         """The next event, NEED_DATA, or None when the input is exhausted."""
         while not self._pending:

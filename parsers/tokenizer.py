@@ -75,6 +75,39 @@ class SegmentReader:
         self._discard_start = 0
         self._discard_prefix = ""
         self._ready: deque[Segment] = deque()  # segments already cut from the buffer
+        self._skip_until = 0  # absolute offset: input before it is dropped unread
+
+    @classmethod
+    def inside_interchange(
+        cls, delimiters: Delimiters, *, max_segment_bytes: int = DEFAULT_MAX_SEGMENT_BYTES
+    ) -> SegmentReader:
+        """A reader for a stretch of segments cut from inside an interchange whose ISA (and
+        so its delimiters) was read elsewhere — e.g. one block of a transaction set checked in
+        another process."""
+        reader = cls(max_segment_bytes=max_segment_bytes)
+        reader._seen_isa = True
+        reader._delims = delimiters
+        reader._elem = delimiters.element
+        reader._term = delimiters.segment.encode("latin-1")
+        reader._mode = _Mode.SEGMENTS
+        return reader
+
+    def skip_to(self, offset: int) -> None:
+        """Drop the input up to an absolute byte offset without reading it (segments someone
+        else reads, e.g. the members of a set checked in other processes). The next token
+        starts there."""
+        while self._ready and self._ready[0].offset < offset:
+            self._ready.popleft()
+        if self._ready:
+            return
+        end = self._base + len(self._buf)
+        if offset <= end:
+            self._pos = max(self._pos, offset - self._base)
+            return
+        self._buf.clear()
+        self._base = end
+        self._pos = 0
+        self._skip_until = offset
 
     # -- input -----------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -84,6 +117,16 @@ class SegmentReader:
             return
         if self._eof:
             raise RuntimeError("feed() after end of input")
+        if self._skip_until:
+            end = self._base + len(self._buf)
+            drop = min(len(data), self._skip_until - end)
+            if drop > 0:
+                self._base += drop
+                data = data[drop:]
+            if self._base + len(self._buf) >= self._skip_until:
+                self._skip_until = 0
+            if not data:
+                return
         if self._pos >= _COMPACT_AT:
             del self._buf[: self._pos]
             self._base += self._pos

@@ -257,6 +257,9 @@ class CompiledMap:
         gs_loop = next(c for _p, c in cast(Loop, self.start).children if c.id == "GS_LOOP")
         self.gs_node = next(c for _p, c in cast(Loop, gs_loop).children if c.id == "GS")
         self.guide_segment_ids = guide_segment_ids()
+        detail = next(c for _p, c in self._st_loop().children if c.id == "DETAIL")
+        member = next(c for _p, c in cast(Loop, detail).children if c.id == "2000")
+        self.member_start = cast(Loop, member).first_seg
         self.icvn = source.icvn or "00401"
         self.charset = source.param.get("charset")
         segments = [c for loop in self._loops(self.root) for _p, c in loop.children]
@@ -269,6 +272,10 @@ class CompiledMap:
                     qualified.add(child.id)
                     cacheable = cacheable and child.match[0] == 1 and child.match[1] in (None, 1)
         self.qualified_tags: frozenset[str] | None = frozenset(qualified) if cacheable else None
+
+    def _st_loop(self) -> Loop:
+        gs_loop = next(c for _p, c in cast(Loop, self.start).children if c.id == "GS_LOOP")
+        return cast(Loop, next(c for _p, c in cast(Loop, gs_loop).children if c.id == "ST_LOOP"))
 
     def _key(self, path: str) -> int:
         return self.keys.setdefault(pyx12.path.X12Path(path).format(), len(self.keys))
@@ -519,6 +526,7 @@ class ElementChecks:
     """pyx12's segment_if / composite_if / element_if checks over the compiled tables."""
 
     def __init__(self, cmap: CompiledMap, delimiters: Delimiters) -> None:
+        self.delimiters = delimiters
         self.comp = delimiters.component
         self.icvn = cmap.icvn
         self.charset = cmap.charset
@@ -689,6 +697,15 @@ def _syntax_ok(syn: tuple[Any, ...], els: tuple[str, ...], comp: str) -> bool:
     return False
 
 
+# The least header pyx12's map takes without a finding: ST, BGN, the sponsor and payer N1s.
+_PRIMER = (
+    "ST*834*0001*005010X220A1",
+    "BGN*00*1*20260101*1200****2",
+    "N1*P5*SPONSOR*FI*123456789",
+    "N1*IN*PAYER*FI*123456789",
+)
+
+
 class CompiledTransactionSetChecker:
     """Walks one 834 transaction set through the compiled map, one segment at a time: the same
     interface and the same findings as `implementation.TransactionSetChecker`."""
@@ -710,14 +727,38 @@ class CompiledTransactionSetChecker:
         self._bad_text = self._checks.bad_text.search
         self._node: Seg | Loop = cmap.gs_node
         self._ls_id: str | None = None
+        self.walk_findings = 0
 
     def check(self, segment: Segment) -> list[Issue]:
         """Issues for one segment of the set (ST and SE included), in pyx12's order."""
         position = segment.index or 0
+        self.walk_findings = 0
         try:
             return self._check(segment, position)
         except Exception:
+            self.walk_findings = 0
             return [segment_issue(_UNEXPECTED, segment.tag, position, self._node.loop_id)]
+
+    def check_split(self, segment: Segment) -> tuple[list[Issue], list[Issue]]:
+        """`check`, split into the walk's findings (about where the segment is — which can be
+        about segments before it, e.g. a required one missing) and the segment's own."""
+        issues = self.check(segment)
+        return issues[: self.walk_findings], issues[self.walk_findings :]
+
+    def prime(self) -> None:
+        """Walk a minimal header, so that the next INS enters the 2000 loop just as it does
+        after any member: for checking a block of members cut from the middle of a set. What
+        the walk leaves behind outside the 2000 loop is never read again (the walk only moves
+        forward, and entering 2000 resets everything below it)."""
+        d = self._checks.delimiters
+        for i, text in enumerate(_PRIMER, start=1):
+            tag, *elements = text.split("*")
+            elements = [e.replace(":", d.component) for e in elements]
+            self.check(Segment(tag=tag, elements=tuple(elements), index=i))
+
+    def at_member_start(self) -> bool:
+        """The last segment entered the 2000 loop with its INS."""
+        return self._node is self._map.member_start
 
     def _check(self, segment: Segment, position: int) -> list[Issue]:
         tag = segment.tag
@@ -732,6 +773,7 @@ class CompiledTransactionSetChecker:
         issues: list[Issue] = []
         if walk.errors:
             issues = self._walk_issues(walk.errors, tag, position)
+            self.walk_findings = len(issues)
         if tag == "LE":
             self._ls_id = None
         if node is None:

@@ -49,6 +49,7 @@ from validators.issues import (
     TransactionSetErrorCode,
     meaning,
 )
+from validators.parallel import PlannedSet, SetChecks, merge, whole_set
 
 DuplicateCheck = Callable[[str, str, str], bool]
 """(ISA05, ISA06 unpadded, ISA13) -> True when this sender used this ISA13 before."""
@@ -84,6 +85,8 @@ class ValidationOptions:
     max_segment_bytes: int = DEFAULT_MAX_SEGMENT_BYTES
     max_issues_per_set: int = 10_000
     engine: Engine = Engine.FAST
+    # Large 834 sets checked in parts elsewhere (other processes); None: all here.
+    set_checks: SetChecks | None = None
 
 
 def _ack_of(issues: Iterable[Issue]) -> AckCode:
@@ -281,6 +284,10 @@ class InterchangeValidator:
         self._group: GroupResult | None = None
         self._set: TransactionSetResult | None = None
         self._checker: TransactionSetChecker | CompiledTransactionSetChecker | None = None
+        self._planned: PlannedSet | None = None
+        self._planned_end = 0
+        # (offset, segments): the body segments a reader may skip, once asked, then None.
+        self.skip: tuple[int, int] | None = None
         self._seen_isa: set[tuple[str, str, str]] = set()
         self._seen_gs06: set[str] = set()
         self._seen_st02: set[str] = set()
@@ -421,7 +428,16 @@ class InterchangeValidator:
         self._member_start = 0
         self._subscriber = None
         self._checker = None
+        self._planned = None
         if st.element(1) == TRANSACTION_SET_ID and st.element(3) == GUIDE_VERSION:
+            checks = self.options.set_checks
+            if checks is not None and self.options.engine is Engine.FAST:
+                self._planned = checks.planned(st.offset)
+                if self._planned is not None:
+                    self._planned_end = st.offset + st.length + 1
+                    # The reader may skip the body up to the SE: the parts read it.
+                    self.skip = (self._planned.se_offset, self._planned.segment_count - 2)
+                    return
             checker = (
                 CompiledTransactionSetChecker
                 if self.options.engine is Engine.FAST
@@ -446,6 +462,9 @@ class InterchangeValidator:
         result = self._set
         if result is None:  # an interchange-level control segment (TA1): nothing to validate
             return
+        if self._planned is not None:  # checked in parts elsewhere
+            self._planned_end = segment.offset + segment.length + 1
+            return
         if segment.tag == "INS":
             result.member_count += 1
             self._member_start = len(result.issues)
@@ -467,6 +486,9 @@ class InterchangeValidator:
             self._add(self._checker.check(segment))
 
     def _oversized(self, event: OversizedSegment) -> None:
+        if self._planned is not None:  # checked in parts elsewhere
+            self._planned_end = event.offset + event.length + 1
+            return
         if self._set is not None and event.index is not None:
             self._add(
                 [
@@ -497,6 +519,8 @@ class InterchangeValidator:
         result.segment_count = event.segment_count
         if self._checker is not None and event.se is not None:
             self._add(self._checker.check(event.se))
+        if self._planned is not None:
+            self._merge_parts(result, self._planned, event)
         # Envelope findings are not about a member.
         self._subscriber = None
         self._add(check_se(result.st, event.se, event.segment_count))
@@ -506,6 +530,35 @@ class InterchangeValidator:
         )
         self._set = None
         self._checker = None
+        self._planned = None
+
+    def _merge_parts(
+        self, result: TransactionSetResult, planned: PlannedSet, event: TransactionSetEnd
+    ) -> None:
+        checks = self.options.set_checks
+        if checks is None:  # pragma: no cover - a plan comes from set_checks
+            return
+        se = event.se
+        if se is not None:
+            self._planned_end = se.offset + se.length + 1
+        results = None
+        if (
+            se is not None
+            and se.offset == planned.se_offset
+            and event.segment_count == planned.segment_count
+        ):
+            results = checks.run(planned, planned.parts)
+            if not all(r.joined for r in results[:-1]):
+                results = None
+        if results is None:
+            # The parts did not join up (or the set is not the one planned): check the set as
+            # the envelope reader saw it, in one go.
+            end = self._planned_end if se is not None else max(self._planned_end, planned.end)
+            results = checks.run(planned, whole_set(planned.st_offset, end))
+        issues, truncated, members = merge(results)
+        result.member_count = members
+        self._add(issues)
+        result.issues_truncated += truncated
 
 
 def validate_events(
@@ -531,6 +584,9 @@ def validate_stream(
             if event is NEED_DATA or event is None:
                 return
             yield from validator.on_event(event)  # type: ignore[arg-type]
+            if validator.skip is not None:
+                reader.skip_body(*validator.skip)
+                validator.skip = None
 
     for chunk in chunks:
         if chunk:

@@ -5,6 +5,7 @@ rows."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -35,6 +36,7 @@ from gateway.db.models import (
 )
 from gateway.enrollment.ledger import mark_pending
 from gateway.faults import crashpoint, raisepoint
+from gateway.parallel import SPLIT_FROM_BYTES, FileSetChecks, pool, processes_for
 from validators.acks import build_999, build_ta1
 from validators.interchange import (
     AckCode,
@@ -122,9 +124,47 @@ def validate_job(
                 last_beat = time.monotonic()
             yield chunk
 
-    results = list(validate_stream(chunks(), options))
+    checks = _set_checks(gw, job, options, cancel, heartbeat)
+    if checks is not None:
+        options = dataclasses.replace(options, set_checks=checks)
+    try:
+        results = list(validate_stream(chunks(), options))
+    finally:
+        if checks is not None:
+            checks.close()
     crashpoint("validated")
     return results
+
+
+def _set_checks(
+    gw: Gateway,
+    job: Job,
+    options: ValidationOptions,
+    cancel: threading.Event,
+    heartbeat: Callable[[], None],
+) -> FileSetChecks | None:
+    """Large 834 sets of this file checked in blocks by a process pool (gateway.parallel)."""
+    processes = processes_for(gw.settings.validation_processes)
+    if processes <= 1 or options.engine is not Engine.FAST:
+        return None
+    path = gw.blobs.path(job.blob_path)
+    if path.stat().st_size < SPLIT_FROM_BYTES:
+        return None
+
+    def waiting() -> None:
+        if cancel.is_set():
+            raise Abandoned
+        heartbeat()
+
+    checks = FileSetChecks(
+        path,
+        pool(processes),
+        max_segment_bytes=options.max_segment_bytes,
+        max_issues=options.max_issues_per_set,
+        on_wait=waiting,
+        wait_seconds=max(1.0, gw.settings.lease_seconds / 6),
+    )
+    return checks if checks.split else None
 
 
 def outcome_of(results: list[Result]) -> Outcome:

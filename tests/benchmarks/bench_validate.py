@@ -6,7 +6,7 @@ os.wait4 (never the cumulative RUSAGE_CHILDREN). Engines write their outputs int
 directory; generated files are cached by (members, seed, sets, generator version).
 
 Usage: python tests/benchmarks/bench_validate.py [--members 10000 100000]
-                                                  [--engines edi834 x12valid] [--seed S]
+                  [--engines edi834 edi834-pyx12 x12valid] [--cpus 0|0,1|-] [--seed S]
 """
 
 from __future__ import annotations
@@ -100,6 +100,23 @@ def build_engines(bin_dir: Path) -> dict[str, Engine]:
                 "--json",
             ],
             verdict=_edi834_verdict,
+            note="edi834 = `edi834 validate` with its default engine, fast (the compiled map).",
+        ),
+        "edi834-pyx12": Engine(
+            name="edi834-pyx12",
+            executable=bin_dir / "edi834",
+            argv=lambda exe, src, work: [
+                str(exe),
+                "validate",
+                str(src),
+                "--out",
+                str(work / "out"),
+                "--json",
+                "--engine",
+                "pyx12",
+            ],
+            verdict=_edi834_verdict,
+            note="edi834-pyx12 = `edi834 validate --engine pyx12` (pyx12's walker inside ours).",
         ),
         "x12valid": Engine(
             name="x12valid",
@@ -157,21 +174,26 @@ LAUNCHER = """
 import os, sys, time
 fd = int(sys.argv[1])
 os.set_inheritable(fd, False)
+if sys.argv[2] != "-":
+    os.sched_setaffinity(0, {int(c) for c in sys.argv[2].split(",")})
 started = time.perf_counter()
-pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
+pid = os.posix_spawn(sys.argv[3], sys.argv[3:], os.environ)
 _, status, usage = os.wait4(pid, 0)
 seconds = time.perf_counter() - started
 os.write(fd, f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss} {seconds!r}".encode())
 """
 
 
-def spawn_measured(argv: Sequence[str], *, cwd: Path, stdout: Path, stderr: Path) -> RunResult:
-    """Runs argv through the launcher; returns its wall time, own peak RSS and exit code."""
+def spawn_measured(
+    argv: Sequence[str], *, cwd: Path, stdout: Path, stderr: Path, cpus: str = "-"
+) -> RunResult:
+    """Runs argv through the launcher (pinned to `cpus`, e.g. "0", unless "-"); returns its
+    wall time, own peak RSS and exit code."""
     read_end, write_end = os.pipe()
     try:
         with stdout.open("wb") as out, stderr.open("wb") as err:
             launcher = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", LAUNCHER, str(write_end), *argv],
+                [sys.executable, "-I", "-S", "-c", LAUNCHER, str(write_end), cpus, *argv],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
@@ -196,13 +218,13 @@ def spawn_measured(argv: Sequence[str], *, cwd: Path, stdout: Path, stderr: Path
     return RunResult(seconds, peak_rss, exit_code, verdict="")
 
 
-def run_engine(engine: Engine, bench_file: Path) -> RunResult:
+def run_engine(engine: Engine, bench_file: Path, cpus: str = "-") -> RunResult:
     """Runs one engine on one file in a throw-away work dir and reads its verdict."""
     with tempfile.TemporaryDirectory(prefix=f"bench-{engine.name}-") as tmp:
         workdir = Path(tmp)
         stdout, stderr = workdir / "stdout.txt", workdir / "stderr.txt"
         argv = engine.argv(engine.executable, bench_file, workdir)
-        result = spawn_measured(argv, cwd=workdir, stdout=stdout, stderr=stderr)
+        result = spawn_measured(argv, cwd=workdir, stdout=stdout, stderr=stderr, cpus=cpus)
         verdict = engine.verdict(
             workdir,
             stdout.read_text("utf-8", errors="replace"),
@@ -223,17 +245,20 @@ def measure_floor() -> int:
 def format_table(rows: Sequence[tuple[BenchFile, str, RunResult]]) -> str:
     header = (
         "| file | members | segments | MB | engine | seconds | members/s | segments/s | MB/s "
-        "| peak RSS MB | exit code | verdict |"
+        "| vs x12valid | peak RSS MB | exit code | verdict |"
     )
-    lines = [header, "|" + "---|" * 12]
+    lines = [header, "|" + "---|" * 13]
+    baseline = {f.path: r.seconds for f, name, r in rows if name == "x12valid"}
     for bench_file, engine, result in rows:
         seconds = max(result.seconds, 1e-9)
         mb = bench_file.size / MB
+        base = baseline.get(bench_file.path)
+        ratio = f"{base / seconds:.1f}" if base else "-"
         lines.append(
             f"| {bench_file.path.name} | {bench_file.members:,} | {bench_file.segments:,} "
             f"| {mb:.1f} | {engine} | {result.seconds:.2f} "
             f"| {bench_file.members / seconds:,.0f} | {bench_file.segments / seconds:,.0f} "
-            f"| {mb / seconds:.2f} | {result.peak_rss / MB:.1f} | {result.exit_code} "
+            f"| {mb / seconds:.2f} | {ratio} | {result.peak_rss / MB:.1f} | {result.exit_code} "
             f"| {result.verdict} |"
         )
     return "\n".join(lines)
@@ -243,7 +268,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument(
-        "--engines", nargs="+", choices=["edi834", "x12valid"], default=["edi834", "x12valid"]
+        "--engines",
+        nargs="+",
+        choices=["edi834", "edi834-pyx12", "x12valid"],
+        default=["edi834", "edi834-pyx12", "x12valid"],
+    )
+    parser.add_argument(
+        "--cpus",
+        default="0",
+        help='CPUs each engine is pinned to ("0": one core; "0,1": two; "-": not pinned)',
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sets", type=int, default=1, help="ST/SE transaction sets per file")
@@ -274,11 +307,12 @@ def main(argv: list[str] | None = None) -> int:
         bench_file = ensure_file(args.cache_dir, members, seed=args.seed, sets=args.sets)
         for engine in selected:
             sys.stderr.write(f"running {engine.name} on {bench_file.path.name}\n")
-            rows.append((bench_file, engine.name, run_engine(engine, bench_file.path)))
+            rows.append((bench_file, engine.name, run_engine(engine, bench_file.path, args.cpus)))
 
     out = [
         f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs; "
-        f"seed {args.seed}, {args.sets} transaction set(s) per file; MB = 10^6 bytes; "
+        f"seed {args.seed}, {args.sets} transaction set(s) per file; CPUs {args.cpus}; "
+        "MB = 10^6 bytes; "
         f"peak RSS floor (/bin/true via the launcher) {measure_floor() / MB:.1f} MB.",
         "",
     ]

@@ -1,0 +1,156 @@
+"""Both cores on one large file: the 834 sets `validators.parallel.plan_sets` splits into blocks
+of members are checked by a pool of processes that read their block straight from the file,
+while this process reads the envelope and merges the findings in order.
+
+Memory stays flat: the plan holds offsets, a block is at most a few MB in one process at a
+time, and only findings come back. The pool is made once per process and kept (its processes
+compile the 834 map once each); it uses forkserver, so a gateway process with threads is never
+forked."""
+
+from __future__ import annotations
+
+import atexit
+import mmap
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+
+from validators.parallel import (
+    MEMBERS_PER_PART,
+    Part,
+    PartResult,
+    PlannedSet,
+    check_part,
+    plan_sets,
+)
+
+# A set is split into blocks of 2,000 members (about 1 MB): below this a file is not worth the
+# processes.
+SPLIT_FROM_BYTES = 4 * 1024 * 1024
+
+_pools: dict[int, ProcessPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def processes_for(setting: int) -> int:
+    """The processes a setting of 0 (one per CPU) or N means; 1 turns splitting off."""
+    return setting if setting > 0 else max(os.cpu_count() or 1, 1)
+
+
+def pool(processes: int) -> ProcessPoolExecutor:
+    with _pools_lock:
+        found = _pools.get(processes)
+        if found is None:
+            context = multiprocessing.get_context("forkserver")
+            found = ProcessPoolExecutor(max_workers=processes, mp_context=context)
+            _pools[processes] = found
+        return found
+
+
+@atexit.register
+def _shutdown() -> None:
+    with _pools_lock:
+        for executor in _pools.values():
+            executor.shutdown(wait=False, cancel_futures=True)
+        _pools.clear()
+
+
+def _check_part_of_file(
+    path: str, part: Part, planned: PlannedSet, max_segment_bytes: int, max_issues: int
+) -> PartResult:
+    with open(path, "rb") as f:
+        f.seek(part.start)
+        data = f.read(part.end - part.start)
+    return check_part(
+        data,
+        part,
+        planned.delimiters,
+        max_segment_bytes=max_segment_bytes,
+        max_issues=max_issues,
+    )
+
+
+class FileSetChecks:
+    """`validators.parallel.SetChecks` for a file on disk. Every block is submitted up front,
+    so the pool works ahead of the envelope reader."""
+
+    def __init__(
+        self,
+        path: Path,
+        executor: ProcessPoolExecutor,
+        *,
+        max_segment_bytes: int,
+        max_issues: int,
+        members_per_part: int = MEMBERS_PER_PART,
+        on_wait: Callable[[], None] | None = None,
+        wait_seconds: float = 5.0,
+    ) -> None:
+        self._path = str(path)
+        # Called every `wait_seconds` while this process waits for a block: the gateway worker
+        # renews its lease there (and may raise to abandon the file).
+        self._on_wait = on_wait
+        self._wait_seconds = wait_seconds
+        self._executor = executor
+        self._max_segment_bytes = max_segment_bytes
+        self._max_issues = max_issues
+        self._plans: dict[int, PlannedSet] = {}
+        self._futures: dict[int, list[Future[PartResult]]] = {}
+        size = path.stat().st_size
+        if size == 0:
+            return
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            for planned in plan_sets(
+                mm,  # type: ignore[arg-type]  # an mmap reads like bytes
+                members_per_part=members_per_part,
+                max_segment_bytes=max_segment_bytes,
+            ):
+                self._plans[planned.st_offset] = planned
+                self._futures[planned.st_offset] = [
+                    self._submit(planned, part) for part in planned.parts
+                ]
+
+    @property
+    def split(self) -> bool:
+        """Whether any set of the file was split."""
+        return bool(self._plans)
+
+    def _submit(self, planned: PlannedSet, part: Part) -> Future[PartResult]:
+        return self._executor.submit(
+            _check_part_of_file,
+            self._path,
+            part,
+            planned,
+            self._max_segment_bytes,
+            self._max_issues,
+        )
+
+    def planned(self, st_offset: int) -> PlannedSet | None:
+        return self._plans.get(st_offset)
+
+    def run(self, planned: PlannedSet, parts: tuple[Part, ...]) -> list[PartResult]:
+        futures = self._futures.pop(planned.st_offset, None)
+        if futures is not None and parts == planned.parts:
+            return [self._wait(f) for f in futures]
+        if futures is not None:
+            for f in futures:
+                f.cancel()
+        return [self._wait(self._submit(planned, part)) for part in parts]
+
+    def _wait(self, future: Future[PartResult]) -> PartResult:
+        while True:
+            try:
+                return future.result(timeout=self._wait_seconds)
+            except FutureTimeout:
+                if self._on_wait is not None:
+                    self._on_wait()
+
+    def close(self) -> None:
+        """Drop what was not collected (a file abandoned half way)."""
+        for futures in self._futures.values():
+            for f in futures:
+                f.cancel()
+        self._futures.clear()
