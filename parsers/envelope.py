@@ -161,7 +161,11 @@ class EnvelopeReader:
             # The table's (TRANSACTION, "*") row — a body segment — without the table walk.
             self._last_offset = token.offset
             self._set_count += 1
-            self._pending.append(_at(token, self._set_count))
+            # The tokenizer made this segment for us alone and nobody has seen it yet: give it
+            # its position in place instead of copying it (a frozen dataclass, so by
+            # object.__setattr__).
+            object.__setattr__(token, "index", self._set_count)
+            self._pending.append(token)
             return
         if isinstance(token, Unusable):
             self._apply(AT_END[self.state], None)

@@ -304,6 +304,9 @@ class InterchangeValidator:
 
     def on_event(self, event: Event) -> list[InterchangeResult | UnusableResult]:
         """Handle one event; return the results it completed."""
+        if type(event) is Segment:  # most events: a body segment
+            self._body(event)
+            return []
         if isinstance(event, InterchangeStart):
             out = self._flush_done()
             self._start_interchange(event)

@@ -124,7 +124,7 @@ def validate_job(
                 last_beat = time.monotonic()
             yield chunk
 
-    checks = _set_checks(gw, job, options, cancel, heartbeat)
+    checks = _set_checks(gw, job, options, cancel, heartbeat, heartbeat_seconds)
     if checks is not None:
         options = dataclasses.replace(options, set_checks=checks)
     try:
@@ -142,6 +142,7 @@ def _set_checks(
     options: ValidationOptions,
     cancel: threading.Event,
     heartbeat: Callable[[], None],
+    heartbeat_seconds: float,
 ) -> FileSetChecks | None:
     """Large 834 sets of this file checked in blocks by a process pool (gateway.parallel)."""
     processes = processes_for(gw.settings.validation_processes)
@@ -151,10 +152,15 @@ def _set_checks(
     if path.stat().st_size < SPLIT_FROM_BYTES:
         return None
 
+    last_beat = time.monotonic()
+
     def waiting() -> None:
+        nonlocal last_beat
         if cancel.is_set():
             raise Abandoned
-        heartbeat()
+        if time.monotonic() - last_beat > heartbeat_seconds:
+            heartbeat()
+            last_beat = time.monotonic()
 
     checks = FileSetChecks(
         path,
@@ -162,7 +168,7 @@ def _set_checks(
         max_segment_bytes=options.max_segment_bytes,
         max_issues=options.max_issues_per_set,
         on_wait=waiting,
-        wait_seconds=max(1.0, gw.settings.lease_seconds / 6),
+        wait_seconds=0.5,
     )
     return checks if checks.split else None
 

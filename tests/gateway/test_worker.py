@@ -4,6 +4,7 @@ duplicates, parking, and a graceful shutdown that finishes or safely abandons a 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -152,6 +153,7 @@ class TestQueue:
             assert repo.acks_of(s, rid) == []  # never a false rejection
 
 
+@functools.cache
 def _big_file(members: int) -> bytes:
     buf = io.BytesIO()
     write_834(buf, members, seed=7)
@@ -161,7 +163,8 @@ def _big_file(members: int) -> bytes:
 class TestGracefulShutdown:
     def test_sigterm_mid_file_abandons_safely_and_the_restart_finishes_it(self, gateway):
         key = gateway.add_partner("va", "VA0FFM")
-        gateway.start(EDI834_SHUTDOWN_GRACE_SECONDS="0.5")
+        # pyx12's engine: slow enough (a few seconds for 1,200 members) to be caught mid-file.
+        gateway.start(EDI834_SHUTDOWN_GRACE_SECONDS="0.5", EDI834_VALIDATION_ENGINE="pyx12")
         content = _big_file(1200)
         with gateway.client(key) as c:
             rid = submit(c, content).json()["id"]

@@ -1,0 +1,101 @@
+"""A large set checked by a real process pool (gateway.parallel, forkserver) gives what checking
+it in one go gives: through FileSetChecks directly, and through `edi834 validate --jobs 2`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gateway.parallel import SPLIT_FROM_BYTES, FileSetChecks, pool
+from tests.benchmarks.generate_834 import write_834
+from tests.validators.test_parallel import plant, summary
+from validators.interchange import ValidationOptions
+
+NOW = ["--now", "2026-01-02T03:04:00+00:00", "--receiver", "ZZ:EDI834GATEWAY"]
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About 4.5 MB, 8,500 members, with findings planted on both sides of block boundaries."""
+    path = tmp_path_factory.mktemp("large") / "large.834"
+    with path.open("wb") as f:
+        write_834(f, 8_500, seed=11)
+    data = path.read_bytes()
+    for find, replace, nth in (
+        (b"~NM1*IL*", b"~NM1*XX*", 2_000),  # the last member of the first block
+        (b"~HD*", b"~HDX*", 4_000),  # required HD missing: reported at the next INS
+        (b"~DMG*D8*", b"~DMG*D8*2027", 4_001),  # a bad date in the first member of a block
+    ):
+        data = plant(data, find, replace, nth)
+    path.write_bytes(data)
+    assert path.stat().st_size >= SPLIT_FROM_BYTES
+    return path
+
+
+def test_pool_equals_one_go(large: Path) -> None:
+    data = large.read_bytes()
+    checks = FileSetChecks(large, pool(2), max_segment_bytes=65_536, max_issues=10_000)
+    assert checks.split
+    split = summary(data, ValidationOptions(set_checks=checks))
+    whole = summary(data, ValidationOptions())
+    assert split == whole
+    issues = whole[0][4]  # type: ignore[index]
+    assert len(issues) >= 3  # the planted findings are there to be compared
+
+
+def test_cli_jobs(large: Path, edi834: Path, tmp_path: Path) -> None:
+    outs = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / jobs
+        proc = subprocess.run(
+            [
+                str(edi834),
+                "validate",
+                str(large),
+                "--out",
+                str(out),
+                "--json",
+                "--jobs",
+                jobs,
+                *NOW,
+            ],
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+        assert proc.returncode == 2, proc.stderr  # the planted findings reject the set
+        summary_json = json.loads(proc.stdout)
+        summary_json.pop("written")
+        outs[jobs] = (summary_json, (out / "large.999").read_bytes())
+    assert outs["1"] == outs["2"]
+
+
+class Stop(Exception):
+    pass
+
+
+def test_waiting_renews_and_can_abandon(large: Path) -> None:
+    """While this process waits for blocks it calls on_wait (the gateway worker renews its
+    lease there, and raises to abandon the file on shutdown)."""
+    calls = []
+
+    def on_wait() -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise Stop
+
+    checks = FileSetChecks(
+        large,
+        pool(1),
+        max_segment_bytes=65_536,
+        max_issues=10_000,
+        on_wait=on_wait,
+        wait_seconds=0.01,
+    )
+    with pytest.raises(Stop):
+        summary(large.read_bytes(), ValidationOptions(set_checks=checks))
+    checks.close()
+    assert len(calls) == 3
