@@ -187,6 +187,9 @@ class EnvelopeReader:
         segment = token.segment if isinstance(token, Isa) else token
         self._last_offset = segment.offset
         actions, next_state = transition(self.state, segment.tag)
+        if Action.START_INTERCHANGE in actions and not isinstance(token, Isa):
+            # A segment tagged ISA that the tokenizer did not read as a header: stray data.
+            actions, next_state = (Action.STRAY,), self.state
         prior = self.state
         self._apply(actions, token)
         if Action.STRAY not in actions:

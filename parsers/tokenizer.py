@@ -278,7 +278,9 @@ class SegmentReader:
             if len(buf) - pos < 4 and not self._eof:
                 return NEED_DATA
             nxt = buf[pos + 3 : pos + 4]
-            if nxt and not nxt.isalnum() and nxt != b" ":
+            # "ISA" then a separator, or the input ends at "ISA": an interchange header (maybe
+            # a truncated one, which the ISA reader reports).
+            if not nxt or (not nxt.isalnum() and nxt != b" "):
                 self._mode = _Mode.EXPECT_ISA
                 return _AGAIN
         end = buf.find(self._term, pos)

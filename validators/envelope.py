@@ -58,6 +58,11 @@ ID_QUALIFIERS = frozenset(
 _DIGITS = re.compile(r"\d+")
 
 
+def ascii_digits(value: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes '²' or '٣', which int() refuses or reads."""
+    return value.isascii() and value.isdigit()
+
+
 def _ta1(code: InterchangeNoteCode, detail: str = "") -> Issue:
     text = meaning("TA105", code.value)
     return Issue(
@@ -69,7 +74,7 @@ def _ta1(code: InterchangeNoteCode, detail: str = "") -> Issue:
 
 
 def _valid_date(yymmdd: str) -> bool:
-    if len(yymmdd) != 6 or not yymmdd.isdigit():
+    if len(yymmdd) != 6 or not ascii_digits(yymmdd):
         return False
     try:
         dt.date(2000 + int(yymmdd[:2]), int(yymmdd[2:4]), int(yymmdd[4:]))
@@ -79,7 +84,7 @@ def _valid_date(yymmdd: str) -> bool:
 
 
 def valid_ccyymmdd(value: str) -> bool:
-    if len(value) != 8 or not value.isdigit():
+    if len(value) != 8 or not ascii_digits(value):
         return False
     try:
         dt.date(int(value[:4]), int(value[4:6]), int(value[6:]))
@@ -89,7 +94,7 @@ def valid_ccyymmdd(value: str) -> bool:
 
 
 def valid_hhmm(value: str) -> bool:
-    if len(value) < 4 or not value[:4].isdigit():
+    if len(value) < 4 or not ascii_digits(value[:4]):
         return False
     return int(value[:2]) < 24 and int(value[2:4]) < 60
 
@@ -174,11 +179,11 @@ def check_isa(
     if len(e(10)) != 4 or not valid_hhmm(e(10)):
         issues.append(_ta1(InterchangeNoteCode.INVALID_TIME))
     if e(12) != SUPPORTED_ISA12:
-        if len(e(12)) == 5 and e(12).isdigit():
+        if len(e(12)) == 5 and ascii_digits(e(12)):
             issues.append(_ta1(InterchangeNoteCode.VERSION_NOT_SUPPORTED, f"ISA12 is {e(12)}."))
         else:
             issues.append(_ta1(InterchangeNoteCode.INVALID_VERSION_ID))
-    if not (len(e(13)) == 9 and e(13).isdigit()):
+    if not (len(e(13)) == 9 and ascii_digits(e(13))):
         issues.append(_ta1(InterchangeNoteCode.INVALID_CONTROL_NUMBER))
     if e(14) not in ("0", "1"):
         issues.append(_ta1(InterchangeNoteCode.INVALID_ACK_REQUESTED))
@@ -199,7 +204,7 @@ def check_iea(isa: Segment, iea: Segment | None, group_count: int) -> list[Issue
     if iea.element(2) != isa.element(13):
         issues.append(_ta1(InterchangeNoteCode.CONTROL_NUMBER_MISMATCH))
     declared = iea.element(1)
-    if not declared.isdigit() or int(declared) != group_count:
+    if not ascii_digits(declared) or int(declared) != group_count:
         issues.append(
             _ta1(
                 InterchangeNoteCode.INVALID_GROUP_COUNT,
@@ -228,7 +233,7 @@ def check_gs(gs: Segment, *, seen_gs06: set[str]) -> list[Issue]:
             _ak9(GroupErrorCode.VERSION_NOT_SUPPORTED, f"GS08 is {gs.element(8) or 'empty'}.")
         )
     gs06 = gs.element(6)
-    if not (1 <= len(gs06) <= 9 and gs06.isdigit()):
+    if not (1 <= len(gs06) <= 9 and ascii_digits(gs06)):
         issues.append(_ak9(GroupErrorCode.CONTROL_NUMBER_SYNTAX))
     elif gs06 in seen_gs06:
         issues.append(_ak9(GroupErrorCode.CONTROL_NUMBER_NOT_UNIQUE))
@@ -243,7 +248,7 @@ def check_ge(gs: Segment, ge: Segment | None, set_count: int) -> list[Issue]:
     if ge.element(2) != gs.element(6):
         issues.append(_ak9(GroupErrorCode.CONTROL_NUMBER_MISMATCH))
     declared = ge.element(1)
-    if not declared.isdigit() or int(declared) != set_count:
+    if not ascii_digits(declared) or int(declared) != set_count:
         issues.append(
             _ak9(
                 GroupErrorCode.SET_COUNT_WRONG,
@@ -297,7 +302,7 @@ def check_se(st: Segment, se: Segment | None, segment_count: int) -> list[Issue]
     if se.element(2) != st.element(2):
         issues.append(_ik5(TransactionSetErrorCode.CONTROL_NUMBER_MISMATCH, "SE"))
     declared = se.element(1)
-    if not declared.isdigit() or int(declared) != segment_count:
+    if not ascii_digits(declared) or int(declared) != segment_count:
         issues.append(
             _ik5(
                 TransactionSetErrorCode.SEGMENT_COUNT_WRONG,

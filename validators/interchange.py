@@ -32,6 +32,7 @@ from validators.compiled import CompiledTransactionSetChecker
 from validators.envelope import (
     GUIDE_VERSION,
     TRANSACTION_SET_ID,
+    ascii_digits,
     check_ge,
     check_gs,
     check_iea,
@@ -145,7 +146,7 @@ class GroupResult:
     @property
     def sets_included(self) -> int:
         """AK902: the count the sender declared in GE01, else what we received."""
-        if self.ge is not None and self.ge.element(1).isdigit():
+        if self.ge is not None and ascii_digits(self.ge.element(1)):
             return int(self.ge.element(1))
         return len(self.sets)
 

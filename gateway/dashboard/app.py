@@ -507,7 +507,7 @@ def create_dashboard(gw: Gateway) -> FastAPI:
         if q.get("severity") not in SEVERITIES:
             q.pop("severity", None)
         before = q.get("before", "")
-        if not (before.isdigit() and len(before) <= 12):
+        if not (before.isascii() and before.isdigit() and len(before) <= 12):
             q.pop("before", None)
         with gw.reads() as s:
             partner_id = None
