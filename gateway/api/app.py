@@ -153,7 +153,12 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
             REJECTED_REQUESTS.labels(reason="media_type").inc()
             raise GatewayError(f"send the file as one of {', '.join(sorted(ACCEPTED_TYPES))}", 415)
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
+        if (
+            declared
+            and declared.isascii()
+            and declared.isdigit()
+            and int(declared) > settings.max_body_bytes
+        ):
             REJECTED_REQUESTS.labels(reason="too_large").inc()
             raise GatewayError(f"file larger than {settings.max_body_bytes} bytes", 413)
         wait = limiter.take(partner.id)
@@ -168,7 +173,6 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
             async for chunk in request.stream():
                 pending_blob.write(chunk)
             crashpoint("body_received")
-            blob = await run_in_threadpool(pending_blob.commit)
         except TooLarge as exc:
             pending_blob.discard()
             REJECTED_REQUESTS.labels(reason="too_large").inc()
@@ -181,15 +185,24 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
         except BaseException:
             pending_blob.discard()  # client went away mid-body: nothing was promised
             raise
-        if blob.size == 0:
-            REJECTED_REQUESTS.labels(reason="empty").inc()
-            raise GatewayError("the request body is empty", 400)
-        try:
-            receipt, created = await run_in_threadpool(
-                lambda: record_receipt(
-                    gw, partner_id=partner.id, blob=blob, channel="http", filename=x_filename
-                )
+
+        def store() -> tuple[Receipt, bool] | None:
+            # fsync, rename, fsync the directory, then commit the row: one trip to the
+            # threadpool, not two (each trip is CPU on the event loop, issue 6).
+            blob = pending_blob.commit()
+            if blob.size == 0:
+                return None
+            return record_receipt(
+                gw, partner_id=partner.id, blob=blob, channel="http", filename=x_filename
             )
+
+        try:
+            stored = await run_in_threadpool(store)
+        except StorageError as exc:
+            pending_blob.discard()
+            REJECTED_REQUESTS.labels(reason="storage").inc()
+            log.error("blob_store_failed", partner_id=partner.id)
+            raise GatewayError(f"could not store the file durably: {exc}", 507) from exc
         except Exception as exc:
             log.error("receipt_commit_failed", partner_id=partner.id, error_type=type(exc).__name__)
             raise GatewayError(
@@ -197,6 +210,10 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
                 503,
                 {"Retry-After": "10"},
             ) from exc
+        if stored is None:
+            REJECTED_REQUESTS.labels(reason="empty").inc()
+            raise GatewayError("the request body is empty", 400)
+        receipt, created = stored
         if created and on_receipt is not None:
             on_receipt()
         body = ReceiptOut(
@@ -286,7 +303,7 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
     ) -> InterchangeDetail:
         """Status, outcome, counts, envelope ids and every finding (first 1,000)."""
         with gw.reads() as session:
-            r = repo.get_receipt(session, interchange_id, partner.id)
+            r = repo.receipt_detail(session, interchange_id, partner.id)
             if r is None:
                 raise NotFound()
             isa13_of: dict[int, str] = {}
@@ -363,7 +380,12 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
                 )
                 for f in repo.findings_of(session, r.id, MAX_FINDINGS)
             ]
-            total = repo.count_findings(session, r.id)
+            # Fewer than the page: that is all of them (no COUNT query).
+            total = (
+                len(findings)
+                if len(findings) < MAX_FINDINGS
+                else repo.count_findings(session, r.id)
+            )
             summary = _summary(r)
         root = f"{base_url(request)}/v1/interchanges/{r.id}"
         return InterchangeDetail(
