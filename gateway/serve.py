@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -96,6 +97,8 @@ async def run_server(
 ) -> None:
     """Run the given roles until SIGTERM/SIGINT. `serve` runs them all and migrates; a single
     role migrates only with --migrate (in production one job runs `edi834 db upgrade`)."""
+    if roles == frozenset({"worker"}) and settings.worker_nice:
+        os.nice(settings.worker_nice)  # validation yields the CPU to the API's intake
     gw = Gateway.open(settings)
     stop_event = asyncio.Event()
     if migrate:

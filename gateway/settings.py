@@ -53,6 +53,10 @@ class Settings(BaseSettings):
 
     worker_enabled: bool = True
     worker_poll_seconds: float = 0.5
+    # `edi834 worker` alone lowers its CPU priority by this much (os.nice): on a shared host
+    # the 202s of intake come first and validation catches up (issue 6), at the price of later
+    # 999s under load; 0 (the default) keeps it equal.
+    worker_nice: int = Field(default=0, ge=0, le=19)
     lease_seconds: int = 60  # renewed every third of it while a file is validated
     max_attempts: int = 3
     shutdown_grace_seconds: float = 30.0

@@ -13,15 +13,21 @@ Targets (issue 6, this 2-core machine): intake >= 200 files/s with p99 <= 250 ms
 300 MB. The figures are printed, never asserted.
 
 Usage: python tests/benchmarks/bench_scale.py [--files 10000] [--clients 200] [--readers 500]
+
+To separate causes: --workers 0 (intake alone), --mode intake|read (one load alone), --direct
+(plain HTTP to the api processes, no nginx/TLS), --pids FILE (process ids as JSON, written once
+the cluster is up, for py-spy). CPU seconds per process over the load window are printed too.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
@@ -57,25 +63,77 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def intake(cluster: Cluster, key: str, files: int, clients: int) -> dict[str, object]:
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _children() -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            out.setdefault(ppid, []).append(int(d.name))
+    return out
+
+
+def cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
+    """utime + stime of each root process and its living descendants (nginx, postgres workers)."""
+    kids = _children()
+    out: dict[str, float] = {}
+    for name, pid in roots.items():
+        total, todo = 0, [pid]
+        while todo:
+            p = todo.pop()
+            todo.extend(kids.get(p, []))
+            try:
+                fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        out[name] = total / CLK_TCK
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out["bench client"] = usage.ru_utime + usage.ru_stime
+    cpu = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    out["machine busy"] = (sum(cpu) - cpu[3] - cpu[4]) / CLK_TCK  # all but idle and iowait
+    return out
+
+
+def url_for(urls: list[str], k: int) -> str:
+    return urls[k % len(urls)]
+
+
+async def intake(
+    urls: list[str], key: str, files: int, clients: int, offset: int = 0
+) -> dict[str, object]:
     latencies: list[float] = []
     codes: dict[int, int] = {}
     ids: list[str] = []
+    if files == 0:
+        return {"files": 0, "codes": codes, "ids": ids}
     queue: asyncio.Queue[int] = asyncio.Queue()
     for n in range(files):
         queue.put_nowait(n)
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(
-        base_url=cluster.url,
-        verify=False,  # noqa: S501 - the test cluster's own certificate
-        timeout=120,
-        limits=limits,
-    ) as c:
+    async with contextlib.AsyncExitStack() as stack:
+        pool = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=u,
+                    verify=False,  # noqa: S501 - the test cluster's own certificate
+                    timeout=120,
+                    limits=limits,
+                )
+            )
+            for u in urls
+        ]
 
-        async def client() -> None:
+        async def client(k: int) -> None:
+            c = pool[k % len(pool)]
             while not queue.empty():
                 n = queue.get_nowait()
-                body = _with_isa13(GOOD, 800_000_000 + n)
+                body = _with_isa13(GOOD, 800_000_000 + offset + n)
                 t0 = time.perf_counter()
                 r = await c.post(
                     "/v1/interchanges",
@@ -91,7 +149,7 @@ async def intake(cluster: Cluster, key: str, files: int, clients: int) -> dict[s
                     ids.append(r.json()["id"])
 
         start = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(clients)))
+        await asyncio.gather(*(client(k) for k in range(clients)))
         elapsed = time.perf_counter() - start
     return {
         "files": files,
@@ -107,20 +165,27 @@ async def intake(cluster: Cluster, key: str, files: int, clients: int) -> dict[s
 
 
 async def readers(
-    cluster: Cluster, key: str, ids: list[str], count: int, seconds: float
+    urls: list[str], key: str, ids: list[str], count: int, seconds: float
 ) -> dict[str, object]:
     latencies: list[float] = []
     codes: dict[int, int] = {}
     limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
     deadline = time.monotonic() + seconds
-    async with httpx.AsyncClient(
-        base_url=cluster.url,
-        verify=False,  # noqa: S501 - the test cluster's own certificate
-        timeout=60,
-        limits=limits,
-    ) as c:
+    async with contextlib.AsyncExitStack() as stack:
+        pool = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=u,
+                    verify=False,  # noqa: S501 - the test cluster's own certificate
+                    timeout=60,
+                    limits=limits,
+                )
+            )
+            for u in urls
+        ]
 
         async def reader(k: int) -> None:
+            c = pool[k % len(pool)]
             n = k
             while time.monotonic() < deadline:
                 if not ids:
@@ -153,10 +218,18 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--readers", type=int, default=500)
+    parser.add_argument("--read-seconds", type=float, default=20)
+    parser.add_argument("--workers", type=int, default=2, help="0: intake alone")
+    parser.add_argument("--worker-nice", help="EDI834_WORKER_NICE for the workers")
+    parser.add_argument("--mode", choices=("both", "intake", "read"), default="both")
+    parser.add_argument("--direct", action="store_true", help="plain HTTP to the api processes")
+    parser.add_argument("--pids", type=Path, help="write the process ids here (JSON)")
     args = parser.parse_args()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}; PostgreSQL, nginx TLS, 2 api, 1 sftp, 2 workers"
+        f"{platform.python_version()}; PostgreSQL, "
+        f"{'plain HTTP to' if args.direct else 'nginx TLS,'} 2 api, 1 sftp, "
+        f"{args.workers} workers; mode {args.mode}"
     )
     with tempfile.TemporaryDirectory() as tmp, PostgresServer() as pg:
         cluster = Cluster(Path(tmp), pg.create_database("bench"))
@@ -167,22 +240,41 @@ def main() -> None:
                 "VA0FFM", "--json",
             )
         )["api_key"]  # fmt: skip
-        cluster.start()
+        cluster.start(
+            workers=args.workers,
+            **({"EDI834_WORKER_NICE": args.worker_nice} if args.worker_nice else {}),
+        )
+        urls = (
+            [f"http://127.0.0.1:{p}" for p in cluster.api_ports] if args.direct else [cluster.url]
+        )
+        roots = {name: p.pid for name, p in cluster.procs.items()}
+        roots["postgres"] = int((pg.data_dir / "postmaster.pid").read_text().split()[0])
+        if args.pids:
+            args.pids.write_text(json.dumps({**roots, "bench": os.getpid()}))
         try:
+            files = args.files if args.mode != "read" else 0
 
             async def both() -> tuple[dict[str, object], dict[str, object]]:
                 ids: list[str] = []
-                intake_task = asyncio.create_task(intake(cluster, key, args.files, args.clients))
-                await asyncio.sleep(2)
-                # Readers read what intake has answered so far (seeded by a first small batch).
-                seed = await intake(cluster, key, 50, 10)
+                # Readers read what intake has answered (seeded by a first small batch).
+                seed = await intake(urls, key, 50, 10, offset=files)
                 ids.extend(seed["ids"])  # type: ignore[arg-type]
-                read = await readers(cluster, key, ids, args.readers, 20)
-                return await intake_task, read
+                cpu0, t0 = cpu_seconds(roots), time.perf_counter()
+                intake_task = asyncio.create_task(intake(urls, key, files, args.clients))
+                read: dict[str, object] = {"codes": {}}
+                if args.mode != "intake":
+                    if args.mode == "both":
+                        await asyncio.sleep(2)
+                    read = await readers(urls, key, ids, args.readers, args.read_seconds)
+                got = await intake_task
+                cpu1 = cpu_seconds(roots)
+                got["cpu_s"] = {k: round(cpu1[k] - cpu0[k], 1) for k in cpu1}
+                got["cpu_s"]["window"] = round(time.perf_counter() - t0, 1)
+                return got, read
 
             got_intake, got_read = asyncio.run(both())
             engine = create_engine(cluster.database_url)
-            total = args.files + 50
+            total = files + 50
             codes: dict[int, int] = got_intake["codes"]  # type: ignore[assignment]
             answered = sum(n for c, n in codes.items() if c in (200, 202))
             print(f"intake answers: {got_intake['codes']}", flush=True)
@@ -193,11 +285,14 @@ def main() -> None:
                         text("SELECT count(*) FROM receipts WHERE status = 'processed'")
                     )
                     received = conn.scalar(text("SELECT count(*) FROM receipts"))
-                if done >= received or time.monotonic() - t0 > 3600:
+                if done >= received or not args.workers or time.monotonic() - t0 > 3600:
                     break
                 print(f"  {done}/{received} processed", flush=True)
                 time.sleep(5)
             with engine.connect() as conn:
+                sessions = conn.scalar(
+                    text("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+                )
                 receipts = conn.scalar(text("SELECT count(*) FROM receipts"))
                 twice = conn.scalar(
                     text(
@@ -208,6 +303,7 @@ def main() -> None:
                 drained = time.monotonic() - t0
             rss = {name: round(rss_mb(p.pid), 1) for name, p in cluster.procs.items()}
             got_intake.pop("ids")
+            cpu = got_intake.pop("cpu_s")
             print("| (a) intake | value |\n|---|---|")
             for k, v in got_intake.items():
                 print(f"| {k} | {v} |")
@@ -216,7 +312,7 @@ def main() -> None:
                 print(f"| {k} | {v} |")
             print("\n| (d) integrity | value |\n|---|---|")
             print(
-                f"| receipts / files sent / intake 2xx (of {args.files}) "
+                f"| receipts / files sent / intake 2xx (of {files}) "
                 f"| {receipts} / {total} / {answered} |"
             )
             print(f"| processed | {done} (queue drained {drained:.0f} s after intake ended) |")
@@ -229,6 +325,8 @@ def main() -> None:
             )
             print(f"| 5xx | {five} |")
             print(f"\npeak RSS (MB): {rss}")
+            print(f"CPU seconds over the load window (2 cores): {cpu}")
+            print(f"PostgreSQL sessions opened in all: {sessions}")
             engine.dispose()
         finally:
             cluster.stop()

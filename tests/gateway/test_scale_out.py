@@ -73,7 +73,7 @@ class Cluster:
             argv, env=self.env(**env), stdout=log, stderr=subprocess.STDOUT
         )
 
-    def start(self) -> None:
+    def start(self, workers: int = 2, **worker_env: str) -> None:
         self.cli("db", "upgrade")
         for n, port in enumerate(self.api_ports):
             self.spawn(f"api{n}", [str(EDI834), "api"], EDI834_HTTP_PORT=str(port))
@@ -83,11 +83,12 @@ class Cluster:
             EDI834_SFTP_PORT=str(self.sftp_port),
             EDI834_HEALTH_PORT=str(free_port()),
         )
-        for n in range(2):
+        for n in range(workers):
             self.spawn(
                 f"worker{n}",
                 [str(EDI834), "worker", "--concurrency", "2"],
                 EDI834_HEALTH_PORT=str(free_port()),
+                **worker_env,
             )
         cert, key = self_signed_cert(self.tmp)
         (self.tmp / "nginx").mkdir()
