@@ -73,7 +73,9 @@ class Cluster:
             argv, env=self.env(**env), stdout=log, stderr=subprocess.STDOUT
         )
 
-    def start(self, workers: int = 2, **worker_env: str) -> None:
+    def start(
+        self, workers: int = 2, worker_nice: dict[int, int] | None = None, **worker_env: str
+    ) -> None:
         self.cli("db", "upgrade")
         for n, port in enumerate(self.api_ports):
             self.spawn(f"api{n}", [str(EDI834), "api"], EDI834_HTTP_PORT=str(port))
@@ -89,6 +91,11 @@ class Cluster:
                 [str(EDI834), "worker", "--concurrency", "2"],
                 EDI834_HEALTH_PORT=str(free_port()),
                 **worker_env,
+                **(
+                    {"EDI834_WORKER_NICE": str(worker_nice[n])}
+                    if worker_nice and n in worker_nice
+                    else {}
+                ),
             )
         cert, key = self_signed_cert(self.tmp)
         (self.tmp / "nginx").mkdir()
@@ -164,7 +171,8 @@ def test_many_processes_one_queue_nothing_lost_nothing_twice(cluster: Cluster, t
         )["api_key"]
         for name in ("va", "md")
     }  # fmt: skip
-    cluster.start()
+    # worker1 yields the CPU to intake (EDI834_WORKER_NICE); worker0 keeps the default.
+    cluster.start(worker_nice={1: 5})
 
     def send(n: int) -> tuple[int, str]:
         content = _with_isa13(DEFECTIVE if n % 10 == 0 else GOOD, 500_000 + n)
@@ -219,6 +227,7 @@ def test_many_processes_one_queue_nothing_lost_nothing_twice(cluster: Cluster, t
         assert time.monotonic() < deadline, f"only {processed()} of {total} processed"
         assert cluster.procs["worker1"].poll() is None
         time.sleep(0.5)
+    assert os.getpriority(os.PRIO_PROCESS, cluster.procs["worker1"].pid) == 5
 
     with engine.connect() as conn:
         statuses = dict(
