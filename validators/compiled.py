@@ -305,6 +305,9 @@ _OP_ENTER = 3  # the segment opens a loop: count the loop (resetting below it), 
 _OP_NOT_FOUND = 4  # nowhere in the map from here
 
 _Op = tuple[int, Any, Any]
+# (the trace, where it ends, and — for a trace that only passes over required segments to one
+# segment — that segment and the counter keys of those passed over)
+_Cached = tuple[tuple[_Op, ...], "Seg | None", "Seg | None", tuple[int, ...]]
 _TRACE_CACHE_LIMIT = 8192
 
 
@@ -333,7 +336,7 @@ class _Walk:
         self.comp = ":"
         self.seg_count = 0
         self.trace: list[_Op] = []
-        self.cache: dict[tuple[object, ...], tuple[tuple[_Op, ...], Seg | None]] = {}
+        self.cache: dict[tuple[object, ...], _Cached] = {}
         # Tags some map segment tells apart by element 01 (None: the map reads other elements
         # too, and walks are not cached).
         self.qualified = qualified
@@ -374,15 +377,38 @@ class _Walk:
                 key = (orig, tag, q1)
                 cached = self.cache.get(key)
                 if cached is not None:
-                    ops, result = cached
-                    self.replay(ops)
+                    ops, result, only, passed = cached
+                    counts = self.counts
+                    if only is None or any(counts.get(k, 0) < 1 for k in passed):
+                        self.replay(ops)
+                        return result
+                    # The common walk: to a segment of the same loop, passing over only
+                    # required segments already seen (so nothing is pending): count it and
+                    # check its use — what `replay` would do, without the steps that do
+                    # nothing.
+                    count = counts.get(only.key, 0) + 1
+                    counts[only.key] = count
+                    if only.usage == "N":
+                        self.errors.append((_UNEXPECTED, None, None, None))
+                    elif count > only.max_repeat:
+                        self.errors.append(("5", tag, self.seg_count, only))
                     return result
         self.trace = []
         result = self.search(orig)
         if key is not None:
             if len(self.cache) >= _TRACE_CACHE_LIMIT:
                 self.cache.clear()
-            self.cache[key] = (tuple(self.trace), result)
+            trace = tuple(self.trace)
+            only = None
+            passed = ()
+            if (
+                trace
+                and trace[-1][0] == _OP_SEGMENT
+                and all(op == _OP_MISSING_SEG for op, _a, _b in trace[:-1])
+            ):
+                only = trace[-1][1]
+                passed = tuple(a.key for _op, a, _b in trace[:-1])
+            self.cache[key] = (trace, result, only, passed)
         return result
 
     def replay(self, ops: tuple[_Op, ...]) -> None:

@@ -47,6 +47,7 @@ class Part:
     first_index: int
     resume: bool  # starts at an INS in the middle of the set
     lookahead: bool  # its last segment is the next part's INS
+    lookahead_at: int = -1  # where that INS starts, counted from `start`
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +165,16 @@ def _plan(
         stop = b if last else buf.find(term, b) + 1
         if stop <= 0:
             return None
-        parts.append(Part(start=a, end=stop, first_index=index, resume=i > 0, lookahead=not last))
+        parts.append(
+            Part(
+                start=a,
+                end=stop,
+                first_index=index,
+                resume=i > 0,
+                lookahead=not last,
+                lookahead_at=-1 if last else b - a,
+            )
+        )
         index += bytes(buf[a:b]).count(term)
     return PlannedSet(
         st_offset=st,
@@ -192,73 +202,61 @@ def check_part(
     if part.resume:
         checker.prime()
     out = PartResult()
+    issues = out.issues
     subscriber: str | None = None
     member_start = 0
     index = part.first_index - 1
-    pending: Segment | OversizedSegment | None = None
-    first = True
+    first = part.resume  # the INS a resumed part starts with: its walk findings are not ours
+    lookahead_at = part.lookahead_at if part.lookahead else -1
+    check = checker.check
+    replace = dataclasses.replace
 
-    def add(issues: list[Issue]) -> None:
-        room = max_issues - len(out.issues)
-        if room < len(issues):
-            out.truncated += len(issues) - max(room, 0)
-            issues = issues[: max(room, 0)]
+    def add(found: list[Issue]) -> None:
+        room = max_issues - len(issues)
+        if room < len(found):
+            out.truncated += len(found) - max(room, 0)
+            found = found[: max(room, 0)]
         if subscriber is not None:
-            issues = [dataclasses.replace(i, business_unit=subscriber) for i in issues]
-        out.issues.extend(issues)
+            found = [replace(i, business_unit=subscriber) for i in found]
+        issues.extend(found)
 
-    def tokens() -> Iterator[Segment | OversizedSegment]:
-        while True:
-            token = reader.next_token()
-            if token is None or token is NEED_DATA:
-                return
-            if isinstance(token, (Segment, OversizedSegment)):
-                yield token
-
-    # One token behind, so the last one (the lookahead INS) is known when it comes.
-    for token in [*tokens(), None]:
-        if pending is not None:
+    while True:
+        token = reader.next_token()
+        if token is None or token is NEED_DATA:
+            break
+        if isinstance(token, OversizedSegment):
             index += 1
-            if isinstance(pending, OversizedSegment):
-                add([_oversized(pending, index, max_segment_bytes)])
-            else:
-                segment = Segment(
-                    tag=pending.tag,
-                    elements=pending.elements,
-                    offset=pending.offset,
-                    length=pending.length,
-                    index=index,
-                    terminated=pending.terminated,
-                )
-                lookahead = token is None and part.lookahead
-                if segment.tag == "INS" and not lookahead:
-                    out.members += 1
-                    member_start = len(out.issues)
-                    subscriber = None
-                elif (
-                    segment.tag == "REF"
-                    and segment.element(1) == "0F"
-                    and subscriber is None
-                    and out.members
-                ):
-                    subscriber = segment.element(2)
-                    for i in range(member_start, len(out.issues)):
-                        out.issues[i] = dataclasses.replace(out.issues[i], business_unit=subscriber)
-                    if out.members == 1 and part.resume:
-                        out.first_subscriber = subscriber
-                walked, own = checker.check_split(segment)
-                if lookahead:
-                    subscriber = None
-                    before = len(out.issues)
-                    add(walked)
-                    out.lookahead_findings = len(out.issues) - before
-                    out.joined = checker.at_member_start()
-                elif first and part.resume:
-                    add(own)
-                else:
-                    add(walked + own)
-                first = False
-        pending = token
+            add([_oversized(token, index, max_segment_bytes)])
+            first = False
+            continue
+        if not isinstance(token, Segment):  # pragma: no cover - a part holds segments only
+            continue
+        index += 1
+        # The tokenizer made this segment for us alone: set its position in place.
+        object.__setattr__(token, "index", index)
+        tag = token.tag
+        if lookahead_at >= 0 and token.offset >= lookahead_at:
+            found = check(token)
+            subscriber = None
+            before = len(issues)
+            add(found[: checker.walk_findings])
+            out.lookahead_findings = len(issues) - before
+            out.joined = checker.at_member_start()
+            break
+        if tag == "INS":
+            out.members += 1
+            member_start = len(issues)
+            subscriber = None
+        elif tag == "REF" and subscriber is None and out.members and token.element(1) == "0F":
+            subscriber = token.element(2)
+            for i in range(member_start, len(issues)):
+                issues[i] = replace(issues[i], business_unit=subscriber)
+            if out.members == 1 and part.resume:
+                out.first_subscriber = subscriber
+        found = check(token)
+        if found:
+            add(found[checker.walk_findings :] if first else found)
+        first = False
     return out
 
 
