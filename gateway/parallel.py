@@ -2,15 +2,14 @@
 of members are checked by a pool of processes that read their block straight from the file,
 while this process reads the envelope and merges the findings in order.
 
-Memory stays flat: the plan holds offsets, a block is at most a few MB in one process at a
-time, and only findings come back. The pool is made once per process and kept (its processes
-compile the 834 map once each); it uses forkserver, so a gateway process with threads is never
-forked."""
+Memory stays flat: the plan reads the file once in 8 MB chunks and holds offsets, a block is
+at most a few MB in one process at a time, and only findings come back. The pool is made once
+per process and kept (its processes compile the 834 map once each); it uses forkserver, so a
+gateway process with threads is never forked."""
 
 from __future__ import annotations
 
 import atexit
-import mmap
 import multiprocessing
 import os
 import threading
@@ -32,13 +31,20 @@ from validators.parallel import (
 # processes.
 SPLIT_FROM_BYTES = 4 * 1024 * 1024
 
+_PLAN_CHUNK = 8 * 1024 * 1024  # the plan reads the file once, this much at a time
+
 _pools: dict[int, ProcessPoolExecutor] = {}
 _pools_lock = threading.Lock()
 
 
 def processes_for(setting: int) -> int:
     """The processes a setting of 0 (one per CPU) or N means; 1 turns splitting off."""
-    return setting if setting > 0 else max(os.cpu_count() or 1, 1)
+    if setting > 0:
+        return setting
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)  # the CPUs this process may run on
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(os.cpu_count() or 1, 1)
 
 
 def pool(processes: int) -> ProcessPoolExecutor:
@@ -99,14 +105,10 @@ class FileSetChecks:
         self._max_issues = max_issues
         self._plans: dict[int, PlannedSet] = {}
         self._futures: dict[int, list[Future[PartResult]]] = {}
-        size = path.stat().st_size
-        if size == 0:
-            return
-        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        with open(path, "rb") as f:
+            chunks = iter(lambda: f.read(_PLAN_CHUNK), b"")
             for planned in plan_sets(
-                mm,  # type: ignore[arg-type]  # an mmap reads like bytes
-                members_per_part=members_per_part,
-                max_segment_bytes=max_segment_bytes,
+                chunks, members_per_part=members_per_part, max_segment_bytes=max_segment_bytes
             ):
                 self._plans[planned.st_offset] = planned
                 self._futures[planned.st_offset] = [

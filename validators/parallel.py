@@ -14,15 +14,15 @@ block boundary, and both are handed over explicitly:
 If a lookahead INS did not open a member the way the block after it assumed
 (`PartResult.joined` false), the set is checked again in one go — correctness first.
 
-The caller owns I/O and processes: `plan_sets` reads a buffer (an mmap in the gateway) and
-`check_part` takes the bytes of one part.
+The caller owns I/O and processes: `plan_sets` reads the file's bytes as chunks (one pass,
+bounded memory) and `check_part` takes the bytes of one part.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -34,6 +34,7 @@ from validators.envelope import GUIDE_VERSION, TRANSACTION_SET_ID
 from validators.issues import Issue, Level, SegmentSyntaxError
 
 MEMBERS_PER_PART = 2_000
+_PLAN_WINDOW = 16 * 1024 * 1024  # the planner gives up on a file with no terminator this long
 _ENVELOPE = (b"ISA", b"IEA", b"GS", b"GE", b"ST", b"SE")
 
 
@@ -71,119 +72,184 @@ class PartResult:
 
 
 def plan_sets(
-    buf: bytes,
+    chunks: Iterable[bytes],
     *,
     members_per_part: int = MEMBERS_PER_PART,
     max_segment_bytes: int = 65_536,
 ) -> Iterator[PlannedSet]:
-    """The 834 sets of a file worth splitting (more than one part), in file order. A set is
+    """The 834 sets of a file worth splitting (more than one part), in file order, from its
+    bytes in chunks of any size: one pass, memory bounded by a chunk and the plan. A set is
     left out — checked in one go — when anything about it is unusual: a terminator that is
     also whitespace, a set that does not end with its SE before the next envelope segment, a
-    set that is not 834/005010X220A1."""
-    delims: Delimiters | None = None
-    pattern: re.Pattern[bytes] | None = None
-    at = 0
-    while True:
-        if delims is None or pattern is None:
-            isa_at = buf.find(b"ISA", at)
-            if isa_at < 0:
-                return
-            delims = _delimiters_at(buf, isa_at, max_segment_bytes)
-            if delims is None or delims.segment in "\r\n \t":
-                return
-            term, elem = delims.segment.encode("latin-1"), delims.element.encode("latin-1")
-            tags = b"|".join([*_ENVELOPE, b"INS"])
-            pattern = re.compile(re.escape(term) + rb"[\r\n \t]*(" + tags + rb")" + re.escape(elem))
-            at = isa_at + 3
-        st: int | None = None
-        st_ok = False
-        inses: list[int] = []
-        for m in pattern.finditer(buf, at):
-            tag, start = m.group(1), m.start(1)
-            if tag == b"INS":
-                if st is not None:
-                    inses.append(start)
-                continue
-            if st is not None and tag == b"SE" and st_ok:
-                end = buf.find(term, start)
-                if end >= 0:
-                    planned = _plan(
-                        buf, st, start, end + 1, inses, delims, members_per_part, max_segment_bytes
-                    )
-                    if planned is not None:
-                        yield planned
-            st, inses = None, []
-            if tag == b"ST":
-                st = start
-                head = bytes(buf[start : start + 64]).split(term, 1)[0].decode("latin-1")
-                parts = head.split(delims.element)
-                st_ok = (
-                    len(parts) > 3 and parts[1] == TRANSACTION_SET_ID and parts[3] == GUIDE_VERSION
-                )
-            elif tag == b"ISA":
-                # A new interchange may bring new delimiters.
-                at = start
-                delims = pattern = None
-                break
-        else:
+    set that is not 834/005010X220A1, a cut INS longer than a segment may be."""
+    planner = _Planner(members_per_part, max_segment_bytes)
+    for chunk in chunks:
+        if chunk:
+            yield from planner.feed(chunk)
+    yield from planner.feed(b"", eof=True)
+
+
+class _Planner:
+    """Finds segment starts (after a terminator and any whitespace) of the envelope tags and
+    INS, counting terminators (so segment positions) on the way. Works on whole segments: the
+    buffer is scanned up to its last terminator; the rest waits for the next chunk."""
+
+    def __init__(self, members_per_part: int, max_segment_bytes: int) -> None:
+        self.per_part = members_per_part
+        self.max_segment = max_segment_bytes
+        self.buf = b""
+        self.base = 0  # absolute offset of buf[0]
+        self.pos = 0  # scan position in buf
+        self.counted_at = 0  # terminators counted in buf[:counted_at]
+        self.terms = 0  # terminators before base + counted_at
+        self.delims: Delimiters | None = None
+        self.term = b""
+        self.pattern: re.Pattern[bytes] | None = None
+        self.done = False
+        self._new_set(None)
+
+    def _new_set(self, st: int | None, st_terms: int = 0, ok: bool = False) -> None:
+        self.st, self.st_terms, self.st_ok = st, st_terms, ok
+        self.members = 0
+        self.cuts: list[tuple[int, int, int]] = []  # (offset, terminators before, its end)
+
+    def _terms_before(self, i: int) -> int:
+        self.terms += self.buf.count(self.term, self.counted_at, i)
+        self.counted_at = i
+        return self.terms
+
+    def feed(self, chunk: bytes, *, eof: bool = False) -> Iterator[PlannedSet]:
+        if self.done:
             return
+        self.buf = self.buf[self.pos :] + chunk if self.pos else self.buf + chunk
+        self.base += self.pos
+        # (terminators are only counted while a pattern is known, up to where it was kept)
+        self.counted_at = max(self.counted_at - self.pos, 0)
+        self.pos = 0
+        while True:
+            if self.pattern is None:
+                isa = self.buf.find(b"ISA", self.pos)
+                if isa < 0:
+                    if eof:
+                        self.done = True
+                    self._keep(max(len(self.buf) - 2, self.pos))
+                    return
+                if len(self.buf) - isa < 512 and not eof:
+                    self._keep(isa)
+                    return
+                if not self._read_isa(isa):
+                    self.done = True
+                    return
+            limit = self.buf.rfind(self.term, self.pos)
+            if limit < 0:
+                if eof or len(self.buf) - self.pos > _PLAN_WINDOW:
+                    self.done = True  # no terminator in sight: leave the file to one go
+                return
+            isa_seen = False
+            pattern = self.pattern
+            if pattern is None:  # pragma: no cover - set by _read_isa above
+                return
+            for m in pattern.finditer(self.buf, self.pos, limit):
+                planned, isa_seen = self._match(m.group(1), m.start(1))
+                if planned is not None:
+                    yield planned
+                if isa_seen:
+                    break
+            if not isa_seen:
+                self._terms_before(limit)
+                self._keep(limit)
+                if eof:
+                    self.done = True
+                return
 
+    def _keep(self, at: int) -> None:
+        """Scanned up to `at`: the next feed starts there."""
+        self.pos = at
 
-def _delimiters_at(buf: bytes, at: int, max_segment_bytes: int) -> Delimiters | None:
-    reader = SegmentReader(max_segment_bytes=max_segment_bytes)
-    reader.feed(bytes(buf[at : at + 512]))
-    reader.feed(b"")
-    token = reader.next_token()
-    return token.delimiters if isinstance(token, Isa) else None
-
-
-def _plan(
-    buf: bytes,
-    st: int,
-    se: int,
-    end: int,
-    inses: list[int],
-    delims: Delimiters,
-    members_per_part: int,
-    max_segment_bytes: int,
-) -> PlannedSet | None:
-    cuts = inses[members_per_part::members_per_part]
-    if not cuts:
-        return None
-    term = delims.segment.encode("latin-1")
-    for cut in cuts:  # a cut INS must be an ordinary segment, not an oversized one
-        stop = buf.find(term, cut)
-        if stop < 0 or stop - cut > max_segment_bytes:
-            return None
-    starts = [st, *cuts]
-    ends = [*cuts, end]
-    parts: list[Part] = []
-    index = 1
-    for i, (a, b) in enumerate(zip(starts, ends, strict=True)):
-        last = i == len(starts) - 1
-        # the next part's INS, up to and including its terminator
-        stop = b if last else buf.find(term, b) + 1
-        if stop <= 0:
-            return None
-        parts.append(
-            Part(
-                start=a,
-                end=stop,
-                first_index=index,
-                resume=i > 0,
-                lookahead=not last,
-                lookahead_at=-1 if last else b - a,
-            )
+    def _read_isa(self, isa: int) -> bool:
+        reader = SegmentReader(max_segment_bytes=self.max_segment)
+        reader.feed(self.buf[isa : isa + 512])
+        reader.feed(b"")
+        token = reader.next_token()
+        if not isinstance(token, Isa) or token.delimiters.segment in "\r\n \t":
+            return False
+        self.delims = token.delimiters
+        self.term = token.delimiters.segment.encode("latin-1")
+        elem = token.delimiters.element.encode("latin-1")
+        tags = b"|".join([*_ENVELOPE, b"INS"])
+        # A segment start: after a terminator and any whitespace, a tag, then an element
+        # separator or the terminator (a segment with no elements).
+        self.pattern = re.compile(
+            re.escape(self.term)
+            + rb"[\r\n \t]*("
+            + tags
+            + rb")(?:"
+            + re.escape(elem)
+            + b"|"
+            + re.escape(self.term)
+            + b")"
         )
-        index += bytes(buf[a:b]).count(term)
-    return PlannedSet(
-        st_offset=st,
-        se_offset=se,
-        end=end,
-        segment_count=index - 1,
-        delimiters=delims,
-        parts=tuple(parts),
-    )
+        self._terms_before(isa)
+        self.pos = isa + 3
+        self._new_set(None)
+        return True
+
+    def _match(self, tag: bytes, at: int) -> tuple[PlannedSet | None, bool]:
+        buf, term = self.buf, self.term
+        if tag == b"INS":
+            if self.st is not None:
+                if self.members and self.members % self.per_part == 0:
+                    stop = buf.find(term, at)
+                    self.cuts.append((self.base + at, self._terms_before(at), self.base + stop))
+                self.members += 1
+            return None, False
+        planned = None
+        if self.st is not None and tag == b"SE" and self.st_ok:
+            end = buf.find(term, at)
+            planned = self._plan(self.base + at, self._terms_before(at), self.base + end + 1)
+        self._new_set(None)
+        if tag == b"ST":
+            head = buf[at : buf.find(term, at)].decode("latin-1")
+            parts = head.split(self.delims.element if self.delims else "*")
+            ok = len(parts) > 3 and parts[1] == TRANSACTION_SET_ID and parts[3] == GUIDE_VERSION
+            self._new_set(self.base + at, self._terms_before(at), ok)
+        elif tag == b"ISA":
+            # A new interchange may bring new delimiters.
+            self._terms_before(at)
+            self.pos = at
+            self.pattern = None
+            return planned, True
+        return planned, False
+
+    def _plan(self, se: int, se_terms: int, end: int) -> PlannedSet | None:
+        if not self.cuts or self.st is None or self.delims is None:
+            return None
+        if any(stop - cut > self.max_segment for cut, _t, stop in self.cuts):
+            return None  # a cut INS must be an ordinary segment, not an oversized one
+        starts = [(self.st, self.st_terms), *((c, t) for c, t, _s in self.cuts)]
+        parts: list[Part] = []
+        for i, (a, a_terms) in enumerate(starts):
+            last = i == len(starts) - 1
+            # up to and including the next part's INS and its terminator
+            stop = end if last else self.cuts[i][2] + 1
+            parts.append(
+                Part(
+                    start=a,
+                    end=stop,
+                    first_index=a_terms - self.st_terms + 1,
+                    resume=i > 0,
+                    lookahead=not last,
+                    lookahead_at=-1 if last else self.cuts[i][0] - a,
+                )
+            )
+        return PlannedSet(
+            st_offset=self.st,
+            se_offset=se,
+            end=end,
+            segment_count=se_terms - self.st_terms + 1,
+            delimiters=self.delims,
+            parts=tuple(parts),
+        )
 
 
 def check_part(
@@ -311,7 +377,7 @@ class LocalSetChecks:
 
     def __init__(self, buf: bytes, *, members_per_part: int = MEMBERS_PER_PART) -> None:
         self._buf = buf
-        self._plans = {p.st_offset: p for p in plan_sets(buf, members_per_part=members_per_part)}
+        self._plans = {p.st_offset: p for p in plan_sets([buf], members_per_part=members_per_part)}
 
     def planned(self, st_offset: int) -> PlannedSet | None:
         return self._plans.get(st_offset)

@@ -67,7 +67,7 @@ def generated(members: int, seed: int = 3) -> bytes:
 
 def test_plan_cuts_at_members_and_counts_positions() -> None:
     data = generated(23)
-    (planned,) = plan_sets(data, members_per_part=5)
+    (planned,) = plan_sets([data], members_per_part=5)
     assert len(planned.parts) == 5  # members 1-5 with the header, 6-10, ..., 21-23 with SE
     assert [p.resume for p in planned.parts] == [False, True, True, True, True]
     assert [p.lookahead for p in planned.parts] == [True, True, True, True, False]
@@ -80,8 +80,17 @@ def test_plan_cuts_at_members_and_counts_positions() -> None:
     assert text[planned.se_offset :].split("*")[1] == str(planned.segment_count)
 
 
+@pytest.mark.parametrize("size", [1, 3, 64, 1000, 65_536])
+def test_plan_is_the_same_whatever_the_chunks(size: int) -> None:
+    data = generated(23, seed=5) + generated(17, seed=6)  # two interchanges
+    whole = list(plan_sets([data], members_per_part=4))
+    assert len(whole) == 2
+    chunks = [data[i : i + size] for i in range(0, len(data), size)]
+    assert list(plan_sets(chunks, members_per_part=4)) == whole
+
+
 def test_small_sets_are_not_split() -> None:
-    assert list(plan_sets(generated(5), members_per_part=5)) == []
+    assert list(plan_sets([generated(5)], members_per_part=5)) == []
 
 
 @pytest.mark.parametrize("members_per_part", [1, 2, 7])
