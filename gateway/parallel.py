@@ -13,6 +13,7 @@ import atexit
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -52,7 +53,12 @@ def pool(processes: int) -> ProcessPoolExecutor:
         found = _pools.get(processes)
         if found is None:
             context = multiprocessing.get_context("forkserver")
-            found = ProcessPoolExecutor(max_workers=processes, mp_context=context)
+            found = ProcessPoolExecutor(
+                max_workers=processes,
+                mp_context=context,
+                initializer=_follow,
+                initargs=(os.getpid(),),
+            )
             _pools[processes] = found
         return found
 
@@ -61,8 +67,37 @@ def pool(processes: int) -> ProcessPoolExecutor:
 def _shutdown() -> None:
     with _pools_lock:
         for executor in _pools.values():
-            executor.shutdown(wait=False, cancel_futures=True)
+            # The blocks in hand finish (a second or so); the queued ones are dropped.
+            executor.shutdown(wait=True, cancel_futures=True)
         _pools.clear()
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (a zombie not yet reaped counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # pragma: no cover - alive, owned by someone else
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[-1].split()[0] == b"Z"
+    except OSError:  # pragma: no cover - no /proc: trust kill()
+        return False
+
+
+def _follow(owner: int) -> None:
+    """In each pool process: exit when the process that made the pool is gone, however it
+    went (SIGKILL runs no atexit), so a pool never outlives its gateway process."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if _gone(owner):
+                os._exit(0)
+
+    threading.Thread(target=watch, name="follow-owner", daemon=True).start()
 
 
 def _check_part_of_file(

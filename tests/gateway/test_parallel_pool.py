@@ -1,16 +1,21 @@
 """A large set checked by a real process pool (gateway.parallel, forkserver) gives what checking
-it in one go gives: through FileSetChecks directly, and through `edi834 validate --jobs 2`."""
+it in one go gives: through FileSetChecks directly, and through `edi834 validate --jobs 2`; and
+a pool never outlives the process that made it."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from gateway.parallel import SPLIT_FROM_BYTES, FileSetChecks, pool
 from tests.benchmarks.generate_834 import write_834
+from tests.conftest import ROOT
 from tests.validators.test_parallel import plant, summary
 from validators.interchange import ValidationOptions
 
@@ -99,3 +104,51 @@ def test_waiting_renews_and_can_abandon(large: Path) -> None:
         summary(large.read_bytes(), ValidationOptions(set_checks=checks))
     checks.close()
     assert len(calls) == 3
+
+
+ORPHAN = """
+import os, signal, sys
+from gateway.parallel import pool
+def main():
+    ex = pool(2)
+    ex.submit(os.getpid).result()
+    sys.stdout.write(" ".join(str(p) for p in ex._processes) + "\\n")
+    sys.stdout.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_pool_processes_do_not_outlive_their_owner(tmp_path: Path) -> None:
+    """A gateway process SIGKILLed (no atexit) leaves no pool processes behind."""
+    script = tmp_path / "orphan.py"
+    script.write_text(ORPHAN)
+    out = tmp_path / "pids"
+    with out.open("wb") as f:
+        # Not reaped until we wait: the pool must see a zombie owner as gone, too.
+        owner = subprocess.Popen([sys.executable, str(script)], stdout=f, cwd=ROOT)
+        deadline = time.monotonic() + 60
+        while owner.poll() is None and not _zombie(owner.pid):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    pids = [int(p) for p in out.read_text().split()]
+    assert pids  # (processes start as work comes: one or two)
+    deadline = time.monotonic() + 15
+    while any(_alive(p) for p in pids):
+        assert time.monotonic() < deadline, "pool processes outlived their owner"
+        time.sleep(0.2)
+    assert owner.wait(5) == -9
+
+
+def _zombie(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not _zombie(pid)  # a zombie is gone, just not yet reaped
