@@ -104,6 +104,24 @@ def url_for(urls: list[str], k: int) -> str:
     return urls[k % len(urls)]
 
 
+async def _clients(
+    stack: contextlib.AsyncExitStack, urls: list[str], connections: int, *, timeout: float
+) -> list[httpx.AsyncClient]:
+    """One client per URL, `connections` keep-alive connections each, closed with `stack`."""
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return [
+        await stack.enter_async_context(
+            httpx.AsyncClient(
+                base_url=u,
+                verify=False,  # noqa: S501 - the test cluster's own certificate
+                timeout=timeout,
+                limits=limits,
+            )
+        )
+        for u in urls
+    ]
+
+
 async def intake(
     urls: list[str], key: str, files: int, clients: int, offset: int = 0
 ) -> dict[str, object]:
@@ -115,19 +133,8 @@ async def intake(
     queue: asyncio.Queue[int] = asyncio.Queue()
     for n in range(files):
         queue.put_nowait(n)
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with contextlib.AsyncExitStack() as stack:
-        pool = [
-            await stack.enter_async_context(
-                httpx.AsyncClient(
-                    base_url=u,
-                    verify=False,  # noqa: S501 - the test cluster's own certificate
-                    timeout=120,
-                    limits=limits,
-                )
-            )
-            for u in urls
-        ]
+        pool = await _clients(stack, urls, clients, timeout=120)
 
         async def client(k: int) -> None:
             c = pool[k % len(pool)]
@@ -169,20 +176,9 @@ async def readers(
 ) -> dict[str, object]:
     latencies: list[float] = []
     codes: dict[int, int] = {}
-    limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
     deadline = time.monotonic() + seconds
     async with contextlib.AsyncExitStack() as stack:
-        pool = [
-            await stack.enter_async_context(
-                httpx.AsyncClient(
-                    base_url=u,
-                    verify=False,  # noqa: S501 - the test cluster's own certificate
-                    timeout=60,
-                    limits=limits,
-                )
-            )
-            for u in urls
-        ]
+        pool = await _clients(stack, urls, count, timeout=60)
 
         async def reader(k: int) -> None:
             c = pool[k % len(pool)]

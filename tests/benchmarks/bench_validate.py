@@ -86,35 +86,26 @@ def _x12valid_verdict(workdir: Path, _stdout: str, stderr: str) -> str:
     return f"{status}, {errors} errors, AK9 {ak9.group(1) if ak9 else '-'}"
 
 
+def _edi834_argv(*extra: str) -> Callable[[Path, Path, Path], list[str]]:
+    def argv(exe: Path, src: Path, work: Path) -> list[str]:
+        return [str(exe), "validate", str(src), "--out", str(work / "out"), "--json", *extra]
+
+    return argv
+
+
 def build_engines(bin_dir: Path) -> dict[str, Engine]:
     return {
         "edi834": Engine(
             name="edi834",
             executable=bin_dir / "edi834",
-            argv=lambda exe, src, work: [
-                str(exe),
-                "validate",
-                str(src),
-                "--out",
-                str(work / "out"),
-                "--json",
-            ],
+            argv=_edi834_argv(),
             verdict=_edi834_verdict,
             note="edi834 = `edi834 validate` with its default engine, fast (the compiled map).",
         ),
         "edi834-pyx12": Engine(
             name="edi834-pyx12",
             executable=bin_dir / "edi834",
-            argv=lambda exe, src, work: [
-                str(exe),
-                "validate",
-                str(src),
-                "--out",
-                str(work / "out"),
-                "--json",
-                "--engine",
-                "pyx12",
-            ],
+            argv=_edi834_argv("--engine", "pyx12"),
             verdict=_edi834_verdict,
             note="edi834-pyx12 = `edi834 validate --engine pyx12` (pyx12's walker inside ours).",
         ),
