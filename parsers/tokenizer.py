@@ -377,7 +377,7 @@ class SegmentReader:
 
 
 _AGAIN = object()
-_BATCH_BYTES = 1 << 16
+_BATCH_BYTES = 1 << 11  # ~40 segments cut at a time: few Python steps each, little held
 _BETWEEN_SEGMENTS_STR = _BETWEEN_SEGMENTS.decode("ascii")
 
 
