@@ -765,12 +765,6 @@ class CompiledTransactionSetChecker:
             self.walk_findings = 0
             return [segment_issue(_UNEXPECTED, segment.tag, position, self._node.loop_id)]
 
-    def check_split(self, segment: Segment) -> tuple[list[Issue], list[Issue]]:
-        """`check`, split into the walk's findings (about where the segment is — which can be
-        about segments before it, e.g. a required one missing) and the segment's own."""
-        issues = self.check(segment)
-        return issues[: self.walk_findings], issues[self.walk_findings :]
-
     def prime(self) -> None:
         """Walk a minimal header, so that the next INS enters the 2000 loop just as it does
         after any member: for checking a block of members cut from the middle of a set. What

@@ -45,12 +45,11 @@ from validators.issues import (
     InterchangeNoteCode,
     Issue,
     Level,
-    SegmentSyntaxError,
     Severity,
     TransactionSetErrorCode,
     meaning,
 )
-from validators.parallel import PlannedSet, SetChecks, merge, whole_set
+from validators.parallel import PlannedSet, SetChecks, merge, oversized_issue, whole_set
 
 DuplicateCheck = Callable[[str, str, str], bool]
 """(ISA05, ISA06 unpadded, ISA13) -> True when this sender used this ISA13 before."""
@@ -494,18 +493,7 @@ class InterchangeValidator:
             self._planned_end = event.offset + event.length + 1
             return
         if self._set is not None and event.index is not None:
-            self._add(
-                [
-                    Issue(
-                        level=Level.SEGMENT,
-                        code=SegmentSyntaxError.DATA_ELEMENT_ERRORS.value,
-                        message=f"A segment of {event.length} bytes exceeds the "
-                        f"{self.options.max_segment_bytes}-byte limit and was not read.",
-                        segment_id=event.tag_prefix or None,
-                        segment_position=event.index,
-                    )
-                ]
-            )
+            self._add([oversized_issue(event, event.index, self.options.max_segment_bytes)])
         elif self._current is not None:
             self._current.issues.append(
                 Issue(

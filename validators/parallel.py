@@ -292,7 +292,7 @@ def check_part(
             break
         if isinstance(token, OversizedSegment):
             index += 1
-            add([_oversized(token, index, max_segment_bytes)])
+            add([oversized_issue(token, index, max_segment_bytes)])
             first = False
             continue
         if not isinstance(token, Segment):  # pragma: no cover - a part holds segments only
@@ -326,7 +326,8 @@ def check_part(
     return out
 
 
-def _oversized(event: OversizedSegment, index: int, max_segment_bytes: int) -> Issue:
+def oversized_issue(event: OversizedSegment, index: int, max_segment_bytes: int) -> Issue:
+    """A segment too long to read: IK304 8 at its position (the set is rejected)."""
     return Issue(
         level=Level.SEGMENT,
         code=SegmentSyntaxError.DATA_ELEMENT_ERRORS.value,
