@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from validators.interchange import Engine, ValidationOptions
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 def _party(value: str) -> tuple[str, str]:
@@ -146,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add.add_argument("--webhook-url", help="POSTed on acknowledged and failed")
     add.add_argument("--webhook-secret", help="HMAC-SHA256 secret (generated if omitted)")
+    add.add_argument(
+        "--onboarding",
+        action="store_true",
+        help="the partner's test interchanges (ISA15 T) get a dry run of the business rules "
+        "(never applied, never delivered)",
+    )
     add.add_argument("--json", action="store_true")
     _add_setting_flags(add, ("data_dir", "database_url"))
     ls = psub.add_parser("list", help="list partners")
@@ -182,6 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rules.add_argument("--send-824", dest="send_824", action="store_true", default=None)
     rules.add_argument("--no-824", dest="send_824", action="store_false")
+    rules.add_argument(
+        "--onboarding",
+        dest="onboarding",
+        action="store_true",
+        default=None,
+        help="dry-run the partner's test interchanges (ISA15 T) through the rules",
+    )
+    rules.add_argument("--no-onboarding", dest="onboarding", action="store_false")
     rules.add_argument("--json", action="store_true")
     _add_setting_flags(rules, ("data_dir", "database_url"))
     led = sub.add_parser("ledger", help="show the enrollment ledger")
@@ -196,6 +214,15 @@ def build_parser() -> argparse.ArgumentParser:
     lh.add_argument("member", help="member key (REF*17, else the subscriber's REF*0F)")
     lh.add_argument("--json", action="store_true")
     _add_setting_flags(lh, ("data_dir", "database_url"))
+    lc = lsub.add_parser(
+        "check",
+        help="list ledger changes the gate would not have let through (rejected, test-mode or "
+        "foreign-sender interchanges applied by an older version); prints nothing when clean",
+        description="Exit status: 0 nothing found, 1 found (one line per transaction set).",
+    )
+    lc.add_argument("--partner", help="only this partner")
+    lc.add_argument("--json", action="store_true")
+    _add_setting_flags(lc, ("data_dir", "database_url"))
     o = sub.add_parser("operator", help="manage dashboard operators")
     osub = o.add_subparsers(dest="operator_command", required=True)
     oadd = osub.add_parser("add", help="add an operator; the password is read from stdin")
@@ -276,6 +303,7 @@ def _partner_command(args: argparse.Namespace) -> int:
                     sftp_keys=read_public_keys(args.sftp_key),
                     webhook_url=args.webhook_url,
                     webhook_secret=args.webhook_secret,
+                    onboarding=args.onboarding,
                 )
                 for d in ("inbound", "outbound"):
                     (settings.sftp_root / partner.name / d).mkdir(parents=True, exist_ok=True)
@@ -310,13 +338,15 @@ def _partner_command(args: argparse.Namespace) -> int:
                     severities=severities,
                     plan_ids=args.plans.read_text().splitlines() if args.plans else None,
                     send_824=args.send_824,
+                    onboarding=args.onboarding,
                 )
                 out = rule_settings(partner)
                 if not args.json:
                     plans = partner.plan_ids.splitlines()
                     sys.stdout.write(
                         f"{partner.name}: 824 {'on' if partner.send_824 else 'off'}; plan list: "
-                        f"{len(plans) if plans else 'not checked'}\n"
+                        f"{len(plans) if plans else 'not checked'}; onboarding (dry runs of "
+                        f"test files): {'on' if partner.onboarding else 'off'}\n"
                     )
                     from gateway.enrollment.rules import RULES, RuleConfig
 
@@ -371,6 +401,8 @@ def _ledger_command(args: argparse.Namespace) -> int:
     gw = Gateway.open(settings)
     try:
         with gw.reads() as session:
+            if args.ledger_command == "check":
+                return _ledger_check(session, args)
             partner = repo.partner_by_name(session, args.partner)
             if partner is None:
                 sys.stderr.write(f"edi834 ledger: no partner named {args.partner!r}\n")
@@ -392,6 +424,32 @@ def _ledger_command(args: argparse.Namespace) -> int:
     finally:
         gw.close()
     return 0
+
+
+def _ledger_check(session: Session, args: argparse.Namespace) -> int:
+    from gateway.db import repositories as repo
+    from gateway.enrollment.check import find_leaks
+
+    partner_id = None
+    if args.partner:
+        partner = repo.partner_by_name(session, args.partner)
+        if partner is None:
+            sys.stderr.write(f"edi834 ledger check: no partner named {args.partner!r}\n")
+            return 2
+        partner_id = partner.id
+    found = 0
+    for leak in find_leaks(session, partner_id):
+        found += 1
+        if args.json:
+            sys.stdout.write(json.dumps(dataclasses.asdict(leak)) + "\n")
+        else:
+            sys.stdout.write(
+                f"file {leak.receipt_id} partner {leak.partner} ISA13 {leak.isa13} GS06 "
+                f"{leak.gs06} ST02 {leak.st02}: {leak.members_applied} members applied, "
+                f"{leak.core_events} core events ({leak.core_delivered} delivered) — "
+                f"{leak.reason}\n"
+            )
+    return 1 if found else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,11 @@ from prometheus_client import Counter, Gauge, Histogram
 FILES_RECEIVED = Counter("edi834_files_received_total", "Files durably received", ["channel"])
 DUPLICATES = Counter("edi834_duplicate_submissions_total", "Identical files sent again")
 OUTCOMES = Counter("edi834_files_processed_total", "Files processed, by outcome", ["outcome"])
+INTERCHANGES = Counter(
+    "edi834_interchanges_processed_total",
+    "Interchanges validated, by ISA15 usage (P production, T test: never applied) and TA1 code",
+    ["usage", "ta1"],
+)
 FAILURES = Counter("edi834_processing_failures_total", "Processing attempts that raised")
 PARKED = Counter("edi834_files_failed_total", "Files parked as failed after repeated failures")
 LATENCY = Histogram(

@@ -47,6 +47,7 @@ def add_partner(
     sftp_keys: str = "",
     webhook_url: str | None = None,
     webhook_secret: str | None = None,
+    onboarding: bool = False,
 ) -> tuple[Partner, str]:
     if not NAME.match(name):
         raise GatewayError("name: letters, digits, '.', '_' or '-', up to 64, no leading dot")
@@ -68,6 +69,7 @@ def add_partner(
         sftp_keys=sftp_keys,
         webhook_url=webhook_url,
         webhook_secret=webhook_secret,
+        onboarding=onboarding,
     )
     session.add(partner)
     session.flush()
@@ -94,6 +96,7 @@ def configure_rules(
     severities: dict[str, str] | None = None,
     plan_ids: Sequence[str] | None = None,
     send_824: bool | None = None,
+    onboarding: bool | None = None,
 ) -> Partner:
     """Set business-rule severities (merged over what is set), the plan list (replaced; an
     empty list turns the check off) and whether 824s are sent. Validates every name."""
@@ -116,6 +119,8 @@ def configure_rules(
         partner.plan_ids = "\n".join(sorted({p.strip() for p in plan_ids if p.strip()}))
     if send_824 is not None:
         partner.send_824 = send_824
+    if onboarding is not None:
+        partner.onboarding = onboarding
     return partner
 
 
@@ -126,6 +131,7 @@ def rule_settings(partner: Partner) -> dict[str, object]:
     return {
         "name": partner.name,
         "send_824": partner.send_824,
+        "onboarding": partner.onboarding,
         "plan_ids": sorted(config.plan_ids),
         "rules": {
             rule: {"snip": r.snip, "severity": config.severity(rule).value, "title": r.title}

@@ -63,6 +63,23 @@ def ascii_digits(value: str) -> bool:
     return value.isascii() and value.isdigit()
 
 
+MAX_COUNT_DIGITS = 18
+
+
+def declared_count(value: str) -> int | None:
+    """A count the sender declared (IEA01, GE01, SE01), or None when it is not one: not ASCII
+    digits, or longer than any count could be (int() of thousands of digits raises)."""
+    digits = value.lstrip("0") or "0"
+    if not ascii_digits(value) or len(digits) > MAX_COUNT_DIGITS:
+        return None
+    return int(digits)
+
+
+def shown(value: str, limit: int = 20) -> str:
+    """A sender's value quoted in a message, cut so a hostile one cannot flood it."""
+    return value if len(value) <= limit else f"{value[:limit]}… ({len(value)} characters)"
+
+
 def _ta1(code: InterchangeNoteCode, detail: str = "") -> Issue:
     text = meaning("TA105", code.value)
     return Issue(
@@ -204,11 +221,11 @@ def check_iea(isa: Segment, iea: Segment | None, group_count: int) -> list[Issue
     if iea.element(2) != isa.element(13):
         issues.append(_ta1(InterchangeNoteCode.CONTROL_NUMBER_MISMATCH))
     declared = iea.element(1)
-    if not ascii_digits(declared) or int(declared) != group_count:
+    if declared_count(declared) != group_count:
         issues.append(
             _ta1(
                 InterchangeNoteCode.INVALID_GROUP_COUNT,
-                f"IEA01 says {declared or 'nothing'}; the interchange has {group_count}.",
+                f"IEA01 says {shown(declared) or 'nothing'}; the interchange has {group_count}.",
             )
         )
     return issues
@@ -248,11 +265,11 @@ def check_ge(gs: Segment, ge: Segment | None, set_count: int) -> list[Issue]:
     if ge.element(2) != gs.element(6):
         issues.append(_ak9(GroupErrorCode.CONTROL_NUMBER_MISMATCH))
     declared = ge.element(1)
-    if not ascii_digits(declared) or int(declared) != set_count:
+    if declared_count(declared) != set_count:
         issues.append(
             _ak9(
                 GroupErrorCode.SET_COUNT_WRONG,
-                f"GE01 says {declared or 'nothing'}; the group has {set_count}.",
+                f"GE01 says {shown(declared) or 'nothing'}; the group has {set_count}.",
             )
         )
     return issues
@@ -302,12 +319,12 @@ def check_se(st: Segment, se: Segment | None, segment_count: int) -> list[Issue]
     if se.element(2) != st.element(2):
         issues.append(_ik5(TransactionSetErrorCode.CONTROL_NUMBER_MISMATCH, "SE"))
     declared = se.element(1)
-    if not ascii_digits(declared) or int(declared) != segment_count:
+    if declared_count(declared) != segment_count:
         issues.append(
             _ik5(
                 TransactionSetErrorCode.SEGMENT_COUNT_WRONG,
                 "SE",
-                f"SE01 says {declared or 'nothing'}; the set has {segment_count} segments.",
+                f"SE01 says {shown(declared) or 'nothing'}; the set has {segment_count} segments.",
             )
         )
     return issues

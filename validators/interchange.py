@@ -32,13 +32,13 @@ from validators.compiled import CompiledTransactionSetChecker
 from validators.envelope import (
     GUIDE_VERSION,
     TRANSACTION_SET_ID,
-    ascii_digits,
     check_ge,
     check_gs,
     check_iea,
     check_isa,
     check_se,
     check_st,
+    declared_count,
 )
 from validators.implementation import TransactionSetChecker
 from validators.issues import (
@@ -50,6 +50,15 @@ from validators.issues import (
     meaning,
 )
 from validators.parallel import PlannedSet, SetChecks, merge, oversized_issue, whole_set
+
+MAX_AK902 = 999_999  # AK902 is N0 1/6
+
+# Segments out of their place in the envelope are listed one by one up to this many per
+# interchange, then counted: a file of stray segments must not become a list of findings.
+MAX_STRAY_FINDINGS = 100
+_STRAY_CODES = frozenset(
+    {InterchangeNoteCode.INVALID_CONTENT.value, InterchangeNoteCode.INVALID_CONTROL_STRUCTURE.value}
+)
 
 DuplicateCheck = Callable[[str, str, str], bool]
 """(ISA05, ISA06 unpadded, ISA13) -> True when this sender used this ISA13 before."""
@@ -144,9 +153,12 @@ class GroupResult:
 
     @property
     def sets_included(self) -> int:
-        """AK902: the count the sender declared in GE01, else what we received."""
-        if self.ge is not None and ascii_digits(self.ge.element(1)):
-            return int(self.ge.element(1))
+        """AK902: the count the sender declared in GE01, else what we received. AK902 is N0
+        1/6: a declared count that cannot fit (a 20-digit GE01) is not echoed; AK905 5 says
+        it was wrong."""
+        declared = declared_count(self.ge.element(1)) if self.ge is not None else None
+        if declared is not None and declared <= MAX_AK902:
+            return declared
         return len(self.sets)
 
     @property
@@ -179,6 +191,7 @@ class InterchangeResult:
     end_offset: int = 0
     issues: list[Issue] = field(default_factory=list)
     groups: list[GroupResult] = field(default_factory=list)
+    strays: int = 0  # segments where the envelope allows none; the first MAX_STRAY_FINDINGS listed
 
     @property
     def isa13(self) -> str:
@@ -274,6 +287,25 @@ def _stray_issue(code: InterchangeNoteCode, event: StraySegment, severity: Sever
     )
 
 
+def _close_strays(result: InterchangeResult) -> None:
+    """One closing finding for the stray segments not listed one by one, with the code and
+    severity of the last one listed (strays inside the interchange all come before those after
+    its IEA), so the TA1 is the same as if every one were listed."""
+    unlisted = result.strays - MAX_STRAY_FINDINGS
+    if unlisted <= 0:
+        return
+    last = next(i for i in reversed(result.issues) if i.code in _STRAY_CODES)
+    result.issues.append(
+        Issue(
+            level=Level.INTERCHANGE,
+            code=last.code,
+            message=f"{meaning('TA105', last.code)} {unlisted} more segments appear where the "
+            f"envelope allows none; only the first {MAX_STRAY_FINDINGS} are listed.",
+            severity=last.severity,
+        )
+    )
+
+
 class InterchangeValidator:
     """Consumes envelope events; emits results. Sans-IO: feed events, collect results."""
 
@@ -298,6 +330,7 @@ class InterchangeValidator:
     def _flush_done(self) -> list[InterchangeResult | UnusableResult]:
         out: list[InterchangeResult | UnusableResult] = []
         if self._done is not None:
+            _close_strays(self._done)
             out.append(self._done)
             self._done = None
         return out
@@ -389,13 +422,19 @@ class InterchangeValidator:
         self._done = result
 
     def _stray(self, event: StraySegment) -> None:
-        if self._current is not None:
-            self._current.issues.append(
+        result = self._current or self._done
+        if result is None:
+            return
+        result.strays += 1
+        if result.strays > MAX_STRAY_FINDINGS:
+            return  # counted: a file of stray segments must not become a list of findings
+        if result is self._current:
+            result.issues.append(
                 _stray_issue(InterchangeNoteCode.INVALID_CONTENT, event, Severity.REJECT)
             )
-        elif self._done is not None:
+        else:
             # After the IEA: the interchange itself was whole; note it, do not reject it.
-            self._done.issues.append(
+            result.issues.append(
                 _stray_issue(InterchangeNoteCode.INVALID_CONTROL_STRUCTURE, event, Severity.WARN)
             )
 

@@ -40,8 +40,10 @@ from gateway.db.migrate import pending
 from gateway.db.models import Ack, Partner, Receipt, Status
 from gateway.db.session import db_retry
 from gateway.enrollment import queries
+from gateway.enrollment.ledger import DRY_RUN_824
 from gateway.errors import GatewayError, NotFound
 from gateway.faults import crashpoint
+from gateway.gate import interchange_acknowledged
 from gateway.intake.receive import record_receipt
 from gateway.intake.storage import StorageError, TooLarge
 from gateway.logging import get_logger
@@ -51,11 +53,18 @@ from validators.issues import meaning, remedy
 log = get_logger(__name__)
 
 ACCEPTED_TYPES = {"application/edi-x12", "text/plain", "application/octet-stream"}
-ACK_KINDS = {"ta1": "ta1", "999": "999", "824": "824", "rejection": "rejection"}
+ACK_KINDS = {
+    "ta1": "ta1",
+    "999": "999",
+    "824": "824",
+    DRY_RUN_824: DRY_RUN_824,
+    "rejection": "rejection",
+}
 ACK_MEDIA = {
     "ta1": "application/edi-x12",
     "999": "application/edi-x12",
     "824": "application/edi-x12",
+    DRY_RUN_824: "application/edi-x12",
 }
 MAX_PAGE = 200
 MAX_FINDINGS = 1000
@@ -312,6 +321,7 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
             envelopes = []
             for e in r.envelopes:
                 isa13_of[e.id] = e.isa13
+                answered = interchange_acknowledged(e.ta1_code)
                 groups = []
                 for g in e.groups:
                     gs06_of[g.id] = g.gs06
@@ -322,10 +332,13 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
                             TransactionSetOut(
                                 st01=t.st01,
                                 st02=t.st02,
-                                ack=t.ack_code,
+                                ack=t.ack_code if answered else None,
                                 error_codes=[c for c in t.error_codes.split(",") if c],
                                 members=t.member_count,
                                 segments=t.segment_count,
+                                findings_omitted=t.findings_omitted,
+                                gate=t.gate,
+                                gate_reason=t.gate_reason,
                             )
                         )
                     groups.append(
@@ -333,10 +346,10 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
                             gs01=g.gs01,
                             gs06=g.gs06,
                             gs08=g.gs08,
-                            ack=g.ack_code,
+                            ack=g.ack_code if answered else None,
                             sets_included=g.sets_included,
                             sets_received=g.sets_received,
-                            sets_accepted=g.sets_accepted,
+                            sets_accepted=g.sets_accepted if answered else 0,
                             transaction_sets=sets,
                         )
                     )
@@ -470,13 +483,18 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
     def list_members(
         interchange_id: str,
         partner: PartnerDep,
-        outcome: Annotated[str | None, Query(pattern="^(applied|rejected|audited)$")] = None,
+        outcome: Annotated[
+            str | None,
+            Query(pattern="^(applied|rejected|audited|not_applied|would_apply|would_reject)$"),
+        ] = None,
         after: Annotated[int, Query(ge=-1, le=MAX_SEQ)] = -1,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> MemberPage:
-        """Each member of your accepted 834 sets, in file order, with what the insurer's
-        business rules made of it: applied to the enrollment ledger, rejected (with the rule,
-        the reason and the position), or audited (an audit file is compared, not applied)."""
+        """Each member of your 834 sets, in file order, with what became of it: applied to the
+        enrollment ledger, rejected by a business rule (with the rule, the reason and the
+        position), audited (an audit file is compared, not applied), not_applied (its set did
+        not pass the gate: rejected by the TA1 or 999, a test interchange, … — `reason` says
+        which), or would_apply / would_reject (a dry run of an onboarding sender's test file)."""
         with gw.reads() as session:
             r = repo.get_receipt(session, interchange_id, partner.id)
             if r is None:
@@ -496,6 +514,7 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
                     maintenance_type=m.event.maintenance_type,
                     maintenance_reason=m.event.maintenance_reason,
                     outcome=m.event.outcome,
+                    reason=m.event.note,
                     isa13=m.event.isa13,
                     gs06=m.event.gs06,
                     st02=m.event.st02,

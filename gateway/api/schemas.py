@@ -49,17 +49,33 @@ class FindingOut(BaseModel):
 class TransactionSetOut(BaseModel):
     st01: str
     st02: str
-    ack: str
+    ack: str | None = Field(
+        description="IK501 as the 999 said it; null when a TA1 rejected the interchange (no 999 "
+        "answered its groups)"
+    )
     error_codes: list[str]
     members: int
     segments: int
+    findings_omitted: int = Field(
+        default=0,
+        description="findings past the per-set cap: counted, not listed (the 999 carries the "
+        "first ones)",
+    )
+    gate: str | None = Field(
+        description="what becomes of the set's members: apply (the enrollment ledger and the "
+        "core system), dry_run (an onboarding sender's test data: business rules only) or "
+        "not_applied"
+    )
+    gate_reason: str = Field(description="why the members are not applied; empty when applied")
 
 
 class GroupOut(BaseModel):
     gs01: str
     gs06: str
     gs08: str
-    ack: str
+    ack: str | None = Field(
+        description="AK901 as the 999 said it; null when a TA1 rejected the interchange"
+    )
     sets_included: int
     sets_received: int
     sets_accepted: int
@@ -112,8 +128,9 @@ class InterchangeDetail(InterchangeSummary):
     )
     ledger_status: str | None = Field(
         default=None,
-        description="enrollment ledger stage: pending, applied, reconciled or failed; null when "
-        "no 834 set was accepted",
+        description="enrollment ledger stage: pending, applied, reconciled (an audit file), "
+        "not_applied (no 834 set passed the gate), dry_run (an onboarding sender's test file) or "
+        "failed; null when the file had no 834 set",
     )
     members_applied: int = 0
     members_business_rejected: int = 0
@@ -152,7 +169,13 @@ class MemberOut(BaseModel):
     relationship: str
     maintenance_type: str
     maintenance_reason: str
-    outcome: str = Field(description="applied, rejected (by a business rule) or audited")
+    outcome: str = Field(
+        description="applied, rejected (by a business rule), audited, not_applied (stopped at "
+        "the gate: `reason` says why), would_apply or would_reject (a dry run of test data)"
+    )
+    reason: str = Field(
+        default="", description="why the member was not applied (not_applied, dry runs)"
+    )
     isa13: str
     gs06: str
     st02: str
@@ -162,8 +185,8 @@ class MemberOut(BaseModel):
 
 class MemberPage(BaseModel):
     ledger_status: str | None = Field(
-        description="pending, applied, reconciled (an audit file) or failed; null when the "
-        "file had no accepted 834 set"
+        description="pending, applied, reconciled (an audit file), not_applied, dry_run or "
+        "failed; null when the file had no 834 set"
     )
     counts: dict[str, int]
     items: list[MemberOut]

@@ -45,3 +45,26 @@ class Base(DeclarativeBase):
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+_WIDTHS: dict[str, dict[str, int]] = {}
+
+
+def fit(model: type[Base], values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with every string cut to its column's declared length. Values that come from a
+    received file (ISA elements read from a mis-padded ISA, a segment id, a control number) can
+    be longer than any valid one: SQLite would store them, PostgreSQL refuses the whole row."""
+    table = model.__table__
+    name = str(getattr(table, "name", model.__name__))
+    widths = _WIDTHS.get(name)
+    if widths is None:
+        widths = {}
+        for column in table.columns:
+            length = getattr(column.type, "length", None)
+            if isinstance(length, int):
+                widths[column.name] = length
+        _WIDTHS[name] = widths
+    return {
+        k: v[: widths[k]] if isinstance(v, str) and k in widths and len(v) > widths[k] else v
+        for k, v in values.items()
+    }

@@ -61,6 +61,9 @@ class Partner(Base):
     rule_severities: Mapped[str] = mapped_column(Text, default="", server_default="")
     plan_ids: Mapped[str] = mapped_column(Text, default="", server_default="")
     send_824: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # Onboarding (issue 13): the partner's test interchanges (ISA15 T) get a dry run of the
+    # business rules, stored apart and never applied or delivered.
+    onboarding: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class Receipt(Base):
@@ -191,6 +194,11 @@ class TransactionSet(Base):
     segment_count: Mapped[int] = mapped_column(Integer)
     accepted: Mapped[bool] = mapped_column(Boolean)
     findings_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Findings past the per-set cap: counted, not stored (the 999 says how many there were).
+    findings_omitted: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The gate's decision (gateway.gate): apply | dry_run | not_applied, and why not.
+    gate: Mapped[str | None] = mapped_column(String(16), default=None)
+    gate_reason: Mapped[str] = mapped_column(String(200), default="", server_default="")
 
 
 class Finding(Base):
@@ -231,6 +239,18 @@ class Finding(Base):
     business_unit: Mapped[str | None] = mapped_column(String(80), default=None)
 
 
+class AckKind(enum.StrEnum):
+    TA1 = "ta1"
+    X999 = "999"
+    X824 = "824"
+    X824_DRY_RUN = "824-dry-run"  # what an onboarding sender's test file would get: never sent
+    REJECTION = "rejection"  # the notice for input with no usable ISA
+
+
+DELIVERED_KINDS = frozenset(AckKind) - {AckKind.X824_DRY_RUN}
+"""Kinds that go to the partner's outbound/ (and webhooks); a dry run's 824 stays in the API."""
+
+
 class Ack(Base):
     """An acknowledgement we sent: TA1, 999, or a rejection notice for an unusable file."""
 
@@ -244,7 +264,7 @@ class Ack(Base):
     envelope_id: Mapped[int | None] = mapped_column(
         ForeignKey("envelopes.id", ondelete="CASCADE"), default=None
     )
-    kind: Mapped[str] = mapped_column(String(16))  # ta1 | 999 | rejection
+    kind: Mapped[str] = mapped_column(String(16))  # AckKind
     control_number: Mapped[int | None] = mapped_column(BigInteger, default=None)
     filename: Mapped[str] = mapped_column(String(255))
     content: Mapped[bytes] = mapped_column(LargeBinary)
@@ -361,6 +381,8 @@ class LedgerStatus(enum.StrEnum):
     PENDING = "pending"  # validated; waiting for its turn (the sender's order) to be applied
     APPLIED = "applied"
     RECONCILED = "reconciled"  # an audit / replace file: compared with the ledger, not applied
+    NOT_APPLIED = "not_applied"  # every 834 set stopped at the gate: members listed, none applied
+    DRY_RUN = "dry_run"  # an onboarding sender's test file: rules run, nothing applied
     FAILED = "failed"  # applying kept failing (a bug, not bad data): parked for operators
 
 
@@ -427,6 +449,9 @@ class MemberOutcome(enum.StrEnum):
     APPLIED = "applied"  # the ledger changed (warnings, if any, are findings)
     REJECTED = "rejected"  # a business rule rejected it; the ledger did not change
     AUDITED = "audited"  # part of an audit/replace file: compared, not applied
+    NOT_APPLIED = "not_applied"  # stopped at the gate (`note` says why): validated, never applied
+    WOULD_APPLY = "would_apply"  # a dry run (onboarding test data): the rules would apply it
+    WOULD_REJECT = "would_reject"  # a dry run: the rules would reject it
 
 
 class MemberEventRow(Base):
@@ -460,6 +485,7 @@ class MemberEventRow(Base):
     maintenance_type: Mapped[str] = mapped_column(String(3))
     maintenance_reason: Mapped[str] = mapped_column(String(3))
     outcome: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(String(200), default="", server_default="")  # gate reason
     member_id: Mapped[int | None] = mapped_column(
         ForeignKey("ledger_members.id", ondelete="SET NULL"), default=None, index=True
     )
@@ -497,6 +523,8 @@ class BusinessFinding(Base):
     segment_position: Mapped[int | None] = mapped_column(Integer, default=None)
     element_position: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A dry run's finding (onboarding test data): shown apart, never in production figures.
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class CoreDelivery(Base):

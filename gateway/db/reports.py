@@ -22,6 +22,7 @@ from gateway.db.models import (
     Status,
     TransactionSet,
 )
+from gateway.gate import PRODUCTION
 
 OUTCOMES = ("accepted", "accepted_with_errors", "partially_accepted", "rejected")
 RESULTS = (*OUTCOMES, "failed", "pending", "partial", "problems")
@@ -50,6 +51,8 @@ class PartnerCounts:
     failed: int = 0
     pending: int = 0
     partial: int = 0
+    test: int = 0  # files with a test interchange (ISA15 not P): never applied (gateway.gate)
+    not_applied: int = 0  # files whose 834 members the gate kept from the ledger
 
 
 def overview_counts(
@@ -73,6 +76,27 @@ def overview_counts(
             c.partial += n
         else:
             c.pending += n
+    window = (
+        Receipt.received_at >= since,
+        Receipt.received_at < until,
+    )
+    for name, n in session.execute(
+        select(Partner.name, func.count(func.distinct(Receipt.id)))
+        .select_from(Receipt)
+        .join(Partner, Partner.id == Receipt.partner_id)
+        .join(Envelope, Envelope.receipt_id == Receipt.id)
+        .where(*window, Envelope.usage != PRODUCTION)
+        .group_by(Partner.name)
+    ).all():
+        out.setdefault(name, PartnerCounts(partner=name)).test += n
+    for name, n in session.execute(
+        select(Partner.name, func.count())
+        .select_from(Receipt)
+        .join(Partner, Partner.id == Receipt.partner_id)
+        .where(*window, Receipt.ledger_status == LedgerStatus.NOT_APPLIED)
+        .group_by(Partner.name)
+    ).all():
+        out.setdefault(name, PartnerCounts(partner=name)).not_applied += n
     return sorted(out.values(), key=lambda c: c.partner)
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, joinedload, lazyload
 
 from gateway.db.base import utcnow
 from gateway.db.models import (
+    DELIVERED_KINDS,
     Ack,
     Counter,
     Envelope,
@@ -308,7 +309,11 @@ def take_control_numbers(session: Session, count: int) -> list[int]:
 def undelivered_acks(session: Session, limit: int = 100) -> Sequence[Ack]:
     return session.scalars(
         select(Ack)
-        .where(Ack.delivered_at.is_(None), Ack.superseded.is_(False))
+        .where(
+            Ack.delivered_at.is_(None),
+            Ack.superseded.is_(False),
+            Ack.kind.in_([k.value for k in DELIVERED_KINDS]),
+        )
         .order_by(Ack.id)
         .limit(limit)
     ).all()

@@ -34,6 +34,7 @@ from gateway.db import repositories as repo
 from gateway.db.base import utcnow
 from gateway.db.models import (
     Ack,
+    AckKind,
     BusinessFinding,
     CoreDelivery,
     Envelope,
@@ -64,17 +65,23 @@ from gateway.enrollment.rules import (
     member_rules,
     rejecting,
     set_rules,
+    unevaluable,
 )
 from gateway.faults import crashpoint
+from gateway.gate import Decision, Disposition
+from gateway.logging import get_logger
 from gateway.metrics import BUSINESS_FINDINGS
 from parsers.envelope import read_events
 from parsers.events import GroupStart, InterchangeStart, Segment, TransactionSetStart
 from validators.ack824 import BusinessError, SetAdvice, build_824
 
 CHUNK_MEMBERS = 500
+DRY_RUN_824 = AckKind.X824_DRY_RUN.value
 MAX_FAMILY = 200
 """A family (subscriber and dependents sharing REF*0F) longer than this is split: memory stays
 bounded on hostile input. X220 families are a handful of members."""
+
+log = get_logger(__name__)
 
 _RANK = re.compile(r"(?:^|[._\-])(AR|RT)(?:[._\-]|$)")
 
@@ -240,35 +247,52 @@ class _Run:
     sha256: str
     blob_path: str
     config: RuleConfig
-    accepted: dict[SetKey, int]  # set key -> transaction_sets.id
+    sets: dict[SetKey, Decision]  # every 834 set of the file -> the gate's decision
     counts: dict[SetKey, tuple[int, int]] = field(default_factory=dict)  # subscribers, dependents
     set_hits: dict[SetKey, list[Hit]] = field(default_factory=dict)
     reconciliation_id: int | None = None
     items: int = 0  # reconciliation items stored so far (their next seq)
+    dry_known: dict[str, LedgerView] = field(default_factory=dict)
+    dry_subscribers: set[str] = field(default_factory=set)
 
 
-def _accepted_sets(session: Session, receipt_id: str) -> dict[SetKey, int]:
+def _gated_sets(session: Session, receipt_id: str) -> dict[SetKey, Decision]:
+    """Every 834 set of the file with the gate's decision, as the worker recorded it."""
     rows = session.execute(
-        select(Envelope.id, Group.seq, TransactionSet.seq, TransactionSet.id)
+        select(
+            Envelope.id,
+            Group.seq,
+            TransactionSet.seq,
+            TransactionSet.gate,
+            TransactionSet.gate_reason,
+        )
         .join(Group, Group.envelope_id == Envelope.id)
         .join(TransactionSet, TransactionSet.group_id == Group.id)
-        .where(
-            Envelope.receipt_id == receipt_id,
-            TransactionSet.accepted.is_(True),
-            TransactionSet.st01 == "834",
-        )
+        .where(Envelope.receipt_id == receipt_id, TransactionSet.st01 == "834")
     ).all()
     envelopes = session.scalars(
         select(Envelope.id).where(Envelope.receipt_id == receipt_id).order_by(Envelope.seq)
     ).all()
     ordinal = {env_id: n for n, env_id in enumerate(envelopes)}
-    return {(ordinal[env_id], gseq, sseq): set_id for env_id, gseq, sseq, set_id in rows}
+    return {
+        (ordinal[env_id], gseq, sseq): _decision(gate, reason)
+        for env_id, gseq, sseq, gate, reason in rows
+    }
+
+
+_UNDECIDED = Decision(Disposition.NOT_APPLIED, "no gate decision recorded")
+
+
+def _decision(gate: str | None, reason: str) -> Decision:
+    if gate in {d.value for d in Disposition}:
+        return Decision(Disposition(gate), reason)
+    return _UNDECIDED
 
 
 def _count_members(
-    chunks: Iterator[bytes], accepted: dict[SetKey, int], max_segment_bytes: int
+    chunks: Iterator[bytes], accepted: dict[SetKey, Decision], max_segment_bytes: int
 ) -> dict[SetKey, tuple[int, int]]:
-    """A parse-only pass: subscribers and dependents (INS01 Y / N) of each accepted set."""
+    """A parse-only pass: subscribers and dependents (INS01 Y / N) of each 834 set."""
     counts: dict[SetKey, list[int]] = {}
     envelope = group = tset = -1
     current: list[int] | None = None
@@ -331,7 +355,7 @@ def apply_receipt(
             sha256=receipt.sha256,
             blob_path=receipt.blob_path,
             config=RuleConfig.parse(partner.rule_severities, partner.plan_ids),
-            accepted=_accepted_sets(session, receipt.id),
+            sets=_gated_sets(session, receipt.id),
         )
         run.reconciliation_id = session.scalar(
             select(Reconciliation.id).where(Reconciliation.receipt_id == receipt.id)
@@ -349,11 +373,11 @@ def apply_receipt(
 
     run, progress = run_in_transaction(gw.reads, load)
     run.counts = _count_members(
-        gw.blobs.chunks(run.blob_path), run.accepted, settings.max_segment_bytes
+        gw.blobs.chunks(run.blob_path), run.sets, settings.max_segment_bytes
     )
     events = extract_members(
         gw.blobs.chunks(run.blob_path),
-        include=lambda key: key in run.accepted,
+        include=lambda key: key in run.sets,
         max_segment_bytes=settings.max_segment_bytes,
     )
     seq = 0
@@ -441,6 +465,9 @@ class _Chunk:
                 )
             )
         )
+        # A dry run's would-be ledger: what earlier test members would have made of it.
+        self.dry_known: dict[str, LedgerView] = run.dry_known
+        self.dry_subscribers: set[str] = run.dry_subscribers
 
     def apply(self, seq: int) -> tuple[int, int, int]:
         rows: list[dict[str, object]] = []
@@ -455,7 +482,20 @@ class _Chunk:
                 row = self._row(event, key, seq + len(rows))
                 member: LedgerMember | None = None
                 hits: list[Hit] = []
-                if is_audit(event):
+                decision = self.run.sets.get(_set_key(event), _UNDECIDED)
+                if decision.disposition is Disposition.NOT_APPLIED:
+                    row["outcome"] = MemberOutcome.NOT_APPLIED
+                    row["note"] = decision.reason[:200]
+                elif decision.disposition is Disposition.DRY_RUN:
+                    hits = self._rules(event, key, premium, dry_run=True)
+                    would_reject = rejecting(hits, self.run.config)
+                    row["outcome"] = (
+                        MemberOutcome.WOULD_REJECT if would_reject else MemberOutcome.WOULD_APPLY
+                    )
+                    row["note"] = decision.reason[:200]
+                    if not would_reject:
+                        self._dry_apply(event, key)
+                elif is_audit(event):
                     row["outcome"] = MemberOutcome.AUDITED
                     audits.append((event, key))
                 else:
@@ -496,17 +536,21 @@ class _Chunk:
         for event_id, row, hits, member, event in zip(
             ids, rows, hits_of, members, events, strict=True
         ):
-            findings += [self._finding(event_id, event, hit) for hit in hits]
+            dry_run = row["outcome"] in (MemberOutcome.WOULD_APPLY, MemberOutcome.WOULD_REJECT)
+            findings += [self._finding(event_id, event, hit, dry_run=dry_run) for hit in hits]
             if member is not None:
                 member.last_event_id = event_id
                 for cov in member.coverages:
                     if cov.updated_event_id is None:
                         cov.updated_event_id = event_id
-                outbox.append(self._delivery(event_id, event, row, hits))
+                # Only what the gate let through reaches the core system.
+                if self.run.sets[_set_key(event)].reaches_insurer:
+                    outbox.append(self._delivery(event_id, event, row, hits))
         if findings:
             self.session.execute(insert(BusinessFinding), findings)
             for f in findings:
-                BUSINESS_FINDINGS.labels(rule=f["rule"], severity=f["severity"]).inc()
+                if not f["dry_run"]:
+                    BUSINESS_FINDINGS.labels(rule=f["rule"], severity=f["severity"]).inc()
         if outbox:
             self.session.execute(insert(CoreDelivery), outbox)
         for event, key in audits:
@@ -516,15 +560,39 @@ class _Chunk:
         rejected = sum(r["outcome"] == MemberOutcome.REJECTED for r in rows)
         return applied, rejected, seq + len(rows)
 
-    def _rules(self, event: MemberEvent, key: str, premium: Decimal | None) -> list[Hit]:
+    def _rules(
+        self, event: MemberEvent, key: str, premium: Decimal | None, *, dry_run: bool = False
+    ) -> list[Hit]:
+        ledger = _view(self.known.get(key))
+        present = event.subscriber or (event.subscriber_number or "") in self.active_subscribers
+        if dry_run:
+            ledger = self.dry_known.get(key, ledger)
+            present = present or (event.subscriber_number or "") in self.dry_subscribers
         facts = MemberFacts(
-            ledger=_view(self.known.get(key)),
-            subscriber_present=event.subscriber
-            or (event.subscriber_number or "") in self.active_subscribers,
+            ledger=ledger,
+            subscriber_present=present,
             seen_in_file=key in self.seen,
             family_premium=premium,
         )
-        return _set_level_hits(self.run, event) + member_rules(event, facts, self.run.config)
+        try:
+            return _set_level_hits(self.run, event) + member_rules(event, facts, self.run.config)
+        except Exception as exc:  # a rule that cannot read member data must not fail the file
+            log.error(
+                "business_rules_raised", receipt_id=self.run.receipt_id, error=type(exc).__name__
+            )
+            return [unevaluable(event)]
+
+    def _dry_apply(self, event: MemberEvent, key: str) -> None:
+        """A dry run remembers what it would have applied, so the rest of the test file is
+        judged as if it had been — without touching the ledger."""
+        before = self.dry_known.get(key) or _view(self.known.get(key))
+        policies = {c.group_or_policy_number for c in event.coverages if c.group_or_policy_number}
+        self.dry_known[key] = LedgerView(
+            active=event.maintenance_type.code != "024",
+            policy_numbers=frozenset(policies | set(before.policy_numbers if before else ())),
+        )
+        if event.subscriber and event.subscriber_number:
+            self.dry_subscribers.add(event.subscriber_number)
 
     def _track_subscriber(self, event: MemberEvent, member: LedgerMember) -> None:
         if event.subscriber and member.subscriber_number:
@@ -553,10 +621,13 @@ class _Chunk:
             "relationship_code": event.relationship.code[:2],
             "maintenance_type": event.maintenance_type.code[:3],
             "maintenance_reason": event.maintenance_reason[:3],
+            "note": "",
             "payload": event.model_dump_json(),
         }
 
-    def _finding(self, event_id: int, event: MemberEvent, hit: Hit) -> dict[str, object]:
+    def _finding(
+        self, event_id: int, event: MemberEvent, hit: Hit, *, dry_run: bool = False
+    ) -> dict[str, object]:
         envelope, group, tset = _set_key(event)
         return {
             "receipt_id": self.run.receipt_id,
@@ -573,6 +644,7 @@ class _Chunk:
             "segment_id": hit.segment_id,
             "segment_position": hit.segment_position,
             "element_position": hit.element_position,
+            "dry_run": dry_run,
         }
 
     def _delivery(
@@ -833,18 +905,25 @@ def _finish(session: Session, run: _Run, worker_id: str) -> str:
         if rows:
             session.execute(insert(ReconciliationItem), rows)
         rec.missing_in_file = len(rows)
-        applied_any = session.scalar(
-            select(
-                exists().where(
-                    MemberEventRow.receipt_id == run.receipt_id,
-                    MemberEventRow.outcome != MemberOutcome.AUDITED,
-                )
-            )
+    outcomes = set(
+        session.scalars(
+            select(MemberEventRow.outcome)
+            .where(MemberEventRow.receipt_id == run.receipt_id)
+            .distinct()
         )
-        if not applied_any:
+    )
+    if not outcomes & {MemberOutcome.APPLIED, MemberOutcome.REJECTED}:
+        if MemberOutcome.AUDITED in outcomes:
             status = LedgerStatus.RECONCILED
-    if receipt.partner.send_824:
-        _add_824s(session, receipt)
+        elif outcomes & {MemberOutcome.WOULD_APPLY, MemberOutcome.WOULD_REJECT}:
+            status = LedgerStatus.DRY_RUN
+        elif MemberOutcome.NOT_APPLIED in outcomes or not any(
+            d.reaches_insurer for d in run.sets.values()
+        ):
+            status = LedgerStatus.NOT_APPLIED
+    if receipt.partner.send_824 or receipt.partner.onboarding:
+        _add_824s(session, receipt, dry_run=False)
+        _add_824s(session, receipt, dry_run=True)
     receipt.ledger_status = status
     receipt.ledger_applied_at = utcnow()
     receipt.ledger_error = None
@@ -860,14 +939,23 @@ def _finish(session: Session, run: _Run, worker_id: str) -> str:
     return status.value
 
 
-def _add_824s(session: Session, receipt: Receipt) -> None:
+def _add_824s(session: Session, receipt: Receipt, *, dry_run: bool) -> None:
     """One 824 interchange per received interchange that has sets with business rejects: an
-    ST*824 per such set (OTI TR when every member was rejected, else TE), a TED per reject."""
+    ST*824 per such set (OTI TR when every member was rejected, else TE), a TED per reject.
+    A dry run's 824 (what an onboarding sender's test file would get) is stored as its own
+    kind, readable through the API and never delivered; a production 824 only when the partner
+    asked for 824s."""
     from gateway.worker.pipeline import Job, ack_filename, job_of  # the worker's ack naming
 
+    if not dry_run and not receipt.partner.send_824:
+        return
     rejects = session.scalars(
         select(BusinessFinding)
-        .where(BusinessFinding.receipt_id == receipt.id, BusinessFinding.severity == "reject")
+        .where(
+            BusinessFinding.receipt_id == receipt.id,
+            BusinessFinding.severity == "reject",
+            BusinessFinding.dry_run.is_(dry_run),
+        )
         .order_by(BusinessFinding.id)
     ).all()
     if not rejects:
@@ -900,7 +988,9 @@ def _add_824s(session: Session, receipt: Receipt) -> None:
             select(MemberEventRow.payload).where(*in_set).order_by(MemberEventRow.seq).limit(1)
         )
         bgn02 = json.loads(first)["header"]["reference"] if first else ""
-        rejected = int(counts.get(MemberOutcome.REJECTED, 0))
+        rejected = int(
+            counts.get(MemberOutcome.WOULD_REJECT if dry_run else MemberOutcome.REJECTED, 0)
+        )
         total = sum(int(n) for n in counts.values())
         per_envelope.setdefault(envelope_seq, []).append(
             SetAdvice(
@@ -947,14 +1037,19 @@ def _add_824s(session: Session, receipt: Receipt) -> None:
             Ack(
                 receipt_id=receipt.id,
                 envelope_id=envelope.id,
-                kind="824",
+                kind=DRY_RUN_824 if dry_run else "824",
                 control_number=number,
-                filename=ack_filename(job, envelope.isa13, "824"),
+                filename=ack_filename(job, envelope.isa13, DRY_RUN_824 if dry_run else "824"),
                 content=content,
                 sha256=hashlib.sha256(content).hexdigest(),
             )
         )
-    repo.add_event(session, receipt.id, "824_created", f"{len(per_envelope)} interchange(s)")
+    repo.add_event(
+        session,
+        receipt.id,
+        f"{DRY_RUN_824}_created" if dry_run else "824_created",
+        f"{len(per_envelope)} interchange(s)",
+    )
 
 
 def release_ledger(
@@ -1004,10 +1099,11 @@ def ledger_backlog(session: Session) -> int:
     )
 
 
-def mark_pending(receipt: Receipt, head: list[bytes], has_accepted_834: bool) -> None:
-    """Called as the 999 is stored: a file with accepted 834 sets waits for the ledger (once:
-    a reprocessed file that was applied before is not applied again)."""
-    if has_accepted_834 and receipt.ledger_status is None:
+def mark_pending(receipt: Receipt, head: list[bytes], has_834: bool) -> None:
+    """Called as the 999 is stored: a file with 834 sets waits for the ledger stage, which
+    applies what the gate let through and lists the rest as not applied (once: a reprocessed
+    file that was applied before is not applied again)."""
+    if has_834 and receipt.ledger_status is None:
         receipt.ledger_status = LedgerStatus.PENDING
         receipt.ledger_order = order_key(receipt.filename, head)
 

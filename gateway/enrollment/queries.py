@@ -214,8 +214,9 @@ def core_backlog(session: Session) -> Backlog:
 
 
 def ledger_files(session: Session) -> dict[str, int]:
-    """Files in the ledger stage by status (pending, failed), zeros included."""
-    counts = dict.fromkeys(("pending", "failed"), 0)
+    """Files in the ledger stage by status (pending, failed; not_applied and dry_run: kept from
+    the ledger by the gate), zeros included."""
+    counts = dict.fromkeys(("pending", "failed", "not_applied", "dry_run"), 0)
     for status, n in session.execute(
         select(Receipt.ledger_status, func.count())
         .where(Receipt.ledger_status.in_(tuple(counts)))

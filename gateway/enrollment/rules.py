@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from gateway.enrollment.events import MemberEvent, TransactionSetHeader
 
@@ -131,6 +132,24 @@ RULES: dict[str, Rule] = {
             "011",
         ),
         Rule(
+            "unreadable-amount",
+            4,
+            Severity.REJECT,
+            "a 2750 amount that is not a decimal number",
+            "Send amounts as plain decimal numbers (e.g. 425.50): digits, an optional sign and "
+            "decimal point, no exponent, at most 18 digits before the point.",
+            "848",
+        ),
+        Rule(
+            "member-unevaluable",
+            4,
+            Severity.REJECT,
+            "the member's data could not be evaluated by the business rules",
+            "Check the member's loop against the companion guide; the insurer's operations "
+            "team has the details.",
+            "848",
+        ),
+        Rule(
             "member-twice-in-file",
             7,
             Severity.REJECT,
@@ -140,6 +159,10 @@ RULES: dict[str, Rule] = {
         ),
     )
 }
+
+
+ALWAYS_REJECT = frozenset({"member-unevaluable"})
+"""Rules no partner setting can soften: a member the rules could not read is never applied."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +182,8 @@ class RuleConfig:
     plan_ids: frozenset[str] = frozenset()
 
     def severity(self, rule: str) -> Severity:
+        if rule in ALWAYS_REJECT:
+            return Severity.REJECT
         return self.severities.get(rule, RULES[rule].default)
 
     @classmethod
@@ -198,14 +223,22 @@ class MemberFacts:
     """Σ PRE AMT 1 over the member's family in this set (for the subscriber's PRE AMT TOT)."""
 
 
+_AMOUNT = re.compile(r"[+-]?(?:\d{1,18}(?:\.\d{0,6})?|\.\d{1,6})")
+"""An X12 decimal (R): sign, digits, a decimal point; no exponent. At most 18 digits before
+the point and 6 after, so sums and differences stay exact in Decimal's default context (28
+digits) — `9E+999999999` is no amount, and neither is a 60-digit one."""
+
+
 def amount(value: str | None) -> Decimal | None:
-    if value is None or not value.strip():
+    """The value as a Decimal, or None when absent or not an X12 decimal number."""
+    if value is None or not _AMOUNT.fullmatch(value.strip()):
         return None
-    try:
-        result = Decimal(value.strip())
-    except InvalidOperation:
-        return None
-    return result if result.is_finite() else None
+    return Decimal(value.strip())
+
+
+def is_amount_category(name: str) -> bool:
+    """CMS 2750 amounts: PRE AMT 1, PRE AMT TOT, APTC AMT, CSR AMT, TOT RES AMT, OTH PAY AMT n."""
+    return " AMT" in f" {name}"
 
 
 def family_premium(family: Iterable[MemberEvent]) -> Decimal | None:
@@ -337,6 +370,17 @@ def member_rules(event: MemberEvent, facts: MemberFacts, config: RuleConfig) -> 
                     cov.segment_position,
                 )
 
+    for loop in event.reporting_category_loops:
+        if is_amount_category(loop.name):
+            sent = categories.get(loop.name)
+            if sent is not None and sent.strip() and amount(sent) is None:
+                add(
+                    "unreadable-amount",
+                    f"{loop.name} is {_quoted(sent)}, not a decimal number",
+                    "N1",
+                    loop.segment_position,
+                )
+
     if event.subscriber:
         total = amount(categories.get("PRE AMT TOT"))
         if (
@@ -376,11 +420,25 @@ def member_rules(event: MemberEvent, facts: MemberFacts, config: RuleConfig) -> 
     return hits
 
 
+def _quoted(value: str, limit: int = 20) -> str:
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}… ({len(value)} characters)"
+
+
 def _category_at(event: MemberEvent, name: str) -> tuple[str, int | None]:
     for loop in event.reporting_category_loops:
         if loop.name == name:
             return "N1", loop.segment_position
     return "INS", event.source.segment_position
+
+
+def unevaluable(event: MemberEvent) -> Hit:
+    """The hit for a member whose data a rule could not evaluate (never a failed file)."""
+    return Hit(
+        "member-unevaluable",
+        "the business rules could not evaluate this member; it was not applied",
+        "INS",
+        event.source.segment_position,
+    )
 
 
 def rejecting(hits: Sequence[Hit], config: RuleConfig) -> bool:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from gateway.context import Gateway
 from gateway.db import repositories as repo
-from gateway.db.base import utcnow
+from gateway.db.base import fit, utcnow
 from gateway.db.models import (
     Ack,
     Envelope,
@@ -36,6 +36,7 @@ from gateway.db.models import (
 )
 from gateway.enrollment.ledger import mark_pending
 from gateway.faults import crashpoint, raisepoint
+from gateway.gate import SenderFacts, SetFacts, decide
 from gateway.parallel import SPLIT_FROM_BYTES, FileSetChecks, pool, processes_for
 from validators.acks import build_999, build_ta1
 from validators.interchange import (
@@ -206,27 +207,30 @@ def _finding_row(
     group_id: int | None = None,
     set_id: int | None = None,
 ) -> dict[str, object]:
-    return {
-        "receipt_id": receipt_id,
-        "envelope_id": envelope_id,
-        "group_id": group_id,
-        "set_id": set_id,
-        "seq": seq,
-        "level": issue.level.value,
-        "family": issue.family,
-        "code": issue.code,
-        "message": issue.message,
-        "severity": issue.severity.value,
-        "segment_id": issue.segment_id,
-        "segment_position": issue.segment_position,
-        "loop_id": issue.loop_id,
-        "element_position": issue.element_position,
-        "component_position": issue.component_position,
-        "repetition_position": issue.repetition_position,
-        "element_ref": issue.element_ref,
-        "bad_value": issue.bad_value,
-        "business_unit": issue.business_unit,
-    }
+    return fit(
+        Finding,
+        {
+            "receipt_id": receipt_id,
+            "envelope_id": envelope_id,
+            "group_id": group_id,
+            "set_id": set_id,
+            "seq": seq,
+            "level": issue.level.value,
+            "family": issue.family,
+            "code": issue.code,
+            "message": issue.message,
+            "severity": issue.severity.value,
+            "segment_id": issue.segment_id,
+            "segment_position": issue.segment_position,
+            "loop_id": issue.loop_id,
+            "element_position": issue.element_position,
+            "component_position": issue.component_position,
+            "repetition_position": issue.repetition_position,
+            "element_ref": issue.element_ref,
+            "bad_value": issue.bad_value,
+            "business_unit": issue.business_unit,
+        },
+    )
 
 
 def _ack(
@@ -256,6 +260,8 @@ def store_results(
     if receipt is None or receipt.status != Status.PROCESSING or receipt.lease_owner != worker_id:
         raise LeaseLost(job.receipt_id)
     identity = gw.settings.identity
+    partner: Partner = receipt.partner
+    sender_facts = SenderFacts(partner.isa_qualifier, partner.isa_id, partner.onboarding)
     findings: list[dict[str, object]] = []
     totals = dict.fromkeys(
         (
@@ -307,20 +313,25 @@ def store_results(
             continue
         qualifier, sender = result.sender
         env = Envelope(
-            receipt_id=job.receipt_id,
-            seq=seq,
-            offset=result.offset,
-            isa13=result.isa13,
-            sender_qualifier=qualifier,
-            sender_id=sender,
-            receiver_qualifier=result.receiver[0],
-            receiver_id=result.receiver[1],
-            isa09=result.isa.element(9),
-            isa10=result.isa.element(10),
-            usage=result.isa.element(15)[:2],
-            ta1_code=result.ta1_code.value,
-            ta1_note=result.ta1_note,
-            outcome=result.outcome.value,
+            **fit(
+                Envelope,
+                {
+                    "receipt_id": job.receipt_id,
+                    "seq": seq,
+                    "offset": result.offset,
+                    "isa13": result.isa13,
+                    "sender_qualifier": qualifier,
+                    "sender_id": sender,
+                    "receiver_qualifier": result.receiver[0],
+                    "receiver_id": result.receiver[1],
+                    "isa09": result.isa.element(9),
+                    "isa10": result.isa.element(10),
+                    "usage": result.isa.element(15)[:2],
+                    "ta1_code": result.ta1_code.value,
+                    "ta1_note": result.ta1_note,
+                    "outcome": result.outcome.value,
+                },
+            )
         )
         session.add(env)
         session.flush()
@@ -329,11 +340,16 @@ def store_results(
                 with session.begin_nested():
                     session.add(
                         InterchangeKey(
-                            partner_id=job.partner_id,
-                            sender_qualifier=qualifier,
-                            sender_id=sender,
-                            isa13=result.isa13,
-                            receipt_id=job.receipt_id,
+                            **fit(
+                                InterchangeKey,
+                                {
+                                    "partner_id": job.partner_id,
+                                    "sender_qualifier": qualifier,
+                                    "sender_id": sender,
+                                    "isa13": result.isa13,
+                                    "receipt_id": job.receipt_id,
+                                },
+                            )
                         )
                     )
                     session.flush()
@@ -345,18 +361,23 @@ def store_results(
         )
         for gseq, group in enumerate(result.groups):
             g = Group(
-                envelope_id=env.id,
-                receipt_id=job.receipt_id,
-                seq=gseq,
-                gs01=group.gs.element(1),
-                gs02=group.gs.element(2)[:16],
-                gs03=group.gs.element(3)[:16],
-                gs06=group.gs.element(6)[:16],
-                gs08=group.gs.element(8)[:16],
-                ack_code=group.ack_code.value,
-                sets_included=group.sets_included,
-                sets_received=len(group.sets),
-                sets_accepted=group.sets_accepted,
+                **fit(
+                    Group,
+                    {
+                        "envelope_id": env.id,
+                        "receipt_id": job.receipt_id,
+                        "seq": gseq,
+                        "gs01": group.gs.element(1),
+                        "gs02": group.gs.element(2),
+                        "gs03": group.gs.element(3),
+                        "gs06": group.gs.element(6),
+                        "gs08": group.gs.element(8),
+                        "ack_code": group.ack_code.value,
+                        "sets_included": group.sets_included,
+                        "sets_received": len(group.sets),
+                        "sets_accepted": group.sets_accepted,
+                    },
+                )
             )
             session.add(g)
             session.flush()
@@ -371,19 +392,39 @@ def store_results(
                 for k, i in enumerate(group.issues)
             )
             for sseq, ts in enumerate(group.sets):
+                decision = decide(
+                    SetFacts(
+                        ta1_code=result.ta1_code.value,
+                        ta1_note=result.ta1_note,
+                        usage=result.isa.element(15),
+                        sender=result.sender,
+                        group_ack=group.ack_code.value,
+                        set_ack=ts.ack_code.value,
+                        st01=ts.st01,
+                    ),
+                    sender_facts,
+                )
                 t = TransactionSet(
-                    group_id=g.id,
-                    receipt_id=job.receipt_id,
-                    seq=sseq,
-                    st01=ts.st01[:8],
-                    st02=ts.st02[:16],
-                    st03=ts.st03[:40],
-                    ack_code=ts.ack_code.value,
-                    error_codes=",".join(ts.set_error_codes)[:64],
-                    member_count=ts.member_count,
-                    segment_count=ts.segment_count,
-                    accepted=ts.accepted,
-                    findings_truncated=ts.issues_truncated,
+                    **fit(
+                        TransactionSet,
+                        {
+                            "group_id": g.id,
+                            "receipt_id": job.receipt_id,
+                            "seq": sseq,
+                            "st01": ts.st01,
+                            "st02": ts.st02,
+                            "st03": ts.st03,
+                            "ack_code": ts.ack_code.value,
+                            "error_codes": ",".join(ts.set_error_codes),
+                            "member_count": ts.member_count,
+                            "segment_count": ts.segment_count,
+                            "accepted": ts.accepted,
+                            "findings_truncated": ts.issues_truncated > 0,
+                            "findings_omitted": ts.issues_truncated,
+                            "gate": decision.disposition.value,
+                            "gate_reason": decision.reason,
+                        },
+                    )
                 )
                 session.add(t)
                 session.flush()
@@ -434,14 +475,14 @@ def store_results(
     if findings:
         session.execute(insert(Finding), findings)
 
-    accepted_834 = any(
-        ts.accepted and ts.st01 == "834"
+    has_834 = any(
+        ts.st01 == "834"
         for r in results
         if isinstance(r, InterchangeResult)
         for g in r.groups
         for ts in g.sets
     )
-    mark_pending(receipt, [next(gw.blobs.chunks(job.blob_path), b"")], accepted_834)
+    mark_pending(receipt, [next(gw.blobs.chunks(job.blob_path), b"")], has_834)
     outcome = outcome_of(results)
     receipt.outcome = outcome.value
     receipt.status = Status.PROCESSED

@@ -24,7 +24,7 @@ from gateway.enrollment import ledger
 from gateway.enrollment.delivery import deliver_core
 from gateway.faults import crashpoint
 from gateway.logging import get_logger
-from gateway.metrics import FAILURES, LATENCY, OUTCOMES, PARKED
+from gateway.metrics import FAILURES, INTERCHANGES, LATENCY, OUTCOMES, PARKED
 from gateway.worker import outbox
 from gateway.worker.pipeline import (
     Abandoned,
@@ -37,6 +37,7 @@ from gateway.worker.pipeline import (
     store_results,
     validate_job,
 )
+from validators.interchange import InterchangeResult
 
 log = get_logger(__name__)
 
@@ -274,6 +275,12 @@ class Worker:
             return
         crashpoint("committed")
         OUTCOMES.labels(outcome=receipt.outcome or "none").inc()
+        for result in results:
+            if isinstance(result, InterchangeResult):
+                usage = result.isa.element(15)
+                INTERCHANGES.labels(
+                    usage=usage if usage in ("P", "T") else "other", ta1=result.ta1_code.value
+                ).inc()
         LATENCY.observe((now - job.received_at).total_seconds())
         log.info(
             "interchange_processed",
