@@ -223,7 +223,7 @@ class MemberFacts:
     """Σ PRE AMT 1 over the member's family in this set (for the subscriber's PRE AMT TOT)."""
 
 
-_AMOUNT = re.compile(r"[+-]?(?:\d{1,18}(?:\.\d{0,6})?|\.\d{1,6})")
+_AMOUNT = re.compile(r"[+-]?(?:[0-9]{1,18}(?:\.[0-9]{0,6})?|\.[0-9]{1,6})")
 """An X12 decimal (R): sign, digits, a decimal point; no exponent. At most 18 digits before
 the point and 6 after, so sums and differences stay exact in Decimal's default context (28
 digits) — `9E+999999999` is no amount, and neither is a 60-digit one."""

@@ -19,9 +19,11 @@ from gateway.enrollment.rules import (
     MemberFacts,
     RuleConfig,
     Severity,
+    amount,
     family_premium,
     member_rules,
     set_rules,
+    unevaluable,
 )
 from tests.gateway.x834 import Cov, Member, dependent, interchange
 
@@ -146,7 +148,10 @@ def test_compare_reports_each_field_once() -> None:
     ]
 
 
-TEXT = st.text(alphabet=st.characters(blacklist_characters="*~:^\r\n"), max_size=12)
+TEXT = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="*~:^\r\n"),
+    max_size=12,
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -189,3 +194,44 @@ def test_arbitrary_member_data_never_makes_a_rule_raise(
         hits = member_rules(event, facts, RuleConfig(severities={}, plan_ids=frozenset({"P"})))
         assert all(h.rule in RULES and h.message for h in hits)
         assert member_key(event) == "0001" and isinstance(policy_key(event), str)
+
+
+class TestAmounts:
+    @pytest.mark.parametrize(
+        ("text", "value"),
+        [("425.50", Decimal("425.50")), ("-12", Decimal(-12)), (".5", Decimal("0.5")),
+         ("+7.", Decimal(7)), (" 3.25 ", Decimal("3.25")), ("9" * 18, Decimal("9" * 18))],
+    )  # fmt: skip
+    def test_x12_decimals_are_amounts(self, text: str, value: Decimal) -> None:
+        assert amount(text) == value
+
+    @pytest.mark.parametrize(
+        "text", ["9E+999999999", "1e5", "NaN", "Infinity", "1,000.00", "", "12.5.1", "9" * 19,
+                 "1.1234567", "٣", "$5"],
+    )  # fmt: skip
+    def test_anything_else_is_not_an_amount(self, text: str) -> None:
+        assert amount(text) is None
+
+    @given(st.lists(st.text(max_size=40), max_size=200))
+    def test_any_text_sums_without_raising(self, texts: list[str]) -> None:
+        # Decimal's context never overflows on what amount() accepts, however many.
+        total = sum((a for t in texts if (a := amount(t)) is not None), Decimal(0))
+        assert total.is_finite()
+
+    def test_an_unreadable_2750_amount_is_a_reject_that_says_which(self) -> None:
+        member = subscriber(categories={"PRE AMT 1": ("9X", "9E+999999999")})
+        (event,) = events([member])
+        hits = member_rules(event, NO_FACTS, DEFAULTS)
+        (hit,) = [h for h in hits if h.rule == "unreadable-amount"]
+        assert "PRE AMT 1" in hit.message and hit.segment_id == "N1"
+        assert DEFAULTS.severity("unreadable-amount") is Severity.REJECT
+
+    def test_a_member_the_rules_cannot_evaluate_is_always_rejected(self) -> None:
+        softened = RuleConfig.parse('{"member-twice-in-file": "ignore"}', "")
+        (event,) = events([subscriber()])
+        hit = unevaluable(event)
+        assert hit.rule == "member-unevaluable" and hit.rule in RULES
+        assert softened.severity(hit.rule) is Severity.REJECT
+        assert RuleConfig({"member-unevaluable": Severity.IGNORE}).severity(hit.rule) is (
+            Severity.REJECT
+        )

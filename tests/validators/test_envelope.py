@@ -6,6 +6,7 @@ import pytest
 
 from tests.validators.helpers import codes, one, results
 from tests.x12build import TS, Group, x12
+from validators.envelope import declared_count
 from validators.interchange import AckCode, InterchangeResult, Outcome, UnusableResult
 
 
@@ -168,3 +169,29 @@ class TestTransactionSet:
         bad = TS(body=[b.replace("DMG*D8*19910323", "DMG*D8*19911345") for b in TS().body])
         result = one(x12(Group(sets=[bad])))
         assert result.groups[0].sets[0].set_error_codes == ["5"]
+
+
+class TestDeclaredCounts:
+    @pytest.mark.parametrize(
+        ("value", "count"),
+        [("1", 1), ("000001", 1), ("0", 0), ("9" * 18, int("9" * 18)), ("0" * 40 + "7", 7)],
+    )
+    def test_counts(self, value: str, count: int) -> None:
+        assert declared_count(value) == count
+
+    @pytest.mark.parametrize("value", ["", "1a", "²", "٣", "-1", " 1", "9" * 19, "1" * 5000])
+    def test_not_counts(self, value: str) -> None:
+        assert declared_count(value) is None
+
+    def test_a_20_digit_ge01_is_ak905_5_and_ak902_is_what_was_received(self) -> None:
+        data = x12(Group(ge01="12345678901234567890"))
+        (group,) = one(data).groups
+        assert [i.code for i in group.issues] == ["5"]
+        assert group.sets_included == 1  # AK902 is N0 1/6
+        assert "12345678901234567890" in group.issues[0].message
+
+    def test_a_5000_digit_se01_is_ik502_4_not_a_crash(self) -> None:
+        data = x12(Group(sets=[TS(se01="1" * 5000)]))
+        (tset,) = one(data).groups[0].sets
+        assert [i.code for i in tset.issues if i.level.value == "transaction"] == ["4"]
+        assert len(tset.issues[0].message) < 200

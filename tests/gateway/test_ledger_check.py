@@ -1,0 +1,137 @@
+"""`edi834 ledger check` on a database an older version wrote: members applied from a
+TA1-rejected interchange and from a test interchange are found (and migration 0007 records the
+gate's decision for those sets); a clean database prints nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+from typing import Any
+
+from alembic import command
+from sqlalchemy import (
+    Boolean,
+    Date,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    create_engine,
+    insert,
+    select,
+)
+
+from gateway.db.migrate import alembic_config
+from tests.gateway.harness import EDI834
+
+NOW = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+
+
+def _filler(column: Any) -> Any:
+    kind = column.type
+    if isinstance(kind, Boolean):
+        return False
+    if isinstance(kind, Integer):
+        return 0
+    if isinstance(kind, DateTime):
+        return NOW.replace(tzinfo=None)
+    if isinstance(kind, Date):
+        return NOW.date()
+    if isinstance(kind, LargeBinary):
+        return b""
+    if isinstance(kind, String | Text):
+        return ""
+    raise AssertionError(f"no filler for {column}")
+
+
+def add(conn: Any, meta: MetaData, table: str, **values: Any) -> Any:
+    t = meta.tables[table]
+    row = {
+        c.name: _filler(c)
+        for c in t.columns
+        if not c.nullable and c.server_default is None and not c.primary_key
+    }
+    row.update(values)
+    pk = next(iter(t.primary_key.columns))
+    result = conn.execute(insert(t).values(**row).returning(pk))
+    return result.scalar_one()
+
+
+def _old_file(conn, meta, partner: int, rid: str, *, ta1: str, usage: str, key: str) -> None:
+    """What an older version stored for a one-set file it applied: receipt, envelope, group,
+    set, one applied member event and its core outbox row."""
+    add(conn, meta, "receipts", id=rid, partner_id=partner, channel="http", sha256=rid * 2,
+        size=1, blob_path=f"x/{rid}", status="processed", outcome="accepted",
+        ledger_status="applied")  # fmt: skip
+    env = add(conn, meta, "envelopes", receipt_id=rid, seq=0, offset=0, isa13=f"9{rid[:8]}",
+              sender_qualifier="ZZ", sender_id="VA0FFM", receiver_qualifier="ZZ",
+              receiver_id="EDI834GATEWAY", isa09="261101", isa10="1200", usage=usage,
+              ta1_code=ta1, ta1_note="006" if ta1 == "R" else "000",
+              outcome="accepted")  # fmt: skip
+    group = add(conn, meta, "groups", envelope_id=env, receipt_id=rid, seq=0, gs01="BE",
+                gs06="1", gs08="005010X220A1", ack_code="A", sets_included=1, sets_received=1,
+                sets_accepted=1)  # fmt: skip
+    add(conn, meta, "transaction_sets", group_id=group, receipt_id=rid, seq=0, st01="834",
+        st02="0001", st03="005010X220A1", ack_code="A", member_count=1, segment_count=10,
+        accepted=True)  # fmt: skip
+    event = add(conn, meta, "member_events", partner_id=partner, receipt_id=rid, seq=0,
+                envelope_seq=0, group_seq=0, set_seq=0, isa13="9", gs06="1", st02="0001",
+                segment_position=5, member_key=key, subscriber=True, relationship_code="18",
+                maintenance_type="021", maintenance_reason="EC", outcome="applied",
+                payload="{}")  # fmt: skip
+    add(conn, meta, "core_outbox", event_id=event, partner_id=partner, idempotency_key=key * 4,
+        payload="{}")  # fmt: skip
+
+
+def test_an_older_databases_leaks_are_listed_and_a_clean_one_prints_nothing(
+    tmp_path, database_url
+) -> None:
+    url = database_url or f"sqlite:///{tmp_path / 'var' / 'edi834.sqlite3'}"
+    (tmp_path / "var").mkdir()
+    command.upgrade(alembic_config(url), "0006")
+    engine = create_engine(url)
+    meta = MetaData()
+    meta.reflect(engine)
+    with engine.begin() as conn:
+        partner = add(conn, meta, "partners", name="va", isa_qualifier="ZZ", isa_id="VA0FFM",
+                      api_key_hash="h" * 64, enabled=True)  # fmt: skip
+        _old_file(conn, meta, partner, "a" * 32, ta1="A", usage="P", key="GOOD1")
+        _old_file(conn, meta, partner, "b" * 32, ta1="R", usage="P", key="LEAKTA1")
+        _old_file(conn, meta, partner, "c" * 32, ta1="A", usage="T", key="LEAKTEST")
+    command.upgrade(alembic_config(url), "head")
+    env = {"EDI834_DATA_DIR": str(tmp_path / "var"), "EDI834_DATABASE_URL": database_url}
+
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(EDI834), "ledger", "check"], env=env, capture_output=True, text=True, timeout=60
+        )
+
+    found = check()
+    assert found.returncode == 1, found.stderr
+    lines = found.stdout.splitlines()
+    assert len(lines) == 2, lines
+    assert any("b" * 32 in line and "interchange rejected (TA1 006)" in line for line in lines)
+    assert any("c" * 32 in line and "test interchange (ISA15 T)" in line for line in lines)
+    assert all("1 members applied, 1 core events (0 delivered)" in line for line in lines)
+
+    # Once an operator has reversed them, the check is silent.
+    meta = MetaData()
+    meta.reflect(engine)
+    events = meta.tables["member_events"]
+    with engine.begin() as conn:
+        conn.execute(
+            events.update()
+            .where(events.c.receipt_id.in_(["b" * 32, "c" * 32]))
+            .values(outcome="not_applied")
+        )
+    clean = check()
+    assert (clean.returncode, clean.stdout) == (0, ""), clean.stderr
+
+    # The migration recorded the gate's decision for every set it found.
+    sets = meta.tables["transaction_sets"]
+    with engine.connect() as conn:
+        gates = dict(conn.execute(select(sets.c.receipt_id, sets.c.gate)).all())
+    engine.dispose()
+    assert gates == {"a" * 32: "apply", "b" * 32: "not_applied", "c" * 32: "not_applied"}
