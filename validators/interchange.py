@@ -29,7 +29,7 @@ from parsers.events import (
 )
 from parsers.tokenizer import DEFAULT_MAX_SEGMENT_BYTES
 from validators.compiled import CompiledTransactionSetChecker
-from validators.envelope import (
+from validators.control import (
     GUIDE_VERSION,
     TRANSACTION_SET_ID,
     check_ge,

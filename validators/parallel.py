@@ -30,7 +30,7 @@ from parsers.delimiters import Delimiters
 from parsers.events import NEED_DATA, Isa, OversizedSegment, Segment
 from parsers.tokenizer import SegmentReader
 from validators.compiled import CompiledTransactionSetChecker
-from validators.envelope import GUIDE_VERSION, TRANSACTION_SET_ID
+from validators.control import GUIDE_VERSION, TRANSACTION_SET_ID
 from validators.issues import Issue, Level, SegmentSyntaxError
 
 MEMBERS_PER_PART = 2_000

@@ -73,7 +73,7 @@ from gateway.logging import get_logger
 from gateway.metrics import BUSINESS_FINDINGS
 from parsers.envelope import read_events
 from parsers.events import GroupStart, InterchangeStart, Segment, TransactionSetStart
-from validators.ack824 import BusinessError, SetAdvice, build_824
+from validators.acks import BusinessError, SetAdvice, build_824
 
 CHUNK_MEMBERS = 500
 DRY_RUN_824 = AckKind.X824_DRY_RUN.value

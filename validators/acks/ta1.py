@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from parsers.writer import render_segments, segment
-from validators.acks.envelope import iea, reply_isa, with_component
+from validators.acks.reply import iea, reply_isa, with_component
 from validators.interchange import InterchangeResult
 
 

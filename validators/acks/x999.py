@@ -9,7 +9,7 @@ import datetime as dt
 from parsers.delimiters import Delimiters
 from parsers.events import Segment
 from parsers.writer import render_segments, segment
-from validators.acks.envelope import iea, reply_isa, with_component
+from validators.acks.reply import iea, reply_isa, with_component
 from validators.interchange import GroupResult, InterchangeResult, TransactionSetResult
 from validators.issues import Issue, Level
 

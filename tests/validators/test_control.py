@@ -6,7 +6,7 @@ import pytest
 
 from tests.validators.helpers import codes, one, results
 from tests.x12build import TS, Group, x12
-from validators.envelope import declared_count
+from validators.control import declared_count
 from validators.interchange import AckCode, InterchangeResult, Outcome, UnusableResult
 
 

@@ -31,7 +31,7 @@ from parsers import (
     read_events,
     render_segments,
 )
-from validators.ack824 import (
+from validators.acks.x824 import (
     ACK_VERSION,
     ActionCode,
     ApplicationAcknowledgmentCode,
@@ -41,7 +41,7 @@ from validators.ack824 import (
     build_824,
     clean_text,
 )
-from validators.envelope import check_ge, check_iea, check_isa, check_se
+from validators.control import check_ge, check_iea, check_isa, check_se
 
 NOW = dt.datetime(2026, 3, 4, 5, 6, tzinfo=dt.UTC)
 US = ("ZZ", "EDI834GATEWAY")

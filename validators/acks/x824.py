@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from parsers.delimiters import DEFAULT_DELIMITERS, Delimiters
 from parsers.events import Segment
 from parsers.writer import render_segments, segment
-from validators.acks.envelope import iea, reply_isa, with_component
+from validators.acks.reply import iea, reply_isa, with_component
 
 ACK_VERSION = "005010X186A1"
 FUNCTIONAL_ID = "AG"

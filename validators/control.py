@@ -1,5 +1,6 @@
-"""Pure; no I/O, no clock. Interchange (TA105), functional group (AK905) and transaction set
-(IK502) envelope checks. Each function returns every issue it finds."""
+"""Pure; no I/O, no clock. The control segments' checks — ISA/IEA (TA105), GS/GE (AK905) and
+ST/SE (IK502) — the envelope rules of X12.6. Each function returns every issue it finds.
+(`parsers.envelope` reads the envelope; this module judges it.)"""
 
 from __future__ import annotations
 
