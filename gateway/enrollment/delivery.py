@@ -31,7 +31,7 @@ from gateway.db.session import run_in_transaction
 from gateway.faults import crashpoint
 from gateway.logging import get_logger
 from gateway.metrics import CORE_FAILURES, CORE_LAG, CORE_PENDING
-from gateway.worker.outbox import sign, write_atomically
+from gateway.outbound import sign, write_atomically
 
 log = get_logger(__name__)
 

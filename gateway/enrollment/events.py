@@ -12,51 +12,6 @@ from datetime import date
 
 from pydantic import BaseModel, ConfigDict
 
-# X220 INS02 (element 1069, Individual Relationship Code), as the 834 allows it.
-RELATIONSHIP_NAMES: dict[str, str] = {
-    "01": "spouse",
-    "03": "father or mother",
-    "04": "grandfather or grandmother",
-    "05": "grandson or granddaughter",
-    "06": "uncle or aunt",
-    "07": "nephew or niece",
-    "08": "cousin",
-    "09": "adopted child",
-    "10": "foster child",
-    "11": "son-in-law or daughter-in-law",
-    "12": "brother-in-law or sister-in-law",
-    "13": "mother-in-law or father-in-law",
-    "14": "brother or sister",
-    "15": "ward",
-    "16": "stepparent",
-    "17": "stepson or stepdaughter",
-    "18": "self",
-    "19": "child",
-    "23": "sponsored dependent",
-    "24": "dependent of a minor dependent",
-    "25": "ex-spouse",
-    "26": "guardian",
-    "31": "court appointed guardian",
-    "38": "collateral dependent",
-    "53": "life partner",
-    "60": "annuitant",
-    "D2": "trustee",
-    "G8": "other relationship",
-    "G9": "other relative",
-}
-
-# X220 INS03 / HD01 (element 875, Maintenance Type Code). 002, 026 and 032 are HD01 only.
-MAINTENANCE_TYPE_NAMES: dict[str, str] = {
-    "001": "change",
-    "002": "delete",
-    "021": "addition",
-    "024": "cancellation/termination",
-    "025": "reinstatement",
-    "026": "correction",
-    "030": "audit/compare",
-    "032": "employee information not applicable",
-}
-
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -234,8 +189,8 @@ class MemberEvent(_Frozen):
     relationship: Code
     """INS02 Individual Relationship Code (18 self, 01 spouse, 19 child, …)."""
     maintenance_type: Code
-    """INS03 (001 change, 021 addition, 024 cancellation/termination, 025 reinstatement,
-    030 audit/compare)."""
+    """INS03 (001 change, 021 addition, 024 cancellation or termination, 025 reinstatement,
+    030 audit or compare; `gateway.enrollment.codes`)."""
     maintenance_reason: str
     """INS04 Maintenance Reason Code (e.g. 28 initial enrollment, 59 non-payment, XN)."""
     benefit_status: str

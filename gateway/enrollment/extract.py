@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TypeVar
 
+from gateway.enrollment.codes import MAINTENANCE_NAMES, RELATIONSHIP_NAMES
 from gateway.enrollment.events import (
-    MAINTENANCE_TYPE_NAMES,
-    RELATIONSHIP_NAMES,
     Address,
     Coverage,
     MemberEvent,
@@ -188,7 +187,7 @@ class _CoverageDraft:
         refs = self.references
         return Coverage(
             segment_position=self.hd.index or 0,
-            maintenance_type=code_of(self.hd.element(1), MAINTENANCE_TYPE_NAMES),
+            maintenance_type=code_of(self.hd.element(1), MAINTENANCE_NAMES),
             insurance_line=self.hd.element(3),
             plan_coverage_description=self.hd.element(4),
             coverage_level=self.hd.element(5),
@@ -387,7 +386,7 @@ class _MemberDraft:
             header=context.frozen_header(),
             subscriber=ins.element(1) == "Y",
             relationship=code_of(ins.element(2), RELATIONSHIP_NAMES),
-            maintenance_type=code_of(ins.element(3), MAINTENANCE_TYPE_NAMES),
+            maintenance_type=code_of(ins.element(3), MAINTENANCE_NAMES),
             maintenance_reason=ins.element(4),
             benefit_status=ins.element(5),
             employment_status=ins.element(8),

@@ -5,11 +5,6 @@ outboxes in the database: a crash between commit and delivery only delays the de
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
-import os
-import uuid
-from pathlib import Path
 
 import httpx
 from sqlalchemy import select
@@ -27,26 +22,9 @@ from gateway.db.models import Ack, Partner, Receipt, WebhookDelivery
 from gateway.db.session import unit_of_work
 from gateway.faults import crashpoint
 from gateway.logging import get_logger
+from gateway.outbound import sign, write_atomically
 
 log = get_logger(__name__)
-
-
-def write_atomically(directory: Path, name: str, content: bytes, staging: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    staging.mkdir(parents=True, exist_ok=True)
-    tmp = staging / f"{uuid.uuid4().hex}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(content)
-        f.flush()
-        os.fsync(f.fileno())
-    final = directory / name
-    os.replace(tmp, final)
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return final
 
 
 def deliver_acks(gw: Gateway, limit: int = 100) -> int:
@@ -75,10 +53,6 @@ def deliver_acks(gw: Gateway, limit: int = 100) -> int:
                 repo.add_event(session, ack.receipt_id, "ack_delivered", filename)
         delivered += 1
     return delivered
-
-
-def sign(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 class WebhookError(Exception):

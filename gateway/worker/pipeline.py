@@ -9,7 +9,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gateway import outbound
 from gateway.context import Gateway
 from gateway.db import repositories as repo
 from gateway.db.base import fit, utcnow
@@ -34,7 +34,8 @@ from gateway.db.models import (
     TransactionSet,
     WebhookDelivery,
 )
-from gateway.enrollment.ledger import mark_pending
+from gateway.enrollment.keys import order_key
+from gateway.enrollment.repository import mark_pending
 from gateway.faults import crashpoint, raisepoint
 from gateway.gate import SenderFacts, SetFacts, decide
 from gateway.parallel import SPLIT_FROM_BYTES, FileSetChecks, pool, processes_for
@@ -186,16 +187,14 @@ def outcome_of(results: list[Result]) -> Outcome:
     return Outcome.ACCEPTED_WITH_ERRORS
 
 
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
 def ack_filename(job: Job, isa13: str, kind: str) -> str:
-    """`<received>_<receipt>_<their file>.<ISA13>.<ta1|999>`: which file, which ack."""
-    stem = (job.filename or job.receipt_id).rsplit("/", 1)[-1]
-    stem = _SAFE.sub("_", stem.rsplit(".", 1)[0] if "." in stem[1:] else stem)[:80] or "file"
-    stamp = job.received_at.strftime("%Y%m%dT%H%M%S")
-    suffix = f".{_SAFE.sub('_', isa13.strip()) or 'noisa13'}" if isa13 else ""
-    return f"{stamp}_{job.receipt_id[:12]}_{stem}{suffix}.{kind}"
+    return outbound.ack_filename(
+        received_at=job.received_at,
+        receipt_id=job.receipt_id,
+        filename=job.filename,
+        isa13=isa13,
+        kind=kind,
+    )
 
 
 def _finding_row(
@@ -482,7 +481,9 @@ def store_results(
         for g in r.groups
         for ts in g.sets
     )
-    mark_pending(receipt, [next(gw.blobs.chunks(job.blob_path), b"")], has_834)
+    if has_834:
+        head = [next(gw.blobs.chunks(job.blob_path), b"")]
+        mark_pending(receipt, order_key(receipt.filename, head), has_834)
     outcome = outcome_of(results)
     receipt.outcome = outcome.value
     receipt.status = Status.PROCESSED

@@ -20,7 +20,8 @@ from gateway.db import repositories as repo
 from gateway.db.base import utcnow
 from gateway.db.models import Receipt, Status
 from gateway.db.session import run_in_transaction
-from gateway.enrollment import ledger
+from gateway.enrollment import repository as ledger_repo
+from gateway.enrollment.apply import LedgerAbandoned, apply_receipt
 from gateway.enrollment.delivery import deliver_core
 from gateway.faults import crashpoint
 from gateway.logging import get_logger
@@ -55,7 +56,7 @@ def recover_orphans(gw: Gateway) -> int:
         for receipt in stuck:
             receipt.lease_expires_at = utcnow()
             repo.add_event(session, receipt.id, "recovered", "previous process ended mid-file")
-        applying = ledger.leased_ledger_work(session)
+        applying = ledger_repo.leased_ledger_work(session)
         for receipt in applying:  # resumes after its last committed chunk
             receipt.lease_owner = None
             receipt.lease_expires_at = None
@@ -137,7 +138,7 @@ class Worker:
         settings = self.gw.settings
 
         def claim(session: Session) -> str | None:
-            receipt = ledger.claim_ledger_work(
+            receipt = ledger_repo.claim_ledger_work(
                 session,
                 worker_id=self.worker_id,
                 lease_seconds=settings.lease_seconds,
@@ -151,13 +152,11 @@ class Worker:
         structlog.contextvars.bind_contextvars(receipt_id=receipt_id)
         error: str | None = None
         try:
-            status = ledger.apply_receipt(
-                self.gw, receipt_id, self.worker_id, cancel=self.cancel_event
-            )
+            status = apply_receipt(self.gw, receipt_id, self.worker_id, cancel=self.cancel_event)
             log.info("ledger_done", status=status)
             self.wake_event.set()  # the outbox has events to deliver
             return True
-        except ledger.LedgerAbandoned:
+        except LedgerAbandoned:
             log.info("ledger_abandoned")
         except Exception as exc:
             FAILURES.inc()
@@ -167,7 +166,7 @@ class Worker:
             structlog.contextvars.unbind_contextvars("receipt_id")
         run_in_transaction(
             self.gw.sessions,
-            lambda s: ledger.release_ledger(
+            lambda s: ledger_repo.release_ledger(
                 s, receipt_id, self.worker_id, error=error, max_attempts=settings.max_attempts
             ),
         )

@@ -255,7 +255,7 @@ class TestExtractMembersOnSamples:
 
     def test_termination(self) -> None:
         (event,) = members(read("good_termination"))
-        assert event.maintenance_type == Code(code="024", name="cancellation/termination")
+        assert event.maintenance_type == Code(code="024", name="cancellation or termination")
         assert event.maintenance_reason == "59"
         assert event.dates == {"356": date(2026, 1, 1), "357": date(2026, 8, 31)}
         assert event.eligibility_end == date(2026, 8, 31)
@@ -330,7 +330,7 @@ class TestExtractMembersOnSamples:
     def test_audit_030(self) -> None:
         events = members(read("good_audit_030"))
         assert len(events) == 5
-        assert {e.maintenance_type for e in events} == {Code(code="030", name="audit/compare")}
+        assert {e.maintenance_type for e in events} == {Code(code="030", name="audit or compare")}
         assert {e.maintenance_reason for e in events} == {"XN"}
         assert {c.maintenance_type.code for e in events for c in e.coverages} == {"030"}
         assert {e.header.action for e in events} == {"4"}

@@ -20,8 +20,8 @@ from gateway.db.models import (
     ReconciliationItem,
 )
 from gateway.db.session import unit_of_work
-from gateway.enrollment import ledger
-from gateway.enrollment.ledger import order_key
+from gateway.enrollment import apply as ledger
+from gateway.enrollment.keys import order_key
 from gateway.enrollment.rules import RULES
 from gateway.partners import add_partner, configure_rules
 from gateway.settings import Settings

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from gateway.db.models import LedgerCoverage, LedgerMember
 from gateway.enrollment.extract import extract_members
-from gateway.enrollment.ledger import compare, is_audit, member_key, order_key, policy_key
+from gateway.enrollment.keys import is_audit, member_key, order_key, policy_key
+from gateway.enrollment.reconcile import compare
 from gateway.enrollment.rules import (
     RULES,
     LedgerView,

@@ -1,0 +1,366 @@
+"""Every query of the enrollment ledger stage: claiming a sender's next file under a lease,
+releasing it, what the gate decided for each of its sets, the ledger rows a chunk needs, and the
+rows the stage writes in bulk. Repositories never commit: the caller's unit of work does."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import exists, func, insert, select
+from sqlalchemy.orm import Session
+
+from gateway.db import repositories as repo
+from gateway.db.base import utcnow
+from gateway.db.models import (
+    BusinessFinding,
+    Envelope,
+    Group,
+    LedgerMember,
+    LedgerStatus,
+    MemberEventRow,
+    Partner,
+    Receipt,
+    Reconciliation,
+    ReconciliationItem,
+    Status,
+    TransactionSet,
+)
+from gateway.enrollment.codes import MemberStatus
+from gateway.enrollment.extract import SetKey
+from gateway.gate import Decision, Disposition
+
+UNDECIDED = Decision(Disposition.NOT_APPLIED, "no gate decision recorded")
+
+# --- the queue -------------------------------------------------------------------------------
+
+
+def mark_pending(receipt: Receipt, order: str, has_834: bool) -> None:
+    """Called as the 999 is stored: a file with 834 sets waits for the ledger stage, which
+    applies what the gate let through and lists the rest as not applied (once: a reprocessed
+    file that was applied before is not applied again)."""
+    if has_834 and receipt.ledger_status is None:
+        receipt.ledger_status = LedgerStatus.PENDING
+        receipt.ledger_order = order
+
+
+def claim_ledger_work(
+    session: Session,
+    *,
+    worker_id: str,
+    lease_seconds: int,
+    order_window_seconds: float = 60.0,
+    now: dt.datetime | None = None,
+) -> Receipt | None:
+    """Lease the next receipt to apply, the smallest order key first, per sender: not while
+    another file of that sender is being applied, and not while a file of that sender is still
+    being validated (its place in the order is unknown until then) — unless this one has
+    waited `order_window_seconds` since its 999, so a sender that never pauses is not starved.
+    """
+    now = now or utcnow()
+    window_start = now - dt.timedelta(seconds=order_window_seconds)
+    unvalidated = set(
+        session.scalars(
+            select(Receipt.partner_id)
+            .where(Receipt.status.in_((Status.RECEIVED, Status.PROCESSING)))
+            .distinct()
+        ).all()
+    )
+    candidates = session.scalars(
+        select(Receipt)
+        .where(
+            Receipt.status == Status.PROCESSED,
+            Receipt.ledger_status == LedgerStatus.PENDING,
+        )
+        .order_by(Receipt.ledger_order, Receipt.received_at, Receipt.id)
+        .limit(50)
+    ).all()
+    decided: set[int] = set()
+    for receipt in candidates:
+        if receipt.partner_id in decided:
+            continue
+        decided.add(receipt.partner_id)
+        if receipt.partner_id in unvalidated and (
+            receipt.processed_at is None or receipt.processed_at > window_start
+        ):
+            continue
+        # Serialise per sender across processes (PostgreSQL row lock; SQLite is serial anyway).
+        session.execute(
+            select(Partner.id).where(Partner.id == receipt.partner_id).with_for_update()
+        )
+        busy = session.scalar(
+            select(func.count())
+            .select_from(Receipt)
+            .where(
+                Receipt.partner_id == receipt.partner_id,
+                Receipt.ledger_status == LedgerStatus.PENDING,
+                Receipt.id != receipt.id,
+                Receipt.status == Status.PROCESSED,
+                Receipt.lease_owner.is_not(None),
+                Receipt.lease_expires_at > now,
+            )
+        )
+        session.refresh(receipt)
+        if busy or receipt.ledger_status != LedgerStatus.PENDING:
+            continue
+        if receipt.lease_owner and receipt.lease_expires_at and receipt.lease_expires_at > now:
+            continue  # someone is applying it right now
+        receipt.lease_owner = worker_id
+        receipt.lease_expires_at = now + dt.timedelta(seconds=lease_seconds)
+        receipt.ledger_attempts += 1
+        repo.add_event(
+            session,
+            receipt.id,
+            "ledger_claimed",
+            f"attempt {receipt.ledger_attempts} by {worker_id} from member "
+            f"{receipt.ledger_progress}",
+        )
+        return receipt
+    return None
+
+
+def leased(session: Session, receipt_id: str, worker_id: str) -> Receipt | None:
+    """The receipt, while `worker_id` still holds its ledger lease; else None."""
+    receipt = session.get(Receipt, receipt_id)
+    if receipt is None or receipt.lease_owner != worker_id:
+        return None
+    return receipt
+
+
+def release_ledger(
+    session: Session, receipt_id: str, worker_id: str, *, error: str | None, max_attempts: int
+) -> None:
+    """Give the lease back: after an error with backoff, parked as failed at max_attempts."""
+    receipt = leased(session, receipt_id, worker_id)
+    if receipt is None:
+        return
+    receipt.lease_owner = None
+    if error is None:
+        receipt.lease_expires_at = None
+        receipt.ledger_attempts = max(0, receipt.ledger_attempts - 1)
+        return
+    receipt.ledger_error = error
+    if receipt.ledger_attempts >= max_attempts:
+        receipt.ledger_status = LedgerStatus.FAILED
+        receipt.lease_expires_at = None
+        repo.add_event(session, receipt.id, "ledger_failed", error[:2000])
+    else:
+        receipt.lease_expires_at = utcnow() + dt.timedelta(
+            seconds=min(60.0, 2.0**receipt.ledger_attempts)
+        )
+
+
+def leased_ledger_work(session: Session) -> list[Receipt]:
+    """Receipts some worker is applying to the ledger (or was, when it died)."""
+    return list(
+        session.scalars(
+            select(Receipt).where(
+                Receipt.status == Status.PROCESSED,
+                Receipt.ledger_status == LedgerStatus.PENDING,
+                Receipt.lease_owner.is_not(None),
+            )
+        )
+    )
+
+
+# --- what a run needs ------------------------------------------------------------------------
+
+
+def gated_sets(session: Session, receipt_id: str) -> dict[SetKey, Decision]:
+    """Every 834 set of the file with the gate's decision, as the worker recorded it."""
+    rows = session.execute(
+        select(
+            Envelope.id,
+            Group.seq,
+            TransactionSet.seq,
+            TransactionSet.gate,
+            TransactionSet.gate_reason,
+        )
+        .join(Group, Group.envelope_id == Envelope.id)
+        .join(TransactionSet, TransactionSet.group_id == Group.id)
+        .where(Envelope.receipt_id == receipt_id, TransactionSet.st01 == "834")
+    ).all()
+    ordinal = envelope_ordinals(session, receipt_id)
+    return {
+        (ordinal[env_id], gseq, sseq): _decision(gate, reason)
+        for env_id, gseq, sseq, gate, reason in rows
+    }
+
+
+def envelope_ordinals(session: Session, receipt_id: str) -> dict[int, int]:
+    """envelopes.id -> the interchange's ordinal in its file, as member events count them."""
+    ids = session.scalars(
+        select(Envelope.id).where(Envelope.receipt_id == receipt_id).order_by(Envelope.seq)
+    ).all()
+    return {env_id: n for n, env_id in enumerate(ids)}
+
+
+def _decision(gate: str | None, reason: str) -> Decision:
+    if gate in {d.value for d in Disposition}:
+        return Decision(Disposition(gate), reason)
+    return UNDECIDED
+
+
+def reconciliation_of(session: Session, receipt_id: str) -> tuple[int | None, int]:
+    """(the receipt's reconciliation id, items stored so far) — a resumed run continues both."""
+    rec_id = session.scalar(
+        select(Reconciliation.id).where(Reconciliation.receipt_id == receipt_id)
+    )
+    if rec_id is None:
+        return None, 0
+    items = session.scalar(
+        select(func.count())
+        .select_from(ReconciliationItem)
+        .where(ReconciliationItem.reconciliation_id == rec_id)
+    )
+    return rec_id, int(items or 0)
+
+
+def known_members(session: Session, partner_id: int, keys: Iterable[str]) -> list[LedgerMember]:
+    return list(
+        session.scalars(
+            select(LedgerMember).where(
+                LedgerMember.partner_id == partner_id, LedgerMember.member_key.in_(list(keys))
+            )
+        )
+    )
+
+
+def keys_seen_in_file(session: Session, receipt_id: str, keys: Iterable[str]) -> set[str]:
+    """Which of `keys` an earlier chunk of this file already recorded."""
+    return set(
+        session.scalars(
+            select(MemberEventRow.member_key).where(
+                MemberEventRow.receipt_id == receipt_id,
+                MemberEventRow.member_key.in_(list(keys)),
+            )
+        )
+    )
+
+
+def active_subscribers(session: Session, partner_id: int, numbers: Iterable[str]) -> set[str]:
+    """Which subscriber numbers (REF*0F) have an active subscriber in the ledger."""
+    return set(
+        session.scalars(
+            select(LedgerMember.subscriber_number).where(
+                LedgerMember.partner_id == partner_id,
+                LedgerMember.subscriber_number.in_(list(numbers)),
+                LedgerMember.subscriber.is_(True),
+                LedgerMember.status == MemberStatus.ACTIVE,
+            )
+        )
+    )
+
+
+# --- what a run writes -----------------------------------------------------------------------
+
+
+def insert_member_events(session: Session, rows: list[dict[str, object]]) -> list[int]:
+    """Append-only history rows, in order; their ids in the same order."""
+    return list(
+        session.scalars(
+            insert(MemberEventRow).returning(MemberEventRow.id, sort_by_parameter_order=True),
+            rows,
+        )
+    )
+
+
+def insert_rows(session: Session, model: type[object], rows: Sequence[dict[str, object]]) -> None:
+    """Bulk insert (business findings, core outbox rows, reconciliation items)."""
+    if rows:
+        session.execute(insert(model), list(rows))
+
+
+def new_reconciliation(session: Session, receipt_id: str, partner_id: int) -> Reconciliation:
+    rec = Reconciliation(receipt_id=receipt_id, partner_id=partner_id)
+    session.add(rec)
+    session.flush()
+    return rec
+
+
+def active_members_not_in_file(session: Session, partner_id: int, receipt_id: str) -> list[str]:
+    """Member keys active in the ledger that an audit file did not mention."""
+    return list(
+        session.scalars(
+            select(LedgerMember.member_key)
+            .where(
+                LedgerMember.partner_id == partner_id,
+                LedgerMember.status == MemberStatus.ACTIVE,
+                ~exists().where(
+                    MemberEventRow.receipt_id == receipt_id,
+                    MemberEventRow.member_key == LedgerMember.member_key,
+                ),
+            )
+            .order_by(LedgerMember.member_key)
+        )
+    )
+
+
+def event_outcomes(session: Session, receipt_id: str) -> set[str]:
+    return set(
+        session.scalars(
+            select(MemberEventRow.outcome).where(MemberEventRow.receipt_id == receipt_id).distinct()
+        )
+    )
+
+
+# --- the 824 ---------------------------------------------------------------------------------
+
+
+def business_rejects(session: Session, receipt_id: str, *, dry_run: bool) -> list[BusinessFinding]:
+    return list(
+        session.scalars(
+            select(BusinessFinding)
+            .where(
+                BusinessFinding.receipt_id == receipt_id,
+                BusinessFinding.severity == "reject",
+                BusinessFinding.dry_run.is_(dry_run),
+            )
+            .order_by(BusinessFinding.id)
+        )
+    )
+
+
+def set_outcomes(session: Session, receipt_id: str, key: SetKey) -> tuple[dict[str, int], str]:
+    """(members per outcome, the first member's payload) of one set of the file."""
+    envelope_seq, group_seq, set_seq = key
+    in_set = (
+        MemberEventRow.receipt_id == receipt_id,
+        MemberEventRow.envelope_seq == envelope_seq,
+        MemberEventRow.group_seq == group_seq,
+        MemberEventRow.set_seq == set_seq,
+    )
+    counts = {
+        str(outcome): int(n)
+        for outcome, n in session.execute(
+            select(MemberEventRow.outcome, func.count())
+            .where(*in_set)
+            .group_by(MemberEventRow.outcome)
+        ).all()
+    }
+    first = session.scalar(
+        select(MemberEventRow.payload).where(*in_set).order_by(MemberEventRow.seq).limit(1)
+    )
+    return counts, first or ""
+
+
+__all__ = [
+    "UNDECIDED",
+    "active_members_not_in_file",
+    "active_subscribers",
+    "business_rejects",
+    "claim_ledger_work",
+    "event_outcomes",
+    "gated_sets",
+    "insert_member_events",
+    "insert_rows",
+    "keys_seen_in_file",
+    "known_members",
+    "leased",
+    "leased_ledger_work",
+    "mark_pending",
+    "new_reconciliation",
+    "reconciliation_of",
+    "release_ledger",
+    "set_outcomes",
+]

@@ -1,0 +1,50 @@
+"""What leaves the gateway, on the shared floor: the names of the files we write for a partner,
+writing them whole (write, fsync, rename, fsync the directory — a reader never sees half a
+file, a crash never leaves one), and the HMAC signature on what we POST. Used by the ack
+delivery (worker) and the core-system delivery (enrollment) alike."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import os
+import re
+import uuid
+from pathlib import Path
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def ack_filename(
+    *, received_at: dt.datetime, receipt_id: str, filename: str | None, isa13: str, kind: str
+) -> str:
+    """`<received>_<receipt>_<their file>.<ISA13>.<kind>`: which file, which ack."""
+    stem = (filename or receipt_id).rsplit("/", 1)[-1]
+    stem = _SAFE.sub("_", stem.rsplit(".", 1)[0] if "." in stem[1:] else stem)[:80] or "file"
+    stamp = received_at.strftime("%Y%m%dT%H%M%S")
+    suffix = f".{_SAFE.sub('_', isa13.strip()) or 'noisa13'}" if isa13 else ""
+    return f"{stamp}_{receipt_id[:12]}_{stem}{suffix}.{kind}"
+
+
+def write_atomically(directory: Path, name: str, content: bytes, staging: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    staging.mkdir(parents=True, exist_ok=True)
+    tmp = staging / f"{uuid.uuid4().hex}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(content)
+        f.flush()
+        os.fsync(f.fileno())
+    final = directory / name
+    os.replace(tmp, final)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return final
+
+
+def sign(secret: str, body: bytes) -> str:
+    """`X-EDI834-Signature`: HMAC-SHA256 of the exact body, hex, prefixed `sha256=`."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
