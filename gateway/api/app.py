@@ -15,6 +15,7 @@ from gateway.api.ratelimit import RateLimiter
 from gateway.context import Gateway
 from gateway.errors import GatewayError
 from gateway.logging import get_logger
+from gateway.web import add_routes
 
 log = get_logger(__name__)
 
@@ -32,8 +33,7 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
     app.state.on_receipt = on_receipt
     app.add_exception_handler(GatewayError, _gateway_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
-    for module in (intake, interchanges, acks, members, health):
-        app.include_router(module.router)
+    add_routes(app, intake.router, interchanges.router, acks.router, members.router, health.router)
     return app
 
 

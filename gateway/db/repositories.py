@@ -7,7 +7,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Select, and_, func, or_, select, text, update
+from sqlalchemy import Connection, Select, and_, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, lazyload
 
@@ -15,6 +15,7 @@ from gateway.db.base import utcnow
 from gateway.db.models import (
     DELIVERED_KINDS,
     Ack,
+    AuditEntry,
     Counter,
     Envelope,
     Finding,
@@ -107,6 +108,15 @@ def receipt_detail(session: Session, receipt_id: str, partner_id: int) -> Receip
     )
 
 
+def receipt_row(session: Session, receipt_id: str, partner_id: int) -> Receipt | None:
+    """A partner's receipt, the row alone: not its partner nor its envelope tree."""
+    return session.scalar(
+        select(Receipt)
+        .where(Receipt.id == receipt_id, Receipt.partner_id == partner_id)
+        .options(lazyload(Receipt.partner), lazyload(Receipt.envelopes))
+    )
+
+
 def get_receipt(session: Session, receipt_id: str, partner_id: int | None = None) -> Receipt | None:
     stmt = select(Receipt).where(Receipt.id == receipt_id)
     if partner_id is not None:
@@ -184,6 +194,11 @@ def acks_of(session: Session, receipt_id: str) -> Sequence[Ack]:
     return session.scalars(
         select(Ack).where(Ack.receipt_id == receipt_id, Ack.superseded.is_(False)).order_by(Ack.id)
     ).all()
+
+
+def ping(conn: Connection) -> None:
+    """The database answers (readiness)."""
+    conn.execute(text("SELECT 1"))
 
 
 def queue_depth(session: Session) -> dict[str, int]:
@@ -387,3 +402,43 @@ def history_of(session: Session, receipt_id: str) -> Sequence[ReceiptEvent]:
 
 def all_acks_of(session: Session, receipt_id: str) -> Sequence[Ack]:
     return session.scalars(select(Ack).where(Ack.receipt_id == receipt_id).order_by(Ack.id)).all()
+
+
+def mark_resolved(
+    session: Session, receipt_id: str, operator: str, note: str | None
+) -> Receipt | None:
+    """An operator has dealt with a problem file: who, when and why, in its history too."""
+    receipt = session.get(Receipt, receipt_id)
+    if receipt is None:
+        return None
+    receipt.resolved_at = utcnow()
+    receipt.resolved_by = operator
+    receipt.resolution_note = note
+    add_event(session, receipt_id, "resolved", f"by {operator}: {note or ''}")
+    return receipt
+
+
+def ack_of(session: Session, receipt_id: str, ack_id: int) -> Ack | None:
+    """One acknowledgement of a receipt, superseded ones included."""
+    return session.scalar(select(Ack).where(Ack.receipt_id == receipt_id, Ack.id == ack_id))
+
+
+# --- the operators' audit log ---------------------------------------------------------------
+
+
+def add_audit_entries(
+    session: Session, *, operator: str, action: str, receipt_ids: Sequence[str | None], detail: str
+) -> None:
+    session.add_all(
+        AuditEntry(operator=operator, action=action, receipt_id=rid, detail=detail)
+        for rid in receipt_ids
+    )
+
+
+def audit_entries(session: Session, *, offset: int = 0, limit: int = 100) -> Sequence[AuditEntry]:
+    return session.scalars(
+        select(AuditEntry)
+        .order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+        .offset(offset)
+        .limit(limit)
+    ).all()

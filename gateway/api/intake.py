@@ -1,0 +1,139 @@
+"""`POST /v1/interchanges`: a partner sends one 834 file as the raw request body. Its bytes are
+durable (blob fsynced, receipt committed) before the answer; a disk or database failure answers
+an error, never a receipt."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from gateway.api.deps import ERRORS, BaseUrl, CurrentPartner, GatewayDep
+from gateway.api.ratelimit import RateLimiter
+from gateway.api.schemas import ErrorOut, ReceiptOut
+from gateway.db.models import Receipt
+from gateway.errors import GatewayError
+from gateway.faults import crashpoint
+from gateway.intake.receive import record_receipt
+from gateway.intake.storage import StorageError, TooLarge
+from gateway.logging import get_logger
+from gateway.metrics import REJECTED_REQUESTS
+
+log = get_logger(__name__)
+ACCEPTED_TYPES = {"application/edi-x12", "text/plain", "application/octet-stream"}
+
+router = APIRouter(tags=["intake"])
+
+
+@router.post(
+    "/v1/interchanges",
+    status_code=202,
+    response_model=ReceiptOut,
+    responses={
+        200: {"model": ReceiptOut, "description": "these exact bytes were received before"},
+        400: {"model": ErrorOut, "description": "the request body is empty"},
+        413: {"model": ErrorOut},
+        415: {"model": ErrorOut},
+        429: {"model": ErrorOut},
+        507: {"model": ErrorOut},
+        **ERRORS,
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                t: {"schema": {"type": "string", "format": "binary"}}
+                for t in sorted(ACCEPTED_TYPES)
+            },
+        }
+    },
+)
+async def submit(
+    request: Request,
+    partner: CurrentPartner,
+    gw: GatewayDep,
+    base_url: BaseUrl,
+    x_filename: Annotated[
+        str | None,
+        Header(max_length=255, description="the file's name, kept for the ack names"),
+    ] = None,
+) -> Response:
+    """Send one 834 file as the raw request body. It is stored durably before the answer;
+    its TA1/999 follow at `status_url` and in your SFTP outbound/."""
+    limit = gw.settings.max_body_bytes
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in ACCEPTED_TYPES:
+        REJECTED_REQUESTS.labels(reason="media_type").inc()
+        raise GatewayError(f"send the file as one of {', '.join(sorted(ACCEPTED_TYPES))}", 415)
+    declared = request.headers.get("content-length")
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
+        REJECTED_REQUESTS.labels(reason="too_large").inc()
+        raise GatewayError(f"file larger than {limit} bytes", 413)
+    limiter: RateLimiter = request.app.state.rate_limiter
+    wait = limiter.take(partner.id)
+    if wait:
+        REJECTED_REQUESTS.labels(reason="rate_limited").inc()
+        raise GatewayError("too many files; slow down", 429, {"Retry-After": str(int(wait))})
+    try:
+        pending_blob = gw.blobs.begin(limit=limit)
+    except StorageError as exc:
+        raise GatewayError(f"could not store the file: {exc}", 507) from exc
+    try:
+        async for chunk in request.stream():
+            pending_blob.write(chunk)
+        crashpoint("body_received")
+    except TooLarge as exc:
+        pending_blob.discard()
+        REJECTED_REQUESTS.labels(reason="too_large").inc()
+        raise GatewayError(f"file larger than {limit} bytes", 413) from exc
+    except StorageError as exc:
+        pending_blob.discard()
+        REJECTED_REQUESTS.labels(reason="storage").inc()
+        log.error("blob_store_failed", partner_id=partner.id)
+        raise GatewayError(f"could not store the file durably: {exc}", 507) from exc
+    except BaseException:
+        pending_blob.discard()  # client went away mid-body: nothing was promised
+        raise
+
+    def store() -> tuple[Receipt, bool] | None:
+        # fsync, rename, fsync the directory, then commit the row: one trip to the
+        # threadpool, not two (each trip is CPU on the event loop, issue 6).
+        blob = pending_blob.commit()
+        if blob.size == 0:
+            return None
+        return record_receipt(
+            gw, partner_id=partner.id, blob=blob, channel="http", filename=x_filename
+        )
+
+    try:
+        stored = await run_in_threadpool(store)
+    except StorageError as exc:
+        pending_blob.discard()
+        REJECTED_REQUESTS.labels(reason="storage").inc()
+        log.error("blob_store_failed", partner_id=partner.id)
+        raise GatewayError(f"could not store the file durably: {exc}", 507) from exc
+    except Exception as exc:
+        log.error("receipt_commit_failed", partner_id=partner.id, error_type=type(exc).__name__)
+        raise GatewayError(
+            "the file could not be recorded (database unavailable); send it again",
+            503,
+            {"Retry-After": "10"},
+        ) from exc
+    if stored is None:
+        REJECTED_REQUESTS.labels(reason="empty").inc()
+        raise GatewayError("the request body is empty", 400)
+    receipt, created = stored
+    on_receipt = request.app.state.on_receipt
+    if created and on_receipt is not None:
+        on_receipt()
+    body = ReceiptOut(
+        id=receipt.id,
+        sha256=receipt.sha256,
+        status=receipt.status,
+        status_url=f"{base_url}/v1/interchanges/{receipt.id}",
+        duplicate=not created,
+    )
+    crashpoint("before_response")
+    return JSONResponse(body.model_dump(), 202 if created else 200)

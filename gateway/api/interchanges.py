@@ -1,0 +1,224 @@
+"""`/v1/interchanges` and `/v1/interchanges/{id}`: a partner's files, their status, outcome,
+counts, envelope ids and findings."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from gateway.api.deps import ERRORS, BaseUrl, CurrentPartner, GatewayDep, OwnedReceiptTree
+from gateway.api.schemas import (
+    Counts,
+    EnvelopeOut,
+    ErrorOut,
+    FindingOut,
+    GroupOut,
+    InterchangeDetail,
+    InterchangePage,
+    InterchangeSummary,
+    TransactionSetOut,
+)
+from gateway.db import repositories as repo
+from gateway.db.models import Envelope, Finding, Receipt, Status
+from gateway.errors import GatewayError
+from gateway.gate import interchange_acknowledged
+from validators.issues import meaning, remedy
+
+MAX_PAGE = 200
+MAX_FINDINGS = 1000
+FAILED = (
+    "processing failed inside the gateway; the insurer's operators have been alerted and no "
+    "acknowledgement was sent"
+)
+FILE_REMEDY = "Send a complete X12 interchange starting with a 106-byte ISA segment."
+
+router = APIRouter(prefix="/v1/interchanges", tags=["status"])
+
+
+@router.get(
+    "",
+    response_model=InterchangePage,
+    responses={400: {"model": ErrorOut, "description": "invalid cursor"}, **ERRORS},
+)
+def list_interchanges(
+    partner: CurrentPartner,
+    gw: GatewayDep,
+    status: Annotated[Status | None, Query()] = None,
+    outcome: Annotated[
+        str | None,
+        Query(pattern="^(accepted|accepted_with_errors|partially_accepted|rejected)$"),
+    ] = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    isa13: Annotated[str | None, Query(max_length=16)] = None,
+    gs06: Annotated[str | None, Query(max_length=16)] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+) -> InterchangePage:
+    """Your interchanges, newest first. Pass `next_cursor` back as `cursor` for the next
+    page."""
+    after = _decode_cursor(cursor) if cursor else None
+    f = repo.ReceiptFilter(
+        partner_id=partner.id,
+        status=status.value if status else None,
+        outcome=outcome,
+        since=_aware(since),
+        until=_aware(until),
+        isa13=isa13,
+        gs06=gs06,
+    )
+    with gw.reads() as session:
+        rows = repo.list_receipts(session, f, limit=limit + 1, after=after)
+        items = [summary_of(r) for r in rows[:limit]]
+    next_cursor = (
+        _encode_cursor(rows[limit - 1].received_at, rows[limit - 1].id)
+        if len(rows) > limit
+        else None
+    )
+    return InterchangePage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/{interchange_id}", response_model=InterchangeDetail, responses=ERRORS)
+def get_interchange(r: OwnedReceiptTree, gw: GatewayDep, base_url: BaseUrl) -> InterchangeDetail:
+    """Status, outcome, counts, envelope ids and every finding (first 1,000)."""
+    with gw.reads() as session:
+        findings = list(repo.findings_of(session, r.id, MAX_FINDINGS))
+        # Fewer than the page: that is all of them (no COUNT query).
+        total = (
+            len(findings) if len(findings) < MAX_FINDINGS else repo.count_findings(session, r.id)
+        )
+    root = f"{base_url}/v1/interchanges/{r.id}"
+    return InterchangeDetail(
+        **summary_of(r).model_dump(),
+        interchanges=[_envelope_of(e) for e in r.envelopes],
+        findings=_findings_of(r.envelopes, findings),
+        findings_total=total,
+        error=FAILED if r.status == Status.FAILED else None,
+        ledger_status=r.ledger_status,
+        members_applied=r.members_applied,
+        members_business_rejected=r.members_business_rejected,
+        links={
+            "self": root,
+            "acks": f"{root}/acks",
+            "members": f"{root}/members",
+            "reconciliation": f"{root}/reconciliation",
+        },
+    )
+
+
+def summary_of(r: Receipt) -> InterchangeSummary:
+    return InterchangeSummary(
+        id=r.id,
+        status=r.status,
+        outcome=r.outcome,
+        channel=r.channel,
+        filename=r.filename,
+        sha256=r.sha256,
+        size=r.size,
+        received_at=r.received_at,
+        processed_at=r.processed_at,
+        isa13=[e.isa13 for e in r.envelopes],
+        counts=Counts(
+            sets_received=r.sets_received,
+            sets_accepted=r.sets_accepted,
+            sets_rejected=r.sets_rejected,
+            members_received=r.members_received,
+            members_accepted=r.members_accepted,
+            members_rejected=r.members_rejected,
+        ),
+    )
+
+
+def _envelope_of(e: Envelope) -> EnvelopeOut:
+    # Under a TA1 rejection no 999 answered the groups: no AK9/IK5 to show.
+    answered = interchange_acknowledged(e.ta1_code)
+    return EnvelopeOut(
+        isa13=e.isa13,
+        sender=f"{e.sender_qualifier}:{e.sender_id}",
+        receiver=f"{e.receiver_qualifier}:{e.receiver_id}",
+        isa09=e.isa09,
+        isa10=e.isa10,
+        usage=e.usage,
+        ta1_code=e.ta1_code,
+        ta1_note=e.ta1_note,
+        outcome=e.outcome,
+        groups=[
+            GroupOut(
+                gs01=g.gs01,
+                gs06=g.gs06,
+                gs08=g.gs08,
+                ack=g.ack_code if answered else None,
+                sets_included=g.sets_included,
+                sets_received=g.sets_received,
+                sets_accepted=g.sets_accepted if answered else 0,
+                transaction_sets=[
+                    TransactionSetOut(
+                        st01=t.st01,
+                        st02=t.st02,
+                        ack=t.ack_code if answered else None,
+                        error_codes=[c for c in t.error_codes.split(",") if c],
+                        members=t.member_count,
+                        segments=t.segment_count,
+                        findings_omitted=t.findings_omitted,
+                        gate=t.gate,
+                        gate_reason=t.gate_reason,
+                    )
+                    for t in g.transaction_sets
+                ],
+            )
+            for g in e.groups
+        ],
+    )
+
+
+def _findings_of(envelopes: list[Envelope], findings: list[Finding]) -> list[FindingOut]:
+    """Each finding with the ISA13 / GS06 / ST02 of where it was found."""
+    isa13_of = {e.id: e.isa13 for e in envelopes}
+    gs06_of = {g.id: g.gs06 for e in envelopes for g in e.groups}
+    st02_of = {t.id: t.st02 for e in envelopes for g in e.groups for t in g.transaction_sets}
+    return [
+        FindingOut(
+            level=f.level,
+            family=f.family,
+            code=f.code,
+            meaning=meaning(f.family, f.code) if f.family != "FILE" else f.message,
+            message=f.message,
+            remedy=remedy(f.family, f.code) if f.family != "FILE" else FILE_REMEDY,
+            severity=f.severity,
+            isa13=isa13_of.get(f.envelope_id) if f.envelope_id else None,
+            gs06=gs06_of.get(f.group_id) if f.group_id else None,
+            st02=st02_of.get(f.set_id) if f.set_id else None,
+            segment_id=f.segment_id,
+            segment_position=f.segment_position,
+            loop_id=f.loop_id,
+            element_position=f.element_position,
+            component_position=f.component_position,
+            repetition_position=f.repetition_position,
+            element_ref=f.element_ref,
+            bad_value=f.bad_value,
+            business_unit=f.business_unit,
+        )
+        for f in findings
+    ]
+
+
+def _aware(moment: dt.datetime | None) -> dt.datetime | None:
+    if moment is None:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _encode_cursor(at: dt.datetime, rid: str) -> str:
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{rid}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
+    try:
+        at, rid = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return _aware(dt.datetime.fromisoformat(at)) or dt.datetime.now(dt.UTC), rid
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise GatewayError("invalid cursor", 400) from exc

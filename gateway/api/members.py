@@ -1,0 +1,140 @@
+"""The enrollment ledger's view of a partner's file: what became of each member, and how an
+audit or replace file compares with the ledger (JSON, and the same report as CSV)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response, StreamingResponse
+
+from gateway.api.deps import ERRORS, BaseUrl, GatewayDep, OwnedReceipt
+from gateway.api.schemas import (
+    BusinessFindingOut,
+    MemberOut,
+    MemberPage,
+    ReconciliationItemOut,
+    ReconciliationOut,
+)
+from gateway.enrollment import queries
+from gateway.errors import NotFound
+from gateway.services import interchanges
+from gateway.web import download
+
+MAX_SEQ = 2**31 - 1  # `seq` columns are 32-bit INTEGER: a larger `after` is a 422, not a 500
+
+router = APIRouter(prefix="/v1/interchanges/{interchange_id}", tags=["ledger"])
+
+
+@router.get("/members", response_model=MemberPage, responses=ERRORS)
+def list_members(
+    receipt: OwnedReceipt,
+    gw: GatewayDep,
+    outcome: Annotated[
+        str | None,
+        Query(pattern="^(applied|rejected|audited|not_applied|would_apply|would_reject)$"),
+    ] = None,
+    after: Annotated[int, Query(ge=-1, le=MAX_SEQ)] = -1,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> MemberPage:
+    """Each member of your 834 sets, in file order, with what became of it: applied to the
+    enrollment ledger, rejected by a business rule (with the rule, the reason and the
+    position), audited (an audit file is compared, not applied), not_applied (its set did
+    not pass the gate: rejected by the TA1 or 999, a test interchange, … — `reason` says
+    which), or would_apply / would_reject (a dry run of an onboarding sender's test file)."""
+    with gw.reads() as session:
+        results = queries.member_results(
+            session, receipt.id, outcome=outcome, after=after, limit=limit + 1
+        )
+        counts = queries.outcome_counts(session, receipt.id)
+    items = [
+        MemberOut(
+            seq=m.event.seq,
+            member_key=m.event.member_key,
+            subscriber_number=m.event.subscriber_number,
+            policy=m.event.policy_key,
+            subscriber=m.event.subscriber,
+            relationship=m.event.relationship_code,
+            maintenance_type=m.event.maintenance_type,
+            maintenance_reason=m.event.maintenance_reason,
+            outcome=m.event.outcome,
+            reason=m.event.note,
+            isa13=m.event.isa13,
+            gs06=m.event.gs06,
+            st02=m.event.st02,
+            segment_position=m.event.segment_position,
+            findings=[
+                BusinessFindingOut(
+                    rule=f.rule,
+                    snip=f.snip,
+                    severity=f.severity,
+                    title=queries.rule_title(f.rule),
+                    message=f.message,
+                    remedy=queries.rule_remedy(f.rule),
+                    segment_id=f.segment_id,
+                    segment_position=f.segment_position,
+                    element_position=f.element_position,
+                )
+                for f in m.findings
+            ],
+        )
+        for m in results[:limit]
+    ]
+    return MemberPage(
+        ledger_status=receipt.ledger_status,
+        counts=counts,
+        items=items,
+        next_after=items[-1].seq if len(results) > limit else None,
+    )
+
+
+@router.get("/reconciliation", response_model=ReconciliationOut, responses=ERRORS)
+def get_reconciliation(
+    receipt: OwnedReceipt,
+    gw: GatewayDep,
+    base_url: BaseUrl,
+    after: Annotated[int, Query(ge=-1, le=MAX_SEQ)] = -1,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> ReconciliationOut:
+    """For an audit (BGN08 4, INS03 030) or replace (BGN08 RX) file: how it compares with
+    the enrollment ledger — members missing on either side and field mismatches."""
+    with gw.reads() as session:
+        rec = queries.reconciliation_of(session, receipt.id)
+        if rec is None:
+            raise NotFound("reconciliation")
+        items = queries.reconciliation_items(session, rec.id, after=after, limit=limit + 1)
+    return ReconciliationOut(
+        created_at=rec.created_at,
+        members_in_file=rec.members_in_file,
+        members_matched=rec.members_matched,
+        missing_in_ledger=rec.missing_in_ledger,
+        missing_in_file=rec.missing_in_file,
+        mismatches=rec.mismatches,
+        items=[
+            ReconciliationItemOut(
+                kind=i.kind,
+                member_key=i.member_key,
+                field=i.field,
+                file_value=i.file_value,
+                ledger_value=i.ledger_value,
+                st02=i.st02,
+                segment_position=i.segment_position,
+            )
+            for i in items[:limit]
+        ],
+        next_after=items[limit - 1].seq if len(items) > limit else None,
+        csv_url=f"{base_url}/v1/interchanges/{receipt.id}/reconciliation.csv",
+    )
+
+
+@router.get(
+    "/reconciliation.csv",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}}, **ERRORS},
+)
+def get_reconciliation_csv(receipt: OwnedReceipt, gw: GatewayDep) -> Response:
+    """The reconciliation report as CSV."""
+    rows = interchanges.reconciliation_csv(gw, receipt.id)
+    if rows is None:
+        raise NotFound("reconciliation")
+    return download(rows, "text/csv", f"reconciliation-{receipt.id}.csv")

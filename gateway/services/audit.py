@@ -1,0 +1,33 @@
+"""The operators' audit log: who saw which file's member data, who changed what. One entry per
+file, written in one transaction; the log line carries ids only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gateway.context import Gateway
+from gateway.db import repositories as repo
+from gateway.db.models import AuditEntry
+from gateway.db.session import unit_of_work
+from gateway.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def record(
+    gw: Gateway, operator: str, action: str, receipt_ids: Sequence[str | None], detail: str
+) -> None:
+    with unit_of_work(gw.sessions) as s:
+        repo.add_audit_entries(
+            s, operator=operator, action=action, receipt_ids=receipt_ids, detail=detail
+        )
+    if len(receipt_ids) == 1:
+        log.info("audited", operator=operator, action=action, receipt_id=receipt_ids[0])
+    else:
+        log.info("audited", operator=operator, action=action, receipts=len(receipt_ids))
+
+
+def entries(gw: Gateway, *, page: int, per_page: int = 100) -> Sequence[AuditEntry]:
+    """The newest first, a page at a time."""
+    with gw.reads() as s:
+        return repo.audit_entries(s, offset=(page - 1) * per_page, limit=per_page)
