@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from sqlalchemy import func, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
@@ -28,6 +28,7 @@ from gateway.context import Gateway
 from gateway.db.base import utcnow
 from gateway.db.models import CoreDelivery
 from gateway.db.session import run_in_transaction
+from gateway.enrollment.queries import core_pending
 from gateway.faults import crashpoint
 from gateway.logging import get_logger
 from gateway.metrics import CORE_FAILURES, CORE_LAG, CORE_PENDING
@@ -61,16 +62,6 @@ def backoff_seconds(attempts: int) -> int:
     return min(BACKOFF_CAP_SECONDS, 1 << min(attempts, 16))
 
 
-def core_backlog(session: Session) -> tuple[int, dt.datetime | None]:
-    """How many rows wait for delivery, and when the oldest of them was created."""
-    count, oldest = session.execute(
-        select(func.count(), func.min(CoreDelivery.created_at)).where(
-            CoreDelivery.delivered_at.is_(None)
-        )
-    ).one()
-    return int(count), oldest
-
-
 def deliver_core(
     gw: Gateway, client: httpx.Client | None, *, now: dt.datetime | None = None
 ) -> int:
@@ -92,7 +83,7 @@ def deliver_core(
                         delivered = _post_all(gw, client, batch)
                 elif batch and settings.core_export_dir is not None:
                     delivered = _export(gw, settings.core_export_dir, batch)
-    count, oldest = run_in_transaction(gw.reads, core_backlog)
+    count, oldest = run_in_transaction(gw.reads, core_pending)
     CORE_PENDING.set(count)
     CORE_LAG.set(0.0 if oldest is None else max(0.0, (utcnow() - oldest).total_seconds()))
     return delivered

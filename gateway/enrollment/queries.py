@@ -192,13 +192,21 @@ class Backlog:
     last_error: str | None
 
 
-def core_backlog(session: Session) -> Backlog:
-    """The core outbox: undelivered events, the oldest one's age, how many have failed."""
+def core_pending(session: Session) -> tuple[int, dt.datetime | None]:
+    """How many core outbox rows wait for delivery, and when the oldest was created (UTC)."""
     pending, oldest = session.execute(
         select(func.count(), func.min(CoreDelivery.created_at)).where(
             CoreDelivery.delivered_at.is_(None)
         )
     ).one()
+    if isinstance(oldest, dt.datetime) and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=dt.UTC)
+    return int(pending or 0), oldest
+
+
+def core_backlog(session: Session) -> Backlog:
+    """The core outbox: undelivered events, the oldest one's age, how many have failed."""
+    pending, oldest = core_pending(session)
     failing = session.scalar(
         select(func.count()).where(CoreDelivery.delivered_at.is_(None), CoreDelivery.attempts > 0)
     )
@@ -208,9 +216,7 @@ def core_backlog(session: Session) -> Backlog:
         .order_by(CoreDelivery.id)
         .limit(1)
     )
-    if isinstance(oldest, dt.datetime) and oldest.tzinfo is None:
-        oldest = oldest.replace(tzinfo=dt.UTC)
-    return Backlog(int(pending or 0), oldest, int(failing or 0), last_error)
+    return Backlog(pending, oldest, int(failing or 0), last_error)
 
 
 def ledger_files(session: Session) -> dict[str, int]:

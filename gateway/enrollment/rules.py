@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from gateway.enrollment.codes import SELF, Maintenance
 from gateway.enrollment.events import MemberEvent, TransactionSetHeader
 
 
@@ -161,6 +162,13 @@ RULES: dict[str, Rule] = {
 }
 
 
+_NEEDS_A_MEMBER: dict[str, str] = {
+    Maintenance.CHANGE: "change",
+    Maintenance.TERMINATION: "termination",
+    Maintenance.REINSTATEMENT: "reinstatement",
+}
+"""INS03 codes that act on a member the insurer must already have."""
+
 ALWAYS_REJECT = frozenset({"member-unevaluable"})
 """Rules no partner setting can soften: a member the rules could not read is never applied."""
 
@@ -296,18 +304,18 @@ def member_rules(event: MemberEvent, facts: MemberFacts, config: RuleConfig) -> 
             hits.append(Hit(rule, message, seg, pos, element))
 
     rel = event.relationship.code
-    if event.subscriber and rel != "18":
+    if event.subscriber and rel != SELF:
         add("subscriber-relationship", f"subscriber (INS01 Y) with INS02 {rel}, not 18", element=2)
-    elif not event.subscriber and rel == "18":
+    elif not event.subscriber and rel == SELF:
         add("subscriber-relationship", "dependent (INS01 N) with INS02 18 (self)", element=2)
 
     if facts.seen_in_file:
         add("member-twice-in-file", "this member was already sent earlier in this file")
 
-    if mtype == "021" and facts.ledger is not None and facts.ledger.active:
+    if mtype == Maintenance.ADDITION and facts.ledger is not None and facts.ledger.active:
         add("duplicate-add", "addition (INS03 021) for a member who is already active", element=3)
-    if mtype in ("001", "024", "025"):
-        verb = {"001": "change", "024": "termination", "025": "reinstatement"}[mtype]
+    if mtype in _NEEDS_A_MEMBER:
+        verb = _NEEDS_A_MEMBER[mtype]
         if facts.ledger is None:
             add("unknown-member", f"{verb} (INS03 {mtype}) for a member the insurer does not have")
         else:
@@ -346,9 +354,9 @@ def member_rules(event: MemberEvent, facts: MemberFacts, config: RuleConfig) -> 
                 cov.segment_position,
             )
 
-    if mtype == "024":
+    if mtype == Maintenance.TERMINATION:
         for cov in event.coverages:
-            if cov.maintenance_type.code != "024" or cov.benefit_end is None:
+            if cov.maintenance_type.code != Maintenance.TERMINATION or cov.benefit_end is None:
                 add(
                     "term-carries-coverage",
                     f"termination carries {cov.insurance_line} coverage HD01 "

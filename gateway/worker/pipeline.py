@@ -11,7 +11,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import insert
@@ -24,6 +24,7 @@ from gateway.db import repositories as repo
 from gateway.db.base import fit, utcnow
 from gateway.db.models import (
     Ack,
+    AckKind,
     Envelope,
     Finding,
     Group,
@@ -43,6 +44,7 @@ from validators.acks import build_999, build_ta1
 from validators.interchange import (
     AckCode,
     Engine,
+    GroupResult,
     InterchangeResult,
     Outcome,
     UnusableResult,
@@ -197,39 +199,56 @@ def ack_filename(job: Job, isa13: str, kind: str) -> str:
     )
 
 
-def _finding_row(
-    issue: Issue,
-    *,
-    receipt_id: str,
-    seq: int,
-    envelope_id: int | None = None,
-    group_id: int | None = None,
-    set_id: int | None = None,
-) -> dict[str, object]:
-    return fit(
-        Finding,
-        {
-            "receipt_id": receipt_id,
-            "envelope_id": envelope_id,
-            "group_id": group_id,
-            "set_id": set_id,
-            "seq": seq,
-            "level": issue.level.value,
-            "family": issue.family,
-            "code": issue.code,
-            "message": issue.message,
-            "severity": issue.severity.value,
-            "segment_id": issue.segment_id,
-            "segment_position": issue.segment_position,
-            "loop_id": issue.loop_id,
-            "element_position": issue.element_position,
-            "component_position": issue.component_position,
-            "repetition_position": issue.repetition_position,
-            "element_ref": issue.element_ref,
-            "bad_value": issue.bad_value,
-            "business_unit": issue.business_unit,
-        },
+_NO_POSITION: dict[str, object] = dict.fromkeys(
+    (
+        "envelope_id",
+        "group_id",
+        "set_id",
+        "segment_id",
+        "segment_position",
+        "loop_id",
+        "element_position",
+        "component_position",
+        "repetition_position",
+        "element_ref",
+        "bad_value",
+        "business_unit",
     )
+)
+
+
+def finding_row(
+    receipt_id: str, seq: int, finding: Issue | UnusableResult, **ids: int | None
+) -> dict[str, object]:
+    """One `findings` row: an X12 finding where it sits (`ids`: envelope_id, group_id, set_id),
+    or a FILE finding for input with no usable ISA."""
+    row: dict[str, object] = {**_NO_POSITION, **ids, "receipt_id": receipt_id, "seq": seq}
+    if isinstance(finding, UnusableResult):
+        row.update(
+            level="file",
+            family="FILE",
+            code=finding.reason.value,
+            message=finding.message,
+            severity="reject",
+        )
+        return fit(Finding, row)
+    row.update(
+        level=finding.level.value,
+        family=finding.family,
+        code=finding.code,
+        message=finding.message,
+        severity=finding.severity.value,
+        segment_id=finding.segment_id,
+        segment_position=finding.segment_position,
+        loop_id=finding.loop_id,
+        element_position=finding.element_position,
+        component_position=finding.component_position,
+        repetition_position=finding.repetition_position,
+        element_ref=finding.element_ref,
+        bad_value=finding.bad_value,
+        business_unit=finding.business_unit,
+    )
+    return fit(Finding, row)
 
 
 def _ack(
@@ -246,76 +265,44 @@ def _ack(
     )
 
 
-def store_results(
-    session: Session,
-    gw: Gateway,
-    job: Job,
-    worker_id: str,
-    results: list[Result],
-    now: dt.datetime,
-) -> Receipt:
-    """Everything about one processed file, in the caller's transaction."""
-    receipt = repo.get_receipt(session, job.receipt_id)
-    if receipt is None or receipt.status != Status.PROCESSING or receipt.lease_owner != worker_id:
-        raise LeaseLost(job.receipt_id)
-    identity = gw.settings.identity
-    partner: Partner = receipt.partner
-    sender_facts = SenderFacts(partner.isa_qualifier, partner.isa_id, partner.onboarding)
-    findings: list[dict[str, object]] = []
-    totals = dict.fromkeys(
-        (
-            "sets_received",
-            "sets_accepted",
-            "sets_rejected",
-            "members_received",
-            "members_accepted",
-            "members_rejected",
-        ),
-        0,
-    )
-    needed = sum(
-        int(r.ta1_required) + int(r.ta1_code is not AckCode.REJECTED and bool(r.groups))
-        for r in results
-        if isinstance(r, InterchangeResult)
-    )
-    numbers = iter(repo.take_control_numbers(session, needed))
-    unusable_notes: list[dict[str, object]] = []
+COUNTS = (
+    "sets_received",
+    "sets_accepted",
+    "sets_rejected",
+    "members_received",
+    "members_accepted",
+    "members_rejected",
+)
 
-    for seq, result in enumerate(results):
-        if isinstance(result, UnusableResult):
-            unusable_notes.append(
-                {"reason": result.reason.value, "offset": result.offset, "message": result.message}
-            )
-            findings.append(
-                {
-                    "receipt_id": job.receipt_id,
-                    "envelope_id": None,
-                    "group_id": None,
-                    "set_id": None,
-                    "seq": len(findings),
-                    "level": "file",
-                    "family": "FILE",
-                    "code": result.reason.value,
-                    "message": result.message,
-                    "severity": "reject",
-                    "segment_id": None,
-                    "segment_position": None,
-                    "loop_id": None,
-                    "element_position": None,
-                    "component_position": None,
-                    "repetition_position": None,
-                    "element_ref": None,
-                    "bad_value": None,
-                    "business_unit": None,
-                }
-            )
-            continue
+
+class _Store:
+    """One processed file's rows, added to the caller's session step by step."""
+
+    def __init__(self, session: Session, gw: Gateway, job: Job, receipt: Receipt) -> None:
+        self.session, self.gw, self.job, self.receipt = session, gw, job, receipt
+        partner: Partner = receipt.partner
+        self.sender = SenderFacts(partner.isa_qualifier, partner.isa_id, partner.onboarding)
+        self.findings: list[dict[str, object]] = []
+        self.totals = dict.fromkeys(COUNTS, 0)
+        self.unusable: list[UnusableResult] = []
+
+    def _findings(self, issues: Iterable[Issue], **ids: int | None) -> None:
+        self.findings.extend(
+            finding_row(self.job.receipt_id, len(self.findings) + k, issue, **ids)
+            for k, issue in enumerate(issues)
+        )
+
+    def add_unusable(self, result: UnusableResult) -> None:
+        self.unusable.append(result)
+        self.findings.append(finding_row(self.job.receipt_id, len(self.findings), result))
+
+    def add_interchange(self, seq: int, result: InterchangeResult) -> Envelope:
         qualifier, sender = result.sender
         env = Envelope(
             **fit(
                 Envelope,
                 {
-                    "receipt_id": job.receipt_id,
+                    "receipt_id": self.job.receipt_id,
                     "seq": seq,
                     "offset": result.offset,
                     "isa13": result.isa13,
@@ -325,155 +312,196 @@ def store_results(
                     "receiver_id": result.receiver[1],
                     "isa09": result.isa.element(9),
                     "isa10": result.isa.element(10),
-                    "usage": result.isa.element(15)[:2],
+                    "usage": result.isa.element(15),
                     "ta1_code": result.ta1_code.value,
                     "ta1_note": result.ta1_note,
                     "outcome": result.outcome.value,
                 },
             )
         )
-        session.add(env)
-        session.flush()
+        self.session.add(env)
+        self.session.flush()
         if result.ta1_code is not AckCode.REJECTED:
-            try:
-                with session.begin_nested():
-                    session.add(
-                        InterchangeKey(
-                            **fit(
-                                InterchangeKey,
-                                {
-                                    "partner_id": job.partner_id,
-                                    "sender_qualifier": qualifier,
-                                    "sender_id": sender,
-                                    "isa13": result.isa13,
-                                    "receipt_id": job.receipt_id,
-                                },
-                            )
+            self._register_isa13(result)
+        self._findings(result.issues, envelope_id=env.id)
+        for gseq, group in enumerate(result.groups):
+            self._add_group(env, gseq, group, result)
+        for key, value in result.counts().items():
+            self.totals[key] += value
+        return env
+
+    def _register_isa13(self, result: InterchangeResult) -> None:
+        """TA1 025 from now on: a unique constraint, not a read-then-write race."""
+        qualifier, sender = result.sender
+        try:
+            with self.session.begin_nested():
+                self.session.add(
+                    InterchangeKey(
+                        **fit(
+                            InterchangeKey,
+                            {
+                                "partner_id": self.job.partner_id,
+                                "sender_qualifier": qualifier,
+                                "sender_id": sender,
+                                "isa13": result.isa13,
+                                "receipt_id": self.job.receipt_id,
+                            },
                         )
                     )
-                    session.flush()
-            except IntegrityError as exc:
-                raise DuplicateRace(job.receipt_id) from exc
-        findings.extend(
-            _finding_row(i, receipt_id=job.receipt_id, seq=len(findings) + k, envelope_id=env.id)
-            for k, i in enumerate(result.issues)
+                )
+                self.session.flush()
+        except IntegrityError as exc:
+            raise DuplicateRace(self.job.receipt_id) from exc
+
+    def _add_group(
+        self, env: Envelope, gseq: int, group: GroupResult, result: InterchangeResult
+    ) -> None:
+        g = Group(
+            **fit(
+                Group,
+                {
+                    "envelope_id": env.id,
+                    "receipt_id": self.job.receipt_id,
+                    "seq": gseq,
+                    "gs01": group.gs.element(1),
+                    "gs02": group.gs.element(2),
+                    "gs03": group.gs.element(3),
+                    "gs06": group.gs.element(6),
+                    "gs08": group.gs.element(8),
+                    "ack_code": group.ack_code.value,
+                    "sets_included": group.sets_included,
+                    "sets_received": len(group.sets),
+                    "sets_accepted": group.sets_accepted,
+                },
+            )
         )
-        for gseq, group in enumerate(result.groups):
-            g = Group(
+        self.session.add(g)
+        self.session.flush()
+        self._findings(group.issues, envelope_id=env.id, group_id=g.id)
+        for sseq, ts in enumerate(group.sets):
+            # The gate: what may become of this set's members, decided once, here.
+            decision = decide(
+                SetFacts(
+                    ta1_code=result.ta1_code.value,
+                    ta1_note=result.ta1_note,
+                    usage=result.isa.element(15),
+                    sender=result.sender,
+                    group_ack=group.ack_code.value,
+                    set_ack=ts.ack_code.value,
+                    st01=ts.st01,
+                ),
+                self.sender,
+            )
+            t = TransactionSet(
                 **fit(
-                    Group,
+                    TransactionSet,
                     {
-                        "envelope_id": env.id,
-                        "receipt_id": job.receipt_id,
-                        "seq": gseq,
-                        "gs01": group.gs.element(1),
-                        "gs02": group.gs.element(2),
-                        "gs03": group.gs.element(3),
-                        "gs06": group.gs.element(6),
-                        "gs08": group.gs.element(8),
-                        "ack_code": group.ack_code.value,
-                        "sets_included": group.sets_included,
-                        "sets_received": len(group.sets),
-                        "sets_accepted": group.sets_accepted,
+                        "group_id": g.id,
+                        "receipt_id": self.job.receipt_id,
+                        "seq": sseq,
+                        "st01": ts.st01,
+                        "st02": ts.st02,
+                        "st03": ts.st03,
+                        "ack_code": ts.ack_code.value,
+                        "error_codes": ",".join(ts.set_error_codes),
+                        "member_count": ts.member_count,
+                        "segment_count": ts.segment_count,
+                        "accepted": ts.accepted,
+                        "findings_truncated": ts.issues_truncated > 0,
+                        "findings_omitted": ts.issues_truncated,
+                        "gate": decision.disposition.value,
+                        "gate_reason": decision.reason,
                     },
                 )
             )
-            session.add(g)
-            session.flush()
-            findings.extend(
-                _finding_row(
-                    i,
-                    receipt_id=job.receipt_id,
-                    seq=len(findings) + k,
-                    envelope_id=env.id,
-                    group_id=g.id,
-                )
-                for k, i in enumerate(group.issues)
-            )
-            for sseq, ts in enumerate(group.sets):
-                decision = decide(
-                    SetFacts(
-                        ta1_code=result.ta1_code.value,
-                        ta1_note=result.ta1_note,
-                        usage=result.isa.element(15),
-                        sender=result.sender,
-                        group_ack=group.ack_code.value,
-                        set_ack=ts.ack_code.value,
-                        st01=ts.st01,
-                    ),
-                    sender_facts,
-                )
-                t = TransactionSet(
-                    **fit(
-                        TransactionSet,
-                        {
-                            "group_id": g.id,
-                            "receipt_id": job.receipt_id,
-                            "seq": sseq,
-                            "st01": ts.st01,
-                            "st02": ts.st02,
-                            "st03": ts.st03,
-                            "ack_code": ts.ack_code.value,
-                            "error_codes": ",".join(ts.set_error_codes),
-                            "member_count": ts.member_count,
-                            "segment_count": ts.segment_count,
-                            "accepted": ts.accepted,
-                            "findings_truncated": ts.issues_truncated > 0,
-                            "findings_omitted": ts.issues_truncated,
-                            "gate": decision.disposition.value,
-                            "gate_reason": decision.reason,
-                        },
-                    )
-                )
-                session.add(t)
-                session.flush()
-                findings.extend(
-                    _finding_row(
-                        i,
-                        receipt_id=job.receipt_id,
-                        seq=len(findings) + k,
-                        envelope_id=env.id,
-                        group_id=g.id,
-                        set_id=t.id,
-                    )
-                    for k, i in enumerate(ts.issues)
-                )
-        for key, value in result.counts().items():
-            totals[key] += value
+            self.session.add(t)
+            self.session.flush()
+            self._findings(ts.issues, envelope_id=env.id, group_id=g.id, set_id=t.id)
+
+    def add_acks(
+        self, env: Envelope, result: InterchangeResult, numbers: Iterator[int], now: dt.datetime
+    ) -> None:
+        """A TA1 when asked for or when the envelope has errors; a 999 unless the TA1 rejects."""
+        identity = self.gw.settings.identity
         if result.ta1_required:
             number = next(numbers)
             content = build_ta1(result, control_number=number, now=now, sender=identity)
-            session.add(
-                _ack(job, env.id, "ta1", number, content, ack_filename(job, result.isa13, "ta1"))
-            )
+            name = ack_filename(self.job, result.isa13, AckKind.TA1)
+            self.session.add(_ack(self.job, env.id, AckKind.TA1, number, content, name))
         if result.ta1_code is not AckCode.REJECTED and result.groups:
             number = next(numbers)
             content = build_999(result, control_number=number, now=now, sender=identity)
-            session.add(
-                _ack(job, env.id, "999", number, content, ack_filename(job, result.isa13, "999"))
-            )
+            name = ack_filename(self.job, result.isa13, AckKind.X999)
+            self.session.add(_ack(self.job, env.id, AckKind.X999, number, content, name))
 
-    if unusable_notes:
+    def add_rejection_notice(self) -> None:
+        """Input with no usable ISA gets a notice in place of a TA1 (which needs an ISA)."""
+        if not self.unusable:
+            return
+        problems = [
+            {"reason": r.reason.value, "offset": r.offset, "message": r.message}
+            for r in self.unusable
+        ]
         body = (
             json.dumps(
                 {
-                    "receipt_id": job.receipt_id,
-                    "file": job.filename,
+                    "receipt_id": self.job.receipt_id,
+                    "file": self.job.filename,
                     "outcome": "rejected",
-                    "problems": unusable_notes,
+                    "problems": problems,
                     "note": "No ISA envelope could be read here, so no TA1 can answer it.",
                 },
                 indent=2,
             ).encode()
             + b"\n"
         )
-        session.add(
-            _ack(job, None, "rejection", None, body, ack_filename(job, "", "rejected.json"))
-        )
-        receipt.unusable_reason = str(unusable_notes[0]["reason"])[:32]
-    if findings:
-        session.execute(insert(Finding), findings)
+        name = ack_filename(self.job, "", "rejected.json")
+        self.session.add(_ack(self.job, None, AckKind.REJECTION, None, body, name))
+        self.receipt.unusable_reason = self.unusable[0].reason.value[:32]
 
+    def flush_findings(self) -> None:
+        if self.findings:
+            self.session.execute(insert(Finding), self.findings)
+
+
+def acks_needed(results: list[Result]) -> int:
+    """Control numbers the file's TA1s and 999s take."""
+    return sum(
+        int(r.ta1_required) + int(r.ta1_code is not AckCode.REJECTED and bool(r.groups))
+        for r in results
+        if isinstance(r, InterchangeResult)
+    )
+
+
+def store_results(
+    session: Session,
+    gw: Gateway,
+    job: Job,
+    worker_id: str,
+    results: list[Result],
+    now: dt.datetime,
+) -> Receipt:
+    """Everything about one processed file, in the caller's transaction: envelopes, groups,
+    sets (with the gate's decision), findings, acks; then the file waits for the ledger."""
+    receipt = repo.get_receipt(session, job.receipt_id)
+    if receipt is None or receipt.status != Status.PROCESSING or receipt.lease_owner != worker_id:
+        raise LeaseLost(job.receipt_id)
+    store = _Store(session, gw, job, receipt)
+    numbers = iter(repo.take_control_numbers(session, acks_needed(results)))
+    for seq, result in enumerate(results):
+        if isinstance(result, UnusableResult):
+            store.add_unusable(result)
+            continue
+        env = store.add_interchange(seq, result)
+        store.add_acks(env, result, numbers, now)
+    store.add_rejection_notice()
+    store.flush_findings()
+    _queue_for_ledger(gw, job, receipt, results)
+    _mark_processed(session, receipt, outcome_of(results), store.totals, now)
+    return receipt
+
+
+def _queue_for_ledger(gw: Gateway, job: Job, receipt: Receipt, results: list[Result]) -> None:
     has_834 = any(
         ts.st01 == "834"
         for r in results
@@ -484,7 +512,11 @@ def store_results(
     if has_834:
         head = [next(gw.blobs.chunks(job.blob_path), b"")]
         mark_pending(receipt, order_key(receipt.filename, head), has_834)
-    outcome = outcome_of(results)
+
+
+def _mark_processed(
+    session: Session, receipt: Receipt, outcome: Outcome, totals: dict[str, int], now: dt.datetime
+) -> None:
     receipt.outcome = outcome.value
     receipt.status = Status.PROCESSED
     receipt.processed_at = now
@@ -495,7 +527,6 @@ def store_results(
         setattr(receipt, key, value)
     repo.add_event(session, receipt.id, "processed", outcome.value)
     enqueue_webhook(session, receipt, "acknowledged")
-    return receipt
 
 
 def enqueue_webhook(session: Session, receipt: Receipt, event: str) -> None:

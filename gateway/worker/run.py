@@ -3,7 +3,6 @@ webhooks. Threads, so `serve` can run it beside the HTTP and SFTP listeners in o
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import socket
 import threading
@@ -32,7 +31,6 @@ from gateway.worker.pipeline import (
     DuplicateRace,
     Job,
     LeaseLost,
-    Result,
     job_of,
     park_failed,
     store_results,
@@ -217,7 +215,7 @@ class Worker:
 
         claimed = run_in_transaction(self.gw.sessions, claim)
         if claimed is None:
-            return self._queue_has_work()
+            return False
         job, attempt = claimed
         structlog.contextvars.bind_contextvars(receipt_id=job.receipt_id)
         try:
@@ -225,9 +223,6 @@ class Worker:
         finally:
             structlog.contextvars.unbind_contextvars("receipt_id")
         return True
-
-    def _queue_has_work(self) -> bool:
-        return False
 
     def _heartbeat(self, job: Job) -> None:
         def txn(session: Session) -> bool:
@@ -254,7 +249,7 @@ class Worker:
                 now = utcnow()
                 receipt = run_in_transaction(
                     self.gw.sessions,
-                    lambda s: _store(s, self, job, results, now),  # noqa: B023
+                    lambda s: store_results(s, self.gw, job, self.worker_id, results, now),  # noqa: B023
                 )
                 break
             except DuplicateRace:
@@ -327,12 +322,6 @@ class Worker:
                 )
 
         run_in_transaction(self.gw.sessions, txn)
-
-
-def _store(
-    session: Session, worker: Worker, job: Job, results: list[Result], now: dt.datetime
-) -> Receipt:
-    return store_results(session, worker.gw, job, worker.worker_id, results, now)
 
 
 __all__ = ["Status", "Worker", "new_worker_id", "recover_orphans"]
