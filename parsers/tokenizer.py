@@ -76,6 +76,7 @@ class SegmentReader:
         self._discard_prefix = ""
         self._ready: deque[Segment] = deque()  # segments already cut from the buffer
         self._skip_until = 0  # absolute offset: input before it is dropped unread
+        self.unread_bytes = 0  # input after an `Unusable`: counted, never kept
 
     @classmethod
     def inside_interchange(
@@ -117,6 +118,10 @@ class SegmentReader:
             return
         if self._eof:
             raise RuntimeError("feed() after end of input")
+        if self._mode is _Mode.DONE:
+            # Judged unusable from a bounded prefix: the rest is counted, not kept.
+            self.unread_bytes += len(data)
+            return
         if self._skip_until:
             end = self._base + len(self._buf)
             drop = min(len(data), self._skip_until - end)
@@ -164,7 +169,13 @@ class SegmentReader:
 
     def _unusable(self, reason: UnusableReason) -> Unusable:
         self._mode = _Mode.DONE
-        return Unusable(reason, self._base + self._pos, UNUSABLE_MESSAGES[reason])
+        token = Unusable(reason, self._base + self._pos, UNUSABLE_MESSAGES[reason])
+        # Nothing after this is read: drop what is buffered (a chunk at most) and count it.
+        self.unread_bytes += len(self._buf) - self._pos
+        self._base += len(self._buf)
+        self._buf = bytearray()
+        self._pos = 0
+        return token
 
     def _expect_isa(self) -> Token | _NeedData | object | None:
         self._skip(_LEADING_WHITESPACE)

@@ -34,7 +34,6 @@ from validators.control import GUIDE_VERSION, TRANSACTION_SET_ID
 from validators.issues import Issue, Level, SegmentSyntaxError
 
 MEMBERS_PER_PART = 2_000
-_PLAN_WINDOW = 16 * 1024 * 1024  # the planner gives up on a file with no terminator this long
 _ENVELOPE = (b"ISA", b"IEA", b"GS", b"GE", b"ST", b"SE")
 
 
@@ -106,6 +105,9 @@ class _Planner:
         self.term = b""
         self.pattern: re.Pattern[bytes] | None = None
         self.done = False
+        # Inside a segment longer than a segment may be: its bytes are skipped up to its
+        # terminator, not buffered (as the tokenizer's discard mode does).
+        self.discarding = False
         self._new_set(None)
 
     def _new_set(self, st: int | None, st_terms: int = 0, ok: bool = False) -> None:
@@ -121,6 +123,16 @@ class _Planner:
     def feed(self, chunk: bytes, *, eof: bool = False) -> Iterator[PlannedSet]:
         if self.done:
             return
+        if self.discarding:
+            end = chunk.find(self.term)
+            if end < 0:
+                self.base += len(chunk)
+                self.done = eof
+                return
+            # The oversized segment ends here: scanning resumes at its terminator.
+            self.base += end
+            chunk = chunk[end:]
+            self.discarding = False
         self.buf = self.buf[self.pos :] + chunk if self.pos else self.buf + chunk
         self.base += self.pos
         # (terminators are only counted while a pattern is known, up to where it was kept)
@@ -141,9 +153,8 @@ class _Planner:
                     self.done = True
                     return
             limit = self.buf.rfind(self.term, self.pos)
-            if limit < 0:
-                if eof or len(self.buf) - self.pos > _PLAN_WINDOW:
-                    self.done = True  # no terminator in sight: leave the file to one go
+            if limit < 0:  # pragma: no cover - pos is at a terminator, or just after an ISA's tag
+                self.done = True
                 return
             isa_seen = False
             pattern = self.pattern
@@ -160,7 +171,25 @@ class _Planner:
                 self._keep(limit)
                 if eof:
                     self.done = True
+                elif len(self.buf) - limit - 1 > self.max_segment:
+                    self._discard(limit)
                 return
+
+    def _discard(self, term_at: int) -> None:
+        """More than a segment's worth of bytes after the last terminator: an oversized segment
+        (or not a segment at all). Its set is left to one go, whose reader reports it; the scan
+        drops the bytes up to its terminator. Whitespace or an ISA there is not one segment to
+        the tokenizer: the rest of the file is left to one go."""
+        tail = self.buf[term_at + 1 : term_at + 1 + self.max_segment].lstrip(b"\r\n \t")
+        if not tail or tail.startswith(b"ISA"):
+            self.done = True
+            return
+        self._terms_before(term_at + 1)  # the terminator before the oversized segment
+        self.st_ok = False
+        self.base += len(self.buf)
+        self.buf = b""
+        self.pos = self.counted_at = 0
+        self.discarding = True
 
     def _keep(self, at: int) -> None:
         """Scanned up to `at`: the next feed starts there."""

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -144,6 +145,26 @@ class TestUnusableInput:
         assert isinstance(evs[0], Unusable)
         assert evs[0].reason is reason
         assert evs[0].message
+
+    @pytest.mark.parametrize("head", [b"\x00" * 512, b"member_id,first_name\n"])
+    def test_the_rest_is_counted_never_kept(self, head: bytes) -> None:
+        # Judged from a bounded prefix; 50 MB more of it is counted, not buffered.
+        chunk = head[:1] * (64 << 10)
+        reader = SegmentReader()
+        reader.feed(head)
+        tracemalloc.start()
+        try:
+            for _ in range(800):
+                reader.feed(chunk)
+                while (token := reader.next_token()) is not NEED_DATA and token is not None:
+                    assert isinstance(token, Unusable)
+            reader.feed(b"")
+            assert reader.next_token() is None
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 256 << 10
+        assert reader.unread_bytes == len(head) + 800 * len(chunk)
 
 
 class TestEnvelope:
