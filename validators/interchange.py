@@ -112,7 +112,8 @@ class TransactionSetResult:
     st: Segment
     issues: list[Issue] = field(default_factory=list)
     segment_count: int = 0
-    member_count: int = 0
+    member_count: int = 0  # INS loops (2000)
+    subscriber_count: int = 0  # of which INS01 Y; the rest are dependents
     issues_truncated: int = 0
 
     @property
@@ -509,6 +510,7 @@ class InterchangeValidator:
             return
         if segment.tag == "INS":
             result.member_count += 1
+            result.subscriber_count += segment.element(1) == "Y"
             self._member_start = len(result.issues)
             self._subscriber = None
         elif (
@@ -586,8 +588,9 @@ class InterchangeValidator:
             # the envelope reader saw it, in one go.
             end = self._planned_end if se is not None else max(self._planned_end, planned.end)
             results = checks.run(planned, whole_set(planned.st_offset, end))
-        issues, truncated, members = merge(results)
+        issues, truncated, members, subscribers = merge(results)
         result.member_count = members
+        result.subscriber_count = subscribers
         self._add(issues)
         result.issues_truncated += truncated
 

@@ -65,6 +65,7 @@ class PartResult:
     issues: list[Issue] = field(default_factory=list)
     truncated: int = 0
     members: int = 0
+    subscribers: int = 0  # INS01 Y
     lookahead_findings: int = 0  # the last n issues: the next part's INS walk
     first_subscriber: str | None = None  # REF*0F of the part's first member
     joined: bool = True  # the lookahead INS opened a member as the next part assumes
@@ -340,6 +341,7 @@ def check_part(
             break
         if tag == "INS":
             out.members += 1
+            out.subscribers += token.element(1) == "Y"
             member_start = len(issues)
             subscriber = None
         elif tag == "REF" and subscriber is None and out.members and token.element(1) == "0F":
@@ -382,11 +384,12 @@ def whole_set(start: int, end: int) -> tuple[Part, ...]:
     return (Part(start=start, end=end, first_index=1, resume=False, lookahead=False),)
 
 
-def merge(results: list[PartResult]) -> tuple[list[Issue], int, int]:
-    """(issues in set order, truncated, members) from the parts' results, CTX handed over."""
+def merge(results: list[PartResult]) -> tuple[list[Issue], int, int, int]:
+    """(issues in set order, truncated, members, subscribers) from the parts' results, CTX
+    handed over."""
     issues: list[Issue] = []
     truncated = 0
-    members = 0
+    members = subscribers = 0
     for i, result in enumerate(results):
         part_issues = result.issues
         n = result.lookahead_findings
@@ -398,7 +401,8 @@ def merge(results: list[PartResult]) -> tuple[list[Issue], int, int]:
         issues.extend(part_issues)
         truncated += result.truncated
         members += result.members
-    return issues, truncated, members
+        subscribers += result.subscribers
+    return issues, truncated, members, subscribers
 
 
 class LocalSetChecks:

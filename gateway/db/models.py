@@ -191,6 +191,9 @@ class TransactionSet(Base):
     ack_code: Mapped[str] = mapped_column(String(1))
     error_codes: Mapped[str] = mapped_column(String(64), default="")  # IK502 codes, comma-separated
     member_count: Mapped[int] = mapped_column(Integer)
+    # INS01 Y among them, counted as the set is validated (NULL: stored before issue 14; the
+    # ledger counts them itself then).
+    subscriber_count: Mapped[int | None] = mapped_column(Integer, default=None)
     segment_count: Mapped[int] = mapped_column(Integer)
     accepted: Mapped[bool] = mapped_column(Boolean)
     findings_truncated: Mapped[bool] = mapped_column(Boolean, default=False)

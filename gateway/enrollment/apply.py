@@ -113,12 +113,14 @@ def apply_receipt(
             sets=ledger_repo.gated_sets(session, receipt.id),
             reconciler=Reconciler(receipt.id, partner.id, reconciliation_id, items),
         )
+        run.counts = ledger_repo.member_counts(session, receipt.id) or {}
         return run, receipt.ledger_progress
 
     run, progress = run_in_transaction(gw.reads, load)
-    run.counts = _count_members(
-        gw.blobs.chunks(run.blob_path), run.sets, settings.max_segment_bytes
-    )
+    if run.sets and not run.counts:  # validated before sets kept their counts: count now
+        run.counts = _count_members(
+            gw.blobs.chunks(run.blob_path), run.sets, settings.max_segment_bytes
+        )
     events = extract_members(
         gw.blobs.chunks(run.blob_path),
         include=lambda key: key in run.sets,

@@ -187,6 +187,27 @@ def gated_sets(session: Session, receipt_id: str) -> dict[SetKey, Decision]:
     }
 
 
+def member_counts(session: Session, receipt_id: str) -> dict[SetKey, tuple[int, int]] | None:
+    """(subscribers, dependents) of every 834 set as validation counted them; None when the
+    file was validated before those counts were kept."""
+    rows = session.execute(
+        select(
+            Envelope.id, Group.seq, TransactionSet.seq, TransactionSet.member_count,
+            TransactionSet.subscriber_count,
+        )
+        .join(Group, Group.envelope_id == Envelope.id)
+        .join(TransactionSet, TransactionSet.group_id == Group.id)
+        .where(Envelope.receipt_id == receipt_id, TransactionSet.st01 == "834")
+    ).all()  # fmt: skip
+    ordinal = envelope_ordinals(session, receipt_id)
+    counts: dict[SetKey, tuple[int, int]] = {}
+    for env_id, gseq, sseq, members, subscribers in rows:
+        if subscribers is None:
+            return None
+        counts[(ordinal[env_id], gseq, sseq)] = (subscribers, members - subscribers)
+    return counts
+
+
 def envelope_ordinals(session: Session, receipt_id: str) -> dict[int, int]:
     """envelopes.id -> the interchange's ordinal in its file, as member events count them."""
     ids = session.scalars(

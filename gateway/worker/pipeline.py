@@ -99,8 +99,10 @@ def validate_job(
     cancel: threading.Event,
     heartbeat: Callable[[], None],
     heartbeat_seconds: float,
-) -> list[Result]:
-    """Stream the blob through the validator. Memory is bounded by findings, not file size."""
+) -> Validated:
+    """Stream the blob through the validator. Memory is bounded by findings, not file size.
+    The file's first chunk is kept for the ledger's order key: nothing reads the file again
+    until the ledger applies it."""
 
     def is_duplicate(qualifier: str, sender: str, isa13: str) -> bool:
         with gw.reads() as session:
@@ -116,10 +118,13 @@ def validate_job(
         engine=Engine(gw.settings.validation_engine),
     )
     last_beat = time.monotonic()
+    head: list[bytes] = []
 
     def chunks() -> Iterator[bytes]:
         nonlocal last_beat
         for chunk in gw.blobs.chunks(job.blob_path):
+            if not head:
+                head.append(chunk)
             raisepoint("validating", chunk)  # tests: a bug whose message quotes the file
             if cancel.is_set():
                 raise Abandoned
@@ -137,7 +142,7 @@ def validate_job(
         if checks is not None:
             checks.close()
     crashpoint("validated")
-    return results
+    return Validated(results, head[0] if head else b"")
 
 
 def _set_checks(
@@ -175,6 +180,12 @@ def _set_checks(
         wait_seconds=0.5,
     )
     return checks if checks.split else None
+
+
+@dataclass(frozen=True, slots=True)
+class Validated:
+    results: list[Result]
+    head: bytes  # the file's first chunk (the ledger's order key reads its ISA13 and BGN)
 
 
 def outcome_of(results: list[Result]) -> Outcome:
@@ -405,6 +416,7 @@ class _Store:
                         "ack_code": ts.ack_code.value,
                         "error_codes": ",".join(ts.set_error_codes),
                         "member_count": ts.member_count,
+                        "subscriber_count": ts.subscriber_count,
                         "segment_count": ts.segment_count,
                         "accepted": ts.accepted,
                         "findings_truncated": ts.issues_truncated > 0,
@@ -478,7 +490,7 @@ def store_results(
     gw: Gateway,
     job: Job,
     worker_id: str,
-    results: list[Result],
+    validated: Validated,
     now: dt.datetime,
 ) -> Receipt:
     """Everything about one processed file, in the caller's transaction: envelopes, groups,
@@ -486,6 +498,7 @@ def store_results(
     receipt = repo.get_receipt(session, job.receipt_id)
     if receipt is None or receipt.status != Status.PROCESSING or receipt.lease_owner != worker_id:
         raise LeaseLost(job.receipt_id)
+    results = validated.results
     store = _Store(session, gw, job, receipt)
     numbers = iter(repo.take_control_numbers(session, acks_needed(results)))
     for seq, result in enumerate(results):
@@ -496,22 +509,21 @@ def store_results(
         store.add_acks(env, result, numbers, now)
     store.add_rejection_notice()
     store.flush_findings()
-    _queue_for_ledger(gw, job, receipt, results)
+    _queue_for_ledger(receipt, validated)
     _mark_processed(session, receipt, outcome_of(results), store.totals, now)
     return receipt
 
 
-def _queue_for_ledger(gw: Gateway, job: Job, receipt: Receipt, results: list[Result]) -> None:
+def _queue_for_ledger(receipt: Receipt, validated: Validated) -> None:
     has_834 = any(
         ts.st01 == "834"
-        for r in results
+        for r in validated.results
         if isinstance(r, InterchangeResult)
         for g in r.groups
         for ts in g.sets
     )
     if has_834:
-        head = [next(gw.blobs.chunks(job.blob_path), b"")]
-        mark_pending(receipt, order_key(receipt.filename, head), has_834)
+        mark_pending(receipt, order_key(receipt.filename, [validated.head]), has_834)
 
 
 def _mark_processed(

@@ -239,7 +239,7 @@ class Worker:
         crashpoint("processing")
         for _ in range(3):
             try:
-                results = validate_job(
+                validated = validate_job(
                     self.gw,
                     job,
                     cancel=self.cancel_event,
@@ -249,7 +249,7 @@ class Worker:
                 now = utcnow()
                 receipt = run_in_transaction(
                     self.gw.sessions,
-                    lambda s: store_results(s, self.gw, job, self.worker_id, results, now),  # noqa: B023
+                    lambda s: store_results(s, self.gw, job, self.worker_id, validated, now),  # noqa: B023
                 )
                 break
             except DuplicateRace:
@@ -269,7 +269,7 @@ class Worker:
             return
         crashpoint("committed")
         OUTCOMES.labels(outcome=receipt.outcome or "none").inc()
-        for result in results:
+        for result in validated.results:
             if isinstance(result, InterchangeResult):
                 usage = result.isa.element(15)
                 INTERCHANGES.labels(

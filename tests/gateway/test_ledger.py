@@ -409,3 +409,31 @@ def test_a_half_applied_file_resumes_without_applying_anything_twice(
         assert s.scalar(select(func.count()).select_from(MemberEventRow)) == 10
         assert s.scalar(select(func.count()).select_from(CoreDelivery)) == 10
     assert len(members(gw)) == 10
+
+
+def test_the_file_is_read_once_to_validate_and_once_to_apply(
+    gw: Gateway, partner: int, monkeypatch
+) -> None:
+    """The order key comes from the chunk validation read, the QTY counts from validation's
+    own count: the ledger stage reads the blob once, to extract the members."""
+    reads: list[str] = []
+    real_chunks = gw.blobs.chunks
+
+    def counting(path: str, *args: object, **kw: object):  # type: ignore[no-untyped-def]
+        reads.append(path)
+        return real_chunks(path, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gw.blobs, "chunks", counting)
+    wrong_qty = interchange(family(), control=77, qty={"TO": 3})
+    receipt_id = _receipt(gw, partner, wrong_qty)
+    worker = Worker(gw)
+    assert worker.run_once()
+    assert len(reads) == 1  # validation; the order key came from its first chunk
+    while worker.apply_ledger_once():
+        pass
+    assert len(reads) == 2  # the ledger: one streaming pass
+    # ...and the QTY check still knew the set's members (from validation's count).
+    got = outcomes(gw, receipt_id)
+    assert all(outcome == "rejected" and "qty-totals" in rules for outcome, rules in got.values())
+    with gw.reads() as s:
+        assert s.get_one(Receipt, receipt_id).ledger_order.startswith("220270101")

@@ -31,6 +31,7 @@ def upgrade() -> None:
             sa.Column("findings_omitted", sa.BigInteger(), server_default="0", nullable=False)
         )
         batch_op.add_column(sa.Column("gate", sa.String(length=16), nullable=True))
+        batch_op.add_column(sa.Column("subscriber_count", sa.Integer(), nullable=True))
         batch_op.add_column(
             sa.Column("gate_reason", sa.String(length=200), server_default="", nullable=False)
         )
@@ -90,6 +91,7 @@ def downgrade() -> None:
         batch_op.drop_column("note")
     with op.batch_alter_table("transaction_sets", schema=None) as batch_op:
         batch_op.drop_column("gate_reason")
+        batch_op.drop_column("subscriber_count")
         batch_op.drop_column("gate")
         batch_op.drop_column("findings_omitted")
     with op.batch_alter_table("partners", schema=None) as batch_op:
