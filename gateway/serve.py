@@ -108,7 +108,9 @@ async def run_server(
         recovered = await asyncio.to_thread(recover_orphans, gw)
         if recovered:
             log.info("orphans_recovered", count=recovered)
-    gw.blobs.clean_tmp()
+    removed = gw.blobs.clean_tmp()  # HTTP uploads a kill cut off
+    if removed:
+        log.info("upload_temporaries_removed", count=removed)
     worker = (
         Worker(gw, concurrency=concurrency)
         if "worker" in roles and settings.worker_enabled
@@ -143,14 +145,20 @@ async def run_server(
         )
     acceptor = None
     if "sftp" in roles and settings.sftp_enabled:
-        from gateway.intake.sftp import start_sftp_server
+        from gateway.intake.sftp import recover_orphan_uploads, start_sftp_server
 
+        hooks = GatewaySftpHooks(gw, on_receipt=wake)
+        # Files a killed server left in inbound/: partial receipts, before anyone connects.
+        orphans = await recover_orphan_uploads(settings.sftp_root, hooks)
+        if orphans:
+            log.info("sftp_orphans_recorded", count=orphans)
         acceptor = await start_sftp_server(
             host=settings.sftp_host,
             port=settings.sftp_port,
             root=settings.sftp_root,
             host_key_path=settings.host_key_path,
-            hooks=GatewaySftpHooks(gw, on_receipt=wake),
+            hooks=hooks,
+            max_upload_bytes=settings.max_body_bytes,
         )
     loop = asyncio.get_running_loop()
 

@@ -6,6 +6,15 @@ hands every file it left open to `upload_partial`, once.
 The rest of the gateway plugs in through `SftpHooks`. Partners are untrusted: every path is
 normalised here, every disk access goes through directory descriptors opened with O_NOFOLLOW, and
 no error sent to a client or written to the log carries a host path or file contents.
+
+Memory does not follow what a client sends: writes go to disk as they come (pwrite), a write
+beyond the upload limit or far past the end of the data written so far is refused, so a client
+cannot make a file (sparse or not) the gateway will not read.
+
+An inbound file being written is locked (flock) by the process writing it, until its hook has
+taken it. A file in inbound/ that no live process holds was left by a server that died (kill -9):
+`recover_orphan_uploads`, run before a server listens, hands each to `upload_partial`, as a
+dropped session does.
 """
 
 from __future__ import annotations
@@ -13,9 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import os
 import re
 import stat
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -35,8 +46,16 @@ INBOUND = "inbound"
 OUTBOUND = "outbound"
 # A file written under one of these names is complete only when renamed to a final name.
 TEMPORARY_SUFFIXES = (".part", ".tmp", ".filepart")
-# Untrusted clients choose write offsets; refuse files no 834 exchange reaches.
+# Untrusted clients choose write offsets; refuse files no 834 exchange reaches. The gateway
+# passes its own limit (EDI834_MAX_BODY_BYTES).
 MAX_UPLOAD_BYTES = 4 << 30
+# A write may start at most this far past the end of the data written so far: clients write in
+# order, with at most a window of requests in flight (OpenSSH: 64 x 32 KiB); a write far
+# beyond is a hole no client needs.
+MAX_WRITE_GAP = 16 << 20
+# An empty inbound file younger than this may be one being created right now (between its
+# open and its lock): left for a later start, not taken as an orphan.
+_JUST_CREATED_SECONDS = 60.0
 # The client chooses the read length; answer with at most this much (SFTP allows short reads).
 MAX_READ_BYTES = 256 << 10
 
@@ -89,7 +108,13 @@ def is_temporary_name(name: str) -> bool:
 
 
 async def start_sftp_server(
-    *, host: str, port: int, root: Path, host_key_path: Path, hooks: SftpHooks
+    *,
+    host: str,
+    port: int,
+    root: Path,
+    host_key_path: Path,
+    hooks: SftpHooks,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES,
 ) -> asyncssh.SSHAcceptor:
     """Listen for partners on host:port (port 0 picks a free port: `acceptor.get_port()`)."""
     host_key = load_or_create_host_key(host_key_path)
@@ -97,7 +122,7 @@ async def start_sftp_server(
     return await asyncssh.listen(
         host,
         port,
-        server_factory=lambda: _PartnerSSHServer(root, hooks, busy),
+        server_factory=lambda: _PartnerSSHServer(root, hooks, busy, max_upload_bytes),
         server_host_keys=[host_key],
         server_version="EDI834Gateway",
         public_key_auth=True,
@@ -232,14 +257,16 @@ class _Session:
     hooks: SftpHooks
     busy: set[tuple[str, str]]  # (partner, inbound name) being written or handed to a hook
     session_id: str
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
 
 
 @dataclass(eq=False, slots=True)
 class _Upload:
-    fd: int
+    fd: int  # flock'ed until its hook has taken the file
     name: str
     upload_id: str
     open: bool = True
+    end: int = 0  # the end of the data written so far
 
 
 @dataclass(eq=False, slots=True)
@@ -334,15 +361,25 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
         flags = os.O_WRONLY
         for sftp_flag, os_flag in (
             (asyncssh.FXF_CREAT, os.O_CREAT),
-            (asyncssh.FXF_TRUNC, os.O_TRUNC),
             (asyncssh.FXF_EXCL, os.O_EXCL),
             (asyncssh.FXF_APPEND, os.O_APPEND),
         ):
             if pflags & sftp_flag:
                 flags |= os_flag
         fd = self._open_regular(INBOUND, target.name, flags)
+        # Locked before it is truncated: another process may be writing it, or taking it.
+        if not _try_lock(fd):
+            os.close(fd)
+            raise asyncssh.SFTPFailure("file is in use")
+        try:
+            if pflags & asyncssh.FXF_TRUNC:
+                os.ftruncate(fd, 0)
+            end = os.fstat(fd).st_size
+        except OSError as exc:
+            os.close(fd)
+            raise _sftp_error(exc) from None
         self._s.busy.add(key)
-        upload = _Upload(fd=fd, name=target.name, upload_id=uuid.uuid4().hex)
+        upload = _Upload(fd=fd, name=target.name, upload_id=uuid.uuid4().hex, end=end)
         self._log("sftp_upload_started", upload_id=upload.upload_id)
         return upload
 
@@ -376,8 +413,6 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
                 synced = True
             except OSError:
                 synced = False
-            finally:
-                os.close(upload.fd)
             if dropped:
                 await self._report_partial(upload)
                 return
@@ -386,6 +421,9 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
             if not is_temporary_name(upload.name):
                 await self._report_complete(upload.name, upload.upload_id)
         finally:
+            # Closed (and unlocked) only once the hook has the file: until then a server
+            # starting beside this one must not take it for an orphan.
+            os.close(upload.fd)
             self._s.busy.discard(self._busy_key(upload.name))
 
     @override
@@ -399,13 +437,22 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
     def write(self, file_obj: object, offset: int, data: bytes) -> int:
         if not isinstance(file_obj, _Upload):
             raise asyncssh.SFTPPermissionDenied("permission denied")
-        if offset + len(data) > MAX_UPLOAD_BYTES:
-            raise asyncssh.SFTPFailure("file too large")
+        limit = self._s.max_upload_bytes
+        if offset + len(data) > limit:
+            self._log("sftp_write_refused", upload_id=file_obj.upload_id, reason="too_large")
+            raise asyncssh.SFTPFailure(f"file too large: an upload may hold at most {limit} bytes")
+        if offset > file_obj.end + MAX_WRITE_GAP:
+            self._log("sftp_write_refused", upload_id=file_obj.upload_id, reason="past_end")
+            raise asyncssh.SFTPFailure(
+                f"write at offset {offset} is past the end of the data written so far "
+                f"({file_obj.end} bytes): write the file in order"
+            )
         view = memoryview(data)
         with _os_errors():
             while view:
                 written = os.pwrite(file_obj.fd, view, offset)
                 view, offset = view[written:], offset + written
+        file_obj.end = max(file_obj.end, offset)
         return len(data)
 
     @override
@@ -522,11 +569,18 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
         # NAME.part is left, which the client's retry overwrites; a NAME left there would refuse
         # the retry's rename for ever. A failed hook likewise leaves NAME.part to retry.
         keys = {self._busy_key(old.name), self._busy_key(new.name)}
-        self._s.busy.update(keys)
+        with self._open_dir(INBOUND) as dir_fd, _os_errors():
+            lock = os.open(old.name, os.O_RDONLY | _FILE_FLAGS, dir_fd=dir_fd)
         try:
-            await self._report_complete(new.name, uuid.uuid4().hex, staged=old.name)
+            if not _try_lock(lock):
+                raise asyncssh.SFTPFailure("file is in use")
+            self._s.busy.update(keys)
+            try:
+                await self._report_complete(new.name, uuid.uuid4().hex, staged=old.name)
+            finally:
+                self._s.busy.difference_update(keys)
         finally:
-            self._s.busy.difference_update(keys)
+            os.close(lock)
 
     @override
     async def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
@@ -588,6 +642,85 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
     @override
     def exit(self) -> None:
         self._log("sftp_session_ended")
+
+
+def _try_lock(fd: int) -> bool:
+    """An exclusive flock on the file, if no one else holds one. Released when the descriptor
+    closes, or when its process dies however it dies."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+async def recover_orphan_uploads(root: Path, hooks: SftpHooks) -> int:
+    """Hand every file left in a partner's inbound/ by a server that died mid-upload to
+    `upload_partial`: shown as a partial receipt, never processed, as a dropped session's.
+
+    Run before this process listens. Files another live server holds (open for writing, or
+    being handed to its hooks) are locked and skipped; so is an empty file created a moment
+    ago (it may be between its open and its lock). A hook that fails leaves the file for the
+    next start. Returns how many files were recorded."""
+    recorded = 0
+    try:
+        homes = sorted(os.scandir(root), key=lambda e: e.name)
+    except FileNotFoundError:
+        return 0
+    for home in homes:
+        if not (is_partner_name(home.name) and home.is_dir(follow_symlinks=False)):
+            continue
+        for name in _inbound_names(Path(home.path)):
+            recorded += await _recover_one(Path(home.path), home.name, name, hooks)
+    return recorded
+
+
+def _inbound_names(home: Path) -> list[str]:
+    try:
+        home_fd = os.open(home, _DIR_FLAGS)
+    except OSError:
+        return []
+    try:
+        fd = os.open(INBOUND, _DIR_FLAGS, dir_fd=home_fd)
+    except OSError:
+        return []
+    finally:
+        os.close(home_fd)
+    try:
+        with os.scandir(fd) as entries:
+            return sorted(
+                e.name
+                for e in entries
+                if e.is_file(follow_symlinks=False) and _is_file_name(e.name)
+            )
+    finally:
+        os.close(fd)
+
+
+async def _recover_one(home: Path, username: str, name: str, hooks: SftpHooks) -> int:
+    try:
+        dir_fd = os.open(home / INBOUND, _DIR_FLAGS)
+        try:
+            fd = os.open(name, os.O_RDONLY | _FILE_FLAGS, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        return 0  # gone meanwhile, or a link: nothing of ours
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or not _try_lock(fd):
+            return 0
+        if st.st_size == 0 and time.time() - st.st_mtime < _JUST_CREATED_SECONDS:
+            return 0
+        try:
+            await hooks.upload_partial(username, home / INBOUND / name, name)
+        except Exception as exc:
+            log.error("sftp_orphan_not_recorded", partner=username, error=type(exc).__name__)
+            return 0
+        log.info("sftp_orphan_recorded_partial", partner=username, size=st.st_size)
+        return 1
+    finally:
+        os.close(fd)
 
 
 async def _iterate(names: list[asyncssh.SFTPName]) -> AsyncIterator[asyncssh.SFTPName]:
@@ -661,10 +794,13 @@ class _SftpChannelSession(SSHServerStreamSession[bytes]):
 class _PartnerSSHServer(asyncssh.SSHServer):
     """One SSH connection: public-key authentication against the hooks, then SFTP only."""
 
-    def __init__(self, root: Path, hooks: SftpHooks, busy: set[tuple[str, str]]) -> None:
+    def __init__(
+        self, root: Path, hooks: SftpHooks, busy: set[tuple[str, str]], max_upload_bytes: int
+    ) -> None:
         self._root = root
         self._hooks = hooks
         self._busy = busy
+        self._max_upload_bytes = max_upload_bytes
         self._session_id = uuid.uuid4().hex
         self._conn: asyncssh.SSHServerConnection | None = None
         self._key_owner: str | None = None
@@ -747,6 +883,7 @@ class _PartnerSSHServer(asyncssh.SSHServer):
             hooks=self._hooks,
             busy=self._busy,
             session_id=self._session_id,
+            max_upload_bytes=self._max_upload_bytes,
         )
         return _SftpChannelSession(session)
 

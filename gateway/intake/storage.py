@@ -1,11 +1,16 @@
 """The content-addressed blob store. A blob is durable before anyone is told it exists:
-write to a temporary file → fsync → rename to blobs/ab/cd/<sha256> → fsync the directory."""
+write to a temporary file → fsync → rename to blobs/ab/cd/<sha256> → fsync the directory.
+
+A temporary file is locked (flock) by the process writing it; one that no live process holds was
+cut off by a kill and promised nothing: `clean_tmp` removes it at start."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,6 +20,7 @@ from typing import IO
 from gateway.faults import crashpoint
 
 CHUNK = 1 << 20
+_JUST_CREATED_SECONDS = 60.0
 
 
 class StorageError(Exception):
@@ -48,6 +54,8 @@ class PendingBlob:
         self._limit = limit
         self.path = store.tmp_dir / f"{uuid.uuid4().hex}.tmp"
         self._file: IO[bytes] | None = open(self.path, "xb")  # noqa: SIM115 - closed in commit
+        # Held until committed or discarded: a process starting beside this one leaves it alone.
+        fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
         self._hash = hashlib.sha256()
         self.size = 0
 
@@ -114,7 +122,8 @@ class BlobStore:
         return StoredBlob(sha256=sha256, size=size, rel_path=rel)
 
     def adopt(self, path: Path) -> StoredBlob:
-        """Take a finished upload (SFTP) into the store: hash, fsync, rename (same filesystem)."""
+        """Take a finished upload (SFTP) into the store: hash, fsync, rename (same filesystem).
+        The caller holds the upload's lock (an flock on the file), which follows it into tmp/."""
         digest = hashlib.sha256()
         size = 0
         try:
@@ -144,16 +153,21 @@ class BlobStore:
             digest.update(chunk)
         return digest.hexdigest()
 
-    def clean_tmp(self, older_than_seconds: float = 3600.0) -> int:
-        """Remove temporaries left by a crash (never answered, so never promised). Only old ones:
-        other processes sharing the store may be writing theirs right now."""
-        import time
-
-        cutoff = time.time() - older_than_seconds
+    def clean_tmp(self) -> int:
+        """Remove temporaries left by a kill (never answered, so never promised): those no live
+        process holds. Other processes sharing the store hold theirs locked; an empty one
+        created a moment ago may be between its creation and its lock, and is left."""
         count = 0
         for p in self.tmp_dir.glob("*.tmp"):
             with contextlib.suppress(OSError):
-                if p.stat().st_mtime < cutoff:
+                fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: in use
+                    st = os.fstat(fd)
+                    if st.st_size == 0 and time.time() - st.st_mtime < _JUST_CREATED_SECONDS:
+                        continue
                     p.unlink()
                     count += 1
+                finally:
+                    os.close(fd)
         return count

@@ -16,7 +16,13 @@ from typing import Any, TypeVar, cast
 import asyncssh
 import pytest
 
-from gateway.intake.sftp import partner_root, start_sftp_server
+from gateway.intake.sftp import (
+    MAX_UPLOAD_BYTES,
+    MAX_WRITE_GAP,
+    partner_root,
+    recover_orphan_uploads,
+    start_sftp_server,
+)
 
 T = TypeVar("T")
 
@@ -195,7 +201,9 @@ class Intake:
 
 
 @contextlib.asynccontextmanager
-async def intake_server(tmp_path: Path) -> AsyncIterator[Intake]:
+async def intake_server(
+    tmp_path: Path, max_upload_bytes: int = MAX_UPLOAD_BYTES
+) -> AsyncIterator[Intake]:
     keys = {name: asyncssh.generate_private_key("ssh-ed25519") for name in ("A", "B")}
     hooks = FakeHooks(tmp_path / "blobs", {name: [key] for name, key in keys.items()})
     root = tmp_path / "sftp"
@@ -207,6 +215,7 @@ async def intake_server(tmp_path: Path) -> AsyncIterator[Intake]:
         root=root,
         host_key_path=tmp_path / "host_key",
         hooks=hooks,
+        max_upload_bytes=max_upload_bytes,
     )
     try:
         yield Intake(tmp_path, root, acceptor.get_port(), hooks, keys)
@@ -397,6 +406,125 @@ class TestSessionDrop:
                 recorded = gw.hooks.complete == [("A", "x.834", b"ISA~")]
                 assert close_ok == recorded
                 assert len(gw.hooks.partial) + len(gw.hooks.complete) == 1
+
+        run(scenario())
+
+
+class TestWriteLimits:
+    """What a client writes goes to disk as it comes; a write the gateway would never read is
+    refused with a failure status that says why, and the session goes on."""
+
+    def test_a_write_far_past_the_end_is_refused_and_makes_no_sparse_file(
+        self, tmp_path: Path
+    ) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw, gw.sftp() as (_, client):
+                remote = await client.open("inbound/sparse.834", "wb")
+                with pytest.raises(asyncssh.SFTPFailure) as refused:
+                    await remote.write(b"\0", 1 << 30)
+                assert "past the end of the data written so far" in refused.value.reason
+                assert os.stat(gw.inbound() / "sparse.834").st_size == 0
+                # in order, within the window a pipelining client keeps in flight: accepted
+                await remote.write(b"ISA*00*", 0)
+                await remote.write(b"~", MAX_WRITE_GAP + 7)
+                await remote.close()
+                ((_, name, data),) = gw.hooks.complete
+                assert name == "sparse.834" and len(data) == MAX_WRITE_GAP + 8
+
+        run(scenario())
+
+    def test_a_write_beyond_the_upload_limit_is_refused(self, tmp_path: Path) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path, max_upload_bytes=1000) as gw:
+                async with gw.sftp() as (_, client):
+                    remote = await client.open("inbound/big.834", "wb")
+                    await remote.write(b"x" * 1000, 0)  # exactly the limit
+                    with pytest.raises(asyncssh.SFTPFailure) as refused:
+                        await remote.write(b"x", 1000)
+                    assert "at most 1000 bytes" in refused.value.reason
+                    await remote.close()
+                    await upload(client, "inbound/ok.834", b"ISA~")
+                assert [(c[1], len(c[2])) for c in gw.hooks.complete] == [
+                    ("big.834", 1000),
+                    ("ok.834", 4),
+                ]
+
+        run(scenario())
+
+    def test_openssh_put_of_a_file_over_the_limit_fails(self, tmp_path: Path) -> None:
+        local = tmp_path / "big.834"
+        local.write_bytes(b"ISA~" * 50_000)
+
+        async def scenario() -> None:
+            async with intake_server(tmp_path, max_upload_bytes=100_000) as gw:
+                code, _, _ = await gw.openssh_sftp(f"put {local} inbound/big.834\n")
+                assert code != 0
+                assert all(len(c[2]) <= 100_000 for c in gw.hooks.complete)
+
+        run(scenario())
+
+
+class TestOrphanUploads:
+    """At start, a file a killed server left in inbound/ is handed to upload_partial; what a
+    live server holds is left alone."""
+
+    def test_files_left_in_inbound_become_partial(self, tmp_path: Path) -> None:
+        async def scenario() -> None:
+            hooks = FakeHooks(tmp_path / "blobs", {})
+            root = tmp_path / "sftp"
+            for name in ("A", "B"):
+                partner_root(root, name)
+            (root / "A" / "inbound" / "cut.834").write_bytes(b"ISA*00*half")
+            (root / "B" / "inbound" / "cut.834.part").write_bytes(b"ISA")
+            (root / "B" / "inbound" / "link.834").symlink_to(root / "A" / "inbound" / "cut.834")
+            (root / "not a partner").mkdir()
+            (root / "not a partner" / "inbound").mkdir()
+            (root / "not a partner" / "inbound" / "x.834").write_bytes(b"x")
+            assert await recover_orphan_uploads(root, hooks) == 2
+            assert sorted(hooks.partial) == [
+                ("A", "cut.834", b"ISA*00*half"),
+                ("B", "cut.834.part", b"ISA"),
+            ]
+            assert await recover_orphan_uploads(tmp_path / "nowhere", hooks) == 0
+
+        run(scenario())
+
+    def test_an_upload_a_live_server_holds_is_left_alone(self, tmp_path: Path) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw, gw.sftp() as (_, client):
+                remote = await client.open("inbound/live.834", "wb")
+                await remote.write(b"ISA*00*")
+                # another server starting beside this one
+                assert await recover_orphan_uploads(gw.root, gw.hooks) == 0
+                assert gw.hooks.partial == []
+                await remote.write(b"rest~", 7)
+                await remote.close()
+                assert gw.hooks.complete == [("A", "live.834", b"ISA*00*rest~")]
+
+        run(scenario())
+
+    def test_an_empty_file_just_created_is_left_for_a_later_start(self, tmp_path: Path) -> None:
+        async def scenario() -> None:
+            hooks = FakeHooks(tmp_path / "blobs", {})
+            inbound = partner_root(tmp_path / "sftp", "A") / "inbound"
+            (inbound / "new.834").write_bytes(b"")
+            assert await recover_orphan_uploads(tmp_path / "sftp", hooks) == 0
+            os.utime(inbound / "new.834", (0, 0))
+            assert await recover_orphan_uploads(tmp_path / "sftp", hooks) == 1
+            assert hooks.partial == [("A", "new.834", b"")]
+
+        run(scenario())
+
+    def test_a_failing_hook_leaves_the_file_for_the_next_start(self, tmp_path: Path) -> None:
+        class Failing(FakeHooks):
+            async def upload_partial(self, username: str, staged: Path, filename: str) -> None:
+                raise RuntimeError("database unavailable")
+
+        async def scenario() -> None:
+            inbound = partner_root(tmp_path / "sftp", "A") / "inbound"
+            (inbound / "cut.834").write_bytes(b"ISA")
+            assert await recover_orphan_uploads(tmp_path / "sftp", Failing(tmp_path, {})) == 0
+            assert (inbound / "cut.834").read_bytes() == b"ISA"
 
         run(scenario())
 
