@@ -66,6 +66,17 @@ class Partner(Base):
     onboarding: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
+COUNT_COLUMNS = (
+    "sets_received",
+    "sets_accepted",
+    "sets_rejected",
+    "members_received",
+    "members_accepted",
+    "members_rejected",
+)
+"""A receipt's transaction-set and member counts, as the validator's `counts()` names them."""
+
+
 class Receipt(Base):
     __tablename__ = "receipts"
     __table_args__ = (

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, joinedload, lazyload
 
 from gateway.db.base import utcnow
 from gateway.db.models import (
+    COUNT_COLUMNS,
     DELIVERED_KINDS,
     Ack,
     AuditEntry,
@@ -381,14 +382,7 @@ def reprocess(session: Session, receipt_id: str, operator: str) -> Receipt | Non
         receipt.ledger_status = None  # an applied file is never applied twice
         receipt.ledger_attempts = 0
         receipt.ledger_error = None
-    for name in (
-        "sets_received",
-        "sets_accepted",
-        "sets_rejected",
-        "members_received",
-        "members_accepted",
-        "members_rejected",
-    ):
+    for name in COUNT_COLUMNS:
         setattr(receipt, name, 0)
     add_event(session, receipt_id, "reprocess_requested", f"by {operator}; was {previous}")
     return receipt

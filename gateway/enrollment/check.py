@@ -25,6 +25,7 @@ from gateway.db.models import (
     Receipt,
     TransactionSet,
 )
+from gateway.enrollment.repository import envelope_ordinals
 from gateway.gate import SenderFacts, SetFacts, decide
 
 
@@ -109,11 +110,7 @@ def _facts_of(
         .where(Envelope.receipt_id == receipt_id)
         .order_by(Envelope.seq, Group.seq, TransactionSet.seq)
     ).all()
-    # Member events count interchanges in file order (ledger SetKey), groupless ones included.
-    envelope_ids = session.scalars(
-        select(Envelope.id).where(Envelope.receipt_id == receipt_id).order_by(Envelope.seq)
-    ).all()
-    ordinal = {env_id: n for n, env_id in enumerate(envelope_ids)}
+    ordinal = envelope_ordinals(session, receipt_id)  # groupless interchanges count too
     out: dict[tuple[int, int, int], tuple[SetFacts, str, str, str]] = {}
     for envelope, group, tset in rows:
         out[(ordinal[envelope.id], group.seq, tset.seq)] = (

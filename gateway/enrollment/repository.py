@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import exists, func, insert, select
 from sqlalchemy.orm import Session
@@ -166,45 +167,36 @@ def leased_ledger_work(session: Session) -> list[Receipt]:
 # --- what a run needs ------------------------------------------------------------------------
 
 
-def gated_sets(session: Session, receipt_id: str) -> dict[SetKey, Decision]:
-    """Every 834 set of the file with the gate's decision, as the worker recorded it."""
+def _sets_of(session: Session, receipt_id: str, *columns: Any) -> dict[SetKey, tuple[Any, ...]]:
+    """`columns` of every 834 set of the file, by its key as member events count it."""
     rows = session.execute(
-        select(
-            Envelope.id,
-            Group.seq,
-            TransactionSet.seq,
-            TransactionSet.gate,
-            TransactionSet.gate_reason,
-        )
+        select(Envelope.id, Group.seq, TransactionSet.seq, *columns)
         .join(Group, Group.envelope_id == Envelope.id)
         .join(TransactionSet, TransactionSet.group_id == Group.id)
         .where(Envelope.receipt_id == receipt_id, TransactionSet.st01 == "834")
     ).all()
     ordinal = envelope_ordinals(session, receipt_id)
-    return {
-        (ordinal[env_id], gseq, sseq): _decision(gate, reason)
-        for env_id, gseq, sseq, gate, reason in rows
-    }
+    return {(ordinal[row[0]], row[1], row[2]): tuple(row) for row in rows}
+
+
+def gated_sets(session: Session, receipt_id: str) -> dict[SetKey, Decision]:
+    """Every 834 set of the file with the gate's decision, as the worker recorded it."""
+    rows = _sets_of(session, receipt_id, TransactionSet.gate, TransactionSet.gate_reason)
+    return {key: _decision(row[3], row[4]) for key, row in rows.items()}
 
 
 def member_counts(session: Session, receipt_id: str) -> dict[SetKey, tuple[int, int]] | None:
     """(subscribers, dependents) of every 834 set as validation counted them; None when the
     file was validated before those counts were kept."""
-    rows = session.execute(
-        select(
-            Envelope.id, Group.seq, TransactionSet.seq, TransactionSet.member_count,
-            TransactionSet.subscriber_count,
-        )
-        .join(Group, Group.envelope_id == Envelope.id)
-        .join(TransactionSet, TransactionSet.group_id == Group.id)
-        .where(Envelope.receipt_id == receipt_id, TransactionSet.st01 == "834")
-    ).all()  # fmt: skip
-    ordinal = envelope_ordinals(session, receipt_id)
+    rows = _sets_of(
+        session, receipt_id, TransactionSet.member_count, TransactionSet.subscriber_count
+    )
     counts: dict[SetKey, tuple[int, int]] = {}
-    for env_id, gseq, sseq, members, subscribers in rows:
+    for key, row in rows.items():
+        members, subscribers = row[3], row[4]
         if subscribers is None:
             return None
-        counts[(ordinal[env_id], gseq, sseq)] = (subscribers, members - subscribers)
+        counts[key] = (subscribers, members - subscribers)
     return counts
 
 

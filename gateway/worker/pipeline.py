@@ -23,6 +23,7 @@ from gateway.context import Gateway
 from gateway.db import repositories as repo
 from gateway.db.base import fit, utcnow
 from gateway.db.models import (
+    COUNT_COLUMNS,
     Ack,
     AckKind,
     Envelope,
@@ -276,16 +277,6 @@ def _ack(
     )
 
 
-COUNTS = (
-    "sets_received",
-    "sets_accepted",
-    "sets_rejected",
-    "members_received",
-    "members_accepted",
-    "members_rejected",
-)
-
-
 class _Store:
     """One processed file's rows, added to the caller's session step by step."""
 
@@ -294,7 +285,7 @@ class _Store:
         partner: Partner = receipt.partner
         self.sender = SenderFacts(partner.isa_qualifier, partner.isa_id, partner.onboarding)
         self.findings: list[dict[str, object]] = []
-        self.totals = dict.fromkeys(COUNTS, 0)
+        self.totals = dict.fromkeys(COUNT_COLUMNS, 0)
         self.unusable: list[UnusableResult] = []
 
     def _findings(self, issues: Iterable[Issue], **ids: int | None) -> None:

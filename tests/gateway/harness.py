@@ -195,6 +195,36 @@ def wait_final(client: httpx.Client, receipt_id: str, timeout: float = 60.0) -> 
     raise AssertionError(f"{receipt_id} not processed within {timeout}s: {body['status']}")
 
 
+LEDGER_DONE = {"applied", "reconciled", "not_applied", "dry_run", "failed"}
+
+
+def wait_ledger(client: httpx.Client, receipt_id: str, timeout: float = 60.0) -> dict:
+    """The file's status once validated and, when it has 834 sets, through the ledger stage."""
+    body = wait_final(client, receipt_id, timeout)
+    deadline = time.monotonic() + timeout
+    while body["ledger_status"] is not None and body["ledger_status"] not in LEDGER_DONE:
+        assert time.monotonic() < deadline, f"ledger stage not done: {body['ledger_status']}"
+        time.sleep(0.05)
+        body = client.get(f"/v1/interchanges/{receipt_id}").json()
+    return body
+
+
+def members_of(client: httpx.Client, receipt_id: str, page: int = 1000) -> list[dict]:
+    """Every member the API lists for a file, page by page."""
+    items: list[dict] = []
+    after = -1
+    while True:
+        r = client.get(
+            f"/v1/interchanges/{receipt_id}/members", params={"after": after, "limit": page}
+        )
+        assert r.status_code == 200, r.text
+        body = r.json()
+        items += body["items"]
+        if body["next_after"] is None:
+            return items
+        after = body["next_after"]
+
+
 def wait_for_file(path: Path, timeout: float = 30.0) -> Path:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -6,12 +6,10 @@ the seeded interchanges' real ids the rest, so the 200 bodies are checked too.""
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import settings
@@ -25,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.conftest import SAMPLES
-from tests.gateway.harness import GatewayProcess, submit, wait_final
+from tests.gateway.harness import GatewayProcess, submit, wait_ledger
 
 # Clean, IK403 (999 rejects), ledger add, duplicate add (an 824), audit (a reconciliation),
 # and an unusable file (a rejection notice): every ack kind and every ledger view has data.
@@ -38,7 +36,6 @@ SEEDS = (
     SAMPLES / "unusable_csv_roster.834",
 )
 ACK_KINDS = ("ta1", "999", "824", "rejection")
-LEDGER_DONE = {"applied", "reconciled", "failed"}
 # The intake's own media type, sent as the raw bytes (schemathesis knows octet-stream only).
 schemathesis.serializer.alias("application/edi-x12", "application/octet-stream")
 CHECKS = [
@@ -59,20 +56,6 @@ class Seeded:
     seen: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
 
 
-def _wait_ledger(client: httpx.Client, receipt_id: str, timeout: float = 60.0) -> None:
-    """Until the file's ledger stage is over (when an 834 set was accepted), so the members
-    and reconciliation views have their final content."""
-    body = wait_final(client, receipt_id, timeout)
-    if body["outcome"] in (None, "rejected"):
-        return
-    for _ in range(int(timeout * 10)):
-        if body.get("ledger_status") in LEDGER_DONE:
-            return
-        time.sleep(0.1)
-        body = client.get(f"/v1/interchanges/{receipt_id}").json()
-    raise AssertionError(f"{receipt_id}: ledger stage not done: {body.get('ledger_status')}")
-
-
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
     gw = GatewayProcess(data_dir=tmp_path_factory.mktemp("contract") / "var")
@@ -87,7 +70,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
                 r = submit(c, path.read_bytes(), path.name)
                 assert r.status_code == 202, r.text
                 ids.append(r.json()["id"])
-                _wait_ledger(c, ids[-1])
+                wait_ledger(c, ids[-1])
         yield Seeded(gw, key, ids, [p.read_bytes() for p in SEEDS])
     finally:
         gw.kill()

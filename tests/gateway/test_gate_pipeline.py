@@ -16,7 +16,6 @@ And at the end, `edi834 ledger check` finds nothing.
 from __future__ import annotations
 
 import itertools
-import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,12 +26,11 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, text
 
-from tests.gateway.harness import GatewayProcess, submit, wait_final
+from tests.gateway.harness import GatewayProcess, members_of, submit, wait_ledger
 from tests.gateway.x834 import Member, dependent
 
 OURS = "EDI834GATEWAY"
 A_ID, B_ID = "GATEA", "GATEB"
-TERMINAL = {"applied", "reconciled", "not_applied", "dry_run", "failed"}
 
 SET_DAMAGE = ("none", "none", "missing_n1_in", "bad_date", "se_count", "unknown_segment")
 GROUP_DAMAGE = ("none", "none", "ge01", "gs08")
@@ -204,29 +202,6 @@ def service(request, tmp_path_factory):
     db_url = url or f"sqlite:///{base / 'var' / 'edi834.sqlite3'}"
     yield Service(gw, keys, db_url)
     gw.kill()
-
-
-def wait_ledger(client: httpx.Client, receipt_id: str, timeout: float = 60.0) -> dict:
-    body = wait_final(client, receipt_id, timeout)
-    deadline = time.monotonic() + timeout
-    while body["ledger_status"] is not None and body["ledger_status"] not in TERMINAL:
-        assert time.monotonic() < deadline, f"ledger stage not done: {body['ledger_status']}"
-        time.sleep(0.05)
-        body = client.get(f"/v1/interchanges/{receipt_id}").json()
-    return body
-
-
-def members_of(client: httpx.Client, receipt_id: str) -> list[dict]:
-    items: list[dict] = []
-    after = -1
-    while True:
-        body = client.get(
-            f"/v1/interchanges/{receipt_id}/members", params={"after": after, "limit": 1000}
-        ).json()
-        items += body["items"]
-        if body["next_after"] is None:
-            return items
-        after = body["next_after"]
 
 
 def ack(client: httpx.Client, receipt_id: str, kind: str) -> str | None:

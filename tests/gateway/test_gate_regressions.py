@@ -11,11 +11,10 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from tests.gateway.harness import GatewayProcess, submit, wait_final
+from tests.gateway.harness import GatewayProcess, submit, wait_ledger
 from tests.gateway.x834 import Member, dependent, interchange
 
 A_ID, B_ID, C_ID = "VA0FFM", "MD0SBE", "DC0HBX"
-TERMINAL = {"applied", "reconciled", "not_applied", "dry_run", "failed"}
 _control = iter(range(700_000_001, 800_000_000))
 
 
@@ -60,13 +59,7 @@ def send(gw: GatewayProcess, who: str, content: bytes, name: str = "f.834") -> t
         r = submit(c, content, name)
         assert r.status_code == 202, r.text
         rid = r.json()["id"]
-        body = wait_final(c, rid, timeout=180)
-        deadline = time.monotonic() + 120
-        while body["ledger_status"] is not None and body["ledger_status"] not in TERMINAL:
-            assert time.monotonic() < deadline, body["ledger_status"]
-            time.sleep(0.05)
-            body = c.get(f"/v1/interchanges/{rid}").json()
-        return rid, body
+        return rid, wait_ledger(c, rid, timeout=180)
 
 
 def get(gw: GatewayProcess, who: str, path: str):  # type: ignore[no-untyped-def]

@@ -13,41 +13,15 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
-import httpx
 import pytest
 
 from tests.benchmarks.generate_834 import write_834
 from tests.conftest import SAMPLES
-from tests.gateway.harness import GatewayProcess, submit, wait_final
+from tests.gateway.harness import GatewayProcess, members_of, submit, wait_ledger
 
 LEDGER = SAMPLES / "ledger"
 EXPECT = json.loads((LEDGER / "expect.json").read_text())
 FILES = sorted(p.name for p in LEDGER.glob("*.834"))
-
-
-def wait_ledger(client: httpx.Client, receipt_id: str, timeout: float = 60.0) -> dict:
-    body = wait_final(client, receipt_id, timeout)
-    deadline = time.monotonic() + timeout
-    while body.get("ledger_status") not in ("applied", "reconciled", "failed"):
-        assert time.monotonic() < deadline, f"ledger stage not done: {body.get('ledger_status')}"
-        time.sleep(0.1)
-        body = client.get(f"/v1/interchanges/{receipt_id}").json()
-    return body
-
-
-def members_of(client: httpx.Client, receipt_id: str) -> list[dict]:
-    items: list[dict] = []
-    after = -1
-    while True:
-        page = client.get(
-            f"/v1/interchanges/{receipt_id}/members", params={"after": after, "limit": 2}
-        )
-        assert page.status_code == 200, page.text
-        body = page.json()
-        items += body["items"]
-        if body["next_after"] is None:
-            return items
-        after = body["next_after"]
 
 
 @pytest.fixture
@@ -76,7 +50,7 @@ def test_the_scenario_series_gives_exactly_the_expected_outcomes(running) -> Non
                 assert detail["ledger_status"] == "reconciled"
                 continue
             assert detail["ledger_status"] == "applied"  # ...and the ledger decides per member
-            got = members_of(c, ids[name])
+            got = members_of(c, ids[name], page=2)
             applied = sorted(m["member_key"] for m in got if m["outcome"] == "applied")
             rejected = {
                 m["member_key"]: sorted(
