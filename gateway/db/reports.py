@@ -12,7 +12,6 @@ from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session, lazyload
 
 from gateway.db.models import (
-    AuditEntry,
     Envelope,
     Finding,
     Group,
@@ -299,45 +298,22 @@ def partner_id(session: Session, name: str) -> int | None:
     return session.scalar(select(Partner.id).where(Partner.name == name))
 
 
-@dataclass(frozen=True)
-class LedgerBacklog:
-    pending: int  # validated files waiting for the ledger
-    oldest: dt.datetime | None  # when the longest-waiting of them was acknowledged (999)
-    failed: int  # parked: applying them kept failing
-    recent_failures: Sequence[tuple[Receipt, str]]  # the newest of those, with the partner
-
-
-def ledger_backlog(session: Session, limit: int = 20) -> LedgerBacklog:
-    # One pass over receipts for both counts (ledger_status has no index of its own).
-    counts = {
-        status: (int(n), oldest)
-        for status, n, oldest in session.execute(
-            select(Receipt.ledger_status, func.count(), func.min(Receipt.processed_at))
-            .where(Receipt.ledger_status.in_([LedgerStatus.PENDING, LedgerStatus.FAILED]))
-            .group_by(Receipt.ledger_status)
-        ).all()
-    }
-    pending, oldest = counts.get(LedgerStatus.PENDING, (0, None))
-    failed, _ = counts.get(LedgerStatus.FAILED, (0, None))
-    recent = (
-        session.execute(
-            _base()
-            .where(Receipt.ledger_status == LedgerStatus.FAILED)
-            .order_by(Receipt.received_at.desc(), Receipt.id.desc())
-            .limit(limit)
-        ).all()
-        if failed
-        else []
+def ledger_oldest_pending(session: Session) -> dt.datetime | None:
+    """When the longest-waiting validated file was acknowledged (999): the ledger's lag. Its
+    counts by status are `enrollment.queries.ledger_files`."""
+    oldest = session.scalar(
+        select(func.min(Receipt.processed_at)).where(Receipt.ledger_status == LedgerStatus.PENDING)
     )
     if isinstance(oldest, dt.datetime) and oldest.tzinfo is None:
         oldest = oldest.replace(tzinfo=dt.UTC)  # an aggregate may skip the column's type
-    return LedgerBacklog(pending, oldest, failed, recent)
+    return oldest
 
 
-def audit_entries(session: Session, *, offset: int = 0, limit: int = 100) -> Sequence[AuditEntry]:
-    return session.scalars(
-        select(AuditEntry)
-        .order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
-        .offset(offset)
+def ledger_failures(session: Session, limit: int = 20) -> Sequence[tuple[Receipt, str]]:
+    """The newest files the ledger parked as failed, with their partner."""
+    return session.execute(
+        _base()
+        .where(Receipt.ledger_status == LedgerStatus.FAILED)
+        .order_by(Receipt.received_at.desc(), Receipt.id.desc())
         .limit(limit)
     ).all()

@@ -14,17 +14,27 @@ from gateway.logging import get_logger
 log = get_logger(__name__)
 
 
-def record(
+def record(gw: Gateway, operator: str, action: str, receipt_id: str | None, detail: str) -> None:
+    """One entry: an operator's action on one file (or on none)."""
+    _write(gw, operator, action, [receipt_id], detail)
+    log.info("audited", operator=operator, action=action, receipt_id=receipt_id)
+
+
+def record_many(
+    gw: Gateway, operator: str, action: str, receipt_ids: Sequence[str], detail: str
+) -> None:
+    """One entry per file, in one transaction: who saw which files' member data."""
+    _write(gw, operator, action, receipt_ids, detail)
+    log.info("audited", operator=operator, action=action, receipts=len(receipt_ids))
+
+
+def _write(
     gw: Gateway, operator: str, action: str, receipt_ids: Sequence[str | None], detail: str
 ) -> None:
     with unit_of_work(gw.sessions) as s:
         repo.add_audit_entries(
             s, operator=operator, action=action, receipt_ids=receipt_ids, detail=detail
         )
-    if len(receipt_ids) == 1:
-        log.info("audited", operator=operator, action=action, receipt_id=receipt_ids[0])
-    else:
-        log.info("audited", operator=operator, action=action, receipts=len(receipt_ids))
 
 
 def entries(gw: Gateway, *, page: int, per_page: int = 100) -> Sequence[AuditEntry]:

@@ -1,0 +1,99 @@
+"""Logging in and out: a login form with its own CSRF cookie, argon2-checked passwords with
+lockout (gateway.operators), and a server-side session in an HttpOnly, SameSite=Strict cookie."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from gateway.context import Gateway
+from gateway.dashboard.deps import (
+    COOKIE,
+    LOGIN_CSRF,
+    BadCsrf,
+    FormViewer,
+    GatewayDep,
+    render,
+)
+from gateway.dashboard.formatting import safe_next
+from gateway.db.models import Operator
+from gateway.db.session import unit_of_work
+from gateway.logging import get_logger
+from gateway.operators import LoginRefused, authenticate, close_session, open_session
+
+log = get_logger(__name__)
+router = APIRouter()
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, gw: GatewayDep, next: str = "/dashboard") -> Response:
+    token = secrets.token_hex(32)
+    response = render(request, "login.html", None, csrf=token, next=safe_next(next), error=None)
+    _set_cookie(response, gw, LOGIN_CSRF, token, max_age=3600)
+    return response
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(
+    request: Request,
+    gw: GatewayDep,
+    username: Annotated[str, Form(max_length=64)],
+    password: Annotated[str, Form(max_length=1024)],
+    csrf_token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/dashboard",
+) -> Response:
+    expected = request.cookies.get(LOGIN_CSRF, "")
+    if not expected or not hmac.compare_digest(expected, csrf_token):
+        raise BadCsrf
+    refused: LoginRefused | None = None
+    with unit_of_work(gw.sessions) as s:
+        # Caught inside the unit of work so the failure count (lockout) is committed.
+        try:
+            op: Operator = authenticate(
+                s, username, password, max_failures=gw.settings.login_max_failures
+            )
+            token, _ = open_session(s, op)
+        except LoginRefused as exc:
+            refused = exc
+    if refused is not None:
+        log.info("operator_login_refused")
+        response = render(
+            request,
+            "login.html",
+            None,
+            csrf=expected,
+            next=safe_next(next),
+            error=refused.message,
+        )
+        response.status_code = 401
+        return response
+    log.info("operator_logged_in", operator=username)
+    redirect = RedirectResponse(safe_next(next), 303)
+    _set_cookie(redirect, gw, COOKIE, token, path="/")
+    redirect.delete_cookie(LOGIN_CSRF)
+    return redirect
+
+
+@router.post("/logout")
+def logout(viewer: FormViewer, gw: GatewayDep) -> Response:
+    with unit_of_work(gw.sessions) as s:
+        close_session(s, viewer.token)
+    response = RedirectResponse("/login", 303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+def _set_cookie(response: Response, gw: Gateway, name: str, value: str, **scope: Any) -> None:
+    """HttpOnly, SameSite=Strict, and Secure when the dashboard is served over TLS."""
+    response.set_cookie(
+        name,
+        value,
+        httponly=True,
+        samesite="strict",
+        secure=gw.settings.tls_cert is not None,
+        **scope,
+    )

@@ -1,0 +1,239 @@
+"""One interchange: its envelopes, findings with their segment in context, acknowledgements,
+history and ledger stage; an admin reveals member data or downloads the raw file (audited), and
+queues the file again or marks it resolved (gateway.services.interchanges, audited)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from gateway.context import Gateway
+from gateway.dashboard.deps import (
+    AdminForm,
+    AdminViewer,
+    CurrentViewer,
+    GatewayDep,
+    Viewer,
+    render,
+)
+from gateway.dashboard.formatting import error_kind, masked, safe_name
+from gateway.dashboard.segments import mask_ack, mask_value, segment_contexts
+from gateway.db import repositories as repo
+from gateway.db.models import AckKind, Envelope, Receipt, Status
+from gateway.enrollment import queries
+from gateway.services import audit, interchanges
+from gateway.web import download
+
+CONTEXT_LIMIT = 200  # findings shown with their segment in context
+MEMBER_LIMIT = 200  # members shown on an interchange page
+ITEM_LIMIT = 500  # reconciliation items shown on an interchange page (the CSV has them all)
+FINDING_LIMIT = 2000
+NO_SUCH = "No such interchange."
+
+router = APIRouter(prefix="/dashboard/interchanges/{receipt_id}")
+
+
+@router.get("", response_class=HTMLResponse)
+def detail(request: Request, receipt_id: str, viewer: CurrentViewer, gw: GatewayDep) -> Response:
+    return _page(request, viewer, gw, receipt_id, reveal=False)
+
+
+@router.post("/reveal", response_class=HTMLResponse)
+async def reveal(request: Request, receipt_id: str, viewer: AdminForm, gw: GatewayDep) -> Response:
+    await run_in_threadpool(
+        audit.record,
+        gw,
+        viewer.username,
+        "reveal_member_data",
+        receipt_id,
+        "member data shown on the interchange page",
+    )
+    response = await run_in_threadpool(_page, request, viewer, gw, receipt_id, True)
+    return response
+
+
+@router.get("/raw")
+def raw(receipt_id: str, viewer: AdminViewer, gw: GatewayDep) -> Response:
+    with gw.reads() as s:
+        r = repo.get_receipt(s, receipt_id)
+        if r is None:
+            return HTMLResponse(NO_SUCH, 404)
+        path, name = gw.blobs.path(r.blob_path), r.filename or f"{r.id}.834"
+    audit.record(gw, viewer.username, "download_raw_file", receipt_id, name)
+
+    def chunks() -> Iterator[bytes]:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 16):
+                yield chunk
+
+    return download(chunks(), "application/edi-x12", safe_name(name))
+
+
+@router.get("/reconciliation.csv")
+def reconciliation_csv(receipt_id: str, viewer: AdminViewer, gw: GatewayDep) -> Response:
+    rows = interchanges.reconciliation_csv(gw, receipt_id)
+    if rows is None:
+        return HTMLResponse("This interchange has no reconciliation report.", 404)
+    name = f"reconciliation-{receipt_id}.csv"
+    # Member keys and the compared values are member data: audited, like a raw download.
+    audit.record(gw, viewer.username, "download_reconciliation", receipt_id, name)
+    return download(rows, "text/csv", safe_name(name))
+
+
+@router.get("/acks/{ack_id}")
+def ack(receipt_id: str, ack_id: int, viewer: CurrentViewer, gw: GatewayDep) -> Response:
+    with gw.reads() as s:
+        a = repo.ack_of(s, receipt_id, ack_id)
+        if a is None:
+            return HTMLResponse("No such acknowledgement.", 404)
+        content, name, kind = a.content, a.filename, a.kind
+    if viewer.is_admin:
+        audit.record(gw, viewer.username, "download_ack", receipt_id, name)
+    elif kind != AckKind.REJECTION:
+        content = mask_ack(content.decode("latin-1"), False).encode("latin-1")
+    media = "application/edi-x12" if kind != AckKind.REJECTION else "application/json"
+    return download(content, media, safe_name(name))
+
+
+@router.post("/reprocess")
+def reprocess(receipt_id: str, viewer: AdminForm, gw: GatewayDep) -> Response:
+    if not interchanges.reprocess(gw, receipt_id, viewer.username):
+        return HTMLResponse("Only processed or failed interchanges can be reprocessed.", 409)
+    return RedirectResponse(f"/dashboard/interchanges/{receipt_id}", 303)
+
+
+@router.post("/resolve")
+def resolve(
+    receipt_id: str,
+    viewer: AdminForm,
+    gw: GatewayDep,
+    note: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    if not interchanges.resolve(gw, receipt_id, viewer.username, note):
+        return HTMLResponse(NO_SUCH, 404)
+    return RedirectResponse(f"/dashboard/interchanges/{receipt_id}", 303)
+
+
+def _page(request: Request, viewer: Viewer, gw: Gateway, receipt_id: str, reveal: bool) -> Response:
+    with gw.reads() as s:
+        r = repo.get_receipt(s, receipt_id)
+        if r is None:
+            return HTMLResponse(NO_SUCH, 404)
+        envelopes: list[Envelope] = list(r.envelopes)
+        env_ord = {e.id: n for n, e in enumerate(envelopes)}
+        group_of: dict[int, tuple[int, str]] = {}
+        set_of: dict[int, tuple[int, str]] = {}
+        for e in envelopes:
+            for g in e.groups:
+                group_of[g.id] = (g.seq, g.gs06)
+                for t in g.transaction_sets:
+                    set_of[t.id] = (t.seq, t.st02)
+        findings = list(repo.findings_of(s, r.id, FINDING_LIMIT))
+        total_findings = repo.count_findings(s, r.id)
+        acks = list(repo.all_acks_of(s, r.id))
+        history = list(repo.history_of(s, r.id))
+        partner = r.partner.name
+        ledger = _ledger(s, r, reveal)
+    targets: dict[tuple[int, int, int, int], int | None] = {}
+    keys: list[tuple[int, int, int, int] | None] = []
+    for f in findings:
+        key = None
+        if (
+            f.set_id in set_of
+            and f.group_id in group_of
+            and f.envelope_id in env_ord
+            and f.segment_position
+            and len(targets) < CONTEXT_LIMIT
+        ):
+            key = (
+                env_ord[f.envelope_id],
+                group_of[f.group_id][0],
+                set_of[f.set_id][0],
+                f.segment_position,
+            )
+            targets[key] = f.element_position
+        keys.append(key)
+    contexts = (
+        segment_contexts(
+            gw.blobs.chunks(r.blob_path),
+            targets,
+            reveal=reveal,
+            max_segment_bytes=gw.settings.max_segment_bytes,
+        )
+        if targets
+        else {}
+    )
+    rows = [
+        {
+            "f": f,
+            "gs06": group_of.get(f.group_id or -1, (0, ""))[1],
+            "st02": set_of.get(f.set_id or -1, (0, ""))[1],
+            "bad_value": mask_value(f.segment_id, f.element_position, f.bad_value, reveal),
+            "business_unit": f.business_unit if reveal or not f.business_unit else "•••••",
+            "context": contexts.get(key) if key else None,
+        }
+        for f, key in zip(findings, keys, strict=True)
+    ]
+    ack_views = [
+        {
+            "a": a,
+            "text": mask_ack(a.content.decode("latin-1"), reveal)
+            if a.kind != AckKind.REJECTION
+            else a.content.decode("utf-8", "replace"),
+        }
+        for a in acks
+    ]
+    return render(
+        request,
+        "detail.html",
+        viewer,
+        r=r,
+        partner=partner,
+        envelopes=envelopes,
+        rows=rows,
+        total_findings=total_findings,
+        acks=ack_views,
+        history=history,
+        ledger=ledger,
+        reveal=reveal,
+        can_reprocess=r.status in (Status.PROCESSED, Status.FAILED),
+    )
+
+
+def _ledger(s: Session, r: Receipt, reveal: bool) -> dict[str, Any]:
+    """The ledger stage of one file: its members and their business findings, and the
+    reconciliation of an audit file; member data masked unless revealed."""
+    counts = queries.outcome_counts(s, r.id)
+    members = [
+        {
+            "e": m.event,
+            "member_key": masked(m.event.member_key, reveal),
+            "findings": [{"f": f, "message": masked(f.message, reveal)} for f in m.findings],
+        }
+        for m in queries.member_results(s, r.id, limit=MEMBER_LIMIT)
+    ]
+    rec = queries.reconciliation_of(s, r.id)
+    items = list(queries.reconciliation_items(s, rec.id, limit=ITEM_LIMIT + 1)) if rec else []
+    return {
+        "counts": counts,
+        "total": sum(counts.values()),
+        "members": members,
+        "rec": rec,
+        "diffs": [  # not "items": a template reads ledger.items as dict.items
+            {
+                "i": i,
+                "member_key": masked(i.member_key, reveal),
+                "file_value": masked(i.file_value, reveal),
+                "ledger_value": masked(i.ledger_value, reveal),
+            }
+            for i in items[:ITEM_LIMIT]
+        ],
+        "more_diffs": len(items) > ITEM_LIMIT,
+        "error_kind": error_kind(r.ledger_error) if r.ledger_error else None,
+        "has_member_data": bool(members or items or r.ledger_error),
+    }
