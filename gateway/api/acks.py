@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
 from gateway.api.deps import ERRORS, BaseUrl, GatewayDep, OwnedReceipt
-from gateway.api.schemas import AckOut
+from gateway.api.schemas import AckOut, from_row
 from gateway.db import repositories as repo
 from gateway.db.models import AckKind
 from gateway.errors import NotFound
@@ -34,18 +34,7 @@ def list_acks(receipt: OwnedReceipt, gw: GatewayDep, base_url: BaseUrl) -> list[
     with gw.reads() as session:
         acks = repo.acks_of(session, receipt.id)
     root = f"{base_url}/v1/interchanges/{receipt.id}/acks"
-    return [
-        AckOut(
-            kind=a.kind,
-            filename=a.filename,
-            control_number=a.control_number,
-            sha256=a.sha256,
-            created_at=a.created_at,
-            delivered_at=a.delivered_at,
-            url=f"{root}/{a.kind}",
-        )
-        for a in acks
-    ]
+    return [from_row(AckOut, a, url=f"{root}/{a.kind}") for a in acks]
 
 
 @router.get(

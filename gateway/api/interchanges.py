@@ -21,6 +21,7 @@ from gateway.api.schemas import (
     InterchangePage,
     InterchangeSummary,
     TransactionSetOut,
+    from_row,
 )
 from gateway.db import repositories as repo
 from gateway.db.models import Envelope, Finding, Receipt, Status
@@ -111,61 +112,33 @@ def get_interchange(r: OwnedReceiptTree, gw: GatewayDep, base_url: BaseUrl) -> I
 
 
 def summary_of(r: Receipt) -> InterchangeSummary:
-    return InterchangeSummary(
-        id=r.id,
-        status=r.status,
-        outcome=r.outcome,
-        channel=r.channel,
-        filename=r.filename,
-        sha256=r.sha256,
-        size=r.size,
-        received_at=r.received_at,
-        processed_at=r.processed_at,
-        isa13=[e.isa13 for e in r.envelopes],
-        counts=Counts(
-            sets_received=r.sets_received,
-            sets_accepted=r.sets_accepted,
-            sets_rejected=r.sets_rejected,
-            members_received=r.members_received,
-            members_accepted=r.members_accepted,
-            members_rejected=r.members_rejected,
-        ),
+    return from_row(
+        InterchangeSummary, r, isa13=[e.isa13 for e in r.envelopes], counts=from_row(Counts, r)
     )
 
 
 def _envelope_of(e: Envelope) -> EnvelopeOut:
     # Under a TA1 rejection no 999 answered the groups: no AK9/IK5 to show.
     answered = interchange_acknowledged(e.ta1_code)
-    return EnvelopeOut(
-        isa13=e.isa13,
+    return from_row(
+        EnvelopeOut,
+        e,
         sender=f"{e.sender_qualifier}:{e.sender_id}",
         receiver=f"{e.receiver_qualifier}:{e.receiver_id}",
-        isa09=e.isa09,
-        isa10=e.isa10,
-        usage=e.usage,
-        ta1_code=e.ta1_code,
-        ta1_note=e.ta1_note,
-        outcome=e.outcome,
         groups=[
-            GroupOut(
-                gs01=g.gs01,
-                gs06=g.gs06,
-                gs08=g.gs08,
+            from_row(
+                GroupOut,
+                g,
                 ack=g.ack_code if answered else None,
-                sets_included=g.sets_included,
-                sets_received=g.sets_received,
                 sets_accepted=g.sets_accepted if answered else 0,
                 transaction_sets=[
-                    TransactionSetOut(
-                        st01=t.st01,
-                        st02=t.st02,
+                    from_row(
+                        TransactionSetOut,
+                        t,
                         ack=t.ack_code if answered else None,
                         error_codes=[c for c in t.error_codes.split(",") if c],
                         members=t.member_count,
                         segments=t.segment_count,
-                        findings_omitted=t.findings_omitted,
-                        gate=t.gate,
-                        gate_reason=t.gate_reason,
                     )
                     for t in g.transaction_sets
                 ],
@@ -181,26 +154,14 @@ def _findings_of(envelopes: list[Envelope], findings: list[Finding]) -> list[Fin
     gs06_of = {g.id: g.gs06 for e in envelopes for g in e.groups}
     st02_of = {t.id: t.st02 for e in envelopes for g in e.groups for t in g.transaction_sets}
     return [
-        FindingOut(
-            level=f.level,
-            family=f.family,
-            code=f.code,
+        from_row(
+            FindingOut,
+            f,
             meaning=meaning(f.family, f.code) if f.family != "FILE" else f.message,
-            message=f.message,
             remedy=remedy(f.family, f.code) if f.family != "FILE" else FILE_REMEDY,
-            severity=f.severity,
             isa13=isa13_of.get(f.envelope_id) if f.envelope_id else None,
             gs06=gs06_of.get(f.group_id) if f.group_id else None,
             st02=st02_of.get(f.set_id) if f.set_id else None,
-            segment_id=f.segment_id,
-            segment_position=f.segment_position,
-            loop_id=f.loop_id,
-            element_position=f.element_position,
-            component_position=f.component_position,
-            repetition_position=f.repetition_position,
-            element_ref=f.element_ref,
-            bad_value=f.bad_value,
-            business_unit=f.business_unit,
         )
         for f in findings
     ]

@@ -15,6 +15,7 @@ from gateway.api.schemas import (
     MemberPage,
     ReconciliationItemOut,
     ReconciliationOut,
+    from_row,
 )
 from gateway.enrollment import queries
 from gateway.errors import NotFound
@@ -48,32 +49,18 @@ def list_members(
         )
         counts = queries.outcome_counts(session, receipt.id)
     items = [
-        MemberOut(
-            seq=m.event.seq,
-            member_key=m.event.member_key,
-            subscriber_number=m.event.subscriber_number,
+        from_row(
+            MemberOut,
+            m.event,
             policy=m.event.policy_key,
-            subscriber=m.event.subscriber,
             relationship=m.event.relationship_code,
-            maintenance_type=m.event.maintenance_type,
-            maintenance_reason=m.event.maintenance_reason,
-            outcome=m.event.outcome,
             reason=m.event.note,
-            isa13=m.event.isa13,
-            gs06=m.event.gs06,
-            st02=m.event.st02,
-            segment_position=m.event.segment_position,
             findings=[
-                BusinessFindingOut(
-                    rule=f.rule,
-                    snip=f.snip,
-                    severity=f.severity,
+                from_row(
+                    BusinessFindingOut,
+                    f,
                     title=queries.rule_title(f.rule),
-                    message=f.message,
                     remedy=queries.rule_remedy(f.rule),
-                    segment_id=f.segment_id,
-                    segment_position=f.segment_position,
-                    element_position=f.element_position,
                 )
                 for f in m.findings
             ],
@@ -103,25 +90,10 @@ def get_reconciliation(
         if rec is None:
             raise NotFound("reconciliation")
         items = queries.reconciliation_items(session, rec.id, after=after, limit=limit + 1)
-    return ReconciliationOut(
-        created_at=rec.created_at,
-        members_in_file=rec.members_in_file,
-        members_matched=rec.members_matched,
-        missing_in_ledger=rec.missing_in_ledger,
-        missing_in_file=rec.missing_in_file,
-        mismatches=rec.mismatches,
-        items=[
-            ReconciliationItemOut(
-                kind=i.kind,
-                member_key=i.member_key,
-                field=i.field,
-                file_value=i.file_value,
-                ledger_value=i.ledger_value,
-                st02=i.st02,
-                segment_position=i.segment_position,
-            )
-            for i in items[:limit]
-        ],
+    return from_row(
+        ReconciliationOut,
+        rec,
+        items=[from_row(ReconciliationItemOut, i) for i in items[:limit]],
         next_after=items[limit - 1].seq if len(items) > limit else None,
         csv_url=f"{base_url}/v1/interchanges/{receipt.id}/reconciliation.csv",
     )

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import TypeVar
 
 from pydantic import BaseModel, Field
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def from_row(model: type[M], row: object, **given: object) -> M:
+    """`model` from an ORM row: each field not `given` is the row's attribute of that name."""
+    values = {name: getattr(row, name) for name in model.model_fields if name not in given}
+    return model(**values, **given)
 
 
 class ReceiptOut(BaseModel):
