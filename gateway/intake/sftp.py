@@ -55,7 +55,7 @@ MAX_UPLOAD_BYTES = 4 << 30
 MAX_WRITE_GAP = 16 << 20
 # An empty inbound file younger than this may be one being created right now (between its
 # open and its lock): left for a later start, not taken as an orphan.
-_JUST_CREATED_SECONDS = 60.0
+_JUST_CREATED_SECONDS = 5.0
 # The client chooses the read length; answer with at most this much (SFTP allows short reads).
 MAX_READ_BYTES = 256 << 10
 
@@ -367,8 +367,9 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
             if pflags & sftp_flag:
                 flags |= os_flag
         fd = self._open_regular(INBOUND, target.name, flags)
-        # Locked before it is truncated: another process may be writing it, or taking it.
-        if not _try_lock(fd):
+        # Locked before it is truncated: another process may be writing it, or taking it as an
+        # orphan (then, once we have the lock, the name is no longer this file).
+        if not _try_lock(fd) or not self._still_named(fd, target.name):
             os.close(fd)
             raise asyncssh.SFTPFailure("file is in use")
         try:
@@ -382,6 +383,15 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
         upload = _Upload(fd=fd, name=target.name, upload_id=uuid.uuid4().hex, end=end)
         self._log("sftp_upload_started", upload_id=upload.upload_id)
         return upload
+
+    def _still_named(self, fd: int, name: str) -> bool:
+        """The inbound name still refers to the file open on `fd`."""
+        try:
+            with self._open_dir(INBOUND) as dir_fd:
+                named = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except (OSError, asyncssh.SFTPError):
+            return False
+        return (named.st_dev, named.st_ino) == (os.fstat(fd).st_dev, os.fstat(fd).st_ino)
 
     def _open_regular(self, area: str, name: str, flags: int) -> int:
         with self._open_dir(area) as dir_fd, _os_errors():

@@ -7,10 +7,10 @@ cut off by a kill and promised nothing: `clean_tmp` removes it at start."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,7 +20,6 @@ from typing import IO
 from gateway.faults import crashpoint
 
 CHUNK = 1 << 20
-_JUST_CREATED_SECONDS = 60.0
 
 
 class StorageError(Exception):
@@ -54,8 +53,16 @@ class PendingBlob:
         self._limit = limit
         self.path = store.tmp_dir / f"{uuid.uuid4().hex}.tmp"
         self._file: IO[bytes] | None = open(self.path, "xb")  # noqa: SIM115 - closed in commit
-        # Held until committed or discarded: a process starting beside this one leaves it alone.
-        fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
+        try:
+            # Locked until committed or discarded: a process starting beside this one removes
+            # only the temporaries no one holds. One that starts between this open and this lock
+            # may remove the file: then it is not ours any more, and nothing was promised.
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
+            if os.stat(self.path).st_ino != os.fstat(self._file.fileno()).st_ino:
+                raise FileNotFoundError(errno.ENOENT, "temporary file removed")
+        except OSError:
+            self._file.close()
+            raise
         self._hash = hashlib.sha256()
         self.size = 0
 
@@ -154,18 +161,14 @@ class BlobStore:
         return digest.hexdigest()
 
     def clean_tmp(self) -> int:
-        """Remove temporaries left by a kill (never answered, so never promised): those no live
-        process holds. Other processes sharing the store hold theirs locked; an empty one
-        created a moment ago may be between its creation and its lock, and is left."""
+        """Remove temporaries left by a kill (never answered, so never promised): every one no
+        live process holds (other processes sharing the store hold theirs locked)."""
         count = 0
         for p in self.tmp_dir.glob("*.tmp"):
             with contextlib.suppress(OSError):
                 fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: in use
-                    st = os.fstat(fd)
-                    if st.st_size == 0 and time.time() - st.st_mtime < _JUST_CREATED_SECONDS:
-                        continue
                     p.unlink()
                     count += 1
                 finally:
