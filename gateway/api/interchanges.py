@@ -24,7 +24,7 @@ from gateway.api.schemas import (
     from_row,
 )
 from gateway.db import repositories as repo
-from gateway.db.models import Envelope, Finding, Receipt, Status
+from gateway.db.models import Finding, Interchange, Receipt, Status
 from gateway.errors import GatewayError
 from gateway.gate import interchange_acknowledged
 from validators.issues import meaning, remedy
@@ -117,7 +117,7 @@ def summary_of(r: Receipt) -> InterchangeSummary:
     )
 
 
-def _envelope_of(e: Envelope) -> EnvelopeOut:
+def _envelope_of(e: Interchange) -> EnvelopeOut:
     # Under a TA1 rejection no 999 answered the groups: no AK9/IK5 to show.
     answered = interchange_acknowledged(e.ta1_code)
     return from_row(
@@ -148,7 +148,7 @@ def _envelope_of(e: Envelope) -> EnvelopeOut:
     )
 
 
-def _findings_of(envelopes: list[Envelope], findings: list[Finding]) -> list[FindingOut]:
+def _findings_of(envelopes: list[Interchange], findings: list[Finding]) -> list[FindingOut]:
     """Each finding with the ISA13 / GS06 / ST02 of where it was found."""
     isa13_of = {e.id: e.isa13 for e in envelopes}
     gs06_of = {g.id: g.gs06 for e in envelopes for g in e.groups}

@@ -24,7 +24,7 @@ from gateway.dashboard.deps import (
 from gateway.dashboard.formatting import error_kind, masked, safe_name
 from gateway.dashboard.segments import mask_ack, mask_value, segment_contexts
 from gateway.db import repositories as repo
-from gateway.db.models import AckKind, Envelope, Receipt, Status
+from gateway.db.models import AckKind, Interchange, Receipt, Status
 from gateway.enrollment import queries
 from gateway.services import audit, interchanges
 from gateway.web import download
@@ -124,7 +124,7 @@ def _page(request: Request, viewer: Viewer, gw: Gateway, receipt_id: str, reveal
         r = repo.get_receipt(s, receipt_id)
         if r is None:
             return HTMLResponse(NO_SUCH, 404)
-        envelopes: list[Envelope] = list(r.envelopes)
+        envelopes: list[Interchange] = list(r.envelopes)
         env_ord = {e.id: n for n, e in enumerate(envelopes)}
         group_of: dict[int, tuple[int, str]] = {}
         set_of: dict[int, tuple[int, str]] = {}

@@ -128,13 +128,13 @@ class Receipt(Base):
     members_business_rejected: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     partner: Mapped[Partner] = relationship(lazy="joined")
-    envelopes: Mapped[list[Envelope]] = relationship(
-        back_populates="receipt", order_by="Envelope.seq", lazy="selectin"
+    envelopes: Mapped[list[Interchange]] = relationship(
+        back_populates="receipt", order_by="Interchange.seq", lazy="selectin"
     )
 
 
-class Envelope(Base):
-    """One ISA…IEA interchange inside a received file."""
+class Interchange(Base):
+    """One ISA…IEA interchange inside a received file (table `envelopes`)."""
 
     __tablename__ = "envelopes"
     __table_args__ = (Index("ix_envelopes_isa13", "isa13"),)

@@ -12,9 +12,9 @@ from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session, lazyload
 
 from gateway.db.models import (
-    Envelope,
     Finding,
     Group,
+    Interchange,
     LedgerStatus,
     Partner,
     Receipt,
@@ -83,8 +83,8 @@ def overview_counts(
         select(Partner.name, func.count(func.distinct(Receipt.id)))
         .select_from(Receipt)
         .join(Partner, Partner.id == Receipt.partner_id)
-        .join(Envelope, Envelope.receipt_id == Receipt.id)
-        .where(*window, Envelope.usage != PRODUCTION)
+        .join(Interchange, Interchange.receipt_id == Receipt.id)
+        .where(*window, Interchange.usage != PRODUCTION)
         .group_by(Partner.name)
     ).all():
         out.setdefault(name, PartnerCounts(partner=name)).test += n
@@ -198,7 +198,7 @@ def _where(stmt: Select, f: RejectFilter) -> Select:  # type: ignore[type-arg]
         stmt = stmt.where(Receipt.id.in_(select(Finding.receipt_id).where(and_(*cond))))
     if f.isa13:
         stmt = stmt.where(
-            Receipt.id.in_(select(Envelope.receipt_id).where(Envelope.isa13 == f.isa13))
+            Receipt.id.in_(select(Interchange.receipt_id).where(Interchange.isa13 == f.isa13))
         )
     if f.gs06:
         stmt = stmt.where(Receipt.id.in_(select(Group.receipt_id).where(Group.gs06 == f.gs06)))
@@ -282,9 +282,9 @@ def envelope_ids_for(session: Session, receipt_ids: Sequence[str]) -> dict[str, 
         return {}
     out: dict[str, list[str]] = defaultdict(list)
     for rid, isa13 in session.execute(
-        select(Envelope.receipt_id, Envelope.isa13)
-        .where(Envelope.receipt_id.in_(list(receipt_ids)))
-        .order_by(Envelope.receipt_id, Envelope.seq)
+        select(Interchange.receipt_id, Interchange.isa13)
+        .where(Interchange.receipt_id.in_(list(receipt_ids)))
+        .order_by(Interchange.receipt_id, Interchange.seq)
     ).all():
         out[rid].append(isa13)
     return dict(out)

@@ -18,9 +18,9 @@ from gateway.db.models import (
     Ack,
     AuditEntry,
     Counter,
-    Envelope,
     Finding,
     Group,
+    Interchange,
     InterchangeKey,
     Partner,
     Receipt,
@@ -100,7 +100,7 @@ def receipt_detail(session: Session, receipt_id: str, partner_id: int) -> Receip
             .options(
                 lazyload(Receipt.partner),
                 joinedload(Receipt.envelopes)
-                .joinedload(Envelope.groups)
+                .joinedload(Interchange.groups)
                 .joinedload(Group.transaction_sets),
             )
         )
@@ -150,7 +150,7 @@ def _filtered(f: ReceiptFilter) -> Select[Receipt]:
         stmt = stmt.where(Receipt.received_at < f.until)
     if f.isa13:
         stmt = stmt.where(
-            Receipt.id.in_(select(Envelope.receipt_id).where(Envelope.isa13 == f.isa13))
+            Receipt.id.in_(select(Interchange.receipt_id).where(Interchange.isa13 == f.isa13))
         )
     if f.gs06:
         stmt = stmt.where(Receipt.id.in_(select(Group.receipt_id).where(Group.gs06 == f.gs06)))
@@ -367,7 +367,7 @@ def reprocess(session: Session, receipt_id: str, operator: str) -> Receipt | Non
     session.execute(
         update(Ack).where(Ack.receipt_id == receipt_id).values(superseded=True, envelope_id=None)
     )
-    for model in (Finding, TransactionSet, Group, Envelope, InterchangeKey):
+    for model in (Finding, TransactionSet, Group, Interchange, InterchangeKey):
         session.execute(delete(model).where(model.receipt_id == receipt_id))
     previous = receipt.outcome or receipt.status
     receipt.status = Status.RECEIVED

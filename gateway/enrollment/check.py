@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from gateway.db.models import (
     CoreDelivery,
-    Envelope,
     Group,
+    Interchange,
     MemberEventRow,
     MemberOutcome,
     Partner,
@@ -104,11 +104,11 @@ def _facts_of(
     # for an onboarding partner.
     sender = SenderFacts(partner.isa_qualifier, partner.isa_id)
     rows = session.execute(
-        select(Envelope, Group, TransactionSet)
-        .join(Group, Group.envelope_id == Envelope.id)
+        select(Interchange, Group, TransactionSet)
+        .join(Group, Group.envelope_id == Interchange.id)
         .join(TransactionSet, TransactionSet.group_id == Group.id)
-        .where(Envelope.receipt_id == receipt_id)
-        .order_by(Envelope.seq, Group.seq, TransactionSet.seq)
+        .where(Interchange.receipt_id == receipt_id)
+        .order_by(Interchange.seq, Group.seq, TransactionSet.seq)
     ).all()
     ordinal = envelope_ordinals(session, receipt_id)  # groupless interchanges count too
     out: dict[tuple[int, int, int], tuple[SetFacts, str, str, str]] = {}

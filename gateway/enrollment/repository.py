@@ -15,8 +15,8 @@ from gateway.db import repositories as repo
 from gateway.db.base import utcnow
 from gateway.db.models import (
     BusinessFinding,
-    Envelope,
     Group,
+    Interchange,
     LedgerMember,
     LedgerStatus,
     MemberEventRow,
@@ -170,10 +170,10 @@ def leased_ledger_work(session: Session) -> list[Receipt]:
 def _sets_of(session: Session, receipt_id: str, *columns: Any) -> dict[SetKey, tuple[Any, ...]]:
     """`columns` of every 834 set of the file, by its key as member events count it."""
     rows = session.execute(
-        select(Envelope.id, Group.seq, TransactionSet.seq, *columns)
-        .join(Group, Group.envelope_id == Envelope.id)
+        select(Interchange.id, Group.seq, TransactionSet.seq, *columns)
+        .join(Group, Group.envelope_id == Interchange.id)
         .join(TransactionSet, TransactionSet.group_id == Group.id)
-        .where(Envelope.receipt_id == receipt_id, TransactionSet.st01 == "834")
+        .where(Interchange.receipt_id == receipt_id, TransactionSet.st01 == "834")
     ).all()
     ordinal = envelope_ordinals(session, receipt_id)
     return {(ordinal[row[0]], row[1], row[2]): tuple(row) for row in rows}
@@ -203,7 +203,7 @@ def member_counts(session: Session, receipt_id: str) -> dict[SetKey, tuple[int, 
 def envelope_ordinals(session: Session, receipt_id: str) -> dict[int, int]:
     """envelopes.id -> the interchange's ordinal in its file, as member events count them."""
     ids = session.scalars(
-        select(Envelope.id).where(Envelope.receipt_id == receipt_id).order_by(Envelope.seq)
+        select(Interchange.id).where(Interchange.receipt_id == receipt_id).order_by(Interchange.seq)
     ).all()
     return {env_id: n for n, env_id in enumerate(ids)}
 

@@ -26,9 +26,9 @@ from gateway.db.models import (
     COUNT_COLUMNS,
     Ack,
     AckKind,
-    Envelope,
     Finding,
     Group,
+    Interchange,
     InterchangeKey,
     Partner,
     Receipt,
@@ -298,11 +298,11 @@ class _Store:
         self.unusable.append(result)
         self.findings.append(finding_row(self.job.receipt_id, len(self.findings), result))
 
-    def add_interchange(self, seq: int, result: InterchangeResult) -> Envelope:
+    def add_interchange(self, seq: int, result: InterchangeResult) -> Interchange:
         qualifier, sender = result.sender
-        env = Envelope(
+        env = Interchange(
             **fit(
-                Envelope,
+                Interchange,
                 {
                     "receipt_id": self.job.receipt_id,
                     "seq": seq,
@@ -356,7 +356,7 @@ class _Store:
             raise DuplicateRace(self.job.receipt_id) from exc
 
     def _add_group(
-        self, env: Envelope, gseq: int, group: GroupResult, result: InterchangeResult
+        self, env: Interchange, gseq: int, group: GroupResult, result: InterchangeResult
     ) -> None:
         g = Group(
             **fit(
@@ -422,7 +422,7 @@ class _Store:
             self._findings(ts.issues, envelope_id=env.id, group_id=g.id, set_id=t.id)
 
     def add_acks(
-        self, env: Envelope, result: InterchangeResult, numbers: Iterator[int], now: dt.datetime
+        self, env: Interchange, result: InterchangeResult, numbers: Iterator[int], now: dt.datetime
     ) -> None:
         """A TA1 when asked for or when the envelope has errors; a 999 unless the TA1 rejects."""
         identity = self.gw.settings.identity

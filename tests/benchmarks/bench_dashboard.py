@@ -45,9 +45,9 @@ from gateway.dashboard.app import create_dashboard  # noqa: E402
 from gateway.db import reports  # noqa: E402
 from gateway.db.migrate import upgrade  # noqa: E402
 from gateway.db.models import (  # noqa: E402
-    Envelope,
     Finding,
     Group,
+    Interchange,
     Partner,
     Receipt,
     Role,
@@ -127,7 +127,7 @@ class Seeder:
         """One receipt per age (seconds before now), in the order given."""
         rows: dict[type, list[dict[str, Any]]] = {
             Receipt: [],
-            Envelope: [],
+            Interchange: [],
             Group: [],
             TransactionSet: [],
             Finding: [],
@@ -221,7 +221,7 @@ class Seeder:
         env_id, group_id = self.next_envelope, self.next_group
         self.next_envelope += 1
         self.next_group += 1
-        rows[Envelope].append(
+        rows[Interchange].append(
             {
                 "id": env_id,
                 "receipt_id": rid,
@@ -275,7 +275,7 @@ class Seeder:
             )
 
         if ta1_rejected:
-            note = rows[Envelope][-1]["ta1_note"]
+            note = rows[Interchange][-1]["ta1_note"]
             finding(("TA105", note, "interchange", None, None, None, None))
         n_sets = 2 if outcome == "partially_accepted" else rng.choice((1, 1, 1, 2))
         group_ack = {"accepted": "A", "accepted_with_errors": "E", "partially_accepted": "P"}
@@ -384,7 +384,7 @@ def seed(gw: Gateway, receipts: int, seed_value: int) -> dict[str, int]:
         n = min(BATCH, receipts - done)
         rows = seeder.batch(ages[done : done + n])
         with unit_of_work(gw.sessions) as s:
-            for model in (Receipt, Envelope, Group, TransactionSet, Finding):
+            for model in (Receipt, Interchange, Group, TransactionSet, Finding):
                 # render_nulls: every row has the same columns, so each table is one executemany
                 # (the ORM otherwise drops None values and splits the batch at every change).
                 if rows[model]:
