@@ -9,8 +9,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.db.session import make_engine, make_session_factory
-from gateway.intake.storage import BlobStore
 from gateway.settings import Settings
+from gateway.storage import BlobStore
 
 
 @dataclass

@@ -17,9 +17,9 @@ from gateway.db.models import Receipt
 from gateway.errors import GatewayError
 from gateway.faults import crashpoint
 from gateway.intake.receive import record_receipt
-from gateway.intake.storage import StorageError, TooLarge
 from gateway.logging import get_logger
 from gateway.metrics import REJECTED_REQUESTS
+from gateway.storage import StorageError, TooLarge
 
 log = get_logger(__name__)
 ACCEPTED_TYPES = {"application/edi-x12", "text/plain", "application/octet-stream"}

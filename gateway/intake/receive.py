@@ -9,9 +9,9 @@ from gateway.db import repositories as repo
 from gateway.db.models import Receipt, Status
 from gateway.db.session import run_in_transaction
 from gateway.faults import crashpoint
-from gateway.intake.storage import StoredBlob
 from gateway.logging import get_logger
 from gateway.metrics import DUPLICATES, FILES_RECEIVED
+from gateway.storage import StoredBlob
 
 log = get_logger(__name__)
 

@@ -27,15 +27,15 @@ import pytest
 import uvicorn
 from sqlalchemy import func, select
 
+from gateway import storage
 from gateway.api.app import create_app
 from gateway.context import Gateway
 from gateway.db.migrate import upgrade
 from gateway.db.models import Receipt
 from gateway.db.session import unit_of_work
-from gateway.intake import storage
-from gateway.intake.storage import BlobStore
 from gateway.partners import add_partner
 from gateway.settings import Settings
+from gateway.storage import BlobStore
 from tests.conftest import SAMPLES
 from tests.gateway.harness import GatewayProcess, free_port, submit, wait_final
 from tests.gateway.test_http_e2e import _with_isa13

@@ -16,7 +16,7 @@ import asyncssh
 import httpx
 import pytest
 
-from gateway.intake.storage import BlobStore
+from gateway.storage import BlobStore
 from tests.conftest import SAMPLES
 from tests.gateway.harness import GatewayProcess, submit, wait_final
 
