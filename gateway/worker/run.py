@@ -26,16 +26,9 @@ from gateway.faults import crashpoint
 from gateway.logging import get_logger
 from gateway.metrics import FAILURES, INTERCHANGES, LATENCY, OUTCOMES, PARKED
 from gateway.worker import outbox
-from gateway.worker.pipeline import (
-    Abandoned,
-    DuplicateRace,
-    Job,
-    LeaseLost,
-    job_of,
-    park_failed,
-    store_results,
-    validate_job,
-)
+from gateway.worker.acknowledge import park_failed, store_results
+from gateway.worker.job import Abandoned, DuplicateRace, Job, LeaseLost, job_of
+from gateway.worker.validate import validate_job
 from validators.interchange import InterchangeResult
 
 log = get_logger(__name__)

@@ -1,18 +1,13 @@
-"""One job: a claimed receipt's blob is parsed and validated (streaming), and its outcome,
-envelopes, groups, transaction sets, findings and acknowledgements are stored in one
-transaction. Parsing and validation are pure (validators/); this module maps their results to
-rows."""
+"""Acknowledge: one validated file's outcome, interchanges, groups, transaction sets (with the
+gate's decision), findings and TA1/999 (or rejection notice) stored in one transaction, then the
+file queued for the ledger. This module maps the validator's results to rows."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 import json
-import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
@@ -38,167 +33,18 @@ from gateway.db.models import (
 )
 from gateway.enrollment.keys import order_key
 from gateway.enrollment.repository import mark_pending
-from gateway.faults import crashpoint, raisepoint
 from gateway.gate import SenderFacts, SetFacts, decide
-from gateway.parallel import SPLIT_FROM_BYTES, FileSetChecks, pool, processes_for
+from gateway.worker.job import DuplicateRace, Job, LeaseLost
+from gateway.worker.validate import Result, Validated, outcome_of
 from validators.acks import build_999, build_ta1
 from validators.interchange import (
     AckCode,
-    Engine,
     GroupResult,
     InterchangeResult,
     Outcome,
     UnusableResult,
-    ValidationOptions,
-    validate_stream,
 )
 from validators.issues import Issue
-
-Result = InterchangeResult | UnusableResult
-
-
-class Abandoned(Exception):
-    """Shutdown asked the worker to stop mid-file; the lease is released, nothing is stored."""
-
-
-class LeaseLost(Exception):
-    """Another worker took the receipt over (our lease expired); our results are discarded."""
-
-
-class DuplicateRace(Exception):
-    """A concurrent file from the same sender registered the same ISA13 first; validate again."""
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    receipt_id: str
-    partner_id: int
-    partner_name: str
-    expected_sender: tuple[str, str]
-    blob_path: str
-    filename: str | None
-    received_at: dt.datetime
-
-
-def job_of(receipt: Receipt) -> Job:
-    p = receipt.partner
-    return Job(
-        receipt_id=receipt.id,
-        partner_id=p.id,
-        partner_name=p.name,
-        expected_sender=(p.isa_qualifier, p.isa_id),
-        blob_path=receipt.blob_path,
-        filename=receipt.filename,
-        received_at=receipt.received_at,
-    )
-
-
-def validate_job(
-    gw: Gateway,
-    job: Job,
-    *,
-    cancel: threading.Event,
-    heartbeat: Callable[[], None],
-    heartbeat_seconds: float,
-) -> Validated:
-    """Stream the blob through the validator. Memory is bounded by findings, not file size.
-    The file's first chunk is kept for the ledger's order key: nothing reads the file again
-    until the ledger applies it."""
-
-    def is_duplicate(qualifier: str, sender: str, isa13: str) -> bool:
-        with gw.reads() as session:
-            return repo.is_isa13_used(
-                session, job.partner_id, qualifier, sender, isa13, job.receipt_id
-            )
-
-    options = ValidationOptions(
-        expected_sender=job.expected_sender,
-        expected_receiver=gw.settings.identity,
-        is_duplicate=is_duplicate,
-        max_segment_bytes=gw.settings.max_segment_bytes,
-        engine=Engine(gw.settings.validation_engine),
-    )
-    last_beat = time.monotonic()
-    head: list[bytes] = []
-
-    def chunks() -> Iterator[bytes]:
-        nonlocal last_beat
-        for chunk in gw.blobs.chunks(job.blob_path):
-            if not head:
-                head.append(chunk)
-            raisepoint("validating", chunk)  # tests: a bug whose message quotes the file
-            if cancel.is_set():
-                raise Abandoned
-            if time.monotonic() - last_beat > heartbeat_seconds:
-                heartbeat()
-                last_beat = time.monotonic()
-            yield chunk
-
-    checks = _set_checks(gw, job, options, cancel, heartbeat, heartbeat_seconds)
-    if checks is not None:
-        options = dataclasses.replace(options, set_checks=checks)
-    try:
-        results = list(validate_stream(chunks(), options))
-    finally:
-        if checks is not None:
-            checks.close()
-    crashpoint("validated")
-    return Validated(results, head[0] if head else b"")
-
-
-def _set_checks(
-    gw: Gateway,
-    job: Job,
-    options: ValidationOptions,
-    cancel: threading.Event,
-    heartbeat: Callable[[], None],
-    heartbeat_seconds: float,
-) -> FileSetChecks | None:
-    """Large 834 sets of this file checked in blocks by a process pool (gateway.parallel)."""
-    processes = processes_for(gw.settings.validation_processes)
-    if processes <= 1 or options.engine is not Engine.FAST:
-        return None
-    path = gw.blobs.path(job.blob_path)
-    if path.stat().st_size < SPLIT_FROM_BYTES:
-        return None
-
-    last_beat = time.monotonic()
-
-    def waiting() -> None:
-        nonlocal last_beat
-        if cancel.is_set():
-            raise Abandoned
-        if time.monotonic() - last_beat > heartbeat_seconds:
-            heartbeat()
-            last_beat = time.monotonic()
-
-    checks = FileSetChecks(
-        path,
-        pool(processes),
-        max_segment_bytes=options.max_segment_bytes,
-        max_issues=options.max_issues_per_set,
-        on_wait=waiting,
-        wait_seconds=0.5,
-    )
-    return checks if checks.split else None
-
-
-@dataclass(frozen=True, slots=True)
-class Validated:
-    results: list[Result]
-    head: bytes  # the file's first chunk (the ledger's order key reads its ISA13 and BGN)
-
-
-def outcome_of(results: list[Result]) -> Outcome:
-    """The file's outcome from its interchanges'; an unusable part counts as a rejection."""
-    kinds = {r.outcome if isinstance(r, InterchangeResult) else Outcome.REJECTED for r in results}
-    if not kinds or kinds == {Outcome.REJECTED}:
-        return Outcome.REJECTED
-    if kinds == {Outcome.ACCEPTED}:
-        return Outcome.ACCEPTED
-    if Outcome.REJECTED in kinds or Outcome.PARTIALLY_ACCEPTED in kinds:
-        return Outcome.PARTIALLY_ACCEPTED
-    return Outcome.ACCEPTED_WITH_ERRORS
 
 
 def ack_filename(job: Job, isa13: str, kind: str) -> str:
