@@ -29,7 +29,7 @@ from gateway.enrollment import (
     extract_members,
 )
 from gateway.enrollment.extract import MAX_ITEMS_PER_MEMBER
-from tests.conftest import SAMPLES, peer_files, sample_files
+from tests.conftest import SAMPLES, needs_peer_corpus, peer_files, peer_params, sample_files
 from tests.x12build import HEADER, MEMBER, TS, Group, x12
 
 GOOD = sorted(p for p in sample_files() if p.name.startswith("good_"))
@@ -497,6 +497,7 @@ class TestExtractMembersOnSamples:
             ("ISAACSON-ISAAC", "GSELL"),
         ]
 
+    @needs_peer_corpus()
     def test_mailing_address_and_corrected_insured_from_peer_file(self) -> None:
         (event,) = members(
             next(p for p in peer_files() if p.name == "pyx12_834_ls_le_ls.834").read_bytes()
@@ -520,7 +521,7 @@ class TestExtractMembersOnSamples:
         assert due.period_begin == due.period_end == date(2013, 6, 20)
         assert len(event.reporting_category_loops) == 13
 
-    @pytest.mark.parametrize("path", peer_files(), ids=lambda p: p.stem)
+    @pytest.mark.parametrize("path", peer_params())
     def test_peer_files(self, path: Path) -> None:
         data = path.read_bytes()
         events = members(data)

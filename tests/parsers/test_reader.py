@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -27,7 +28,7 @@ from parsers import (
 )
 from parsers.envelope import AT_END, TRANSITIONS, State, transition
 from parsers.writer import segment
-from tests.conftest import peer_files, sample_files
+from tests.conftest import peer_params, sample_files
 from tests.x12build import TS, Group, x12
 
 
@@ -203,19 +204,19 @@ class TestEnvelope:
         assert set(AT_END) == set(State)
 
 
-def _sample_inputs() -> list[Path]:
-    return sample_files() + peer_files()
+def _sample_inputs() -> list[Any]:
+    return [pytest.param(p, id=p.name) for p in sample_files()] + peer_params()
 
 
 class TestIncrementalFeeding:
-    @pytest.mark.parametrize("path", _sample_inputs(), ids=lambda p: p.name)
+    @pytest.mark.parametrize("path", _sample_inputs())
     def test_whole_and_byte_at_a_time_give_identical_events(self, path: Path) -> None:
         data = path.read_bytes()
         if len(data) > 200_000:
             pytest.skip("large sample: fed in 7-byte chunks below")
         assert events_of(data) == events_of(data, chunk=1)
 
-    @pytest.mark.parametrize("path", _sample_inputs(), ids=lambda p: p.name)
+    @pytest.mark.parametrize("path", _sample_inputs())
     def test_odd_chunks_give_identical_events(self, path: Path) -> None:
         data = path.read_bytes()
         assert events_of(data) == events_of(data, chunk=7)

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ROOT, peer_files, sample_files
+from tests.conftest import ROOT, peer_files, peer_params, sample_files
 from tests.validators.mutate import Mutant, corpus_case, guide, parse
 from validators.interchange import (
     Engine,
@@ -134,7 +134,9 @@ def corpus(seed: int) -> Mutant:
 
 
 class TestWholeFiles:
-    @pytest.mark.parametrize("path", sample_files() + peer_files(), ids=lambda p: p.name)
+    @pytest.mark.parametrize(
+        "path", [pytest.param(p, id=p.name) for p in sample_files()] + peer_params()
+    )
     def test_same_findings(self, path: Path) -> None:
         found = difference(path.read_bytes())
         assert found is None, f"{path.name}: {found}"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import peer_files, sample_files
+from tests.conftest import peer_files, peer_params, sample_files
 from tests.validators.pyx12_reference import pyx12_set_verdicts
 from validators.interchange import InterchangeResult, validate_stream
 
@@ -41,7 +41,9 @@ def test_deviations_are_real_files() -> None:
     assert set(KNOWN_DEVIATIONS) <= names
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [pytest.param(p, id=p.name) for p in sample_files()] + peer_params()
+)
 def test_set_verdicts_match_pyx12(path: Path) -> None:
     ours = our_set_verdicts(path)
     if path.name in KNOWN_DEVIATIONS:

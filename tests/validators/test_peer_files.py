@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import peer_files
+from tests.conftest import needs_peer_corpus, peer_files, peer_params
 from validators.interchange import InterchangeResult, validate_stream
 
 
-@pytest.mark.parametrize("path", peer_files(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", peer_params())
 def test_peer_file_verdict(path: Path) -> None:
     expected = path.with_suffix(".verdict").read_text().strip()
     results = list(validate_stream([path.read_bytes()]))
@@ -20,5 +20,6 @@ def test_peer_file_verdict(path: Path) -> None:
     assert verdicts == {expected}
 
 
+@needs_peer_corpus()
 def test_all_sixteen_are_there() -> None:
     assert len(peer_files()) == 16
