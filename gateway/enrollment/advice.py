@@ -18,7 +18,8 @@ from gateway.db.models import Ack, AckKind, BusinessFinding, MemberOutcome, Rece
 from gateway.enrollment import repository as ledger_repo
 from gateway.enrollment.extract import SetKey
 from gateway.enrollment.rules import RULES
-from validators.acks import BusinessError, SetAdvice, build_824
+from parsers.delimiters import DEFAULT_DELIMITERS
+from validators.acks import BusinessError, SetAdvice, build_824, echo
 
 UNLISTED_RULE_CODE = "024"  # X186 TED01: other unlisted reason
 
@@ -82,8 +83,9 @@ def add_824s(session: Session, receipt: Receipt, *, dry_run: bool) -> None:
             sender=(envelope.receiver_qualifier, envelope.receiver_id),  # us, as addressed
             receiver=(envelope.sender_qualifier, envelope.sender_id),
             usage=envelope.usage or "P",
-            gs02=group.gs03 or None,
-            gs03=group.gs02 or None,
+            # Echo the received GS03/GS02 only when our 824 can carry them as they are.
+            gs02=echo.an(group.gs03, DEFAULT_DELIMITERS, min_len=2, max_len=15, neutral="") or None,
+            gs03=echo.an(group.gs02, DEFAULT_DELIMITERS, min_len=2, max_len=15, neutral="") or None,
         )
         session.add(
             Ack(

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 
+from parsers.delimiters import DEFAULT_DELIMITERS, Delimiters
 from parsers.events import Segment
 from parsers.writer import segment
+from validators.acks import echo
+
+UNKNOWN_PARTY = "UNKNOWN"  # stands in for a received ISA06/ISA08 we cannot echo
 
 
 def reply_isa(
@@ -15,11 +19,14 @@ def reply_isa(
     now: dt.datetime,
     repetition: str,
     sender: tuple[str, str] | None = None,
+    delimiters: Delimiters = DEFAULT_DELIMITERS,
 ) -> Segment:
     """Our ISA: sender and receiver swapped from the received ISA; ISA14 = 0 (we ask for no TA1
     back); ISA15 mirrors the received test/production indicator. `sender` (qualifier, id) is our
-    registered identity when known; otherwise we answer as the received ISA07/ISA08."""
+    registered identity when known; otherwise we answer as the received ISA07/ISA08. What we
+    echo is checked against its element and our `delimiters` (see `echo`)."""
     e = received_isa.element
+    d = delimiters
     our_qualifier, our_id = sender if sender is not None else (e(7), e(8))
     usage = e(15) if e(15) in ("P", "T") else "P"
     return segment(
@@ -28,10 +35,10 @@ def reply_isa(
         " " * 10,
         "00",
         " " * 10,
-        _fit(our_qualifier, 2) if our_qualifier.strip() else "ZZ",
-        _fit(our_id, 15),
-        _fit(e(5), 2) if e(5).strip() else "ZZ",
-        _fit(e(6), 15),
+        echo.code(our_qualifier, min_len=2, max_len=2, neutral="ZZ"),
+        echo.fixed(our_id, d, width=15, neutral=UNKNOWN_PARTY),
+        echo.code(e(5), min_len=2, max_len=2, neutral="ZZ"),
+        echo.fixed(e(6), d, width=15, neutral=UNKNOWN_PARTY),
         now.strftime("%y%m%d"),
         now.strftime("%H%M"),
         repetition,
@@ -49,7 +56,3 @@ def with_component(isa: Segment, component: str) -> Segment:
 
 def iea(group_count: int, control_number: int) -> Segment:
     return segment("IEA", str(group_count), f"{control_number:09d}")
-
-
-def _fit(value: str, width: int) -> str:
-    return value[:width].ljust(width)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from parsers.writer import render_segments, segment
+from validators.acks import echo
 from validators.acks.reply import iea, reply_isa, with_component
 from validators.interchange import InterchangeResult
 
@@ -27,9 +28,18 @@ def build_ta1(
             now=now,
             repetition=d.repetition,
             sender=sender,
+            delimiters=d,
         ),
         d.component,
     )
     e = result.isa.element
-    ta1 = segment("TA1", e(13), e(9), e(10), result.ta1_code.value, result.ta1_note)
+    # TA101-TA103 echo ISA13/ISA09/ISA10 only when they are what the ISA says they are.
+    ta1 = segment(
+        "TA1",
+        echo.digits(e(13), min_len=9, max_len=9, neutral="000000000"),
+        echo.digits(e(9), min_len=6, max_len=6, neutral=now.strftime("%y%m%d")),
+        echo.digits(e(10), min_len=4, max_len=4, neutral=now.strftime("%H%M")),
+        result.ta1_code.value,
+        result.ta1_note,
+    )
     return render_segments([isa, ta1, iea(0, control_number)], d)

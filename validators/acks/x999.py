@@ -9,7 +9,8 @@ import datetime as dt
 from parsers.delimiters import Delimiters
 from parsers.events import Segment
 from parsers.writer import render_segments, segment
-from validators.acks.reply import iea, reply_isa, with_component
+from validators.acks import echo
+from validators.acks.reply import UNKNOWN_PARTY, iea, reply_isa, with_component
 from validators.interchange import GroupResult, InterchangeResult, TransactionSetResult
 from validators.issues import Issue, Level
 
@@ -38,16 +39,31 @@ def build_999(
             now=now,
             repetition=d.repetition,
             sender=sender,
+            delimiters=d,
         ),
         d.component,
     )
     first_gs = result.groups[0].gs if result.groups else None
     # GS02/GS03: our application code is the received GS03, theirs the received GS02.
+    ours = (sender or result.receiver)[1].strip()
+    theirs = result.isa.element(6).strip()
     gs = segment(
         "GS",
         "FA",
-        first_gs.element(3) if first_gs else (sender or result.receiver)[1].strip(),
-        first_gs.element(2) if first_gs else result.isa.element(6).strip(),
+        echo.an(
+            first_gs.element(3) if first_gs else ours,
+            d,
+            min_len=2,
+            max_len=15,
+            neutral=echo.an(ours, d, min_len=2, max_len=15, neutral=UNKNOWN_PARTY),
+        ),
+        echo.an(
+            first_gs.element(2) if first_gs else theirs,
+            d,
+            min_len=2,
+            max_len=15,
+            neutral=echo.an(theirs, d, min_len=2, max_len=15, neutral=UNKNOWN_PARTY),
+        ),
         now.strftime("%Y%m%d"),
         now.strftime("%H%M"),
         str(control_number),
@@ -65,7 +81,12 @@ def build_999(
 def _transaction(group: GroupResult, st02: str, d: Delimiters) -> list[Segment]:
     body: list[Segment] = [
         segment("ST", "999", st02, ACK_VERSION),
-        segment("AK1", group.gs.element(1), group.gs.element(6), group.gs.element(8)),
+        segment(
+            "AK1",
+            echo.code(group.gs.element(1), min_len=2, max_len=2, neutral="BE"),
+            echo.digits(group.gs.element(6), min_len=1, max_len=9, neutral="0"),
+            echo.an(group.gs.element(8), d, max_len=12, neutral=""),
+        ),
     ]
     for ts in group.sets:
         body.extend(_set_response(ts, d))
@@ -85,7 +106,14 @@ def _transaction(group: GroupResult, st02: str, d: Delimiters) -> list[Segment]:
 
 
 def _set_response(ts: TransactionSetResult, d: Delimiters) -> list[Segment]:
-    out = [segment("AK2", ts.st01, ts.st02, ts.st03)]
+    out = [
+        segment(
+            "AK2",
+            echo.code(ts.st01, min_len=3, max_len=3, neutral="834"),
+            echo.an(ts.st02, d, min_len=4, max_len=9, neutral="0000"),
+            echo.an(ts.st03, d, max_len=35, neutral=""),
+        )
+    ]
     current: tuple[str | None, int | None] | None = None
     for issue in ts.issues:
         if issue.level is Level.SEGMENT:
