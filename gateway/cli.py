@@ -395,7 +395,7 @@ def _partner_command(args: argparse.Namespace) -> int:
 def _ledger_command(args: argparse.Namespace) -> int:
     from gateway.context import Gateway
     from gateway.db import repositories as repo
-    from gateway.enrollment import report
+    from gateway.enrollment import terminal
 
     settings = _settings(args)
     gw = Gateway.open(settings)
@@ -408,10 +408,10 @@ def _ledger_command(args: argparse.Namespace) -> int:
                 sys.stderr.write(f"edi834 ledger: no partner named {args.partner!r}\n")
                 return 1
             if args.ledger_command == "members":
-                rows = report.members_table(session, partner, show_names=args.show_names)
-                report.write_members(rows, as_json=args.json)
+                rows = terminal.members_table(session, partner, show_names=args.show_names)
+                terminal.write_members(rows, as_json=args.json)
             else:
-                events = report.history_table(session, partner, args.member)
+                events = terminal.history_table(session, partner, args.member)
                 if args.json:
                     sys.stdout.write(json.dumps(events, indent=2) + "\n")
                 else:
