@@ -40,6 +40,7 @@ from parsers.events import (
 
 DEFAULT_MAX_SEGMENT_BYTES = 65_536
 BOM = b"\xef\xbb\xbf"
+_SAMPLE_BYTES = 512  # what "binary" or "not X12" is judged from
 _BETWEEN_SEGMENTS = b"\r\n \t"
 _LEADING_WHITESPACE = b" \t\r\n"
 # A mispadded ISA is still read by counting separators, within this many bytes.
@@ -202,7 +203,11 @@ class SegmentReader:
                 # envelope can report it as segments outside any interchange.
                 self._mode = _Mode.SEGMENTS
                 return _AGAIN
-            sample = bytes(self._buf[start : start + 512])
+            # Judge from the same sample however the input was cut: wait for 512 bytes (or the
+            # end) so that chunking never changes the verdict (binary vs not X12).
+            if len(self._buf) - start < _SAMPLE_BYTES and not self._eof:
+                return NEED_DATA
+            sample = bytes(self._buf[start : start + _SAMPLE_BYTES])
             if b"\x00" in sample or _mostly_binary(sample):
                 return self._unusable(UnusableReason.BINARY)
             return self._unusable(UnusableReason.NOT_X12)

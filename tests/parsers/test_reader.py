@@ -27,6 +27,7 @@ from parsers import (
     render_segments,
 )
 from parsers.envelope import AT_END, TRANSITIONS, State, transition
+from parsers.tokenizer import BOM
 from parsers.writer import segment
 from tests.conftest import peer_params, sample_files
 from tests.x12build import TS, Group, x12
@@ -276,6 +277,28 @@ class TestArbitraryBytes:
     def test_never_raises_after_a_real_isa(self, tail: bytes, cut: int) -> None:
         data = x12()[:cut] + tail
         events_of(data)
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.lists(st.sampled_from([b"\xef\xbb\xbf", b"\x00", b"ISA", b"~", b" "]), max_size=4),
+        st.binary(max_size=700),
+        st.integers(1, 23),
+    )
+    def test_chunking_never_changes_what_is_read(
+        self, prefix: list[bytes], body: bytes, chunk: int
+    ) -> None:
+        """Whole, byte at a time and in odd chunks give identical events, leading BOMs and all
+        (two BOMs used to read `binary` in chunks of <= 22 bytes and `not_x12` whole)."""
+        data = b"".join(prefix) + body
+        whole = events_of(data)
+        assert events_of(data, chunk=1) == whole
+        assert events_of(data, chunk=chunk) == whole
+
+    def test_two_boms_then_text_is_not_x12_however_it_is_cut(self) -> None:
+        data = BOM * 2 + b"hello, this is a letter and not an interchange at all. " * 4
+        for chunk in (1, 7, 22, len(data)):
+            (found,) = [e for e in events_of(data, chunk=chunk) if isinstance(e, Unusable)]
+            assert found.reason is UnusableReason.NOT_X12, chunk
 
     def test_reader_refuses_feed_after_end(self) -> None:
         reader = EnvelopeReader()
