@@ -3,7 +3,8 @@ of members are checked by a pool of processes that read their block straight fro
 while this process reads the envelope and merges the findings in order.
 
 Memory stays flat: the plan reads the file once in 8 MB chunks and holds offsets, a block is
-at most a few MB in one process at a time, and only findings come back. The pool is made once
+at most a few MB in one process at a time, and only findings come back — from at most a few
+blocks ahead of the envelope reader, and at most a set's cap of them kept. The pool is made once
 per process and kept (its processes compile the 834 map once each); it uses forkserver, so a
 gateway process with threads is never forked."""
 
@@ -14,7 +15,8 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -116,8 +118,9 @@ def _check_part_of_file(
 
 
 class FileSetChecks:
-    """`validators.parallel.SetChecks` for a file on disk. Every block is submitted up front,
-    so the pool works ahead of the envelope reader."""
+    """`validators.parallel.SetChecks` for a file on disk. The pool works ahead of the envelope
+    reader by at most `ahead` blocks (in file order), and a set keeps at most `max_issues` of its
+    blocks' findings (the rest counted): what waits here does not grow with the file."""
 
     def __init__(
         self,
@@ -129,6 +132,7 @@ class FileSetChecks:
         members_per_part: int = MEMBERS_PER_PART,
         on_wait: Callable[[], None] | None = None,
         wait_seconds: float = 5.0,
+        ahead: int = 4,
     ) -> None:
         self._path = str(path)
         # Called every `wait_seconds` while this process waits for a block: the gateway worker
@@ -138,17 +142,18 @@ class FileSetChecks:
         self._executor = executor
         self._max_segment_bytes = max_segment_bytes
         self._max_issues = max_issues
+        self._ahead = max(ahead, 1)
         self._plans: dict[int, PlannedSet] = {}
-        self._futures: dict[int, list[Future[PartResult]]] = {}
+        self._queue: deque[tuple[int, int]] = deque()  # (st_offset, part): not yet submitted
+        self._futures: dict[tuple[int, int], Future[PartResult]] = {}  # submitted, not collected
         with open(path, "rb") as f:
             chunks = iter(lambda: f.read(_PLAN_CHUNK), b"")
             for planned in plan_sets(
                 chunks, members_per_part=members_per_part, max_segment_bytes=max_segment_bytes
             ):
                 self._plans[planned.st_offset] = planned
-                self._futures[planned.st_offset] = [
-                    self._submit(planned, part) for part in planned.parts
-                ]
+                self._queue.extend((planned.st_offset, i) for i in range(len(planned.parts)))
+        self._top_up()
 
     @property
     def split(self) -> bool:
@@ -165,17 +170,62 @@ class FileSetChecks:
             self._max_issues,
         )
 
+    def _top_up(self) -> None:
+        while self._queue and len(self._futures) < self._ahead:
+            key = self._queue.popleft()
+            planned = self._plans[key[0]]
+            self._futures[key] = self._submit(planned, planned.parts[key[1]])
+
+    def _drop_before(self, st_offset: int) -> None:
+        """Sets are read in file order: blocks of earlier sets will never be asked for."""
+        while self._queue and self._queue[0][0] < st_offset:
+            self._queue.popleft()
+        for key in [k for k in self._futures if k[0] < st_offset]:
+            self._futures.pop(key).cancel()
+
     def planned(self, st_offset: int) -> PlannedSet | None:
         return self._plans.get(st_offset)
 
     def run(self, planned: PlannedSet, parts: tuple[Part, ...]) -> list[PartResult]:
-        futures = self._futures.pop(planned.st_offset, None)
-        if futures is not None and parts == planned.parts:
-            return [self._wait(f) for f in futures]
-        if futures is not None:
-            for f in futures:
-                f.cancel()
-        return [self._wait(self._submit(planned, part)) for part in parts]
+        st = planned.st_offset
+        self._drop_before(st)
+        if parts != planned.parts:  # the fallback: this set in one go
+            self._drop_before(st + 1)
+            futures = (self._submit(planned, part) for part in parts)
+            return self._collect(self._wait(f) for f in futures)
+
+        def in_order() -> Iterator[PartResult]:
+            for i in range(len(parts)):
+                key = (st, i)
+                if key not in self._futures:  # not submitted yet: this one is next in line
+                    if self._queue and self._queue[0] == key:
+                        self._queue.popleft()
+                    self._futures[key] = self._submit(planned, parts[i])
+                future = self._futures[key]
+                try:
+                    yield self._wait(future)
+                finally:
+                    self._futures.pop(key, None)
+                    self._top_up()
+
+        return self._collect(in_order())
+
+    def _collect(self, results: Iterable[PartResult]) -> list[PartResult]:
+        """The blocks' results in order, the set's findings cut at `max_issues` as they come
+        (the cut ones counted): the same findings the set keeps when checked in one go."""
+        out: list[PartResult] = []
+        kept = 0
+        for result in results:
+            room = max(self._max_issues - kept, 0)
+            extra = len(result.issues) - room
+            if extra > 0:
+                # The lookahead findings are the part's last ones: cut first.
+                result.lookahead_findings = max(result.lookahead_findings - extra, 0)
+                del result.issues[room:]
+                result.truncated += extra
+            kept += len(result.issues)
+            out.append(result)
+        return out
 
     def _wait(self, future: Future[PartResult]) -> PartResult:
         while True:
@@ -187,7 +237,7 @@ class FileSetChecks:
 
     def close(self) -> None:
         """Drop what was not collected (a file abandoned half way)."""
-        for futures in self._futures.values():
-            for f in futures:
-                f.cancel()
+        self._queue.clear()
+        for future in self._futures.values():
+            future.cancel()
         self._futures.clear()

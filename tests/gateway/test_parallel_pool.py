@@ -51,6 +51,20 @@ def test_pool_equals_one_go(large: Path) -> None:
     assert len(issues) >= 3  # the planted findings are there to be compared
 
 
+@pytest.mark.parametrize("cap", [1, 2, 3])
+def test_few_blocks_ahead_and_findings_cut_at_the_cap_as_they_come(large: Path, cap: int) -> None:
+    """What waits for the envelope reader is bounded: `ahead` blocks in flight, and a set's
+    findings cut at its cap as the blocks come back — the same findings and counts as one go."""
+    data = large.read_bytes()
+    checks = FileSetChecks(large, pool(2), max_segment_bytes=65_536, max_issues=cap, ahead=2)
+    assert len(checks._futures) == 2 and len(checks._queue) == 3  # 5 blocks of 2,000 members
+    split = summary(data, ValidationOptions(set_checks=checks, max_issues_per_set=cap))
+    whole = summary(data, ValidationOptions(max_issues_per_set=cap))
+    assert split == whole
+    assert whole[0][3] > 0  # findings were cut (and counted)
+    assert not checks._futures and not checks._queue
+
+
 def test_cli_jobs(large: Path, edi834: Path, tmp_path: Path) -> None:
     outs = {}
     for jobs in ("1", "2"):
