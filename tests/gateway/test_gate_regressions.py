@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from pathlib import Path
 
 import asyncssh
+import httpx
 import pytest
 
-from tests.gateway.harness import GatewayProcess, submit, wait_ledger
+from tests.gateway.harness import OPERATOR_PASSWORD, GatewayProcess, login, submit, wait_ledger
 from tests.gateway.x834 import Member, dependent, interchange
 
 A_ID, B_ID, C_ID = "VA0FFM", "MD0SBE", "DC0HBX"
@@ -256,3 +258,33 @@ def test_helpers_build_what_they_say(tmp_path: Path) -> None:
     assert int(segs[se].split("*")[1]) == se - st + 1
     assert sum(s == "ZZZ*X" for s in segs) == 3
     assert b"*0*T*:~" in a_file("H", usage="T")
+
+
+class TestOperatorsSeeIt:
+    """Runs last in the module: the files above are on the dashboard and in /metrics."""
+
+    def test_dashboard_counts_test_files_apart_and_says_why_a_set_was_not_applied(self, gw) -> None:
+        rid, _ = send(gw, "a", a_file("VIEW", usage="T"))
+        gw.add_operator("ops", OPERATOR_PASSWORD)
+        dash, r = login(gw, "ops")
+        try:
+            assert r.status_code in (200, 303)
+            overview = dash.get("/dashboard").text
+            row = re.search(r'<tr data-partner="a">(.*?)</tr>', overview, re.S)
+            assert row is not None
+            test_files = re.search(r'data-k="test">(\d+)<', row.group(1))
+            assert test_files is not None and int(test_files.group(1)) >= 2
+            detail = dash.get(f"/dashboard/interchanges/{rid}").text
+            assert 'data-gate="not_applied"' in detail
+            assert "not applied: test interchange (ISA15 T)" in detail
+        finally:
+            dash.close()
+
+    def test_metrics_count_test_interchanges_and_files_kept_from_the_ledger(self, gw) -> None:
+        text = httpx.get(f"{gw.url}/metrics", timeout=10).text
+        usage_t = re.search(r'edi834_interchanges_processed_total\{ta1="A",usage="T"\} (\S+)', text)
+        assert usage_t is not None and float(usage_t.group(1)) >= 2
+        not_applied = re.search(r'edi834_ledger_files\{status="not_applied"\} (\S+)', text)
+        assert not_applied is not None and float(not_applied.group(1)) >= 3
+        dry = re.search(r'edi834_ledger_files\{status="dry_run"\} (\S+)', text)
+        assert dry is not None and float(dry.group(1)) >= 1
