@@ -261,10 +261,11 @@ def test_helpers_build_what_they_say(tmp_path: Path) -> None:
 
 
 class TestOperatorsSeeIt:
-    """Runs last in the module: the files above are on the dashboard and in /metrics."""
+    """Each test sends what it counts, so it holds alone or after the others."""
 
     def test_dashboard_counts_test_files_apart_and_says_why_a_set_was_not_applied(self, gw) -> None:
-        rid, _ = send(gw, "a", a_file("VIEW", usage="T"))
+        send(gw, "a", a_file("VIEW1", usage="T"))
+        rid, _ = send(gw, "a", a_file("VIEW2", usage="T"))
         gw.add_operator("ops", OPERATOR_PASSWORD)
         dash, r = login(gw, "ops")
         try:
@@ -281,6 +282,11 @@ class TestOperatorsSeeIt:
             dash.close()
 
     def test_metrics_count_test_interchanges_and_files_kept_from_the_ledger(self, gw) -> None:
+        for tag in ("MET1", "MET2"):
+            send(gw, "a", a_file(tag, usage="T"))
+        send(gw, "b", a_file("MET3", sender=A_ID))  # TA1 006: not applied
+        dry = interchange(family("MET4"), control=next(_control), sender=C_ID)
+        send(gw, "c", dry.replace(b"*0*P*:~", b"*0*T*:~", 1))  # onboarding: a dry run
         text = httpx.get(f"{gw.url}/metrics", timeout=10).text
         usage_t = re.search(r'edi834_interchanges_processed_total\{ta1="A",usage="T"\} (\S+)', text)
         assert usage_t is not None and float(usage_t.group(1)) >= 2
