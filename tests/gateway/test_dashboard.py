@@ -4,7 +4,9 @@ lockout and idle sessions, member data never in a viewer's HTML, and reprocessin
 from __future__ import annotations
 
 import re
+import shutil
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,7 +14,14 @@ from starlette.routing import Mount, Route
 
 from gateway.dashboard.app import create_dashboard
 from tests.conftest import SAMPLES
-from tests.gateway.harness import OPERATOR_PASSWORD, csrf_of, login, submit, wait_final
+from tests.gateway.harness import (
+    OPERATOR_PASSWORD,
+    GatewayProcess,
+    csrf_of,
+    login,
+    submit,
+    wait_final,
+)
 
 GOOD = (SAMPLES / "good_exchange_new_enrollment.834").read_bytes()
 BAD = (SAMPLES / "bad_ik403_8_dmg02_date.834").read_bytes()
@@ -30,8 +39,11 @@ PHI = (
 )
 
 
-@pytest.fixture
-def seeded(gateway):
+Seed = tuple[str, str, str]  # the partner's API key, the good file's id, the bad file's id
+
+
+def _seed(gateway: GatewayProcess) -> Seed:
+    """Partner va, admin alice and viewer victor, and GOOD and BAD sent and processed."""
     key = gateway.add_partner("va", "VA0FFM")
     gateway.add_operator("alice", OPERATOR_PASSWORD, "admin")
     gateway.add_operator("victor", OPERATOR_PASSWORD, "viewer")
@@ -42,6 +54,32 @@ def seeded(gateway):
         wait_final(api, good)
         wait_final(api, bad)
     return key, good, bad
+
+
+@pytest.fixture(scope="module")
+def seeded_sqlite(tmp_path_factory) -> tuple[Path, Seed]:
+    """The SQLite seed, made once per module by a gateway that then stops cleanly: its data
+    directory (database, blobs, SFTP roots, host key) is what `_seed` leaves behind."""
+    gw = GatewayProcess(data_dir=tmp_path_factory.mktemp("dashboard-seed") / "var")
+    try:
+        ids = _seed(gw)
+        assert gw.stop() == 0
+    finally:
+        gw.kill()
+    return gw.data_dir, ids
+
+
+@pytest.fixture
+def seeded(gateway, request) -> Seed:
+    """Every test still gets its own server and its own database in the seeded state: on SQLite
+    a copy of the module's seeded data directory (the CLI and the two files are run once, not
+    per test), on PostgreSQL seeded afresh."""
+    if gateway.database_url:
+        return _seed(gateway)
+    template, ids = request.getfixturevalue("seeded_sqlite")
+    shutil.copytree(template, gateway.data_dir)
+    gateway.start()
+    return ids
 
 
 def _dashboard_routes() -> list[tuple[str, str]]:
