@@ -34,6 +34,7 @@ import asyncssh  # noqa: E402
 import httpx  # noqa: E402
 
 from tests.benchmarks.generate_834 import write_834  # noqa: E402
+from tests.benchmarks.procs import descendants  # noqa: E402
 from tests.gateway.harness import GatewayProcess, wait_final  # noqa: E402
 
 TARGET_MB = 250
@@ -47,23 +48,6 @@ def vm_hwm_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def descendants(pid: int) -> list[int]:
-    parents: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            parents.setdefault(ppid, []).append(int(d.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
 
 
 class Bench:

@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.benchmarks.procs import children  # noqa: E402
 from tests.conftest import SAMPLES  # noqa: E402
 from tests.gateway.test_http_e2e import _with_isa13  # noqa: E402
 from tests.gateway.test_scale_out import Cluster  # noqa: E402
@@ -66,21 +67,9 @@ def rss_mb(pid: int) -> float:
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def _children() -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            out.setdefault(ppid, []).append(int(d.name))
-    return out
-
-
 def cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
     """utime + stime of each root process and its living descendants (nginx, postgres workers)."""
-    kids = _children()
+    kids = children()
     out: dict[str, float] = {}
     for name, pid in roots.items():
         total, todo = 0, [pid]
