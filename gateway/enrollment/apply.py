@@ -104,16 +104,17 @@ def apply_receipt(
             raise LedgerAbandoned(receipt_id)
         partner = receipt.partner
         reconciliation_id, items = ledger_repo.reconciliation_of(session, receipt.id)
+        decisions, counts = ledger_repo.ledger_sets(session, receipt.id)
         run = Run(
             receipt_id=receipt.id,
             partner_id=partner.id,
             sha256=receipt.sha256,
             blob_path=receipt.blob_path,
             config=RuleConfig.parse(partner.rule_severities, partner.plan_ids),
-            sets=ledger_repo.gated_sets(session, receipt.id),
+            sets=decisions,
             reconciler=Reconciler(receipt.id, partner.id, reconciliation_id, items),
         )
-        run.counts = ledger_repo.member_counts(session, receipt.id) or {}
+        run.counts = counts or {}
         return run, receipt.ledger_progress
 
     run, progress = run_in_transaction(gw.reads, load)

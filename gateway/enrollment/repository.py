@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from sqlalchemy import exists, func, insert, select
 from sqlalchemy.orm import Session
@@ -167,37 +166,37 @@ def leased_ledger_work(session: Session) -> list[Receipt]:
 # --- what a run needs ------------------------------------------------------------------------
 
 
-def _sets_of(session: Session, receipt_id: str, *columns: Any) -> dict[SetKey, tuple[Any, ...]]:
-    """`columns` of every 834 set of the file, by its key as member events count it."""
+def ledger_sets(
+    session: Session, receipt_id: str
+) -> tuple[dict[SetKey, Decision], dict[SetKey, tuple[int, int]] | None]:
+    """Every 834 set of the file, by its key as member events count it: the gate's decision as
+    the worker recorded it, and (subscribers, dependents) as validation counted them — None for
+    the counts when the file was validated before they were kept. One query."""
     rows = session.execute(
-        select(Interchange.id, Group.seq, TransactionSet.seq, *columns)
+        select(
+            Interchange.id,
+            Group.seq,
+            TransactionSet.seq,
+            TransactionSet.gate,
+            TransactionSet.gate_reason,
+            TransactionSet.member_count,
+            TransactionSet.subscriber_count,
+        )
         .join(Group, Group.envelope_id == Interchange.id)
         .join(TransactionSet, TransactionSet.group_id == Group.id)
         .where(Interchange.receipt_id == receipt_id, TransactionSet.st01 == "834")
     ).all()
     ordinal = envelope_ordinals(session, receipt_id)
-    return {(ordinal[row[0]], row[1], row[2]): tuple(row) for row in rows}
-
-
-def gated_sets(session: Session, receipt_id: str) -> dict[SetKey, Decision]:
-    """Every 834 set of the file with the gate's decision, as the worker recorded it."""
-    rows = _sets_of(session, receipt_id, TransactionSet.gate, TransactionSet.gate_reason)
-    return {key: _decision(row[3], row[4]) for key, row in rows.items()}
-
-
-def member_counts(session: Session, receipt_id: str) -> dict[SetKey, tuple[int, int]] | None:
-    """(subscribers, dependents) of every 834 set as validation counted them; None when the
-    file was validated before those counts were kept."""
-    rows = _sets_of(
-        session, receipt_id, TransactionSet.member_count, TransactionSet.subscriber_count
-    )
-    counts: dict[SetKey, tuple[int, int]] = {}
-    for key, row in rows.items():
-        members, subscribers = row[3], row[4]
+    decisions: dict[SetKey, Decision] = {}
+    counts: dict[SetKey, tuple[int, int]] | None = {}
+    for env_id, gseq, sseq, gate, reason, members, subscribers in rows:
+        key = (ordinal[env_id], gseq, sseq)
+        decisions[key] = _decision(gate, reason)
         if subscribers is None:
-            return None
-        counts[key] = (subscribers, members - subscribers)
-    return counts
+            counts = None
+        elif counts is not None:
+            counts[key] = (subscribers, members - subscribers)
+    return decisions, counts
 
 
 def envelope_ordinals(session: Session, receipt_id: str) -> dict[int, int]:
@@ -364,13 +363,13 @@ __all__ = [
     "business_rejects",
     "claim_ledger_work",
     "event_outcomes",
-    "gated_sets",
     "insert_member_events",
     "insert_rows",
     "keys_seen_in_file",
     "known_members",
     "leased",
     "leased_ledger_work",
+    "ledger_sets",
     "mark_pending",
     "new_reconciliation",
     "reconciliation_of",
