@@ -63,11 +63,21 @@ def postgres():
 _db_counter = iter(range(1, 1_000_000))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path) -> str:
-    """Each gateway test runs on SQLite and again on a fresh PostgreSQL database.
-    SQLite: the empty string, i.e. the gateway's default file in its data directory."""
+def _database_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return ""
     server = request.getfixturevalue("postgres")
-    return server.create_database(f"gw_{next(_db_counter)}")
+    return str(server.create_database(f"gw_{next(_db_counter)}"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request) -> str:
+    """Each gateway test runs on SQLite and again on a fresh PostgreSQL database.
+    SQLite: the empty string, i.e. the gateway's default file in its data directory."""
+    return _database_url(request)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_database_url(request) -> str:
+    """The same, once per test module: for a module that shares one running gateway."""
+    return _database_url(request)

@@ -190,12 +190,10 @@ class Service:
     outcomes: Counter[str] = field(default_factory=Counter)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def service(request, tmp_path_factory):
-    base = tmp_path_factory.mktemp(f"gate-{request.param}")
-    url = ""
-    if request.param == "postgresql":
-        url = request.getfixturevalue("postgres").create_database(f"gate_{uuid.uuid4().hex[:8]}")
+@pytest.fixture(scope="module")
+def service(module_database_url, tmp_path_factory):
+    url = module_database_url
+    base = tmp_path_factory.mktemp("gate-pg" if url else "gate-sqlite")
     gw = GatewayProcess(data_dir=base / "var", database_url=url)
     keys = {"a": gw.add_partner("a", A_ID), "b": gw.add_partner("b", B_ID)}
     gw.cli("partner", "rules", "a", "--send-824")

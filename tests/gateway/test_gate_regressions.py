@@ -35,12 +35,10 @@ def a_file(tag: str, *, sender: str = A_ID, usage: str = "P", **kw: object) -> b
     return content
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def gw(request, tmp_path_factory):
-    base = tmp_path_factory.mktemp(f"gate-reg-{request.param}")
-    url = ""
-    if request.param == "postgresql":
-        url = request.getfixturevalue("postgres").create_database(f"reg_{time.time_ns()}")
+@pytest.fixture(scope="module")
+def gw(module_database_url, tmp_path_factory):
+    url = module_database_url
+    base = tmp_path_factory.mktemp("gate-reg-pg" if url else "gate-reg-sqlite")
     gateway = GatewayProcess(data_dir=base / "var", database_url=url)
     key = asyncssh.generate_private_key("ssh-ed25519")
     key.write_public_key(base / "a.pub")
