@@ -4,9 +4,11 @@ in which order a sender's files are meant to apply."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from gateway.enrollment.codes import Maintenance
 from gateway.enrollment.events import MemberEvent
@@ -14,17 +16,71 @@ from gateway.enrollment.extract import SetKey
 from parsers.envelope import read_events
 from parsers.events import InterchangeStart, Segment
 
-_RANK = re.compile(r"(?:^|[._\-])(AR|RT)(?:[._\-]|$)")
 _NOT_DIGITS = re.compile(r"\D")
 AUDIT_ACTIONS = ("4", "RX")  # BGN08: full-file audit, replace
 
+# CMS outbound file names (X12-REFERENCE §5, companion guide v7.2; Hub EDI File Naming
+# Conventions): SENDER.RECEIVER.FUNCTION.Dyymmdd.Thhmmssmmm.P|T, FUNCTION I834 (daily), I834RT
+# (retransmission), I834AR (auto re-enrollment). Real senders loosen it: any case, `_` or `-`
+# for `.`, `834AR` or `I834.AR` / `I834_AR`, an 8-digit year, a 6-digit time, an extension.
+_SEP = r"[._\-\s]"
+_FUNCTION = re.compile(rf"(?:^|{_SEP})(?:I834{_SEP}?(AR|RT)?|834{_SEP}?(AR|RT))(?={_SEP}|$)")
+_BARE_RANK = re.compile(rf"(?:^|{_SEP})(AR|RT)(?={_SEP}|$)")
+_NAME_DATE = re.compile(rf"(?:^|{_SEP})D((?:20)?\d{{6}})(?={_SEP}|$)")
+_NAME_TIME = re.compile(rf"(?:^|{_SEP})T(\d{{6,9}})(?={_SEP}|$)")
+_RANKS = {"AR": "0", "RT": "1", "": "2"}
+"""AR (batch auto re-enrollment), then RT (retransmission), then daily: CMS's processing order."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileName:
+    """What a sender's file name says about its place in the sender's order."""
+
+    function: str
+    """"AR", "RT" or "" (daily, or a name that says nothing)."""
+    cms: bool
+    """The name carries a CMS function token (I834, I834AR, I834RT or their looser forms)."""
+    stamp: str | None = None
+    """yyyymmddhhmmssdd from the name's Dyymmdd.Thhmmssmmm, when it is a CMS name with a
+    valid date (the time defaults to 00:00); BGN04's HHMMSSDD precision."""
+
+
+def read_file_name(filename: str | None) -> FileName:
+    """Recognise a CMS outbound name (strict or loose) in a path or bare file name. A name
+    without a CMS function token still ranks by a standalone AR / RT token between separators
+    (`VA0.AR.D270101.P`); anything else is a daily file with no stamp."""
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1].upper()
+    function = _FUNCTION.search(name)
+    if function is None:
+        bare = _BARE_RANK.search(name)
+        return FileName(bare.group(1) if bare else "", cms=False)
+    kind = function.group(1) or function.group(2) or ""
+    return FileName(kind, cms=True, stamp=_name_stamp(name))
+
+
+def _name_stamp(name: str) -> str | None:
+    date = _NAME_DATE.search(name)
+    if date is None:
+        return None
+    digits = date.group(1)
+    digits = digits if len(digits) == 8 else "20" + digits
+    try:
+        dt.date(int(digits[:4]), int(digits[4:6]), int(digits[6:]))
+    except ValueError:
+        return None
+    at = _NAME_TIME.search(name)
+    clock = (at.group(1) if at else "")[:8].ljust(8, "0")
+    if int(clock[:2]) > 23 or int(clock[2:4]) > 59 or int(clock[4:6]) > 59:
+        clock = "00000000"  # not a time of day: the date alone
+    return digits + clock
+
 
 def order_key(filename: str | None, head: Iterator[bytes] | list[bytes]) -> str:
-    """The sender's intended order: CMS annual renewal (AR) files, then re-enrollment (RT),
-    then daily files (from the file name); then the first BGN03/BGN04; then ISA13."""
-    name = (filename or "").rsplit("/", 1)[-1].upper()
-    match = _RANK.search(name)
-    rank = {"AR": "0", "RT": "1"}.get(match.group(1) if match else "", "2")
+    """The sender's intended order: CMS auto re-enrollment (I834AR) files, then
+    retransmissions (I834RT), then daily files (from the file name); within a rank, a CMS
+    name's Dyymmdd.Thhmmssmmm, else the first BGN03/BGN04; then ISA13."""
+    named = read_file_name(filename)
+    rank = _RANKS[named.function]
     isa13 = bgn_date = bgn_time = ""
     # An order key never fails a file: an unreadable head just sorts last.
     with contextlib.suppress(Exception):
@@ -34,12 +90,11 @@ def order_key(filename: str | None, head: Iterator[bytes] | list[bytes]) -> str:
             elif isinstance(event, Segment) and event.tag == "BGN":
                 bgn_date, bgn_time = event.element(3), event.element(4)
                 break
-    return (
-        rank
-        + _NOT_DIGITS.sub("", bgn_date)[:8].rjust(8, "9")
+    stamp = named.stamp or (
+        _NOT_DIGITS.sub("", bgn_date)[:8].rjust(8, "9")
         + _NOT_DIGITS.sub("", bgn_time)[:8].ljust(8, "0")
-        + _NOT_DIGITS.sub("", isa13)[:9].rjust(9, "0")
     )
+    return rank + stamp + _NOT_DIGITS.sub("", isa13)[:9].rjust(9, "0")
 
 
 def member_key(event: MemberEvent) -> str:

@@ -18,6 +18,7 @@ import pytest
 from tests.benchmarks.generate_834 import write_834
 from tests.conftest import SAMPLES
 from tests.gateway.harness import GatewayProcess, members_of, submit, wait_ledger
+from tests.gateway.x834 import Cov, Member, interchange
 
 LEDGER = SAMPLES / "ledger"
 EXPECT = json.loads((LEDGER / "expect.json").read_text())
@@ -119,6 +120,44 @@ def test_the_scenario_series_gives_exactly_the_expected_outcomes(running) -> Non
         assert duplicate in metrics
         assert 'edi834_ledger_files{status="pending"} 0.0' in metrics
         assert "edi834_core_pending_events 7.0" in metrics  # no core system configured: waiting
+
+
+def test_a_queued_auto_reenrollment_file_applies_before_the_daily_file_queued_with_it(
+    tmp_path, database_url
+) -> None:
+    """CMS names its files I834AR (auto re-enrollment), I834RT and I834, to be processed in that
+    order. Both files wait in the queue (worker off); the daily change arrives first and has the
+    earlier BGN date, yet the AR file applies first, so the change finds its member."""
+    sub = "0009100001"
+    person = {"subscriber_id": sub, "member_id": sub, "last": "ABARA", "first": "NKEM",
+              "ssn": "512849371"}  # fmt: skip
+    renewal = Member(
+        **person,  # type: ignore[arg-type]
+        reason="41",
+        coverages=[Cov(policy="41200991", begin="20280101", end="20281231")],
+        categories={"ADDL MAINT REASON": ("17", "PASSIVE")},
+    )
+    change = Member(**person, maintenance="001", reason="25", street="9 NEW RD", coverages=[])  # type: ignore[arg-type]
+    ar = interchange([renewal], control=2, bgn_date="20271102")
+    daily = interchange([change], control=1, bgn_date="20271101")
+    gw = GatewayProcess(data_dir=tmp_path / "var", database_url=database_url)
+    key = gw.add_partner("va", "VA0FFM")
+    try:
+        gw.start(EDI834_WORKER_ENABLED="false")
+        with gw.client(key) as c:
+            daily_id = submit(c, daily, "VA0FFM.EDI834GATEWAY.I834.D271101.T090000000.P").json()
+            ar_id = submit(c, ar, "VA0FFM.EDI834GATEWAY.I834AR.D271102.T020000000.P").json()
+        gw.stop()
+        gw.start(EDI834_LEDGER_ORDER_WINDOW_SECONDS="5")
+        with gw.client(key) as c:
+            for receipt in (ar_id, daily_id):
+                assert wait_ledger(c, receipt["id"])["ledger_status"] == "applied"
+            got = {r["id"]: members_of(c, r["id"]) for r in (ar_id, daily_id)}
+        for receipt in (ar_id, daily_id):
+            ((member,),) = [got[receipt["id"]]]
+            assert (member["member_key"], member["outcome"]) == (sub, "applied"), member
+    finally:
+        gw.kill()
 
 
 class _Core(BaseHTTPRequestHandler):

@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 
 from gateway.db.models import LedgerCoverage, LedgerMember
 from gateway.enrollment.extract import extract_members
-from gateway.enrollment.keys import is_audit, member_key, order_key, policy_key
+from gateway.enrollment.keys import (
+    FileName,
+    is_audit,
+    member_key,
+    order_key,
+    policy_key,
+    read_file_name,
+)
 from gateway.enrollment.reconcile import compare
 from gateway.enrollment.rules import (
     RULES,
@@ -67,6 +74,71 @@ def test_order_key_puts_ar_then_rt_then_daily_then_bgn_date_then_isa13() -> None
     assert order_key("VA0.AR.D270109.834", [late]) < order_key("VA0.RT.D270101.834", [early])
     assert order_key("PARTRIDGE.834", [early]) == order_key("x.834", [early])  # not a token
     assert order_key("x.834", [b"garbage"]) > order_key("x.834", [late])  # sorts last, no raise
+
+
+class TestCmsFileNames:
+    """CMS outbound names (SENDER.RECEIVER.FUNCTION.Dyymmdd.Thhmmssmmm.P|T) and the looser
+    spellings senders use: AR before RT before daily, then the name's date and time."""
+
+    AR = "VA0FFM.EDI834GATEWAY.I834AR.D270105.T120000000.P"
+    RT = "VA0FFM.EDI834GATEWAY.I834RT.D270103.T120000000.P"
+    DAILY = "VA0FFM.EDI834GATEWAY.I834.D270101.T120000000.P"
+
+    @pytest.mark.parametrize(
+        ("name", "function", "stamp"),
+        [
+            ("VA0FFM.EDI834GATEWAY.I834AR.D270105.T120000000.P", "AR", "2027010512000000"),
+            ("VA0FFM.EDI834GATEWAY.I834RT.D270103.T093015250.T", "RT", "2027010309301525"),
+            ("VA0FFM.EDI834GATEWAY.I834.D270101.T235959999.P", "", "2027010123595999"),
+            ("va0ffm.edi834gateway.i834ar.d270105.t120000000.p", "AR", "2027010512000000"),
+            ("VA0FFM_EDI834GATEWAY_I834_AR_D20270105_T120000.P.edi", "AR", "2027010512000000"),
+            ("VA0FFM-EDI834GATEWAY-834RT-D270103.x12", "RT", "2027010300000000"),
+            (
+                "outbound/2027/VA0FFM.EDI834GATEWAY.I834.RT.D270103.T1200.P",
+                "RT",
+                "2027010300000000",
+            ),
+            ("VA0FFM.EDI834GATEWAY.I834.D271301.T120000000.P", "", None),  # month 13: BGN
+            ("VA0FFM.EDI834GATEWAY.I834AR.D270105.T990000000.P", "AR", "2027010500000000"),
+        ],
+    )
+    def test_recognises_strict_and_loose_names(
+        self, name: str, function: str, stamp: str | None
+    ) -> None:
+        named = read_file_name(name)
+        assert (named.cms, named.function, named.stamp) == (True, function, stamp)
+
+    @pytest.mark.parametrize(
+        "name", ["x.834", "PARTRIDGE.834", "ARKANSAS.EDI834GATEWAY.D270101.P", "AR0.834", ""]
+    )
+    def test_other_names_are_daily_without_a_stamp(self, name: str) -> None:
+        assert read_file_name(name) == FileName("", cms=False)
+
+    def test_ar_then_rt_then_daily_whatever_the_dates(self) -> None:
+        early = interchange([subscriber()], control=9, bgn_date="20270101")
+        late = interchange([subscriber()], control=1, bgn_date="20270109")
+        keys = [
+            order_key(self.DAILY, [early]),
+            order_key(self.RT, [early]),
+            order_key(self.AR, [late]),
+        ]
+        assert sorted(keys) == keys[::-1]
+        assert order_key(self.AR, [late]) < order_key("x.834", [early])
+
+    def test_within_a_rank_the_name_stamp_then_isa13(self) -> None:
+        # The BGN dates disagree with the names; a CMS name's D/T stamp is the sender's order.
+        first = interchange([subscriber()], control=7, bgn_date="20270109")
+        second = interchange([subscriber()], control=3, bgn_date="20270101")
+        morning = "VA0FFM.EDI834GATEWAY.I834.D270102.T080000000.P"
+        noon = "VA0FFM.EDI834GATEWAY.I834.D270102.T120000000.P"
+        assert order_key(morning, [first]) < order_key(noon, [second])
+        assert order_key(noon, [second]) < order_key(noon, [first])  # same stamp: ISA13
+
+    def test_unknown_or_undated_names_fall_back_to_bgn(self) -> None:
+        head = interchange([subscriber()], control=5, bgn_date="20270104")
+        assert order_key("VA0.I834.P", [head]) == order_key("x.834", [head])
+        bad_date = "VA0FFM.EDI834GATEWAY.I834.D271301.T120000000.P"
+        assert order_key(bad_date, [head]) == order_key("x.834", [head])
 
 
 def test_set_rules_count_members() -> None:
