@@ -190,6 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the partner's plan ids (REF*CE / HD04), one a line; an empty file turns the "
         "plan check off",
     )
+    rules.add_argument(
+        "--combinations",
+        type=Path,
+        metavar="FILE",
+        help="the INS03/INS04[/ADDL MAINT REASON] combinations the partner sends, one a line "
+        "(* for any value; # comments), e.g. 021/EC, 021/41/PASSIVE, 001/*; replaces the CMS "
+        "FFE table for the maintenance-combination rule; an empty file goes back to it",
+    )
     rules.add_argument("--send-824", dest="send_824", action="store_true", default=None)
     rules.add_argument("--no-824", dest="send_824", action="store_false")
     rules.add_argument(
@@ -337,6 +345,9 @@ def _partner_command(args: argparse.Namespace) -> int:
                     args.name,
                     severities=severities,
                     plan_ids=args.plans.read_text().splitlines() if args.plans else None,
+                    combinations=(
+                        args.combinations.read_text().splitlines() if args.combinations else None
+                    ),
                     send_824=args.send_824,
                     onboarding=args.onboarding,
                 )
@@ -351,6 +362,12 @@ def _partner_command(args: argparse.Namespace) -> int:
                     from gateway.enrollment.rules import RULES, RuleConfig
 
                     config = RuleConfig.parse(partner.rule_severities, partner.plan_ids)
+                    combos = config.combinations
+                    sys.stdout.write(
+                        "maintenance combinations: "
+                        + ("CMS FFE outbound table" if combos.default else "this partner's list")
+                        + f" ({len(combos.entries)}): {', '.join(combos.lines())}\n"
+                    )
                     for rule, r in RULES.items():
                         sys.stdout.write(
                             f"  SNIP {r.snip}  {rule:<30} {config.severity(rule).value:<7} "

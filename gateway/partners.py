@@ -95,16 +95,27 @@ def configure_rules(
     *,
     severities: dict[str, str] | None = None,
     plan_ids: Sequence[str] | None = None,
+    combinations: Sequence[str] | None = None,
     send_824: bool | None = None,
     onboarding: bool | None = None,
 ) -> Partner:
     """Set business-rule severities (merged over what is set), the plan list (replaced; an
-    empty list turns the check off) and whether 824s are sent. Validates every name."""
-    from gateway.enrollment.rules import RULES, RuleConfig, Severity
+    empty list turns the check off), the maintenance combinations (replaced; an empty list
+    goes back to the CMS FFE table) and whether 824s are sent. Validates every name."""
+    from gateway.enrollment.combinations import Combinations
+    from gateway.enrollment.rules import COMBINATIONS_KEY, RULES, RuleConfig, Severity
 
     partner = _get(session, name)
     current = RuleConfig.parse(partner.rule_severities, partner.plan_ids)
-    merged = {k: v.value for k, v in current.severities.items()}
+    merged: dict[str, object] = {k: v.value for k, v in current.severities.items()}
+    listed = None if current.combinations.default else current.combinations.lines()
+    if combinations is not None:
+        try:
+            listed = Combinations.parse(combinations).lines() or None
+        except ValueError as exc:
+            raise GatewayError(f"maintenance combinations: {exc}", 400) from None
+    if listed is not None:
+        merged[COMBINATIONS_KEY] = listed
     for rule, severity in (severities or {}).items():
         if rule not in RULES:
             raise GatewayError(f"unknown rule {rule!r}; rules: {', '.join(RULES)}", 400)
@@ -133,6 +144,10 @@ def rule_settings(partner: Partner) -> dict[str, object]:
         "send_824": partner.send_824,
         "onboarding": partner.onboarding,
         "plan_ids": sorted(config.plan_ids),
+        "maintenance_combinations": {
+            "source": "cms-ffe" if config.combinations.default else "partner",
+            "combinations": config.combinations.lines(),
+        },
         "rules": {
             rule: {"snip": r.snip, "severity": config.severity(rule).value, "title": r.title}
             for rule, r in RULES.items()

@@ -17,7 +17,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from gateway.enrollment.codes import SELF, Maintenance
+from gateway.enrollment.combinations import ADDL_MAINT_REASON, CMS_FFE, Combinations
 from gateway.enrollment.events import MemberEvent, TransactionSetHeader
+
+COMBINATIONS_KEY = "@maintenance-combinations"
+"""Where a partner's maintenance combinations live in its stored rule settings (the
+`rule_severities` JSON object), beside the severities: a list of INS03/INS04[/AMRC] strings."""
 
 
 class Severity(enum.StrEnum):
@@ -158,6 +163,15 @@ RULES: dict[str, Rule] = {
             "Send each member once per file; combine the changes.",
             "006",
         ),
+        Rule(
+            "maintenance-combination",
+            7,
+            Severity.WARN,
+            "a maintenance type, reason and ADDL MAINT REASON combination this sender does not use",
+            "Send INS03 / INS04 / 2750 ADDL MAINT REASON as one of the companion guide's "
+            "combinations (CMS FFE: 021/EC, 021/41 PASSIVE, 001/25, 024/14, 025/XN, ...).",
+            "012",
+        ),
     )
 }
 
@@ -184,10 +198,12 @@ class Hit:
 
 @dataclass(frozen=True, slots=True)
 class RuleConfig:
-    """A partner's severities (over the defaults) and its plan list (empty: not checked)."""
+    """A partner's severities (over the defaults), its plan list (empty: not checked) and its
+    maintenance combinations (none stored: the CMS FFE outbound table)."""
 
     severities: Mapping[str, Severity]
     plan_ids: frozenset[str] = frozenset()
+    combinations: Combinations = CMS_FFE
 
     def severity(self, rule: str) -> Severity:
         if rule in ALWAYS_REJECT:
@@ -200,6 +216,12 @@ class RuleConfig:
         raw = json.loads(severities_json) if severities_json.strip() else {}
         if not isinstance(raw, dict):
             raise ValueError("rule severities must be a JSON object")
+        combinations = CMS_FFE
+        if COMBINATIONS_KEY in raw:  # a setting beside the severities, not a rule
+            listed = raw.pop(COMBINATIONS_KEY)
+            if not isinstance(listed, list) or not all(isinstance(c, str) for c in listed):
+                raise ValueError(f"{COMBINATIONS_KEY} must be a list of INS03/INS04[/AMRC]")
+            combinations = Combinations.parse(listed)
         severities: dict[str, Severity] = {}
         for name, value in raw.items():
             if name not in RULES:
@@ -208,7 +230,7 @@ class RuleConfig:
         plans = frozenset(
             p.strip() for p in plan_ids_text.replace(",", "\n").splitlines() if p.strip()
         )
-        return cls(severities=severities, plan_ids=plans)
+        return cls(severities=severities, plan_ids=plans, combinations=combinations)
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,6 +447,28 @@ def member_rules(event: MemberEvent, facts: MemberFacts, config: RuleConfig) -> 
     for qualifier, number in event.contact.items():
         if qualifier in ("HP", "TE", "CP", "WP", "BN") and _repeated(_digits(number), 10):
             add("repeating-digits", f"telephone ({qualifier}) is a placeholder", "PER", at)
+
+    # maintenance-combination: INS03 / INS04 / ADDL MAINT REASON against the sender's list.
+    reason = event.maintenance_reason
+    amrc = categories.get(ADDL_MAINT_REASON)
+    if config.severity("maintenance-combination") is not Severity.IGNORE and (
+        not config.combinations.allows(mtype, reason, amrc)
+    ):
+        said = f"INS03 {mtype} / INS04 {reason or '(none)'}"
+        if config.combinations.allows_codes(mtype, reason):  # the pair is fine; the AMRC is not
+            add(
+                "maintenance-combination",
+                f"{said} with ADDL MAINT REASON "
+                f"{_quoted(amrc) if amrc and amrc.strip() else '(none)'} is not a combination "
+                "this sender uses",
+                *_category_at(event, ADDL_MAINT_REASON),
+            )
+        else:
+            add(
+                "maintenance-combination",
+                f"{said} is not a combination this sender uses",
+                element=4,
+            )
     return hits
 
 

@@ -12,10 +12,12 @@ from sqlalchemy import func, select
 from gateway.context import Gateway
 from gateway.db.migrate import upgrade
 from gateway.db.models import (
+    Ack,
     BusinessFinding,
     CoreDelivery,
     LedgerMember,
     MemberEventRow,
+    Partner,
     Receipt,
     ReconciliationItem,
 )
@@ -123,7 +125,8 @@ def test_lifecycle_add_change_term_reinstate(gw: Gateway, partner: int) -> None:
         "31200457",
         "200.00",
     )
-    assert str(cov.benefit_begin) == "2027-01-01" and cov.status == "active"
+    assert str(cov.benefit_begin) == "2027-01-01" and cov.status == "initial"  # not yet paid
+    assert [(str(p.begin), p.premium) for p in cov.periods] == [("2027-01-01", "200.00")]
 
     moved = rosalind(maintenance="001", reason="25", street="9 NEW RD", coverages=[], categories={})
     feed(gw, partner, interchange([moved], control=2, bgn_date="20270102"))
@@ -153,7 +156,10 @@ def test_lifecycle_add_change_term_reinstate(gw: Gateway, partner: int) -> None:
     feed(gw, partner, interchange([term], control=3, bgn_date="20270301"))
     milo = members(gw)["0005100003"]
     assert milo.status == "terminated"
-    assert (milo.coverages[0].status, str(milo.coverages[0].benefit_end)) == ("ended", "2027-03-31")
+    assert (milo.coverages[0].status, str(milo.coverages[0].benefit_end)) == (
+        "terminated",
+        "2027-03-31",
+    )
 
     back = dependent(
         SUB, "0005100003", "MILO", "512849303", maintenance="025", reason="41",
@@ -163,7 +169,7 @@ def test_lifecycle_add_change_term_reinstate(gw: Gateway, partner: int) -> None:
     milo = members(gw)["0005100003"]
     assert milo.status == "active"
     assert (milo.coverages[0].status, str(milo.coverages[0].benefit_end)) == (
-        "active",
+        "initial",
         "2027-12-31",
     )
 
@@ -260,6 +266,7 @@ def test_change_term_reinstate_for_unknown_member_rejected(gw, partner) -> None:
             "dependent-without-subscriber",
         ),
         ([rosalind(), rosalind()], None, "member-twice-in-file"),
+        ([rosalind(reason="AI", categories={})], None, "maintenance-combination"),
     ],
 )
 def test_each_rule_fires_and_its_severity_is_the_partners(
@@ -291,6 +298,37 @@ def test_warn_applies_with_a_stored_finding(gw, partner) -> None:
     feed(gw, partner, interchange(family(), control=1))
     rid = feed(gw, partner, interchange([rosalind(categories={})], control=2))
     assert outcomes(gw, rid) == {SUB: ("applied", ["duplicate-add"])}
+
+
+def test_a_rejected_maintenance_combination_is_in_the_824_and_a_partner_list_allows_it(
+    gw, partner
+) -> None:
+    with unit_of_work(gw.sessions) as s:
+        configure_rules(s, "va", severities={"maintenance-combination": "reject"}, send_824=True)
+    odd = rosalind(reason="AI", categories={})  # INS03 021 / INS04 AI: not in the CMS FFE table
+    rid = feed(gw, partner, interchange([odd], control=1))
+    assert outcomes(gw, rid) == {SUB: ("rejected", ["maintenance-combination"])}
+    with gw.reads() as s:
+        (advice,) = s.scalars(select(Ack.content).where(Ack.receipt_id == rid, Ack.kind == "824"))
+    teds = [seg.strip() for seg in advice.decode().split("~") if seg.strip().startswith("TED*")]
+    assert len(teds) == 1 and teds[0].startswith("TED*012*")  # X186: invalid combination
+
+    # A non-CMS exchange's own list (stored beside the severities, which it leaves alone).
+    with unit_of_work(gw.sessions) as s:
+        configure_rules(s, "va", combinations=["021/AI", "001/*"])
+    with gw.reads() as s:
+        stored = json.loads(s.scalars(select(Partner.rule_severities)).one())
+    assert stored == {
+        "@maintenance-combinations": ["021/AI", "001/*"],
+        "maintenance-combination": "reject",
+    }
+    rid = feed(gw, partner, interchange([odd], control=2))
+    assert outcomes(gw, rid) == {SUB: ("applied", [])}
+    with unit_of_work(gw.sessions) as s:  # an empty list: back to the CMS table
+        configure_rules(s, "va", combinations=[])
+    with gw.reads() as s:
+        stored = json.loads(s.scalars(select(Partner.rule_severities)).one())
+    assert stored == {"maintenance-combination": "reject"}
 
 
 def test_plan_list_and_cms_term_rule(gw, partner) -> None:

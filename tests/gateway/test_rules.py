@@ -4,6 +4,7 @@ audit comparison, rule configuration, and arbitrary member data never making a r
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.db.models import LedgerCoverage, LedgerMember
+from gateway.enrollment.combinations import CMS_FFE, Combination, Combinations
 from gateway.enrollment.extract import extract_members
 from gateway.enrollment.keys import (
     FileName,
@@ -22,7 +24,9 @@ from gateway.enrollment.keys import (
 )
 from gateway.enrollment.reconcile import compare
 from gateway.enrollment.rules import (
+    COMBINATIONS_KEY,
     RULES,
+    Hit,
     LedgerView,
     MemberFacts,
     RuleConfig,
@@ -30,6 +34,7 @@ from gateway.enrollment.rules import (
     amount,
     family_premium,
     member_rules,
+    rejecting,
     set_rules,
     unevaluable,
 )
@@ -39,6 +44,7 @@ NO_FACTS = MemberFacts(
     ledger=None, subscriber_present=True, seen_in_file=False, family_premium=None
 )
 DEFAULTS = RuleConfig(severities={})
+COMBO = "maintenance-combination"
 
 
 def events(members: list[Member], **kw: object):
@@ -164,6 +170,98 @@ def test_config_parses_and_refuses_unknown_rules() -> None:
         RuleConfig.parse('{"no-such-rule": "warn"}', "")
     with pytest.raises(ValueError, match="sometimes"):
         RuleConfig.parse('{"duplicate-add": "sometimes"}', "")
+
+
+class TestMaintenanceCombination:
+    """INS03 / INS04 / 2750 ADDL MAINT REASON against the CMS FFE table or a partner's list."""
+
+    @staticmethod
+    def hits(config: RuleConfig = DEFAULTS, **kw: object) -> list[Hit]:
+        (event,) = events([subscriber(**kw)])
+        return [h for h in member_rules(event, NO_FACTS, config) if h.rule == COMBO]
+
+    @pytest.mark.parametrize(
+        ("maintenance", "reason", "amrc"),
+        [
+            ("021", "EC", None),  # initial enrollment
+            ("021", "41", "PASSIVE"),  # batch auto re-enrollment (I834AR)
+            ("021", "41", " passive "),  # case and blanks are not the sender's error
+            ("001", "25", None),  # demographic change
+            ("001", "AI", "FINANCIAL CHANGE"),
+            ("024", "14", "CANCEL"),
+            ("024", "07", "CANCEL-NLE"),
+            ("024", "59", None),  # non-payment
+            ("025", "XN", None),
+        ],
+    )
+    def test_the_cms_table_allows_what_the_ffe_sends(
+        self, maintenance: str, reason: str, amrc: str | None
+    ) -> None:
+        cats = {"ADDL MAINT REASON": ("17", amrc)} if amrc else {}
+        assert self.hits(maintenance=maintenance, reason=reason, categories=cats) == []
+
+    def test_an_unlisted_pair_points_at_ins04(self) -> None:
+        (event,) = events([subscriber(maintenance="021", reason="AI")])
+        (hit,) = [h for h in member_rules(event, NO_FACTS, DEFAULTS) if h.rule == COMBO]
+        assert (hit.segment_id, hit.segment_position, hit.element_position) == (
+            "INS",
+            event.source.segment_position,
+            4,
+        )
+        assert hit.message == "INS03 021 / INS04 AI is not a combination this sender uses"
+        assert RULES[COMBO].ted01 == "012" and RULES[COMBO].snip == 7
+
+    def test_a_listed_pair_with_an_unlisted_addl_maint_reason_points_at_its_n1(self) -> None:
+        cats = {"ADDL MAINT REASON": ("17", "PASSIVE")}
+        (event,) = events([subscriber(maintenance="024", reason="14", categories=cats)])
+        (hit,) = [h for h in member_rules(event, NO_FACTS, DEFAULTS) if h.rule == COMBO]
+        (loop,) = event.reporting_category_loops
+        assert (hit.segment_id, hit.segment_position) == ("N1", loop.segment_position)
+        assert "ADDL MAINT REASON 'PASSIVE'" in hit.message
+        # 021/41 without PASSIVE (an active re-enrollment) is in the table; 024/AI needs one.
+        assert self.hits(maintenance="021", reason="41") == []
+        assert [h.segment_id for h in self.hits(maintenance="024", reason="AI")] == ["INS"]
+
+    def test_a_partner_list_replaces_the_cms_table(self) -> None:
+        listed = json.dumps(
+            {COMBINATIONS_KEY: ["021/AI  # our exchange's adds", "001/*", "024/*/*"]}
+        )
+        config = RuleConfig.parse(listed, "")
+        assert not config.combinations.default
+        assert self.hits(config, maintenance="021", reason="AI") == []
+        assert self.hits(config, maintenance="001", reason="99") == []
+        cats = {"ADDL MAINT REASON": ("17", "ANYTHING")}
+        assert self.hits(config, maintenance="024", reason="14", categories=cats) == []
+        assert len(self.hits(config, maintenance="021", reason="EC")) == 1  # CMS's, not theirs
+        cats = {"ADDL MAINT REASON": ("17", "NEW")}
+        assert len(self.hits(config, maintenance="001", reason="25", categories=cats)) == 1
+
+    def test_severity_is_the_partners_and_ignore_skips_it(self) -> None:
+        assert RULES[COMBO].default is Severity.WARN
+        ignore = RuleConfig.parse(json.dumps({COMBO: "ignore"}), "")
+        assert self.hits(ignore, maintenance="021", reason="AI") == []
+        reject = RuleConfig.parse(json.dumps({COMBO: "reject"}), "")
+        assert rejecting(self.hits(reject, maintenance="021", reason="AI"), reject)
+
+    @pytest.mark.parametrize(
+        ("entry", "error"),
+        [
+            ("021", "expected INS03/INS04"),
+            ("21/EC", "INS03 must be"),
+            ("021/E", "INS04 must be"),
+            ("021/EC/" + "X" * 81, "longer than"),
+        ],
+    )
+    def test_bad_entries_are_refused_by_name(self, entry: str, error: str) -> None:
+        with pytest.raises(ValueError, match=error):
+            RuleConfig.parse(json.dumps({COMBINATIONS_KEY: [entry]}), "")
+
+    def test_the_stored_setting_must_be_a_list_of_strings(self) -> None:
+        with pytest.raises(ValueError, match="list"):
+            RuleConfig.parse(json.dumps({COMBINATIONS_KEY: "021/EC"}), "")
+        assert Combinations.parse(["021/EC", "021/ec", "", "# note"]).lines() == ["021/EC"]
+        assert str(Combination.parse(" 024 / 07 / cancel-nle ")) == "024/07/CANCEL-NLE"
+        assert CMS_FFE.default and "021/41/PASSIVE" in CMS_FFE.lines()
 
 
 def test_unknown_policy_on_a_known_member() -> None:
