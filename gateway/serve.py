@@ -51,6 +51,9 @@ def banner(settings: Settings) -> str:
     )
 
 
+# How often a running SFTP server records stale uploads left in inbound/ as partial.
+_SFTP_SWEEP_SECONDS = 600.0
+
 ALL_ROLES = frozenset({"api", "dashboard", "sftp", "worker"})
 
 
@@ -144,14 +147,38 @@ async def run_server(
             )
         )
     acceptor = None
+    sweep: asyncio.Task[None] | None = None
     if "sftp" in roles and settings.sftp_enabled:
-        from gateway.intake.sftp import recover_orphan_uploads, start_sftp_server
+        from gateway.intake.sftp import (
+            parse_temporary_patterns,
+            recover_orphan_uploads,
+            start_sftp_server,
+        )
 
         hooks = GatewaySftpHooks(gw, on_receipt=wake)
+        patterns = parse_temporary_patterns(settings.sftp_temporary_patterns)
+
+        async def record_orphans() -> None:
+            orphans = await recover_orphan_uploads(
+                settings.sftp_root,
+                hooks,
+                temporary_patterns=patterns,
+                resumable_seconds=settings.sftp_resume_hours * 3600,
+            )
+            if orphans:
+                log.info("sftp_orphans_recorded", count=orphans)
+
+        async def sweep_orphans() -> None:
+            # Temporary uploads not resumed in time become partial while the server runs too.
+            while True:
+                await asyncio.sleep(_SFTP_SWEEP_SECONDS)
+                try:
+                    await record_orphans()
+                except Exception as exc:  # the next sweep tries again
+                    log.error("sftp_sweep_failed", error=type(exc).__name__)
+
         # Files a killed server left in inbound/: partial receipts, before anyone connects.
-        orphans = await recover_orphan_uploads(settings.sftp_root, hooks)
-        if orphans:
-            log.info("sftp_orphans_recorded", count=orphans)
+        await record_orphans()
         acceptor = await start_sftp_server(
             host=settings.sftp_host,
             port=settings.sftp_port,
@@ -159,7 +186,9 @@ async def run_server(
             host_key_path=settings.host_key_path,
             hooks=hooks,
             max_upload_bytes=settings.max_body_bytes,
+            temporary_patterns=patterns,
         )
+        sweep = asyncio.create_task(sweep_orphans())
     loop = asyncio.get_running_loop()
 
     def stop(signum: int) -> None:
@@ -190,6 +219,8 @@ async def run_server(
     try:
         await asyncio.gather(*(srv.serve() for srv in servers), run_worker(), stop_event.wait())
     finally:
+        if sweep is not None:
+            sweep.cancel()
         if acceptor is not None:
             acceptor.close()
             with contextlib.suppress(Exception):

@@ -25,7 +25,18 @@ class Settings(BaseSettings):
     sftp_enabled: bool = True
     sftp_host: str = "127.0.0.1"
     sftp_port: int = 2222
+    # The ed25519 host key; the ECDSA P-256 and RSA host keys sit beside it
+    # (sftp_host_ecdsa_key, sftp_host_rsa_key). Each is generated once if missing.
     sftp_host_key: Path | None = None  # default <data_dir>/sftp_host_ed25519_key
+    # Uploads to a name matching one of these (comma-separated shell patterns, any case) are
+    # complete only when renamed to a final name.
+    sftp_temporary_patterns: str = "*.part,*.tmp,*.filepart,*.partial,.in.*"
+    # An upload to a temporary name left by a dropped session can be resumed this long; then
+    # it is recorded as a partial receipt.
+    sftp_resume_hours: float = Field(default=24.0, gt=0)
+    # A finished upload stays visible (read-only) in inbound/ until it is processed, and at
+    # least this long after its CLOSE or RENAME.
+    sftp_received_visible_seconds: float = Field(default=120.0, ge=0)
 
     # Our interchange identity: ISA07/ISA08 of every file sent to us, ISA05/ISA06 of our acks.
     isa_qualifier: str = "ZZ"

@@ -17,6 +17,7 @@ from gateway.db.models import (
     DELIVERED_KINDS,
     Ack,
     AuditEntry,
+    Channel,
     Counter,
     Finding,
     Group,
@@ -88,6 +89,25 @@ def insert_receipt(session: Session, receipt: Receipt) -> tuple[Receipt, bool]:
         return existing, False
     add_event(session, receipt.id, "received", f"{receipt.channel} {receipt.size} bytes")
     return receipt, True
+
+
+def sftp_files_shown(
+    session: Session, partner_id: int, since: dt.datetime
+) -> Sequence[tuple[str, int, dt.datetime]]:
+    """(filename, size, received_at) of a partner's SFTP receipts that inbound/ still shows:
+    those not processed yet, and those received at or after `since`; oldest first."""
+    columns = (Receipt.filename, Receipt.size, Receipt.received_at)
+    mine = (Receipt.partner_id == partner_id, Receipt.channel == Channel.SFTP)
+    waiting = select(*columns).where(
+        *mine, Receipt.status.in_((Status.RECEIVED, Status.PROCESSING))
+    )
+    recent = select(*columns).where(
+        *mine, Receipt.received_at >= since, Receipt.status != Status.PARTIAL
+    )
+    rows = session.execute(waiting.union(recent)).all()
+    return sorted(
+        ((name, size, at) for name, size, at in rows if name is not None), key=lambda r: r[2]
+    )
 
 
 def receipt_detail(session: Session, receipt_id: str, partner_id: int) -> Receipt | None:

@@ -23,29 +23,39 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import fnmatch
+import inspect
 import os
 import re
 import stat
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import asyncssh
 import structlog
 from asyncssh.channel import SSHChannel
-from asyncssh.constants import FILEXFER_TYPE_DIRECTORY, FILEXFER_TYPE_REGULAR
-from asyncssh.stream import SSHServerStreamSession
+from asyncssh.constants import FILEXFER_TYPE_DIRECTORY, FILEXFER_TYPE_REGULAR, FXP_WRITE
+from asyncssh.packet import SSHPacket
+from asyncssh.sftp import SFTPServerHandler
+from asyncssh.stream import SSHReader, SSHServerStreamSession, SSHWriter
 from typing_extensions import override
 
 log = structlog.get_logger(__name__)
 
 INBOUND = "inbound"
 OUTBOUND = "outbound"
-# A file written under one of these names is complete only when renamed to a final name.
-TEMPORARY_SUFFIXES = (".part", ".tmp", ".filepart")
+# A file written under a name matching one of these (shell patterns, case-insensitive) is
+# complete only when renamed to a final name: WinSCP's NAME.filepart, lftp's .in.NAME
+# (xfer:use-temp-file), rclone's NAME.<hex>.partial, and the usual .part / .tmp. The gateway
+# passes its own list (EDI834_SFTP_TEMPORARY_PATTERNS).
+TEMPORARY_PATTERNS = ("*.part", "*.tmp", "*.filepart", "*.partial", ".in.*")
+# An upload to a temporary name that a dropped session left stays resumable this long (stat
+# shows its size; writing from there continues it); then it is recorded as partial.
+RESUMABLE_SECONDS = 24 * 3600.0
 # Untrusted clients choose write offsets; refuse files no 834 exchange reaches. The gateway
 # passes its own limit (EDI834_MAX_BODY_BYTES).
 MAX_UPLOAD_BYTES = 4 << 30
@@ -71,6 +81,18 @@ _WRITE_FLAGS |= asyncssh.FXF_TRUNC | asyncssh.FXF_EXCL
 _ROOT_MODE = stat.S_IFDIR | 0o555
 _AREA_MODE = {INBOUND: stat.S_IFDIR | 0o755, OUTBOUND: stat.S_IFDIR | 0o555}
 _FILE_MODE = {INBOUND: stat.S_IFREG | 0o200, OUTBOUND: stat.S_IFREG | 0o444}
+_RECEIVED_MODE = stat.S_IFREG | 0o444  # a finished upload, shown until processed: read-only
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedFile:
+    """A finished upload that inbound/ still shows, read-only, though its bytes have moved to
+    the gateway: clients stat, list and SETSTAT what they just sent (paramiko's put confirms
+    the size, rclone sets the time, MFT tools verify the remote size)."""
+
+    name: str
+    size: int
+    mtime: float
 
 
 class SftpHooks(Protocol):
@@ -88,6 +110,11 @@ class SftpHooks(Protocol):
         """Take note of a file left open for writing when its session dropped."""
         ...
 
+    async def received_files(self, username: str) -> list[ReceivedFile]:
+        """The partner's finished uploads that inbound/ still shows: those not yet processed
+        (and those finished a moment ago)."""
+        ...
+
 
 def partner_root(root: Path, username: str) -> Path:
     """root/<username>, with inbound/ and outbound/ created."""
@@ -103,8 +130,18 @@ def is_partner_name(username: str) -> bool:
     return _PARTNER_NAME.fullmatch(username) is not None
 
 
-def is_temporary_name(name: str) -> bool:
-    return name.lower().endswith(TEMPORARY_SUFFIXES)
+def is_temporary_name(name: str, patterns: Sequence[str] = TEMPORARY_PATTERNS) -> bool:
+    lowered = name.lower()
+    return any(fnmatch.fnmatchcase(lowered, pattern.lower()) for pattern in patterns)
+
+
+def parse_temporary_patterns(text: str) -> tuple[str, ...]:
+    """The comma-separated setting as a tuple; a pattern matching every name is refused (no
+    upload could ever complete on CLOSE)."""
+    patterns = tuple(p.strip() for p in text.split(",") if p.strip())
+    if any(fnmatch.fnmatchcase("x.834", p.lower()) for p in patterns):
+        raise ValueError("a temporary-name pattern must not match final names such as x.834")
+    return patterns
 
 
 async def start_sftp_server(
@@ -115,15 +152,17 @@ async def start_sftp_server(
     host_key_path: Path,
     hooks: SftpHooks,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    temporary_patterns: Sequence[str] = TEMPORARY_PATTERNS,
 ) -> asyncssh.SSHAcceptor:
     """Listen for partners on host:port (port 0 picks a free port: `acceptor.get_port()`)."""
-    host_key = load_or_create_host_key(host_key_path)
+    host_keys = load_host_keys(host_key_path)
     busy: set[tuple[str, str]] = set()
+    patterns = tuple(temporary_patterns)
     return await asyncssh.listen(
         host,
         port,
-        server_factory=lambda: _PartnerSSHServer(root, hooks, busy, max_upload_bytes),
-        server_host_keys=[host_key],
+        server_factory=lambda: _PartnerSSHServer(root, hooks, busy, max_upload_bytes, patterns),
+        server_host_keys=host_keys,
         server_version="EDI834Gateway",
         public_key_auth=True,
         password_auth=False,
@@ -139,11 +178,53 @@ async def start_sftp_server(
     )
 
 
-def load_or_create_host_key(path: Path) -> asyncssh.SSHKey:
-    """Read the host key, or generate an ed25519 key there (mode 0600) on first start."""
+# The host keys, in the order offered: ed25519 at the configured path, ECDSA P-256 and RSA
+# beside it (JSch and older SSH.NET, common in Java and .NET MFT tools, know no ed25519). RSA
+# signs with SHA-2 only (rsa-sha2-256/512, RFC 8332): ssh-rsa (SHA-1) is not offered.
+HOST_KEY_ALGORITHMS = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ssh-rsa")
+_RSA_HOST_KEY_ALGORITHMS = (b"rsa-sha2-512", b"rsa-sha2-256")
+_RSA_KEY_BITS = 3072  # OpenSSH's ssh-keygen default
+
+
+def host_key_paths(path: Path) -> dict[str, Path]:
+    """Where each host key lives: `path` for ed25519; for the others `path` with "ed25519"
+    replaced by "ecdsa" / "rsa" (sftp_host_ed25519_key -> sftp_host_ecdsa_key, as OpenSSH
+    names them), or with "_ecdsa" / "_rsa" appended when the name has no "ed25519"."""
+    paths = {"ssh-ed25519": path}
+    for alg, word in (("ecdsa-sha2-nistp256", "ecdsa"), ("ssh-rsa", "rsa")):
+        name = path.name.replace("ed25519", word)
+        paths[alg] = path.with_name(name if name != path.name else f"{path.name}_{word}")
+    return paths
+
+
+def load_host_keys(path: Path) -> list[asyncssh.SSHKeyPair]:
+    """The server's host key pairs: each read from its file, or generated there once. A key
+    that cannot be created (a read-only mount holding only the ed25519 key) is left out with a
+    warning rather than keeping the server down; the ed25519 key is required."""
+    pairs: list[asyncssh.SSHKeyPair] = []
+    for alg, key_path in host_key_paths(path).items():
+        try:
+            key = load_or_create_host_key(key_path, alg)
+        except OSError as exc:
+            if alg == "ssh-ed25519":
+                raise
+            log.warning("sftp_host_key_unavailable", algorithm=alg, error=type(exc).__name__)
+            continue
+        (pair,) = asyncssh.load_keypairs([key])
+        if alg == "ssh-rsa":
+            pair.host_key_algorithms = _RSA_HOST_KEY_ALGORITHMS
+        pairs.append(pair)
+    return pairs
+
+
+def load_or_create_host_key(path: Path, algorithm: str = "ssh-ed25519") -> asyncssh.SSHKey:
+    """Read the host key, or generate one there (mode 0600) on first start."""
     if path.exists():
         return asyncssh.read_private_key(path)
-    key = asyncssh.generate_private_key("ssh-ed25519")
+    if algorithm == "ssh-rsa":
+        key = asyncssh.generate_private_key(algorithm, key_size=_RSA_KEY_BITS)
+    else:
+        key = asyncssh.generate_private_key(algorithm)
     path.parent.mkdir(parents=True, exist_ok=True)
     scratch = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -232,6 +313,17 @@ def _os_errors() -> Iterator[None]:
         raise _sftp_error(exc) from None
 
 
+def _received_attrs(received: ReceivedFile) -> asyncssh.SFTPAttrs:
+    mtime = int(received.mtime)
+    return asyncssh.SFTPAttrs(
+        type=FILEXFER_TYPE_REGULAR,
+        size=received.size,
+        permissions=_RECEIVED_MODE,
+        atime=mtime,
+        mtime=mtime,
+    )
+
+
 def _attrs(st: os.stat_result, permissions: int) -> asyncssh.SFTPAttrs:
     """Size and times from disk; no uid, gid or real mode."""
     kind = FILEXFER_TYPE_DIRECTORY if stat.S_ISDIR(permissions) else FILEXFER_TYPE_REGULAR
@@ -258,6 +350,7 @@ class _Session:
     busy: set[tuple[str, str]]  # (partner, inbound name) being written or handed to a hook
     session_id: str
     max_upload_bytes: int = MAX_UPLOAD_BYTES
+    temporary_patterns: tuple[str, ...] = TEMPORARY_PATTERNS
 
 
 @dataclass(eq=False, slots=True)
@@ -267,6 +360,8 @@ class _Upload:
     upload_id: str
     open: bool = True
     end: int = 0  # the end of the data written so far
+    failed: bool = False  # a WRITE on it was refused or failed
+    abandoned: bool = False  # its name was opened again after a failure: closed, never complete
 
 
 @dataclass(eq=False, slots=True)
@@ -280,6 +375,9 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
     def __init__(self, chan: asyncssh.SSHServerChannel[bytes], session: _Session) -> None:
         super().__init__(chan)
         self._s = session
+        # Uploads of this session whose WRITE failed, by name: a client that gives up on such a
+        # handle without closing it and opens the name again must not find it "in use".
+        self._failed: dict[str, _Upload] = {}
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -306,6 +404,31 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
 
     def _busy_key(self, name: str) -> tuple[str, str]:
         return (self._s.username, name)
+
+    def _is_temporary(self, name: str) -> bool:
+        return is_temporary_name(name, self._s.temporary_patterns)
+
+    def _inbound_stat(self, name: str) -> os.stat_result | None:
+        """The inbound file's stat, or None when no such name is on disk."""
+        with self._open_dir(INBOUND) as dir_fd, _os_errors():
+            try:
+                return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                return None
+
+    async def _received(self) -> dict[str, ReceivedFile]:
+        """The finished uploads inbound/ still shows; none when the hook fails (logged)."""
+        try:
+            files = await self._s.hooks.received_files(self._s.username)
+        except Exception as exc:
+            log.error(
+                "sftp_received_files_unavailable",
+                partner=self._s.username,
+                session_id=self._s.session_id,
+                error=type(exc).__name__,
+            )
+            return {}
+        return {f.name: f for f in files if _is_file_name(f.name)}
 
     def _log(self, event: str, **ids: object) -> None:
         log.info(event, partner=self._s.username, session_id=self._s.session_id, **ids)
@@ -345,7 +468,7 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
     # -- files ----------------------------------------------------------------------------------
 
     @override
-    def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
+    async def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
         target = _resolve(path)
         if target.area is None or target.name is None:
             raise asyncssh.SFTPPermissionDenied("permission denied")
@@ -357,7 +480,20 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
             raise asyncssh.SFTPPermissionDenied("inbound is write-only")
         key = self._busy_key(target.name)
         if key in self._s.busy:
-            raise asyncssh.SFTPFailure("file is in use")
+            failed = self._failed.pop(target.name, None)
+            if failed is None or not failed.open:
+                raise asyncssh.SFTPFailure("file is in use")
+            self._abandon(failed)  # the same client starts this name again
+        if (
+            not pflags & asyncssh.FXF_TRUNC
+            and self._inbound_stat(target.name) is None
+            and target.name in await self._received()
+        ):
+            # Resuming (reput, put -a, curl -C -) a file already received would write its tail
+            # into an empty new file: only a whole new upload may reuse the name.
+            raise asyncssh.SFTPPermissionDenied(
+                "this file was already received; to send it again, send the whole file"
+            )
         flags = os.O_WRONLY
         for sftp_flag, os_flag in (
             (asyncssh.FXF_CREAT, os.O_CREAT),
@@ -383,6 +519,14 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
         upload = _Upload(fd=fd, name=target.name, upload_id=uuid.uuid4().hex, end=end)
         self._log("sftp_upload_started", upload_id=upload.upload_id)
         return upload
+
+    def _abandon(self, upload: _Upload) -> None:
+        """Close an upload whose WRITE failed and whose name the client opens again: its handle
+        answers failure from now on, and the new open takes the file as it is on disk."""
+        upload.open, upload.abandoned = False, True
+        os.close(upload.fd)
+        self._s.busy.discard(self._busy_key(upload.name))
+        self._log("sftp_upload_abandoned", upload_id=upload.upload_id)
 
     def _still_named(self, fd: int, name: str) -> bool:
         """The inbound name still refers to the file open on `fd`."""
@@ -413,10 +557,14 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
         former can complete an upload; the latter must not raise. asyncssh calls this same method
         for both; the cleanup only runs once the channel is closing (connection lost, channel
         closed, or the EOF that _SftpChannelSession answers by half-closing)."""
+        dropped = self.channel.is_closing()
         if not upload.open:
+            if upload.abandoned and not dropped:
+                raise asyncssh.SFTPFailure("this upload was given up: its name was opened again")
             return
         upload.open = False
-        dropped = self.channel.is_closing()
+        if self._failed.get(upload.name) is upload:
+            del self._failed[upload.name]
         try:
             try:
                 await asyncio.to_thread(os.fsync, upload.fd)
@@ -424,11 +572,16 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
             except OSError:
                 synced = False
             if dropped:
-                await self._report_partial(upload)
+                if self._is_temporary(upload.name):
+                    # Resumable: stat shows its size and a write from there continues it, until
+                    # renamed; recover_orphan_uploads records it partial once it is stale.
+                    self._log("sftp_upload_resumable", upload_id=upload.upload_id)
+                else:
+                    await self._report_partial(upload)
                 return
             if not synced:
                 raise asyncssh.SFTPFailure("could not store the file")
-            if not is_temporary_name(upload.name):
+            if not self._is_temporary(upload.name):
                 await self._report_complete(upload.name, upload.upload_id)
         finally:
             # Closed (and unlocked) only once the hook has the file: until then a server
@@ -447,6 +600,20 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
     def write(self, file_obj: object, offset: int, data: bytes) -> int:
         if not isinstance(file_obj, _Upload):
             raise asyncssh.SFTPPermissionDenied("permission denied")
+        if not file_obj.open:
+            raise asyncssh.SFTPFailure("this upload was given up: its name was opened again")
+        try:
+            written = self._write(file_obj, offset, data)
+        except asyncssh.SFTPError:
+            file_obj.failed = True
+            self._failed[file_obj.name] = file_obj
+            raise
+        if file_obj.failed:  # the client goes on with this handle: it is in use again
+            file_obj.failed = False
+            self._failed.pop(file_obj.name, None)
+        return written
+
+    def _write(self, file_obj: _Upload, offset: int, data: bytes) -> int:
         limit = self._s.max_upload_bytes
         if offset + len(data) > limit:
             self._log("sftp_write_refused", upload_id=file_obj.upload_id, reason="too_large")
@@ -485,21 +652,30 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
     # -- names ----------------------------------------------------------------------------------
 
     @override
-    def lstat(self, path: bytes) -> asyncssh.SFTPAttrs:
+    async def lstat(self, path: bytes) -> asyncssh.SFTPAttrs:
         target = _resolve(path)
         with self._open_dir(target.area) as dir_fd, _os_errors():
             if target.area is None:
                 return _attrs(os.fstat(dir_fd), _ROOT_MODE)
             if target.name is None:
                 return _attrs(os.fstat(dir_fd), _AREA_MODE[target.area])
-            st = os.stat(target.name, dir_fd=dir_fd, follow_symlinks=False)
-        if not stat.S_ISREG(st.st_mode):
-            raise asyncssh.SFTPNoSuchFile("no such file")
-        return _attrs(st, _FILE_MODE[target.area])
+            try:
+                st = os.stat(target.name, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                st = None
+        if st is not None:
+            if not stat.S_ISREG(st.st_mode):
+                raise asyncssh.SFTPNoSuchFile("no such file")
+            return _attrs(st, _FILE_MODE[target.area])
+        if target.area == INBOUND:
+            received = (await self._received()).get(target.name)
+            if received is not None:
+                return _received_attrs(received)
+        raise asyncssh.SFTPNoSuchFile("no such file")
 
     @override
-    def stat(self, path: bytes) -> asyncssh.SFTPAttrs:
-        return self.lstat(path)  # links are never followed
+    async def stat(self, path: bytes) -> asyncssh.SFTPAttrs:
+        return await self.lstat(path)  # links are never followed
 
     @override
     def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
@@ -507,7 +683,24 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
         target = _resolve(path)
         if target.name is not None:
             raise asyncssh.SFTPNoSuchFile("not a directory")
-        return _iterate(self._list(target.area))
+        names = self._list(target.area)
+        if target.area != INBOUND:
+            return _iterate(names)
+        return self._with_received(names)
+
+    async def _with_received(
+        self, names: list[asyncssh.SFTPName]
+    ) -> AsyncIterator[asyncssh.SFTPName]:
+        """inbound/ as listed on disk, then the received files not on disk (read-only)."""
+        for name in names:
+            yield name
+        on_disk = {name.filename for name in names}
+        received = await self._received()
+        for filename in sorted(received):
+            if os.fsencode(filename) not in on_disk:
+                yield asyncssh.SFTPName(
+                    os.fsencode(filename), attrs=_received_attrs(received[filename])
+                )
 
     def _list(self, area: str | None) -> list[asyncssh.SFTPName]:
         mode = _ROOT_MODE if area is None else _AREA_MODE[area]
@@ -547,12 +740,16 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
         raise asyncssh.SFTPNoSuchFile("no such link")
 
     @override
-    def remove(self, path: bytes) -> None:
+    async def remove(self, path: bytes) -> None:
         target = _resolve(path)
         if target.area is None or target.name is None:
             raise asyncssh.SFTPPermissionDenied("permission denied")
         if target.area == INBOUND:
-            if not is_temporary_name(target.name):
+            if self._inbound_stat(target.name) is None:
+                if target.name in await self._received():
+                    raise asyncssh.SFTPPermissionDenied("a received file cannot be removed")
+                raise asyncssh.SFTPNoSuchFile("no such file")
+            if not self._is_temporary(target.name):
                 raise asyncssh.SFTPPermissionDenied("only temporary files may be removed")
             if self._busy_key(target.name) in self._s.busy:
                 raise asyncssh.SFTPFailure("file is in use")
@@ -569,7 +766,7 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
             raise asyncssh.SFTPPermissionDenied("renames stay inside inbound")
         if {self._busy_key(old.name), self._busy_key(new.name)} & self._s.busy:
             raise asyncssh.SFTPFailure("file is in use")
-        completes = is_temporary_name(old.name) and not is_temporary_name(new.name)
+        completes = self._is_temporary(old.name) and not self._is_temporary(new.name)
         with self._open_dir(INBOUND) as dir_fd:
             if not completes:
                 _rename_no_replace(dir_fd, old.name, new.name)
@@ -599,12 +796,14 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
     # -- refused or ignored ----------------------------------------------------------------------
 
     @override
-    def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
-        _resolve(path)  # clients set times and modes after uploads: accept, change nothing
+    async def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        # Clients set times and modes after uploads (rclone's modtime, WinSCP, put -p): accepted
+        # on any name that exists, received files included, and nothing changes.
+        await self.lstat(path)
 
     @override
-    def lsetstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
-        _resolve(path)
+    async def lsetstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        await self.lstat(path)
 
     @override
     def fsetstat(self, file_obj: object, attrs: asyncssh.SFTPAttrs) -> None:
@@ -664,14 +863,21 @@ def _try_lock(fd: int) -> bool:
     return True
 
 
-async def recover_orphan_uploads(root: Path, hooks: SftpHooks) -> int:
+async def recover_orphan_uploads(
+    root: Path,
+    hooks: SftpHooks,
+    *,
+    temporary_patterns: Sequence[str] = TEMPORARY_PATTERNS,
+    resumable_seconds: float = RESUMABLE_SECONDS,
+) -> int:
     """Hand every file left in a partner's inbound/ by a server that died mid-upload to
     `upload_partial`: shown as a partial receipt, never processed, as a dropped session's.
 
-    Run before this process listens. Files another live server holds (open for writing, or
-    being handed to its hooks) are locked and skipped; so is an empty file created a moment
-    ago (it may be between its open and its lock). A hook that fails leaves the file for the
-    next start. Returns how many files were recorded."""
+    Run before this process listens, and from time to time while it runs. Files another live
+    server holds (open for writing, or being handed to its hooks) are locked and skipped; so is
+    an empty file created a moment ago (it may be between its open and its lock), and an upload
+    to a temporary name modified within `resumable_seconds` (the client may resume it). A hook
+    that fails leaves the file for the next sweep. Returns how many files were recorded."""
     recorded = 0
     try:
         homes = sorted(os.scandir(root), key=lambda e: e.name)
@@ -681,7 +887,8 @@ async def recover_orphan_uploads(root: Path, hooks: SftpHooks) -> int:
         if not (is_partner_name(home.name) and home.is_dir(follow_symlinks=False)):
             continue
         for name in _inbound_names(Path(home.path)):
-            recorded += await _recover_one(Path(home.path), home.name, name, hooks)
+            keep_for = resumable_seconds if is_temporary_name(name, temporary_patterns) else 0.0
+            recorded += await _recover_one(Path(home.path), home.name, name, hooks, keep_for)
     return recorded
 
 
@@ -707,7 +914,9 @@ def _inbound_names(home: Path) -> list[str]:
         os.close(fd)
 
 
-async def _recover_one(home: Path, username: str, name: str, hooks: SftpHooks) -> int:
+async def _recover_one(
+    home: Path, username: str, name: str, hooks: SftpHooks, keep_for: float
+) -> int:
     try:
         dir_fd = os.open(home / INBOUND, _DIR_FLAGS)
         try:
@@ -720,7 +929,8 @@ async def _recover_one(home: Path, username: str, name: str, hooks: SftpHooks) -
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or not _try_lock(fd):
             return 0
-        if st.st_size == 0 and time.time() - st.st_mtime < _JUST_CREATED_SECONDS:
+        age = time.time() - st.st_mtime
+        if age < keep_for or (st.st_size == 0 and age < _JUST_CREATED_SECONDS):
             return 0
         try:
             await hooks.upload_partial(username, home / INBOUND / name, name)
@@ -760,6 +970,54 @@ def _rename_no_replace(dir_fd: int, old: str, new: str) -> None:
         os.unlink(old, dir_fd=dir_fd)
 
 
+class _LenientSftpHandler(SFTPServerHandler):
+    """asyncssh's SFTP server protocol with two changes for real clients.
+
+    - A WRITE with bytes after its data is accepted and the extra bytes ignored, as OpenSSH's
+      sftp-server does; asyncssh 2.24 answers it SSH_FX_BAD_MESSAGE, and Go's pkg/sftp before
+      1.13.6 (rclone in Debian 12) sends such packets for every write over ~32 KiB. Proposed
+      upstream: skip `check_end()` in `SFTPServerHandler._process_write`.
+    - When the client ends the session (EOF), it is told `exit-status 0` before the channel
+      closes, as sshd reports sftp-server's exit: OpenSSH's scp (SFTP mode) exits 1 without it.
+    """
+
+    _trailing_logged = False
+
+    async def _process_write_lenient(self, packet: SSHPacket) -> object:
+        handle = packet.get_string()
+        offset = packet.get_uint64()
+        data = packet.get_string()
+        if packet and not self._trailing_logged:  # bytes left: ignored, logged once a session
+            self._trailing_logged = True
+            log.info("sftp_write_trailing_bytes_ignored")
+        file_obj = self._file_handles.get(handle)
+        if not file_obj:
+            raise asyncssh.SFTPInvalidHandle("Invalid file handle")
+        result = self._server.write(file_obj, offset, data)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    # asyncssh's own dispatch table, copied with the WRITE entry replaced.
+    _packet_handlers = {  # noqa: RUF012
+        **SFTPServerHandler._packet_handlers,
+        FXP_WRITE: cast(Any, _process_write_lenient),
+    }
+
+    @override
+    async def _cleanup(self, exc: Exception | None) -> None:
+        if exc is None and self._writer is not None:
+            # Sent before the open handles are closed: the channel is already half-closed
+            # (EOF), so they are dropped uploads either way, and the client need not wait.
+            cast(asyncssh.SSHServerChannel[bytes], self._writer.channel).exit(0)
+        await super()._cleanup(exc)
+
+
+# `scp -O` (the legacy protocol) runs "scp -t|-f PATH" on the server. The reply line is the
+# protocol's own error message (\x02 = fatal), which scp prints before it exits 1.
+_SCP_REFUSAL = b"\x02scp: this server speaks SFTP only: use scp without -O, or sftp\n"
+
+
 class _SftpChannelSession(SSHServerStreamSession[bytes]):
     """asyncssh's stream session for the "sftp" subsystem only, half-closing on the client's EOF.
 
@@ -769,6 +1027,9 @@ class _SftpChannelSession(SSHServerStreamSession[bytes]):
     returns False, where asyncssh's default keeps the channel half-open) makes the channel
     "closing" from then on: every close after it is a dropped upload, and no answer can reach
     the client any more, so a CLOSE queued behind the EOF is reported partial, never answered OK.
+
+    An "scp ..." command (scp -O) is accepted only to say, in scp's protocol, that only SFTP is
+    served; any other command, a shell or another subsystem is refused.
     """
 
     def __init__(self, session: _Session) -> None:
@@ -789,11 +1050,29 @@ class _SftpChannelSession(SSHServerStreamSession[bytes]):
 
     @override
     def exec_requested(self, command: str) -> bool:
-        return False
+        return command.startswith("scp ")
 
     @override
     def subsystem_requested(self, subsystem: str) -> bool:
         return subsystem == "sftp"
+
+    @override
+    def session_started(self) -> None:
+        chan = cast(asyncssh.SSHServerChannel[bytes], self._chan)
+        if chan.get_subsystem() != "sftp":  # "scp ...": exec_requested allows nothing else
+            log.info(
+                "sftp_legacy_scp_refused",
+                partner=self._intake.username,
+                session_id=self._intake.session_id,
+            )
+            chan.write(_SCP_REFUSAL)
+            chan.exit(1)
+            return
+        reader = SSHReader[bytes](self, chan)
+        writer = SSHWriter[bytes](self, chan)
+        server = self._start_sftp(chan)
+        handler = _LenientSftpHandler(server, reader, writer, _SFTP_VERSION)
+        chan.get_connection().create_task(handler.run(), reader.logger)
 
     @override
     def eof_received(self) -> bool:
@@ -805,12 +1084,18 @@ class _PartnerSSHServer(asyncssh.SSHServer):
     """One SSH connection: public-key authentication against the hooks, then SFTP only."""
 
     def __init__(
-        self, root: Path, hooks: SftpHooks, busy: set[tuple[str, str]], max_upload_bytes: int
+        self,
+        root: Path,
+        hooks: SftpHooks,
+        busy: set[tuple[str, str]],
+        max_upload_bytes: int,
+        temporary_patterns: tuple[str, ...],
     ) -> None:
         self._root = root
         self._hooks = hooks
         self._busy = busy
         self._max_upload_bytes = max_upload_bytes
+        self._temporary_patterns = temporary_patterns
         self._session_id = uuid.uuid4().hex
         self._conn: asyncssh.SSHServerConnection | None = None
         self._key_owner: str | None = None
@@ -894,6 +1179,7 @@ class _PartnerSSHServer(asyncssh.SSHServer):
             busy=self._busy,
             session_id=self._session_id,
             max_upload_bytes=self._max_upload_bytes,
+            temporary_patterns=self._temporary_patterns,
         )
         return _SftpChannelSession(session)
 

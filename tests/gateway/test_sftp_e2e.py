@@ -92,9 +92,11 @@ class TestSftpIntake:
                 assert await _wait_outbound(sftp, ".ta1")
                 await sftp.remove(f"outbound/{names[0]}")
                 assert names[0] not in await sftp.listdir("outbound")
-                assert await sftp.listdir("inbound") == [".", ".."] or all(
-                    n in (".", "..") for n in await sftp.listdir("inbound")
-                )
+                # the finished upload is still listed, read-only, for a while after processing
+                listed = [n for n in await sftp.listdir("inbound") if n not in (".", "..")]
+                assert listed == ["enroll-0601.834"]
+                attrs = await sftp.stat("inbound/enroll-0601.834")
+                assert (attrs.size, attrs.permissions & 0o777) == (len(GOOD), 0o444)
 
                 # Written under a temporary name: counts only when renamed.
                 async with sftp.open("inbound/second.834.part", "wb") as f:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import stat
 import struct
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +18,13 @@ from typing import Any, TypeVar, cast
 import asyncssh
 import pytest
 
+from gateway.intake import sftp as sftp_module
 from gateway.intake.sftp import (
     MAX_UPLOAD_BYTES,
     MAX_WRITE_GAP,
+    ReceivedFile,
+    host_key_paths,
+    load_host_keys,
     partner_root,
     recover_orphan_uploads,
     start_sftp_server,
@@ -107,7 +113,8 @@ class RawSftp:
 
 
 class FakeHooks:
-    """Records every call. upload_complete moves the file to blobs/, as the blob store does."""
+    """Records every call. upload_complete moves the file to blobs/, as the blob store does;
+    a completed file is "received" (shown in inbound/) until its name is in `processed`."""
 
     def __init__(self, blobs: Path, keys: dict[str, list[asyncssh.SSHKey]]) -> None:
         self.blobs = blobs
@@ -116,6 +123,8 @@ class FakeHooks:
         self.partial: list[tuple[str, str, bytes]] = []
         self.staged: list[Path] = []
         self.fail_complete = False
+        self.processed: set[str] = set()
+        self.received_at: dict[str, float] = {}
 
     async def authorized_keys(self, username: str) -> list[asyncssh.SSHKey] | None:
         return self.keys.get(username)
@@ -128,10 +137,19 @@ class FakeHooks:
         staged.rename(self.blobs / f"{len(self.complete)}.blob")
         self.staged.append(staged)
         self.complete.append((username, filename, data))
+        self.received_at[f"{username}/{filename}"] = time.time()
 
     async def upload_partial(self, username: str, staged: Path, filename: str) -> None:
         self.staged.append(staged)
         self.partial.append((username, filename, staged.read_bytes()))
+
+    async def received_files(self, username: str) -> list[ReceivedFile]:
+        latest = {name: data for user, name, data in self.complete if user == username}
+        return [
+            ReceivedFile(name, len(data), self.received_at[f"{username}/{name}"])
+            for name, data in latest.items()
+            if name not in self.processed
+        ]
 
 
 @dataclass
@@ -347,17 +365,42 @@ class TestSessionDrop:
                 conn = await gw.connect()
                 client = await conn.start_sftp_client()
                 final = await client.open("inbound/big.834", "wb")
-                temporary = await client.open("inbound/other.834.part", "wb")
+                other = await client.open("inbound/other.834", "wb")
                 await final.write(b"ISA*00*first half")  # answered: the server has the bytes
-                await temporary.write(b"ISA*00*")
+                await other.write(b"ISA*00*")
                 conn.abort()
                 await wait_until(lambda: len(gw.hooks.partial) >= 2)
                 await asyncio.sleep(0.2)  # nothing more arrives
                 assert sorted(gw.hooks.partial) == [
                     ("A", "big.834", b"ISA*00*first half"),
-                    ("A", "other.834.part", b"ISA*00*"),
+                    ("A", "other.834", b"ISA*00*"),
                 ]
                 assert gw.hooks.complete == []
+
+        run(scenario())
+
+    def test_a_dropped_upload_to_a_temporary_name_is_resumed_then_renamed(
+        self, tmp_path: Path
+    ) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw:
+                conn = await gw.connect()
+                client = await conn.start_sftp_client()
+                remote = await client.open("inbound/x.834.part", "wb")
+                await remote.write(b"ISA*00*first half")
+                conn.abort()
+                await wait_until(lambda: gw.inbound().joinpath("x.834.part").exists())
+                await asyncio.sleep(0.2)
+                assert gw.hooks.partial == [] and gw.hooks.complete == []
+                async with gw.sftp() as (_, again):
+                    # what OpenSSH's reput, curl -C - and lftp put -c do: stat, then append
+                    size = (await again.stat("inbound/x.834.part")).size
+                    assert size == len(b"ISA*00*first half")
+                    async with again.open("inbound/x.834.part", "ab") as rest:
+                        await rest.write(b"+second half~", size)
+                    await again.rename("inbound/x.834.part", "inbound/x.834")
+                assert gw.hooks.complete == [("A", "x.834", b"ISA*00*first half+second half~")]
+                assert gw.hooks.partial == []
 
         run(scenario())
 
@@ -480,11 +523,12 @@ class TestOrphanUploads:
             (root / "not a partner").mkdir()
             (root / "not a partner" / "inbound").mkdir()
             (root / "not a partner" / "inbound" / "x.834").write_bytes(b"x")
-            assert await recover_orphan_uploads(root, hooks) == 2
-            assert sorted(hooks.partial) == [
-                ("A", "cut.834", b"ISA*00*half"),
-                ("B", "cut.834.part", b"ISA"),
-            ]
+            assert await recover_orphan_uploads(root, hooks) == 1
+            assert hooks.partial == [("A", "cut.834", b"ISA*00*half")]
+            (root / "A" / "inbound" / "cut.834").unlink()  # taken (the fake hook only reads)
+            # an upload to a temporary name stays resumable until it is stale
+            assert await recover_orphan_uploads(root, hooks, resumable_seconds=0) == 1
+            assert hooks.partial[1:] == [("B", "cut.834.part", b"ISA")]
             assert await recover_orphan_uploads(tmp_path / "nowhere", hooks) == 0
 
         run(scenario())
@@ -857,20 +901,73 @@ class TestAreaRules:
         run(scenario())
 
 
-class TestHostKey:
-    def test_host_key_is_generated_0600_and_reused(self, tmp_path: Path) -> None:
-        async def fingerprint() -> str:
-            async with intake_server(tmp_path) as gw:
-                key = await asyncssh.get_server_host_key("127.0.0.1", gw.port)
-                assert key is not None
-                return key.get_fingerprint()
+HOST_KEY_FILES = {
+    "ssh-ed25519": "host_key",
+    "ecdsa-sha2-nistp256": "host_key_ecdsa",
+    "rsa-sha2-512": "host_key_rsa",
+    "rsa-sha2-256": "host_key_rsa",
+}
 
-        first = run(fingerprint())
-        host_key = tmp_path / "host_key"
-        assert stat.S_IMODE(host_key.stat().st_mode) == 0o600
-        assert asyncssh.read_private_key(host_key).get_fingerprint() == first
-        assert run(fingerprint()) == first
-        assert sorted(p.name for p in tmp_path.iterdir() if "host_key" in p.name) == ["host_key"]
+
+class TestHostKey:
+    def test_host_keys_are_generated_0600_once_and_reused(self, tmp_path: Path) -> None:
+        async def fingerprints() -> dict[str, str]:
+            found = {}
+            async with intake_server(tmp_path) as gw:
+                for alg in HOST_KEY_FILES:
+                    key = await asyncssh.get_server_host_key(
+                        "127.0.0.1", gw.port, server_host_key_algs=[alg]
+                    )
+                    assert key is not None
+                    found[alg] = key.get_fingerprint()
+            return found
+
+        first = run(fingerprints())
+        for alg, name in HOST_KEY_FILES.items():
+            host_key = tmp_path / name
+            assert stat.S_IMODE(host_key.stat().st_mode) == 0o600
+            assert asyncssh.read_private_key(host_key).get_fingerprint() == first[alg]
+        assert run(fingerprints()) == first
+        assert sorted(p.name for p in tmp_path.iterdir() if "host_key" in p.name) == [
+            "host_key",
+            "host_key_ecdsa",
+            "host_key_rsa",
+        ]
+
+    def test_rsa_signs_with_sha2_only(self, tmp_path: Path) -> None:
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw:
+                with pytest.raises((asyncssh.KeyExchangeFailed, asyncssh.DisconnectError)):
+                    await asyncssh.get_server_host_key(
+                        "127.0.0.1", gw.port, server_host_key_algs=["ssh-rsa"]
+                    )
+
+        run(scenario())
+
+    def test_default_names_follow_openssh(self, tmp_path: Path) -> None:
+        paths = host_key_paths(tmp_path / "sftp_host_ed25519_key")
+        assert [p.name for p in paths.values()] == [
+            "sftp_host_ed25519_key",
+            "sftp_host_ecdsa_key",
+            "sftp_host_rsa_key",
+        ]
+
+    def test_a_key_that_cannot_be_created_is_left_out(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        real = sftp_module.load_or_create_host_key
+
+        def read_only(path: Path, algorithm: str = "ssh-ed25519") -> asyncssh.SSHKey:
+            if not path.exists():  # a read-only mount holding only the ed25519 key
+                raise PermissionError(errno.EROFS, "read-only file system")
+            return real(path, algorithm)
+
+        monkeypatch.setattr(sftp_module, "load_or_create_host_key", read_only)
+        real(tmp_path / "host_key", "ssh-ed25519")
+        pairs = load_host_keys(tmp_path / "host_key")
+        assert [p.algorithm for p in pairs] == [b"ssh-ed25519"]
+        with pytest.raises(PermissionError):
+            load_host_keys(tmp_path / "elsewhere")  # no ed25519 key: the server cannot start
 
 
 class TestPartnerRoot:
