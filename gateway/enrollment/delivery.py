@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import json
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ BACKOFF_CAP_SECONDS = 300
 POST_ATTEMPTS = 3  # quick retries inside one round; then the row waits for its backoff
 ADVISORY_LOCK_KEY = 834_000_001  # PostgreSQL: one core deliverer per database
 EXPORT_STAGING = ".staging"  # inside the export dir: same filesystem, so the rename is atomic
+GAUGE_SECONDS = 1.0  # while draining, the backlog gauges are refreshed at most this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,13 +64,20 @@ def backoff_seconds(attempts: int) -> int:
     return min(BACKOFF_CAP_SECONDS, 1 << min(attempts, 16))
 
 
+def batch_size(gw: Gateway) -> int:
+    return max(1, gw.settings.core_batch_size)
+
+
 def deliver_core(
     gw: Gateway, client: httpx.Client | None, *, now: dt.datetime | None = None
 ) -> int:
     """One round: deliver up to `core_batch_size` due rows in id order, stopping at the first
     failure; returns how many were delivered. POSTs to `core_url` when set, else writes one
     JSON Lines file to `core_export_dir` (with both set, the URL wins: a row has one
-    `delivered_at`); with neither, rows wait. `now` is the clock for what is due."""
+    `delivered_at`); with neither, rows wait. `now` is the clock for what is due.
+
+    A full round (`batch_size` delivered) means more is probably due: the caller goes again at
+    once and sleeps only after a round that was not full (see `Worker._outbox_loop`)."""
     settings = gw.settings
     delivered = 0
     if settings.core_url or settings.core_export_dir is not None:
@@ -83,10 +92,23 @@ def deliver_core(
                         delivered = _post_all(gw, client, batch)
                 elif batch and settings.core_export_dir is not None:
                     delivered = _export(gw, settings.core_export_dir, batch)
+    _refresh_gauges(gw, force=delivered < batch_size(gw))
+    return delivered
+
+
+_gauges_at = 0.0  # time.monotonic() of the last backlog count, in this process
+
+
+def _refresh_gauges(gw: Gateway, *, force: bool) -> None:
+    """The backlog gauges: counted after every round that was not full, and at most once a
+    second while draining (a count of a long backlog per batch would slow the drain)."""
+    global _gauges_at
+    if not force and time.monotonic() - _gauges_at < GAUGE_SECONDS:
+        return
     count, oldest = run_in_transaction(gw.reads, core_pending)
     CORE_PENDING.set(count)
     CORE_LAG.set(0.0 if oldest is None else max(0.0, (utcnow() - oldest).total_seconds()))
-    return delivered
+    _gauges_at = time.monotonic()
 
 
 # --- one deliverer, in order -----------------------------------------------------------------
@@ -143,7 +165,7 @@ def _due(gw: Gateway, now: dt.datetime) -> list[Pending]:
             )
             .where(CoreDelivery.delivered_at.is_(None))
             .order_by(CoreDelivery.id)
-            .limit(max(1, gw.settings.core_batch_size))
+            .limit(batch_size(gw))
         ).all()
         batch = []
         for row_id, key, payload, next_attempt_at in rows:

@@ -21,6 +21,7 @@ from gateway.db.models import Receipt, Status
 from gateway.db.session import run_in_transaction
 from gateway.enrollment import repository as ledger_repo
 from gateway.enrollment.apply import LedgerAbandoned, apply_receipt
+from gateway.enrollment.delivery import batch_size as core_batch_size
 from gateway.enrollment.delivery import deliver_core
 from gateway.faults import crashpoint
 from gateway.logging import get_logger
@@ -171,8 +172,10 @@ class Worker:
                     outbox.deliver_webhooks(self.gw, client)
                 except Exception:
                     log.exception("outbox_error", worker_id=self.worker_id)
+                full = False
                 try:  # apart, so a webhook failure never holds back the core (nor the reverse)
-                    deliver_core(self.gw, client)  # its own per-request core_timeout_seconds
+                    # its own per-request core_timeout_seconds
+                    full = deliver_core(self.gw, client) >= core_batch_size(self.gw)
                 except Exception:
                     log.exception("core_outbox_error", worker_id=self.worker_id)
                 if self.stop_event.is_set() and not any(
@@ -180,7 +183,8 @@ class Worker:
                 ):
                     outbox.deliver_acks(self.gw)  # what the last job produced
                     return
-                self.wake_event.wait(self.gw.settings.worker_poll_seconds)
+                if not full:  # a full batch: more is due, so the next round starts at once
+                    self.wake_event.wait(self.gw.settings.worker_poll_seconds)
 
     # --- one job -----------------------------------------------------------------------------
 

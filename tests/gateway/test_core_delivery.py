@@ -321,6 +321,43 @@ class TestDeliverCoreHttp:
                 worker.stop(5)
         assert core.accepted == keys
 
+    def test_the_worker_drains_full_batches_back_to_back_and_sleeps_only_when_idle(
+        self, gw, monkeypatch
+    ):
+        """Six batches' worth: six full rounds with no poll interval between them (the old loop
+        slept one after each), then one empty round, then the loop waits for its poll."""
+        from gateway.worker import run
+
+        keys = seed(gw, 60)
+        rounds: list[int] = []
+        real = run.deliver_core
+
+        def counted(*args, **kwargs):
+            rounds.append(real(*args, **kwargs))
+            return rounds[-1]
+
+        monkeypatch.setattr(run, "deliver_core", counted)
+        with CoreServer() as core:
+            configure(
+                gw, core_url=core.url, core_secret=SECRET, core_batch_size=10,
+                worker_poll_seconds=30,
+            )  # fmt: skip
+            worker = run.Worker(gw)
+            started = time.monotonic()
+            worker.start()
+            try:
+                while len(rounds) < 7 and time.monotonic() - started < 20:
+                    time.sleep(0.02)
+                took = time.monotonic() - started
+                time.sleep(1.0)  # idle: no further round before the 30 s poll
+                assert rounds == [10, 10, 10, 10, 10, 10, 0]
+            finally:
+                worker.stop(5)
+        assert took < 15, took  # the old loop: at least 5 polls of 30 s
+        assert core.accepted == keys  # in ledger order, each key once
+        assert sorted(core.seen_keys()) == sorted(keys)  # and sent once: nothing re-sent
+        assert metric("edi834_core_pending_events") == 0
+
 
 class TestDeliverCoreExport:
     def test_kill_after_the_file_then_restart_keeps_each_event_once(self, gw, tmp_path):
