@@ -7,11 +7,13 @@ own walker and element checks walks them.
 The walker and the checks keep pyx12's decisions to the letter — the same scan order, the same
 deferred "mandatory segment missing" flushes, the same counters (keyed by pyx12's path strings,
 reset when a loop is re-entered), the same element checks in the same order, even the same
-inputs on which pyx12 raises (a composite with too many components, an RD8 with two dashes),
-which `implementation.TransactionSetChecker` reports as one unexpected segment. What changes is
-the cost: no per-segment pyx12 objects, no path parsing, no list-comprehension lookups by
-sequence number, no regex when a segment has only plain characters. The differential tests
-(`tests/validators/test_compiled_differential.py`) hold the two engines to identical findings.
+inputs on which pyx12 raises (an RD8 with two dashes), which `implementation.TransactionSetChecker`
+reports as one unexpected segment. What changes is the cost: no per-segment pyx12 objects, no
+path parsing, no list-comprehension lookups by sequence number, no regex when a segment has only
+plain characters. Where we depart from pyx12 on purpose (repetitions, components, "not used"
+elements, syntax notes, LS/LE) is the layer both engines share, `validators.conformance`. The
+differential tests (`tests/validators/test_compiled_differential.py`) hold the two engines to
+identical findings.
 """
 
 from __future__ import annotations
@@ -27,23 +29,23 @@ from pyx12.map_if import composite_if, element_if, segment_if
 
 from parsers.delimiters import Delimiters
 from parsers.events import Segment
-from validators.implementation import (
-    element_issue,
-    guide_segment_ids,
-    load_map,
+from validators.conformance import (
+    NOT_GUIDE_LOOPS,
+    ElementFinding,
+    SegmentRules,
+    SetConformance,
+    engine_code,
+    rules_for,
     segment_issue,
 )
-from validators.issues import ElementSyntaxError, Issue, SegmentSyntaxError
+from validators.implementation import guide_segment_ids, load_map
+from validators.issues import Issue, SegmentSyntaxError
 
 _SEGMENT_CODES = frozenset(c.value for c in SegmentSyntaxError)
-_ELEMENT_CODES = frozenset(c.value for c in ElementSyntaxError)
-_NOT_GUIDE_LOOPS = frozenset({"ISA_LOOP", "GS_LOOP", "ST_LOOP", "HEADER", "DETAIL", "FOOTER"})
 _UNRECOGNIZED = SegmentSyntaxError.UNRECOGNIZED_SEGMENT_ID.value
 _MISSING = SegmentSyntaxError.REQUIRED_SEGMENT_MISSING.value
 _UNEXPECTED = SegmentSyntaxError.UNEXPECTED_SEGMENT.value
 _OUT_OF_SEQUENCE = SegmentSyntaxError.SEGMENT_OUT_OF_SEQUENCE.value
-_DATA_ELEMENT_ERRORS = SegmentSyntaxError.DATA_ELEMENT_ERRORS.value
-_INVALID_CODE = ElementSyntaxError.INVALID_CODE_VALUE.value
 
 # pyx12's control characters, in the order it looks for them (its message names the first).
 _CONTROL = re.compile("[\x07\x09\x0a\x0b\x0c\x0d\x1c\x1d\x1e\x1f\x01-\x06\x11-\x17]")
@@ -136,6 +138,7 @@ class Seg:
         "parent",
         "pos",
         "quick",
+        "rules",
         "syntax",
         "usage",
     )
@@ -169,6 +172,7 @@ class Seg:
         self.loop_segment_ids = parent.segment_ids
         self.is_dtp = self.id == "DTP"
         self.quick: Callable[[tuple[str, ...]], bool] = _never
+        self.rules: SegmentRules = rules_for(node)
 
 
 class Loop:
@@ -200,7 +204,7 @@ class Loop:
         self.key = _key(node.x12path, keys) if not self.is_root else -1
         self.parent = parent if parent is not None else self
         self.eq_key = (node.id, parent.id if parent is not None else None)
-        if self.is_root or self.id in _NOT_GUIDE_LOOPS:
+        if self.is_root or self.id in NOT_GUIDE_LOOPS:
             self.loop_id: str | None = parent.loop_id if parent is not None else None
         else:
             self.loop_id = self.id
@@ -540,10 +544,6 @@ def _format(raw: str, comp: str) -> str:
     return comp.join(parts[:end])
 
 
-def _present(raw: str, comp: str) -> bool:
-    return raw != "" and (comp not in raw or raw.replace(comp, "") != "")
-
-
 # One element error: (code, element position, component position, element, bad value).
 _EleErr = tuple[str, int | None, int | None, Elem | None, str | None]
 
@@ -610,11 +610,22 @@ class ElementChecks:
                 self.composite(child, None, errors)
             elif isinstance(child, Elem) and child.required_when_empty:
                 errors.append(("1", child.element_pos, child.component_pos, child, None))
-        for syn in seg.syntax:
-            if not _syntax_ok(syn, els, comp):
-                code = "10" if syn[0] == "E" else "2"
-                errors.append((code, _refdes_position(syn[1]), None, None, None))
+        # The syntax notes are read by the shared layer (`conformance`).
         return errors
+
+    def findings(self, seg: Seg, els: tuple[str, ...]) -> list[ElementFinding]:
+        """The element checks as the shared layer reads them."""
+        return [
+            ElementFinding(
+                engine_code(code),
+                pos,
+                cpos,
+                el.data_ele if el is not None else None,
+                el.name if el is not None else None,
+                bad if bad not in (None, "") else None,
+            )
+            for code, pos, cpos, el, bad in self.segment(seg, els)
+        ]
 
     def composite(self, comp: Composite, parts: list[str] | None, errors: list[_EleErr]) -> None:
         empty = parts is None or all(p == "" for p in parts)
@@ -694,35 +705,6 @@ class ElementChecks:
         return bool(pyx12.validation.IsValidDataType(value, dtype, self.charset, icvn))
 
 
-def _syntax_ok(syn: tuple[Any, ...], els: tuple[str, ...], comp: str) -> bool:
-    """pyx12's is_syntax_valid: P paired, R required, E exclusion, C conditional, L list."""
-    if len(syn) < 3:
-        return False
-    code = syn[0]
-    idx = [int(s) for s in syn[1:]]
-    n = len(els)
-
-    def present(s: int) -> bool:
-        return s <= n and _present(els[s - 1], comp)
-
-    if code == "P":
-        count = sum(1 for s in idx if present(s))
-        return count == 0 or count == len(idx)
-    if code == "R":
-        return any(present(s) for s in idx)
-    if code == "E":
-        return sum(1 for s in idx if present(s)) <= 1
-    if code == "C":
-        if present(idx[0]):
-            return all(present(s) for s in idx[1:])
-        return True
-    if code == "L":
-        if present(idx[0]):
-            return any(present(s) for s in idx[1:])
-        return True
-    return False
-
-
 # The least header pyx12's map takes without a finding: ST, BGN, the sponsor and payer N1s.
 _PRIMER = (
     "ST*834*0001*005010X220A1",
@@ -753,6 +735,10 @@ class CompiledTransactionSetChecker:
         self._bad_text = self._checks.bad_text.search
         self._node: Seg | Loop = cmap.gs_node
         self._ls_id: str | None = None
+        self._conformance = SetConformance(delimiters)
+        # The quick path leaves a segment with a repetition separator to the shared layer
+        # (an unusable ISA11 splits nothing: the component separator stands in, already tested).
+        self._rep = self._conformance.rep or delimiters.component
         self.walk_findings = 0
 
     def check(self, segment: Segment) -> list[Issue]:
@@ -799,34 +785,30 @@ class CompiledTransactionSetChecker:
         if node is None:
             return issues
         self._node = node
+        rules = node.rules
+        conformance = self._conformance
+        # The shared layer (issue 16): LS/LE pairing (only while an LS is open or opening),
+        # then the elements as X12.6 splits them.
+        if conformance.ls_open or rules.opens_pair:
+            closing = conformance.loop_pairs(rules, position)
+            if closing:
+                issues = closing + issues
+                self.walk_findings = len(issues)
         text = "*".join(els)
         if (
             self._comp not in text
+            and self._rep not in text
             and self._bad_text(text) is None
             and " *" not in text
             and text[-1:] != " "
             and node.quick(els)
         ):
+            # Proven clean, and with no separator nor not-used element for the shared layer.
             return issues
-        errors = self._checks.segment(node, els)
-        if errors:
-            loop_id = node.loop_id
-            issues.append(segment_issue(_DATA_ELEMENT_ERRORS, tag, position, loop_id))
-            for code, pos, cpos, el, bad in errors:
-                issues.append(
-                    element_issue(
-                        code if code in _ELEMENT_CODES else _INVALID_CODE,
-                        tag,
-                        position,
-                        loop_id,
-                        element_pos=pos,
-                        component_pos=cpos,
-                        ref=el.data_ele if el is not None else None,
-                        name=el.name if el is not None else None,
-                        bad_value=bad if bad not in (None, "") else None,
-                    )
-                )
-        return issues
+        checks = self._checks
+        return issues + conformance.element_issues(
+            rules, tag, els, position, lambda elements: checks.findings(node, elements)
+        )
 
     def _walk_issues(
         self,

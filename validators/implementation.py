@@ -12,10 +12,30 @@ import pyx12.map_if
 import pyx12.params
 import pyx12.segment
 from pyx12.map_walker import pop_to_parent_loop, walk_tree
+from pyx12.syntax import is_syntax_valid
 
 from parsers.delimiters import Delimiters
 from parsers.events import Segment
-from validators.issues import ElementSyntaxError, Issue, Level, SegmentSyntaxError, meaning
+from validators.conformance import (
+    ElementFinding,
+    SetConformance,
+    element_issue,
+    engine_code,
+    guide_loop_id,
+    rules_for,
+    segment_issue,
+)
+from validators.issues import Issue, SegmentSyntaxError
+
+__all__ = [
+    "IMPLEMENTATION_REFERENCE",
+    "TransactionSetChecker",
+    "element_issue",
+    "guide_segment_ids",
+    "load_map",
+    "loop_id_of",
+    "segment_issue",
+]
 
 MAP_FILE = "834.5010.X220.A1.xml"
 IMPLEMENTATION_REFERENCE = "005010X220A1"
@@ -24,9 +44,6 @@ logging.getLogger("pyx12").addHandler(logging.NullHandler())
 logging.getLogger("pyx12").propagate = False
 
 _SEGMENT_CODES = {c.value for c in SegmentSyntaxError}
-_ELEMENT_CODES = {c.value for c in ElementSyntaxError}
-# Loops that are envelope or table wrappers, not implementation-guide loop ids (IK303 empty).
-_NOT_GUIDE_LOOPS = {"ISA_LOOP", "GS_LOOP", "ST_LOOP", "HEADER", "DETAIL", "FOOTER"}
 
 
 @functools.cache
@@ -73,17 +90,8 @@ def loop_id_of(node: Any) -> str | None:
         return None
     key = id(node)  # map nodes live as long as the cached map
     if key not in _LOOP_IDS:
-        _LOOP_IDS[key] = _find_loop_id(node)
+        _LOOP_IDS[key] = guide_loop_id(node)
     return _LOOP_IDS[key]
-
-
-def _find_loop_id(node: Any) -> str | None:
-    loop = node if node.is_loop() else pop_to_parent_loop(node)
-    while loop is not None and not loop.is_map_root():
-        if loop.id not in _NOT_GUIDE_LOOPS:
-            return str(loop.id)
-        loop = pop_to_parent_loop(loop)
-    return None
 
 
 class TransactionSetChecker:
@@ -97,14 +105,27 @@ class TransactionSetChecker:
         self._walker.forceWalkCounterToLoopStart("/ISA_LOOP/GS_LOOP", "/ISA_LOOP/GS_LOOP/GS")
         self._node: Any = self._map.getnodebypath("/ISA_LOOP/GS_LOOP/GS")
         self._ls_id: str | None = None
+        self._conformance = SetConformance(delimiters)
 
-    def _to_pyx12(self, segment: Segment) -> pyx12.segment.Segment:
+    def _to_pyx12(self, tag: str, elements: tuple[str, ...]) -> pyx12.segment.Segment:
         # Build pyx12's segment from ours directly: no re-joining and re-splitting of the text.
         d = self._delims
         seg = pyx12.segment.Segment(None, d.segment, d.element, d.component, d.repetition)
-        seg.seg_id = segment.tag
-        seg.elements = [pyx12.segment.Composite(e, d.component) for e in segment.elements]
+        seg.seg_id = tag
+        seg.elements = [pyx12.segment.Composite(e, d.component) for e in elements]
         return seg
+
+    def _element_findings(
+        self, node: Any, tag: str, elements: tuple[str, ...]
+    ) -> list[ElementFinding]:
+        """pyx12's element checks of a placed segment, without its syntax notes (the shared
+        layer reads those): pyx12 appends one finding per failed note, last."""
+        seg_data = self._to_pyx12(tag, elements)
+        _ok, errors = node.is_valid_errors(seg_data)
+        failed_notes = sum(1 for syn in node.syntax if not is_syntax_valid(seg_data, syn)[0])
+        if failed_notes:
+            errors = errors[:-failed_notes]
+        return [_element_finding(e) for e in errors]
 
     def check(self, segment: Segment) -> list[Issue]:
         """Issues for one segment of the set (ST and SE included), in pyx12's order."""
@@ -124,7 +145,7 @@ class TransactionSetChecker:
             ]
 
     def _check(self, segment: Segment, position: int) -> list[Issue]:
-        seg_data = self._to_pyx12(segment)
+        seg_data = self._to_pyx12(segment.tag, segment.elements)
         issues: list[Issue] = []
         if segment.tag == "LS":
             self._ls_id = segment.element(1)
@@ -156,39 +177,24 @@ class TransactionSetChecker:
         if node is None:
             return issues
         self._node = node
-        loop_id = loop_id_of(node)
-        _ok, element_errors = node.is_valid_errors(seg_data)
-        element_issues = [_element_issue(e, segment, position, loop_id) for e in element_errors]
-        if element_issues:
-            # X231: an IK4 always sits under an IK3 with IK304 = 8 for its segment.
-            issues.append(
-                segment_issue(
-                    SegmentSyntaxError.DATA_ELEMENT_ERRORS.value, segment.tag, position, loop_id
-                )
+        rules = rules_for(node)
+        conformance = self._conformance
+        # The shared layer (issue 16): LS/LE pairing, then the elements as X12.6 splits them.
+        issues[:0] = conformance.loop_pairs(rules, position)
+        issues.extend(
+            conformance.element_issues(
+                rules,
+                segment.tag,
+                segment.elements,
+                position,
+                lambda elements: self._element_findings(node, segment.tag, elements),
             )
-            issues.extend(element_issues)
+        )
         return issues
 
 
-def segment_issue(code: str, seg_id: str, position: int, loop_id: str | None) -> Issue:
-    """An IK3 finding, worded the same whichever engine found it."""
-    where = f"{seg_id} at position {position}" + (f" in loop {loop_id}" if loop_id else "")
-    return Issue(
-        level=Level.SEGMENT,
-        code=code,
-        message=f"{where}: {meaning('IK304', code)}",
-        segment_id=seg_id,
-        segment_position=position,
-        loop_id=loop_id,
-    )
-
-
-def _element_issue(err: Any, segment: Segment, position: int, loop_id: str | None) -> Issue:
-    code = (
-        err.err_cde
-        if err.err_cde in _ELEMENT_CODES
-        else ElementSyntaxError.INVALID_CODE_VALUE.value
-    )
+def _element_finding(err: Any) -> ElementFinding:
+    """One of pyx12's EleErrors as the shared layer reads element findings."""
     element_pos: int | None = None
     component_pos: int | None = None
     ref: str | None = None
@@ -203,45 +209,11 @@ def _element_issue(err: Any, segment: Segment, position: int, loop_id: str | Non
     elif err.refdes:
         digits = "".join(ch for ch in str(err.refdes)[-2:] if ch.isdigit())
         element_pos = int(digits) if digits else None
-    return element_issue(
-        code,
-        segment.tag,
-        position,
-        loop_id,
-        element_pos=element_pos,
-        component_pos=component_pos,
-        ref=ref,
-        name=getattr(node, "name", None) if node is not None else None,
-        bad_value=err.err_val if err.err_val not in (None, "") else None,
-    )
-
-
-def element_issue(
-    code: str,
-    tag: str,
-    position: int,
-    loop_id: str | None,
-    *,
-    element_pos: int | None,
-    component_pos: int | None,
-    ref: str | None,
-    name: str | None,
-    bad_value: str | None,
-) -> Issue:
-    """An IK4 finding, worded the same whichever engine found it."""
-    where = f"{tag}{element_pos:02d}" if element_pos else tag
-    if component_pos:
-        where += f"-{component_pos}"
-    label = f"{where} ({name})" if name else where
-    return Issue(
-        level=Level.ELEMENT,
-        code=code,
-        message=f"{label}: {meaning('IK403', code)}",
-        segment_id=tag,
-        segment_position=position,
-        loop_id=loop_id,
-        element_position=element_pos,
-        component_position=component_pos,
-        element_ref=ref,
-        bad_value=bad_value,
+    return ElementFinding(
+        engine_code(err.err_cde),
+        element_pos,
+        component_pos,
+        ref,
+        getattr(node, "name", None) if node is not None else None,
+        err.err_val if err.err_val not in (None, "") else None,
     )

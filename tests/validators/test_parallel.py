@@ -121,6 +121,16 @@ def test_findings_across_a_block_boundary(find: bytes, replace: bytes, nth: int)
     assert assert_split_equals_whole(data, 5) == 1
 
 
+def test_an_ls_left_open_by_a_blocks_last_member_is_found_by_that_block() -> None:
+    """The missing LE (issue 16) is reported at the next block's INS, by the block that walks
+    that INS as its lookahead."""
+    data = plant(generated(12), b"~LE*2700", b"", 5)
+    whole = summary(data, ValidationOptions())
+    missing = [i for i in whole[0][4] if i[1] == "3" and i[3] == "LE"]  # type: ignore[index]
+    assert len(missing) == 1
+    assert assert_split_equals_whole(data, 5) == 1
+
+
 def test_required_missing_at_the_boundary_names_the_next_member() -> None:
     """X231 CTX: the 'missing' a member's successor reveals carries that successor's REF*0F,
     in one go and in blocks alike."""

@@ -5,12 +5,16 @@ exactly the segments we meant: an ISA13 of `1~TA1*X*Y` must never become a secon
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Iterable
 
-from parsers.delimiters import Delimiters
+from parsers.delimiters import Delimiters, is_delimiter_char
 
 _DIGITS = re.compile(r"[0-9]+")
 _ID = re.compile(r"[0-9A-Z]+")
+# Separators an ack may use instead of the sender's, in order of preference.
+_SPARE_SEPARATORS = ":^>|\\!{}~*#@`&+;<=?[]_%$"
 
 
 def clean(value: str, d: Delimiters) -> bool:
@@ -46,3 +50,31 @@ def digits(value: str, *, min_len: int, max_len: int, neutral: str) -> str:
     if _DIGITS.fullmatch(value) and min_len <= len(value) <= max_len:
         return value
     return neutral
+
+
+def reply_delimiters(d: Delimiters, copied: Iterable[str]) -> Delimiters:
+    """The delimiters to answer in: `d` (the sender's, when usable), except that a separator
+    occurring in a value the ack copies as sent (an IK404 bad value, a CTX subscriber number)
+    is swapped for a spare one, so the copy keeps it (X231A1 IK404: a copy of the bad data
+    element) and still cannot split or forge anything. Deterministic: the same findings give
+    the same delimiters."""
+    used = set("".join(copied))
+    chosen: dict[str, str] = {}
+    for name in ("element", "segment", "component", "repetition"):
+        current: str = getattr(d, name)
+        others = {getattr(d, n) for n in ("element", "segment", "component", "repetition")}
+        others.discard(current)
+        others.update(chosen.values())
+        if current in used or current in chosen.values():
+            spare = next(
+                (
+                    ch
+                    for ch in _SPARE_SEPARATORS
+                    if ch not in used and ch not in others and is_delimiter_char(ch)
+                ),
+                None,
+            )
+            # Every spare occurs in the values: keep ours; the builder blanks them in copies.
+            current = spare if spare is not None else current
+        chosen[name] = current
+    return dataclasses.replace(d, **chosen)

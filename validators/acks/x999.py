@@ -5,6 +5,7 @@ segment and element finding, CTX naming the member, and AK9 counts (P when parti
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
 from parsers.delimiters import Delimiters
 from parsers.events import Segment
@@ -31,7 +32,8 @@ def build_999(
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    d = result.reply_delimiters
+    # A bad value is copied as sent (IK404): the 999 answers in separators it does not hold.
+    d = echo.reply_delimiters(result.reply_delimiters, _copied_values(result))
     isa = with_component(
         reply_isa(
             result.isa,
@@ -76,6 +78,16 @@ def build_999(
     segments.append(segment("GE", str(len(result.groups)), str(control_number)))
     segments.append(iea(1, control_number))
     return render_segments(segments, d)
+
+
+def _copied_values(result: InterchangeResult) -> Iterable[str]:
+    """What the 999 copies from the received sets: IK404 bad values, CTX subscriber numbers."""
+    for ts in result.sets:
+        for issue in ts.issues:
+            if issue.level is Level.ELEMENT and issue.code != "1" and issue.bad_value:
+                yield issue.bad_value[:MAX_BAD_VALUE]
+            if issue.business_unit:
+                yield issue.business_unit
 
 
 def _transaction(group: GroupResult, st02: str, d: Delimiters) -> list[Segment]:

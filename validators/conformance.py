@@ -1,0 +1,448 @@
+"""Pure; no I/O. The layer both 005010X220A1 engines share (the compiled tables and pyx12's own
+walker): each places a segment in the guide and runs pyx12's element checks; this layer decides
+what those checks are given and what is reported, where pyx12 departs from X12.6 and X231A1.
+
+- Repetitions (ISA11) are split. An element repeats up to its `repeat` in the guide (DMG05,
+  C056, up to 10 in X220A1); each repetition is checked as the element; one more is IK403 12, and
+  so is a repetition of an element that does not repeat (X231A1 IK403 12 "too many
+  repetitions"; pyx12 never splits them).
+- A component separator inside a simple element, or more components than a composite has, is
+  IK403 13 "too many components" (pyx12: 6, or it raises), the value copied as sent.
+- An element, composite or component the guide marks "not used" that is present is IK403 I10
+  (pyx12: 10, which X231A1 reserves for "exclusion condition violated"; 5 for a composite).
+- Syntax notes (X12.6 P/R/E/C/L) name the element to fix: the missing one for IK403 2 (P0809 on
+  NM1 with NM108 and no NM109 is NM109), the second present one for IK403 10 (pyx12 names the
+  note's first element either way).
+- An LS opens a loop its LE must close (X12.6 "loop start/loop end"): an LS whose LE never comes
+  is a missing segment, IK304 3 (pyx12's map has LE situational and no pairing). LS and LE are
+  segments of loop 2000 (IK303), not of pyx12's wrapper "LS_LOOP".
+
+What the layer reads of the guide comes from pyx12's map nodes (`rules_for`), the nodes both
+engines place segments on; an engine hands over its element checks as `ElementCheck`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from parsers.delimiters import Delimiters
+from validators.issues import ElementSyntaxError, Issue, Level, SegmentSyntaxError, meaning
+
+# Loops that are envelope or table wrappers in pyx12's map, not implementation-guide loop ids:
+# an IK303 names the guide loop around them. X220A1 lists LS and LE in loop 2000.
+NOT_GUIDE_LOOPS = frozenset(
+    {"ISA_LOOP", "GS_LOOP", "ST_LOOP", "HEADER", "DETAIL", "FOOTER", "LS_LOOP"}
+)
+
+_ELEMENT_CODES = frozenset(c.value for c in ElementSyntaxError)
+_MISSING_SEGMENT = SegmentSyntaxError.REQUIRED_SEGMENT_MISSING.value
+_DATA_ELEMENT_ERRORS = SegmentSyntaxError.DATA_ELEMENT_ERRORS.value
+_NOT_USED = ElementSyntaxError.NOT_USED_ELEMENT_PRESENT.value
+_TOO_MANY_REPETITIONS = ElementSyntaxError.TOO_MANY_REPETITIONS.value
+_TOO_MANY_COMPONENTS = ElementSyntaxError.TOO_MANY_COMPONENTS.value
+_CONDITIONAL_MISSING = ElementSyntaxError.CONDITIONAL_REQUIRED_MISSING.value
+_REQUIRED_MISSING = ElementSyntaxError.REQUIRED_MISSING.value
+_EXCLUSION = ElementSyntaxError.EXCLUSION_VIOLATED.value
+
+
+@dataclass(frozen=True, slots=True)
+class ElementFinding:
+    """One element finding, before it becomes an IK4 `Issue`: what an engine's element checks
+    return, and what this layer adds."""
+
+    code: str
+    element_pos: int | None
+    component_pos: int | None = None
+    ref: str | None = None  # IK402: the data element number (None for a composite)
+    name: str | None = None
+    bad_value: str | None = None
+    repetition_pos: int | None = None
+
+
+ElementCheck = Callable[[tuple[str, ...]], list[ElementFinding]]
+"""An engine's element checks of the segment it placed, given the elements to check: pyx12's
+checks of each element and composite, without the syntax notes (this layer reads those)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    usage: str | None
+    ref: str | None
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """One element position of a guide segment (pyx12's child at that sequence number)."""
+
+    usage: str | None
+    ref: str | None  # the data element number; None for a composite (C056 is not N0)
+    name: str | None
+    repeat: int  # repetitions allowed (X220A1 DMG05: 10)
+    components: tuple[Component, ...] | None  # None: a simple element
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRules:
+    """What this layer needs of one guide segment."""
+
+    tag: str
+    loop_id: str | None
+    positions: tuple[Position | None, ...]  # None where pyx12 finds no single child
+    syntax: tuple[tuple[str, tuple[int, ...]], ...]
+    opens_pair: bool  # LS
+    closes_pair: bool  # LE
+    inside_pair: bool  # a segment between LS and LE (loops 2700, 2750)
+    has_not_used: bool
+
+
+_RULES: dict[int, SegmentRules] = {}
+
+
+def rules_for(node: Any) -> SegmentRules:
+    """The rules of a pyx12 map segment node, read once (map nodes live as long as the cached
+    map, so their id is a key)."""
+    key = id(node)
+    found = _RULES.get(key)
+    if found is None:
+        found = _RULES[key] = _read_rules(node)
+    return found
+
+
+def guide_loop_id(node: Any) -> str | None:
+    """The implementation guide's loop id (IK303) around a pyx12 map node, or None."""
+    loop = node if node.is_loop() else node.parent
+    while loop is not None and not loop.is_map_root():
+        if loop.id not in NOT_GUIDE_LOOPS:
+            return str(loop.id)
+        loop = loop.parent
+    return None
+
+
+def _read_rules(node: Any) -> SegmentRules:
+    positions: list[Position | None] = []
+    for i in range(len(node.children)):
+        same = [c for c in node.children if int(c.seq) == i + 1]
+        if len(same) != 1:
+            positions.append(None)
+            continue
+        child = same[0]
+        if child.is_composite():
+            positions.append(
+                Position(
+                    usage=child.usage,
+                    ref=None,
+                    name=child.name,
+                    repeat=max(int(getattr(child, "repeat", 1) or 1), 1),
+                    components=tuple(
+                        Component(k.usage, str(k.data_ele) if k.data_ele else None, k.name)
+                        for k in child.children
+                    ),
+                )
+            )
+        else:
+            ref = str(child.data_ele) if child.data_ele else None
+            positions.append(Position(child.usage, ref, child.name, 1, None))
+    parents: list[str] = []
+    loop = node.parent
+    while loop is not None and not loop.is_map_root():
+        parents.append(str(loop.id))
+        loop = loop.parent
+    tag = str(node.id)
+    in_ls = "LS_LOOP" in parents
+    has_not_used = any(
+        p is not None and (p.usage == "N" or any(k.usage == "N" for k in p.components or ()))
+        for p in positions
+    )
+    return SegmentRules(
+        tag=tag,
+        loop_id=guide_loop_id(node),
+        positions=tuple(positions),
+        syntax=tuple((str(s[0]), tuple(int(i) for i in s[1:])) for s in node.syntax),
+        opens_pair=in_ls and tag == "LS",
+        closes_pair=in_ls and tag == "LE",
+        inside_pair=in_ls and tag not in ("LS", "LE"),
+        has_not_used=has_not_used,
+    )
+
+
+def _present(raw: str, comp: str) -> bool:
+    """pyx12's presence: a value, or a composite with at least one component."""
+    return raw != "" and (comp not in raw or raw.replace(comp, "") != "")
+
+
+class SetConformance:
+    """One transaction set's state in this layer (the open LS) and its element rules."""
+
+    def __init__(self, delimiters: Delimiters) -> None:
+        self.comp = delimiters.component
+        # ISA11 is a repetition separator only when usable (00501; not a letter such as 00401's
+        # 'U', not another delimiter): otherwise it is a TA105 016 and nothing is split.
+        usable = "repetition" not in delimiters.problems()
+        self.rep: str | None = delimiters.repetition if usable else None
+        self.ls_open = False
+        self._ls_loop_id: str | None = None
+
+    # -- LS / LE ---------------------------------------------------------------------------
+    def loop_pairs(self, rules: SegmentRules, position: int) -> list[Issue]:
+        """The LS/LE pairing, told every segment an engine placed (in order): an open LS that
+        the next segment outside its loops does not close is a missing LE, reported at that
+        segment's position (as pyx12 reports any missing segment)."""
+        found: list[Issue] = []
+        if self.ls_open and not rules.inside_pair and not rules.closes_pair:
+            found.append(segment_issue(_MISSING_SEGMENT, "LE", position, self._ls_loop_id))
+            self.ls_open = False
+        if rules.opens_pair:
+            self.ls_open = True
+            self._ls_loop_id = rules.loop_id
+        elif rules.closes_pair:
+            self.ls_open = False
+        return found
+
+    # -- elements --------------------------------------------------------------------------
+    def element_issues(
+        self,
+        rules: SegmentRules,
+        tag: str,
+        elements: tuple[str, ...],
+        position: int,
+        check: ElementCheck,
+    ) -> list[Issue]:
+        """IK3 (8) and its IK4s for one placed segment: the engine's element checks on the
+        elements as this layer prepares them, and this layer's own findings."""
+        prepared, own, more = self._prepare(rules, elements)
+        findings = check(prepared)
+        repeated = {i for i, _k, _v in more}
+        if repeated:
+            findings = [
+                dataclasses.replace(f, repetition_pos=1)
+                if f.element_pos is not None and f.element_pos - 1 in repeated
+                else f
+                for f in findings
+            ]
+        for i, k, value in more:
+            virtual = (*prepared[:i], value, *prepared[i + 1 :])
+            findings.extend(
+                dataclasses.replace(f, repetition_pos=k)
+                for f in check(virtual)
+                if f.element_pos == i + 1
+            )
+        findings.extend(own)
+        # A note's element that the guide requires anyway is already IK403 1: not twice.
+        required = {f.element_pos for f in findings if f.code == _REQUIRED_MISSING}
+        findings.extend(f for f in self._syntax(rules, prepared) if f.element_pos not in required)
+        if not findings:
+            return []
+        # X231A1 orders nothing inside a segment: the IK4s read in element order.
+        findings.sort(
+            key=lambda f: (f.element_pos or 0, f.component_pos or 0, f.repetition_pos or 0)
+        )
+        loop_id = rules.loop_id
+        out = [segment_issue(_DATA_ELEMENT_ERRORS, tag, position, loop_id)]
+        out.extend(
+            element_issue(
+                f.code,
+                tag,
+                position,
+                loop_id,
+                element_pos=f.element_pos,
+                component_pos=f.component_pos,
+                repetition_pos=f.repetition_pos,
+                ref=f.ref,
+                name=f.name,
+                bad_value=f.bad_value if f.bad_value not in (None, "") else None,
+            )
+            for f in findings
+        )
+        return out
+
+    def _prepare(
+        self, rules: SegmentRules, elements: tuple[str, ...]
+    ) -> tuple[tuple[str, ...], list[ElementFinding], list[tuple[int, int, str]]]:
+        """(the elements the engine checks, this layer's findings, further repetitions to
+        check as (index, repetition number, value)). An element is handed over as its first
+        repetition and its defined components; what is not used is handed over empty."""
+        comp, rep = self.comp, self.rep
+        own: list[ElementFinding] = []
+        more: list[tuple[int, int, str]] = []
+        out = list(elements)
+        for i, position in enumerate(rules.positions[: len(elements)]):
+            raw = elements[i]
+            if raw == "" or position is None:
+                continue
+            pos = i + 1
+            if position.usage == "N":
+                if _present(raw, comp) or position.components is None:
+                    own.append(_finding(_NOT_USED, pos, None, position, raw))
+                out[i] = ""
+                continue
+            repetitions = raw.split(rep) if rep is not None and rep in raw else [raw]
+            if len(repetitions) > position.repeat:
+                extra = position.repeat + 1
+                own.append(
+                    ElementFinding(
+                        _TOO_MANY_REPETITIONS,
+                        pos,
+                        None,
+                        position.ref,
+                        position.name,
+                        repetitions[position.repeat],
+                        repetition_pos=extra,
+                    )
+                )
+                repetitions = repetitions[: position.repeat]
+            several = len(repetitions) > 1
+            cleaned = [
+                self._components(position, pos, value, k if several else None, own)
+                for k, value in enumerate(repetitions, start=1)
+            ]
+            out[i] = cleaned[0]
+            more.extend((i, k, value) for k, value in enumerate(cleaned[1:], start=2))
+        return tuple(out), own, more
+
+    def _components(
+        self,
+        position: Position,
+        pos: int,
+        value: str,
+        repetition: int | None,
+        own: list[ElementFinding],
+    ) -> str:
+        """One repetition, cut to the components the element defines (IK403 13 beyond), its
+        not-used components emptied (IK403 I10)."""
+        comp = self.comp
+        if comp not in value:
+            return value
+        parts = value.split(comp)
+        kids = position.components
+        allowed = len(kids) if kids is not None else 1
+        if len(parts) > allowed:
+            own.append(
+                ElementFinding(
+                    _TOO_MANY_COMPONENTS,
+                    pos,
+                    allowed + 1 if kids is not None else None,
+                    position.ref,
+                    position.name,
+                    value,
+                    repetition_pos=repetition,
+                )
+            )
+        parts = parts[:allowed]
+        if kids is None:
+            return parts[0]
+        for j, part in enumerate(parts):
+            if part and kids[j].usage == "N":
+                own.append(
+                    ElementFinding(
+                        _NOT_USED, pos, j + 1, kids[j].ref, kids[j].name, part, repetition
+                    )
+                )
+                parts[j] = ""
+        return comp.join(parts)
+
+    def _syntax(self, rules: SegmentRules, elements: tuple[str, ...]) -> list[ElementFinding]:
+        """X12.6 syntax notes, each finding on the element the sender must change."""
+        found: list[ElementFinding] = []
+        comp = self.comp
+        n = len(elements)
+        for code, idx in rules.syntax:
+            present = [s for s in idx if s <= n and _present(elements[s - 1], comp)]
+            absent = [s for s in idx if s not in present]
+            if len(idx) < 2:
+                continue
+            if code == "P" and present and absent:  # paired: all or none
+                found.extend(self._missing(rules, s) for s in absent)
+            elif code == "R" and not present:  # required: at least one
+                found.append(self._missing(rules, idx[0]))
+            elif code == "E" and len(present) > 1:  # exclusion: at most one
+                s = present[1]
+                where = rules.positions[s - 1] if s <= len(rules.positions) else None
+                found.append(
+                    ElementFinding(
+                        _EXCLUSION,
+                        s,
+                        None,
+                        where.ref if where else None,
+                        where.name if where else None,
+                        elements[s - 1],
+                    )
+                )
+            elif code == "C" and idx[0] in present:  # conditional: first needs the rest
+                found.extend(self._missing(rules, s) for s in idx[1:] if s in absent)
+            elif code == "L" and idx[0] in present and not present[1:]:  # list conditional
+                found.append(self._missing(rules, idx[1]))
+        return found
+
+    @staticmethod
+    def _missing(rules: SegmentRules, s: int) -> ElementFinding:
+        where = rules.positions[s - 1] if s <= len(rules.positions) else None
+        return ElementFinding(
+            _CONDITIONAL_MISSING,
+            s,
+            None,
+            where.ref if where else None,
+            where.name if where else None,
+        )
+
+
+def _finding(
+    code: str, pos: int, component: int | None, position: Position, value: str
+) -> ElementFinding:
+    return ElementFinding(code, pos, component, position.ref, position.name, value)
+
+
+def engine_code(code: str) -> str:
+    """An engine's element code as an IK403 value (pyx12's unknown codes read as 7)."""
+    return code if code in _ELEMENT_CODES else ElementSyntaxError.INVALID_CODE_VALUE.value
+
+
+def segment_issue(code: str, seg_id: str, position: int, loop_id: str | None) -> Issue:
+    """An IK3 finding, worded the same whichever engine found it."""
+    where = f"{seg_id} at position {position}" + (f" in loop {loop_id}" if loop_id else "")
+    return Issue(
+        level=Level.SEGMENT,
+        code=code,
+        message=f"{where}: {meaning('IK304', code)}",
+        segment_id=seg_id,
+        segment_position=position,
+        loop_id=loop_id,
+    )
+
+
+def element_issue(
+    code: str,
+    tag: str,
+    position: int,
+    loop_id: str | None,
+    *,
+    element_pos: int | None,
+    component_pos: int | None,
+    ref: str | None,
+    name: str | None,
+    bad_value: str | None,
+    repetition_pos: int | None = None,
+) -> Issue:
+    """An IK4 finding, worded the same whichever engine found it."""
+    where = f"{tag}{element_pos:02d}" if element_pos else tag
+    if component_pos:
+        where += f"-{component_pos}"
+    if repetition_pos:
+        where += f" (repetition {repetition_pos})"
+    label = f"{where} ({name})" if name else where
+    return Issue(
+        level=Level.ELEMENT,
+        code=code,
+        message=f"{label}: {meaning('IK403', code)}",
+        segment_id=tag,
+        segment_position=position,
+        loop_id=loop_id,
+        element_position=element_pos,
+        component_position=component_pos,
+        repetition_position=repetition_pos,
+        element_ref=ref,
+        bad_value=bad_value,
+    )
