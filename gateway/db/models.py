@@ -408,6 +408,7 @@ class LedgerMember(Base):
         UniqueConstraint("partner_id", "member_key"),
         Index("ix_ledger_members_partner_subscriber", "partner_id", "subscriber_number"),
         Index("ix_ledger_members_partner_status", "partner_id", "status"),
+        Index("ix_ledger_members_identity", "birth_date", "id_value"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -433,30 +434,77 @@ class LedgerMember(Base):
     last_event_id: Mapped[int | None] = mapped_column(Integer, default=None)
 
     coverages: Mapped[list[LedgerCoverage]] = relationship(
-        order_by="LedgerCoverage.id", lazy="selectin", back_populates="member"
+        order_by="LedgerCoverage.id",
+        lazy="selectin",
+        back_populates="member",
+        cascade="all, delete-orphan",
     )
 
 
 class LedgerCoverage(Base):
-    """One line of coverage (HD03) of a member: plan, level, dates, premium."""
+    """One enrollment of a member: a policy (REF*1L), an insurance line (HD03) and a plan year,
+    its lifecycle state and dates (`gateway.enrollment.lifecycle`), and — for the terminal and
+    the dashboard — the terms of its latest coverage period. Plan years coexist."""
 
     __tablename__ = "ledger_coverages"
-    __table_args__ = (UniqueConstraint("member_id", "insurance_line"),)
+    __table_args__ = (
+        UniqueConstraint(
+            "member_id",
+            "insurance_line",
+            "policy_number",
+            "plan_year",
+            name="uq_ledger_coverages_enrollment",
+        ),
+        Index("ix_ledger_coverages_policy_number", "policy_number"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("ledger_members.id", ondelete="CASCADE"))
     insurance_line: Mapped[str] = mapped_column(String(3))
+    plan_year: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     plan_id: Mapped[str] = mapped_column(String(80), default="")  # REF*CE, else HD04
     policy_number: Mapped[str] = mapped_column(String(80), default="")  # REF*1L
     coverage_level: Mapped[str] = mapped_column(String(3), default="")
     benefit_begin: Mapped[dt.date | None] = mapped_column(Date, default=None)
     benefit_end: Mapped[dt.date | None] = mapped_column(Date, default=None)
-    status: Mapped[str] = mapped_column(String(16))  # active | ended
+    status: Mapped[str] = mapped_column(String(16))  # lifecycle.State
+    effectuated: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    paid_through: Mapped[dt.date | None] = mapped_column(Date, default=None)  # DTP*543
     premium: Mapped[str] = mapped_column(String(20), default="")  # 2750 PRE AMT 1
     aptc: Mapped[str] = mapped_column(String(20), default="")  # 2750 APTC AMT
+    csr_amount: Mapped[str] = mapped_column(String(20), default="", server_default="")
+    rating_area: Mapped[str] = mapped_column(String(20), default="", server_default="")
     updated_event_id: Mapped[int | None] = mapped_column(Integer, default=None)
 
     member: Mapped[LedgerMember] = relationship(back_populates="coverages")
+    periods: Mapped[list[LedgerPeriod]] = relationship(
+        order_by="LedgerPeriod.begin",
+        lazy="selectin",
+        back_populates="coverage",
+        cascade="all, delete-orphan",
+    )
+
+
+class LedgerPeriod(Base):
+    """The terms of an enrollment in force from `begin` until the next period begins (or the
+    enrollment ends): a change effective on a date closes one period and opens the next."""
+
+    __tablename__ = "ledger_periods"
+    __table_args__ = (UniqueConstraint("coverage_id", "begin"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    coverage_id: Mapped[int] = mapped_column(ForeignKey("ledger_coverages.id", ondelete="CASCADE"))
+    begin: Mapped[dt.date] = mapped_column(Date)
+    plan_id: Mapped[str] = mapped_column(String(80), default="")
+    coverage_level: Mapped[str] = mapped_column(String(3), default="")
+    premium: Mapped[str] = mapped_column(String(20), default="")
+    aptc: Mapped[str] = mapped_column(String(20), default="")
+    csr_amount: Mapped[str] = mapped_column(String(20), default="")
+    rating_area: Mapped[str] = mapped_column(String(20), default="")
+    event_id: Mapped[int | None] = mapped_column(Integer, default=None)  # the last to set it
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    coverage: Mapped[LedgerCoverage] = relationship(back_populates="periods")
 
 
 class MemberOutcome(enum.StrEnum):

@@ -9,6 +9,7 @@ or not applied (listed with the reason). A SQLite writer never holds the lock fo
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import threading
@@ -26,14 +27,16 @@ from gateway.db.models import (
     CoreDelivery,
     LedgerCoverage,
     LedgerMember,
+    LedgerPeriod,
     LedgerStatus,
     MemberEventRow,
     MemberOutcome,
 )
 from gateway.db.session import run_in_transaction
+from gateway.enrollment import lifecycle
 from gateway.enrollment import repository as ledger_repo
 from gateway.enrollment.advice import add_824s
-from gateway.enrollment.codes import ACTIVATING, CoverageStatus, Maintenance, MemberStatus
+from gateway.enrollment.codes import ACTIVATING, Maintenance, MemberStatus
 from gateway.enrollment.events import Address, MemberEvent
 from gateway.enrollment.extract import SetKey, extract_members
 from gateway.enrollment.keys import idempotency_key, is_audit, member_key, policy_key, set_key
@@ -85,6 +88,7 @@ class Run:
     set_hits: dict[SetKey, list[Hit]] = field(default_factory=dict)
     dry_known: dict[str, LedgerView] = field(default_factory=dict)
     dry_subscribers: set[str] = field(default_factory=set)
+    dry_enrollments: dict[str, list[lifecycle.Enrollment]] = field(default_factory=dict)
 
 
 def apply_receipt(
@@ -216,6 +220,42 @@ def _view(member: LedgerMember | None) -> LedgerView | None:
     )
 
 
+def enrollments_of(member: LedgerMember) -> list[lifecycle.Enrollment]:
+    """The member's stored enrollments as the lifecycle's plain objects (ids kept)."""
+    return [
+        lifecycle.Enrollment(
+            line=c.insurance_line,
+            policy=c.policy_number,
+            plan_year=c.plan_year,
+            state=_state(c.status),
+            begin=c.benefit_begin,
+            end=c.benefit_end,
+            paid_through=c.paid_through,
+            effectuated=c.effectuated,
+            periods=[
+                lifecycle.Period(
+                    begin=p.begin,
+                    terms={k: getattr(p, k) for k in lifecycle.TERMS},
+                    event_id=p.event_id,
+                    id=p.id,
+                    dirty=False,
+                )
+                for p in c.periods
+            ],
+            id=c.id,
+            dirty=False,
+        )
+        for c in member.coverages
+    ]
+
+
+def _state(status: str) -> lifecycle.State:
+    try:
+        return lifecycle.State(status)
+    except ValueError:  # written by an older version: active | ended
+        return lifecycle.State.INITIAL if status == "active" else lifecycle.State.TERMINATED
+
+
 class _Chunk:
     """One transaction's worth of families. What the rules need from the database is read in
     three queries up front, decisions are made in memory (kept current as members apply), and
@@ -235,11 +275,15 @@ class _Chunk:
         # A dry run's would-be ledger: what earlier test members would have made of it.
         self.dry_known: dict[str, LedgerView] = run.dry_known
         self.dry_subscribers: set[str] = run.dry_subscribers
+        # The lifecycle's plain objects for the members this chunk touches, and their rows.
+        self.enrollments: dict[str, list[lifecycle.Enrollment]] = {}
+        self.coverage_rows: dict[int, LedgerCoverage] = {}
+        self.period_rows: dict[int, LedgerPeriod] = {}
 
     def apply(self, seq: int) -> tuple[int, int, int]:
         rows: list[dict[str, object]] = []
         hits_of: list[list[Hit]] = []
-        members: list[LedgerMember | None] = []
+        changes: list[_Applied | None] = []
         events: list[MemberEvent] = []
         audits: list[tuple[MemberEvent, str]] = []
         for family in self.families:
@@ -247,7 +291,7 @@ class _Chunk:
             for event in family:
                 key = member_key(event)
                 row = self._row(event, key, seq + len(rows))
-                member: LedgerMember | None = None
+                applied: _Applied | None = None
                 hits: list[Hit] = []
                 decision = self.run.sets.get(set_key(event), ledger_repo.UNDECIDED)
                 if decision.disposition is Disposition.NOT_APPLIED:
@@ -271,21 +315,18 @@ class _Chunk:
                         row["outcome"] = MemberOutcome.REJECTED
                     else:
                         row["outcome"] = MemberOutcome.APPLIED
-                        member = _apply_member(
-                            self.session, self.run, event, key, self.known.get(key)
-                        )
-                        self.known[key] = member
-                        self._track_subscriber(event, member)
+                        applied = self._apply(event, key)
+                        self._track_subscriber(event, applied.member)
                 self.seen.add(key)
                 rows.append(row)
                 hits_of.append(hits)
-                members.append(member)
+                changes.append(applied)
                 events.append(event)
-        self.session.flush()  # members and coverages get their ids
-        for row, member in zip(rows, members, strict=True):
+        self.session.flush()  # members, enrollments and periods get their ids
+        for row, applied in zip(rows, changes, strict=True):
             row["member_id"] = (
-                member.id
-                if member is not None
+                applied.member.id
+                if applied is not None
                 else (
                     self.known[str(row["member_key"])].id
                     if row["outcome"] == MemberOutcome.AUDITED and row["member_key"] in self.known
@@ -295,19 +336,20 @@ class _Chunk:
         ids = ledger_repo.insert_member_events(self.session, rows)
         findings: list[dict[str, object]] = []
         outbox: list[dict[str, object]] = []
-        for event_id, row, hits, member, event in zip(
-            ids, rows, hits_of, members, events, strict=True
+        for event_id, row, hits, applied, event in zip(
+            ids, rows, hits_of, changes, events, strict=True
         ):
             dry_run = row["outcome"] in (MemberOutcome.WOULD_APPLY, MemberOutcome.WOULD_REJECT)
             findings += [self._finding(event_id, event, hit, dry_run=dry_run) for hit in hits]
-            if member is not None:
-                member.last_event_id = event_id
-                for cov in member.coverages:
-                    if cov.updated_event_id is None:
-                        cov.updated_event_id = event_id
+            if applied is not None:
+                applied.member.last_event_id = event_id
+                for cov in applied.coverages:
+                    cov.updated_event_id = event_id
+                for period in applied.periods:
+                    period.event_id = event_id
                 # Only what the gate let through reaches the core system.
                 if self.run.sets[set_key(event)].reaches_insurer:
-                    outbox.append(self._delivery(event_id, event, row, hits))
+                    outbox.append(self._delivery(event_id, event, row, hits, applied))
         ledger_repo.insert_rows(self.session, BusinessFinding, findings)
         for f in findings:
             if not f["dry_run"]:
@@ -316,18 +358,121 @@ class _Chunk:
         for event, key in audits:
             self.run.reconciler.member(self.session, event, key, self.known.get(key))
         self.session.flush()
-        applied = sum(r["outcome"] == MemberOutcome.APPLIED for r in rows)
+        applied_n = sum(r["outcome"] == MemberOutcome.APPLIED for r in rows)
         rejected = sum(r["outcome"] == MemberOutcome.REJECTED for r in rows)
-        return applied, rejected, seq + len(rows)
+        return applied_n, rejected, seq + len(rows)
+
+    # --- the lifecycle ---------------------------------------------------------------------
+
+    def _enrollments_of(self, key: str) -> list[lifecycle.Enrollment]:
+        """The member's enrollments (read once per chunk; kept current as events apply)."""
+        items = self.enrollments.get(key)
+        if items is None:
+            member = self.known.get(key)
+            items = enrollments_of(member) if member is not None else []
+            if member is not None:
+                for item, cov in zip(items, member.coverages, strict=True):
+                    self.coverage_rows[id(item)] = cov
+                    for period, prow in zip(item.periods, cov.periods, strict=True):
+                        self.period_rows[id(period)] = prow
+            self.enrollments[key] = items
+        return items
+
+    def _policy_fallback(self, event: MemberEvent, key: str) -> str:
+        member = self.known.get(key)
+        return (member.policy_key if member is not None and member.policy_key else "") or (
+            policy_key(event)
+        )
+
+    def _apply(self, event: MemberEvent, key: str) -> _Applied:
+        member = _apply_member(self.session, self.run, event, key, self.known.get(key))
+        self.known[key] = member
+        enrollments = self._enrollments_of(key)
+        outcome = lifecycle.apply_event(
+            enrollments, event, policy_fallback=self._policy_fallback(event, key)
+        )
+        applied = _Applied(member)
+        for item in outcome.touched:
+            self._store(member, item, applied)
+        for c in outcome.cascades:
+            for other in ledger_repo.policy_members(
+                self.session, self.run.partner_id, c.line, c.policy, c.plan_year, member.id
+            ):
+                other = self.known.setdefault(other.member_key, other)
+                others = self._enrollments_of(other.member_key)
+                ended = lifecycle.cascade(others, c)
+                for item in ended:
+                    self._store(other, item, applied)
+                    applied.cascade.append(
+                        {
+                            "member_key": other.member_key,
+                            "line": item.line,
+                            "policy": item.policy,
+                            "plan_year": item.plan_year,
+                            "state": item.state.value,
+                            "end": item.end.isoformat() if item.end else None,
+                        }
+                    )
+                if ended:
+                    _set_status(other, others, None)
+        _set_status(member, enrollments, event)
+        applied.enrollments = [
+            _enrollment_json(item) for item in outcome.touched if item in enrollments
+        ]
+        return applied
+
+    def _store(self, member: LedgerMember, item: lifecycle.Enrollment, applied: _Applied) -> None:
+        """Write one enrollment's changes to its rows (new rows for new enrollments/periods)."""
+        row = self.coverage_rows.get(id(item))
+        if row is None:
+            row = LedgerCoverage(insurance_line=item.line, status=item.state.value)
+            row.periods = []
+            member.coverages.append(row)
+            self.coverage_rows[id(item)] = row
+        row.insurance_line = item.line[:3]
+        row.policy_number = item.policy[:80]
+        row.plan_year = item.plan_year
+        row.status = item.state.value
+        row.benefit_begin, row.benefit_end = item.begin, item.end
+        row.effectuated, row.paid_through = item.effectuated, item.paid_through
+        latest = item.periods[-1].terms if item.periods else {}
+        for name in lifecycle.TERMS:
+            setattr(row, name, fit_term(name, latest.get(name, "")))
+        kept: list[LedgerPeriod] = []
+        for period in item.periods:
+            prow = self.period_rows.get(id(period))
+            if prow is None:
+                prow = LedgerPeriod(begin=period.begin)
+                self.period_rows[id(period)] = prow
+                period.dirty = True
+            if period.dirty:
+                prow.begin = period.begin
+                for name in lifecycle.TERMS:
+                    setattr(prow, name, fit_term(name, period.terms.get(name, "")))
+                applied.periods.append(prow)
+                period.dirty = False
+            kept.append(prow)
+        dropped = [p for p in row.periods if p not in kept]
+        if dropped:  # deleted before the new rows go in: (coverage, begin) is unique
+            for prow in dropped:
+                row.periods.remove(prow)
+            self.session.flush()
+        for prow in kept:
+            if prow not in row.periods:
+                row.periods.append(prow)
+        item.dirty = False
+        applied.coverages.append(row)
 
     def _rules(
         self, event: MemberEvent, key: str, premium: Decimal | None, *, dry_run: bool = False
     ) -> list[Hit]:
         ledger = _view(self.known.get(key))
         present = event.subscriber or (event.subscriber_number or "") in self.active_subscribers
+        enrollments = self._enrollments_of(key)
         if dry_run:
             ledger = self.dry_known.get(key, ledger)
             present = present or (event.subscriber_number or "") in self.dry_subscribers
+            enrollments = self.run.dry_enrollments.get(key, enrollments)
         facts = MemberFacts(
             ledger=ledger,
             subscriber_present=present,
@@ -335,7 +480,16 @@ class _Chunk:
             family_premium=premium,
         )
         try:
-            return _set_level_hits(self.run, event) + member_rules(event, facts, self.run.config)
+            refusals = lifecycle.plan_event(
+                enrollments, event, policy_fallback=self._policy_fallback(event, key)
+            )
+            hits = _set_level_hits(self.run, event) + member_rules(event, facts, self.run.config)
+            fired = {h.rule for h in hits}  # e.g. unknown-member: said once, by the rules
+            return hits + [
+                Hit(r.rule, r.message, r.segment_id, r.segment_position, r.element_position)
+                for r in refusals
+                if r.rule not in fired and self.run.config.severity(r.rule) is not Severity.IGNORE
+            ]
         except Exception as exc:  # a rule that cannot read member data must not fail the file
             log.error(
                 "business_rules_raised", receipt_id=self.run.receipt_id, error=type(exc).__name__
@@ -347,8 +501,15 @@ class _Chunk:
         judged as if it had been — without touching the ledger."""
         before = self.dry_known.get(key) or _view(self.known.get(key))
         policies = {c.group_or_policy_number for c in event.coverages if c.group_or_policy_number}
+        items = self.run.dry_enrollments.get(key)
+        if items is None:
+            items = copy.deepcopy(self._enrollments_of(key))
+            self.run.dry_enrollments[key] = items
+        lifecycle.apply_event(items, event, policy_fallback=self._policy_fallback(event, key))
         self.dry_known[key] = LedgerView(
-            active=event.maintenance_type.code != Maintenance.TERMINATION,
+            active=any(i.in_force for i in items)
+            if items
+            else event.maintenance_type.code != Maintenance.TERMINATION,
             policy_numbers=frozenset(policies | set(before.policy_numbers if before else ())),
         )
         if event.subscriber and event.subscriber_number:
@@ -411,7 +572,12 @@ class _Chunk:
         }
 
     def _delivery(
-        self, event_id: int, event: MemberEvent, row: dict[str, object], hits: list[Hit]
+        self,
+        event_id: int,
+        event: MemberEvent,
+        row: dict[str, object],
+        hits: list[Hit],
+        applied: _Applied,
     ) -> dict[str, object]:
         ikey = idempotency_key(self.run.sha256, self.run.partner_id, event)
         payload = {
@@ -426,6 +592,8 @@ class _Chunk:
             "maintenance_reason": event.maintenance_reason,
             "warnings": [hit.rule for hit in hits],
             "member": event.model_dump(mode="json", exclude={"header", "source"}),
+            "enrollments": applied.enrollments,
+            "cascade": applied.cascade,
         }
         return {
             "event_id": event_id,
@@ -456,7 +624,6 @@ def _apply_member(
     session: Session, run: Run, event: MemberEvent, key: str, member: LedgerMember | None
 ) -> LedgerMember:
     now = utcnow()
-    mtype = event.maintenance_type.code
     if member is None:
         member = LedgerMember(
             partner_id=run.partner_id,
@@ -499,55 +666,55 @@ def _apply_member(
         reporting = json.loads(member.reporting) if member.reporting else {}
         reporting.update(event.reporting_categories)
         member.reporting = json.dumps(reporting, sort_keys=True)
-    if mtype in ACTIVATING:
-        member.status = MemberStatus.ACTIVE
-    elif mtype == Maintenance.TERMINATION:
-        member.status = MemberStatus.TERMINATED
     member.updated_at = now
-
-    lines = {c.insurance_line: c for c in member.coverages}
-    premium = event.reporting_categories.get("PRE AMT 1")
-    aptc = event.reporting_categories.get("APTC AMT")
-    for cov in event.coverages:
-        line = cov.insurance_line[:3]
-        row = lines.get(line)
-        if row is None:
-            row = LedgerCoverage(insurance_line=line, status=CoverageStatus.ACTIVE)
-            member.coverages.append(row)
-            lines[line] = row
-        row.updated_event_id = None  # set to this event's id once it has one
-        plan = cov.class_of_contract_code or cov.plan_coverage_description
-        if plan:
-            row.plan_id = plan[:80]
-        if cov.group_or_policy_number:
-            row.policy_number = cov.group_or_policy_number[:80]
-        if cov.coverage_level:
-            row.coverage_level = cov.coverage_level[:3]
-        if cov.benefit_begin is not None:
-            row.benefit_begin = cov.benefit_begin
-        if cov.benefit_end is not None:
-            row.benefit_end = cov.benefit_end
-        elif cov.maintenance_type.code in ACTIVATING and mtype != Maintenance.TERMINATION:
-            row.benefit_end = None
-        ended = Maintenance.TERMINATION in (cov.maintenance_type.code, mtype)
-        row.status = CoverageStatus.ENDED if ended else CoverageStatus.ACTIVE
-        if premium is not None:
-            row.premium = premium[:20]
-        if aptc is not None:
-            row.aptc = aptc[:20]
-    if not event.coverages:
-        if mtype == Maintenance.TERMINATION:
-            end = event.eligibility_end or event.maintenance_effective
-            for row in member.coverages:
-                if row.status == CoverageStatus.ACTIVE:
-                    row.status = CoverageStatus.ENDED
-                    row.benefit_end = end or row.benefit_end
-                    row.updated_event_id = None
-        elif mtype == Maintenance.REINSTATEMENT:
-            for row in member.coverages:
-                row.status = CoverageStatus.ACTIVE
-                row.updated_event_id = None
     return member
+
+
+@dataclass
+class _Applied:
+    """What one applied member event changed: its member, the enrollment and period rows it
+    wrote (stamped with the event's id once it has one), and the policy's cascade."""
+
+    member: LedgerMember
+    coverages: list[LedgerCoverage] = field(default_factory=list)
+    periods: list[LedgerPeriod] = field(default_factory=list)
+    cascade: list[dict[str, object]] = field(default_factory=list)
+    enrollments: list[dict[str, object]] = field(default_factory=list)
+
+
+def _set_status(
+    member: LedgerMember, enrollments: list[lifecycle.Enrollment], event: MemberEvent | None
+) -> None:
+    """Active while any enrollment is in force; a member without one follows its INS03."""
+    if enrollments:
+        in_force = any(e.in_force for e in enrollments)
+        member.status = MemberStatus.ACTIVE if in_force else MemberStatus.TERMINATED
+    elif event is not None and event.maintenance_type.code in ACTIVATING:
+        member.status = MemberStatus.ACTIVE
+    elif event is not None and event.maintenance_type.code == Maintenance.TERMINATION:
+        member.status = MemberStatus.TERMINATED
+
+
+_TERM_LENGTHS = {"plan_id": 80, "coverage_level": 3}
+
+
+def fit_term(name: str, value: str) -> str:
+    return value[: _TERM_LENGTHS.get(name, 20)]
+
+
+def _enrollment_json(item: lifecycle.Enrollment) -> dict[str, object]:
+    in_force = item.periods[-1].terms if item.periods else {}
+    return {
+        "line": item.line,
+        "policy": item.policy,
+        "plan_year": item.plan_year,
+        "state": item.state.value,
+        "begin": item.begin.isoformat() if item.begin else None,
+        "end": item.end.isoformat() if item.end else None,
+        "paid_through": item.paid_through.isoformat() if item.paid_through else None,
+        "periods": [{"begin": p.begin.isoformat(), **p.terms} for p in item.periods],
+        "latest": dict(in_force),
+    }
 
 
 def finish(session: Session, run: Run, worker_id: str) -> str:

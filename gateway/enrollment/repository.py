@@ -16,6 +16,7 @@ from gateway.db.models import (
     BusinessFinding,
     Group,
     Interchange,
+    LedgerCoverage,
     LedgerMember,
     LedgerStatus,
     MemberEventRow,
@@ -238,6 +239,28 @@ def known_members(session: Session, partner_id: int, keys: Iterable[str]) -> lis
     )
 
 
+def policy_members(
+    session: Session, partner_id: int, line: str, policy: str, plan_year: int, exclude: int
+) -> list[LedgerMember]:
+    """The other members enrolled on a policy's line and plan year (a subscriber's end
+    cascades to them)."""
+    return list(
+        session.scalars(
+            select(LedgerMember)
+            .join(LedgerCoverage, LedgerCoverage.member_id == LedgerMember.id)
+            .where(
+                LedgerMember.partner_id == partner_id,
+                LedgerMember.id != exclude,
+                LedgerCoverage.policy_number == policy,
+                LedgerCoverage.insurance_line == line,
+                LedgerCoverage.plan_year == plan_year,
+            )
+            .order_by(LedgerMember.id)
+            .distinct()
+        )
+    )
+
+
 def keys_seen_in_file(session: Session, receipt_id: str, keys: Iterable[str]) -> set[str]:
     """Which of `keys` an earlier chunk of this file already recorded."""
     return set(
@@ -372,6 +395,7 @@ __all__ = [
     "ledger_sets",
     "mark_pending",
     "new_reconciliation",
+    "policy_members",
     "reconciliation_of",
     "release_ledger",
     "set_outcomes",

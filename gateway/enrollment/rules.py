@@ -124,8 +124,9 @@ RULES: dict[str, Rule] = {
             "duplicate-add",
             7,
             Severity.REJECT,
-            "an addition (021) for a member who is already active: duplicate enrollment",
-            "Send a change (001) for an active member, or terminate the existing enrollment.",
+            "an addition (021) for an enrollment already in force: duplicate enrollment (the "
+            "same policy, line and plan year, or a second policy on the same line and year)",
+            "Send a change (001) for an active enrollment, or terminate the existing one first.",
             "006",
         ),
         Rule(
@@ -136,6 +137,24 @@ RULES: dict[str, Rule] = {
             "not have",
             "Send the member's addition (021) first, or correct REF*17 / REF*0F / REF*1L.",
             "011",
+        ),
+        Rule(
+            "term-extends-coverage",
+            7,
+            Severity.REJECT,
+            "a termination that would move an ended enrollment's end date later",
+            "CMS accepts only an earlier end date for a terminated or cancelled policy: send a "
+            "reinstatement (025) first, then the termination with the new end date.",
+            "012",
+        ),
+        Rule(
+            "reinstate-in-force",
+            7,
+            Severity.REJECT,
+            "a reinstatement (025) of an enrollment that is not terminated or cancelled",
+            "Send a reinstatement only for a terminated or cancelled policy; for an active one "
+            "send a change (001).",
+            "012",
         ),
         Rule(
             "unreadable-amount",
@@ -334,7 +353,12 @@ def member_rules(event: MemberEvent, facts: MemberFacts, config: RuleConfig) -> 
     if facts.seen_in_file:
         add("member-twice-in-file", "this member was already sent earlier in this file")
 
-    if mtype == Maintenance.ADDITION and facts.ledger is not None and facts.ledger.active:
+    if (
+        mtype == Maintenance.ADDITION
+        and not event.coverages  # with 2300 loops: per enrollment (`lifecycle.plan_event`)
+        and facts.ledger is not None
+        and facts.ledger.active
+    ):
         add("duplicate-add", "addition (INS03 021) for a member who is already active", element=3)
     if mtype in _NEEDS_A_MEMBER:
         verb = _NEEDS_A_MEMBER[mtype]

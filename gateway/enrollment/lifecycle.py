@@ -1,0 +1,664 @@
+"""Pure; no I/O. A member's enrollments and what one maintenance event does to them.
+
+An *enrollment* is one member on one policy (REF*1L), insurance line (HD03) and plan year: its
+lifecycle state, its begin and end dates, the premium paid through, and its *coverage periods* —
+the terms in force from a date on (plan and CSR variant, coverage level, premium, APTC, CSR
+amount, rating area). A period runs until the next one begins; the enrollment's begin and end
+bound them all. Plan years coexist: next year's re-enrollment is a second enrollment.
+
+The lifecycle (CMS FFE enrollment manual, "Enrollment and Maintenance"):
+
+    initial --(021/28, or a paid-through date DTP*543)--> effectuated
+    initial | effectuated --(024, end after begin)------> terminated
+    initial | effectuated --(024, end on/before begin)--> cancelled
+    terminated | cancelled --(025)----------------------> initial / effectuated (as it was)
+    terminated --(024 with an earlier end)--------------> terminated (retroactive)
+
+Refused (business rules, never silent): an addition for an enrollment already in force
+(`duplicate-add`, also a second policy on the same line in the same plan year); a termination
+that would move a recorded end date later (`term-extends-coverage`: reinstate first); a
+reinstatement of an enrollment in force (`reinstate-in-force`); a change, termination or
+reinstatement of an insurance line or policy the member does not have (`unknown-member`).
+
+A subscriber's cancellation or termination ends the policy: every dependent enrolled on the same
+policy, line and plan year is cancelled or terminated with it (`Outcome.cascade`).
+
+`plan_event` reads; `apply_event` mutates the enrollments it was given (after `plan_event`
+found nothing to refuse), marking what changed `dirty` for the caller to store.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import enum
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+
+from gateway.enrollment.codes import Maintenance
+from gateway.enrollment.events import Coverage, MemberEvent
+from gateway.enrollment.rules import amount
+
+EFFECTUATION_REASON = "28"  # INS04 28 "Initial Enrollment": the issuer's effectuation
+
+
+class State(enum.StrEnum):
+    INITIAL = "initial"  # enrolled, awaiting effectuation (the binder payment)
+    EFFECTUATED = "effectuated"  # the first premium is paid
+    TERMINATED = "terminated"  # ended after it began
+    CANCELLED = "cancelled"  # ended on or before its begin date: never in force
+
+
+IN_FORCE = frozenset({State.INITIAL, State.EFFECTUATED})
+
+TERMS = ("plan_id", "coverage_level", "premium", "aptc", "csr_amount", "rating_area")
+"""What a coverage period carries, and the names of the ledger's columns for it."""
+
+CATEGORY_TERMS = {
+    "PRE AMT 1": "premium",
+    "APTC AMT": "aptc",
+    "CSR AMT": "csr_amount",
+    "RATING AREA": "rating_area",
+}
+"""CMS 2750 reporting categories that are terms of a period (N102 -> term)."""
+
+AMOUNT_TERMS = ("premium", "aptc", "csr_amount")
+
+
+@dataclass
+class Period:
+    """The terms in force from `begin` until the next period begins (or the enrollment ends)."""
+
+    begin: dt.date
+    terms: dict[str, str]
+    event_id: int | None = None
+    id: int | None = None
+    dirty: bool = True
+
+
+@dataclass
+class Enrollment:
+    line: str
+    policy: str
+    plan_year: int
+    state: State
+    begin: dt.date | None
+    end: dt.date | None
+    paid_through: dt.date | None = None
+    effectuated: bool = False
+    periods: list[Period] = field(default_factory=list)  # ascending begin, distinct begins
+    id: int | None = None
+    dirty: bool = True
+
+    @property
+    def in_force(self) -> bool:
+        return self.state in IN_FORCE
+
+    def terms_on(self, day: dt.date) -> dict[str, str] | None:
+        """The terms in force on `day`, or None when the enrollment does not cover it."""
+        if self.state is State.CANCELLED or not self.covers(day, day):
+            return None
+        current = None
+        for period in self.periods:
+            if period.begin > day:
+                break
+            current = period
+        return dict(current.terms) if current is not None else None
+
+    def covers(self, first: dt.date, last: dt.date) -> bool:
+        """Whether [first, last] overlaps the enrollment's [begin, end] (not for a cancel)."""
+        if self.state is State.CANCELLED:
+            return False
+        return (self.begin is None or self.begin <= last) and (
+            self.end is None or self.end >= first
+        )
+
+    def spans(self) -> list[tuple[Period, dt.date, dt.date | None]]:
+        """Each period with the days it is in force: [begin, end] clipped to the enrollment;
+        periods that are never in force (superseded, or after the end) are left out."""
+        out: list[tuple[Period, dt.date, dt.date | None]] = []
+        if self.state is State.CANCELLED:
+            return out
+        for n, period in enumerate(self.periods):
+            begin = max(period.begin, self.begin) if self.begin else period.begin
+            nxt = self.periods[n + 1].begin if n + 1 < len(self.periods) else None
+            end = nxt - dt.timedelta(days=1) if nxt is not None else None
+            if self.end is not None and (end is None or end > self.end):
+                end = self.end
+            if end is not None and end < begin:
+                continue
+            out.append((period, begin, end))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    rule: str
+    message: str
+    segment_id: str
+    segment_position: int
+    element_position: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cascade:
+    """A subscriber's end applied to the rest of the policy (line, plan year)."""
+
+    line: str
+    policy: str
+    plan_year: int
+    end: dt.date
+    cancel: bool
+
+
+@dataclass
+class Outcome:
+    refusals: list[Refusal] = field(default_factory=list)
+    cascades: list[Cascade] = field(default_factory=list)
+    touched: list[Enrollment] = field(default_factory=list)
+
+
+# --- reading the event ----------------------------------------------------------------------
+
+
+def plan_of(cov: Coverage) -> str:
+    return (cov.class_of_contract_code or cov.plan_coverage_description or "")[:80]
+
+
+def csr_variant(plan_id: str) -> str:
+    """The CSR variant of a CMS plan id (14-character HIOS plan id + 2-digit variant)."""
+    tail = plan_id.replace("-", "")
+    return tail[14:16] if len(tail) >= 16 and tail[14:16].isdigit() else ""
+
+
+def policy_of(cov: Coverage, event: MemberEvent, fallback: str) -> str:
+    return (cov.group_or_policy_number or event.group_or_policy_number or fallback or "")[:80]
+
+
+def plan_year_of(day: dt.date | None) -> int | None:
+    return day.year if day is not None else None
+
+
+def _event_effective(event: MemberEvent) -> dt.date | None:
+    """When a change takes effect: DTP*303, else the earliest 2750 DTP*007 begin."""
+    if event.maintenance_effective is not None:
+        return event.maintenance_effective
+    begins = [
+        loop.period_begin
+        for loop in event.reporting_category_loops
+        if loop.name in CATEGORY_TERMS and loop.period_begin is not None
+    ]
+    return min(begins) if begins else None
+
+
+def _deltas(
+    event: MemberEvent, cov: Coverage | None, default: dt.date | None
+) -> list[tuple[dt.date | None, dict[str, str]]]:
+    """The terms this event sets, grouped by the date each takes effect: HD's at `default`,
+    each 2750 loop's at its DTP*007 begin (else `default`)."""
+    by_date: dict[dt.date | None, dict[str, str]] = {}
+    if cov is not None:
+        hd: dict[str, str] = {}
+        if plan_of(cov):
+            hd["plan_id"] = plan_of(cov)
+        if cov.coverage_level:
+            hd["coverage_level"] = cov.coverage_level[:3]
+        if hd:
+            by_date.setdefault(default, {}).update(hd)
+    seen: set[str] = set()
+    for loop in event.reporting_category_loops:
+        term = CATEGORY_TERMS.get(loop.name)
+        if term is None or (loop.name in seen and loop.period_begin is None):
+            continue
+        seen.add(loop.name)
+        value = loop.value.strip()[:20]
+        by_date.setdefault(loop.period_begin or default, {})[term] = value
+    return sorted(by_date.items(), key=lambda kv: kv[0] or dt.date.min)
+
+
+# --- matching ---------------------------------------------------------------------------------
+
+
+def _matching(
+    enrollments: Sequence[Enrollment], line: str, policy: str, year: int | None
+) -> Enrollment | None:
+    """The member's enrollment on (line, policy) — of `year` when known, else the latest."""
+    same = [e for e in enrollments if e.line == line and e.policy == policy]
+    if year is not None:
+        exact = [e for e in same if e.plan_year == year]
+        if exact:
+            return exact[0]
+        # A change may carry a later DTP*348 (a begin date correction) within the same year.
+        return None
+    return max(same, key=lambda e: (e.plan_year, e.begin or dt.date.min), default=None)
+
+
+def _latest(enrollments: Iterable[Enrollment]) -> list[Enrollment]:
+    """The enrollments of the member's latest plan year."""
+    items = list(enrollments)
+    if not items:
+        return []
+    year = max(e.plan_year for e in items)
+    return [e for e in items if e.plan_year == year]
+
+
+def _end_of(event: MemberEvent, cov: Coverage | None) -> dt.date | None:
+    if cov is not None and cov.benefit_end is not None:
+        return cov.benefit_end
+    return event.eligibility_end or event.maintenance_effective
+
+
+def _year(cov: Coverage | None) -> int | None:
+    if cov is not None and cov.benefit_begin is not None:
+        return cov.benefit_begin.year
+    return None
+
+
+# --- planning: what would be refused --------------------------------------------------------
+
+
+def plan_event(
+    enrollments: Sequence[Enrollment], event: MemberEvent, *, policy_fallback: str = ""
+) -> list[Refusal]:
+    """Why `event` cannot apply to these enrollments (empty: it can)."""
+    mtype = event.maintenance_type.code
+    at = event.source.segment_position
+    out: list[Refusal] = []
+    for cov in event.coverages:
+        line, policy = cov.insurance_line[:3], policy_of(cov, event, policy_fallback)
+        year = _year(cov)
+        target = _matching(enrollments, line, policy, year)
+        pos = cov.segment_position
+        if mtype == Maintenance.ADDITION:
+            if target is not None and target.in_force:
+                if event.maintenance_reason != EFFECTUATION_REASON:
+                    out.append(
+                        Refusal(
+                            "duplicate-add",
+                            f"addition of {line} policy {policy} ({target.plan_year}), which "
+                            f"is already {target.state.value}",
+                            "HD",
+                            pos,
+                            1,
+                        )
+                    )
+                continue
+            begin = cov.benefit_begin
+            for other in enrollments:
+                if (
+                    other is not target
+                    and other.line == line
+                    and other.policy != policy
+                    and other.in_force
+                    and year is not None
+                    and other.plan_year == year
+                    and other.covers(begin or dt.date.min, cov.benefit_end or dt.date.max)
+                ):
+                    out.append(
+                        Refusal(
+                            "duplicate-add",
+                            f"addition of {line} policy {policy} while the member is enrolled "
+                            f"in {line} policy {other.policy} for {other.plan_year}",
+                            "HD",
+                            pos,
+                            1,
+                        )
+                    )
+                    break
+        elif mtype in (Maintenance.CHANGE, Maintenance.TERMINATION, Maintenance.REINSTATEMENT):
+            if target is None:
+                if any(e.policy == policy for e in enrollments) or not enrollments:
+                    out.append(
+                        Refusal(
+                            "unknown-member",
+                            f"{_VERB[mtype]} of {line} coverage on policy {policy}"
+                            + (f" for {year}" if year else "")
+                            + ", which the member does not have",
+                            "HD",
+                            pos,
+                        )
+                    )
+                continue  # a policy the member never had: rules.unknown-member says so
+            if mtype == Maintenance.TERMINATION:
+                out += _refuse_term(target, _end_of(event, cov), "HD", pos)
+            elif mtype == Maintenance.REINSTATEMENT and target.in_force:
+                out.append(_reinstating_in_force(target, "HD", pos))
+    if not event.coverages and enrollments:
+        if mtype == Maintenance.TERMINATION:
+            live = [e for e in enrollments if e.in_force]
+            if not live:
+                for e in _latest(enrollments):
+                    out += _refuse_term(e, _end_of(event, None), "INS", at)
+        elif mtype == Maintenance.REINSTATEMENT and all(e.in_force for e in _latest(enrollments)):
+            out.append(_reinstating_in_force(_latest(enrollments)[0], "INS", at))
+    return out
+
+
+_VERB: dict[str, str] = {
+    Maintenance.CHANGE: "change",
+    Maintenance.TERMINATION: "termination",
+    Maintenance.REINSTATEMENT: "reinstatement",
+}
+
+
+def _refuse_term(target: Enrollment, end: dt.date | None, seg: str, pos: int) -> list[Refusal]:
+    if target.in_force or end is None:
+        return []
+    recorded = target.begin if target.state is State.CANCELLED else target.end
+    if recorded is not None and end > recorded:
+        return [
+            Refusal(
+                "term-extends-coverage",
+                f"{target.line} policy {target.policy} is {target.state.value} as of "
+                f"{recorded}; a termination cannot move its end to {end} (send a "
+                "reinstatement first)",
+                seg,
+                pos,
+            )
+        ]
+    return []
+
+
+def _reinstating_in_force(target: Enrollment, seg: str, pos: int) -> Refusal:
+    return Refusal(
+        "reinstate-in-force",
+        f"reinstatement of {target.line} policy {target.policy}, which is "
+        f"{target.state.value} (not terminated or cancelled)",
+        seg,
+        pos,
+    )
+
+
+# --- applying ---------------------------------------------------------------------------------
+
+
+def apply_event(
+    enrollments: list[Enrollment], event: MemberEvent, *, policy_fallback: str = ""
+) -> Outcome:
+    """Apply `event` (which `plan_event` did not refuse) to `enrollments`, in place: new
+    enrollments are appended; everything that changed is marked dirty and listed in
+    `Outcome.touched`."""
+    out = Outcome()
+    mtype = event.maintenance_type.code
+    effective = _event_effective(event)
+    touched: dict[int, Enrollment] = {}
+
+    def touch(e: Enrollment) -> None:
+        e.dirty = True
+        touched[id(e)] = e
+
+    for cov in event.coverages:
+        line, policy = cov.insurance_line[:3], policy_of(cov, event, policy_fallback)
+        year = _year(cov)
+        target = _matching(enrollments, line, policy, year)
+        kind = cov.maintenance_type.code if mtype == Maintenance.CHANGE else mtype
+        if mtype == Maintenance.TERMINATION or cov.maintenance_type.code == Maintenance.TERMINATION:
+            kind = Maintenance.TERMINATION
+        if mtype == Maintenance.ADDITION and (target is None or not target.in_force):
+            target = _add(enrollments, event, cov, line, policy, target)
+            touch(target)
+            _close_earlier_years(enrollments, target, touch)
+        if target is None:
+            continue
+        touch(target)
+        if cov.last_premium_paid is not None:
+            _paid(target, cov.last_premium_paid)
+        if mtype == Maintenance.ADDITION and event.maintenance_reason == EFFECTUATION_REASON:
+            _effectuate(target)
+        if kind == Maintenance.TERMINATION:
+            end = _end_of(event, cov)
+            if end is not None:
+                _end(target, end)
+                if event.subscriber:
+                    out.cascades.append(
+                        Cascade(
+                            target.line,
+                            target.policy,
+                            target.plan_year,
+                            end,
+                            target.state is State.CANCELLED,
+                        )
+                    )
+            continue
+        if kind == Maintenance.REINSTATEMENT or mtype == Maintenance.REINSTATEMENT:
+            _reinstate(target, cov.benefit_end)
+        elif mtype == Maintenance.CHANGE:
+            if cov.benefit_begin is not None and cov.benefit_begin != target.begin:
+                _move_begin(target, cov.benefit_begin)
+            if cov.benefit_end is not None:
+                target.end = cov.benefit_end
+        since = target.begin if mtype == Maintenance.ADDITION else (effective or target.begin)
+        for day, terms in _deltas(event, cov, since):
+            _set_terms(target, day, terms)
+
+    if not event.coverages:
+        if mtype == Maintenance.TERMINATION:
+            end = _end_of(event, None)
+            live = [e for e in enrollments if e.in_force] or _latest(enrollments)
+            for e in live:
+                if end is None:
+                    continue
+                _end(e, end)
+                touch(e)
+                if event.subscriber:
+                    out.cascades.append(
+                        Cascade(e.line, e.policy, e.plan_year, end, e.state is State.CANCELLED)
+                    )
+        elif mtype == Maintenance.REINSTATEMENT:
+            for e in _latest(enrollments):
+                if not e.in_force:
+                    _reinstate(e, None)
+                    touch(e)
+        elif mtype == Maintenance.CHANGE:
+            deltas = _deltas(event, None, effective)
+            if deltas:
+                day = effective
+                live = [
+                    e for e in enrollments if e.in_force and (day is None or e.covers(day, day))
+                ]
+                for e in live or [e for e in _latest(enrollments) if e.in_force]:
+                    for when, terms in deltas:
+                        _set_terms(e, when or e.begin, terms)
+                    touch(e)
+    out.touched = list(touched.values())
+    return out
+
+
+def _add(
+    enrollments: list[Enrollment],
+    event: MemberEvent,
+    cov: Coverage,
+    line: str,
+    policy: str,
+    existing: Enrollment | None,
+) -> Enrollment:
+    begin = cov.benefit_begin or event.eligibility_begin or event.maintenance_effective
+    year = (begin or cov.benefit_end or dt.date.min).year
+    if existing is not None:  # a new enrollment on a policy that had ended: starts afresh
+        existing.state, existing.begin, existing.end = State.INITIAL, begin, cov.benefit_end
+        existing.effectuated = False
+        target = existing
+    else:
+        target = Enrollment(
+            line=line,
+            policy=policy,
+            plan_year=year,
+            state=State.INITIAL,
+            begin=begin,
+            end=cov.benefit_end,
+        )
+        enrollments.append(target)
+    if target.periods and begin is not None:
+        # Periods of the earlier enrollment stay as history; the new one starts at `begin`.
+        target.periods = [p for p in target.periods if p.begin < begin]
+        for p in target.periods:
+            p.dirty = True
+    return target
+
+
+def _close_earlier_years(
+    enrollments: list[Enrollment], new: Enrollment, touch: Callable[[Enrollment], None]
+) -> None:
+    """Next year's enrollment closes an open-ended one on the same line at its year's end."""
+    for e in enrollments:
+        if (
+            e is not new
+            and e.line == new.line
+            and e.plan_year < new.plan_year
+            and e.in_force
+            and (e.end is None or e.end.year > e.plan_year)
+        ):
+            e.end = dt.date(e.plan_year, 12, 31)
+            touch(e)
+
+
+def _paid(target: Enrollment, through: dt.date) -> None:
+    if target.paid_through is None or through > target.paid_through:
+        target.paid_through = through
+    _effectuate(target)
+
+
+def _effectuate(target: Enrollment) -> None:
+    target.effectuated = True
+    if target.state is State.INITIAL:
+        target.state = State.EFFECTUATED
+
+
+def _end(target: Enrollment, end: dt.date) -> None:
+    """Terminate, or cancel when the end is on or before the begin (CMS: end = begin)."""
+    if not target.in_force:  # a retroactive, earlier end of an ended enrollment
+        recorded = target.begin if target.state is State.CANCELLED else target.end
+        if recorded is not None and end >= recorded:
+            return
+    if target.begin is not None and end <= target.begin:
+        target.state, target.end = State.CANCELLED, target.begin
+    else:
+        target.state, target.end = State.TERMINATED, end
+
+
+def _reinstate(target: Enrollment, end: dt.date | None) -> None:
+    if target.in_force:
+        return
+    target.state = State.EFFECTUATED if target.effectuated else State.INITIAL
+    target.end = end
+
+
+def _move_begin(target: Enrollment, begin: dt.date) -> None:
+    """A corrected begin date: the first period moves with it (later ones stay)."""
+    old = target.begin
+    target.begin = begin
+    if target.periods and (old is None or target.periods[0].begin <= (old or begin)):
+        first = target.periods[0]
+        if begin < first.begin or (len(target.periods) == 1):
+            first.begin = begin
+            first.dirty = True
+
+
+def _set_terms(target: Enrollment, day: dt.date | None, terms: dict[str, str]) -> None:
+    """From `day` on, these terms: split the period in force at `day` (or update the one that
+    begins on it). A later period takes a new value only where it had inherited the old one:
+    what a later change set itself stays."""
+    if not terms:
+        return
+    day = day or target.begin or dt.date.min
+    if target.begin is not None and day < target.begin:
+        day = target.begin
+    periods = target.periods
+    before = [p for p in periods if p.begin <= day]
+    inherited = dict(before[-1].terms) if before else {}
+    at = before[-1] if before and before[-1].begin == day else None
+    if at is None:
+        at = Period(begin=day, terms={k: inherited.get(k, "") for k in TERMS})
+        periods.append(at)
+        periods.sort(key=lambda p: p.begin)
+    for k, v in terms.items():
+        old = inherited.get(k, "")
+        at.terms[k] = v
+        for later in periods:
+            if later.begin > day and later.terms.get(k, "") == old and old != v:
+                later.terms[k] = v
+                later.dirty = True
+    at.dirty = True
+
+
+def cascade(enrollments: Iterable[Enrollment], c: Cascade) -> list[Enrollment]:
+    """A dependent's enrollments on the ended policy, ended with it; those changed."""
+    out = []
+    for e in enrollments:
+        if (e.line, e.policy, e.plan_year) != (c.line, c.policy, c.plan_year) or not e.in_force:
+            continue
+        end = (e.begin or c.end) if c.cancel else c.end
+        if e.end is not None and e.end <= end and not c.cancel:
+            continue  # already ends earlier
+        _end(e, end)
+        e.dirty = True
+        out.append(e)
+    return out
+
+
+# --- the monthly view -------------------------------------------------------------------------
+
+
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True, slots=True)
+class MonthLine:
+    """One member's terms over part (or all) of a month, with the amounts prorated by days."""
+
+    month: str  # YYYY-MM
+    line: str
+    policy: str
+    plan_id: str
+    csr_variant: str
+    coverage_level: str
+    rating_area: str
+    first: dt.date
+    last: dt.date
+    days: int
+    days_in_month: int
+    premium: Decimal | None  # prorated
+    aptc: Decimal | None
+    csr_amount: Decimal | None
+
+
+def month_lines(enrollment: Enrollment, year: int, month: int) -> list[MonthLine]:
+    """The enrollment's periods in force during the month, each prorated by days covered
+    (monthly amount * days / days in the month, to the cent, half up)."""
+    days_in = calendar.monthrange(year, month)[1]
+    first_day, last_day = dt.date(year, month, 1), dt.date(year, month, days_in)
+    out: list[MonthLine] = []
+    for period, begin, end in enrollment.spans():
+        lo = max(begin, first_day)
+        hi = min(end or last_day, last_day)
+        if hi < lo:
+            continue
+        days = (hi - lo).days + 1
+        terms = period.terms
+
+        def prorate(name: str, terms: dict[str, str] = terms, days: int = days) -> Decimal | None:
+            value = amount(terms.get(name, ""))
+            if value is None:
+                return None
+            return (value * days / days_in).quantize(CENT, rounding=ROUND_HALF_UP)
+
+        out.append(
+            MonthLine(
+                month=f"{year:04d}-{month:02d}",
+                line=enrollment.line,
+                policy=enrollment.policy,
+                plan_id=terms.get("plan_id", ""),
+                csr_variant=csr_variant(terms.get("plan_id", "")),
+                coverage_level=terms.get("coverage_level", ""),
+                rating_area=terms.get("rating_area", ""),
+                first=lo,
+                last=hi,
+                days=days,
+                days_in_month=days_in,
+                premium=prorate("premium"),
+                aptc=prorate("aptc"),
+                csr_amount=prorate("csr_amount"),
+            )
+        )
+    return out
