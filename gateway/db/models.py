@@ -64,6 +64,10 @@ class Partner(Base):
     # Onboarding (issue 13): the partner's test interchanges (ISA15 T) get a dry run of the
     # business rules, stored apart and never applied or delivered.
     onboarding: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # When a file is expected (gateway.watch.schedule: "daily 06:00", "weekly mon 06:00", …;
+    # empty = not watched), in the partner's IANA time zone.
+    expected_schedule: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
 
 
 COUNT_COLUMNS = (
@@ -269,7 +273,10 @@ class Ack(Base):
     """An acknowledgement we sent: TA1, 999, or a rejection notice for an unusable file."""
 
     __tablename__ = "acks"
-    __table_args__ = (Index("ix_acks_undelivered", "delivered_at"),)
+    __table_args__ = (
+        Index("ix_acks_undelivered", "delivered_at"),
+        Index("ix_acks_pickup", "picked_up_at", "delivered_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     receipt_id: Mapped[str] = mapped_column(
@@ -286,6 +293,10 @@ class Ack(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     superseded: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When the partner first fetched it (an SFTP download of outbound/ to the end, or the
+    # partner API), and how: "sftp" | "api". NULL: never picked up (gateway.watch).
+    picked_up_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    picked_up_via: Mapped[str | None] = mapped_column(String(8), default=None)
 
 
 class InterchangeKey(Base):
@@ -372,6 +383,29 @@ class OperatorSession(Base):
     last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     operator: Mapped[Operator] = relationship(lazy="joined")
+
+
+class Alert(Base):
+    """One incident of gateway.watch (a missing file, late acks, acks not picked up, stuck
+    files): opened once, closed once, each posted once to EDI834_ALERT_URL — not once a poll.
+    `key` names the incident (a missed deadline is its own incident; the others are one per
+    partner, or one for the gateway), so a second process opening it again is a no-op."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_unposted", "posted_state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(24))  # missing_file | ack_latency | ack_pickup | stuck
+    partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"), default=None)
+    summary: Mapped[str] = mapped_column(Text, default="")  # ids and counts only: no member data
+    opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    # What was last posted: "" nothing yet, "opened", "closed"; a post is due while it lags.
+    posted_state: Mapped[str] = mapped_column(String(8), default="", server_default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class AuditEntry(Base):
