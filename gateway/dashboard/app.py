@@ -7,17 +7,20 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException
 
 from gateway.context import Gateway
 from gateway.dashboard import audit_log, auth, business, interchange, overview, rejects
-from gateway.dashboard.deps import BadCsrf, Forbidden, NotLoggedIn
-from gateway.dashboard.formatting import age, error_kind
+from gateway.dashboard.codes import code_meaning
+from gateway.dashboard.deps import BadCsrf, Forbidden, NotLoggedIn, PageError, error_page
+from gateway.dashboard.formatting import age, error_kind, safe_next
 from gateway.dashboard.segments import MASK
 from gateway.enrollment import queries
 from gateway.enrollment.codes import MAINTENANCE_NAMES
@@ -36,6 +39,9 @@ def create_dashboard(gw: Gateway) -> FastAPI:
     app.add_exception_handler(NotLoggedIn, _login_first)
     app.add_exception_handler(Forbidden, _forbidden)
     app.add_exception_handler(BadCsrf, _csrf)
+    app.add_exception_handler(PageError, _page_error)
+    app.add_exception_handler(RequestValidationError, _bad_request)
+    app.add_exception_handler(HTTPException, _http_error)
     add_routes(
         app,
         auth.router,
@@ -52,6 +58,7 @@ def _templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.globals.update(
         meaning=meaning,
+        code_meaning=code_meaning,
         remedy=remedy,
         age=age,
         rule_title=queries.rule_title,
@@ -85,9 +92,65 @@ async def _login_first(request: Request, _: Exception) -> Response:
     return HTMLResponse("Log in first.", 401)
 
 
-async def _forbidden(_: Request, __: Exception) -> Response:
-    return HTMLResponse("This needs the admin role.", 403)
+async def _forbidden(request: Request, _: Exception) -> Response:
+    return error_page(request, 403, "Not allowed", "This needs the admin role.")
 
 
-async def _csrf(_: Request, __: Exception) -> Response:
-    return HTMLResponse("The form expired or did not come from this dashboard. Reload.", 403)
+async def _csrf(request: Request, _: Exception) -> Response:
+    return error_page(
+        request,
+        403,
+        "Form expired",
+        "The form expired or did not come from this dashboard. Go back, reload the page and "
+        "send it again.",
+        back=_referrer(request),
+        back_label="Back to the form",
+    )
+
+
+async def _page_error(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, PageError):  # registered for it alone
+        raise exc
+    return error_page(request, exc.status_code, exc.title, exc.message, back=_referrer(request))
+
+
+async def _bad_request(request: Request, exc: Exception) -> Response:
+    """A value in the address or a form this page cannot read (`page=abc`): which one, and the
+    same page without it."""
+    if not isinstance(exc, RequestValidationError):  # registered for it alone
+        raise exc
+    names = sorted({str(e["loc"][-1]) for e in exc.errors() if e.get("loc")})
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in names]
+    back = request.url.path + (f"?{urlencode(kept)}" if kept else "")
+    what = ", ".join(names) or "the request"
+    return error_page(
+        request,
+        400,
+        "Cannot read the address",
+        f"This page cannot use the value given for {what}: a page number and a number of days "
+        "are whole numbers, dates are YYYY-MM-DD.",
+        back=back if request.method == "GET" else _referrer(request),
+        back_label="The page without it" if request.method == "GET" else "Back",
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, HTTPException):  # registered for it alone
+        raise exc
+    if exc.status_code == 404:
+        return error_page(request, 404, "Not found", "There is no such page on this dashboard.")
+    if exc.status_code == 405:
+        return error_page(request, 405, "Not allowed", "This address does not take that method.")
+    return error_page(request, exc.status_code, "Error", "The request could not be answered.")
+
+
+def _referrer(request: Request) -> str | None:
+    """The page the operator came from, when it is one of ours (a local path only)."""
+    referer = request.headers.get("referer")
+    if not referer:
+        return None
+    parts = urlsplit(referer)
+    if parts.netloc and parts.netloc != request.headers.get("host"):
+        return None
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    return safe_next(target) if target.startswith("/") else None

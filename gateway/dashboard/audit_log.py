@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from gateway.dashboard.deps import AdminViewer, GatewayDep, render
@@ -14,7 +12,6 @@ router = APIRouter()
 
 
 @router.get("/dashboard/audit", response_class=HTMLResponse)
-def audit_log(
-    request: Request, viewer: AdminViewer, gw: GatewayDep, page: Annotated[int, Query(ge=1)] = 1
-) -> Response:
+def audit_log(request: Request, viewer: AdminViewer, gw: GatewayDep, page: int = 1) -> Response:
+    page = max(1, page)
     return render(request, "audit.html", viewer, entries=audit.entries(gw, page=page), page=page)

@@ -13,7 +13,9 @@ COLORS = ("#b3261e", "#1d4ed8", "#047857", "#7c3aed", "#b45309", "#0f766e", "#be
 def rejects_chart(
     per_day: dict[str, dict[str, int]], first: dt.date, last: dt.date, *, width: int = 720
 ) -> Markup:
-    days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)][-62:]
+    # The last 62 days at most, counted back from the last (a period may span centuries).
+    count = min(62, max(0, (last - first).days + 1))
+    days = [last - dt.timedelta(days=n) for n in range(count - 1, -1, -1)]
     partners = sorted(per_day)
     if not partners:
         return Markup('<p class="empty">No rejected files in this period.</p>')
@@ -23,8 +25,7 @@ def rejects_chart(
     bar = max(1.0, (slot - 2) / len(partners))
     parts = [
         f'<svg role="img" aria-labelledby="chart-title" viewBox="0 0 {width} {height + bottom}" '
-        f'class="chart"><title id="chart-title">Rejected or partially accepted files per day, '
-        f"per partner</title>",
+        f'class="chart"><title id="chart-title">Rejected files per day, per partner</title>',
         f'<line x1="{left}" y1="{height}" x2="{width}" y2="{height}" stroke="#555"/>',
         f'<text x="{left - 4}" y="12" text-anchor="end" class="axis">{peak}</text>',
         f'<text x="{left - 4}" y="{height}" text-anchor="end" class="axis">0</text>',

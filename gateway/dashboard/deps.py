@@ -4,7 +4,9 @@ operator (`CurrentViewer`), "admin only" (`AdminViewer`), the CSRF check on ever
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import time
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -30,6 +32,17 @@ class Forbidden(Exception):
 
 class BadCsrf(Exception):
     pass
+
+
+class PageError(Exception):
+    """A page that cannot be shown as asked (no such file, a conflict): an HTML page saying
+    why, with a way back."""
+
+    def __init__(self, message: str, status_code: int = 404, *, title: str = "Not found") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.title = title
 
 
 class Viewer:
@@ -108,6 +121,45 @@ def _admin_only(viewer: Viewer) -> Viewer:
 AdminForm = Annotated[Viewer, Depends(admin_form)]
 
 
+REVEAL_SECONDS = 600  # how long a reveal's redirect shows member data (reload included)
+
+
+def reveal_token(viewer: Viewer, scope: str, *, now: float | None = None) -> str:
+    """What a reveal's POST redirects with (redirect-after-POST): valid for this operator's
+    session only (keyed by its CSRF secret), for one page (`scope`), for REVEAL_SECONDS."""
+    expires = int((time.time() if now is None else now) + REVEAL_SECONDS)
+    mac = hmac.new(viewer.csrf.encode(), f"{scope}|{expires}".encode(), hashlib.sha256)
+    return f"{expires}.{mac.hexdigest()[:32]}"
+
+
+def revealed(viewer: Viewer, scope: str, token: str | None) -> bool:
+    """An admin's valid, unexpired reveal token for this page."""
+    if not token or not viewer.is_admin:
+        return False
+    expires, _, mac = token.partition(".")
+    if not expires.isdigit() or int(expires) < time.time():
+        return False
+    want = hmac.new(viewer.csrf.encode(), f"{scope}|{expires}".encode(), hashlib.sha256)
+    return hmac.compare_digest(mac, want.hexdigest()[:32])
+
+
 def render(request: Request, name: str, viewer: Viewer | None, **ctx: Any) -> HTMLResponse:
     templates: Jinja2Templates = request.app.state.templates
     return templates.TemplateResponse(request, name, {"viewer": viewer, **ctx})
+
+
+def error_page(
+    request: Request,
+    status_code: int,
+    title: str,
+    message: str,
+    *,
+    back: str | None = None,
+    back_label: str = "Back",
+) -> HTMLResponse:
+    """Every error on the dashboard: a page (never FastAPI's JSON), with a way back."""
+    response = render(
+        request, "error.html", None, title=title, message=message, back=back, back_label=back_label
+    )
+    response.status_code = status_code
+    return response

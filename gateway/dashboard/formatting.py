@@ -36,15 +36,28 @@ _TRANSPORT_ERRORS = {
 _EXCEPTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,80}")
 
 
+# The days a period may start or end on: a date beyond them (0001-01-01, 9999-12-31) is taken as
+# the nearest of them, so no date arithmetic overflows and no query compares absurd moments.
+FIRST_DAY = dt.date(1970, 1, 1)
+LAST_DAY = dt.date(2999, 12, 31)
+
+
 def parse_day(value: str | None, *, end: bool = False) -> dt.datetime | None:
+    """The start of a UTC day (or, with `end`, of the next one); None when not a date."""
     if not value:
         return None
     try:
         day = dt.date.fromisoformat(value[:10])
     except ValueError:
         return None
+    day = min(max(day, FIRST_DAY), LAST_DAY)
     moment = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
     return moment + dt.timedelta(days=1) if end else moment
+
+
+def clamp(value: int, low: int, high: int) -> int:
+    """A page number or a count of days from the address, brought into range."""
+    return min(max(value, low), max(low, high))
 
 
 def age(moment: dt.datetime) -> str:

@@ -7,10 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from gateway.context import Gateway
 from gateway.dashboard.deps import (
@@ -18,11 +17,14 @@ from gateway.dashboard.deps import (
     AdminViewer,
     CurrentViewer,
     GatewayDep,
+    PageError,
     Viewer,
     render,
+    reveal_token,
+    revealed,
 )
 from gateway.dashboard.formatting import error_kind, masked, safe_name
-from gateway.dashboard.segments import mask_ack, mask_value, segment_contexts
+from gateway.dashboard.segments import ack_lines, mask_ack, mask_value, plain_mask, segment_contexts
 from gateway.db import repositories as repo
 from gateway.db.models import AckKind, Interchange, Receipt, Status
 from gateway.enrollment import queries
@@ -39,22 +41,32 @@ router = APIRouter(prefix="/dashboard/interchanges/{receipt_id}")
 
 
 @router.get("", response_class=HTMLResponse)
-def detail(request: Request, receipt_id: str, viewer: CurrentViewer, gw: GatewayDep) -> Response:
-    return _page(request, viewer, gw, receipt_id, reveal=False)
+def detail(
+    request: Request,
+    receipt_id: str,
+    viewer: CurrentViewer,
+    gw: GatewayDep,
+    shown: Annotated[str | None, Query(alias="reveal")] = None,
+) -> Response:
+    return _page(request, viewer, gw, receipt_id, reveal=revealed(viewer, receipt_id, shown))
 
 
-@router.post("/reveal", response_class=HTMLResponse)
-async def reveal(request: Request, receipt_id: str, viewer: AdminForm, gw: GatewayDep) -> Response:
-    await run_in_threadpool(
-        audit.record,
+@router.post("/reveal")
+def reveal(receipt_id: str, viewer: AdminForm, gw: GatewayDep) -> Response:
+    """Audited, then redirected (after POST) to the page with member data shown: a reload
+    neither submits again nor writes a second entry."""
+    with gw.reads() as s:
+        if repo.get_receipt(s, receipt_id) is None:
+            raise PageError(NO_SUCH)
+    audit.record(
         gw,
         viewer.username,
         "reveal_member_data",
         receipt_id,
         "member data shown on the interchange page",
     )
-    response = await run_in_threadpool(_page, request, viewer, gw, receipt_id, True)
-    return response
+    token = reveal_token(viewer, receipt_id)
+    return RedirectResponse(f"/dashboard/interchanges/{receipt_id}?reveal={token}#find-h", 303)
 
 
 @router.get("/raw")
@@ -62,7 +74,7 @@ def raw(receipt_id: str, viewer: AdminViewer, gw: GatewayDep) -> Response:
     with gw.reads() as s:
         r = repo.get_receipt(s, receipt_id)
         if r is None:
-            return HTMLResponse(NO_SUCH, 404)
+            raise PageError(NO_SUCH)
         path, name = gw.blobs.path(r.blob_path), r.filename or f"{r.id}.834"
     audit.record(gw, viewer.username, "download_raw_file", receipt_id, name)
 
@@ -78,7 +90,7 @@ def raw(receipt_id: str, viewer: AdminViewer, gw: GatewayDep) -> Response:
 def reconciliation_csv(receipt_id: str, viewer: AdminViewer, gw: GatewayDep) -> Response:
     rows = interchanges.reconciliation_csv(gw, receipt_id)
     if rows is None:
-        return HTMLResponse("This interchange has no reconciliation report.", 404)
+        raise PageError("This interchange has no reconciliation report.")
     name = f"reconciliation-{receipt_id}.csv"
     # Member keys and the compared values are member data: audited, like a raw download.
     audit.record(gw, viewer.username, "download_reconciliation", receipt_id, name)
@@ -90,12 +102,14 @@ def ack(receipt_id: str, ack_id: int, viewer: CurrentViewer, gw: GatewayDep) -> 
     with gw.reads() as s:
         a = repo.ack_of(s, receipt_id, ack_id)
         if a is None:
-            return HTMLResponse("No such acknowledgement.", 404)
+            raise PageError("No such acknowledgement.")
         content, name, kind = a.content, a.filename, a.kind
     if viewer.is_admin:
         audit.record(gw, viewer.username, "download_ack", receipt_id, name)
     elif kind != AckKind.REJECTION:
-        content = mask_ack(content.decode("latin-1"), False).encode("latin-1")
+        # Bytes as sent (Latin-1 round-trips any byte): the mask must be a Latin-1 character.
+        text = content.decode("latin-1")
+        content = mask_ack(text, False, mask=plain_mask(text)).encode("latin-1")
     media = "application/edi-x12" if kind != AckKind.REJECTION else "application/json"
     return download(content, media, safe_name(name))
 
@@ -103,7 +117,9 @@ def ack(receipt_id: str, ack_id: int, viewer: CurrentViewer, gw: GatewayDep) -> 
 @router.post("/reprocess")
 def reprocess(receipt_id: str, viewer: AdminForm, gw: GatewayDep) -> Response:
     if not interchanges.reprocess(gw, receipt_id, viewer.username):
-        return HTMLResponse("Only processed or failed interchanges can be reprocessed.", 409)
+        raise PageError(
+            "Only processed or failed interchanges can be reprocessed.", 409, title="Not now"
+        )
     return RedirectResponse(f"/dashboard/interchanges/{receipt_id}", 303)
 
 
@@ -115,7 +131,14 @@ def resolve(
     note: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     if not interchanges.resolve(gw, receipt_id, viewer.username, note):
-        return HTMLResponse(NO_SUCH, 404)
+        raise PageError(NO_SUCH)
+    return RedirectResponse(f"/dashboard/interchanges/{receipt_id}", 303)
+
+
+@router.post("/reopen")
+def reopen(receipt_id: str, viewer: AdminForm, gw: GatewayDep) -> Response:
+    if not interchanges.reopen(gw, receipt_id, viewer.username):
+        raise PageError("This interchange is not resolved.", 409, title="Not resolved")
     return RedirectResponse(f"/dashboard/interchanges/{receipt_id}", 303)
 
 
@@ -123,7 +146,7 @@ def _page(request: Request, viewer: Viewer, gw: Gateway, receipt_id: str, reveal
     with gw.reads() as s:
         r = repo.get_receipt(s, receipt_id)
         if r is None:
-            return HTMLResponse(NO_SUCH, 404)
+            raise PageError(NO_SUCH)
         envelopes: list[Interchange] = list(r.envelopes)
         env_ord = {e.id: n for n, e in enumerate(envelopes)}
         group_of: dict[int, tuple[int, str]] = {}
@@ -168,6 +191,16 @@ def _page(request: Request, viewer: Viewer, gw: Gateway, receipt_id: str, reveal
         if targets
         else {}
     )
+    has_element: dict[tuple[int, int, int, int], bool] = {}
+    # A segment's context is shown once: under the finding that names its element (IK403,
+    # the element highlighted), else the first finding at that segment (IK304).
+    first_of: dict[tuple[int, int, int, int], int] = {}
+    for n, (f, key) in enumerate(zip(findings, keys, strict=True), start=1):
+        if key is not None and (
+            key not in first_of or (f.element_position and not has_element.get(key))
+        ):
+            first_of[key] = n
+            has_element[key] = bool(f.element_position)
     rows = [
         {
             "f": f,
@@ -175,16 +208,17 @@ def _page(request: Request, viewer: Viewer, gw: Gateway, receipt_id: str, reveal
             "st02": set_of.get(f.set_id or -1, (0, ""))[1],
             "bad_value": mask_value(f.segment_id, f.element_position, f.bad_value, reveal),
             "business_unit": f.business_unit if reveal or not f.business_unit else "•••••",
-            "context": contexts.get(key) if key else None,
+            "context": contexts.get(key) if key and first_of[key] == n else None,
+            "context_above": first_of[key] if key and first_of[key] != n else None,
         }
-        for f, key in zip(findings, keys, strict=True)
+        for n, (f, key) in enumerate(zip(findings, keys, strict=True), start=1)
     ]
     ack_views = [
         {
             "a": a,
-            "text": mask_ack(a.content.decode("latin-1"), reveal)
+            "lines": ack_lines(mask_ack(a.content.decode("latin-1"), reveal))
             if a.kind != AckKind.REJECTION
-            else a.content.decode("utf-8", "replace"),
+            else [a.content.decode("utf-8", "replace")],
         }
         for a in acks
     ]

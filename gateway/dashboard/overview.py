@@ -6,15 +6,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from gateway.dashboard.chart import rejects_chart
 from gateway.dashboard.deps import CurrentViewer, GatewayDep, render
-from gateway.dashboard.formatting import in_general_terms, parse_day
+from gateway.dashboard.formatting import clamp, in_general_terms, parse_day
 from gateway.db import reports
 from gateway.db.base import utcnow
 from gateway.db.models import LedgerStatus, Receipt
@@ -43,9 +42,9 @@ def overview(
     gw: GatewayDep,
     since: str | None = None,
     until: str | None = None,
-    days: Annotated[int, Query(ge=1, le=366)] = 7,
+    days: int = 7,
 ) -> Response:
-    start, end = _period(since, until, days)
+    start, end = _period(since, until, clamp(days, 1, 366))
     with gw.reads() as s:
         counts = reports.overview_counts(s, start, end)
         per_day = reports.rejects_per_day(s, start, end)
@@ -81,7 +80,7 @@ def _period(since: str | None, until: str | None, days: int) -> tuple[dt.datetim
     end = parse_day(until, end=True) or (
         dt.datetime.combine(utcnow().date(), dt.time(), tzinfo=dt.UTC) + dt.timedelta(days=1)
     )
-    start = parse_day(since) or end - dt.timedelta(days=days)
+    start = parse_day(since) or end - dt.timedelta(days=days)  # end >= 1970-01-02: no overflow
     return start, end
 
 

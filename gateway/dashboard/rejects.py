@@ -3,21 +3,23 @@ same list as CSV."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
-from typing import Annotated
-from urllib.parse import urlencode
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from gateway.context import Gateway
-from gateway.dashboard.deps import CurrentViewer, GatewayDep, render
-from gateway.dashboard.formatting import parse_day
+from gateway.csvfile import CsvLines
+from gateway.dashboard.codes import CodeFilter, parse_code
+from gateway.dashboard.deps import AdminForm, CurrentViewer, GatewayDep, PageError, Viewer, render
+from gateway.dashboard.formatting import clamp, parse_day, safe_next
 from gateway.db import reports
 from gateway.db.models import Receipt
 from gateway.logging import get_logger
+from gateway.services import audit, interchanges
 from gateway.web import download
 
 log = get_logger(__name__)
@@ -42,18 +44,42 @@ CSV_COLUMNS = (
 router = APIRouter()
 
 
+@dataclass
+class Notes:
+    """What the page says about the filter: the code it filters on, or why it matches nothing."""
+
+    code: CodeFilter | None = None
+    problems: list[str] = field(default_factory=list)
+    done: str | None = None  # what the last bulk action did
+
+
+def _done(value: str) -> str | None:
+    action, _, counts = value.partition(":")
+    done, _, asked = counts.partition(":")
+    if action not in ("resolve", "reprocess") or not (done.isdigit() and asked.isdigit()):
+        return None
+    verb = "marked resolved" if action == "resolve" else "queued again"
+    skipped = int(asked) - int(done)
+    extra = f" ({skipped} could not be: not processed or failed)" if skipped > 0 else ""
+    return f"{done} file{'' if done == '1' else 's'} {verb}{extra}."
+
+
 @router.get("/dashboard/rejects", response_class=HTMLResponse)
 def rejects(
     request: Request,
     viewer: CurrentViewer,
     gw: GatewayDep,
-    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    page: int = 1,
     sort: str = "received",
     order: str = "desc",
 ) -> Response:
-    f, q = _filter(request)
+    f, q, notes = _filter(request, viewer)
+    if f.member:
+        audit.record(gw, viewer.username, "search_member", None, "rejects searched by member ID")
     with gw.reads() as s:
         total = reports.count_rejects(s, f)
+        pages = max(1, (total + PAGE - 1) // PAGE)
+        page = clamp(page, 1, pages)  # page=0 is the first page, page=999999 the last
         rows = reports.list_rejects(
             s, f, sort=sort, descending=order != "asc", offset=(page - 1) * PAGE, limit=PAGE
         )
@@ -67,11 +93,12 @@ def rejects(
         "rejects.html",
         viewer,
         rows=rows,
+        notes=notes,
         codes=codes,
         isa13s=isa13s,
         total=total,
         page=page,
-        pages=max(1, (total + PAGE - 1) // PAGE),
+        pages=pages,
         q=q,
         partners=partners,
         results=reports.RESULTS,
@@ -89,46 +116,83 @@ def rejects(
                 }
             )
         ),
+        here="/dashboard/rejects?" + urlencode({**base, "page": page}),
         csv_url="/dashboard/rejects.csv?"
         + urlencode({k: v for k, v in base.items() if k not in ("sort", "order")}),
     )
 
 
+@router.post("/dashboard/rejects/bulk")
+async def bulk(request: Request, viewer: AdminForm, gw: GatewayDep) -> Response:
+    """Resolve or reprocess the ticked files at once (each audited), then back to the list
+    (redirect-after-POST) saying how many."""
+    form = await request.form()  # read (and cached) by the CSRF check
+    ids = [str(v) for v in form.getlist("ids")][: interchanges.BULK_LIMIT]
+    action = str(form.get("action", ""))
+    back = safe_next(str(form.get("back", "/dashboard/rejects")))
+    if action == "resolve":
+        note = str(form.get("note", ""))[:2000]
+        done = await run_in_threadpool(interchanges.resolve_many, gw, ids, viewer.username, note)
+    elif action == "reprocess":
+        done = await run_in_threadpool(interchanges.reprocess_many, gw, ids, viewer.username)
+    else:
+        raise PageError("Choose resolve or reprocess.", 400, title="Nothing done")
+    parts = urlsplit(back)
+    kept = [(k, v) for k, v in parse_qsl(parts.query) if k != "done"]
+    kept.append(("done", f"{action}:{len(done)}:{len(ids)}"))
+    return RedirectResponse(f"{parts.path}?{urlencode(kept)}", 303)
+
+
 @router.get("/dashboard/rejects.csv")
 def rejects_csv(request: Request, viewer: CurrentViewer, gw: GatewayDep) -> Response:
-    f, _ = _filter(request)
+    f, q, _ = _filter(request, viewer)
     log.info("rejects_exported", operator=viewer.username)
+    audit.record(gw, viewer.username, "export_csv", None, "rejects CSV: " + urlencode(q)[:1000])
     return download(_csv_rows(gw, f), "text/csv", "edi834-rejects.csv")
 
 
-def _filter(request: Request) -> tuple[reports.RejectFilter, dict[str, str]]:
-    q = {k: v.strip() for k, v in request.query_params.items() if v.strip()}
-    family, code = None, None
-    if "code" in q:
-        fam, _, c = q["code"].partition(":")
-        family = fam.upper() if fam.upper() in reports.FAMILIES else None
-        code = c or None
-    result = q.get("result", "problems")
+SEARCHES = ("file", "isa13", "gs06", "st02", "member")
+"""Finding one file: these search every result unless a result is chosen."""
+
+
+def _filter(request: Request, viewer: Viewer) -> tuple[reports.RejectFilter, dict[str, str], Notes]:
+    q = {k: v.strip() for k, v in request.query_params.items() if v.strip() and k != "done"}
+    notes = Notes(done=_done(request.query_params.get("done", "")))
+    if "member" in q and not viewer.is_admin:
+        q.pop("member")  # a member id is member data: admins only
+        notes.problems.append("Searching by member ID needs the admin role.")
+    code = parse_code(q["code"]) if "code" in q else CodeFilter()
+    if code.problem:
+        notes.problems.append(code.problem)
+    elif code.family:
+        notes.code = code
+    searching = any(k in q for k in SEARCHES)
+    result = q.get("result") or ("all" if searching else "problems")
+    if result not in (*reports.RESULTS, "all"):
+        notes.problems.append(f"“{result}” is not a result; showing files with problems.")
+        result = "problems"
+    q["result"] = result
     f = reports.RejectFilter(
         partner=q.get("partner"),
         since=parse_day(q.get("since")),
         until=parse_day(q.get("until"), end=True),
-        result=result if result in (*reports.RESULTS, "all") else "problems",
-        family=family,
-        code=code,
+        result=result,
+        family=code.family,
+        code=code.code,
         isa13=q.get("isa13"),
         gs06=q.get("gs06"),
         st02=q.get("st02"),
         resolved=q.get("resolved") if q.get("resolved") in ("yes", "no") else None,
+        filename=q.get("file"),
+        member=q.get("member"),
+        nothing=bool(code.problem),
     )
-    return f, q
+    return f, q, notes
 
 
 def _csv_rows(gw: Gateway, f: reports.RejectFilter) -> Iterator[str]:
     """Every matching file, streamed: their codes and ISA13s looked up 500 files at a time."""
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(CSV_COLUMNS)
+    lines = CsvLines(CSV_COLUMNS)
     with gw.reads() as s:
         batch: list[tuple[Receipt, str]] = []
 
@@ -137,7 +201,7 @@ def _csv_rows(gw: Gateway, f: reports.RejectFilter) -> Iterator[str]:
             codes = reports.codes_for(s, ids)
             isa13s = reports.envelope_ids_for(s, ids)
             for r, partner in batch:
-                w.writerow(
+                lines.add(
                     [
                         r.id,
                         r.received_at.isoformat(),
@@ -157,10 +221,7 @@ def _csv_rows(gw: Gateway, f: reports.RejectFilter) -> Iterator[str]:
                     ]
                 )
             batch.clear()
-            out = buf.getvalue()
-            buf.seek(0)
-            buf.truncate()
-            return out
+            return lines.take()
 
         yield flush()
         for row in reports.iter_rejects(s, f):

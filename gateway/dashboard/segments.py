@@ -141,7 +141,15 @@ def segment_contexts(
     return out
 
 
-def mask_ack(text: str, reveal: bool) -> str:
+def plain_mask(text: str) -> str:
+    """A mask for an ack downloaded as bytes: five of a Latin-1 character the ack does not use
+    as a delimiter (the bullet of MASK cannot be encoded as Latin-1)."""
+    used = set(text[3:4] + text[82:83] + text[104:106]) if len(text) >= 106 else set()
+    char = next(c for c in "X#?@" if c not in used)
+    return char * 5
+
+
+def mask_ack(text: str, reveal: bool, *, mask: str = MASK) -> str:
     """A 999 as sent, with IK404 bad values and CTX member identifiers masked."""
     if reveal or len(text) < 106 or not text.startswith("ISA"):
         return text
@@ -152,9 +160,18 @@ def mask_ack(text: str, reveal: bool) -> str:
         parts = seg.split(element)
         tag = parts[0].strip()
         if tag == "IK4" and len(parts) > 4 and parts[4]:
-            parts[4] = MASK
+            parts[4] = mask
         elif tag == "CTX" and len(parts) > 1 and component in parts[1]:
             name, _, _value = parts[1].partition(component)
-            parts[1] = f"{name}{component}{MASK}"
+            parts[1] = f"{name}{component}{mask}"
         out.append(element.join(parts))
     return terminator.join(out)
+
+
+def ack_lines(text: str) -> list[str]:
+    """An ack as sent, one segment a line (its terminator kept) for reading; text that is not
+    an interchange as one line."""
+    if len(text) < 106 or not text.startswith("ISA"):
+        return [text]
+    terminator = text[105]
+    return [seg.strip("\r\n") + terminator for seg in text.split(terminator) if seg.strip()]

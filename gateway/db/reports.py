@@ -16,6 +16,7 @@ from gateway.db.models import (
     Group,
     Interchange,
     LedgerStatus,
+    MemberEventRow,
     Partner,
     Receipt,
     Status,
@@ -24,6 +25,10 @@ from gateway.db.models import (
 from gateway.gate import PRODUCTION
 
 OUTCOMES = ("accepted", "accepted_with_errors", "partially_accepted", "rejected")
+REJECTED = ("rejected",)
+"""What "rejected" counts, everywhere a page says it (the overview's column, its chart, the
+rejects filter): files whose every transaction set was rejected. Partially accepted files are
+counted apart, as partially accepted."""
 RESULTS = (*OUTCOMES, "failed", "pending", "partial", "problems")
 FAMILIES = ("TA105", "AK905", "IK502", "IK304", "IK403", "FILE")
 # Lists show the receipt row and its partner's name (selected beside it): not the eager partner
@@ -102,7 +107,7 @@ def overview_counts(
 def rejects_per_day(
     session: Session, since: dt.datetime, until: dt.datetime
 ) -> dict[str, dict[str, int]]:
-    """{partner: {YYYY-MM-DD: files rejected or partially accepted}} (UTC days)."""
+    """{partner: {YYYY-MM-DD: files rejected}} (UTC days; REJECTED, as the overview's table)."""
     day = func.date(Receipt.received_at)
     rows = session.execute(
         select(Partner.name, day, func.count())
@@ -110,7 +115,8 @@ def rejects_per_day(
         .where(
             Receipt.received_at >= since,
             Receipt.received_at < until,
-            Receipt.outcome.in_(["rejected", "partially_accepted"]),
+            Receipt.status == Status.PROCESSED,
+            Receipt.outcome.in_(REJECTED),
         )
         .group_by(Partner.name, day)
     ).all()
@@ -163,9 +169,30 @@ class RejectFilter:
     gs06: str | None = None
     st02: str | None = None
     resolved: str | None = None  # "yes" | "no" | None
+    filename: str | None = None  # part of the file's name, any case
+    member: str | None = None  # a member key or subscriber number (REF*0F) in the file's sets
+    nothing: bool = False  # a filter that cannot match (an unknown code): no rows
 
 
 def _where(stmt: Select, f: RejectFilter) -> Select:  # type: ignore[type-arg]
+    if f.nothing:
+        return stmt.where(Receipt.id.is_(None))
+    if f.filename:
+        pattern = (
+            "%" + f.filename.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        )
+        stmt = stmt.where(func.lower(Receipt.filename).like(pattern.lower(), escape="\\"))
+    if f.member:
+        stmt = stmt.where(
+            Receipt.id.in_(
+                select(MemberEventRow.receipt_id).where(
+                    or_(
+                        MemberEventRow.member_key == f.member,
+                        MemberEventRow.subscriber_number == f.member,
+                    )
+                )
+            )
+        )
     if f.partner:
         # By id, so a count needs no join to partners.
         partner_id = select(Partner.id).where(Partner.name == f.partner).scalar_subquery()
@@ -174,8 +201,8 @@ def _where(stmt: Select, f: RejectFilter) -> Select:  # type: ignore[type-arg]
         stmt = stmt.where(Receipt.received_at >= f.since)
     if f.until:
         stmt = stmt.where(Receipt.received_at < f.until)
-    if f.result in OUTCOMES:
-        stmt = stmt.where(Receipt.outcome == f.result)
+    if f.result in OUTCOMES:  # as the overview counts them: processed, with that outcome
+        stmt = stmt.where(Receipt.outcome == f.result, Receipt.status == Status.PROCESSED)
     elif f.result == "failed":
         stmt = stmt.where(Receipt.status == Status.FAILED)
     elif f.result == "partial":

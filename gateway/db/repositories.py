@@ -432,6 +432,44 @@ def mark_resolved(
     return receipt
 
 
+def mark_picked_up(session: Session, partner_name: str, filename: str, *, via: str) -> int:
+    """The partner fetched this ack file (outbound/ name): the first pick-up is kept."""
+    partner_id = select(Partner.id).where(Partner.name == partner_name).scalar_subquery()
+    receipts = select(Receipt.id).where(Receipt.partner_id == partner_id)
+    result = session.execute(
+        update(Ack)
+        .where(
+            Ack.filename == filename,
+            Ack.picked_up_at.is_(None),
+            Ack.receipt_id.in_(receipts),
+        )
+        .values(picked_up_at=utcnow(), picked_up_via=via)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def mark_acks_picked_up(session: Session, ack_ids: Sequence[int], *, via: str) -> None:
+    """Acks the partner fetched over its API."""
+    if ack_ids:
+        session.execute(
+            update(Ack)
+            .where(Ack.id.in_(list(ack_ids)), Ack.picked_up_at.is_(None))
+            .values(picked_up_at=utcnow(), picked_up_via=via)
+        )
+
+
+def reopen(session: Session, receipt_id: str, operator: str) -> Receipt | None:
+    """A resolved file is open again (its resolution stays in its history)."""
+    receipt = session.get(Receipt, receipt_id)
+    if receipt is None or receipt.resolved_at is None:
+        return None
+    receipt.resolved_at = None
+    receipt.resolved_by = None
+    receipt.resolution_note = None
+    add_event(session, receipt_id, "reopened", f"by {operator}")
+    return receipt
+
+
 def ack_of(session: Session, receipt_id: str, ack_id: int) -> Ack | None:
     """One acknowledgement of a receipt, superseded ones included."""
     return session.scalar(select(Ack).where(Ack.receipt_id == receipt_id, Ack.id == ack_id))

@@ -4,15 +4,14 @@ core outbox's backlog, and a member's history."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from gateway.csvfile import CsvLines
 from gateway.db.models import (
     BusinessFinding,
     CoreDelivery,
@@ -99,25 +98,16 @@ CSV_COLUMNS = (
 
 def reconciliation_csv(session: Session, reconciliation_id: int) -> Iterator[str]:
     """The report as CSV, streamed in pages (a million-member audit stays flat in memory)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
+    lines = CsvLines(CSV_COLUMNS)
     after = -1
     while True:
         items = reconciliation_items(session, reconciliation_id, after=after, limit=1000)
         for item in items:
-            writer.writerow([_csv_safe(str(getattr(item, c) or "")) for c in CSV_COLUMNS])
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
+            lines.add(str(getattr(item, c) or "") for c in CSV_COLUMNS)
+        yield lines.take()
         if len(items) < 1000:
             return
         after = items[-1].seq
-
-
-def _csv_safe(value: str) -> str:
-    """No spreadsheet formulas from sender data (CSV injection)."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ the dashboard both serve."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from gateway.context import Gateway
 from gateway.db import repositories as repo
@@ -15,19 +15,23 @@ from gateway.logging import get_logger
 log = get_logger(__name__)
 
 
+BULK_LIMIT = 500  # files one bulk action may touch
+
+
 def reprocess(gw: Gateway, receipt_id: str, operator: str) -> bool:
     """Queue a processed or failed file again and wake the worker (when this process runs
     one). False when the file is not processed or failed."""
+    return reprocess_many(gw, [receipt_id], operator) == [receipt_id]
+
+
+def reprocess_many(gw: Gateway, receipt_ids: Sequence[str], operator: str) -> list[str]:
+    """Queue processed or failed files again, in one transaction (each audited); the ones
+    queued. Others (received, processing, partial, unknown) are left as they are."""
     with unit_of_work(gw.sessions) as s:
-        done = repo.reprocess(s, receipt_id, operator) is not None
-        if done:
-            repo.add_audit_entries(
-                s,
-                operator=operator,
-                action="reprocess",
-                receipt_ids=[receipt_id],
-                detail="queued again",
-            )
+        done = [rid for rid in receipt_ids[:BULK_LIMIT] if repo.reprocess(s, rid, operator)]
+        repo.add_audit_entries(
+            s, operator=operator, action="reprocess", receipt_ids=done, detail="queued again"
+        )
     if done:
         wake = gw.extra.get("wake")
         if callable(wake):
@@ -38,12 +42,31 @@ def reprocess(gw: Gateway, receipt_id: str, operator: str) -> bool:
 def resolve(gw: Gateway, receipt_id: str, operator: str, note: str) -> bool:
     """Record that an operator dealt with the file's problem. False when there is no such
     file."""
+    return resolve_many(gw, [receipt_id], operator, note) == [receipt_id]
+
+
+def resolve_many(gw: Gateway, receipt_ids: Sequence[str], operator: str, note: str) -> list[str]:
+    """Mark files resolved with one note, in one transaction (each audited); the ones found."""
     note = note.strip()
     with unit_of_work(gw.sessions) as s:
-        if repo.mark_resolved(s, receipt_id, operator, note or None) is None:
+        done = [
+            rid
+            for rid in receipt_ids[:BULK_LIMIT]
+            if repo.mark_resolved(s, rid, operator, note or None) is not None
+        ]
+        repo.add_audit_entries(
+            s, operator=operator, action="resolve", receipt_ids=done, detail=note[:2000]
+        )
+    return done
+
+
+def reopen(gw: Gateway, receipt_id: str, operator: str) -> bool:
+    """A resolved file's problem is open again (audited). False when it was not resolved."""
+    with unit_of_work(gw.sessions) as s:
+        if repo.reopen(s, receipt_id, operator) is None:
             return False
         repo.add_audit_entries(
-            s, operator=operator, action="resolve", receipt_ids=[receipt_id], detail=note[:2000]
+            s, operator=operator, action="reopen", receipt_ids=[receipt_id], detail=""
         )
     return True
 

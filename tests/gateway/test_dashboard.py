@@ -206,9 +206,11 @@ class TestRoles:
         dash, _ = login(gateway, "alice")
         page = dash.get(f"/dashboard/interchanges/{bad}")
         assert "ODUYA" not in page.text  # masked by default, for admins too
-        shown = dash.post(
+        posted = dash.post(
             f"/dashboard/interchanges/{bad}/reveal", data={"csrf_token": csrf_of(page.text)}
         )
+        assert posted.status_code == 303  # redirect-after-POST: a reload does not re-submit
+        shown = dash.get(posted.headers["location"])
         assert shown.status_code == 200
         assert "ODUYA" in shown.text and "<mark>19801345</mark>" in shown.text
         assert "2318 FLOYD AVE" in shown.text

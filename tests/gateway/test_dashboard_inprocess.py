@@ -1,0 +1,314 @@
+"""The operators' dashboard in-process (the app over Starlette's TestClient, on SQLite, files
+processed by the real worker code): error pages, the code filter, one definition of rejected,
+the audit log, and what did not happen (schedules, ack latency and pick-up, stuck files) with
+the clock injected."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from starlette.testclient import TestClient
+
+from gateway.context import Gateway
+from gateway.dashboard.app import create_dashboard
+from gateway.db.migrate import upgrade
+from gateway.db.session import unit_of_work
+from gateway.intake.receive import record_receipt
+from gateway.operators import add_operator
+from gateway.partners import add_partner
+from gateway.settings import Settings
+from gateway.worker.run import Worker
+from tests.conftest import SAMPLES
+
+PASSWORD = "correct horse battery staple"  # noqa: S105 - test operators
+GOOD = (SAMPLES / "good_exchange_new_enrollment.834").read_bytes()
+BAD = (SAMPLES / "bad_ik403_8_dmg02_date.834").read_bytes()
+FORMULA = "=cmd|' /C calc'!A0"
+
+
+@dataclass
+class Site:
+    gw: Gateway
+    ids: dict[str, str]  # file name -> receipt id
+
+    def client(self, user: str = "alice") -> TestClient:
+        c = TestClient(create_dashboard(self.gw), base_url="http://dash.test")
+        page = c.get("/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        r = c.post(
+            "/login",
+            data={"username": user, "password": PASSWORD, "csrf_token": token},
+            follow_redirects=False,
+        )
+        assert r.status_code == 303, r.text
+        return c
+
+
+def send(gw: Gateway, partner_id: int, content: bytes, name: str) -> str:
+    pending = gw.blobs.begin()
+    pending.write(content)
+    blob = pending.commit()
+    receipt, _ = record_receipt(gw, partner_id=partner_id, blob=blob, channel="http", filename=name)
+    return receipt.id
+
+
+def process_all(gw: Gateway) -> None:
+    worker = Worker(gw)
+    while worker.run_once():
+        pass
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Iterator[Site]:
+    """One seeded database per module: tests read it, or change only what they assert on."""
+    data_dir = tmp_path_factory.mktemp("dash") / "var"
+    settings = Settings(data_dir=data_dir, database_url="", worker_enabled=False)
+    gw = Gateway.open(settings)
+    upgrade(settings.sqlalchemy_url)
+    with unit_of_work(gw.sessions) as s:
+        va, _ = add_partner(s, name="va", isa_qualifier="ZZ", isa_id="VA0FFM")
+        md, _ = add_partner(s, name="md", isa_qualifier="ZZ", isa_id="MD0SBE")
+        add_operator(s, "alice", PASSWORD, "admin")
+        add_operator(s, "victor", PASSWORD, "viewer")
+        va_id, md_id = va.id, md.id
+    ids = {
+        "good.834": send(gw, va_id, GOOD, "good.834"),
+        "bad.834": send(gw, va_id, BAD, "bad.834"),
+        FORMULA: send(gw, md_id, BAD.replace(b"ODUYA", b"ODUYB"), FORMULA),
+    }
+    process_all(gw)
+    yield Site(gw, ids)
+    gw.close()
+
+
+class TestErrorPages:
+    @pytest.mark.parametrize(
+        "path",
+        [
+            "/dashboard/rejects?page=abc",
+            "/dashboard?days=abc",
+            "/dashboard/audit?page=x",
+        ],
+    )
+    def test_unreadable_values_get_an_html_page_with_a_way_back(self, site, path):
+        c = site.client()
+        r = c.get(path)
+        assert r.status_code == 400
+        assert r.headers["content-type"].startswith("text/html")
+        assert 'id="back"' in r.text and "<h1>Cannot read the address</h1>" in r.text
+        back = re.search(r'<a href="([^"]+)" id="back">', r.text).group(1)
+        assert c.get(back.replace("&amp;", "&")).status_code == 200
+
+    @pytest.mark.parametrize(
+        "path",
+        [
+            "/dashboard/rejects?page=0",
+            "/dashboard/rejects?page=-3",
+            "/dashboard/rejects?page=999999999",
+            "/dashboard?days=0",
+            "/dashboard?days=100000",
+            "/dashboard?until=9999-12-31",
+            "/dashboard?since=0001-01-01&until=9999-12-31",
+            "/dashboard?until=0001-01-01",
+            "/dashboard/rejects?until=9999-12-31&result=all",
+            "/dashboard/rejects?since=0001-01-01",
+            "/dashboard/rejects.csv?until=9999-12-31&since=0001-01-01",
+            "/dashboard/audit?page=0",
+        ],
+    )
+    def test_out_of_range_values_are_clamped(self, site, path):
+        r = site.client().get(path)
+        assert r.status_code == 200, r.text[:500]
+
+    def test_page_zero_is_the_first_page_and_a_huge_page_the_last(self, site):
+        c = site.client()
+        assert "Page 1 of 1" in c.get("/dashboard/rejects?page=0&result=all").text
+        assert "Page 1 of 1" in c.get("/dashboard/rejects?page=99999&result=all").text
+
+    def test_unknown_pages_and_files_are_html(self, site):
+        c = site.client()
+        for path in ("/dashboard/nope", "/dashboard/interchanges/" + "0" * 32):
+            r = c.get(path)
+            assert r.status_code == 404 and "text/html" in r.headers["content-type"]
+            assert 'href="/dashboard"' in r.text
+        viewer = site.client("victor")
+        r = viewer.get("/dashboard/audit")
+        assert r.status_code == 403 and "This needs the admin role." in r.text
+        assert 'href="/dashboard"' in r.text
+
+
+class TestExports:
+    def test_the_rejects_csv_neutralises_formulas(self, site):
+        text = site.client().get("/dashboard/rejects.csv?result=all").text
+        assert "'" + FORMULA in text
+        assert "\n" + FORMULA not in text and "," + FORMULA not in text
+
+    def test_a_viewer_downloads_a_masked_ack(self, site):
+        c = site.client("victor")
+        rid = site.ids["bad.834"]
+        detail = c.get(f"/dashboard/interchanges/{rid}").text
+        ack_ids = re.findall(rf"/dashboard/interchanges/{rid}/acks/(\d+)", detail)
+        assert ack_ids
+        for ack_id in ack_ids:
+            r = c.get(f"/dashboard/interchanges/{rid}/acks/{ack_id}")
+            assert r.status_code == 200
+            assert b"19801345" not in r.content
+        assert any(
+            b"IK4*" in c.get(f"/dashboard/interchanges/{rid}/acks/{a}").content for a in ack_ids
+        )
+
+
+def token_of(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def listed(html: str) -> set[str]:
+    return set(re.findall(r'<tr data-id="([0-9a-f]{32})"', html))
+
+
+class TestCodeFilter:
+    @pytest.mark.parametrize("typed", ["IK403 8", "IK403:8", "ik403-8", " IK403  08 "])
+    def test_codes_as_the_pages_show_them(self, site, typed):
+        page = site.client("victor").get("/dashboard/rejects", params={"code": typed}).text
+        assert listed(page) == {site.ids["bad.834"], site.ids[FORMULA]}
+        assert 'id="code-note"' in page and "IK403 8" in page
+        assert "code-problem" not in page
+
+    @pytest.mark.parametrize(
+        ("typed", "said"),
+        [
+            ("IK403 99", "IK403 99 is not a code the gateway sends"),
+            ("XYZ9 1", "XYZ9 is not an error code family"),
+            ("hello", "“hello” is not an error code"),
+        ],
+    )
+    def test_an_unknown_code_is_said_and_matches_nothing(self, site, typed, said):
+        c = site.client("victor")
+        page = c.get("/dashboard/rejects", params={"code": typed, "result": "all"}).text
+        assert said in page and 'role="alert" id="code-problem"' in page
+        assert listed(page) == set()
+        assert f'value="{typed}"' in page  # still in the box, to correct
+        csv = c.get("/dashboard/rejects.csv", params={"code": typed, "result": "all"}).text
+        assert len(csv.strip().splitlines()) == 1  # the header only
+
+    def test_a_ta105_code_with_or_without_its_zeros(self, site):
+        c = site.client("victor")
+        for typed in ("TA105 006", "TA105 6", "TA105:006"):
+            page = c.get("/dashboard/rejects", params={"code": typed}).text
+            assert "code-problem" not in page and "TA105 006" in page
+
+    def test_codes_are_listed_with_their_meaning(self, site):
+        page = site.client("victor").get("/dashboard/rejects").text
+        assert "IK403 8</span>" in page
+        assert '<span class="meaning">' in page
+
+    def test_searches_find_accepted_files_too(self, site):
+        c = site.client("victor")
+        assert listed(c.get("/dashboard/rejects", params={"file": "GOOD"}).text) == {
+            site.ids["good.834"]
+        }
+        assert listed(c.get("/dashboard/rejects", params={"file": "%"}).text) == set()
+        page = c.get("/dashboard/rejects", params={"member": "0004931685"}).text
+        assert "needs the admin role" in page
+
+
+class TestOneDefinitionOfRejected:
+    def test_the_chart_counts_what_the_table_counts(self, site):
+        page = site.client("victor").get("/dashboard").text
+        rows = dict(
+            re.findall(
+                r'<tr data-partner="(\w+)">.*?data-k="rejected">(?:<a [^>]*>)?(\d+)', page, re.S
+            )
+        )
+        legend = dict(re.findall(r"</svg>([\w]+): (\d+)</li>", page))
+        assert rows == legend == {"va": "1", "md": "1"}
+
+
+class TestActions:
+    def test_reveal_redirects_and_a_reload_does_not_audit_again(self, site):
+        c = site.client("alice")
+        rid = site.ids["bad.834"]
+        page = c.get(f"/dashboard/interchanges/{rid}").text
+        r = c.post(
+            f"/dashboard/interchanges/{rid}/reveal",
+            data={"csrf_token": token_of(page)},
+            follow_redirects=False,
+        )
+        assert r.status_code == 303
+        target = r.headers["location"]
+        assert target.startswith(f"/dashboard/interchanges/{rid}?reveal=")
+        shown = c.get(target).text
+        assert "ODUYA" in shown and "revealed to alice" in shown
+        entries = c.get("/dashboard/audit").text.count("reveal member data")
+        assert "ODUYA" in c.get(target).text  # reloaded: a GET
+        assert c.get("/dashboard/audit").text.count("reveal member data") == entries
+        # The token is this session's: another admin session, or a viewer, sees it masked.
+        assert "ODUYA" not in site.client("alice").get(target).text
+        assert "ODUYA" not in site.client("victor").get(target).text
+
+    def test_resolve_then_reopen(self, site):
+        c = site.client("alice")
+        rid = site.ids[FORMULA]
+        page = c.get(f"/dashboard/interchanges/{rid}").text
+        assert 'id="resolve"' in page and 'id="reopen"' not in page
+        c.post(f"/dashboard/interchanges/{rid}/resolve", data={"csrf_token": token_of(page)})
+        page = c.get(f"/dashboard/interchanges/{rid}").text
+        assert 'id="resolve"' not in page and 'id="reopen"' in page  # not offered again
+        c.post(f"/dashboard/interchanges/{rid}/reopen", data={"csrf_token": token_of(page)})
+        page = c.get(f"/dashboard/interchanges/{rid}").text
+        assert 'id="resolve"' in page and "reopened: by alice" in page
+        r = c.post(f"/dashboard/interchanges/{rid}/reopen", data={"csrf_token": token_of(page)})
+        assert r.status_code == 409 and "not resolved" in r.text
+
+    def test_bulk_resolve_is_admin_only_and_audited(self, site):
+        viewer = site.client("victor")
+        page = viewer.get("/dashboard/rejects").text
+        assert 'id="bulk"' not in page
+        r = viewer.post(
+            "/dashboard/rejects/bulk",
+            data={"csrf_token": token_of(page), "ids": [site.ids["bad.834"]], "action": "resolve"},
+        )
+        assert r.status_code == 403
+        c = site.client("alice")
+        page = c.get("/dashboard/rejects?result=all").text
+        ids = [site.ids["bad.834"], site.ids["good.834"], "f" * 32]
+        r = c.post(
+            "/dashboard/rejects/bulk",
+            data={
+                "csrf_token": token_of(page),
+                "ids": ids,
+                "action": "resolve",
+                "note": "bulk note",
+                "back": "/dashboard/rejects?result=all",
+            },
+            follow_redirects=False,
+        )
+        assert r.status_code == 303
+        done = c.get(r.headers["location"]).text
+        assert "2 files marked resolved (1 could not be" in done
+        resolved = listed(c.get("/dashboard/rejects?result=all&resolved=yes").text)
+        assert {site.ids["bad.834"], site.ids["good.834"]} <= resolved
+        audit = c.get("/dashboard/audit").text
+        assert audit.count("bulk note") >= 2
+        for rid in ids[:2]:  # open again, for the other tests
+            page = c.get(f"/dashboard/interchanges/{rid}").text
+            c.post(f"/dashboard/interchanges/{rid}/reopen", data={"csrf_token": token_of(page)})
+
+
+class TestDetail:
+    def test_a_segment_in_context_is_shown_once_and_the_999_a_segment_a_line(self, site):
+        page = site.client("victor").get(f"/dashboard/interchanges/{site.ids['bad.834']}").text
+        # IK304 8 and IK403 8 both point at the DMG at position 16: its context once, under
+        # the IK403 (which highlights the element).
+        assert page.count('<pre class="context"') == 1
+        assert page.count('class="note context-above"') == 1
+        assert 'href="#finding-2">finding 2</a>' in page
+        ik403 = page[page.index('<span class="code">IK403 8</span>') :]
+        assert ik403.index('<pre class="context"') < ik403.index("</article>")
+        ack = re.search(r'<pre class="ack">(.*?)</pre>', page, re.S).group(1)
+        lines = re.findall(r'<span class="line">([^<]*)</span>', ack)
+        assert lines[0].startswith("ISA") and lines[-1].startswith("IEA")
+        assert all(line.endswith("~") for line in lines)
