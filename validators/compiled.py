@@ -129,12 +129,14 @@ class Seg:
         "children",
         "eq_key",
         "id",
+        "inside_pair",
         "is_dtp",
         "key",
         "loop_id",
         "loop_segment_ids",
         "match",
         "max_repeat",
+        "opens_pair",
         "parent",
         "pos",
         "quick",
@@ -173,6 +175,8 @@ class Seg:
         self.is_dtp = self.id == "DTP"
         self.quick: Callable[[tuple[str, ...]], bool] = _never
         self.rules: SegmentRules = rules_for(node)
+        self.opens_pair = self.rules.opens_pair
+        self.inside_pair = self.rules.inside_pair
 
 
 class Loop:
@@ -721,7 +725,6 @@ class CompiledTransactionSetChecker:
     def __init__(self, delimiters: Delimiters) -> None:
         cmap = compiled_map()
         self._map = cmap
-        self._comp = delimiters.component
         # walk_tree.forceWalkCounterToLoopStart for ISA_LOOP and GS_LOOP
         self._counts: dict[int, int] = {
             cmap.isa_loop: 1,
@@ -732,13 +735,14 @@ class CompiledTransactionSetChecker:
         self._walk = _Walk(self._counts, cmap.qualified_tags)
         self._walk.comp = delimiters.component
         self._checks = ElementChecks(cmap, delimiters)
-        self._bad_text = self._checks.bad_text.search
         self._node: Seg | Loop = cmap.gs_node
         self._ls_id: str | None = None
         self._conformance = SetConformance(delimiters)
-        # The quick path leaves a segment with a repetition separator to the shared layer
-        # (an unusable ISA11 splits nothing: the component separator stands in, already tested).
-        self._rep = self._conformance.rep or delimiters.component
+        # The quick path takes only segments of plain characters: none that fails an AN/ID
+        # check, and no component or repetition separator (those are the shared layer's).
+        self._not_plain = _not_plain(
+            self._checks.bad_text, delimiters.component, self._conformance.rep
+        ).search
         self.walk_findings = 0
 
     def check(self, segment: Segment) -> list[Issue]:
@@ -785,20 +789,20 @@ class CompiledTransactionSetChecker:
         if node is None:
             return issues
         self._node = node
-        rules = node.rules
         conformance = self._conformance
-        # The shared layer (issue 16): LS/LE pairing (only while an LS is open or opening),
-        # then the elements as X12.6 splits them.
-        if conformance.ls_open or rules.opens_pair:
-            closing = conformance.loop_pairs(rules, position)
-            if closing:
-                issues = closing + issues
-                self.walk_findings = len(issues)
+        # The shared layer (issue 16): LS/LE pairing — nothing to tell it but an LS, or, while
+        # one is open, a segment outside the 2700 loops — then the elements as X12.6 splits them.
+        if conformance.ls_open:
+            if not node.inside_pair:
+                closing = conformance.loop_pairs(node.rules, position)
+                if closing:
+                    issues = closing + issues
+                    self.walk_findings = len(issues)
+        elif node.opens_pair:
+            conformance.loop_pairs(node.rules, position)
         text = "*".join(els)
         if (
-            self._comp not in text
-            and self._rep not in text
-            and self._bad_text(text) is None
+            self._not_plain(text) is None
             and " *" not in text
             and text[-1:] != " "
             and node.quick(els)
@@ -807,7 +811,7 @@ class CompiledTransactionSetChecker:
             return issues
         checks = self._checks
         return issues + conformance.element_issues(
-            rules, tag, els, position, lambda elements: checks.findings(node, elements)
+            node.rules, tag, els, position, lambda elements: checks.findings(node, elements)
         )
 
     def _walk_issues(
@@ -829,6 +833,15 @@ class CompiledTransactionSetChecker:
             loop_id = (map_node or current).loop_id
             issues.append(segment_issue(code, seg_id, pos, loop_id))
         return issues
+
+
+@functools.lru_cache(maxsize=64)
+def _not_plain(bad_text: re.Pattern[str], *separators: str | None) -> re.Pattern[str]:
+    """A pattern for any character `bad_text` finds or any of the separators: one scan of a
+    segment's text instead of one per separator (built once per set of delimiters)."""
+    plain = (chr(c) for c in range(256))
+    allowed = [ch for ch in plain if bad_text.search(ch) is None and ch not in separators]
+    return re.compile("[^" + "".join(re.escape(ch) for ch in allowed) + "]")
 
 
 def _loop_segment_ids(node: Seg | Loop) -> frozenset[str]:
