@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from gateway.api import acks, health, intake, interchanges, members
+from gateway.api.docs import router as docs_router
 from gateway.api.health import create_health_app
 from gateway.api.ratelimit import RateLimiter
 from gateway.context import Gateway
@@ -27,6 +28,8 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
         title="edi834-gateway",
         summary="X12 834 (005010X220A1) intake and acknowledgement status, per trading partner",
         version="1",
+        docs_url=None,  # gateway.api.docs serves /docs and /redoc without a CDN
+        redoc_url=None,
     )
     app.state.gateway = gw
     app.state.rate_limiter = RateLimiter(gw.settings.rate_limit_per_minute)
@@ -34,6 +37,7 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
     app.add_exception_handler(GatewayError, _gateway_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
     add_routes(app, intake.router, interchanges.router, acks.router, members.router, health.router)
+    add_routes(app, docs_router)
     return app
 
 

@@ -21,6 +21,7 @@ PUBLIC = {
     "/docs",
     "/docs/oauth2-redirect",
     "/redoc",
+    "/docs/assets/{asset}",
     "/openapi.json",
 }
 
