@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import asyncssh
+import paramiko
 import pytest
 
 from tests.conftest import SAMPLES
@@ -172,6 +173,69 @@ class TestSftpIntake:
         time.sleep(1.0)  # the worker has had its chance: a partial upload is never processed
         assert _receipts(gateway, api_key)[0]["status"] == "partial"
         assert items[0]["outcome"] is None
+
+
+class TestFinishedUploadsStayVisible:
+    """What paramiko's put(confirm=True), rclone and MFT tools check after CLOSE, against the
+    real receipts: the file is listed read-only until processed (issue 18)."""
+
+    @staticmethod
+    def _paramiko_put(port: int, private: Path, local: Path, remote: str) -> int:
+        transport = paramiko.Transport(("127.0.0.1", port))
+        try:
+            transport.connect(
+                username="va", pkey=paramiko.Ed25519Key.from_private_key_file(str(private))
+            )
+            with paramiko.SFTPClient.from_transport(transport) as sftp:
+                size = sftp.put(str(local), remote, confirm=True).st_size
+                sftp.utime(remote, (1, 1))  # a no-op the client sees succeed
+                names = sftp.listdir("inbound")
+                assert remote.split("/")[-1] in names
+                return int(size or 0)
+        finally:
+            transport.close()
+
+    def test_visible_while_waiting_then_gone_once_processed(self, gateway, tmp_path):
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        private = tmp_path / "id_va"
+        key.write_private_key(private)
+        private.chmod(0o600)
+        key.write_public_key(tmp_path / "id_va.pub")
+        api_key = gateway.add_partner("va", "VA0FFM", sftp_key=tmp_path / "id_va.pub")
+        local = tmp_path / "good.834"
+        local.write_bytes(GOOD)
+        # No worker: the file waits, and stays listed however long it waits.
+        gateway.start(EDI834_WORKER_ENABLED="false", EDI834_SFTP_RECEIVED_VISIBLE_SECONDS="0")
+        size = self._paramiko_put(gateway.sftp_port, private, local, "inbound/good.834")
+        assert size == len(GOOD)
+        (item,) = _receipts(gateway, api_key)
+        assert item["status"] == "received"
+
+        async def stat_size(name: str) -> int | None:
+            async with _connect(gateway, key) as conn, conn.start_sftp_client() as sftp:
+                try:
+                    return (await sftp.stat(f"inbound/{name}")).size
+                except asyncssh.SFTPNoSuchFile:
+                    return None
+
+        assert asyncio.run(stat_size("good.834")) == len(GOOD)
+        gateway.stop()
+        gateway.start(EDI834_SFTP_RECEIVED_VISIBLE_SECONDS="0")
+        with gateway.client(api_key) as c:
+            wait_final(c, item["id"])
+        assert asyncio.run(stat_size("good.834")) is None
+
+    def test_a_duplicate_under_a_new_name_is_listed_under_that_name(
+        self, gateway, partner, tmp_path
+    ):
+        _, private, api_key = partner
+        local = tmp_path / "good.834"
+        local.write_bytes(GOOD)
+        self._paramiko_put(gateway.sftp_port, private, local, "inbound/first.834")
+        # the same bytes again: one receipt (named first.834), yet the client sees its own name
+        size = self._paramiko_put(gateway.sftp_port, private, local, "inbound/again.834")
+        assert size == len(GOOD)
+        assert [i["filename"] for i in _receipts(gateway, api_key)] == ["first.834"]
 
 
 def test_unknown_user_and_wrong_key_are_refused(gateway, partner):

@@ -22,6 +22,7 @@ from gateway.intake import sftp as sftp_module
 from gateway.intake.sftp import (
     MAX_UPLOAD_BYTES,
     MAX_WRITE_GAP,
+    TEMPORARY_PATTERNS,
     ReceivedFile,
     host_key_paths,
     load_host_keys,
@@ -220,7 +221,9 @@ class Intake:
 
 @contextlib.asynccontextmanager
 async def intake_server(
-    tmp_path: Path, max_upload_bytes: int = MAX_UPLOAD_BYTES
+    tmp_path: Path,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    temporary_patterns: tuple[str, ...] = TEMPORARY_PATTERNS,
 ) -> AsyncIterator[Intake]:
     keys = {name: asyncssh.generate_private_key("ssh-ed25519") for name in ("A", "B")}
     hooks = FakeHooks(tmp_path / "blobs", {name: [key] for name, key in keys.items()})
@@ -234,6 +237,7 @@ async def intake_server(
         host_key_path=tmp_path / "host_key",
         hooks=hooks,
         max_upload_bytes=max_upload_bytes,
+        temporary_patterns=temporary_patterns,
     )
     try:
         yield Intake(tmp_path, root, acceptor.get_port(), hooks, keys)
