@@ -9,7 +9,7 @@ from collections.abc import Callable
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from gateway.api import acks, health, intake, interchanges, members
+from gateway.api import acks, health, intake, interchanges, ledger, members
 from gateway.api.docs import router as docs_router
 from gateway.api.health import create_health_app
 from gateway.api.ratelimit import RateLimiter
@@ -36,7 +36,15 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
     app.state.on_receipt = on_receipt
     app.add_exception_handler(GatewayError, _gateway_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
-    add_routes(app, intake.router, interchanges.router, acks.router, members.router, health.router)
+    add_routes(
+        app,
+        intake.router,
+        interchanges.router,
+        acks.router,
+        members.router,
+        ledger.router,
+        health.router,
+    )
     add_routes(app, docs_router)
     return app
 

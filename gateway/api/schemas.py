@@ -222,3 +222,90 @@ class ReconciliationOut(BaseModel):
     items: list[ReconciliationItemOut]
     next_after: int | None
     csv_url: str
+
+
+class LedgerPeriodOut(BaseModel):
+    begin: dt.date | None = Field(description="the first day these terms are in force")
+    end: dt.date | None = Field(description="the last day (null: until the enrollment ends)")
+    in_force: bool = Field(
+        description="false for a period never in force (superseded, after the end, cancelled)"
+    )
+    plan_id: str = Field(description="REF*CE (CMS: 14-character plan id + 2-digit variant)")
+    csr_variant: str = Field(description="the plan id's CSR variant (e.g. 01, 04, 06)")
+    coverage_level: str = Field(description="HD05: IND, FAM, EMP, ESP, …")
+    premium: str = Field(description="2750 PRE AMT 1, monthly")
+    aptc: str = Field(description="2750 APTC AMT, monthly")
+    csr_amount: str = Field(description="2750 CSR AMT, monthly")
+    rating_area: str = Field(description="2750 RATING AREA")
+    event_id: int | None = Field(description="the member event that last set these terms")
+
+
+class TermsOut(BaseModel):
+    plan_id: str
+    csr_variant: str
+    coverage_level: str
+    premium: str
+    aptc: str
+    csr_amount: str
+    rating_area: str
+
+
+class EnrollmentOut(BaseModel):
+    line: str = Field(description="HD03 insurance line: HLT, DEN, VIS, …")
+    policy: str = Field(description="REF*1L, the exchange-assigned policy id")
+    plan_year: int
+    state: str = Field(
+        description="initial (awaiting effectuation), effectuated, terminated, cancelled"
+    )
+    begin: dt.date | None
+    end: dt.date | None
+    effectuated: bool
+    paid_through: dt.date | None = Field(description="DTP*543, the last premium paid date")
+    periods: list[LedgerPeriodOut]
+    as_of: TermsOut | None = Field(
+        default=None, description="the terms in force on `as_of` (null: not covered that day)"
+    )
+
+
+class LedgerMemberOut(BaseModel):
+    member_key: str = Field(description="REF*17, else the subscriber's REF*0F")
+    subscriber_number: str
+    subscriber: bool
+    relationship: str
+    policy: str
+    status: str = Field(description="active while any enrollment is in force, else terminated")
+    as_of: dt.date | None
+    enrollments: list[EnrollmentOut]
+
+
+class MonthLineOut(BaseModel):
+    month: str = Field(description="YYYY-MM")
+    member_key: str
+    relationship: str
+    line: str
+    plan_id: str
+    csr_variant: str
+    coverage_level: str
+    rating_area: str
+    first_day: dt.date
+    last_day: dt.date
+    days: int = Field(description="days covered in the month by these terms")
+    days_in_month: int
+    premium: str | None = Field(description="PRE AMT 1 * days / days in month, to the cent")
+    aptc: str | None
+    csr_amount: str | None
+
+
+class MonthTotalOut(BaseModel):
+    month: str
+    premium: str
+    aptc: str
+    csr_amount: str
+    responsible: str = Field(description="premium less APTC: what the enrollee owes")
+
+
+class PolicyMonthsOut(BaseModel):
+    policy: str
+    months: list[MonthLineOut]
+    totals: list[MonthTotalOut]
+    csv_url: str

@@ -54,6 +54,7 @@ from gateway.enrollment.rules import (
     set_rules,
     unevaluable,
 )
+from gateway.enrollment.views import enrollments_of
 from gateway.faults import crashpoint
 from gateway.gate import Decision, Disposition
 from gateway.logging import get_logger
@@ -218,42 +219,6 @@ def _view(member: LedgerMember | None) -> LedgerView | None:
         active=member.status == MemberStatus.ACTIVE,
         policy_numbers=frozenset(c.policy_number for c in member.coverages if c.policy_number),
     )
-
-
-def enrollments_of(member: LedgerMember) -> list[lifecycle.Enrollment]:
-    """The member's stored enrollments as the lifecycle's plain objects (ids kept)."""
-    return [
-        lifecycle.Enrollment(
-            line=c.insurance_line,
-            policy=c.policy_number,
-            plan_year=c.plan_year,
-            state=_state(c.status),
-            begin=c.benefit_begin,
-            end=c.benefit_end,
-            paid_through=c.paid_through,
-            effectuated=c.effectuated,
-            periods=[
-                lifecycle.Period(
-                    begin=p.begin,
-                    terms={k: getattr(p, k) for k in lifecycle.TERMS},
-                    event_id=p.event_id,
-                    id=p.id,
-                    dirty=False,
-                )
-                for p in c.periods
-            ],
-            id=c.id,
-            dirty=False,
-        )
-        for c in member.coverages
-    ]
-
-
-def _state(status: str) -> lifecycle.State:
-    try:
-        return lifecycle.State(status)
-    except ValueError:  # written by an older version: active | ended
-        return lifecycle.State.INITIAL if status == "active" else lifecycle.State.TERMINATED
 
 
 class _Chunk:

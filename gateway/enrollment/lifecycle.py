@@ -21,7 +21,8 @@ reinstatement of an enrollment in force (`reinstate-in-force`); a change, termin
 reinstatement of an insurance line or policy the member does not have (`unknown-member`).
 
 A subscriber's cancellation or termination ends the policy: every dependent enrolled on the same
-policy, line and plan year is cancelled or terminated with it (`Outcome.cascade`).
+policy, line and plan year is cancelled or terminated with it; its effectuation (the premium is
+paid per policy) effectuates them too (`Outcome.cascades`).
 
 `plan_event` reads; `apply_event` mutates the enrollments it was given (after `plan_event`
 found nothing to refuse), marking what changed `dirty` for the caller to store.
@@ -143,13 +144,16 @@ class Refusal:
 
 @dataclass(frozen=True, slots=True)
 class Cascade:
-    """A subscriber's end applied to the rest of the policy (line, plan year)."""
+    """What a subscriber's event does to the rest of its policy (line, plan year): an end
+    (`cancel` when the subscriber's enrollment was cancelled), or effectuation (`paid_through`:
+    the premium is paid for the policy, not for one member)."""
 
     line: str
     policy: str
     plan_year: int
-    end: dt.date
-    cancel: bool
+    end: dt.date | None
+    cancel: bool = False
+    paid_through: dt.date | None = None
 
 
 @dataclass
@@ -402,10 +406,25 @@ def apply_event(
         if target is None:
             continue
         touch(target)
+        was_effectuated = target.effectuated
         if cov.last_premium_paid is not None:
             _paid(target, cov.last_premium_paid)
         if mtype == Maintenance.ADDITION and event.maintenance_reason == EFFECTUATION_REASON:
             _effectuate(target)
+        if (
+            event.subscriber
+            and target.effectuated
+            and (not was_effectuated or cov.last_premium_paid is not None)
+        ):
+            out.cascades.append(
+                Cascade(
+                    target.line,
+                    target.policy,
+                    target.plan_year,
+                    None,
+                    paid_through=target.paid_through,
+                )
+            )
         if kind == Maintenance.TERMINATION:
             end = _end_of(event, cov)
             if end is not None:
@@ -583,10 +602,21 @@ def _set_terms(target: Enrollment, day: dt.date | None, terms: dict[str, str]) -
 
 
 def cascade(enrollments: Iterable[Enrollment], c: Cascade) -> list[Enrollment]:
-    """A dependent's enrollments on the ended policy, ended with it; those changed."""
+    """A dependent's enrollments on the subscriber's policy, ended or effectuated with it;
+    those that changed."""
     out = []
     for e in enrollments:
         if (e.line, e.policy, e.plan_year) != (c.line, c.policy, c.plan_year) or not e.in_force:
+            continue
+        if c.end is None:  # effectuation
+            before = (e.state, e.paid_through)
+            if c.paid_through is not None:
+                _paid(e, c.paid_through)
+            else:
+                _effectuate(e)
+            if (e.state, e.paid_through) != before:
+                e.dirty = True
+                out.append(e)
             continue
         end = (e.begin or c.end) if c.cancel else c.end
         if e.end is not None and e.end <= end and not c.cancel:

@@ -84,6 +84,11 @@ def api_schema(seeded: Seeded) -> schemathesis.BaseSchema:
     schema.config.update(headers=auth)
 
     def real_path_parameters(path: str) -> list[dict[str, str]]:
+        # The ledger sample's family (samples/ledger/01_add_family.834): members and policy.
+        if "{member_key}" in path:
+            return [{"member_key": k} for k in ("0005100001", "0005100002", "0005100010")]
+        if "{policy}" in path:
+            return [{"policy": "31200457"}, {"policy": "31200458"}]
         if "{kind}" in path:
             return [{"interchange_id": i, "kind": k} for i in seeded.ids for k in ACK_KINDS]
         if "{interchange_id}" in path:
@@ -99,7 +104,8 @@ def api_schema(seeded: Seeded) -> schemathesis.BaseSchema:
         operation = context.operation
         assert operation is not None
         for params in real_path_parameters(operation.path):
-            examples.append(operation.Case(path_parameters=params, headers=auth))
+            query = {"from": "2027-01", "to": "2027-12"} if "{policy}" in operation.path else None
+            examples.append(operation.Case(path_parameters=params, query=query, headers=auth))
         if operation.method.upper() == "POST":
             for body in seeded.bodies:
                 examples.append(

@@ -17,6 +17,7 @@ class Cov:
     policy: str = "31200457"
     begin: str | None = "20270101"
     end: str | None = "20271231"
+    paid_through: str | None = None  # DTP*543
 
 
 @dataclass
@@ -37,8 +38,10 @@ class Member:
     zip: str = "23219"
     phone: str = "8045550142"
     eligibility_end: str | None = None
+    effective: str | None = None  # 2000 DTP*303 maintenance effective date
     coverages: list[Cov] = field(default_factory=lambda: [Cov()])
     categories: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (REF01, value)
+    category_period: str = "20270101-20271231"  # every 2750 loop's DTP*007 (RD8, or a D8 date)
 
     def segments(self) -> list[str]:
         out = [
@@ -47,6 +50,8 @@ class Member:
             f"REF*0F*{self.subscriber_id}",
             f"REF*17*{self.member_id}",
         ]
+        if self.effective:
+            out.append(f"DTP*303*D8*{self.effective}")
         if self.eligibility_end:
             out.append(f"DTP*357*D8*{self.eligibility_end}")
         out.append(f"NM1*IL*1*{self.last}*{self.first}****34*{self.ssn}")
@@ -61,12 +66,15 @@ class Member:
                 out.append(f"DTP*348*D8*{cov.begin}")
             if cov.end:
                 out.append(f"DTP*349*D8*{cov.end}")
+            if cov.paid_through:
+                out.append(f"DTP*543*D8*{cov.paid_through}")
             out += [f"REF*CE*{cov.plan}", f"REF*1L*{cov.policy}"]
         if self.categories and self.coverages:
             out.append("LS*2700")
             for n, (name, (qualifier, value)) in enumerate(self.categories.items(), 1):
                 out += [f"LX*{n}", f"N1*75*{name}", f"REF*{qualifier}*{value}"]
-                out.append("DTP*007*RD8*20270101-20271231")
+                period = self.category_period
+                out.append(f"DTP*007*{'RD8' if '-' in period else 'D8'}*{period}")
             out.append("LE*2700")
         return out
 
