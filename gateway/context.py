@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.db.base import utcnow
 from gateway.db.session import make_engine, make_session_factory
 from gateway.settings import Settings
 from gateway.storage import BlobStore
@@ -21,6 +24,8 @@ class Gateway:
     reads: sessionmaker[Session]  # read-only sessions (SQLite: a plain, deferred BEGIN)
     blobs: BlobStore
     extra: dict[str, object] = field(default_factory=dict)
+    # "Now" for what judges time against a schedule (gateway.watch): tests inject their own.
+    clock: Callable[[], dt.datetime] = utcnow
 
     @classmethod
     def open(cls, settings: Settings) -> Gateway:

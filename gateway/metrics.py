@@ -41,3 +41,30 @@ BUSINESS_FINDINGS = Counter(
     "Business-rule findings, by rule and severity",
     ["rule", "severity"],
 )
+
+# What did not happen (gateway.watch), read from the database at scrape time.
+PARTNER_LAST_FILE = Gauge(
+    "edi834_partner_last_file_timestamp_seconds",
+    "When the partner's latest complete file was received (Unix time)",
+    ["partner"],
+)
+PARTNER_FILE_MISSING = Gauge(
+    "edi834_partner_file_missing",
+    "1 when the partner's expected file did not come by its last deadline (its schedule)",
+    ["partner"],
+)
+ACK_LATENCY = Gauge(
+    "edi834_ack_latency_seconds",
+    "Receipt to acks (TA1/999), over the last EDI834_ACK_LATENCY_HOURS, by quantile",
+    ["partner", "quantile"],
+)
+ACK_SLA = Gauge("edi834_ack_sla_seconds", "The ack latency SLA (EDI834_ACK_SLA_SECONDS)")
+ACKS_NOT_PICKED_UP = Gauge(
+    "edi834_acks_not_picked_up",
+    "Acks in the partner's outbound/ longer than EDI834_PICKUP_HOURS, never fetched",
+    ["partner"],
+)
+STUCK_FILES = Gauge(
+    "edi834_stuck_files", "Files received and not processed after EDI834_STUCK_MINUTES"
+)
+ALERTS_OPEN = Gauge("edi834_alerts_open", "Open watch incidents, by kind", ["kind"])

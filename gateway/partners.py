@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from gateway.db import repositories as repo
 from gateway.db.models import Partner
 from gateway.errors import GatewayError
+from gateway.watch.schedule import ScheduleError, parse_schedule
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 ISA_ID = re.compile(r"^[\x21-\x7e](?:[\x20-\x7e]{0,14})$")
@@ -153,6 +154,23 @@ def rule_settings(partner: Partner) -> dict[str, object]:
             for rule, r in RULES.items()
         },
     }
+
+
+def set_schedule(
+    session: Session, name: str, schedule: str | None = None, timezone: str | None = None
+) -> Partner:
+    """When the partner's files are expected (gateway.watch.schedule; "" or "none": not
+    watched), in its IANA time zone; None keeps what is set (both None: only look)."""
+    partner = _get(session, name)
+    tz = timezone or partner.timezone or "UTC"
+    text = partner.expected_schedule if schedule is None else schedule
+    try:
+        parsed = parse_schedule(text, tz)
+    except ScheduleError as exc:
+        raise GatewayError(str(exc)) from None
+    partner.expected_schedule = str(parsed) if parsed else ""
+    partner.timezone = tz
+    return partner
 
 
 def _get(session: Session, name: str) -> Partner:

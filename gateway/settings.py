@@ -87,6 +87,18 @@ class Settings(BaseSettings):
     core_timeout_seconds: float = 10.0
     core_batch_size: int = 500
 
+    # Knowing what did not happen (gateway.watch): acks answered later than the SLA (CAQH
+    # CORE's is one hour from receipt), acks left in outbound/ longer than pickup_hours, files
+    # received and not processed after stuck_minutes; each incident posted once, opened and
+    # closed, to alert_url (signed like the webhooks: X-EDI834-Signature with alert_secret).
+    ack_sla_seconds: int = Field(default=3600, ge=1)
+    ack_latency_hours: int = Field(default=24, ge=1)  # the window the p50/p95 alert judges
+    pickup_hours: float = Field(default=24.0, gt=0)
+    stuck_minutes: float = Field(default=30.0, gt=0)
+    alert_url: str = ""
+    alert_secret: str = ""
+    alert_poll_seconds: float = Field(default=60.0, gt=0)
+
     log_level: str = "info"
     public_url: str = Field(default="", description="base URL used in status_url links")
 

@@ -76,6 +76,7 @@ STAGES = (
     "gateway.enrollment",
     "gateway.outbound",
     "gateway.parallel",
+    "gateway.watch",
 )
 FLOOR = (
     "gateway.settings",
@@ -86,6 +87,7 @@ FLOOR = (
     "gateway.db",
     "gateway.storage",
     "gateway.context",
+    "gateway.csvfile",
 )
 # What each layer may not import (prefixes). Entry points may import anything.
 MAY_NOT = {

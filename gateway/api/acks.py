@@ -11,6 +11,7 @@ from gateway.api.deps import ERRORS, BaseUrl, GatewayDep, OwnedReceipt
 from gateway.api.schemas import AckOut, from_row
 from gateway.db import repositories as repo
 from gateway.db.models import AckKind
+from gateway.db.session import unit_of_work
 from gateway.errors import NotFound
 from gateway.web import download
 
@@ -50,6 +51,8 @@ def get_ack(receipt: OwnedReceipt, kind: KnownKind, gw: GatewayDep) -> Response:
         acks = [a for a in repo.acks_of(session, receipt.id) if a.kind == kind]
     if not acks:
         raise NotFound("acknowledgement")
+    with unit_of_work(gw.sessions) as session:  # the partner picked them up (gateway.watch)
+        repo.mark_acks_picked_up(session, [a.id for a in acks], via="api")
     return download(
         b"".join(a.content for a in acks),
         "application/json" if kind == AckKind.REJECTION else "application/edi-x12",

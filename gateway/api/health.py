@@ -16,7 +16,20 @@ from gateway.db import repositories as repo
 from gateway.db.migrate import pending
 from gateway.enrollment import queries
 from gateway.logging import get_logger
-from gateway.metrics import CORE_LAG, CORE_PENDING, LEDGER_FILES, queue_gauge
+from gateway.metrics import (
+    ACK_LATENCY,
+    ACK_SLA,
+    ACKS_NOT_PICKED_UP,
+    ALERTS_OPEN,
+    CORE_LAG,
+    CORE_PENDING,
+    LEDGER_FILES,
+    PARTNER_FILE_MISSING,
+    PARTNER_LAST_FILE,
+    STUCK_FILES,
+    queue_gauge,
+)
+from gateway.watch.report import WatchReport, watch_report
 from gateway.web import add_routes
 
 log = get_logger(__name__)
@@ -57,9 +70,29 @@ def metrics(gw: GatewayDep) -> Response:
             CORE_LAG.set(
                 (dt.datetime.now(dt.UTC) - backlog.oldest).total_seconds() if backlog.oldest else 0
             )
+            export_watch(watch_report(session, gw.settings, gw.clock()))
     except Exception:
         log.warning("metrics_queue_depth_unavailable")
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def export_watch(report: WatchReport) -> None:
+    """The watch report as gauges, so Prometheus alerting works without EDI834_ALERT_URL."""
+    ACK_SLA.set(report.sla_seconds)
+    STUCK_FILES.set(report.stuck_count)
+    open_kinds: dict[str, int] = {"missing_file": 0, "ack_latency": 0, "ack_pickup": 0, "stuck": 0}
+    for incident in report.incidents():
+        open_kinds[incident.kind] = open_kinds.get(incident.kind, 0) + 1
+    for kind, n in open_kinds.items():
+        ALERTS_OPEN.labels(kind=kind).set(n)
+    for p in report.partners:
+        if p.last_file_at is not None:
+            PARTNER_LAST_FILE.labels(partner=p.partner).set(p.last_file_at.timestamp())
+        PARTNER_FILE_MISSING.labels(partner=p.partner).set(1 if p.missing else 0)
+        ACKS_NOT_PICKED_UP.labels(partner=p.partner).set(p.unpicked)
+        for quantile, value in (("0.5", p.latency.p50), ("0.95", p.latency.p95)):
+            if value is not None:
+                ACK_LATENCY.labels(partner=p.partner, quantile=quantile).set(value)
 
 
 def create_health_app(gw: Gateway) -> FastAPI:

@@ -20,7 +20,7 @@ from gateway.context import Gateway
 from gateway.dashboard import audit_log, auth, business, interchange, overview, rejects
 from gateway.dashboard.codes import code_meaning
 from gateway.dashboard.deps import BadCsrf, Forbidden, NotLoggedIn, PageError, error_page
-from gateway.dashboard.formatting import age, error_kind, safe_next
+from gateway.dashboard.formatting import age, duration, error_kind, safe_next
 from gateway.dashboard.segments import MASK
 from gateway.enrollment import queries
 from gateway.enrollment.codes import MAINTENANCE_NAMES
@@ -61,6 +61,7 @@ def _templates() -> Jinja2Templates:
         code_meaning=code_meaning,
         remedy=remedy,
         age=age,
+        duration=duration,
         rule_title=queries.rule_title,
         rule_remedy=queries.rule_remedy,
         error_kind=error_kind,

@@ -60,8 +60,8 @@ def clamp(value: int, low: int, high: int) -> int:
     return min(max(value, low), max(low, high))
 
 
-def age(moment: dt.datetime) -> str:
-    seconds = int((utcnow() - moment).total_seconds())
+def age(moment: dt.datetime, now: dt.datetime | None = None) -> str:
+    seconds = int(((now or utcnow()) - moment).total_seconds())
     if seconds < 120:
         return f"{seconds} s"
     if seconds < 7200:
@@ -69,6 +69,17 @@ def age(moment: dt.datetime) -> str:
     if seconds < 172_800:
         return f"{seconds // 3600} h"
     return f"{seconds // 86400} days"
+
+
+def duration(seconds: float | None) -> str:
+    """A latency for people: 42 s, 12 min, 3.5 h."""
+    if seconds is None:
+        return "—"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def masked(value: str | None, reveal: bool) -> str | None:

@@ -18,6 +18,8 @@ from gateway.db import reports
 from gateway.db.base import utcnow
 from gateway.db.models import LedgerStatus, Receipt
 from gateway.enrollment import queries
+from gateway.watch import repository as watch_repo
+from gateway.watch.report import watch_report
 
 router = APIRouter()
 
@@ -52,6 +54,8 @@ def overview(
         waiting = reports.waiting_or_failed(s)
         core = queries.core_backlog(s)
         ledger = _ledger_backlog(s)
+        watch = watch_report(s, gw.settings, gw.clock(), latency_since=start, latency_until=end)
+        alerts = watch_repo.recent_alerts(s)
     totals = reports.PartnerCounts(partner="All partners")
     for c in counts:
         for name in vars(totals):
@@ -71,6 +75,8 @@ def overview(
         core_error=in_general_terms(core.last_error),
         core_configured=bool(settings.core_url) or settings.core_export_dir is not None,
         ledger=ledger,
+        watch=watch,
+        alerts=alerts,
         since=start.date().isoformat(),
         until=(end - dt.timedelta(days=1)).date().isoformat(),
     )

@@ -14,6 +14,7 @@ import asyncssh
 
 from gateway.context import Gateway
 from gateway.db import repositories as repo
+from gateway.db.session import unit_of_work
 from gateway.faults import crashpoint
 from gateway.intake.receive import record_receipt
 from gateway.intake.sftp import ReceivedFile
@@ -95,3 +96,10 @@ class GatewaySftpHooks:
             elif partner == username and (name not in shown or shown[name].mtime < at):
                 shown[name] = ReceivedFile(name, size, at)
         return list(shown.values())
+
+    async def ack_downloaded(self, username: str, filename: str) -> None:
+        await asyncio.to_thread(self._picked_up, username, filename)
+
+    def _picked_up(self, username: str, filename: str) -> None:
+        with unit_of_work(self.gw.sessions) as session:
+            repo.mark_picked_up(session, username, filename, via="sftp")

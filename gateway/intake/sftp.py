@@ -115,6 +115,10 @@ class SftpHooks(Protocol):
         (and those finished a moment ago)."""
         ...
 
+    async def ack_downloaded(self, username: str, filename: str) -> None:
+        """The partner read outbound/<filename> to its end (ack pick-up, gateway.watch)."""
+        ...
+
 
 def partner_root(root: Path, username: str) -> Path:
     """root/<username>, with inbound/ and outbound/ created."""
@@ -367,6 +371,9 @@ class _Upload:
 @dataclass(eq=False, slots=True)
 class _Download:
     fd: int
+    name: str = ""
+    size: int = 0  # when opened
+    end: int = 0  # the end of the data read so far: at `size` or beyond, picked up
 
 
 class _PartnerSftpServer(asyncssh.SFTPServer):
@@ -449,6 +456,24 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
             raise asyncssh.SFTPFailure("upload not recorded; send it again") from None
         self._log("sftp_upload_complete", upload_id=upload_id)
 
+    async def _report_download(self, download: _Download) -> None:
+        """A whole file of outbound/ read: the partner picked its ack up. Never fails the
+        client's CLOSE (the bytes are theirs already); a hook without it is fine (tests)."""
+        hook = getattr(self._s.hooks, "ack_downloaded", None)
+        if hook is None:
+            return
+        try:
+            await hook(self._s.username, download.name)
+        except Exception as exc:
+            log.error(
+                "sftp_download_not_recorded",
+                partner=self._s.username,
+                session_id=self._s.session_id,
+                error=type(exc).__name__,
+            )
+            return
+        self._log("sftp_ack_downloaded")
+
     async def _report_partial(self, upload: _Upload) -> None:
         try:
             await self._s.hooks.upload_partial(
@@ -475,7 +500,8 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
         if target.area == OUTBOUND:
             if pflags & _WRITE_FLAGS:
                 raise asyncssh.SFTPPermissionDenied("outbound is read-only")
-            return _Download(self._open_regular(OUTBOUND, target.name, os.O_RDONLY))
+            fd = self._open_regular(OUTBOUND, target.name, os.O_RDONLY)
+            return _Download(fd, name=target.name, size=os.fstat(fd).st_size)
         if pflags & asyncssh.FXF_READ or not pflags & asyncssh.FXF_WRITE:
             raise asyncssh.SFTPPermissionDenied("inbound is write-only")
         key = self._busy_key(target.name)
@@ -549,6 +575,8 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
     async def close(self, file_obj: object) -> None:
         if isinstance(file_obj, _Download):
             os.close(file_obj.fd)
+            if file_obj.end >= file_obj.size:
+                await self._report_download(file_obj)
         elif isinstance(file_obj, _Upload):
             await self._close_upload(file_obj)
 
@@ -594,7 +622,9 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
         if not isinstance(file_obj, _Download):
             raise asyncssh.SFTPPermissionDenied("permission denied")
         with _os_errors():
-            return os.pread(file_obj.fd, min(size, MAX_READ_BYTES), offset)
+            data = os.pread(file_obj.fd, min(size, MAX_READ_BYTES), offset)
+        file_obj.end = max(file_obj.end, offset + len(data))
+        return data
 
     @override
     def write(self, file_obj: object, offset: int, data: bytes) -> int:

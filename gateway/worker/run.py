@@ -26,6 +26,7 @@ from gateway.enrollment.delivery import deliver_core
 from gateway.faults import crashpoint
 from gateway.logging import get_logger
 from gateway.metrics import FAILURES, INTERCHANGES, LATENCY, OUTCOMES, PARKED
+from gateway.watch.alerts import run_watch
 from gateway.worker import outbox
 from gateway.worker.acknowledge import park_failed, store_results
 from gateway.worker.job import Abandoned, DuplicateRace, Job, LeaseLost, job_of
@@ -79,6 +80,9 @@ class Worker:
         t.start()
         self._threads.append(t)
         t = threading.Thread(target=self._outbox_loop, name="outbox", daemon=True)
+        t.start()
+        self._threads.append(t)
+        t = threading.Thread(target=self._watch_loop, name="watch", daemon=True)
         t.start()
         self._threads.append(t)
 
@@ -185,6 +189,18 @@ class Worker:
                     return
                 if not full:  # a full batch: more is due, so the next round starts at once
                     self.wake_event.wait(self.gw.settings.worker_poll_seconds)
+
+    def _watch_loop(self) -> None:
+        """gateway.watch every alert_poll_seconds: missing files, late or unpicked acks, stuck
+        files opened or closed as alerts, each posted once."""
+        settings = self.gw.settings
+        with httpx.Client(timeout=settings.webhook_timeout_seconds) as client:
+            while not self.stop_event.is_set():
+                try:
+                    run_watch(self.gw, client)
+                except Exception:
+                    log.exception("watch_error", worker_id=self.worker_id)
+                self.stop_event.wait(settings.alert_poll_seconds)
 
     # --- one job -----------------------------------------------------------------------------
 
