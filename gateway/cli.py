@@ -226,13 +226,32 @@ def build_parser() -> argparse.ArgumentParser:
     lm = lsub.add_parser("members", help="a partner's members and coverages")
     lm.add_argument("--partner", required=True)
     lm.add_argument("--show-names", action="store_true", help="print names (PHI)")
+    lm.add_argument(
+        "--as-of",
+        type=_iso_date,
+        help="show the coverage period in force on this date (YYYY-MM-DD; default: the latest)",
+    )
     lm.add_argument("--json", action="store_true")
     _add_setting_flags(lm, ("data_dir", "database_url"))
-    lh = lsub.add_parser("history", help="every event of one member, with its source")
+    lh = lsub.add_parser(
+        "history", help="one member's enrollments with every coverage period, and every event"
+    )
     lh.add_argument("--partner", required=True)
     lh.add_argument("member", help="member key (REF*17, else the subscriber's REF*0F)")
     lh.add_argument("--json", action="store_true")
     _add_setting_flags(lh, ("data_dir", "database_url"))
+    lmo = lsub.add_parser(
+        "months",
+        help="a policy's premium, APTC and CSR in force each month, prorated by days covered",
+    )
+    lmo.add_argument("--partner", required=True)
+    lmo.add_argument("--policy", required=True, help="the policy id (REF*1L)")
+    lmo.add_argument("--from", dest="first", required=True, help="first month, YYYY-MM")
+    lmo.add_argument("--to", dest="last", help="last month, YYYY-MM (default: --from)")
+    fmt = lmo.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--csv", action="store_true")
+    _add_setting_flags(lmo, ("data_dir", "database_url"))
     lc = lsub.add_parser(
         "check",
         help="list ledger changes the gate would not have let through (rejected, test-mode or "
@@ -455,13 +474,21 @@ def _ledger_command(args: argparse.Namespace) -> int:
                 sys.stderr.write(f"edi834 ledger: no partner named {args.partner!r}\n")
                 return 1
             if args.ledger_command == "members":
-                rows = terminal.members_table(session, partner, show_names=args.show_names)
+                rows = terminal.members_table(
+                    session, partner, show_names=args.show_names, as_of=args.as_of
+                )
                 terminal.write_members(rows, as_json=args.json)
+            elif args.ledger_command == "months":
+                return _ledger_months(session, partner.id, args)
             else:
                 events = terminal.history_table(session, partner, args.member)
+                enrollments = terminal.enrollments_table(session, partner, args.member)
                 if args.json:
-                    sys.stdout.write(json.dumps(events, indent=2) + "\n")
+                    sys.stdout.write(
+                        json.dumps({"enrollments": enrollments, "events": events}, indent=2) + "\n"
+                    )
                 else:
+                    terminal.write_enrollments(enrollments)
                     for e in events:
                         sys.stdout.write(
                             f"{e['at']}  {e['ins03']}/{e['ins04']:<3} {e['outcome']:<9} "
@@ -471,6 +498,43 @@ def _ledger_command(args: argparse.Namespace) -> int:
     finally:
         gw.close()
     return 0
+
+
+def _ledger_months(session: Session, partner_id: int, args: argparse.Namespace) -> int:
+    from gateway.enrollment import terminal, views
+
+    try:
+        span = views.months(
+            views.parse_month(args.first), views.parse_month(args.last or args.first)
+        )
+    except ValueError as exc:
+        sys.stderr.write(f"edi834 ledger months: {exc}\n")
+        return 2
+    if not views.policy_exists(session, partner_id, args.policy):
+        sys.stderr.write(f"edi834 ledger months: no policy {args.policy!r} for this partner\n")
+        return 1
+    rows = views.policy_months(session, partner_id, args.policy, span)
+    totals = views.month_totals(rows)
+    if args.json:
+        payload = {
+            "policy": args.policy,
+            "months": [views.month_row_json(r) for r in rows],
+            "totals": totals,
+        }
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+    elif args.csv:
+        for chunk in views.months_csv(rows):
+            sys.stdout.write(chunk)
+    else:
+        terminal.write_months(rows, totals)
+    return 0
+
+
+def _iso_date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def _ledger_check(session: Session, args: argparse.Namespace) -> int:
