@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import stat
 import struct
+import subprocess
 from pathlib import Path
 
 import asyncssh
@@ -21,6 +23,7 @@ from gateway.intake.sftp import (
 )
 from tests.gateway.test_sftp_server import (
     OPENSSH_OPTIONS,
+    Intake,
     RawSftp,
     intake_server,
     run,
@@ -363,5 +366,60 @@ class TestParamiko:
                     self._put, gw.port, key, local, "inbound/p.834", disabled
                 )
                 assert size == len(ISA)
+
+        run(scenario())
+
+
+def _curl_speaks_sftp() -> bool:
+    curl = shutil.which("curl")
+    if curl is None:
+        return False
+    version = subprocess.run([curl, "-V"], capture_output=True, text=True, check=False).stdout
+    return " sftp" in version
+
+
+@pytest.mark.skipif(not _curl_speaks_sftp(), reason="no curl with SFTP (libssh2) on this machine")
+class TestCurl:
+    """curl (libssh2): an upload, and -C - resuming a dropped upload to a temporary name."""
+
+    @staticmethod
+    async def _curl(gw: Intake, local: Path, remote: str, *extra: str) -> tuple[int, str]:
+        key = gw.keyfile()
+        public = key.with_suffix(".pub")
+        gw.keys["A"].write_public_key(public)
+        proc = await asyncio.create_subprocess_exec(
+            "curl", "-sS", "--insecure",  # no known_hosts on this throwaway server
+            "--key", str(key), "--pubkey", str(public),
+            "-T", str(local), *extra,
+            f"sftp://A@127.0.0.1:{gw.port}/{remote}",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await proc.communicate()
+        assert proc.returncode is not None
+        return proc.returncode, err.decode()
+
+    def test_upload_then_resume_of_a_temporary_name(self, tmp_path: Path) -> None:
+        local = local_file(tmp_path)
+
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw:
+                code, err = await self._curl(gw, local, "inbound/c.834")
+                assert code == 0, err
+                assert gw.hooks.complete == [("A", "c.834", ISA)]
+                # a resume of a received file is refused, not glued onto an empty one
+                code, _ = await self._curl(gw, local, "inbound/c.834", "-C", "-")
+                assert code != 0
+                conn = await gw.connect()
+                client = await conn.start_sftp_client()
+                remote = await client.open("inbound/r.834.part", "wb")
+                await remote.write(ISA[:50_000])
+                conn.abort()
+                await asyncio.sleep(0.3)
+                code, err = await self._curl(gw, local, "inbound/r.834.part", "-C", "-")
+                assert code == 0, err
+                async with gw.sftp() as (_, sftp):
+                    await sftp.rename("inbound/r.834.part", "inbound/r.834")
+                assert gw.hooks.complete[1:] == [("A", "r.834", ISA)]
 
         run(scenario())
