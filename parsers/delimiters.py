@@ -35,6 +35,13 @@ class Delimiters:
                 seen[value] = name
         return bad
 
+    @property
+    def repetition_separator(self) -> str | None:
+        """ISA11 as the repetition separator (X12.6, 00501), or None when it cannot be one: a
+        letter or digit (00401's 'U' is the standards identifier), a space, or another
+        delimiter. The validator and the extractor split repetitions with this alone."""
+        return None if "repetition" in self.problems() else self.repetition
+
 
 DEFAULT_DELIMITERS = Delimiters()
 

@@ -179,10 +179,8 @@ class SetConformance:
 
     def __init__(self, delimiters: Delimiters) -> None:
         self.comp = delimiters.component
-        # ISA11 is a repetition separator only when usable (00501; not a letter such as 00401's
-        # 'U', not another delimiter): otherwise it is a TA105 016 and nothing is split.
-        usable = "repetition" not in delimiters.problems()
-        self.rep: str | None = delimiters.repetition if usable else None
+        # An ISA11 that cannot be a separator (TA105 016) splits nothing.
+        self.rep = delimiters.repetition_separator
         self.ls_open = False
         self._ls_loop_id: str | None = None
 

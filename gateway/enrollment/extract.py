@@ -449,11 +449,15 @@ def _address(n3: Segment | None, n4: Segment | None) -> Address | None:
 
 
 def _race_ethnicity(value: str, delimiters: Delimiters) -> tuple[RaceEthnicity, ...]:
-    """DMG05: repetitions (ISA11) of the C056 composite (components split with ISA16)."""
+    """DMG05: repetitions (ISA11) of the C056 composite (components split with ISA16), split as
+    the validator splits them (`Delimiters.repetition_separator`); an empty repetition carries
+    no race or ethnicity and is skipped."""
     if not value:
         return ()
+    rep = delimiters.repetition_separator
+    repetitions = [r for r in (value.split(rep) if rep else [value]) if r]
     out: list[RaceEthnicity] = []
-    for repetition in value.split(delimiters.repetition)[:MAX_ITEMS_PER_MEMBER]:
+    for repetition in repetitions[:MAX_ITEMS_PER_MEMBER]:
         parts = repetition.split(delimiters.component)
         parts += [""] * (3 - len(parts))
         out.append(

@@ -439,6 +439,33 @@ class TestExtractMembersOnSamples:
         }
         assert event.coverages[0].benefit_end == date(2026, 12, 31)
 
+    @pytest.mark.parametrize(("name", "count"), [("two", 2), ("ten", 10)])
+    def test_dmg05_repetitions_split_with_isa11(self, name: str, count: int) -> None:
+        # The files the validator accepts with DMG05 repeated (X220A1: up to 10).
+        subscriber, spouse = members(read(f"good_dmg05_{name}_repetitions"))
+        assert len(subscriber.race_ethnicity) == count
+        assert subscriber.race_ethnicity[0] == RaceEthnicity(
+            code="C", code_list_qualifier="RET", industry_code="2106-3"
+        )
+        assert subscriber.race_ethnicity[-1].industry_code == ("2135-2" if count == 2 else "2036-2")
+        assert spouse.race_ethnicity == (
+            RaceEthnicity(code="C", code_list_qualifier="RET", industry_code="2106-3"),
+        )
+
+    def test_dmg05_empty_repetitions_and_an_isa11_that_is_no_separator(self) -> None:
+        dmg = "DMG*D8*19910323*F**C:RET:2106-3^^H:RET:2135-2^"
+        (event,) = members(_member_file(*[dmg if s.startswith("DMG") else s for s in MEMBER]))
+        assert [r.code for r in event.race_ethnicity] == ["C", "H"]
+        # ISA11 'U' (TA105 016) splits nothing, as in the validator.
+        data = x12(
+            Group(sets=[TS(body=[*HEADER, *MEMBER[:7], "DMG*D8*19910323*F**U:RET:2106-3"])]),
+            isa_kwargs={"rep": "U"},
+        )
+        (event,) = members(data)
+        assert event.race_ethnicity == (
+            RaceEthnicity(code="U", code_list_qualifier="RET", industry_code="2106-3"),
+        )
+
     def test_caret_delimiters_employer_file(self) -> None:
         subscriber, spouse = members(read("good_delimiters_caret"))
         assert subscriber.race_ethnicity == (

@@ -13,7 +13,8 @@ from tests.conftest import peer_files, peer_params, sample_files
 from tests.validators.pyx12_reference import pyx12_set_verdicts
 from validators.interchange import InterchangeResult, validate_stream
 
-# file -> why pyx12 is wrong there (each also has a focused test in test_implementation.py)
+# file -> why pyx12 is wrong there (each also has a focused test in test_implementation.py or
+# test_conformance.py)
 KNOWN_DEVIATIONS = {
     "bad_ak905_2_gs08_version.834": "pyx12 raises 'Map not found' for GS08 005010X220",
     "bad_ta1_003_isa12_version.834": "pyx12 raises 'Map not found' for ISA12 00401",
@@ -21,6 +22,13 @@ KNOWN_DEVIATIONS = {
     "bad_ik502_19_st03.834": "pyx12 accepts ST03 005010X221A1 in an 834",
     "bad_ik502_6_st01_835.834": "pyx12 skips an ST*835 inside a BE group",
     "bad_ta1_022_utf8_bom.834": "pyx12 reads nothing after a byte-order mark",
+    # issue 16: pyx12 never splits ISA11 repetitions and has no LS/LE pairing
+    "good_dmg05_two_repetitions.834": "pyx12 raises IndexError on a repeated DMG05",
+    "good_dmg05_ten_repetitions.834": "pyx12 raises IndexError on a repeated DMG05",
+    "bad_ik403_12_dmg05_eleven_repetitions.834": "pyx12 raises IndexError on a repeated DMG05",
+    "bad_ik403_13_dmg05_extra_component.834": "pyx12 raises IndexError on a repeated DMG05",
+    "bad_ik403_12_ref17_repetition.834": "pyx12 accepts a repeated REF02",
+    "bad_ik304_3_le_missing.834": "pyx12 accepts an LS never closed by its LE",
 }
 
 FILES = sample_files() + peer_files()
