@@ -287,11 +287,13 @@ class TestArbitraryBytes:
     def test_chunking_never_changes_what_is_read(
         self, prefix: list[bytes], body: bytes, chunk: int
     ) -> None:
-        """Whole, byte at a time and in odd chunks give identical events, leading BOMs and all
-        (two BOMs used to read `binary` in chunks of <= 22 bytes and `not_x12` whole)."""
+        """Whole, byte at a time, in 7-byte and in odd chunks give identical events, leading
+        BOMs and all (two BOMs used to read `binary` in chunks of <= 22 bytes and `not_x12`
+        whole)."""
         data = b"".join(prefix) + body
         whole = events_of(data)
         assert events_of(data, chunk=1) == whole
+        assert events_of(data, chunk=7) == whole
         assert events_of(data, chunk=chunk) == whole
 
     def test_two_boms_then_text_is_not_x12_however_it_is_cut(self) -> None:

@@ -7,10 +7,13 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from parsers import InterchangeStart, Segment, read_events
+from parsers.delimiters import Delimiters
 from tests.validators.helpers import all_issues, one
-from tests.x12build import HEADER, MEMBER, TS, Group, x12
+from tests.x12build import HEADER, MEMBER, TS, Group, isa, x12
 from validators.acks import build_999
 from validators.interchange import AckCode, Engine, InterchangeResult
 from validators.issues import Issue, Level
@@ -282,3 +285,81 @@ class TestLoopPairs:
         # pyx12 names its wrapper loop: IK303 "LS_LOOP", which no guide has.
         result = check([*HEADER, *MEMBER, "LS*2701", *REPORTING[1:], "LE*2700"], engine)
         assert {i.loop_id for i in all_issues(result) if i.segment_id == "LS"} == {"2000"}
+
+
+# -- any legal delimiters ---------------------------------------------------------------------
+
+# Separators X12 allows (one character, not a letter, digit or space) that the family's data
+# does not use ('.' and '-' are in its amounts and dates): the usual ones, X12's information
+# separators and a line feed.
+SEPARATORS = [*"*~:^|!>{}\\/#$%&+;<=?@[]_`\"'()", "\x1c", "\x1d", "\x1e", "\x1f", "\n"]
+RACES = [
+    *("C:RET:2106-3", "B:RET:2054-5", "A:RET:2028-9", "I:RET:1002-5", "J:RET:2076-8"),
+    *("H:RET:2135-2", "Z:RET:2039-6", "Z:RET:2040-4", "Z:RET:2047-9", "Z:RET:2036-2"),
+]
+SPOUSE = [
+    "INS*N*01*021*EC*A",
+    "REF*0F*SUB1000001",
+    "REF*17*MEM1000002",
+    "DTP*356*D8*20260601",
+    "NM1*IL*1*DOE*JOHN*B***34*915830271",
+    "DMG*D8*19890711*M",
+    "HD*021**HLT**FAM",
+    "DTP*348*D8*20260601",
+    "REF*CE*48213VA004000701",
+    "LS*2700",
+    "LX*1",
+    "N1*75*PRE AMT 1",
+    "REF*9X*287.25",
+    "DTP*007*RD8*20260601-20261231",
+    "LE*2700",
+]
+
+
+def family_file(d: Delimiters, races: tuple[list[str], list[str]]) -> bytes:
+    """A subscriber and spouse, each with DMG05 repeated as drawn, in delimiters `d` (the
+    body is written in * : ^ ~ and translated at once, so any permutation is safe)."""
+    subscriber = [s if not s.startswith("DMG") else f"{s}**{'^'.join(races[0])}" for s in MEMBER]
+    spouse = [s if not s.startswith("DMG") else f"{s}**{'^'.join(races[1])}" for s in SPOUSE]
+    body = TS(body=[*HEADER, *subscriber, *spouse]).segments()
+    group = [
+        "GS*BE*VA0FFM*EDI834GATEWAY*20260421*0221*101*X*005010X220A1",
+        *body,
+        "GE*1*101",
+        "IEA*1*000000101",
+    ]
+    table = str.maketrans({"*": d.element, ":": d.component, "^": d.repetition})
+    head = isa(sep=d.element, rep=d.repetition, comp=d.component)
+    text = "".join(s + d.segment for s in [head, *(g.translate(table) for g in group)])
+    return text.encode("latin-1")
+
+
+DELIMITERS = st.lists(st.sampled_from(SEPARATORS), min_size=4, max_size=4, unique=True).map(
+    lambda c: Delimiters(element=c[0], component=c[1], repetition=c[2], segment=c[3])
+)
+REPEATED = st.lists(st.sampled_from(RACES), min_size=1, max_size=10)
+
+
+class TestRepeatedDmg05InAnyDelimiters:
+    """Hypothesis (issue 16): whatever legal delimiters the ISA declares, repetition separator
+    included, a valid family with DMG05 repeated up to ten times is accepted — and eleven
+    times is IK403 12 — on both engines."""
+
+    @ENGINES
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(d=DELIMITERS, subscriber=REPEATED, spouse=REPEATED)
+    def test_accepted(
+        self, engine: Engine, d: Delimiters, subscriber: list[str], spouse: list[str]
+    ) -> None:
+        result = one(family_file(d, (subscriber, spouse)), engine=engine)
+        assert findings(result) == [], d
+        assert result.groups[0].sets[0].ack_code is AckCode.ACCEPTED
+        assert result.groups[0].sets[0].member_count == 2
+
+    @ENGINES
+    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(d=DELIMITERS)
+    def test_eleven_is_too_many(self, engine: Engine, d: Delimiters) -> None:
+        result = one(family_file(d, ([*RACES, "Z:RET:2034-7"], RACES[:1])), engine=engine)
+        assert [(i.code, i.segment_id, i.element_position, i.repetition_position)
+                for i in element_findings(result)] == [("12", "DMG", 5, 11)]  # fmt: skip
