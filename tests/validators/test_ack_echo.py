@@ -160,3 +160,34 @@ def test_any_received_envelope_gets_acks_that_parse_back_as_meant(isa, gs, st02,
         if result.groups:
             x999 = build_999(result, control_number=8, now=NOW, sender=("ZZ", "EDI834GATEWAY"))
             assert_well_formed(x999, "999", len(result.groups))
+
+
+# Printable ASCII but the sender's element separator and terminator (they would end the value).
+VALUE = st.text(
+    alphabet=st.sampled_from(list(":^>|!{}\\ 0A"))
+    | st.characters(min_codepoint=0x20, max_codepoint=0x7E),
+    min_size=1,
+    max_size=30,
+).filter(lambda v: "*" not in v and "~" not in v)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=VALUE)
+def test_a_bad_value_is_copied_as_sent_and_cannot_split_the_999(value: str) -> None:
+    """Issue 16: an IK404 is a copy of the bad element as sent — its ':' or '^' included — and
+    the 999 still parses back as meant: it answers in separators the copies do not hold."""
+    body = [*HEADER, *(f"REF*17*{value}" if s.startswith("REF*17") else s for s in MEMBER)]
+    data = interchange(REAL_ISA, REAL_GS, "0001").replace(
+        "~".join([*HEADER, *MEMBER]).encode(), "~".join(body).encode("latin-1")
+    )
+    (result,) = validate_stream([data], ValidationOptions())
+    assert isinstance(result, InterchangeResult)
+    x999 = build_999(result, control_number=8, now=NOW, sender=("ZZ", "EDI834GATEWAY"))
+    assert_well_formed(x999, "999", 1)
+    copies = [s.element(4) for s in parsed(x999) if s.tag == "IK4"]
+    meant = [
+        i.bad_value[:99] if i.code != "1" and i.bad_value and i.bad_value[:99].strip() else ""
+        for i in result.groups[0].sets[0].issues
+        if i.family == "IK403"
+    ]
+    assert copies == meant
