@@ -380,6 +380,7 @@ class _Chunk:
                     )
                 if ended:
                     _set_status(other, others, None)
+                    crashpoint("ledger_cascade")  # a dependent ended, the chunk not committed
         _set_status(member, enrollments, event)
         applied.enrollments = [
             _enrollment_json(item) for item in outcome.touched if item in enrollments
@@ -410,6 +411,8 @@ class _Chunk:
                 prow = LedgerPeriod(begin=period.begin)
                 self.period_rows[id(period)] = prow
                 period.dirty = True
+                if row.id is not None:
+                    crashpoint("ledger_period_split")  # a stored enrollment gets a new period
             if period.dirty:
                 prow.begin = period.begin
                 for name in lifecycle.TERMS:

@@ -224,7 +224,7 @@ def _deltas(
 # --- matching ---------------------------------------------------------------------------------
 
 
-def _matching(
+def matching(
     enrollments: Sequence[Enrollment], line: str, policy: str, year: int | None
 ) -> Enrollment | None:
     """The member's enrollment on (line, policy) — of `year` when known, else the latest."""
@@ -272,7 +272,7 @@ def plan_event(
     for cov in event.coverages:
         line, policy = cov.insurance_line[:3], policy_of(cov, event, policy_fallback)
         year = _year(cov)
-        target = _matching(enrollments, line, policy, year)
+        target = matching(enrollments, line, policy, year)
         pos = cov.segment_position
         if mtype == Maintenance.ADDITION:
             if target is not None and target.in_force:
@@ -395,7 +395,7 @@ def apply_event(
     for cov in event.coverages:
         line, policy = cov.insurance_line[:3], policy_of(cov, event, policy_fallback)
         year = _year(cov)
-        target = _matching(enrollments, line, policy, year)
+        target = matching(enrollments, line, policy, year)
         kind = cov.maintenance_type.code if mtype == Maintenance.CHANGE else mtype
         if mtype == Maintenance.TERMINATION or cov.maintenance_type.code == Maintenance.TERMINATION:
             kind = Maintenance.TERMINATION
@@ -445,8 +445,8 @@ def apply_event(
         elif mtype == Maintenance.CHANGE:
             if cov.benefit_begin is not None and cov.benefit_begin != target.begin:
                 _move_begin(target, cov.benefit_begin)
-            if cov.benefit_end is not None:
-                target.end = cov.benefit_end
+            if cov.benefit_end is not None and target.in_force:
+                target.end = cov.benefit_end  # an ended one moves only by 024 / 025
         since = target.begin if mtype == Maintenance.ADDITION else (effective or target.begin)
         for day, terms in _deltas(event, cov, since):
             _set_terms(target, day, terms)

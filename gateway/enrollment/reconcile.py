@@ -5,51 +5,123 @@ records what it finds in the run's transaction, and resumes where an earlier att
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
 from gateway.db.base import fit
 from gateway.db.models import LedgerMember, Reconciliation, ReconciliationItem
+from gateway.enrollment import lifecycle
 from gateway.enrollment import repository as ledger_repo
-from gateway.enrollment.codes import MemberStatus
 from gateway.enrollment.events import MemberEvent
+from gateway.enrollment.keys import policy_key
 from gateway.enrollment.rules import amount
+from gateway.enrollment.views import enrollments_of
 
 
 def compare(event: MemberEvent, member: LedgerMember) -> list[tuple[str, str, str]]:
-    """(field, file value, ledger value) for every difference the audit can show."""
+    """(field, file value, ledger value) for every difference the audit can show: who the
+    member is (name, SSN, birth date, gender, residential address, relationship) and, per
+    coverage, the enrollment the ledger holds for it (policy, state and dates) and the terms in
+    force (plan and CSR variant, coverage level, premium, APTC, CSR amount). A terminated
+    enrollment the audit lists with the same end date matches: no status is compared apart
+    from its dates."""
     out: list[tuple[str, str, str]] = []
     if event.relationship.code != member.relationship_code:
         out.append(("relationship", event.relationship.code, member.relationship_code))
-    if member.status != MemberStatus.ACTIVE:
-        out.append(("status", "active (in the audit)", member.status))
-    lines = {c.insurance_line: c for c in member.coverages}
+    out += _identity(event, member)
+    items = enrollments_of(member)
+    as_of = event.header.creation_date
+    fallback = member.policy_key or policy_key(event)
     for cov in event.coverages:
-        row = lines.get(cov.insurance_line)
-        line = cov.insurance_line
-        if row is None:
-            out.append((f"{line} coverage", "present", "absent"))
+        line = cov.insurance_line[:3]
+        policy = lifecycle.policy_of(cov, event, fallback)
+        year = cov.benefit_begin.year if cov.benefit_begin else None
+        item = lifecycle.matching(items, line, policy, year)
+        if item is None:
+            held = sorted({i.policy for i in items if i.line == line})
+            if held:
+                out.append((f"{line} policy", policy, ", ".join(held)))
+            else:
+                out.append((f"{line} coverage", "present", "absent"))
             continue
-        plan = cov.class_of_contract_code or cov.plan_coverage_description
-        if plan and plan != row.plan_id:
-            out.append((f"{line} plan", plan, row.plan_id))
-        if cov.benefit_begin is not None and cov.benefit_begin != row.benefit_begin:
-            out.append((f"{line} benefit_begin", str(cov.benefit_begin), _date(row.benefit_begin)))
-        if cov.benefit_end is not None and cov.benefit_end != row.benefit_end:
-            out.append((f"{line} benefit_end", str(cov.benefit_end), _date(row.benefit_end)))
-        for name, field_name, stored in (
-            ("PRE AMT 1", "premium", row.premium),
-            ("APTC AMT", "aptc", row.aptc),
+        if item.state is lifecycle.State.CANCELLED:
+            out.append((f"{line} state", "covered (in the audit)", "cancelled"))
+        if cov.benefit_begin is not None and cov.benefit_begin != item.begin:
+            out.append((f"{line} benefit_begin", str(cov.benefit_begin), _date(item.begin)))
+        if cov.benefit_end != item.end and (cov.benefit_end is not None or not item.in_force):
+            out.append((f"{line} benefit_end", _date(cov.benefit_end), _date(item.end)))
+        terms = _terms_for(item, as_of)
+        plan = lifecycle.plan_of(cov)
+        if plan and plan != terms.get("plan_id", ""):
+            out.append((f"{line} plan", plan, terms.get("plan_id", "") or "(none)"))
+        if cov.coverage_level and cov.coverage_level != terms.get("coverage_level", ""):
+            out.append(
+                (f"{line} coverage_level", cov.coverage_level, terms.get("coverage_level", ""))
+            )
+        for name, field_name in (
+            ("PRE AMT 1", "premium"),
+            ("APTC AMT", "aptc"),
+            ("CSR AMT", "csr_amount"),
         ):
             sent = amount(event.reporting_categories.get(name))
+            stored = terms.get(field_name, "")
             if sent is not None and sent != (amount(stored) or Decimal(0)):
                 out.append((f"{line} {field_name}", str(sent), stored or "(none)"))
     return out
 
 
+def _terms_for(item: lifecycle.Enrollment, as_of: dt.date | None) -> dict[str, str]:
+    """The terms in force on the audit's date; for a date outside the enrollment, the nearest
+    period (the first before it begins, the last after it ended)."""
+    if as_of is not None:
+        terms = item.terms_on(as_of)
+        if terms is not None:
+            return terms
+    spans = item.spans() or [(p, p.begin, None) for p in item.periods]
+    if not spans:
+        return {}
+    if as_of is not None and item.begin is not None and as_of < item.begin:
+        return dict(spans[0][0].terms)
+    return dict(spans[-1][0].terms)
+
+
+def _identity(event: MemberEvent, member: LedgerMember) -> list[tuple[str, str, str]]:
+    out: list[tuple[str, str, str]] = []
+    name = event.name
+    if name is not None:
+        for label, sent, held in (
+            ("last name", name.last, member.last_name),
+            ("first name", name.first, member.first_name),
+        ):
+            if sent.strip().upper() != (held or "").strip().upper():
+                out.append((label, sent, held))
+        if (
+            name.id
+            and name.id_qualifier == "34"
+            and (_digits(name.id) != _digits(member.id_value) or member.id_qualifier != "34")
+        ):
+            out.append(("SSN", name.id, member.id_value))
+    if event.birth_date is not None and event.birth_date != member.birth_date:
+        out.append(("birth date", str(event.birth_date), _date(member.birth_date)))
+    if event.gender and event.gender != member.gender:
+        out.append(("gender", event.gender, member.gender))
+    if event.residence is not None:
+        held = json.loads(member.residence) if member.residence else {}
+        for key in ("line1", "line2", "city", "state", "postal_code"):
+            sent = getattr(event.residence, key) or ""
+            if sent.strip().upper() != str(held.get(key) or "").strip().upper():
+                out.append((f"residence {key}", sent, str(held.get(key) or "")))
+    return out
+
+
 def _date(value: dt.date | None) -> str:
     return value.isoformat() if value is not None else "(none)"
+
+
+def _digits(value: str) -> str:
+    return "".join(ch for ch in value if ch.isdigit())
 
 
 class Reconciler:

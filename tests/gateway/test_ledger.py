@@ -475,3 +475,52 @@ def test_the_file_is_read_once_to_validate_and_once_to_apply(
     assert all(outcome == "rejected" and "qty-totals" in rules for outcome, rules in got.values())
     with gw.reads() as s:
         assert s.get_one(Receipt, receipt_id).ledger_order.startswith("220270101")
+
+
+def test_audit_compares_every_field_the_ledger_holds_and_not_an_ended_members_status(
+    gw, partner
+) -> None:
+    """Planted differences in who the member is (name, SSN, birth date, gender, residential
+    address), the coverage level and the policy id are each reported; a terminated member the
+    audit lists with the same end date matches."""
+    tobias = Member(
+        subscriber_id="0005100010", member_id="0005100010", last="WAINWRIGHT-OSEI",
+        first="TOBIAS", ssn="530194862", coverages=[Cov(policy="31200458", level="IND")],
+    )  # fmt: skip
+    feed(gw, partner, interchange([*family(), tobias], control=1))
+    ended = Member(
+        subscriber_id="0005100010", member_id="0005100010", last="WAINWRIGHT-OSEI",
+        first="TOBIAS", ssn="530194862", maintenance="024", reason="07",
+        coverages=[Cov(maintenance="024", policy="31200458", level="IND", end="20270331")],
+    )  # fmt: skip
+    feed(gw, partner, interchange([ended], control=2, bgn_date="20270301"))
+
+    def audited(m: Member) -> Member:
+        m.maintenance, m.reason = "030", "XN"
+        for c in m.coverages:
+            c.maintenance = "030"
+        return m
+
+    sub = audited(
+        rosalind(last="QUINTERO", ssn="512849399", birth="19800102", gender="M",
+                 street="1 OTHER ST", coverages=[Cov(level="IND")])
+    )  # fmt: skip
+    child = audited(family()[1])
+    child.coverages = [Cov(maintenance="030", policy="99999999")]
+    same_end = audited(ended)
+    rid = feed(
+        gw, partner, interchange([sub, child, same_end], control=3, action="4", bgn_date="20270601")
+    )
+    with gw.reads() as s:
+        items = s.scalars(select(ReconciliationItem).order_by(ReconciliationItem.seq)).all()
+        got = [(i.member_key, i.field, i.file_value, i.ledger_value) for i in items]
+        assert s.get_one(Receipt, rid).ledger_status == "reconciled"
+    assert got == [
+        (SUB, "last name", "QUINTERO", "QUINTERO-HALE"),
+        (SUB, "SSN", "512849399", "512849301"),
+        (SUB, "birth date", "1980-01-02", "1980-01-01"),
+        (SUB, "gender", "M", "F"),
+        (SUB, "residence line1", "1 OTHER ST", "100 MAIN ST"),
+        (SUB, "HLT coverage_level", "IND", "FAM"),
+        ("0005100003", "HLT policy", "99999999", "31200457"),
+    ]

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import time
+from collections import Counter
 
 import pytest
 
@@ -374,3 +377,65 @@ def test_a_family_year_as_periods_a_lifecycle_and_a_monthly_view(running) -> Non
     assert "15/30" in months and "total premium 650.00" in months
     members = gw.cli("ledger", "members", "--partner", "va", "--as-of", "2027-04-01").stdout
     assert PLAN_01 in members and "Quintero" not in members.title()
+
+
+def test_killed_mid_period_split_and_mid_cascade_applies_each_change_once(tmp_path) -> None:
+    """SIGKILL inside the chunk that splits a period, then inside the one that cascades a
+    cancellation: after a restart each change is applied exactly once — two periods, not three
+    or one; the dependent cancelled; one member event and one core event per member."""
+    export = tmp_path / "core"
+    gw = GatewayProcess(
+        data_dir=tmp_path / "var", extra_env={"EDI834_CORE_EXPORT_DIR": str(export)}
+    )
+    key = gw.add_partner("va", "VA0FFM")
+    by_control = dict(enumerate(STEPS, 61001))
+
+    def send(control: int) -> str:
+        name, members, bgn, _ = by_control[control]
+        with gw.client(key) as c:
+            r = submit(c, interchange(members, control=control, bgn_date=bgn), name)
+            assert r.status_code == 202, r.text
+            return str(r.json()["id"])
+
+    try:
+        gw.start(EDI834_LEDGER_ORDER_WINDOW_SECONDS="1")
+        for control in (61001, 61008):  # the two families
+            with gw.client(key) as c:
+                assert wait_ledger(c, send(control))["ledger_status"] == "applied"
+        gw.stop()
+        for control, point in ((61003, "ledger_period_split"), (61009, "ledger_cascade")):
+            gw.start(crashpoints=(point,), EDI834_LEDGER_ORDER_WINDOW_SECONDS="1")
+            receipt = send(control)
+            gw.wait_exit(timeout=60)  # killed inside the ledger's transaction
+            gw.start(EDI834_LEDGER_ORDER_WINDOW_SECONDS="1")
+            with gw.client(key) as c:
+                detail = wait_ledger(c, receipt)
+                assert detail["ledger_status"] == "applied"
+                counts = c.get(f"/v1/interchanges/{receipt}/members").json()["counts"]
+                assert counts == {"applied": len(by_control[control][1])}
+                if control == 61003:
+                    assert periods(enrollment(c, ROS, POLICY)) == [
+                        ("2027-01-01", "2027-04-30", PLAN_01, "500.00", "400.00", ""),
+                        ("2027-05-01", "2027-12-31", PLAN_04, "500.00", "450.00", "50.00"),
+                    ]
+                    assert len(periods(enrollment(c, MILO, POLICY))) == 2
+                else:
+                    for member in (COR, TEO):
+                        assert enrollment(c, member, POLICY_B)["state"] == "cancelled"
+            gw.stop()
+        history = json.loads(gw.cli("ledger", "history", "--partner", "va", "--json", TEO).stdout)
+        assert [e["outcome"] for e in history["events"]] == ["applied"]  # cascaded, not sent
+        assert history["enrollments"][0]["state"] == "cancelled"
+        gw.start()  # the core export: one event per applied member event, each once
+        deadline = time.monotonic() + 30
+        events: list[dict] = []
+        while len(events) < 7 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            lines = [ln for f in export.glob("*.jsonl") for ln in f.read_text().splitlines()]
+            events = [json.loads(ln) for ln in lines]
+        keys = Counter(e["idempotency_key"] for e in events)
+        assert len(keys) == 7 and set(keys.values()) == {1}  # 2 + 2 adds, 2 changes, 1 cancel
+        (cancel,) = [e["event"] for e in events if e["event"]["maintenance_type"] == "024"]
+        assert [(x["member_key"], x["state"]) for x in cancel["cascade"]] == [(TEO, "cancelled")]
+    finally:
+        gw.kill()

@@ -1,0 +1,326 @@
+"""The policy lifecycle and coverage periods (gateway.enrollment.lifecycle), pure: focused cases,
+and hypothesis sequences of random maintenance events for a subscriber and a dependent on one
+policy, checked after every step against a small reference model written separately — state,
+end date, effectuation, and the APTC in force on the first of every month."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.enrollment import lifecycle
+from gateway.enrollment.events import MemberEvent
+from gateway.enrollment.extract import extract_members
+from gateway.enrollment.lifecycle import Enrollment, State
+from tests.gateway.x834 import Cov, Member, dependent, interchange
+
+SUB, DEP = "0005300001", "0005300002"
+POLICY = "71200457"
+BEGIN, YEAR_END = dt.date(2027, 1, 1), dt.date(2027, 12, 31)
+
+
+def member(who: str, **kw: object) -> Member:
+    if who == SUB:
+        return Member(subscriber_id=SUB, member_id=SUB, last="LOVELACE", first="ADA",
+                      ssn="934100001", **kw)  # type: ignore[arg-type]  # fmt: skip
+    return dependent(SUB, DEP, "BYRON", "934100002", **kw)
+
+
+def event_of(m: Member) -> MemberEvent:
+    (event,) = extract_members([interchange([m], control=1)])
+    return event
+
+
+def d8(day: dt.date) -> str:
+    return day.strftime("%Y%m%d")
+
+
+def add(who: str, aptc: str) -> MemberEvent:
+    return event_of(
+        member(who, coverages=[Cov(policy=POLICY)], categories={"APTC AMT": ("9V", aptc)})
+    )
+
+
+def term(who: str, end: dt.date) -> MemberEvent:
+    cov = Cov(maintenance="024", policy=POLICY, end=d8(end))
+    return event_of(member(who, maintenance="024", reason="07", coverages=[cov]))
+
+
+def reinstate(who: str) -> MemberEvent:
+    cov = Cov(maintenance="025", policy=POLICY)
+    return event_of(member(who, maintenance="025", reason="41", coverages=[cov]))
+
+
+def change(who: str, day: dt.date, aptc: str) -> MemberEvent:
+    return event_of(
+        member(
+            who,
+            maintenance="001",
+            reason="AI",
+            effective=d8(day),
+            coverages=[Cov(maintenance="001", policy=POLICY)],
+            categories={"APTC AMT": ("9V", aptc)},
+            category_period=d8(day),
+        )
+    )
+
+
+def paid(day: dt.date) -> MemberEvent:
+    cov = Cov(maintenance="001", policy=POLICY, paid_through=d8(day))
+    return event_of(member(SUB, maintenance="001", reason="AI", coverages=[cov]))
+
+
+class Ledger:
+    """The lifecycle as the ledger drives it: refusals first, then apply, then the cascade."""
+
+    def __init__(self) -> None:
+        self.of: dict[str, list[Enrollment]] = {SUB: [], DEP: []}
+
+    def send(self, who: str, event: MemberEvent) -> list[str]:
+        refusals = lifecycle.plan_event(self.of[who], event, policy_fallback=POLICY)
+        if refusals:
+            return [r.rule for r in refusals]
+        outcome = lifecycle.apply_event(self.of[who], event, policy_fallback=POLICY)
+        for c in outcome.cascades:
+            for other, items in self.of.items():
+                if other != who:
+                    lifecycle.cascade(items, c)
+        return []
+
+    def one(self, who: str) -> Enrollment | None:
+        items = self.of[who]
+        assert len(items) <= 1
+        return items[0] if items else None
+
+
+# --- focused cases ----------------------------------------------------------------------------
+
+
+def test_a_change_from_a_date_splits_the_period_and_keeps_what_came_before() -> None:
+    ledger = Ledger()
+    assert ledger.send(SUB, add(SUB, "400.00")) == []
+    assert ledger.send(SUB, change(SUB, dt.date(2027, 5, 1), "450.00")) == []
+    item = ledger.one(SUB)
+    assert item is not None
+    assert [(b, e, p.terms["aptc"]) for p, b, e in item.spans()] == [
+        (BEGIN, dt.date(2027, 4, 30), "400.00"),
+        (dt.date(2027, 5, 1), YEAR_END, "450.00"),
+    ]
+    # A later change of another term leaves the May APTC alone; a retroactive APTC change
+    # from March reaches May only where May had inherited the old value (it had not).
+    assert ledger.send(SUB, change(SUB, dt.date(2027, 3, 1), "420.00")) == []
+    assert [(b, p.terms["aptc"]) for p, b, _ in item.spans()] == [
+        (BEGIN, "400.00"),
+        (dt.date(2027, 3, 1), "420.00"),
+        (dt.date(2027, 5, 1), "450.00"),
+    ]
+
+
+def test_cancel_cascades_a_later_end_is_refused_and_reinstatement_restores() -> None:
+    ledger = Ledger()
+    ledger.send(SUB, add(SUB, "100.00"))
+    ledger.send(DEP, add(DEP, "0.00"))
+    assert ledger.send(SUB, term(SUB, BEGIN)) == []  # end = begin: a cancellation
+    sub, dep = ledger.one(SUB), ledger.one(DEP)
+    assert sub is not None and dep is not None
+    assert (sub.state, sub.end, dep.state, dep.end) == (
+        State.CANCELLED,
+        BEGIN,
+        State.CANCELLED,
+        BEGIN,
+    )
+    assert ledger.send(SUB, term(SUB, dt.date(2027, 6, 30))) == ["term-extends-coverage"]
+    assert ledger.send(SUB, reinstate(SUB)) == []
+    assert (sub.state, sub.end) == (State.INITIAL, YEAR_END)
+    assert ledger.send(SUB, reinstate(SUB)) == ["reinstate-in-force"]
+    assert dep.state is State.CANCELLED  # a reinstatement is per member
+
+
+def test_paid_through_effectuates_the_policy_and_survives_a_reinstatement() -> None:
+    ledger = Ledger()
+    ledger.send(SUB, add(SUB, "100.00"))
+    ledger.send(DEP, add(DEP, "0.00"))
+    ledger.send(SUB, paid(dt.date(2027, 1, 31)))
+    sub, dep = ledger.one(SUB), ledger.one(DEP)
+    assert sub is not None and dep is not None
+    assert (sub.state, sub.paid_through, dep.state) == (
+        State.EFFECTUATED,
+        dt.date(2027, 1, 31),
+        State.EFFECTUATED,
+    )
+    ledger.send(SUB, term(SUB, dt.date(2027, 3, 31)))
+    assert (sub.state, dep.state, dep.end) == (
+        State.TERMINATED,
+        State.TERMINATED,
+        dt.date(2027, 3, 31),
+    )
+    ledger.send(SUB, reinstate(SUB))
+    assert sub.state is State.EFFECTUATED
+
+
+def test_next_plan_year_is_a_second_enrollment_and_a_same_year_second_policy_is_refused() -> None:
+    ledger = Ledger()
+    ledger.send(SUB, add(SUB, "100.00"))
+    other = Cov(policy="99999999", begin="20270601", end="20271231")
+    same_year = event_of(member(SUB, coverages=[other]))
+    assert ledger.send(SUB, same_year) == ["duplicate-add"]
+    next_year = Cov(policy="81200457", begin="20280101", end="20281231")
+    assert ledger.send(SUB, event_of(member(SUB, reason="41", coverages=[next_year]))) == []
+    years = sorted((e.plan_year, e.policy, e.state) for e in ledger.of[SUB])
+    assert years == [(2027, POLICY, State.INITIAL), (2028, "81200457", State.INITIAL)]
+
+
+def test_monthly_lines_prorate_by_days() -> None:
+    ledger = Ledger()
+    ledger.send(SUB, add(SUB, "300.00"))
+    ledger.send(SUB, change(SUB, dt.date(2027, 2, 15), "356.00"))
+    item = ledger.one(SUB)
+    assert item is not None
+    lines = lifecycle.month_lines(item, 2027, 2)
+    # 14 days at 300 and 14 at 356 of February's 28.
+    assert [(ln.days, str(ln.aptc)) for ln in lines] == [(14, "150.00"), (14, "178.00")]
+    assert lifecycle.csr_variant("48213VA004000704") == "04"
+    assert lifecycle.csr_variant("48213VA0040007-06") == "06"
+
+
+# --- the state machine against a reference model -------------------------------------------
+
+
+@dataclass
+class Ref:
+    """What a member's enrollment should be, written from the CMS rules, not the code."""
+
+    state: str | None = None
+    end: dt.date | None = None
+    effectuated: bool = False
+    aptc: dict[dt.date, str] = field(default_factory=dict)
+
+    def in_force(self) -> bool:
+        return self.state in ("initial", "effectuated")
+
+    def aptc_on(self, day: dt.date) -> str | None:
+        if self.state in (None, "cancelled") or day < BEGIN:
+            return None
+        if self.end is not None and day > self.end:
+            return None
+        keys = [k for k in self.aptc if k <= day]
+        return self.aptc[max(keys)] if keys else None
+
+
+def end_ref(ref: Ref, end: dt.date) -> None:
+    if end <= BEGIN:
+        ref.state, ref.end = "cancelled", BEGIN
+    else:
+        ref.state, ref.end = "terminated", end
+
+
+def model_step(refs: dict[str, Ref], op: tuple) -> list[str]:
+    kind, who = op[0], op[1]
+    ref = refs[who]
+    if kind == "add":
+        if ref.in_force():
+            return ["duplicate-add"]
+        refs[who] = Ref("initial", YEAR_END, False, {BEGIN: op[2]})
+        return []
+    if ref.state is None:
+        return ["unknown-member"]
+    if kind == "term":
+        end = op[2]
+        recorded = ref.end if ref.state == "terminated" else BEGIN
+        if not ref.in_force() and end > recorded:
+            return ["term-extends-coverage"]
+        if ref.in_force() or end < recorded:
+            end_ref(ref, end)
+        if who == SUB:
+            for other in (DEP,):
+                dep = refs[other]
+                if not dep.in_force():
+                    continue
+                if ref.state == "cancelled":
+                    end_ref(dep, BEGIN)
+                elif dep.end is None or dep.end > end:
+                    end_ref(dep, end)
+        return []
+    if kind == "reinstate":
+        if ref.in_force():
+            return ["reinstate-in-force"]
+        ref.state = "effectuated" if ref.effectuated else "initial"
+        ref.end = YEAR_END
+        return []
+    if kind == "change":
+        day, value = op[2], op[3]
+        keys = [k for k in ref.aptc if k <= day]
+        old = ref.aptc[max(keys)] if keys else ""
+        for k in [k for k in ref.aptc if k > day and ref.aptc[k] == old]:
+            ref.aptc[k] = value
+        ref.aptc[max(day, BEGIN)] = value
+        return []
+    if kind == "paid":
+        for member_ref in [ref] + ([refs[DEP]] if who == SUB else []):
+            if member_ref is ref or member_ref.in_force():
+                member_ref.effectuated = True
+                if member_ref.state == "initial":
+                    member_ref.state = "effectuated"
+        return []
+    raise AssertionError(op)
+
+
+days = st.dates(min_value=BEGIN, max_value=YEAR_END)
+amounts = st.sampled_from(["100.00", "250.00", "400.00", "0.00"])
+who = st.sampled_from([SUB, DEP])
+ops = st.one_of(
+    st.tuples(st.just("add"), who, amounts),
+    st.tuples(st.just("term"), who, st.one_of(st.just(BEGIN), days)),
+    st.tuples(st.just("reinstate"), who),
+    st.tuples(st.just("change"), who, days, amounts),
+    st.tuples(st.just("paid"), st.just(SUB), days),
+)
+FIRSTS = [dt.date(2027, m, 1) for m in range(1, 13)] + [dt.date(2027, 6, 15), YEAR_END]
+
+
+def event_for(op: tuple) -> MemberEvent:
+    kind, who = op[0], op[1]
+    if kind == "add":
+        return add(who, op[2])
+    if kind == "term":
+        return term(who, op[2])
+    if kind == "reinstate":
+        return reinstate(who)
+    if kind == "change":
+        return change(who, op[2], op[3])
+    return paid(op[2])
+
+
+FAMILY = [("add", SUB, "100.00"), ("add", DEP, "0.00")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.booleans(), st.lists(ops, min_size=1, max_size=14))
+def test_random_maintenance_agrees_with_the_reference_model(
+    enrolled: bool, sequence: list[tuple]
+) -> None:
+    if enrolled:  # most sequences start from an enrolled family, where the lifecycle is
+        sequence = FAMILY + sequence
+    ledger = Ledger()
+    refs = {SUB: Ref(), DEP: Ref()}
+    for step, op in enumerate(sequence):
+        expected = model_step(refs, op)
+        got = ledger.send(op[1], event_for(op))
+        assert got == expected, (step, op)
+        for key in (SUB, DEP):
+            item, ref = ledger.one(key), refs[key]
+            if ref.state is None:
+                assert item is None, (step, op, key)
+                continue
+            assert item is not None, (step, op, key)
+            assert (item.state.value, item.end, item.effectuated) == (
+                ref.state,
+                ref.end,
+                ref.effectuated,
+            ), (step, op, key)
+            for day in FIRSTS:
+                terms = item.terms_on(day)
+                assert (terms or {}).get("aptc") == ref.aptc_on(day), (step, op, key, day)
