@@ -24,6 +24,7 @@ from gateway.db.models import Operator
 from gateway.db.session import unit_of_work
 from gateway.logging import get_logger
 from gateway.operators import LoginRefused, authenticate, close_session, open_session
+from gateway.services import audit
 
 log = get_logger(__name__)
 router = APIRouter()
@@ -61,6 +62,8 @@ def login(
             refused = exc
     if refused is not None:
         log.info("operator_login_refused")
+        # The name as typed (it may be no operator's): who tried is what an auditor needs.
+        audit.record(gw, username[:64], "login_failed", None, refused.message[:200])
         response = render(
             request,
             "login.html",
@@ -72,6 +75,7 @@ def login(
         response.status_code = 401
         return response
     log.info("operator_logged_in", operator=username)
+    audit.record(gw, username, "login", None, "")
     redirect = RedirectResponse(safe_next(next), 303)
     _set_cookie(redirect, gw, COOKIE, token, path="/")
     redirect.delete_cookie(LOGIN_CSRF)
@@ -82,6 +86,7 @@ def login(
 def logout(viewer: FormViewer, gw: GatewayDep) -> Response:
     with unit_of_work(gw.sessions) as s:
         close_session(s, viewer.token)
+    audit.record(gw, viewer.username, "logout", None, "")
     response = RedirectResponse("/login", 303)
     response.delete_cookie(COOKIE, path="/")
     return response

@@ -312,3 +312,25 @@ class TestDetail:
         lines = re.findall(r'<span class="line">([^<]*)</span>', ack)
         assert lines[0].startswith("ISA") and lines[-1].startswith("IEA")
         assert all(line.endswith("~") for line in lines)
+
+
+class TestAuditLog:
+    def test_logins_failures_logouts_and_exports_are_recorded(self, site):
+        c = TestClient(create_dashboard(site.gw), base_url="http://dash.test")
+        page = c.get("/login")
+        c.post(
+            "/login",
+            data={"username": "mallory", "password": "x" * 12, "csrf_token": token_of(page.text)},
+        )
+        admin = site.client("alice")
+        admin.get("/dashboard/rejects.csv?result=all")
+        viewer = site.client("victor")
+        viewer.post("/logout", data={"csrf_token": token_of(viewer.get("/dashboard").text)})
+        audit = admin.get("/dashboard/audit").text
+        for who, what in (
+            ("mallory", "login failed"),
+            ("alice", "login"),
+            ("alice", "export csv"),
+            ("victor", "logout"),
+        ):
+            assert re.search(rf"<td>{who}</td><td>{what}</td>", audit), (who, what)

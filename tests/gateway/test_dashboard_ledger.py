@@ -497,7 +497,9 @@ class TestInterchangeLedger:
         assert PHI not in page and 'id="reveal-ledger"' in page
         before = _audits(seeded, "reveal_member_data", daily)
         shown = seeded.admin.post(
-            f"/dashboard/interchanges/{daily}/reveal", data={"csrf_token": csrf_of(page)}
+            f"/dashboard/interchanges/{daily}/reveal",
+            data={"csrf_token": csrf_of(page)},
+            follow_redirects=True,  # redirect-after-POST to the revealed page
         ).text
         assert f"{PHI}KEYREJECTED02" in shown and f"{PHI}SURNAMEONE born 19700101" in shown
         assert _audits(seeded, "reveal_member_data", daily) == before + 1
@@ -543,7 +545,9 @@ class TestInterchangeLedger:
         assert "ledger failed: ValueError (the full error" in failed  # its history, too
         page = seeded.admin.get(f"/dashboard/interchanges/{failed_id}").text
         shown = seeded.admin.post(
-            f"/dashboard/interchanges/{failed_id}/reveal", data={"csrf_token": csrf_of(page)}
+            f"/dashboard/interchanges/{failed_id}/reveal",
+            data={"csrf_token": csrf_of(page)},
+            follow_redirects=True,  # redirect-after-POST to the revealed page
         ).text
         assert f"{PHI}ERRORSURNAME" in shown
 

@@ -204,7 +204,7 @@ class TestAcks:
         assert "ack_latency" in watch(gw, hook)
         page = dashboard(gw).get("/dashboard").text
         row = re.search(
-            r'<tr data-partner="md">(.*?)</tr>', page.split('id="partners-watch"')[1], re.S
+            r'<tr data-watched="md">(.*?)</tr>', page.split('id="partners-watch"')[1], re.S
         )
         assert "2.0 h (over SLA)" in row.group(1)
         metrics = TestClient(create_health_app(gw)).get("/metrics").text
