@@ -1,8 +1,18 @@
-"""Prometheus metrics, per process. Queue depth is read from the database at scrape time."""
+"""Prometheus metrics, per process. Queue depth is read from the database at scrape time.
+
+Every labelled series whose label values are known in advance exists at zero from the start
+(`rate()` and `absent()` alerts need the series before the first event); counters export no
+`_created` samples (a second series per counter that alerts never use)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import datetime as dt
+import platform
+from importlib import metadata
+
+from prometheus_client import Counter, Gauge, Histogram, Info, disable_created_metrics
+
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 FILES_RECEIVED = Counter("edi834_files_received_total", "Files durably received", ["channel"])
 DUPLICATES = Counter("edi834_duplicate_submissions_total", "Identical files sent again")
@@ -33,6 +43,24 @@ CORE_LAG = Gauge(
 CORE_FAILURES = Counter(
     "edi834_core_delivery_failures_total", "Core delivery rounds that stopped on a failure"
 )
+CORE_CONFIGURED = Gauge(
+    "edi834_core_delivery_configured",
+    "1 when a core system is configured (EDI834_CORE_URL or EDI834_CORE_EXPORT_DIR); "
+    "without one, edi834_core_lag_seconds stays 0",
+)
+
+
+def set_core_backlog(
+    *, pending: int, oldest: dt.datetime | None, configured: bool, now: dt.datetime
+) -> None:
+    """The core outbox gauges. Without a core system the backlog only grows by design (the
+    outbox keeps the events): it is counted, but reported as no lag, so no alert fires on
+    every deployment without a core."""
+    CORE_CONFIGURED.set(1 if configured else 0)
+    CORE_PENDING.set(pending)
+    lag = (now - oldest).total_seconds() if configured and oldest is not None else 0.0
+    CORE_LAG.set(max(0.0, lag))
+
 
 # The enrollment ledger (issue 5): files waiting / parked, read from the database at scrape time.
 LEDGER_FILES = Gauge("edi834_ledger_files", "Files in the ledger stage, by status", ["status"])
@@ -68,3 +96,67 @@ STUCK_FILES = Gauge(
     "edi834_stuck_files", "Files received and not processed after EDI834_STUCK_MINUTES"
 )
 ALERTS_OPEN = Gauge("edi834_alerts_open", "Open watch incidents, by kind", ["kind"])
+
+# The SFTP server (this process).
+SFTP_SESSIONS = Gauge("edi834_sftp_sessions", "Open SFTP sessions")
+SFTP_UPLOADS = Counter(
+    "edi834_sftp_uploads_total",
+    "SFTP uploads ended, by result: complete, partial (the session dropped), resumable (an "
+    "upload to a temporary name that dropped, kept to be resumed), not_recorded (a hook failed)",
+    ["result"],
+)
+
+# The HTTP faces (this process), by route template (never the ids in the path).
+HTTP_REQUESTS = Counter(
+    "edi834_http_requests_total", "HTTP requests answered", ["route", "method", "status"]
+)
+HTTP_SECONDS = Histogram(
+    "edi834_http_request_seconds",
+    "HTTP request handling time",
+    ["route", "method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+UNAUTHORIZED = Counter("edi834_http_unauthorized_total", "HTTP requests answered 401")
+
+# Deliveries from the worker's outbox: acks written to outbound/, webhooks posted.
+DELIVERY_FAILURES = Counter(
+    "edi834_delivery_failures_total", "Ack writes and webhook posts that failed", ["kind"]
+)
+DELIVERY_SECONDS = Histogram(
+    "edi834_delivery_seconds",
+    "Time to write one ack to outbound/ or post one webhook",
+    ["kind"],
+    buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:  # run from a source tree never installed
+        return "unknown"
+
+
+BUILD = Info("edi834_build", "The running gateway's version")
+BUILD.info(
+    {
+        "version": _version("edi834-gateway"),
+        "python": platform.python_version(),
+        "asyncssh": _version("asyncssh"),
+    }
+)
+
+# Known label values, at zero before any event.
+for _channel in ("http", "sftp"):
+    FILES_RECEIVED.labels(channel=_channel)
+for _reason in ("media_type", "too_large", "rate_limited", "storage", "empty"):
+    REJECTED_REQUESTS.labels(reason=_reason)
+for _outcome in ("accepted", "accepted_with_errors", "partially_accepted", "rejected", "none"):
+    OUTCOMES.labels(outcome=_outcome)
+for _status in ("received", "processing"):
+    queue_gauge.labels(status=_status)
+for _result in ("complete", "partial", "resumable", "not_recorded"):
+    SFTP_UPLOADS.labels(result=_result)
+for _kind in ("ack", "webhook"):
+    DELIVERY_FAILURES.labels(kind=_kind)
+    DELIVERY_SECONDS.labels(kind=_kind)

@@ -121,6 +121,11 @@ class Settings(BaseSettings):
         return self.sftp_host_key or self.data_dir / "sftp_host_ed25519_key"
 
     @property
+    def core_configured(self) -> bool:
+        """A core system receives the applied member events (else the outbox keeps them)."""
+        return bool(self.core_url) or self.core_export_dir is not None
+
+    @property
     def identity(self) -> tuple[str, str]:
         return self.isa_qualifier, self.isa_id
 

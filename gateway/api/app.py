@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from gateway.api import acks, health, intake, interchanges, ledger, members
 from gateway.api.docs import router as docs_router
 from gateway.api.health import create_health_app
+from gateway.api.observe import RequestMetrics
 from gateway.api.ratelimit import RateLimiter
 from gateway.context import Gateway
 from gateway.errors import GatewayError
@@ -46,6 +47,7 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
         health.router,
     )
     add_routes(app, docs_router)
+    app.add_middleware(RequestMetrics)
     return app
 
 

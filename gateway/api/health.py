@@ -21,13 +21,12 @@ from gateway.metrics import (
     ACK_SLA,
     ACKS_NOT_PICKED_UP,
     ALERTS_OPEN,
-    CORE_LAG,
-    CORE_PENDING,
     LEDGER_FILES,
     PARTNER_FILE_MISSING,
     PARTNER_LAST_FILE,
     STUCK_FILES,
     queue_gauge,
+    set_core_backlog,
 )
 from gateway.watch.report import WatchReport, watch_report
 from gateway.web import add_routes
@@ -66,9 +65,11 @@ def metrics(gw: GatewayDep) -> Response:
             for status, n in queries.ledger_files(session).items():
                 LEDGER_FILES.labels(status=status).set(n)
             backlog = queries.core_backlog(session)
-            CORE_PENDING.set(backlog.pending)
-            CORE_LAG.set(
-                (dt.datetime.now(dt.UTC) - backlog.oldest).total_seconds() if backlog.oldest else 0
+            set_core_backlog(
+                pending=backlog.pending,
+                oldest=backlog.oldest,
+                configured=gw.settings.core_configured,
+                now=dt.datetime.now(dt.UTC),
             )
             export_watch(watch_report(session, gw.settings, gw.clock()))
     except Exception:

@@ -621,6 +621,9 @@ class BusinessFinding(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     # A dry run's finding (onboarding test data): shown apart, never in production figures.
     dry_run: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # For the insurer's operators only (e.g. which other sender enrolled the same person):
+    # never in the partner API or the 824, which quote `message`.
+    operator_note: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class CoreDelivery(Base):

@@ -32,7 +32,7 @@ from gateway.db.session import run_in_transaction
 from gateway.enrollment.queries import core_pending
 from gateway.faults import crashpoint
 from gateway.logging import get_logger
-from gateway.metrics import CORE_FAILURES, CORE_LAG, CORE_PENDING
+from gateway.metrics import CORE_FAILURES, set_core_backlog
 from gateway.outbound import sign, write_atomically
 
 log = get_logger(__name__)
@@ -80,7 +80,7 @@ def deliver_core(
     once and sleeps only after a round that was not full (see `Worker._outbox_loop`)."""
     settings = gw.settings
     delivered = 0
-    if settings.core_url or settings.core_export_dir is not None:
+    if settings.core_configured:
         with _sole_deliverer(gw) as sole:
             if sole:  # else another process is delivering: it keeps the order
                 batch = _due(gw, now or utcnow())
@@ -106,8 +106,9 @@ def _refresh_gauges(gw: Gateway, *, force: bool) -> None:
     if not force and time.monotonic() - _gauges_at < GAUGE_SECONDS:
         return
     count, oldest = run_in_transaction(gw.reads, core_pending)
-    CORE_PENDING.set(count)
-    CORE_LAG.set(0.0 if oldest is None else max(0.0, (utcnow() - oldest).total_seconds()))
+    set_core_backlog(
+        pending=count, oldest=oldest, configured=gw.settings.core_configured, now=utcnow()
+    )
     _gauges_at = time.monotonic()
 
 

@@ -44,6 +44,8 @@ from asyncssh.sftp import SFTPServerHandler
 from asyncssh.stream import SSHReader, SSHServerStreamSession, SSHWriter
 from typing_extensions import override
 
+from gateway.metrics import SFTP_SESSIONS, SFTP_UPLOADS
+
 log = structlog.get_logger(__name__)
 
 INBOUND = "inbound"
@@ -453,7 +455,9 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
                 upload_id=upload_id,
                 error=type(exc).__name__,
             )
+            SFTP_UPLOADS.labels(result="not_recorded").inc()
             raise asyncssh.SFTPFailure("upload not recorded; send it again") from None
+        SFTP_UPLOADS.labels(result="complete").inc()
         self._log("sftp_upload_complete", upload_id=upload_id)
 
     async def _report_download(self, download: _Download) -> None:
@@ -487,7 +491,9 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
                 upload_id=upload.upload_id,
                 error=type(exc).__name__,
             )
+            SFTP_UPLOADS.labels(result="not_recorded").inc()
             return
+        SFTP_UPLOADS.labels(result="partial").inc()
         self._log("sftp_upload_partial", upload_id=upload.upload_id)
 
     # -- files ----------------------------------------------------------------------------------
@@ -603,6 +609,7 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
                 if self._is_temporary(upload.name):
                     # Resumable: stat shows its size and a write from there continues it, until
                     # renamed; recover_orphan_uploads records it partial once it is stale.
+                    SFTP_UPLOADS.labels(result="resumable").inc()
                     self._log("sftp_upload_resumable", upload_id=upload.upload_id)
                 else:
                     await self._report_partial(upload)
@@ -880,6 +887,7 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
 
     @override
     def exit(self) -> None:
+        SFTP_SESSIONS.dec()
         self._log("sftp_session_ended")
 
 
@@ -967,6 +975,7 @@ async def _recover_one(
         except Exception as exc:
             log.error("sftp_orphan_not_recorded", partner=username, error=type(exc).__name__)
             return 0
+        SFTP_UPLOADS.labels(result="partial").inc()
         log.info("sftp_orphan_recorded_partial", partner=username, size=st.st_size)
         return 1
     finally:
@@ -1067,6 +1076,7 @@ class _SftpChannelSession(SSHServerStreamSession[bytes]):
         self._intake = session
 
     def _start_sftp(self, chan: SSHChannel[bytes]) -> asyncssh.SFTPServer:
+        SFTP_SESSIONS.inc()  # until the server's exit()
         log.info(
             "sftp_session_started",
             partner=self._intake.username,

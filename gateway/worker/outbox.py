@@ -5,6 +5,7 @@ outboxes in the database: a crash between commit and delivery only delays the de
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import httpx
 from sqlalchemy import select
@@ -22,6 +23,7 @@ from gateway.db.models import Ack, Partner, Receipt, WebhookDelivery
 from gateway.db.session import unit_of_work
 from gateway.faults import crashpoint
 from gateway.logging import get_logger
+from gateway.metrics import DELIVERY_FAILURES, DELIVERY_SECONDS
 from gateway.outbound import sign, write_atomically
 
 log = get_logger(__name__)
@@ -42,9 +44,18 @@ def deliver_acks(gw: Gateway, limit: int = 100) -> int:
             ).all()
         ]
     for ack_id, filename, content, partner_name in rows:
-        write_atomically(
-            gw.outbound_dir(partner_name), filename, content, gw.settings.data_dir / "outbox-tmp"
-        )
+        started = time.monotonic()
+        try:
+            write_atomically(
+                gw.outbound_dir(partner_name),
+                filename,
+                content,
+                gw.settings.data_dir / "outbox-tmp",
+            )
+        except OSError:
+            DELIVERY_FAILURES.labels(kind="ack").inc()
+            raise  # the ack stays undelivered: the next round writes it
+        DELIVERY_SECONDS.labels(kind="ack").observe(time.monotonic() - started)
         crashpoint("ack_written")
         with unit_of_work(gw.sessions) as session:
             ack = session.get(Ack, ack_id)
@@ -94,10 +105,13 @@ def deliver_webhooks(gw: Gateway, client: httpx.Client) -> int:
         error: str | None = None
         if url:
             body = payload.encode()
+            started = time.monotonic()
             try:
                 _post(client, url, body, sign(secret, body))
             except (httpx.HTTPError, WebhookError) as exc:
                 error = f"{type(exc).__name__}: {exc}"[:500]
+                DELIVERY_FAILURES.labels(kind="webhook").inc()
+            DELIVERY_SECONDS.labels(kind="webhook").observe(time.monotonic() - started)
         else:
             error = "webhook no longer configured"
         with unit_of_work(gw.sessions) as session:

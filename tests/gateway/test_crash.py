@@ -8,8 +8,9 @@ then restarted; cut-off files are sent again as a client would, and once the que
 - nothing stays `received` or `processing`; no file is processed twice (one TA1 and one 999 per
   interchange, in the database and in outbound/);
 - what was cut off promised nothing: a resend of the same bytes finds at most one receipt that
-  counts; an SFTP upload the kill left in inbound/ is a `partial` receipt after the restart
-  (its bytes a prefix of what was being sent), shown, never processed, never answered.
+  counts; an SFTP upload the kill left in inbound/ under its final name is a `partial` receipt
+  after the restart (its bytes a prefix of what was being sent), shown, never processed, never
+  answered; one left under NAME.part stays to be resumed, and the resend (truncating) uses it.
 
 Each phase prints its tally (`pytest -s`). The full matrix runs on SQLite; PostgreSQL runs a
 representative subset (the same code paths, but the database decides dedup, leases and
