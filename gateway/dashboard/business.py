@@ -79,6 +79,10 @@ def _page(
             "f": b.finding,
             "member_key": masked(b.member_key, reveal),
             "message": masked(b.finding.message, reveal),
+            # e.g. which other sender enrolled the same person: member keys, so masked too
+            "operator_note": masked(b.finding.operator_note, reveal)
+            if b.finding.operator_note
+            else "",
         }
         for b in shown
     ]

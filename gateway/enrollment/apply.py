@@ -39,6 +39,7 @@ from gateway.enrollment.advice import add_824s
 from gateway.enrollment.codes import ACTIVATING, Maintenance, MemberStatus
 from gateway.enrollment.events import Address, MemberEvent
 from gateway.enrollment.extract import SetKey, extract_members
+from gateway.enrollment.identity import Holding, conflicts, event_identity
 from gateway.enrollment.keys import idempotency_key, is_audit, member_key, policy_key, set_key
 from gateway.enrollment.reconcile import Reconciler
 from gateway.enrollment.rules import (
@@ -90,6 +91,7 @@ class Run:
     dry_known: dict[str, LedgerView] = field(default_factory=dict)
     dry_subscribers: set[str] = field(default_factory=set)
     dry_enrollments: dict[str, list[lifecycle.Enrollment]] = field(default_factory=dict)
+    partner_name: str = ""
 
 
 def apply_receipt(
@@ -118,6 +120,7 @@ def apply_receipt(
             config=RuleConfig.parse(partner.rule_severities, partner.plan_ids),
             sets=decisions,
             reconciler=Reconciler(receipt.id, partner.id, reconciliation_id, items),
+            partner_name=partner.name,
         )
         run.counts = counts or {}
         return run, receipt.ledger_progress
@@ -240,6 +243,14 @@ class _Chunk:
         # A dry run's would-be ledger: what earlier test members would have made of it.
         self.dry_known: dict[str, LedgerView] = run.dry_known
         self.dry_subscribers: set[str] = run.dry_subscribers
+        # Who else holds coverage: the people this chunk adds, looked up once.
+        adds = {
+            i
+            for f in families
+            for e in f
+            if e.maintenance_type.code == Maintenance.ADDITION and (i := event_identity(e))
+        }
+        self.holdings = ledger_repo.holdings(session, adds)
         # The lifecycle's plain objects for the members this chunk touches, and their rows.
         self.enrollments: dict[str, list[lifecycle.Enrollment]] = {}
         self.coverage_rows: dict[int, LedgerCoverage] = {}
@@ -282,6 +293,7 @@ class _Chunk:
                         row["outcome"] = MemberOutcome.APPLIED
                         applied = self._apply(event, key)
                         self._track_subscriber(event, applied.member)
+                        self._remember_person(event, key)
                 self.seen.add(key)
                 rows.append(row)
                 hits_of.append(hits)
@@ -452,6 +464,7 @@ class _Chunk:
                 enrollments, event, policy_fallback=self._policy_fallback(event, key)
             )
             hits = _set_level_hits(self.run, event) + member_rules(event, facts, self.run.config)
+            hits += self._identity_hits(event, key)
             fired = {h.rule for h in hits}  # e.g. unknown-member: said once, by the rules
             return hits + [
                 Hit(r.rule, r.message, r.segment_id, r.segment_position, r.element_position)
@@ -463,6 +476,35 @@ class _Chunk:
                 "business_rules_raised", receipt_id=self.run.receipt_id, error=type(exc).__name__
             )
             return [unevaluable(event)]
+
+    def _identity_hits(self, event: MemberEvent, key: str) -> list[Hit]:
+        if self.run.config.severity("identity-overlap") is Severity.IGNORE:
+            return []
+        ident = event_identity(event)
+        if ident is None or event.maintenance_type.code != Maintenance.ADDITION:
+            return []
+        return [
+            Hit("identity-overlap", c.message, "HD", c.segment_position, None, c.operator_note)
+            for c in conflicts(event, key, self.run.partner_id, self.holdings)
+        ]
+
+    def _remember_person(self, event: MemberEvent, key: str) -> None:
+        """An applied addition holds coverage for the rest of this chunk (its look-up of the
+        ledger was made before; the next chunk's sees it committed)."""
+        ident = event_identity(event)
+        if ident is None or event.maintenance_type.code != Maintenance.ADDITION:
+            return
+        for cov in event.coverages:
+            holding = Holding(
+                self.run.partner_id,
+                self.run.partner_name,
+                key,
+                cov.insurance_line[:3],
+                cov.group_or_policy_number or "",
+                cov.benefit_begin,
+                cov.benefit_end,
+            )
+            self.holdings.append((ident, holding))
 
     def _dry_apply(self, event: MemberEvent, key: str) -> None:
         """A dry run remembers what it would have applied, so the rest of the test file is
@@ -537,6 +579,7 @@ class _Chunk:
             "segment_position": hit.segment_position,
             "element_position": hit.element_position,
             "dry_run": dry_run,
+            "operator_note": hit.operator_note,
         }
 
     def _delivery(

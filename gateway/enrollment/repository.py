@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import exists, func, insert, select
+from sqlalchemy import exists, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from gateway.db import repositories as repo
@@ -29,6 +29,7 @@ from gateway.db.models import (
 )
 from gateway.enrollment.codes import MemberStatus
 from gateway.enrollment.extract import SetKey
+from gateway.enrollment.identity import Holding, Person, identity_of
 from gateway.gate import Decision, Disposition
 
 UNDECIDED = Decision(Disposition.NOT_APPLIED, "no gate decision recorded")
@@ -261,6 +262,51 @@ def policy_members(
     )
 
 
+def holdings(session: Session, people: Iterable[Person]) -> list[tuple[Person, Holding]]:
+    """Enrollments in force, across every partner, of anyone born on these people's birth
+    dates with one of their SSNs or last names (one indexed look-up); `Person.same_as`
+    decides who is the same person."""
+    people = set(people)
+    if not people:
+        return []
+    ssns = {p.ssn for p in people if p.ssn}
+    lasts = {p.name.split("|", 1)[0] for p in people if p.name}
+    who = []
+    if ssns:
+        who.append(LedgerMember.id_value.in_(ssns))
+    if lasts:
+        who.append(func.upper(LedgerMember.last_name).in_(lasts))
+    rows = session.execute(
+        select(
+            LedgerMember.id_qualifier,
+            LedgerMember.id_value,
+            LedgerMember.last_name,
+            LedgerMember.first_name,
+            LedgerMember.birth_date,
+            LedgerMember.partner_id,
+            Partner.name,
+            LedgerMember.member_key,
+            LedgerCoverage.insurance_line,
+            LedgerCoverage.policy_number,
+            LedgerCoverage.benefit_begin,
+            LedgerCoverage.benefit_end,
+        )
+        .join(LedgerCoverage, LedgerCoverage.member_id == LedgerMember.id)
+        .join(Partner, Partner.id == LedgerMember.partner_id)
+        .where(
+            LedgerCoverage.status.in_(("initial", "effectuated", "active")),
+            LedgerMember.birth_date.in_({p.birth for p in people}),
+            or_(*who),
+        )
+    ).all()
+    out: list[tuple[Person, Holding]] = []
+    for qual, ssn, last, first, birth, pid, pname, key, line, policy, begin, end in rows:
+        person = identity_of(qual, ssn, last, first, birth)
+        if person is not None:
+            out.append((person, Holding(pid, pname, key, line, policy, begin, end)))
+    return out
+
+
 def keys_seen_in_file(session: Session, receipt_id: str, keys: Iterable[str]) -> set[str]:
     """Which of `keys` an earlier chunk of this file already recorded."""
     return set(
@@ -386,6 +432,7 @@ __all__ = [
     "business_rejects",
     "claim_ledger_work",
     "event_outcomes",
+    "holdings",
     "insert_member_events",
     "insert_rows",
     "keys_seen_in_file",

@@ -157,6 +157,16 @@ RULES: dict[str, Rule] = {
             "012",
         ),
         Rule(
+            "identity-overlap",
+            7,
+            Severity.WARN,
+            "the same person (SSN and birth date, or name and birth date) already enrolled on "
+            "the same line for overlapping dates, under another member id or another sender",
+            "Terminate the other enrollment first, or correct the member's identity; the "
+            "insurer's operations team can tell you which enrollment it is.",
+            "006",
+        ),
+        Rule(
             "unreadable-amount",
             4,
             Severity.REJECT,
@@ -213,6 +223,7 @@ class Hit:
     segment_id: str | None
     segment_position: int | None
     element_position: int | None = None
+    operator_note: str = ""  # for the insurer's operators only: never sent to the partner
 
 
 @dataclass(frozen=True, slots=True)

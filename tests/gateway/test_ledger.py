@@ -9,6 +9,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
+from gateway.api.schemas import BusinessFindingOut
 from gateway.context import Gateway
 from gateway.db.migrate import upgrade
 from gateway.db.models import (
@@ -523,4 +524,59 @@ def test_audit_compares_every_field_the_ledger_holds_and_not_an_ended_members_st
         (SUB, "residence line1", "1 OTHER ST", "100 MAIN ST"),
         (SUB, "HLT coverage_level", "IND", "FAM"),
         ("0005100003", "HLT policy", "99999999", "31200457"),
+    ]
+
+
+def test_the_same_person_twice_is_flagged_and_another_senders_member_is_never_named(
+    gw, partner
+) -> None:
+    """Same SSN and birth date: under a new member id of the same sender (named, it is the
+    sender's own), then through another sender (not named to it; the operators' note says who);
+    a placeholder SSN identifies no one; `reject` keeps the second enrollment out."""
+    feed(gw, partner, interchange(family(), control=1))
+    again = rosalind(subscriber_id="0005100077", member_id="0005100077", categories={},
+                     coverages=[Cov(policy="31200499")])  # fmt: skip
+    rid = feed(gw, partner, interchange([again], control=2))
+    assert outcomes(gw, rid) == {"0005100077": ("applied", ["identity-overlap"])}  # warn
+    with gw.reads() as s:
+        (finding,) = s.scalars(select(BusinessFinding).where(BusinessFinding.receipt_id == rid))
+        assert SUB in finding.message and finding.severity == "warn"
+
+    with unit_of_work(gw.sessions) as s:
+        md, _ = add_partner(s, name="md", isa_qualifier="ZZ", isa_id="MD0SBE")
+        md_id = md.id
+    with unit_of_work(gw.sessions) as s:
+        configure_rules(s, "md", severities={"identity-overlap": "reject"})
+    elsewhere = rosalind(subscriber_id="MD000001", member_id="MD000001", categories={},
+                         coverages=[Cov(policy="MD555", begin="20270601")])  # fmt: skip
+    rid = feed(gw, md_id, interchange([elsewhere], control=3, sender="MD0SBE"))
+    assert outcomes(gw, rid) == {"MD000001": ("rejected", ["identity-overlap"])}
+    with gw.reads() as s:
+        (finding,) = s.scalars(select(BusinessFinding).where(BusinessFinding.receipt_id == rid))
+        assert "another sender" in finding.message
+        assert SUB not in finding.message and "va" not in finding.message.split()
+        assert "partner va member" in finding.operator_note
+        assert "operator_note" not in BusinessFindingOut.model_fields  # not in the API
+        assert not s.scalars(select(LedgerMember).where(LedgerMember.partner_id == md_id)).all()
+
+    # Next year does not overlap; a placeholder SSN falls back to name and birth date.
+    next_year = rosalind(
+        subscriber_id="MD000002", member_id="MD000002", categories={},
+        coverages=[Cov(policy="MD556", begin="20280101", end="20281231")],
+    )  # fmt: skip
+    placeholder = rosalind(subscriber_id="MD000003", member_id="MD000003", categories={},
+                           ssn="999999999", coverages=[Cov(policy="MD557")])  # fmt: skip
+    rid = feed(gw, md_id, interchange([next_year, placeholder], control=4, sender="MD0SBE"))
+    got = outcomes(gw, rid)
+    assert got["MD000002"] == ("applied", [])
+    assert got["MD000003"] == ("rejected", ["identity-overlap", "repeating-digits"])
+    with gw.reads() as s:
+        messages = s.scalars(
+            select(BusinessFinding.message).where(
+                BusinessFinding.receipt_id == rid, BusinessFinding.rule == "identity-overlap"
+            )
+        ).all()
+    assert messages == [
+        "the same person (name and birth date) is already enrolled in HLT for overlapping "
+        "dates through another sender"
     ]

@@ -1,0 +1,117 @@
+"""Pure; no I/O. Is this person already enrolled? The same person is the same SSN (NM108 34)
+and birth date, or — when no SSN is sent — the same last name, first name and birth date.
+An addition that would give such a person a second enrollment in force on the same insurance
+line for overlapping dates (under a new member id, or through another sender) is a double
+premium and a double APTC risk: the `identity-overlap` rule.
+
+What the sender is told never names another sender's member: its finding says "through another
+sender"; the operators' note names the partner, member and policy."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from gateway.enrollment.codes import Maintenance
+from gateway.enrollment.events import MemberEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """Who a member is, for the check: a usable SSN (else ""), LAST|FIRST, birth date."""
+
+    ssn: str
+    name: str
+    birth: dt.date
+
+    def same_as(self, other: Person) -> bool:
+        """SSN and birth date when both have an SSN; else name and birth date."""
+        if self.birth != other.birth:
+            return False
+        if self.ssn and other.ssn:
+            return self.ssn == other.ssn
+        return bool(self.name) and self.name == other.name
+
+
+def _digits(value: str) -> str:
+    return "".join(ch for ch in value if ch.isdigit())
+
+
+def identity_of(
+    ssn_qualifier: str, ssn: str, last: str, first: str, birth: dt.date | None
+) -> Person | None:
+    if birth is None:
+        return None
+    digits = _digits(ssn) if ssn_qualifier == "34" else ""
+    usable = len(digits) == 9 and len(set(digits)) > 1  # a placeholder identifies no one
+    name = f"{last.strip().upper()}|{first.strip().upper()}" if last.strip() else ""
+    if not usable and not name:
+        return None
+    return Person(digits if usable else "", name, birth)
+
+
+def event_identity(event: MemberEvent) -> Person | None:
+    name = event.name
+    if name is None:
+        return None
+    return identity_of(name.id_qualifier, name.id, name.last, name.first, event.birth_date)
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """An enrollment in force that a person already has."""
+
+    partner_id: int
+    partner: str
+    member_key: str
+    line: str
+    policy: str
+    begin: dt.date | None
+    end: dt.date | None
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    message: str  # for the sender: its own member only
+    operator_note: str  # for the insurer's operators
+    segment_position: int
+
+
+def conflicts(
+    event: MemberEvent, member_key: str, partner_id: int, holdings: list[tuple[Person, Holding]]
+) -> list[Conflict]:
+    """For an addition (021): each coverage that overlaps a holding of the same person (see
+    `Person.same_as`) on the same line under another member id or another sender."""
+    if event.maintenance_type.code != Maintenance.ADDITION:
+        return []
+    ident = event_identity(event)
+    how = "SSN and birth date" if ident and ident.ssn else "name and birth date"
+    out: list[Conflict] = []
+    for cov in event.coverages:
+        line = cov.insurance_line[:3]
+        begin, end = cov.benefit_begin or dt.date.min, cov.benefit_end or dt.date.max
+        for person, h in holdings:
+            if ident is None or not ident.same_as(person):
+                continue
+            if h.line != line or (h.partner_id == partner_id and h.member_key == member_key):
+                continue
+            if (h.begin or dt.date.min) > end or (h.end or dt.date.max) < begin:
+                continue
+            span = f"{h.begin or '?'} to {h.end or 'open'}"
+            if h.partner_id == partner_id:
+                message = (
+                    f"the same person ({how}) is already enrolled in {line} from {span} as "
+                    f"member {h.member_key} (policy {h.policy})"
+                )
+            else:
+                message = (
+                    f"the same person ({how}) is already enrolled in {line} for overlapping "
+                    "dates through another sender"
+                )
+            note = (
+                f"same person as partner {h.partner} member {h.member_key}, {line} policy "
+                f"{h.policy}, {span}"
+            )
+            out.append(Conflict(message, note, cov.segment_position))
+            break  # one finding per coverage
+    return out
