@@ -6,20 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
-from gateway.api import acks, health, intake, interchanges, ledger, members
+from gateway.api import acks, health, intake, interchanges, ledger, members, problems
 from gateway.api.docs import router as docs_router
 from gateway.api.health import create_health_app
 from gateway.api.observe import RequestMetrics
 from gateway.api.ratelimit import RateLimiter
 from gateway.context import Gateway
-from gateway.errors import GatewayError
-from gateway.logging import get_logger
 from gateway.web import add_routes
-
-log = get_logger(__name__)
 
 __all__ = ["create_app", "create_health_app"]
 
@@ -35,8 +30,7 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
     app.state.gateway = gw
     app.state.rate_limiter = RateLimiter(gw.settings.rate_limit_per_minute)
     app.state.on_receipt = on_receipt
-    app.add_exception_handler(GatewayError, _gateway_error)  # type: ignore[arg-type]
-    app.add_exception_handler(Exception, _unexpected)
+    problems.install(app)  # every error as application/problem+json
     add_routes(
         app,
         intake.router,
@@ -49,12 +43,3 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
     add_routes(app, docs_router)
     app.add_middleware(RequestMetrics)
     return app
-
-
-async def _gateway_error(_: Request, exc: GatewayError) -> JSONResponse:
-    return JSONResponse({"error": exc.message}, exc.status_code, headers=exc.headers)
-
-
-async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-    log.error("unhandled_error", error_type=type(exc).__name__)
-    return JSONResponse({"error": "internal error"}, 500)

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.api.deps import GatewayDep
+from gateway.api.problems import problem
 from gateway.api.schemas import ErrorOut
 from gateway.context import Gateway
 from gateway.db import repositories as repo
@@ -48,9 +49,9 @@ def readyz(gw: GatewayDep) -> Response:
         with gw.engine.connect() as conn:
             repo.ping(conn)
         if pending(gw.engine):
-            return JSONResponse({"error": "database migrations pending"}, 503)
+            return problem(503, "not_ready", "database migrations pending")
     except Exception:
-        return JSONResponse({"error": "database unreachable"}, 503)
+        return problem(503, "unavailable", "database unreachable")
     return JSONResponse({"status": "ready"})
 
 

@@ -123,7 +123,7 @@ async def submit(
         ) from exc
     if stored is None:
         REJECTED_REQUESTS.labels(reason="empty").inc()
-        raise GatewayError("the request body is empty", 400)
+        raise GatewayError("the request body is empty", 400, code="empty_body")
     receipt, created = stored
     on_receipt = request.app.state.on_receipt
     if created and on_receipt is not None:

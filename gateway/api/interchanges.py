@@ -182,4 +182,4 @@ def _decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
         at, rid = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
         return _aware(dt.datetime.fromisoformat(at)) or dt.datetime.now(dt.UTC), rid
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise GatewayError("invalid cursor", 400) from exc
+        raise GatewayError("invalid cursor", 400, code="invalid_cursor") from exc

@@ -151,8 +151,29 @@ class InterchangePage(BaseModel):
     next_cursor: str | None
 
 
-class ErrorOut(BaseModel):
-    error: str
+class Problem(BaseModel):
+    """An error, as RFC 9457 problem details (`application/problem+json`)."""
+
+    type: str = Field(
+        description="urn:edi834-gateway:problem:<code>; stable for a kind of error",
+        examples=["urn:edi834-gateway:problem:rate_limited"],
+    )
+    title: str = Field(description="a short summary of the kind of error")
+    status: int = Field(description="the HTTP status code")
+    detail: str = Field(description="what went wrong with this request, in plain English")
+    code: str = Field(
+        description="the machine-readable name of the error: bad_request, empty_body, "
+        "invalid_cursor, unauthorized, not_found, method_not_allowed, too_large, "
+        "unsupported_media_type, invalid_request, rate_limited, internal_error, unavailable, "
+        "not_ready, storage_unavailable",
+        examples=["rate_limited"],
+    )
+    errors: list[dict[str, object]] | None = Field(
+        default=None, description="invalid_request only: each parameter in error (loc, msg)"
+    )
+
+
+ErrorOut = Problem  # the name the routes' `responses=` use
 
 
 class BusinessFindingOut(BaseModel):

@@ -206,8 +206,9 @@ class TestDiskFaults:
         r = submit(c, GOOD)
         assert r.status_code == 507, r.text
         body = r.json()
-        assert set(body) == {"error"} and "could not store the file" in body["error"]
-        assert strerror in body["error"]
+        assert r.headers["content-type"] == "application/problem+json"
+        assert body["code"] == "storage_unavailable" and body["status"] == 507
+        assert "could not store the file" in body["detail"] and strerror in body["detail"]
         assert inproc.receipt_count() == 0
         assert inproc.stored_blobs() == []
         assert inproc.temp_files() == []
@@ -255,7 +256,8 @@ class TestDatabaseLocked:
         assert r.status_code == 503, r.text
         assert elapsed < BOUND_SECONDS
         assert int(r.headers["Retry-After"]) >= 1
-        assert "database" in r.json()["error"] and "again" in r.json()["error"]
+        assert "database" in r.json()["detail"] and "again" in r.json()["detail"]
+        assert r.json()["code"] == "unavailable"
         assert len(holder) == 1
         holder[0].rollback()
         holder[0].close()
@@ -300,7 +302,7 @@ class TestDatabaseDown:
                     assert r.status_code == 503, r.text
                     assert time.monotonic() - started < BOUND_SECONDS
                     assert int(r.headers["Retry-After"]) >= 1
-                    assert "database" in r.json()["error"]
+                    assert "database" in r.json()["detail"]
                     assert httpx.get(f"{gateway.url}/readyz").status_code == 503
                     assert httpx.get(f"{gateway.url}/healthz").json() == {"status": "ok"}
                     wait_for_log(gateway, '"worker_loop_error"')  # the worker met the outage

@@ -146,7 +146,8 @@ class TestReadiness:
                 time.sleep(0.05)
             url = f"http://127.0.0.1:{port}"
             r = httpx.get(f"{url}/readyz")
-            assert r.status_code == 503 and "migrations" in r.json()["error"]
+            assert r.status_code == 503 and "migrations" in r.json()["detail"]
+            assert r.json()["code"] == "not_ready"
             assert httpx.get(f"{url}/healthz").status_code == 200
             upgrade(settings.sqlalchemy_url)
             assert httpx.get(f"{url}/readyz").status_code == 200

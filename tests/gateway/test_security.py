@@ -120,7 +120,7 @@ class TestIsolation:
                 mine = client.get(_fill(path, own))
                 if "reconciliation" in path:  # these files are not audits: nothing to compare
                     assert mine.status_code == 404
-                    assert mine.json() == {"error": "no such reconciliation"}
+                    assert mine.json()["detail"] == "no such reconciliation"
                 else:
                     assert mine.status_code == 200, path
             listed = [i["id"] for i in client.get("/v1/interchanges").json()["items"]]
