@@ -255,6 +255,28 @@ class _Chunk:
         self.enrollments: dict[str, list[lifecycle.Enrollment]] = {}
         self.coverage_rows: dict[int, LedgerCoverage] = {}
         self.period_rows: dict[int, LedgerPeriod] = {}
+        # Who is on the policies this chunk's subscribers hold (a cascade's reach): the stored
+        # members looked up once, and kept current as this chunk enrolls members.
+        self.on_policy: dict[tuple[str, str, int], set[str]] = {}
+        policies = {
+            p
+            for f in families
+            for e in f
+            if e.subscriber
+            for p in (
+                *(c.group_or_policy_number for c in e.coverages),
+                e.group_or_policy_number,
+                policy_key(e),
+            )
+            if p
+        }
+        policies |= {m.policy_key for m in self.known.values() if m.subscriber and m.policy_key}
+        for other in ledger_repo.policy_members(session, run.partner_id, policies):
+            other = self.known.setdefault(other.member_key, other)
+            for cov in other.coverages:
+                if cov.policy_number in policies:
+                    where = (cov.insurance_line, cov.policy_number, cov.plan_year)
+                    self.on_policy.setdefault(where, set()).add(other.member_key)
 
     def apply(self, seq: int) -> tuple[int, int, int]:
         rows: list[dict[str, object]] = []
@@ -262,6 +284,23 @@ class _Chunk:
         changes: list[_Applied | None] = []
         events: list[MemberEvent] = []
         audits: list[tuple[MemberEvent, str]] = []
+        with self.session.no_autoflush:  # one flush for the chunk, after its last member
+            self._decide(seq, rows, hits_of, changes, events, audits)
+        self.session.flush()  # members, enrollments and periods get their ids
+        self._write(rows, hits_of, changes, events, audits)
+        applied_n = sum(r["outcome"] == MemberOutcome.APPLIED for r in rows)
+        rejected = sum(r["outcome"] == MemberOutcome.REJECTED for r in rows)
+        return applied_n, rejected, seq + len(rows)
+
+    def _decide(
+        self,
+        seq: int,
+        rows: list[dict[str, object]],
+        hits_of: list[list[Hit]],
+        changes: list[_Applied | None],
+        events: list[MemberEvent],
+        audits: list[tuple[MemberEvent, str]],
+    ) -> None:
         for family in self.families:
             premium = family_premium(family)
             for event in family:
@@ -299,7 +338,15 @@ class _Chunk:
                 hits_of.append(hits)
                 changes.append(applied)
                 events.append(event)
-        self.session.flush()  # members, enrollments and periods get their ids
+
+    def _write(
+        self,
+        rows: list[dict[str, object]],
+        hits_of: list[list[Hit]],
+        changes: list[_Applied | None],
+        events: list[MemberEvent],
+        audits: list[tuple[MemberEvent, str]],
+    ) -> None:
         for row, applied in zip(rows, changes, strict=True):
             row["member_id"] = (
                 applied.member.id
@@ -335,9 +382,6 @@ class _Chunk:
         for event, key in audits:
             self.run.reconciler.member(self.session, event, key, self.known.get(key))
         self.session.flush()
-        applied_n = sum(r["outcome"] == MemberOutcome.APPLIED for r in rows)
-        rejected = sum(r["outcome"] == MemberOutcome.REJECTED for r in rows)
-        return applied_n, rejected, seq + len(rows)
 
     # --- the lifecycle ---------------------------------------------------------------------
 
@@ -372,10 +416,10 @@ class _Chunk:
         for item in outcome.touched:
             self._store(member, item, applied)
         for c in outcome.cascades:
-            for other in ledger_repo.policy_members(
-                self.session, self.run.partner_id, c.line, c.policy, c.plan_year, member.id
-            ):
-                other = self.known.setdefault(other.member_key, other)
+            for other_key in sorted(self.on_policy.get((c.line, c.policy, c.plan_year), ())):
+                if other_key == key:
+                    continue
+                other = self.known[other_key]
                 others = self._enrollments_of(other.member_key)
                 ended = lifecycle.cascade(others, c)
                 for item in ended:
@@ -410,6 +454,8 @@ class _Chunk:
         row.insurance_line = item.line[:3]
         row.policy_number = item.policy[:80]
         row.plan_year = item.plan_year
+        where = (row.insurance_line, row.policy_number, row.plan_year)
+        self.on_policy.setdefault(where, set()).add(member.member_key)
         row.status = item.state.value
         row.benefit_begin, row.benefit_end = item.begin, item.end
         row.effectuated, row.paid_through = item.effectuated, item.paid_through

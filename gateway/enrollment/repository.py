@@ -240,24 +240,19 @@ def known_members(session: Session, partner_id: int, keys: Iterable[str]) -> lis
     )
 
 
-def policy_members(
-    session: Session, partner_id: int, line: str, policy: str, plan_year: int, exclude: int
-) -> list[LedgerMember]:
-    """The other members enrolled on a policy's line and plan year (a subscriber's end
-    cascades to them)."""
+def policy_members(session: Session, partner_id: int, policies: set[str]) -> list[LedgerMember]:
+    """Members enrolled on any of these policies (a subscriber's end or effectuation cascades
+    to them): one query, their enrollments and periods loaded with them."""
+    if not policies:
+        return []
+    ids = (
+        select(LedgerCoverage.member_id)
+        .join(LedgerMember, LedgerMember.id == LedgerCoverage.member_id)
+        .where(LedgerMember.partner_id == partner_id, LedgerCoverage.policy_number.in_(policies))
+    )
     return list(
         session.scalars(
-            select(LedgerMember)
-            .join(LedgerCoverage, LedgerCoverage.member_id == LedgerMember.id)
-            .where(
-                LedgerMember.partner_id == partner_id,
-                LedgerMember.id != exclude,
-                LedgerCoverage.policy_number == policy,
-                LedgerCoverage.insurance_line == line,
-                LedgerCoverage.plan_year == plan_year,
-            )
-            .order_by(LedgerMember.id)
-            .distinct()
+            select(LedgerMember).where(LedgerMember.id.in_(ids)).order_by(LedgerMember.id)
         )
     )
 
