@@ -487,10 +487,52 @@ def add_audit_entries(
     )
 
 
-def audit_entries(session: Session, *, offset: int = 0, limit: int = 100) -> Sequence[AuditEntry]:
-    return session.scalars(
-        select(AuditEntry)
-        .order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
-        .offset(offset)
-        .limit(limit)
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    """Which entries the audit log shows: every field optional; `until` is exclusive."""
+
+    action: str | None = None
+    operator: str | None = None
+    partner_id: int | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """An entry with the file it is about, named as operators know it."""
+
+    entry: AuditEntry
+    filename: str | None
+    partner: str | None
+
+
+def audit_entries(
+    session: Session, f: AuditFilter | None = None, *, offset: int = 0, limit: int = 100
+) -> list[AuditRow]:
+    """The newest first, with each file's name and partner (an entry about no file has none)."""
+    f = f or AuditFilter()
+    query = (
+        select(AuditEntry, Receipt.filename, Partner.name)
+        .outerjoin(Receipt, Receipt.id == AuditEntry.receipt_id)
+        .outerjoin(Partner, Partner.id == Receipt.partner_id)
+    )
+    if f.action:
+        query = query.where(AuditEntry.action == f.action)
+    if f.operator:
+        query = query.where(AuditEntry.operator == f.operator)
+    if f.partner_id is not None:
+        query = query.where(Receipt.partner_id == f.partner_id)
+    if f.since:
+        query = query.where(AuditEntry.at >= f.since)
+    if f.until:
+        query = query.where(AuditEntry.at < f.until)
+    rows = session.execute(
+        query.order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).offset(offset).limit(limit)
     ).all()
+    return [AuditRow(entry, filename, partner) for entry, filename, partner in rows]
+
+
+def audit_actions(session: Session) -> list[str]:
+    """The actions the log holds, for its filter."""
+    return list(session.scalars(select(AuditEntry.action).distinct().order_by(AuditEntry.action)))

@@ -4,10 +4,11 @@ file, written in one transaction; the log line carries ids only."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from gateway.context import Gateway
+from gateway.db import reports
 from gateway.db import repositories as repo
-from gateway.db.models import AuditEntry
 from gateway.db.session import unit_of_work
 from gateway.logging import get_logger
 
@@ -37,7 +38,31 @@ def _write(
         )
 
 
-def entries(gw: Gateway, *, page: int, per_page: int = 100) -> Sequence[AuditEntry]:
-    """The newest first, a page at a time."""
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    rows: list[repo.AuditRow]
+    more: bool  # an older page follows
+    actions: list[str]  # what the filters offer
+    partners: list[str]
+
+
+def entries(
+    gw: Gateway,
+    f: repo.AuditFilter,
+    *,
+    partner: str | None = None,
+    page: int,
+    per_page: int = 100,
+) -> AuditPage:
+    """The newest first, a page at a time, with each file's name and partner; `partner` by
+    name (an unknown name matches nothing, not everything)."""
     with gw.reads() as s:
-        return repo.audit_entries(s, offset=(page - 1) * per_page, limit=per_page)
+        if partner:
+            f = replace(f, partner_id=reports.partner_id(s, partner) or -1)
+        rows = repo.audit_entries(s, f, offset=(page - 1) * per_page, limit=per_page + 1)
+        return AuditPage(
+            rows=rows[:per_page],
+            more=len(rows) > per_page,
+            actions=repo.audit_actions(s),
+            partners=reports.partner_names(s),
+        )

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -11,10 +14,22 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import uvicorn
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+from sqlalchemy import update
 
+from gateway.context import Gateway
+from gateway.dashboard.app import create_dashboard
+from gateway.db.migrate import upgrade
+from gateway.db.models import Receipt
+from gateway.db.session import unit_of_work
+from gateway.operators import add_operator
+from gateway.partners import add_partner, set_schedule
+from gateway.settings import Settings
 from tests.conftest import ROOT, SAMPLES
-from tests.gateway.harness import GatewayProcess, submit, wait_final
+from tests.gateway.harness import GatewayProcess, free_port, submit, wait_final
+from tests.gateway.test_dashboard_inprocess import GOOD, send
+from tests.gateway.test_watch import NY, Clock, arrive, partner_id
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -156,6 +171,12 @@ def filters(url: str) -> tuple[str, str, str]:
     """(partner, code, result) as the URL carries them."""
     q = parse_qs(urlsplit(url).query)
     return q.get("partner", [""])[0], q.get("code", [""])[0], q.get("result", [""])[0]
+
+
+def query(url: str, *names: str) -> list[str]:
+    """The values the URL carries for these names ("" when absent)."""
+    q = parse_qs(urlsplit(url).query)
+    return [q.get(name, [""])[0] for name in names]
 
 
 def acks_section(page: Page):
@@ -401,3 +422,291 @@ class TestDashboardInBrowser:
             " + e.className)"
         )
         assert scroll_width <= inner_width == 390, wide
+
+    def test_code_filter_reads_codes_as_the_pages_show_them(self, seeded, new_page):
+        page = new_page()
+        log_in(page, seeded.url, VIEWER)
+        both = {seeded.ids[DMG_FILE], seeded.ids["newborn_bad_dmg02.834"]}
+        # The overview lists the code as "IK403 8" and links to the list filtered on it.
+        page.locator("#codes a", has_text="IK403 8").click()
+        page.wait_for_url(lambda url: filters(url)[1] == "IK403 8")
+        assert row_ids(page) == both
+        expect(page.locator("#code-note")).to_contain_text("Files with IK403 8:")
+        box = page.get_by_label("Error code")
+        expect(box).to_have_value("IK403 8")
+        for typed in ("IK403 8", "ik403-08", "IK403:8"):  # as shown, as mistyped, as before
+            page.goto(f"{seeded.url}/dashboard/rejects")
+            page.get_by_label("Error code").fill(typed)
+            page.get_by_role("button", name="Filter").click()
+            page.wait_for_url(lambda url, t=typed: filters(url) == ("", t, "problems"))
+            assert row_ids(page) == both, typed
+            expect(page.locator("#code-note .code")).to_have_text("IK403 8")
+            expect(page.locator("#code-problem")).to_have_count(0)
+        for typed, problem in (
+            ("IK403 99", "IK403 99 is not a code the gateway sends."),
+            ("ZZ999 1", "ZZ999 is not an error code family"),
+            ("birth date", "“birth date” is not an error code."),
+        ):
+            page.get_by_label("Error code").fill(typed)
+            page.get_by_role("button", name="Filter").click()
+            page.wait_for_url(lambda url, t=typed: filters(url)[1] == t)
+            # Not silently ignored: nothing matches, the box keeps the text and says why.
+            expect(page.locator("#code-problem")).to_contain_text(problem)
+            expect(page.locator("#code-problem")).to_be_visible()
+            expect(page.locator("#total")).to_have_text("0")
+            expect(page.locator("#rejects tbody tr[data-id]")).to_have_count(0)
+            expect(page.get_by_label("Error code")).to_have_value(typed)
+        page.get_by_label("Error code").fill("TA105 6")  # TA105 codes are three digits
+        page.get_by_role("button", name="Filter").click()
+        page.wait_for_url(lambda url: filters(url)[1] == "TA105 6")
+        expect(page.locator("#code-note .code")).to_have_text("TA105 006")
+        expect(page.locator("#code-problem")).to_have_count(0)
+
+    def test_bulk_resolve(self, seeded, new_page):
+        page = new_page()
+        log_in(page, seeded.url, ADMIN)
+        picked = {seeded.ids[TWO_DMG_FILE], seeded.ids["newborn_bad_dmg02.834"]}
+        page.goto(f"{seeded.url}/dashboard/rejects?result=all&resolved=no")
+        for rid in picked:
+            page.locator(f'#rejects tr[data-id="{rid}"] input[type="checkbox"]').check()
+        note = "Both senders re-sending corrected files"
+        page.get_by_label("Note for the files ticked below").fill(note)
+        page.get_by_role("button", name="Mark ticked files resolved").click()
+        page.wait_for_url(re.compile(r"done=resolve%3A2%3A2"))
+        expect(page.locator("#done")).to_have_text("2 files marked resolved.")
+        # Back on the same filtered list (redirect-after-POST): the resolved files left it.
+        assert filters(page.url)[2] == "all"
+        assert not row_ids(page) & picked
+        page.goto(f"{seeded.url}/dashboard/rejects?result=all&resolved=yes")
+        assert picked <= row_ids(page)
+        for rid in picked:
+            expect(page.locator(f'#rejects tr[data-id="{rid}"] td').last).to_have_text("✔ ada")
+        for rid in picked:
+            page.goto(f"{seeded.url}/dashboard/interchanges/{rid}")
+            expect(page.locator(".status-line")).to_contain_text("resolved by ada")
+            expect(page.locator(".status-line")).to_contain_text(note)
+            expect(page.locator("#resolve")).to_have_count(0)  # not offered again
+            expect(page.locator("#reopen")).to_have_count(1)
+        page.goto(f"{seeded.url}/dashboard/audit")
+        resolved = page.locator("#audit tbody tr").filter(has_text=note)
+        expect(resolved).to_have_count(2)
+        for rid in picked:
+            expect(resolved.locator(f'a[href="/dashboard/interchanges/{rid}"]')).to_have_count(1)
+
+    def test_every_page_fits_a_390px_phone(self, seeded, new_page):
+        page = new_page(width=390, height=844)
+        page.goto(f"{seeded.url}/login")
+        assert_fits(page, "login")
+        log_in(page, seeded.url, ADMIN)
+        rid = seeded.ids[DMG_FILE]
+        for path in (
+            "/dashboard",
+            "/dashboard/rejects?result=all",
+            "/dashboard/rejects?code=IK403+99",
+            "/dashboard/business",
+            f"/dashboard/interchanges/{rid}",
+            "/dashboard/audit",
+            "/dashboard/no-such-page",
+            "/dashboard/rejects?page=abc",
+        ):
+            page.goto(seeded.url + path)
+            expect(page.locator("h1")).to_be_visible()
+            assert_fits(page, path)
+
+    def test_audit_log_names_files_and_filters_in_the_address(self, seeded, new_page):
+        wrong = new_page()
+        wrong.goto(f"{seeded.url}/login")
+        wrong.get_by_label("User name").fill(VIEWER[0])
+        wrong.get_by_label("Password").fill("not the pass phrase")
+        wrong.get_by_role("button", name="Log in").click()
+        expect(wrong.locator(".error")).to_be_visible()
+        vic = new_page()
+        log_in(vic, seeded.url, VIEWER)
+        vic.goto(f"{seeded.url}/dashboard/rejects?partner=md")
+        with vic.expect_download() as download:
+            vic.get_by_role("link", name="Download CSV").click()
+        assert download.value.suggested_filename == "edi834-rejects.csv"
+        vic.get_by_role("button", name="Log out").click()
+
+        page = new_page()
+        log_in(page, seeded.url, ADMIN)
+        rid = seeded.ids["newborn_bad_dmg02.834"]
+        page.goto(f"{seeded.url}/dashboard/interchanges/{rid}")
+        page.get_by_role("button", name=re.compile("Reveal member data")).click()
+        expect(page.locator("p.note.reveal")).to_contain_text("revealed to ada")
+
+        page.get_by_role("link", name="Audit log").click()
+        rows = page.locator("#audit tbody tr")
+        for action, who in (
+            ("login_failed", "vic"),
+            ("login", "vic"),
+            ("export_csv", "vic"),
+            ("logout", "vic"),
+            ("login", "ada"),
+        ):
+            who_cell = page.locator(f'td:nth-child(2):text-is("{who}")')
+            entry = page.locator(f'#audit tbody tr[data-action="{action}"]').filter(has=who_cell)
+            expect(entry).not_to_have_count(0)
+        # The file by its name and partner, not a 12-character receipt id.
+        page.get_by_label("Action").select_option("reveal_member_data")
+        page.get_by_label("Partner").select_option("md")
+        page.get_by_role("button", name="Filter").click()
+        page.wait_for_url(
+            lambda url: query(url, "action", "partner") == ["reveal_member_data", "md"]
+        )
+        expect(rows).to_have_count(1)
+        expect(rows.locator("td").nth(1)).to_have_text("ada")
+        link = rows.locator(f'a[href="/dashboard/interchanges/{rid}"]')
+        expect(link).to_have_text("newborn_bad_dmg02.834")
+        expect(rows.locator('td[data-k="partner"]')).to_have_text("md")
+
+        page.goto(f"{seeded.url}/dashboard/audit?action=export_csv&operator=vic")
+        expect(page.get_by_label("Action")).to_have_value("export_csv")
+        expect(page.get_by_label("Operator")).to_have_value("vic")
+        expect(rows).to_have_count(1)
+        expect(rows.locator("td.detail")).to_contain_text("partner=md")
+        today = page.evaluate("new Date().toISOString().slice(0, 10)")
+        page.get_by_label("From", exact=True).fill(today)
+        page.get_by_label("To", exact=True).fill(today)
+        page.get_by_role("button", name="Filter").click()
+        page.wait_for_url(
+            lambda url: query(url, "operator", "since", "until") == ["vic", today, today]
+        )
+        expect(rows).to_have_count(1)
+        page.goto(f"{seeded.url}/dashboard/audit?operator=vic&until=2000-01-01")
+        expect(rows).to_have_count(1)
+        expect(rows).to_have_text("No entries match.")
+
+        phone = new_page(width=390, height=844)
+        log_in(phone, seeded.url, ADMIN)
+        phone.goto(f"{seeded.url}/dashboard/audit")
+        expect(phone.locator("#audit tbody tr").first).to_be_visible()
+        assert_fits(phone, "audit")
+
+
+def assert_fits(page: Page, what: str) -> None:
+    """No horizontal overflow at the page's width: wide tables scroll inside their own box."""
+    wide = page.evaluate(
+        "() => [...document.querySelectorAll('body *')].filter(e => !e.closest('.scroll')"
+        " && e.getBoundingClientRect().right > innerWidth + 1).map(e => e.tagName + '#' + e.id"
+        " + '.' + e.className)"
+    )
+    scroll_width, inner_width = page.evaluate(
+        "[document.documentElement.scrollWidth, window.innerWidth]"
+    )
+    assert scroll_width <= inner_width, (what, scroll_width, wide)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn in a thread: no signal handlers (only the main thread may install them)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class Watched:
+    gw: Gateway
+    url: str
+
+
+@pytest.fixture
+def watched(tmp_path) -> Iterator[Watched]:
+    """The dashboard in this process (uvicorn in a thread) so the test owns the clock: va
+    (SFTP) is expected daily by 06:00 New York time, md is not watched."""
+    settings = Settings(
+        data_dir=tmp_path / "var",
+        database_url="",
+        worker_enabled=False,
+        ack_sla_seconds=3600,
+        pickup_hours=24,
+        stuck_minutes=30,
+    )
+    gw = Gateway.open(settings)
+    upgrade(settings.sqlalchemy_url)
+    gw.clock = Clock()
+    with unit_of_work(gw.sessions) as s:
+        va, _ = add_partner(s, name="va", isa_qualifier="ZZ", isa_id="VA0FFM")
+        va.sftp_keys = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA test"
+        add_partner(s, name="md", isa_qualifier="ZZ", isa_id="MD0SBE")
+        set_schedule(s, "va", "daily 06:00", NY)
+        add_operator(s, *ADMIN, "admin")
+    port = free_port()
+    server = _Server(
+        uvicorn.Config(
+            create_dashboard(gw), host="127.0.0.1", port=port, log_config=None, lifespan="off"
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "dashboard did not start"
+        time.sleep(0.05)
+    try:
+        yield Watched(gw, f"http://127.0.0.1:{port}")
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        gw.close()
+
+
+def incident(page: Page, kind: str, partner: str | None = None):
+    where = f'#incidents li[data-kind="{kind}"]'
+    return page.locator(where + (f'[data-partner="{partner}"]' if partner else ""))
+
+
+class TestWhatDidNotHappenInBrowser:
+    def test_missing_file_latency_pick_up_and_stuck_on_the_overview(self, watched, new_page):
+        gw = watched.gw
+        arrive(gw, "va")
+        for n in range(2):  # md's acks took two hours: over the one-hour SLA
+            rid = arrive(gw, "md", GOOD + b"\n" * n)
+            with unit_of_work(gw.sessions) as s:
+                s.execute(
+                    update(Receipt)
+                    .where(Receipt.id == rid)
+                    .values(received_at=gw.clock() - dt.timedelta(hours=2))
+                )
+        stuck = send(gw, partner_id(gw, "md"), GOOD + b"\n\n", "stuck.834")  # no worker
+        page = new_page()
+        log_in(page, watched.url, ADMIN)
+        expect(incident(page, "missing_file")).to_have_count(0)
+        expect(incident(page, "ack_latency", "md")).to_have_count(1)
+        va = page.locator('#partners-watch tr[data-watched="va"]')
+        expect(va.locator('td[data-k="file_status"]')).to_contain_text("on time · next due")
+
+        gw.clock.advance(days=2)  # two 06:00 deadlines pass with no file from va
+        page.reload()
+        missing = incident(page, "missing_file", "va")
+        expect(missing).to_have_count(1)
+        expect(missing).to_contain_text("va: no file since")
+        expect(missing).to_contain_text("expected daily by 06:00")
+        expect(va.locator('td[data-k="file_status"]')).to_contain_text("missing: due")
+        expect(va.locator('td[data-k="last_file"]')).to_contain_text("days ago")
+        # Its acks sat in outbound/ for two days: never picked up.
+        expect(incident(page, "ack_pickup", "va")).to_contain_text("not picked up after 24 h")
+        expect(va.locator('td[data-k="unpicked"]')).to_contain_text("2 (oldest 2 days)")
+        md = page.locator('#partners-watch tr[data-watched="md"]')
+        expect(md.locator('td[data-k="p95"]')).to_have_text("2.0 h (over SLA)")
+        expect(md.locator('td[data-k="acked"]')).to_have_text("2 (2 late)")
+        expect(md.locator('td[data-k="schedule"]')).to_have_text("not watched")
+        expect(incident(page, "stuck")).to_contain_text("1 file(s) received and not processed")
+        expect(page.locator(f'#stuck a[href="/dashboard/interchanges/{stuck}"]')).to_have_text(
+            "stuck.834"
+        )
+        expect(page.locator("#no-incidents")).to_have_count(0)
+
+        phone = new_page(width=390, height=844)
+        log_in(phone, watched.url, ADMIN)
+        expect(phone.locator("#stuck")).to_be_visible()
+        assert_fits(phone, "overview with incidents and stuck files")
+
+        arrive(gw, "va", GOOD + b"\n" * 3)  # late, but it came; the worker takes stuck.834 too
+        page.reload()
+        expect(incident(page, "missing_file")).to_have_count(0)
+        expect(incident(page, "stuck")).to_have_count(0)
+        expect(page.locator("#stuck")).to_have_count(0)
+        expect(va.locator('td[data-k="file_status"]')).to_contain_text("on time · next due")
+        expect(incident(page, "ack_pickup", "va")).to_have_count(1)  # the old acks: not fetched
