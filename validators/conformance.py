@@ -89,14 +89,13 @@ class Position:
 class SegmentRules:
     """What this layer needs of one guide segment."""
 
-    tag: str
     loop_id: str | None
     positions: tuple[Position | None, ...]  # None where pyx12 finds no single child
     syntax: tuple[tuple[str, tuple[int, ...]], ...]
     opens_pair: bool  # LS
     closes_pair: bool  # LE
     inside_pair: bool  # a segment between LS and LE (loops 2700, 2750)
-    has_not_used: bool
+    not_used: tuple[int, ...]  # indexes holding what the guide marks not used (or a part of)
 
 
 _RULES: dict[int, SegmentRules] = {}
@@ -153,19 +152,19 @@ def _read_rules(node: Any) -> SegmentRules:
         loop = loop.parent
     tag = str(node.id)
     in_ls = "LS_LOOP" in parents
-    has_not_used = any(
-        p is not None and (p.usage == "N" or any(k.usage == "N" for k in p.components or ()))
-        for p in positions
+    not_used = tuple(
+        i
+        for i, p in enumerate(positions)
+        if p is not None and (p.usage == "N" or any(k.usage == "N" for k in p.components or ()))
     )
     return SegmentRules(
-        tag=tag,
         loop_id=guide_loop_id(node),
         positions=tuple(positions),
         syntax=tuple((str(s[0]), tuple(int(i) for i in s[1:])) for s in node.syntax),
         opens_pair=in_ls and tag == "LS",
         closes_pair=in_ls and tag == "LE",
         inside_pair=in_ls and tag not in ("LS", "LE"),
-        has_not_used=has_not_used,
+        not_used=not_used,
     )
 
 
@@ -229,9 +228,11 @@ class SetConformance:
                 if f.element_pos == i + 1
             )
         findings.extend(own)
-        # A note's element that the guide requires anyway is already IK403 1: not twice.
-        required = {f.element_pos for f in findings if f.code == _REQUIRED_MISSING}
-        findings.extend(f for f in self._syntax(rules, prepared) if f.element_pos not in required)
+        notes = self._syntax(rules, prepared) if rules.syntax else None
+        if notes:
+            # A note's element that the guide requires anyway is already IK403 1: not twice.
+            required = {f.element_pos for f in findings if f.code == _REQUIRED_MISSING}
+            findings.extend(f for f in notes if f.element_pos not in required)
         if not findings:
             return []
         # X231A1 orders nothing inside a segment: the IK4s read in element order.
@@ -266,6 +267,14 @@ class SetConformance:
         comp, rep = self.comp, self.rep
         own: list[ElementFinding] = []
         more: list[tuple[int, int, str]] = []
+        text = "".join(elements)
+        n = len(elements)
+        if (
+            comp not in text
+            and (rep is None or rep not in text)
+            and not any(i < n and elements[i] for i in rules.not_used)
+        ):
+            return elements, own, more  # nothing to split or empty: handed over as it is
         out = list(elements)
         for i, position in enumerate(rules.positions[: len(elements)]):
             raw = elements[i]
@@ -299,7 +308,8 @@ class SetConformance:
             ]
             out[i] = cleaned[0]
             more.extend((i, k, value) for k, value in enumerate(cleaned[1:], start=2))
-        return tuple(out), own, more
+        prepared = tuple(out)
+        return (elements if prepared == elements else prepared), own, more
 
     def _components(
         self,

@@ -115,16 +115,14 @@ class TransactionSetChecker:
         seg.elements = [pyx12.segment.Composite(e, d.component) for e in elements]
         return seg
 
-    def _element_findings(
-        self, node: Any, tag: str, elements: tuple[str, ...]
-    ) -> list[ElementFinding]:
+    def _element_findings(self, node: Any, seg_data: pyx12.segment.Segment) -> list[ElementFinding]:
         """pyx12's element checks of a placed segment, without its syntax notes (the shared
         layer reads those): pyx12 appends one finding per failed note, last."""
-        seg_data = self._to_pyx12(tag, elements)
         _ok, errors = node.is_valid_errors(seg_data)
-        failed_notes = sum(1 for syn in node.syntax if not is_syntax_valid(seg_data, syn)[0])
-        if failed_notes:
-            errors = errors[:-failed_notes]
+        if errors:
+            failed = sum(1 for syn in node.syntax if not is_syntax_valid(seg_data, syn)[0])
+            if failed:
+                errors = errors[:-failed]
         return [_element_finding(e) for e in errors]
 
     def check(self, segment: Segment) -> list[Issue]:
@@ -180,16 +178,16 @@ class TransactionSetChecker:
         rules = rules_for(node)
         conformance = self._conformance
         # The shared layer (issue 16): LS/LE pairing, then the elements as X12.6 splits them.
-        issues[:0] = conformance.loop_pairs(rules, position)
-        issues.extend(
-            conformance.element_issues(
-                rules,
-                segment.tag,
-                segment.elements,
-                position,
-                lambda elements: self._element_findings(node, segment.tag, elements),
-            )
-        )
+        if conformance.ls_open or rules.opens_pair:
+            issues[:0] = conformance.loop_pairs(rules, position)
+
+        def check(elements: tuple[str, ...]) -> list[ElementFinding]:
+            # The walk's pyx12 segment when the layer hands the elements over unchanged.
+            data = seg_data if elements is segment.elements else self._to_pyx12(tag, elements)
+            return self._element_findings(node, data)
+
+        tag = segment.tag
+        issues.extend(conformance.element_issues(rules, tag, segment.elements, position, check))
         return issues
 
 

@@ -407,8 +407,15 @@ MEANINGS: dict[tuple[str, str], tuple[str, str]] = {
         "An exclusion condition is violated: elements that must not appear together do.",
         "Send only one of the mutually exclusive elements.",
     ),
-    ("IK403", "12"): ("The element repeats too many times.", "Send fewer repetitions."),
-    ("IK403", "13"): ("The composite has too many components.", "Remove the extra components."),
+    ("IK403", "12"): (
+        "The element repeats too many times (or repeats where the guide allows one value).",
+        "Send no more repetitions than the guide allows, split with ISA11.",
+    ),
+    ("IK403", "13"): (
+        "The element has too many components: a component separator in a simple element, or "
+        "more components than its composite defines.",
+        "Remove the extra components (or the component separator) from the value.",
+    ),
     ("IK403", "I10"): (
         "An element the implementation guide marks 'not used' is present.",
         "Leave this element empty.",
