@@ -98,17 +98,16 @@ class SegmentRules:
     not_used: tuple[int, ...]  # indexes holding what the guide marks not used (or a part of)
 
 
-_RULES: dict[int, SegmentRules] = {}
+_RULES: dict[int, tuple[Any, SegmentRules]] = {}
 
 
 def rules_for(node: Any) -> SegmentRules:
-    """The rules of a pyx12 map segment node, read once (map nodes live as long as the cached
-    map, so their id is a key)."""
-    key = id(node)
-    found = _RULES.get(key)
-    if found is None:
-        found = _RULES[key] = _read_rules(node)
-    return found
+    """The rules of a pyx12 map segment node, read once per node (kept beside the node, so an
+    id reused by another map's node is never mistaken for it)."""
+    found = _RULES.get(id(node))
+    if found is None or found[0] is not node:
+        found = _RULES[id(node)] = (node, _read_rules(node))
+    return found[1]
 
 
 def guide_loop_id(node: Any) -> str | None:
