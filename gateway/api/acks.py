@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from gateway.api.deps import ERRORS, BaseUrl, GatewayDep, OwnedReceipt
 from gateway.api.schemas import AckOut, from_row
+from gateway.context import Gateway
 from gateway.db import repositories as repo
-from gateway.db.models import AckKind
+from gateway.db.models import AckKind, Receipt
 from gateway.db.session import unit_of_work
 from gateway.errors import NotFound
 from gateway.web import download
@@ -38,23 +40,57 @@ def list_acks(receipt: OwnedReceipt, gw: GatewayDep, base_url: BaseUrl) -> list[
     return [from_row(AckOut, a, url=f"{root}/{a.kind}") for a in acks]
 
 
-@router.get(
-    "/{kind}",
-    # Not PlainTextResponse: its text/plain would be documented for the JSON 401/404 too.
-    response_class=Response,
-    responses={200: {"content": {"application/edi-x12": {}, "application/json": {}}}, **ERRORS},
-)
-def get_ack(receipt: OwnedReceipt, kind: KnownKind, gw: GatewayDep) -> Response:
+# An ack's bytes never change; a reprocessed file gets new acks, so the same URL may answer
+# other bytes later: cache, but ask again (If-None-Match) before using a copy.
+_CACHE = "private, no-cache"
+_ACK_HEADERS = {
+    "ETag": {"description": "the acks' SHA-256, quoted", "schema": {"type": "string"}},
+    "Cache-Control": {"description": _CACHE, "schema": {"type": "string"}},
+}
+
+
+_ACK_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {
+        "content": {"application/edi-x12": {}, "application/json": {}},
+        "headers": _ACK_HEADERS,
+    },
+    304: {"description": "If-None-Match matched: the copy you hold is current"},
+    **ERRORS,
+}
+
+
+# Not PlainTextResponse: its text/plain would be documented for the JSON 401/404 too.
+@router.get("/{kind}", response_class=Response, responses=_ACK_RESPONSES)
+def get_ack(receipt: OwnedReceipt, kind: KnownKind, gw: GatewayDep, request: Request) -> Response:
     """The X12 text of the TA1, 999 or 824 (`kind` = ta1 | 999 | 824 | rejection). A file
-    with several interchanges gets its acks of that kind one after another."""
+    with several interchanges gets its acks of that kind one after another. If-None-Match
+    with the ETag answers 304."""
+    return _ack_response(receipt, kind, gw, request)
+
+
+@router.head("/{kind}", response_class=Response, responses=_ACK_RESPONSES)
+def head_ack(receipt: OwnedReceipt, kind: KnownKind, gw: GatewayDep, request: Request) -> Response:
+    """The headers `get_ack` would answer (ETag, Cache-Control), without the body."""
+    return _ack_response(receipt, kind, gw, request)
+
+
+def _ack_response(receipt: Receipt, kind: AckKind, gw: Gateway, request: Request) -> Response:
     with gw.reads() as session:
         acks = [a for a in repo.acks_of(session, receipt.id) if a.kind == kind]
     if not acks:
         raise NotFound("acknowledgement")
-    with unit_of_work(gw.sessions) as session:  # the partner picked them up (gateway.watch)
-        repo.mark_acks_picked_up(session, [a.id for a in acks], via="api")
-    return download(
-        b"".join(a.content for a in acks),
+    content = b"".join(a.content for a in acks)
+    etag = f'"{hashlib.sha256(content).hexdigest()}"'
+    headers = {"ETag": etag, "Cache-Control": _CACHE}
+    if request.method == "GET":  # the partner picked them up (gateway.watch); a HEAD did not
+        with unit_of_work(gw.sessions) as session:
+            repo.mark_acks_picked_up(session, [a.id for a in acks], via="api")
+    if etag in (t.strip() for t in request.headers.get("if-none-match", "").split(",")):
+        return Response(status_code=304, headers=headers)
+    response = download(
+        content,
         "application/json" if kind == AckKind.REJECTION else "application/edi-x12",
         acks[0].filename,
     )
+    response.headers.update(headers)
+    return response

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from gateway.api import acks, health, intake, interchanges, ledger, members, problems
 from gateway.api.docs import router as docs_router
@@ -42,4 +43,15 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
     )
     add_routes(app, docs_router)
     app.add_middleware(RequestMetrics)
+    for route in app.routes:
+        if isinstance(route, APIRoute) and route.operation_id is None:
+            route.operation_id = _operation_id(route)
     return app
+
+
+def _operation_id(route: APIRoute) -> str:
+    """The route function's name (`get_ack`, `list_interchanges`): what a generated client
+    calls, rather than FastAPI's path-and-method default. Each name is used once (the
+    routers' routes are added as they are, so the app's generate_unique_id_function would
+    not reach them)."""
+    return route.name

@@ -4,6 +4,7 @@ an error, never a receipt."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
@@ -13,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.api.deps import ERRORS, BaseUrl, CurrentPartner, GatewayDep
 from gateway.api.ratelimit import RateLimiter
 from gateway.api.schemas import ErrorOut, ReceiptOut
+from gateway.db import repositories as repo
 from gateway.db.models import Receipt
 from gateway.errors import GatewayError
 from gateway.faults import crashpoint
@@ -25,6 +27,21 @@ log = get_logger(__name__)
 ACCEPTED_TYPES = {"application/edi-x12", "text/plain", "application/octet-stream"}
 
 router = APIRouter(tags=["intake"])
+_RATE_HEADERS = {
+    "RateLimit-Limit": {
+        "description": "files a minute (this API process)",
+        "schema": {"type": "string"},
+    },
+    "RateLimit-Remaining": {"description": "files left now", "schema": {"type": "string"}},
+    "RateLimit-Reset": {
+        "description": "seconds until the full quota is back",
+        "schema": {"type": "string"},
+    },
+}
+_RECEIPT_HEADERS = {
+    "Location": {"description": "the interchange's status URL", "schema": {"type": "string"}},
+    **_RATE_HEADERS,
+}
 
 
 @router.post(
@@ -32,11 +49,29 @@ router = APIRouter(tags=["intake"])
     status_code=202,
     response_model=ReceiptOut,
     responses={
-        200: {"model": ReceiptOut, "description": "these exact bytes were received before"},
+        200: {
+            "model": ReceiptOut,
+            "description": "these exact bytes were received before: the original receipt "
+            "(also when the partner is over its rate)",
+            "headers": _RECEIPT_HEADERS,
+        },
+        202: {"description": "received and durable", "headers": _RECEIPT_HEADERS},
         400: {"model": ErrorOut, "description": "the request body is empty"},
         413: {"model": ErrorOut},
         415: {"model": ErrorOut},
-        429: {"model": ErrorOut},
+        429: {
+            "model": ErrorOut,
+            "description": "over the partner's rate, and not bytes received before",
+            "headers": {
+                "Retry-After": {"description": "seconds", "schema": {"type": "string"}},
+                **_RATE_HEADERS,
+            },
+        },
+        503: {
+            "model": ErrorOut,
+            "description": "the database is unavailable: send it again",
+            "headers": {"Retry-After": {"description": "seconds", "schema": {"type": "string"}}},
+        },
         507: {"model": ErrorOut},
         **ERRORS,
     },
@@ -74,8 +109,17 @@ async def submit(
     limiter: RateLimiter = request.app.state.rate_limiter
     wait = limiter.take(partner.id)
     if wait:
+        # Bytes received before get their original receipt, throttled or not: a partner that
+        # retries what it already sent must not read a refusal.
+        original = await _received_before(request, gw, partner.id, limit)
+        if original is not None:
+            return _receipt_response(original, False, base_url, limiter.headers(partner.id))
         REJECTED_REQUESTS.labels(reason="rate_limited").inc()
-        raise GatewayError("too many files; slow down", 429, {"Retry-After": str(int(wait))})
+        raise GatewayError(
+            "too many files; slow down",
+            429,
+            {"Retry-After": str(int(wait)), **limiter.headers(partner.id)},
+        )
     try:
         pending_blob = gw.blobs.begin(limit=limit)
     except StorageError as exc:
@@ -128,12 +172,41 @@ async def submit(
     on_receipt = request.app.state.on_receipt
     if created and on_receipt is not None:
         on_receipt()
+    crashpoint("before_response")
+    return _receipt_response(receipt, created, base_url, limiter.headers(partner.id))
+
+
+def _receipt_response(
+    receipt: Receipt, created: bool, base_url: str, rate: dict[str, str]
+) -> JSONResponse:
+    status_url = f"{base_url}/v1/interchanges/{receipt.id}"
     body = ReceiptOut(
         id=receipt.id,
         sha256=receipt.sha256,
         status=receipt.status,
-        status_url=f"{base_url}/v1/interchanges/{receipt.id}",
+        status_url=status_url,
         duplicate=not created,
     )
-    crashpoint("before_response")
-    return JSONResponse(body.model_dump(), 202 if created else 200)
+    return JSONResponse(
+        body.model_dump(), 202 if created else 200, headers={"Location": status_url, **rate}
+    )
+
+
+async def _received_before(
+    request: Request, gw: GatewayDep, partner_id: int, limit: int
+) -> Receipt | None:
+    """The partner's receipt for the body's exact bytes, if any (the body hashed, not kept)."""
+    digest, size = hashlib.sha256(), 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        digest.update(chunk)
+    if size == 0:
+        return None
+
+    def find() -> Receipt | None:
+        with gw.reads() as session:
+            return repo.find_duplicate_receipt(session, partner_id, digest.hexdigest())
+
+    return await run_in_threadpool(find)

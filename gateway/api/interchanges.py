@@ -9,6 +9,7 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
 
 from gateway.api.deps import ERRORS, BaseUrl, CurrentPartner, GatewayDep, OwnedReceiptTree
 from gateway.api.schemas import (
@@ -53,8 +54,9 @@ def list_interchanges(
         str | None,
         Query(pattern="^(accepted|accepted_with_errors|partially_accepted|rejected)$"),
     ] = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
+    # With a zone (Z or +hh:mm): a time without one is refused, not guessed (422).
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
     isa13: Annotated[str | None, Query(max_length=16)] = None,
     gs06: Annotated[str | None, Query(max_length=16)] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
@@ -67,8 +69,8 @@ def list_interchanges(
         partner_id=partner.id,
         status=status.value if status else None,
         outcome=outcome,
-        since=_aware(since),
-        until=_aware(until),
+        since=since,
+        until=until,
         isa13=isa13,
         gs06=gs06,
     )

@@ -1,4 +1,5 @@
-"""Per-partner token buckets (per process): `rate` files a minute, bursts up to `rate`."""
+"""Per-partner token buckets (per process): `rate` files a minute, bursts up to `rate`. With N
+API processes a partner may send N times the rate (README, "Scaling out")."""
 
 from __future__ import annotations
 
@@ -27,3 +28,18 @@ class RateLimiter:
                 return 0.0
             self._buckets[key] = (tokens, now)
             return max(1.0, math.ceil((1.0 - tokens) / self.refill))
+
+    def headers(self, key: int) -> dict[str, str]:
+        """RateLimit-Limit / -Remaining / -Reset (seconds until the bucket is full again) for
+        this partner, as they stand; none when there is no limit."""
+        if self.capacity <= 0:
+            return {}
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - last) * self.refill)
+        return {
+            "RateLimit-Limit": str(int(self.capacity)),
+            "RateLimit-Remaining": str(int(tokens)),
+            "RateLimit-Reset": str(math.ceil((self.capacity - tokens) / self.refill)),
+        }

@@ -388,7 +388,7 @@ def enqueue_webhook(session: Session, receipt: Receipt, event: str) -> None:
         "status": receipt.status,
         "outcome": receipt.outcome,
         "sha256": receipt.sha256,
-        "at": utcnow().isoformat(),
+        "at": utcnow().isoformat().replace("+00:00", "Z"),  # as the API writes times
     }
     session.add(
         WebhookDelivery(

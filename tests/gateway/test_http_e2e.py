@@ -251,5 +251,6 @@ class TestWebhook:
                 rid,
                 "accepted",
             )
+            assert event["at"].endswith("Z")  # as the API writes times (issue 18)
         finally:
             server.shutdown()

@@ -1,0 +1,102 @@
+"""The partner API's HTTP conventions (issue 18): Location on a receipt, RateLimit-* headers, a
+throttled partner re-sending what it already sent gets its original receipt, acks with ETag,
+Cache-Control, HEAD and 304, and times without a zone refused."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import SAMPLES
+from tests.gateway.harness import GatewayProcess, submit, wait_final
+from tests.gateway.test_http_e2e import _with_isa13
+
+GOOD = (SAMPLES / "good_exchange_new_enrollment.834").read_bytes()
+PER_MINUTE = 3
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProcess, str]]:
+    gw = GatewayProcess(data_dir=Path(tmp_path_factory.mktemp("conventions")) / "var")
+    key = gw.add_partner("va", "VA0FFM")
+    gw.start(EDI834_SFTP_ENABLED="false", EDI834_RATE_LIMIT_PER_MINUTE=str(PER_MINUTE))
+    yield gw, key
+    gw.kill()
+
+
+class TestReceipts:
+    def test_location_rate_headers_and_the_original_receipt_when_throttled(
+        self, served: tuple[GatewayProcess, str]
+    ) -> None:
+        gw, key = served
+        with gw.client(key) as c:
+            first = submit(c, GOOD)
+            assert first.status_code == 202
+            assert first.headers["location"] == first.json()["status_url"]
+            assert first.headers["ratelimit-limit"] == str(PER_MINUTE)
+            assert int(first.headers["ratelimit-remaining"]) == PER_MINUTE - 1
+            for n in range(PER_MINUTE):  # spend the rest of the quota, and one more
+                r = submit(c, _with_isa13(GOOD, 900_000 + n))
+            assert r.status_code == 429
+            assert int(r.headers["retry-after"]) >= 1
+            assert r.headers["ratelimit-remaining"] == "0"
+            again = submit(c, GOOD)  # over the rate, but these bytes were received before
+            assert again.status_code == 200, again.text
+            assert again.json()["id"] == first.json()["id"] and again.json()["duplicate"]
+            assert again.headers["location"] == first.headers["location"]
+
+
+class TestAcks:
+    def test_etag_cache_control_head_and_304(self, served: tuple[GatewayProcess, str]) -> None:
+        gw, key = served
+        with gw.client(key) as c:
+            rid = c.get("/v1/interchanges").json()["items"][-1]["id"]
+            wait_final(c, rid)
+            url = f"/v1/interchanges/{rid}/acks/999"
+            got = c.get(url)
+            assert got.status_code == 200 and got.content.startswith(b"ISA")
+            etag = got.headers["etag"]
+            assert etag.startswith('"') and len(etag) == 66
+            assert got.headers["cache-control"] == "private, no-cache"
+            head = c.head(url)
+            assert head.status_code == 200 and head.content == b""
+            assert head.headers["etag"] == etag
+            cached = c.get(url, headers={"If-None-Match": etag})
+            assert cached.status_code == 304 and cached.content == b""
+            assert c.get(url, headers={"If-None-Match": '"other"'}).status_code == 200
+
+
+class TestTimes:
+    def test_since_without_a_zone_is_refused(self, served: tuple[GatewayProcess, str]) -> None:
+        gw, key = served
+        with gw.client(key) as c:
+            r = c.get("/v1/interchanges", params={"since": "2026-06-01T00:00:00"})
+            assert r.status_code == 422
+            assert r.json()["code"] == "invalid_request"
+            assert r.json()["errors"][0]["loc"] == ["query", "since"]
+            for zoned in ("2026-06-01T00:00:00Z", "2026-06-01T00:00:00-05:00"):
+                assert c.get("/v1/interchanges", params={"since": zoned}).status_code == 200
+
+
+class TestOpenApi:
+    def test_operation_ids_are_the_function_names(self, served: tuple[GatewayProcess, str]) -> None:
+        gw, _ = served
+        doc = httpx.get(f"{gw.url}/openapi.json", timeout=10).json()
+        ids = [op["operationId"] for ops in doc["paths"].values() for op in ops.values()]
+        assert len(ids) == len(set(ids))
+        assert {"submit", "list_interchanges", "get_ack", "head_ack"} <= set(ids)
+        assert not [i for i in ids if "_v1_" in i or i.endswith(("_get", "_post"))]
+
+    def test_receipt_and_ack_headers_are_declared(self, served: tuple[GatewayProcess, str]) -> None:
+        gw, _ = served
+        doc = httpx.get(f"{gw.url}/openapi.json", timeout=10).json()
+        intake = doc["paths"]["/v1/interchanges"]["post"]["responses"]
+        for status in ("200", "202"):
+            assert {"Location", "RateLimit-Remaining"} <= set(intake[status]["headers"])
+        assert "Retry-After" in intake["429"]["headers"]
+        ack = doc["paths"]["/v1/interchanges/{interchange_id}/acks/{kind}"]
+        assert set(ack["get"]["responses"]["200"]["headers"]) == {"ETag", "Cache-Control"}
+        assert "304" in ack["get"]["responses"] and "head" in ack
