@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
 from gateway.context import Gateway
@@ -39,9 +40,10 @@ from gateway.enrollment.advice import add_824s
 from gateway.enrollment.codes import ACTIVATING, Maintenance, MemberStatus
 from gateway.enrollment.events import Address, MemberEvent
 from gateway.enrollment.extract import SetKey, extract_members
-from gateway.enrollment.identity import Holding, conflicts, event_identity
+from gateway.enrollment.identity import Holding, Person, conflicts, event_identity
 from gateway.enrollment.keys import idempotency_key, is_audit, member_key, policy_key, set_key
 from gateway.enrollment.reconcile import Reconciler
+from gateway.enrollment.repository import MemberRec
 from gateway.enrollment.rules import (
     RULES,
     Hit,
@@ -55,7 +57,6 @@ from gateway.enrollment.rules import (
     set_rules,
     unevaluable,
 )
-from gateway.enrollment.views import enrollments_of
 from gateway.faults import crashpoint
 from gateway.gate import Decision, Disposition
 from gateway.logging import get_logger
@@ -215,12 +216,12 @@ def _families(events: Iterator[MemberEvent]) -> Iterator[list[MemberEvent]]:
         yield family
 
 
-def _view(member: LedgerMember | None) -> LedgerView | None:
+def _view(member: MemberRec | None) -> LedgerView | None:
     if member is None:
         return None
     return LedgerView(
         active=member.status == MemberStatus.ACTIVE,
-        policy_numbers=frozenset(c.policy_number for c in member.coverages if c.policy_number),
+        policy_numbers=frozenset(e.policy for e in member.enrollments if e.policy),
     )
 
 
@@ -233,8 +234,8 @@ class _Chunk:
         self.session, self.run, self.families = session, run, families
         keys = {member_key(e) for family in families for e in family}
         subscribers = {e.subscriber_number for f in families for e in f if e.subscriber_number}
-        self.known: dict[str, LedgerMember] = {
-            m.member_key: m for m in ledger_repo.known_members(session, run.partner_id, keys)
+        self.known: dict[str, MemberRec] = {
+            m.member_key: m for m in ledger_repo.load_members(session, run.partner_id, keys)
         }
         self.seen = ledger_repo.keys_seen_in_file(session, run.receipt_id, keys)
         self.active_subscribers = ledger_repo.active_subscribers(
@@ -250,11 +251,14 @@ class _Chunk:
             for e in f
             if e.maintenance_type.code == Maintenance.ADDITION and (i := event_identity(e))
         }
-        self.holdings = ledger_repo.holdings(session, adds)
-        # The lifecycle's plain objects for the members this chunk touches, and their rows.
-        self.enrollments: dict[str, list[lifecycle.Enrollment]] = {}
-        self.coverage_rows: dict[int, LedgerCoverage] = {}
-        self.period_rows: dict[int, LedgerPeriod] = {}
+        self.holdings: dict[dt.date, list[tuple[Person, Holding]]] = {}
+        for person, holding in ledger_repo.holdings(session, adds):
+            self.holdings.setdefault(person.birth, []).append((person, holding))
+        # What the chunk changed, for `_write`: members, enrollments and periods (by object),
+        # each with the index of the last member event that changed it.
+        self.members_changed: dict[str, int] = {}
+        self.enrollments_changed: dict[int, tuple[lifecycle.Enrollment, MemberRec, int]] = {}
+        self.periods_changed: dict[int, tuple[lifecycle.Period, lifecycle.Enrollment, int]] = {}
         # Who is on the policies this chunk's subscribers hold (a cascade's reach): the stored
         # members looked up once, and kept current as this chunk enrolls members.
         self.on_policy: dict[tuple[str, str, int], set[str]] = {}
@@ -273,9 +277,9 @@ class _Chunk:
         policies |= {m.policy_key for m in self.known.values() if m.subscriber and m.policy_key}
         for other in ledger_repo.policy_members(session, run.partner_id, policies):
             other = self.known.setdefault(other.member_key, other)
-            for cov in other.coverages:
-                if cov.policy_number in policies:
-                    where = (cov.insurance_line, cov.policy_number, cov.plan_year)
+            for item in other.enrollments:
+                if item.policy in policies:
+                    where = (item.line, item.policy, item.plan_year)
                     self.on_policy.setdefault(where, set()).add(other.member_key)
 
     def apply(self, seq: int) -> tuple[int, int, int]:
@@ -284,9 +288,7 @@ class _Chunk:
         changes: list[_Applied | None] = []
         events: list[MemberEvent] = []
         audits: list[tuple[MemberEvent, str]] = []
-        with self.session.no_autoflush:  # one flush for the chunk, after its last member
-            self._decide(seq, rows, hits_of, changes, events, audits)
-        self.session.flush()  # members, enrollments and periods get their ids
+        self._decide(seq, rows, hits_of, changes, events, audits)
         self._write(rows, hits_of, changes, events, audits)
         applied_n = sum(r["outcome"] == MemberOutcome.APPLIED for r in rows)
         rejected = sum(r["outcome"] == MemberOutcome.REJECTED for r in rows)
@@ -330,7 +332,7 @@ class _Chunk:
                         row["outcome"] = MemberOutcome.REJECTED
                     else:
                         row["outcome"] = MemberOutcome.APPLIED
-                        applied = self._apply(event, key)
+                        applied = self._apply(event, key, len(rows))
                         self._track_subscriber(event, applied.member)
                         self._remember_person(event, key)
                 self.seen.add(key)
@@ -347,57 +349,107 @@ class _Chunk:
         events: list[MemberEvent],
         audits: list[tuple[MemberEvent, str]],
     ) -> None:
+        """The chunk's rows in bulk: new members (their ids), the member events, then every
+        changed member, enrollment and period, each stamped with the last event that changed
+        it; the business findings and the core outbox."""
+        session = self.session
+        new = [self.known[k] for k in self.members_changed if self.known[k].id is None]
+        if new:
+            ids = ledger_repo.insert_returning_ids(session, LedgerMember, [m.values() for m in new])
+            for m, member_id in zip(new, ids, strict=True):
+                m.id = member_id
         for row, applied in zip(rows, changes, strict=True):
-            row["member_id"] = (
-                applied.member.id
-                if applied is not None
-                else (
-                    self.known[str(row["member_key"])].id
-                    if row["outcome"] == MemberOutcome.AUDITED and row["member_key"] in self.known
-                    else None
-                )
+            rec = applied.member if applied is not None else None
+            if rec is None and row["outcome"] == MemberOutcome.AUDITED:
+                rec = self.known.get(str(row["member_key"]))
+            row["member_id"] = rec.id if rec is not None else None
+        event_ids = ledger_repo.insert_member_events(session, rows)
+        if self.members_changed:
+            session.execute(
+                update(LedgerMember),
+                [
+                    {
+                        "id": self.known[k].id,
+                        **self.known[k].values(),
+                        "last_event_id": event_ids[n],
+                    }
+                    for k, n in self.members_changed.items()
+                ],
             )
-        ids = ledger_repo.insert_member_events(self.session, rows)
+        self._write_enrollments(event_ids)
         findings: list[dict[str, object]] = []
         outbox: list[dict[str, object]] = []
         for event_id, row, hits, applied, event in zip(
-            ids, rows, hits_of, changes, events, strict=True
+            event_ids, rows, hits_of, changes, events, strict=True
         ):
             dry_run = row["outcome"] in (MemberOutcome.WOULD_APPLY, MemberOutcome.WOULD_REJECT)
             findings += [self._finding(event_id, event, hit, dry_run=dry_run) for hit in hits]
-            if applied is not None:
-                applied.member.last_event_id = event_id
-                for cov in applied.coverages:
-                    cov.updated_event_id = event_id
-                for period in applied.periods:
-                    period.event_id = event_id
-                # Only what the gate let through reaches the core system.
-                if self.run.sets[set_key(event)].reaches_insurer:
-                    outbox.append(self._delivery(event_id, event, row, hits, applied))
-        ledger_repo.insert_rows(self.session, BusinessFinding, findings)
+            # Only what the gate let through reaches the core system.
+            if applied is not None and self.run.sets[set_key(event)].reaches_insurer:
+                outbox.append(self._delivery(event_id, event, row, hits, applied))
+        ledger_repo.insert_rows(session, BusinessFinding, findings)
         for f in findings:
             if not f["dry_run"]:
                 BUSINESS_FINDINGS.labels(rule=f["rule"], severity=f["severity"]).inc()
-        ledger_repo.insert_rows(self.session, CoreDelivery, outbox)
+        ledger_repo.insert_rows(session, CoreDelivery, outbox)
         for event, key in audits:
-            self.run.reconciler.member(self.session, event, key, self.known.get(key))
-        self.session.flush()
+            rec = self.known.get(key)
+            self.run.reconciler.member(session, event, key, rec, rec.enrollments if rec else [])
+        session.flush()
+
+    def _write_enrollments(self, event_ids: list[int]) -> None:
+        session = self.session
+        # Periods a re-add dropped go first: (coverage, begin) is unique.
+        dropped = [
+            pid
+            for item, owner, _ in self.enrollments_changed.values()
+            if item.id is not None
+            for pid in owner.period_ids.get(item.id, set())
+            - {p.id for p in item.periods if p.id is not None}
+        ]
+        if dropped:
+            session.execute(delete(LedgerPeriod).where(LedgerPeriod.id.in_(dropped)))
+        new = [(i, o, n) for i, o, n in self.enrollments_changed.values() if i.id is None]
+        old = [(i, o, n) for i, o, n in self.enrollments_changed.values() if i.id is not None]
+        if new:
+            ids = ledger_repo.insert_returning_ids(
+                session, LedgerCoverage, [_coverage_values(i, o, event_ids[n]) for i, o, n in new]
+            )
+            for (item, _, _), cid in zip(new, ids, strict=True):
+                item.id = cid
+        if old:
+            session.execute(
+                update(LedgerCoverage),
+                [{"id": i.id, **_coverage_values(i, o, event_ids[n])} for i, o, n in old],
+            )
+        periods_new: list[tuple[lifecycle.Period, dict[str, object]]] = []
+        periods_old: list[dict[str, object]] = []
+        for period, item, n in self.periods_changed.values():
+            values: dict[str, object] = {
+                "coverage_id": item.id,
+                "begin": period.begin,
+                "event_id": event_ids[n],
+                **{k: fit_term(k, period.terms.get(k, "")) for k in lifecycle.TERMS},
+            }
+            if period.id is None:
+                periods_new.append((period, values))
+            else:
+                periods_old.append({"id": period.id, **values})
+        if periods_old:
+            session.execute(update(LedgerPeriod), periods_old)
+        if periods_new:
+            ids = ledger_repo.insert_returning_ids(
+                session, LedgerPeriod, [v for _, v in periods_new]
+            )
+            for (period, _), pid in zip(periods_new, ids, strict=True):
+                period.id = pid
 
     # --- the lifecycle ---------------------------------------------------------------------
 
     def _enrollments_of(self, key: str) -> list[lifecycle.Enrollment]:
-        """The member's enrollments (read once per chunk; kept current as events apply)."""
-        items = self.enrollments.get(key)
-        if items is None:
-            member = self.known.get(key)
-            items = enrollments_of(member) if member is not None else []
-            if member is not None:
-                for item, cov in zip(items, member.coverages, strict=True):
-                    self.coverage_rows[id(item)] = cov
-                    for period, prow in zip(item.periods, cov.periods, strict=True):
-                        self.period_rows[id(period)] = prow
-            self.enrollments[key] = items
-        return items
+        """The member's enrollments (read with the member; kept current as events apply)."""
+        member = self.known.get(key)
+        return member.enrollments if member is not None else []
 
     def _policy_fallback(self, event: MemberEvent, key: str) -> str:
         member = self.known.get(key)
@@ -405,25 +457,25 @@ class _Chunk:
             policy_key(event)
         )
 
-    def _apply(self, event: MemberEvent, key: str) -> _Applied:
-        member = _apply_member(self.session, self.run, event, key, self.known.get(key))
+    def _apply(self, event: MemberEvent, key: str, index: int) -> _Applied:
+        member = _apply_member(self.run, event, key, self.known.get(key))
         self.known[key] = member
-        enrollments = self._enrollments_of(key)
+        self.members_changed[key] = index
+        enrollments = member.enrollments
         outcome = lifecycle.apply_event(
             enrollments, event, policy_fallback=self._policy_fallback(event, key)
         )
         applied = _Applied(member)
         for item in outcome.touched:
-            self._store(member, item, applied)
+            self._changed(member, item, index)
         for c in outcome.cascades:
             for other_key in sorted(self.on_policy.get((c.line, c.policy, c.plan_year), ())):
                 if other_key == key:
                     continue
                 other = self.known[other_key]
-                others = self._enrollments_of(other.member_key)
-                ended = lifecycle.cascade(others, c)
+                ended = lifecycle.cascade(other.enrollments, c)
                 for item in ended:
-                    self._store(other, item, applied)
+                    self._changed(other, item, index)
                     applied.cascade.append(
                         {
                             "member_key": other.member_key,
@@ -435,7 +487,8 @@ class _Chunk:
                         }
                     )
                 if ended:
-                    _set_status(other, others, None)
+                    _set_status(other, other.enrollments, None)
+                    self.members_changed[other_key] = index
                     crashpoint("ledger_cascade")  # a dependent ended, the chunk not committed
         _set_status(member, enrollments, event)
         applied.enrollments = [
@@ -443,51 +496,18 @@ class _Chunk:
         ]
         return applied
 
-    def _store(self, member: LedgerMember, item: lifecycle.Enrollment, applied: _Applied) -> None:
-        """Write one enrollment's changes to its rows (new rows for new enrollments/periods)."""
-        row = self.coverage_rows.get(id(item))
-        if row is None:
-            row = LedgerCoverage(insurance_line=item.line, status=item.state.value)
-            row.periods = []
-            member.coverages.append(row)
-            self.coverage_rows[id(item)] = row
-        row.insurance_line = item.line[:3]
-        row.policy_number = item.policy[:80]
-        row.plan_year = item.plan_year
-        where = (row.insurance_line, row.policy_number, row.plan_year)
+    def _changed(self, member: MemberRec, item: lifecycle.Enrollment, index: int) -> None:
+        """Note what event `index` changed in one enrollment, for `_write`."""
+        self.enrollments_changed[id(item)] = (item, member, index)
+        where = (item.line, item.policy, item.plan_year)
         self.on_policy.setdefault(where, set()).add(member.member_key)
-        row.status = item.state.value
-        row.benefit_begin, row.benefit_end = item.begin, item.end
-        row.effectuated, row.paid_through = item.effectuated, item.paid_through
-        latest = item.periods[-1].terms if item.periods else {}
-        for name in lifecycle.TERMS:
-            setattr(row, name, fit_term(name, latest.get(name, "")))
-        kept: list[LedgerPeriod] = []
         for period in item.periods:
-            prow = self.period_rows.get(id(period))
-            if prow is None:
-                prow = LedgerPeriod(begin=period.begin)
-                self.period_rows[id(period)] = prow
-                period.dirty = True
-                if row.id is not None:
-                    crashpoint("ledger_period_split")  # a stored enrollment gets a new period
             if period.dirty:
-                prow.begin = period.begin
-                for name in lifecycle.TERMS:
-                    setattr(prow, name, fit_term(name, period.terms.get(name, "")))
-                applied.periods.append(prow)
+                if period.id is None and item.id is not None:
+                    crashpoint("ledger_period_split")  # a stored enrollment gets a new period
+                self.periods_changed[id(period)] = (period, item, index)
                 period.dirty = False
-            kept.append(prow)
-        dropped = [p for p in row.periods if p not in kept]
-        if dropped:  # deleted before the new rows go in: (coverage, begin) is unique
-            for prow in dropped:
-                row.periods.remove(prow)
-            self.session.flush()
-        for prow in kept:
-            if prow not in row.periods:
-                row.periods.append(prow)
         item.dirty = False
-        applied.coverages.append(row)
 
     def _rules(
         self, event: MemberEvent, key: str, premium: Decimal | None, *, dry_run: bool = False
@@ -531,7 +551,7 @@ class _Chunk:
             return []
         return [
             Hit("identity-overlap", c.message, "HD", c.segment_position, None, c.operator_note)
-            for c in conflicts(event, key, self.run.partner_id, self.holdings)
+            for c in conflicts(event, key, self.run.partner_id, self.holdings.get(ident.birth, []))
         ]
 
     def _remember_person(self, event: MemberEvent, key: str) -> None:
@@ -550,7 +570,7 @@ class _Chunk:
                 cov.benefit_begin,
                 cov.benefit_end,
             )
-            self.holdings.append((ident, holding))
+            self.holdings.setdefault(ident.birth, []).append((ident, holding))
 
     def _dry_apply(self, event: MemberEvent, key: str) -> None:
         """A dry run remembers what it would have applied, so the rest of the test file is
@@ -571,7 +591,7 @@ class _Chunk:
         if event.subscriber and event.subscriber_number:
             self.dry_subscribers.add(event.subscriber_number)
 
-    def _track_subscriber(self, event: MemberEvent, member: LedgerMember) -> None:
+    def _track_subscriber(self, event: MemberEvent, member: MemberRec) -> None:
         if event.subscriber and member.subscriber_number:
             if member.status == MemberStatus.ACTIVE:
                 self.active_subscribers.add(member.subscriber_number)
@@ -677,20 +697,17 @@ def _address_json(address: Address | None) -> str:
     return address.model_dump_json() if address is not None else ""
 
 
-def _apply_member(
-    session: Session, run: Run, event: MemberEvent, key: str, member: LedgerMember | None
-) -> LedgerMember:
+def _apply_member(run: Run, event: MemberEvent, key: str, member: MemberRec | None) -> MemberRec:
     now = utcnow()
     if member is None:
-        member = LedgerMember(
+        member = MemberRec(
+            id=None,
             partner_id=run.partner_id,
             member_key=key,
             subscriber=event.subscriber,
             relationship_code=event.relationship.code[:2],
             status=MemberStatus.ACTIVE,
         )
-        member.coverages = []
-        session.add(member)
     member.subscriber = event.subscriber
     member.relationship_code = event.relationship.code[:2]
     member.subscriber_number = (event.subscriber_number or member.subscriber_number or "")[:80]
@@ -729,18 +746,16 @@ def _apply_member(
 
 @dataclass
 class _Applied:
-    """What one applied member event changed: its member, the enrollment and period rows it
-    wrote (stamped with the event's id once it has one), and the policy's cascade."""
+    """What one applied member event changed: its member, what its enrollments became, and
+    the policy's cascade (for the core event)."""
 
-    member: LedgerMember
-    coverages: list[LedgerCoverage] = field(default_factory=list)
-    periods: list[LedgerPeriod] = field(default_factory=list)
+    member: MemberRec
     cascade: list[dict[str, object]] = field(default_factory=list)
     enrollments: list[dict[str, object]] = field(default_factory=list)
 
 
 def _set_status(
-    member: LedgerMember, enrollments: list[lifecycle.Enrollment], event: MemberEvent | None
+    member: MemberRec, enrollments: list[lifecycle.Enrollment], event: MemberEvent | None
 ) -> None:
     """Active while any enrollment is in force; a member without one follows its INS03."""
     if enrollments:
@@ -757,6 +772,25 @@ _TERM_LENGTHS = {"plan_id": 80, "coverage_level": 3}
 
 def fit_term(name: str, value: str) -> str:
     return value[: _TERM_LENGTHS.get(name, 20)]
+
+
+def _coverage_values(
+    item: lifecycle.Enrollment, owner: MemberRec, event_id: int
+) -> dict[str, object]:
+    latest = item.periods[-1].terms if item.periods else {}
+    return {
+        "member_id": owner.id,
+        "insurance_line": item.line[:3],
+        "policy_number": item.policy[:80],
+        "plan_year": item.plan_year,
+        "status": item.state.value,
+        "benefit_begin": item.begin,
+        "benefit_end": item.end,
+        "effectuated": item.effectuated,
+        "paid_through": item.paid_through,
+        "updated_event_id": event_id,
+        **{k: fit_term(k, latest.get(k, "")) for k in lifecycle.TERMS},
+    }
 
 
 def _enrollment_json(item: lifecycle.Enrollment) -> dict[str, object]:

@@ -53,6 +53,15 @@ class State(enum.StrEnum):
 
 IN_FORCE = frozenset({State.INITIAL, State.EFFECTUATED})
 
+
+def state_of(status: str) -> State:
+    """A stored status; `active` / `ended` were written by versions before the lifecycle."""
+    try:
+        return State(status)
+    except ValueError:
+        return State.INITIAL if status == "active" else State.TERMINATED
+
+
 TERMS = ("plan_id", "coverage_level", "premium", "aptc", "csr_amount", "rating_area")
 """What a coverage period carries, and the names of the ledger's columns for it."""
 

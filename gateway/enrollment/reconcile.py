@@ -11,16 +11,18 @@ from decimal import Decimal
 from sqlalchemy.orm import Session
 
 from gateway.db.base import fit
-from gateway.db.models import LedgerMember, Reconciliation, ReconciliationItem
+from gateway.db.models import Reconciliation, ReconciliationItem
 from gateway.enrollment import lifecycle
 from gateway.enrollment import repository as ledger_repo
 from gateway.enrollment.events import MemberEvent
 from gateway.enrollment.keys import policy_key
+from gateway.enrollment.repository import MemberRec
 from gateway.enrollment.rules import amount
-from gateway.enrollment.views import enrollments_of
 
 
-def compare(event: MemberEvent, member: LedgerMember) -> list[tuple[str, str, str]]:
+def compare(
+    event: MemberEvent, member: MemberRec, items: list[lifecycle.Enrollment]
+) -> list[tuple[str, str, str]]:
     """(field, file value, ledger value) for every difference the audit can show: who the
     member is (name, SSN, birth date, gender, residential address, relationship) and, per
     coverage, the enrollment the ledger holds for it (policy, state and dates) and the terms in
@@ -31,7 +33,6 @@ def compare(event: MemberEvent, member: LedgerMember) -> list[tuple[str, str, st
     if event.relationship.code != member.relationship_code:
         out.append(("relationship", event.relationship.code, member.relationship_code))
     out += _identity(event, member)
-    items = enrollments_of(member)
     as_of = event.header.creation_date
     fallback = member.policy_key or policy_key(event)
     for cov in event.coverages:
@@ -87,7 +88,7 @@ def _terms_for(item: lifecycle.Enrollment, as_of: dt.date | None) -> dict[str, s
     return dict(spans[-1][0].terms)
 
 
-def _identity(event: MemberEvent, member: LedgerMember) -> list[tuple[str, str, str]]:
+def _identity(event: MemberEvent, member: MemberRec) -> list[tuple[str, str, str]]:
     out: list[tuple[str, str, str]] = []
     name = event.name
     if name is not None:
@@ -147,7 +148,12 @@ class Reconciler:
         self.items += 1
 
     def member(
-        self, session: Session, event: MemberEvent, key: str, member: LedgerMember | None
+        self,
+        session: Session,
+        event: MemberEvent,
+        key: str,
+        member: MemberRec | None,
+        enrollments: list[lifecycle.Enrollment],
     ) -> None:
         rec = self._reconciliation(session)
         rec.members_in_file += 1
@@ -156,7 +162,7 @@ class Reconciler:
             rec.missing_in_ledger += 1
             self._add_item(session, rec, kind="missing_in_ledger", member_key=key, **where)
             return
-        differences = compare(event, member)
+        differences = compare(event, member, enrollments)
         if not differences:
             rec.members_matched += 1
         for field_name, file_value, ledger_value in differences:

@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import cast
 
-from sqlalchemy import exists, func, insert, or_, select
+from sqlalchemy import ColumnElement, Table, exists, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from gateway.db import repositories as repo
-from gateway.db.base import utcnow
+from gateway.db.base import Base, utcnow
 from gateway.db.models import (
     BusinessFinding,
     Group,
     Interchange,
     LedgerCoverage,
     LedgerMember,
+    LedgerPeriod,
     LedgerStatus,
     MemberEventRow,
     Partner,
@@ -27,6 +30,7 @@ from gateway.db.models import (
     Status,
     TransactionSet,
 )
+from gateway.enrollment import lifecycle
 from gateway.enrollment.codes import MemberStatus
 from gateway.enrollment.extract import SetKey
 from gateway.enrollment.identity import Holding, Person, identity_of
@@ -230,17 +234,126 @@ def reconciliation_of(session: Session, receipt_id: str) -> tuple[int | None, in
     return rec_id, int(items or 0)
 
 
-def known_members(session: Session, partner_id: int, keys: Iterable[str]) -> list[LedgerMember]:
-    return list(
-        session.scalars(
-            select(LedgerMember).where(
-                LedgerMember.partner_id == partner_id, LedgerMember.member_key.in_(list(keys))
+MEMBER_COLUMNS = (
+    "partner_id",
+    "member_key",
+    "subscriber_number",
+    "policy_key",
+    "subscriber",
+    "relationship_code",
+    "status",
+    "last_name",
+    "first_name",
+    "middle_name",
+    "id_qualifier",
+    "id_value",
+    "birth_date",
+    "gender",
+    "residence",
+    "mailing",
+    "contact",
+    "reporting",
+    "updated_at",
+    "last_event_id",
+)
+
+
+@dataclass(eq=False)
+class MemberRec:
+    """A ledger member as a chunk works on it: the row's values (no ORM instance: a chunk
+    writes its members, enrollments and periods in a few bulk statements) and its
+    enrollments as the lifecycle's plain objects."""
+
+    id: int | None
+    partner_id: int
+    member_key: str
+    subscriber_number: str = ""
+    policy_key: str = ""
+    subscriber: bool = False
+    relationship_code: str = ""
+    status: str = "active"
+    last_name: str = ""
+    first_name: str = ""
+    middle_name: str = ""
+    id_qualifier: str = ""
+    id_value: str = ""
+    birth_date: dt.date | None = None
+    gender: str = ""
+    residence: str = ""
+    mailing: str = ""
+    contact: str = ""
+    reporting: str = ""
+    updated_at: dt.datetime | None = None
+    last_event_id: int | None = None
+    enrollments: list[lifecycle.Enrollment] = field(default_factory=list)
+    period_ids: dict[int, set[int]] = field(default_factory=dict)
+    """Stored period ids per enrollment id, as loaded (to delete the ones a re-add drops)."""
+
+    def values(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in MEMBER_COLUMNS}
+
+
+def _load(session: Session, where: ColumnElement[bool]) -> list[MemberRec]:
+    """Members matching `where`, with their enrollments and periods: three queries."""
+    table = LedgerMember.__table__
+    recs = [
+        MemberRec(id=row.id, **{name: row._mapping[name] for name in MEMBER_COLUMNS})
+        for row in session.execute(select(table).where(where).order_by(table.c.id))
+    ]
+    if not recs:
+        return recs
+    by_id = {r.id: r for r in recs}
+    coverages = session.execute(
+        select(LedgerCoverage.__table__)
+        .where(LedgerCoverage.member_id.in_(list(by_id)))
+        .order_by(LedgerCoverage.id)
+    ).all()
+    periods: dict[int, list[lifecycle.Period]] = {}
+    if coverages:
+        for p in session.execute(
+            select(LedgerPeriod.__table__)
+            .where(LedgerPeriod.coverage_id.in_([c.id for c in coverages]))
+            .order_by(LedgerPeriod.coverage_id, LedgerPeriod.begin)
+        ):
+            periods.setdefault(p.coverage_id, []).append(
+                lifecycle.Period(
+                    begin=p.begin,
+                    terms={k: p._mapping[k] for k in lifecycle.TERMS},
+                    event_id=p.event_id,
+                    id=p.id,
+                    dirty=False,
+                )
+            )
+    for c in coverages:
+        rec = by_id[c.member_id]
+        own = periods.get(c.id, [])
+        rec.enrollments.append(
+            lifecycle.Enrollment(
+                line=c.insurance_line,
+                policy=c.policy_number,
+                plan_year=c.plan_year,
+                state=lifecycle.state_of(c.status),
+                begin=c.benefit_begin,
+                end=c.benefit_end,
+                paid_through=c.paid_through,
+                effectuated=c.effectuated,
+                periods=own,
+                id=c.id,
+                dirty=False,
             )
         )
+        rec.period_ids[c.id] = {p.id for p in own if p.id is not None}
+    return recs
+
+
+def load_members(session: Session, partner_id: int, keys: Iterable[str]) -> list[MemberRec]:
+    return _load(
+        session,
+        (LedgerMember.partner_id == partner_id) & LedgerMember.member_key.in_(list(keys)),
     )
 
 
-def policy_members(session: Session, partner_id: int, policies: set[str]) -> list[LedgerMember]:
+def policy_members(session: Session, partner_id: int, policies: set[str]) -> list[MemberRec]:
     """Members enrolled on any of these policies (a subscriber's end or effectuation cascades
     to them): one query, their enrollments and periods loaded with them."""
     if not policies:
@@ -250,11 +363,7 @@ def policy_members(session: Session, partner_id: int, policies: set[str]) -> lis
         .join(LedgerMember, LedgerMember.id == LedgerCoverage.member_id)
         .where(LedgerMember.partner_id == partner_id, LedgerCoverage.policy_number.in_(policies))
     )
-    return list(
-        session.scalars(
-            select(LedgerMember).where(LedgerMember.id.in_(ids)).order_by(LedgerMember.id)
-        )
-    )
+    return _load(session, LedgerMember.id.in_(ids))
 
 
 def holdings(session: Session, people: Iterable[Person]) -> list[tuple[Person, Holding]]:
@@ -331,20 +440,38 @@ def active_subscribers(session: Session, partner_id: int, numbers: Iterable[str]
 # --- what a run writes -----------------------------------------------------------------------
 
 
+def insert_returning_ids(
+    session: Session, model: type[Base], rows: Sequence[dict[str, object]]
+) -> list[int]:
+    """Bulk insert (Core: no ORM bookkeeping per row), the new ids in the order of `rows`."""
+    if not rows:
+        return []
+    table = cast(Table, model.__table__)
+    if session.get_bind().dialect.name == "sqlite":
+        # SQLAlchemy sends one INSERT … RETURNING per row to keep SQLite's ids in order; the
+        # writer holds SQLite's lock (BEGIN IMMEDIATE), so one executemany takes the ids after
+        # the current maximum, in order.
+        before = session.scalar(select(func.max(table.c.id))) or 0
+        session.execute(insert(table), list(rows))
+        ids = list(
+            session.scalars(select(table.c.id).where(table.c.id > before).order_by(table.c.id))
+        )
+        if len(ids) != len(rows):
+            raise RuntimeError(f"{table.name}: {len(rows)} rows inserted, {len(ids)} ids found")
+        return ids
+    stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    return list(session.execute(stmt, list(rows)).scalars())
+
+
 def insert_member_events(session: Session, rows: list[dict[str, object]]) -> list[int]:
     """Append-only history rows, in order; their ids in the same order."""
-    return list(
-        session.scalars(
-            insert(MemberEventRow).returning(MemberEventRow.id, sort_by_parameter_order=True),
-            rows,
-        )
-    )
+    return insert_returning_ids(session, MemberEventRow, rows)
 
 
-def insert_rows(session: Session, model: type[object], rows: Sequence[dict[str, object]]) -> None:
-    """Bulk insert (business findings, core outbox rows, reconciliation items)."""
+def insert_rows(session: Session, model: type[Base], rows: Sequence[dict[str, object]]) -> None:
+    """Bulk insert (business findings, core outbox rows, reconciliation items), Core."""
     if rows:
-        session.execute(insert(model), list(rows))
+        session.execute(insert(cast(Table, model.__table__)), list(rows))
 
 
 def new_reconciliation(session: Session, receipt_id: str, partner_id: int) -> Reconciliation:
@@ -421,7 +548,9 @@ def set_outcomes(session: Session, receipt_id: str, key: SetKey) -> tuple[dict[s
 
 
 __all__ = [
+    "MEMBER_COLUMNS",
     "UNDECIDED",
+    "MemberRec",
     "active_members_not_in_file",
     "active_subscribers",
     "business_rejects",
@@ -431,10 +560,10 @@ __all__ = [
     "insert_member_events",
     "insert_rows",
     "keys_seen_in_file",
-    "known_members",
     "leased",
     "leased_ledger_work",
     "ledger_sets",
+    "load_members",
     "mark_pending",
     "new_reconciliation",
     "policy_members",

@@ -52,11 +52,7 @@ def enrollment_of(c: LedgerCoverage) -> lifecycle.Enrollment:
     )
 
 
-def state_of(status: str) -> lifecycle.State:
-    try:
-        return lifecycle.State(status)
-    except ValueError:  # written by an older version: active | ended
-        return lifecycle.State.INITIAL if status == "active" else lifecycle.State.TERMINATED
+state_of = lifecycle.state_of
 
 
 def _iso(day: dt.date | None) -> str | None:

@@ -11,7 +11,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.db.models import LedgerCoverage, LedgerMember
 from gateway.enrollment.combinations import CMS_FFE, Combination, Combinations
 from gateway.enrollment.extract import extract_members
 from gateway.enrollment.keys import (
@@ -22,7 +21,9 @@ from gateway.enrollment.keys import (
     policy_key,
     read_file_name,
 )
+from gateway.enrollment.lifecycle import TERMS, Enrollment, Period, State
 from gateway.enrollment.reconcile import compare
+from gateway.enrollment.repository import MemberRec
 from gateway.enrollment.rules import (
     COMBINATIONS_KEY,
     RULES,
@@ -300,21 +301,34 @@ def test_compare_reports_each_field_once() -> None:
         ]
     )
     assert is_audit(event)
-    member = LedgerMember(relationship_code="18", status="active")
-    member.coverages = [
-        LedgerCoverage(
-            insurance_line="HLT",
-            plan_id="48213VA004000701",
-            benefit_begin=dt.date(2027, 1, 1),
-            benefit_end=dt.date(2027, 12, 31),
-            status="active",
-            premium="300.00",
-            aptc="90.00",
-        )
-    ]
-    assert compare(event, member) == [
-        ("HLT plan", "OTHERPLAN0000001", "48213VA004000701"),
+    assert event.name is not None
+    member = MemberRec(  # the same person: only the coverage's fields differ
+        id=1,
+        partner_id=1,
+        member_key="x",
+        relationship_code="18",
+        last_name=event.name.last,
+        first_name=event.name.first,
+        id_qualifier=event.name.id_qualifier,
+        id_value=event.name.id,
+        birth_date=event.birth_date,
+        gender=event.gender,
+        residence=event.residence.model_dump_json() if event.residence else "",
+    )
+    terms = {"plan_id": "48213VA004000701", "coverage_level": "FAM", "premium": "300.00"}
+    terms["aptc"] = "90.00"
+    enrollment = Enrollment(
+        line="HLT",
+        policy=event.coverages[0].group_or_policy_number or "",
+        plan_year=2027,
+        state=State.INITIAL,
+        begin=dt.date(2027, 1, 1),
+        end=dt.date(2027, 12, 31),
+        periods=[Period(dt.date(2027, 1, 1), {k: terms.get(k, "") for k in TERMS})],
+    )
+    assert compare(event, member, [enrollment]) == [
         ("HLT benefit_begin", "2027-03-01", "2027-01-01"),
+        ("HLT plan", "OTHERPLAN0000001", "48213VA004000701"),
         ("HLT aptc", "100.00", "90.00"),
     ]
 
