@@ -336,6 +336,21 @@ class ReceiptEvent(Base):
     detail: Mapped[str | None] = mapped_column(Text, default=None)
 
 
+class IdempotencyKey(Base):
+    """A partner's `Idempotency-Key` on an upload (issue 18): within its window the same key
+    names the same bytes, and answers with the receipt they got."""
+
+    __tablename__ = "idempotency_keys"
+
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    receipt_id: Mapped[str] = mapped_column(
+        ForeignKey("receipts.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class WebhookDelivery(Base):
     __tablename__ = "webhook_deliveries"
     __table_args__ = (Index("ix_webhook_deliveries_due", "delivered_at", "next_attempt_at"),)
