@@ -1,20 +1,30 @@
-"""Business rejects: the ledger's rule findings, newest first, filtered by partner, rule and
-severity; member data masked unless an admin reveals it (audited, one entry per file)."""
+"""Business rejects: the ledger's rule findings, newest first, filtered by partner, rule,
+severity, dates and (admins, audited) member ID, paged; member data masked unless an admin
+reveals it (audited, one entry per file; redirect-after-POST)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from gateway.context import Gateway
-from gateway.dashboard.deps import AdminForm, CurrentViewer, GatewayDep, Viewer, render
-from gateway.dashboard.formatting import masked
+from gateway.dashboard.deps import (
+    AdminForm,
+    CurrentViewer,
+    GatewayDep,
+    Viewer,
+    render,
+    reveal_token,
+    revealed,
+)
+from gateway.dashboard.formatting import masked, parse_day
 from gateway.db import reports
 from gateway.db.base import utcnow
 from gateway.enrollment import queries
@@ -23,56 +33,108 @@ from gateway.services import audit
 
 PAGE = 50
 SEVERITIES = (Severity.REJECT.value, Severity.WARN.value)
-FILTERS = ("partner", "rule", "severity", "before")
+FILTERS = ("partner", "rule", "severity", "since", "until", "member", "before")
 router = APIRouter()
 
 
+@dataclass
+class Listing:
+    """What the address asks for, read once for the page and for its reveal."""
+
+    q: dict[str, str]  # the filters kept (shown in the form and carried by links)
+    f: queries.BusinessFilter
+    before: int | None
+    problems: list[str] = field(default_factory=list)
+
+
 @router.get("/dashboard/business", response_class=HTMLResponse)
-def business(request: Request, viewer: CurrentViewer, gw: GatewayDep) -> Response:
-    return _page(request, viewer, gw, request.query_params, reveal=False)
-
-
-@router.post("/dashboard/business/reveal", response_class=HTMLResponse)
-async def business_reveal(request: Request, viewer: AdminForm, gw: GatewayDep) -> Response:
-    form = await request.form()  # already read (and cached) by the CSRF check
-    response = await run_in_threadpool(_page, request, viewer, gw, form, True)
-    return response
-
-
-def _page(
-    request: Request, viewer: Viewer, gw: Gateway, params: Mapping[str, Any], reveal: bool
+def business(
+    request: Request,
+    viewer: CurrentViewer,
+    gw: GatewayDep,
+    shown: Annotated[str | None, Query(alias="reveal")] = None,
 ) -> Response:
-    q = {k: str(params[k]).strip() for k in FILTERS if k in params and str(params[k]).strip()}
+    listing = _listing(gw, viewer, request.query_params)
+    if listing.f.member:
+        audit.record(gw, viewer.username, "search_member", None, "business rejects by member ID")
+    reveal = revealed(viewer, _scope(listing.q), shown)
+    return _page(request, viewer, gw, listing, reveal=reveal)
+
+
+@router.post("/dashboard/business/reveal")
+async def business_reveal(request: Request, viewer: AdminForm, gw: GatewayDep) -> Response:
+    """Audited (one entry per file shown), then redirected to the same list pinned to the
+    findings revealed (`before`), with member data shown: a reload neither posts again nor
+    writes a second entry, and a finding that arrives later is not revealed by the link."""
+    form = await request.form()  # already read (and cached) by the CSRF check
+    return await run_in_threadpool(_reveal, viewer, gw, form)
+
+
+def _reveal(viewer: Viewer, gw: Gateway, form: Mapping[str, Any]) -> Response:
+    listing = _listing(gw, viewer, form)
+    with gw.reads() as s:
+        found = queries.business_findings(s, listing.f, before_id=listing.before, limit=PAGE)
+    q = dict(listing.q)
+    if found:
+        audit.record_many(
+            gw,
+            viewer.username,
+            "reveal_member_data",
+            sorted({b.receipt_id for b in found}),
+            "member data shown on the business rejects list",
+        )
+        q["before"] = str(found[0].finding.id + 1)
+        q["reveal"] = reveal_token(viewer, _scope(q))
+    return RedirectResponse(f"/dashboard/business?{urlencode(q)}#list-h", 303)
+
+
+def _scope(q: Mapping[str, str]) -> str:
+    """What a reveal token opens: this list, these filters, these findings."""
+    kept = sorted((k, v) for k, v in q.items() if k in FILTERS)
+    return "business?" + urlencode(kept)
+
+
+def _listing(gw: Gateway, viewer: Viewer, params: Mapping[str, Any]) -> Listing:
+    q = {k: str(params[k]).strip()[:120] for k in FILTERS if str(params.get(k) or "").strip()}
+    problems = []
     if q.get("severity") not in SEVERITIES:
         q.pop("severity", None)
     before = q.get("before", "")
     if not (before.isascii() and before.isdigit() and len(before) <= 12):
         q.pop("before", None)
-    with gw.reads() as s:
-        partner_id = None
-        if "partner" in q:
+    if "member" in q and not viewer.is_admin:
+        q.pop("member")  # a member id is member data: admins only
+        problems.append("Searching by member ID needs the admin role.")
+    for k in ("since", "until"):
+        if k in q and parse_day(q[k]) is None:
+            problems.append(f"“{q.pop(k)}” is not a date (YYYY-MM-DD); it was left out.")
+    partner_id = None
+    if "partner" in q:
+        with gw.reads() as s:
             # An unknown partner matches nothing (not everything).
             partner_id = reports.partner_id(s, q["partner"]) or -1
-        found = queries.business_findings(
-            s,
-            partner_id=partner_id,
-            rule=q.get("rule"),
-            severity=q.get("severity"),
-            before_id=int(q["before"]) if "before" in q else None,
-            limit=PAGE + 1,
-        )
+    f = queries.BusinessFilter(
+        partner_id=partner_id,
+        rule=q.get("rule"),
+        severity=q.get("severity"),
+        since=parse_day(q.get("since")),
+        until=parse_day(q.get("until"), end=True),
+        member=q.get("member"),
+    )
+    return Listing(q, f, int(q["before"]) if "before" in q else None, problems)
+
+
+def _page(
+    request: Request, viewer: Viewer, gw: Gateway, listing: Listing, *, reveal: bool
+) -> Response:
+    q = listing.q
+    with gw.reads() as s:
+        found = queries.business_findings(s, listing.f, before_id=listing.before, limit=PAGE + 1)
+        total = queries.count_business_findings(s, listing.f)
         since = utcnow() - dt.timedelta(days=7)
         counts = queries.rule_counts(s, since=since)
         partners = reports.partner_names(s)
     shown = found[:PAGE]
-    if reveal:
-        audit.record_many(
-            gw,
-            viewer.username,
-            "reveal_member_data",
-            sorted({b.receipt_id for b in shown}),
-            "member data shown on the business rejects list",
-        )
     rows = [
         {
             "b": b,
@@ -101,6 +163,8 @@ def _page(
         rows=rows,
         q=q,
         filters=filters,
+        total=total,
+        problems=listing.problems,
         partners=partners,
         rules=sorted(RULES.values(), key=lambda r: (r.snip, r.name)),
         severities=SEVERITIES,

@@ -8,7 +8,7 @@ import datetime as dt
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from gateway.csvfile import CsvLines
@@ -120,12 +120,48 @@ class BusinessReject:
     member_key: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class BusinessFilter:
+    """Which business findings a list shows: every field optional; `until` is exclusive."""
+
+    partner_id: int | None = None
+    rule: str | None = None
+    severity: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    member: str | None = None  # a member key or subscriber number (REF*0F): member data
+
+
+def _business_where(f: BusinessFilter) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if f.partner_id is not None:
+        where.append(BusinessFinding.partner_id == f.partner_id)
+    if f.rule:
+        where.append(BusinessFinding.rule == f.rule)
+    if f.severity:
+        where.append(BusinessFinding.severity == f.severity)
+    if f.since:
+        where.append(BusinessFinding.created_at >= f.since)
+    if f.until:
+        where.append(BusinessFinding.created_at < f.until)
+    if f.member:
+        where.append(
+            BusinessFinding.event_id.in_(
+                select(MemberEventRow.id).where(
+                    or_(
+                        MemberEventRow.member_key == f.member,
+                        MemberEventRow.subscriber_number == f.member,
+                    )
+                )
+            )
+        )
+    return where
+
+
 def business_findings(
     session: Session,
+    f: BusinessFilter | None = None,
     *,
-    partner_id: int | None = None,
-    rule: str | None = None,
-    severity: str | None = None,
     before_id: int | None = None,
     limit: int = 50,
 ) -> list[BusinessReject]:
@@ -134,13 +170,8 @@ def business_findings(
         select(BusinessFinding, Receipt.filename, Receipt.received_at, Partner.name)
         .join(Receipt, Receipt.id == BusinessFinding.receipt_id)
         .join(Partner, Partner.id == BusinessFinding.partner_id)
+        .where(*_business_where(f or BusinessFilter()))
     )
-    if partner_id is not None:
-        q = q.where(BusinessFinding.partner_id == partner_id)
-    if rule:
-        q = q.where(BusinessFinding.rule == rule)
-    if severity:
-        q = q.where(BusinessFinding.severity == severity)
     if before_id is not None:
         q = q.where(BusinessFinding.id < before_id)
     rows = session.execute(q.order_by(BusinessFinding.id.desc()).limit(limit)).all()
@@ -162,6 +193,12 @@ def business_findings(
         )
         for f, filename, received_at, partner in rows
     ]
+
+
+def count_business_findings(session: Session, f: BusinessFilter) -> int:
+    """How many findings the list would page through."""
+    q = select(func.count()).select_from(BusinessFinding).where(*_business_where(f))
+    return int(session.scalar(q) or 0)
 
 
 def rule_counts(session: Session, since: dt.datetime | None = None) -> dict[tuple[str, str], int]:

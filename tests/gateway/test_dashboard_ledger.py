@@ -458,10 +458,16 @@ class TestBusinessRejects:
         before = _audits(seeded, "reveal_member_data", daily)
         before_md = _audits(seeded, "reveal_member_data", audit)
         page = seeded.admin.get("/dashboard/business", params={"partner": "va"}).text
-        shown = seeded.admin.post(
+        posted = seeded.admin.post(
             "/dashboard/business/reveal",
             data={"csrf_token": csrf_of(page), "partner": "va", "severity": "reject"},
         )
+        # Redirect-after-POST, to the same filters pinned to the findings revealed.
+        assert posted.status_code == 303
+        target = posted.headers["location"]
+        assert target.startswith("/dashboard/business?partner=va&severity=reject&before=")
+        assert "&reveal=" in target
+        shown = seeded.admin.get(target)
         assert shown.status_code == 200
         rows = _business_rows(shown.text)
         assert {i for i, *_ in rows} == {seeded.findings["old"], seeded.findings["unknown"]}
@@ -471,6 +477,69 @@ class TestBusinessRejects:
         assert f"{PHI}5550000" not in shown.text  # filtered out: neither shown nor revealed
         assert _audits(seeded, "reveal_member_data", daily) == before + 1
         assert _audits(seeded, "reveal_member_data", audit) == before_md  # not shown
+        again = seeded.admin.get(target)  # a reload: shown again, not posted nor audited again
+        assert f"{PHI}KEYREJECTED02" in again.text
+        assert _audits(seeded, "reveal_member_data", daily) == before + 1
+        # The link opens nothing for another operator, other filters or a forged token.
+        assert PHI not in seeded.viewer.get(target).text
+        assert PHI not in seeded.admin.get(target.replace("severity=reject", "rule=x")).text
+        forged = re.sub(r"reveal=[^&#]+", "reveal=9999999999.00", target)
+        assert PHI not in seeded.admin.get(forged).text
+
+    def test_a_date_range_and_a_count(self, seeded):
+        f = seeded.findings
+        today = utcnow().date()
+
+        def listed(who: httpx.Client, **params: str) -> tuple[set[int], int, str]:
+            page = who.get("/dashboard/business", params=params)
+            assert page.status_code == 200
+            total = int(re.search(r'id="total">(\d+)<', page.text).group(1))
+            return {i for i, *_ in _business_rows(page.text)}, total, page.text
+
+        week_ago = (today - dt.timedelta(days=7)).isoformat()
+        assert listed(seeded.viewer, since=week_ago)[:2] == (
+            {f["unknown"], f["warn"], f["plan"]},
+            3,
+        )
+        month = (today - dt.timedelta(days=20)).isoformat()
+        assert listed(seeded.viewer, until=month)[:2] == ({f["old"]}, 1)
+        # The filler, 10 days old: a page of 50, and the count says 51.
+        ids, total, page = listed(
+            seeded.viewer,
+            since=(today - dt.timedelta(days=12)).isoformat(),
+            until=(today - dt.timedelta(days=8)).isoformat(),
+        )
+        assert (len(ids), total) == (50, NJ_FILLER)
+        older = html.unescape(re.search(r'href="([^"]+)"[^>]*id="older"', page).group(1))
+        assert "since=" in older and "until=" in older  # paging keeps the range
+        ids, total, page = listed(seeded.viewer, since="31/12/2026", partner="md")
+        assert (ids, total) == ({f["plan"]}, 1)
+        assert "“31/12/2026” is not a date (YYYY-MM-DD); it was left out." in html.unescape(page)
+
+    def test_member_search_is_for_admins_and_audited(self, seeded):
+        f = seeded.findings
+
+        def count_searches() -> int:
+            with seeded.sessions() as s:
+                return int(
+                    s.scalar(
+                        select(func.count()).where(
+                            AuditEntry.action == "search_member", AuditEntry.operator == "alice"
+                        )
+                    )
+                    or 0
+                )
+
+        before = count_searches()
+        page = seeded.admin.get("/dashboard/business", params={"member": f"{PHI}KEYREJECTED02"})
+        assert {i for i, *_ in _business_rows(page.text)} == {f["unknown"]}
+        assert PHI not in page.text.replace(f'value="{PHI}KEYREJECTED02"', "")  # still masked
+        assert count_searches() == before + 1
+        page = seeded.admin.get("/dashboard/business", params={"member": f"{PHI}NOBODY"})
+        assert _business_rows(page.text) == []
+        page = seeded.viewer.get("/dashboard/business", params={"member": f"{PHI}KEYREJECTED02"})
+        assert "Searching by member ID needs the admin role." in page.text
+        assert 'id="member"' not in page.text and len(_business_rows(page.text)) == 50
 
 
 class TestInterchangeLedger:
