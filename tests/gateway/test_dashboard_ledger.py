@@ -542,6 +542,42 @@ class TestBusinessRejects:
         assert 'id="member"' not in page.text and len(_business_rows(page.text)) == 50
 
 
+class TestAuditLog:
+    def test_names_files_and_filters_by_partner(self, seeded):
+        daily = seeded.receipts["daily"]
+        page = seeded.admin.get(f"/dashboard/interchanges/{daily}").text
+        r = seeded.admin.post(
+            f"/dashboard/interchanges/{daily}/reveal", data={"csrf_token": csrf_of(page)}
+        )
+        assert r.status_code == 303  # audited
+        page = seeded.admin.get("/dashboard/audit", params={"partner": "va"})
+        assert page.status_code == 200
+        rows = re.findall(r'<tr data-action="(\w+)">(.*?)</tr>', page.text, re.S)
+        assert rows and all('data-k="partner">va<' in row for _, row in rows)
+        assert any(f'href="/dashboard/interchanges/{daily}">va-daily.834</a>' in r for _, r in rows)
+        for params in (
+            {"partner": "nobody"},
+            {"action": "no_such_action"},
+            {"until": "2000-01-01"},
+        ):
+            page = seeded.admin.get("/dashboard/audit", params=params)
+            assert page.status_code == 200 and "No entries match." in page.text, params
+
+    def test_odd_addresses_are_pages_not_errors(self, seeded):
+        for params in (
+            {"page": "0"},
+            {"page": "99999999999999999999"},
+            {"since": "0001-01-01", "until": "9999-12-31"},
+            {"operator": "x" * 500},
+        ):
+            r = seeded.admin.get("/dashboard/audit", params=params)
+            assert r.status_code == 200, params
+        r = seeded.admin.get("/dashboard/audit", params={"page": "abc"})
+        assert r.status_code == 400 and 'href="/dashboard/audit"' in r.text
+        r = seeded.viewer.get("/dashboard/audit", params={"partner": "va"})
+        assert r.status_code == 403 and "va-daily.834" not in r.text
+
+
 class TestInterchangeLedger:
     def test_members_and_findings_masked_for_a_viewer(self, seeded):
         page = seeded.viewer.get(f"/dashboard/interchanges/{seeded.receipts['daily']}").text
