@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
-from sqlalchemy import ColumnElement, Table, exists, func, insert, or_, select
+from sqlalchemy import ColumnElement, Table, exists, func, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from gateway.db import repositories as repo
@@ -459,8 +459,26 @@ def insert_returning_ids(
         if len(ids) != len(rows):
             raise RuntimeError(f"{table.name}: {len(rows)} rows inserted, {len(ids)} ids found")
         return ids
+    if session.get_bind().dialect.name == "postgresql":
+        # INSERT … RETURNING of many rows is one huge statement psycopg parses in Python each
+        # time (too long for its cache): take the ids from the sequence, then executemany (a
+        # short statement, prepared and pipelined).
+        seq = _SEQUENCES.get(table.name)
+        if seq is None:
+            seq = session.scalar(text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": table.name})
+            _SEQUENCES[table.name] = seq
+        ids = list(
+            session.scalars(
+                text("SELECT nextval(:s) FROM generate_series(1, :n)"), {"s": seq, "n": len(rows)}
+            )
+        )
+        session.execute(insert(table), [{**r, "id": i} for r, i in zip(rows, ids, strict=True)])
+        return ids
     stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
     return list(session.execute(stmt, list(rows)).scalars())
+
+
+_SEQUENCES: dict[str, str | None] = {}
 
 
 def insert_member_events(session: Session, rows: list[dict[str, object]]) -> list[int]:

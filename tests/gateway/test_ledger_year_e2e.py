@@ -439,3 +439,59 @@ def test_killed_mid_period_split_and_mid_cascade_applies_each_change_once(tmp_pa
         assert [(x["member_key"], x["state"]) for x in cancel["cascade"]] == [(TEO, "cancelled")]
     finally:
         gw.kill()
+
+
+def test_audit_identity_and_maintenance_codes_over_http(running) -> None:
+    """The rest of the series, through the same front door: an audit after the family's year
+    reports a planted name and coverage-level difference and nothing for the child terminated
+    with the same end date; the same person sent by another exchange is flagged to it without
+    naming this sender's member; a maintenance combination CMS does not send is a warning."""
+    gw, va_key, other_key = running
+    with gw.client(va_key) as c:
+        for control, (name, members, bgn, _) in list(enumerate(STEPS, 61001))[:4]:
+            rid = submit(c, interchange(members, control=control, bgn_date=bgn), name).json()
+            assert wait_ledger(c, rid["id"])["ledger_status"] == "applied"
+
+        def audited(m: Member) -> Member:
+            m.maintenance, m.reason = "030", "XN"
+            for cov in m.coverages:
+                cov.maintenance = "030"
+            return m
+
+        sub = audited(ros(last="QUINTERO", coverages=[Cov(policy=POLICY, plan=PLAN_04,
+                                                          level="IND")]))  # fmt: skip
+        child = audited(milo(coverages=[Cov(policy=POLICY, plan=PLAN_04, end="20270615")]))
+        audit = interchange([sub, child], control=61101, bgn_date="20270701", action="4")
+        rid = submit(c, audit, "VA0FFM.EDI834GATEWAY.I834.D270701.T130000000.P").json()["id"]
+        assert wait_ledger(c, rid)["ledger_status"] == "reconciled"
+        report = c.get(f"/v1/interchanges/{rid}/reconciliation").json()
+        got = {(i["member_key"], i["field"], i["file_value"], i["ledger_value"])
+               for i in report["items"]}  # fmt: skip
+        assert got == {
+            (ROS, "last name", "QUINTERO", "QUINTERO-HALE"),
+            (ROS, "HLT coverage_level", "IND", "FAM"),
+        }
+        odd = ros(maintenance="001", reason="07", coverages=[], categories={})
+        rid = submit(c, interchange([odd], control=61102, bgn_date="20270702"), "odd.834").json()
+        wait_ledger(c, rid["id"])
+        (member,) = members_of(c, rid["id"])
+        assert member["outcome"] == "applied"
+        assert [(f["rule"], f["severity"]) for f in member["findings"]] == [
+            ("maintenance-combination", "warn")
+        ]
+
+    gw.cli("partner", "rules", "md", "--set", "identity-overlap=reject", "--send-824")
+    with gw.client(other_key) as md:
+        same_person = Member(subscriber_id="MD0001", member_id="MD0001", last="QUINTERO-HALE",
+                             first="ROSALIND", ssn="934618270",
+                             coverages=[Cov(policy="MD7001", begin="20270301")])  # fmt: skip
+        body = interchange([same_person], control=71001, bgn_date="20270215", sender="MD0SBE")
+        rid = submit(md, body, "md.834").json()["id"]
+        wait_ledger(md, rid)
+        (member,) = members_of(md, rid)
+        assert member["outcome"] == "rejected"
+        (finding,) = member["findings"]
+        assert finding["rule"] == "identity-overlap" and "another sender" in finding["message"]
+        assert ROS not in md.get(f"/v1/interchanges/{rid}/members").text
+        advice = md.get(f"/v1/interchanges/{rid}/acks/824").text
+        assert "TED*006*" in advice and ROS not in advice and "operator" not in advice
