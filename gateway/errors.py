@@ -42,6 +42,18 @@ class GatewayError(Exception):
         self.code = code or default_code(status_code)
 
 
+class IdempotencyKeyReused(GatewayError):
+    """The partner's Idempotency-Key already names other bytes, within its window."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this Idempotency-Key was used for a different file within the last 24 hours: "
+            "use a new key for a new file",
+            422,
+            code="idempotency_key_reused",
+        )
+
+
 class NotFound(GatewayError):
     def __init__(self, what: str = "interchange") -> None:
         super().__init__(f"no such {what}", 404)

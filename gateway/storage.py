@@ -78,6 +78,11 @@ class PendingBlob:
         except OSError as exc:
             raise StorageError(exc.strerror or "write failed") from exc
 
+    @property
+    def sha256(self) -> str:
+        """The SHA-256 of what was written so far (all of it, once the body has been read)."""
+        return self._hash.hexdigest()
+
     def commit(self) -> StoredBlob:
         if self._file is None:
             raise StorageError("blob already closed")

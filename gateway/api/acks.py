@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from pydantic import WithJsonSchema
 
 from gateway.api.deps import ERRORS, BaseUrl, GatewayDep, OwnedReceipt
 from gateway.api.schemas import AckOut, from_row
@@ -17,8 +18,11 @@ from gateway.db.session import unit_of_work
 from gateway.errors import NotFound
 from gateway.web import download
 
+# Documented as the list of kinds; any other text still answers 404, as a missing ack does.
+KIND_SCHEMA = {"type": "string", "enum": [k.value for k in AckKind]}
 
-async def known_kind(kind: str) -> AckKind:
+
+async def known_kind(kind: Annotated[str, WithJsonSchema(KIND_SCHEMA)]) -> AckKind:
     """Any kind, the never-delivered 824-dry-run of an onboarding sender's test file too; the
     path parameter stays a string (an unknown kind is a 404, as for a missing ack)."""
     try:

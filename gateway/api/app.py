@@ -9,7 +9,7 @@ from collections.abc import Callable
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from gateway.api import acks, health, intake, interchanges, ledger, members, problems
+from gateway.api import acks, health, intake, interchanges, ledger, members, problems, webhooks
 from gateway.api.docs import router as docs_router
 from gateway.api.health import create_health_app
 from gateway.api.observe import RequestMetrics
@@ -32,6 +32,7 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
     app.state.rate_limiter = RateLimiter(gw.settings.rate_limit_per_minute)
     app.state.on_receipt = on_receipt
     problems.install(app)  # every error as application/problem+json
+    webhooks.declare(app)  # the signed webhook, in the document only
     add_routes(
         app,
         intake.router,

@@ -16,9 +16,9 @@ from gateway.api.ratelimit import RateLimiter
 from gateway.api.schemas import ErrorOut, ReceiptOut
 from gateway.db import repositories as repo
 from gateway.db.models import Receipt
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, IdempotencyKeyReused
 from gateway.faults import crashpoint
-from gateway.intake.receive import record_receipt
+from gateway.intake.receive import check_idempotency_key, record_receipt
 from gateway.logging import get_logger
 from gateway.metrics import REJECTED_REQUESTS
 from gateway.storage import StorageError, TooLarge
@@ -59,6 +59,11 @@ _RECEIPT_HEADERS = {
         400: {"model": ErrorOut, "description": "the request body is empty"},
         413: {"model": ErrorOut},
         415: {"model": ErrorOut},
+        422: {
+            "model": ErrorOut,
+            "description": "a malformed header, or an Idempotency-Key already used for other "
+            "bytes (idempotency_key_reused)",
+        },
         429: {
             "model": ErrorOut,
             "description": "over the partner's rate, and not bytes received before",
@@ -93,6 +98,17 @@ async def submit(
     x_filename: Annotated[
         str | None,
         Header(max_length=255, description="the file's name, kept for the ack names"),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=255,
+            pattern=r"^[\x20-\x7e]+$",
+            description="any string of yours (a UUID): for 24 hours the same key with the same "
+            "bytes answers the original receipt, and with other bytes 422 "
+            "idempotency_key_reused. Identical bytes are one receipt with or without a key.",
+        ),
     ] = None,
 ) -> Response:
     """Send one 834 file as the raw request body. It is stored durably before the answer;
@@ -140,6 +156,18 @@ async def submit(
     except BaseException:
         pending_blob.discard()  # client went away mid-body: nothing was promised
         raise
+    if idempotency_key is not None:
+        try:
+            await run_in_threadpool(
+                check_idempotency_key,
+                gw,
+                partner_id=partner.id,
+                key=idempotency_key,
+                sha256=pending_blob.sha256,
+            )
+        except IdempotencyKeyReused:
+            pending_blob.discard()
+            raise
 
     def store() -> tuple[Receipt, bool] | None:
         # fsync, rename, fsync the directory, then commit the row: one trip to the
@@ -148,7 +176,12 @@ async def submit(
         if blob.size == 0:
             return None
         return record_receipt(
-            gw, partner_id=partner.id, blob=blob, channel="http", filename=x_filename
+            gw,
+            partner_id=partner.id,
+            blob=blob,
+            channel="http",
+            filename=x_filename,
+            idempotency_key=idempotency_key,
         )
 
     try:
@@ -158,6 +191,8 @@ async def submit(
         REJECTED_REQUESTS.labels(reason="storage").inc()
         log.error("blob_store_failed", partner_id=partner.id)
         raise GatewayError(f"could not store the file durably: {exc}", 507) from exc
+    except IdempotencyKeyReused:  # lost a race for the key: the blob is kept, unreferenced
+        raise
     except Exception as exc:
         log.error("receipt_commit_failed", partner_id=partner.id, error_type=type(exc).__name__)
         raise GatewayError(

@@ -33,6 +33,7 @@ TITLES = {
     "too_large": "File too large",
     "unsupported_media_type": "Unsupported media type",
     "invalid_request": "Invalid request parameters",
+    "idempotency_key_reused": "Idempotency-Key already used for another file",
     "rate_limited": "Too many files",
     "internal_error": "Internal error",
     "unavailable": "Temporarily unavailable",
@@ -121,6 +122,11 @@ def declare_problems(schema: dict[str, Any]) -> dict[str, Any]:
                     response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": ref}}
                     if status == "422":
                         response["description"] = "A parameter is missing or malformed"
+    for operations in schema.get("webhooks", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            for status in [s for s in responses if s[:1] in ("4", "5")]:
+                del responses[status]  # the partner's answers, not ours: any non-2xx is retried
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         components.pop(unused, None)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
+
+from gateway.db.models import AckKind, Channel, LedgerStatus, MemberOutcome, Status
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -16,10 +18,31 @@ def from_row(model: type[M], row: object, **given: object) -> M:
     return model(**values, **given)
 
 
+def _one_of(*values: str) -> WithJsonSchema:
+    """A string the document lists the values of, for generated clients (issue 18); the value
+    is passed through as stored, so the lists are the code's own enums where it has them."""
+    return WithJsonSchema({"type": "string", "enum": list(values)})
+
+
+StatusName = Annotated[str, _one_of(*Status)]
+ChannelName = Annotated[str, _one_of(*Channel)]
+AckKindName = Annotated[str, _one_of(*AckKind)]
+LedgerStatusName = Annotated[str, _one_of(*LedgerStatus)]
+MemberOutcomeName = Annotated[str, _one_of(*MemberOutcome)]
+OutcomeName = Annotated[
+    str, _one_of("accepted", "accepted_with_errors", "partially_accepted", "rejected")
+]
+FindingLevel = Annotated[
+    str, _one_of("file", "interchange", "group", "transaction", "segment", "element")
+]
+FindingSeverity = Annotated[str, _one_of("reject", "warn")]
+ReconciliationKind = Annotated[str, _one_of("missing_in_ledger", "missing_in_file", "mismatch")]
+
+
 class ReceiptOut(BaseModel):
     id: str
     sha256: str
-    status: str
+    status: StatusName
     status_url: str
     duplicate: bool = Field(description="true when these exact bytes were received before")
 
@@ -34,13 +57,13 @@ class Counts(BaseModel):
 
 
 class FindingOut(BaseModel):
-    level: str
+    level: FindingLevel
     family: str = Field(description="TA105, AK905, IK502, IK304, IK403, or FILE for unusable input")
     code: str
     meaning: str
     message: str
     remedy: str
-    severity: str
+    severity: FindingSeverity
     isa13: str | None = None
     gs06: str | None = None
     st02: str | None = None
@@ -105,7 +128,7 @@ class EnvelopeOut(BaseModel):
 
 
 class AckOut(BaseModel):
-    kind: str
+    kind: AckKindName
     filename: str
     control_number: int | None
     sha256: str
@@ -116,9 +139,9 @@ class AckOut(BaseModel):
 
 class InterchangeSummary(BaseModel):
     id: str
-    status: str
-    outcome: str | None
-    channel: str
+    status: StatusName
+    outcome: OutcomeName | None
+    channel: ChannelName
     filename: str | None
     sha256: str
     size: int
@@ -135,7 +158,7 @@ class InterchangeDetail(InterchangeSummary):
     error: str | None = Field(
         default=None, description="why processing failed (status failed), in general terms"
     )
-    ledger_status: str | None = Field(
+    ledger_status: LedgerStatusName | None = Field(
         default=None,
         description="enrollment ledger stage: pending, applied, reconciled (an audit file), "
         "not_applied (no 834 set passed the gate), dry_run (an onboarding sender's test file) or "
@@ -164,7 +187,8 @@ class Problem(BaseModel):
     code: str = Field(
         description="the machine-readable name of the error: bad_request, empty_body, "
         "invalid_cursor, unauthorized, not_found, method_not_allowed, too_large, "
-        "unsupported_media_type, invalid_request, rate_limited, internal_error, unavailable, "
+        "unsupported_media_type, invalid_request, idempotency_key_reused, rate_limited, "
+        "internal_error, unavailable, "
         "not_ready, storage_unavailable",
         examples=["rate_limited"],
     )
@@ -181,7 +205,7 @@ class BusinessFindingOut(BaseModel):
     snip: int = Field(
         description="WEDI SNIP type: 3 balancing, 4 situational, 6 product, 7 partner"
     )
-    severity: str = Field(description="reject (the member was not applied) or warn")
+    severity: FindingSeverity = Field(description="reject (the member was not applied) or warn")
     title: str
     message: str
     remedy: str
@@ -199,7 +223,7 @@ class MemberOut(BaseModel):
     relationship: str
     maintenance_type: str
     maintenance_reason: str
-    outcome: str = Field(
+    outcome: MemberOutcomeName = Field(
         description="applied, rejected (by a business rule), audited, not_applied (stopped at "
         "the gate: `reason` says why), would_apply or would_reject (a dry run of test data)"
     )
@@ -214,7 +238,7 @@ class MemberOut(BaseModel):
 
 
 class MemberPage(BaseModel):
-    ledger_status: str | None = Field(
+    ledger_status: LedgerStatusName | None = Field(
         description="pending, applied, reconciled (an audit file), not_applied, dry_run or "
         "failed; null when the file had no 834 set"
     )
@@ -224,7 +248,7 @@ class MemberPage(BaseModel):
 
 
 class ReconciliationItemOut(BaseModel):
-    kind: str = Field(description="missing_in_ledger, missing_in_file or mismatch")
+    kind: ReconciliationKind = Field(description="missing_in_ledger, missing_in_file or mismatch")
     member_key: str
     field: str
     file_value: str

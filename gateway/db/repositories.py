@@ -21,6 +21,7 @@ from gateway.db.models import (
     Counter,
     Finding,
     Group,
+    IdempotencyKey,
     Interchange,
     InterchangeKey,
     Partner,
@@ -89,6 +90,47 @@ def insert_receipt(session: Session, receipt: Receipt) -> tuple[Receipt, bool]:
         return existing, False
     add_event(session, receipt.id, "received", f"{receipt.channel} {receipt.size} bytes")
     return receipt, True
+
+
+def idempotency_key(
+    session: Session, partner_id: int, key: str, since: dt.datetime
+) -> IdempotencyKey | None:
+    """The partner's key, if used at or after `since` (older uses are forgotten)."""
+    row = session.get(IdempotencyKey, (partner_id, key))
+    return row if row is not None and row.created_at >= since else None
+
+
+def remember_idempotency_key(
+    session: Session,
+    *,
+    partner_id: int,
+    key: str,
+    sha256: str,
+    receipt_id: str,
+    now: dt.datetime,
+    since: dt.datetime,
+) -> IdempotencyKey:
+    """Record the key for these bytes' receipt; a use before `since` is forgotten and replaced,
+    a later one stays as it is (the window runs from the first use). When another request
+    recorded it first, under concurrency, its row is returned: the caller compares the bytes."""
+    row = session.get(IdempotencyKey, (partner_id, key))
+    if row is not None:
+        if row.created_at < since:
+            row.sha256, row.receipt_id, row.created_at = sha256, receipt_id, now
+        return row
+    row = IdempotencyKey(
+        partner_id=partner_id, key=key, sha256=sha256, receipt_id=receipt_id, created_at=now
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        existing = session.get(IdempotencyKey, (partner_id, key), populate_existing=True)
+        if existing is None:
+            raise
+        return existing
+    return row
 
 
 def sftp_files_shown(

@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy.orm import Session
 
 from gateway.context import Gateway
 from gateway.db import repositories as repo
+from gateway.db.base import utcnow
 from gateway.db.models import Receipt, Status
 from gateway.db.session import run_in_transaction
+from gateway.errors import IdempotencyKeyReused
 from gateway.faults import crashpoint
 from gateway.logging import get_logger
 from gateway.metrics import DUPLICATES, FILES_RECEIVED
 from gateway.storage import StoredBlob
 
 log = get_logger(__name__)
+# How long an upload's Idempotency-Key names its bytes (issue 18).
+IDEMPOTENCY_WINDOW = dt.timedelta(hours=24)
+
+
+def check_idempotency_key(gw: Gateway, *, partner_id: int, key: str, sha256: str) -> None:
+    """Before the blob is kept: refuse a key that names other bytes (IdempotencyKeyReused).
+    `record_receipt` checks again in its transaction, for requests racing each other."""
+    since = utcnow() - IDEMPOTENCY_WINDOW
+    with gw.reads() as session:
+        row = repo.idempotency_key(session, partner_id, key, since)
+        if row is not None and row.sha256 != sha256:
+            raise IdempotencyKeyReused
 
 
 def record_receipt(
@@ -24,12 +40,22 @@ def record_receipt(
     channel: str,
     filename: str | None,
     partial: bool = False,
+    idempotency_key: str | None = None,
 ) -> tuple[Receipt, bool]:
     """Commit the receipt for a durable blob. Returns (receipt, created); the same bytes from
     the same partner return the original receipt (created False). Partial uploads are kept and
-    shown, never queued."""
+    shown, never queued. An Idempotency-Key is recorded with the receipt, in its transaction;
+    one that names other bytes within IDEMPOTENCY_WINDOW raises IdempotencyKeyReused and
+    records nothing."""
 
     def txn(session: Session) -> tuple[Receipt, bool]:
+        now = utcnow()
+        if idempotency_key is not None:
+            row = repo.idempotency_key(
+                session, partner_id, idempotency_key, now - IDEMPOTENCY_WINDOW
+            )
+            if row is not None and row.sha256 != blob.sha256:
+                raise IdempotencyKeyReused
         receipt = Receipt(
             partner_id=partner_id,
             channel=channel,
@@ -40,7 +66,20 @@ def record_receipt(
             blob_path=blob.rel_path,
             status=Status.PARTIAL if partial else Status.RECEIVED,
         )
-        return repo.insert_receipt(session, receipt)
+        receipt, created = repo.insert_receipt(session, receipt)
+        if idempotency_key is not None:
+            row = repo.remember_idempotency_key(
+                session,
+                partner_id=partner_id,
+                key=idempotency_key,
+                sha256=blob.sha256,
+                receipt_id=receipt.id,
+                now=now,
+                since=now - IDEMPOTENCY_WINDOW,
+            )
+            if row.sha256 != blob.sha256:  # another request took the key meanwhile
+                raise IdempotencyKeyReused
+        return receipt, created
 
     receipt, created = run_in_transaction(gw.sessions, txn)
     crashpoint("receipt_committed")

@@ -4,24 +4,38 @@ Cache-Control, HEAD and 304, and times without a zone refused."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from openapi_spec_validator import validate
+from sqlalchemy import update
+from sqlalchemy.orm import Session
 
+from gateway.db.models import IdempotencyKey
+from gateway.db.session import make_engine
+from gateway.settings import Settings
 from tests.conftest import SAMPLES
 from tests.gateway.harness import GatewayProcess, submit, wait_final
 from tests.gateway.test_http_e2e import _with_isa13
 
 GOOD = (SAMPLES / "good_exchange_new_enrollment.834").read_bytes()
-PER_MINUTE = 3
+MD_GOOD = (SAMPLES / "good_change_of_address.834").read_bytes()  # sender MD0SBE
+PER_MINUTE = 5
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProcess, str]]:
-    gw = GatewayProcess(data_dir=Path(tmp_path_factory.mktemp("conventions")) / "var")
+def served(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str
+) -> Iterator[tuple[GatewayProcess, str]]:
+    gw = GatewayProcess(
+        data_dir=Path(tmp_path_factory.mktemp("conventions")) / "var",
+        database_url=module_database_url,
+    )
     key = gw.add_partner("va", "VA0FFM")
+    gw.extra_env["MD_KEY"] = gw.add_partner("md", "MD0SBE")
     gw.start(EDI834_SFTP_ENABLED="false", EDI834_RATE_LIMIT_PER_MINUTE=str(PER_MINUTE))
     yield gw, key
     gw.kill()
@@ -100,3 +114,91 @@ class TestOpenApi:
         ack = doc["paths"]["/v1/interchanges/{interchange_id}/acks/{kind}"]
         assert set(ack["get"]["responses"]["200"]["headers"]) == {"ETag", "Cache-Control"}
         assert "304" in ack["get"]["responses"] and "head" in ack
+
+
+class TestIdempotencyKey:
+    """Partner md (its own rate budget): a key names one file's bytes for 24 hours."""
+
+    @staticmethod
+    def _send(c: httpx.Client, body: bytes, key: str | None) -> httpx.Response:
+        headers = {"Content-Type": "application/edi-x12"}
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        return c.post("/v1/interchanges", content=body, headers=headers)
+
+    def test_same_key_same_bytes_other_bytes_and_a_stale_key(
+        self, served: tuple[GatewayProcess, str]
+    ) -> None:
+        gw, _ = served
+        first_bytes = _with_isa13(MD_GOOD, 700_001)
+        other_bytes = _with_isa13(MD_GOOD, 700_002)
+        with gw.client(gw.extra_env["MD_KEY"]) as c:
+            first = self._send(c, first_bytes, "key-1")
+            assert first.status_code == 202
+            again = self._send(c, first_bytes, "key-1")
+            assert (again.status_code, again.json()["id"]) == (200, first.json()["id"])
+            reused = self._send(c, other_bytes, "key-1")
+            assert reused.status_code == 422
+            assert reused.headers["content-type"] == "application/problem+json"
+            assert reused.json()["code"] == "idempotency_key_reused"
+            assert len(c.get("/v1/interchanges").json()["items"]) == 1  # nothing recorded
+            # the window runs from the key's first use: 25 hours later it is a new key
+            settings = Settings(data_dir=gw.data_dir, database_url=gw.database_url)
+            engine = make_engine(settings.sqlalchemy_url)
+            with Session(engine) as session, session.begin():
+                session.execute(
+                    update(IdempotencyKey)
+                    .where(IdempotencyKey.key == "key-1")
+                    .values(created_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=25))
+                )
+            engine.dispose()
+            later = self._send(c, other_bytes, "key-1")
+            assert later.status_code == 202, later.text
+            bad = self._send(c, MD_GOOD, "x" * 256)
+            assert (bad.status_code, bad.json()["code"]) == (422, "invalid_request")
+
+    def test_closed_value_sets_are_enums(self, served: tuple[GatewayProcess, str]) -> None:
+        gw, _ = served
+        doc = httpx.get(f"{gw.url}/openapi.json", timeout=10).json()
+        schemas = doc["components"]["schemas"]
+
+        def values(model: str, prop: str) -> set[str]:
+            schema = schemas[model]["properties"][prop]
+            for option in schema.get("anyOf", [schema]):
+                if "enum" in option:
+                    return set(option["enum"])
+            raise AssertionError(f"{model}.{prop} is not an enum: {schema}")
+
+        assert values("InterchangeSummary", "status") >= {"received", "processed", "partial"}
+        assert values("InterchangeSummary", "outcome") == {
+            "accepted",
+            "accepted_with_errors",
+            "partially_accepted",
+            "rejected",
+        }
+        assert values("InterchangeSummary", "channel") == {"http", "sftp"}
+        assert "rejection" in values("AckOut", "kind")
+        assert values("FindingOut", "level") >= {"interchange", "element", "file"}
+        assert values("FindingOut", "severity") == {"reject", "warn"}
+        assert "not_applied" in values("MemberPage", "ledger_status")
+        assert "would_apply" in values("MemberOut", "outcome")
+        ack = doc["paths"]["/v1/interchanges/{interchange_id}/acks/{kind}"]["get"]
+        (kind,) = [p for p in ack["parameters"] if p["name"] == "kind"]
+        assert "999" in kind["schema"]["enum"]
+
+    def test_the_document_is_valid_openapi(self, served: tuple[GatewayProcess, str]) -> None:
+        gw, _ = served
+        doc = httpx.get(f"{gw.url}/openapi.json", timeout=10).json()
+        assert doc["openapi"].startswith("3.1")
+        validate(doc)  # openapi-spec-validator: raises on the first error
+
+    def test_the_signed_webhook_is_described(self, served: tuple[GatewayProcess, str]) -> None:
+        gw, _ = served
+        doc = httpx.get(f"{gw.url}/openapi.json", timeout=10).json()
+        hook = doc["webhooks"]["interchange-event"]["post"]
+        (header,) = [p for p in hook["parameters"] if p["in"] == "header"]
+        assert header["name"].lower() == "x-edi834-signature" and header["required"]
+        body = hook["requestBody"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": "#/components/schemas/WebhookEvent"}
+        fields = set(doc["components"]["schemas"]["WebhookEvent"]["properties"])
+        assert fields == {"event", "id", "status", "outcome", "sha256", "at"}

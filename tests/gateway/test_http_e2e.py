@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import httpx
 
+from gateway.api.webhooks import WebhookEvent
 from tests.conftest import SAMPLES
 from tests.gateway.harness import submit, wait_final, wait_for_file
 
@@ -252,5 +253,6 @@ class TestWebhook:
                 "accepted",
             )
             assert event["at"].endswith("Z")  # as the API writes times (issue 18)
+            WebhookEvent.model_validate(event)  # what the OpenAPI document's webhooks say
         finally:
             server.shutdown()
