@@ -34,6 +34,9 @@ REJECTED_REQUESTS = Counter(
 )
 
 queue_gauge = Gauge("edi834_queue_depth", "Receipts waiting or in processing", ["status"])
+QUEUE_OLDEST = Gauge(
+    "edi834_queue_oldest_seconds", "Age of the oldest file waiting for a worker (0 when none)"
+)
 
 # The core-system outbox (issue 5): set by each delivery round from the database.
 CORE_PENDING = Gauge("edi834_core_pending_events", "Applied member events not yet delivered")

@@ -25,6 +25,7 @@ from gateway.metrics import (
     LEDGER_FILES,
     PARTNER_FILE_MISSING,
     PARTNER_LAST_FILE,
+    QUEUE_OLDEST,
     STUCK_FILES,
     queue_gauge,
     set_core_backlog,
@@ -63,6 +64,9 @@ def metrics(gw: GatewayDep) -> Response:
         with gw.reads() as session:
             for status, n in repo.queue_depth(session).items():
                 queue_gauge.labels(status=status).set(n)
+            oldest = repo.oldest_waiting(session)
+            now = dt.datetime.now(dt.UTC)
+            QUEUE_OLDEST.set(max(0.0, (now - oldest).total_seconds()) if oldest else 0.0)
             for status, n in queries.ledger_files(session).items():
                 LEDGER_FILES.labels(status=status).set(n)
             backlog = queries.core_backlog(session)

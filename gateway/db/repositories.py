@@ -264,6 +264,13 @@ def ping(conn: Connection) -> None:
     conn.execute(text("SELECT 1"))
 
 
+def oldest_waiting(session: Session) -> dt.datetime | None:
+    """When the oldest receipt still waiting for a worker was received (None: none waits)."""
+    return session.scalar(
+        select(func.min(Receipt.received_at)).where(Receipt.status == Status.RECEIVED)
+    )
+
+
 def queue_depth(session: Session) -> dict[str, int]:
     rows = session.execute(
         select(Receipt.status, func.count())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,6 +64,7 @@ class TestBeforeAnyEvent:
             ("edi834_sftp_sessions", ()),
             ("edi834_core_lag_seconds", ()),
             ("edi834_core_delivery_configured", ()),
+            ("edi834_queue_oldest_seconds", ()),
         ):
             assert samples.get((name, labels)) == 0.0, (name, labels)
         info = [labels for (name, labels) in samples if name == "edi834_build_info"]
@@ -136,6 +138,19 @@ class TestAfterTraffic:
         samples = scrape(gw)
         assert samples[("edi834_sftp_sessions", ())] == 0.0
         assert samples[("edi834_sftp_uploads_total", (("result", "complete"),))] == 1.0
+
+
+def test_age_of_the_oldest_waiting_file(tmp_path: Path) -> None:
+    gw = GatewayProcess(data_dir=tmp_path / "var")
+    key = gw.add_partner("va", "VA0FFM")
+    gw.start(EDI834_WORKER_ENABLED="false", EDI834_SFTP_ENABLED="false")
+    try:
+        with gw.client(key) as c:
+            assert submit(c, GOOD).status_code == 202
+        time.sleep(1.2)
+        assert scrape(gw)[("edi834_queue_oldest_seconds", ())] >= 1.0
+    finally:
+        gw.kill()
 
 
 class TestCoreBacklog:
