@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import Iterator
 
+import anyio.to_thread
 import uvicorn
 
 from gateway.api.app import create_app
@@ -102,6 +103,9 @@ async def run_server(
     role migrates only with --migrate (in production one job runs `edi834 db upgrade`)."""
     if roles == frozenset({"worker"}) and settings.worker_nice:
         os.nice(settings.worker_nice)  # validation yields the CPU to the API's intake
+    # The threadpool of every server in this process (routes, dependencies); the pool is sized
+    # to it (Gateway.open), so a request never waits for, nor opens, a connection of its own.
+    anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
     gw = Gateway.open(settings)
     stop_event = asyncio.Event()
     if migrate:

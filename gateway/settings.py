@@ -16,6 +16,12 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     database_url: str = ""  # empty: SQLite at <data_dir>/edi834.sqlite3
     db_busy_timeout_ms: int = 30_000  # SQLite: how long a writer waits for the lock
+    # Threads that run the API's and the dashboard's blocking routes and dependencies (anyio's
+    # threadpool, one per process). The database pool keeps a connection for each of them and
+    # for asyncio.to_thread's, so a busy API reuses its connections instead of opening one for
+    # about every second request (issue 19); PostgreSQL's max_connections must cover the
+    # processes' pools.
+    api_threads: int = Field(default=40, ge=1)
 
     http_host: str = "127.0.0.1"
     http_port: int = 8834
@@ -44,6 +50,9 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = 512 * 1024 * 1024
     rate_limit_per_minute: int = 600  # files per partner per minute over HTTP
+    # How long an API process remembers which partner an API key belongs to: a rotated or
+    # disabled key stops working at most this long after (0: looked up on every request).
+    api_key_cache_seconds: float = Field(default=5.0, ge=0)
     max_segment_bytes: int = 65_536
     # How the inside of an 834 set is checked against 005010X220A1: "fast" (pyx12's map
     # compiled into tables; identical findings, held to it by the differential tests) or

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from gateway.api import acks, health, intake, interchanges, ledger, members, problems, webhooks
+from gateway.api.apikeys import ApiKeyCache
 from gateway.api.docs import router as docs_router
 from gateway.api.health import create_health_app
 from gateway.api.observe import RequestMetrics
@@ -30,6 +31,7 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
     )
     app.state.gateway = gw
     app.state.rate_limiter = RateLimiter(gw.settings.rate_limit_per_minute)
+    app.state.api_keys = ApiKeyCache(gw.settings.api_key_cache_seconds)
     app.state.on_receipt = on_receipt
     problems.install(app)  # every error as application/problem+json
     webhooks.declare(app)  # the signed webhook, in the document only

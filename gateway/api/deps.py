@@ -5,16 +5,18 @@ like one that does not exist."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, TypeVar
 
+import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from gateway.api.apikeys import ApiKeyCache, KeyOwner
 from gateway.api.schemas import ErrorOut
 from gateway.context import Gateway
 from gateway.db import repositories as repo
-from gateway.db.models import Partner, Receipt
+from gateway.db.models import Receipt
 from gateway.db.session import db_retry
 from gateway.errors import GatewayError, NotFound
 
@@ -34,52 +36,64 @@ async def get_gateway(request: Request) -> Gateway:
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 
-def authenticate(
+async def authenticate(
+    request: Request,
     gw: GatewayDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Partner:
+) -> KeyOwner:
+    """The key's partner: remembered for `EDI834_API_KEY_CACHE_SECONDS` (gateway.api.apikeys),
+    else looked up in a worker thread. async, so a remembered key costs no threadpool trip."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise GatewayError("an API key is required", 401, {"WWW-Authenticate": "Bearer"})
+    keys: ApiKeyCache = request.app.state.api_keys
+    key_hash = repo.hash_api_key(credentials.credentials)
+    owner = keys.get(key_hash)
+    if owner is not None:
+        return owner
+    asked_at = keys.now()
 
     @db_retry
-    def lookup() -> Partner | None:
+    def lookup() -> tuple[int, str] | None:
         with gw.reads() as session:
-            return repo.partner_by_api_key(session, credentials.credentials)
+            return repo.key_owner(session, key_hash)
 
     try:
-        partner = lookup()
+        found = await anyio.to_thread.run_sync(lookup)
     except Exception as exc:
         raise GatewayError(
             "the gateway's database is unavailable; try again", 503, {"Retry-After": "5"}
         ) from exc
-    if partner is None:
+    if found is None:
         raise GatewayError("unknown or disabled API key", 401, {"WWW-Authenticate": "Bearer"})
-    return partner
+    owner = KeyOwner(*found)
+    keys.put(key_hash, owner, looked_up_at=asked_at)
+    return owner
 
 
-CurrentPartner = Annotated[Partner, Depends(authenticate)]
+CurrentPartner = Annotated[KeyOwner, Depends(authenticate)]
+
+T = TypeVar("T")
 
 
-def _owned(
-    load: Callable[[Session, str, int], Receipt | None],
-) -> Callable[[str, Partner, Gateway], Receipt]:
-    """The dependency for `{interchange_id}`: loaded by `load`, the partner's, or 404."""
+def _owned(load: Callable[[Session, str, int], T | None]) -> Callable[[str, KeyOwner, Gateway], T]:
+    """The dependency for `{interchange_id}`: loaded by `load` in one read session, the
+    partner's, or 404."""
 
-    def owned(interchange_id: str, partner: CurrentPartner, gw: GatewayDep) -> Receipt:
+    def owned(interchange_id: str, partner: CurrentPartner, gw: GatewayDep) -> T:
         with gw.reads() as session:
-            receipt = load(session, interchange_id, partner.id)
-        if receipt is None:
+            found = load(session, interchange_id, partner.id)
+        if found is None:
             raise NotFound()
-        return receipt
+        return found
 
     return owned
 
 
 OwnedReceipt = Annotated[Receipt, Depends(_owned(repo.receipt_row))]
 """The authenticated partner's receipt (the row), or 404."""
-OwnedReceiptTree = Annotated[Receipt, Depends(_owned(repo.receipt_detail))]
-"""The same, with its envelopes, groups and transaction sets loaded in the one query (the
-status read's hot path, issue 6)."""
+OwnedReceiptStatus = Annotated[repo.ReceiptStatus, Depends(_owned(repo.receipt_status))]
+"""The same with its envelopes, groups and transaction sets (one joined query) and its first
+findings, read in the one session (the status read's hot path, issues 6 and 19)."""
 
 
 async def public_url(request: Request, gw: GatewayDep) -> str:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
-from gateway.api.deps import ERRORS, BaseUrl, CurrentPartner, GatewayDep, OwnedReceiptTree
+from gateway.api.deps import ERRORS, BaseUrl, CurrentPartner, GatewayDep, OwnedReceiptStatus
 from gateway.api.schemas import (
     Counts,
     EnvelopeOut,
@@ -31,7 +32,6 @@ from gateway.gate import interchange_acknowledged
 from validators.issues import meaning, remedy
 
 MAX_PAGE = 200
-MAX_FINDINGS = 1000
 FAILED = (
     "processing failed inside the gateway; the insurer's operators have been alerted and no "
     "acknowledgement was sent"
@@ -86,20 +86,16 @@ def list_interchanges(
 
 
 @router.get("/{interchange_id}", response_model=InterchangeDetail, responses=ERRORS)
-def get_interchange(r: OwnedReceiptTree, gw: GatewayDep, base_url: BaseUrl) -> InterchangeDetail:
+async def get_interchange(found: OwnedReceiptStatus, base_url: BaseUrl) -> InterchangeDetail:
     """Status, outcome, counts, envelope ids and every finding (first 1,000)."""
-    with gw.reads() as session:
-        findings = list(repo.findings_of(session, r.id, MAX_FINDINGS))
-        # Fewer than the page: that is all of them (no COUNT query).
-        total = (
-            len(findings) if len(findings) < MAX_FINDINGS else repo.count_findings(session, r.id)
-        )
+    # async: what is left is mapping what the dependency read, no I/O and no threadpool trip
+    r = found.receipt
     root = f"{base_url}/v1/interchanges/{r.id}"
     return InterchangeDetail(
         **summary_of(r).model_dump(),
         interchanges=[_envelope_of(e) for e in r.envelopes],
-        findings=_findings_of(r.envelopes, findings),
-        findings_total=total,
+        findings=_findings_of(r.envelopes, found.findings),
+        findings_total=found.findings_total,
         error=FAILED if r.status == Status.FAILED else None,
         ledger_status=r.ledger_status,
         members_applied=r.members_applied,
@@ -150,7 +146,7 @@ def _envelope_of(e: Interchange) -> EnvelopeOut:
     )
 
 
-def _findings_of(envelopes: list[Interchange], findings: list[Finding]) -> list[FindingOut]:
+def _findings_of(envelopes: list[Interchange], findings: Sequence[Finding]) -> list[FindingOut]:
     """Each finding with the ISA13 / GS06 / ST02 of where it was found."""
     isa13_of = {e.id: e.isa13 for e in envelopes}
     gs06_of = {g.id: g.gs06 for e in envelopes for g in e.groups}

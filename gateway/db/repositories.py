@@ -43,10 +43,13 @@ def hash_api_key(key: str) -> str:
 # --- partners -------------------------------------------------------------------------------
 
 
-def partner_by_api_key(session: Session, key: str) -> Partner | None:
-    return session.scalar(
-        select(Partner).where(Partner.api_key_hash == hash_api_key(key), Partner.enabled)
-    )
+def key_owner(session: Session, key_hash: str) -> tuple[int, str] | None:
+    """The id and name of the enabled partner whose API key hashes to `key_hash` (two columns,
+    not the row: the partner API's authentication, issue 19)."""
+    row = session.execute(
+        select(Partner.id, Partner.name).where(Partner.api_key_hash == key_hash, Partner.enabled)
+    ).first()
+    return (row[0], row[1]) if row is not None else None
 
 
 def partner_by_name(session: Session, name: str) -> Partner | None:
@@ -169,6 +172,29 @@ def receipt_detail(session: Session, receipt_id: str, partner_id: int) -> Receip
         .unique()
         .one_or_none()
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptStatus:
+    """What the status read shows: the receipt with its envelope tree, its first findings and
+    how many there are in all."""
+
+    receipt: Receipt
+    findings: Sequence[Finding]
+    findings_total: int
+
+
+def receipt_status(
+    session: Session, receipt_id: str, partner_id: int, max_findings: int = 1000
+) -> ReceiptStatus | None:
+    """A partner's receipt, its tree and its first `max_findings` findings, in one session:
+    two queries, and a COUNT only when there are more findings than that."""
+    receipt = receipt_detail(session, receipt_id, partner_id)
+    if receipt is None:
+        return None
+    findings = findings_of(session, receipt.id, max_findings)
+    total = len(findings) if len(findings) < max_findings else count_findings(session, receipt.id)
+    return ReceiptStatus(receipt, findings, total)
 
 
 def receipt_row(session: Session, receipt_id: str, partner_id: int) -> Receipt | None:

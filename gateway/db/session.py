@@ -4,11 +4,12 @@ instead of failing on a lock upgrade; PostgreSQL through `EDI834_DATABASE_URL`."
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import (
@@ -22,7 +23,27 @@ T = TypeVar("T")
 SQLITE_BUSY_MS = 30_000
 
 
-def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_MS, **kwargs: Any) -> Engine:
+def pool_size_for(threads: int) -> int:
+    """Connections a process keeps open: one for each thread that can hold one at the same time
+    — `threads` (the API's threadpool) and asyncio.to_thread's default executor (min(32,
+    CPUs + 4) threads) — so that none is closed when it is returned and opened again by the next
+    request, as a pool smaller than the threadpool does (issue 19). Opened only when needed."""
+    return threads + min(32, (os.cpu_count() or 1) + 4)
+
+
+def make_engine(
+    url: str,
+    *,
+    busy_timeout_ms: int = SQLITE_BUSY_MS,
+    pool_size: int = 10,
+    **kwargs: Any,
+) -> Engine:
+    """`pool_size` connections kept (and 10 more opened at a peak, closed when returned);
+    ignored with an explicit `poolclass` and by SQLite in memory (one connection per thread)."""
+    parsed = make_url(url)
+    if "poolclass" not in kwargs and parsed.database not in (None, "", ":memory:"):
+        kwargs.setdefault("pool_size", pool_size)
+        kwargs.setdefault("max_overflow", 10)
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
@@ -49,9 +70,6 @@ def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_MS, **kwargs: An
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    if "poolclass" not in kwargs:
-        kwargs.setdefault("pool_size", 10)
-        kwargs.setdefault("max_overflow", 20)
     return create_engine(url, **kwargs)
 
 

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections import Counter
@@ -34,6 +35,12 @@ NGINX = next((p for p in ("/usr/sbin/nginx", "/usr/bin/nginx") if Path(p).exists
 HTTP_FILES, SFTP_FILES = 300, 30
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason="make test installs nginx")
+
+
+def _listening(port: int) -> bool:
+    """The SFTP server accepts connections (it starts later than the APIs on a busy machine)."""
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 class Cluster:
@@ -124,6 +131,7 @@ class Cluster:
                             for p in self.api_ports
                         )
                         and c.get(f"{self.url}/readyz").status_code == 200
+                        and _listening(self.sftp_port)
                     ):
                         return
                 except httpx.HTTPError:

@@ -80,7 +80,8 @@ class TestAuthentication:
 
     def test_disabled_partner_and_rotated_keys_are_refused(self, gateway):
         key = gateway.add_partner("va", "VA0FFM")
-        gateway.start()
+        # Keys not remembered: refused at once (remembered, within the TTL: test_api_capacity).
+        gateway.start(EDI834_API_KEY_CACHE_SECONDS="0")
         assert gateway.client(key).get("/v1/interchanges").status_code == 200
         new = gateway.cli("partner", "rotate-key", "va", "--json").stdout
         assert gateway.client(key).get("/v1/interchanges").status_code == 401

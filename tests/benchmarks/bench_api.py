@@ -1,0 +1,328 @@
+"""The partner API alone, measured with a client that costs far less CPU than the server
+(issue 19): a throwaway PostgreSQL, N `edi834 api` processes (plain HTTP on loopback, no nginx,
+no SFTP, no workers), and a raw asyncio HTTP/1.1 keep-alive client whose requests are built
+before the clock starts (intake: distinct files, ISA13 changed; reads: one request per id).
+
+For each load: throughput, p50/p99 latency, and CPU milliseconds per request of each process
+(the API processes, PostgreSQL with all its backends, this client), from /proc over the load
+window; and the PostgreSQL sessions opened during it (pg_stat_database.sessions): a pool that
+reuses its connections opens a handful, not one per request.
+
+Usage: python tests/benchmarks/bench_api.py [--apis 1] [--clients 32] [--files 3000]
+       [--read-seconds 15] [--loads intake,read,health] [--pids FILE]
+The figures are printed, never asserted. Run it on an otherwise idle machine (see `uptime`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.benchmarks.procs import children  # noqa: E402
+from tests.conftest import SAMPLES  # noqa: E402
+from tests.gateway.harness import free_port  # noqa: E402
+from tests.gateway.test_http_e2e import _with_isa13  # noqa: E402
+from tests.pgserver import PostgresServer  # noqa: E402
+
+EDI834 = ROOT / ".venv" / "bin" / "edi834"
+GOOD = (SAMPLES / "good_exchange_new_enrollment.834").read_bytes()
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid` and its living descendants (PostgreSQL's backends), and of the
+    children they have reaped (a backend that exited during the load counts too)."""
+    kids = children()
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo.extend(kids.get(p, []))
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15])
+    return total / CLK_TCK
+
+
+def client_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[int, bytes]:
+    """One request on a kept-alive connection; the answer's status and body."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    body = await reader.readexactly(length) if length else b""
+    return status, body
+
+
+async def run_load(
+    ports: Sequence[int], requests: Sequence[bytes], clients: int, seconds: float | None
+) -> dict[str, object]:
+    """`clients` connections (spread over the ports) send `requests` in turn: each once, or
+    round and round until `seconds` have passed."""
+    latencies: list[float] = []
+    codes: dict[int, int] = {}
+    bodies: list[bytes] = []
+    next_index = 0
+    deadline = None if seconds is None else time.monotonic() + seconds
+
+    async def client(k: int) -> None:
+        nonlocal next_index
+        reader, writer = await asyncio.open_connection("127.0.0.1", ports[k % len(ports)])
+        try:
+            while True:
+                if deadline is None:
+                    if next_index >= len(requests):
+                        return
+                elif time.monotonic() >= deadline:
+                    return
+                request = requests[next_index % len(requests)]
+                next_index += 1
+                t0 = time.perf_counter()
+                status, body = await _exchange(reader, writer, request)
+                latencies.append(time.perf_counter() - t0)
+                codes[status] = codes.get(status, 0) + 1
+                if deadline is None:
+                    bodies.append(body)
+        finally:
+            writer.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client(k) for k in range(clients)))
+    elapsed = time.perf_counter() - start
+    return {
+        "requests": len(latencies),
+        "seconds": elapsed,
+        "per_s": len(latencies) / elapsed,
+        "p50_ms": pct(latencies, 0.50),
+        "p99_ms": pct(latencies, 0.99),
+        "codes": codes,
+        "bodies": bodies,
+    }
+
+
+def intake_requests(key: str, count: int, offset: int) -> list[bytes]:
+    out = []
+    for n in range(count):
+        body = _with_isa13(GOOD, 700_000_000 + offset + n)
+        out.append(
+            b"POST /v1/interchanges HTTP/1.1\r\nHost: bench\r\n"
+            + f"Authorization: Bearer {key}\r\n".encode()
+            + b"Content-Type: application/edi-x12\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+    return out
+
+
+def get_requests(key: str, paths: Sequence[str]) -> list[bytes]:
+    return [
+        f"GET {p} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {key}\r\n\r\n".encode()
+        for p in paths
+    ]
+
+
+class Api:
+    """PostgreSQL and `apis` API processes, started and stopped together."""
+
+    def __init__(self, tmp: Path, pg: PostgresServer, apis: int) -> None:
+        self.tmp = tmp
+        self.database_url = pg.create_database("bench")
+        self.postmaster = 0
+        self.pg = pg
+        self.ports = [free_port() for _ in range(apis)]
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def env(self, **more: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EDI834_")}
+        env.update(
+            EDI834_DATA_DIR=str(self.tmp / "var"),
+            EDI834_DATABASE_URL=self.database_url,
+            EDI834_DASHBOARD_ENABLED="false",
+            EDI834_RATE_LIMIT_PER_MINUTE="10000000",
+            EDI834_LOG_LEVEL="warning",
+            **more,
+        )
+        return env
+
+    def cli(self, *args: str) -> str:
+        return subprocess.run(
+            [str(EDI834), *args], env=self.env(), check=True, capture_output=True, text=True
+        ).stdout
+
+    def start(self) -> str:
+        self.cli("db", "upgrade")
+        key = json.loads(
+            self.cli("partner", "add", "--name", "va", "--isa-qualifier", "ZZ", "--isa-id",
+                     "VA0FFM", "--json")
+        )["api_key"]  # fmt: skip
+        for n, port in enumerate(self.ports):
+            log = open(self.tmp / f"api{n}.log", "wb")  # noqa: SIM115 - closed with the process
+            self.procs.append(
+                subprocess.Popen(
+                    [str(EDI834), "api"],
+                    env=self.env(EDI834_HTTP_PORT=str(port)),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        deadline = time.monotonic() + 60
+        with httpx.Client(timeout=5) as c:
+            for port in self.ports:
+                while True:
+                    try:
+                        if c.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the API did not become ready")
+                    time.sleep(0.2)
+        self.postmaster = int((self.pg.data_dir / "postmaster.pid").read_text().split()[0])
+        return str(key)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            p.wait(30)
+
+
+def sessions(url: str) -> int:
+    """Sessions PostgreSQL has opened on the bench database (its statistics lag ~1 s)."""
+    time.sleep(1.5)
+    engine = create_engine(url, poolclass=NullPool)
+    with engine.connect() as conn:
+        n = conn.scalar(
+            text("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        )
+    engine.dispose()
+    return int(n or 0)
+
+
+def measure(
+    api: Api, name: str, requests: Sequence[bytes], clients: int, seconds: float | None
+) -> dict[str, object]:
+    s0 = sessions(api.database_url)
+    cpu0 = [cpu_seconds(p.pid) for p in api.procs], cpu_seconds(api.postmaster), client_cpu()
+    got = asyncio.run(run_load(api.ports, requests, clients, seconds))
+    cpu1 = [cpu_seconds(p.pid) for p in api.procs], cpu_seconds(api.postmaster), client_cpu()
+    n = int(got["requests"])  # type: ignore[call-overload]
+    got["api_ms"] = sum(b - a for a, b in zip(cpu0[0], cpu1[0], strict=True)) * 1000 / n
+    got["postgres_ms"] = (cpu1[1] - cpu0[1]) * 1000 / n
+    got["client_ms"] = (cpu1[2] - cpu0[2]) * 1000 / n
+    # minus the one this function opens to count them
+    got["new_sessions"] = sessions(api.database_url) - s0 - 1
+    got["load"] = name
+    return got
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--apis", type=int, default=1)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--files", type=int, default=3000)
+    parser.add_argument("--read-seconds", type=float, default=15)
+    parser.add_argument("--loads", default="intake,read,health")
+    parser.add_argument("--pids", type=Path, help="write the process ids here (JSON)")
+    args = parser.parse_args()
+    loads = args.loads.split(",")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; PostgreSQL, {args.apis} x `edi834 api` (plain HTTP), "
+        f"{args.clients} keep-alive clients; load average {os.getloadavg()[0]:.2f} at start"
+    )
+    # uvicorn's "auto": uvloop and httptools when the API's environment has them, else asyncio
+    # and h11.
+    probe = (
+        "import importlib.util as u; "
+        "print(*(bool(u.find_spec(m)) for m in ('uvloop', 'httptools')))"
+    )
+    uv, ht = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-c", probe], capture_output=True, text=True
+    ).stdout.split()
+    loop_name = "uvloop" if uv == "True" else "asyncio"
+    print(f"event loop: {loop_name}; HTTP: {'httptools' if ht == 'True' else 'h11'}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, PostgresServer() as pg:
+        api = Api(Path(tmp), pg, args.apis)
+        key = api.start()
+        if args.pids:
+            pids = {f"api{n}": p.pid for n, p in enumerate(api.procs)}
+            args.pids.write_text(json.dumps({**pids, "postgres": api.postmaster}))
+        try:
+            # A warm-up batch whose receipts the status readers read.
+            seed = measure(api, "warm-up", intake_requests(key, 200, 0), args.clients, None)
+            ids = [json.loads(b)["id"] for b in seed["bodies"]]  # type: ignore[attr-defined]
+            if "intake" in loads:
+                rows.append(
+                    measure(api, "intake", intake_requests(key, args.files, 1000), args.clients,
+                            None)
+                )  # fmt: skip
+            if "read" in loads:
+                paths = [f"/v1/interchanges/{i}" for i in ids]
+                rows.append(
+                    measure(api, "status read", get_requests(key, paths), args.clients,
+                            args.read_seconds)
+                )  # fmt: skip
+            if "list" in loads:
+                rows.append(
+                    measure(api, "list", get_requests(key, ["/v1/interchanges?limit=20"]),
+                            args.clients, args.read_seconds)
+                )  # fmt: skip
+            if "health" in loads:
+                rows.append(
+                    measure(api, "healthz", get_requests(key, ["/healthz"]), args.clients,
+                            args.read_seconds)
+                )  # fmt: skip
+        finally:
+            api.stop()
+    print(
+        "\n| load | requests | per s | p50 ms | p99 ms | API CPU ms/req | PostgreSQL CPU ms/req "
+        "| client CPU ms/req | new PG sessions | answers |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['load']} | {r['requests']} | {r['per_s']:.0f} | {r['p50_ms']:.1f} "
+            f"| {r['p99_ms']:.1f} | {r['api_ms']:.2f} | {r['postgres_ms']:.2f} "
+            f"| {r['client_ms']:.2f} | {r['new_sessions']} | {r['codes']} |"
+        )
+    print(f"load average at the end: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""The partner API's cost per request (issue 19): API-key look-ups remembered for a bounded time
+(a rotated or disabled key stops working within it, and never works again after it), and a
+connection pool as large as the threadpool (a busy API opens no new PostgreSQL sessions)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.pool import NullPool
+
+from gateway.api.apikeys import ApiKeyCache, KeyOwner
+from gateway.db.session import make_engine, pool_size_for
+from gateway.settings import Settings
+from tests.gateway.harness import GatewayProcess
+
+VA = KeyOwner(id=1, name="va")
+TTL = 1.0
+EPSILON = 0.5  # a request's own time, on a busy machine
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TestApiKeyCache:
+    def test_remembered_until_ttl_after_the_look_up_and_never_after(self) -> None:
+        clock = Clock()
+        cache = ApiKeyCache(5.0, clock=clock)
+        asked_at = cache.now()
+        clock.now += 0.2  # the database's answer took this long
+        cache.put("h1", VA, looked_up_at=asked_at)
+        assert cache.get("h1") == VA
+        clock.now = asked_at + 4.999
+        assert cache.get("h1") == VA
+        clock.now = asked_at + 5.0  # the bound runs from the question, not the answer
+        assert cache.get("h1") is None
+        clock.now += 100
+        assert cache.get("h1") is None
+
+    def test_zero_ttl_remembers_nothing(self) -> None:
+        cache = ApiKeyCache(0.0, clock=Clock())
+        cache.put("h1", VA, looked_up_at=cache.now())
+        assert cache.get("h1") is None
+
+    def test_bounded_in_size_oldest_forgotten_first(self) -> None:
+        clock = Clock()
+        cache = ApiKeyCache(60.0, max_entries=3, clock=clock)
+        for n in range(5):
+            cache.put(f"h{n}", KeyOwner(n, f"p{n}"), looked_up_at=clock.now)
+            clock.now += 1
+        remembered = [cache.get(f"h{n}") is not None for n in range(5)]
+        assert remembered == [False, False, True, True, True]
+
+    def test_expired_entries_make_room_before_live_ones(self) -> None:
+        clock = Clock()
+        cache = ApiKeyCache(10.0, max_entries=2, clock=clock)
+        cache.put("live", VA, looked_up_at=clock.now)
+        cache.put("old", VA, looked_up_at=clock.now - 20)  # already past its time
+        cache.put("new", VA, looked_up_at=clock.now)
+        assert cache.get("live") == VA and cache.get("new") == VA
+
+
+@pytest.fixture
+def served(tmp_path: Path, database_url: str) -> Iterator[tuple[GatewayProcess, str]]:
+    gw = GatewayProcess(data_dir=tmp_path / "var", database_url=database_url)
+    key = gw.add_partner("va", "VA0FFM")
+    gw.start(EDI834_SFTP_ENABLED="false", EDI834_API_KEY_CACHE_SECONDS=str(TTL))
+    yield gw, key
+    gw.kill()
+
+
+def _fails_within_ttl(gw: GatewayProcess, key: str, revoked_at: float) -> None:
+    """Refused at most TTL (+ a request's time) after `revoked_at`, and every time after."""
+    with gw.client(key) as c:
+        while c.get("/v1/interchanges").status_code == 200:
+            assert time.monotonic() - revoked_at <= TTL + EPSILON, "still accepted after the TTL"
+            time.sleep(0.02)
+        refused_at = time.monotonic()
+        while time.monotonic() - refused_at < TTL + EPSILON:
+            assert c.get("/v1/interchanges").status_code == 401
+            time.sleep(0.05)
+
+
+class TestRevocation:
+    def test_rotated_key_fails_within_the_ttl_and_the_new_one_works_at_once(
+        self, served: tuple[GatewayProcess, str]
+    ) -> None:
+        gw, key = served
+        with gw.client(key) as c:
+            assert c.get("/v1/interchanges").status_code == 200  # now remembered
+        new_key = gw.cli("partner", "rotate-key", "va").stdout.strip().split()[-1]
+        revoked_at = time.monotonic()
+        with gw.client(new_key) as c:
+            assert c.get("/v1/interchanges").status_code == 200  # unknown keys are not cached
+        _fails_within_ttl(gw, key, revoked_at)
+
+    def test_disabled_partner_fails_within_the_ttl(
+        self, served: tuple[GatewayProcess, str]
+    ) -> None:
+        gw, key = served
+        with gw.client(key) as c:
+            assert c.get("/v1/interchanges").status_code == 200
+        gw.cli("partner", "disable", "va")
+        revoked_at = time.monotonic()
+        _fails_within_ttl(gw, key, revoked_at)
+        gw.cli("partner", "enable", "va")
+        with gw.client(key) as c:
+            assert c.get("/v1/interchanges").status_code == 200  # a refusal is not remembered
+
+
+class TestPool:
+    def test_pool_is_as_large_as_the_threads_that_use_it(self, tmp_path: Path) -> None:
+        settings = Settings(data_dir=tmp_path)
+        engine = make_engine(settings.sqlalchemy_url, pool_size=pool_size_for(settings.api_threads))
+        try:
+            assert engine.pool.size() >= settings.api_threads  # type: ignore[attr-defined]
+        finally:
+            engine.dispose()
+
+    def test_a_busy_api_reuses_its_connections(
+        self, tmp_path: Path, postgres: object, database_url: str
+    ) -> None:
+        if not database_url:
+            pytest.skip("sessions are counted by PostgreSQL")
+        gw = GatewayProcess(data_dir=tmp_path / "var", database_url=database_url)
+        key = gw.add_partner("va", "VA0FFM")
+        gw.start(EDI834_SFTP_ENABLED="false")
+        counter = make_engine(database_url, poolclass=NullPool)
+        try:
+
+            def sessions() -> int:
+                time.sleep(1.5)  # PostgreSQL's statistics lag about a second
+                with counter.connect() as conn:
+                    return int(
+                        conn.scalar(
+                            text(
+                                "SELECT sessions FROM pg_stat_database "
+                                "WHERE datname = current_database()"
+                            )
+                        )
+                    )
+
+            async def load(rounds: int) -> None:
+                limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+                async with httpx.AsyncClient(
+                    base_url=gw.url,
+                    headers={"Authorization": f"Bearer {key}"},
+                    limits=limits,
+                    timeout=60,
+                ) as c:
+                    for _ in range(rounds):
+                        got = await asyncio.gather(*(c.get("/v1/interchanges") for _ in range(32)))
+                        assert {r.status_code for r in got} == {200}
+
+            asyncio.run(load(3))  # the pool fills up to the concurrency
+            before = sessions()
+            asyncio.run(load(20))  # 640 requests, 32 at a time
+            opened = sessions() - before - 1  # less the one that counted
+            # A pool smaller than the threadpool opened about one per second request here.
+            assert opened <= 3, f"{opened} new PostgreSQL sessions for 640 requests"
+        finally:
+            counter.dispose()
+            gw.kill()
