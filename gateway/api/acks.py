@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from pydantic import WithJsonSchema
 
 from gateway.api.deps import ERRORS, BaseUrl, GatewayDep, OwnedReceipt
-from gateway.api.schemas import AckOut, from_row
+from gateway.api.schemas import AckOut, RejectionNotice, from_row
 from gateway.context import Gateway
 from gateway.db import repositories as repo
 from gateway.db.models import AckKind, Receipt
@@ -55,7 +55,16 @@ _ACK_HEADERS = {
 
 _ACK_RESPONSES: dict[int | str, dict[str, object]] = {
     200: {
-        "content": {"application/edi-x12": {}, "application/json": {}},
+        "model": RejectionNotice,  # application/json: the `rejection` kind
+        "content": {
+            "application/edi-x12": {
+                "schema": {
+                    "type": "string",
+                    "description": "the X12 text of the TA1, 999 or 824, as sent",
+                }
+            },
+        },
+        "description": "ta1, 999, 824: application/edi-x12; rejection: application/json",
         "headers": _ACK_HEADERS,
     },
     304: {"description": "If-None-Match matched: the copy you hold is current"},

@@ -3,6 +3,8 @@ audit or replace file compares with the ledger (JSON, and the same report as CSV
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -11,6 +13,7 @@ from fastapi.responses import Response, StreamingResponse
 from gateway.api.deps import ERRORS, BaseUrl, GatewayDep, OwnedReceipt
 from gateway.api.schemas import (
     BusinessFindingOut,
+    ErrorOut,
     MemberOut,
     MemberPage,
     ReconciliationItemOut,
@@ -18,7 +21,7 @@ from gateway.api.schemas import (
     from_row,
 )
 from gateway.enrollment import queries
-from gateway.errors import NotFound
+from gateway.errors import GatewayError, NotFound
 from gateway.services import interchanges
 from gateway.web import download
 
@@ -27,7 +30,11 @@ MAX_SEQ = 2**31 - 1  # `seq` columns are 32-bit INTEGER: a larger `after` is a 4
 router = APIRouter(prefix="/v1/interchanges/{interchange_id}", tags=["ledger"])
 
 
-@router.get("/members", response_model=MemberPage, responses=ERRORS)
+@router.get(
+    "/members",
+    response_model=MemberPage,
+    responses={400: {"model": ErrorOut, "description": "invalid cursor"}, **ERRORS},
+)
 def list_members(
     receipt: OwnedReceipt,
     gw: GatewayDep,
@@ -35,14 +42,18 @@ def list_members(
         str | None,
         Query(pattern="^(applied|rejected|audited|not_applied|would_apply|would_reject)$"),
     ] = None,
-    after: Annotated[int, Query(ge=-1, le=MAX_SEQ)] = -1,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    after: Annotated[int, Query(ge=-1, le=MAX_SEQ, deprecated=True, description="use cursor")] = -1,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> MemberPage:
     """Each member of your 834 sets, in file order, with what became of it: applied to the
     enrollment ledger, rejected by a business rule (with the rule, the reason and the
     position), audited (an audit file is compared, not applied), not_applied (its set did
     not pass the gate: rejected by the TA1 or 999, a test interchange, … — `reason` says
-    which), or would_apply / would_reject (a dry run of an onboarding sender's test file)."""
+    which), or would_apply / would_reject (a dry run of an onboarding sender's test file).
+    Pass `next_cursor` back as `cursor` for the next page, as for the interchanges list."""
+    if cursor is not None:
+        after = _decode_cursor(cursor)
     with gw.reads() as session:
         results = queries.member_results(
             session, receipt.id, outcome=outcome, after=after, limit=limit + 1
@@ -71,8 +82,24 @@ def list_members(
         ledger_status=receipt.ledger_status,
         counts=counts,
         items=items,
+        next_cursor=_encode_cursor(items[-1].seq) if len(results) > limit else None,
         next_after=items[-1].seq if len(results) > limit else None,
     )
+
+
+def _encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"member|{seq}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        kind, seq = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        after = int(seq)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise GatewayError("invalid cursor", 400, code="invalid_cursor") from None
+    if kind != "member" or not -1 <= after <= MAX_SEQ:
+        raise GatewayError("invalid cursor", 400, code="invalid_cursor")
+    return after
 
 
 @router.get("/reconciliation", response_model=ReconciliationOut, responses=ERRORS)

@@ -113,11 +113,26 @@ def install(app: FastAPI) -> None:
 
 def declare_problems(schema: dict[str, Any]) -> dict[str, Any]:
     """Every 4xx/5xx response of the document as `application/problem+json` with the Problem
-    schema, FastAPI's own 422 (HTTPValidationError) included."""
+    schema, FastAPI's own 422 (HTTPValidationError) included; a 500 on every operation, a 503
+    (with Retry-After) on every authenticated one, and no 404 where the path has no id."""
     ref = {"$ref": "#/components/schemas/Problem"}
-    for operations in schema.get("paths", {}).values():
+    for path, operations in schema.get("paths", {}).items():
         for operation in operations.values():
-            for status, response in operation.get("responses", {}).items():
+            responses = operation.setdefault("responses", {})
+            if "{" not in path:  # the route matched: no 404 can come from it
+                responses.pop("404", None)
+            if "401" in responses:  # the key is looked up in the database
+                responses.setdefault(
+                    "503",
+                    {
+                        "description": "the database is unavailable: try again",
+                        "headers": {
+                            "Retry-After": {"description": "seconds", "schema": {"type": "string"}}
+                        },
+                    },
+                )
+            responses.setdefault("500", {"description": "an internal error (a bug): reported"})
+            for status, response in responses.items():
                 if status[:1] in ("4", "5"):
                     response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": ref}}
                     if status == "422":

@@ -127,6 +127,23 @@ class EnvelopeOut(BaseModel):
     groups: list[GroupOut]
 
 
+class RejectionProblem(BaseModel):
+    reason: str = Field(description="why no ISA could be read: binary, not_x12, empty, …")
+    offset: int | None = Field(description="the byte offset it was noticed at")
+    message: str
+
+
+class RejectionNotice(BaseModel):
+    """The `rejection` ack (application/json): the answer to input with no usable ISA, which
+    no TA1 can answer."""
+
+    receipt_id: str
+    file: str | None
+    outcome: Annotated[str, _one_of("rejected")]
+    problems: list[RejectionProblem]
+    note: str
+
+
 class AckOut(BaseModel):
     kind: AckKindName
     filename: str
@@ -244,7 +261,13 @@ class MemberPage(BaseModel):
     )
     counts: dict[str, int]
     items: list[MemberOut]
-    next_after: int | None = Field(description="pass back as `after` for the next page")
+    next_cursor: str | None = Field(
+        default=None, description="pass back as `cursor` for the next page (none: the last)"
+    )
+    next_after: int | None = Field(
+        description="deprecated, the same page as next_cursor: pass back as `after`",
+        json_schema_extra={"deprecated": True},
+    )
 
 
 class ReconciliationItemOut(BaseModel):

@@ -18,7 +18,7 @@ from gateway.db.models import IdempotencyKey
 from gateway.db.session import make_engine
 from gateway.settings import Settings
 from tests.conftest import SAMPLES
-from tests.gateway.harness import GatewayProcess, submit, wait_final
+from tests.gateway.harness import GatewayProcess, submit, wait_final, wait_ledger
 from tests.gateway.test_http_e2e import _with_isa13
 
 GOOD = (SAMPLES / "good_exchange_new_enrollment.834").read_bytes()
@@ -202,3 +202,47 @@ class TestIdempotencyKey:
         assert body == {"$ref": "#/components/schemas/WebhookEvent"}
         fields = set(doc["components"]["schemas"]["WebhookEvent"]["properties"])
         assert fields == {"event", "id", "status", "outcome", "sha256", "at"}
+
+    def test_acks_typed_failures_declared_and_no_impossible_404(
+        self, served: tuple[GatewayProcess, str]
+    ) -> None:
+        gw, _ = served
+        doc = httpx.get(f"{gw.url}/openapi.json", timeout=10).json()
+        ack = doc["paths"]["/v1/interchanges/{interchange_id}/acks/{kind}"]["get"]
+        content = ack["responses"]["200"]["content"]
+        assert content["application/edi-x12"]["schema"]["type"] == "string"
+        notice = content["application/json"]["schema"]
+        assert notice == {"$ref": "#/components/schemas/RejectionNotice"}
+        for path, operations in doc["paths"].items():
+            for method, operation in operations.items():
+                responses = operation["responses"]
+                assert "500" in responses, (method, path)
+                if "401" in responses:
+                    assert "Retry-After" in responses["503"]["headers"], (method, path)
+                if "{" not in path:
+                    assert "404" not in responses, (method, path)
+
+
+class TestMemberPages:
+    """One pagination style: the members list pages with cursor/next_cursor too."""
+
+    def test_cursor_pages_are_the_after_pages(self, served: tuple[GatewayProcess, str]) -> None:
+        gw, _ = served
+        family = (SAMPLES / "ledger" / "01_add_family.834").read_bytes()
+        family = family.replace(b"*VA0FFM         *", b"*MD0SBE         *")  # partner md
+        with gw.client(gw.extra_env["MD_KEY"]) as c:
+            rid = submit(c, family).json()["id"]
+            wait_ledger(c, rid)
+            url = f"/v1/interchanges/{rid}/members"
+            by_cursor, cursor = [], None
+            while True:
+                page = c.get(url, params={"limit": 1, **({"cursor": cursor} if cursor else {})})
+                assert page.status_code == 200, page.text
+                by_cursor += [m["seq"] for m in page.json()["items"]]
+                cursor = page.json()["next_cursor"]
+                if cursor is None:
+                    break
+            everything = c.get(url, params={"limit": 1000}).json()["items"]
+            assert by_cursor == [m["seq"] for m in everything] and len(by_cursor) >= 2
+            bad = c.get(url, params={"cursor": "bm90LWEtY3Vyc29y"})
+            assert (bad.status_code, bad.json()["code"]) == (400, "invalid_cursor")
