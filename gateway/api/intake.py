@@ -83,10 +83,11 @@ _RECEIPT_HEADERS = {
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {
-                t: {"schema": {"type": "string", "format": "binary"}}
-                for t in sorted(ACCEPTED_TYPES)
-            },
+            # One media type, so a generated client sends it (openapi-python-client, given
+            # content_type_overrides, would otherwise send the last type it knows).
+            "description": "the 834 file's bytes, as they are. text/plain and "
+            "application/octet-stream are accepted too.",
+            "content": {"application/edi-x12": {"schema": {"type": "string", "format": "binary"}}},
         }
     },
 )
