@@ -217,7 +217,9 @@ class TestEveryFileIsAnswered:
         assert "unreadable-amount" in {f["rule"] for f in subscriber["findings"]}
         # Its dependent follows the business rules as usual: no subscriber, no dependent.
         assert got[1]["outcome"] == "rejected"
-        assert {f["rule"] for f in got[1]["findings"]} == {"dependent-without-subscriber"}
+        rejecting = {f["rule"] for f in got[1]["findings"] if f["severity"] == "reject"}
+        assert rejecting == {"dependent-without-subscriber"}  # (an identity-overlap may warn:
+        # the module's earlier files enrolled the same person under other member ids)
 
     def test_over_sftp_too(self, gw) -> None:
         content = _big_set(["HD*021**HLT**IND"] * 100_000, next(_control))
