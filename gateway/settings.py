@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     dashboard_enabled: bool = True
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8835
+    # What a dashboard viewer (not an admin who reveals, audited) sees of a member's id, the
+    # minimum necessary to brief the exchange: "last4" (…0003), "full", or "masked". Names,
+    # SSNs, birth dates, addresses and compared values stay masked whatever this says.
+    dashboard_member_id: Literal["last4", "full", "masked"] = "last4"
     session_idle_minutes: int = 30
     login_max_failures: int = 5  # then the account locks, doubling from 30 s up to 15 min
 

@@ -24,7 +24,7 @@ from gateway.dashboard.deps import (
     reveal_token,
     revealed,
 )
-from gateway.dashboard.formatting import masked, parse_day
+from gateway.dashboard.formatting import masked, member_id, parse_day
 from gateway.db import reports
 from gateway.db.base import utcnow
 from gateway.enrollment import queries
@@ -139,7 +139,7 @@ def _page(
         {
             "b": b,
             "f": b.finding,
-            "member_key": masked(b.member_key, reveal),
+            "member_key": member_id(b.member_key, reveal, gw.settings.dashboard_member_id),
             "message": masked(b.finding.message, reveal),
             # e.g. which other sender enrolled the same person: member keys, so masked too
             "operator_note": masked(b.finding.operator_note, reveal)

@@ -82,6 +82,17 @@ def duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def member_id(value: str | None, reveal: bool, shown: str = "last4") -> str | None:
+    """A member's id (REF*17, else REF*0F) as a viewer may see it (`dashboard_member_id`):
+    whole when revealed or when the setting says "full", its last four characters with
+    "last4" (enough to brief the exchange), else masked like other member data."""
+    if reveal or not value or shown == "full":
+        return value
+    if shown == "last4" and len(value) > 4:
+        return "…" + value[-4:]
+    return MASK
+
+
 def masked(value: str | None, reveal: bool) -> str | None:
     """Member data (a member key, a rule's message, a compared value) unless revealed."""
     return value if reveal or not value else MASK

@@ -23,7 +23,7 @@ from gateway.dashboard.deps import (
     reveal_token,
     revealed,
 )
-from gateway.dashboard.formatting import error_kind, masked, safe_name
+from gateway.dashboard.formatting import error_kind, masked, member_id, safe_name
 from gateway.dashboard.segments import ack_lines, mask_ack, mask_value, plain_mask, segment_contexts
 from gateway.db import repositories as repo
 from gateway.db.models import AckKind, Interchange, Receipt, Status
@@ -161,7 +161,7 @@ def _page(request: Request, viewer: Viewer, gw: Gateway, receipt_id: str, reveal
         acks = list(repo.all_acks_of(s, r.id))
         history = list(repo.history_of(s, r.id))
         partner = r.partner.name
-        ledger = _ledger(s, r, reveal)
+        ledger = _ledger(s, r, reveal, gw.settings.dashboard_member_id)
     targets: dict[tuple[int, int, int, int], int | None] = {}
     keys: list[tuple[int, int, int, int] | None] = []
     for f in findings:
@@ -239,14 +239,15 @@ def _page(request: Request, viewer: Viewer, gw: Gateway, receipt_id: str, reveal
     )
 
 
-def _ledger(s: Session, r: Receipt, reveal: bool) -> dict[str, Any]:
+def _ledger(s: Session, r: Receipt, reveal: bool, shown_id: str) -> dict[str, Any]:
     """The ledger stage of one file: its members and their business findings, and the
-    reconciliation of an audit file; member data masked unless revealed."""
+    reconciliation of an audit file; member data masked unless revealed (member ids as
+    `dashboard_member_id` says)."""
     counts = queries.outcome_counts(s, r.id)
     members = [
         {
             "e": m.event,
-            "member_key": masked(m.event.member_key, reveal),
+            "member_key": member_id(m.event.member_key, reveal, shown_id),
             "findings": [{"f": f, "message": masked(f.message, reveal)} for f in m.findings],
         }
         for m in queries.member_results(s, r.id, limit=MEMBER_LIMIT)
@@ -261,7 +262,7 @@ def _ledger(s: Session, r: Receipt, reveal: bool) -> dict[str, Any]:
         "diffs": [  # not "items": a template reads ledger.items as dict.items
             {
                 "i": i,
-                "member_key": masked(i.member_key, reveal),
+                "member_key": member_id(i.member_key, reveal, shown_id),
                 "file_value": masked(i.file_value, reveal),
                 "ledger_value": masked(i.ledger_value, reveal),
             }

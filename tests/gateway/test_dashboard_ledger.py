@@ -401,7 +401,8 @@ class TestBusinessRejects:
             and "INS at position 24" in row
         )
         assert f'href="/dashboard/interchanges/{seeded.receipts["daily"]}"' in row
-        assert row.count('<span class="masked">•••••</span>') == 2  # the member and the message
+        assert row.count('<span class="masked">•••••</span>') == 1  # the message
+        assert "…ED02" in html.unescape(row)  # the member id's last four (dashboard_member_id)
 
     def test_filters_exclude_what_they_do_not_match(self, seeded):
         def ids(**params: str) -> set[int]:
@@ -595,6 +596,9 @@ class TestInterchangeLedger:
         assert RULES["unknown-member"].title in rejected
         assert RULES["unknown-member"].remedy in rejected
         assert 'id="reveal-ledger"' not in page and "reconciliation.csv" not in page
+        # The minimum necessary to brief the exchange: the member id's last four characters
+        # (dashboard_member_id = "last4", the default), never the whole id.
+        assert "…ED02" in html.unescape(page) and "KEYREJECTED02" not in page
 
     def test_an_admin_reveal_shows_the_messages_and_keys(self, seeded):
         daily = seeded.receipts["daily"]
@@ -711,3 +715,14 @@ class TestOverview:
         failures = page[page.index('id="ledger-failed"') :]
         assert f'href="/dashboard/interchanges/{seeded.receipts["failed"]}"' in failures
         assert seeded.receipts["waiting"] not in failures
+
+
+def test_member_id_shows_what_the_setting_allows() -> None:
+    from gateway.dashboard.formatting import MASK, member_id
+
+    assert member_id("0005100003", reveal=False) == "…0003"  # the default, last4
+    assert member_id("0005100003", reveal=False, shown="masked") == MASK
+    assert member_id("0005100003", reveal=False, shown="full") == "0005100003"
+    assert member_id("0005100003", reveal=True, shown="masked") == "0005100003"  # audited reveal
+    assert member_id("0003", reveal=False) == MASK  # too short to show a part of
+    assert member_id(None, reveal=False) is None
