@@ -6,8 +6,11 @@ import datetime as dt
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import Connection, Select, and_, func, or_, select, text, update
+from sqlalchemy import Connection, Select, Table, and_, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, lazyload
 
@@ -79,19 +82,35 @@ def find_duplicate_receipt(session: Session, partner_id: int, sha256: str) -> Re
 
 def insert_receipt(session: Session, receipt: Receipt) -> tuple[Receipt, bool]:
     """Insert, or return the existing receipt for the same bytes from the same partner.
-    The unique constraint decides, under concurrency too; a savepoint keeps the transaction
-    usable. No look-up first: a resend is rare, and that query cost every new file a round trip
-    (about a tenth of the API's CPU per file under load, issue 6)."""
-    try:
-        with session.begin_nested():
-            session.add(receipt)
-            session.flush()
-    except IntegrityError:
+    The unique constraint decides, under concurrency too: one INSERT … ON CONFLICT
+    (partner_id, dedup_sha256) DO NOTHING RETURNING (a concurrent twin waits for the first
+    one's commit, then inserts nothing). No look-up first (a resend is rare), no savepoint and
+    no ORM flush: Core, on the intake's hot path (issues 6 and 19). `receipt` is a transient row
+    whose set attributes are inserted; it comes back as the database wrote it."""
+    table = cast(Table, Receipt.__table__)
+    values = {c.key: v for c in table.columns if (v := getattr(receipt, c.key)) is not None}
+    insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = (
+        insert_(table)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["partner_id", "dedup_sha256"])
+        .returning(*table.columns)
+    )
+    row = session.execute(stmt).first()
+    if row is None:
         existing = find_duplicate_receipt(session, receipt.partner_id, receipt.dedup_sha256 or "")
         if existing is None:
-            raise
+            raise RuntimeError("a receipt conflicted with one that is not there")
         return existing, False
-    add_event(session, receipt.id, "received", f"{receipt.channel} {receipt.size} bytes")
+    for key, value in row._mapping.items():
+        setattr(receipt, key, value)
+    session.execute(
+        insert(ReceiptEvent).values(
+            receipt_id=receipt.id,
+            event="received",
+            detail=f"{receipt.channel} {receipt.size} bytes",
+        )
+    )
     return receipt, True
 
 
