@@ -8,6 +8,9 @@ import datetime as dt
 import hashlib
 import re
 import secrets
+import threading
+from collections import OrderedDict
+from typing import NoReturn
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -63,9 +66,7 @@ def authenticate(session: Session, username: str, password: str, *, max_failures
     now = utcnow()
     op = session.scalar(select(Operator).where(Operator.username == username))
     if op is None or not op.enabled:
-        with contextlib.suppress(VerificationError):
-            _hasher.verify(_DUMMY_HASH, password)
-        raise LoginRefused("Invalid username or password.")
+        _refuse_unknown(username, password, now, max_failures)
     if op.locked_until is not None and op.locked_until > now:
         wait = int((op.locked_until - now).total_seconds()) + 1
         raise LoginRefused(f"Too many failed attempts. Try again in {wait} seconds.", wait)
@@ -82,6 +83,35 @@ def authenticate(session: Session, username: str, password: str, *, max_failures
     if _hasher.check_needs_rehash(op.password_hash):
         op.password_hash = _hasher.hash(password)
     return op
+
+
+_UNKNOWN: OrderedDict[str, tuple[int, dt.datetime | None]] = OrderedDict()
+_UNKNOWN_MAX = 10_000
+_unknown_lock = threading.Lock()
+
+
+def _refuse_unknown(username: str, password: str, now: dt.datetime, max_failures: int) -> NoReturn:
+    """A name that is no (enabled) operator fails exactly as a real one does — the same time
+    (a dummy hash is verified), the same message, and after `max_failures` the same lockout
+    with the same back-off — so the login form cannot tell which names exist. Counted per
+    process, for at most `_UNKNOWN_MAX` names (the oldest forgotten first)."""
+    with _unknown_lock:
+        failures, locked_until = _UNKNOWN.pop(username, (0, None))
+        _UNKNOWN[username] = (failures, locked_until)
+        while len(_UNKNOWN) > _UNKNOWN_MAX:
+            _UNKNOWN.popitem(last=False)
+    if locked_until is not None and locked_until > now:
+        wait = int((locked_until - now).total_seconds()) + 1
+        raise LoginRefused(f"Too many failed attempts. Try again in {wait} seconds.", wait)
+    with contextlib.suppress(VerificationError):
+        _hasher.verify(_DUMMY_HASH, password)
+    failures += 1
+    if failures >= max_failures:
+        seconds = min(900, 30 * 2 ** (failures - max_failures))
+        locked_until = now + dt.timedelta(seconds=seconds)
+    with _unknown_lock:
+        _UNKNOWN[username] = (failures, locked_until)
+    raise LoginRefused("Invalid username or password.")
 
 
 def _token_hash(token: str) -> str:

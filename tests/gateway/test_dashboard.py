@@ -266,6 +266,11 @@ class TestLogin:
         assert r.status_code == 401 and "Too many failed attempts" in r.text
         _, ok = login(gateway, "alice")  # others are not affected
         assert ok.status_code == 303
+        # A name that is no operator locks the same way: the form cannot tell which exist.
+        for _ in range(5):
+            _, r = login(gateway, "nobody-at-all", "wrong password!")
+        _, r = login(gateway, "nobody-at-all", "any password!")
+        assert r.status_code == 401 and "Too many failed attempts" in r.text
 
     def test_idle_sessions_expire(self, gateway):
         gateway.add_operator("alice", OPERATOR_PASSWORD, "admin")
