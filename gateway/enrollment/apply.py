@@ -425,6 +425,8 @@ class _Chunk:
         periods_new: list[tuple[lifecycle.Period, dict[str, object]]] = []
         periods_old: list[dict[str, object]] = []
         for period, item, n in self.periods_changed.values():
+            if not any(p is period for p in item.periods):
+                continue  # dropped again by a later event of the chunk (a re-add)
             values: dict[str, object] = {
                 "coverage_id": item.id,
                 "begin": period.begin,

@@ -580,3 +580,24 @@ def test_the_same_person_twice_is_flagged_and_another_senders_member_is_never_na
         "the same person (name and birth date) is already enrolled in HLT for overlapping "
         "dates through another sender"
     ]
+
+
+def test_a_re_add_after_a_cancel_starts_the_enrollment_afresh(gw, partner) -> None:
+    """Cancelled, then added again from the same date with another premium: one enrollment,
+    initial again, whose only period is the new one (the stored period with that begin date is
+    replaced, not duplicated — (coverage, begin) is unique)."""
+    feed(
+        gw, partner, interchange([rosalind(categories={"PRE AMT 1": ("9X", "300.00")})], control=1)
+    )
+    assert members(gw)[SUB].coverages[0].periods[0].premium == "300.00"
+    cancel = rosalind(maintenance="024", reason="14", categories={},
+                      coverages=[Cov(maintenance="024", end="20270101")])  # fmt: skip
+    feed(gw, partner, interchange([cancel], control=2, bgn_date="20270102"))
+    (cov,) = members(gw)[SUB].coverages
+    assert (cov.status, str(cov.benefit_end)) == ("cancelled", "2027-01-01")
+    again = rosalind(categories={"PRE AMT 1": ("9X", "310.00"), "PRE AMT TOT": ("9X", "310.00")})
+    rid = feed(gw, partner, interchange([again], control=3, bgn_date="20270103"))
+    assert outcomes(gw, rid)[SUB][0] == "applied"
+    (cov,) = members(gw)[SUB].coverages
+    assert (cov.status, str(cov.benefit_end), cov.premium) == ("initial", "2027-12-31", "310.00")
+    assert [(str(p.begin), p.premium) for p in cov.periods] == [("2027-01-01", "310.00")]
