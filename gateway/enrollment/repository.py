@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Table, exists, func, insert, or_, select, text
 from sqlalchemy.orm import Session
@@ -293,6 +293,34 @@ class MemberRec:
         return {name: getattr(self, name) for name in MEMBER_COLUMNS}
 
 
+def period_from_row(p: Any) -> lifecycle.Period:
+    """A stored period (an ORM `LedgerPeriod` or a Core row of `ledger_periods`)."""
+    return lifecycle.Period(
+        begin=p.begin,
+        terms={k: getattr(p, k) for k in lifecycle.TERMS},
+        event_id=p.event_id,
+        id=p.id,
+        dirty=False,
+    )
+
+
+def enrollment_from_row(c: Any, periods: list[lifecycle.Period]) -> lifecycle.Enrollment:
+    """A stored enrollment (an ORM `LedgerCoverage` or a Core row of `ledger_coverages`)."""
+    return lifecycle.Enrollment(
+        line=c.insurance_line,
+        policy=c.policy_number,
+        plan_year=c.plan_year,
+        state=lifecycle.state_of(c.status),
+        begin=c.benefit_begin,
+        end=c.benefit_end,
+        paid_through=c.paid_through,
+        effectuated=c.effectuated,
+        periods=periods,
+        id=c.id,
+        dirty=False,
+    )
+
+
 def _load(session: Session, where: ColumnElement[bool]) -> list[MemberRec]:
     """Members matching `where`, with their enrollments and periods: three queries."""
     table = LedgerMember.__table__
@@ -315,33 +343,11 @@ def _load(session: Session, where: ColumnElement[bool]) -> list[MemberRec]:
             .where(LedgerPeriod.coverage_id.in_([c.id for c in coverages]))
             .order_by(LedgerPeriod.coverage_id, LedgerPeriod.begin)
         ):
-            periods.setdefault(p.coverage_id, []).append(
-                lifecycle.Period(
-                    begin=p.begin,
-                    terms={k: p._mapping[k] for k in lifecycle.TERMS},
-                    event_id=p.event_id,
-                    id=p.id,
-                    dirty=False,
-                )
-            )
+            periods.setdefault(p.coverage_id, []).append(period_from_row(p))
     for c in coverages:
         rec = by_id[c.member_id]
         own = periods.get(c.id, [])
-        rec.enrollments.append(
-            lifecycle.Enrollment(
-                line=c.insurance_line,
-                policy=c.policy_number,
-                plan_year=c.plan_year,
-                state=lifecycle.state_of(c.status),
-                begin=c.benefit_begin,
-                end=c.benefit_end,
-                paid_through=c.paid_through,
-                effectuated=c.effectuated,
-                periods=own,
-                id=c.id,
-                dirty=False,
-            )
-        )
+        rec.enrollments.append(enrollment_from_row(c, own))
         rec.period_ids[c.id] = {p.id for p in own if p.id is not None}
     return recs
 

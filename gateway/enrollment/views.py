@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from gateway.db.models import LedgerCoverage, LedgerMember
 from gateway.enrollment import lifecycle
+from gateway.enrollment.repository import enrollment_from_row, period_from_row
 
 MAX_MONTHS = 36  # a monthly view spans at most three plan years
 
@@ -28,31 +29,7 @@ def enrollments_of(member: LedgerMember) -> list[lifecycle.Enrollment]:
 
 
 def enrollment_of(c: LedgerCoverage) -> lifecycle.Enrollment:
-    return lifecycle.Enrollment(
-        line=c.insurance_line,
-        policy=c.policy_number,
-        plan_year=c.plan_year,
-        state=state_of(c.status),
-        begin=c.benefit_begin,
-        end=c.benefit_end,
-        paid_through=c.paid_through,
-        effectuated=c.effectuated,
-        periods=[
-            lifecycle.Period(
-                begin=p.begin,
-                terms={k: getattr(p, k) for k in lifecycle.TERMS},
-                event_id=p.event_id,
-                id=p.id,
-                dirty=False,
-            )
-            for p in c.periods
-        ],
-        id=c.id,
-        dirty=False,
-    )
-
-
-state_of = lifecycle.state_of
+    return enrollment_from_row(c, [period_from_row(p) for p in c.periods])
 
 
 def _iso(day: dt.date | None) -> str | None:
