@@ -133,6 +133,14 @@ DELIVERY_SECONDS = Histogram(
 )
 
 
+LEASE_TAKEOVERS = Counter(
+    "edi834_lease_takeovers_total",
+    "Files a worker took over because the lease of the worker holding them had expired (it "
+    "died or stalled), by stage: validate (to the 999) or ledger",
+    ["stage"],
+)
+
+
 def _version(dist: str) -> str:
     try:
         return metadata.version(dist)
@@ -160,6 +168,8 @@ for _status in ("received", "processing"):
     queue_gauge.labels(status=_status)
 for _result in ("complete", "partial", "resumable", "not_recorded"):
     SFTP_UPLOADS.labels(result=_result)
+for _stage in ("validate", "ledger"):
+    LEASE_TAKEOVERS.labels(stage=_stage)
 for _kind in ("ack", "webhook"):
     DELIVERY_FAILURES.labels(kind=_kind)
     DELIVERY_SECONDS.labels(kind=_kind)

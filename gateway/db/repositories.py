@@ -33,6 +33,7 @@ from gateway.db.models import (
     Status,
     WebhookDelivery,
 )
+from gateway.metrics import LEASE_TAKEOVERS
 
 CONTROL_NUMBER = "control_number"
 MAX_CONTROL_NUMBER = 999_999_999
@@ -353,6 +354,8 @@ def claim_next(
     if receipt is None:
         return None
     expired = receipt.status == Status.PROCESSING
+    if expired:
+        LEASE_TAKEOVERS.labels(stage="validate").inc()
     receipt.status = Status.PROCESSING
     receipt.lease_owner = worker_id
     receipt.lease_expires_at = now + dt.timedelta(seconds=lease_seconds)

@@ -35,6 +35,7 @@ from gateway.enrollment.codes import MemberStatus
 from gateway.enrollment.extract import SetKey
 from gateway.enrollment.identity import Holding, Person, identity_of
 from gateway.gate import Decision, Disposition
+from gateway.metrics import LEASE_TAKEOVERS
 
 UNDECIDED = Decision(Disposition.NOT_APPLIED, "no gate decision recorded")
 
@@ -111,6 +112,8 @@ def claim_ledger_work(
             continue
         if receipt.lease_owner and receipt.lease_expires_at and receipt.lease_expires_at > now:
             continue  # someone is applying it right now
+        if receipt.lease_owner:  # its holder's lease ran out mid-file (it died or stalled)
+            LEASE_TAKEOVERS.labels(stage="ledger").inc()
         receipt.lease_owner = worker_id
         receipt.lease_expires_at = now + dt.timedelta(seconds=lease_seconds)
         receipt.ledger_attempts += 1
