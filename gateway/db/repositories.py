@@ -8,7 +8,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import Connection, Select, Table, and_, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -175,20 +187,31 @@ def sftp_files_shown(
     )
 
 
+# The status read's statements, built once: each request binds its values and reuses the
+# statement's compiled form and cache key (issue 19), instead of building and hashing a new one.
+_RECEIPT_DETAIL = (
+    select(Receipt)
+    .where(Receipt.id == bindparam("receipt_id"), Receipt.partner_id == bindparam("partner_id"))
+    .options(
+        lazyload(Receipt.partner),
+        joinedload(Receipt.envelopes)
+        .joinedload(Interchange.groups)
+        .joinedload(Group.transaction_sets),
+    )
+)
+_FINDINGS_PAGE = (
+    select(Finding)
+    .where(Finding.receipt_id == bindparam("receipt_id"))
+    .order_by(Finding.seq)
+    .limit(bindparam("limit"))
+)
+
+
 def receipt_detail(session: Session, receipt_id: str, partner_id: int) -> Receipt | None:
     """A partner's receipt with its envelopes, groups and transaction sets in one query (the
     status API's hot path, issue 6): not the partner row, and not one SELECT per level."""
     return (
-        session.scalars(
-            select(Receipt)
-            .where(Receipt.id == receipt_id, Receipt.partner_id == partner_id)
-            .options(
-                lazyload(Receipt.partner),
-                joinedload(Receipt.envelopes)
-                .joinedload(Interchange.groups)
-                .joinedload(Group.transaction_sets),
-            )
-        )
+        session.scalars(_RECEIPT_DETAIL, {"receipt_id": receipt_id, "partner_id": partner_id})
         .unique()
         .one_or_none()
     )
@@ -212,7 +235,9 @@ def receipt_status(
     receipt = receipt_detail(session, receipt_id, partner_id)
     if receipt is None:
         return None
-    findings = findings_of(session, receipt.id, max_findings)
+    findings = session.scalars(
+        _FINDINGS_PAGE, {"receipt_id": receipt.id, "limit": max_findings}
+    ).all()
     total = len(findings) if len(findings) < max_findings else count_findings(session, receipt.id)
     return ReceiptStatus(receipt, findings, total)
 
