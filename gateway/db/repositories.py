@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload, lazyload
+from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
 from gateway.db.base import utcnow
 from gateway.db.models import (
@@ -304,7 +304,13 @@ def list_receipts(
         stmt = stmt.where(
             or_(Receipt.received_at < at, and_(Receipt.received_at == at, Receipt.id < rid))
         )
-    stmt = stmt.order_by(Receipt.received_at.desc(), Receipt.id.desc()).limit(limit)
+    stmt = (
+        stmt.order_by(Receipt.received_at.desc(), Receipt.id.desc())
+        .limit(limit)
+        # What a page shows: each receipt's envelopes (their ISA13s), not its partner row (joined
+        # by default) nor the envelopes' groups (selectin by default): two queries, not four.
+        .options(lazyload(Receipt.partner), selectinload(Receipt.envelopes).lazyload("*"))
+    )
     return session.scalars(stmt).all()
 
 
