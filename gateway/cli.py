@@ -286,6 +286,17 @@ def _read_password() -> str:
     return sys.stdin.readline().rstrip("\r\n")
 
 
+def _read_lines(path: Path, flag: str) -> list[str]:
+    from gateway.errors import GatewayError
+
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise GatewayError(f"{flag} {path}: not a UTF-8 text file", 400) from None
+    except OSError as exc:
+        raise GatewayError(f"{flag} {path}: {exc.strerror or exc}", 400) from None
+
+
 def _operator_command(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
@@ -308,7 +319,13 @@ def _operator_command(args: argparse.Namespace) -> int:
                 set_password(session, args.username, _read_password())
                 sys.stdout.write(f"password of {args.username} changed\n")
             else:
-                for op in session.scalars(select(Operator).order_by(Operator.username)):
+                operators = list(session.scalars(select(Operator).order_by(Operator.username)))
+                if not operators:
+                    sys.stdout.write(
+                        "no operators yet; add one with: edi834 operator add NAME --role admin "
+                        "(the password is read from stdin)\n"
+                    )
+                for op in operators:
                     state = "enabled" if op.enabled else "disabled"
                     sys.stdout.write(f"{op.username:<24} {op.role:<7} {state}\n")
     except GatewayError as exc:
@@ -343,8 +360,10 @@ def _partner_command(args: argparse.Namespace) -> int:
                     webhook_secret=args.webhook_secret,
                     onboarding=args.onboarding,
                 )
+                from gateway.storage import make_private_dirs
+
                 for d in ("inbound", "outbound"):
-                    (settings.sftp_root / partner.name / d).mkdir(parents=True, exist_ok=True)
+                    make_private_dirs(settings.sftp_root / partner.name / d)
                 out = {"name": partner.name, "api_key": key}
                 if not args.json:
                     sys.stdout.write(
@@ -374,9 +393,11 @@ def _partner_command(args: argparse.Namespace) -> int:
                     session,
                     args.name,
                     severities=severities,
-                    plan_ids=args.plans.read_text().splitlines() if args.plans else None,
+                    plan_ids=_read_lines(args.plans, "--plans") if args.plans else None,
                     combinations=(
-                        args.combinations.read_text().splitlines() if args.combinations else None
+                        _read_lines(args.combinations, "--combinations")
+                        if args.combinations
+                        else None
                     ),
                     send_824=args.send_824,
                     onboarding=args.onboarding,
@@ -442,6 +463,11 @@ def _partner_command(args: argparse.Namespace) -> int:
                     for p in list_partners(session)
                 ]
                 if not args.json:
+                    if not out:
+                        sys.stdout.write(
+                            "no partners yet; add one with: edi834 partner add --name NAME "
+                            "--isa-qualifier ZZ --isa-id THEIR_ISA06\n"
+                        )
                     for row in out:
                         sys.stdout.write(
                             f"{row['name']:<24} {row['isa']:<20} "
@@ -565,6 +591,48 @@ def _ledger_check(session: Session, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except Exception as exc:  # an expected failure: one line on stderr, not a traceback
+        message = _one_line(exc)
+        if message is None:
+            raise  # a bug: the traceback is what a bug report needs
+        sys.stderr.write(f"edi834 {_command_name(args)}: {message}\n")
+        return 1
+
+
+def _command_name(args: argparse.Namespace) -> str:
+    words = [args.command]
+    for attr in ("partner_command", "operator_command", "ledger_command", "db_command"):
+        if getattr(args, attr, None):
+            words.append(getattr(args, attr))
+    return " ".join(words)
+
+
+def _one_line(exc: Exception) -> str | None:
+    """The message for a failure the operator can fix (a missing or unreadable file, a bad
+    setting, a database that cannot be opened); None for anything else."""
+    from pydantic import ValidationError
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    from gateway.errors import GatewayError
+
+    if isinstance(exc, GatewayError):
+        return exc.message
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"EDI834_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+    if isinstance(exc, OperationalError | ArgumentError):
+        detail = exc.orig if isinstance(exc, OperationalError) else exc
+        return "database: " + str(detail).strip().split("\n")[0]
+    return None
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "validate":
         from gateway.offline import run_validate
         from gateway.parallel import processes_for
@@ -599,10 +667,11 @@ def main(argv: list[str] | None = None) -> int:
             migrate=args.migrate,
         )
     if args.command == "db":
+        from gateway.context import prepare_data_dir
         from gateway.db.migrate import upgrade
 
         settings = _settings(args)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        prepare_data_dir(settings)
         upgrade(settings.sqlalchemy_url)
         sys.stdout.write(f"database at head: {settings.sqlalchemy_url.split('@')[-1]}\n")
         return 0

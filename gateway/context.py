@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.db.base import utcnow
 from gateway.db.session import make_engine, make_session_factory, pool_size_for
 from gateway.settings import Settings
-from gateway.storage import BlobStore
+from gateway.storage import PRIVATE_DIR, BlobStore, make_private_dirs, open_private
 
 
 @dataclass
@@ -29,7 +31,7 @@ class Gateway:
 
     @classmethod
     def open(cls, settings: Settings) -> Gateway:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        prepare_data_dir(settings)
         engine = make_engine(
             settings.sqlalchemy_url,
             busy_timeout_ms=settings.db_busy_timeout_ms,
@@ -48,6 +50,19 @@ class Gateway:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def prepare_data_dir(settings: Settings) -> None:
+    """The data directory holds member data: 0700, and the SQLite file 0600 (its -wal and -shm
+    take its mode), whatever the umask. A directory made wider by hand is narrowed again."""
+    make_private_dirs(settings.data_dir)
+    with contextlib.suppress(PermissionError):  # not ours (a mounted volume): leave it
+        os.chmod(settings.data_dir, PRIVATE_DIR)
+    url = make_url(settings.sqlalchemy_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        database = Path(url.database)
+        make_private_dirs(database.parent)
+        os.close(open_private(database, os.O_WRONLY | os.O_CREAT))
 
 
 def _read_options(engine: Engine) -> dict[str, object]:

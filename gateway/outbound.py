@@ -13,6 +13,8 @@ import re
 import uuid
 from pathlib import Path
 
+from gateway.storage import make_private_dirs, open_private
+
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -27,11 +29,22 @@ def ack_filename(
     return f"{stamp}_{receipt_id[:12]}_{stem}{suffix}.{kind}"
 
 
-def write_atomically(directory: Path, name: str, content: bytes, staging: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    staging.mkdir(parents=True, exist_ok=True)
+def write_atomically(
+    directory: Path, name: str, content: bytes, staging: Path, *, private: bool = True
+) -> Path:
+    """private: directories 0700 and the file 0600 whatever the umask — outbound/ acks, which
+    partners read through our SFTP server, not as OS users. The core export (another system
+    reads it, perhaps as another user) passes False and keeps the umask's modes."""
+    if private:
+        make_private_dirs(directory)
+        make_private_dirs(staging)
+    else:
+        directory.mkdir(parents=True, exist_ok=True)
+        staging.mkdir(parents=True, exist_ok=True)
     tmp = staging / f"{uuid.uuid4().hex}.tmp"
-    with open(tmp, "wb") as f:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    fd = open_private(tmp) if private else os.open(tmp, flags, 0o666)
+    with os.fdopen(fd, "wb") as f:
         f.write(content)
         f.flush()
         os.fsync(f.fileno())

@@ -28,7 +28,13 @@ def read_public_keys(paths: Sequence[Path]) -> str:
     """Validate OpenSSH public keys; return them one a line."""
     lines = []
     for path in paths:
-        for line in path.read_text().splitlines():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise GatewayError(f"{path}: not an OpenSSH public key (not text)") from None
+        except OSError as exc:
+            raise GatewayError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+        for line in text.splitlines():
             if not line.strip() or line.startswith("#"):
                 continue
             try:

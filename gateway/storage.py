@@ -20,6 +20,30 @@ from typing import IO
 from gateway.faults import crashpoint
 
 CHUNK = 1 << 20
+# Member data: whatever the umask, only the gateway's user reads the data directory.
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+
+
+def make_private_dirs(path: Path) -> None:
+    """mkdir -p with mode 0700 for every directory it creates (os.makedirs gives the parents
+    the umask's mode); an existing directory keeps its mode."""
+    if path.is_dir():
+        return
+    make_private_dirs(path.parent)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=PRIVATE_DIR)
+        os.chmod(path, PRIVATE_DIR)  # whatever the umask
+
+
+def _create_private(path: str, flags: int) -> int:
+    """An `opener` for open(): the file it creates is 0600 whatever the umask."""
+    return os.open(path, flags, PRIVATE_FILE)
+
+
+def open_private(path: Path, flags: int = os.O_WRONLY | os.O_CREAT | os.O_EXCL) -> int:
+    """os.open creating with mode 0600: a umask only narrows it, so never group/other."""
+    return os.open(path, flags | os.O_CLOEXEC, PRIVATE_FILE)
 
 
 class StorageError(Exception):
@@ -52,7 +76,9 @@ class PendingBlob:
         self._store = store
         self._limit = limit
         self.path = store.tmp_dir / f"{uuid.uuid4().hex}.tmp"
-        self._file: IO[bytes] | None = open(self.path, "xb")  # noqa: SIM115 - closed in commit
+        self._file: IO[bytes] | None = open(  # noqa: SIM115 - closed in commit
+            self.path, "xb", opener=_create_private
+        )
         try:
             # Locked until committed or discarded: a process starting beside this one removes
             # only the temporaries no one holds. One that starts between this open and this lock
@@ -110,7 +136,7 @@ class BlobStore:
         self.root = root
         self.tmp_dir = root / "tmp"
         self.fsync = fsync
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self.tmp_dir)
 
     def begin(self, limit: int | None = None) -> PendingBlob:
         try:
@@ -123,7 +149,7 @@ class BlobStore:
         rel = f"{sha256[:2]}/{sha256[2:4]}/{sha256}"
         final = self.root / rel
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(final.parent)
             if final.exists():
                 tmp.unlink()  # same bytes already stored durably
             else:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import json
+import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -34,6 +35,7 @@ from gateway.faults import crashpoint
 from gateway.logging import get_logger
 from gateway.metrics import CORE_FAILURES, set_core_backlog
 from gateway.outbound import sign, write_atomically
+from gateway.storage import make_private_dirs, open_private
 
 log = get_logger(__name__)
 
@@ -137,8 +139,9 @@ def _sole_deliverer(gw: Gateway) -> Iterator[bool]:
                     )
         return
     # SQLite: every process of this gateway shares its data directory.
-    gw.settings.data_dir.mkdir(parents=True, exist_ok=True)
-    with open(gw.settings.data_dir / "core-delivery.lock", "ab") as lock:
+    make_private_dirs(gw.settings.data_dir)
+    lock_fd = open_private(gw.settings.data_dir / "core-delivery.lock", os.O_WRONLY | os.O_CREAT)
+    with os.fdopen(lock_fd, "ab") as lock:
         try:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -304,7 +307,7 @@ def _export(gw: Gateway, directory: Path, batch: Sequence[Pending]) -> int:
                 for p in batch
             )
             name = export_name(first, batch[-1].id)
-            write_atomically(directory, name, content, directory / EXPORT_STAGING)
+            write_atomically(directory, name, content, directory / EXPORT_STAGING, private=False)
             ids = [p.id for p in batch]
     except (OSError, ValueError, KeyError) as exc:
         _record_failure(gw, first, exc)

@@ -45,6 +45,7 @@ from asyncssh.stream import SSHReader, SSHServerStreamSession, SSHWriter
 from typing_extensions import override
 
 from gateway.metrics import SFTP_SESSIONS, SFTP_UPLOADS
+from gateway.storage import make_private_dirs
 
 log = structlog.get_logger(__name__)
 
@@ -128,7 +129,7 @@ def partner_root(root: Path, username: str) -> Path:
         raise ValueError("a partner name is one path component of [A-Za-z0-9._-]")
     home = root / username
     for area in (INBOUND, OUTBOUND):
-        (home / area).mkdir(mode=0o750, parents=True, exist_ok=True)
+        make_private_dirs(home / area)
     return home
 
 
@@ -231,7 +232,7 @@ def load_or_create_host_key(path: Path, algorithm: str = "ssh-ed25519") -> async
         key = asyncssh.generate_private_key(algorithm, key_size=_RSA_KEY_BITS)
     else:
         key = asyncssh.generate_private_key(algorithm)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     scratch = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(scratch, flags, 0o600)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import ssl
+import stat
 import threading
 import time
 
@@ -20,7 +22,13 @@ from gateway.db.migrate import upgrade
 from gateway.db.models import Base
 from gateway.settings import Settings
 from tests.conftest import SAMPLES
-from tests.gateway.harness import free_port, self_signed_cert, submit, wait_final
+from tests.gateway.harness import (
+    free_port,
+    self_signed_cert,
+    submit,
+    wait_final,
+    wait_for_file,
+)
 
 
 class TestPartnerCli:
@@ -97,6 +105,107 @@ class TestPartnerCli:
             db = sqlite3.connect(gateway.data_dir / "edi834.sqlite3")
             dump = "\n".join(db.iterdump())
             assert rotated["api_key"] not in dump and created["api_key"] not in dump
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+class TestCliErrors:
+    """Every CLI error is one line on stderr and a non-zero exit, never a traceback."""
+
+    @pytest.mark.parametrize(
+        ("args", "expected"),
+        [
+            (["--sftp-key", "/no/such/file.pub"], "/no/such/file.pub: cannot read it"),
+            (["--sftp-key", "/"], "/: cannot read it (Is a directory)"),
+            (["--sftp-key", "{binary}"], "{binary}: not an OpenSSH public key (not text)"),
+        ],
+    )
+    def test_partner_add_unreadable_key(self, gateway, tmp_path, args, expected):
+        binary = tmp_path / "key.bin"
+        binary.write_bytes(b"\xd0\xff\x00\x9f")
+        args = [a.replace("{binary}", str(binary)) for a in args]
+        add = ["partner", "add", "--name", "va", "--isa-qualifier", "ZZ", "--isa-id", "VA"]
+        result = gateway.cli(*add, *args, check=False)
+        expected = expected.replace("{binary}", str(binary))
+        assert_one_line(result, f"edi834 partner add: {expected}")
+
+    @pytest.mark.parametrize("flag", ["--plans", "--combinations"])
+    def test_partner_rules_missing_file(self, gateway, tmp_path, flag):
+        gateway.add_partner("va", "VA0FFM")
+        missing = tmp_path / "missing.txt"
+        result = gateway.cli("partner", "rules", "va", flag, str(missing), check=False)
+        assert_one_line(
+            result, f"edi834 partner rules: {flag} {missing}: No such file or directory"
+        )
+
+    def test_unusable_data_dir(self, gateway, tmp_path):
+        (tmp_path / "file").write_text("")
+        for command in (["partner", "list"], ["operator", "list"], ["db", "upgrade"]):
+            result = gateway.cli(
+                *command, "--data-dir", str(tmp_path / "file" / "var"), check=False
+            )
+            assert_one_line(result, f"edi834 {' '.join(command)}: ")
+            assert "Not a directory" in result.stderr
+
+    def test_bad_setting(self, gateway):
+        gateway.extra_env["EDI834_HTTP_PORT"] = "eighty"
+        result = gateway.cli("partner", "list", check=False)
+        assert_one_line(result, "edi834 partner list: EDI834_HTTP_PORT: ")
+
+    def test_unreachable_database(self, gateway):
+        result = gateway.cli(
+            "ledger",
+            "members",
+            "--partner",
+            "va",
+            "--database-url",
+            f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/x",
+            check=False,
+        )
+        assert_one_line(result, "edi834 ledger members: database: ")
+
+    def test_empty_lists_say_so(self, gateway):
+        partners = gateway.cli("partner", "list")
+        assert partners.stdout.startswith("no partners yet; add one with: edi834 partner add")
+        assert json.loads(gateway.cli("partner", "list", "--json").stdout) == []
+        operators = gateway.cli("operator", "list")
+        assert operators.stdout.startswith("no operators yet; add one with: edi834 operator add")
+
+
+def assert_one_line(result, prefix: str) -> None:
+    assert result.returncode != 0, result
+    assert result.stderr.startswith(prefix), result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_data_dir_is_private_whatever_the_umask(gateway):
+    """Member data: the data directory's directories are 0700 and its files 0600 under
+    umask 022 (root's usual), after a file is received, stored and acknowledged."""
+    old = os.umask(0o022)
+    try:
+        key = gateway.add_partner("va", "VA0FFM")
+        gateway.start()
+    finally:
+        os.umask(old)
+    with gateway.client(key) as c:
+        r = submit(c, (SAMPLES / "good_exchange_new_enrollment.834").read_bytes())
+        assert wait_final(c, r.json()["id"])["outcome"] == "accepted"
+    outbound = gateway.data_dir / "sftp" / "va" / "outbound"
+    wait_for_file(outbound, timeout=30)
+    deadline = time.monotonic() + 30
+    while not any(p.suffix == ".999" for p in outbound.iterdir()):
+        assert time.monotonic() < deadline, list(outbound.iterdir())
+        time.sleep(0.1)
+    found = [gateway.data_dir, *gateway.data_dir.rglob("*")]
+    kinds = {p.suffix for p in found if p.is_file()}
+    assert {".sqlite3", ".999"} <= kinds, kinds
+    assert any("blobs" in p.parts and p.is_file() for p in found)
+    wide = {
+        str(p.relative_to(gateway.data_dir)): oct(stat.S_IMODE(p.stat().st_mode))
+        for p in found
+        if not p.is_symlink() and stat.S_IMODE(p.stat().st_mode) != (0o700 if p.is_dir() else 0o600)
+    }
+    assert wide == {}
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
