@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         "validate",
         help="validate 834 files offline and write their TA1/999",
         description="Exit status: 0 all accepted, 1 accepted with errors or partially "
-        "accepted, 2 rejected, 3 unusable input.",
+        "accepted, 2 rejected, 3 unusable input (or an --out directory that cannot be written).",
     )
     v.add_argument("files", nargs="+", metavar="FILE", help="834 files; - reads standard input")
     v.add_argument("--out", type=Path, required=True, help="directory for the acknowledgements")
@@ -513,6 +513,13 @@ def _ledger_command(args: argparse.Namespace) -> int:
                     sys.stdout.write(
                         json.dumps({"enrollments": enrollments, "events": events}, indent=2) + "\n"
                     )
+                elif not enrollments and not events:
+                    sys.stderr.write(
+                        f"edi834 ledger history: no member {args.member!r} for partner "
+                        f"{partner.name} (list them: edi834 ledger members --partner "
+                        f"{partner.name})\n"
+                    )
+                    return 1
                 else:
                     terminal.write_enrollments(enrollments)
                     for e in events:
@@ -598,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
         if message is None:
             raise  # a bug: the traceback is what a bug report needs
         sys.stderr.write(f"edi834 {_command_name(args)}: {message}\n")
-        return 1
+        return 3 if args.command == "validate" else 1  # validate's 1 means "accepted with errors"
 
 
 def _command_name(args: argparse.Namespace) -> str:

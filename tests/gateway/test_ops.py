@@ -163,6 +163,18 @@ class TestCliErrors:
         )
         assert_one_line(result, "edi834 ledger members: database: ")
 
+    def test_validate_cannot_write_its_acks(self, gateway, tmp_path):
+        (tmp_path / "file").write_text("")
+        sample = str(SAMPLES / "good_exchange_new_enrollment.834")
+        result = gateway.cli("validate", sample, "--out", str(tmp_path / "file"), check=False)
+        assert_one_line(result, f"edi834 validate: {tmp_path / 'file'}: ")
+        assert result.returncode == 3  # not 1, which means "accepted with errors"
+
+    def test_ledger_history_of_no_such_member(self, gateway):
+        gateway.add_partner("va", "VA0FFM")
+        result = gateway.cli("ledger", "history", "--partner", "va", "NOSUCH", check=False)
+        assert_one_line(result, "edi834 ledger history: no member 'NOSUCH' for partner va")
+
     def test_empty_lists_say_so(self, gateway):
         partners = gateway.cli("partner", "list")
         assert partners.stdout.startswith("no partners yet; add one with: edi834 partner add")
