@@ -17,6 +17,7 @@ import uvicorn
 from gateway.api.app import create_app
 from gateway.context import Gateway
 from gateway.db.migrate import upgrade
+from gateway.errors import GatewayError
 from gateway.intake.bridge import GatewaySftpHooks
 from gateway.logging import configure_logging, get_logger
 from gateway.settings import Settings
@@ -243,10 +244,26 @@ def serve(
     concurrency: int = 1,
     migrate: bool = True,
 ) -> int:
+    _check_tls_files(settings)
     configure_logging(settings.log_level)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(run_server(settings, roles, concurrency=concurrency, migrate=migrate))
     return 0
+
+
+def _check_tls_files(settings: Settings) -> None:
+    """Name the file that cannot be read before anything starts (ssl's own error does not)."""
+    for name, path in (
+        ("EDI834_TLS_CERT", settings.tls_cert),
+        ("EDI834_TLS_KEY", settings.tls_key),
+    ):
+        if path is None:
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise GatewayError(f"{name} {path}: {exc.strerror or exc}") from None
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

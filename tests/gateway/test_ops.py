@@ -175,6 +175,11 @@ class TestCliErrors:
         result = gateway.cli("ledger", "history", "--partner", "va", "NOSUCH", check=False)
         assert_one_line(result, "edi834 ledger history: no member 'NOSUCH' for partner va")
 
+    def test_serve_with_a_missing_tls_certificate(self, gateway, tmp_path):
+        cert = tmp_path / "no-such.pem"
+        result = gateway.cli("serve", "--tls-cert", str(cert), check=False)
+        assert_one_line(result, f"edi834 serve: EDI834_TLS_CERT {cert}: No such file or directory")
+
     def test_empty_lists_say_so(self, gateway):
         partners = gateway.cli("partner", "list")
         assert partners.stdout.startswith("no partners yet; add one with: edi834 partner add")
