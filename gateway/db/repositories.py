@@ -93,6 +93,17 @@ def find_duplicate_receipt(session: Session, partner_id: int, sha256: str) -> Re
     )
 
 
+# The intake's statements, built once (SQLite's, PostgreSQL's): a request passes its values.
+_RECEIPTS = cast(Table, Receipt.__table__)
+_INSERT_RECEIPT = {
+    dialect: insert_(_RECEIPTS)
+    .on_conflict_do_nothing(index_elements=["partner_id", "dedup_sha256"])
+    .returning(*_RECEIPTS.columns)
+    for dialect, insert_ in (("sqlite", sqlite_insert), ("postgresql", pg_insert))
+}
+_INSERT_EVENT = insert(cast(Table, ReceiptEvent.__table__))
+
+
 def insert_receipt(session: Session, receipt: Receipt) -> tuple[Receipt, bool]:
     """Insert, or return the existing receipt for the same bytes from the same partner.
     The unique constraint decides, under concurrency too: one INSERT … ON CONFLICT
@@ -100,16 +111,8 @@ def insert_receipt(session: Session, receipt: Receipt) -> tuple[Receipt, bool]:
     one's commit, then inserts nothing). No look-up first (a resend is rare), no savepoint and
     no ORM flush: Core, on the intake's hot path (issues 6 and 19). `receipt` is a transient row
     whose set attributes are inserted; it comes back as the database wrote it."""
-    table = cast(Table, Receipt.__table__)
-    values = {c.key: v for c in table.columns if (v := getattr(receipt, c.key)) is not None}
-    insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = (
-        insert_(table)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=["partner_id", "dedup_sha256"])
-        .returning(*table.columns)
-    )
-    row = session.execute(stmt).first()
+    values = {c.key: v for c in _RECEIPTS.columns if (v := getattr(receipt, c.key)) is not None}
+    row = session.execute(_INSERT_RECEIPT[session.get_bind().dialect.name], values).first()
     if row is None:
         existing = find_duplicate_receipt(session, receipt.partner_id, receipt.dedup_sha256 or "")
         if existing is None:
@@ -118,11 +121,12 @@ def insert_receipt(session: Session, receipt: Receipt) -> tuple[Receipt, bool]:
     for key, value in row._mapping.items():
         setattr(receipt, key, value)
     session.execute(
-        insert(ReceiptEvent).values(
-            receipt_id=receipt.id,
-            event="received",
-            detail=f"{receipt.channel} {receipt.size} bytes",
-        )
+        _INSERT_EVENT,
+        {
+            "receipt_id": receipt.id,
+            "event": "received",
+            "detail": f"{receipt.channel} {receipt.size} bytes",
+        },
     )
     return receipt, True
 
