@@ -9,7 +9,8 @@ window; and the PostgreSQL sessions opened during it (pg_stat_database.sessions)
 reuses its connections opens a handful, not one per request.
 
 Usage: python tests/benchmarks/bench_api.py [--apis 1] [--clients 32] [--files 3000]
-       [--read-seconds 15] [--loads intake,read,health] [--pids FILE]
+       [--read-seconds 15] [--loads intake,read,list,health,hey] [--pids FILE]
+(hey: the status read and /healthz again from Debian's `hey`, when it is installed.)
 The figures are printed, never asserted. Run it on an otherwise idle machine (see `uptime`).
 """
 
@@ -21,6 +22,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -250,6 +252,50 @@ def measure(
     return got
 
 
+def measure_hey(
+    api: Api, name: str, key: str, path: str, clients: int, seconds: float
+) -> dict[str, object]:
+    """The same load from Debian's `hey` (compiled, keep-alive), one per API process sharing
+    the clients; its CPU is the children's rusage over the run."""
+    s0 = sessions(api.database_url)
+    cpu0 = [cpu_seconds(p.pid) for p in api.procs], cpu_seconds(api.postmaster)
+    child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    procs = [
+        subprocess.Popen(
+            ["hey", "-z", f"{seconds:g}s", "-c", str(clients // len(api.ports)), "-o", "csv",
+             "-H", f"Authorization: Bearer {key}", f"http://127.0.0.1:{port}{path}"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for port in api.ports
+    ]  # fmt: skip
+    outputs = [p.communicate()[0] for p in procs]
+    child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu1 = [cpu_seconds(p.pid) for p in api.procs], cpu_seconds(api.postmaster)
+    latencies: list[float] = []
+    codes: dict[int, int] = {}
+    for out in outputs:
+        for line in out.splitlines()[1:]:  # response-time,DNS+dialup,DNS,...,status-code,offset
+            fields = line.split(",")
+            latencies.append(float(fields[0]))
+            codes[int(fields[6])] = codes.get(int(fields[6]), 0) + 1
+    n = len(latencies)
+    hey_cpu = (child1.ru_utime + child1.ru_stime) - (child0.ru_utime + child0.ru_stime)
+    return {
+        "load": f"{name} (hey)",
+        "requests": n,
+        "seconds": seconds,
+        "per_s": n / seconds,
+        "p50_ms": pct(latencies, 0.50),
+        "p99_ms": pct(latencies, 0.99),
+        "codes": codes,
+        "api_ms": sum(b - a for a, b in zip(cpu0[0], cpu1[0], strict=True)) * 1000 / n,
+        "postgres_ms": (cpu1[1] - cpu0[1]) * 1000 / n,
+        "client_ms": hey_cpu * 1000 / n,
+        "new_sessions": sessions(api.database_url) - s0 - 1,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--apis", type=int, default=1)
@@ -303,6 +349,14 @@ def main() -> None:
                     measure(api, "list", get_requests(key, ["/v1/interchanges?limit=20"]),
                             args.clients, args.read_seconds)
                 )  # fmt: skip
+            if "hey" in loads and shutil.which("hey"):
+                rows.append(
+                    measure_hey(api, "status read", key, f"/v1/interchanges/{ids[0]}",
+                                args.clients, args.read_seconds)
+                )  # fmt: skip
+                rows.append(
+                    measure_hey(api, "healthz", key, "/healthz", args.clients, args.read_seconds)
+                )
             if "health" in loads:
                 rows.append(
                     measure(api, "healthz", get_requests(key, ["/healthz"]), args.clients,
