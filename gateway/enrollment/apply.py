@@ -225,6 +225,19 @@ def _view(member: MemberRec | None) -> LedgerView | None:
     )
 
 
+@dataclass
+class _Decided:
+    """What a chunk decided, member by member in file order: the history rows, each one's
+    business findings, what applying it changed (None when not applied) and its event; and
+    the audited members to reconcile."""
+
+    rows: list[dict[str, object]] = field(default_factory=list)
+    hits_of: list[list[Hit]] = field(default_factory=list)
+    changes: list[_Applied | None] = field(default_factory=list)
+    events: list[MemberEvent] = field(default_factory=list)
+    audits: list[tuple[MemberEvent, str]] = field(default_factory=list)
+
+
 class _Chunk:
     """One transaction's worth of families. What the rules need from the database is read in
     three queries up front, decisions are made in memory (kept current as members apply), and
@@ -283,26 +296,15 @@ class _Chunk:
                     self.on_policy.setdefault(where, set()).add(other.member_key)
 
     def apply(self, seq: int) -> tuple[int, int, int]:
-        rows: list[dict[str, object]] = []
-        hits_of: list[list[Hit]] = []
-        changes: list[_Applied | None] = []
-        events: list[MemberEvent] = []
-        audits: list[tuple[MemberEvent, str]] = []
-        self._decide(seq, rows, hits_of, changes, events, audits)
-        self._write(rows, hits_of, changes, events, audits)
-        applied_n = sum(r["outcome"] == MemberOutcome.APPLIED for r in rows)
-        rejected = sum(r["outcome"] == MemberOutcome.REJECTED for r in rows)
-        return applied_n, rejected, seq + len(rows)
+        d = _Decided()
+        self._decide(seq, d)
+        self._write(d)
+        applied_n = sum(r["outcome"] == MemberOutcome.APPLIED for r in d.rows)
+        rejected = sum(r["outcome"] == MemberOutcome.REJECTED for r in d.rows)
+        return applied_n, rejected, seq + len(d.rows)
 
-    def _decide(
-        self,
-        seq: int,
-        rows: list[dict[str, object]],
-        hits_of: list[list[Hit]],
-        changes: list[_Applied | None],
-        events: list[MemberEvent],
-        audits: list[tuple[MemberEvent, str]],
-    ) -> None:
+    def _decide(self, seq: int, d: _Decided) -> None:
+        rows, hits_of, changes, events, audits = d.rows, d.hits_of, d.changes, d.events, d.audits
         for family in self.families:
             premium = family_premium(family)
             for event in family:
@@ -341,17 +343,11 @@ class _Chunk:
                 changes.append(applied)
                 events.append(event)
 
-    def _write(
-        self,
-        rows: list[dict[str, object]],
-        hits_of: list[list[Hit]],
-        changes: list[_Applied | None],
-        events: list[MemberEvent],
-        audits: list[tuple[MemberEvent, str]],
-    ) -> None:
+    def _write(self, d: _Decided) -> None:
         """The chunk's rows in bulk: new members (their ids), the member events, then every
         changed member, enrollment and period, each stamped with the last event that changed
         it; the business findings and the core outbox."""
+        rows, hits_of, changes, events, audits = d.rows, d.hits_of, d.changes, d.events, d.audits
         session = self.session
         new = [self.known[k] for k in self.members_changed if self.known[k].id is None]
         if new:
