@@ -13,6 +13,9 @@ import re
 import uuid
 from pathlib import Path
 
+import httpx
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
 from gateway.storage import make_private_dirs, open_private
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -61,3 +64,27 @@ def write_atomically(
 def sign(secret: str, body: bytes) -> str:
     """`X-EDI834-Signature`: HMAC-SHA256 of the exact body, hex, prefixed `sha256=`."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def post_signed(
+    client: httpx.Client, url: str, body: bytes, signature: str, refused: type[Exception]
+) -> None:
+    """POST a signed JSON body (webhooks, alerts), retried briefly on transport errors and on
+    an answer that is not 2xx (raised as `refused`, the caller's kind of failure)."""
+
+    @retry(
+        retry=retry_if_exception_type((httpx.TransportError, refused)),
+        stop=stop_after_attempt(3),
+        wait=wait_exponential_jitter(multiplier=0.2, max=2.0),
+        reraise=True,
+    )
+    def attempt() -> None:
+        response = client.post(
+            url,
+            content=body,
+            headers={"Content-Type": "application/json", "X-EDI834-Signature": signature},
+        )
+        if response.status_code >= 300:
+            raise refused(f"HTTP {response.status_code}")
+
+    attempt()

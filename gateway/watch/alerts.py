@@ -11,13 +11,12 @@ import json
 from collections.abc import Callable, Sequence
 
 import httpx
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from gateway.context import Gateway
 from gateway.db.models import Alert
 from gateway.db.session import unit_of_work
 from gateway.logging import get_logger
-from gateway.outbound import sign
+from gateway.outbound import post_signed, sign
 from gateway.watch import repository as repo
 from gateway.watch.report import Incident, WatchReport, watch_report
 
@@ -100,7 +99,9 @@ def post_alerts(gw: Gateway, client: httpx.Client, now: dt.datetime) -> int:
             body = _payload(alert, partner, state)
         error = None
         try:
-            _post(client, settings.alert_url, body, sign(settings.alert_secret, body))
+            post_signed(
+                client, settings.alert_url, body, sign(settings.alert_secret, body), AlertRefused
+            )
         except (httpx.HTTPError, AlertRefused) as exc:
             error = type(exc).__name__ + (f": {exc}" if isinstance(exc, AlertRefused) else "")
         with unit_of_work(gw.sessions) as s:
@@ -119,25 +120,6 @@ def post_alerts(gw: Gateway, client: httpx.Client, now: dt.datetime) -> int:
                 alert.next_attempt_at = now + dt.timedelta(seconds=wait)
                 log.warning("alert_post_failed", key=alert.key, attempts=alert.attempts)
     return posted
-
-
-def _post(client: httpx.Client, url: str, body: bytes, signature: str) -> None:
-    @retry(
-        retry=retry_if_exception_type((httpx.TransportError, AlertRefused)),
-        stop=stop_after_attempt(3),
-        wait=wait_exponential_jitter(multiplier=0.2, max=2.0),
-        reraise=True,
-    )
-    def attempt() -> None:
-        response = client.post(
-            url,
-            content=body,
-            headers={"Content-Type": "application/json", "X-EDI834-Signature": signature},
-        )
-        if response.status_code >= 300:
-            raise AlertRefused(f"HTTP {response.status_code}")
-
-    attempt()
 
 
 def run_watch(

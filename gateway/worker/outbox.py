@@ -9,12 +9,6 @@ import time
 
 import httpx
 from sqlalchemy import select
-from tenacity import (
-    retry,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from gateway.context import Gateway
 from gateway.db import repositories as repo
@@ -24,7 +18,7 @@ from gateway.db.session import unit_of_work
 from gateway.faults import crashpoint
 from gateway.logging import get_logger
 from gateway.metrics import DELIVERY_FAILURES, DELIVERY_SECONDS
-from gateway.outbound import sign, write_atomically
+from gateway.outbound import post_signed, sign, write_atomically
 
 log = get_logger(__name__)
 
@@ -70,25 +64,6 @@ class WebhookError(Exception):
     pass
 
 
-def _post(client: httpx.Client, url: str, body: bytes, signature: str) -> None:
-    @retry(
-        retry=retry_if_exception_type((httpx.TransportError, WebhookError)),
-        stop=stop_after_attempt(3),
-        wait=wait_exponential_jitter(multiplier=0.2, max=2.0),
-        reraise=True,
-    )
-    def attempt() -> None:
-        response = client.post(
-            url,
-            content=body,
-            headers={"Content-Type": "application/json", "X-EDI834-Signature": signature},
-        )
-        if response.status_code >= 300:
-            raise WebhookError(f"HTTP {response.status_code}")
-
-    attempt()
-
-
 def deliver_webhooks(gw: Gateway, client: httpx.Client) -> int:
     now = utcnow()
     with unit_of_work(gw.sessions) as session:
@@ -107,7 +82,7 @@ def deliver_webhooks(gw: Gateway, client: httpx.Client) -> int:
             body = payload.encode()
             started = time.monotonic()
             try:
-                _post(client, url, body, sign(secret, body))
+                post_signed(client, url, body, sign(secret, body), WebhookError)
             except (httpx.HTTPError, WebhookError) as exc:
                 error = f"{type(exc).__name__}: {exc}"[:500]
                 DELIVERY_FAILURES.labels(kind="webhook").inc()
