@@ -9,11 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine, make_url
+from sqlalchemy import Engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.db.base import utcnow
 from gateway.db.session import make_engine, make_session_factory, pool_size_for
+from gateway.metrics import DB_CONNECTIONS_CLOSED, DB_CONNECTIONS_OPENED
 from gateway.settings import Settings
 from gateway.storage import PRIVATE_DIR, BlobStore, make_private_dirs, open_private
 
@@ -37,6 +38,8 @@ class Gateway:
             busy_timeout_ms=settings.db_busy_timeout_ms,
             pool_size=pool_size_for(settings.api_threads),
         )
+        event.listen(engine, "connect", _count_opened)
+        event.listen(engine, "close", _count_closed)
         return cls(
             settings=settings,
             engine=engine,
@@ -50,6 +53,14 @@ class Gateway:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _count_opened(_dbapi_conn: object, _record: object) -> None:
+    DB_CONNECTIONS_OPENED.inc()
+
+
+def _count_closed(_dbapi_conn: object, _record: object) -> None:
+    DB_CONNECTIONS_CLOSED.inc()
 
 
 def prepare_data_dir(settings: Settings) -> None:

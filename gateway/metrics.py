@@ -133,6 +133,16 @@ DELIVERY_SECONDS = Histogram(
 )
 
 
+DB_CONNECTIONS_OPENED = Counter(
+    "edi834_db_connections_opened_total",
+    "Database connections this process opened: it grows with the threads that use the database "
+    "at the same time, up to the pool's size, and then stays flat",
+)
+DB_CONNECTIONS_CLOSED = Counter(
+    "edi834_db_connections_closed_total",
+    "Database connections this process closed: flat under load (a pool smaller than the "
+    "threadpool closed and reopened one for about every second request: issue 19)",
+)
 LEASE_TAKEOVERS = Counter(
     "edi834_lease_takeovers_total",
     "Files a worker took over because the lease of the worker holding them had expired (it "
