@@ -25,6 +25,7 @@ class Gateway:
     engine: Engine
     sessions: sessionmaker[Session]  # units of work that write (SQLite: BEGIN IMMEDIATE)
     reads: sessionmaker[Session]  # read-only sessions (SQLite: a plain, deferred BEGIN)
+    read_engine: Engine  # the same for Core reads on a Connection (the status API, issue 19)
     blobs: BlobStore
     extra: dict[str, object] = field(default_factory=dict)
     # "Now" for what judges time against a schedule (gateway.watch): tests inject their own.
@@ -40,11 +41,13 @@ class Gateway:
         )
         event.listen(engine, "connect", _count_opened)
         event.listen(engine, "close", _count_closed)
+        read_engine = engine.execution_options(**_read_options(engine))
         return cls(
             settings=settings,
             engine=engine,
             sessions=make_session_factory(engine),
-            reads=make_session_factory(engine.execution_options(**_read_options(engine))),
+            reads=make_session_factory(read_engine),
+            read_engine=read_engine,
             blobs=BlobStore(settings.blob_dir),
         )
 

@@ -4,13 +4,16 @@ like one that does not exist."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
 import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.datastructures import URL
 
 from gateway.api.apikeys import ApiKeyCache, KeyOwner
 from gateway.api.schemas import ErrorOut
@@ -38,11 +41,12 @@ GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 async def authenticate(
     request: Request,
-    gw: GatewayDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> KeyOwner:
     """The key's partner: remembered for `EDI834_API_KEY_CACHE_SECONDS` (gateway.api.apikeys),
-    else looked up in a worker thread. async, so a remembered key costs no threadpool trip."""
+    else looked up in a worker thread. async, so a remembered key costs no threadpool trip; the
+    Gateway from the app, not from a dependency of its own (one dependency fewer to solve on
+    every request, issue 19)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise GatewayError("an API key is required", 401, {"WWW-Authenticate": "Bearer"})
     keys: ApiKeyCache = request.app.state.api_keys
@@ -51,6 +55,7 @@ async def authenticate(
     if owner is not None:
         return owner
     asked_at = keys.now()
+    gw: Gateway = request.app.state.gateway
 
     @db_retry
     def lookup() -> tuple[int, str] | None:
@@ -91,14 +96,67 @@ def _owned(load: Callable[[Session, str, int], T | None]) -> Callable[[str, KeyO
 
 OwnedReceipt = Annotated[Receipt, Depends(_owned(repo.receipt_row))]
 """The authenticated partner's receipt (the row), or 404."""
-OwnedReceiptStatus = Annotated[repo.ReceiptStatus, Depends(_owned(repo.receipt_status))]
-"""The same with its envelopes, groups and transaction sets (one joined query) and its first
-findings, read in the one session (the status read's hot path, issues 6 and 19)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OwnedStatus:
+    rows: repo.ReceiptStatus
+    base_url: str
+
+
+def owned_status(request: Request, interchange_id: str, partner: CurrentPartner) -> OwnedStatus:
+    """The status read's dependency: the partner's receipt with its envelope tree and first
+    findings, as rows read on one Core connection (no Session: issues 6 and 19), or 404; and the
+    base URL its links start with."""
+    gw: Gateway = request.app.state.gateway
+    with gw.read_engine.connect() as conn:
+        found = repo.receipt_status(conn, interchange_id, partner.id)
+    if found is None:
+        raise NotFound()
+    return OwnedStatus(found, base_url_of(request, gw))
+
+
+OwnedReceiptStatus = Annotated[OwnedStatus, Depends(owned_status)]
+"""The status read's rows for the partner's own interchange, or 404."""
+
+
+def base_url_of(request: Request, gw: Gateway) -> str:
+    """Where partners reach this API: the configured public URL, else the request's own base
+    URL (Starlette's, from the scheme, Host header, server address and root path), remembered
+    per distinct value of those: building the URL cost a tenth of a status read's CPU (issue
+    19)."""
+    if gw.settings.public_url:
+        return gw.settings.public_url.rstrip("/")
+    scope = request.scope
+    host = next((value for key, value in scope["headers"] if key == b"host"), None)
+    server = scope.get("server")
+    return _base_url(
+        scope.get("scheme", "http"),
+        scope.get("app_root_path", scope.get("root_path", "")),
+        host,
+        tuple(server) if server is not None else None,
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _base_url(
+    scheme: str, root_path: str, host: bytes | None, server: tuple[str, int] | None
+) -> str:
+    scope = {
+        "type": "http",
+        "scheme": scheme,
+        "server": server,
+        "path": root_path if root_path.endswith("/") else f"{root_path}/",
+        "query_string": b"",
+        "root_path": root_path,
+        "headers": [(b"host", host)] if host is not None else [],
+    }
+    return str(URL(scope=scope)).rstrip("/")
 
 
 async def public_url(request: Request, gw: GatewayDep) -> str:
-    """Where partners reach this API: the configured public URL, else the request's own."""
-    return gw.settings.public_url.rstrip("/") or str(request.base_url).rstrip("/")
+    """Where partners reach this API (base_url_of), as a dependency."""
+    return base_url_of(request, gw)
 
 
 BaseUrl = Annotated[str, Depends(public_url)]

@@ -6,27 +6,18 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import json
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import Response
 from pydantic import AwareDatetime
 
-from gateway.api.deps import ERRORS, BaseUrl, CurrentPartner, GatewayDep, OwnedReceiptStatus
-from gateway.api.schemas import (
-    Counts,
-    EnvelopeOut,
-    ErrorOut,
-    FindingOut,
-    GroupOut,
-    InterchangeDetail,
-    InterchangePage,
-    InterchangeSummary,
-    TransactionSetOut,
-    from_row,
-)
+from gateway.api.deps import ERRORS, CurrentPartner, GatewayDep, OwnedReceiptStatus
+from gateway.api.schemas import ErrorOut, InterchangeDetail, InterchangePage
 from gateway.db import repositories as repo
-from gateway.db.models import Finding, Interchange, Receipt, Status
+from gateway.db.models import COUNT_COLUMNS, Status
 from gateway.errors import GatewayError
 from gateway.gate import interchange_acknowledged
 from validators.issues import meaning, remedy
@@ -61,7 +52,7 @@ def list_interchanges(
     gs06: Annotated[str | None, Query(max_length=16)] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-) -> InterchangePage:
+) -> Response:
     """Your interchanges, newest first. Pass `next_cursor` back as `cursor` for the next
     page."""
     after = _decode_cursor(cursor) if cursor else None
@@ -74,95 +65,192 @@ def list_interchanges(
         isa13=isa13,
         gs06=gs06,
     )
-    with gw.reads() as session:
-        rows = repo.list_receipts(session, f, limit=limit + 1, after=after)
-        items = [summary_of(r) for r in rows[:limit]]
+    with gw.read_engine.connect() as conn:
+        page = repo.list_receipts(conn, f, limit=limit + 1, after=after)
+    rows = page.rows
     next_cursor = (
-        _encode_cursor(rows[limit - 1].received_at, rows[limit - 1].id)
+        _encode_cursor(rows[limit - 1][RECEIVED_AT], rows[limit - 1][0])
         if len(rows) > limit
         else None
     )
-    return InterchangePage(items=items, next_cursor=next_cursor)
+    items = [summary_of(r, page.isa13s[r[0]]) for r in rows[:limit]]
+    return json_response({"items": items, "next_cursor": next_cursor})
 
 
 @router.get("/{interchange_id}", response_model=InterchangeDetail, responses=ERRORS)
-async def get_interchange(found: OwnedReceiptStatus, base_url: BaseUrl) -> InterchangeDetail:
+async def get_interchange(found: OwnedReceiptStatus) -> Response:
     """Status, outcome, counts, envelope ids and every finding (first 1,000)."""
-    # async: what is left is mapping what the dependency read, no I/O and no threadpool trip
-    r = found.receipt
-    root = f"{base_url}/v1/interchanges/{r.id}"
-    return InterchangeDetail(
-        **summary_of(r).model_dump(),
-        interchanges=[_envelope_of(e) for e in r.envelopes],
-        findings=_findings_of(r.envelopes, found.findings),
-        findings_total=found.findings_total,
-        error=FAILED if r.status == Status.FAILED else None,
-        ledger_status=r.ledger_status,
-        members_applied=r.members_applied,
-        members_business_rejected=r.members_business_rejected,
-        links={
+    # async: what is left is encoding what the dependency read, no I/O and no threadpool trip
+    return json_response(detail_of(found.rows, found.base_url))
+
+
+# The answers are built as JSON-ready dicts straight from the rows and encoded once (issue 19):
+# no pydantic model built and validated per object. Their shapes are the schemas' in
+# gateway.api.schemas (InterchangeSummary, InterchangeDetail, …), field for field and in
+# their order; tests/gateway/test_api_lean.py checks every answer against them.
+RECEIVED_AT = 7  # repo.SUMMARY_COLUMNS: id, status, outcome, channel, filename, sha256, size, …
+_COUNTS = len(repo.SUMMARY_COLUMNS) - len(COUNT_COLUMNS)
+_ENVELOPE = len(repo.DETAIL_COLUMNS)
+_GROUP = _ENVELOPE + len(repo.ENVELOPE_COLUMNS)
+_SET = _GROUP + len(repo.GROUP_COLUMNS)
+
+
+def json_response(content: object) -> Response:
+    """`content` encoded as pydantic encodes a response model: UTF-8, compact."""
+    body = json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
+    return Response(body, media_type="application/json")
+
+
+def _when(moment: dt.datetime | None) -> str | None:
+    """A stored (UTC) time as pydantic writes it: ISO 8601 with Z."""
+    if moment is None:
+        return None
+    return moment.astimezone(dt.UTC).isoformat().removesuffix("+00:00") + "Z"
+
+
+def summary_of(r: Sequence[Any], isa13: list[str]) -> dict[str, object]:
+    """InterchangeSummary from a row of repo.SUMMARY_COLUMNS (or DETAIL_COLUMNS)."""
+    rid, status, outcome, channel, filename, sha256, size, received_at, processed_at = r[:_COUNTS]
+    return {
+        "id": rid,
+        "status": status,
+        "outcome": outcome,
+        "channel": channel,
+        "filename": filename,
+        "sha256": sha256,
+        "size": size,
+        "received_at": _when(received_at),
+        "processed_at": _when(processed_at),
+        "isa13": isa13,
+        "counts": dict(zip(COUNT_COLUMNS, r[_COUNTS : _COUNTS + len(COUNT_COLUMNS)], strict=True)),
+    }
+
+
+def detail_of(found: repo.ReceiptStatus, base_url: str) -> dict[str, object]:
+    """InterchangeDetail from the status read's rows."""
+    first = found.tree[0]
+    envelopes, isa13_of, gs06_of, st02_of = _envelopes_of(found.tree)
+    ledger_status, members_applied, members_business_rejected = first[_ENVELOPE - 3 : _ENVELOPE]
+    root = f"{base_url}/v1/interchanges/{first[0]}"
+    return {
+        **summary_of(first, list(isa13_of.values())),
+        "interchanges": envelopes,
+        "findings": [_finding_of(f, isa13_of, gs06_of, st02_of) for f in found.findings],
+        "findings_total": found.findings_total,
+        "error": FAILED if first[1] == Status.FAILED else None,
+        "ledger_status": ledger_status,
+        "members_applied": members_applied,
+        "members_business_rejected": members_business_rejected,
+        "links": {
             "self": root,
             "acks": f"{root}/acks",
             "members": f"{root}/members",
             "reconciliation": f"{root}/reconciliation",
         },
-    )
+    }
 
 
-def summary_of(r: Receipt) -> InterchangeSummary:
-    return from_row(
-        InterchangeSummary, r, isa13=[e.isa13 for e in r.envelopes], counts=from_row(Counts, r)
-    )
-
-
-def _envelope_of(e: Interchange) -> EnvelopeOut:
-    # Under a TA1 rejection no 999 answered the groups: no AK9/IK5 to show.
-    answered = interchange_acknowledged(e.ta1_code)
-    return from_row(
-        EnvelopeOut,
-        e,
-        sender=f"{e.sender_qualifier}:{e.sender_id}",
-        receiver=f"{e.receiver_qualifier}:{e.receiver_id}",
-        groups=[
-            from_row(
-                GroupOut,
-                g,
-                ack=g.ack_code if answered else None,
-                sets_accepted=g.sets_accepted if answered else 0,
-                transaction_sets=[
-                    from_row(
-                        TransactionSetOut,
-                        t,
-                        ack=t.ack_code if answered else None,
-                        error_codes=[c for c in t.error_codes.split(",") if c],
-                        members=t.member_count,
-                        segments=t.segment_count,
-                    )
-                    for t in g.transaction_sets
-                ],
-            )
-            for g in e.groups
-        ],
-    )
-
-
-def _findings_of(envelopes: list[Interchange], findings: Sequence[Finding]) -> list[FindingOut]:
-    """Each finding with the ISA13 / GS06 / ST02 of where it was found."""
-    isa13_of = {e.id: e.isa13 for e in envelopes}
-    gs06_of = {g.id: g.gs06 for e in envelopes for g in e.groups}
-    st02_of = {t.id: t.st02 for e in envelopes for g in e.groups for t in g.transaction_sets}
-    return [
-        from_row(
-            FindingOut,
-            f,
-            meaning=meaning(f.family, f.code) if f.family != "FILE" else f.message,
-            remedy=remedy(f.family, f.code) if f.family != "FILE" else FILE_REMEDY,
-            isa13=isa13_of.get(f.envelope_id) if f.envelope_id else None,
-            gs06=gs06_of.get(f.group_id) if f.group_id else None,
-            st02=st02_of.get(f.set_id) if f.set_id else None,
+def _envelopes_of(
+    tree: Sequence[Sequence[Any]],
+) -> tuple[list[dict[str, Any]], dict[int, str], dict[int, str], dict[int, str]]:
+    """EnvelopeOut for each envelope of the joined rows (receipt ⟕ envelope ⟕ group ⟕ set, in
+    seq order), and the ISA13 / GS06 / ST02 of each envelope, group and set id."""
+    envelopes: list[dict[str, Any]] = []
+    isa13_of: dict[int, str] = {}
+    gs06_of: dict[int, str] = {}
+    st02_of: dict[int, str] = {}
+    envelope: dict[str, Any] = {}
+    group: dict[str, Any] = {}
+    answered = False
+    for row in tree:
+        (eid, isa13, s_qual, s_id, r_qual, r_id, isa09, isa10, usage, ta1_code, ta1_note,
+         outcome) = row[_ENVELOPE:_GROUP]  # fmt: skip
+        if eid is None:
+            continue  # no envelope: an unusable file, or not processed yet
+        if eid not in isa13_of:
+            isa13_of[eid] = isa13
+            # Under a TA1 rejection no 999 answered the groups: no AK9/IK5 to show.
+            answered = interchange_acknowledged(ta1_code)
+            envelope = {
+                "isa13": isa13,
+                "sender": f"{s_qual}:{s_id}",
+                "receiver": f"{r_qual}:{r_id}",
+                "isa09": isa09,
+                "isa10": isa10,
+                "usage": usage,
+                "ta1_code": ta1_code,
+                "ta1_note": ta1_note,
+                "outcome": outcome,
+                "groups": [],
+            }
+            envelopes.append(envelope)
+        gid, gs01, gs06, gs08, g_ack, included, received, accepted = row[_GROUP:_SET]
+        if gid is None:
+            continue
+        if gid not in gs06_of:
+            gs06_of[gid] = gs06
+            group = {
+                "gs01": gs01,
+                "gs06": gs06,
+                "gs08": gs08,
+                "ack": g_ack if answered else None,
+                "sets_included": included,
+                "sets_received": received,
+                "sets_accepted": accepted if answered else 0,
+                "transaction_sets": [],
+            }
+            envelope["groups"].append(group)
+        (tid, st01, st02, t_ack, error_codes, members, segments, omitted, gate,
+         gate_reason) = row[_SET:]  # fmt: skip
+        if tid is None:
+            continue
+        st02_of[tid] = st02
+        group["transaction_sets"].append(
+            {
+                "st01": st01,
+                "st02": st02,
+                "ack": t_ack if answered else None,
+                "error_codes": [c for c in error_codes.split(",") if c],
+                "members": members,
+                "segments": segments,
+                "findings_omitted": omitted,
+                "gate": gate,
+                "gate_reason": gate_reason,
+            }
         )
-        for f in findings
-    ]
+    return envelopes, isa13_of, gs06_of, st02_of
+
+
+def _finding_of(
+    f: Sequence[Any], isa13_of: dict[int, str], gs06_of: dict[int, str], st02_of: dict[int, str]
+) -> dict[str, object]:
+    """FindingOut from a row of repo.FINDING_COLUMNS, with the ISA13 / GS06 / ST02 of where it
+    was found."""
+    (envelope_id, group_id, set_id, level, family, code, message, severity, segment_id,
+     segment_position, loop_id, element_position, component_position, repetition_position,
+     element_ref, bad_value, business_unit) = f  # fmt: skip
+    file_level = family == "FILE"
+    return {
+        "level": level,
+        "family": family,
+        "code": code,
+        "meaning": message if file_level else meaning(family, code),
+        "message": message,
+        "remedy": FILE_REMEDY if file_level else remedy(family, code),
+        "severity": severity,
+        "isa13": isa13_of.get(envelope_id) if envelope_id else None,
+        "gs06": gs06_of.get(group_id) if group_id else None,
+        "st02": st02_of.get(set_id) if set_id else None,
+        "segment_id": segment_id,
+        "segment_position": segment_position,
+        "loop_id": loop_id,
+        "element_position": element_position,
+        "component_position": component_position,
+        "repetition_position": repetition_position,
+        "element_ref": element_ref,
+        "bad_value": bad_value,
+        "business_unit": business_unit,
+    }
 
 
 def _aware(moment: dt.datetime | None) -> dt.datetime | None:

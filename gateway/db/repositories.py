@@ -6,7 +6,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     Connection,
@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
+from sqlalchemy.orm import Session, lazyload
 
 from gateway.db.base import utcnow
 from gateway.db.models import (
@@ -43,10 +43,12 @@ from gateway.db.models import (
     Receipt,
     ReceiptEvent,
     Status,
+    TransactionSet,
     WebhookDelivery,
 )
 from gateway.metrics import LEASE_TAKEOVERS
 
+T = TypeVar("T", bound=tuple[Any, ...])
 CONTROL_NUMBER = "control_number"
 MAX_CONTROL_NUMBER = 999_999_999
 
@@ -191,59 +193,136 @@ def sftp_files_shown(
     )
 
 
-# The status read's statements, built once: each request binds its values and reuses the
-# statement's compiled form and cache key (issue 19), instead of building and hashing a new one.
-_RECEIPT_DETAIL = (
-    select(Receipt)
+# The status API's reads (issue 19): Core statements built once, run on a Connection (no
+# Session, no ORM identity map or instances); each request binds its values and reuses the
+# statement's compiled form. Rows come back as plain tuples for the API to encode.
+SUMMARY_COLUMNS = (
+    Receipt.id,
+    Receipt.status,
+    Receipt.outcome,
+    Receipt.channel,
+    Receipt.filename,
+    Receipt.sha256,
+    Receipt.size,
+    Receipt.received_at,
+    Receipt.processed_at,
+    *(getattr(Receipt, name) for name in COUNT_COLUMNS),
+)
+"""A status summary's receipt columns, in this order (the API's encoders rely on it)."""
+DETAIL_COLUMNS = (
+    *SUMMARY_COLUMNS,
+    Receipt.ledger_status,
+    Receipt.members_applied,
+    Receipt.members_business_rejected,
+)
+ENVELOPE_COLUMNS = (
+    Interchange.id,
+    Interchange.isa13,
+    Interchange.sender_qualifier,
+    Interchange.sender_id,
+    Interchange.receiver_qualifier,
+    Interchange.receiver_id,
+    Interchange.isa09,
+    Interchange.isa10,
+    Interchange.usage,
+    Interchange.ta1_code,
+    Interchange.ta1_note,
+    Interchange.outcome,
+)
+GROUP_COLUMNS = (
+    Group.id,
+    Group.gs01,
+    Group.gs06,
+    Group.gs08,
+    Group.ack_code,
+    Group.sets_included,
+    Group.sets_received,
+    Group.sets_accepted,
+)
+SET_COLUMNS = (
+    TransactionSet.id,
+    TransactionSet.st01,
+    TransactionSet.st02,
+    TransactionSet.ack_code,
+    TransactionSet.error_codes,
+    TransactionSet.member_count,
+    TransactionSet.segment_count,
+    TransactionSet.findings_omitted,
+    TransactionSet.gate,
+    TransactionSet.gate_reason,
+)
+FINDING_COLUMNS = (
+    Finding.envelope_id,
+    Finding.group_id,
+    Finding.set_id,
+    Finding.level,
+    Finding.family,
+    Finding.code,
+    Finding.message,
+    Finding.severity,
+    Finding.segment_id,
+    Finding.segment_position,
+    Finding.loop_id,
+    Finding.element_position,
+    Finding.component_position,
+    Finding.repetition_position,
+    Finding.element_ref,
+    Finding.bad_value,
+    Finding.business_unit,
+)
+_RECEIPT_TREE = (
+    select(*DETAIL_COLUMNS, *ENVELOPE_COLUMNS, *GROUP_COLUMNS, *SET_COLUMNS)
+    .select_from(Receipt)
+    .outerjoin(Interchange, Interchange.receipt_id == Receipt.id)
+    .outerjoin(Group, Group.envelope_id == Interchange.id)
+    .outerjoin(TransactionSet, TransactionSet.group_id == Group.id)
     .where(Receipt.id == bindparam("receipt_id"), Receipt.partner_id == bindparam("partner_id"))
-    .options(
-        lazyload(Receipt.partner),
-        joinedload(Receipt.envelopes)
-        .joinedload(Interchange.groups)
-        .joinedload(Group.transaction_sets),
-    )
+    .order_by(Interchange.seq, Group.seq, TransactionSet.seq)
 )
 _FINDINGS_PAGE = (
-    select(Finding)
+    select(*FINDING_COLUMNS)
     .where(Finding.receipt_id == bindparam("receipt_id"))
     .order_by(Finding.seq)
     .limit(bindparam("limit"))
 )
-
-
-def receipt_detail(session: Session, receipt_id: str, partner_id: int) -> Receipt | None:
-    """A partner's receipt with its envelopes, groups and transaction sets in one query (the
-    status API's hot path, issue 6): not the partner row, and not one SELECT per level."""
-    return (
-        session.scalars(_RECEIPT_DETAIL, {"receipt_id": receipt_id, "partner_id": partner_id})
-        .unique()
-        .one_or_none()
-    )
+_COUNT_FINDINGS = (
+    select(func.count()).select_from(Finding).where(Finding.receipt_id == bindparam("receipt_id"))
+)
+_ENVELOPE_ISA13S = (
+    select(Interchange.receipt_id, Interchange.isa13)
+    .where(Interchange.receipt_id.in_(bindparam("receipt_ids", expanding=True)))
+    .order_by(Interchange.receipt_id, Interchange.seq)
+)
 
 
 @dataclass(frozen=True, slots=True)
 class ReceiptStatus:
-    """What the status read shows: the receipt with its envelope tree, its first findings and
-    how many there are in all."""
+    """What the status read shows, as rows: `tree` is the receipt joined with its envelopes,
+    groups and transaction sets (DETAIL_COLUMNS, then ENVELOPE_, GROUP_ and SET_COLUMNS, None
+    where a level is empty; ordered by each level's seq), `findings` its first findings
+    (FINDING_COLUMNS, by seq) and `findings_total` how many there are in all."""
 
-    receipt: Receipt
-    findings: Sequence[Finding]
+    tree: Sequence[Sequence[Any]]
+    findings: Sequence[Sequence[Any]]
     findings_total: int
 
 
 def receipt_status(
-    session: Session, receipt_id: str, partner_id: int, max_findings: int = 1000
+    conn: Connection, receipt_id: str, partner_id: int, max_findings: int = 1000
 ) -> ReceiptStatus | None:
-    """A partner's receipt, its tree and its first `max_findings` findings, in one session:
-    two queries, and a COUNT only when there are more findings than that."""
-    receipt = receipt_detail(session, receipt_id, partner_id)
-    if receipt is None:
+    """A partner's receipt, its tree and its first `max_findings` findings: two queries, and a
+    COUNT only when there are more findings than that (the status API's hot path, issues 6 and
+    19)."""
+    tree = conn.execute(_RECEIPT_TREE, {"receipt_id": receipt_id, "partner_id": partner_id}).all()
+    if not tree:
         return None
-    findings = session.scalars(
-        _FINDINGS_PAGE, {"receipt_id": receipt.id, "limit": max_findings}
-    ).all()
-    total = len(findings) if len(findings) < max_findings else count_findings(session, receipt.id)
-    return ReceiptStatus(receipt, findings, total)
+    findings = conn.execute(_FINDINGS_PAGE, {"receipt_id": receipt_id, "limit": max_findings}).all()
+    total = (
+        len(findings)
+        if len(findings) < max_findings
+        else conn.scalar(_COUNT_FINDINGS, {"receipt_id": receipt_id}) or 0
+    )
+    return ReceiptStatus(tree, findings, total)
 
 
 def receipt_row(session: Session, receipt_id: str, partner_id: int) -> Receipt | None:
@@ -273,8 +352,7 @@ class ReceiptFilter:
     gs06: str | None = None
 
 
-def _filtered(f: ReceiptFilter) -> Select[Receipt]:
-    stmt = select(Receipt)
+def _filtered(f: ReceiptFilter, stmt: Select[T]) -> Select[T]:
     if f.partner_id is not None:
         stmt = stmt.where(Receipt.partner_id == f.partner_id)
     if f.status:
@@ -294,28 +372,39 @@ def _filtered(f: ReceiptFilter) -> Select[Receipt]:
     return stmt
 
 
+@dataclass(frozen=True, slots=True)
+class ReceiptPage:
+    """A page of receipt summaries as rows (SUMMARY_COLUMNS), newest first, and each one's
+    envelopes' ISA13s in envelope order."""
+
+    rows: Sequence[Sequence[Any]]
+    isa13s: dict[str, list[str]]
+
+
 def list_receipts(
-    session: Session,
+    conn: Connection,
     f: ReceiptFilter,
     *,
     limit: int,
     after: tuple[dt.datetime, str] | None = None,
-) -> Sequence[Receipt]:
-    """Newest first; `after` is the (received_at, id) of the last row of the previous page."""
-    stmt = _filtered(f)
+) -> ReceiptPage:
+    """Newest first; `after` is the (received_at, id) of the last row of the previous page.
+    Two queries: the page's columns, then its envelopes' ISA13s (issue 19: Core rows, no ORM
+    instances)."""
+    stmt = _filtered(f, select(*SUMMARY_COLUMNS))
     if after is not None:
         at, rid = after
         stmt = stmt.where(
             or_(Receipt.received_at < at, and_(Receipt.received_at == at, Receipt.id < rid))
         )
-    stmt = (
-        stmt.order_by(Receipt.received_at.desc(), Receipt.id.desc())
-        .limit(limit)
-        # What a page shows: each receipt's envelopes (their ISA13s), not its partner row (joined
-        # by default) nor the envelopes' groups (selectin by default): two queries, not four.
-        .options(lazyload(Receipt.partner), selectinload(Receipt.envelopes).lazyload("*"))
-    )
-    return session.scalars(stmt).all()
+    rows = conn.execute(
+        stmt.order_by(Receipt.received_at.desc(), Receipt.id.desc()).limit(limit)
+    ).all()
+    isa13s: dict[str, list[str]] = {row[0]: [] for row in rows}
+    if rows:
+        for receipt_id, isa13 in conn.execute(_ENVELOPE_ISA13S, {"receipt_ids": list(isa13s)}):
+            isa13s[receipt_id].append(isa13)
+    return ReceiptPage(rows, isa13s)
 
 
 def findings_of(session: Session, receipt_id: str, limit: int | None = None) -> Sequence[Finding]:
@@ -509,8 +598,6 @@ def reprocess(session: Session, receipt_id: str, operator: str) -> Receipt | Non
     """Queue a processed or failed receipt again. Its findings and envelope rows are replaced by
     the new run; its old acks stay (superseded) in the history; new acks get new numbers."""
     from sqlalchemy import delete
-
-    from gateway.db.models import TransactionSet
 
     receipt = session.get(Receipt, receipt_id)
     if receipt is None or receipt.status not in (Status.PROCESSED, Status.FAILED):
