@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import cast
 
 from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
@@ -349,18 +350,32 @@ class _Chunk:
         it; the business findings and the core outbox."""
         rows, hits_of, changes, events, audits = d.rows, d.hits_of, d.changes, d.events, d.audits
         session = self.session
-        new = [self.known[k] for k in self.members_changed if self.known[k].id is None]
+        # Ids first, so that a new member is written once, naming its last event.
+        event_ids = ledger_repo.allocate_ids(session, MemberEventRow, len(rows))
+        new = [k for k in self.members_changed if self.known[k].id is None]
+        for k, member_id in zip(
+            new, ledger_repo.allocate_ids(session, LedgerMember, len(new)), strict=True
+        ):
+            self.known[k].id = member_id
         if new:
-            ids = ledger_repo.insert_returning_ids(session, LedgerMember, [m.values() for m in new])
-            for m, member_id in zip(new, ids, strict=True):
-                m.id = member_id
+            ledger_repo.insert_with_ids(
+                session,
+                LedgerMember,
+                [
+                    {**self.known[k].values(), "last_event_id": event_ids[self.members_changed[k]]}
+                    for k in new
+                ],
+                [cast(int, self.known[k].id) for k in new],
+            )
         for row, applied in zip(rows, changes, strict=True):
             rec = applied.member if applied is not None else None
             if rec is None and row["outcome"] == MemberOutcome.AUDITED:
                 rec = self.known.get(str(row["member_key"]))
             row["member_id"] = rec.id if rec is not None else None
-        event_ids = ledger_repo.insert_member_events(session, rows)
-        if self.members_changed:
+        ledger_repo.insert_with_ids(session, MemberEventRow, rows, event_ids)
+        fresh = set(new)
+        changed = [(k, n) for k, n in self.members_changed.items() if k not in fresh]
+        if changed:
             session.execute(
                 update(LedgerMember),
                 [
@@ -369,7 +384,7 @@ class _Chunk:
                         **self.known[k].values(),
                         "last_event_id": event_ids[n],
                     }
-                    for k, n in self.members_changed.items()
+                    for k, n in changed
                 ],
             )
         self._write_enrollments(event_ids)

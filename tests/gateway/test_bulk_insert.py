@@ -1,0 +1,122 @@
+"""The ledger stage's bulk writes (issue 15): PostgreSQL's COPY writes what an ORM insert of the
+same values writes (bind processing, Python-side defaults), ids allocated before the rows are
+written are the ids the rows get, and `_one_of` (= ANY(array) on PostgreSQL) selects what IN
+does."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from gateway.context import Gateway
+from gateway.db.migrate import upgrade
+from gateway.db.models import LedgerMember, Partner
+from gateway.db.session import unit_of_work
+from gateway.enrollment import repository as ledger_repo
+from gateway.partners import add_partner
+from gateway.settings import Settings
+
+COLUMNS = (
+    "member_key",
+    "subscriber_number",
+    "subscriber",
+    "relationship_code",
+    "last_name",
+    "middle_name",
+    "birth_date",
+    "residence",
+    "status",
+)
+
+
+@pytest.fixture
+def gw(tmp_path: Path, database_url: str) -> Iterator[Gateway]:
+    settings = Settings(data_dir=tmp_path / "var", database_url=database_url)
+    g = Gateway.open(settings)
+    upgrade(settings.sqlalchemy_url)
+    yield g
+    g.close()
+
+
+@pytest.fixture
+def partner(gw: Gateway) -> int:
+    with unit_of_work(gw.sessions) as s:
+        p, _ = add_partner(s, name="va", isa_qualifier="ZZ", isa_id="VA0FFM")
+        return p.id
+
+
+def _member(partner: int, n: int, **values: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "partner_id": partner,
+        "member_key": f"M{n:05d}",
+        "subscriber": n % 3 == 0,
+        "relationship_code": "18" if n % 3 == 0 else "19",
+        "status": "active",
+        "subscriber_number": f"S{n // 3:05d}",
+        "last_name": "O'Brien\tTab\\Backslash\nNewline Ñ" if n == 1 else f"LAST{n}",
+        "birth_date": dt.date(1980, 1, 1) + dt.timedelta(days=n) if n % 4 else None,
+        "residence": '{"city": "Richmond", "null": "\\\\N"}',
+    }
+    row.update(values)
+    return row
+
+
+def test_bulk_rows_read_back_as_an_orm_insert_of_the_same_values(gw: Gateway, partner: int) -> None:
+    before = dt.datetime.now(dt.UTC)
+    bulk = [_member(partner, n) for n in range(1, 40)]
+    orm = [_member(partner, n, member_key=f"O{n:05d}") for n in range(1, 40)]
+    with unit_of_work(gw.sessions) as s:
+        ids = ledger_repo.allocate_ids(s, LedgerMember, len(bulk))
+        ledger_repo.insert_with_ids(s, LedgerMember, bulk, ids)
+        s.add_all(LedgerMember(**row) for row in orm)
+    with gw.reads() as s:
+        got = {m.member_key: m for m in s.scalars(select(LedgerMember))}
+    assert [got[str(r["member_key"])].id for r in bulk] == ids
+    for b, o in zip(bulk, orm, strict=True):
+        mine, theirs = got[str(b["member_key"])], got[str(o["member_key"])]
+        assert [getattr(mine, c) for c in COLUMNS[1:]] == [getattr(theirs, c) for c in COLUMNS[1:]]
+        # Python-side defaults filled in (middle_name "", updated_at now, in UTC).
+        assert mine.middle_name == "" and mine.last_event_id is None
+        assert mine.updated_at is not None and mine.updated_at.tzinfo is not None
+        assert before - dt.timedelta(seconds=1) <= mine.updated_at <= dt.datetime.now(dt.UTC)
+    assert got["M00001"].last_name == "O'Brien\tTab\\Backslash\nNewline Ñ"
+    assert got["M00004"].birth_date is None
+
+
+def test_allocated_ids_follow_the_ids_already_taken(gw: Gateway, partner: int) -> None:
+    with unit_of_work(gw.sessions) as s:
+        first = ledger_repo.insert_returning_ids(
+            s, LedgerMember, [_member(partner, n) for n in range(5)]
+        )
+    with unit_of_work(gw.sessions) as s:
+        second = ledger_repo.allocate_ids(s, LedgerMember, 3)
+        assert ledger_repo.allocate_ids(s, LedgerMember, 0) == []
+        ledger_repo.insert_with_ids(
+            s, LedgerMember, [_member(partner, n) for n in range(5, 8)], second
+        )
+        with pytest.raises(ValueError, match="1 rows, 0 ids"):
+            ledger_repo.insert_with_ids(s, LedgerMember, [_member(partner, 9)], [])
+    assert first == sorted(first) and len(set(first)) == 5
+    assert second == list(range(second[0], second[0] + 3)) and second[0] > max(first)
+
+
+def test_one_of_selects_what_in_selects(gw: Gateway, partner: int) -> None:
+    with unit_of_work(gw.sessions) as s:
+        other, _ = add_partner(s, name="md", isa_qualifier="ZZ", isa_id="MD0FFM")
+        ledger_repo.insert_returning_ids(
+            s, LedgerMember, [_member(partner, n) for n in range(1, 30)]
+        )
+        ledger_repo.insert_returning_ids(
+            s, LedgerMember, [_member(other.id, n) for n in range(1, 30)]
+        )
+    keys = {"M00001", "M00007", "M00028", "NOT-THERE"}
+    with gw.reads() as s:
+        loaded = ledger_repo.load_members(s, partner, keys)
+        assert sorted(m.member_key for m in loaded) == ["M00001", "M00007", "M00028"]
+        assert {m.partner_id for m in loaded} == {partner}
+        assert ledger_repo.load_members(s, partner, []) == []
+        assert s.scalar(select(Partner.id).where(Partner.id == partner)) == partner
