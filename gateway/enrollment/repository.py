@@ -5,6 +5,7 @@ rows the stage writes in bulk. Repositories never commit: the caller's unit of w
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -503,7 +504,7 @@ def insert_with_ids(
     """`rows` with the ids `allocate_ids` gave them."""
     if len(rows) != len(ids):
         raise ValueError(f"{len(rows)} rows, {len(ids)} ids")
-    insert_rows(session, model, [{**r, "id": i} for r, i in zip(rows, ids, strict=True)])
+    insert_rows(session, model, rows, ids=ids)
 
 
 def insert_returning_ids(
@@ -523,19 +524,30 @@ def insert_member_events(session: Session, rows: list[dict[str, object]]) -> lis
     return insert_returning_ids(session, MemberEventRow, rows)
 
 
-def insert_rows(session: Session, model: type[Base], rows: Sequence[dict[str, object]]) -> None:
-    """Bulk insert (Core: no ORM bookkeeping per row). PostgreSQL: one COPY, which costs a
-    fraction of a pipelined INSERT per row on both sides of the connection (issue 15)."""
+def insert_rows(
+    session: Session,
+    model: type[Base],
+    rows: Sequence[dict[str, object]],
+    *,
+    ids: Sequence[int] | None = None,
+) -> None:
+    """Bulk insert (Core: no ORM bookkeeping per row), with the given ids if any. PostgreSQL:
+    one COPY, which costs a fraction of a pipelined INSERT per row on both sides of the
+    connection (issue 15)."""
     if not rows:
         return
     table = cast(Table, model.__table__)
     if session.get_bind().dialect.name == "postgresql":
-        _copy_rows(session, table, rows)
-    else:
+        _copy_rows(session, table, rows, ids)
+    elif ids is None:
         session.execute(insert(table), list(rows))
+    else:
+        session.execute(insert(table), [{**r, "id": i} for r, i in zip(rows, ids, strict=True)])
 
 
-def _copy_rows(session: Session, table: Table, rows: Sequence[dict[str, object]]) -> None:
+def _copy_rows(
+    session: Session, table: Table, rows: Sequence[dict[str, object]], ids: Sequence[int] | None
+) -> None:
     """`COPY table (columns) FROM STDIN`: what `insert(table)` would send, value for value —
     each column's bind processing (e.g. UTC datetimes) and the Python-side defaults of columns
     the rows leave out (once per statement: one timestamp for the chunk's rows)."""
@@ -544,32 +556,40 @@ def _copy_rows(session: Session, table: Table, rows: Sequence[dict[str, object]]
     defaults: dict[str, object] = {}
     for column in table.columns:
         default: Any = column.default
-        if column.name in rows[0] or default is None or default.is_sequence:
+        if column.name in rows[0] or column.name == "id" or default is None:
             continue
         if default.is_callable:
             defaults[column.name] = default.arg(None)
         elif default.is_scalar:
             defaults[column.name] = default.arg
-    columns = [*names, *defaults]
-    processors = [table.c[name].type.bind_processor(dialect) for name in columns]
-    fixed = [
-        (process(value) if process is not None else value)
-        for process, value in zip(processors[len(names) :], defaults.values(), strict=True)
+    processors = {
+        name: process
+        for name in (*names, *defaults)
+        if (process := table.c[name].type.bind_processor(dialect)) is not None
+    }
+    fixed = tuple(
+        processors[name](value) if name in processors else value for name, value in defaults.items()
+    )
+    # A row's values in one C call; the few columns with bind processing fixed up after.
+    values = operator.itemgetter(*names) if len(names) > 1 else (lambda r: (r[names[0]],))
+    processed = [
+        (names.index(name), process) for name, process in processors.items() if name in names
     ]
-    own = list(zip(names, processors[: len(names)], strict=True))
+    columns = [*(["id"] if ids is not None else []), *names, *defaults]
     dbapi: Any = session.connection().connection.dbapi_connection
     statement = "COPY {} ({}) FROM STDIN".format(
         dialect.identifier_preparer.format_table(table),
         ", ".join(dialect.identifier_preparer.quote(c) for c in columns),
     )
     with dbapi.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(
-                [
-                    *((process(row[n]) if process is not None else row[n]) for n, process in own),
-                    *fixed,
-                ]
-            )
+        for n, row in enumerate(rows):
+            own = values(row)
+            if processed:
+                own = list(own)
+                for at, process in processed:
+                    own[at] = process(own[at])
+                own = tuple(own)
+            copy.write_row(((ids[n],) if ids is not None else ()) + own + fixed)
 
 
 def new_reconciliation(session: Session, receipt_id: str, partner_id: int) -> Reconciliation:
