@@ -681,16 +681,22 @@ class _Chunk:
             "maintenance_type": event.maintenance_type.code,
             "maintenance_reason": event.maintenance_reason,
             "warnings": [hit.rule for hit in hits],
-            "member": event.model_dump(mode="json", exclude={"header", "source"}),
             "enrollments": applied.enrollments,
             "cascade": applied.cascade,
         }
+        # The member as pydantic's own serializer writes it (in Rust: a third of this stage's
+        # JSON time was the generic encoder walking the member's dict), spliced in.
+        head = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        member = event.model_dump_json(exclude=_NOT_IN_CORE_MEMBER)
         return {
             "event_id": event_id,
             "partner_id": self.run.partner_id,
             "idempotency_key": ikey,
-            "payload": json.dumps(payload, sort_keys=True, separators=(",", ":")),
+            "payload": f'{head[:-1]},"member":{member}}}',
         }
+
+
+_NOT_IN_CORE_MEMBER = {"header", "source"}
 
 
 def _set_level_hits(run: Run, event: MemberEvent) -> list[Hit]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import importlib.util
 import io
+import json
 import sys
 import tracemalloc
 import weakref
@@ -813,3 +814,24 @@ class TestNeverRaises:
     def test_arbitrary_segments_with_envelope_tags(self, body: list[str], chunk: int) -> None:
         data = x12(Group(sets=[TS(body=[*HEADER, *body])]))
         assert members(data, chunk=chunk) == members(data)
+
+
+@pytest.mark.parametrize("path", sample_files(), ids=lambda p: p.name)
+def test_the_core_events_member_json_is_the_members_json_data(path: Path) -> None:
+    """The core outbox splices `model_dump_json` into its payload (gateway.enrollment.apply):
+    the same JSON data as the generic encoder of `model_dump(mode="json")` gave before, for
+    every member of every sample (non-ASCII names, dates, absent values)."""
+    exclude = {"header", "source"}
+    for event in extract_members([path.read_bytes()]):
+        assert json.loads(event.model_dump_json(exclude=exclude)) == event.model_dump(
+            mode="json", exclude=exclude
+        )
+
+
+def test_the_core_events_member_json_keeps_non_ascii_names() -> None:
+    member = [s.replace("DOE", "MÜLLER-ÑÚÑEZ") for s in MEMBER]
+    (event,) = members(_member_file(*member))
+    assert event.name is not None and "Ü" in event.name.last
+    as_text = event.model_dump_json(exclude={"header", "source"})
+    assert json.loads(as_text)["name"]["last"] == event.name.last
+    assert json.loads(as_text) == event.model_dump(mode="json", exclude={"header", "source"})
