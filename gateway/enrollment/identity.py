@@ -10,6 +10,7 @@ sender"; the operators' note names the partner, member and policy."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 from gateway.enrollment.codes import Maintenance
@@ -34,9 +35,12 @@ class Person:
 
 
 def _digits(value: str) -> str:
+    if value.isascii() and value.isdigit():  # as sent, nearly always
+        return value
     return "".join(ch for ch in value if ch.isdigit())
 
 
+@functools.lru_cache(maxsize=4096)  # asked several times per member as a chunk applies
 def identity_of(
     ssn_qualifier: str, ssn: str, last: str, first: str, birth: dt.date | None
 ) -> Person | None:

@@ -13,8 +13,6 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
-import pytest
-
 from tests.benchmarks.generate_834 import write_834
 from tests.conftest import SAMPLES
 from tests.gateway.harness import GatewayProcess, members_of, submit, wait_ledger
@@ -23,17 +21,6 @@ from tests.gateway.x834 import Cov, Member, interchange
 LEDGER = SAMPLES / "ledger"
 EXPECT = json.loads((LEDGER / "expect.json").read_text())
 FILES = sorted(p.name for p in LEDGER.glob("*.834"))
-
-
-@pytest.fixture
-def running(tmp_path, database_url):
-    gw = GatewayProcess(data_dir=tmp_path / "var", database_url=database_url)
-    va = gw.add_partner("va", "VA0FFM")
-    other = gw.add_partner("md", "MD0SBE")
-    gw.cli("partner", "rules", "va", "--send-824")
-    gw.start(EDI834_LEDGER_ORDER_WINDOW_SECONDS="5")
-    yield gw, va, other
-    gw.kill()
 
 
 def test_the_scenario_series_gives_exactly_the_expected_outcomes(running) -> None:

@@ -19,8 +19,6 @@ import json
 import time
 from collections import Counter
 
-import pytest
-
 from tests.gateway.harness import GatewayProcess, members_of, submit, wait_ledger
 from tests.gateway.x834 import Cov, Member, dependent, interchange
 
@@ -210,17 +208,6 @@ STEPS: list[tuple[str, list[Member], str, dict[str, tuple[str, list[str]]]]] = [
         {COR: ("rejected", ["term-extends-coverage"])},
     ),
 ]
-
-
-@pytest.fixture
-def running(tmp_path, database_url):
-    gw = GatewayProcess(data_dir=tmp_path / "var", database_url=database_url)
-    va = gw.add_partner("va", "VA0FFM")
-    other = gw.add_partner("md", "MD0SBE")
-    gw.cli("partner", "rules", "va", "--send-824")
-    gw.start(EDI834_LEDGER_ORDER_WINDOW_SECONDS="5")
-    yield gw, va, other
-    gw.kill()
 
 
 def enrollment(client, key: str, policy: str, as_of: str | None = None) -> dict:
