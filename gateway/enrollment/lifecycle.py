@@ -573,14 +573,19 @@ def _reinstate(target: Enrollment, end: dt.date | None) -> None:
 
 
 def _move_begin(target: Enrollment, begin: dt.date) -> None:
-    """A corrected begin date: the first period moves with it (later ones stay)."""
-    old = target.begin
+    """A corrected begin date. Earlier: the first period starts there. Later: the periods that
+    would end before it go, and the one in force on the new date starts there — no period
+    begins before its enrollment, whatever changes came between."""
     target.begin = begin
-    if target.periods and (old is None or target.periods[0].begin <= (old or begin)):
-        first = target.periods[0]
-        if begin < first.begin or (len(target.periods) == 1):
-            first.begin = begin
-            first.dirty = True
+    periods = target.periods
+    if not periods:
+        return
+    if begin <= periods[0].begin:
+        periods[0].begin, periods[0].dirty = begin, True
+        return
+    in_force = [p for p in periods if p.begin <= begin][-1]
+    target.periods = [p for p in periods if p is in_force or p.begin > begin]
+    in_force.begin, in_force.dirty = begin, True
 
 
 def _set_terms(target: Enrollment, day: dt.date | None, terms: dict[str, str]) -> None:

@@ -16,7 +16,9 @@ from gateway.db.models import (
     Ack,
     BusinessFinding,
     CoreDelivery,
+    LedgerCoverage,
     LedgerMember,
+    LedgerPeriod,
     MemberEventRow,
     Partner,
     Receipt,
@@ -601,3 +603,54 @@ def test_a_re_add_after_a_cancel_starts_the_enrollment_afresh(gw, partner) -> No
     (cov,) = members(gw)[SUB].coverages
     assert (cov.status, str(cov.benefit_end), cov.premium) == ("initial", "2027-12-31", "310.00")
     assert [(str(p.begin), p.premium) for p in cov.periods] == [("2027-01-01", "310.00")]
+
+
+def test_a_corrected_begin_date_moves_the_stored_periods(gw: Gateway, partner: int) -> None:
+    """An add, a change from May (two periods), then the begin date corrected to June: the
+    January period is deleted and May's starts in June (ledger_periods' (coverage, begin) is
+    unique, so the order of the writes matters); corrected back to January, it starts there."""
+    who = "0005100077"
+    policy = "51200477"
+
+    def sub(**kw: object) -> Member:
+        base: dict[str, object] = {
+            "subscriber_id": who,
+            "member_id": who,
+            "last": "VERANO",
+            "first": "LUZ",
+            "ssn": "934610077",
+            "coverages": [Cov(policy=policy)],
+        }
+        base.update(kw)
+        return Member(**base)  # type: ignore[arg-type]
+
+    def stored() -> list[tuple[str, str]]:
+        with gw.reads() as s:
+            rows = s.execute(
+                select(LedgerPeriod.begin, LedgerPeriod.aptc)
+                .join(LedgerCoverage, LedgerCoverage.id == LedgerPeriod.coverage_id)
+                .where(LedgerCoverage.policy_number == policy)
+                .order_by(LedgerPeriod.begin)
+            ).all()
+        return [(b.isoformat(), a) for b, a in rows]
+
+    def correct(control: int, begin: str) -> None:
+        cov = Cov(maintenance="001", policy=policy, begin=begin)
+        feed(gw, partner, interchange([sub(maintenance="001", reason="AI", coverages=[cov])],
+                                      control=control))  # fmt: skip
+
+    feed(gw, partner, interchange([sub(categories={"APTC AMT": ("9V", "400.00")})], control=71))
+    change = sub(
+        maintenance="001",
+        reason="AI",
+        effective="20270501",
+        coverages=[Cov(maintenance="001", policy=policy)],
+        categories={"APTC AMT": ("9V", "450.00")},
+        category_period="20270501-20271231",
+    )
+    feed(gw, partner, interchange([change], control=72))
+    assert stored() == [("2027-01-01", "400.00"), ("2027-05-01", "450.00")]
+    correct(73, "20270601")
+    assert stored() == [("2027-06-01", "450.00")]
+    correct(74, "20270101")
+    assert stored() == [("2027-01-01", "450.00")]

@@ -119,6 +119,36 @@ def test_a_change_from_a_date_splits_the_period_and_keeps_what_came_before() -> 
     ]
 
 
+def correct_begin(who: str, begin: dt.date) -> MemberEvent:
+    cov = Cov(maintenance="001", policy=POLICY, begin=d8(begin))
+    return event_of(member(who, maintenance="001", reason="AI", coverages=[cov]))
+
+
+def test_a_corrected_begin_date_moves_the_periods_with_it() -> None:
+    ledger = Ledger()
+    ledger.send(SUB, add(SUB, "400.00"))
+    ledger.send(SUB, change(SUB, dt.date(2027, 5, 1), "450.00"))
+    item = ledger.one(SUB)
+    assert item is not None
+
+    def spans() -> list[tuple[dt.date, str]]:
+        assert item is not None
+        return [(b, p.terms["aptc"]) for p, b, _ in item.spans()]
+
+    # Later, before the May change: the first period starts on the new date.
+    assert ledger.send(SUB, correct_begin(SUB, dt.date(2027, 2, 1))) == []
+    assert item.begin == dt.date(2027, 2, 1)
+    assert spans() == [(dt.date(2027, 2, 1), "400.00"), (dt.date(2027, 5, 1), "450.00")]
+    # Later than the May change: the January terms end before coverage begins, so they go;
+    # May's terms are in force from the new date.
+    assert ledger.send(SUB, correct_begin(SUB, dt.date(2027, 6, 1))) == []
+    assert spans() == [(dt.date(2027, 6, 1), "450.00")]
+    assert [p.begin for p in item.periods] == [dt.date(2027, 6, 1)]
+    # Earlier again: the one period starts there.
+    assert ledger.send(SUB, correct_begin(SUB, BEGIN)) == []
+    assert spans() == [(BEGIN, "450.00")]
+
+
 def test_cancel_cascades_a_later_end_is_refused_and_reinstatement_restores() -> None:
     ledger = Ledger()
     ledger.send(SUB, add(SUB, "100.00"))
