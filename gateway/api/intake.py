@@ -5,17 +5,17 @@ an error, never a receipt."""
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from gateway.api.deps import ERRORS, BaseUrl, CurrentPartner, GatewayDep
 from gateway.api.ratelimit import RateLimiter
 from gateway.api.schemas import ErrorOut, ReceiptOut
 from gateway.db import repositories as repo
-from gateway.db.models import Receipt
 from gateway.errors import GatewayError, IdempotencyKeyReused
 from gateway.faults import crashpoint
 from gateway.intake.receive import check_idempotency_key, record_receipt
@@ -170,7 +170,7 @@ async def submit(
             pending_blob.discard()
             raise
 
-    def store() -> tuple[Receipt, bool] | None:
+    def store() -> tuple[repo.ReceiptRef, bool] | None:
         # fsync, rename, fsync the directory, then commit the row: one trip to the
         # threadpool, not two (each trip is CPU on the event loop, issue 6).
         blob = pending_blob.commit()
@@ -213,24 +213,28 @@ async def submit(
 
 
 def _receipt_response(
-    receipt: Receipt, created: bool, base_url: str, rate: dict[str, str]
-) -> JSONResponse:
+    receipt: repo.ReceiptRef, created: bool, base_url: str, rate: dict[str, str]
+) -> Response:
+    """ReceiptOut, encoded once (no model built and validated per file: issue 19)."""
     status_url = f"{base_url}/v1/interchanges/{receipt.id}"
-    body = ReceiptOut(
-        id=receipt.id,
-        sha256=receipt.sha256,
-        status=receipt.status,
-        status_url=status_url,
-        duplicate=not created,
-    )
-    return JSONResponse(
-        body.model_dump(), 202 if created else 200, headers={"Location": status_url, **rate}
+    body = {
+        "id": receipt.id,
+        "sha256": receipt.sha256,
+        "status": receipt.status,
+        "status_url": status_url,
+        "duplicate": not created,
+    }
+    return Response(
+        json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+        202 if created else 200,
+        headers={"Location": status_url, **rate},
+        media_type="application/json",
     )
 
 
 async def _received_before(
     request: Request, gw: GatewayDep, partner_id: int, limit: int
-) -> Receipt | None:
+) -> repo.ReceiptRef | None:
     """The partner's receipt for the body's exact bytes, if any (the body hashed, not kept)."""
     digest, size = hashlib.sha256(), 0
     async for chunk in request.stream():
@@ -241,8 +245,9 @@ async def _received_before(
     if size == 0:
         return None
 
-    def find() -> Receipt | None:
+    def find() -> repo.ReceiptRef | None:
         with gw.reads() as session:
-            return repo.find_duplicate_receipt(session, partner_id, digest.hexdigest())
+            found = repo.find_duplicate_receipt(session, partner_id, digest.hexdigest())
+            return repo.ReceiptRef(found.id, found.sha256, found.status) if found else None
 
     return await run_in_threadpool(find)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -16,6 +16,7 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    literal,
     or_,
     select,
     text,
@@ -25,6 +26,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from gateway.db.base import utcnow
 from gateway.db.models import (
@@ -45,6 +47,7 @@ from gateway.db.models import (
     Status,
     TransactionSet,
     WebhookDelivery,
+    new_id,
 )
 from gateway.metrics import LEASE_TAKEOVERS
 
@@ -131,6 +134,119 @@ def insert_receipt(session: Session, receipt: Receipt) -> tuple[Receipt, bool]:
         },
     )
     return receipt, True
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptRef:
+    """A receipt as the intake answers it (not an ORM row: issue 19)."""
+
+    id: str
+    sha256: str
+    status: str
+
+
+# The intake's one statement (issue 19): the receipt and its 'received' event. Every column with
+# a Python default is given (a statement inside a CTE gets no Core defaults).
+_RECEIVED_COLUMNS = (
+    "id",
+    "partner_id",
+    "channel",
+    "filename",
+    "sha256",
+    "dedup_sha256",
+    "size",
+    "blob_path",
+    "status",
+    "received_at",
+)
+_RECEIPT_DEFAULTS = {
+    c.key: c.default.arg
+    for c in _RECEIPTS.columns
+    if isinstance(c.default, ScalarElementColumnDefault) and c.key not in _RECEIVED_COLUMNS
+}
+_EVENTS = cast(Table, ReceiptEvent.__table__)
+
+
+def _received_insert(insert_: Callable[[Table], Any]) -> Any:
+    return (
+        insert_(_RECEIPTS)
+        .values({**{k: bindparam(k) for k in _RECEIVED_COLUMNS}, **_RECEIPT_DEFAULTS})
+        .on_conflict_do_nothing(index_elements=["partner_id", "dedup_sha256"])
+        .returning(_RECEIPTS.c.id, _RECEIPTS.c.status)
+    )
+
+
+def _receive_postgresql() -> Select[Any]:
+    """WITH new AS (INSERT receipt … ON CONFLICT DO NOTHING RETURNING), event AS (INSERT its
+    event FROM new) SELECT FROM new: one statement, hence one round trip and, on a connection
+    in autocommit, its own transaction."""
+    new = _received_insert(pg_insert).cte("new")
+    event = insert(_EVENTS).from_select(
+        ["receipt_id", "at", "event", "detail"],
+        select(
+            new.c.id,
+            bindparam("received_at", type_=_RECEIPTS.c.received_at.type),
+            literal("received"),
+            bindparam("detail"),
+        ),
+    )
+    return select(new.c.id, new.c.status).add_cte(event.cte("event"))
+
+
+_RECEIVE_POSTGRESQL = _receive_postgresql()
+_RECEIVE_SQLITE = _received_insert(sqlite_insert)
+_RECEIVED_EVENT = insert(_EVENTS)
+_DUPLICATE_OF = select(_RECEIPTS.c.id, _RECEIPTS.c.status).where(
+    _RECEIPTS.c.partner_id == bindparam("partner_id"),
+    _RECEIPTS.c.dedup_sha256 == bindparam("dedup_sha256"),
+)
+
+
+def receive(
+    conn: Connection,
+    *,
+    partner_id: int,
+    channel: str,
+    filename: str | None,
+    sha256: str,
+    size: int,
+    blob_path: str,
+    partial: bool,
+    now: dt.datetime,
+) -> tuple[ReceiptRef, bool]:
+    """Insert a stored blob's receipt and its 'received' event, or return the partner's
+    existing receipt for the same bytes (created False: the unique constraint decides, under
+    concurrency too). A partial upload is never a duplicate. PostgreSQL: one statement (on a
+    connection in autocommit it is its own transaction: one round trip); SQLite: two, in the
+    caller's transaction. Core, no Session: the intake's hot path (issue 19)."""
+    values: dict[str, object] = {
+        "id": new_id(),
+        "partner_id": partner_id,
+        "channel": channel,
+        "filename": filename,
+        "sha256": sha256,
+        "dedup_sha256": None if partial else sha256,
+        "size": size,
+        "blob_path": blob_path,
+        "status": Status.PARTIAL if partial else Status.RECEIVED,
+        "received_at": now,
+    }
+    detail = f"{channel} {size} bytes"
+    if conn.dialect.name == "postgresql":
+        row = conn.execute(_RECEIVE_POSTGRESQL, {**values, "detail": detail}).first()
+    else:
+        row = conn.execute(_RECEIVE_SQLITE, values).first()
+        if row is not None:
+            event = {"receipt_id": row[0], "at": now, "event": "received", "detail": detail}
+            conn.execute(_RECEIVED_EVENT, event)
+    if row is not None:
+        return ReceiptRef(row[0], sha256, row[1]), True
+    existing = conn.execute(
+        _DUPLICATE_OF, {"partner_id": partner_id, "dedup_sha256": values["dedup_sha256"]}
+    ).first()
+    if existing is None:
+        raise RuntimeError("a receipt conflicted with one that is not there")
+    return ReceiptRef(existing[0], sha256, existing[1]), False
 
 
 def idempotency_key(

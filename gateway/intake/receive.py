@@ -9,8 +9,7 @@ from sqlalchemy.orm import Session
 from gateway.context import Gateway
 from gateway.db import repositories as repo
 from gateway.db.base import utcnow
-from gateway.db.models import Receipt, Status
-from gateway.db.session import run_in_transaction
+from gateway.db.session import db_retry, run_in_transaction
 from gateway.errors import IdempotencyKeyReused
 from gateway.faults import crashpoint
 from gateway.logging import get_logger
@@ -41,47 +40,63 @@ def record_receipt(
     filename: str | None,
     partial: bool = False,
     idempotency_key: str | None = None,
-) -> tuple[Receipt, bool]:
+) -> tuple[repo.ReceiptRef, bool]:
     """Commit the receipt for a durable blob. Returns (receipt, created); the same bytes from
     the same partner return the original receipt (created False). Partial uploads are kept and
     shown, never queued. An Idempotency-Key is recorded with the receipt, in its transaction;
     one that names other bytes within IDEMPOTENCY_WINDOW raises IdempotencyKeyReused and
-    records nothing."""
+    records nothing. Without a key (nearly every file) the receipt and its event are one
+    statement on PostgreSQL (repo.receive), retried like any unit of work."""
 
-    def txn(session: Session) -> tuple[Receipt, bool]:
-        now = utcnow()
-        if idempotency_key is not None:
-            row = repo.idempotency_key(
-                session, partner_id, idempotency_key, now - IDEMPOTENCY_WINDOW
+    @db_retry
+    def receive() -> tuple[repo.ReceiptRef, bool]:
+        with gw.single_write() as conn:
+            return repo.receive(
+                conn,
+                partner_id=partner_id,
+                channel=channel,
+                filename=filename,
+                sha256=blob.sha256,
+                size=blob.size,
+                blob_path=blob.rel_path,
+                partial=partial,
+                now=utcnow(),
             )
-            if row is not None and row.sha256 != blob.sha256:
-                raise IdempotencyKeyReused
-        receipt = Receipt(
+
+    def txn(session: Session, key: str) -> tuple[repo.ReceiptRef, bool]:
+        now = utcnow()
+        row = repo.idempotency_key(session, partner_id, key, now - IDEMPOTENCY_WINDOW)
+        if row is not None and row.sha256 != blob.sha256:
+            raise IdempotencyKeyReused
+        receipt, created = repo.receive(
+            session.connection(),
             partner_id=partner_id,
             channel=channel,
             filename=filename,
             sha256=blob.sha256,
-            dedup_sha256=None if partial else blob.sha256,
             size=blob.size,
             blob_path=blob.rel_path,
-            status=Status.PARTIAL if partial else Status.RECEIVED,
+            partial=partial,
+            now=now,
         )
-        receipt, created = repo.insert_receipt(session, receipt)
-        if idempotency_key is not None:
-            row = repo.remember_idempotency_key(
-                session,
-                partner_id=partner_id,
-                key=idempotency_key,
-                sha256=blob.sha256,
-                receipt_id=receipt.id,
-                now=now,
-                since=now - IDEMPOTENCY_WINDOW,
-            )
-            if row.sha256 != blob.sha256:  # another request took the key meanwhile
-                raise IdempotencyKeyReused
+        row = repo.remember_idempotency_key(
+            session,
+            partner_id=partner_id,
+            key=key,
+            sha256=blob.sha256,
+            receipt_id=receipt.id,
+            now=now,
+            since=now - IDEMPOTENCY_WINDOW,
+        )
+        if row.sha256 != blob.sha256:  # another request took the key meanwhile
+            raise IdempotencyKeyReused
         return receipt, created
 
-    receipt, created = run_in_transaction(gw.sessions, txn)
+    if idempotency_key is None:
+        receipt, created = receive()
+    else:
+        key = idempotency_key
+        receipt, created = run_in_transaction(gw.sessions, lambda session: txn(session, key))
     crashpoint("receipt_committed")
     if created:
         FILES_RECEIVED.labels(channel=channel).inc()

@@ -34,7 +34,7 @@ from gateway.db.models import Finding, Interchange, Receipt, Status
 from gateway.gate import interchange_acknowledged
 from gateway.settings import Settings
 from tests.conftest import SAMPLES
-from tests.gateway.harness import GatewayProcess, submit, wait_final
+from tests.gateway.harness import GatewayProcess, submit, wait_ledger
 from validators.issues import meaning, remedy
 
 SEEDS = (
@@ -74,7 +74,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory, module_database_url: str) -
                 assert r.status_code == 202, r.text
                 ids.append(r.json()["id"])
             for rid in ids:
-                wait_final(c, rid)
+                wait_ledger(c, rid)  # and the ledger stage, which updates the receipt too
         with db.sessions.begin() as s:  # one failed file: its answer carries the general error
             s.execute(update(Receipt).where(Receipt.id == ids[0]).values(status=Status.FAILED))
             partner_id = s.scalars(select(Receipt.partner_id).where(Receipt.id == ids[0])).one()
