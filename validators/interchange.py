@@ -45,6 +45,7 @@ from validators.issues import (
     InterchangeNoteCode,
     Issue,
     Level,
+    SegmentSyntaxError,
     Severity,
     TransactionSetErrorCode,
     meaning,
@@ -134,10 +135,26 @@ class TransactionSetResult:
 
     @property
     def set_error_codes(self) -> list[str]:
-        """IK502..IK506: envelope codes first, then 5 when any segment is in error."""
+        """IK502..IK506: envelope codes first, then 5 when any segment is in error — I5 when
+        every one of those errors is against the implementation guide rather than the X12
+        standard (an I code in IK304 or IK403; X12 RFI 2502: the I codes are "reported
+        against the instructions in an implementation guide"). IK304 8 only says that the
+        segment's elements are in error, so it is judged by its IK403s."""
         codes = [i.code for i in self.issues if i.level is Level.TRANSACTION]
+        found = [
+            i.code
+            for i in self.issues
+            if i.level in (Level.SEGMENT, Level.ELEMENT)
+            and not (
+                i.level is Level.SEGMENT and i.code == SegmentSyntaxError.DATA_ELEMENT_ERRORS.value
+            )
+        ]
         if any(i.level in (Level.SEGMENT, Level.ELEMENT) for i in self.issues):
-            codes.append(TransactionSetErrorCode.SEGMENTS_IN_ERROR.value)
+            codes.append(
+                TransactionSetErrorCode.IMPLEMENTATION_SEGMENTS_IN_ERROR.value
+                if found and all(code.startswith("I") for code in found)
+                else TransactionSetErrorCode.SEGMENTS_IN_ERROR.value
+            )
         return list(dict.fromkeys(codes))[:5]
 
     @property

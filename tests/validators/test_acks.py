@@ -8,6 +8,8 @@ from parsers import InterchangeStart, Segment, StraySegment, TransactionSetEnd, 
 from tests.validators.helpers import one
 from tests.x12build import TS, Group, x12
 from validators.acks import build_999, build_ta1
+from validators.interchange import TransactionSetResult
+from validators.issues import Issue, Level
 
 NOW = dt.datetime(2026, 3, 4, 5, 6, tzinfo=dt.UTC)
 
@@ -101,3 +103,31 @@ class TestBuild999:
         s = segs(build_999(one(x12(Group(sets=[bad]))), control_number=9, now=NOW))
         ik4 = [x for x in s if x.tag == "IK4"]
         assert ik4 and ik4[0].elements == ("3", "1035", "1")
+
+
+def _set_with(*issues: tuple[str, str]) -> list[str]:
+    levels = {"ik304": Level.SEGMENT, "ik403": Level.ELEMENT, "ik502": Level.TRANSACTION}
+    result = TransactionSetResult(st=Segment(tag="ST", elements=("834", "0001", "005010X220A1")))
+    result.issues = [Issue(level=levels[where], code=code, message="") for where, code in issues]
+    return result.set_error_codes
+
+
+@pytest.mark.parametrize(
+    ("issues", "ik502"),
+    [
+        ((("ik304", "8"), ("ik403", "I10")), ["I5"]),  # IK304 8 judged by its IK403s
+        ((("ik304", "I4"),), ["I5"]),
+        ((("ik304", "8"), ("ik403", "I10"), ("ik304", "I7")), ["I5"]),
+        ((("ik304", "8"), ("ik403", "I10"), ("ik403", "7")), ["5"]),  # any standard code: 5
+        ((("ik304", "2"),), ["5"]),
+        ((("ik304", "8"), ("ik403", "1")), ["5"]),
+        ((("ik304", "8"),), ["5"]),  # elements in error, none listed: not known to be I
+        ((("ik502", "4"), ("ik304", "I6")), ["4", "I5"]),
+        ((("ik502", "4"),), ["4"]),
+        ((), []),
+    ],
+)
+def test_ik502_is_i5_only_when_every_segment_error_is_against_the_guide(
+    issues: tuple[tuple[str, str], ...], ik502: list[str]
+) -> None:
+    assert _set_with(*issues) == ik502
