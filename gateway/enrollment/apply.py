@@ -66,6 +66,9 @@ from parsers.envelope import read_events
 from parsers.events import GroupStart, InterchangeStart, Segment, TransactionSetStart
 
 CHUNK_MEMBERS = 500
+ANALYZE_AFTER_MEMBERS = 5_000
+"""A run that has written this many members refreshes the planner's statistics (PostgreSQL),
+and again at each doubling: a large first file otherwise slows down as the ledger grows."""
 MAX_FAMILY = 200
 """A family (subscriber and dependents sharing REF*0F) longer than this is split: memory stays
 bounded on hostile input. X220 families are a handful of members."""
@@ -140,6 +143,7 @@ def apply_receipt(
     seq = 0
     batch: list[list[MemberEvent]] = []
     size = 0
+    analyze_at = ANALYZE_AFTER_MEMBERS  # then twice as many, four times…: a few per file
     for family in _families(events):
         if seq < progress:  # committed by an earlier attempt (chunks end on family bounds)
             seq += len(family)
@@ -149,6 +153,9 @@ def apply_receipt(
         if size >= CHUNK_MEMBERS:
             seq = _commit_chunk(gw, run, worker_id, batch, seq)
             batch, size = [], 0
+            if seq - progress >= analyze_at:
+                run_in_transaction(gw.sessions, ledger_repo.refresh_statistics)
+                analyze_at *= 2
             crashpoint("ledger_chunk")
             if on_chunk is not None:
                 on_chunk()
@@ -289,8 +296,10 @@ class _Chunk:
             if p
         }
         policies |= {m.policy_key for m in self.known.values() if m.subscriber and m.policy_key}
-        for other in ledger_repo.policy_members(session, run.partner_id, policies):
-            other = self.known.setdefault(other.member_key, other)
+        loaded = {m.id for m in self.known.values() if m.id is not None}
+        for other in ledger_repo.policy_members(session, run.partner_id, policies, skip=loaded):
+            self.known.setdefault(other.member_key, other)
+        for other in self.known.values():
             for item in other.enrollments:
                 if item.policy in policies:
                     where = (item.line, item.policy, item.plan_year)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -386,20 +386,28 @@ def load_members(session: Session, partner_id: int, keys: Iterable[str]) -> list
     )
 
 
-def policy_members(session: Session, partner_id: int, policies: set[str]) -> list[MemberRec]:
+def policy_members(
+    session: Session, partner_id: int, policies: set[str], *, skip: Collection[int] = ()
+) -> list[MemberRec]:
     """Members enrolled on any of these policies (a subscriber's end or effectuation cascades
-    to them): one query, their enrollments and periods loaded with them."""
+    to them), but those in `skip` (already loaded by the caller): their ids in one query, then
+    them with their enrollments and periods."""
     if not policies:
         return []
-    ids = (
-        select(LedgerCoverage.member_id)
-        .join(LedgerMember, LedgerMember.id == LedgerCoverage.member_id)
-        .where(
-            LedgerMember.partner_id == partner_id,
-            _one_of(session, LedgerCoverage.policy_number, policies),
+    ids = [
+        member_id
+        for member_id in session.scalars(
+            select(LedgerCoverage.member_id)
+            .join(LedgerMember, LedgerMember.id == LedgerCoverage.member_id)
+            .where(
+                LedgerMember.partner_id == partner_id,
+                _one_of(session, LedgerCoverage.policy_number, policies),
+            )
+            .distinct()
         )
-    )
-    return _load(session, LedgerMember.id.in_(ids))
+        if member_id not in skip
+    ]
+    return _load(session, _one_of(session, LedgerMember.id, ids)) if ids else []
 
 
 def holdings(session: Session, people: Iterable[Person]) -> list[tuple[Person, Holding]]:
@@ -592,6 +600,20 @@ def _copy_rows(
             copy.write_row(((ids[n],) if ids is not None else ()) + own + fixed)
 
 
+_GROWN_TABLES = (LedgerMember, LedgerCoverage, LedgerPeriod, MemberEventRow)
+
+
+def refresh_statistics(session: Session) -> None:
+    """PostgreSQL: ANALYZE the tables a large file grows. Until autovacuum gets to them (a
+    minute, or 10% more rows), the planner has no statistics for rows just written and reads a
+    chunk's look-ups through the (partner, status) index, filtering every member of the
+    partner: 40 ms instead of 0.4 ms per query at 10,000 members, growing with the ledger."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    names = ", ".join(cast(Table, m.__table__).name for m in _GROWN_TABLES)
+    session.execute(text(f"ANALYZE {names}"))
+
+
 def new_reconciliation(session: Session, receipt_id: str, partner_id: int) -> Reconciliation:
     rec = Reconciliation(receipt_id=receipt_id, partner_id=partner_id)
     session.add(rec)
@@ -686,6 +708,7 @@ __all__ = [
     "new_reconciliation",
     "policy_members",
     "reconciliation_of",
+    "refresh_statistics",
     "release_ledger",
     "set_outcomes",
 ]
