@@ -5,12 +5,13 @@ instead of failing on a lock upgrade; PostgreSQL through `EDI834_DATABASE_URL`."
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import (
     retry,
@@ -21,6 +22,7 @@ from tenacity import (
 
 T = TypeVar("T")
 SQLITE_BUSY_MS = 30_000
+PING_AFTER_IDLE_SECONDS = 1.0
 
 
 def pool_size_for(threads: int) -> int:
@@ -36,10 +38,12 @@ def make_engine(
     *,
     busy_timeout_ms: int = SQLITE_BUSY_MS,
     pool_size: int = 10,
+    ping_after_idle_seconds: float = PING_AFTER_IDLE_SECONDS,
     **kwargs: Any,
 ) -> Engine:
     """`pool_size` connections kept (and 10 more opened at a peak, closed when returned);
-    ignored with an explicit `poolclass` and by SQLite in memory (one connection per thread)."""
+    ignored with an explicit `poolclass` and by SQLite in memory (one connection per thread).
+    PostgreSQL: a connection idle for `ping_after_idle_seconds` is pinged before use."""
     parsed = make_url(url)
     if "poolclass" not in kwargs and parsed.database not in (None, "", ":memory:"):
         kwargs.setdefault("pool_size", pool_size)
@@ -69,8 +73,32 @@ def make_engine(
             conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    _ping_when_idle(engine, ping_after_idle_seconds)
+    return engine
+
+
+def _ping_when_idle(engine: Engine, after_seconds: float) -> None:
+    """A pooled connection unused for `after_seconds` or more is pinged when it is checked out,
+    and replaced when the ping fails (the database restarted, a firewall dropped it). One used
+    less long ago is handed out as it is: under load, SQLAlchemy's pool_pre_ping spent a round
+    trip on every checkout — half of a received file's (issue 19). Should such a connection be
+    dead all the same, its statement fails, SQLAlchemy invalidates the whole pool at once and
+    the units of work and key look-ups retry (db_retry)."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["checked_in"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        checked_in = record.info.get("checked_in")
+        if checked_in is None or time.monotonic() - checked_in < after_seconds:
+            return  # just opened, or just used
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            raise DisconnectionError("a pooled connection failed its ping") from exc
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
