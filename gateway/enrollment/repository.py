@@ -276,7 +276,7 @@ MEMBER_COLUMNS = (
 
 
 @dataclass(eq=False)
-class MemberRec:
+class MemberRec:  # fields: id, then MEMBER_COLUMNS in order (`_load` builds it positionally)
     """A ledger member as a chunk works on it: the row's values (no ORM instance: a chunk
     writes its members, enrollments and periods in a few bulk statements) and its
     enrollments as the lifecycle's plain objects."""
@@ -340,11 +340,11 @@ def enrollment_from_row(c: Any, periods: list[lifecycle.Period]) -> lifecycle.En
 
 def _load(session: Session, where: ColumnElement[bool]) -> list[MemberRec]:
     """Members matching `where`, with their enrollments and periods: three queries."""
-    table = LedgerMember.__table__
-    recs = [
-        MemberRec(id=row.id, **{name: row._mapping[name] for name in MEMBER_COLUMNS})
-        for row in session.execute(select(table).where(where).order_by(table.c.id))
-    ]
+    table = cast(Table, LedgerMember.__table__)
+    columns = [table.c.id, *(table.c[name] for name in MEMBER_COLUMNS)]
+    # Positionally: MemberRec's fields are id and MEMBER_COLUMNS, in that order.
+    rows = session.execute(select(*columns).where(where).order_by(table.c.id))
+    recs = [MemberRec(*row) for row in rows]
     if not recs:
         return recs
     by_id = {r.id: r for r in recs}

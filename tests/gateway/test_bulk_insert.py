@@ -5,6 +5,7 @@ does."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,6 +103,19 @@ def test_allocated_ids_follow_the_ids_already_taken(gw: Gateway, partner: int) -
             ledger_repo.insert_with_ids(s, LedgerMember, [_member(partner, 9)], [])
     assert first == sorted(first) and len(set(first)) == 5
     assert second == list(range(second[0], second[0] + 3)) and second[0] > max(first)
+
+
+def test_a_loaded_member_has_the_values_written(gw: Gateway, partner: int) -> None:
+    """`_load` builds MemberRec positionally: its fields must be id, then MEMBER_COLUMNS."""
+    names = [f.name for f in dataclasses.fields(ledger_repo.MemberRec)]
+    assert names[: 1 + len(ledger_repo.MEMBER_COLUMNS)] == ["id", *ledger_repo.MEMBER_COLUMNS]
+    row = _member(partner, 1, first_name="ADA", id_value="934100001", gender="F")
+    with unit_of_work(gw.sessions) as s:
+        (member_id,) = ledger_repo.insert_returning_ids(s, LedgerMember, [row])
+    with gw.reads() as s:
+        (loaded,) = ledger_repo.load_members(s, partner, ["M00001"])
+    assert loaded.id == member_id
+    assert {k: getattr(loaded, k) for k in row} == row
 
 
 def test_one_of_selects_what_in_selects(gw: Gateway, partner: int) -> None:
