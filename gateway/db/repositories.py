@@ -176,10 +176,15 @@ def _received_insert(insert_: Callable[[Table], Any]) -> Any:
     )
 
 
+WORK_CHANNEL = "edi834_received"
+"""PostgreSQL: the channel a new receipt is announced on (NOTIFY, sent when it commits), so
+the workers LISTENing on it wake at once instead of at their next poll."""
+
+
 def _receive_postgresql() -> Select[Any]:
     """WITH new AS (INSERT receipt … ON CONFLICT DO NOTHING RETURNING), event AS (INSERT its
-    event FROM new) SELECT FROM new: one statement, hence one round trip and, on a connection
-    in autocommit, its own transaction."""
+    event FROM new) SELECT FROM new, with pg_notify(WORK_CHANNEL) for the new row: one
+    statement, hence one round trip and, on a connection in autocommit, its own transaction."""
     new = _received_insert(pg_insert).cte("new")
     event = insert(_EVENTS).from_select(
         ["receipt_id", "at", "event", "detail"],
@@ -190,7 +195,9 @@ def _receive_postgresql() -> Select[Any]:
             bindparam("detail"),
         ),
     )
-    return select(new.c.id, new.c.status).add_cte(event.cte("event"))
+    return select(new.c.id, new.c.status, func.pg_notify(WORK_CHANNEL, "")).add_cte(
+        event.cte("event")
+    )
 
 
 _RECEIVE_POSTGRESQL = _receive_postgresql()

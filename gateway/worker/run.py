@@ -31,6 +31,7 @@ from gateway.worker import outbox
 from gateway.worker.acknowledge import park_failed, store_results
 from gateway.worker.job import Abandoned, DuplicateRace, Job, LeaseLost, job_of
 from gateway.worker.validate import validate_job
+from gateway.worker.wakeup import WorkListener
 from validators.interchange import InterchangeResult
 
 log = get_logger(__name__)
@@ -68,6 +69,12 @@ class Worker:
         self.cancel_event = threading.Event()  # abandon the file in hand
         self.wake_event = threading.Event()
         self._threads: list[threading.Thread] = []
+        # PostgreSQL: new receipts wake the loops at once (LISTEN/NOTIFY); polling stays.
+        self.listener = (
+            WorkListener(gw.engine, self.wake_event, self.stop_event)
+            if gw.engine.dialect.name == "postgresql"
+            else None
+        )
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -85,6 +92,8 @@ class Worker:
         t = threading.Thread(target=self._watch_loop, name="watch", daemon=True)
         t.start()
         self._threads.append(t)
+        if self.listener is not None:
+            self.listener.start()
 
     def wake(self) -> None:
         self.wake_event.set()
@@ -100,6 +109,8 @@ class Worker:
             self.cancel_event.set()
             for t in self._threads:
                 t.join(10)
+        if self.listener is not None:
+            self.listener.join(5)  # it looks at stop_event every second
 
     # --- loops -------------------------------------------------------------------------------
 
