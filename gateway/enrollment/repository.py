@@ -527,11 +527,6 @@ def insert_returning_ids(
 _SEQUENCES: dict[str, str | None] = {}
 
 
-def insert_member_events(session: Session, rows: list[dict[str, object]]) -> list[int]:
-    """Append-only history rows, in order; their ids in the same order."""
-    return insert_returning_ids(session, MemberEventRow, rows)
-
-
 def insert_rows(
     session: Session,
     model: type[Base],
@@ -693,12 +688,14 @@ __all__ = [
     "MemberRec",
     "active_members_not_in_file",
     "active_subscribers",
+    "allocate_ids",
     "business_rejects",
     "claim_ledger_work",
     "event_outcomes",
     "holdings",
-    "insert_member_events",
+    "insert_returning_ids",
     "insert_rows",
+    "insert_with_ids",
     "keys_seen_in_file",
     "leased",
     "leased_ledger_work",
