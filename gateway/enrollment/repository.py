@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Date,
     String,
     Table,
     any_,
@@ -22,6 +23,8 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    tuple_,
+    union,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
@@ -410,49 +413,81 @@ def policy_members(
     return _load(session, _one_of(session, LedgerMember.id, ids)) if ids else []
 
 
+_HOLDING_COLUMNS = (
+    LedgerMember.id_qualifier,
+    LedgerMember.id_value,
+    LedgerMember.last_name,
+    LedgerMember.first_name,
+    LedgerMember.birth_date,
+    LedgerMember.partner_id,
+    Partner.name,
+    LedgerMember.member_key,
+    LedgerCoverage.insurance_line,
+    LedgerCoverage.policy_number,
+    LedgerCoverage.benefit_begin,
+    LedgerCoverage.benefit_end,
+)
+
+
 def holdings(session: Session, people: Iterable[Person]) -> list[tuple[Person, Holding]]:
-    """Enrollments in force, across every partner, of anyone born on these people's birth
-    dates with one of their SSNs or last names (one indexed look-up); `Person.same_as`
-    decides who is the same person."""
+    """Enrollments in force, across every partner, of anyone born on one of these people's
+    birth dates with their SSN or last name; `Person.same_as` decides who is the same person.
+
+    PostgreSQL: two semi-joins against (birth date, SSN) and (birth date, last name) pairs —
+    index look-ups of exactly those pairs. A filter `birth_date = ANY(…) AND (id_value =
+    ANY(…) OR upper(last_name) = ANY(…))` read every member born on any of a chunk's 500
+    dates and compared each with both arrays, element by element: 50 ms a chunk at 100,000
+    members and growing with the ledger (issue 15)."""
     people = set(people)
     if not people:
         return []
-    ssns = {p.ssn for p in people if p.ssn}
-    lasts = {p.name.split("|", 1)[0] for p in people if p.name}
-    who = []
-    if ssns:
-        who.append(_one_of(session, LedgerMember.id_value, ssns))
-    if lasts:
-        who.append(_one_of(session, func.upper(LedgerMember.last_name, type_=String), lasts))
-    rows = session.execute(
-        select(
-            LedgerMember.id_qualifier,
-            LedgerMember.id_value,
-            LedgerMember.last_name,
-            LedgerMember.first_name,
-            LedgerMember.birth_date,
-            LedgerMember.partner_id,
-            Partner.name,
-            LedgerMember.member_key,
-            LedgerCoverage.insurance_line,
-            LedgerCoverage.policy_number,
-            LedgerCoverage.benefit_begin,
-            LedgerCoverage.benefit_end,
-        )
+    in_force = (
+        select(*_HOLDING_COLUMNS)
         .join(LedgerCoverage, LedgerCoverage.member_id == LedgerMember.id)
         .join(Partner, Partner.id == LedgerMember.partner_id)
-        .where(
-            LedgerCoverage.status.in_(("initial", "effectuated", "active")),
-            _one_of(session, LedgerMember.birth_date, {p.birth for p in people}),
-            or_(*who),
-        )
-    ).all()
+        .where(LedgerCoverage.status.in_(("initial", "effectuated", "active")))
+    )
+    by_ssn = [(p.birth, p.ssn) for p in people if p.ssn]
+    by_name = [(p.birth, p.name.split("|", 1)[0]) for p in people if p.name]
+    if session.get_bind().dialect.name == "postgresql":
+        queries = [
+            in_force.where(tuple_(LedgerMember.birth_date, column).in_(_pairs(pairs)))
+            for column, pairs in (
+                (LedgerMember.id_value, by_ssn),
+                (func.upper(LedgerMember.last_name, type_=String), by_name),
+            )
+            if pairs
+        ]
+        rows = session.execute(union(*queries) if len(queries) > 1 else queries[0]).all()
+    else:
+        who = []
+        if by_ssn:
+            who.append(LedgerMember.id_value.in_({ssn for _, ssn in by_ssn}))
+        if by_name:
+            who.append(func.upper(LedgerMember.last_name).in_({last for _, last in by_name}))
+        rows = session.execute(
+            in_force.where(LedgerMember.birth_date.in_({p.birth for p in people}), or_(*who))
+        ).all()
     out: list[tuple[Person, Holding]] = []
     for qual, ssn, last, first, birth, pid, pname, key, line, policy, begin, end in rows:
         person = identity_of(qual, ssn, last, first, birth)
         if person is not None:
             out.append((person, Holding(pid, pname, key, line, policy, begin, end)))
     return out
+
+
+def _pairs(pairs: list[tuple[dt.date, str]]) -> Any:
+    """(birth date, text) pairs as rows: `SELECT birth, key FROM unnest(:births, :keys)`."""
+    births, keys = zip(*pairs, strict=True)
+    rows = (
+        func.unnest(
+            bindparam(None, list(births), type_=ARRAY(Date)),
+            bindparam(None, list(keys), type_=ARRAY(String)),
+        )
+        .table_valued("birth", "key")
+        .render_derived()
+    )
+    return select(rows.c.birth, rows.c.key)
 
 
 def keys_seen_in_file(session: Session, receipt_id: str, keys: Iterable[str]) -> set[str]:

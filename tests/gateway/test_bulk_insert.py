@@ -15,9 +15,10 @@ from sqlalchemy import select, text
 
 from gateway.context import Gateway
 from gateway.db.migrate import upgrade
-from gateway.db.models import LedgerMember, Partner
+from gateway.db.models import LedgerCoverage, LedgerMember, Partner
 from gateway.db.session import unit_of_work
 from gateway.enrollment import repository as ledger_repo
+from gateway.enrollment.identity import Person
 from gateway.partners import add_partner
 from gateway.settings import Settings
 
@@ -163,3 +164,55 @@ def test_refresh_statistics_analyzes_the_ledger_tables_on_postgresql(
         "ledger_periods": 0,
         "member_events": 0,
     }
+
+
+def test_holdings_finds_the_same_person_by_ssn_or_by_name_and_no_one_else(
+    gw: Gateway, partner: int
+) -> None:
+    """The identity look-up (PostgreSQL: semi-joins on (birth, SSN) and (birth, last name)
+    pairs; SQLite: IN lists) returns every enrollment in force that could be the same person."""
+    born, other_day = dt.date(1985, 3, 4), dt.date(1985, 3, 5)
+    stored = [  # (key, SSN qualifier, SSN, last, first, birth, status of the coverage)
+        ("WITH-SSN", "34", "934100001", "DOE", "JANE", born, "effectuated"),
+        ("NO-SSN", "", "", "ROE", "JO", born, "initial"),
+        ("SAME-NAME-OTHER-SSN", "34", "934100099", "ROE", "JO", born, "active"),
+        ("TERMINATED", "34", "934100002", "POE", "AL", born, "terminated"),
+        ("OTHER-DAY", "34", "934100003", "DOE", "JANE", other_day, "active"),
+    ]
+    rows = [
+        _member(
+            partner,
+            n,
+            member_key=key,
+            id_qualifier=qual,
+            id_value=ssn,
+            last_name=last,
+            first_name=first,
+            birth_date=birth,
+        )
+        for n, (key, qual, ssn, last, first, birth, _) in enumerate(stored)
+    ]
+    with unit_of_work(gw.sessions) as s:
+        ids = ledger_repo.insert_returning_ids(s, LedgerMember, rows)
+        ledger_repo.insert_rows(
+            s,
+            LedgerCoverage,
+            [
+                {"member_id": i, "insurance_line": "HLT", "policy_number": f"P{n}", "status": st}
+                for n, (i, (*_, st)) in enumerate(zip(ids, stored, strict=True))
+            ],
+        )
+
+    def found(*people: Person) -> set[str]:
+        with gw.reads() as s:
+            return {h.member_key for _, h in ledger_repo.holdings(s, people)}
+
+    jane = Person("934100001", "DOE|JANE", born)
+    assert found(jane) == {"WITH-SSN"}  # OTHER-DAY shares the name, not the birth date
+    assert found(Person("934100001", "SMITH|JANE", born)) == {"WITH-SSN"}  # SSN, new name
+    # Name-only people match by name; the SQL may return more (same last name), same_as decides.
+    jo = Person("", "ROE|JO", born)
+    assert {"NO-SSN", "SAME-NAME-OTHER-SSN"} <= found(jo)
+    assert found(Person("934100002", "POE|AL", born)) == set()  # terminated: not in force
+    assert found(jane, jo) >= {"WITH-SSN", "NO-SSN"}
+    assert found(Person("934100077", "ZED|ZED", born)) == set()
