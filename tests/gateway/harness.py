@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,11 +21,33 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from gateway.context import Gateway
+from gateway.db.migrate import upgrade
+from gateway.db.session import unit_of_work
+from gateway.partners import add_partner
+from gateway.settings import Settings
 from tests.conftest import ROOT
 
 EDI834 = ROOT / ".venv" / "bin" / "edi834"
 FINAL = {"processed", "failed"}
 OPERATOR_PASSWORD = "correct horse battery staple"  # noqa: S105 - test operators
+
+
+def in_process_gateway(data_dir: Path, database_url: str = "") -> Iterator[Gateway]:
+    """A migrated gateway in this process (no server), closed afterwards: for a fixture to
+    yield from. The database: `database_url`, or SQLite in `data_dir` when empty."""
+    settings = Settings(data_dir=data_dir, database_url=database_url)
+    gw = Gateway.open(settings)
+    upgrade(settings.sqlalchemy_url)
+    yield gw
+    gw.close()
+
+
+def add_va(gw: Gateway) -> int:
+    """The partner most tests send as: va (ZZ / VA0FFM); its id."""
+    with unit_of_work(gw.sessions) as s:
+        partner, _ = add_partner(s, name="va", isa_qualifier="ZZ", isa_id="VA0FFM")
+        return partner.id
 
 
 def free_port() -> int:

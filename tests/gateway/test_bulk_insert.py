@@ -14,13 +14,12 @@ import pytest
 from sqlalchemy import select, text
 
 from gateway.context import Gateway
-from gateway.db.migrate import upgrade
 from gateway.db.models import LedgerCoverage, LedgerMember, Partner
 from gateway.db.session import unit_of_work
 from gateway.enrollment import repository as ledger_repo
 from gateway.enrollment.identity import Person
 from gateway.partners import add_partner
-from gateway.settings import Settings
+from tests.gateway.harness import add_va, in_process_gateway
 
 COLUMNS = (
     "member_key",
@@ -37,18 +36,12 @@ COLUMNS = (
 
 @pytest.fixture
 def gw(tmp_path: Path, database_url: str) -> Iterator[Gateway]:
-    settings = Settings(data_dir=tmp_path / "var", database_url=database_url)
-    g = Gateway.open(settings)
-    upgrade(settings.sqlalchemy_url)
-    yield g
-    g.close()
+    yield from in_process_gateway(tmp_path / "var", database_url)
 
 
 @pytest.fixture
 def partner(gw: Gateway) -> int:
-    with unit_of_work(gw.sessions) as s:
-        p, _ = add_partner(s, name="va", isa_qualifier="ZZ", isa_id="VA0FFM")
-        return p.id
+    return add_va(gw)
 
 
 def _member(partner: int, n: int, **values: object) -> dict[str, object]:

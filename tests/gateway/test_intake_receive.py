@@ -13,30 +13,21 @@ import pytest
 from sqlalchemy import func, select
 
 from gateway.context import Gateway
-from gateway.db.migrate import upgrade
 from gateway.db.models import COUNT_COLUMNS, IdempotencyKey, Receipt, ReceiptEvent, Status
-from gateway.db.session import unit_of_work
 from gateway.errors import IdempotencyKeyReused
 from gateway.intake.receive import record_receipt
-from gateway.partners import add_partner
-from gateway.settings import Settings
 from gateway.storage import StoredBlob
+from tests.gateway.harness import add_va, in_process_gateway
 
 
 @pytest.fixture
 def gw(tmp_path: Path, database_url: str):
-    settings = Settings(data_dir=tmp_path / "var", database_url=database_url)
-    g = Gateway.open(settings)
-    upgrade(settings.sqlalchemy_url)
-    yield g
-    g.close()
+    yield from in_process_gateway(tmp_path / "var", database_url)
 
 
 @pytest.fixture
 def partner_id(gw: Gateway) -> int:
-    with unit_of_work(gw.sessions) as s:
-        partner, _ = add_partner(s, name="va", isa_qualifier="ZZ", isa_id="VA0FFM")
-        return partner.id
+    return add_va(gw)
 
 
 def stored(gw: Gateway, content: bytes) -> StoredBlob:

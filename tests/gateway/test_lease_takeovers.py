@@ -11,14 +11,13 @@ import pytest
 from gateway.context import Gateway
 from gateway.db import repositories as repo
 from gateway.db.base import utcnow
-from gateway.db.migrate import upgrade
 from gateway.db.models import Receipt
 from gateway.db.session import unit_of_work
 from gateway.enrollment import repository as ledger_repo
 from gateway.metrics import LEASE_TAKEOVERS
 from gateway.partners import add_partner
-from gateway.settings import Settings
 from gateway.worker.run import Worker
+from tests.gateway.harness import in_process_gateway
 from tests.gateway.test_ledger import family
 from tests.gateway.test_worker import _receipt
 from tests.gateway.x834 import interchange
@@ -26,11 +25,7 @@ from tests.gateway.x834 import interchange
 
 @pytest.fixture
 def gw(tmp_path):
-    settings = Settings(data_dir=tmp_path / "var")
-    g = Gateway.open(settings)
-    upgrade(settings.sqlalchemy_url)
-    yield g
-    g.close()
+    yield from in_process_gateway(tmp_path / "var")
 
 
 def takeovers(stage: str) -> float:

@@ -11,7 +11,6 @@ from sqlalchemy import func, select
 
 from gateway.api.schemas import BusinessFindingOut
 from gateway.context import Gateway
-from gateway.db.migrate import upgrade
 from gateway.db.models import (
     Ack,
     BusinessFinding,
@@ -29,8 +28,8 @@ from gateway.enrollment import apply as ledger
 from gateway.enrollment.keys import order_key
 from gateway.enrollment.rules import RULES
 from gateway.partners import add_partner, configure_rules
-from gateway.settings import Settings
 from gateway.worker.run import Worker
+from tests.gateway.harness import add_va, in_process_gateway
 from tests.gateway.test_worker import _receipt
 from tests.gateway.x834 import Cov, Member, dependent, interchange
 
@@ -70,18 +69,12 @@ def family() -> list[Member]:
 
 @pytest.fixture
 def gw(tmp_path):
-    settings = Settings(data_dir=tmp_path / "var")
-    g = Gateway.open(settings)
-    upgrade(settings.sqlalchemy_url)
-    yield g
-    g.close()
+    yield from in_process_gateway(tmp_path / "var")
 
 
 @pytest.fixture
 def partner(gw: Gateway) -> int:
-    with unit_of_work(gw.sessions) as s:
-        p, _ = add_partner(s, name="va", isa_qualifier="ZZ", isa_id="VA0FFM")
-        return p.id
+    return add_va(gw)
 
 
 def feed(gw: Gateway, partner: int, content: bytes, filename: str = "x.834") -> str:
