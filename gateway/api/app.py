@@ -14,6 +14,7 @@ from gateway.api import acks, health, intake, interchanges, ledger, members, pro
 from gateway.api.apikeys import ApiKeyCache
 from gateway.api.docs import router as docs_router
 from gateway.api.health import create_health_app
+from gateway.api.lean import add_threads, install_fast_path
 from gateway.api.observe import RequestMetrics
 from gateway.api.ratelimit import RateLimiter
 from gateway.context import Gateway
@@ -52,6 +53,11 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
         health.router,
     )
     add_routes(app, docs_router)
+    # The hot routes' fast paths (issue 19); the routes stay as declared for every other request
+    # and for the OpenAPI document.
+    add_threads(app, gw.settings.api_threads)
+    install_fast_path(app, intake.submit, intake.submit_fast)
+    install_fast_path(app, interchanges.get_interchange, interchanges.get_interchange_fast)
     app.add_middleware(RequestMetrics)
     for route in app.routes:
         if isinstance(route, APIRoute) and route.operation_id is None:

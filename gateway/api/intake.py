@@ -6,15 +6,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
-from gateway.api.deps import ERRORS, BaseUrl, CurrentPartner, GatewayDep
+from gateway.api.apikeys import KeyOwner
+from gateway.api.deps import (
+    ERRORS,
+    BaseUrl,
+    CurrentPartner,
+    GatewayDep,
+    base_url_of,
+    remembered_partner,
+)
+from gateway.api.lean import in_thread
 from gateway.api.ratelimit import RateLimiter
 from gateway.api.schemas import ErrorOut, ReceiptOut
+from gateway.context import Gateway
 from gateway.db import repositories as repo
 from gateway.errors import GatewayError, IdempotencyKeyReused
 from gateway.faults import crashpoint
@@ -114,6 +124,46 @@ async def submit(
 ) -> Response:
     """Send one 834 file as the raw request body. It is stored durably before the answer;
     its TA1/999 follow at `status_url` and in your SFTP outbound/."""
+    return await receive_file(request, partner, gw, base_url, x_filename, idempotency_key)
+
+
+_IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+
+
+async def submit_fast(request: Request) -> Response | None:
+    """`submit` for a remembered key and headers its parameters take as they are (the first of
+    each, as FastAPI reads them; X-Filename at most 255 characters, Idempotency-Key 1 to 255
+    printable ASCII): the same work without FastAPI's dependency solving and parameter
+    validation (gateway.api.lean). None for any other request: FastAPI answers it (a 401, the
+    422 for a malformed header) exactly as declared."""
+    partner = remembered_partner(request)
+    if partner is None:
+        return None
+    x_filename = idempotency_key = None
+    for name, value in request.scope["headers"]:
+        if name == b"x-filename" and x_filename is None:
+            x_filename = value.decode("latin-1")
+            if len(x_filename) > 255:
+                return None
+        elif name == b"idempotency-key" and idempotency_key is None:
+            idempotency_key = value.decode("latin-1")
+            if not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+                return None
+    gw: Gateway = request.app.state.gateway
+    return await receive_file(
+        request, partner, gw, base_url_of(request, gw), x_filename, idempotency_key
+    )
+
+
+async def receive_file(
+    request: Request,
+    partner: KeyOwner,
+    gw: Gateway,
+    base_url: str,
+    x_filename: str | None,
+    idempotency_key: str | None,
+) -> Response:
+    """What `submit` does, once its parameters are known."""
     limit = gw.settings.max_body_bytes
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in ACCEPTED_TYPES:
@@ -159,7 +209,8 @@ async def submit(
         raise
     if idempotency_key is not None:
         try:
-            await run_in_threadpool(
+            await in_thread(
+                request,
                 check_idempotency_key,
                 gw,
                 partner_id=partner.id,
@@ -186,7 +237,7 @@ async def submit(
         )
 
     try:
-        stored = await run_in_threadpool(store)
+        stored = await in_thread(request, store)
     except StorageError as exc:
         pending_blob.discard()
         REJECTED_REQUESTS.labels(reason="storage").inc()
@@ -233,7 +284,7 @@ def _receipt_response(
 
 
 async def _received_before(
-    request: Request, gw: GatewayDep, partner_id: int, limit: int
+    request: Request, gw: Gateway, partner_id: int, limit: int
 ) -> repo.ReceiptRef | None:
     """The partner's receipt for the body's exact bytes, if any (the body hashed, not kept)."""
     digest, size = hashlib.sha256(), 0
@@ -250,4 +301,4 @@ async def _received_before(
             found = repo.find_duplicate_receipt(session, partner_id, digest.hexdigest())
             return repo.ReceiptRef(found.id, found.sha256, found.status) if found else None
 
-    return await run_in_threadpool(find)
+    return await in_thread(request, find)

@@ -27,10 +27,11 @@ PING_AFTER_IDLE_SECONDS = 1.0
 
 def pool_size_for(threads: int) -> int:
     """Connections a process keeps open: one for each thread that can hold one at the same time
-    — `threads` (the API's threadpool) and asyncio.to_thread's default executor (min(32,
-    CPUs + 4) threads) — so that none is closed when it is returned and opened again by the next
-    request, as a pool smaller than the threadpool does (issue 19). Opened only when needed."""
-    return threads + min(32, (os.cpu_count() or 1) + 4)
+    — `threads` (the API's threadpool), as many again (the hot routes' executor,
+    gateway.api.lean) and asyncio.to_thread's default executor (min(32, CPUs + 4) threads) — so
+    that none is closed when it is returned and opened again by the next request, as a pool
+    smaller than the threadpool does (issue 19). Opened only when needed."""
+    return 2 * threads + min(32, (os.cpu_count() or 1) + 4)
 
 
 def make_engine(

@@ -1,0 +1,229 @@
+"""The hot routes' fast paths (gateway.api.lean, issue 19) answer exactly what the routes as
+declared answer: each request below is sent to an app whose API keys are remembered (the fast
+path, once the key was looked up) and to one that remembers none (FastAPI's dependencies and
+parameter validation, every time), and the two answers — status, headers, body — must be the
+same bytes. Requests a fast path must not take (a malformed header, a key not remembered) reach
+FastAPI; the ones it takes do not."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import fastapi.routing
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from gateway.api.apikeys import ApiKeyCache
+from gateway.api.app import create_app
+from gateway.api.lean import install_fast_path
+from gateway.context import Gateway
+from gateway.db.session import unit_of_work
+from gateway.partners import add_partner
+from tests.conftest import SAMPLES
+from tests.gateway.harness import in_process_gateway
+from tests.gateway.test_http_e2e import _with_isa13
+
+GOOD = (SAMPLES / "good_exchange_new_enrollment.834").read_bytes()
+EDI = {"Content-Type": "application/edi-x12"}
+
+
+@dataclass
+class Site:
+    gw: Gateway
+    key: str
+    other_key: str
+    fast: TestClient  # keys remembered: the fast paths
+    declared: TestClient  # no key remembered: every request through FastAPI
+
+
+@pytest.fixture
+def site(tmp_path: Path, database_url: str) -> Iterator[Site]:
+    for gw in in_process_gateway(tmp_path / "var", database_url):
+        with unit_of_work(gw.sessions) as s:
+            _, key = add_partner(s, name="va", isa_qualifier="ZZ", isa_id="VA0FFM")
+            _, other = add_partner(s, name="ny", isa_qualifier="ZZ", isa_id="NY0FFM")
+        fast_app, declared_app = create_app(gw), create_app(gw)
+        declared_app.state.api_keys = ApiKeyCache(0)
+        with TestClient(fast_app) as fast, TestClient(declared_app) as declared:
+            yield Site(gw, key, other, fast, declared)
+
+
+def answer(r: object) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Status, headers (but the date) and body bytes."""
+    headers = [(k, v) for k, v in r.headers.multi_items() if k != "date"]  # type: ignore[attr-defined]
+    return r.status_code, headers, r.content  # type: ignore[attr-defined]
+
+
+def auth(key: str, **more: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}", **more}
+
+
+@pytest.fixture
+def solved(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every time FastAPI solves a route's dependencies (the declared path)."""
+    calls: list[object] = []
+    solve = fastapi.routing.solve_dependencies
+
+    async def spy(*args: object, **kwargs: object) -> object:
+        calls.append(kwargs.get("dependant"))
+        return await solve(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fastapi.routing, "solve_dependencies", spy)
+    return calls
+
+
+class TestStatusRead:
+    def test_the_same_answers_and_no_dependencies_solved(
+        self, site: Site, solved: list[object]
+    ) -> None:
+        r = site.fast.post("/v1/interchanges", content=GOOD, headers=auth(site.key, **EDI))
+        assert r.status_code == 202, r.text
+        own = r.json()["id"]
+        r = site.fast.post("/v1/interchanges", content=GOOD, headers=auth(site.other_key, **EDI))
+        theirs = r.json()["id"]
+        site.fast.get(f"/v1/interchanges/{own}", headers=auth(site.other_key))  # remembered
+        solved.clear()
+        cases = [
+            (site.key, own),
+            (site.key, theirs),  # another partner's: the 404 of an id that does not exist
+            (site.key, "0" * 32),
+            (site.other_key, own),
+            (site.other_key, theirs),
+        ]
+        for key, rid in cases:
+            path = f"/v1/interchanges/{rid}"
+            assert answer(site.fast.get(path, headers=auth(key))) == answer(
+                site.declared.get(path, headers=auth(key))
+            ), (key == site.key, rid)
+        assert len(solved) == len(cases)  # the declared app's; none from the fast one
+        assert (
+            answer(site.fast.get(f"/v1/interchanges/{theirs}", headers=auth(site.key)))[2]
+            == answer(site.fast.get("/v1/interchanges/" + "0" * 32, headers=auth(site.key)))[2]
+        )
+
+    @pytest.mark.parametrize(
+        "authorization",
+        ["", "Bearer", "Bearer ", "Basic abc", "bearer edi834_unknown", "Bearer edi834_unknown"],
+    )
+    def test_what_is_not_a_remembered_key_is_fastapis_to_answer(
+        self, site: Site, solved: list[object], authorization: str
+    ) -> None:
+        path = "/v1/interchanges/" + "0" * 32
+        headers = {"Authorization": authorization} if authorization else {}
+        got = site.fast.get(path, headers=headers)
+        assert got.status_code == 401
+        assert solved  # not the fast path
+        assert answer(got) == answer(site.declared.get(path, headers=headers))
+
+    def test_the_scheme_in_any_case_and_spaces_around_the_key(self, site: Site) -> None:
+        r = site.fast.post("/v1/interchanges", content=GOOD, headers=auth(site.key, **EDI))
+        path = f"/v1/interchanges/{r.json()['id']}"
+        for value in (f"bearer {site.key}", f"BEARER  {site.key} "):
+            got = site.fast.get(path, headers={"Authorization": value})
+            assert answer(got) == answer(site.declared.get(path, headers={"Authorization": value}))
+            assert got.status_code == 200
+        for value in (f"Basic {site.key}", f"Bearer{site.key}", site.key):  # remembered, but…
+            got = site.fast.get(path, headers={"Authorization": value})
+            assert answer(got) == answer(site.declared.get(path, headers={"Authorization": value}))
+            assert got.status_code == 401
+
+
+class TestIntake:
+    def test_the_same_receipts(self, site: Site, solved: list[object]) -> None:
+        site.fast.get("/v1/interchanges/" + "0" * 32, headers=auth(site.key))  # remembered
+        solved.clear()
+        first = site.fast.post(
+            "/v1/interchanges", content=GOOD, headers=auth(site.key, **EDI, **{"X-Filename": "a"})
+        )
+        assert first.status_code == 202
+        assert not solved
+        site.declared.post("/v1/interchanges", content=GOOD, headers=auth(site.key, **EDI))
+        # (each app's rate limiter has now counted one file: their RateLimit headers agree)
+        # The same bytes again, each way: the original receipt (200), the same answer.
+        again = site.fast.post("/v1/interchanges", content=GOOD, headers=auth(site.key, **EDI))
+        assert answer(again) == answer(
+            site.declared.post("/v1/interchanges", content=GOOD, headers=auth(site.key, **EDI))
+        )
+        assert again.status_code == 200
+        assert again.json()["id"] == first.json()["id"]
+
+    @pytest.mark.parametrize(
+        ("header", "value", "fast"),
+        [
+            ("X-Filename", "f" * 255, True),
+            ("X-Filename", "f" * 256, False),
+            ("X-Filename", "", True),
+            ("Idempotency-Key", "k" * 255, True),
+            ("Idempotency-Key", "k" * 256, False),
+            ("Idempotency-Key", "", False),
+            ("Idempotency-Key", "a\x7fb", False),
+            ("Idempotency-Key", "caf\xe9", False),
+            ("Idempotency-Key", " a key with spaces ~", True),
+        ],
+    )
+    def test_headers_fastapi_would_refuse_are_refused_by_fastapi(
+        self, site: Site, solved: list[object], header: str, value: str, fast: bool
+    ) -> None:
+        site.fast.get("/v1/interchanges/" + "0" * 32, headers=auth(site.key))  # remembered
+        solved.clear()
+        body = _with_isa13(GOOD, 123_456_789)
+        headers: dict[str, str | bytes] = {**auth(site.key, **EDI), header: value.encode("latin-1")}
+        got = site.fast.post("/v1/interchanges", content=body, headers=headers)
+        assert bool(solved) is not fast
+        assert got.status_code == (202 if fast else 422), got.text
+        declared = site.declared.post("/v1/interchanges", content=body, headers=headers)
+        if fast:  # the same bytes again: the original receipt
+            assert declared.status_code == 200
+            assert declared.json()["id"] == got.json()["id"]
+        else:
+            assert answer(got) == answer(declared)
+
+    def test_a_reused_idempotency_key_and_refused_bodies(self, site: Site) -> None:
+        key = {"Idempotency-Key": "one"}
+        for client in (site.fast, site.declared):
+            client.post("/v1/interchanges", content=GOOD, headers=auth(site.key, **EDI, **key))
+        other = _with_isa13(GOOD, 987_654_321)
+        for headers, content in [
+            (auth(site.key, **EDI, **key), other),  # 422 idempotency_key_reused
+            (auth(site.key, **{"Content-Type": "text/csv"}), other),  # 415
+            (auth(site.key, **EDI), b""),  # 400 empty_body
+        ]:
+            got = site.fast.post("/v1/interchanges", content=content, headers=headers)
+            assert got.status_code in (400, 415, 422)
+            assert answer(got) == answer(
+                site.declared.post("/v1/interchanges", content=content, headers=headers)
+            )
+
+
+class TestInstall:
+    def test_none_goes_to_the_route_as_declared(self) -> None:
+        app = FastAPI()
+        seen: list[str] = []
+
+        @app.get("/x/{name}")
+        def declared(name: str) -> dict[str, str]:
+            seen.append(name)
+            return {"declared": name}
+
+        async def fast(request: Request) -> Response | None:
+            name = request.path_params["name"]
+            return PlainTextResponse(f"fast {name}") if name == "quick" else None
+
+        install_fast_path(app, declared, fast)
+        with TestClient(app) as c:
+            assert c.get("/x/quick").text == "fast quick"
+            assert c.get("/x/slow").json() == {"declared": "slow"}
+        assert seen == ["slow"]
+
+    def test_one_route_or_none(self) -> None:
+        app = FastAPI()
+
+        def nowhere() -> None: ...
+
+        with pytest.raises(LookupError):
+            install_fast_path(app, nowhere, lambda request: None)  # type: ignore[arg-type,return-value]
