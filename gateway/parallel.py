@@ -17,10 +17,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
+from gateway.enrollment.extract import PartMembers, extract_part
+from parsers.delimiters import Delimiters
 from validators.parallel import (
     MEMBERS_PER_PART,
     Part,
@@ -241,3 +243,78 @@ class FileSetChecks:
         for future in self._futures.values():
             future.cancel()
         self._futures.clear()
+
+
+def _members_of_part(
+    path: str, part: Part, delimiters: Delimiters, max_segment_bytes: int
+) -> PartMembers:
+    with open(path, "rb") as f:
+        f.seek(part.start)
+        data = f.read(part.end - part.start)
+    return extract_part(data, part, delimiters, max_segment_bytes=max_segment_bytes)
+
+
+class FileSetMembers:
+    """`gateway.enrollment.extract.SetParts` for a file on disk: the ledger's member extraction
+    on both cores. The large 834 sets are planned as the validator plans them; their blocks are
+    read by the pool, at most `ahead` blocks ahead of the set being applied, so what waits here
+    is a few blocks of members whatever the file's size."""
+
+    def __init__(
+        self,
+        path: Path,
+        executor: Executor,
+        *,
+        max_segment_bytes: int,
+        members_per_part: int = MEMBERS_PER_PART,
+        ahead: int = 2,
+    ) -> None:
+        self._path = str(path)
+        self._executor = executor
+        self._max_segment_bytes = max_segment_bytes
+        self._ahead = max(ahead, 1)
+        self._plans: dict[int, PlannedSet] = {}
+        with open(path, "rb") as f:
+            chunks = iter(lambda: f.read(_PLAN_CHUNK), b"")
+            for planned in plan_sets(
+                chunks, members_per_part=members_per_part, max_segment_bytes=max_segment_bytes
+            ):
+                self._plans[planned.st_offset] = planned
+
+    @property
+    def split(self) -> bool:
+        """Whether any set of the file was split."""
+        return bool(self._plans)
+
+    @property
+    def sets(self) -> tuple[PlannedSet, ...]:
+        """The sets planned, in file order."""
+        return tuple(self._plans.values())
+
+    def planned(self, st_offset: int) -> PlannedSet | None:
+        return self._plans.get(st_offset)
+
+    def members(self, planned: PlannedSet) -> Iterator[PartMembers]:
+        pending: deque[Future[PartMembers]] = deque()
+        parts = iter(planned.parts)
+        try:
+            while True:
+                while len(pending) < self._ahead:
+                    part = next(parts, None)
+                    if part is None:
+                        break
+                    pending.append(
+                        self._executor.submit(
+                            _members_of_part,
+                            self._path,
+                            part,
+                            planned.delimiters,
+                            self._max_segment_bytes,
+                        )
+                    )
+                if not pending:
+                    return
+                yield pending.popleft().result()
+        finally:
+            for future in pending:  # a file abandoned half way
+                future.cancel()

@@ -5,6 +5,10 @@ rewritten. Only one member (plus its set's header) is held at a time: a member i
 soon as the next INS, or its set's end, is read. Bad data never raises: what cannot be read
 is left empty (or None beside its raw text), and segments the extractor does not know are
 skipped. Which sets to trust is the caller's decision (`include`), typically from the 999.
+
+A large set's body can be read elsewhere (`extract_part`, in the gateway's process pool, block
+by block: `SetParts`) while this reader reads only the envelope: the same events, in the same
+order; then a few blocks of members are held instead of one member.
 """
 
 from __future__ import annotations
@@ -13,30 +17,27 @@ import enum
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from gateway.enrollment.codes import MAINTENANCE_NAMES, RELATIONSHIP_NAMES
 from gateway.enrollment.events import (
-    Address,
-    Coverage,
     MemberEvent,
-    MemberName,
     Party,
-    RaceEthnicity,
-    ReportingCategory,
-    Source,
     TransactionSetHeader,
-    code_of,
 )
 from parsers.delimiters import Delimiters
-from parsers.envelope import read_events
+from parsers.envelope import EnvelopeReader
 from parsers.events import (
+    NEED_DATA,
+    Event,
     GroupStart,
     InterchangeStart,
     Segment,
     TransactionSetEnd,
     TransactionSetStart,
 )
+from parsers.tokenizer import SegmentReader
+from validators.parallel import Part, PlannedSet
 
 SetKey = tuple[int, int, int]
 """(envelope, group, transaction set) ordinals, 0-based; group within its interchange, set
@@ -156,23 +157,27 @@ class _SetContext:
             elif entity in ("BO", "TV") and len(self.brokers) < 2:  # X220: 1000C repeats twice
                 self.brokers.append(party)
 
+    def header_fields(self) -> dict[str, object]:
+        """The header read so far, as `TransactionSetHeader`'s fields (plain, to pickle)."""
+        return {
+            "purpose": self.purpose,
+            "reference": self.reference,
+            "creation_date": parse_d8(self.creation_date_raw),
+            "creation_date_raw": self.creation_date_raw,
+            "creation_time": self.creation_time,
+            "time_zone": self.time_zone,
+            "action": self.action,
+            "policy_number": self.policy_number,
+            "sponsor": self.sponsor,
+            "payer": self.payer,
+            "brokers": tuple(self.brokers),
+            "quantities": dict(self.quantities),
+            "quantity_positions": dict(self.quantity_positions),
+        }
+
     def frozen_header(self) -> TransactionSetHeader:
         if self.header is None:
-            self.header = TransactionSetHeader(
-                purpose=self.purpose,
-                reference=self.reference,
-                creation_date=parse_d8(self.creation_date_raw),
-                creation_date_raw=self.creation_date_raw,
-                creation_time=self.creation_time,
-                time_zone=self.time_zone,
-                action=self.action,
-                policy_number=self.policy_number,
-                sponsor=self.sponsor,
-                payer=self.payer,
-                brokers=tuple(self.brokers),
-                quantities=dict(self.quantities),
-                quantity_positions=dict(self.quantity_positions),
-            )
+            self.header = TransactionSetHeader.model_validate(self.header_fields())
         return self.header
 
 
@@ -183,24 +188,25 @@ class _CoverageDraft:
     unparsed_dates: dict[str, str] = field(default_factory=dict)
     references: dict[str, str] = field(default_factory=dict)
 
-    def freeze(self) -> Coverage:
-        refs = self.references
-        return Coverage(
-            segment_position=self.hd.index or 0,
-            maintenance_type=code_of(self.hd.element(1), MAINTENANCE_NAMES),
-            insurance_line=self.hd.element(3),
-            plan_coverage_description=self.hd.element(4),
-            coverage_level=self.hd.element(5),
-            benefit_begin=self.dates.get("348"),
-            benefit_end=self.dates.get("349"),
-            last_premium_paid=self.dates.get("543"),
-            dates=self.dates,
-            unparsed_dates=self.unparsed_dates,
-            group_or_policy_number=refs.get("1L"),
-            class_of_contract_code=refs.get("CE"),
-            internal_control_number=refs.get("X9"),
-            references=refs,
-        )
+    def fields(self) -> dict[str, object]:
+        """`Coverage`'s fields."""
+        refs, hd = self.references, self.hd
+        return {
+            "segment_position": hd.index or 0,
+            "maintenance_type": _code(hd.element(1), MAINTENANCE_NAMES),
+            "insurance_line": hd.element(3),
+            "plan_coverage_description": hd.element(4),
+            "coverage_level": hd.element(5),
+            "benefit_begin": self.dates.get("348"),
+            "benefit_end": self.dates.get("349"),
+            "last_premium_paid": self.dates.get("543"),
+            "dates": self.dates,
+            "unparsed_dates": self.unparsed_dates,
+            "group_or_policy_number": refs.get("1L"),
+            "class_of_contract_code": refs.get("CE"),
+            "internal_control_number": refs.get("X9"),
+            "references": refs,
+        }
 
 
 @dataclass(slots=True)
@@ -213,22 +219,23 @@ class _CategoryDraft:
     period_format: str = ""
     has_dtp: bool = False
 
-    def freeze(self) -> ReportingCategory:
+    def fields(self) -> dict[str, object]:
+        """`ReportingCategory`'s fields."""
         begin = end = None
         if self.period_format == "RD8":
             first, _, last = self.period_raw.partition("-")
             begin, end = parse_d8(first), parse_d8(last)
         else:
             begin = end = parse_d8(self.period_raw)
-        return ReportingCategory(
-            segment_position=self.n1.index or 0,
-            name=self.n1.element(2).upper(),
-            qualifier=self.qualifier,
-            value=self.value,
-            period_begin=begin,
-            period_end=end,
-            period_raw=self.period_raw,
-        )
+        return {
+            "segment_position": self.n1.index or 0,
+            "name": self.n1.element(2).upper(),
+            "qualifier": self.qualifier,
+            "value": self.value,
+            "period_begin": begin,
+            "period_end": end,
+            "period_raw": self.period_raw,
+        }
 
 
 @dataclass(slots=True)
@@ -366,104 +373,187 @@ class _MemberDraft:
         if not stored:
             self.truncated = True
 
-    def freeze(self, context: _SetContext) -> MemberEvent:
+    def fields(self) -> dict[str, object]:
+        """`MemberEvent`'s fields but its source and header, plain (dicts for the nested
+        models), so that they can cross a process boundary cheaply; `_event` adds the rest."""
         ins, refs = self.ins, self.references
         dmg = self.dmg
-        categories = tuple(category.freeze() for category in self.categories)
+        categories = [category.fields() for category in self.categories]
         values: dict[str, str] = {}
         for category in categories:
-            values.setdefault(category.name, category.value)
-        return MemberEvent(
-            source=Source(
-                envelope=context.envelope,
-                group=context.group,
-                transaction_set=context.transaction_set,
-                isa13=context.isa13,
-                gs06=context.gs06,
-                st02=context.st02,
-                segment_position=ins.index or 0,
+            values.setdefault(category["name"], category["value"])  # type: ignore[arg-type]
+        el = (*ins.elements, *_EMPTY9)
+        birth_raw = dmg.element(2) if dmg is not None else None
+        return {
+            "segment_position": ins.index or 0,
+            "subscriber": el[0] == "Y",
+            "relationship": _code(el[1], RELATIONSHIP_NAMES),
+            "maintenance_type": _code(el[2], MAINTENANCE_NAMES),
+            "maintenance_reason": el[3],
+            "benefit_status": el[4],
+            "employment_status": el[7],
+            "student_status": el[8],
+            "subscriber_number": refs.get("0F"),
+            "group_or_policy_number": refs.get("1L"),
+            "client_reporting_category": refs.get("17"),
+            "client_number": refs.get("23"),
+            "mutually_defined": refs.get("ZZ"),
+            "class_of_contract_code": refs.get("CE"),
+            "internal_control_number": refs.get("X9"),
+            "references": refs,
+            "dates": self.dates,
+            "unparsed_dates": self.unparsed_dates,
+            "name": _name(self.name) if self.name is not None else None,
+            "birth_date": parse_d8(birth_raw) if birth_raw is not None else None,
+            "birth_date_raw": birth_raw,
+            "gender": dmg.element(3) if dmg is not None else "",
+            "marital_status": dmg.element(4) if dmg is not None else "",
+            "race_ethnicity": (
+                _race_ethnicity(dmg.element(5), self.delimiters) if dmg is not None else []
             ),
-            header=context.frozen_header(),
-            subscriber=ins.element(1) == "Y",
-            relationship=code_of(ins.element(2), RELATIONSHIP_NAMES),
-            maintenance_type=code_of(ins.element(3), MAINTENANCE_NAMES),
-            maintenance_reason=ins.element(4),
-            benefit_status=ins.element(5),
-            employment_status=ins.element(8),
-            student_status=ins.element(9),
-            subscriber_number=refs.get("0F"),
-            group_or_policy_number=refs.get("1L"),
-            client_reporting_category=refs.get("17"),
-            client_number=refs.get("23"),
-            mutually_defined=refs.get("ZZ"),
-            class_of_contract_code=refs.get("CE"),
-            internal_control_number=refs.get("X9"),
-            references=refs,
-            dates=self.dates,
-            unparsed_dates=self.unparsed_dates,
-            name=_name(self.name) if self.name is not None else None,
-            birth_date=parse_d8(dmg.element(2)) if dmg is not None else None,
-            birth_date_raw=dmg.element(2) if dmg is not None else None,
-            gender=dmg.element(3) if dmg is not None else "",
-            marital_status=dmg.element(4) if dmg is not None else "",
-            race_ethnicity=(
-                _race_ethnicity(dmg.element(5), self.delimiters) if dmg is not None else ()
-            ),
-            residence=_address(self.residence_n3, self.residence_n4),
-            contact=self.contact,
-            mailing=_address(self.mailing_n3, self.mailing_n4) if self.mailing_nm1 else None,
-            coverages=tuple(coverage.freeze() for coverage in self.coverages),
-            reporting_categories=values,
-            reporting_category_loops=categories,
-            truncated=self.truncated,
-        )
+            "residence": _address(self.residence_n3, self.residence_n4),
+            "contact": self.contact,
+            "mailing": _address(self.mailing_n3, self.mailing_n4) if self.mailing_nm1 else None,
+            "coverages": [coverage.fields() for coverage in self.coverages],
+            "reporting_categories": values,
+            "reporting_category_loops": categories,
+            "truncated": self.truncated,
+        }
 
 
-def _name(nm1: Segment) -> MemberName:
-    return MemberName(
-        entity=nm1.element(1),
-        last=nm1.element(3),
-        first=nm1.element(4),
-        middle=nm1.element(5),
-        prefix=nm1.element(6),
-        suffix=nm1.element(7),
-        id_qualifier=nm1.element(8),
-        id=nm1.element(9),
-    )
+_EMPTY9 = ("",) * 9  # INS01..INS09 read by position, absent ones empty
 
 
-def _address(n3: Segment | None, n4: Segment | None) -> Address | None:
+def _code(value: str, names: dict[str, str]) -> dict[str, object]:
+    """`Code`'s fields (`events.code_of`)."""
+    return {"code": value, "name": names.get(value)}
+
+
+def _event(
+    fields: dict[str, object],
+    context: _SetContext,
+    header: TransactionSetHeader,
+) -> MemberEvent:
+    """The member event of `fields` (from `_MemberDraft.fields`), in its set."""
+    fields["source"] = {
+        "envelope": context.envelope,
+        "group": context.group,
+        "transaction_set": context.transaction_set,
+        "isa13": context.isa13,
+        "gs06": context.gs06,
+        "st02": context.st02,
+        "segment_position": fields.pop("segment_position"),
+    }
+    fields["header"] = header
+    return MemberEvent.model_validate(fields)
+
+
+def _name(nm1: Segment) -> dict[str, str]:
+    el = (*nm1.elements, *_EMPTY9)
+    return {
+        "entity": el[0],
+        "last": el[2],
+        "first": el[3],
+        "middle": el[4],
+        "prefix": el[5],
+        "suffix": el[6],
+        "id_qualifier": el[7],
+        "id": el[8],
+    }
+
+
+def _address(n3: Segment | None, n4: Segment | None) -> dict[str, str] | None:
     if n3 is None and n4 is None:
         return None
-    return Address(
-        line1=n3.element(1) if n3 is not None else "",
-        line2=n3.element(2) if n3 is not None else "",
-        city=n4.element(1) if n4 is not None else "",
-        state=n4.element(2) if n4 is not None else "",
-        postal_code=n4.element(3) if n4 is not None else "",
-        country=n4.element(4) if n4 is not None else "",
-        location_qualifier=n4.element(5) if n4 is not None else "",
-        location_id=n4.element(6) if n4 is not None else "",
-        country_subdivision=n4.element(7) if n4 is not None else "",
-    )
+    a = (*n3.elements, "", "") if n3 is not None else ("", "")
+    b = (*n4.elements, *_EMPTY9) if n4 is not None else _EMPTY9
+    return {
+        "line1": a[0],
+        "line2": a[1],
+        "city": b[0],
+        "state": b[1],
+        "postal_code": b[2],
+        "country": b[3],
+        "location_qualifier": b[4],
+        "location_id": b[5],
+        "country_subdivision": b[6],
+    }
 
 
-def _race_ethnicity(value: str, delimiters: Delimiters) -> tuple[RaceEthnicity, ...]:
+def _race_ethnicity(value: str, delimiters: Delimiters) -> list[dict[str, str]]:
     """DMG05: repetitions (ISA11) of the C056 composite (components split with ISA16), split as
     the validator splits them (`Delimiters.repetition_separator`); an empty repetition carries
-    no race or ethnicity and is skipped."""
+    no race or ethnicity and is skipped. `RaceEthnicity`'s fields."""
     if not value:
-        return ()
+        return []
     rep = delimiters.repetition_separator
     repetitions = [r for r in (value.split(rep) if rep else [value]) if r]
-    out: list[RaceEthnicity] = []
+    out: list[dict[str, str]] = []
     for repetition in repetitions[:MAX_ITEMS_PER_MEMBER]:
         parts = repetition.split(delimiters.component)
         parts += [""] * (3 - len(parts))
-        out.append(
-            RaceEthnicity(code=parts[0], code_list_qualifier=parts[1], industry_code=parts[2])
-        )
-    return tuple(out)
+        out.append({"code": parts[0], "code_list_qualifier": parts[1], "industry_code": parts[2]})
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class PartMembers:
+    """What one block of a set (`validators.parallel.Part`) holds, read in another process:
+    the set's header when the block is its first, and its members' fields (`_event` makes
+    them `MemberEvent`s where the set's place in the file is known)."""
+
+    header: dict[str, object] | None
+    members: list[dict[str, object]]
+
+
+class SetParts(Protocol):
+    """Large sets of the input cut into blocks of members (`validators.parallel.plan_sets`)
+    and read elsewhere (`gateway.parallel.FileSetMembers`): the reader skips their bodies."""
+
+    def planned(self, st_offset: int) -> PlannedSet | None: ...
+
+    def members(self, planned: PlannedSet) -> Iterator[PartMembers]:
+        """The set's blocks, read, in order."""
+        ...
+
+
+def extract_part(
+    data: bytes, part: Part, delimiters: Delimiters, *, max_segment_bytes: int = 65536
+) -> PartMembers:
+    """The members of one block of a set (`data` is the file's bytes [part.start, part.end)),
+    exactly as `extract_members` reads them in one go: a block starts at the set's ST or at
+    one of its INSes, and ends at the SE or just before the next block's INS."""
+    reader = SegmentReader.inside_interchange(delimiters, max_segment_bytes=max_segment_bytes)
+    reader.feed(data[: part.lookahead_at] if part.lookahead else data)
+    reader.feed(b"")
+    context = _SetContext(0, 0, 0, "", "", "", delimiters)
+    member: _MemberDraft | None = None
+    members: list[dict[str, object]] = []
+    index = part.first_index - 1
+    while True:
+        token = reader.next_token()
+        if token is None or token is NEED_DATA:
+            break
+        index += 1  # an oversized segment has its position too, and is not read
+        if not isinstance(token, Segment):
+            continue
+        tag = token.tag
+        if tag == "ST" and index == 1:
+            continue
+        if tag == "SE":
+            break
+        object.__setattr__(token, "index", index)  # the tokenizer made it for us alone
+        if tag == "INS":
+            if member is not None:
+                members.append(member.fields())
+            member = _MemberDraft(ins=token, delimiters=delimiters)
+        elif member is not None:
+            member.on_segment(token)
+        else:
+            context.on_header_segment(token)
+    if member is not None:
+        members.append(member.fields())
+    return PartMembers(header=None if part.resume else context.header_fields(), members=members)
 
 
 def extract_members(
@@ -471,6 +561,7 @@ def extract_members(
     *,
     include: Callable[[SetKey], bool] | None = None,
     max_segment_bytes: int = 65536,
+    parts: SetParts | None = None,
 ) -> Iterator[MemberEvent]:
     """Every member of every (included) 834 transaction set, in file order, streaming.
 
@@ -478,19 +569,23 @@ def extract_members(
     ST; members of a set it refuses are not built. Sets whose ST01 is not 834 are skipped
     without asking. A set that ends without its SE (truncated input) still yields the members
     read so far: the 999 rejects such a set (IK502 2), and `include` is how to leave it out.
+
+    With `parts`, the bodies of the sets it planned are read there (in other processes) and
+    only the envelope here; the events are the same.
     """
+    reader = EnvelopeReader(max_segment_bytes=max_segment_bytes)
     envelope = group = transaction_set = -1
     isa13 = gs06 = ""
     delimiters = Delimiters()
     context: _SetContext | None = None
     member: _MemberDraft | None = None
-    for event in read_events(chunks, max_segment_bytes=max_segment_bytes):
+    for event in _events(reader, chunks):
         if isinstance(event, Segment):
             if context is None:
                 continue  # a TA1 between ISA and GS, or a set that is skipped
             if event.tag == "INS":
                 if member is not None:
-                    yield member.freeze(context)
+                    yield _event(member.fields(), context, context.frozen_header())
                 member = _MemberDraft(ins=event, delimiters=context.delimiters)
             elif member is not None:
                 member.on_segment(event)
@@ -514,9 +609,23 @@ def extract_members(
                 if wanted
                 else None
             )
+            planned = (
+                parts.planned(event.st.offset)
+                if context is not None and parts is not None
+                else None
+            )
+            if planned is not None and parts is not None and context is not None:
+                # The body is read in blocks elsewhere: the reader counts it, skips it.
+                reader.skip_body(planned.se_offset, planned.segment_count - 2)
+                for block in parts.members(planned):
+                    if block.header is not None:
+                        context.header = TransactionSetHeader.model_validate(block.header)
+                    header = context.frozen_header()
+                    for fields in block.members:
+                        yield _event(fields, context, header)
         elif isinstance(event, TransactionSetEnd):
             if member is not None and context is not None:
-                yield member.freeze(context)
+                yield _event(member.fields(), context, context.frozen_header())
             member = context = None
         elif isinstance(event, GroupStart):
             group, transaction_set = group + 1, -1
@@ -526,3 +635,21 @@ def extract_members(
             isa13 = event.isa.element(13)
             gs06 = ""
             delimiters = event.delimiters
+
+
+def _events(reader: EnvelopeReader, chunks: Iterable[bytes]) -> Iterator[Event]:
+    """`read_events` on a reader the caller may tell to skip a set's body between events."""
+    for chunk in chunks:
+        if chunk:
+            reader.feed(chunk)
+            yield from _drain(reader)
+    reader.feed(b"")
+    yield from _drain(reader)
+
+
+def _drain(reader: EnvelopeReader) -> Iterator[Event]:
+    while True:
+        event = reader.next_event()
+        if event is NEED_DATA or event is None:
+            return
+        yield event  # type: ignore[misc]
