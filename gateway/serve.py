@@ -18,6 +18,7 @@ from gateway.api.app import create_app
 from gateway.context import Gateway
 from gateway.db.migrate import upgrade
 from gateway.errors import GatewayError
+from gateway.http_protocol import CoalescingHttpToolsProtocol
 from gateway.intake.bridge import GatewaySftpHooks
 from gateway.logging import configure_logging, get_logger
 from gateway.settings import Settings
@@ -69,6 +70,7 @@ def _uvicorn(settings: Settings, app: object, host: str, port: int) -> _Server:
             ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
             log_config=None,
             lifespan="off",
+            http=CoalescingHttpToolsProtocol,  # an answer in one write, not two (issue 19)
             timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
         )
     )
