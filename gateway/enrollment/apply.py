@@ -41,7 +41,7 @@ from gateway.enrollment import lifecycle
 from gateway.enrollment import repository as ledger_repo
 from gateway.enrollment.advice import add_824s
 from gateway.enrollment.codes import ACTIVATING, Maintenance, MemberStatus
-from gateway.enrollment.events import Address, MemberEvent
+from gateway.enrollment.events import Address, MemberEvent, TransactionSetHeader
 from gateway.enrollment.extract import SetKey, extract_members
 from gateway.enrollment.identity import Holding, Person, conflicts, event_identity
 from gateway.enrollment.keys import idempotency_key, is_audit, member_key, policy_key, set_key
@@ -337,6 +337,9 @@ class _Chunk:
         self.members_changed: dict[str, int] = {}
         self.enrollments_changed: dict[int, tuple[lifecycle.Enrollment, MemberRec, int]] = {}
         self.periods_changed: dict[int, tuple[lifecycle.Period, lifecycle.Enrollment, int]] = {}
+        # JSON written once per member (history and core payloads) and once per set's header.
+        self.member_json: dict[int, str] = {}
+        self.header_json: dict[int, tuple[TransactionSetHeader, str]] = {}
         # Who is on the policies this chunk's subscribers hold (a cascade's reach): the stored
         # members looked up once, and kept current as this chunk enrolls members.
         self.on_policy: dict[tuple[str, str, int], set[str]] = {}
@@ -700,9 +703,22 @@ class _Chunk:
                 "maintenance_type": event.maintenance_type.code,
                 "maintenance_reason": event.maintenance_reason,
                 "note": "",
-                "payload": event.model_dump_json(),
+                "payload": self._payload(event),
             },
         )
+
+    def _payload(self, event: MemberEvent) -> str:
+        """`event.model_dump_json()`, byte for byte, from the parts a chunk writes anyway: the
+        member without its source and header (kept for the core's payload), its source, and
+        its set's header encoded once per set (source and header are its first two fields)."""
+        member = event.model_dump_json(exclude=_NOT_IN_CORE_MEMBER)
+        self.member_json[id(event)] = member
+        found = self.header_json.get(id(event.header))
+        if found is None or found[0] is not event.header:
+            found = (event.header, event.header.model_dump_json())
+            self.header_json[id(event.header)] = found
+        source = event.source.model_dump_json()
+        return f'{{"source":{source},"header":{found[1]},{member[1:]}'
 
     def _finding(
         self, event_id: int, event: MemberEvent, hit: Hit, *, dry_run: bool = False
@@ -753,7 +769,9 @@ class _Chunk:
         # The member as pydantic's own serializer writes it (in Rust: a third of this stage's
         # JSON time was the generic encoder walking the member's dict), spliced in.
         head = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-        member = event.model_dump_json(exclude=_NOT_IN_CORE_MEMBER)
+        member = self.member_json.pop(id(event), None) or event.model_dump_json(
+            exclude=_NOT_IN_CORE_MEMBER
+        )
         return {
             "event_id": event_id,
             "partner_id": self.run.partner_id,

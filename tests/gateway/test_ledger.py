@@ -647,3 +647,29 @@ def test_a_corrected_begin_date_moves_the_stored_periods(gw: Gateway, partner: i
     assert stored() == [("2027-06-01", "450.00")]
     correct(74, "20270101")
     assert stored() == [("2027-01-01", "450.00")]
+
+
+def test_each_history_payload_is_the_members_own_json(gw: Gateway, partner: int) -> None:
+    """The history row's payload is assembled from the member's JSON (shared with the core's
+    payload) and its set's header encoded once: byte for byte pydantic's model_dump_json of
+    the member, for members of two sets with different headers, applied or not."""
+    import io
+
+    from gateway.enrollment import extract_members
+    from tests.gateway.test_extract import gen834
+
+    buf = io.BytesIO()
+    gen834.write_834(buf, 40, seed=2, sets=2)
+    first = buf.getvalue()
+    receipt_id = feed(gw, partner, first)
+    events = list(extract_members([first]))
+    with gw.reads() as s:
+        rows = s.scalars(
+            select(MemberEventRow)
+            .where(MemberEventRow.receipt_id == receipt_id)
+            .order_by(MemberEventRow.seq)
+        ).all()
+        assert [r.payload for r in rows] == [e.model_dump_json() for e in events]
+        core = [json.loads(d.payload)["member"] for d in s.scalars(select(CoreDelivery))]
+    assert len({e.header.reference for e in events}) == 2
+    assert core == [json.loads(e.model_dump_json(exclude={"header", "source"})) for e in events]
