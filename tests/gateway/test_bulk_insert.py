@@ -209,3 +209,25 @@ def test_holdings_finds_the_same_person_by_ssn_or_by_name_and_no_one_else(
     assert found(Person("934100002", "POE|AL", born)) == set()  # terminated: not in force
     assert found(jane, jo) >= {"WITH-SSN", "NO-SSN"}
     assert found(Person("934100077", "ZED|ZED", born)) == set()
+
+
+def test_member_payloads_are_compressed_with_lz4_on_postgresql(gw: Gateway) -> None:
+    """Migration 0012: the two payload columns written for every member use lz4 (the server
+    here is Debian's, built with it); other text columns keep the default."""
+    if gw.engine.dialect.name != "postgresql":
+        return  # SQLite: nothing to do
+    with gw.engine.connect() as conn:
+        compression = dict(
+            conn.execute(
+                text(
+                    "SELECT c.relname || '.' || a.attname, a.attcompression FROM pg_attribute a"
+                    " JOIN pg_class c ON c.oid = a.attrelid WHERE a.attname = 'payload'"
+                    " AND c.relname IN ('member_events', 'core_outbox', 'webhook_deliveries')"
+                )
+            ).all()
+        )
+    assert compression == {
+        "member_events.payload": "l",
+        "core_outbox.payload": "l",
+        "webhook_deliveries.payload": "",
+    }
