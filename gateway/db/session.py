@@ -14,7 +14,7 @@ from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import (
-    retry,
+    Retrying,
     retry_if_exception,
     stop_after_attempt,
     wait_exponential_jitter,
@@ -113,12 +113,13 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
-db_retry = retry(
+_RETRYING = Retrying(
     retry=retry_if_exception(_transient),
     stop=stop_after_attempt(5),
     wait=wait_exponential_jitter(multiplier=0.1, max=2.0),
     reraise=True,
 )
+db_retry = _RETRYING.wraps
 
 
 @contextmanager
@@ -129,11 +130,13 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 
 def run_in_transaction(factory: sessionmaker[Session], fn: Callable[[Session], T]) -> T:
-    """`fn` in one unit of work, retried (bounded) when the database is locked or unreachable."""
+    """`fn` in one unit of work, retried (bounded) when the database is locked or unreachable.
 
-    @db_retry
-    def attempt() -> T:
-        with unit_of_work(factory) as session:
+    tenacity's iterator, not its decorator: a decorated call leaves its function and arguments
+    in a reference cycle (the attempt's state and its Retrying copy) that only the cyclic
+    collector frees — here the function is a closure over a chunk of a file's members, and
+    they stayed alive until a collection came."""
+    for attempt in _RETRYING.copy():
+        with attempt, unit_of_work(factory) as session:
             return fn(session)
-
-    return attempt()
+    raise AssertionError("unreachable: the last attempt's error is re-raised")  # pragma: no cover
