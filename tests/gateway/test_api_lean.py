@@ -211,6 +211,27 @@ class TestStatusRead:
         assert first.findings_total == every.findings_total == len(every.findings)
         assert other is None  # another partner's id: nothing, as for an id that does not exist
 
+    def test_the_driver_rows_are_cores(self, seeded: Seeded) -> None:
+        # PostgreSQL: the status read's selects run on the driver's cursor (repo._rows); each
+        # value is Core's, of the same type, times in UTC as UTCDateTime gives them.
+        def typed(rows: Sequence[Sequence[object]]) -> list[list[tuple[object, type, object]]]:
+            return [
+                [(v, type(v), v.utcoffset() if hasattr(v, "utcoffset") else None) for v in row]
+                for row in rows
+            ]
+
+        seen = 0
+        with seeded.db.read_engine.connect() as conn:
+            for rid in seeded.ids:
+                for stmt, params in [
+                    (repo._RECEIPT_TREE, {"receipt_id": rid, "partner_id": seeded.partner_id}),
+                    (repo._FINDINGS_PAGE, {"receipt_id": rid, "limit": 1000}),
+                ]:
+                    core = conn.execute(stmt, params).all()
+                    assert typed(repo._rows(conn, stmt, params)) == typed(core)
+                    seen += len(core)
+        assert seen > 2 * len(seeded.ids)  # trees and findings
+
 
 class TestList:
     def test_pages_are_the_response_models_own(self, seeded: Seeded) -> None:

@@ -55,3 +55,22 @@ class TestPingWhenIdle:
             assert failed.value.connection_invalidated
             with engine.connect() as conn:
                 assert conn.scalar(text("SELECT pg_backend_pid()")) != dead
+
+    def test_the_status_reads_driver_statements_fail_and_invalidate_as_core_does(
+        self, url: str
+    ) -> None:
+        # repo.receipt_status runs its selects on the driver's cursor; a dead connection there
+        # is handed to Core, which fails the same way and invalidates the pool.
+        from gateway.db import repositories as repo
+        from gateway.db.migrate import upgrade
+
+        upgrade(url)
+        for engine in engine_with(url, 3600.0):
+            reads = engine.execution_options(isolation_level="AUTOCOMMIT")  # as Gateway's
+            dead = kill_backend_of(engine, url)
+            with pytest.raises(DBAPIError) as failed, reads.connect() as conn:
+                repo.receipt_status(conn, "0" * 32, 1)
+            assert failed.value.connection_invalidated
+            with reads.connect() as conn:
+                assert conn.scalar(text("SELECT pg_backend_pid()")) != dead
+                assert repo.receipt_status(conn, "0" * 32, 1) is None
