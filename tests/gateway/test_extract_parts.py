@@ -239,3 +239,35 @@ def test_a_file_is_applied_under_the_ledgers_thresholds(tmp_path: Path) -> None:
         feed(gw, partner, generated(20))
     assert seen and set(seen) == {apply.LEDGER_GC_THRESHOLDS}
     assert gc.get_threshold() != apply.LEDGER_GC_THRESHOLDS
+
+
+def _apply_peak(tmp: Path, members: int) -> int:
+    """tracemalloc's peak while a file of `members` members is applied (validated first,
+    outside the measure), on SQLite, one process, the stage's own GC thresholds."""
+    import tracemalloc
+
+    from gateway.worker.run import Worker
+    from tests.gateway.test_worker import _receipt
+
+    with contextlib.closing(Gateway.open(Settings(data_dir=tmp, validation_processes=1))) as gw:
+        upgrade(gw.settings.sqlalchemy_url)
+        partner = add_va(gw)
+        _receipt(gw, partner, generated(members, seed=9))
+        worker = Worker(gw)
+        assert worker.run_once()
+        gc.collect()
+        tracemalloc.start()
+        try:
+            while worker.apply_ledger_once():
+                pass
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+
+def test_applying_a_file_holds_a_chunk_not_the_file(tmp_path: Path) -> None:
+    """Four times the members, about the same peak: what a chunk (500 members) held is freed
+    when the next one starts, not when the cyclic collector gets to it."""
+    small = _apply_peak(tmp_path / "small", 1000)
+    large = _apply_peak(tmp_path / "large", 4000)
+    assert large < small * 1.6, (small, large)
