@@ -53,8 +53,14 @@ def processes_for(setting: int) -> int:
 
 
 def pool(processes: int) -> ProcessPoolExecutor:
+    """The process's pool of `processes` processes, made once — and again if one of its
+    processes died (killed, out of memory): a broken pool refuses all work, and the file that
+    met it is retried (its attempt fails, its lease is released) on a new one."""
     with _pools_lock:
         found = _pools.get(processes)
+        if found is not None and getattr(found, "_broken", False):
+            found.shutdown(wait=False, cancel_futures=True)
+            found = None
         if found is None:
             context = multiprocessing.get_context("forkserver")
             found = ProcessPoolExecutor(

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -166,3 +167,29 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return not _zombie(pid)  # a zombie is gone, just not yet reaped
+
+
+def _pid(_: int) -> int:
+    return os.getpid()
+
+
+def _use_until_it_fails(executor: Any) -> None:
+    for _ in range(50):  # until the pool notices the death
+        executor.submit(_pid, 0).result(timeout=10)
+        time.sleep(0.05)
+
+
+def test_a_pool_whose_process_died_is_made_again() -> None:
+    """A pool process killed (out of memory, by hand) breaks the pool for good; the next file
+    gets a new one instead of a BrokenProcessPool for every file until a restart."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    first = pool(3)  # its own size: no other test's pool is touched
+    victim = first.submit(_pid, 0).result()
+    os.kill(victim, 9)
+    with pytest.raises(BrokenProcessPool):
+        _use_until_it_fails(first)
+    second = pool(3)
+    assert second is not first
+    assert second.submit(_pid, 0).result(timeout=30) != victim
+    assert pool(3) is second  # kept while it works
