@@ -7,6 +7,7 @@ FastAPI; the ones it takes do not."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from gateway.api.apikeys import ApiKeyCache
 from gateway.api.app import create_app
-from gateway.api.lean import install_fast_path
+from gateway.api.lean import add_threads, install_fast_path
 from gateway.context import Gateway
 from gateway.db.session import unit_of_work
 from gateway.partners import add_partner
@@ -234,3 +235,9 @@ class TestInstall:
 
         with pytest.raises(LookupError):
             install_fast_path(app, nowhere, lambda request: None)  # type: ignore[arg-type,return-value]
+
+    def test_at_most_the_api_threads_and_four_a_cpu(self) -> None:
+        for size, expected in [(1, 1), (10_000, 4 * (os.cpu_count() or 1))]:
+            app = FastAPI()
+            add_threads(app, size)
+            assert app.state.lean_threads._max_workers == expected
