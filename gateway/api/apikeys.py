@@ -34,6 +34,7 @@ class ApiKeyCache:
         self.max_entries = max_entries
         self._clock = clock
         self._entries: dict[str, tuple[float, KeyOwner]] = {}  # key hash -> (expires, owner)
+        self._refreshing: set[str] = set()
         self._lock = threading.Lock()
 
     def get(self, key_hash: str) -> KeyOwner | None:
@@ -61,6 +62,35 @@ class ApiKeyCache:
                 while len(self._entries) >= self.max_entries:  # the oldest remembered first
                     del self._entries[next(iter(self._entries))]
             self._entries[key_hash] = (looked_up_at + self.ttl, owner)
+
+    def due(self, key_hash: str) -> bool:
+        """True, once, when this key's answer expires within a fifth of `ttl` (at most 1 s) and
+        no one is looking it up again: the caller does, ahead of time, and reports with
+        `refreshed`. A key in steady use then never expires under its requests — which would
+        all go to the database at once — and no answer is used after its time all the same."""
+        found = self._entries.get(key_hash)
+        if found is None or key_hash in self._refreshing:
+            return False
+        if found[0] - self._clock() > min(1.0, self.ttl / 5):
+            return False
+        with self._lock:
+            if key_hash in self._refreshing:
+                return False
+            self._refreshing.add(key_hash)
+        return True
+
+    def refreshed(
+        self, key_hash: str, owner: KeyOwner | None, *, looked_up_at: float | None
+    ) -> None:
+        """A look-up started by `due` answered: the key's partner (remembered from
+        `looked_up_at` on), None (unknown or disabled now: forgotten at once), or it failed
+        (`looked_up_at` None: the remembered answer stands until its time)."""
+        with self._lock:
+            self._refreshing.discard(key_hash)
+            if looked_up_at is not None and owner is None:
+                self._entries.pop(key_hash, None)
+        if looked_up_at is not None and owner is not None:
+            self.put(key_hash, owner, looked_up_at=looked_up_at)
 
     def now(self) -> float:
         return self._clock()

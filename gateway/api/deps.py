@@ -4,10 +4,11 @@ like one that does not exist."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
 from fastapi import Depends, Request
@@ -56,14 +57,8 @@ async def authenticate(
         return owner
     asked_at = keys.now()
     gw: Gateway = request.app.state.gateway
-
-    @db_retry
-    def lookup() -> tuple[int, str] | None:
-        with gw.reads() as session:
-            return repo.key_owner(session, key_hash)
-
     try:
-        found = await anyio.to_thread.run_sync(lookup)
+        found = await anyio.to_thread.run_sync(look_up_key, gw, key_hash)
     except Exception as exc:
         raise GatewayError(
             "the gateway's database is unavailable; try again", 503, {"Retry-After": "5"}
@@ -78,6 +73,12 @@ async def authenticate(
 CurrentPartner = Annotated[KeyOwner, Depends(authenticate)]
 
 
+@db_retry
+def look_up_key(gw: Gateway, key_hash: str) -> tuple[int, str] | None:
+    with gw.reads() as session:
+        return repo.key_owner(session, key_hash)
+
+
 def remembered_partner(request: Request) -> KeyOwner | None:
     """What `authenticate` answers when it needs neither the database nor a refusal: the first
     Authorization header, read as HTTPBearer reads it, carrying a bearer key the cache
@@ -90,8 +91,36 @@ def remembered_partner(request: Request) -> KeyOwner | None:
             if not key or scheme.lower() != "bearer":
                 return None
             keys: ApiKeyCache = request.app.state.api_keys
-            return keys.get(repo.hash_api_key(key))
+            key_hash = repo.hash_api_key(key)
+            owner = keys.get(key_hash)
+            if owner is not None and keys.due(key_hash):
+                _refresh_key(request.app, keys, key_hash)
+            return owner
     return None
+
+
+def _refresh_key(app: Any, keys: ApiKeyCache, key_hash: str) -> None:
+    """Look a remembered key up again in the background, before its answer expires
+    (ApiKeyCache.due), in the fast paths' threads."""
+    gw: Gateway = app.state.gateway
+    asked_at = keys.now()
+
+    async def refresh() -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            found = await loop.run_in_executor(app.state.lean_threads, look_up_key, gw, key_hash)
+        except Exception:
+            keys.refreshed(key_hash, None, looked_up_at=None)
+            return
+        owner = KeyOwner(*found) if found is not None else None
+        keys.refreshed(key_hash, owner, looked_up_at=asked_at)
+
+    task = asyncio.get_running_loop().create_task(refresh())
+    _REFRESHES.add(task)  # held until done: the loop keeps only a weak reference
+    task.add_done_callback(_REFRESHES.discard)
+
+
+_REFRESHES: set[asyncio.Task[None]] = set()
 
 
 T = TypeVar("T")

@@ -72,6 +72,43 @@ class TestApiKeyCache:
         cache.put("new", VA, looked_up_at=clock.now)
         assert cache.get("live") == VA and cache.get("new") == VA
 
+    def test_due_once_in_the_last_fifth_then_refreshed_from_the_new_question(self) -> None:
+        clock = Clock()
+        cache = ApiKeyCache(5.0, clock=clock)
+        cache.put("h1", VA, looked_up_at=clock.now)  # expires at 105
+        clock.now = 103.9
+        assert not cache.due("h1")  # more than 1 s (a fifth of 5 s) left
+        clock.now = 104.1
+        assert cache.due("h1")
+        assert not cache.due("h1")  # one refresh at a time
+        asked_at = clock.now
+        cache.refreshed("h1", VA, looked_up_at=asked_at)
+        clock.now = asked_at + 4.999
+        assert cache.get("h1") == VA  # remembered from the new question on
+        clock.now = asked_at + 5.0
+        assert cache.get("h1") is None  # and never after it
+
+    def test_a_refresh_that_finds_no_partner_forgets_at_once(self) -> None:
+        clock = Clock()
+        cache = ApiKeyCache(5.0, clock=clock)
+        cache.put("h1", VA, looked_up_at=clock.now)
+        clock.now += 4.5
+        assert cache.due("h1")
+        cache.refreshed("h1", None, looked_up_at=clock.now)  # disabled or rotated meanwhile
+        assert cache.get("h1") is None
+
+    def test_a_failed_refresh_leaves_the_answer_to_its_time_and_may_be_tried_again(self) -> None:
+        clock = Clock()
+        cache = ApiKeyCache(5.0, clock=clock)
+        cache.put("h1", VA, looked_up_at=clock.now)
+        clock.now += 4.5
+        assert cache.due("h1")
+        cache.refreshed("h1", None, looked_up_at=None)  # the database did not answer
+        assert cache.get("h1") == VA
+        assert cache.due("h1")
+        clock.now += 0.5
+        assert cache.get("h1") is None
+
 
 @pytest.fixture
 def served(tmp_path: Path, database_url: str) -> Iterator[tuple[GatewayProcess, str]]:

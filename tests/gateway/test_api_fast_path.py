@@ -8,7 +8,8 @@ FastAPI; the ones it takes do not."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,14 +24,16 @@ from gateway.api.apikeys import ApiKeyCache
 from gateway.api.app import create_app
 from gateway.api.lean import add_threads, install_fast_path
 from gateway.context import Gateway
+from gateway.db import repositories as repo
 from gateway.db.session import unit_of_work
-from gateway.partners import add_partner
+from gateway.partners import add_partner, set_enabled
 from tests.conftest import SAMPLES
 from tests.gateway.harness import in_process_gateway
 from tests.gateway.test_http_e2e import _with_isa13
 
 GOOD = (SAMPLES / "good_exchange_new_enrollment.834").read_bytes()
 EDI = {"Content-Type": "application/edi-x12"}
+MISSING = "/v1/interchanges/" + "0" * 32
 
 
 @dataclass
@@ -241,3 +244,52 @@ class TestInstall:
             app = FastAPI()
             add_threads(app, size)
             assert app.state.lean_threads._max_workers == expected
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "the background refresh did not answer"
+        time.sleep(0.01)
+
+
+class TestKeyRefresh:
+    """A remembered key in use is looked up again shortly before its answer expires, in the
+    background: its requests stay on the fast path across the expiry, and a key disabled
+    meanwhile is forgotten when the refresh finds no partner."""
+
+    def remember(self, site: Site) -> tuple[ApiKeyCache, Clock, str]:
+        clock = Clock()
+        keys = ApiKeyCache(5.0, clock=clock)
+        site.fast.app.state.api_keys = keys  # type: ignore[attr-defined]
+        assert site.fast.get(MISSING, headers=auth(site.key)).status_code == 404  # looked up
+        return keys, clock, repo.hash_api_key(site.key)
+
+    def test_in_use_it_never_expires_under_its_requests(
+        self, site: Site, solved: list[object]
+    ) -> None:
+        keys, clock, key_hash = self.remember(site)
+        solved.clear()
+        clock.now = 104.5  # within the last second of its 5
+        assert site.fast.get(MISSING, headers=auth(site.key)).status_code == 404
+        wait_for(lambda: keys._entries[key_hash][0] == 109.5)  # asked again at 104.5
+        clock.now = 106.0  # past the first answer's time
+        assert site.fast.get(MISSING, headers=auth(site.key)).status_code == 404
+        assert not solved  # every one of them on the fast path
+
+    def test_a_key_disabled_meanwhile_is_forgotten(self, site: Site) -> None:
+        keys, clock, key_hash = self.remember(site)
+        with unit_of_work(site.gw.sessions) as s:
+            set_enabled(s, "va", False)
+        clock.now = 104.5
+        assert site.fast.get(MISSING, headers=auth(site.key)).status_code == 404  # remembered
+        wait_for(lambda: key_hash not in keys._entries)
+        assert site.fast.get(MISSING, headers=auth(site.key)).status_code == 401
