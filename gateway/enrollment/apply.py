@@ -71,8 +71,10 @@ from validators.parallel import MEMBERS_PER_PART
 
 CHUNK_MEMBERS = 500
 ANALYZE_AFTER_MEMBERS = 5_000
-MEMBERS_PER_BLOCK = MEMBERS_PER_PART
-"""A large set's members are read by the process pool in blocks of this many (as validated)."""
+MEMBERS_PER_BLOCK = MEMBERS_PER_PART // 2
+"""A large set's members are read by the process pool in blocks of this many: half the
+validator's blocks, so the three blocks in hand (one applying, two read ahead) stay small —
+20,000 members applied, in process: peak RSS 174 -> 157 MB for the same CPU, within noise."""
 """A run that has written this many members refreshes the planner's statistics (PostgreSQL),
 and again at each doubling: a large first file otherwise slows down as the ledger grows."""
 MAX_FAMILY = 200
