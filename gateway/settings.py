@@ -59,7 +59,8 @@ class Settings(BaseSettings):
     # "pyx12" (pyx12's own walker, the reference).
     validation_engine: Literal["fast", "pyx12"] = "fast"
     # Processes for one large 834 set (4 MB and more), checked in blocks of 2,000 members by
-    # the fast engine: 0 = one per CPU, 1 = none (the worker's own thread only).
+    # the fast engine, and read into the ledger in blocks of 1,000: 0 = one per CPU, 1 = none
+    # (the worker's own thread only).
     validation_processes: int = Field(default=0, ge=0)
 
     # `edi834 sftp` / `edi834 worker`: /healthz, /readyz and /metrics on this port (0 = none).
