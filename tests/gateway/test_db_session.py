@@ -12,8 +12,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
+from tenacity import wait_none
 
 from gateway.context import Gateway
+from gateway.db import session
 from gateway.db.session import run_in_transaction
 from tests.gateway.harness import in_process_gateway
 
@@ -74,7 +76,8 @@ def test_a_transient_error_is_retried_and_others_are_not(gw: Gateway) -> None:
     assert len(calls) == 1
 
 
-def test_the_retries_are_bounded(gw: Gateway) -> None:
+def test_the_retries_are_bounded(gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(session, "_RETRYING", session._RETRYING.copy(wait=wait_none()))
     calls: list[int] = []
 
     def away(session: Session) -> None:

@@ -266,8 +266,8 @@ def _apply_peak(tmp: Path, members: int) -> int:
 
 
 def test_applying_a_file_holds_a_chunk_not_the_file(tmp_path: Path) -> None:
-    """Four times the members, about the same peak: what a chunk (500 members) held is freed
-    when the next one starts, not when the cyclic collector gets to it."""
-    small = _apply_peak(tmp_path / "small", 1000)
-    large = _apply_peak(tmp_path / "large", 4000)
+    """Four times the members (two chunks of 500 and five), about the same peak: what a chunk
+    held is freed when the next one starts, not when the cyclic collector gets to it."""
+    small = _apply_peak(tmp_path / "small", 600)
+    large = _apply_peak(tmp_path / "large", 2400)
     assert large < small * 1.6, (small, large)
