@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from cryptography import x509
@@ -33,10 +34,13 @@ FINAL = {"processed", "failed"}
 OPERATOR_PASSWORD = "correct horse battery staple"  # noqa: S105 - test operators
 
 
-def in_process_gateway(data_dir: Path, database_url: str = "") -> Iterator[Gateway]:
+def in_process_gateway(
+    data_dir: Path, database_url: str = "", **settings_: Any
+) -> Iterator[Gateway]:
     """A migrated gateway in this process (no server), closed afterwards: for a fixture to
-    yield from. The database: `database_url`, or SQLite in `data_dir` when empty."""
-    settings = Settings(data_dir=data_dir, database_url=database_url)
+    yield from. The database: `database_url`, or SQLite in `data_dir` when empty; other
+    settings as keywords."""
+    settings = Settings(data_dir=data_dir, database_url=database_url, **settings_)
     gw = Gateway.open(settings)
     upgrade(settings.sqlalchemy_url)
     yield gw

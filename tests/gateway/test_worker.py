@@ -14,29 +14,16 @@ from sqlalchemy import text
 
 from gateway.context import Gateway
 from gateway.db import repositories as repo
-from gateway.db.migrate import upgrade
 from gateway.db.models import Receipt, Status
 from gateway.db.session import unit_of_work
-from gateway.partners import add_partner
-from gateway.settings import Settings
 from gateway.worker.run import Worker
 from tests.benchmarks.generate_834 import write_834
-from tests.gateway.harness import submit, wait_final
+from tests.gateway.harness import add_va, in_process_gateway, submit, wait_final
 
 
 @pytest.fixture
 def gw(tmp_path, database_url):
-    settings = Settings(data_dir=tmp_path / "var", database_url=database_url, max_attempts=2)
-    g = Gateway.open(settings)
-    upgrade(settings.sqlalchemy_url)
-    yield g
-    g.close()
-
-
-def _partner(gw: Gateway) -> int:
-    with unit_of_work(gw.sessions) as s:
-        partner, _ = add_partner(s, name="va", isa_qualifier="ZZ", isa_id="VA0FFM")
-        return partner.id
+    yield from in_process_gateway(tmp_path / "var", database_url, max_attempts=2)
 
 
 def _receipt(gw: Gateway, partner_id: int, content: bytes) -> str:
@@ -62,7 +49,7 @@ def _receipt(gw: Gateway, partner_id: int, content: bytes) -> str:
 
 class TestQueue:
     def test_lease_is_exclusive_until_it_expires(self, gw):
-        pid = _partner(gw)
+        pid = add_va(gw)
         first = _receipt(gw, pid, b"ISA first")
         second = _receipt(gw, pid, b"ISA second")
         with unit_of_work(gw.sessions) as s:
@@ -83,7 +70,7 @@ class TestQueue:
             assert repo.extend_lease(s, first, "w3", 60)
 
     def test_same_bytes_same_partner_is_one_receipt(self, gw):
-        pid = _partner(gw)
+        pid = add_va(gw)
         rid = _receipt(gw, pid, b"ISA same")
         pending = gw.blobs.begin()
         pending.write(b"ISA same")
@@ -129,7 +116,7 @@ class TestQueue:
         assert len(taken) == len(set(taken)) == 240
 
     def test_a_file_that_keeps_failing_is_parked_not_dropped(self, gw, monkeypatch):
-        pid = _partner(gw)
+        pid = add_va(gw)
         rid = _receipt(gw, pid, (b"ISA" + b"x" * 200))
         import gateway.worker.run as run
 
