@@ -110,14 +110,29 @@ def _follow(owner: int) -> None:
     threading.Thread(target=watch, name="follow-owner", daemon=True).start()
 
 
+def _read_part(path: str, part: Part) -> bytes:
+    """The bytes of one block, read in the pool process."""
+    with open(path, "rb") as f:
+        f.seek(part.start)
+        return f.read(part.end - part.start)
+
+
+def _plan_file(path: Path, members_per_part: int, max_segment_bytes: int) -> dict[int, PlannedSet]:
+    """The file's 834 sets worth splitting, by their ST's offset, in file order: one pass in
+    8 MB chunks."""
+    with open(path, "rb") as f:
+        chunks = iter(lambda: f.read(_PLAN_CHUNK), b"")
+        planned = plan_sets(
+            chunks, members_per_part=members_per_part, max_segment_bytes=max_segment_bytes
+        )
+        return {p.st_offset: p for p in planned}
+
+
 def _check_part_of_file(
     path: str, part: Part, planned: PlannedSet, max_segment_bytes: int, max_issues: int
 ) -> PartResult:
-    with open(path, "rb") as f:
-        f.seek(part.start)
-        data = f.read(part.end - part.start)
     return check_part(
-        data,
+        _read_part(path, part),
         part,
         planned.delimiters,
         max_segment_bytes=max_segment_bytes,
@@ -151,16 +166,12 @@ class FileSetChecks:
         self._max_segment_bytes = max_segment_bytes
         self._max_issues = max_issues
         self._ahead = max(ahead, 1)
-        self._plans: dict[int, PlannedSet] = {}
-        self._queue: deque[tuple[int, int]] = deque()  # (st_offset, part): not yet submitted
+        self._plans = _plan_file(path, members_per_part, max_segment_bytes)
+        # (st_offset, part): not yet submitted
+        self._queue: deque[tuple[int, int]] = deque(
+            (st, i) for st, planned in self._plans.items() for i in range(len(planned.parts))
+        )
         self._futures: dict[tuple[int, int], Future[PartResult]] = {}  # submitted, not collected
-        with open(path, "rb") as f:
-            chunks = iter(lambda: f.read(_PLAN_CHUNK), b"")
-            for planned in plan_sets(
-                chunks, members_per_part=members_per_part, max_segment_bytes=max_segment_bytes
-            ):
-                self._plans[planned.st_offset] = planned
-                self._queue.extend((planned.st_offset, i) for i in range(len(planned.parts)))
         self._top_up()
 
     @property
@@ -254,10 +265,9 @@ class FileSetChecks:
 def _members_of_part(
     path: str, part: Part, delimiters: Delimiters, max_segment_bytes: int
 ) -> PartMembers:
-    with open(path, "rb") as f:
-        f.seek(part.start)
-        data = f.read(part.end - part.start)
-    return extract_part(data, part, delimiters, max_segment_bytes=max_segment_bytes)
+    return extract_part(
+        _read_part(path, part), part, delimiters, max_segment_bytes=max_segment_bytes
+    )
 
 
 class FileSetMembers:
@@ -279,13 +289,7 @@ class FileSetMembers:
         self._executor = executor
         self._max_segment_bytes = max_segment_bytes
         self._ahead = max(ahead, 1)
-        self._plans: dict[int, PlannedSet] = {}
-        with open(path, "rb") as f:
-            chunks = iter(lambda: f.read(_PLAN_CHUNK), b"")
-            for planned in plan_sets(
-                chunks, members_per_part=members_per_part, max_segment_bytes=max_segment_bytes
-            ):
-                self._plans[planned.st_offset] = planned
+        self._plans = _plan_file(path, members_per_part, max_segment_bytes)
 
     @property
     def split(self) -> bool:

@@ -272,10 +272,15 @@ def _at(segment: Segment, index: int) -> Segment:
 
 
 def read_events(
-    chunks: Iterable[bytes], *, max_segment_bytes: int = DEFAULT_MAX_SEGMENT_BYTES
+    chunks: Iterable[bytes],
+    *,
+    max_segment_bytes: int = DEFAULT_MAX_SEGMENT_BYTES,
+    reader: EnvelopeReader | None = None,
 ) -> Iterator[Event]:
-    """Convenience driver: every event of an iterable of byte chunks, streaming."""
-    reader = EnvelopeReader(max_segment_bytes=max_segment_bytes)
+    """Convenience driver: every event of an iterable of byte chunks, streaming. Pass your own
+    `reader` to act on it between events (e.g. `skip_body` a set read elsewhere)."""
+    if reader is None:
+        reader = EnvelopeReader(max_segment_bytes=max_segment_bytes)
     for chunk in chunks:
         if not chunk:
             continue

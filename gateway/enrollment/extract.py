@@ -26,10 +26,9 @@ from gateway.enrollment.events import (
     TransactionSetHeader,
 )
 from parsers.delimiters import Delimiters
-from parsers.envelope import EnvelopeReader
+from parsers.envelope import EnvelopeReader, read_events
 from parsers.events import (
     NEED_DATA,
-    Event,
     GroupStart,
     InterchangeStart,
     Segment,
@@ -579,7 +578,7 @@ def extract_members(
     delimiters = Delimiters()
     context: _SetContext | None = None
     member: _MemberDraft | None = None
-    for event in _events(reader, chunks):
+    for event in read_events(chunks, reader=reader):
         if isinstance(event, Segment):
             if context is None:
                 continue  # a TA1 between ISA and GS, or a set that is skipped
@@ -635,21 +634,3 @@ def extract_members(
             isa13 = event.isa.element(13)
             gs06 = ""
             delimiters = event.delimiters
-
-
-def _events(reader: EnvelopeReader, chunks: Iterable[bytes]) -> Iterator[Event]:
-    """`read_events` on a reader the caller may tell to skip a set's body between events."""
-    for chunk in chunks:
-        if chunk:
-            reader.feed(chunk)
-            yield from _drain(reader)
-    reader.feed(b"")
-    yield from _drain(reader)
-
-
-def _drain(reader: EnvelopeReader) -> Iterator[Event]:
-    while True:
-        event = reader.next_event()
-        if event is NEED_DATA or event is None:
-            return
-        yield event  # type: ignore[misc]
