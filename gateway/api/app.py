@@ -58,6 +58,7 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
     add_threads(app, gw.settings.api_threads)
     install_fast_path(app, intake.submit, intake.submit_fast)
     install_fast_path(app, interchanges.get_interchange, interchanges.get_interchange_fast)
+    install_fast_path(app, interchanges.list_interchanges, interchanges.list_interchanges_fast)
     app.add_middleware(RequestMetrics)
     for route in app.routes:
         if isinstance(route, APIRoute) and route.operation_id is None:

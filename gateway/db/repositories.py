@@ -11,6 +11,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import (
     Connection,
     Select,
+    String,
     Table,
     and_,
     bindparam,
@@ -412,11 +413,6 @@ _FINDINGS_PAGE = (
 _COUNT_FINDINGS = (
     select(func.count()).select_from(Finding).where(Finding.receipt_id == bindparam("receipt_id"))
 )
-_ENVELOPE_ISA13S = (
-    select(Interchange.receipt_id, Interchange.isa13)
-    .where(Interchange.receipt_id.in_(bindparam("receipt_ids", expanding=True)))
-    .order_by(Interchange.receipt_id, Interchange.seq)
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -587,6 +583,44 @@ class ReceiptPage:
     isa13s: dict[str, list[str]]
 
 
+def _page_of(filtered: Select[Any], after: bool, limit: Any) -> Select[Any]:
+    """The page (a select of SUMMARY_COLUMNS, filtered) after the cursor's (received_at, id)
+    when `after`, newest first, joined with its envelopes' ISA13s: one statement, one row per
+    envelope (one for a receipt without)."""
+    if after:
+        at = bindparam("after_at", type_=UTCDateTime)
+        filtered = filtered.where(
+            or_(
+                Receipt.received_at < at,
+                and_(Receipt.received_at == at, Receipt.id < bindparam("after_id", type_=String)),
+            )
+        )
+    newest_first = filtered.order_by(Receipt.received_at.desc(), Receipt.id.desc())
+    page = newest_first.limit(limit).subquery()
+    return (
+        select(*page.c, Interchange.isa13)
+        .select_from(page)
+        .outerjoin(Interchange, Interchange.receipt_id == page.c.id)
+        .order_by(page.c.received_at.desc(), page.c.id.desc(), Interchange.seq)
+    )
+
+
+# A partner's page, by (a status filter, a cursor): built once, as the status read's statements
+# (the list's usual requests, its fast path's only ones).
+_PARTNER_PAGES = {
+    (status, after): _page_of(
+        select(*SUMMARY_COLUMNS).where(
+            Receipt.partner_id == bindparam("partner_id"),
+            *([Receipt.status == bindparam("status")] if status else []),
+        ),
+        after,
+        bindparam("limit"),
+    )
+    for status in (False, True)
+    for after in (False, True)
+}
+
+
 def list_receipts(
     conn: Connection,
     f: ReceiptFilter,
@@ -595,21 +629,30 @@ def list_receipts(
     after: tuple[dt.datetime, str] | None = None,
 ) -> ReceiptPage:
     """Newest first; `after` is the (received_at, id) of the last row of the previous page.
-    Two queries: the page's columns, then its envelopes' ISA13s (issue 19: Core rows, no ORM
-    instances)."""
-    stmt = _filtered(f, select(*SUMMARY_COLUMNS))
+    One query, the page joined with its envelopes' ISA13s (issue 19: Core rows, no ORM
+    instances); a partner's page with at most a status filter is a statement built once, run
+    as the status read's (_rows)."""
+    params: dict[str, Any] = {}
     if after is not None:
-        at, rid = after
-        stmt = stmt.where(
-            or_(Receipt.received_at < at, and_(Receipt.received_at == at, Receipt.id < rid))
-        )
-    rows = conn.execute(
-        stmt.order_by(Receipt.received_at.desc(), Receipt.id.desc()).limit(limit)
-    ).all()
-    isa13s: dict[str, list[str]] = {row[0]: [] for row in rows}
-    if rows:
-        for receipt_id, isa13 in conn.execute(_ENVELOPE_ISA13S, {"receipt_ids": list(isa13s)}):
-            isa13s[receipt_id].append(isa13)
+        params["after_at"], params["after_id"] = after
+    if f.partner_id is not None and not (f.outcome or f.since or f.until or f.isa13 or f.gs06):
+        stmt = _PARTNER_PAGES[bool(f.status), after is not None]
+        params.update(partner_id=f.partner_id, limit=limit)
+        if f.status:
+            params["status"] = f.status
+        joined = _rows(conn, stmt, params)
+    else:
+        stmt = _page_of(_filtered(f, select(*SUMMARY_COLUMNS)), after is not None, limit)
+        joined = conn.execute(stmt, params).all()
+    rows: list[Sequence[Any]] = []
+    isa13s: dict[str, list[str]] = {}
+    for row in joined:
+        rid = row[0]
+        if rid not in isa13s:
+            rows.append(row[:-1])
+            isa13s[rid] = []
+        if row[-1] is not None:
+            isa13s[rid].append(row[-1])
     return ReceiptPage(rows, isa13s)
 
 

@@ -10,7 +10,8 @@ reuses its connections opens a handful, not one per request.
 
 Usage: python tests/benchmarks/bench_api.py [--apis 1] [--clients 32] [--files 3000]
        [--read-seconds 15] [--loads intake,read,list,health,hey] [--pids FILE]
-(hey: the status read and /healthz again from Debian's `hey`, when it is installed.)
+(hey: the status read, /healthz and, with list, the list page again from Debian's `hey`, when
+it is installed.)
 The figures are printed, never asserted. Run it on an otherwise idle machine (see `uptime`).
 """
 
@@ -47,6 +48,7 @@ from tests.pgserver import PostgresServer  # noqa: E402
 EDI834 = ROOT / ".venv" / "bin" / "edi834"
 GOOD = (SAMPLES / "good_exchange_new_enrollment.834").read_bytes()
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+LIST_PAGE = "/v1/interchanges?limit=20"  # the first page of 20 (of the warm-up's 200 files)
 
 
 def pct(values: Sequence[float], q: float) -> float:
@@ -346,7 +348,7 @@ def main() -> None:
                 )  # fmt: skip
             if "list" in loads:
                 rows.append(
-                    measure(api, "list", get_requests(key, ["/v1/interchanges?limit=20"]),
+                    measure(api, "list", get_requests(key, [LIST_PAGE]),
                             args.clients, args.read_seconds)
                 )  # fmt: skip
             if "hey" in loads and shutil.which("hey"):
@@ -357,6 +359,10 @@ def main() -> None:
                 rows.append(
                     measure_hey(api, "healthz", key, "/healthz", args.clients, args.read_seconds)
                 )
+                if "list" in loads:
+                    rows.append(
+                        measure_hey(api, "list", key, LIST_PAGE, args.clients, args.read_seconds)
+                    )
             if "health" in loads:
                 rows.append(
                     measure(api, "healthz", get_requests(key, ["/healthz"]), args.clients,

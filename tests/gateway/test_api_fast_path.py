@@ -211,6 +211,101 @@ class TestIntake:
             )
 
 
+class TestList:
+    def seed(self, site: Site) -> tuple[list[str], list[str]]:
+        """Three files of each partner, and both keys remembered by the fast app."""
+        own, theirs = [], []
+        for n in range(3):
+            for key, ids in ((site.key, own), (site.other_key, theirs)):
+                body = _with_isa13(GOOD, 100 + n)
+                r = site.fast.post("/v1/interchanges", content=body, headers=auth(key, **EDI))
+                assert r.status_code == 202, r.text
+                ids.append(r.json()["id"])
+        return own, theirs
+
+    @pytest.mark.parametrize(
+        "query",
+        ["", "?limit=2", "?limit=200", "?limit=1&status=received", "?status=processed",
+         "?status=received&limit=3"],
+    )  # fmt: skip
+    def test_the_same_pages_and_no_dependencies_solved(
+        self, site: Site, solved: list[object], query: str
+    ) -> None:
+        self.seed(site)
+        solved.clear()
+        for key in (site.key, site.other_key):
+            fast = site.fast.get(f"/v1/interchanges{query}", headers=auth(key))
+            assert fast.status_code == 200
+            assert answer(fast) == answer(
+                site.declared.get(f"/v1/interchanges{query}", headers=auth(key))
+            )
+        assert len(solved) == 2  # the declared app's; none from the fast one
+
+    def test_a_partner_pages_through_its_own_files_only(
+        self, site: Site, solved: list[object]
+    ) -> None:
+        own, theirs = self.seed(site)
+        solved.clear()
+        for key, mine in ((site.key, own), (site.other_key, theirs)):
+            seen: list[str] = []
+            path = "/v1/interchanges?limit=1"
+            while True:
+                page = site.fast.get(path, headers=auth(key)).json()
+                assert page == site.declared.get(path, headers=auth(key)).json()
+                seen += [item["id"] for item in page["items"]]
+                if page["next_cursor"] is None:
+                    break
+                path = f"/v1/interchanges?limit=1&cursor={page['next_cursor']}"
+            assert seen == mine[::-1]  # newest first, and nothing of the other partner's
+        assert len(solved) == len(own) + len(theirs)  # the declared app's only
+
+    @pytest.mark.parametrize(
+        ("query", "status"),
+        [
+            ("?limit=0", 422),
+            ("?limit=201", 422),
+            ("?limit=-1", 422),
+            ("?limit=x", 422),
+            ("?limit=", 422),
+            ("?limit=050", 200),  # pydantic's int; not the fast path's plain number
+            ("?limit=%2B5", 200),
+            ("?limit=2&limit=3", 200),  # FastAPI takes the last
+            ("?status=nope", 422),
+            ("?status=", 422),
+            ("?status=RECEIVED", 422),
+            ("?cursor=", 200),
+            ("?cursor=not-a-cursor", 400),
+            ("?cursor=" + "A" * 201, 422),
+            ("?outcome=rejected", 200),  # a filter the fast path does not take
+            ("?outcome=nope", 422),
+            ("?since=2026-01-01T00:00:00", 422),  # a time without a zone
+            ("?since=2026-01-01T00:00:00Z", 200),
+            ("?unknown=1", 200),
+        ],
+    )
+    def test_what_the_fast_path_does_not_take_is_fastapis_to_answer(
+        self, site: Site, solved: list[object], query: str, status: int
+    ) -> None:
+        self.seed(site)
+        solved.clear()
+        got = site.fast.get(f"/v1/interchanges{query}", headers=auth(site.key))
+        assert got.status_code == status, got.text
+        assert solved  # not the fast path
+        assert answer(got) == answer(
+            site.declared.get(f"/v1/interchanges{query}", headers=auth(site.key))
+        )
+
+    @pytest.mark.parametrize("authorization", ["", "Basic abc", "Bearer edi834_unknown"])
+    def test_what_is_not_a_remembered_key_is_fastapis_to_answer(
+        self, site: Site, solved: list[object], authorization: str
+    ) -> None:
+        headers = {"Authorization": authorization} if authorization else {}
+        got = site.fast.get("/v1/interchanges", headers=headers)
+        assert got.status_code == 401
+        assert solved
+        assert answer(got) == answer(site.declared.get("/v1/interchanges", headers=headers))
+
+
 class TestInstall:
     def test_none_goes_to_the_route_as_declared(self) -> None:
         app = FastAPI()

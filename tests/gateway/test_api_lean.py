@@ -2,7 +2,8 @@
 response models give: for files of every shape (several interchanges, groups and sets, 999
 rejections, a TA1 rejection, an unusable file, a failed one), on SQLite and PostgreSQL, each
 body a real `edi834 serve` sends is byte for byte what pydantic makes of the same data read
-through the ORM (the mapping these routes used before)."""
+through the ORM (the mapping these routes used before); and the list's pages from its fast path
+(a remembered key, gateway.api.lean) are those same answers."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import fastapi.routing
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from starlette.requests import Request
 
+from gateway.api.app import create_app
 from gateway.api.deps import base_url_of
 from gateway.api.interchanges import FAILED, FILE_REMEDY
 from gateway.api.schemas import (
@@ -233,15 +237,54 @@ class TestStatusRead:
         assert seen > 2 * len(seeded.ids)  # trees and findings
 
 
+@pytest.fixture(scope="module")
+def remembering(seeded: Seeded) -> Iterator[TestClient]:
+    """An API app in this process on the same database, whose keys are remembered (the real
+    server's are not): its list pages come from the list's fast path (gateway.api.lean)."""
+    with TestClient(create_app(seeded.db), headers=_auth(seeded)) as c:
+        assert c.get("/v1/interchanges/" + "0" * 32).status_code == 404  # key now remembered
+        yield c
+
+
+@pytest.fixture
+def solved(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every time FastAPI solves a route's dependencies (the declared path)."""
+    calls: list[object] = []
+    solve = fastapi.routing.solve_dependencies
+
+    async def spy(*args: object, **kwargs: object) -> object:
+        calls.append(kwargs.get("dependant"))
+        return await solve(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fastapi.routing, "solve_dependencies", spy)
+    return calls
+
+
 class TestList:
-    def test_pages_are_the_response_models_own(self, seeded: Seeded) -> None:
+    @pytest.mark.parametrize(
+        "params",
+        [{"limit": "4"}, {"limit": "4", "status": "processed"}, {}, {"status": "failed"}],
+        ids=["limit", "status", "defaults", "failed"],
+    )
+    @pytest.mark.parametrize("path", ["declared", "fast"])
+    def test_pages_are_the_response_models_own(
+        self,
+        seeded: Seeded,
+        remembering: TestClient,
+        solved: list[object],
+        path: str,
+        params: dict[str, str],
+    ) -> None:
         seen: list[str] = []
         cursor = None
-        with seeded.gateway.client(seeded.api_key) as c:
+        with seeded.gateway.client(seeded.api_key) as server:
+            client = server if path == "declared" else remembering
             while True:
-                params = {"limit": "4", **({"cursor": cursor} if cursor else {})}
-                r = c.get("/v1/interchanges", params=params)
+                r = client.get(
+                    "/v1/interchanges", params={**params, **({"cursor": cursor} if cursor else {})}
+                )
                 assert r.status_code == 200
+                assert r.headers["content-type"] == "application/json"
                 page = InterchangePage.model_validate_json(r.content)
                 assert r.content == page.model_dump_json().encode()
                 with seeded.db.reads() as s:
@@ -253,15 +296,42 @@ class TestList:
                 cursor = page.next_cursor
                 if cursor is None:
                     break
-        assert sorted(seen) == sorted(seeded.ids)
+        assert not solved  # the real server's FastAPI is another process; this one solved none
+        status = params.get("status")
+        with seeded.db.reads() as s:
+            expected = s.scalars(
+                select(Receipt.id)
+                .where(Receipt.partner_id == seeded.partner_id)
+                .where(*([Receipt.status == status] if status else []))
+                .order_by(Receipt.received_at.desc(), Receipt.id.desc())
+            ).all()
+        assert seen == list(expected)
+        if params == {"limit": "4"}:
+            assert len(seen) > 8  # three pages
 
-    def test_filters_still_apply(self, seeded: Seeded) -> None:
-        with seeded.gateway.client(seeded.api_key) as c:
-            failed = c.get("/v1/interchanges", params={"status": "failed"}).json()["items"]
-            isa13 = failed[0]["isa13"][0]
-            by_isa13 = c.get("/v1/interchanges", params={"isa13": isa13}).json()["items"]
-        assert [i["id"] for i in failed] == [seeded.ids[0]]
-        assert seeded.ids[0] in [i["id"] for i in by_isa13]
+    def test_the_fast_pages_are_the_declared_ones_byte_for_byte(
+        self, seeded: Seeded, remembering: TestClient
+    ) -> None:
+        with seeded.gateway.client(seeded.api_key) as server:
+            for query in [
+                "",
+                "?limit=1",
+                "?limit=200",
+                "?status=failed&limit=3",
+                "?status=partial",
+            ]:
+                assert remembering.get(f"/v1/interchanges{query}").content == (
+                    server.get(f"/v1/interchanges{query}").content
+                ), query
+
+    def test_filters_still_apply(self, seeded: Seeded, remembering: TestClient) -> None:
+        with seeded.gateway.client(seeded.api_key) as server:
+            for c in (server, remembering):
+                failed = c.get("/v1/interchanges", params={"status": "failed"}).json()["items"]
+                isa13 = failed[0]["isa13"][0]
+                by_isa13 = c.get("/v1/interchanges", params={"isa13": isa13}).json()["items"]
+                assert [i["id"] for i in failed] == [seeded.ids[0]]
+                assert seeded.ids[0] in [i["id"] for i in by_isa13]
 
 
 def _auth(seeded: Seeded) -> dict[str, str]:
