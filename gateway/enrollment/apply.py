@@ -105,6 +105,44 @@ class Run:
     dry_subscribers: set[str] = field(default_factory=set)
     dry_enrollments: dict[str, list[lifecycle.Enrollment]] = field(default_factory=dict)
     partner_name: str = ""
+    # What the chunk being committed changed in the dry run's state above, as it was before:
+    # a retried transaction starts again from there (`rewind`), a committed one forgets it.
+    _dry_before: dict[str, tuple[LedgerView | None, list[lifecycle.Enrollment] | None]] = field(
+        default_factory=dict
+    )
+    _dry_subscribers_added: set[str] = field(default_factory=set)
+
+    def before_dry_change(self, key: str) -> None:
+        """Keep `key`'s dry-run state as the committed chunks left it, once per chunk."""
+        if key not in self._dry_before:
+            items = self.dry_enrollments.get(key)
+            self._dry_before[key] = (
+                self.dry_known.get(key),
+                copy.deepcopy(items) if items is not None else None,
+            )
+
+    def add_dry_subscriber(self, number: str) -> None:
+        if number not in self.dry_subscribers:
+            self.dry_subscribers.add(number)
+            self._dry_subscribers_added.add(number)
+
+    def rewind(self) -> None:
+        """Undo what a failed attempt of this chunk did to the dry run's state."""
+        for key, (view, items) in self._dry_before.items():
+            if view is None:
+                self.dry_known.pop(key, None)
+            else:
+                self.dry_known[key] = view
+            if items is None:
+                self.dry_enrollments.pop(key, None)
+            else:
+                self.dry_enrollments[key] = items
+        self.dry_subscribers -= self._dry_subscribers_added
+        self.committed()
+
+    def committed(self) -> None:
+        self._dry_before.clear()
+        self._dry_subscribers_added.clear()
 
 
 def apply_receipt(
@@ -123,7 +161,6 @@ def apply_receipt(
         if receipt is None:
             raise LedgerAbandoned(receipt_id)
         partner = receipt.partner
-        reconciliation_id, items = ledger_repo.reconciliation_of(session, receipt.id)
         decisions, counts = ledger_repo.ledger_sets(session, receipt.id)
         run = Run(
             receipt_id=receipt.id,
@@ -132,7 +169,7 @@ def apply_receipt(
             blob_path=receipt.blob_path,
             config=RuleConfig.parse(partner.rule_severities, partner.plan_ids),
             sets=decisions,
-            reconciler=Reconciler(receipt.id, partner.id, reconciliation_id, items),
+            reconciler=Reconciler(receipt.id, partner.id),
             partner_name=partner.name,
         )
         run.counts = counts or {}
@@ -229,6 +266,7 @@ def _commit_chunk(
     gw: Gateway, run: Run, worker_id: str, families: list[list[MemberEvent]], seq: int
 ) -> int:
     def txn(session: Session) -> int:
+        run.rewind()  # a retry starts from what the committed chunks left
         receipt = ledger_repo.leased(session, run.receipt_id, worker_id)
         if receipt is None:
             raise LedgerAbandoned(run.receipt_id)
@@ -241,7 +279,9 @@ def _commit_chunk(
         receipt.lease_expires_at = utcnow() + dt.timedelta(seconds=gw.settings.lease_seconds)
         return n
 
-    return run_in_transaction(gw.sessions, txn)
+    n = run_in_transaction(gw.sessions, txn)
+    run.committed()
+    return n
 
 
 def _count_members(
@@ -477,6 +517,7 @@ class _Chunk:
         for event, key in audits:
             rec = self.known.get(key)
             self.run.reconciler.member(session, event, key, rec, rec.enrollments if rec else [])
+        self.run.reconciler.flush(session)
         session.flush()
 
     def _write_enrollments(self, event_ids: list[int]) -> None:
@@ -659,6 +700,7 @@ class _Chunk:
     def _dry_apply(self, event: MemberEvent, key: str) -> None:
         """A dry run remembers what it would have applied, so the rest of the test file is
         judged as if it had been — without touching the ledger."""
+        self.run.before_dry_change(key)
         before = self.dry_known.get(key) or _view(self.known.get(key))
         policies = {c.group_or_policy_number for c in event.coverages if c.group_or_policy_number}
         items = self.run.dry_enrollments.get(key)
@@ -673,7 +715,7 @@ class _Chunk:
             policy_numbers=frozenset(policies | set(before.policy_numbers if before else ())),
         )
         if event.subscriber and event.subscriber_number:
-            self.dry_subscribers.add(event.subscriber_number)
+            self.run.add_dry_subscriber(event.subscriber_number)
 
     def _track_subscriber(self, event: MemberEvent, member: MemberRec) -> None:
         if event.subscriber and member.subscriber_number:

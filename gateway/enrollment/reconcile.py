@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
 from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
 from gateway.db.base import fit
-from gateway.db.models import Reconciliation, ReconciliationItem
+from gateway.db.models import ReconciliationItem
 from gateway.enrollment import lifecycle
 from gateway.enrollment import repository as ledger_repo
 from gateway.enrollment.events import MemberEvent
@@ -126,26 +127,40 @@ def _digits(value: str) -> str:
 
 
 class Reconciler:
-    """One receipt's reconciliation, created on its first audited member."""
+    """One receipt's reconciliation, created on its first audited member. What a chunk finds is
+    kept in memory and written by `flush` in the chunk's transaction: the counts as one UPDATE
+    of increments, the items in bulk. Where the reconciliation stands (its id, the next item's
+    seq) is read in each transaction that needs it, never carried from one to the next: a
+    transaction retried after an error starts from what is committed, not from what the failed
+    attempt had counted."""
 
-    def __init__(
-        self, receipt_id: str, partner_id: int, reconciliation_id: int | None, items: int
-    ) -> None:
+    def __init__(self, receipt_id: str, partner_id: int) -> None:
         self.receipt_id, self.partner_id = receipt_id, partner_id
-        self.reconciliation_id = reconciliation_id
-        self.items = items  # stored so far: the next item's seq
+        self._session: Session | None = None  # the transaction the state below belongs to
+        self._id: int | None = None
+        self._items = 0  # stored so far: the next item's seq
+        self._counts: Counter[str] = Counter()
+        self._rows: list[dict[str, object]] = []
 
-    def _reconciliation(self, session: Session) -> Reconciliation:
-        if self.reconciliation_id is not None:
-            return session.get_one(Reconciliation, self.reconciliation_id)
-        rec = ledger_repo.new_reconciliation(session, self.receipt_id, self.partner_id)
-        self.reconciliation_id = rec.id
-        return rec
+    def _begin(self, session: Session) -> None:
+        if session is not self._session:
+            self._session = session
+            self._id, self._items = ledger_repo.reconciliation_of(session, self.receipt_id)
+            self._counts.clear()
+            self._rows.clear()
 
-    def _add_item(self, session: Session, rec: Reconciliation, **values: object) -> None:
-        values.update(reconciliation_id=rec.id, seq=self.items)
-        session.add(ReconciliationItem(**fit(ReconciliationItem, values)))
-        self.items += 1
+    def _add_item(self, kind: str, member_key: str, where: dict[str, object], **more: str) -> None:
+        values: dict[str, object] = {
+            "seq": self._items + len(self._rows),
+            "kind": kind,
+            "member_key": member_key,
+            "field": "",
+            "file_value": "",
+            "ledger_value": "",
+            **where,
+            **more,
+        }
+        self._rows.append(fit(ReconciliationItem, values))
 
     def member(
         self,
@@ -155,52 +170,50 @@ class Reconciler:
         member: MemberRec | None,
         enrollments: list[lifecycle.Enrollment],
     ) -> None:
-        rec = self._reconciliation(session)
-        rec.members_in_file += 1
+        self._begin(session)
+        counts = self._counts
+        counts["members_in_file"] += 1
         where = {"segment_position": event.source.segment_position, "st02": event.source.st02}
         if member is None:
-            rec.missing_in_ledger += 1
-            self._add_item(session, rec, kind="missing_in_ledger", member_key=key, **where)
+            counts["missing_in_ledger"] += 1
+            self._add_item("missing_in_ledger", key, where)
             return
         differences = compare(event, member, enrollments)
         if not differences:
-            rec.members_matched += 1
+            counts["members_matched"] += 1
         for field_name, file_value, ledger_value in differences:
-            rec.mismatches += 1
+            counts["mismatches"] += 1
             self._add_item(
-                session,
-                rec,
-                kind="mismatch",
-                member_key=key,
+                "mismatch",
+                key,
+                where,
                 field=field_name,
                 file_value=file_value,
                 ledger_value=ledger_value,
-                **where,
             )
+
+    def flush(self, session: Session) -> None:
+        """Write what this transaction found (nothing when it audited no one)."""
+        if session is not self._session or not self._counts:
+            return
+        if self._id is None:
+            self._id = ledger_repo.new_reconciliation(session, self.receipt_id, self.partner_id).id
+        ledger_repo.add_to_reconciliation(session, self._id, self._counts)
+        for row in self._rows:
+            row["reconciliation_id"] = self._id
+        ledger_repo.insert_rows(session, ReconciliationItem, self._rows)
+        self._items += len(self._rows)
+        self._counts.clear()
+        self._rows.clear()
 
     def finish(self, session: Session) -> bool:
         """Active ledger members the audit did not mention; False when nothing was audited."""
-        if self.reconciliation_id is None:
+        self._begin(session)
+        if self._id is None:
             return False
-        rec = session.get_one(Reconciliation, self.reconciliation_id)
         missing = ledger_repo.active_members_not_in_file(session, self.partner_id, self.receipt_id)
-        ledger_repo.insert_rows(
-            session,
-            ReconciliationItem,
-            [
-                {
-                    "reconciliation_id": rec.id,
-                    "seq": self.items + n,
-                    "kind": "missing_in_file",
-                    "member_key": key,
-                    "field": "",
-                    "file_value": "",
-                    "ledger_value": "",
-                    "segment_position": None,
-                    "st02": "",
-                }
-                for n, key in enumerate(missing)
-            ],
-        )
-        rec.missing_in_file = len(missing)
+        for key in missing:
+            self._add_item("missing_in_file", key, {"segment_position": None, "st02": ""})
+        self._counts["missing_in_file"] = len(missing)
+        self.flush(session)
         return True

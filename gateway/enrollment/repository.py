@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import operator
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -25,6 +25,7 @@ from sqlalchemy import (
     text,
     tuple_,
     union,
+    update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
@@ -240,18 +241,28 @@ def _decision(gate: str | None, reason: str) -> Decision:
 
 
 def reconciliation_of(session: Session, receipt_id: str) -> tuple[int | None, int]:
-    """(the receipt's reconciliation id, items stored so far) — a resumed run continues both."""
+    """(the receipt's reconciliation id, the next item's seq) — a resumed run continues both."""
     rec_id = session.scalar(
         select(Reconciliation.id).where(Reconciliation.receipt_id == receipt_id)
     )
     if rec_id is None:
         return None, 0
-    items = session.scalar(
-        select(func.count())
-        .select_from(ReconciliationItem)
-        .where(ReconciliationItem.reconciliation_id == rec_id)
+    last = session.scalar(  # the (reconciliation_id, seq) index's last entry
+        select(func.max(ReconciliationItem.seq)).where(
+            ReconciliationItem.reconciliation_id == rec_id
+        )
     )
-    return rec_id, int(items or 0)
+    return rec_id, 0 if last is None else last + 1
+
+
+def add_to_reconciliation(session: Session, rec_id: int, counts: Mapping[str, int]) -> None:
+    """Add a chunk's counts (members_in_file, members_matched, …) to the reconciliation's."""
+    table = Reconciliation.__table__.c
+    session.execute(
+        update(Reconciliation)
+        .where(Reconciliation.id == rec_id)
+        .values({name: table[name] + n for name, n in counts.items()})
+    )
 
 
 MEMBER_COLUMNS = (
@@ -723,6 +734,7 @@ __all__ = [
     "MemberRec",
     "active_members_not_in_file",
     "active_subscribers",
+    "add_to_reconciliation",
     "allocate_ids",
     "business_rejects",
     "claim_ledger_work",

@@ -8,6 +8,7 @@ import json
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from gateway.api.schemas import BusinessFindingOut
 from gateway.context import Gateway
@@ -21,6 +22,7 @@ from gateway.db.models import (
     MemberEventRow,
     Partner,
     Receipt,
+    Reconciliation,
     ReconciliationItem,
 )
 from gateway.db.session import unit_of_work
@@ -673,3 +675,70 @@ def test_each_history_payload_is_the_members_own_json(gw: Gateway, partner: int)
         core = [json.loads(d.payload)["member"] for d in s.scalars(select(CoreDelivery))]
     assert len({e.header.reference for e in events}) == 2
     assert core == [json.loads(e.model_dump_json(exclude={"header", "source"})) for e in events]
+
+
+class _LockedOnce:
+    """`_Chunk.apply` that fails once, as SQLite's "database is locked" would, after the chunk
+    has made every decision (the run's in-memory state already changed): the transaction is
+    rolled back and retried."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, at_call: int) -> None:
+        self.calls, self.at_call = 0, at_call
+        self.real = ledger._Chunk.apply
+        monkeypatch.setattr(ledger._Chunk, "apply", self)
+
+    def __get__(self, chunk: object, owner: object = None):  # bound like the method it replaces
+        return lambda seq: self(chunk, seq)
+
+    def __call__(self, chunk: object, seq: int) -> tuple[int, int, int]:
+        result = self.real(chunk, seq)
+        self.calls += 1
+        if self.calls == self.at_call:
+            raise OperationalError("COMMIT", {}, Exception("database is locked"))
+        return result
+
+
+def test_a_retried_audit_chunk_counts_and_lists_each_member_once(gw, partner, monkeypatch) -> None:
+    feed(gw, partner, interchange(family(), control=1))
+    monkeypatch.setattr(ledger, "CHUNK_MEMBERS", 1)  # one family a chunk
+    fails = _LockedOnce(monkeypatch, at_call=2)
+    stranger = Member(
+        subscriber_id="0005100020", member_id="0005100020", last="ACHTERBERG",
+        first="WILHELMINA", ssn="530194820", coverages=[Cov(policy="31200459")],
+    )  # fmt: skip
+    audited = [*family(), stranger]
+    for m in audited:
+        m.maintenance, m.reason = "030", "XN"
+        for c in m.coverages:
+            c.maintenance = "030"
+    audited[0].first = "ROSALINDA"
+    rid = feed(gw, partner, interchange(audited, control=2, action="4"))
+    assert fails.calls == 3  # the stranger's chunk ran twice
+    with gw.reads() as s:
+        assert s.get_one(Receipt, rid).ledger_status == "reconciled"
+        rec = s.scalars(select(Reconciliation)).one()
+        counts = (rec.members_in_file, rec.members_matched, rec.mismatches)
+        assert (*counts, rec.missing_in_ledger, rec.missing_in_file) == (3, 1, 1, 1, 0)
+        items = s.scalars(select(ReconciliationItem).order_by(ReconciliationItem.seq)).all()
+        got = [(i.seq, i.kind, i.member_key, i.field) for i in items]
+    assert got == [
+        (0, "mismatch", SUB, "first name"),
+        (1, "missing_in_ledger", "0005100020", ""),
+    ]
+
+
+def test_a_retried_dry_run_chunk_judges_its_members_as_the_first_attempt_did(
+    gw, partner, monkeypatch
+) -> None:
+    with unit_of_work(gw.sessions) as s:
+        configure_rules(s, "va", onboarding=True)
+    monkeypatch.setattr(ledger, "CHUNK_MEMBERS", 1)
+    fails = _LockedOnce(monkeypatch, at_call=1)
+    content = interchange(family(), control=1).replace(b"*0*P*:~", b"*0*T*:~", 1)
+    rid = feed(gw, partner, content)
+    assert fails.calls == 2
+    assert outcomes(gw, rid) == {
+        SUB: ("would_apply", []),
+        "0005100003": ("would_apply", []),
+    }
+    assert members(gw) == {}
