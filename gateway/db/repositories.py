@@ -543,6 +543,14 @@ def get_receipt(session: Session, receipt_id: str, partner_id: int | None = None
     return session.scalar(stmt)
 
 
+def processing_receipt(session: Session, receipt_id: str) -> Receipt | None:
+    """A receipt and its partner, as the worker stores a file's results: not its envelope tree
+    (loaded with every Receipt otherwise: a query for a file that has none yet)."""
+    return session.scalar(
+        select(Receipt).where(Receipt.id == receipt_id).options(lazyload(Receipt.envelopes))
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ReceiptFilter:
     partner_id: int | None = None
@@ -723,6 +731,7 @@ def claim_next(
         .order_by(Receipt.received_at, Receipt.id)
         .limit(1)
         .with_for_update(skip_locked=True, of=Receipt)
+        .options(lazyload(Receipt.envelopes))  # the worker reads none: one query fewer
     )
     if receipt is None:
         return None
@@ -771,6 +780,24 @@ def release(
     return receipt
 
 
+# An interchange's key, one statement: nothing when that sender's ISA13 is recorded already.
+_INSERT_INTERCHANGE_KEY = {
+    dialect: insert_(cast(Table, InterchangeKey.__table__))
+    .on_conflict_do_nothing(index_elements=["partner_id", "sender_qualifier", "sender_id", "isa13"])
+    .returning(InterchangeKey.id)
+    for dialect, insert_ in (("sqlite", sqlite_insert), ("postgresql", pg_insert))
+}
+
+
+def register_isa13(session: Session, values: dict[str, object]) -> bool:
+    """Record an interchange's key (partner, sender, ISA13, receipt); False when another
+    receipt recorded it first. The unique constraint decides, under concurrency too (PostgreSQL
+    waits for a concurrent insert of the same key to commit or roll back), in one statement:
+    no savepoint around an INSERT that may fail (issue 19: two round trips fewer a file)."""
+    stmt = _INSERT_INTERCHANGE_KEY[session.get_bind().dialect.name]
+    return session.execute(stmt, values).first() is not None
+
+
 def is_isa13_used(
     session: Session, partner_id: int, qualifier: str, sender: str, isa13: str, receipt_id: str
 ) -> bool:
@@ -812,9 +839,15 @@ def take_control_numbers(session: Session, count: int) -> list[int]:
     return numbers
 
 
-def undelivered_acks(session: Session, limit: int = 100) -> Sequence[Ack]:
-    return session.scalars(
-        select(Ack)
+def undelivered_acks(
+    session: Session, limit: int = 100
+) -> Sequence[tuple[int, str, str, bytes, str]]:
+    """(id, receipt id, filename, content, partner name) of the acks waiting to be delivered,
+    oldest first: one query."""
+    rows = session.execute(
+        select(Ack.id, Ack.receipt_id, Ack.filename, Ack.content, Partner.name)
+        .join(Receipt, Receipt.id == Ack.receipt_id)
+        .join(Partner, Partner.id == Receipt.partner_id)
         .where(
             Ack.delivered_at.is_(None),
             Ack.superseded.is_(False),
@@ -823,6 +856,21 @@ def undelivered_acks(session: Session, limit: int = 100) -> Sequence[Ack]:
         .order_by(Ack.id)
         .limit(limit)
     ).all()
+    return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+def mark_acks_delivered(session: Session, ack_ids: Sequence[int], now: dt.datetime) -> set[int]:
+    """Mark these acks delivered; the ids of those that were not yet (another worker's outbox
+    may have delivered one meanwhile): one statement."""
+    return set(
+        session.scalars(
+            update(Ack)
+            .where(Ack.id.in_(ack_ids), Ack.delivered_at.is_(None))
+            .values(delivered_at=now)
+            .returning(Ack.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
 
 
 def due_webhooks(session: Session, now: dt.datetime, limit: int = 50) -> Sequence[WebhookDelivery]:

@@ -10,7 +10,6 @@ import json
 from collections.abc import Iterable, Iterator
 
 from sqlalchemy import insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway import outbound
@@ -181,25 +180,15 @@ class _Store:
     def _register_isa13(self, result: InterchangeResult) -> None:
         """TA1 025 from now on: a unique constraint, not a read-then-write race."""
         qualifier, sender = result.sender
-        try:
-            with self.session.begin_nested():
-                self.session.add(
-                    InterchangeKey(
-                        **fit(
-                            InterchangeKey,
-                            {
-                                "partner_id": self.job.partner_id,
-                                "sender_qualifier": qualifier,
-                                "sender_id": sender,
-                                "isa13": result.isa13,
-                                "receipt_id": self.job.receipt_id,
-                            },
-                        )
-                    )
-                )
-                self.session.flush()
-        except IntegrityError as exc:
-            raise DuplicateRace(self.job.receipt_id) from exc
+        key = {
+            "partner_id": self.job.partner_id,
+            "sender_qualifier": qualifier,
+            "sender_id": sender,
+            "isa13": result.isa13,
+            "receipt_id": self.job.receipt_id,
+        }
+        if not repo.register_isa13(self.session, fit(InterchangeKey, key)):
+            raise DuplicateRace(self.job.receipt_id)
 
     def _add_group(
         self, env: Interchange, gseq: int, group: GroupResult, result: InterchangeResult
@@ -332,7 +321,7 @@ def store_results(
 ) -> Receipt:
     """Everything about one processed file, in the caller's transaction: envelopes, groups,
     sets (with the gate's decision), findings, acks; then the file waits for the ledger."""
-    receipt = repo.get_receipt(session, job.receipt_id)
+    receipt = repo.processing_receipt(session, job.receipt_id)
     if receipt is None or receipt.status != Status.PROCESSING or receipt.lease_owner != worker_id:
         raise LeaseLost(job.receipt_id)
     results = validated.results

@@ -8,17 +8,22 @@ import functools
 import io
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from gateway.context import Gateway
 from gateway.db import repositories as repo
-from gateway.db.models import Receipt, Status
+from gateway.db.models import Ack, Interchange, InterchangeKey, Receipt, ReceiptEvent, Status
 from gateway.db.session import unit_of_work
+from gateway.outbound import write_atomically
+from gateway.worker import outbox
 from gateway.worker.run import Worker
 from tests.benchmarks.generate_834 import write_834
+from tests.conftest import SAMPLES
 from tests.gateway.harness import add_va, in_process_gateway, submit, wait_final
+from tests.gateway.test_http_e2e import _with_isa13
 
 
 @pytest.fixture
@@ -138,6 +143,122 @@ class TestQueue:
             assert "simulated bug" in r.error
             assert r.attempts == gw.settings.max_attempts
             assert repo.acks_of(s, rid) == []  # never a false rejection
+
+
+class TestDuplicateRace:
+    def test_an_isa13_recorded_between_validation_and_storing_is_ta1_025(self, gw, monkeypatch):
+        # Two files of one sender with the same ISA13, the second validated before the first
+        # was stored (as two workers would): storing it finds the key taken, validates again and
+        # answers TA1 025; one key recorded, for the first.
+        pid = add_va(gw)
+        good = (SAMPLES / "good_exchange_new_enrollment.834").read_bytes()
+        first = _receipt(gw, pid, _with_isa13(good, 777))
+        other_bytes = _with_isa13(good, 777).replace(b"VA0-20260412-041017", b"VA0-20260412-041018")
+        second = _receipt(gw, pid, other_bytes)
+        seen: list[bool] = []
+        used = repo.is_isa13_used
+
+        def not_yet_the_first_time(*args: object) -> bool:
+            seen.append(used(*args))  # type: ignore[arg-type]
+            return seen[-1] if len(seen) > 2 else False
+
+        monkeypatch.setattr(repo, "is_isa13_used", not_yet_the_first_time)
+        worker = Worker(gw, worker_id="w")
+        while worker.run_once():
+            pass
+        assert seen == [False, True, True]  # the second file: validated twice
+        with gw.reads() as s:
+            notes = select(Interchange.receipt_id, Interchange.ta1_note)
+            ta1 = {r: [n] for r, n in s.execute(notes).all()}
+            keys = s.scalars(select(InterchangeKey.receipt_id)).all()
+        assert ta1[first] != ["025"] and ta1[second] == ["025"]
+        assert keys == [first]
+
+    def test_register_isa13_says_who_was_first(self, gw):
+        pid = add_va(gw)
+        one, two = _receipt(gw, pid, b"ISA one"), _receipt(gw, pid, b"ISA two")
+        key = {"partner_id": pid, "sender_qualifier": "ZZ", "sender_id": "VA0FFM", "isa13": "1"}
+        with unit_of_work(gw.sessions) as s:
+            assert repo.register_isa13(s, {**key, "receipt_id": one})
+            assert not repo.register_isa13(s, {**key, "receipt_id": two})
+            assert repo.register_isa13(s, {**key, "isa13": "2", "receipt_id": two})  # usable
+        with gw.reads() as s:
+            assert sorted(s.scalars(select(InterchangeKey.receipt_id)).all()) == sorted([one, two])
+
+
+class TestAckDelivery:
+    """An ack's file is durable before it is marked delivered; the files one round writes are
+    marked together, after them (gateway.worker.outbox, issue 19)."""
+
+    def processed(self, gw: Gateway, files: int) -> list[str]:
+        pid = add_va(gw)
+        good = (SAMPLES / "good_exchange_new_enrollment.834").read_bytes()
+        ids = [_receipt(gw, pid, _with_isa13(good, 500 + n)) for n in range(files)]
+        worker = Worker(gw, worker_id="w")
+        while worker.run_once():
+            pass
+        return ids
+
+    def delivered(self, gw: Gateway) -> tuple[int, int, int]:
+        """Acks, acks marked delivered, ack_delivered events."""
+        with gw.reads() as s:
+            acks = s.scalars(select(Ack.delivered_at)).all()
+            events = s.scalars(
+                select(ReceiptEvent.id).where(ReceiptEvent.event == "ack_delivered")
+            ).all()
+        return len(acks), sum(a is not None for a in acks), len(events)
+
+    def test_files_first_then_one_mark_for_the_round(self, gw, monkeypatch):
+        self.processed(gw, 3)
+        marked_at_each_write: list[int] = []
+
+        def spy(directory: Path, name: str, content: bytes, staging: Path) -> Path:
+            marked_at_each_write.append(self.delivered(gw)[1])
+            return write_atomically(directory, name, content, staging)
+
+        monkeypatch.setattr(outbox, "write_atomically", spy)
+        acks, _, _ = self.delivered(gw)
+        assert acks >= 3
+        assert outbox.deliver_acks(gw) == acks
+        assert marked_at_each_write == [0] * acks  # none marked before every file was durable
+        assert self.delivered(gw) == (acks, acks, acks)
+        assert len(list(gw.outbound_dir("va").iterdir())) == acks
+        assert outbox.deliver_acks(gw) == 0
+
+    def test_a_failed_write_leaves_the_earlier_files_marked(self, gw, monkeypatch):
+        self.processed(gw, 2)
+        calls: list[str] = []
+
+        def second_fails(directory: Path, name: str, content: bytes, staging: Path) -> Path:
+            calls.append(name)
+            if len(calls) == 2:
+                raise OSError("disk full")
+            return write_atomically(directory, name, content, staging)
+
+        monkeypatch.setattr(outbox, "write_atomically", second_fails)
+        acks, _, _ = self.delivered(gw)
+        with pytest.raises(OSError, match="disk full"):
+            outbox.deliver_acks(gw)
+        assert self.delivered(gw) == (acks, 1, 1)
+        assert outbox.deliver_acks(gw) == acks - 1  # the next round: the rest, once each
+        assert self.delivered(gw) == (acks, acks, acks)
+
+    def test_an_ack_another_outbox_marked_meanwhile_has_one_event(self, gw, monkeypatch):
+        self.processed(gw, 1)
+
+        def and_another_outbox(directory: Path, name: str, content: bytes, staging: Path) -> Path:
+            path = write_atomically(directory, name, content, staging)
+            with unit_of_work(gw.sessions) as s:
+                ack = s.scalars(select(Ack).where(Ack.filename == name)).one()
+                if ack.delivered_at is None:
+                    ack.delivered_at = dt.datetime.now(dt.UTC)
+                    repo.add_event(s, ack.receipt_id, "ack_delivered", name)
+            return path
+
+        monkeypatch.setattr(outbox, "write_atomically", and_another_outbox)
+        acks, _, _ = self.delivered(gw)
+        outbox.deliver_acks(gw)
+        assert self.delivered(gw) == (acks, acks, acks)
 
 
 @functools.cache
