@@ -197,7 +197,9 @@ def test_killed_mid_ledger_and_mid_delivery_loses_nothing_and_applies_nothing_tw
             time.sleep(0.2)
         counts = Counter(_Core.seen)
         assert len(counts) == members  # every applied event reached the core system...
-        assert sum(counts.values()) - members <= 1  # ...re-sent at most once, after the kill
+        # ...and at most the one in flight at each kill was sent again: the first kill (after
+        # the first chunk) can land while the delivery loop posts that chunk's events.
+        assert sum(counts.values()) - members <= 2, counts.most_common(3)
     finally:
         gw.kill()
         core.shutdown()
