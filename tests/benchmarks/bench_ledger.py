@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -54,6 +54,7 @@ configure_logging("warning")
 gw = Gateway.open(Settings(data_dir=sys.argv[1], database_url=sys.argv[2]))
 worker = Worker(gw)
 start = time.perf_counter()
+cpu0 = time.process_time()
 if sys.argv[3] == "validate":
     while worker.run_once():
         pass
@@ -61,10 +62,19 @@ else:
     while worker.apply_ledger_once():
         pass
 elapsed = time.perf_counter() - start
+import resource
+from gateway import parallel
+from tests.benchmarks.procs import cpu_seconds
+usage = resource.getrusage(resource.RUSAGE_SELF)
+# The validation pool's processes (the ledger's blocks are read there): alive until exit.
+pool_cpu = sum(
+    cpu_seconds(pid) for ex in parallel._pools.values() for pid in list(ex._processes or {})
+)
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child would report its
 # parent's peak (this benchmark's parent holds the file being rewritten).
 hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
-print(json.dumps({"seconds": elapsed, "peak_rss_mb": hwm / 1024}))
+print(json.dumps({"seconds": elapsed, "peak_rss_mb": hwm / 1024,
+                  "cpu_s": usage.ru_utime + usage.ru_stime - cpu0, "pool_cpu_s": pool_cpu}))
 """
 
 
@@ -102,7 +112,9 @@ def audit_segments(src: BinaryIO) -> Iterator[bytes]:
         yield rest
 
 
-def run(members: int, postgres: str) -> list[dict[str, object]]:
+def run(members: int, postgres: str, pg_cpu: Callable[[], float] | None) -> list[dict[str, object]]:
+    """Stage (a) for one size; `pg_cpu` reads the PostgreSQL cluster's CPU seconds so far
+    (None: not known, e.g. a server given by URL)."""
     from sqlalchemy import func, select
 
     from gateway.context import Gateway
@@ -157,7 +169,9 @@ def run(members: int, postgres: str) -> list[dict[str, object]]:
                     ),
                 )
             validated = child(data, url, "validate")
+            pg_before = pg_cpu() if pg_cpu else 0.0
             applied = child(data, url, "ledger")
+            pg_used = pg_cpu() - pg_before if pg_cpu else None
             with gw.reads() as s:
                 receipt = s.scalars(select(Receipt).order_by(Receipt.received_at.desc())).first()
                 assert receipt is not None
@@ -187,6 +201,10 @@ def run(members: int, postgres: str) -> list[dict[str, object]]:
                         "ledger_s": round(applied["seconds"], 1),
                         "members_per_s": round(members / applied["seconds"]),
                         "ledger_peak_rss_mb": round(applied["peak_rss_mb"], 1),
+                        # CPU per member, by process: the ledger's, the pool's, PostgreSQL's
+                        "cpu_us_ledger": round(applied["cpu_s"] / members * 1e6),
+                        "cpu_us_pool": round(applied["pool_cpu_s"] / members * 1e6),
+                        "cpu_us_pg": round(pg_used / members * 1e6) if pg_used else "-",
                     }
                 )
         del segments
@@ -324,6 +342,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with contextlib.ExitStack() as stack:
+        pg_cpu: Callable[[], float] | None = None
         if args.sqlite:
             urls = iter(lambda: "", None)
             engine_name = "SQLite"
@@ -331,9 +350,12 @@ def main() -> None:
             urls = iter(lambda: str(args.postgres), None)
             engine_name = "PostgreSQL (given)"
         else:
+            from tests.benchmarks.procs import tree_cpu_seconds
             from tests.pgserver import PostgresServer
 
             pg = stack.enter_context(PostgresServer())
+            postmaster = int((pg.data_dir / "postmaster.pid").read_text().split()[0])
+            pg_cpu = lambda: tree_cpu_seconds(postmaster)  # noqa: E731
             counter = iter(range(1, 1000))
             urls = iter(lambda: pg.create_database(f"bench_{next(counter)}"), None)
             engine_name = "PostgreSQL (throwaway cluster, fsync off)"
@@ -344,7 +366,7 @@ def main() -> None:
         table: list[dict[str, object]] = []
         for n in args.members:
             t0 = time.perf_counter()
-            table += run(n, next(urls))
+            table += run(n, next(urls), pg_cpu)
             print(f"  {n} members done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         if table:
             print_table(table)
