@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     func,
     insert,
     literal,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -750,6 +752,124 @@ def claim_next(
         f"attempt {receipt.attempts} by {worker_id}" + (" (lease expired)" if expired else ""),
     )
     return receipt
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A receipt just leased by claim_next_at_once, with what the worker needs of it and of its
+    partner (not an ORM row: issue 19)."""
+
+    id: str
+    partner_id: int
+    blob_path: str
+    filename: str | None
+    received_at: dt.datetime
+    attempts: int
+    error: str | None
+    lease_expired: bool  # it was another worker's, whose lease ran out
+    partner_name: str
+    isa_qualifier: str
+    isa_id: str
+
+
+def _claim_postgresql() -> Select[Any]:
+    """claim_next as one statement: WITH next AS (SELECT … FOR UPDATE SKIP LOCKED LIMIT 1),
+    claimed AS (UPDATE … FROM next RETURNING …), event AS (INSERT its 'claimed' event) SELECT
+    claimed ⋈ partners. The same rows, lease and event as claim_next's."""
+    r = _RECEIPTS.c
+    now = bindparam("now", type_=r.received_at.type)
+    due = or_(
+        and_(
+            r.status == Status.RECEIVED,
+            or_(r.lease_expires_at.is_(None), r.lease_expires_at <= now),
+        ),
+        and_(r.status == Status.PROCESSING, r.lease_expires_at <= now),
+    )
+    upcoming = (
+        select(r.id, r.status.label("was"))
+        .where(due)
+        .order_by(r.received_at, r.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .cte("upcoming")
+    )
+    claimed = (
+        update(_RECEIPTS)
+        .where(r.id == upcoming.c.id)
+        .values(
+            status=Status.PROCESSING,
+            lease_owner=bindparam("worker_id", type_=String),
+            lease_expires_at=bindparam("until", type_=r.received_at.type),
+            started_at=now,
+            attempts=r.attempts + 1,
+        )
+        .returning(
+            r.id,
+            r.partner_id,
+            r.blob_path,
+            r.filename,
+            r.received_at,
+            r.attempts,
+            r.error,
+            upcoming.c.was,
+        )
+        .cte("claimed")
+    )
+    expired = case((claimed.c.was == Status.PROCESSING, " (lease expired)"), else_="")
+    detail = (
+        literal("attempt ")
+        + sql_cast(claimed.c.attempts, String)
+        + literal(" by ")
+        + bindparam("worker_id", type_=String)
+        + expired
+    )
+    event = insert(_EVENTS).from_select(
+        ["receipt_id", "at", "event", "detail"],
+        select(claimed.c.id, now, literal("claimed"), detail),
+    )
+    return (
+        select(
+            *(
+                claimed.c[k]
+                for k in (
+                    "id",
+                    "partner_id",
+                    "blob_path",
+                    "filename",
+                    "received_at",
+                    "attempts",
+                    "error",
+                )
+            ),
+            claimed.c.was == Status.PROCESSING,
+            Partner.name,
+            Partner.isa_qualifier,
+            Partner.isa_id,
+        )
+        .join_from(claimed, Partner, Partner.id == claimed.c.partner_id)
+        .add_cte(event.cte("event"))
+    )
+
+
+_CLAIM_POSTGRESQL = _claim_postgresql()
+
+
+def claim_next_at_once(
+    conn: Connection, *, worker_id: str, lease_seconds: int, now: dt.datetime | None = None
+) -> Claimed | None:
+    """claim_next on PostgreSQL in one statement, on a connection in autocommit (Gateway.
+    single_write): its own transaction, one round trip, instead of BEGIN, the SELECT … FOR
+    UPDATE SKIP LOCKED, the UPDATE, the event's INSERT and COMMIT through a Session (issue
+    19). The caller decides on a file whose attempts are used up (park it)."""
+    now = now or utcnow()
+    until = now + dt.timedelta(seconds=lease_seconds)
+    rows = _rows(conn, _CLAIM_POSTGRESQL, {"now": now, "until": until, "worker_id": worker_id})
+    if not rows:
+        return None
+    claimed = Claimed(*rows[0])
+    if claimed.lease_expired:
+        LEASE_TAKEOVERS.labels(stage="validate").inc()
+    return claimed
 
 
 def extend_lease(session: Session, receipt_id: str, worker_id: str, lease_seconds: int) -> bool:

@@ -18,7 +18,7 @@ from gateway.context import Gateway
 from gateway.db import repositories as repo
 from gateway.db.base import utcnow
 from gateway.db.models import Receipt, Status
-from gateway.db.session import run_in_transaction
+from gateway.db.session import db_retry, run_in_transaction
 from gateway.enrollment import repository as ledger_repo
 from gateway.enrollment.apply import LedgerAbandoned, apply_receipt
 from gateway.enrollment.delivery import batch_size as core_batch_size
@@ -237,7 +237,10 @@ class Worker:
                 return None
             return job_of(receipt), receipt.attempts
 
-        claimed = run_in_transaction(self.gw.sessions, claim)
+        if self.gw.autocommit_engine is not None:  # PostgreSQL: the claim is one statement
+            claimed = self._claim_at_once()
+        else:
+            claimed = run_in_transaction(self.gw.sessions, claim)
         if claimed is None:
             return False
         job, attempt = claimed
@@ -247,6 +250,49 @@ class Worker:
         finally:
             structlog.contextvars.unbind_contextvars("receipt_id")
         return True
+
+    def _claim_at_once(self) -> tuple[Job, int] | None:
+        """claim's work in one statement on a connection in autocommit (repo.claim_next_at_once,
+        issue 19); a file whose attempts are used up is parked in a unit of work of its own, as
+        claim parks it (a crash in between: its lease runs out and the next claim parks it)."""
+        settings = self.gw.settings
+
+        @db_retry
+        def claim() -> repo.Claimed | None:
+            with self.gw.single_write() as conn:
+                return repo.claim_next_at_once(
+                    conn, worker_id=self.worker_id, lease_seconds=settings.lease_seconds
+                )
+
+        claimed = claim()
+        if claimed is None:
+            return None
+        if claimed.attempts > settings.max_attempts:
+
+            def park(session: Session) -> None:
+                receipt = session.get(Receipt, claimed.id)
+                if receipt is None or receipt.lease_owner != self.worker_id:
+                    return
+                park_failed(
+                    session,
+                    receipt,
+                    f"processing did not finish after {settings.max_attempts} attempts "
+                    f"(the worker stopped mid-file each time); last error: {receipt.error}",
+                )
+                PARKED.inc()
+
+            run_in_transaction(self.gw.sessions, park)
+            return None
+        job = Job(
+            receipt_id=claimed.id,
+            partner_id=claimed.partner_id,
+            partner_name=claimed.partner_name,
+            expected_sender=(claimed.isa_qualifier, claimed.isa_id),
+            blob_path=claimed.blob_path,
+            filename=claimed.filename,
+            received_at=claimed.received_at,
+        )
+        return job, claimed.attempts
 
     def _heartbeat(self, job: Job) -> None:
         def txn(session: Session) -> bool:

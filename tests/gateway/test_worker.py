@@ -74,6 +74,49 @@ class TestQueue:
             assert not repo.extend_lease(s, first, "w1", 60)
             assert repo.extend_lease(s, first, "w3", 60)
 
+    def test_the_one_statement_claim_is_claim_nexts(self, gw):
+        # PostgreSQL's claim (repo.claim_next_at_once): the same order, leases, takeovers,
+        # attempts and events as claim_next's, and the partner's sender ids with the receipt.
+        if gw.autocommit_engine is None:
+            pytest.skip("PostgreSQL's claim")
+        pid = add_va(gw)
+        first = _receipt(gw, pid, b"ISA first")
+        second = _receipt(gw, pid, b"ISA second")
+
+        def claim(worker_id: str, now: dt.datetime | None = None) -> repo.Claimed | None:
+            with gw.single_write() as conn:
+                return repo.claim_next_at_once(conn, worker_id=worker_id, lease_seconds=60, now=now)
+
+        a = claim("w1")
+        assert a is not None and (a.id, a.attempts, a.lease_expired) == (first, 1, False)
+        assert (a.partner_id, a.partner_name, a.isa_qualifier, a.isa_id) == (
+            pid,
+            "va",
+            "ZZ",
+            "VA0FFM",
+        )
+        b = claim("w2")
+        assert b is not None and b.id == second
+        assert claim("w3") is None
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=61)
+        c = claim("w3", later)
+        assert c is not None and (c.id, c.attempts, c.lease_expired) == (first, 2, True)
+        with gw.reads() as s:
+            r = s.get(Receipt, first)
+            assert r is not None and r.status == Status.PROCESSING and r.lease_owner == "w3"
+            assert r.lease_expires_at == later + dt.timedelta(seconds=60)
+            assert r.started_at == later and c.received_at == r.received_at
+            assert c.blob_path == r.blob_path and c.filename == r.filename
+            details = s.scalars(
+                select(ReceiptEvent.detail)
+                .where(ReceiptEvent.event == "claimed")
+                .order_by(ReceiptEvent.id)
+            ).all()
+        assert details == ["attempt 1 by w1", "attempt 1 by w2", "attempt 2 by w3 (lease expired)"]
+        with unit_of_work(gw.sessions) as s:  # the old owner can no longer extend it
+            assert not repo.extend_lease(s, first, "w1", 60)
+            assert repo.extend_lease(s, first, "w3", 60)
+
     def test_same_bytes_same_partner_is_one_receipt(self, gw):
         pid = add_va(gw)
         rid = _receipt(gw, pid, b"ISA same")
