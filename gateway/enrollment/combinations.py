@@ -4,8 +4,8 @@ rule: the CMS federally facilitated exchange's outbound table by default, or a p
 list (a state exchange, a non-CMS sender).
 
 A combination is written `INS03/INS04[/ADDL MAINT REASON]`: `021/EC` (sent without an ADDL MAINT
-REASON), `021/41/PASSIVE`, `024/07/CANCEL-NLE`; `*` stands for any value in its place, and a
-third place of `*` also allows none (`001/AI/*`).
+REASON), `021/41/PASSIVE`, `024/07/CANCEL-NLE`, `001//FINANCIAL CHANGE` (sent without an INS04);
+`*` stands for any value in its place, and a third place of `*` also allows none (`001/AI/*`).
 """
 
 from __future__ import annotations
@@ -20,15 +20,19 @@ ADDL_MAINT_REASON = "ADDL MAINT REASON"
 
 MAX_ENTRIES = 500
 _INS03 = re.compile(r"[0-9]{3}|\*")
-_INS04 = re.compile(r"[0-9A-Z]{2,3}|\*")
+_INS04 = re.compile(r"[0-9A-Z]{2,3}|\*|")  # empty: no INS04 sent
 _SPACES = re.compile(r"\s+")
+_DASH = re.compile(r"\s*[-\u2013\u2014]\s*")
 
 
 def normalise_amrc(value: str | None) -> str | None:
-    """Upper case, inner runs of blanks as one space; blank is None (no ADDL MAINT REASON)."""
+    """Upper case, inner runs of blanks as one space, a dash (hyphen, en or em dash) with the
+    blanks around it as one hyphen (the guide prints `PASSIVE - INITIAL` with a hyphen and
+    other values with an en dash, U+2013; a file carries ASCII), and blank is None (no ADDL
+    MAINT REASON)."""
     if value is None:
         return None
-    text = _SPACES.sub(" ", value.strip()).upper()
+    text = _DASH.sub("-", _SPACES.sub(" ", value.strip())).upper()
     return text or None
 
 
@@ -48,7 +52,7 @@ class Combination:
         if not _INS03.fullmatch(ins03):
             raise ValueError(f"{text!r}: INS03 must be three digits or *")
         if not _INS04.fullmatch(ins04):
-            raise ValueError(f"{text!r}: INS04 must be a 2-3 character code or *")
+            raise ValueError(f"{text!r}: INS04 must be a 2-3 character code, * or empty")
         amrc = normalise_amrc(parts[2]) if len(parts) == 3 else None
         if amrc is not None and len(amrc) > 80:
             raise ValueError(f"{text!r}: ADDL MAINT REASON longer than REF02's 80")
@@ -116,66 +120,47 @@ class Combinations:
 
 
 CMS_FFE_OUTBOUND: tuple[str, ...] = (
-    # Additions. 021/EC: an initial enrollment, the consumer's benefit selection (a policy
-    # that replaces one after a change in circumstance carries CIC).
+    # CMS X12 834 Companion Guide v7.2 (August 2024), Appendix C, Table 30 "Outbound Transaction
+    # Combinations" (FFE to issuer), row for row. The table's NULL is nothing sent: an empty
+    # INS04 (`001//…`), no ADDL MAINT REASON (`021/EC`).
+    # Initial enrollment
     "021/EC",
     "021/EC/CIC",
-    # 021/41: re-enrollment. The batch auto re-enrollment (I834AR) carries PASSIVE.
-    "021/41",
+    # BAR, the batch auto re-enrollment (I834AR files only; B2S = bronze to silver)
     "021/41/PASSIVE",
-    # 021/28 with CONFIRM is the issuer's effectuation (inbound to the FFE, Appendix C);
-    # listed so a sender that echoes effectuations, and the ledger's lifecycle, are not flagged.
-    "021/28",
-    "021/28/CONFIRM",
-    # Changes: 25 identifying (demographic) data, 43 change of location, AI maintenance with
-    # the kind of change in ADDL MAINT REASON.
-    "001/25",
-    "001/25/DEMOGRAPHIC CHANGE",
-    "001/43",
-    "001/AI",
-    "001/AI/FINANCIAL CHANGE",
-    "001/AI/CSR VARIANT CHANGE",
-    "001/AI/AGENT BROKER INFO",
-    "001/AI/DEMOGRAPHIC CHANGE",
-    "001/AI/NO CHANGE",
-    # Cancellations and terminations: 14 voluntary withdrawal (CANCEL: ended at its begin
-    # date), 03 death, 07 termination of benefits (loss of eligibility: unresolved data
-    # matching NLE, periodic data matching PDM, other coverage, a CIC replacement), 59
-    # non-payment (issuer-initiated; echoed back by the FFE).
-    "024/14",
+    "021/41/PASSIVE - B2S",
+    "021/41/PASSIVE - INITIAL",
+    "021/41/PASSIVE - NEW SUBSCRIBER",
+    "021/41/PASSIVE - NEW SUBSCRIBER (B2S)",
+    "021/EC/PASSIVE REENROLL - NEW TO ISSUER",
+    "021/EC/PASSIVE REENROLL - NEW TO ISSUER (B2S)",
+    # Cancellation
     "024/14/CANCEL",
-    "024/14/TERM",
-    "024/03",
-    "024/07",
+    "024/14/CANCELCIC",
     "024/07/CANCEL-NLE",
+    "024/07/CANCEL-FRD",  # "tentative to go live Q2 of 2025"
+    "024/14/CANCEL-OTH-COVERAGE",
+    "024/03/CANCEL-PDM",
+    "024//CANCEL-CARRYFORWARD",
+    # Termination
+    "024/14/TERM",
+    "024/14/TERMCIC",
     "024/07/TERM-NLE",
-    "024/07/CANCEL-PDM",
-    "024/07/TERM-PDM",
-    "024/07/CANCEL-OTH-COVERAGE",
-    "024/07/TERM-OTH-COVERAGE",
-    "024/07/CANCEL-CARRYFORWARD",
-    "024/AI/CANCELCIC",
-    "024/AI/TERMCIC",
-    "024/59",
-    "024/59/CANCEL",
-    "024/59/TERM",
-    # Reinstatements: XN notification only (the FFE's reinstatement), 41 re-enrollment.
-    "025/XN",
-    "025/41",
-    "025/XN/ISSUER-REINSTATEMENT",
-    # Audits (BGN08 4 / RX) and 030 members are reconciled, not ruled; listed for completeness.
-    "030/XN",
+    "024/14/TERM-OTH-COVERAGE",
+    "024/03/TERM-PDM",
+    # Maintenance (the 024 and 021 rows again for a non-subscriber: already listed above)
+    "001//AGENT BROKER INFO",
+    "001//CSR VARIANT CHANGE",
+    "001//FINANCIAL CHANGE",
+    "001/43/DEMOGRAPHIC CHANGE",
+    "001/25/DEMOGRAPHIC CHANGE",
+    "001//DEMOGRAPHIC CHANGE",
+    "001//NO CHANGE",
 )
-"""The default list: the maintenance combinations of the CMS FFE's outbound 834s (FFE to issuer).
-
-Source: CMS, "Standard Companion Guide Transaction Information — ASC X12 834 … for the Federally
-facilitated Exchange (FFE)", v7.2 (Aug 2024; X12-REFERENCE §5), its transaction-type tables and
-Appendix C (ADDL MAINT REASON values), and the CMS "Federally-facilitated Exchange (FFE) and
-FF-SHOP Enrollment Manual" (cancellations end coverage at the begin date; terminations after it).
-The pairs quoted in issue 15 (021/EC initial, 021/41 PASSIVE, 024/14 CANCEL, 024/07 CANCEL-NLE,
-001/25 maintenance, 001/AI, 024/59 non-payment, 025/XN) are from that table; the remaining
-ADDL MAINT REASON pairings follow Appendix C's outbound values as the gateway team read them and
-were not checked against the guide's text line by line: a partner whose files differ gets its
-own list (`edi834 partner rules NAME --combinations FILE`) rather than a change here."""
+"""The default list: the maintenance combinations the CMS federally facilitated exchange sends
+to issuers — Table 30 of its X12 834 companion guide v7.2, Appendix C (X12-REFERENCE §5). The
+FFE sends no reinstatement (025) and no effectuation (021/28, Table 29: issuer to FFE); a
+partner that sends other combinations (a state exchange, an issuer's own feed) gets its own
+list (`edi834 partner rules NAME --combinations FILE`)."""
 
 CMS_FFE = Combinations.parse(CMS_FFE_OUTBOUND, default=True)

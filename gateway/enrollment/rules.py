@@ -198,7 +198,8 @@ RULES: dict[str, Rule] = {
             Severity.WARN,
             "a maintenance type, reason and ADDL MAINT REASON combination this sender does not use",
             "Send INS03 / INS04 / 2750 ADDL MAINT REASON as one of the companion guide's "
-            "combinations (CMS FFE: 021/EC, 021/41 PASSIVE, 001/25, 024/14, 025/XN, ...).",
+            "combinations (CMS FFE, v7.2 Table 30: 021/EC, 021/41 PASSIVE, 024/14 CANCEL, "
+            "001 FINANCIAL CHANGE, ...).",
             "012",
         ),
     )

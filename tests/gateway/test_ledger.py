@@ -203,6 +203,9 @@ def test_duplicate_add_rejected_and_the_rest_of_the_file_applies(gw, partner) ->
 
 
 def test_change_term_reinstate_for_unknown_member_rejected(gw, partner) -> None:
+    with unit_of_work(gw.sessions) as s:  # the FFE sends no 025: not what this test is about
+        configure_rules(s, "va", severities={"maintenance-combination": "ignore"})
+
     def ghost(maintenance: str, reason: str, coverages: list[Cov]) -> Member:
         return Member(
             subscriber_id="0005199999",
@@ -342,7 +345,8 @@ def test_plan_list_and_cms_term_rule(gw, partner) -> None:
         "0005100040": ("rejected", ["plan-not-listed"]),
     }
     # A termination whose 2300 still adds coverage (HD01 021): CMS says no.
-    bad_term = rosalind(maintenance="024", reason="07", categories={}, coverages=[Cov()])
+    amrc = {"ADDL MAINT REASON": ("17", "TERM-NLE")}
+    bad_term = rosalind(maintenance="024", reason="07", categories=amrc, coverages=[Cov()])
     rid = feed(gw, partner, interchange([bad_term], control=2))
     assert outcomes(gw, rid) == {SUB: ("rejected", ["term-carries-coverage"])}
     assert members(gw)[SUB].status == "active"
@@ -391,6 +395,8 @@ def test_audit_reports_exactly_the_planted_discrepancies(gw, partner) -> None:
 def test_sender_order_and_waiting_for_earlier_files(gw, partner) -> None:
     """Files queued together apply in the sender's order (BGN date), not arrival order: a
     validated file waits while another file of its sender is still being validated."""
+    with unit_of_work(gw.sessions) as s:  # x834 sends no 2700 loop without a 2300 (no AMRC)
+        configure_rules(s, "va", severities={"maintenance-combination": "ignore"})
     add = interchange(family(), control=2, bgn_date="20270101")
     change = interchange(
         [rosalind(maintenance="001", reason="25", street="9 NEW RD", coverages=[], categories={})],

@@ -183,16 +183,23 @@ class TestMaintenanceCombination:
 
     @pytest.mark.parametrize(
         ("maintenance", "reason", "amrc"),
-        [
+        [  # CMS X12 834 companion guide v7.2, Table 30 (outbound)
             ("021", "EC", None),  # initial enrollment
+            ("021", "EC", "CIC"),
             ("021", "41", "PASSIVE"),  # batch auto re-enrollment (I834AR)
             ("021", "41", " passive "),  # case and blanks are not the sender's error
-            ("001", "25", None),  # demographic change
-            ("001", "AI", "FINANCIAL CHANGE"),
+            ("021", "41", "PASSIVE - INITIAL"),
+            ("021", "41", "PASSIVE - B2S"),
+            ("021", "41", "PASSIVE-NEW SUBSCRIBER (B2S)"),
+            ("021", "EC", "PASSIVE REENROLL - NEW TO ISSUER"),
             ("024", "14", "CANCEL"),
             ("024", "07", "CANCEL-NLE"),
-            ("024", "59", None),  # non-payment
-            ("025", "XN", None),
+            ("024", "03", "TERM-PDM"),
+            ("024", "", "CANCEL-CARRYFORWARD"),  # no INS04
+            ("001", "", "FINANCIAL CHANGE"),
+            ("001", "", "NO CHANGE"),
+            ("001", "25", "DEMOGRAPHIC CHANGE"),
+            ("001", "43", "DEMOGRAPHIC CHANGE"),
         ],
     )
     def test_the_cms_table_allows_what_the_ffe_sends(
@@ -200,6 +207,25 @@ class TestMaintenanceCombination:
     ) -> None:
         cats = {"ADDL MAINT REASON": ("17", amrc)} if amrc else {}
         assert self.hits(maintenance=maintenance, reason=reason, categories=cats) == []
+
+    @pytest.mark.parametrize(
+        ("maintenance", "reason", "amrc"),
+        [
+            ("001", "25", None),  # a demographic change says so in ADDL MAINT REASON
+            ("001", "AI", "FINANCIAL CHANGE"),  # ... and a financial one sends no INS04
+            ("021", "41", None),  # re-enrollment comes from BAR, with a PASSIVE value
+            ("021", "28", "CONFIRM"),  # effectuation: the issuer's, to the FFE (Table 29)
+            ("024", "59", "TERM"),  # non-payment: the issuer's, to the FFE
+            ("024", "07", "CANCEL-OTH-COVERAGE"),  # other coverage is 14
+            ("025", "", "ISSUER - REINSTATEMENT"),  # the FFE sends no reinstatement
+        ],
+    )
+    def test_the_cms_table_flags_what_the_ffe_does_not_send(
+        self, maintenance: str, reason: str, amrc: str | None
+    ) -> None:
+        cats = {"ADDL MAINT REASON": ("17", amrc)} if amrc else {}
+        (hit,) = self.hits(maintenance=maintenance, reason=reason, categories=cats)
+        assert hit.message.startswith(f"INS03 {maintenance} / INS04 {reason or '(none)'}")
 
     def test_an_unlisted_pair_points_at_ins04(self) -> None:
         (event,) = events([subscriber(maintenance="021", reason="AI")])
@@ -219,8 +245,10 @@ class TestMaintenanceCombination:
         (loop,) = event.reporting_category_loops
         assert (hit.segment_id, hit.segment_position) == ("N1", loop.segment_position)
         assert "ADDL MAINT REASON 'PASSIVE'" in hit.message
-        # 021/41 without PASSIVE (an active re-enrollment) is in the table; 024/AI needs one.
-        assert self.hits(maintenance="021", reason="41") == []
+        # 021/41 is in the table with PASSIVE values only: without one, the AMRC is what is
+        # wrong (said at the INS: there is no N1 to point at); 024/AI is in it with none.
+        (hit,) = self.hits(maintenance="021", reason="41")
+        assert "ADDL MAINT REASON (none)" in hit.message and hit.segment_id == "INS"
         assert [h.segment_id for h in self.hits(maintenance="024", reason="AI")] == ["INS"]
 
     def test_a_partner_list_replaces_the_cms_table(self) -> None:
@@ -250,6 +278,7 @@ class TestMaintenanceCombination:
             ("021", "expected INS03/INS04"),
             ("21/EC", "INS03 must be"),
             ("021/E", "INS04 must be"),
+            ("021/NULL", "INS04 must be"),  # the guide's NULL is written as nothing: 021//
             ("021/EC/" + "X" * 81, "longer than"),
         ],
     )
@@ -262,11 +291,17 @@ class TestMaintenanceCombination:
             RuleConfig.parse(json.dumps({COMBINATIONS_KEY: "021/EC"}), "")
         assert Combinations.parse(["021/EC", "021/ec", "", "# note"]).lines() == ["021/EC"]
         assert str(Combination.parse(" 024 / 07 / cancel-nle ")) == "024/07/CANCEL-NLE"
+        assert str(Combination.parse("001//financial  change")) == "001//FINANCIAL CHANGE"
+        # A list typed from the guide, which prints an en dash in some values
+        assert str(Combination.parse("021/41/PASSIVE \u2013 B2S")) == "021/41/PASSIVE-B2S"
         assert CMS_FFE.default and "021/41/PASSIVE" in CMS_FFE.lines()
 
 
 def test_unknown_policy_on_a_known_member() -> None:
-    (event,) = events([subscriber(maintenance="001", reason="25", coverages=[Cov(policy="999")])])
+    amrc = {"ADDL MAINT REASON": ("17", "DEMOGRAPHIC CHANGE")}
+    (event,) = events(
+        [subscriber(maintenance="001", reason="25", categories=amrc, coverages=[Cov(policy="999")])]
+    )
     known = MemberFacts(
         ledger=LedgerView(active=True, policy_numbers=frozenset({"31200457"})),
         subscriber_present=True,
