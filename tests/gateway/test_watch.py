@@ -244,6 +244,10 @@ class TestAcks:
 
 class TestStuck:
     def test_received_and_not_processed(self, gw):
+        # The clock starts at the real now: va's 06:00 New York deadline could fall in the
+        # 31 minutes below (it did, on CI at 10:31 UTC) and open a missing-file alert too.
+        with unit_of_work(gw.sessions) as s:
+            set_schedule(s, "va", "")
         rid = send(gw, partner_id(gw, "md"), GOOD, "stuck.834")  # no worker takes it
         assert watch(gw, Hook()) == []
         gw.clock.advance(minutes=31)
