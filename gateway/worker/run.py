@@ -226,14 +226,7 @@ class Worker:
             if receipt is None:
                 return None
             if receipt.attempts > settings.max_attempts:
-                # Its workers died mid-file every time (a crash, not bad data): park it.
-                park_failed(
-                    session,
-                    receipt,
-                    f"processing did not finish after {settings.max_attempts} attempts "
-                    f"(the worker stopped mid-file each time); last error: {receipt.error}",
-                )
-                PARKED.inc()
+                _park_worn_out(session, receipt, settings.max_attempts)
                 return None
             return job_of(receipt), receipt.attempts
 
@@ -273,13 +266,7 @@ class Worker:
                 receipt = session.get(Receipt, claimed.id)
                 if receipt is None or receipt.lease_owner != self.worker_id:
                     return
-                park_failed(
-                    session,
-                    receipt,
-                    f"processing did not finish after {settings.max_attempts} attempts "
-                    f"(the worker stopped mid-file each time); last error: {receipt.error}",
-                )
-                PARKED.inc()
+                _park_worn_out(session, receipt, settings.max_attempts)
 
             run_in_transaction(self.gw.sessions, park)
             return None
@@ -395,3 +382,14 @@ class Worker:
 
 
 __all__ = ["Status", "Worker", "new_worker_id", "recover_orphans"]
+
+
+def _park_worn_out(session: Session, receipt: Receipt, max_attempts: int) -> None:
+    """Its workers died mid-file every time (a crash, not bad data): park it as failed."""
+    park_failed(
+        session,
+        receipt,
+        f"processing did not finish after {max_attempts} attempts "
+        f"(the worker stopped mid-file each time); last error: {receipt.error}",
+    )
+    PARKED.inc()

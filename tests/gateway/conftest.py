@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import fastapi.routing
 import pytest
 
 from tests.gateway.harness import GatewayProcess
@@ -24,3 +25,17 @@ def running(tmp_path, database_url):
     gw.start(EDI834_LEDGER_ORDER_WINDOW_SECONDS="5")
     yield gw, va, other
     gw.kill()
+
+
+@pytest.fixture
+def solved(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every time FastAPI solves a route's dependencies (the declared path)."""
+    calls: list[object] = []
+    solve = fastapi.routing.solve_dependencies
+
+    async def spy(*args: object, **kwargs: object) -> object:
+        calls.append(kwargs.get("dependant"))
+        return await solve(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fastapi.routing, "solve_dependencies", spy)
+    return calls

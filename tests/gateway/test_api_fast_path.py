@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import fastapi.routing
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -73,20 +72,6 @@ def answer(r: object) -> tuple[int, list[tuple[str, str]], bytes]:
 
 def auth(key: str, **more: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}", **more}
-
-
-@pytest.fixture
-def solved(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Every time FastAPI solves a route's dependencies (the declared path)."""
-    calls: list[object] = []
-    solve = fastapi.routing.solve_dependencies
-
-    async def spy(*args: object, **kwargs: object) -> object:
-        calls.append(kwargs.get("dependant"))
-        return await solve(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(fastapi.routing, "solve_dependencies", spy)
-    return calls
 
 
 class TestStatusRead:

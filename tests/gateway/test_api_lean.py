@@ -11,7 +11,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import fastapi.routing
 import httpx
 import pytest
 from fastapi.testclient import TestClient
@@ -244,20 +243,6 @@ def remembering(seeded: Seeded) -> Iterator[TestClient]:
     with TestClient(create_app(seeded.db), headers=_auth(seeded)) as c:
         assert c.get("/v1/interchanges/" + "0" * 32).status_code == 404  # key now remembered
         yield c
-
-
-@pytest.fixture
-def solved(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Every time FastAPI solves a route's dependencies (the declared path)."""
-    calls: list[object] = []
-    solve = fastapi.routing.solve_dependencies
-
-    async def spy(*args: object, **kwargs: object) -> object:
-        calls.append(kwargs.get("dependant"))
-        return await solve(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(fastapi.routing, "solve_dependencies", spy)
-    return calls
 
 
 class TestList:
