@@ -643,12 +643,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "validate":
         from gateway.offline import run_validate
         from gateway.parallel import processes_for
+        from gateway.spill import spill_to
 
         options = ValidationOptions(
             expected_sender=args.sender,
             expected_receiver=args.receiver,
             max_segment_bytes=args.max_segment_bytes,
             engine=Engine(args.engine),
+            spill=spill_to(None),  # the system's temporary directory
         )
         return run_validate(
             args.files,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Container
 
 from parsers.delimiters import Delimiters, is_delimiter_char
 from parsers.events import Segment
@@ -285,7 +286,7 @@ def _ik5(code: TransactionSetErrorCode, segment_id: str, detail: str = "") -> Is
     )
 
 
-def check_st(st: Segment, *, seen_st02: set[str]) -> list[Issue]:
+def check_st(st: Segment, *, seen_st02: Container[str]) -> list[Issue]:
     """IK502 6 / 7 / 19 / 23 for an ST."""
     issues: list[Issue] = []
     if st.element(1) != TRANSACTION_SET_ID:

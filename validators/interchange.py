@@ -1,6 +1,7 @@
 """Pure; no I/O, no clock. Drives the envelope reader and the checkers over a stream of bytes
-and yields one result per interchange (or one `UnusableResult`), in file order, in constant
-memory: only findings and per-set summaries are kept, never segments."""
+and yields one result per interchange (or one `UnusableResult`), in file order, in bounded
+memory: only findings (capped per set) and per-set summaries are kept, never segments, and a
+group's older summaries go to the caller's spill (validators.setlist) when one is given."""
 
 from __future__ import annotations
 
@@ -51,6 +52,8 @@ from validators.issues import (
     meaning,
 )
 from validators.parallel import PlannedSet, SetChecks, merge, oversized_issue, whole_set
+from validators.setlist import SetList, SpillFactory
+from validators.st02 import ControlNumbers
 
 MAX_AK902 = 999_999  # AK902 is N0 1/6
 
@@ -97,6 +100,9 @@ class ValidationOptions:
     engine: Engine = Engine.FAST
     # Large 834 sets checked in parts elsewhere (other processes); None: all here.
     set_checks: SetChecks | None = None
+    # Where a group's older set results go once it holds many (validators.setlist); None:
+    # every result stays in memory.
+    spill: SpillFactory | None = None
 
 
 def _ack_of(issues: Iterable[Issue]) -> AckCode:
@@ -167,7 +173,7 @@ class GroupResult:
     gs: Segment
     ge: Segment | None = None
     issues: list[Issue] = field(default_factory=list)
-    sets: list[TransactionSetResult] = field(default_factory=list)
+    sets: SetList = field(default_factory=SetList)
 
     @property
     def sets_included(self) -> int:
@@ -184,7 +190,7 @@ class GroupResult:
         """AK904. A group with a reject-level AK905 accepts nothing."""
         if any(i.severity is Severity.REJECT for i in self.issues):
             return 0
-        return sum(1 for s in self.sets if s.accepted)
+        return self.sets.totals().accepted
 
     @property
     def ack_code(self) -> AckCode:
@@ -194,7 +200,7 @@ class GroupResult:
             return AckCode.REJECTED
         if accepted < len(self.sets):
             return AckCode.PARTIALLY_ACCEPTED
-        codes = {s.ack_code for s in self.sets}
+        codes = self.sets.totals().codes
         if AckCode.ACCEPTED_WITH_ERRORS in codes or self.issues:
             return AckCode.ACCEPTED_WITH_ERRORS
         return AckCode.ACCEPTED
@@ -251,9 +257,9 @@ class InterchangeResult:
     def outcome(self) -> Outcome:
         if self.ta1_code is AckCode.REJECTED:
             return Outcome.REJECTED
-        sets = list(self.sets)
+        received = sum(len(g.sets) for g in self.groups)
         codes = {g.ack_code for g in self.groups}
-        if not sets or codes == {AckCode.REJECTED}:
+        if not received or codes == {AckCode.REJECTED}:
             return Outcome.REJECTED
         if codes & {AckCode.REJECTED, AckCode.PARTIALLY_ACCEPTED}:
             return Outcome.PARTIALLY_ACCEPTED
@@ -276,15 +282,22 @@ class InterchangeResult:
             0,
         )
         for group in self.groups:
-            group_ok = group.sets_accepted > 0
-            for s in group.sets:
-                ok = s.accepted and group_ok and not rejected_interchange
-                out["sets_received"] += 1
-                out["members_received"] += s.member_count
-                key = "accepted" if ok else "rejected"
-                out[f"sets_{key}"] += 1
-                out[f"members_{key}"] += s.member_count
+            totals = group.sets.totals()
+            ok = group.sets_accepted > 0 and not rejected_interchange
+            sets_ok = totals.accepted if ok else 0
+            members_ok = totals.members_accepted if ok else 0
+            out["sets_received"] += totals.sets
+            out["sets_accepted"] += sets_ok
+            out["sets_rejected"] += totals.sets - sets_ok
+            out["members_received"] += totals.members
+            out["members_accepted"] += members_ok
+            out["members_rejected"] += totals.members - members_ok
         return out
+
+    def close(self) -> None:
+        """Let go of the sets' spill files (validators.setlist); the result is spent."""
+        for group in self.groups:
+            group.sets.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,7 +353,7 @@ class InterchangeValidator:
         self.skip: tuple[int, int] | None = None
         self._seen_isa: set[tuple[str, str, str]] = set()
         self._seen_gs06: set[str] = set()
-        self._seen_st02: set[str] = set()
+        self._seen_st02 = ControlNumbers()
         self._member_start = 0  # index in the set's issues where the current member's begin
         self._subscriber: str | None = None
 
@@ -460,10 +473,10 @@ class InterchangeValidator:
     def _start_group(self, gs: Segment) -> None:
         if self._current is None:  # pragma: no cover - GS only comes inside an interchange
             return
-        group = GroupResult(gs=gs)
+        group = GroupResult(gs=gs, sets=SetList(self.options.spill))
         group.issues.extend(check_gs(gs, seen_gs06=self._seen_gs06))
         self._seen_gs06.add(gs.element(6))
-        self._seen_st02 = set()
+        self._seen_st02 = ControlNumbers()
         self._current.groups.append(group)
         self._group = group
 

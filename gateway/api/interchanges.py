@@ -204,6 +204,7 @@ def detail_of(found: repo.ReceiptStatus, base_url: str) -> dict[str, object]:
     """InterchangeDetail from the status read's rows."""
     first = found.tree[0]
     envelopes, isa13_of, gs06_of, st02_of = _envelopes_of(found.tree)
+    st02_of.update(found.unlisted_st02)
     ledger_status, members_applied, members_business_rejected = first[_ENVELOPE - 3 : _ENVELOPE]
     root = f"{base_url}/v1/interchanges/{first[0]}"
     return {
@@ -272,6 +273,7 @@ def _envelopes_of(
                 "sets_received": received,
                 "sets_accepted": accepted if answered else 0,
                 "transaction_sets": [],
+                "transaction_sets_omitted": max(0, received - repo.SETS_LISTED),
             }
             envelope["groups"].append(group)
         (tid, st01, st02, t_ack, error_codes, members, segments, omitted, gate,

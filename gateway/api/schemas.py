@@ -111,7 +111,12 @@ class GroupOut(BaseModel):
     sets_included: int
     sets_received: int
     sets_accepted: int
-    transaction_sets: list[TransactionSetOut]
+    transaction_sets: list[TransactionSetOut] = Field(
+        description="the group's first 1,000 sets, in file order (the 999 answers every one)"
+    )
+    transaction_sets_omitted: int = Field(
+        default=0, description="the group's sets past the first 1,000: counted, not listed"
+    )
 
 
 class EnvelopeOut(BaseModel):

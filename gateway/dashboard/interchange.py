@@ -154,9 +154,13 @@ def _page(request: Request, viewer: Viewer, gw: Gateway, receipt_id: str, reveal
         for e in envelopes:
             for g in e.groups:
                 group_of[g.id] = (g.seq, g.gs06)
-                for t in g.transaction_sets:
-                    set_of[t.id] = (t.seq, t.st02)
+        listed = repo.listed_sets(s, r.id)
         findings = list(repo.findings_of(s, r.id, FINDING_LIMIT))
+        for t in (t for sets in listed.values() for t in sets):
+            set_of[t.id] = (t.seq, t.st02)
+        unlisted = {f.set_id for f in findings if f.set_id is not None} - set_of.keys()
+        for t in repo.sets_by_id(s, unlisted):  # findings on sets past the first listed
+            set_of[t.id] = (t.seq, t.st02)
         total_findings = repo.count_findings(s, r.id)
         acks = list(repo.all_acks_of(s, r.id))
         history = list(repo.history_of(s, r.id))
@@ -229,6 +233,7 @@ def _page(request: Request, viewer: Viewer, gw: Gateway, receipt_id: str, reveal
         r=r,
         partner=partner,
         envelopes=envelopes,
+        listed=listed,
         rows=rows,
         total_findings=total_findings,
         acks=ack_views,

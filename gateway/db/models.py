@@ -185,20 +185,23 @@ class Group(Base):
     sets_received: Mapped[int] = mapped_column(Integer)
     sets_accepted: Mapped[int] = mapped_column(Integer)
 
+    # Loaded only when read: a group can hold a million sets (repo.listed_sets reads a few).
     transaction_sets: Mapped[list[TransactionSet]] = relationship(
-        order_by="TransactionSet.seq", lazy="selectin"
+        order_by="TransactionSet.seq", lazy="select"
     )
 
 
 class TransactionSet(Base):
     __tablename__ = "transaction_sets"
-    __table_args__ = (Index("ix_transaction_sets_st02", "st02"),)
+    __table_args__ = (
+        Index("ix_transaction_sets_st02", "st02"),
+        # A file's sets a page at a time, in id order (the ledger's decisions).
+        Index("ix_transaction_sets_receipt_id_id", "receipt_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), index=True)
-    receipt_id: Mapped[str] = mapped_column(
-        ForeignKey("receipts.id", ondelete="CASCADE"), index=True
-    )
+    receipt_id: Mapped[str] = mapped_column(ForeignKey("receipts.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer)
     st01: Mapped[str] = mapped_column(String(8))
     st02: Mapped[str] = mapped_column(String(16))

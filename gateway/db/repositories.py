@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
@@ -397,15 +397,23 @@ FINDING_COLUMNS = (
     Finding.bad_value,
     Finding.business_unit,
 )
+# A status read lists a group's first sets only: a file can hold a million one-family sets,
+# and the 999 answers every one of them.
+SETS_LISTED = 1_000
 _RECEIPT_TREE = (
     select(*DETAIL_COLUMNS, *ENVELOPE_COLUMNS, *GROUP_COLUMNS, *SET_COLUMNS)
     .select_from(Receipt)
     .outerjoin(Interchange, Interchange.receipt_id == Receipt.id)
     .outerjoin(Group, Group.envelope_id == Interchange.id)
-    .outerjoin(TransactionSet, TransactionSet.group_id == Group.id)
+    .outerjoin(
+        TransactionSet,
+        (TransactionSet.group_id == Group.id) & (TransactionSet.seq < SETS_LISTED),
+    )
     .where(Receipt.id == bindparam("receipt_id"), Receipt.partner_id == bindparam("partner_id"))
     .order_by(Interchange.seq, Group.seq, TransactionSet.seq)
 )
+_TREE_SET_ID = len(DETAIL_COLUMNS) + len(ENVELOPE_COLUMNS) + len(GROUP_COLUMNS)
+_FINDING_SET_ID = 2  # FINDING_COLUMNS
 _FINDINGS_PAGE = (
     select(*FINDING_COLUMNS)
     .where(Finding.receipt_id == bindparam("receipt_id"))
@@ -427,6 +435,8 @@ class ReceiptStatus:
     tree: Sequence[Sequence[Any]]
     findings: Sequence[Sequence[Any]]
     findings_total: int
+    # ST02 of the sets the findings are on that the tree does not list (past SETS_LISTED).
+    unlisted_st02: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -526,7 +536,14 @@ def receipt_status(
         if len(findings) < max_findings
         else conn.scalar(_COUNT_FINDINGS, {"receipt_id": receipt_id}) or 0
     )
-    return ReceiptStatus(tree, findings, total)
+    unlisted = {f[_FINDING_SET_ID] for f in findings} - {row[_TREE_SET_ID] for row in tree}
+    unlisted.discard(None)
+    st02: dict[int, str] = {}
+    if unlisted:  # findings on sets past the first SETS_LISTED of their group
+        query = select(TransactionSet.id, TransactionSet.st02)
+        rows = conn.execute(query.where(TransactionSet.id.in_(sorted(unlisted))))
+        st02 = {row[0]: row[1] for row in rows}
+    return ReceiptStatus(tree, findings, total, st02)
 
 
 def receipt_row(session: Session, receipt_id: str, partner_id: int) -> Receipt | None:
@@ -664,6 +681,24 @@ def list_receipts(
         if row[-1] is not None:
             isa13s[rid].append(row[-1])
     return ReceiptPage(rows, isa13s)
+
+
+def listed_sets(session: Session, receipt_id: str) -> dict[int, list[TransactionSet]]:
+    """Each group's first SETS_LISTED sets (group id -> sets, by seq): what a page shows."""
+    out: dict[int, list[TransactionSet]] = {}
+    for t in session.scalars(
+        select(TransactionSet)
+        .where(TransactionSet.receipt_id == receipt_id, TransactionSet.seq < SETS_LISTED)
+        .order_by(TransactionSet.group_id, TransactionSet.seq)
+    ):
+        out.setdefault(t.group_id, []).append(t)
+    return out
+
+
+def sets_by_id(session: Session, ids: Collection[int]) -> Sequence[TransactionSet]:
+    if not ids:
+        return []
+    return session.scalars(select(TransactionSet).where(TransactionSet.id.in_(list(ids)))).all()
 
 
 def findings_of(session: Session, receipt_id: str, limit: int | None = None) -> Sequence[Finding]:

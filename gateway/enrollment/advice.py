@@ -40,7 +40,7 @@ def add_824s(session: Session, receipt: Receipt, *, dry_run: bool) -> None:
     for key in sorted(by_set):
         envelope_seq, group_seq, set_seq = key
         group = envelopes[envelope_seq].groups[group_seq]
-        tset = group.transaction_sets[set_seq]
+        tset = ledger_repo.set_of_group(session, group.id, set_seq)
         counts, first = ledger_repo.set_outcomes(session, receipt.id, key)
         rejected = counts.get(rejected_outcome, 0)
         total = sum(counts.values())

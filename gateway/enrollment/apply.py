@@ -43,6 +43,7 @@ from gateway.enrollment.advice import add_824s
 from gateway.enrollment.codes import ACTIVATING, Maintenance, MemberStatus
 from gateway.enrollment.events import Address, MemberEvent, TransactionSetHeader
 from gateway.enrollment.extract import SetKey, extract_members
+from gateway.enrollment.filesets import FileSets, SetCounts
 from gateway.enrollment.identity import Holding, Person, conflicts, event_identity
 from gateway.enrollment.keys import idempotency_key, is_audit, member_key, policy_key, set_key
 from gateway.enrollment.reconcile import Reconciler
@@ -61,7 +62,7 @@ from gateway.enrollment.rules import (
     unevaluable,
 )
 from gateway.faults import crashpoint
-from gateway.gate import Decision, Disposition
+from gateway.gate import Disposition
 from gateway.logging import get_logger
 from gateway.metrics import BUSINESS_FINDINGS
 from gateway.parallel import SPLIT_FROM_BYTES, FileSetMembers, pool, processes_for
@@ -97,9 +98,9 @@ class Run:
     sha256: str
     blob_path: str
     config: RuleConfig
-    sets: dict[SetKey, Decision]  # every 834 set of the file -> the gate's decision
+    sets: FileSets  # every 834 set of the file -> the gate's decision
     reconciler: Reconciler
-    counts: dict[SetKey, tuple[int, int]] = field(default_factory=dict)  # subscribers, dependents
+    counts: SetCounts = field(default_factory=lambda: FileSets().counts)  # per set
     set_hits: dict[SetKey, list[Hit]] = field(default_factory=dict)
     dry_known: dict[str, LedgerView] = field(default_factory=dict)
     dry_subscribers: set[str] = field(default_factory=set)
@@ -161,7 +162,7 @@ def apply_receipt(
         if receipt is None:
             raise LedgerAbandoned(receipt_id)
         partner = receipt.partner
-        decisions, counts = ledger_repo.ledger_sets(session, receipt.id)
+        decisions = ledger_repo.ledger_sets(session, receipt.id)
         run = Run(
             receipt_id=receipt.id,
             partner_id=partner.id,
@@ -172,7 +173,7 @@ def apply_receipt(
             reconciler=Reconciler(receipt.id, partner.id),
             partner_name=partner.name,
         )
-        run.counts = counts or {}
+        run.counts = decisions.counts
         return run, receipt.ledger_progress
 
     run, progress = run_in_transaction(gw.reads, load)
@@ -285,7 +286,7 @@ def _commit_chunk(
 
 
 def _count_members(
-    chunks: Iterator[bytes], accepted: dict[SetKey, Decision], max_segment_bytes: int
+    chunks: Iterator[bytes], accepted: FileSets, max_segment_bytes: int
 ) -> dict[SetKey, tuple[int, int]]:
     """A parse-only pass: subscribers and dependents (INS01 Y / N) of each 834 set."""
     counts: dict[SetKey, list[int]] = {}

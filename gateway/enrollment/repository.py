@@ -51,6 +51,7 @@ from gateway.db.models import (
 from gateway.enrollment import lifecycle
 from gateway.enrollment.codes import MemberStatus
 from gateway.enrollment.extract import SetKey
+from gateway.enrollment.filesets import FileSets
 from gateway.enrollment.identity import Holding, Person, identity_of
 from gateway.gate import Decision, Disposition
 from gateway.metrics import LEASE_TAKEOVERS
@@ -202,37 +203,55 @@ def leased_ledger_work(session: Session) -> list[Receipt]:
 # --- what a run needs ------------------------------------------------------------------------
 
 
-def ledger_sets(
-    session: Session, receipt_id: str
-) -> tuple[dict[SetKey, Decision], dict[SetKey, tuple[int, int]] | None]:
+SETS_PAGE = 10_000
+
+
+def ledger_sets(session: Session, receipt_id: str) -> FileSets:
     """Every 834 set of the file, by its key as member events count it: the gate's decision as
-    the worker recorded it, and (subscribers, dependents) as validation counted them — None for
-    the counts when the file was validated before they were kept. One query."""
-    rows = session.execute(
-        select(
-            Interchange.id,
-            Group.seq,
-            TransactionSet.seq,
-            TransactionSet.gate,
-            TransactionSet.gate_reason,
-            TransactionSet.member_count,
-            TransactionSet.subscriber_count,
-        )
-        .join(Group, Group.envelope_id == Interchange.id)
-        .join(TransactionSet, TransactionSet.group_id == Group.id)
-        .where(Interchange.receipt_id == receipt_id, TransactionSet.st01 == "834")
-    ).all()
+    the worker recorded it, and (subscribers, dependents) as validation counted them (not
+    counted when the file was validated before they were kept). Read a page at a time (by
+    set id), so that a file of a million sets never holds a million rows."""
     ordinal = envelope_ordinals(session, receipt_id)
-    decisions: dict[SetKey, Decision] = {}
-    counts: dict[SetKey, tuple[int, int]] | None = {}
-    for env_id, gseq, sseq, gate, reason, members, subscribers in rows:
-        key = (ordinal[env_id], gseq, sseq)
-        decisions[key] = _decision(gate, reason)
-        if subscribers is None:
-            counts = None
-        elif counts is not None:
-            counts[key] = (subscribers, members - subscribers)
-    return decisions, counts
+    sets = FileSets()
+    decisions: dict[tuple[str | None, str], Decision] = {}
+    after = 0
+    while True:
+        rows = session.execute(
+            select(
+                TransactionSet.id,
+                Group.envelope_id,
+                Group.seq,
+                TransactionSet.seq,
+                TransactionSet.gate,
+                TransactionSet.gate_reason,
+                TransactionSet.member_count,
+                TransactionSet.subscriber_count,
+            )
+            .join(Group, Group.id == TransactionSet.group_id)
+            .where(
+                TransactionSet.receipt_id == receipt_id,
+                TransactionSet.st01 == "834",
+                TransactionSet.id > after,
+            )
+            .order_by(TransactionSet.id)
+            .limit(SETS_PAGE)
+        ).all()
+        for set_id, env_id, gseq, sseq, gate, reason, members, subscribers in rows:
+            decision = decisions.get((gate, reason))
+            if decision is None:
+                decision = decisions[(gate, reason)] = _decision(gate, reason)
+            counts = None if subscribers is None else (subscribers, members - subscribers)
+            sets.add((ordinal[env_id], gseq, sseq), decision, counts)
+            after = set_id
+        if len(rows) < SETS_PAGE:
+            return sets
+
+
+def set_of_group(session: Session, group_id: int, seq: int) -> TransactionSet:
+    """One set of a group by its seq (not the group's whole list: it can hold a million)."""
+    return session.scalars(
+        select(TransactionSet).where(TransactionSet.group_id == group_id, TransactionSet.seq == seq)
+    ).one()
 
 
 def envelope_ordinals(session: Session, receipt_id: str) -> dict[int, int]:

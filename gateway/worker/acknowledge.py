@@ -122,6 +122,12 @@ def _ack(
     )
 
 
+# Rows written per statement: a file of a million one-family sets is a thousand INSERTs of a
+# thousand sets each (one round trip apiece), and memory holds one batch, not the file.
+SET_BATCH = 1_000
+FINDING_BATCH = 5_000
+
+
 class _Store:
     """One processed file's rows, added to the caller's session step by step."""
 
@@ -130,18 +136,21 @@ class _Store:
         partner: Partner = receipt.partner
         self.sender = SenderFacts(partner.isa_qualifier, partner.isa_id, partner.onboarding)
         self.findings: list[dict[str, object]] = []
+        self.finding_seq = 0
         self.totals = dict.fromkeys(COUNT_COLUMNS, 0)
         self.unusable: list[UnusableResult] = []
 
     def _findings(self, issues: Iterable[Issue], **ids: int | None) -> None:
-        self.findings.extend(
-            finding_row(self.job.receipt_id, len(self.findings) + k, issue, **ids)
-            for k, issue in enumerate(issues)
-        )
+        for issue in issues:
+            self.findings.append(finding_row(self.job.receipt_id, self.finding_seq, issue, **ids))
+            self.finding_seq += 1
+        if len(self.findings) >= FINDING_BATCH:
+            self.flush_findings()
 
     def add_unusable(self, result: UnusableResult) -> None:
         self.unusable.append(result)
-        self.findings.append(finding_row(self.job.receipt_id, len(self.findings), result))
+        self.findings.append(finding_row(self.job.receipt_id, self.finding_seq, result))
+        self.finding_seq += 1
 
     def add_interchange(self, seq: int, result: InterchangeResult) -> Interchange:
         qualifier, sender = result.sender
@@ -215,6 +224,8 @@ class _Store:
         self.session.add(g)
         self.session.flush()
         self._findings(group.issues, envelope_id=env.id, group_id=g.id)
+        rows: list[dict[str, object]] = []
+        issues: list[list[Issue]] = []
         for sseq, ts in enumerate(group.sets):
             # The gate: what may become of this set's members, decided once, here.
             decision = decide(
@@ -229,8 +240,8 @@ class _Store:
                 ),
                 self.sender,
             )
-            t = TransactionSet(
-                **fit(
+            rows.append(
+                fit(
                     TransactionSet,
                     {
                         "group_id": g.id,
@@ -252,9 +263,25 @@ class _Store:
                     },
                 )
             )
-            self.session.add(t)
-            self.session.flush()
-            self._findings(ts.issues, envelope_id=env.id, group_id=g.id, set_id=t.id)
+            issues.append(ts.issues)
+            if len(rows) >= SET_BATCH:
+                self._insert_sets(rows, issues, env.id, g.id)
+        self._insert_sets(rows, issues, env.id, g.id)
+
+    def _insert_sets(
+        self, rows: list[dict[str, object]], issues: list[list[Issue]], env_id: int, group_id: int
+    ) -> None:
+        """One INSERT for a batch of sets; their ids (in the rows' order) place the findings."""
+        if not rows:
+            return
+        ids = self.session.scalars(
+            insert(TransactionSet).returning(TransactionSet.id, sort_by_parameter_order=True),
+            rows,
+        ).all()
+        for set_id, set_issues in zip(ids, issues, strict=True):
+            self._findings(set_issues, envelope_id=env_id, group_id=group_id, set_id=set_id)
+        rows.clear()
+        issues.clear()
 
     def add_acks(
         self, env: Interchange, result: InterchangeResult, numbers: Iterator[int], now: dt.datetime
@@ -300,6 +327,7 @@ class _Store:
     def flush_findings(self) -> None:
         if self.findings:
             self.session.execute(insert(Finding), self.findings)
+            self.findings = []
 
 
 def acks_needed(results: list[Result]) -> int:

@@ -332,6 +332,7 @@ class Worker:
                 INTERCHANGES.labels(
                     usage=usage if usage in ("P", "T") else "other", ta1=result.ta1_code.value
                 ).inc()
+        validated.close()
         LATENCY.observe((now - job.received_at).total_seconds())
         log.info(
             "interchange_processed",

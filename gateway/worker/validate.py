@@ -13,6 +13,7 @@ from gateway.context import Gateway
 from gateway.db import repositories as repo
 from gateway.faults import crashpoint, raisepoint
 from gateway.parallel import SPLIT_FROM_BYTES, FileSetChecks, pool, processes_for
+from gateway.spill import spill_to
 from gateway.worker.job import Abandoned, Job
 from validators.interchange import (
     Engine,
@@ -50,6 +51,8 @@ def validate_job(
         is_duplicate=is_duplicate,
         max_segment_bytes=gw.settings.max_segment_bytes,
         engine=Engine(gw.settings.validation_engine),
+        # A group of many sets keeps its older results on disk, beside the file's own bytes.
+        spill=spill_to(gw.blobs.tmp_dir),
     )
     last_beat = time.monotonic()
     head: list[bytes] = []
@@ -120,6 +123,12 @@ def _set_checks(
 class Validated:
     results: list[Result]
     head: bytes  # the file's first chunk (the ledger's order key reads its ISA13 and BGN)
+
+    def close(self) -> None:
+        """Let go of the results' spill files once they are stored."""
+        for r in self.results:
+            if isinstance(r, InterchangeResult):
+                r.close()
 
 
 def outcome_of(results: list[Result]) -> Outcome:

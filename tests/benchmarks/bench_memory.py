@@ -5,7 +5,9 @@ fresh gateway (its own data directory and SQLite), so each figure is that input'
 - 256 MB of NUL bytes over HTTP, and again over SFTP (written in order);
 - a 200 MB segment with no terminator inside an 834 set, on the two-process path
   (EDI834_VALIDATION_PROCESSES=2: the block planner reads the file before the envelope reader);
-- an SFTP client writing one byte at offset 1 GiB (a sparse file), then at 256 MiB.
+- an SFTP client writing one byte at offset 1 GiB (a sparse file), then at 256 MiB;
+- one interchange of one-member 834 transaction sets, as many as fill the size (about 1,100 a
+  MB): every set gets its AK2/IK5, its row and its gate decision, and its member is applied.
 
 Every input must still be answered (a rejection notice, a TA1/999) or refused with a clear SFTP
 status, and the gateway must stay ready. Pool processes (the two-process path) are reported on
@@ -35,7 +37,7 @@ import httpx  # noqa: E402
 
 from tests.benchmarks.generate_834 import write_834  # noqa: E402
 from tests.benchmarks.procs import descendants  # noqa: E402
-from tests.gateway.harness import GatewayProcess, wait_final  # noqa: E402
+from tests.gateway.harness import GatewayProcess, wait_final, wait_ledger  # noqa: E402
 
 TARGET_MB = 250
 MB = 1 << 20
@@ -194,6 +196,29 @@ def sparse_sftp(tmp: Path, _mb: int) -> tuple[Bench, str]:
     return bench, "; ".join([*said, *answers])
 
 
+def many_sets(tmp: Path, mb: int) -> tuple[Bench, str]:
+    bench = Bench(tmp)
+    path = tmp / "many-sets.834"
+    sets = mb * 1_100
+    with path.open("wb") as f:
+        write_834(f, sets, seed=21, sets=sets)
+
+    def body() -> Iterator[bytes]:
+        with path.open("rb") as f:
+            while chunk := f.read(CHUNK):
+                yield chunk
+
+    answered = bench.post(body(), "many-sets.834")
+    with bench.client() as c:
+        done = wait_ledger(c, answered["id"], timeout=3_600)
+        acks = sorted(a["kind"] for a in c.get(f"/v1/interchanges/{answered['id']}/acks").json())
+    size = path.stat().st_size / MB
+    return bench, (
+        f"{answer_of(done)}, acks {acks}, {done['sets_accepted']:,}/{done['sets_received']:,} "
+        f"sets accepted, ledger {done['ledger_status']} ({sets:,} sets in {size:.0f} MB)"
+    )
+
+
 INPUTS: dict[str, tuple[str, Callable[[Path, int], tuple[Bench, str]]]] = {
     "nul-http": ("{mb} MB of NULs over HTTP", nul_http),
     "nul-sftp": ("{mb} MB of NULs over SFTP", nul_sftp),
@@ -202,6 +227,7 @@ INPUTS: dict[str, tuple[str, Callable[[Path, int], tuple[Bench, str]]]] = {
         unterminated_two_process,
     ),
     "sparse-sftp": ("SFTP write of 1 byte at 1 GiB, then 256 MiB", sparse_sftp),
+    "many-sets": ("{mb} MB of one-member 834 transaction sets, one interchange", many_sets),
 }
 
 

@@ -7,6 +7,7 @@ through the ORM (the mapping these routes used before); and the list's pages fro
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from gateway.db import repositories as repo
 from gateway.db.models import Finding, Interchange, Receipt, Status
 from gateway.gate import interchange_acknowledged
 from gateway.settings import Settings
+from tests.benchmarks.generate_834 import write_834
 from tests.conftest import SAMPLES
 from tests.gateway.harness import GatewayProcess, submit, wait_ledger
 from validators.issues import meaning, remedy
@@ -49,8 +51,21 @@ SEEDS = (
     "bad_ik403_8_dmg02_date.834",
     "bad_ik502_4_se01_count.834",
     "bad_ta1_005_sender_qualifier.834",
+    "many_sets.834",  # generated: more sets than a status read lists, one in error past them
     "unusable_csv_roster.834",
 )
+
+
+def many_sets() -> bytes:
+    count = repo.SETS_LISTED + 5
+    out = io.BytesIO()
+    write_834(out, count, seed=5, sets=count)
+    last = out.getvalue().rsplit(b"INS*Y*18*", 1)
+    return last[0] + b"INS*Y*99*" + last[1]  # an INS02 the 834 does not allow, in the last set
+
+
+def seed_bytes(name: str) -> bytes:
+    return many_sets() if name == "many_sets.834" else (SAMPLES / name).read_bytes()
 
 
 @dataclass
@@ -73,7 +88,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory, module_database_url: str) -
         ids = []
         with gw.client(key) as c:
             for name in SEEDS:
-                r = submit(c, (SAMPLES / name).read_bytes(), name)
+                r = submit(c, seed_bytes(name), name)
                 assert r.status_code == 202, r.text
                 ids.append(r.json()["id"])
             for rid in ids:
@@ -142,8 +157,9 @@ def expected_envelope(e: Interchange) -> EnvelopeOut:
                         members=t.member_count,
                         segments=t.segment_count,
                     )
-                    for t in g.transaction_sets
+                    for t in g.transaction_sets[: repo.SETS_LISTED]
                 ],
+                transaction_sets_omitted=max(0, len(g.transaction_sets) - repo.SETS_LISTED),
             )
             for g in e.groups
         ],
@@ -172,7 +188,14 @@ def expected_findings(
 
 class TestStatusRead:
     def test_every_answer_is_the_response_models_own(self, seeded: Seeded) -> None:
-        shapes = {"findings": 0, "envelopes": 0, "groups": 0, "sets": 0, "unanswered": 0}
+        shapes = {
+            "findings": 0,
+            "envelopes": 0,
+            "groups": 0,
+            "sets": 0,
+            "unanswered": 0,
+            "omitted": 0,
+        }
         with seeded.gateway.client(seeded.api_key) as c:
             for rid in seeded.ids:
                 r = c.get(f"/v1/interchanges/{rid}")
@@ -187,9 +210,11 @@ class TestStatusRead:
                     for g in e.groups:
                         shapes["sets"] = max(shapes["sets"], len(g.transaction_sets))
                         shapes["unanswered"] += g.ack is None
+                        shapes["omitted"] = max(shapes["omitted"], g.transaction_sets_omitted)
         # The seeds did reach every branch: several of each level, findings, a TA1 rejection.
         assert shapes["envelopes"] > 1 and shapes["groups"] > 1 and shapes["sets"] > 1
         assert shapes["findings"] > 0 and shapes["unanswered"] > 0
+        assert shapes["sets"] == repo.SETS_LISTED and shapes["omitted"] == 5
 
     def test_the_failed_and_the_unusable_files(self, seeded: Seeded) -> None:
         with seeded.gateway.client(seeded.api_key) as c:

@@ -5,11 +5,12 @@ segment and element finding, CTX naming the member, and AK9 counts (P when parti
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+import io
+from collections.abc import Iterable, Iterator
 
 from parsers.delimiters import Delimiters
 from parsers.events import Segment
-from parsers.writer import render_segments, segment
+from parsers.writer import render_segment, segment
 from validators.acks import echo
 from validators.acks.reply import UNKNOWN_PARTY, iea, reply_isa, with_component
 from validators.interchange import GroupResult, InterchangeResult, TransactionSetResult
@@ -72,12 +73,23 @@ def build_999(
         "X",
         ACK_VERSION,
     )
-    segments: list[Segment] = [isa, gs]
+    # Written as it is made: a group of a million sets is a million AK2 loops, and only their
+    # bytes are held, never their segments.
+    out = io.BytesIO()
+    for s in _segments(result, isa, gs, control_number, d):
+        out.write(render_segment(s, d).encode("latin-1"))
+    return out.getvalue()
+
+
+def _segments(
+    result: InterchangeResult, isa: Segment, gs: Segment, control_number: int, d: Delimiters
+) -> Iterator[Segment]:
+    yield isa
+    yield gs
     for n, group in enumerate(result.groups, start=1):
-        segments.extend(_transaction(group, f"{n:04d}", d))
-    segments.append(segment("GE", str(len(result.groups)), str(control_number)))
-    segments.append(iea(1, control_number))
-    return render_segments(segments, d)
+        yield from _transaction(group, f"{n:04d}", d)
+    yield segment("GE", str(len(result.groups)), str(control_number))
+    yield iea(1, control_number)
 
 
 def _copied_values(result: InterchangeResult) -> Iterable[str]:
@@ -90,31 +102,30 @@ def _copied_values(result: InterchangeResult) -> Iterable[str]:
                 yield issue.business_unit
 
 
-def _transaction(group: GroupResult, st02: str, d: Delimiters) -> list[Segment]:
-    body: list[Segment] = [
-        segment("ST", "999", st02, ACK_VERSION),
-        segment(
-            "AK1",
-            echo.code(group.gs.element(1), min_len=2, max_len=2, neutral="BE"),
-            echo.digits(group.gs.element(6), min_len=1, max_len=9, neutral="0"),
-            echo.an(group.gs.element(8), d, max_len=12, neutral=""),
-        ),
-    ]
-    for ts in group.sets:
-        body.extend(_set_response(ts, d))
-    ak905 = list(dict.fromkeys(i.code for i in group.issues if i.level is Level.GROUP))[:5]
-    body.append(
-        segment(
-            "AK9",
-            group.ack_code.value,
-            str(group.sets_included),
-            str(len(group.sets)),
-            str(group.sets_accepted),
-            *ak905,
-        )
+def _transaction(group: GroupResult, st02: str, d: Delimiters) -> Iterator[Segment]:
+    """One ST*999 for a received group: ST, AK1, every set's response, AK9, SE (counted)."""
+    yield segment("ST", "999", st02, ACK_VERSION)
+    yield segment(
+        "AK1",
+        echo.code(group.gs.element(1), min_len=2, max_len=2, neutral="BE"),
+        echo.digits(group.gs.element(6), min_len=1, max_len=9, neutral="0"),
+        echo.an(group.gs.element(8), d, max_len=12, neutral=""),
     )
-    body.append(segment("SE", str(len(body) + 1), st02))
-    return body
+    count = 2
+    for ts in group.sets:
+        response = _set_response(ts, d)
+        count += len(response)
+        yield from response
+    ak905 = list(dict.fromkeys(i.code for i in group.issues if i.level is Level.GROUP))[:5]
+    yield segment(
+        "AK9",
+        group.ack_code.value,
+        str(group.sets_included),
+        str(len(group.sets)),
+        str(group.sets_accepted),
+        *ak905,
+    )
+    yield segment("SE", str(count + 2), st02)
 
 
 def _set_response(ts: TransactionSetResult, d: Delimiters) -> list[Segment]:
