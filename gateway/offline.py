@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import json
 import sys
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from validators.interchange import (
     ValidationOptions,
     validate_stream,
 )
+from validators.setlist import SETS_LISTED
 
 CHUNK = 1 << 16
 EXIT_CODES = {
@@ -106,6 +108,7 @@ def summarize(result: InterchangeResult) -> dict[str, Any]:
                 "sets_received": len(g.sets),
                 "sets_accepted": g.sets_accepted,
                 "findings": [i.as_dict(include_values=False) for i in g.issues],
+                # The first sets, as the status API lists them: the 999 answers every one.
                 "transaction_sets": [
                     {
                         "st02": s.st02,
@@ -116,8 +119,9 @@ def summarize(result: InterchangeResult) -> dict[str, Any]:
                         "findings": [i.as_dict(include_values=False) for i in s.issues],
                         "findings_truncated": s.issues_truncated,
                     }
-                    for s in g.sets
+                    for s in itertools.islice(g.sets, SETS_LISTED)
                 ],
+                "transaction_sets_omitted": max(0, len(g.sets) - SETS_LISTED),
             }
             for g in result.groups
         ],
@@ -160,6 +164,7 @@ def validate_file(
         if result.ta1_code is not AckCode.REJECTED and result.groups:
             with ack_path.open("ab") as f:
                 f.write(build_999(result, control_number=numbers.take(), now=now))
+        result.close()
     if report.unusable is not None:
         path = out_dir / f"{stem}.rejected.json"
         path.write_text(json.dumps({"file": name, **report.unusable}, indent=2) + "\n")

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from validators.interchange import AckCode, TransactionSetResult
 
 KEEP = 1_000  # results kept in memory per group before older ones spill
+# A summary (the status API, the dashboard, `edi834 validate --json`) lists a group's first
+# SETS_LISTED sets and counts the rest; the 999 answers every one.
+SETS_LISTED = 1_000
 
 
 class Spill(Protocol):

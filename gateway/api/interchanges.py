@@ -32,6 +32,7 @@ from gateway.db.models import COUNT_COLUMNS, Status
 from gateway.errors import GatewayError, NotFound
 from gateway.gate import interchange_acknowledged
 from validators.issues import meaning, remedy
+from validators.setlist import SETS_LISTED
 
 MAX_PAGE = 200
 FAILED = (
@@ -273,7 +274,7 @@ def _envelopes_of(
                 "sets_received": received,
                 "sets_accepted": accepted if answered else 0,
                 "transaction_sets": [],
-                "transaction_sets_omitted": max(0, received - repo.SETS_LISTED),
+                "transaction_sets_omitted": max(0, received - SETS_LISTED),
             }
             envelope["groups"].append(group)
         (tid, st01, st02, t_ack, error_codes, members, segments, omitted, gate,

@@ -53,6 +53,7 @@ from gateway.db.models import (
     new_id,
 )
 from gateway.metrics import LEASE_TAKEOVERS
+from validators.setlist import SETS_LISTED
 
 T = TypeVar("T", bound=tuple[Any, ...])
 CONTROL_NUMBER = "control_number"
@@ -397,9 +398,6 @@ FINDING_COLUMNS = (
     Finding.bad_value,
     Finding.business_unit,
 )
-# A status read lists a group's first sets only: a file can hold a million one-family sets,
-# and the 999 answers every one of them.
-SETS_LISTED = 1_000
 _RECEIPT_TREE = (
     select(*DETAIL_COLUMNS, *ENVELOPE_COLUMNS, *GROUP_COLUMNS, *SET_COLUMNS)
     .select_from(Receipt)

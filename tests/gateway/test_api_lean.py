@@ -41,6 +41,7 @@ from tests.benchmarks.generate_834 import write_834
 from tests.conftest import SAMPLES
 from tests.gateway.harness import GatewayProcess, submit, wait_ledger
 from validators.issues import meaning, remedy
+from validators.setlist import SETS_LISTED
 
 SEEDS = (
     "good_exchange_new_enrollment.834",
@@ -57,7 +58,7 @@ SEEDS = (
 
 
 def many_sets() -> bytes:
-    count = repo.SETS_LISTED + 5
+    count = SETS_LISTED + 5
     out = io.BytesIO()
     write_834(out, count, seed=5, sets=count)
     last = out.getvalue().rsplit(b"INS*Y*18*", 1)
@@ -157,9 +158,9 @@ def expected_envelope(e: Interchange) -> EnvelopeOut:
                         members=t.member_count,
                         segments=t.segment_count,
                     )
-                    for t in g.transaction_sets[: repo.SETS_LISTED]
+                    for t in g.transaction_sets[:SETS_LISTED]
                 ],
-                transaction_sets_omitted=max(0, len(g.transaction_sets) - repo.SETS_LISTED),
+                transaction_sets_omitted=max(0, len(g.transaction_sets) - SETS_LISTED),
             )
             for g in e.groups
         ],
@@ -214,7 +215,7 @@ class TestStatusRead:
         # The seeds did reach every branch: several of each level, findings, a TA1 rejection.
         assert shapes["envelopes"] > 1 and shapes["groups"] > 1 and shapes["sets"] > 1
         assert shapes["findings"] > 0 and shapes["unanswered"] > 0
-        assert shapes["sets"] == repo.SETS_LISTED and shapes["omitted"] == 5
+        assert shapes["sets"] == SETS_LISTED and shapes["omitted"] == 5
 
     def test_the_failed_and_the_unusable_files(self, seeded: Seeded) -> None:
         with seeded.gateway.client(seeded.api_key) as c:

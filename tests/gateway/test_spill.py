@@ -34,6 +34,7 @@ from validators.interchange import (
     ValidationOptions,
     validate_stream,
 )
+from validators.setlist import SETS_LISTED
 
 NOW = dt.datetime(2027, 1, 4, 9, 30, tzinfo=dt.UTC)
 
@@ -161,12 +162,11 @@ def test_a_file_of_many_sets_is_stored_as_if_kept_whole(tmp_path, monkeypatch):
 def test_the_dashboard_lists_a_groups_first_sets_and_places_every_finding(tmp_path):
     """A detail page reads a group's first sets, not a million: the rest are counted, and a
     finding on a set past them still names its ST02."""
-    from gateway.db import repositories as repo
     from gateway.db.session import unit_of_work
     from gateway.operators import add_operator
     from tests.gateway.test_dashboard_inprocess import PASSWORD, Site, process_all, send
 
-    count = repo.SETS_LISTED + 3
+    count = SETS_LISTED + 3
     head, tail = _many_sets(count, seed=11).rsplit(b"INS*Y*18*", 1)
     data = head + b"INS*Y*99*" + tail  # an INS02 the 834 does not allow, in the last set
     settings = Settings(data_dir=tmp_path / "var", worker_enabled=False, validation_processes=1)
@@ -178,8 +178,28 @@ def test_the_dashboard_lists_a_groups_first_sets_and_places_every_finding(tmp_pa
         process_all(gw)
         page = Site(gw, {}).client().get(f"/dashboard/interchanges/{rid}")
     assert page.status_code == 200
-    assert page.text.count("<br>ST02 ") == repo.SETS_LISTED
+    assert page.text.count("<br>ST02 ") == SETS_LISTED
     assert 'data-more-sets="3"' in page.text and "3 more sets not listed" in page.text
     last = f"{count:04d}"
     assert f"<br>ST02 {last}:" not in page.text  # not listed among the sets…
     assert f"<dt>ST02</dt><dd>{last}</dd>" in page.text  # …yet its finding says where it is
+
+
+def test_edi834_validate_json_lists_a_groups_first_sets(tmp_path):
+    """`edi834 validate --json` in bounded memory too: the first sets listed, the rest
+    counted, every set answered in the 999 it writes."""
+    from gateway.offline import ControlNumbers, validate_file
+
+    count = SETS_LISTED + 2
+    report = validate_file(
+        io.BytesIO(_many_sets(count, seed=4)),
+        "many.834",
+        tmp_path,
+        options=ValidationOptions(spill=spill_to(tmp_path)),
+        numbers=ControlNumbers(1),
+        now=NOW,
+    )
+    (group,) = report.interchanges[0]["groups"]
+    assert len(group["transaction_sets"]) == SETS_LISTED
+    assert group["transaction_sets_omitted"] == 2 and group["sets_received"] == count
+    assert (tmp_path / "many.999").read_bytes().count(b"~AK2*") == count
