@@ -226,15 +226,18 @@ class _Store:
         self._findings(group.issues, envelope_id=env.id, group_id=g.id)
         rows: list[dict[str, object]] = []
         issues: list[list[Issue]] = []
+        # Judged once per group: asked per set, a group of n sets costs n² (one set per family).
+        ta1_code, ta1_note, usage = result.ta1_code.value, result.ta1_note, result.isa.element(15)
+        group_ack = group.ack_code.value
         for sseq, ts in enumerate(group.sets):
             # The gate: what may become of this set's members, decided once, here.
             decision = decide(
                 SetFacts(
-                    ta1_code=result.ta1_code.value,
-                    ta1_note=result.ta1_note,
-                    usage=result.isa.element(15),
+                    ta1_code=ta1_code,
+                    ta1_note=ta1_note,
+                    usage=usage,
                     sender=result.sender,
-                    group_ack=group.ack_code.value,
+                    group_ack=group_ack,
                     set_ack=ts.ack_code.value,
                     st01=ts.st01,
                 ),

@@ -203,3 +203,19 @@ def test_edi834_validate_json_lists_a_groups_first_sets(tmp_path):
     assert len(group["transaction_sets"]) == SETS_LISTED
     assert group["transaction_sets_omitted"] == 2 and group["sets_received"] == count
     assert (tmp_path / "many.999").read_bytes().count(b"~AK2*") == count
+
+
+def test_storing_a_group_judges_it_once_not_once_per_set(tmp_path, monkeypatch):
+    """The group's AK901 (which reads its sets' totals) asked once per group, not per set: per
+    set, a group of a million sets cost a million totals of up to a thousand kept results."""
+    calls = 0
+    totals = setlist.SetList.totals
+
+    def counted(self: setlist.SetList) -> setlist.Totals:
+        nonlocal calls
+        calls += 1
+        return totals(self)
+
+    monkeypatch.setattr(setlist.SetList, "totals", counted)
+    _stored(tmp_path, _many_sets(60, seed=2))
+    assert 0 < calls < 20, calls
