@@ -101,7 +101,9 @@ class Run:
     sets: FileSets  # every 834 set of the file -> the gate's decision
     reconciler: Reconciler
     counts: SetCounts = field(default_factory=lambda: FileSets().counts)  # per set
-    set_hits: dict[SetKey, list[Hit]] = field(default_factory=dict)
+    # The set-level hits of the set being applied (its members come together, in file order):
+    # one set's, not every set's — a file can hold a million sets.
+    set_hits: tuple[SetKey, list[Hit]] | None = None
     dry_known: dict[str, LedgerView] = field(default_factory=dict)
     dry_subscribers: set[str] = field(default_factory=set)
     dry_enrollments: dict[str, list[lifecycle.Enrollment]] = field(default_factory=dict)
@@ -829,16 +831,17 @@ _NOT_IN_CORE_MEMBER = {"header", "source"}
 
 
 def _set_level_hits(run: Run, event: MemberEvent) -> list[Hit]:
-    """qty-totals for the member's set; stored once (on the set's first member's run)."""
+    """qty-totals for the member's set, judged once for its members in a row."""
     key = set_key(event)
-    if key not in run.set_hits:
+    if run.set_hits is None or run.set_hits[0] != key:
         subscribers, dependents = run.counts.get(key, (0, 0))
-        run.set_hits[key] = [
+        hits = [
             h
             for h in set_rules(event.header, subscribers, dependents)
             if run.config.severity(h.rule) is not Severity.IGNORE
         ]
-    return run.set_hits[key]
+        run.set_hits = (key, hits)
+    return run.set_hits[1]
 
 
 def _address_json(address: Address | None) -> str:

@@ -198,6 +198,14 @@ def sparse_sftp(tmp: Path, _mb: int) -> tuple[Bench, str]:
 
 def many_sets(tmp: Path, mb: int) -> tuple[Bench, str]:
     bench = Bench(tmp)
+    try:
+        return bench, _send_many_sets(bench, tmp, mb)
+    except BaseException:
+        bench.close()  # not left running when the file goes unanswered
+        raise
+
+
+def _send_many_sets(bench: Bench, tmp: Path, mb: int) -> str:
     path = tmp / "many-sets.834"
     sets = mb * 1_100
     with path.open("wb") as f:
@@ -208,14 +216,19 @@ def many_sets(tmp: Path, mb: int) -> tuple[Bench, str]:
             while chunk := f.read(CHUNK):
                 yield chunk
 
+    start = time.perf_counter()
     answered = bench.post(body(), "many-sets.834")
+    acknowledged = time.perf_counter() - start
     with bench.client() as c:
         done = wait_ledger(c, answered["id"], timeout=3_600)
         acks = sorted(a["kind"] for a in c.get(f"/v1/interchanges/{answered['id']}/acks").json())
+    counts = done["counts"]
     size = path.stat().st_size / MB
-    return bench, (
-        f"{answer_of(done)}, acks {acks}, {done['sets_accepted']:,}/{done['sets_received']:,} "
-        f"sets accepted, ledger {done['ledger_status']} ({sets:,} sets in {size:.0f} MB)"
+    return (
+        f"{answer_of(done)} at {acknowledged:.1f} s, acks {acks}, "
+        f"{counts['sets_accepted']:,}/{counts['sets_received']:,} sets accepted, ledger "
+        f"{done['ledger_status']} at {time.perf_counter() - start:.1f} s "
+        f"({sets:,} sets in {size:.0f} MB)"
     )
 
 
