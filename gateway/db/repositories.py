@@ -19,6 +19,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     or_,
     select,
     text,
@@ -405,7 +406,8 @@ _RECEIPT_TREE = (
     .outerjoin(Group, Group.envelope_id == Interchange.id)
     .outerjoin(
         TransactionSet,
-        (TransactionSet.group_id == Group.id) & (TransactionSet.seq < SETS_LISTED),
+        (TransactionSet.group_id == Group.id)
+        & (TransactionSet.seq < literal_column(str(SETS_LISTED))),
     )
     .where(Receipt.id == bindparam("receipt_id"), Receipt.partner_id == bindparam("partner_id"))
     .order_by(Interchange.seq, Group.seq, TransactionSet.seq)
