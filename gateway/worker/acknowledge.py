@@ -277,10 +277,21 @@ class _Store:
         """One INSERT for a batch of sets; their ids (in the rows' order) place the findings."""
         if not rows:
             return
-        ids = self.session.scalars(
-            insert(TransactionSet).returning(TransactionSet.id, sort_by_parameter_order=True),
-            rows,
-        ).all()
+        if len(rows) == 1:  # most files: one set, one plain INSERT (no ordered executemany)
+            ids = [
+                self.session.scalars(
+                    insert(TransactionSet).returning(TransactionSet.id), rows[0]
+                ).one()
+            ]
+        else:
+            ids = list(
+                self.session.scalars(
+                    insert(TransactionSet).returning(
+                        TransactionSet.id, sort_by_parameter_order=True
+                    ),
+                    rows,
+                )
+            )
         for set_id, set_issues in zip(ids, issues, strict=True):
             self._findings(set_issues, envelope_id=env_id, group_id=group_id, set_id=set_id)
         rows.clear()
