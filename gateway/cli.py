@@ -341,7 +341,13 @@ def _partner_command(args: argparse.Namespace) -> int:
     from gateway.db.migrate import upgrade
     from gateway.db.session import unit_of_work
     from gateway.errors import GatewayError
-    from gateway.partners import add_partner, read_public_keys, rotate_key, set_enabled
+    from gateway.partners import (
+        add_partner,
+        make_sftp_home,
+        read_public_keys,
+        rotate_key,
+        set_enabled,
+    )
 
     settings = _settings(args)
     gw = Gateway.open(settings)
@@ -360,10 +366,7 @@ def _partner_command(args: argparse.Namespace) -> int:
                     webhook_secret=args.webhook_secret,
                     onboarding=args.onboarding,
                 )
-                from gateway.storage import make_private_dirs
-
-                for d in ("inbound", "outbound"):
-                    make_private_dirs(settings.sftp_root / partner.name / d)
+                make_sftp_home(settings.sftp_root, partner.name)
                 out = {"name": partner.name, "api_key": key}
                 if not args.json:
                     sys.stdout.write(

@@ -8,7 +8,6 @@ import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
-import asyncssh
 from sqlalchemy.orm import Session
 
 from gateway.db import repositories as repo
@@ -26,6 +25,8 @@ def new_api_key() -> str:
 
 def read_public_keys(paths: Sequence[Path]) -> str:
     """Validate OpenSSH public keys; return them one a line."""
+    import asyncssh  # here, not at the top: ~0.15 s of every CLI call that reads no key
+
     lines = []
     for path in paths:
         try:
@@ -81,6 +82,14 @@ def add_partner(
     session.add(partner)
     session.flush()
     return partner, key
+
+
+def make_sftp_home(sftp_root: Path, name: str) -> None:
+    """A partner's SFTP home, inbound/ and outbound/, private (0700)."""
+    from gateway.storage import make_private_dirs
+
+    for d in ("inbound", "outbound"):
+        make_private_dirs(sftp_root / name / d)
 
 
 def rotate_key(session: Session, name: str) -> str:
