@@ -9,7 +9,11 @@ window; and the PostgreSQL sessions opened during it (pg_stat_database.sessions)
 reuses its connections opens a handful, not one per request.
 
 Usage: python tests/benchmarks/bench_api.py [--apis 1] [--clients 32] [--files 3000]
-       [--read-seconds 15] [--loads intake,read,list,health,hey] [--pids FILE]
+       [--read-seconds 15] [--loads intake,read,list,health,hey,pipeline] [--pids FILE]
+       [--workers N]
+(pipeline, with --workers N: the files are received while N `edi834 worker` processes run on
+the same machine; it reports when every 999 is stored and every file is through the ledger,
+and the CPU per file of the APIs, the workers and PostgreSQL.)
 (hey: the status read, /healthz and, with list, the list page again from Debian's `hey`, when
 it is installed.)
 The figures are printed, never asserted. Run it on an otherwise idle machine (see `uptime`).
@@ -162,13 +166,15 @@ def get_requests(key: str, paths: Sequence[str]) -> list[bytes]:
 class Api:
     """PostgreSQL and `apis` API processes, started and stopped together."""
 
-    def __init__(self, tmp: Path, pg: PostgresServer, apis: int) -> None:
+    def __init__(self, tmp: Path, pg: PostgresServer, apis: int, workers: int = 0) -> None:
         self.tmp = tmp
+        self.workers = workers
         self.database_url = pg.create_database("bench")
         self.postmaster = 0
         self.pg = pg
         self.ports = [free_port() for _ in range(apis)]
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.worker_procs: list[subprocess.Popen[bytes]] = []
 
     def env(self, **more: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("EDI834_")}
@@ -216,13 +222,48 @@ class Api:
                         raise RuntimeError("the API did not become ready")
                     time.sleep(0.2)
         self.postmaster = int((self.pg.data_dir / "postmaster.pid").read_text().split()[0])
+        for n in range(self.workers):
+            log = open(self.tmp / f"worker{n}.log", "wb")  # noqa: SIM115 - closed with it
+            self.worker_procs.append(
+                subprocess.Popen(
+                    [str(EDI834), "worker"],
+                    env=self.env(EDI834_CORE_EXPORT_DIR=str(self.tmp / "core")),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
         return str(key)
 
     def stop(self) -> None:
-        for p in self.procs:
+        for p in self.procs + self.worker_procs:
             p.terminate()
-        for p in self.procs:
-            p.wait(30)
+        for p in self.procs + self.worker_procs:
+            p.wait(60)
+
+    def progress(self) -> tuple[int, int, int]:
+        """Receipts processed (999 stored), through the ledger (applied or otherwise settled),
+        and all receipts."""
+        engine = create_engine(self.database_url, poolclass=NullPool)
+        with engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT count(*) FILTER (WHERE status IN ('processed', 'failed')),"
+                    " count(*) FILTER (WHERE ledger_status IS NOT NULL"
+                    "   AND ledger_status <> 'pending'),"
+                    " count(*) FROM receipts"
+                )
+            ).one()
+        engine.dispose()
+        return int(row[0]), int(row[1]), int(row[2])
+
+    def wait_processed(self, timeout: float = 600) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done, settled, total = self.progress()
+            if done == total and settled == total:
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"not processed in {timeout}s: {self.progress()}")
 
 
 def sessions(url: str) -> int:
@@ -251,6 +292,49 @@ def measure(
     # minus the one this function opens to count them
     got["new_sessions"] = sessions(api.database_url) - s0 - 1
     got["load"] = name
+    return got
+
+
+def measure_pipeline(
+    api: Api, requests: Sequence[bytes], clients: int, timeout: float = 900
+) -> dict[str, object]:
+    """Intake with the workers running on the same machine: files/s received (the 202s),
+    and the time until every file is processed (its 999 stored) and through the ledger; CPU
+    per file of the APIs, the workers and PostgreSQL over the whole window."""
+    api.wait_processed()
+    done0, settled0, _ = api.progress()
+    procs = [p.pid for p in api.procs], [p.pid for p in api.worker_procs]
+    cpu0 = ([cpu_seconds(p) for p in procs[0]], [cpu_seconds(p) for p in procs[1]],
+            cpu_seconds(api.postmaster))  # fmt: skip
+    start = time.perf_counter()
+
+    async def load_and_watch() -> tuple[dict[str, object], float, float]:
+        task = asyncio.create_task(run_load(api.ports, requests, clients, None))
+        processed_at = applied_at = 0.0
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+            done, settled, _ = await asyncio.to_thread(api.progress)
+            now = time.perf_counter() - start
+            if not processed_at and done - done0 >= len(requests):
+                processed_at = now
+            if settled - settled0 >= len(requests):
+                applied_at = now
+                break
+        return await task, processed_at, applied_at
+
+    got, processed_at, applied_at = asyncio.run(load_and_watch())
+    cpu1 = ([cpu_seconds(p) for p in procs[0]], [cpu_seconds(p) for p in procs[1]],
+            cpu_seconds(api.postmaster))  # fmt: skip
+    n = len(requests)
+    got["load"] = f"received and processed, {len(procs[1])} workers"
+    got["api_ms"] = sum(b - a for a, b in zip(cpu0[0], cpu1[0], strict=True)) * 1000 / n
+    got["worker_ms"] = sum(b - a for a, b in zip(cpu0[1], cpu1[1], strict=True)) * 1000 / n
+    got["postgres_ms"] = (cpu1[2] - cpu0[2]) * 1000 / n
+    got["client_ms"] = 0.0
+    got["new_sessions"] = "—"
+    got["processed_s"] = processed_at
+    got["applied_s"] = applied_at
     return got
 
 
@@ -306,6 +390,10 @@ def main() -> None:
     parser.add_argument("--read-seconds", type=float, default=15)
     parser.add_argument("--loads", default="intake,read,health")
     parser.add_argument("--pids", type=Path, help="write the process ids here (JSON)")
+    parser.add_argument(
+        "--workers", type=int, default=0,
+        help="`edi834 worker` processes on the same machine (the load 'pipeline')",
+    )  # fmt: skip
     args = parser.parse_args()
     loads = args.loads.split(",")
     print(
@@ -326,7 +414,7 @@ def main() -> None:
     print(f"event loop: {loop_name}; HTTP: {'httptools' if ht == 'True' else 'h11'}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp, PostgresServer() as pg:
-        api = Api(Path(tmp), pg, args.apis)
+        api = Api(Path(tmp), pg, args.apis, args.workers)
         key = api.start()
         if args.pids:
             pids = {f"api{n}": p.pid for n, p in enumerate(api.procs)}
@@ -340,6 +428,10 @@ def main() -> None:
                     measure(api, "intake", intake_requests(key, args.files, 1000), args.clients,
                             None)
                 )  # fmt: skip
+            if "pipeline" in loads and args.workers:
+                rows.append(
+                    measure_pipeline(api, intake_requests(key, args.files, 500_000), args.clients)
+                )
             if "read" in loads:
                 paths = [f"/v1/interchanges/{i}" for i in ids]
                 rows.append(
@@ -381,6 +473,17 @@ def main() -> None:
             f"| {r['p99_ms']:.1f} | {r['api_ms']:.2f} | {r['postgres_ms']:.2f} "
             f"| {r['client_ms']:.2f} | {r['new_sessions']} | {r['codes']} |"
         )
+    for r in rows:
+        if "processed_s" in r:
+            n = int(r["requests"])  # type: ignore[call-overload]
+            p, a = float(r["processed_s"]), float(r["applied_s"])  # type: ignore[arg-type]
+            print(
+                f"\n{r['load']}: {n} files received at {r['per_s']:.0f}/s; every 999 stored "
+                f"{p:.1f} s after the first send ({n / p if p else 0:.0f} files/s), every file "
+                f"through the ledger at {a:.1f} s ({n / a if a else 0:.0f} files/s); CPU per "
+                f"file: API {r['api_ms']:.2f} ms, workers {r['worker_ms']:.2f} ms, PostgreSQL "
+                f"{r['postgres_ms']:.2f} ms"
+            )
     print(f"load average at the end: {os.getloadavg()}")
 
 
