@@ -7,13 +7,15 @@ down (or a file released for retry, whose time comes later) is found by the next
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
 from sqlalchemy import Engine
 
 from gateway.db.repositories import WORK_CHANNEL
 from gateway.logging import get_logger
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = get_logger(__name__)
 RECONNECT_SECONDS = 5.0
@@ -34,10 +36,14 @@ class WorkListener:
         self._thread.join(timeout)
 
     def _connect(self) -> psycopg.Connection[Any]:
+        import psycopg
+
         args, kwargs = self._engine.dialect.create_connect_args(self._engine.url)
         return psycopg.connect(*args, **{**kwargs, "autocommit": True})
 
     def _run(self) -> None:
+        import psycopg  # here: a gateway on SQLite never loads the driver (~0.15 s a start)
+
         while not self._stop.is_set():
             try:
                 with self._connect() as conn:
