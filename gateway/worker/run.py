@@ -35,6 +35,7 @@ from gateway.worker.wakeup import WorkListener
 from validators.interchange import InterchangeResult
 
 log = get_logger(__name__)
+LEDGER_IDLE_GAP = 0.25  # seconds: at most four ledger claims a second that find nothing
 
 
 def new_worker_id() -> str:
@@ -67,7 +68,15 @@ class Worker:
         self.concurrency = concurrency
         self.stop_event = threading.Event()  # no new claims
         self.cancel_event = threading.Event()  # abandon the file in hand
+        # Each loop has its own wake-up, so one loop's news does not set the others running: new
+        # receipts (the intake, LISTEN/NOTIFY) wake the processing loops; a stored 999 wakes
+        # the ledger and the outbox; an applied file wakes the outbox. Before, one shared event
+        # did all three: under load the outbox, which waits without clearing it, went round
+        # without pause, and the ledger tried a claim for every file received (issue 19).
         self.wake_event = threading.Event()
+        self.ledger_wake = threading.Event()
+        self.outbox_wake = threading.Event()
+        self._last_idle_ledger_claim = 0.0
         self._threads: list[threading.Thread] = []
         # PostgreSQL: new receipts wake the loops at once (LISTEN/NOTIFY); polling stays.
         self.listener = (
@@ -96,12 +105,14 @@ class Worker:
             self.listener.start()
 
     def wake(self) -> None:
+        """A file was received."""
         self.wake_event.set()
 
     def stop(self, grace_seconds: float) -> None:
         """Finish the file in hand within the grace period, else abandon it (lease released)."""
         self.stop_event.set()
-        self.wake_event.set()
+        for event in (self.wake_event, self.ledger_wake, self.outbox_wake):
+            event.set()
         deadline = time.monotonic() + grace_seconds
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
@@ -114,9 +125,9 @@ class Worker:
 
     # --- loops -------------------------------------------------------------------------------
 
-    def _sleep(self) -> None:
-        self.wake_event.wait(self.gw.settings.worker_poll_seconds)
-        self.wake_event.clear()
+    def _sleep(self, event: threading.Event) -> None:
+        event.wait(self.gw.settings.worker_poll_seconds)
+        event.clear()
 
     def _process_loop(self) -> None:
         while not self.stop_event.is_set():
@@ -127,7 +138,7 @@ class Worker:
                 worked = False
                 time.sleep(1)
             if not worked:
-                self._sleep()
+                self._sleep(self.wake_event)
 
     def _ledger_loop(self) -> None:
         """The enrollment ledger stage: one receipt at a time, in each sender's order."""
@@ -139,7 +150,20 @@ class Worker:
                 worked = False
                 time.sleep(1)
             if not worked:
-                self._sleep()
+                self._ledger_idle()
+
+    def _ledger_idle(self) -> None:
+        """Nothing to claim: wait for a stored 999 (or the poll). A claim that finds nothing
+        costs a few milliseconds (the sender's queue is read to keep its order), so claims
+        that find nothing are at most one per `LEDGER_IDLE_GAP` (capped by the poll): under
+        load, while the sender's files are still being validated, a 999 stored every few
+        milliseconds would otherwise each start one."""
+        poll = self.gw.settings.worker_poll_seconds
+        self._sleep(self.ledger_wake)
+        gap = min(LEDGER_IDLE_GAP, poll) - (time.monotonic() - self._last_idle_ledger_claim)
+        if gap > 0:
+            self.stop_event.wait(gap)
+        self._last_idle_ledger_claim = time.monotonic()
 
     def apply_ledger_once(self) -> bool:
         settings = self.gw.settings
@@ -161,7 +185,7 @@ class Worker:
         try:
             status = apply_receipt(self.gw, receipt_id, self.worker_id, cancel=self.cancel_event)
             log.info("ledger_done", status=status)
-            self.wake_event.set()  # the outbox has events to deliver
+            self.outbox_wake.set()  # the core's events to deliver
             return True
         except LedgerAbandoned:
             log.info("ledger_abandoned")
@@ -199,7 +223,7 @@ class Worker:
                     outbox.deliver_acks(self.gw)  # what the last job produced
                     return
                 if not full:  # a full batch: more is due, so the next round starts at once
-                    self.wake_event.wait(self.gw.settings.worker_poll_seconds)
+                    self._sleep(self.outbox_wake)
 
     def _watch_loop(self) -> None:
         """gateway.watch every alert_poll_seconds: missing files, late or unpicked acks, stuck
@@ -342,7 +366,8 @@ class Worker:
             members_received=receipt.members_received,
             members_accepted=receipt.members_accepted,
         )
-        self.wake_event.set()
+        self.outbox_wake.set()  # its acks
+        self.ledger_wake.set()  # its sets, when it has 834s
 
     def _release(self, job: Job, error: str | None, *, retry_after: float) -> None:
         def txn(session: Session) -> None:
