@@ -152,10 +152,13 @@ class _Store:
         self.findings.append(finding_row(self.job.receipt_id, self.finding_seq, result))
         self.finding_seq += 1
 
-    def add_interchange(self, seq: int, result: InterchangeResult) -> Interchange:
+    def add_interchange(self, seq: int, result: InterchangeResult) -> int:
+        """The interchange's row (one INSERT ... RETURNING, not an ORM object and a flush:
+        issue 19), its key, findings, groups and sets; its id."""
         qualifier, sender = result.sender
-        env = Interchange(
-            **fit(
+        env_id = self._insert_returning_id(
+            Interchange,
+            fit(
                 Interchange,
                 {
                     "receipt_id": self.job.receipt_id,
@@ -173,18 +176,21 @@ class _Store:
                     "ta1_note": result.ta1_note,
                     "outcome": result.outcome.value,
                 },
-            )
+            ),
         )
-        self.session.add(env)
-        self.session.flush()
         if result.ta1_code is not AckCode.REJECTED:
             self._register_isa13(result)
-        self._findings(result.issues, envelope_id=env.id)
+        self._findings(result.issues, envelope_id=env_id)
         for gseq, group in enumerate(result.groups):
-            self._add_group(env, gseq, group, result)
+            self._add_group(env_id, gseq, group, result)
         for key, value in result.counts().items():
             self.totals[key] += value
-        return env
+        return env_id
+
+    def _insert_returning_id(
+        self, model: type[Interchange] | type[Group], row: dict[str, object]
+    ) -> int:
+        return int(self.session.scalars(insert(model).returning(model.id), row).one())
 
     def _register_isa13(self, result: InterchangeResult) -> None:
         """TA1 025 from now on: a unique constraint, not a read-then-write race."""
@@ -200,13 +206,14 @@ class _Store:
             raise DuplicateRace(self.job.receipt_id)
 
     def _add_group(
-        self, env: Interchange, gseq: int, group: GroupResult, result: InterchangeResult
+        self, env_id: int, gseq: int, group: GroupResult, result: InterchangeResult
     ) -> None:
-        g = Group(
-            **fit(
+        group_id = self._insert_returning_id(
+            Group,
+            fit(
                 Group,
                 {
-                    "envelope_id": env.id,
+                    "envelope_id": env_id,
                     "receipt_id": self.job.receipt_id,
                     "seq": gseq,
                     "gs01": group.gs.element(1),
@@ -219,11 +226,9 @@ class _Store:
                     "sets_received": len(group.sets),
                     "sets_accepted": group.sets_accepted,
                 },
-            )
+            ),
         )
-        self.session.add(g)
-        self.session.flush()
-        self._findings(group.issues, envelope_id=env.id, group_id=g.id)
+        self._findings(group.issues, envelope_id=env_id, group_id=group_id)
         rows: list[dict[str, object]] = []
         issues: list[list[Issue]] = []
         # Judged once per group: asked per set, a group of n sets costs n² (one set per family).
@@ -247,7 +252,7 @@ class _Store:
                 fit(
                     TransactionSet,
                     {
-                        "group_id": g.id,
+                        "group_id": group_id,
                         "receipt_id": self.job.receipt_id,
                         "seq": sseq,
                         "st01": ts.st01,
@@ -268,8 +273,8 @@ class _Store:
             )
             issues.append(ts.issues)
             if len(rows) >= SET_BATCH:
-                self._insert_sets(rows, issues, env.id, g.id)
-        self._insert_sets(rows, issues, env.id, g.id)
+                self._insert_sets(rows, issues, env_id, group_id)
+        self._insert_sets(rows, issues, env_id, group_id)
 
     def _insert_sets(
         self, rows: list[dict[str, object]], issues: list[list[Issue]], env_id: int, group_id: int
@@ -298,7 +303,7 @@ class _Store:
         issues.clear()
 
     def add_acks(
-        self, env: Interchange, result: InterchangeResult, numbers: Iterator[int], now: dt.datetime
+        self, env_id: int, result: InterchangeResult, numbers: Iterator[int], now: dt.datetime
     ) -> None:
         """A TA1 when asked for or when the envelope has errors; a 999 unless the TA1 rejects."""
         identity = self.gw.settings.identity
@@ -306,12 +311,12 @@ class _Store:
             number = next(numbers)
             content = build_ta1(result, control_number=number, now=now, sender=identity)
             name = ack_filename(self.job, result.isa13, AckKind.TA1)
-            self.session.add(_ack(self.job, env.id, AckKind.TA1, number, content, name))
+            self.session.add(_ack(self.job, env_id, AckKind.TA1, number, content, name))
         if result.ta1_code is not AckCode.REJECTED and result.groups:
             number = next(numbers)
             content = build_999(result, control_number=number, now=now, sender=identity)
             name = ack_filename(self.job, result.isa13, AckKind.X999)
-            self.session.add(_ack(self.job, env.id, AckKind.X999, number, content, name))
+            self.session.add(_ack(self.job, env_id, AckKind.X999, number, content, name))
 
     def add_rejection_notice(self) -> None:
         """Input with no usable ISA gets a notice in place of a TA1 (which needs an ISA)."""
@@ -373,8 +378,8 @@ def store_results(
         if isinstance(result, UnusableResult):
             store.add_unusable(result)
             continue
-        env = store.add_interchange(seq, result)
-        store.add_acks(env, result, numbers, now)
+        env_id = store.add_interchange(seq, result)
+        store.add_acks(env_id, result, numbers, now)
     store.add_rejection_notice()
     store.flush_findings()
     _queue_for_ledger(receipt, validated)

@@ -40,9 +40,9 @@ def validate_job(
     until the ledger applies it."""
 
     def is_duplicate(qualifier: str, sender: str, isa13: str) -> bool:
-        with gw.reads() as session:
+        with gw.read_engine.connect() as conn:
             return repo.is_isa13_used(
-                session, job.partner_id, qualifier, sender, isa13, job.receipt_id
+                conn, job.partner_id, qualifier, sender, isa13, job.receipt_id
             )
 
     options = ValidationOptions(
