@@ -67,6 +67,8 @@ def deliver_webhooks(gw: Gateway, client: httpx.Client) -> int:
     now = utcnow()
     with unit_of_work(gw.sessions) as session:
         due = [(d.id, d.payload, d.partner_id) for d in repo.due_webhooks(session, now)]
+        if not due:
+            return 0
         partners = {
             p.id: (p.webhook_url, p.webhook_secret or "")
             for p in session.scalars(
