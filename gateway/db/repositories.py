@@ -29,7 +29,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm import Session, joinedload, lazyload
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from gateway.db.base import UTCDateTime, utcnow
@@ -563,10 +563,13 @@ def get_receipt(session: Session, receipt_id: str, partner_id: int | None = None
 
 
 def processing_receipt(session: Session, receipt_id: str) -> Receipt | None:
-    """A receipt and its partner, as the worker stores a file's results: not its envelope tree
-    (loaded with every Receipt otherwise: a query for a file that has none yet)."""
+    """A receipt and its partner (joined: one query, not two), as the worker stores a file's
+    results: not its envelope tree (loaded with every Receipt otherwise: a query for a file
+    that has none yet)."""
     return session.scalar(
-        select(Receipt).where(Receipt.id == receipt_id).options(lazyload(Receipt.envelopes))
+        select(Receipt)
+        .where(Receipt.id == receipt_id)
+        .options(lazyload(Receipt.envelopes), joinedload(Receipt.partner))
     )
 
 

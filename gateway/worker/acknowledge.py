@@ -8,8 +8,9 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
+from typing import cast
 
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from gateway import outbound
@@ -188,9 +189,12 @@ class _Store:
         return env_id
 
     def _insert_returning_id(
-        self, model: type[Interchange] | type[Group], row: dict[str, object]
+        self, model: type[Interchange] | type[Group] | type[TransactionSet], row: dict[str, object]
     ) -> int:
-        return int(self.session.scalars(insert(model).returning(model.id), row).one())
+        """One row, through Core on the session's connection: the ORM's bulk-insert path cost
+        more than the statement for a lone row (issue 19). The rows' keys are column names."""
+        table = cast(Table, model.__table__)
+        return int(self.session.execute(insert(table).returning(table.c.id), row).scalar_one())
 
     def _register_isa13(self, result: InterchangeResult) -> None:
         """TA1 025 from now on: a unique constraint, not a read-then-write race."""
@@ -283,11 +287,7 @@ class _Store:
         if not rows:
             return
         if len(rows) == 1:  # most files: one set, one plain INSERT (no ordered executemany)
-            ids = [
-                self.session.scalars(
-                    insert(TransactionSet).returning(TransactionSet.id), rows[0]
-                ).one()
-            ]
+            ids = [self._insert_returning_id(TransactionSet, rows[0])]
         else:
             ids = list(
                 self.session.scalars(
