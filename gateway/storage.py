@@ -69,6 +69,11 @@ def _fsync_dir(path: Path, fsync: Callable[[int], None]) -> None:
         os.close(fd)
 
 
+class Swept(FileNotFoundError):
+    """A new temporary file was removed, before it was locked, by a process starting beside
+    this one (`BlobStore.clean_tmp`)."""
+
+
 class PendingBlob:
     """A blob being written: feed chunks, then `commit()` (durable) or `discard()`."""
 
@@ -82,10 +87,14 @@ class PendingBlob:
         try:
             # Locked until committed or discarded: a process starting beside this one removes
             # only the temporaries no one holds. One that starts between this open and this lock
-            # may remove the file: then it is not ours any more, and nothing was promised.
+            # may remove the file: nothing is written yet, so BlobStore.begin takes a new one.
             fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
-            if os.stat(self.path).st_ino != os.fstat(self._file.fileno()).st_ino:
-                raise FileNotFoundError(errno.ENOENT, "temporary file removed")
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(self._file.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                raise Swept(errno.ENOENT, "temporary file removed")
         except OSError:
             self._file.close()
             raise
@@ -131,6 +140,9 @@ class PendingBlob:
         self.path.unlink(missing_ok=True)
 
 
+SWEPT_RETRIES = 5
+
+
 class BlobStore:
     def __init__(self, root: Path, fsync: Callable[[int], None] = os.fsync) -> None:
         self.root = root
@@ -139,10 +151,16 @@ class BlobStore:
         make_private_dirs(self.tmp_dir)
 
     def begin(self, limit: int | None = None) -> PendingBlob:
-        try:
-            return PendingBlob(self, limit)
-        except OSError as exc:
-            raise StorageError(exc.strerror or "cannot create a temporary file") from exc
+        for _ in range(SWEPT_RETRIES):
+            try:
+                return PendingBlob(self, limit)
+            except Swept:
+                # A worker or API starting beside this one swept it: the sender would have had
+                # a 507 for a race of ours (seen in bench_api.py with workers starting).
+                continue
+            except OSError as exc:
+                raise StorageError(exc.strerror or "cannot create a temporary file") from exc
+        raise StorageError("temporary files kept being removed by another process")
 
     def place(self, tmp: Path, sha256: str, size: int) -> StoredBlob:
         """Rename an fsynced file into its content address and fsync the directory."""

@@ -16,6 +16,7 @@ import asyncssh
 import httpx
 import pytest
 
+from gateway import storage
 from gateway.storage import BlobStore
 from tests.conftest import SAMPLES
 from tests.gateway.harness import GatewayProcess, submit, wait_final
@@ -225,3 +226,26 @@ class TestBlobTemporaries:
         assert [p.name for p in store.tmp_dir.iterdir()] == [live.path.name]
         blob = live.commit()  # the live upload was never disturbed
         assert store.path(blob.rel_path).read_bytes() == b"ISA*00*"
+
+    def test_a_temporary_swept_before_its_lock_is_replaced_not_refused(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # A worker starting beside the API sweeps tmp/ between a new temporary's open and its
+        # lock: the upload takes a new one (it had written nothing), not a 507.
+        store = BlobStore(tmp_path / "blobs")
+        real_flock = storage.fcntl.flock
+        swept: list[str] = []
+
+        def flock_after_a_sweep(fd: int, op: int) -> None:
+            if not swept:
+                swept.extend(p.name for p in store.tmp_dir.glob("*.tmp"))
+                assert store.clean_tmp() == 1  # no lock yet: another process's sweep takes it
+            real_flock(fd, op)
+
+        monkeypatch.setattr(storage.fcntl, "flock", flock_after_a_sweep)
+        pending = store.begin()
+        assert swept and pending.path.name not in swept
+        pending.write(b"ISA*00*")
+        blob = pending.commit()
+        assert store.path(blob.rel_path).read_bytes() == b"ISA*00*"
+        assert list(store.tmp_dir.iterdir()) == []
