@@ -92,12 +92,11 @@ def claim_ledger_work(
             .distinct()
         ).all()
     )
-    # Without the envelope tree (eager by default: a selectin per level, for 50 files, to
-    # lease one of them — a third of the stage's CPU per small file, issue 19).
-    no_tree = lazyload(Receipt.envelopes)
-    candidates = session.scalars(
-        select(Receipt)
-        .options(no_tree)
+    # The queue's head as three columns, not 50 Receipt objects (each with ~40 columns, and
+    # once with its envelope tree): only the one leased is read whole, without the tree
+    # (issue 19: with a backlog, reading the candidates was most of a small file's claim).
+    candidates = session.execute(
+        select(Receipt.id, Receipt.partner_id, Receipt.processed_at)
         .where(
             Receipt.status == Status.PROCESSED,
             Receipt.ledger_status == LedgerStatus.PENDING,
@@ -106,37 +105,33 @@ def claim_ledger_work(
         .limit(50)
     ).all()
     decided: set[int] = set()
-    for receipt in candidates:
-        if receipt.partner_id in decided:
+    for receipt_id, partner_id, processed_at in candidates:
+        if partner_id in decided:
             continue
-        decided.add(receipt.partner_id)
-        if receipt.partner_id in unvalidated and (
-            receipt.processed_at is None or receipt.processed_at > window_start
-        ):
+        decided.add(partner_id)
+        if partner_id in unvalidated and (processed_at is None or processed_at > window_start):
             continue
         # Serialise per sender across processes (PostgreSQL row lock; SQLite is serial anyway).
-        session.execute(
-            select(Partner.id).where(Partner.id == receipt.partner_id).with_for_update()
-        )
+        session.execute(select(Partner.id).where(Partner.id == partner_id).with_for_update())
         busy = session.scalar(
             select(func.count())
             .select_from(Receipt)
             .where(
-                Receipt.partner_id == receipt.partner_id,
+                Receipt.partner_id == partner_id,
                 Receipt.ledger_status == LedgerStatus.PENDING,
-                Receipt.id != receipt.id,
+                Receipt.id != receipt_id,
                 Receipt.status == Status.PROCESSED,
                 Receipt.lease_owner.is_not(None),
                 Receipt.lease_expires_at > now,
             )
         )
-        session.execute(  # read again now that the sender is locked (session.refresh)
+        receipt = session.scalars(  # read now that the sender is locked
             select(Receipt)
-            .options(no_tree)
-            .where(Receipt.id == receipt.id)
+            .options(lazyload(Receipt.envelopes))
+            .where(Receipt.id == receipt_id)
             .execution_options(populate_existing=True)
-        )
-        if busy or receipt.ledger_status != LedgerStatus.PENDING:
+        ).first()
+        if busy or receipt is None or receipt.ledger_status != LedgerStatus.PENDING:
             continue
         if receipt.lease_owner and receipt.lease_expires_at and receipt.lease_expires_at > now:
             continue  # someone is applying it right now
