@@ -124,13 +124,19 @@ class PendingBlob:
         try:
             self._file.flush()
             self._store.fsync(self._file.fileno())
-            self._file.close()
-            self._file = None
             crashpoint("blob_fsynced")
-            return self._store.place(self.path, self._hash.hexdigest(), self.size)
         except OSError as exc:
             self.discard()
             raise StorageError(exc.strerror or "fsync failed") from exc
+        # Renamed while still open, so still locked: closed first, a process starting beside
+        # this one could sweep it (BlobStore.clean_tmp) between the close and the rename — the
+        # sender had a 507 "No such file or directory" (seen with workers starting beside the
+        # API under load, issue 19).
+        blob = self._store.place(self.path, self._hash.hexdigest(), self.size)
+        with contextlib.suppress(OSError):
+            self._file.close()
+        self._file = None
+        return blob
 
     def discard(self) -> None:
         if self._file is not None:

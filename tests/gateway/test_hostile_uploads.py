@@ -249,3 +249,24 @@ class TestBlobTemporaries:
         blob = pending.commit()
         assert store.path(blob.rel_path).read_bytes() == b"ISA*00*"
         assert list(store.tmp_dir.iterdir()) == []
+
+    def test_a_committing_upload_is_never_swept(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # A process starting beside the API sweeps tmp/ while an upload is between its fsync
+        # and its rename: the upload still holds its lock, so the sweep leaves it alone.
+        store = BlobStore(tmp_path / "blobs")
+        real_place = store.place
+        sweeps: list[int] = []
+
+        def place_after_a_sweep(tmp: Path, sha256: str, size: int) -> storage.StoredBlob:
+            sweeps.append(store.clean_tmp())
+            return real_place(tmp, sha256, size)
+
+        monkeypatch.setattr(store, "place", place_after_a_sweep)
+        pending = store.begin()
+        pending.write(b"ISA*00*")
+        blob = pending.commit()
+        assert sweeps == [0]
+        assert store.path(blob.rel_path).read_bytes() == b"ISA*00*"
+        assert list(store.tmp_dir.iterdir()) == []
