@@ -10,7 +10,7 @@ reuses its connections opens a handful, not one per request.
 
 Usage: python tests/benchmarks/bench_api.py [--apis 1] [--clients 32] [--files 3000]
        [--read-seconds 15] [--loads intake,read,list,health,hey,pipeline] [--pids FILE]
-       [--workers N]
+       [--workers N] [--timeline]
 (pipeline, with --workers N: the files are received while N `edi834 worker` processes run on
 the same machine; it reports when every 999 is stored and every file is through the ledger,
 and the CPU per file of the APIs, the workers and PostgreSQL.)
@@ -102,6 +102,7 @@ async def run_load(
     """`clients` connections (spread over the ports) send `requests` in turn: each once, or
     round and round until `seconds` have passed."""
     latencies: list[float] = []
+    starts: list[float] = []  # when each request was sent, for the timeline
     codes: dict[int, int] = {}
     bodies: list[bytes] = []
     next_index = 0
@@ -122,6 +123,7 @@ async def run_load(
                 t0 = time.perf_counter()
                 status, body = await _exchange(reader, writer, request)
                 latencies.append(time.perf_counter() - t0)
+                starts.append(t0)
                 codes[status] = codes.get(status, 0) + 1
                 if deadline is None:
                     bodies.append(body)
@@ -139,7 +141,22 @@ async def run_load(
         "p99_ms": pct(latencies, 0.99),
         "codes": codes,
         "bodies": bodies,
+        "timeline": timeline(start, starts, latencies),
     }
+
+
+def timeline(start: float, starts: Sequence[float], latencies: Sequence[float]) -> str:
+    """Where the tail is: p99 in each second of the load, and when the 20 slowest requests were
+    sent (seconds from its start) and how long they took. A tail of one stall — every request
+    in flight waiting at once, as a long garbage collection makes them — shows as one second's
+    p99 far above the others and the slowest requests sent together."""
+    per_second: dict[int, list[float]] = {}
+    for t0, latency in zip(starts, latencies, strict=True):
+        per_second.setdefault(int(t0 - start), []).append(latency)
+    p99s = ", ".join(f"{s}s {pct(v, 0.99):.0f}" for s, v in sorted(per_second.items()))
+    slowest = sorted(zip(latencies, starts, strict=True), reverse=True)[:20]
+    sent = ", ".join(f"{t0 - start:.2f}s {latency * 1000:.0f}" for latency, t0 in slowest)
+    return f"p99 ms by second: {p99s}\n  slowest (sent at, ms): {sent}"
 
 
 def intake_requests(key: str, count: int, offset: int) -> list[bytes]:
@@ -402,6 +419,9 @@ def main() -> None:
     parser.add_argument("--loads", default="intake,read,health")
     parser.add_argument("--pids", type=Path, help="write the process ids here (JSON)")
     parser.add_argument(
+        "--timeline", action="store_true", help="p99 by second and the slowest requests' times"
+    )
+    parser.add_argument(
         "--workers", type=int, default=0,
         help="`edi834 worker` processes on the same machine (the load 'pipeline')",
     )  # fmt: skip
@@ -488,6 +508,10 @@ def main() -> None:
             f"| {r['p99_ms']:.1f} | {r['api_ms']:.2f} | {r['postgres_ms']:.2f} "
             f"| {r['client_ms']:.2f} | {r['new_sessions']} | {r['codes']} |"
         )
+    if args.timeline:
+        for r in rows:
+            if r.get("timeline"):
+                print(f"\n{r['load']}: {r['timeline']}")
     for r in rows:
         if "processed_s" in r:
             n = int(r["requests"])  # type: ignore[call-overload]
