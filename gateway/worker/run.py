@@ -77,7 +77,6 @@ class Worker:
         self.wake_event = threading.Event()
         self.ledger_wake = threading.Event()
         self.outbox_wake = threading.Event()
-        self._last_idle_ledger_claim = 0.0
         self._threads: list[threading.Thread] = []
         # PostgreSQL: new receipts wake the loops at once (LISTEN/NOTIFY); polling stays.
         self.listener = (
@@ -126,9 +125,18 @@ class Worker:
 
     # --- loops -------------------------------------------------------------------------------
 
-    def _sleep(self, event: threading.Event) -> None:
-        event.wait(self.gw.settings.worker_poll_seconds)
+    def _sleep(self, event: threading.Event, *, apart: float = 0.0, since: float = 0.0) -> None:
+        """Wait for `event` (or the poll) and clear it; with `apart`, also until min(apart,
+        poll) after `since`, when the round that found nothing started (a stop cuts it short).
+        A claim or an outbox round costs its few transactions whether it finds one file or
+        fifty: under load, with a 999 stored every few milliseconds, each would otherwise start
+        one."""
+        poll = self.gw.settings.worker_poll_seconds
+        event.wait(poll)
         event.clear()
+        rest = min(apart, poll) - (time.monotonic() - since)
+        if rest > 0:
+            self.stop_event.wait(rest)
 
     def _process_loop(self) -> None:
         while not self.stop_event.is_set():
@@ -144,27 +152,15 @@ class Worker:
     def _ledger_loop(self) -> None:
         """The enrollment ledger stage: one receipt at a time, in each sender's order."""
         while not self.stop_event.is_set():
+            started = time.monotonic()
             try:
                 worked = self.apply_ledger_once()
             except Exception:
                 log.exception("ledger_loop_error", worker_id=self.worker_id)
                 worked = False
                 time.sleep(1)
-            if not worked:
-                self._ledger_idle()
-
-    def _ledger_idle(self) -> None:
-        """Nothing to claim: wait for a stored 999 (or the poll). A claim that finds nothing
-        costs a few milliseconds (the sender's queue is read to keep its order), so claims
-        that find nothing are at most one per `LEDGER_IDLE_GAP` (capped by the poll): under
-        load, while the sender's files are still being validated, a 999 stored every few
-        milliseconds would otherwise each start one."""
-        poll = self.gw.settings.worker_poll_seconds
-        self._sleep(self.ledger_wake)
-        gap = min(LEDGER_IDLE_GAP, poll) - (time.monotonic() - self._last_idle_ledger_claim)
-        if gap > 0:
-            self.stop_event.wait(gap)
-        self._last_idle_ledger_claim = time.monotonic()
+            if not worked:  # a claim that finds nothing reads the sender's queue (its order)
+                self._sleep(self.ledger_wake, apart=LEDGER_IDLE_GAP, since=started)
 
     def apply_ledger_once(self) -> bool:
         settings = self.gw.settings
@@ -205,7 +201,6 @@ class Worker:
         return True
 
     def _outbox_loop(self) -> None:
-        poll = self.gw.settings.worker_poll_seconds
         with httpx.Client(timeout=self.gw.settings.webhook_timeout_seconds) as client:
             while True:
                 started = time.monotonic()
@@ -226,12 +221,7 @@ class Worker:
                     outbox.deliver_acks(self.gw)  # what the last job produced
                     return
                 if not full:  # a full batch: more is due, so the next round starts at once
-                    self._sleep(self.outbox_wake)
-                    # A round costs five transactions whether it finds one file or fifty:
-                    # under load (a 999 stored every few ms) rounds are OUTBOX_GAP apart.
-                    gap = min(OUTBOX_GAP, poll) - (time.monotonic() - started)
-                    if gap > 0 and not self.stop_event.is_set():
-                        self.stop_event.wait(gap)
+                    self._sleep(self.outbox_wake, apart=OUTBOX_GAP, since=started)
 
     def _watch_loop(self) -> None:
         """gateway.watch every alert_poll_seconds: missing files, late or unpicked acks, stuck
