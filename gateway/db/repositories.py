@@ -114,6 +114,11 @@ _INSERT_RECEIPT = {
 _INSERT_EVENT = insert(cast(Table, ReceiptEvent.__table__))
 
 
+def insert_event(session: Session, receipt_id: str, event: str, detail: str | None = None) -> None:
+    """add_event as one Core INSERT, for paths that write no ORM objects (issue 19)."""
+    session.execute(_INSERT_EVENT, {"receipt_id": receipt_id, "event": event, "detail": detail})
+
+
 def insert_receipt(session: Session, receipt: Receipt) -> tuple[Receipt, bool]:
     """Insert, or return the existing receipt for the same bytes from the same partner.
     The unique constraint decides, under concurrency too: one INSERT … ON CONFLICT

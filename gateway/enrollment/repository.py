@@ -61,15 +61,6 @@ UNDECIDED = Decision(Disposition.NOT_APPLIED, "no gate decision recorded")
 # --- the queue -------------------------------------------------------------------------------
 
 
-def mark_pending(receipt: Receipt, order: str, has_834: bool) -> None:
-    """Called as the 999 is stored: a file with 834 sets waits for the ledger stage, which
-    applies what the gate let through and lists the rest as not applied (once: a reprocessed
-    file that was applied before is not applied again)."""
-    if has_834 and receipt.ledger_status is None:
-        receipt.ledger_status = LedgerStatus.PENDING
-        receipt.ledger_order = order
-
-
 def claim_ledger_work(
     session: Session,
     *,
@@ -773,7 +764,6 @@ __all__ = [
     "leased_ledger_work",
     "ledger_sets",
     "load_members",
-    "mark_pending",
     "new_reconciliation",
     "policy_members",
     "reconciliation_of",

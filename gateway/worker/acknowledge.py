@@ -8,9 +8,10 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
-from typing import cast
+from dataclasses import dataclass
+from typing import NamedTuple, cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from gateway import outbound
@@ -25,6 +26,7 @@ from gateway.db.models import (
     Group,
     Interchange,
     InterchangeKey,
+    LedgerStatus,
     Partner,
     Receipt,
     Status,
@@ -32,7 +34,6 @@ from gateway.db.models import (
     WebhookDelivery,
 )
 from gateway.enrollment.keys import order_key
-from gateway.enrollment.repository import mark_pending
 from gateway.gate import SenderFacts, SetFacts, decide
 from gateway.worker.job import DuplicateRace, Job, LeaseLost
 from gateway.worker.validate import Result, Validated, outcome_of
@@ -41,7 +42,6 @@ from validators.interchange import (
     AckCode,
     GroupResult,
     InterchangeResult,
-    Outcome,
     UnusableResult,
 )
 from validators.issues import Issue
@@ -111,16 +111,57 @@ def finding_row(
 
 def _ack(
     job: Job, envelope_id: int | None, kind: str, number: int | None, content: bytes, name: str
-) -> Ack:
-    return Ack(
-        receipt_id=job.receipt_id,
-        envelope_id=envelope_id,
-        kind=kind,
-        control_number=number,
-        filename=name,
-        content=content,
-        sha256=hashlib.sha256(content).hexdigest(),
+) -> dict[str, object]:
+    """An `acks` row (the ack we send), inserted through Core with the file's other rows."""
+    return {
+        "receipt_id": job.receipt_id,
+        "envelope_id": envelope_id,
+        "kind": kind,
+        "control_number": number,
+        "filename": name,
+        "content": content,
+        "sha256": hashlib.sha256(content).hexdigest(),
+    }
+
+
+_RECEIPTS = cast(Table, Receipt.__table__)
+_ACKS = cast(Table, Ack.__table__)
+_WEBHOOKS = cast(Table, WebhookDelivery.__table__)
+
+
+class _Processing(NamedTuple):
+    """The receipt in hand and its sender, as storing its results needs them: one Core read,
+    not the ORM's Receipt (40 columns) and Partner, whose unit of work (the receipt's UPDATE,
+    the acks' and events' INSERTs) was a third of a small file's storing (issue 19)."""
+
+    status: str
+    lease_owner: str | None
+    filename: str | None
+    sha256: str
+    ledger_status: str | None
+    partner_id: int
+    isa_qualifier: str
+    isa_id: str
+    onboarding: bool
+    webhook_url: str | None
+
+
+_READ_PROCESSING = (
+    select(
+        Receipt.status,
+        Receipt.lease_owner,
+        Receipt.filename,
+        Receipt.sha256,
+        Receipt.ledger_status,
+        Partner.id,
+        Partner.isa_qualifier,
+        Partner.isa_id,
+        Partner.onboarding,
+        Partner.webhook_url,
     )
+    .join(Partner, Partner.id == Receipt.partner_id)
+    .where(Receipt.id == bindparam("receipt_id"))
+)
 
 
 # Rows written per statement: a file of a million one-family sets is a thousand INSERTs of a
@@ -132,11 +173,11 @@ FINDING_BATCH = 5_000
 class _Store:
     """One processed file's rows, added to the caller's session step by step."""
 
-    def __init__(self, session: Session, gw: Gateway, job: Job, receipt: Receipt) -> None:
-        self.session, self.gw, self.job, self.receipt = session, gw, job, receipt
-        partner: Partner = receipt.partner
-        self.sender = SenderFacts(partner.isa_qualifier, partner.isa_id, partner.onboarding)
+    def __init__(self, session: Session, gw: Gateway, job: Job, receipt: _Processing) -> None:
+        self.session, self.gw, self.job = session, gw, job
+        self.sender = SenderFacts(receipt.isa_qualifier, receipt.isa_id, receipt.onboarding)
         self.findings: list[dict[str, object]] = []
+        self.acks: list[dict[str, object]] = []
         self.finding_seq = 0
         self.totals = dict.fromkeys(COUNT_COLUMNS, 0)
         self.unusable: list[UnusableResult] = []
@@ -311,17 +352,18 @@ class _Store:
             number = next(numbers)
             content = build_ta1(result, control_number=number, now=now, sender=identity)
             name = ack_filename(self.job, result.isa13, AckKind.TA1)
-            self.session.add(_ack(self.job, env_id, AckKind.TA1, number, content, name))
+            self.acks.append(_ack(self.job, env_id, AckKind.TA1, number, content, name))
         if result.ta1_code is not AckCode.REJECTED and result.groups:
             number = next(numbers)
             content = build_999(result, control_number=number, now=now, sender=identity)
             name = ack_filename(self.job, result.isa13, AckKind.X999)
-            self.session.add(_ack(self.job, env_id, AckKind.X999, number, content, name))
+            self.acks.append(_ack(self.job, env_id, AckKind.X999, number, content, name))
 
-    def add_rejection_notice(self) -> None:
-        """Input with no usable ISA gets a notice in place of a TA1 (which needs an ISA)."""
+    def add_rejection_notice(self) -> str | None:
+        """Input with no usable ISA gets a notice in place of a TA1 (which needs an ISA); the
+        receipt's `unusable_reason`."""
         if not self.unusable:
-            return
+            return None
         problems = [
             {"reason": r.reason.value, "offset": r.offset, "message": r.message}
             for r in self.unusable
@@ -340,13 +382,18 @@ class _Store:
             + b"\n"
         )
         name = ack_filename(self.job, "", "rejected.json")
-        self.session.add(_ack(self.job, None, AckKind.REJECTION, None, body, name))
-        self.receipt.unusable_reason = self.unusable[0].reason.value[:32]
+        self.acks.append(_ack(self.job, None, AckKind.REJECTION, None, body, name))
+        return self.unusable[0].reason.value[:32]
 
     def flush_findings(self) -> None:
         if self.findings:
             self.session.execute(insert(Finding), self.findings)
             self.findings = []
+
+    def flush_acks(self) -> None:
+        if self.acks:
+            self.session.execute(insert(_ACKS), self.acks)
+            self.acks = []
 
 
 def acks_needed(results: list[Result]) -> int:
@@ -358,6 +405,14 @@ def acks_needed(results: list[Result]) -> int:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What the worker reports of a file it stored."""
+
+    outcome: str
+    totals: dict[str, int]
+
+
 def store_results(
     session: Session,
     gw: Gateway,
@@ -365,10 +420,13 @@ def store_results(
     worker_id: str,
     validated: Validated,
     now: dt.datetime,
-) -> Receipt:
+) -> Stored:
     """Everything about one processed file, in the caller's transaction: envelopes, groups,
-    sets (with the gate's decision), findings, acks; then the file waits for the ledger."""
-    receipt = repo.processing_receipt(session, job.receipt_id)
+    sets (with the gate's decision), findings, acks; then the file waits for the ledger.
+    Core statements throughout: the receipt's last UPDATE holds the lease check, so a worker
+    whose lease was taken over writes nothing (its transaction rolls back)."""
+    row = session.execute(_READ_PROCESSING, {"receipt_id": job.receipt_id}).first()
+    receipt = _Processing._make(row) if row is not None else None
     if receipt is None or receipt.status != Status.PROCESSING or receipt.lease_owner != worker_id:
         raise LeaseLost(job.receipt_id)
     results = validated.results
@@ -380,60 +438,86 @@ def store_results(
             continue
         env_id = store.add_interchange(seq, result)
         store.add_acks(env_id, result, numbers, now)
-    store.add_rejection_notice()
+    unusable_reason = store.add_rejection_notice()
     store.flush_findings()
-    _queue_for_ledger(receipt, validated)
-    _mark_processed(session, receipt, outcome_of(results), store.totals, now)
-    return receipt
+    store.flush_acks()
+    outcome = outcome_of(results).value
+    values: dict[str, object] = {
+        **store.totals,
+        "outcome": outcome,
+        "status": Status.PROCESSED,
+        "processed_at": now,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "error": None,
+    }
+    if unusable_reason is not None:
+        values["unusable_reason"] = unusable_reason
+    if receipt.ledger_status is None and _has_834(validated):
+        # The ledger stage applies what the gate let through and lists the rest as not
+        # applied; once: a reprocessed file that was applied before is not applied again.
+        values["ledger_status"] = LedgerStatus.PENDING
+        values["ledger_order"] = order_key(receipt.filename, [validated.head])
+    done = session.execute(
+        update(_RECEIPTS)
+        .where(
+            _RECEIPTS.c.id == job.receipt_id,
+            _RECEIPTS.c.status == Status.PROCESSING,
+            _RECEIPTS.c.lease_owner == worker_id,
+        )
+        .values(values)
+    )
+    if done.rowcount != 1:  # type: ignore[attr-defined]  # taken over since the read above
+        raise LeaseLost(job.receipt_id)
+    repo.insert_event(session, job.receipt_id, "processed", outcome)
+    if receipt.webhook_url:
+        session.execute(
+            insert(_WEBHOOKS),
+            _webhook_row(
+                job.receipt_id, receipt.partner_id, "acknowledged", Status.PROCESSED, outcome,
+                receipt.sha256,
+            ),
+        )  # fmt: skip
+    return Stored(outcome, store.totals)
 
 
-def _queue_for_ledger(receipt: Receipt, validated: Validated) -> None:
-    has_834 = any(
+def _has_834(validated: Validated) -> bool:
+    return any(
         ts.st01 == "834"
         for r in validated.results
         if isinstance(r, InterchangeResult)
         for g in r.groups
         for ts in g.sets
     )
-    if has_834:
-        mark_pending(receipt, order_key(receipt.filename, [validated.head]), has_834)
 
 
-def _mark_processed(
-    session: Session, receipt: Receipt, outcome: Outcome, totals: dict[str, int], now: dt.datetime
-) -> None:
-    receipt.outcome = outcome.value
-    receipt.status = Status.PROCESSED
-    receipt.processed_at = now
-    receipt.lease_owner = None
-    receipt.lease_expires_at = None
-    receipt.error = None
-    for key, value in totals.items():
-        setattr(receipt, key, value)
-    repo.add_event(session, receipt.id, "processed", outcome.value)
-    enqueue_webhook(session, receipt, "acknowledged")
+def _webhook_row(
+    receipt_id: str, partner_id: int, event: str, status: str, outcome: str | None, sha256: str
+) -> dict[str, object]:
+    payload = {
+        "event": event,
+        "id": receipt_id,
+        "status": status,
+        "outcome": outcome,
+        "sha256": sha256,
+        "at": utcnow().isoformat().replace("+00:00", "Z"),  # as the API writes times
+    }
+    return {
+        "receipt_id": receipt_id,
+        "partner_id": partner_id,
+        "event": event,
+        "payload": json.dumps(payload, sort_keys=True),
+    }
 
 
 def enqueue_webhook(session: Session, receipt: Receipt, event: str) -> None:
     partner: Partner = receipt.partner
     if not partner.webhook_url:
         return
-    payload = {
-        "event": event,
-        "id": receipt.id,
-        "status": receipt.status,
-        "outcome": receipt.outcome,
-        "sha256": receipt.sha256,
-        "at": utcnow().isoformat().replace("+00:00", "Z"),  # as the API writes times
-    }
-    session.add(
-        WebhookDelivery(
-            receipt_id=receipt.id,
-            partner_id=partner.id,
-            event=event,
-            payload=json.dumps(payload, sort_keys=True),
-        )
+    row = _webhook_row(
+        receipt.id, partner.id, event, receipt.status, receipt.outcome, receipt.sha256
     )
+    session.add(WebhookDelivery(**row))
 
 
 def park_failed(session: Session, receipt: Receipt, error: str) -> None:

@@ -326,7 +326,7 @@ class Worker:
                     heartbeat_seconds=max(1.0, settings.lease_seconds / 3),
                 )
                 now = utcnow()
-                receipt = run_in_transaction(
+                stored = run_in_transaction(
                     self.gw.sessions,
                     lambda s: store_results(s, self.gw, job, self.worker_id, validated, now),  # noqa: B023
                 )
@@ -347,7 +347,7 @@ class Worker:
             self._release(job, "duplicate-ISA13 race did not settle", retry_after=1)
             return
         crashpoint("committed")
-        OUTCOMES.labels(outcome=receipt.outcome or "none").inc()
+        OUTCOMES.labels(outcome=stored.outcome).inc()
         for result in validated.results:
             if isinstance(result, InterchangeResult):
                 usage = result.isa.element(15)
@@ -358,11 +358,11 @@ class Worker:
         LATENCY.observe((now - job.received_at).total_seconds())
         log.info(
             "interchange_processed",
-            outcome=receipt.outcome,
-            sets_received=receipt.sets_received,
-            sets_accepted=receipt.sets_accepted,
-            members_received=receipt.members_received,
-            members_accepted=receipt.members_accepted,
+            outcome=stored.outcome,
+            sets_received=stored.totals["sets_received"],
+            sets_accepted=stored.totals["sets_accepted"],
+            members_received=stored.totals["members_received"],
+            members_accepted=stored.totals["members_accepted"],
         )
         self.outbox_wake.set()  # its acks
         self.ledger_wake.set()  # its sets, when it has 834s

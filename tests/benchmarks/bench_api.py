@@ -449,6 +449,7 @@ def main() -> None:
         key = api.start()
         if args.pids:
             pids = {f"api{n}": p.pid for n, p in enumerate(api.procs)}
+            pids.update({f"worker{n}": p.pid for n, p in enumerate(api.worker_procs)})
             args.pids.write_text(json.dumps({**pids, "postgres": api.postmaster}))
         try:
             # A warm-up batch whose receipts the status readers read.
