@@ -116,7 +116,9 @@ _INSERT_EVENT = insert(cast(Table, ReceiptEvent.__table__))
 
 def insert_event(session: Session, receipt_id: str, event: str, detail: str | None = None) -> None:
     """add_event as one Core INSERT, for paths that write no ORM objects (issue 19)."""
-    session.execute(_INSERT_EVENT, {"receipt_id": receipt_id, "event": event, "detail": detail})
+    session.connection().execute(
+        _INSERT_EVENT, {"receipt_id": receipt_id, "event": event, "detail": detail}
+    )
 
 
 def insert_receipt(session: Session, receipt: Receipt) -> tuple[Receipt, bool]:
@@ -990,6 +992,9 @@ def is_isa13_used(
     return bool(_rows(conn, _ISA13_USED, params))
 
 
+_NEXT_CONTROL_NUMBERS = text("SELECT nextval('edi834_control_numbers') FROM generate_series(1, :n)")
+
+
 def take_control_numbers(session: Session, count: int) -> list[int]:
     """`count` control numbers, wrapping after 999999999. PostgreSQL: from a sequence, unique
     across any number of processes without a lock (consecutive unless two callers interleave);
@@ -999,10 +1004,7 @@ def take_control_numbers(session: Session, count: int) -> list[int]:
     if session.get_bind().dialect.name == "postgresql":
         return [
             int(n)
-            for n in session.scalars(
-                text("SELECT nextval('edi834_control_numbers') FROM generate_series(1, :n)"),
-                {"n": count},
-            )
+            for n in session.connection().execute(_NEXT_CONTROL_NUMBERS, {"n": count}).scalars()
         ]
     row = session.scalar(select(Counter).where(Counter.name == CONTROL_NUMBER).with_for_update())
     if row is None:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import String, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from gateway import outbound
@@ -125,8 +125,14 @@ def _ack(
 
 
 _RECEIPTS = cast(Table, Receipt.__table__)
-_ACKS = cast(Table, Ack.__table__)
 _WEBHOOKS = cast(Table, WebhookDelivery.__table__)
+# The store's statements, built once and run on the session's connection: building a statement
+# (and its cache key) and the ORM session's execution path cost as much as running it, for a
+# small file's eight statements (issue 19).
+_INSERT_ACKS = insert(cast(Table, Ack.__table__))
+_INSERT_FINDINGS = insert(cast(Table, Finding.__table__))
+_TABLES = {model: cast(Table, model.__table__) for model in (Interchange, Group, TransactionSet)}
+_INSERT_RETURNING_ID = {model: insert(t).returning(t.c.id) for model, t in _TABLES.items()}
 
 
 class _Processing(NamedTuple):
@@ -175,6 +181,7 @@ class _Store:
 
     def __init__(self, session: Session, gw: Gateway, job: Job, receipt: _Processing) -> None:
         self.session, self.gw, self.job = session, gw, job
+        self.conn = session.connection()
         self.sender = SenderFacts(receipt.isa_qualifier, receipt.isa_id, receipt.onboarding)
         self.findings: list[dict[str, object]] = []
         self.acks: list[dict[str, object]] = []
@@ -234,8 +241,7 @@ class _Store:
     ) -> int:
         """One row, through Core on the session's connection: the ORM's bulk-insert path cost
         more than the statement for a lone row (issue 19). The rows' keys are column names."""
-        table = cast(Table, model.__table__)
-        return int(self.session.execute(insert(table).returning(table.c.id), row).scalar_one())
+        return int(self.conn.execute(_INSERT_RETURNING_ID[model], row).scalar_one())
 
     def _register_isa13(self, result: InterchangeResult) -> None:
         """TA1 025 from now on: a unique constraint, not a read-then-write race."""
@@ -387,12 +393,12 @@ class _Store:
 
     def flush_findings(self) -> None:
         if self.findings:
-            self.session.execute(insert(Finding), self.findings)
+            self.conn.execute(_INSERT_FINDINGS, self.findings)
             self.findings = []
 
     def flush_acks(self) -> None:
         if self.acks:
-            self.session.execute(insert(_ACKS), self.acks)
+            self.conn.execute(_INSERT_ACKS, self.acks)
             self.acks = []
 
 
@@ -425,7 +431,8 @@ def store_results(
     sets (with the gate's decision), findings, acks; then the file waits for the ledger.
     Core statements throughout: the receipt's last UPDATE holds the lease check, so a worker
     whose lease was taken over writes nothing (its transaction rolls back)."""
-    row = session.execute(_READ_PROCESSING, {"receipt_id": job.receipt_id}).first()
+    conn = session.connection()
+    row = conn.execute(_READ_PROCESSING, {"receipt_id": job.receipt_id}).first()
     receipt = _Processing._make(row) if row is not None else None
     if receipt is None or receipt.status != Status.PROCESSING or receipt.lease_owner != worker_id:
         raise LeaseLost(job.receipt_id)
@@ -445,33 +452,24 @@ def store_results(
     values: dict[str, object] = {
         **store.totals,
         "outcome": outcome,
-        "status": Status.PROCESSED,
         "processed_at": now,
-        "lease_owner": None,
-        "lease_expires_at": None,
-        "error": None,
+        "unusable_reason": unusable_reason,
+        "ledger_status": None,
+        "ledger_order": None,
+        "receipt_id": job.receipt_id,
+        "worker_id": worker_id,
     }
-    if unusable_reason is not None:
-        values["unusable_reason"] = unusable_reason
     if receipt.ledger_status is None and _has_834(validated):
         # The ledger stage applies what the gate let through and lists the rest as not
         # applied; once: a reprocessed file that was applied before is not applied again.
         values["ledger_status"] = LedgerStatus.PENDING
         values["ledger_order"] = order_key(receipt.filename, [validated.head])
-    done = session.execute(
-        update(_RECEIPTS)
-        .where(
-            _RECEIPTS.c.id == job.receipt_id,
-            _RECEIPTS.c.status == Status.PROCESSING,
-            _RECEIPTS.c.lease_owner == worker_id,
-        )
-        .values(values)
-    )
-    if done.rowcount != 1:  # type: ignore[attr-defined]  # taken over since the read above
+    done = conn.execute(_MARK_PROCESSED, values)
+    if done.rowcount != 1:  # taken over since the read above
         raise LeaseLost(job.receipt_id)
     repo.insert_event(session, job.receipt_id, "processed", outcome)
     if receipt.webhook_url:
-        session.execute(
+        conn.execute(
             insert(_WEBHOOKS),
             _webhook_row(
                 job.receipt_id, receipt.partner_id, "acknowledged", Status.PROCESSED, outcome,
@@ -479,6 +477,38 @@ def store_results(
             ),
         )  # fmt: skip
     return Stored(outcome, store.totals)
+
+
+# The receipt processed, its lease released; its lease checked (no row: taken over). NULLs in
+# unusable_reason, ledger_status and ledger_order keep the receipt's own values.
+_MARK_PROCESSED = (
+    update(_RECEIPTS)
+    .where(
+        _RECEIPTS.c.id == bindparam("receipt_id"),
+        _RECEIPTS.c.status == Status.PROCESSING,
+        _RECEIPTS.c.lease_owner == bindparam("worker_id"),
+    )
+    .values(
+        {
+            **{column: bindparam(column) for column in COUNT_COLUMNS},
+            "outcome": bindparam("outcome"),
+            "status": Status.PROCESSED,
+            "processed_at": bindparam("processed_at"),
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "error": None,
+            "unusable_reason": func.coalesce(
+                bindparam("unusable_reason", type_=String), _RECEIPTS.c.unusable_reason
+            ),
+            "ledger_status": func.coalesce(
+                bindparam("ledger_status", type_=String), _RECEIPTS.c.ledger_status
+            ),
+            "ledger_order": func.coalesce(
+                bindparam("ledger_order", type_=String), _RECEIPTS.c.ledger_order
+            ),
+        }
+    )
+)
 
 
 def _has_834(validated: Validated) -> bool:

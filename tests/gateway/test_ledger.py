@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError
 
 from gateway.api.schemas import BusinessFindingOut
 from gateway.context import Gateway
+from gateway.db import repositories as repo
 from gateway.db.models import (
     Ack,
     BusinessFinding,
@@ -175,6 +176,25 @@ def test_lifecycle_add_change_term_reinstate(gw: Gateway, partner: int) -> None:
         applied = s.scalar(select(func.count()).where(MemberEventRow.outcome == "applied"))
         keys = s.scalars(select(CoreDelivery.idempotency_key)).all()
     assert applied == 5 and len(keys) == 5 and len(set(keys)) == 5
+
+
+def test_a_reprocessed_file_is_acknowledged_again_and_never_applied_twice(gw, partner) -> None:
+    """An operator's reprocess of an applied file: a new 999, the old one superseded, the file's
+    ledger status left as it was, so the ledger stage has nothing to claim."""
+    receipt_id = feed(gw, partner, interchange(family(), control=1))
+    with unit_of_work(gw.sessions) as s:
+        assert repo.reprocess(s, receipt_id, "ops") is not None
+    worker = Worker(gw)
+    assert worker.run_once()
+    assert not worker.apply_ledger_once()
+    with gw.reads() as s:
+        r = s.get_one(Receipt, receipt_id)
+        assert (r.status, r.outcome, r.ledger_status) == ("processed", "accepted", "applied")
+        acks = s.execute(select(Ack.kind, Ack.superseded).where(Ack.receipt_id == receipt_id))
+        assert sorted(acks.tuples()) == [("999", False), ("999", True)]
+        applied = s.scalar(select(func.count()).where(MemberEventRow.outcome == "applied"))
+        deliveries = s.scalar(select(func.count()).select_from(CoreDelivery))
+    assert applied == 2 and deliveries == 2
 
 
 def test_duplicate_add_rejected_and_the_rest_of_the_file_applies(gw, partner) -> None:
