@@ -33,11 +33,19 @@ def ack_filename(
 
 
 def write_atomically(
-    directory: Path, name: str, content: bytes, staging: Path, *, private: bool = True
+    directory: Path,
+    name: str,
+    content: bytes,
+    staging: Path,
+    *,
+    private: bool = True,
+    sync_directory: bool = True,
 ) -> Path:
     """private: directories 0700 and the file 0600 whatever the umask — outbound/ acks, which
     partners read through our SFTP server, not as OS users. The core export (another system
-    reads it, perhaps as another user) passes False and keeps the umask's modes."""
+    reads it, perhaps as another user) passes False and keeps the umask's modes.
+    sync_directory=False: the caller fsyncs the directory (fsync_directory) once for several
+    files, before it records any of them as written."""
     if private:
         make_private_dirs(directory)
         make_private_dirs(staging)
@@ -53,12 +61,18 @@ def write_atomically(
         os.fsync(f.fileno())
     final = directory / name
     os.replace(tmp, final)
+    if sync_directory:
+        fsync_directory(directory)
+    return final
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make the renames into `directory` durable."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-    return final
 
 
 def sign(secret: str, body: bytes) -> str:

@@ -114,11 +114,13 @@ _INSERT_RECEIPT = {
 _INSERT_EVENT = insert(cast(Table, ReceiptEvent.__table__))
 
 
-def insert_event(session: Session, receipt_id: str, event: str, detail: str | None = None) -> None:
-    """add_event as one Core INSERT, for paths that write no ORM objects (issue 19)."""
-    session.connection().execute(
-        _INSERT_EVENT, {"receipt_id": receipt_id, "event": event, "detail": detail}
-    )
+def insert_events(session: Session, events: Sequence[tuple[str, str, str | None]]) -> None:
+    """(receipt id, event, detail) rows as add_event adds them, in one Core INSERT: for paths
+    that write no ORM objects (issue 19)."""
+    if events:
+        session.connection().execute(
+            _INSERT_EVENT, [{"receipt_id": r, "event": e, "detail": d} for r, e, d in events]
+        )
 
 
 def insert_receipt(session: Session, receipt: Receipt) -> tuple[Receipt, bool]:

@@ -12,22 +12,21 @@ is retried with capped backoff forever; the backlog shows as `edi834_core_pendin
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import json
-import os
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from gateway.context import Gateway
 from gateway.db.base import utcnow
+from gateway.db.locks import sole
 from gateway.db.models import CoreDelivery
 from gateway.db.session import run_in_transaction
 from gateway.enrollment.queries import core_pending
@@ -35,7 +34,6 @@ from gateway.faults import crashpoint
 from gateway.logging import get_logger
 from gateway.metrics import CORE_FAILURES, set_core_backlog
 from gateway.outbound import sign, write_atomically
-from gateway.storage import make_private_dirs, open_private
 
 log = get_logger(__name__)
 
@@ -117,42 +115,10 @@ def _refresh_gauges(gw: Gateway, *, force: bool) -> None:
 # --- one deliverer, in order -----------------------------------------------------------------
 
 
-@contextmanager
-def _sole_deliverer(gw: Gateway) -> Iterator[bool]:
+def _sole_deliverer(gw: Gateway) -> AbstractContextManager[bool]:
     """True when this caller is the only deliverer; two at once could let a later row overtake
-    an earlier one that the other is still retrying. Both locks end with their process (or
-    connection), so a crash never wedges delivery."""
-    if gw.engine.dialect.name == "postgresql":
-        with gw.engine.connect() as conn:
-            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            got = bool(
-                conn.execute(
-                    text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
-                ).scalar()
-            )
-            try:
-                yield got
-            finally:
-                if got:
-                    conn.execute(
-                        text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY}
-                    )
-        return
-    # SQLite: every process of this gateway shares its data directory.
-    make_private_dirs(gw.settings.data_dir)
-    lock_fd = open_private(gw.settings.data_dir / "core-delivery.lock", os.O_WRONLY | os.O_CREAT)
-    with os.fdopen(lock_fd, "ab") as lock:
-        try:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            got = False
-        else:
-            got = True
-        try:
-            yield got
-        finally:
-            if got:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    an earlier one that the other is still retrying."""
+    return sole(gw, ADVISORY_LOCK_KEY, "core-delivery.lock")
 
 
 def _due(gw: Gateway, now: dt.datetime) -> list[Pending]:

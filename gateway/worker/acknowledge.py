@@ -467,7 +467,7 @@ def store_results(
     done = conn.execute(_MARK_PROCESSED, values)
     if done.rowcount != 1:  # taken over since the read above
         raise LeaseLost(job.receipt_id)
-    repo.insert_event(session, job.receipt_id, "processed", outcome)
+    repo.insert_events(session, [(job.receipt_id, "processed", outcome)])
     if receipt.webhook_url:
         conn.execute(
             insert(_WEBHOOKS),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from pathlib import Path
 
 import httpx
 from sqlalchemy import select
@@ -13,49 +14,72 @@ from sqlalchemy import select
 from gateway.context import Gateway
 from gateway.db import repositories as repo
 from gateway.db.base import utcnow
+from gateway.db.locks import sole
 from gateway.db.models import Partner, WebhookDelivery
 from gateway.db.session import unit_of_work
 from gateway.faults import crashpoint
 from gateway.logging import get_logger
 from gateway.metrics import DELIVERY_FAILURES, DELIVERY_SECONDS
-from gateway.outbound import post_signed, sign, write_atomically
+from gateway.outbound import fsync_directory, post_signed, sign, write_atomically
 
 log = get_logger(__name__)
 
 
+ACK_LOCK_KEY = 834_000_002  # PostgreSQL: one ack deliverer at a time per database
+
+
 def deliver_acks(gw: Gateway, limit: int = 100) -> int:
-    """Write undelivered acks to outbound/; returns how many were delivered. Each file is
-    durable (written, fsynced, renamed, its directory fsynced) before it is marked delivered;
-    the marks of the files one call wrote are one transaction after them (issue 19: one per
-    ack, with a read of its row, was half of this stage's CPU). A crash between a file and
-    its mark writes that file again, whole, on the next round: an ack is delivered at least
-    once, as before, and a failed write leaves the earlier files marked."""
+    """Write undelivered acks to outbound/; returns how many were delivered. One outbox at a
+    time: with two workers, both read the same undelivered acks and wrote every one of them
+    (a new file, its fsync and its rename, twice), then one of the marks won (issue 19); the
+    others now skip their turn (gateway.db.locks)."""
+    with sole(gw, ACK_LOCK_KEY, "ack-delivery.lock") as mine:
+        return _deliver_acks(gw, limit) if mine else 0
+
+
+def _deliver_acks(gw: Gateway, limit: int) -> int:
+    """Each file is durable (written, fsynced, renamed; each directory fsynced once for the
+    round) before it is marked delivered; the marks of the files one call wrote are one
+    transaction after them. A crash between a file and its mark writes that file again,
+    whole, on the next round: an ack is delivered at least once, and a failed write leaves
+    the earlier files marked."""
     with unit_of_work(gw.sessions) as session:
         rows = repo.undelivered_acks(session, limit)
     written: list[tuple[int, str, str]] = []
+    directories: set[Path] = set()
     try:
         for ack_id, receipt_id, filename, content, partner_name in rows:
             started = time.monotonic()
+            directory = gw.outbound_dir(partner_name)
             try:
                 write_atomically(
-                    gw.outbound_dir(partner_name),
+                    directory,
                     filename,
                     content,
                     gw.settings.data_dir / "outbox-tmp",
+                    sync_directory=False,
                 )
             except OSError:
                 DELIVERY_FAILURES.labels(kind="ack").inc()
                 raise  # the ack stays undelivered: the next round writes it
+            directories.add(directory)
             DELIVERY_SECONDS.labels(kind="ack").observe(time.monotonic() - started)
             crashpoint("ack_written")
             written.append((ack_id, receipt_id, filename))
     finally:
         if written:
+            for directory in directories:  # the renames durable before any mark
+                fsync_directory(directory)
             with unit_of_work(gw.sessions) as session:
                 fresh = repo.mark_acks_delivered(session, [w[0] for w in written], utcnow())
-                for ack_id, receipt_id, filename in written:
-                    if ack_id in fresh:
-                        repo.add_event(session, receipt_id, "ack_delivered", filename)
+                repo.insert_events(
+                    session,
+                    [
+                        (rid, "ack_delivered", name)
+                        for ack_id, rid, name in written
+                        if ack_id in fresh
+                    ],
+                )
     return len(written)
 
 

@@ -15,9 +15,10 @@ from sqlalchemy import select, text
 
 from gateway.context import Gateway
 from gateway.db import repositories as repo
+from gateway.db.locks import sole
 from gateway.db.models import Ack, Interchange, InterchangeKey, Receipt, ReceiptEvent, Status
 from gateway.db.session import unit_of_work
-from gateway.outbound import write_atomically
+from gateway.outbound import fsync_directory, write_atomically
 from gateway.worker import outbox
 from gateway.worker.run import Worker
 from tests.benchmarks.generate_834 import write_834
@@ -256,9 +257,9 @@ class TestAckDelivery:
         self.processed(gw, 3)
         marked_at_each_write: list[int] = []
 
-        def spy(directory: Path, name: str, content: bytes, staging: Path) -> Path:
+        def spy(directory: Path, name: str, content: bytes, staging: Path, **kw: bool) -> Path:
             marked_at_each_write.append(self.delivered(gw)[1])
-            return write_atomically(directory, name, content, staging)
+            return write_atomically(directory, name, content, staging, **kw)
 
         monkeypatch.setattr(outbox, "write_atomically", spy)
         acks, _, _ = self.delivered(gw)
@@ -273,11 +274,13 @@ class TestAckDelivery:
         self.processed(gw, 2)
         calls: list[str] = []
 
-        def second_fails(directory: Path, name: str, content: bytes, staging: Path) -> Path:
+        def second_fails(
+            directory: Path, name: str, content: bytes, staging: Path, **kw: bool
+        ) -> Path:
             calls.append(name)
             if len(calls) == 2:
                 raise OSError("disk full")
-            return write_atomically(directory, name, content, staging)
+            return write_atomically(directory, name, content, staging, **kw)
 
         monkeypatch.setattr(outbox, "write_atomically", second_fails)
         acks, _, _ = self.delivered(gw)
@@ -287,11 +290,39 @@ class TestAckDelivery:
         assert outbox.deliver_acks(gw) == acks - 1  # the next round: the rest, once each
         assert self.delivered(gw) == (acks, acks, acks)
 
+    def test_one_outbox_writes_acks_at_a_time(self, gw):
+        """Two workers' outboxes never both write the same acks: while another holds the acks'
+        lock (another process), this one skips its turn; then it delivers each ack once."""
+        self.processed(gw, 2)
+        acks, _, _ = self.delivered(gw)
+        with sole(gw, outbox.ACK_LOCK_KEY, "ack-delivery.lock") as held:
+            assert held
+            assert outbox.deliver_acks(gw) == 0
+            assert not gw.outbound_dir("va").exists()
+        assert outbox.deliver_acks(gw) == acks
+        assert self.delivered(gw) == (acks, acks, acks)
+
+    def test_each_directory_is_fsynced_once_and_before_any_mark(self, gw, monkeypatch):
+        self.processed(gw, 3)
+        synced: list[tuple[Path, int]] = []
+
+        def spy(directory: Path) -> None:
+            synced.append((directory, self.delivered(gw)[1]))
+            fsync_directory(directory)
+
+        monkeypatch.setattr(outbox, "fsync_directory", spy)
+        acks, _, _ = self.delivered(gw)
+        assert outbox.deliver_acks(gw) == acks >= 3
+        assert synced == [(gw.outbound_dir("va"), 0)]  # one partner: one fsync, nothing marked
+        assert self.delivered(gw) == (acks, acks, acks)
+
     def test_an_ack_another_outbox_marked_meanwhile_has_one_event(self, gw, monkeypatch):
         self.processed(gw, 1)
 
-        def and_another_outbox(directory: Path, name: str, content: bytes, staging: Path) -> Path:
-            path = write_atomically(directory, name, content, staging)
+        def and_another_outbox(
+            directory: Path, name: str, content: bytes, staging: Path, **kw: bool
+        ) -> Path:
+            path = write_atomically(directory, name, content, staging, **kw)
             with unit_of_work(gw.sessions) as s:
                 ack = s.scalars(select(Ack).where(Ack.filename == name)).one()
                 if ack.delivered_at is None:
