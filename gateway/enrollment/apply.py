@@ -270,16 +270,14 @@ def _commit_chunk(
 ) -> int:
     def txn(session: Session) -> int:
         run.rewind()  # a retry starts from what the committed chunks left
-        receipt = ledger_repo.leased(session, run.receipt_id, worker_id)
-        if receipt is None:
+        progress = ledger_repo.lock_for_chunk(session, run.receipt_id, worker_id)
+        if progress is None:
             raise LedgerAbandoned(run.receipt_id)
-        if receipt.ledger_progress != seq:
+        if progress != seq:
             raise LedgerAbandoned(run.receipt_id)  # someone else applied this chunk
         applied, rejected, n = _Chunk(session, run, families).apply(seq)
-        receipt.ledger_progress = n
-        receipt.members_applied += applied
-        receipt.members_business_rejected += rejected
-        receipt.lease_expires_at = utcnow() + dt.timedelta(seconds=gw.settings.lease_seconds)
+        until = utcnow() + dt.timedelta(seconds=gw.settings.lease_seconds)
+        ledger_repo.chunk_done(session, run.receipt_id, n, applied, rejected, until)
         return n
 
     n = run_in_transaction(gw.sessions, txn)

@@ -61,6 +61,55 @@ UNDECIDED = Decision(Disposition.NOT_APPLIED, "no gate decision recorded")
 # --- the queue -------------------------------------------------------------------------------
 
 
+_RECEIPTS = cast(Table, Receipt.__table__)
+_UNVALIDATED_SENDERS = (
+    select(Receipt.partner_id)
+    .where(Receipt.status.in_((Status.RECEIVED, Status.PROCESSING)))
+    .distinct()
+)
+# The queue's head as three columns, not 50 Receipt objects (each with ~40 columns, and once
+# with its envelope tree): with a backlog, reading the candidates was most of a small file's
+# claim (issue 19).
+_LEDGER_CANDIDATES = (
+    select(Receipt.id, Receipt.partner_id, Receipt.processed_at)
+    .where(
+        Receipt.status == Status.PROCESSED,
+        Receipt.ledger_status == LedgerStatus.PENDING,
+    )
+    .order_by(Receipt.ledger_order, Receipt.received_at, Receipt.id)
+    .limit(50)
+)
+_LOCK_SENDER = select(Partner.id).where(Partner.id == bindparam("partner_id")).with_for_update()
+_SENDER_BUSY = (
+    select(func.count())
+    .select_from(Receipt)
+    .where(
+        Receipt.partner_id == bindparam("partner_id"),
+        Receipt.ledger_status == LedgerStatus.PENDING,
+        Receipt.id != bindparam("receipt_id"),
+        Receipt.status == Status.PROCESSED,
+        Receipt.lease_owner.is_not(None),
+        Receipt.lease_expires_at > bindparam("now"),
+    )
+)
+_LEDGER_LEASE_OF = select(
+    _RECEIPTS.c.ledger_status,
+    _RECEIPTS.c.lease_owner,
+    _RECEIPTS.c.lease_expires_at,
+    _RECEIPTS.c.ledger_attempts,
+    _RECEIPTS.c.ledger_progress,
+).where(_RECEIPTS.c.id == bindparam("receipt_id"))
+_TAKE_LEDGER_LEASE = (
+    update(_RECEIPTS)
+    .where(_RECEIPTS.c.id == bindparam("receipt_id"))
+    .values(
+        lease_owner=bindparam("worker_id"),
+        lease_expires_at=bindparam("until"),
+        ledger_attempts=bindparam("ledger_try"),
+    )
+)
+
+
 def claim_ledger_work(
     session: Session,
     *,
@@ -68,77 +117,49 @@ def claim_ledger_work(
     lease_seconds: int,
     order_window_seconds: float = 60.0,
     now: dt.datetime | None = None,
-) -> Receipt | None:
+) -> str | None:
     """Lease the next receipt to apply, the smallest order key first, per sender: not while
     another file of that sender is being applied, and not while a file of that sender is still
     being validated (its place in the order is unknown until then) — unless this one has
     waited `order_window_seconds` since its 999, so a sender that never pauses is not starved.
-    """
+    Its id. Prebuilt Core statements on the session's connection: the ORM's read of the
+    receipt and its flush were most of a claim's CPU (issue 19)."""
     now = now or utcnow()
     window_start = now - dt.timedelta(seconds=order_window_seconds)
-    unvalidated = set(
-        session.scalars(
-            select(Receipt.partner_id)
-            .where(Receipt.status.in_((Status.RECEIVED, Status.PROCESSING)))
-            .distinct()
-        ).all()
-    )
-    # The queue's head as three columns, not 50 Receipt objects (each with ~40 columns, and
-    # once with its envelope tree): only the one leased is read whole, without the tree
-    # (issue 19: with a backlog, reading the candidates was most of a small file's claim).
-    candidates = session.execute(
-        select(Receipt.id, Receipt.partner_id, Receipt.processed_at)
-        .where(
-            Receipt.status == Status.PROCESSED,
-            Receipt.ledger_status == LedgerStatus.PENDING,
-        )
-        .order_by(Receipt.ledger_order, Receipt.received_at, Receipt.id)
-        .limit(50)
-    ).all()
+    conn = session.connection()
+    unvalidated = set(conn.execute(_UNVALIDATED_SENDERS).scalars())
     decided: set[int] = set()
-    for receipt_id, partner_id, processed_at in candidates:
+    for receipt_id, partner_id, processed_at in conn.execute(_LEDGER_CANDIDATES).all():
         if partner_id in decided:
             continue
         decided.add(partner_id)
         if partner_id in unvalidated and (processed_at is None or processed_at > window_start):
             continue
         # Serialise per sender across processes (PostgreSQL row lock; SQLite is serial anyway).
-        session.execute(select(Partner.id).where(Partner.id == partner_id).with_for_update())
-        busy = session.scalar(
-            select(func.count())
-            .select_from(Receipt)
-            .where(
-                Receipt.partner_id == partner_id,
-                Receipt.ledger_status == LedgerStatus.PENDING,
-                Receipt.id != receipt_id,
-                Receipt.status == Status.PROCESSED,
-                Receipt.lease_owner.is_not(None),
-                Receipt.lease_expires_at > now,
-            )
-        )
-        receipt = session.scalars(  # read now that the sender is locked
-            select(Receipt)
-            .options(lazyload(Receipt.envelopes))
-            .where(Receipt.id == receipt_id)
-            .execution_options(populate_existing=True)
-        ).first()
-        if busy or receipt is None or receipt.ledger_status != LedgerStatus.PENDING:
+        conn.execute(_LOCK_SENDER, {"partner_id": partner_id})
+        busy = conn.execute(
+            _SENDER_BUSY, {"partner_id": partner_id, "receipt_id": receipt_id, "now": now}
+        ).scalar()
+        row = conn.execute(_LEDGER_LEASE_OF, {"receipt_id": receipt_id}).first()  # now locked
+        if busy or row is None or row.ledger_status != LedgerStatus.PENDING:
             continue
-        if receipt.lease_owner and receipt.lease_expires_at and receipt.lease_expires_at > now:
+        if row.lease_owner and row.lease_expires_at and row.lease_expires_at > now:
             continue  # someone is applying it right now
-        if receipt.lease_owner:  # its holder's lease ran out mid-file (it died or stalled)
+        if row.lease_owner:  # its holder's lease ran out mid-file (it died or stalled)
             LEASE_TAKEOVERS.labels(stage="ledger").inc()
-        receipt.lease_owner = worker_id
-        receipt.lease_expires_at = now + dt.timedelta(seconds=lease_seconds)
-        receipt.ledger_attempts += 1
-        repo.add_event(
-            session,
-            receipt.id,
-            "ledger_claimed",
-            f"attempt {receipt.ledger_attempts} by {worker_id} from member "
-            f"{receipt.ledger_progress}",
+        attempts = row.ledger_attempts + 1
+        conn.execute(
+            _TAKE_LEDGER_LEASE,
+            {
+                "receipt_id": receipt_id,
+                "worker_id": worker_id,
+                "until": now + dt.timedelta(seconds=lease_seconds),
+                "ledger_try": attempts,
+            },
         )
-        return receipt
+        detail = f"attempt {attempts} by {worker_id} from member {row.ledger_progress}"
+        repo.insert_events(session, [(receipt_id, "ledger_claimed", detail)])
+        return str(receipt_id)
     return None
 
 
@@ -150,6 +171,55 @@ def leased(session: Session, receipt_id: str, worker_id: str) -> Receipt | None:
     if receipt is None or receipt.lease_owner != worker_id:
         return None
     return receipt
+
+
+_CHUNK_LEASE = (
+    select(_RECEIPTS.c.lease_owner, _RECEIPTS.c.ledger_progress)
+    .where(_RECEIPTS.c.id == bindparam("receipt_id"))
+    .with_for_update()
+)
+_CHUNK_DONE = (
+    update(_RECEIPTS)
+    .where(_RECEIPTS.c.id == bindparam("receipt_id"))
+    .values(
+        ledger_progress=bindparam("progress"),
+        members_applied=_RECEIPTS.c.members_applied + bindparam("applied"),
+        members_business_rejected=_RECEIPTS.c.members_business_rejected + bindparam("rejected"),
+        lease_expires_at=bindparam("until"),
+    )
+)
+
+
+def lock_for_chunk(session: Session, receipt_id: str, worker_id: str) -> int | None:
+    """The receipt's ledger progress, its row locked until the chunk commits, while
+    `worker_id` holds its lease; else None. Two Core statements a chunk (this and
+    chunk_done), not the ORM's whole Receipt and its flush: issue 19, a small file is one
+    chunk, and reading the receipt was a seventh of its ledger CPU."""
+    row = session.connection().execute(_CHUNK_LEASE, {"receipt_id": receipt_id}).first()
+    if row is None or row.lease_owner != worker_id:
+        return None
+    return int(row.ledger_progress)
+
+
+def chunk_done(
+    session: Session,
+    receipt_id: str,
+    progress: int,
+    applied: int,
+    rejected: int,
+    until: dt.datetime,
+) -> None:
+    """A chunk's members are in: the progress, the counts, the lease extended."""
+    session.connection().execute(
+        _CHUNK_DONE,
+        {
+            "receipt_id": receipt_id,
+            "progress": progress,
+            "applied": applied,
+            "rejected": rejected,
+            "until": until,
+        },
+    )
 
 
 def release_ledger(

@@ -166,13 +166,12 @@ class Worker:
         settings = self.gw.settings
 
         def claim(session: Session) -> str | None:
-            receipt = ledger_repo.claim_ledger_work(
+            return ledger_repo.claim_ledger_work(
                 session,
                 worker_id=self.worker_id,
                 lease_seconds=settings.lease_seconds,
                 order_window_seconds=settings.ledger_order_window_seconds,
             )
-            return receipt.id if receipt is not None else None
 
         receipt_id = run_in_transaction(self.gw.sessions, claim)
         if receipt_id is None:

@@ -191,7 +191,7 @@ def test_a_reprocessed_file_is_acknowledged_again_and_never_applied_twice(gw, pa
         r = s.get_one(Receipt, receipt_id)
         assert (r.status, r.outcome, r.ledger_status) == ("processed", "accepted", "applied")
         acks = s.execute(select(Ack.kind, Ack.superseded).where(Ack.receipt_id == receipt_id))
-        assert sorted(acks.tuples()) == [("999", False), ("999", True)]
+        assert sorted(tuple(row) for row in acks) == [("999", False), ("999", True)]
         applied = s.scalar(select(func.count()).where(MemberEventRow.outcome == "applied"))
         deliveries = s.scalar(select(func.count()).select_from(CoreDelivery))
     assert applied == 2 and deliveries == 2
