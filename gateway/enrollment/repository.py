@@ -140,7 +140,7 @@ def claim_ledger_work(
         busy = conn.execute(
             _SENDER_BUSY, {"partner_id": partner_id, "receipt_id": receipt_id, "now": now}
         ).scalar()
-        row = conn.execute(_LEDGER_LEASE_OF, {"receipt_id": receipt_id}).first()  # now locked
+        row = conn.execute(_LEDGER_LEASE_OF, {"receipt_id": receipt_id}).first()  # sender locked
         if busy or row is None or row.ledger_status != LedgerStatus.PENDING:
             continue
         if row.lease_owner and row.lease_expires_at and row.lease_expires_at > now:
