@@ -160,23 +160,22 @@ def apply_receipt(
     settings = gw.settings
 
     def load(session: Session) -> tuple[Run, int]:
-        receipt = ledger_repo.leased(session, receipt_id, worker_id)
-        if receipt is None:
+        leased = ledger_repo.leased_run(session, receipt_id, worker_id)
+        if leased is None:
             raise LedgerAbandoned(receipt_id)
-        partner = receipt.partner
-        decisions = ledger_repo.ledger_sets(session, receipt.id)
+        decisions = ledger_repo.ledger_sets(session, receipt_id)
         run = Run(
-            receipt_id=receipt.id,
-            partner_id=partner.id,
-            sha256=receipt.sha256,
-            blob_path=receipt.blob_path,
-            config=RuleConfig.parse(partner.rule_severities, partner.plan_ids),
+            receipt_id=receipt_id,
+            partner_id=leased.partner_id,
+            sha256=leased.sha256,
+            blob_path=leased.blob_path,
+            config=RuleConfig.parse(leased.rule_severities, leased.plan_ids),
             sets=decisions,
-            reconciler=Reconciler(receipt.id, partner.id),
-            partner_name=partner.name,
+            reconciler=Reconciler(receipt_id, leased.partner_id),
+            partner_name=leased.partner_name,
         )
         run.counts = decisions.counts
-        return run, receipt.ledger_progress
+        return run, leased.ledger_progress
 
     run, progress = run_in_transaction(gw.reads, load)
     if run.sets and not run.counts:  # validated before sets kept their counts: count now
@@ -960,8 +959,8 @@ def _enrollment_json(item: lifecycle.Enrollment) -> dict[str, object]:
 def finish(session: Session, run: Run, worker_id: str) -> str:
     """The file's last step, in one transaction: the audit's missing members, the 824s, and
     the ledger status — applied, reconciled (an audit), dry_run or not_applied."""
-    receipt = ledger_repo.leased(session, run.receipt_id, worker_id)
-    if receipt is None:
+    leased = ledger_repo.leased_run(session, run.receipt_id, worker_id)
+    if leased is None:
         raise LedgerAbandoned(run.receipt_id)
     run.reconciler.finish(session)
     outcomes = ledger_repo.event_outcomes(session, run.receipt_id)
@@ -975,19 +974,17 @@ def finish(session: Session, run: Run, worker_id: str) -> str:
             d.reaches_insurer for d in run.sets.values()
         ):
             status = LedgerStatus.NOT_APPLIED
-    add_824s(session, receipt, dry_run=False)
-    if receipt.partner.onboarding:
-        add_824s(session, receipt, dry_run=True)
-    receipt.ledger_status = status
-    receipt.ledger_applied_at = utcnow()
-    receipt.ledger_error = None
-    receipt.lease_owner = None
-    receipt.lease_expires_at = None
-    repo.add_event(
-        session,
-        receipt.id,
-        f"ledger_{status.value}",
-        f"{receipt.members_applied} applied, {receipt.members_business_rejected} rejected by "
-        "business rules",
+    if leased.send_824 or leased.onboarding:  # the 824s read the receipt's envelope tree
+        receipt = ledger_repo.leased(session, run.receipt_id, worker_id)
+        if receipt is None:
+            raise LedgerAbandoned(run.receipt_id)
+        add_824s(session, receipt, dry_run=False)
+        if leased.onboarding:
+            add_824s(session, receipt, dry_run=True)
+    ledger_repo.ledger_done(session, run.receipt_id, status.value, utcnow())
+    detail = (
+        f"{leased.members_applied} applied, {leased.members_business_rejected} rejected by "
+        "business rules"
     )
+    repo.insert_events(session, [(run.receipt_id, f"ledger_{status.value}", detail)])
     return status.value
