@@ -164,9 +164,10 @@ def claim_ledger_work(
 
 
 def leased(session: Session, receipt_id: str, worker_id: str) -> Receipt | None:
-    """The receipt, while `worker_id` still holds its ledger lease; else None. Without its
-    envelope tree (eager by default): read three times a file (load, each chunk, finish), the
-    tree's selectin queries were a quarter of the stage's CPU for a small file."""
+    """The receipt as an ORM object, while `worker_id` still holds its ledger lease; else None.
+    For what needs the object (releasing the lease, building 824s); a run's own reads are
+    leased_run and lock_for_chunk. Without its envelope tree (eager by default): its selectin
+    queries were a quarter of the stage's CPU for a small file."""
     receipt = session.get(Receipt, receipt_id, options=[lazyload(Receipt.envelopes)])
     if receipt is None or receipt.lease_owner != worker_id:
         return None

@@ -133,6 +133,9 @@ _INSERT_ACKS = insert(cast(Table, Ack.__table__))
 _INSERT_FINDINGS = insert(cast(Table, Finding.__table__))
 _TABLES = {model: cast(Table, model.__table__) for model in (Interchange, Group, TransactionSet)}
 _INSERT_RETURNING_ID = {model: insert(t).returning(t.c.id) for model, t in _TABLES.items()}
+_SETS = _TABLES[TransactionSet]
+# A batch of sets, their ids in the rows' order (each set's findings need its id).
+_INSERT_SETS_RETURNING_IDS = insert(_SETS).returning(_SETS.c.id, sort_by_parameter_order=True)
 
 
 class _Processing(NamedTuple):
@@ -336,14 +339,7 @@ class _Store:
         if len(rows) == 1:  # most files: one set, one plain INSERT (no ordered executemany)
             ids = [self._insert_returning_id(TransactionSet, rows[0])]
         else:
-            ids = list(
-                self.session.scalars(
-                    insert(TransactionSet).returning(
-                        TransactionSet.id, sort_by_parameter_order=True
-                    ),
-                    rows,
-                )
-            )
+            ids = list(self.conn.execute(_INSERT_SETS_RETURNING_IDS, rows).scalars())
         for set_id, set_issues in zip(ids, issues, strict=True):
             self._findings(set_issues, envelope_id=env_id, group_id=group_id, set_id=set_id)
         rows.clear()

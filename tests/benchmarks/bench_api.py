@@ -28,12 +28,14 @@ import os
 import platform
 import resource
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import create_engine, text
@@ -81,19 +83,49 @@ def client_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def _exchange(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
-) -> tuple[int, bytes]:
-    """One request on a kept-alive connection; the answer's status and body."""
-    writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head[9:12])
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line[:15].lower() == b"content-length:":
-            length = int(line[15:])
-    body = await reader.readexactly(length) if length else b""
-    return status, body
+class Connection:
+    """A raw HTTP/1.1 keep-alive connection (plain to an API process, or TLS to nginx for
+    bench_scale.py): each request pre-built bytes, the answer's status line, headers and body
+    read by hand. The client must cost far less CPU than the server it measures; httpx cost
+    about as much as the APIs (issue 19). Reopened when the server closes it (nginx's
+    keepalive_requests)."""
+
+    def __init__(self, url: str) -> None:
+        parsed = urlsplit(url)
+        self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 443
+        self.tls: ssl.SSLContext | None = None
+        if parsed.scheme == "https":
+            self.tls = ssl.create_default_context()
+            self.tls.check_hostname = False
+            self.tls.verify_mode = ssl.CERT_NONE  # the test cluster's own certificate
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port, ssl=self.tls)
+
+    async def exchange(self, request: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            await self.open()
+        assert self.reader is not None
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status, length, close = int(head[9:12]), 0, False
+        for line in head.split(b"\r\n"):
+            name = line[:16].lower()
+            if name.startswith(b"content-length:"):
+                length = int(line[15:])
+            elif name.startswith(b"connection:") and b"close" in line.lower():
+                close = True
+        body = await self.reader.readexactly(length) if length else b""
+        if close:
+            self.close()
+        return status, body
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
 
 
 async def run_load(
@@ -110,7 +142,8 @@ async def run_load(
 
     async def client(k: int) -> None:
         nonlocal next_index
-        reader, writer = await asyncio.open_connection("127.0.0.1", ports[k % len(ports)])
+        conn = Connection(f"http://127.0.0.1:{ports[k % len(ports)]}")
+        await conn.open()  # before the clock: a request's time is its exchange only
         try:
             while True:
                 if deadline is None:
@@ -121,14 +154,14 @@ async def run_load(
                 request = requests[next_index % len(requests)]
                 next_index += 1
                 t0 = time.perf_counter()
-                status, body = await _exchange(reader, writer, request)
+                status, body = await conn.exchange(request)
                 latencies.append(time.perf_counter() - t0)
                 starts.append(t0)
                 codes[status] = codes.get(status, 0) + 1
                 if deadline is None:
                     bodies.append(body)
         finally:
-            writer.close()
+            conn.close()
 
     start = time.perf_counter()
     await asyncio.gather(*(client(k) for k in range(clients)))

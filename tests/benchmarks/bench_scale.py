@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import resource
-import ssl
 import sys
 import tempfile
 import time
@@ -40,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.benchmarks.bench_api import Connection  # noqa: E402
 from tests.benchmarks.procs import children  # noqa: E402
 from tests.conftest import SAMPLES  # noqa: E402
 from tests.gateway.test_http_e2e import _with_isa13  # noqa: E402
@@ -87,49 +87,6 @@ def cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
     cpu = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     out["machine busy"] = (sum(cpu) - cpu[3] - cpu[4]) / CLK_TCK  # all but idle and iowait
     return out
-
-
-class Connection:
-    """A raw HTTP/1.1 keep-alive connection (TLS to nginx, or plain to an API process): each
-    request pre-built bytes, the answer's status line, headers and body read by hand. The client
-    must cost far less CPU than the server it measures; httpx cost about as much as the APIs
-    (issue 19). Reopened when the server closes it (nginx's keepalive_requests)."""
-
-    def __init__(self, url: str) -> None:
-        parsed = urlsplit(url)
-        self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 443
-        self.tls: ssl.SSLContext | None = None
-        if parsed.scheme == "https":
-            self.tls = ssl.create_default_context()
-            self.tls.check_hostname = False
-            self.tls.verify_mode = ssl.CERT_NONE  # the test cluster's own certificate
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def exchange(self, request: bytes) -> tuple[int, bytes]:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(
-                self.host, self.port, ssl=self.tls
-            )
-        assert self.reader is not None
-        self.writer.write(request)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status, length, close = int(head[9:12]), 0, False
-        for line in head.split(b"\r\n"):
-            name = line[:16].lower()
-            if name.startswith(b"content-length:"):
-                length = int(line[15:])
-            elif name.startswith(b"connection:") and b"close" in line.lower():
-                close = True
-        body = await self.reader.readexactly(length) if length else b""
-        if close:
-            self.close()
-        return status, body
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.reader = self.writer = None
 
 
 def _host(url: str) -> str:
