@@ -247,6 +247,16 @@ def export_name(first_id: int, last_id: int) -> str:
     return f"events-{first_id:012d}-{last_id:012d}.jsonl"
 
 
+def export_line(item: Pending) -> bytes:
+    """One line of an export file: `{"idempotency_key":…,"event":<the stored payload>}`.
+
+    The payload is spliced in as stored, not parsed and encoded again (75 us an event, in the
+    worker process the ledger shares): the ledger writes it as compact JSON, one line, from
+    `json.dumps` and pydantic's serializer, both of which escape every control character."""
+    key = json.dumps(item.idempotency_key)
+    return b'{"idempotency_key":%s,"event":%s}\n' % (key.encode(), item.payload.encode())
+
+
 def _export(gw: Gateway, directory: Path, batch: Sequence[Pending]) -> int:
     """One file per batch, named by its first and last ids, written whole then renamed. After
     a crash between the rename and the commit, the file for the head row is already there: its
@@ -263,15 +273,7 @@ def _export(gw: Gateway, directory: Path, batch: Sequence[Pending]) -> int:
                 raise FileExistsError(f"{name} does not hold outbox row {first}; move it away")
             ids = _ids_of_keys(gw, keys)
         else:
-            content = b"".join(
-                json.dumps(
-                    {"idempotency_key": p.idempotency_key, "event": json.loads(p.payload)},
-                    ensure_ascii=False,
-                    separators=(",", ":"),
-                ).encode()
-                + b"\n"
-                for p in batch
-            )
+            content = b"".join(export_line(p) for p in batch)
             name = export_name(first, batch[-1].id)
             write_atomically(directory, name, content, directory / EXPORT_STAGING, private=False)
             ids = [p.id for p in batch]

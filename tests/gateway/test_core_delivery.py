@@ -18,7 +18,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import pydantic_core
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
@@ -26,7 +29,13 @@ from gateway.context import Gateway
 from gateway.db.migrate import upgrade
 from gateway.db.models import CoreDelivery, MemberEventRow, Receipt
 from gateway.db.session import unit_of_work
-from gateway.enrollment.delivery import _sole_deliverer, deliver_core, export_name
+from gateway.enrollment.delivery import (
+    Pending,
+    _sole_deliverer,
+    deliver_core,
+    export_line,
+    export_name,
+)
 from gateway.partners import add_partner
 from gateway.settings import Settings
 
@@ -357,6 +366,32 @@ class TestDeliverCoreHttp:
         assert core.accepted == keys  # in ledger order, each key once
         assert sorted(core.seen_keys()) == sorted(keys)  # and sent once: nothing re-sent
         assert metric("edi834_core_pending_events") == 0
+
+
+class TestExportLine:
+    """An export line splices the stored payload in as it is: it must stay one line and parse
+    to the same event, whatever the member's strings hold, from either encoder the ledger
+    writes a payload with (`json.dumps` for its head, pydantic's serializer for the member)."""
+
+    TRICKY = 'MÜLLER-ÑÚÑEZ "q" back\\slash \t\n\r\x00\x1f \u2028\u2029 \U0001f600 ~*:^'
+
+    @staticmethod
+    def check(payload: str) -> None:
+        key = hashlib.sha256(payload.encode()).hexdigest()
+        line = export_line(Pending(1, key, payload))
+        assert line.endswith(b"\n") and line.count(b"\n") == 1 and b"\r" not in line
+        assert json.loads(line) == {"idempotency_key": key, "event": json.loads(payload)}
+
+    def test_the_ledgers_two_encoders(self) -> None:
+        member = {"last_name": self.TRICKY, "dates": {"356": "2027-01-01"}, "none": None}
+        head = json.dumps({"warnings": [self.TRICKY]}, sort_keys=True, separators=(",", ":"))
+        body = pydantic_core.to_json(member).decode()
+        self.check(f'{head[:-1]},"member":{body}}}')
+
+    @given(st.text(), st.text())
+    def test_any_strings(self, a: str, b: str) -> None:
+        head = json.dumps({"a": a}, separators=(",", ":"))
+        self.check(f'{head[:-1]},"member":{pydantic_core.to_json({"b": b}).decode()}}}')
 
 
 class TestDeliverCoreExport:
