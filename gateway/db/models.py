@@ -19,6 +19,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -461,6 +463,7 @@ class LedgerMember(Base):
         Index("ix_ledger_members_partner_subscriber", "partner_id", "subscriber_number"),
         Index("ix_ledger_members_partner_status", "partner_id", "status"),
         Index("ix_ledger_members_identity", "birth_date", "id_value"),
+        Index("ix_ledger_members_identity_name", "birth_date", func.upper(text("last_name"))),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
