@@ -250,7 +250,7 @@ def export_name(first_id: int, last_id: int) -> str:
 def export_line(item: Pending) -> bytes:
     """One line of an export file: `{"idempotency_key":…,"event":<the stored payload>}`.
 
-    The payload is spliced in as stored, not parsed and encoded again (75 us an event, in the
+    The payload is spliced in as stored, not parsed and encoded again (~40 us an event, in the
     worker process the ledger shares): the ledger writes it as compact JSON, one line, from
     `json.dumps` and pydantic's serializer, both of which escape every control character."""
     key = json.dumps(item.idempotency_key)

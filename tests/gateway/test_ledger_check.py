@@ -8,6 +8,7 @@ import datetime as dt
 import subprocess
 from typing import Any
 
+import pytest
 from alembic import command
 from sqlalchemy import (
     Boolean,
@@ -85,6 +86,7 @@ def _old_file(conn, meta, partner: int, rid: str, *, ta1: str, usage: str, key: 
         payload="{}")  # fmt: skip
 
 
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
 def test_an_older_databases_leaks_are_listed_and_a_clean_one_prints_nothing(
     tmp_path, database_url
 ) -> None:

@@ -285,6 +285,7 @@ class TestReadiness:
             gw.close()
 
     @pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression")
+    @pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
     def test_models_and_migrations_agree(self, tmp_path, database_url):
         settings = Settings(data_dir=tmp_path / "var", database_url=database_url)
         gw = Gateway.open(settings)
