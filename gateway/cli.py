@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gateway.malloc import limit_arenas
 from validators.interchange import Engine, ValidationOptions
 
 if TYPE_CHECKING:
@@ -600,6 +601,7 @@ def _ledger_check(session: Session, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    limit_arenas()  # before any thread starts (gateway/malloc.py)
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
