@@ -46,6 +46,8 @@ if str(ROOT) not in sys.path:
 
 CHILD = r"""
 import json, sys, time
+from gateway.malloc import limit_arenas
+limit_arenas()  # as every edi834 process does (gateway/malloc.py)
 from gateway.context import Gateway
 from gateway.logging import configure_logging
 from gateway.settings import Settings
