@@ -1,11 +1,16 @@
 """How many malloc arenas a gateway process may keep (glibc), set once as it starts.
 
-glibc gives each thread that allocates while another holds an arena a new one, up to eight per
-core, and an arena keeps what was freed in it for its own thread's next allocation. `serve`
+glibc gives each new thread that allocates an arena of its own, up to eight per core, and an
+arena keeps what was freed in it for its own threads' next allocations. `serve`
 runs a dozen threads (the event loop, the API's threadpool, SFTP, the worker's loops, the
-ledger stage); a file of 220,000 one-member sets left it at a peak of 258.8 MB, against 226.7
-MB with two arenas, at the same speed (applied in 330.9 and 322.8 s; `bench_memory.py --only
-many-sets --mb 200`). The GIL lets one thread run Python at a time, so more arenas buy little.
+ledger stage). Measured on this 2-core machine (`bench_memory.py --only many-sets --mb 200`:
+220,000 one-member sets; `bench_ledger.py --members --e2e-members 100000`: one file end to
+end), by `MALLOC_ARENA_MAX`:
+
+- glibc's default (16 here): peak 258.8 MB; 100,000 members exported at 55.5-60.3 s, 217 MB;
+- 4: peak 230.3 MB; 56.5 / 60.6 s, 188-189 MB;
+- 2: peak 233.4 MB; 63.5-65.3 s in four runs, 184-185 MB — threads that allocate without
+  the GIL (psycopg's I/O) wait for each other's arena.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import ctypes
 import ctypes.util
 import os
 
-ARENAS = 2
+ARENAS = 4
 """Arenas a gateway process keeps, unless `MALLOC_ARENA_MAX` says otherwise."""
 
 _M_ARENA_MAX = -8  # glibc's malloc.h
