@@ -559,12 +559,15 @@ class TestDashboardInBrowser:
         expect(page.get_by_label("Operator")).to_have_value("vic")
         expect(rows).to_have_count(1)
         expect(rows.locator("td.detail")).to_contain_text("partner=md")
-        today = page.evaluate("new Date().toISOString().slice(0, 10)")
-        page.get_by_label("From", exact=True).fill(today)
+        # From yesterday (UTC): the entry may have been made before midnight.
+        yesterday, today = page.evaluate(
+            "[new Date(Date.now() - 864e5), new Date()].map(d => d.toISOString().slice(0, 10))"
+        )
+        page.get_by_label("From", exact=True).fill(yesterday)
         page.get_by_label("To", exact=True).fill(today)
         page.get_by_role("button", name="Filter").click()
         page.wait_for_url(
-            lambda url: query(url, "operator", "since", "until") == ["vic", today, today]
+            lambda url: query(url, "operator", "since", "until") == ["vic", yesterday, today]
         )
         expect(rows).to_have_count(1)
         page.goto(f"{seeded.url}/dashboard/audit?operator=vic&until=2000-01-01")
@@ -581,11 +584,15 @@ class TestDashboardInBrowser:
         page = new_page()
         log_in(page, seeded.url, ADMIN)
         page.get_by_role("link", name="Business rejects").click()
-        today = page.evaluate("new Date().toISOString().slice(0, 10)")
-        page.get_by_label("From", exact=True).fill(today)
+        # From yesterday: the module's files were seeded before this test, perhaps before
+        # midnight (UTC) — a CI run that crossed it found none "today".
+        yesterday, today = page.evaluate(
+            "[new Date(Date.now() - 864e5), new Date()].map(d => d.toISOString().slice(0, 10))"
+        )
+        page.get_by_label("From", exact=True).fill(yesterday)
         page.get_by_label("To", exact=True).fill(today)
         page.get_by_role("button", name="Filter").click()
-        page.wait_for_url(lambda url: query(url, "since", "until") == [today, today])
+        page.wait_for_url(lambda url: query(url, "since", "until") == [yesterday, today])
         rows = page.locator("#business tbody tr[data-id]")
         total = int(page.locator("#total").inner_text())
         assert total >= 1  # md's change of address names a member the ledger does not hold
@@ -598,11 +605,11 @@ class TestDashboardInBrowser:
         expect(page.locator("#total")).to_have_text("0")
         expect(page.locator("#reveal")).to_have_count(0)  # nothing to reveal
 
-        page.goto(f"{seeded.url}/dashboard/business?since={today}")
+        page.goto(f"{seeded.url}/dashboard/business?since={yesterday}")
         page.get_by_role("button", name=re.compile("Reveal member data")).click()
         # Redirect-after-POST: a GET address with the filters, pinned to the findings shown.
         page.wait_for_url(lambda url: bool(query(url, "reveal")[0]))
-        assert query(page.url, "since")[0] == today and query(page.url, "before")[0]
+        assert query(page.url, "since")[0] == yesterday and query(page.url, "before")[0]
         expect(page.locator("p.note.reveal")).to_contain_text("revealed to ada")
         expect(rows.locator("span.masked")).to_have_count(0)
         page.reload()  # no form re-submitted: still shown from the same address
