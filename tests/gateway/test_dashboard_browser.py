@@ -179,6 +179,15 @@ def query(url: str, *names: str) -> list[str]:
     return [q.get(name, [""])[0] for name in names]
 
 
+def utc_yesterday_and_today(page: Page) -> tuple[str, str]:
+    """The browser's (UTC) dates of yesterday and today. A date filter runs from yesterday:
+    what the class seeded may predate midnight (a CI run that crossed it found none "today")."""
+    yesterday, today = page.evaluate(
+        "[new Date(Date.now() - 864e5), new Date()].map(d => d.toISOString().slice(0, 10))"
+    )
+    return yesterday, today
+
+
 def acks_section(page: Page):
     return page.locator('section[aria-labelledby="acks-h"] details')
 
@@ -559,10 +568,7 @@ class TestDashboardInBrowser:
         expect(page.get_by_label("Operator")).to_have_value("vic")
         expect(rows).to_have_count(1)
         expect(rows.locator("td.detail")).to_contain_text("partner=md")
-        # From yesterday (UTC): the entry may have been made before midnight.
-        yesterday, today = page.evaluate(
-            "[new Date(Date.now() - 864e5), new Date()].map(d => d.toISOString().slice(0, 10))"
-        )
+        yesterday, today = utc_yesterday_and_today(page)
         page.get_by_label("From", exact=True).fill(yesterday)
         page.get_by_label("To", exact=True).fill(today)
         page.get_by_role("button", name="Filter").click()
@@ -584,11 +590,7 @@ class TestDashboardInBrowser:
         page = new_page()
         log_in(page, seeded.url, ADMIN)
         page.get_by_role("link", name="Business rejects").click()
-        # From yesterday: the module's files were seeded before this test, perhaps before
-        # midnight (UTC) — a CI run that crossed it found none "today".
-        yesterday, today = page.evaluate(
-            "[new Date(Date.now() - 864e5), new Date()].map(d => d.toISOString().slice(0, 10))"
-        )
+        yesterday, today = utc_yesterday_and_today(page)
         page.get_by_label("From", exact=True).fill(yesterday)
         page.get_by_label("To", exact=True).fill(today)
         page.get_by_role("button", name="Filter").click()
