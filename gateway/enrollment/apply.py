@@ -274,7 +274,7 @@ def _commit_chunk(
             raise LedgerAbandoned(run.receipt_id)
         if progress != seq:
             raise LedgerAbandoned(run.receipt_id)  # someone else applied this chunk
-        applied, rejected, n = _Chunk(session, run, families).apply(seq)
+        applied, rejected, n = _Chunk(session, run, families, first=seq == 0).apply(seq)
         until = utcnow() + dt.timedelta(seconds=gw.settings.lease_seconds)
         ledger_repo.chunk_done(session, run.receipt_id, n, applied, rejected, until)
         return n
@@ -350,14 +350,20 @@ class _Chunk:
     three queries up front, decisions are made in memory (kept current as members apply), and
     rows go out in bulk: a handful of statements per chunk, not per member."""
 
-    def __init__(self, session: Session, run: Run, families: list[list[MemberEvent]]) -> None:
+    def __init__(
+        self, session: Session, run: Run, families: list[list[MemberEvent]], *, first: bool
+    ) -> None:
         self.session, self.run, self.families = session, run, families
         keys = {member_key(e) for family in families for e in family}
         subscribers = {e.subscriber_number for f in families for e in f if e.subscriber_number}
         self.known: dict[str, MemberRec] = {
             m.member_key: m for m in ledger_repo.load_members(session, run.partner_id, keys)
         }
-        self.seen = ledger_repo.keys_seen_in_file(session, run.receipt_id, keys)
+        # The file's first chunk: none of its members is recorded yet (progress is never
+        # reset), so no look-up — for a one-member file, the only chunk.
+        self.seen: set[str] = (
+            set() if first else ledger_repo.keys_seen_in_file(session, run.receipt_id, keys)
+        )
         self.active_subscribers = ledger_repo.active_subscribers(
             session, run.partner_id, subscribers
         )

@@ -313,6 +313,28 @@ def test_each_rule_fires_and_its_severity_is_the_partners(
     assert rule not in found
 
 
+def test_a_member_sent_again_in_a_later_chunk_is_twice_in_the_file(
+    gw, partner, monkeypatch
+) -> None:
+    # One family a chunk: the first chunk looks nothing up (no member of the file is recorded
+    # yet), the second finds the first's member in the file's recorded events.
+    monkeypatch.setattr(ledger, "CHUNK_MEMBERS", 1)
+    rid = feed(gw, partner, interchange([rosalind(), rosalind()], control=1))
+    with gw.reads() as s:
+        events = s.scalars(
+            select(MemberEventRow)
+            .where(MemberEventRow.receipt_id == rid)
+            .order_by(MemberEventRow.seq)
+        ).all()
+        rules = [
+            sorted(s.scalars(select(BusinessFinding.rule).where(BusinessFinding.event_id == e.id)))
+            for e in events
+        ]
+    assert [e.member_key for e in events] == [SUB, SUB]
+    assert "member-twice-in-file" not in rules[0]
+    assert "member-twice-in-file" in rules[1]
+
+
 def test_warn_applies_with_a_stored_finding(gw, partner) -> None:
     with unit_of_work(gw.sessions) as s:
         configure_rules(s, "va", severities={"duplicate-add": "warn"})
