@@ -93,8 +93,8 @@ def child(data_dir: Path, url: str, stage: str) -> dict[str, float]:
 
 
 def audit_segments(src: BinaryIO) -> Iterator[bytes]:
-    """The file as a full-file audit (BGN08 4, INS03/HD01 030, a new ISA13), segment by
-    segment, in constant memory."""
+    """The file as a full-file audit (BGN08 4, INS03/INS04 030/XN, HD01 030, a new ISA13),
+    segment by segment, in constant memory."""
     rest = b""
     isa13 = b""
     while chunk := src.read(1 << 20):
@@ -105,7 +105,9 @@ def audit_segments(src: BinaryIO) -> Iterator[bytes]:
                 seg = seg[:90] + b"%09d" % (int(isa13) + 1) + seg[99:]
             elif seg.startswith(b"BGN*") and seg.endswith(b"***2"):
                 seg = seg[:-1] + b"4"
-            elif seg.startswith((b"INS*", b"HD*")):
+            elif seg.startswith(b"INS*"):
+                seg = seg.replace(b"*021*EC*", b"*030*XN*", 1)  # the FFE's audit: 030/XN
+            elif seg.startswith(b"HD*"):
                 seg = seg.replace(b"*021*", b"*030*", 1)
             elif seg.startswith(b"IEA*"):
                 seg = seg.replace(isa13, b"%09d" % (int(isa13) + 1))

@@ -6,9 +6,10 @@ SSNs, phones and ZIP codes never consist of one repeated digit.
 
 The file follows the CMS federally facilitated exchange companion guide (v7.2) where pyx12's
 map of 005010X220A1 allows it: sender VA0FFM, receiver EDI834GATEWAY, ISA14 = 1, ISA15 = P,
-REF*0F / REF*17 exchange ids, 2300 REF*CE 16-character plan id and REF*1L policy id, and 2750
-reporting categories (APTC AMT, PRE AMT 1, PRE AMT TOT, TOT RES AMT, RATING AREA) that balance:
-PRE AMT TOT = sum of the family's PRE AMT 1, TOT RES AMT = PRE AMT TOT - APTC AMT.
+INS 021/EC (an initial enrollment, a combination the FFE sends), REF*0F / REF*17 exchange ids,
+2300 REF*CE 16-character plan id and REF*1L policy id, and 2750 reporting categories (APTC AMT,
+PRE AMT 1, PRE AMT TOT, TOT RES AMT, RATING AREA) that balance: PRE AMT TOT = sum of the family's
+PRE AMT 1, TOT RES AMT = PRE AMT TOT - APTC AMT.
 
 Usage: python tests/benchmarks/generate_834.py --members N --out FILE [--seed S] [--sets K]
 """
@@ -309,11 +310,11 @@ def build_family(gen: _Generator, family: Family) -> tuple[bytes, int]:
     for person in family.members:
         subscriber = person.relationship == "18"
         if subscriber:
-            out.append(segment("INS", "Y", "18", "021", "28", "A", "", "", "AC"))
+            out.append(segment("INS", "Y", "18", "021", "EC", "A", "", "", "AC"))
         else:
             out.append(
                 segment(
-                    "INS", "N", person.relationship, "021", "28", "A", "", "", "", person.student
+                    "INS", "N", person.relationship, "021", "EC", "A", "", "", "", person.student
                 )
             )
         out.append(segment("REF", "0F", family.subscriber_id))
