@@ -113,6 +113,15 @@ RULES: dict[str, Rule] = {
             "012",
         ),
         Rule(
+            "term-without-end-date",
+            4,
+            Severity.REJECT,
+            "a cancellation or termination with no end date",
+            "A 024 member needs its end date: DTP*357 (or DTP*303) in 2000, or DTP*349 in "
+            "each 2300 HD*024 loop.",
+            "007",
+        ),
+        Rule(
             "plan-not-listed",
             6,
             Severity.REJECT,
@@ -413,6 +422,19 @@ def member_rules(event: MemberEvent, facts: MemberFacts, config: RuleConfig) -> 
             )
 
     if mtype == Maintenance.TERMINATION:
+        if (
+            event.eligibility_end is None
+            and event.maintenance_effective is None
+            and all(cov.benefit_end is None for cov in event.coverages)
+        ):
+            # The TR3's situational rule (INS03 024 => an end date); without one there is
+            # nothing to end, and "applied" would say the member was terminated.
+            add(
+                "term-without-end-date",
+                "cancellation or termination (INS03 024) with no end date: no DTP*357 or "
+                "DTP*303 in 2000, no DTP*349 in 2300",
+                element=3,
+            )
         for cov in event.coverages:
             if cov.maintenance_type.code != Maintenance.TERMINATION or cov.benefit_end is None:
                 add(

@@ -288,6 +288,11 @@ def test_change_term_reinstate_for_unknown_member_rejected(gw, partner) -> None:
         ),
         ([rosalind(), rosalind()], None, "member-twice-in-file"),
         ([rosalind(reason="AI", categories={})], None, "maintenance-combination"),
+        (
+            [rosalind(maintenance="024", reason="07", categories={}, coverages=[])],
+            None,
+            "term-without-end-date",
+        ),
     ],
 )
 def test_each_rule_fires_and_its_severity_is_the_partners(
@@ -392,6 +397,27 @@ def test_plan_list_and_cms_term_rule(gw, partner) -> None:
     rid = feed(gw, partner, interchange([bad_term], control=2))
     assert outcomes(gw, rid) == {SUB: ("rejected", ["term-carries-coverage"])}
     assert members(gw)[SUB].status == "active"
+
+
+def test_a_termination_with_no_end_date_is_rejected_not_applied_as_nothing(gw, partner) -> None:
+    with unit_of_work(gw.sessions) as s:  # (this builder sends 2750 loops only with a 2300)
+        configure_rules(s, "va", severities={"maintenance-combination": "ignore"})
+    feed(gw, partner, interchange([rosalind(categories={})], control=1))
+    # No DTP*357, no DTP*303 and no 2300 loop: nothing says when coverage ends.
+    undated = rosalind(maintenance="024", reason="07", categories={}, coverages=[])
+    rid = feed(gw, partner, interchange([undated], control=2))
+    assert outcomes(gw, rid) == {SUB: ("rejected", ["term-without-end-date"])}
+    assert members(gw)[SUB].status == "active"
+    with gw.reads() as s:
+        (finding,) = s.scalars(select(BusinessFinding).where(BusinessFinding.receipt_id == rid))
+    assert (finding.segment_id, finding.element_position) == ("INS", 3)
+    # The same termination with its DTP*357 ends the coverage.
+    dated = rosalind(
+        maintenance="024", reason="07", categories={}, coverages=[], eligibility_end="20270630"
+    )
+    rid = feed(gw, partner, interchange([dated], control=3))
+    assert outcomes(gw, rid) == {SUB: ("applied", [])}
+    assert members(gw)[SUB].status == "terminated"
 
 
 def test_audit_reports_exactly_the_planted_discrepancies(gw, partner) -> None:
