@@ -525,10 +525,11 @@ class LedgerCoverage(Base):
     status: Mapped[str] = mapped_column(String(16))  # lifecycle.State
     effectuated: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     paid_through: Mapped[dt.date | None] = mapped_column(Date, default=None)  # DTP*543
-    premium: Mapped[str] = mapped_column(String(20), default="")  # 2750 PRE AMT 1
-    aptc: Mapped[str] = mapped_column(String(20), default="")  # 2750 APTC AMT
-    csr_amount: Mapped[str] = mapped_column(String(20), default="", server_default="")
-    rating_area: Mapped[str] = mapped_column(String(20), default="", server_default="")
+    # 2750 REF02 values (AN 1/50), amounts as decimals (lifecycle): never cut (migration 0015)
+    premium: Mapped[str] = mapped_column(String(50), default="")  # 2750 PRE AMT 1
+    aptc: Mapped[str] = mapped_column(String(50), default="")  # 2750 APTC AMT
+    csr_amount: Mapped[str] = mapped_column(String(50), default="", server_default="")
+    rating_area: Mapped[str] = mapped_column(String(50), default="", server_default="")
     updated_event_id: Mapped[int | None] = mapped_column(Integer, default=None)
 
     member: Mapped[LedgerMember] = relationship(back_populates="coverages")
@@ -552,10 +553,10 @@ class LedgerPeriod(Base):
     begin: Mapped[dt.date] = mapped_column(Date)
     plan_id: Mapped[str] = mapped_column(String(80), default="")
     coverage_level: Mapped[str] = mapped_column(String(3), default="")
-    premium: Mapped[str] = mapped_column(String(20), default="")
-    aptc: Mapped[str] = mapped_column(String(20), default="")
-    csr_amount: Mapped[str] = mapped_column(String(20), default="")
-    rating_area: Mapped[str] = mapped_column(String(20), default="")
+    premium: Mapped[str] = mapped_column(String(50), default="")  # as ledger_coverages'
+    aptc: Mapped[str] = mapped_column(String(50), default="")
+    csr_amount: Mapped[str] = mapped_column(String(50), default="")
+    rating_area: Mapped[str] = mapped_column(String(50), default="")
     event_id: Mapped[int | None] = mapped_column(Integer, default=None)  # the last to set it
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 

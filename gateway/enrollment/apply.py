@@ -925,7 +925,7 @@ _TERM_LENGTHS = {"plan_id": 80, "coverage_level": 3}
 
 
 def fit_term(name: str, value: str) -> str:
-    return value[: _TERM_LENGTHS.get(name, 20)]
+    return value[: _TERM_LENGTHS.get(name, 50)]  # 2750 REF02 is AN 1/50: nothing is cut
 
 
 def _coverage_values(

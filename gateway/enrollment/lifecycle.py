@@ -225,7 +225,9 @@ def _deltas(
         if term is None or (loop.name in seen and loop.period_begin is None):
             continue
         seen.add(loop.name)
-        value = loop.value.strip()[:20]
+        value = loop.value.strip()
+        if term in AMOUNT_TERMS and (figure := amount(value)) is not None:
+            value = format(figure, "f")  # 000412.37 is 412.37; never cut to a column's width
         by_date.setdefault(loop.period_begin or default, {})[term] = value
     return sorted(by_date.items(), key=lambda kv: kv[0] or dt.date.min)
 

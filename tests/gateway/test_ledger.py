@@ -340,6 +340,50 @@ def test_a_member_sent_again_in_a_later_chunk_is_twice_in_the_file(
     assert "member-twice-in-file" in rules[1]
 
 
+@pytest.fixture
+def gw_on_both(tmp_path, database_url):
+    """A gateway on SQLite, and again on PostgreSQL, which enforces a column's width."""
+    yield from in_process_gateway(tmp_path / "var", database_url)
+
+
+def test_amounts_are_stored_as_their_decimal_whatever_their_width(gw_on_both) -> None:
+    # A premium padded with zeros to 21 characters, and an absurd but readable CSR amount: the
+    # columns were 20 wide and kept 000000000000000412.3 (billed 412.30) and lost a digit.
+    gw = gw_on_both
+    partner = add_va(gw)
+    padded = rosalind(
+        categories={
+            "APTC AMT": ("9V", "0"),
+            "PRE AMT 1": ("9X", "000000000000000412.37"),
+            "PRE AMT TOT": ("9X", "412.37"),
+            "TOT RES AMT": ("9V", "412.37"),
+            "CSR AMT": ("9V", "-999999999999999999.99"),
+            "RATING AREA": ("9X", "R-VA008"),
+        }
+    )
+    rid = feed(gw, partner, interchange([padded], control=1))
+    assert outcomes(gw, rid) == {SUB: ("applied", [])}
+    with gw.reads() as s:
+        terms = s.execute(
+            select(
+                LedgerPeriod.premium,
+                LedgerPeriod.aptc,
+                LedgerPeriod.csr_amount,
+                LedgerPeriod.rating_area,
+                LedgerCoverage.premium,
+                LedgerCoverage.csr_amount,
+            ).join(LedgerCoverage, LedgerCoverage.id == LedgerPeriod.coverage_id)
+        ).one()
+    assert tuple(terms) == (
+        "412.37",
+        "0",
+        "-999999999999999999.99",
+        "R-VA008",
+        "412.37",
+        "-999999999999999999.99",
+    )
+
+
 def test_warn_applies_with_a_stored_finding(gw, partner) -> None:
     with unit_of_work(gw.sessions) as s:
         configure_rules(s, "va", severities={"duplicate-add": "warn"})
