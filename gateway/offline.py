@@ -15,7 +15,6 @@ from typing import IO, Any
 from gateway.parallel import SPLIT_FROM_BYTES, FileSetChecks, pool
 from validators.acks import build_999, build_ta1
 from validators.interchange import (
-    AckCode,
     Engine,
     InterchangeResult,
     Outcome,
@@ -161,7 +160,7 @@ def validate_file(
         if result.ta1_required:
             with ta1_path.open("ab") as f:
                 f.write(build_ta1(result, control_number=numbers.take(), now=now))
-        if result.ta1_code is not AckCode.REJECTED and result.groups:
+        if result.wants_999:
             with ack_path.open("ab") as f:
                 f.write(build_999(result, control_number=numbers.take(), now=now))
         result.close()

@@ -22,6 +22,7 @@ from validators.issues import (
 
 SUPPORTED_ISA12 = "00501"
 FUNCTIONAL_ID = "BE"
+ACKNOWLEDGMENT_GROUP = "FA"  # GS01 of a 997 or 999 (and of the 999s we send)
 GUIDE_VERSION = "005010X220A1"
 TRANSACTION_SET_ID = "834"
 # ISA05/ISA07 interchange ID qualifiers (X12 I05).

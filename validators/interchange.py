@@ -31,6 +31,7 @@ from parsers.events import (
 from parsers.tokenizer import DEFAULT_MAX_SEGMENT_BYTES
 from validators.compiled import CompiledTransactionSetChecker
 from validators.control import (
+    ACKNOWLEDGMENT_GROUP,
     GUIDE_VERSION,
     TRANSACTION_SET_ID,
     check_ge,
@@ -242,6 +243,18 @@ class InterchangeResult:
     def ta1_required(self) -> bool:
         """A TA1 goes back when ISA14 = 1 or when the envelope has an error."""
         return self.isa.element(14) == "1" or bool(self.issues)
+
+    @property
+    def acknowledged_groups(self) -> list[GroupResult]:
+        """The groups a 999 answers: all but acknowledgments (GS01 FA, a 997 or 999), which
+        X12 says are never acknowledged — answering them invites an endless exchange of acks."""
+        return [g for g in self.groups if g.gs.element(1) != ACKNOWLEDGMENT_GROUP]
+
+    @property
+    def wants_999(self) -> bool:
+        """A 999 goes back unless the TA1 rejects the interchange or it holds no group to
+        answer."""
+        return self.ta1_code is not AckCode.REJECTED and bool(self.acknowledged_groups)
 
     @property
     def reply_delimiters(self) -> Delimiters:

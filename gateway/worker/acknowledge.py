@@ -348,14 +348,15 @@ class _Store:
     def add_acks(
         self, env_id: int, result: InterchangeResult, numbers: Iterator[int], now: dt.datetime
     ) -> None:
-        """A TA1 when asked for or when the envelope has errors; a 999 unless the TA1 rejects."""
+        """A TA1 when asked for or when the envelope has errors; a 999 unless the TA1 rejects
+        or nothing in it is to be acknowledged (`InterchangeResult.wants_999`)."""
         identity = self.gw.settings.identity
         if result.ta1_required:
             number = next(numbers)
             content = build_ta1(result, control_number=number, now=now, sender=identity)
             name = ack_filename(self.job, result.isa13, AckKind.TA1)
             self.acks.append(_ack(self.job, env_id, AckKind.TA1, number, content, name))
-        if result.ta1_code is not AckCode.REJECTED and result.groups:
+        if result.wants_999:
             number = next(numbers)
             content = build_999(result, control_number=number, now=now, sender=identity)
             name = ack_filename(self.job, result.isa13, AckKind.X999)

@@ -56,6 +56,37 @@ class TestBuildTa1:
         assert ack.startswith(b"ISA|") and b"'ST|999|0001|005010X231A1'" in ack
 
 
+class TestAcknowledgmentsAreNotAcknowledged:
+    """X12: neither a 997 nor a 999 is acknowledged (GS01 FA) — answering one invites an
+    endless exchange of acks between two translators."""
+
+    ACK_SET = TS(st01="999", st03="005010X231A1", body=["AK1*BE*101*005010X220A1", "AK9*A*1*1*1"])
+
+    def test_a_group_of_acks_gets_no_999(self) -> None:
+        result = one(x12(Group(sets=[self.ACK_SET], gs01="FA", gs08="005010X231A1", gs06="7")))
+        assert result.groups and not result.acknowledged_groups
+        assert not result.wants_999
+
+    def test_beside_an_834_group_only_the_834_group_is_answered(self) -> None:
+        result = one(
+            x12(
+                Group(gs06="101"),
+                Group(sets=[self.ACK_SET], gs01="FA", gs08="005010X231A1", gs06="102"),
+            )
+        )
+        assert result.wants_999
+        s = segs(build_999(result, control_number=5, now=NOW))
+        assert [x.elements[:2] for x in s if x.tag == "AK1"] == [("BE", "101")]
+        assert [x.element(1) for x in s if x.tag == "GE"] == ["1"]
+        assert [x.tag for x in s].count("ST") == 1
+
+    def test_other_unsupported_groups_are_still_answered(self) -> None:
+        result = one(x12(Group(sets=[TS(st01="270")], gs01="HS", gs08="005010X279A1")))
+        assert result.wants_999
+        s = segs(build_999(result, control_number=5, now=NOW))
+        assert [x.element(1) for x in s if x.tag == "AK1"] == ["HS"]
+
+
 class TestBuild999:
     def test_clean_group(self) -> None:
         s = segs(build_999(one(x12()), control_number=9, now=NOW))

@@ -27,7 +27,8 @@ def build_999(
     now: dt.datetime,
     sender: tuple[str, str] | None = None,
 ) -> bytes:
-    """One interchange holding one GS*FA group with a 999 per received functional group.
+    """One interchange holding one GS*FA group with a 999 per received functional group
+    (`InterchangeResult.acknowledged_groups`: a received 997 or 999 is not acknowledged).
 
     `control_number` is used for ISA13 and GS06; ST02 counts 0001, 0002, ... within the group.
     """
@@ -46,7 +47,8 @@ def build_999(
         ),
         d.component,
     )
-    first_gs = result.groups[0].gs if result.groups else None
+    groups = result.acknowledged_groups
+    first_gs = groups[0].gs if groups else None
     # GS02/GS03: our application code is the received GS03, theirs the received GS02.
     ours = (sender or result.receiver)[1].strip()
     theirs = result.isa.element(6).strip()
@@ -76,19 +78,19 @@ def build_999(
     # Written as it is made: a group of a million sets is a million AK2 loops, and only their
     # bytes are held, never their segments.
     out = io.BytesIO()
-    for s in _segments(result, isa, gs, control_number, d):
+    for s in _segments(groups, isa, gs, control_number, d):
         out.write(render_segment(s, d).encode("latin-1"))
     return out.getvalue()
 
 
 def _segments(
-    result: InterchangeResult, isa: Segment, gs: Segment, control_number: int, d: Delimiters
+    groups: list[GroupResult], isa: Segment, gs: Segment, control_number: int, d: Delimiters
 ) -> Iterator[Segment]:
     yield isa
     yield gs
-    for n, group in enumerate(result.groups, start=1):
+    for n, group in enumerate(groups, start=1):
         yield from _transaction(group, f"{n:04d}", d)
-    yield segment("GE", str(len(result.groups)), str(control_number))
+    yield segment("GE", str(len(groups)), str(control_number))
     yield iea(1, control_number)
 
 
