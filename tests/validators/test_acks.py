@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 
 from parsers import InterchangeStart, Segment, StraySegment, TransactionSetEnd, read_events
 from tests.validators.helpers import one
-from tests.x12build import TS, Group, x12
+from tests.x12build import HEADER, MEMBER, TS, Group, x12
 from validators.acks import build_999, build_ta1
 from validators.interchange import TransactionSetResult
 from validators.issues import Issue, Level
@@ -54,6 +55,23 @@ class TestBuildTa1:
         data = x12(isa_kwargs={"rep": "!", "comp": ">"}, sep="|", term="'")
         ack = build_999(one(data), control_number=7, now=NOW)
         assert ack.startswith(b"ISA|") and b"'ST|999|0001|005010X231A1'" in ack
+
+
+@pytest.mark.parametrize("junk", ["", "**", "abc*1", "ABCD*1"])
+def test_a_segment_without_a_usable_id_gets_no_ik3_and_the_999_stays_valid(junk: str) -> None:
+    """IK301 is a mandatory ID (2-3 letters and digits). An empty segment (`~~`), one with an
+    empty tag (`***`) or a tag no ID can be (lower case, four characters) cannot be named: no
+    IK3 for it, the set still rejected (IK5 R 5) — and every IK3 names a real segment ID."""
+    body = [*HEADER, *MEMBER[:7], junk, *MEMBER[7:]]
+    result = one(x12(Group(sets=[TS(body=body)])))
+    (ts,) = result.sets
+    assert any(i.segment_position == 12 for i in ts.issues)  # the finding is kept (API)
+    s = segs(build_999(result, control_number=5, now=NOW))
+    ik3 = [x for x in s if x.tag == "IK3"]
+    assert all(re.fullmatch(r"[0-9A-Z]{2,3}", x.element(1)) for x in ik3), ik3
+    assert [x.element(2) for x in ik3].count("12") == 0
+    (ik5,) = [x for x in s if x.tag == "IK5"]
+    assert ik5.element(1) == "R" and "5" in ik5.elements[1:]
 
 
 class TestAcknowledgmentsAreNotAcknowledged:
