@@ -1,10 +1,12 @@
 """structlog JSON logging, configured once. Log lines carry ids and codes, never member data:
 exception messages and notes and frame locals are dropped from tracebacks (chains and exception
-groups included) because any of them may hold PHI."""
+groups included) because any of them may hold PHI, and the access log shows no member key,
+policy number or query value."""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any
 
@@ -38,6 +40,34 @@ def _redact_exception_values(_: WrappedLogger, __: str, event_dict: EventDict) -
         if isinstance(trace, dict):
             _redact_stack(trace)
     return event_dict
+
+
+_MEMBER_PATH = re.compile(r"(/(?:members|policies)/)[^/?#]+")
+_QUERY_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
+REDACTED = "<redacted>"
+
+
+def redact_target(target: str) -> str:
+    """A request's path and query as the access log may show them: a member's key or a policy
+    number in the path (`/v1/members/{member_key}`, `/v1/policies/{policy}/months`) and every
+    query value (the dashboard's `?member=`, `?subscriber=` searches) are member data."""
+    path, sep, query = target.partition("?")
+    path = _MEMBER_PATH.sub(rf"\1{REDACTED}", path)
+    if not sep:
+        return path
+    keys = [p.partition("=")[0] for p in query.split("&") if p]
+    shown = [k if _QUERY_KEY.fullmatch(k) else REDACTED for k in keys]
+    return f"{path}?" + "&".join(f"{k}={REDACTED}" for k in shown)
+
+
+class _AccessLogRedaction(logging.Filter):
+    """uvicorn's access lines carry (client, method, path with query, HTTP version, status)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            record.args = (args[0], args[1], redact_target(args[2]), args[3], args[4])
+        return True
 
 
 def configure_logging(level: str = "info", stream: Any = None) -> None:
@@ -78,6 +108,9 @@ def configure_logging(level: str = "info", stream: Any = None) -> None:
         lg = logging.getLogger(name)
         lg.handlers.clear()
         lg.propagate = True
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _AccessLogRedaction) for f in access.filters):
+        access.addFilter(_AccessLogRedaction())
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     logging.getLogger("pyx12").setLevel(logging.CRITICAL)
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)

@@ -61,10 +61,13 @@ def set_password(session: Session, username: str, password: str) -> None:
 
 
 class LoginRefused(Exception):
-    def __init__(self, message: str, retry_after: int = 0) -> None:
+    def __init__(self, message: str, retry_after: int = 0, *, operator: bool = True) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
+        # False when the name is no (enabled) operator's: the caller must not record what was
+        # typed (it can be anything — a member's name, a password in the wrong box).
+        self.operator = operator
 
 
 def authenticate(session: Session, username: str, password: str, *, max_failures: int) -> Operator:
@@ -108,7 +111,9 @@ def _refuse_unknown(username: str, password: str, now: dt.datetime, max_failures
             _UNKNOWN.popitem(last=False)
     if locked_until is not None and locked_until > now:
         wait = int((locked_until - now).total_seconds()) + 1
-        raise LoginRefused(f"Too many failed attempts. Try again in {wait} seconds.", wait)
+        raise LoginRefused(
+            f"Too many failed attempts. Try again in {wait} seconds.", wait, operator=False
+        )
     with contextlib.suppress(VerificationError):
         _hasher.verify(_dummy_hash(), password)
     failures += 1
@@ -117,7 +122,7 @@ def _refuse_unknown(username: str, password: str, now: dt.datetime, max_failures
         locked_until = now + dt.timedelta(seconds=seconds)
     with _unknown_lock:
         _UNKNOWN[username] = (failures, locked_until)
-    raise LoginRefused("Invalid username or password.")
+    raise LoginRefused("Invalid username or password.", operator=False)
 
 
 def _token_hash(token: str) -> str:

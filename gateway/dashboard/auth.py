@@ -27,6 +27,7 @@ from gateway.operators import LoginRefused, authenticate, close_session, open_se
 from gateway.services import audit
 
 log = get_logger(__name__)
+UNKNOWN_OPERATOR = "(not an operator)"
 router = APIRouter()
 
 
@@ -62,8 +63,10 @@ def login(
             refused = exc
     if refused is not None:
         log.info("operator_login_refused")
-        # The name as typed (it may be no operator's): who tried is what an auditor needs.
-        audit.record(gw, username[:64], "login_failed", None, refused.message[:200])
+        # An operator's name, which an auditor needs; never what was typed for no operator (a
+        # member's name, a password in the wrong box): the audit log is not for member data.
+        who = username[:64] if refused.operator else UNKNOWN_OPERATOR
+        audit.record(gw, who, "login_failed", None, refused.message[:200])
         response = render(
             request,
             "login.html",

@@ -184,6 +184,14 @@ class TestPhiCanary:
             assert {"CANARY01", "CANARYTOOLONGX" * 4} <= bad_values
             ack = c.get(f"/v1/interchanges/{defective}/acks/999").text
             assert "CANARY01" in ack
+            # A partner's look-ups by member and by policy: the access log shows the route,
+            # not the member key, policy number or query values (uvicorn.access, redacted).
+            for path in (
+                "/v1/members/CANARYSUBREFX",
+                "/v1/policies/CANARYMEMBERIDX/months?from=2027-01&to=2027-03",
+                f"/v1/interchanges/{clean}/members?member=CANARYDEPREFX",
+            ):
+                assert c.get(path).status_code in (200, 404, 422)
             # ...and its acks reach outbound/ (through the outbox) before the logs are read.
             for rid in (crashed, clean, by_sftp, defective):
                 for a in c.get(f"/v1/interchanges/{rid}/acks").json():
@@ -200,11 +208,21 @@ class TestPhiCanary:
             assert failed["status"] == "failed" and failed["error"]
             assert "CANARY" not in json.dumps(failed)  # the partner gets a generic error
         gateway.add_operator("viewer1", OPERATOR_PASSWORD)
+        # A member's name typed as a user name: no operator's, so never recorded as typed.
+        stranger, refused = login(gateway, "CANARYSURNAMEX")
+        stranger.close()
+        assert refused.status_code == 401
         viewer, _ = login(gateway, "viewer1")
         try:  # a viewer sees the kind of failure, not the traceback quoting the file
             page = viewer.get(f"/dashboard/interchanges/{raised}")
             assert page.status_code == 200 and "InjectedFault" in page.text
             assert "CANARY" not in page.text and "987612345" not in page.text
+            # An operator's searches by member (query values in the access log).
+            for path in (
+                "/dashboard/rejects?member=CANARYMEMBERIDX",
+                "/dashboard/business?member=CANARYDEPREFX&subscriber=CANARYMEMBERIDX",
+            ):
+                assert viewer.get(path).status_code == 200
         finally:
             viewer.close()
         assert gateway.stop() == 0
