@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Frozen(BaseModel):
@@ -254,6 +254,11 @@ class MemberEvent(_Frozen):
     """2750 N1*75 name (upper-cased) -> REF02 value; the first loop of a name wins."""
     reporting_category_loops: tuple[ReportingCategory, ...] = ()
     """Every 2750 loop in order, with its REF01 qualifier and DTP*007 period."""
+
+    positions: dict[str, int] = Field(default_factory=dict, exclude=True)
+    """Where some of the 2100A/2100C segments sit (IK302-style set positions), for findings
+    about them: `NM1`, `N4` (2100A), `N4/2100C`, `PER/<qualifier>` (the PER that sent that
+    number). Not part of the member's JSON (history, core payloads)."""
 
     truncated: bool = False
     """True when the member exceeded a bound (`MAX_ITEMS_PER_MEMBER`) and items were dropped:

@@ -255,6 +255,7 @@ class _MemberDraft:
     mailing_n3: Segment | None = None
     mailing_n4: Segment | None = None
     contact: dict[str, str] = field(default_factory=dict)
+    contact_at: dict[str, int] = field(default_factory=dict)  # PER qualifier -> its position
     coverages: list[_CoverageDraft] = field(default_factory=list)
     categories: list[_CategoryDraft] = field(default_factory=list)
     category: _CategoryDraft | None = None  # the open 2750 loop
@@ -274,7 +275,11 @@ class _MemberDraft:
             if loop is _Loop.NAME:
                 for position in (3, 5, 7):  # PER03/04, PER05/06, PER07/08 pairs
                     qualifier = seg.element(position)
-                    if qualifier and not _put(self.contact, qualifier, seg.element(position + 1)):
+                    if not qualifier:
+                        continue
+                    if qualifier not in self.contact:
+                        self.contact_at[qualifier] = seg.index or 0
+                    if not _put(self.contact, qualifier, seg.element(position + 1)):
                         self.truncated = True
         elif tag == "N3":
             if loop is _Loop.NAME and self.residence_n3 is None:
@@ -416,8 +421,20 @@ class _MemberDraft:
             "coverages": [coverage.fields() for coverage in self.coverages],
             "reporting_categories": values,
             "reporting_category_loops": categories,
+            "positions": self._positions(),
             "truncated": self.truncated,
         }
+
+    def _positions(self) -> dict[str, int]:
+        found = {f"PER/{q}": at for q, at in self.contact_at.items() if q in self.contact}
+        for key, seg in (
+            ("NM1", self.name),
+            ("N4", self.residence_n4),
+            ("N4/2100C", self.mailing_n4 if self.mailing_nm1 else None),
+        ):
+            if seg is not None and seg.index:
+                found[key] = seg.index
+        return found
 
 
 _EMPTY9 = ("",) * 9  # INS01..INS09 read by position, absent ones empty

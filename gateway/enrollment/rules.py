@@ -498,13 +498,17 @@ def member_rules(event: MemberEvent, facts: MemberFacts, config: RuleConfig) -> 
     if name is not None and name.id_qualifier == "34":
         ssn = _digits(name.id)
         if _repeated(ssn, 9) or ssn == "123456789":
-            add("repeating-digits", "SSN (NM109) is a placeholder", "NM1", at, 9)
-    for address in (event.residence, event.mailing):
+            nm1_at = event.positions.get("NM1", at)
+            add("repeating-digits", "SSN (NM109) is a placeholder", "NM1", nm1_at, 9)
+    for address, where in ((event.residence, "N4"), (event.mailing, "N4/2100C")):
         if address is not None and _repeated(_digits(address.postal_code)[:5], 5):
-            add("repeating-digits", f"ZIP code {address.postal_code} is a placeholder", "N4", at)
+            n4_at = event.positions.get(where, at)
+            message = f"ZIP code {address.postal_code} is a placeholder"
+            add("repeating-digits", message, "N4", n4_at, 3)
     for qualifier, number in event.contact.items():
         if qualifier in ("HP", "TE", "CP", "WP", "BN") and _repeated(_digits(number), 10):
-            add("repeating-digits", f"telephone ({qualifier}) is a placeholder", "PER", at)
+            per_at = event.positions.get(f"PER/{qualifier}", at)
+            add("repeating-digits", f"telephone ({qualifier}) is a placeholder", "PER", per_at)
 
     # maintenance-combination: INS03 / INS04 / ADDL MAINT REASON against the sender's list.
     reason = event.maintenance_reason

@@ -384,6 +384,29 @@ def test_amounts_are_stored_as_their_decimal_whatever_their_width(gw_on_both) ->
     )
 
 
+def test_a_finding_about_nm1_n4_or_per_names_that_segments_position(gw, partner) -> None:
+    """Not the INS's: TED04 (824) and the finding point at the segment sent (found by a
+    new-user run: an SSN placeholder was reported at position 5, the INS; NM1 was at 9)."""
+    with unit_of_work(gw.sessions) as s:
+        configure_rules(s, "va", severities={"repeating-digits": "reject"})
+    content = interchange(
+        [rosalind(ssn="999999999", zip="99999", phone="9999999999", categories={})], control=1
+    )
+    segments = [seg.strip() for seg in content.decode().split("~")]
+    st = next(i for i, seg in enumerate(segments) if seg.startswith("ST*"))
+    at = {seg[:3].rstrip("*"): i - st + 1 for i, seg in enumerate(segments) if i > st}
+    rid = feed(gw, partner, content)
+    with gw.reads() as s:
+        found = sorted(
+            (f.segment_id, f.segment_position, f.element_position)
+            for f in s.scalars(select(BusinessFinding).where(BusinessFinding.receipt_id == rid))
+        )
+    assert found == sorted(
+        [("NM1", at["NM1"], 9), ("N4", at["N4"], 3), ("PER", at["PER"], None)]
+    ), (found, at)
+    assert len({at["INS"], at["NM1"], at["N4"], at["PER"]}) == 4
+
+
 def test_warn_applies_with_a_stored_finding(gw, partner) -> None:
     with unit_of_work(gw.sessions) as s:
         configure_rules(s, "va", severities={"duplicate-add": "warn"})
