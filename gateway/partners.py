@@ -66,6 +66,10 @@ def add_partner(
         raise GatewayError("isa-id: 1 to 15 printable characters")
     if repo.partner_by_name(session, name) is not None:
         raise GatewayError(f"a partner named {name!r} exists")
+    same = repo.partner_by_isa(session, isa_qualifier, isa_id)
+    if same is not None:
+        # One sender identity, one partner: ISA05/ISA06 is how a file is tied to its sender.
+        raise GatewayError(f"partner {same.name!r} already sends as {isa_qualifier}:{isa_id}")
     if webhook_url and not webhook_secret:
         webhook_secret = secrets.token_urlsafe(32)
     key = new_api_key()

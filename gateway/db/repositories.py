@@ -82,6 +82,12 @@ def partner_by_name(session: Session, name: str) -> Partner | None:
     return session.scalar(select(Partner).where(Partner.name == name))
 
 
+def partner_by_isa(session: Session, qualifier: str, isa_id: str) -> Partner | None:
+    return session.scalar(
+        select(Partner).where(Partner.isa_qualifier == qualifier, Partner.isa_id == isa_id)
+    )
+
+
 def partner_by_id(session: Session, partner_id: int) -> Partner | None:
     return session.get(Partner, partner_id)
 

@@ -70,6 +70,16 @@ class TestPartnerCli:
             check=False,
         )
         assert dup.returncode == 1 and "exists" in dup.stderr
+        # Another name with va's ISA identity: refused in a sentence, not a driver traceback
+        # (which printed the statement's parameters, an API key hash among them).
+        same_isa = gateway.cli(
+            "partner", "add", "--name", "va2", "--isa-qualifier", "ZZ", "--isa-id", "VA0FFM",
+            check=False,
+        )  # fmt: skip
+        assert same_isa.returncode == 1
+        assert same_isa.stderr.strip() == (
+            "edi834 partner add: partner 'va' already sends as ZZ:VA0FFM"
+        ), same_isa.stderr
         bad = gateway.cli(
             "partner",
             "add",
