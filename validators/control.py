@@ -22,6 +22,7 @@ from validators.issues import (
 
 SUPPORTED_ISA12 = "00501"
 FUNCTIONAL_ID = "BE"
+RESPONSIBLE_AGENCY = "X"  # GS07: Accredited Standards Committee X12
 ACKNOWLEDGMENT_GROUP = "FA"  # GS01 of a 997 or 999 (and of the 999s we send)
 GUIDE_VERSION = "005010X220A1"
 TRANSACTION_SET_ID = "834"
@@ -258,6 +259,35 @@ def check_gs(gs: Segment, *, seen_gs06: set[str]) -> list[Issue]:
     elif gs06 in seen_gs06:
         issues.append(_ak9(GroupErrorCode.CONTROL_NUMBER_NOT_UNIQUE))
     return issues
+
+
+def valid_tm(value: str) -> bool:
+    """X12 TM 4/8: HHMM, HHMMSS, HHMMSSd or HHMMSSdd."""
+    if len(value) not in (4, 6, 7, 8) or not ascii_digits(value) or not valid_hhmm(value):
+        return False
+    return len(value) == 4 or int(value[4:6]) < 60
+
+
+def check_gs_content(gs: Segment) -> list[Issue]:
+    """TA1 024 (invalid interchange content) for a GS whose date, time or agency code is not
+    one: the 999 has no place for the GS's own elements (AK905 codes are about the group's
+    control), so the interchange answers for it, as translators do."""
+    problems = []
+    if not valid_ccyymmdd(gs.element(4)):
+        problems.append(f"GS04 {shown(gs.element(4)) or '(empty)'} is not a CCYYMMDD date.")
+    if not valid_tm(gs.element(5)):
+        problems.append(f"GS05 {shown(gs.element(5)) or '(empty)'} is not an HHMM[SS[dd]] time.")
+    if gs.element(7) != RESPONSIBLE_AGENCY:
+        problems.append(f"GS07 is {shown(gs.element(7)) or '(empty)'}; 005010X220A1 uses X.")
+    return [
+        Issue(
+            level=Level.INTERCHANGE,
+            code=InterchangeNoteCode.INVALID_CONTENT.value,
+            message=f"{meaning('TA105', InterchangeNoteCode.INVALID_CONTENT.value)} {problem}",
+            segment_id="GS",
+        )
+        for problem in problems
+    ]
 
 
 def check_ge(gs: Segment, ge: Segment | None, set_count: int) -> list[Issue]:

@@ -36,6 +36,7 @@ from validators.control import (
     TRANSACTION_SET_ID,
     check_ge,
     check_gs,
+    check_gs_content,
     check_iea,
     check_isa,
     check_se,
@@ -488,6 +489,7 @@ class InterchangeValidator:
             return
         group = GroupResult(gs=gs, sets=SetList(self.options.spill))
         group.issues.extend(check_gs(gs, seen_gs06=self._seen_gs06))
+        self._current.issues.extend(check_gs_content(gs))
         self._seen_gs06.add(gs.element(6))
         self._seen_st02 = ControlNumbers()
         self._current.groups.append(group)

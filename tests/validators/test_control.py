@@ -129,6 +129,33 @@ class TestGroup:
         bad = [g for g in result.groups if g.issues]
         assert bad and all(g.ack_code is AckCode.REJECTED and g.sets_accepted == 0 for g in bad)
 
+    GS = b"GS*BE*VA0FFM*EDI834GATEWAY*20260421*0221*101*X*"
+
+    @pytest.mark.parametrize(
+        ("gs", "named"),
+        [
+            (b"GS*BE*VA0FFM*EDI834GATEWAY*20261340*0221*101*X*", "GS04 20261340"),
+            (b"GS*BE*VA0FFM*EDI834GATEWAY*260421*0221*101*X*", "GS04 260421"),
+            (b"GS*BE*VA0FFM*EDI834GATEWAY*20260421*2599*101*X*", "GS05 2599"),
+            (b"GS*BE*VA0FFM*EDI834GATEWAY*20260421*02*101*X*", "GS05 02"),
+            (b"GS*BE*VA0FFM*EDI834GATEWAY*20260421*022161*101*X*", "GS05 022161"),
+            (b"GS*BE*VA0FFM*EDI834GATEWAY*20260421*0221*101*T*", "GS07 is T"),
+        ],
+    )
+    def test_a_gs_date_time_or_agency_that_is_none_is_ta1_024(self, gs: bytes, named: str):
+        data = x12()
+        assert self.GS in data
+        result = one(data.replace(self.GS, gs, 1))
+        assert ta1(result) == ("R", "024")
+        assert any(named in i.message for i in result.issues), result.issues
+        assert not result.wants_999
+
+    @pytest.mark.parametrize("time", [b"0221", b"022159", b"0221599", b"02215999"])
+    def test_gs05_may_carry_seconds_and_decimals(self, time: bytes) -> None:
+        gs = self.GS.replace(b"*0221*", b"*" + time + b"*")
+        result = one(x12().replace(self.GS, gs, 1))
+        assert ta1(result) == ("A", "000") and result.wants_999
+
     def test_partial_acceptance_is_p(self) -> None:
         bad = TS(st02="0002", body=[b.replace("INS*Y*18*021", "INS*Y*18*099") for b in TS().body])
         result = one(x12(Group(sets=[TS(st02="0001"), bad, TS(st02="0003")])))
