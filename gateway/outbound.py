@@ -22,14 +22,22 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def ack_filename(
-    *, received_at: dt.datetime, receipt_id: str, filename: str | None, isa13: str, kind: str
+    *,
+    received_at: dt.datetime,
+    receipt_id: str,
+    filename: str | None,
+    isa13: str,
+    kind: str,
+    round_: int = 1,
 ) -> str:
-    """`<received>_<receipt>_<their file>.<ISA13>.<kind>`: which file, which ack."""
+    """`<received>_<receipt>_<their file>.<ISA13>[.r<round>].<kind>`: which file, which ack;
+    `.r2`, `.r3`… for the acks of a file processed again (reprocessed by an operator)."""
     stem = (filename or receipt_id).rsplit("/", 1)[-1]
     stem = _SAFE.sub("_", stem.rsplit(".", 1)[0] if "." in stem[1:] else stem)[:80] or "file"
     stamp = received_at.strftime("%Y%m%dT%H%M%S")
     suffix = f".{_SAFE.sub('_', isa13.strip()) or 'noisa13'}" if isa13 else ""
-    return f"{stamp}_{receipt_id[:12]}_{stem}{suffix}.{kind}"
+    again = f".r{round_}" if round_ > 1 else ""
+    return f"{stamp}_{receipt_id[:12]}_{stem}{suffix}{again}.{kind}"
 
 
 def write_atomically(

@@ -58,6 +58,7 @@ from validators.setlist import SETS_LISTED
 
 T = TypeVar("T", bound=tuple[Any, ...])
 CONTROL_NUMBER = "control_number"
+REPROCESS_REQUESTED = "reprocess_requested"  # a receipt event: an operator queued it again
 MAX_CONTROL_NUMBER = 999_999_999
 
 
@@ -1105,7 +1106,7 @@ def reprocess(session: Session, receipt_id: str, operator: str) -> Receipt | Non
         receipt.ledger_error = None
     for name in COUNT_COLUMNS:
         setattr(receipt, name, 0)
-    add_event(session, receipt_id, "reprocess_requested", f"by {operator}; was {previous}")
+    add_event(session, receipt_id, REPROCESS_REQUESTED, f"by {operator}; was {previous}")
     return receipt
 
 

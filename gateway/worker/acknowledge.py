@@ -29,6 +29,7 @@ from gateway.db.models import (
     LedgerStatus,
     Partner,
     Receipt,
+    ReceiptEvent,
     Status,
     TransactionSet,
     WebhookDelivery,
@@ -47,13 +48,14 @@ from validators.interchange import (
 from validators.issues import Issue
 
 
-def ack_filename(job: Job, isa13: str, kind: str) -> str:
+def ack_filename(job: Job, isa13: str, kind: str, *, round_: int = 1) -> str:
     return outbound.ack_filename(
         received_at=job.received_at,
         receipt_id=job.receipt_id,
         filename=job.filename,
         isa13=isa13,
         kind=kind,
+        round_=round_,
     )
 
 
@@ -153,6 +155,7 @@ class _Processing(NamedTuple):
     isa_id: str
     onboarding: bool
     webhook_url: str | None
+    reprocessed: int  # times an operator queued the file again: its acks' round is this + 1
 
 
 _READ_PROCESSING = (
@@ -167,6 +170,12 @@ _READ_PROCESSING = (
         Partner.isa_id,
         Partner.onboarding,
         Partner.webhook_url,
+        select(func.count(ReceiptEvent.id))
+        .where(
+            ReceiptEvent.receipt_id == Receipt.id,
+            ReceiptEvent.event == repo.REPROCESS_REQUESTED,
+        )
+        .scalar_subquery(),
     )
     .join(Partner, Partner.id == Receipt.partner_id)
     .where(Receipt.id == bindparam("receipt_id"))
@@ -191,6 +200,9 @@ class _Store:
         self.finding_seq = 0
         self.totals = dict.fromkeys(COUNT_COLUMNS, 0)
         self.unusable: list[UnusableResult] = []
+        # A reprocessed file's acks are new files beside the old ones, never over them: a
+        # client that fetched the old names would never see the new acks.
+        self.round = receipt.reprocessed + 1
 
     def _findings(self, issues: Iterable[Issue], **ids: int | None) -> None:
         for issue in issues:
@@ -354,12 +366,12 @@ class _Store:
         if result.ta1_required:
             number = next(numbers)
             content = build_ta1(result, control_number=number, now=now, sender=identity)
-            name = ack_filename(self.job, result.isa13, AckKind.TA1)
+            name = ack_filename(self.job, result.isa13, AckKind.TA1, round_=self.round)
             self.acks.append(_ack(self.job, env_id, AckKind.TA1, number, content, name))
         if result.wants_999:
             number = next(numbers)
             content = build_999(result, control_number=number, now=now, sender=identity)
-            name = ack_filename(self.job, result.isa13, AckKind.X999)
+            name = ack_filename(self.job, result.isa13, AckKind.X999, round_=self.round)
             self.acks.append(_ack(self.job, env_id, AckKind.X999, number, content, name))
 
     def add_rejection_notice(self) -> str | None:
@@ -384,7 +396,7 @@ class _Store:
             ).encode()
             + b"\n"
         )
-        name = ack_filename(self.job, "", "rejected.json")
+        name = ack_filename(self.job, "", "rejected.json", round_=self.round)
         self.acks.append(_ack(self.job, None, AckKind.REJECTION, None, body, name))
         return self.unusable[0].reason.value[:32]
 

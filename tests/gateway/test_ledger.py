@@ -31,6 +31,7 @@ from gateway.enrollment import apply as ledger
 from gateway.enrollment.keys import order_key
 from gateway.enrollment.rules import RULES
 from gateway.partners import add_partner, configure_rules
+from gateway.worker import outbox
 from gateway.worker.run import Worker
 from tests.gateway.harness import add_va, in_process_gateway
 from tests.gateway.test_worker import _receipt
@@ -195,6 +196,30 @@ def test_a_reprocessed_file_is_acknowledged_again_and_never_applied_twice(gw, pa
         applied = s.scalar(select(func.count()).where(MemberEventRow.outcome == "applied"))
         deliveries = s.scalar(select(func.count()).select_from(CoreDelivery))
     assert applied == 2 and deliveries == 2
+
+
+def test_each_reprocessing_writes_its_acks_beside_the_earlier_ones(gw, partner) -> None:
+    """The acks of a file processed again are new files (.r2, .r3), never written over the
+    ones a partner may have fetched already (found by a new-user run: same names, rewritten)."""
+    receipt_id = feed(gw, partner, interchange(family(), control=1))
+    assert outbox.deliver_acks(gw) == 1
+    for _ in range(2):
+        with unit_of_work(gw.sessions) as s:
+            assert repo.reprocess(s, receipt_id, "ops") is not None
+        assert Worker(gw).run_once()
+        assert outbox.deliver_acks(gw) == 1
+    with gw.reads() as s:
+        names = s.scalars(
+            select(Ack.filename).where(Ack.receipt_id == receipt_id).order_by(Ack.id)
+        ).all()
+    assert len(set(names)) == 3, names
+    assert [n.rsplit(".", 2)[-2:] for n in names] == [
+        ["000000001", "999"],
+        ["r2", "999"],
+        ["r3", "999"],
+    ]
+    written = gw.settings.data_dir / "sftp" / "va" / "outbound"
+    assert sorted(p.name for p in written.iterdir()) == sorted(names)
 
 
 def test_duplicate_add_rejected_and_the_rest_of_the_file_applies(gw, partner) -> None:
