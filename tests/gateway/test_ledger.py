@@ -5,10 +5,12 @@ sender order, resuming a half-applied file, and audit reconciliation."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from gateway.api.schemas import BusinessFindingOut
 from gateway.context import Gateway
@@ -92,6 +94,15 @@ def feed(gw: Gateway, partner: int, content: bytes, filename: str = "x.834") -> 
         r = s.get_one(Receipt, receipt_id)
         assert r.outcome == "accepted", r.outcome  # the 999 accepted it; the ledger decides
     return receipt_id
+
+
+def recorded_events(s: Session, receipt_id: str) -> Sequence[MemberEventRow]:
+    """A file's member events, in file order."""
+    return s.scalars(
+        select(MemberEventRow)
+        .where(MemberEventRow.receipt_id == receipt_id)
+        .order_by(MemberEventRow.seq)
+    ).all()
 
 
 def members(gw: Gateway) -> dict[str, LedgerMember]:
@@ -351,11 +362,7 @@ def test_a_member_sent_again_in_a_later_chunk_is_twice_in_the_file(
     monkeypatch.setattr(ledger, "CHUNK_MEMBERS", 1)
     rid = feed(gw, partner, interchange([rosalind(), rosalind()], control=1))
     with gw.reads() as s:
-        events = s.scalars(
-            select(MemberEventRow)
-            .where(MemberEventRow.receipt_id == rid)
-            .order_by(MemberEventRow.seq)
-        ).all()
+        events = recorded_events(s, rid)
         rules = [
             sorted(s.scalars(select(BusinessFinding.rule).where(BusinessFinding.event_id == e.id)))
             for e in events
@@ -832,11 +839,7 @@ def test_each_history_payload_is_the_members_own_json(gw: Gateway, partner: int)
     receipt_id = feed(gw, partner, first)
     events = list(extract_members([first]))
     with gw.reads() as s:
-        rows = s.scalars(
-            select(MemberEventRow)
-            .where(MemberEventRow.receipt_id == receipt_id)
-            .order_by(MemberEventRow.seq)
-        ).all()
+        rows = recorded_events(s, receipt_id)
         assert [r.payload for r in rows] == [e.model_dump_json() for e in events]
         core = [json.loads(d.payload)["member"] for d in s.scalars(select(CoreDelivery))]
     assert len({e.header.reference for e in events}) == 2
