@@ -47,6 +47,10 @@ _LEADING_WHITESPACE = b" \t\r\n"
 _MAX_ISA_SCAN = 256
 # ISA element widths (ISA01..ISA16), for reading an ISA whose separator is unusable.
 ISA_WIDTHS = (2, 10, 2, 10, 2, 15, 2, 15, 6, 4, 1, 5, 9, 1, 1, 1)
+# Where a fixed-width ISA has its 16 element separators (3, 6, 17, … 103).
+_SEPARATOR_OFFSETS = tuple(
+    ELEMENT_SEPARATOR_OFFSET + sum(ISA_WIDTHS[:i]) + i for i in range(len(ISA_WIDTHS))
+)
 _COMPACT_AT = 1 << 16
 
 
@@ -222,7 +226,19 @@ class SegmentReader:
         sep = buf[start + ELEMENT_SEPARATOR_OFFSET : start + ELEMENT_SEPARATOR_OFFSET + 1]
         elem = sep.decode("latin-1")
         fixed = True
-        if is_delimiter_char(elem):
+        if is_delimiter_char(elem) and len(buf) - start < ISA_LENGTH and not self._eof:
+            return NEED_DATA  # the same reading whatever the chunks: judged on 106 bytes
+        if (
+            is_delimiter_char(elem)
+            and len(buf) - start >= ISA_LENGTH
+            and all(buf[start + at] == sep[0] for at in _SEPARATOR_OFFSETS)
+        ):
+            # A fixed-width ISA is read by position: an element that holds the separator
+            # itself (ISA11 = '*', the repetition separator equal to the element separator)
+            # must not shift ISA12..ISA16 — ISA13 is still the sender's control number.
+            comp_at, term_at = start + COMPONENT_SEPARATOR_OFFSET, start + SEGMENT_TERMINATOR_OFFSET
+            elements = (*self._fixed_elements(start), buf[comp_at : comp_at + 1].decode("latin-1"))
+        elif is_delimiter_char(elem):
             # Count 16 separators; ISA16 follows the 16th, the terminator follows ISA16.
             count, i = 0, start + ELEMENT_SEPARATOR_OFFSET
             limit = min(len(buf), start + _MAX_ISA_SCAN)
@@ -251,12 +267,7 @@ class SegmentReader:
                     return NEED_DATA
                 return self._unusable(UnusableReason.TRUNCATED_ISA)
             comp_at, term_at = start + COMPONENT_SEPARATOR_OFFSET, start + SEGMENT_TERMINATOR_OFFSET
-            text = buf[start:comp_at].decode("latin-1")
-            values, at = [], 4
-            for width in ISA_WIDTHS[:-1]:
-                values.append(text[at : at + width])
-                at += width + 1
-            elements = (*values, buf[comp_at : comp_at + 1].decode("latin-1"))
+            elements = (*self._fixed_elements(start), buf[comp_at : comp_at + 1].decode("latin-1"))
         term = bytes(buf[term_at : term_at + 1])
         repetition = elements[10][:1] if len(elements) > 10 else ""
         delims = Delimiters(
@@ -278,6 +289,15 @@ class SegmentReader:
         self._pos = term_at + 1
         self._mode = _Mode.SEGMENTS
         return Isa(segment=segment, delimiters=delims, fixed_width=fixed, leading_bytes=leading)
+
+    def _fixed_elements(self, start: int) -> list[str]:
+        """ISA01..ISA15 of a 106-character ISA at `start`, by their fixed offsets."""
+        text = self._buf[start : start + COMPONENT_SEPARATOR_OFFSET].decode("latin-1")
+        values, at = [], ELEMENT_SEPARATOR_OFFSET + 1
+        for width in ISA_WIDTHS[:-1]:
+            values.append(text[at : at + width])
+            at += width + 1
+        return values
 
     def _segment(self) -> Token | _NeedData | object | None:
         if self._term not in _BETWEEN_SEGMENTS and self._cut_batch():

@@ -7,7 +7,13 @@ import pytest
 from tests.validators.helpers import codes, one, results
 from tests.x12build import TS, Group, x12
 from validators.control import declared_count
-from validators.interchange import AckCode, InterchangeResult, Outcome, UnusableResult
+from validators.interchange import (
+    AckCode,
+    InterchangeResult,
+    Outcome,
+    UnusableResult,
+    validate_stream,
+)
 
 
 def ta1(result: InterchangeResult) -> tuple[str, str]:
@@ -52,6 +58,25 @@ class TestInterchange:
         assert result.ta1_required
         assert result.ta1_code is AckCode.REJECTED
         assert result.outcome is Outcome.REJECTED
+
+    @pytest.mark.parametrize("rep", ["*", ":"])
+    def test_isa11_equal_to_another_separator_is_016_with_isa13_read(self, rep: str) -> None:
+        """A fixed-width ISA is read by position: ISA11 equal to the element separator must not
+        shift ISA12..ISA16 (it gave TA105 027, ~80 findings and ISA13 unread: a TA1 its sender
+        cannot match to what it sent), and the answer is the one for ISA11 equal to ISA16."""
+        result = one(x12(isa_kwargs={"rep": rep, "control": "000002103"}))
+        assert result.isa13 == "000002103"
+        assert result.isa.element(11) == rep and result.isa.element(16) == ":"
+        assert ta1(result) == ("R", "016")
+        assert [i.code for i in result.issues] == ["016"]
+
+    def test_the_isa_reads_alike_in_any_chunks(self) -> None:
+        data = x12(isa_kwargs={"rep": "*"})
+        whole = one(data)
+        for size in (1, 7, 50, 105, 106, 107):
+            chunks = [data[i : i + size] for i in range(0, len(data), size)]
+            (result,) = [r for r in validate_stream(chunks) if isinstance(r, InterchangeResult)]
+            assert (result.isa13, ta1(result)) == (whole.isa13, ta1(whole)), size
 
     def test_004_invalid_segment_terminator(self) -> None:
         result = one(x12(term="Z"))
