@@ -271,6 +271,12 @@ class InterchangeResult:
     def outcome(self) -> Outcome:
         if self.ta1_code is AckCode.REJECTED:
             return Outcome.REJECTED
+        if not self.groups:
+            # Only the envelope — an empty interchange (IEA01 0), or a partner's TA1s
+            # acknowledging what we sent: nothing in it was refused, so not "rejected".
+            if self.ta1_code is AckCode.ACCEPTED_WITH_ERRORS:
+                return Outcome.ACCEPTED_WITH_ERRORS
+            return Outcome.ACCEPTED
         received = sum(len(g.sets) for g in self.groups)
         codes = {g.ack_code for g in self.groups}
         if not received or codes == {AckCode.REJECTED}:

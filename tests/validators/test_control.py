@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.validators.helpers import codes, one, results
-from tests.x12build import TS, Group, x12
+from tests.x12build import TS, Group, isa, x12
 from validators.control import declared_count
 from validators.interchange import (
     AckCode,
@@ -77,6 +77,21 @@ class TestInterchange:
             chunks = [data[i : i + size] for i in range(0, len(data), size)]
             (result,) = [r for r in validate_stream(chunks) if isinstance(r, InterchangeResult)]
             assert (result.isa13, ta1(result)) == (whole.isa13, ta1(whole)), size
+
+    def test_an_interchange_of_the_envelope_alone_is_not_rejected(self) -> None:
+        """No functional group — empty (IEA01 0) or a partner's TA1 acknowledging what we sent —
+        refuses nothing: accepted, no 999 (nothing to answer), nothing for the ledger. It was
+        'rejected' with no finding (found by a new-user run)."""
+        head = x12().split(b"GS*", 1)[0]
+        control = isa().split("*")[13]
+        empty = head + f"IEA*0*{control}~".encode()
+        ta1_only = head + f"TA1*000000042*260421*0221*A*000~IEA*0*{control}~".encode()
+        for data in (empty, ta1_only):
+            result = one(data)
+            assert result.issues == [] and result.groups == []
+            assert result.outcome is Outcome.ACCEPTED
+            assert result.counts()["sets_received"] == 0
+            assert not result.wants_999
 
     def test_004_invalid_segment_terminator(self) -> None:
         result = one(x12(term="Z"))
