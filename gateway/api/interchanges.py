@@ -31,6 +31,7 @@ from gateway.db import repositories as repo
 from gateway.db.models import COUNT_COLUMNS, Status
 from gateway.errors import GatewayError, NotFound
 from gateway.gate import interchange_acknowledged
+from parsers.charset import as_sent
 from validators.issues import meaning, remedy
 from validators.setlist import SETS_LISTED
 
@@ -325,8 +326,8 @@ def _finding_of(
         "component_position": component_position,
         "repetition_position": repetition_position,
         "element_ref": element_ref,
-        "bad_value": bad_value,
-        "business_unit": business_unit,
+        "bad_value": as_sent(bad_value) if bad_value else bad_value,
+        "business_unit": as_sent(business_unit) if business_unit else business_unit,
     }
 
 

@@ -30,6 +30,7 @@ from gateway.db.models import AckKind, Interchange, Receipt, Status
 from gateway.enrollment import queries
 from gateway.services import audit, interchanges
 from gateway.web import download
+from parsers.charset import as_sent
 
 CONTEXT_LIMIT = 200  # findings shown with their segment in context
 MEMBER_LIMIT = 200  # members shown on an interchange page
@@ -38,6 +39,10 @@ FINDING_LIMIT = 2000
 NO_SUCH = "No such interchange."
 
 router = APIRouter(prefix="/dashboard/interchanges/{receipt_id}")
+
+
+def _sent(value: str | None) -> str | None:
+    return as_sent(value) if value else value
 
 
 @router.get("", response_class=HTMLResponse)
@@ -210,8 +215,8 @@ def _page(request: Request, viewer: Viewer, gw: Gateway, receipt_id: str, reveal
             "f": f,
             "gs06": group_of.get(f.group_id or -1, (0, ""))[1],
             "st02": set_of.get(f.set_id or -1, (0, ""))[1],
-            "bad_value": mask_value(f.segment_id, f.element_position, f.bad_value, reveal),
-            "business_unit": f.business_unit if reveal or not f.business_unit else "•••••",
+            "bad_value": mask_value(f.segment_id, f.element_position, _sent(f.bad_value), reveal),
+            "business_unit": _sent(f.business_unit) if reveal or not f.business_unit else "•••••",
             "context": contexts.get(key) if key and first_of[key] == n else None,
             "context_above": first_of[key] if key and first_of[key] != n else None,
         }
