@@ -6,10 +6,17 @@ bytes are UTF-8, else left as it is (a Latin-1 sender's `í` stays `í`)."""
 
 from __future__ import annotations
 
+from typing import overload
 
-def as_sent(value: str) -> str:
-    """`value`'s bytes read as UTF-8 when they are UTF-8 (and not plain ASCII), else `value`."""
-    if value.isascii():
+
+@overload
+def as_sent(value: str) -> str: ...
+@overload
+def as_sent(value: None) -> None: ...
+def as_sent(value: str | None) -> str | None:
+    """`value`'s bytes read as UTF-8 when they are UTF-8 (and not plain ASCII), else `value`
+    (None and "" as they are)."""
+    if not value or value.isascii():
         return value
     try:
         return value.encode("latin-1").decode("utf-8")

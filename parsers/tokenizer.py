@@ -226,19 +226,22 @@ class SegmentReader:
         sep = buf[start + ELEMENT_SEPARATOR_OFFSET : start + ELEMENT_SEPARATOR_OFFSET + 1]
         elem = sep.decode("latin-1")
         fixed = True
-        if is_delimiter_char(elem) and len(buf) - start < ISA_LENGTH and not self._eof:
+        if len(buf) - start < ISA_LENGTH and not self._eof:
             return NEED_DATA  # the same reading whatever the chunks: judged on 106 bytes
-        if (
-            is_delimiter_char(elem)
-            and len(buf) - start >= ISA_LENGTH
+        by_position = not is_delimiter_char(elem) or (
+            len(buf) - start >= ISA_LENGTH
             and all(buf[start + at] == sep[0] for at in _SEPARATOR_OFFSETS)
-        ):
-            # A fixed-width ISA is read by position: an element that holds the separator
-            # itself (ISA11 = '*', the repetition separator equal to the element separator)
-            # must not shift ISA12..ISA16 — ISA13 is still the sender's control number.
+        )
+        if by_position:
+            # The separator itself is unusable (TA105 026), or the ISA is fixed-width: read the
+            # fixed offsets, so that an element holding the separator (ISA11 = '*', the
+            # repetition separator equal to the element separator) shifts nothing after it —
+            # ISA13 is still the sender's control number.
+            if len(buf) - start < ISA_LENGTH:
+                return self._unusable(UnusableReason.TRUNCATED_ISA)
             comp_at, term_at = start + COMPONENT_SEPARATOR_OFFSET, start + SEGMENT_TERMINATOR_OFFSET
             elements = (*self._fixed_elements(start), buf[comp_at : comp_at + 1].decode("latin-1"))
-        elif is_delimiter_char(elem):
+        else:
             # Count 16 separators; ISA16 follows the 16th, the terminator follows ISA16.
             count, i = 0, start + ELEMENT_SEPARATOR_OFFSET
             limit = min(len(buf), start + _MAX_ISA_SCAN)
@@ -260,14 +263,6 @@ class SegmentReader:
             text = buf[start : comp_at - 1].decode("latin-1")
             parts = text.split(elem)
             elements = (*parts[1:], buf[comp_at : comp_at + 1].decode("latin-1"))
-        else:
-            # The separator itself is unusable (TA105 026): read the fixed offsets.
-            if len(buf) - start < ISA_LENGTH:
-                if not self._eof:
-                    return NEED_DATA
-                return self._unusable(UnusableReason.TRUNCATED_ISA)
-            comp_at, term_at = start + COMPONENT_SEPARATOR_OFFSET, start + SEGMENT_TERMINATOR_OFFSET
-            elements = (*self._fixed_elements(start), buf[comp_at : comp_at + 1].decode("latin-1"))
         term = bytes(buf[term_at : term_at + 1])
         repetition = elements[10][:1] if len(elements) > 10 else ""
         delims = Delimiters(

@@ -107,6 +107,12 @@ class Group:
         return out
 
 
+def ack_group(gs06: str = "101") -> Group:
+    """A group of acknowledgments (GS01 FA) holding one 999 that accepts a BE group."""
+    ack = TS(st01="999", st03="005010X231A1", body=["AK1*BE*101*005010X220A1", "AK9*A*1*1*1"])
+    return Group(sets=[ack], gs01="FA", gs08="005010X231A1", gs06=gs06)
+
+
 def x12(
     *groups: Group,
     isa_kwargs: dict[str, str] | None = None,

@@ -84,13 +84,13 @@ def shown(value: str, limit: int = 20) -> str:
     return value if len(value) <= limit else f"{value[:limit]}… ({len(value)} characters)"
 
 
-def _ta1(code: InterchangeNoteCode, detail: str = "") -> Issue:
+def _ta1(code: InterchangeNoteCode, detail: str = "", segment_id: str = "ISA") -> Issue:
     text = meaning("TA105", code.value)
     return Issue(
         level=Level.INTERCHANGE,
         code=code.value,
         message=f"{text} {detail}".strip(),
-        segment_id="ISA",
+        segment_id=segment_id,
     )
 
 
@@ -279,15 +279,7 @@ def check_gs_content(gs: Segment) -> list[Issue]:
         problems.append(f"GS05 {shown(gs.element(5)) or '(empty)'} is not an HHMM[SS[dd]] time.")
     if gs.element(7) != RESPONSIBLE_AGENCY:
         problems.append(f"GS07 is {shown(gs.element(7)) or '(empty)'}; 005010X220A1 uses X.")
-    return [
-        Issue(
-            level=Level.INTERCHANGE,
-            code=InterchangeNoteCode.INVALID_CONTENT.value,
-            message=f"{meaning('TA105', InterchangeNoteCode.INVALID_CONTENT.value)} {problem}",
-            segment_id="GS",
-        )
-        for problem in problems
-    ]
+    return [_ta1(InterchangeNoteCode.INVALID_CONTENT, problem, "GS") for problem in problems]
 
 
 def check_ge(gs: Segment, ge: Segment | None, set_count: int) -> list[Issue]:

@@ -326,8 +326,8 @@ def _finding_of(
         "component_position": component_position,
         "repetition_position": repetition_position,
         "element_ref": element_ref,
-        "bad_value": as_sent(bad_value) if bad_value else bad_value,
-        "business_unit": as_sent(business_unit) if business_unit else business_unit,
+        "bad_value": as_sent(bad_value),
+        "business_unit": as_sent(business_unit),
     }
 
 

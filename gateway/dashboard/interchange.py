@@ -41,10 +41,6 @@ NO_SUCH = "No such interchange."
 router = APIRouter(prefix="/dashboard/interchanges/{receipt_id}")
 
 
-def _sent(value: str | None) -> str | None:
-    return as_sent(value) if value else value
-
-
 @router.get("", response_class=HTMLResponse)
 def detail(
     request: Request,
@@ -215,8 +211,8 @@ def _page(request: Request, viewer: Viewer, gw: Gateway, receipt_id: str, reveal
             "f": f,
             "gs06": group_of.get(f.group_id or -1, (0, ""))[1],
             "st02": set_of.get(f.set_id or -1, (0, ""))[1],
-            "bad_value": mask_value(f.segment_id, f.element_position, _sent(f.bad_value), reveal),
-            "business_unit": _sent(f.business_unit) if reveal or not f.business_unit else "•••••",
+            "bad_value": mask_value(f.segment_id, f.element_position, as_sent(f.bad_value), reveal),
+            "business_unit": as_sent(f.business_unit) if reveal or not f.business_unit else "•••••",
             "context": contexts.get(key) if key and first_of[key] == n else None,
             "context_above": first_of[key] if key and first_of[key] != n else None,
         }

@@ -25,7 +25,7 @@ from tests.benchmarks.generate_834 import write_834
 from tests.conftest import SAMPLES
 from tests.gateway.harness import add_va, in_process_gateway, submit, wait_final
 from tests.gateway.test_http_e2e import _with_isa13
-from tests.x12build import TS, Group, x12
+from tests.x12build import ack_group, x12
 
 
 @pytest.fixture
@@ -388,8 +388,7 @@ def test_a_received_999_is_recorded_and_not_acknowledged(gw):
     """An exchange's 999 (GS01 FA) sent to the gateway: kept, TA1 as ISA14 asks, and no 999
     back — X12 never acknowledges an acknowledgment."""
     pid = add_va(gw)
-    ack_set = TS(st01="999", st03="005010X231A1", body=["AK1*BE*101*005010X220A1", "AK9*A*1*1*1"])
-    content = x12(Group(sets=[ack_set], gs01="FA", gs08="005010X231A1"))
+    content = x12(ack_group())
     rid = _receipt(gw, pid, content)
     assert Worker(gw).run_once()
     with gw.reads() as s:

@@ -7,7 +7,7 @@ import pytest
 
 from parsers import InterchangeStart, Segment, StraySegment, TransactionSetEnd, read_events
 from tests.validators.helpers import one
-from tests.x12build import HEADER, MEMBER, TS, Group, x12
+from tests.x12build import HEADER, MEMBER, TS, Group, ack_group, x12
 from validators.acks import build_999, build_ta1
 from validators.interchange import TransactionSetResult
 from validators.issues import Issue, Level
@@ -78,20 +78,13 @@ class TestAcknowledgmentsAreNotAcknowledged:
     """X12: neither a 997 nor a 999 is acknowledged (GS01 FA) — answering one invites an
     endless exchange of acks between two translators."""
 
-    ACK_SET = TS(st01="999", st03="005010X231A1", body=["AK1*BE*101*005010X220A1", "AK9*A*1*1*1"])
-
     def test_a_group_of_acks_gets_no_999(self) -> None:
-        result = one(x12(Group(sets=[self.ACK_SET], gs01="FA", gs08="005010X231A1", gs06="7")))
+        result = one(x12(ack_group(gs06="7")))
         assert result.groups and not result.acknowledged_groups
         assert not result.wants_999
 
     def test_beside_an_834_group_only_the_834_group_is_answered(self) -> None:
-        result = one(
-            x12(
-                Group(gs06="101"),
-                Group(sets=[self.ACK_SET], gs01="FA", gs08="005010X231A1", gs06="102"),
-            )
-        )
+        result = one(x12(Group(gs06="101"), ack_group(gs06="102")))
         assert result.wants_999
         s = segs(build_999(result, control_number=5, now=NOW))
         assert [x.elements[:2] for x in s if x.tag == "AK1"] == [("BE", "101")]

@@ -141,16 +141,20 @@ def _set_response(ts: TransactionSetResult, d: Delimiters) -> list[Segment]:
     ]
     current: tuple[str | None, int | None] | None = None
     for issue in ts.issues:
-        if issue.level in (Level.SEGMENT, Level.ELEMENT) and not _segment_id(issue):
-            # IK301 is a mandatory ID (2-3 letters and digits): a segment whose ID is empty
-            # (`~~`) or unusable cannot be named, so it gets no IK3 (nor IK4s) — a 999 its
-            # sender's translator cannot parse answers nothing. IK5 still rejects the set (5).
+        if issue.level not in (Level.SEGMENT, Level.ELEMENT):
+            continue
+        # IK301: the segment's ID as received when it is one (a mandatory ID, 2-3 letters and
+        # digits). A segment whose ID is empty (`~~`) or unusable cannot be named, so it gets
+        # no IK3 (nor IK4s) — a 999 its sender's translator cannot parse answers nothing. IK5
+        # still rejects the set (5).
+        ik301 = echo.code(issue.segment_id or "", min_len=2, max_len=3, neutral="")
+        if not ik301:
             continue
         if issue.level is Level.SEGMENT:
             out.append(
                 segment(
                     "IK3",
-                    _segment_id(issue),
+                    ik301,
                     str(issue.segment_position or 0),
                     issue.loop_id or "",
                     issue.code,
@@ -163,13 +167,13 @@ def _set_response(ts: TransactionSetResult, d: Delimiters) -> list[Segment]:
                         "CTX", f"SUBSCRIBER NUMBER{d.component}{_clean(issue.business_unit, d)}"
                     )
                 )
-        elif issue.level is Level.ELEMENT:
+        else:
             if current != (issue.segment_id, issue.segment_position):
                 # An IK4 always sits under its segment's IK3 (IK304 = 8).
                 out.append(
                     segment(
                         "IK3",
-                        _segment_id(issue),
+                        ik301,
                         str(issue.segment_position or 0),
                         issue.loop_id or "",
                         "8",
@@ -179,11 +183,6 @@ def _set_response(ts: TransactionSetResult, d: Delimiters) -> list[Segment]:
             out.append(_ik4(issue, d))
     out.append(segment("IK5", ts.ack_code.value, *ts.set_error_codes))
     return out
-
-
-def _segment_id(issue: Issue) -> str:
-    """IK301: the segment's ID as received when it is one (ID 2/3), else empty."""
-    return echo.code(issue.segment_id or "", min_len=2, max_len=3, neutral="")
 
 
 def _ik4(issue: Issue, d: Delimiters) -> Segment:
