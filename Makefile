@@ -48,8 +48,12 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
+# One pytest-xdist worker more than there are cores: a worker waiting on a server it started
+# (or on PostgreSQL, or a browser) leaves its core to another. On this 2-core machine, three
+# workers ran the suite in 8:14-8:20 where two took 9:04 (same commit, same hour).
 pytest: venv system-deps
-	$(BIN)/pytest -q -p no:cacheprovider
+	PYTEST_XDIST_AUTO_NUM_WORKERS=$${PYTEST_XDIST_AUTO_NUM_WORKERS:-$$(( $$(nproc) + 1 ))} \
+	  $(BIN)/pytest -q -p no:cacheprovider
 
 test: lint typecheck pytest
 

@@ -18,7 +18,7 @@ The figures are printed beside issue 15's targets for this 2-core machine, never
 peak RSS <= 150 MB, and 1,000,000 members upload -> 999 -> applied -> exported in <= 5 min.
 
 Usage: python tests/benchmarks/bench_ledger.py [--members 10000 100000]
-           [--e2e-members 100000] [--sqlite | --postgres URL]
+           [--e2e-members 100000] [--sqlite | --postgres URL] [--profile PREFIX]
        (--e2e-members 1000000 for the target's size: a 518 MB file; 0 skips the end-to-end run)
 """
 
@@ -61,8 +61,17 @@ if sys.argv[3] == "validate":
     while worker.run_once():
         pass
 else:
+    import os
+    profile = os.environ.get("BENCH_PROFILE")
+    if profile:  # --profile: cProfile of this stage, for pstats
+        import cProfile
+        profiler = cProfile.Profile()
+        profiler.enable()
     while worker.apply_ledger_once():
         pass
+    if profile:
+        profiler.disable()
+        profiler.dump_stats(f"{profile}-{sys.argv[3]}-{os.getpid()}.prof")
 elapsed = time.perf_counter() - start
 import resource
 from gateway import parallel
@@ -80,8 +89,13 @@ print(json.dumps({"seconds": elapsed, "peak_rss_mb": hwm / 1024,
 """
 
 
+PROFILE: str | None = None  # --profile: a path prefix for the ledger stage's cProfile dumps
+
+
 def child(data_dir: Path, url: str, stage: str) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if PROFILE and stage != "validate":
+        env["BENCH_PROFILE"] = PROFILE
     out = subprocess.run(
         [sys.executable, "-c", CHILD, str(data_dir), url, stage],
         check=True,
@@ -343,7 +357,15 @@ def main() -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--postgres", help="a PostgreSQL URL (its public schema is dropped)")
     where.add_argument("--sqlite", action="store_true", help="SQLite instead of PostgreSQL")
+    parser.add_argument(
+        "--profile",
+        metavar="PREFIX",
+        help="cProfile the ledger stage's process into PREFIX-ledger-PID.prof (figures then "
+        "include the profiler's cost: for finding where the time goes, not for the README)",
+    )
     args = parser.parse_args()
+    global PROFILE
+    PROFILE = args.profile
 
     with contextlib.ExitStack() as stack:
         pg_cpu: Callable[[], float] | None = None
