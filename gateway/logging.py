@@ -42,7 +42,9 @@ def _redact_exception_values(_: WrappedLogger, __: str, event_dict: EventDict) -
     return event_dict
 
 
-_MEMBER_PATH = re.compile(r"(/(?:members|policies)/)[^/?#]+")
+# The rest of the path after /members/ (a sender's REF*17 may hold a `/`); a policy number up
+# to /months, or to the end.
+_MEMBER_PATH = re.compile(r"(/members/)[^?#]+|(/policies/)[^?#]+?(/months)?(?=[?#]|$)")
 _QUERY_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
 REDACTED = "<redacted>"
 
@@ -52,7 +54,7 @@ def redact_target(target: str) -> str:
     number in the path (`/v1/members/{member_key}`, `/v1/policies/{policy}/months`) and every
     query value (the dashboard's `?member=`, `?subscriber=` searches) are member data."""
     path, sep, query = target.partition("?")
-    path = _MEMBER_PATH.sub(rf"\1{REDACTED}", path)
+    path = _MEMBER_PATH.sub(lambda m: f"{m[1] or m[2]}{REDACTED}{m[3] or ''}", path)
     if not sep:
         return path
     keys = [p.partition("=")[0] for p in query.split("&") if p]

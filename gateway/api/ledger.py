@@ -25,7 +25,7 @@ BAD_SPAN: dict[int | str, dict[str, object]] = {
 }
 
 
-@router.get("/members/{member_key}", response_model=LedgerMemberOut, responses=ERRORS)
+@router.get("/members/{member_key:path}", response_model=LedgerMemberOut, responses=ERRORS)
 def get_member(
     member_key: str,
     partner: CurrentPartner,
@@ -52,7 +52,7 @@ def _span(first: str, last: str | None) -> list[tuple[int, int]]:
 
 
 @router.get(
-    "/policies/{policy}/months",
+    "/policies/{policy:path}/months",
     response_model=PolicyMonthsOut,
     responses={**ERRORS, **BAD_SPAN},
 )

@@ -108,7 +108,9 @@ def order_key(filename: str | None, head: Iterable[bytes]) -> str:
 
 def member_key(event: MemberEvent) -> str:
     """REF*17 (the exchange-assigned member id); a subscriber without one is its REF*0F; a
-    dependent without one is its subscriber's REF*0F with its NM109, else its name and DOB."""
+    dependent without one is its subscriber's REF*0F and a digest of its NM108/NM109 (else of
+    its name and DOB) — `dependent_key`: the key is shown, listed and put in addresses, so it
+    never carries an SSN, a name or a birth date in clear."""
     if event.client_reporting_category:
         return event.client_reporting_category[:120]
     subscriber = event.subscriber_number or ""
@@ -121,7 +123,16 @@ def member_key(event: MemberEvent) -> str:
         last = name.last if name else ""
         first = name.first if name else ""
         who = f"{last}|{first}|{event.birth_date_raw or ''}"
-    return f"{subscriber}/{who}"[:120]
+    return dependent_key(subscriber, who)
+
+
+def dependent_key(subscriber: str, who: str) -> str:
+    """`SUBSCRIBER:` and 20 hex digits of SHA-256 over what identifies the dependent (the
+    qualifier and id, or name and DOB): stable from file to file, one address segment, and
+    nothing in it reads as member data. A digest without a secret is an identifier, not a
+    secret: the key is still masked for viewers and kept out of the logs."""
+    digest = hashlib.sha256(b"edi834 dependent\x1f" + who.encode()).hexdigest()[:20]
+    return f"{subscriber[:99]}:{digest}"
 
 
 def policy_key(event: MemberEvent) -> str:

@@ -137,3 +137,51 @@ def test_an_older_databases_leaks_are_listed_and_a_clean_one_prints_nothing(
         gates = dict(conn.execute(select(sets.c.receipt_id, sets.c.gate)).all())
     engine.dispose()
     assert gates == {"a" * 32: "apply", "b" * 32: "not_applied", "c" * 32: "not_applied"}
+
+
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
+def test_migration_0016_rewrites_dependent_keys_that_held_member_data(tmp_path, database_url):
+    """Keys an older version gave dependents without REF*17 (`SUB/34` + SSN, `SUB/LAST|FIRST|
+    DOB`) become `dependent_key`'s, in members, events and reconciliation items alike, so the
+    next file finds the same member; a subscriber's key and a sender's REF*17 with a `/` in
+    it are left alone."""
+    from gateway.enrollment.keys import dependent_key
+
+    url = database_url or f"sqlite:///{tmp_path / 'var' / 'edi834.sqlite3'}"
+    (tmp_path / "var").mkdir()
+    command.upgrade(alembic_config(url), "0015")
+    engine = create_engine(url)
+    meta = MetaData()
+    meta.reflect(engine)
+    old_keys = {  # stored key -> (subscriber?, subscriber number, the key it must become)
+        "0001/34512849302": (False, "0001", dependent_key("0001", "34512849302")),
+        "0001/KIM|ANA|20100101": (False, "0001", dependent_key("0001", "KIM|ANA|20100101")),
+        "0001": (True, "0001", "0001"),
+        "EX/123": (False, "0001", "EX/123"),  # REF*17 as the exchange sent it
+    }
+    with engine.begin() as conn:
+        partner = add(conn, meta, "partners", name="va", isa_qualifier="ZZ", isa_id="VA0FFM",
+                      api_key_hash="h" * 64, enabled=True)  # fmt: skip
+        rid = "d" * 32
+        add(conn, meta, "receipts", id=rid, partner_id=partner, channel="http", sha256=rid * 2,
+            size=1, blob_path=f"x/{rid}", status="processed", outcome="accepted",
+            ledger_status="applied")  # fmt: skip
+        rec = add(conn, meta, "reconciliations", receipt_id=rid, partner_id=partner)
+        for seq, (key, (sub, number, _)) in enumerate(old_keys.items()):
+            add(conn, meta, "ledger_members", partner_id=partner, member_key=key,
+                subscriber_number=number, subscriber=sub, relationship_code="19",
+                status="active")  # fmt: skip
+            add(conn, meta, "member_events", partner_id=partner, receipt_id=rid, seq=seq,
+                segment_position=seq, member_key=key, subscriber=sub,
+                subscriber_number=number, relationship_code="19", maintenance_type="021",
+                outcome="applied",
+                payload="{}")  # fmt: skip
+            add(conn, meta, "reconciliation_items", reconciliation_id=rec, seq=seq,
+                kind="mismatch", member_key=key)  # fmt: skip
+    command.upgrade(alembic_config(url), "head")
+    expected = sorted(new for _, _, new in old_keys.values())
+    with engine.connect() as conn:
+        for table in ("ledger_members", "member_events", "reconciliation_items"):
+            keys = sorted(conn.execute(select(meta.tables[table].c.member_key)).scalars())
+            assert keys == expected, table
+    engine.dispose()

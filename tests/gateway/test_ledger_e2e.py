@@ -12,11 +12,12 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
+from urllib.parse import quote
 
 from tests.benchmarks.generate_834 import write_834
 from tests.conftest import SAMPLES
 from tests.gateway.harness import GatewayProcess, members_of, submit, wait_ledger
-from tests.gateway.x834 import Cov, Member, interchange
+from tests.gateway.x834 import Cov, Member, dependent, interchange
 
 LEDGER = SAMPLES / "ledger"
 EXPECT = json.loads((LEDGER / "expect.json").read_text())
@@ -107,6 +108,28 @@ def test_the_scenario_series_gives_exactly_the_expected_outcomes(running) -> Non
         assert duplicate in metrics
         assert 'edi834_ledger_files{status="pending"} 0.0' in metrics
         assert "edi834_core_pending_events 7.0" in metrics  # no core system configured: waiting
+
+        # A sender's REF*17 with a "/" in it, and a dependent without REF*17 (employer files
+        # leave it out): each is read at its key, and the dependent's key shows no SSN.
+        cov = [Cov(policy="31277001")]
+        family = interchange(
+            [
+                Member("0077001", "VA/77", "STONE", "IRIS", "512849377", coverages=cov),
+                dependent("0077001", "", "OMAR", "512849378", last="STONE", coverages=cov),
+            ],
+            control=77001,
+        )
+        rid = submit(c, family, "family.834").json()["id"]
+        assert wait_ledger(c, rid)["ledger_status"] == "applied"
+        keys = [m["member_key"] for m in members_of(c, rid)]
+        assert keys[0] == "VA/77" and keys[1].startswith("0077001:"), keys
+        assert "512849378" not in keys[1] and "9378" not in keys[1]
+        for key in keys:
+            body = c.get(f"/v1/members/{quote(key, safe='')}")
+            assert body.status_code == 200 and body.json()["member_key"] == key, body.text
+            assert other.get(f"/v1/members/{quote(key, safe='')}").status_code == 404
+        assert c.get("/v1/policies/31277001/months", params={"from": "2027-01"}).status_code == 200
+    assert "512849378" not in gw.logs() and "VA/77" not in gw.logs()
 
 
 def test_a_queued_auto_reenrollment_file_applies_before_the_daily_file_queued_with_it(

@@ -26,7 +26,7 @@ from sqlalchemy import select
 
 from gateway.db.models import Receipt
 from gateway.db.session import make_engine
-from gateway.logging import configure_logging, get_logger
+from gateway.logging import configure_logging, get_logger, redact_target
 from gateway.settings import Settings
 from tests.conftest import SAMPLES
 from tests.gateway.harness import (
@@ -335,3 +335,17 @@ class TestLogRedaction:
         assert capsys.readouterr().err == ""
         assert "CANARY" not in json.dumps(lines)
         assert lines[0]["exception"][0]["exc_type"] == "RuntimeError"
+
+
+@pytest.mark.parametrize(
+    ("target", "shown"),
+    [
+        ("/v1/members/0001", "/v1/members/<redacted>"),
+        ("/v1/members/VA/77", "/v1/members/<redacted>"),  # a REF*17 with a slash, whole
+        ("/v1/policies/P/1/months?from=2027-01", "/v1/policies/<redacted>/months?from=<redacted>"),
+        ("/v1/policies/P1", "/v1/policies/<redacted>"),
+        ("/v1/interchanges/abc", "/v1/interchanges/abc"),
+    ],
+)
+def test_access_log_targets_hide_member_keys_and_policy_numbers(target, shown):
+    assert redact_target(target) == shown

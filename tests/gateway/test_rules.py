@@ -73,6 +73,33 @@ def test_keys() -> None:
     assert policy_key(dep) == "0001"  # no REF*1L anywhere: the subscriber's REF*0F
 
 
+def test_a_dependent_without_ref17_is_keyed_without_member_data() -> None:
+    """Employer files often leave REF*17 out: the dependent's key comes from its SSN (else its
+    name and birth date) but shows none of them, stays one address segment, and is the same
+    in the next file."""
+    _, kim, lee = events(
+        [
+            subscriber(),
+            dependent("0001", "0002", "KIM", "512849302"),
+            dependent("0001", "0003", "LEE", "512849303"),
+        ]
+    )
+    kim = kim.model_copy(update={"client_reporting_category": None})
+    lee = lee.model_copy(update={"client_reporting_category": None})
+    assert kim.name is not None and lee.name is not None
+    no_ssn = kim.model_copy(update={"name": kim.name.model_copy(update={"id": ""})})
+    keys = [member_key(e) for e in (kim, lee, no_ssn)]
+    assert len(set(keys)) == 3
+    for key, event in zip(keys, (kim, lee, no_ssn), strict=True):
+        assert key.startswith("0001:") and "/" not in key and len(key) <= 120
+        assert event.name is not None
+        for value in (event.name.id or "-", event.name.id[-4:] or "-", event.name.first,
+                      event.name.last, event.birth_date_raw or "-"):  # fmt: skip
+            assert value not in key, (value, key)
+    again = events([subscriber(), dependent("0001", "0002", "KIM", "512849302")])[1]
+    assert member_key(again.model_copy(update={"client_reporting_category": None})) == keys[0]
+
+
 def test_order_key_puts_ar_then_rt_then_daily_then_bgn_date_then_isa13() -> None:
     early = interchange([subscriber()], control=5, bgn_date="20270101")
     late = interchange([subscriber()], control=4, bgn_date="20270102")

@@ -48,7 +48,7 @@ class Member:
             f"INS*{'Y' if self.subscriber else 'N'}*{self.relationship}*{self.maintenance}*"
             f"{self.reason}*A" + ("***AC" if self.subscriber else ""),
             f"REF*0F*{self.subscriber_id}",
-            f"REF*17*{self.member_id}",
+            *([f"REF*17*{self.member_id}"] if self.member_id else []),  # "": no REF*17
         ]
         if self.effective:
             out.append(f"DTP*303*D8*{self.effective}")
