@@ -205,11 +205,23 @@ def _event_effective(event: MemberEvent) -> dt.date | None:
     return min(begins) if begins else None
 
 
+def priced_line(lines: Sequence[str]) -> str | None:
+    """The insurance line a member's 2750 amounts (PRE AMT 1, APTC AMT, CSR AMT, RATING AREA)
+    belong to: one 2700 loop per member, however many 2300 loops, so one line — health (HLT)
+    when the member has it, else the first. Copying them to each line counted a family's
+    premium and APTC once per line (HLT, DEN and VIS: three times)."""
+    return "HLT" if "HLT" in lines else (lines[0] if lines else None)
+
+
 def _deltas(
-    event: MemberEvent, cov: Coverage | None, default: dt.date | None
+    event: MemberEvent,
+    cov: Coverage | None,
+    default: dt.date | None,
+    *,
+    categories: bool = True,
 ) -> list[tuple[dt.date | None, dict[str, str]]]:
     """The terms this event sets, grouped by the date each takes effect: HD's at `default`,
-    each 2750 loop's at its DTP*007 begin (else `default`)."""
+    each 2750 loop's at its DTP*007 begin (else `default`) when `categories`."""
     by_date: dict[dt.date | None, dict[str, str]] = {}
     if cov is not None:
         hd: dict[str, str] = {}
@@ -220,7 +232,7 @@ def _deltas(
         if hd:
             by_date.setdefault(default, {}).update(hd)
     seen: set[str] = set()
-    for loop in event.reporting_category_loops:
+    for loop in event.reporting_category_loops if categories else ():
         term = CATEGORY_TERMS.get(loop.name)
         if term is None or (loop.name in seen and loop.period_begin is None):
             continue
@@ -403,6 +415,7 @@ def apply_event(
         e.dirty = True
         touched[id(e)] = e
 
+    priced = priced_line([c.insurance_line[:3] for c in event.coverages])
     for cov in event.coverages:
         line, policy = cov.insurance_line[:3], policy_of(cov, event, policy_fallback)
         year = _year(cov)
@@ -459,7 +472,7 @@ def apply_event(
             if cov.benefit_end is not None and target.in_force:
                 target.end = cov.benefit_end  # an ended one moves only by 024 / 025
         since = target.begin if mtype == Maintenance.ADDITION else (effective or target.begin)
-        for day, terms in _deltas(event, cov, since):
+        for day, terms in _deltas(event, cov, since, categories=line == priced):
             _set_terms(target, day, terms)
 
     if not event.coverages:
@@ -486,8 +499,9 @@ def apply_event(
                 day = effective
                 live = [
                     e for e in enrollments if e.in_force and (day is None or e.covers(day, day))
-                ]
-                for e in live or [e for e in _latest(enrollments) if e.in_force]:
+                ] or [e for e in _latest(enrollments) if e.in_force]
+                priced_now = priced_line([e.line for e in live])
+                for e in [e for e in live if e.line == priced_now]:
                     for when, terms in deltas:
                         _set_terms(e, when or e.begin, terms)
                     touch(e)

@@ -36,6 +36,7 @@ def compare(
     out += _identity(event, member)
     as_of = event.header.creation_date
     fallback = member.policy_key or policy_key(event)
+    priced = lifecycle.priced_line([c.insurance_line[:3] for c in event.coverages])
     for cov in event.coverages:
         line = cov.insurance_line[:3]
         policy = lifecycle.policy_of(cov, event, fallback)
@@ -66,7 +67,7 @@ def compare(
             ("PRE AMT 1", "premium"),
             ("APTC AMT", "aptc"),
             ("CSR AMT", "csr_amount"),
-        ):
+        ) if line == priced else ():  # fmt: skip
             sent = amount(event.reporting_categories.get(name))
             stored = terms.get(field_name, "")
             if sent is not None and sent != (amount(stored) or Decimal(0)):

@@ -354,3 +354,63 @@ def test_random_maintenance_agrees_with_the_reference_model(
             for day in FIRSTS:
                 terms = item.terms_on(day)
                 assert (terms or {}).get("aptc") == ref.aptc_on(day), (step, op, key, day)
+
+
+def test_a_members_2750_amounts_are_counted_on_one_line_not_on_each() -> None:
+    """One 2700 loop per member, three 2300 loops (HLT, DEN, VIS): the premium, APTC, CSR and
+    rating area belong to the health line; the dental and vision lines keep their own plan and
+    level. Without HLT, the first line carries them. An audit of the same member matches."""
+    from gateway.enrollment.reconcile import compare
+    from gateway.enrollment.repository import MemberRec
+
+    amounts = {"PRE AMT 1": ("9X", "500.00"), "APTC AMT": ("9V", "300.00"),
+               "CSR AMT": ("9V", "45.00"), "RATING AREA": ("9X", "R-VA010")}  # fmt: skip
+    three = [
+        Cov(line="DEN", policy=POLICY + "D", plan="48213VA0040007D1"),
+        Cov(line="HLT", policy=POLICY),
+        Cov(line="VIS", policy=POLICY + "V", plan="48213VA0040007V1", level="IND"),
+    ]
+    ledger = Ledger()
+    assert ledger.send(SUB, event_of(member(SUB, coverages=three, categories=amounts))) == []
+    terms = {e.line: e.periods[-1].terms for e in ledger.of[SUB]}
+    assert {line: (t.get("premium"), t.get("aptc")) for line, t in terms.items()} == {
+        "HLT": ("500.00", "300.00"),
+        "DEN": ("", ""),
+        "VIS": ("", ""),
+    }
+    assert terms["HLT"]["csr_amount"] == "45.00" and terms["HLT"]["rating_area"] == "R-VA010"
+    assert terms["VIS"]["plan_id"] == "48213VA0040007V1" and terms["VIS"]["coverage_level"] == "IND"
+    # A change without 2300 (new APTC from June) reaches the health line only.
+    june = event_of(
+        member(
+            SUB,
+            maintenance="001",
+            reason="AI",
+            effective="20270601",
+            coverages=[],
+            categories={"APTC AMT": ("9V", "320.00")},
+            category_period="20270601",
+        )
+    )
+    assert ledger.send(SUB, june) == []
+    assert {e.line: e.periods[-1].terms.get("aptc") for e in ledger.of[SUB]} == {
+        "HLT": "320.00",
+        "DEN": "",
+        "VIS": "",
+    }
+    # An audit as of January (BGN03) lists the member as sent: no premium or APTC "mismatch"
+    # on DEN or VIS.
+    audit = event_of(member(SUB, maintenance="030", reason="XN", coverages=three,
+                            categories=amounts))  # fmt: skip
+    rec = MemberRec(id=1, partner_id=1, member_key=SUB, subscriber=True, relationship_code="18",
+                    status="active", last_name="LOVELACE", first_name="ADA", id_qualifier="34",
+                    id_value="934100001", birth_date=dt.date(1980, 1, 1), gender="F")  # fmt: skip
+    diffs = [d for d in compare(audit, rec, ledger.of[SUB]) if not d[0].startswith("residence")]
+    assert diffs == []
+    # Dental and vision only: the first line sent carries the amounts.
+    ledger = Ledger()
+    ledger.send(SUB, event_of(member(SUB, coverages=[three[0], three[2]], categories=amounts)))
+    assert {e.line: e.periods[-1].terms.get("premium") for e in ledger.of[SUB]} == {
+        "DEN": "500.00",
+        "VIS": "",
+    }

@@ -69,7 +69,7 @@ class Member:
             if cov.paid_through:
                 out.append(f"DTP*543*D8*{cov.paid_through}")
             out += [f"REF*CE*{cov.plan}", f"REF*1L*{cov.policy}"]
-        if self.categories and self.coverages:
+        if self.categories:
             out.append("LS*2700")
             for n, (name, (qualifier, value)) in enumerate(self.categories.items(), 1):
                 out += [f"LX*{n}", f"N1*75*{name}", f"REF*{qualifier}*{value}"]
