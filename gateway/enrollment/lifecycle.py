@@ -221,7 +221,9 @@ def _deltas(
     categories: bool = True,
 ) -> list[tuple[dt.date | None, dict[str, str]]]:
     """The terms this event sets, grouped by the date each takes effect: HD's at `default`,
-    each 2750 loop's at its DTP*007 begin (else `default`) when `categories`."""
+    each 2750 loop's at its DTP*007 begin (else `default`) when `categories`. A loop's RD8
+    range that ends before its plan year does (APTC for January to March) leaves the term
+    empty from the day after, unless a loop sets it from that day (the next range)."""
     by_date: dict[dt.date | None, dict[str, str]] = {}
     if cov is not None:
         hd: dict[str, str] = {}
@@ -232,6 +234,7 @@ def _deltas(
         if hd:
             by_date.setdefault(default, {}).update(hd)
     seen: set[str] = set()
+    ends: list[tuple[dt.date, str]] = []
     for loop in event.reporting_category_loops if categories else ():
         term = CATEGORY_TERMS.get(loop.name)
         if term is None or (loop.name in seen and loop.period_begin is None):
@@ -241,6 +244,11 @@ def _deltas(
         if term in AMOUNT_TERMS and (figure := amount(value)) is not None:
             value = format(figure, "f")  # 000412.37 is 412.37; never cut to a column's width
         by_date.setdefault(loop.period_begin or default, {})[term] = value
+        begin, end = loop.period_begin, loop.period_end
+        if "-" in loop.period_raw and begin and end and begin <= end < dt.date(begin.year, 12, 31):
+            ends.append((end + dt.timedelta(days=1), term))
+    for day, term in ends:
+        by_date.setdefault(day, {}).setdefault(term, "")
     return sorted(by_date.items(), key=lambda kv: kv[0] or dt.date.min)
 
 

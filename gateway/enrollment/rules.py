@@ -420,6 +420,15 @@ def member_rules(event: MemberEvent, facts: MemberFacts, config: RuleConfig) -> 
                 "HD",
                 cov.segment_position,
             )
+    for loop in event.reporting_category_loops:
+        if loop.period_begin and loop.period_end and loop.period_end < loop.period_begin:
+            add(
+                "end-before-begin",
+                f"{loop.name} period ends {loop.period_end} before it begins "
+                f"{loop.period_begin} (2750 DTP*007 {loop.period_raw})",
+                "N1",
+                loop.segment_position,
+            )
 
     if mtype == Maintenance.TERMINATION:
         if (

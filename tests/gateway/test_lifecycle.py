@@ -414,3 +414,56 @@ def test_a_members_2750_amounts_are_counted_on_one_line_not_on_each() -> None:
         "DEN": "500.00",
         "VIS": "",
     }
+
+
+def _with_ranges(event: MemberEvent, *ranges: tuple[str, str, str]) -> MemberEvent:
+    """`event` with one 2750 loop per (N102, value, RD8 range), in that order."""
+    (template,) = [loop for loop in event.reporting_category_loops if loop.name == "APTC AMT"]
+    loops = []
+    for name, value, raw in ranges:
+        first, _, last = raw.partition("-")
+        begin, end = (dt.date(int(d[:4]), int(d[4:6]), int(d[6:])) for d in (first, last))
+        loops.append(
+            template.model_copy(
+                update={
+                    "name": name,
+                    "value": value,
+                    "period_begin": begin,
+                    "period_end": end,
+                    "period_raw": raw,
+                }
+            )
+        )
+    return event.model_copy(update={"reporting_category_loops": tuple(loops)})
+
+
+def test_a_2750_range_that_ends_early_ends_its_term() -> None:
+    """APTC AMT for RD8 20270101-20270331 is APTC for January to March, not for the year; a
+    next range from April 1 sets the value from then; a range to December 31 ends with the
+    year (no empty period after it)."""
+    ledger = Ledger()
+    added = _with_ranges(
+        add(SUB, "0"),
+        ("APTC AMT", "100.00", "20270101-20270331"),
+        ("PRE AMT 1", "300.00", "20270101-20271231"),
+    )
+    assert ledger.send(SUB, added) == []
+    item = ledger.one(SUB)
+    assert item is not None
+    assert [(b, e, p.terms["aptc"], p.terms["premium"]) for p, b, e in item.spans()] == [
+        (BEGIN, dt.date(2027, 3, 31), "100.00", "300.00"),
+        (dt.date(2027, 4, 1), YEAR_END, "", "300.00"),
+    ]
+    two = Ledger()
+    both = _with_ranges(
+        add(SUB, "0"),
+        ("APTC AMT", "100.00", "20270101-20270331"),
+        ("APTC AMT", "150.00", "20270401-20271231"),
+    )
+    assert two.send(SUB, both) == []
+    item = two.one(SUB)
+    assert item is not None
+    assert [(b, p.terms["aptc"]) for p, b, _ in item.spans()] == [
+        (BEGIN, "100.00"),
+        (dt.date(2027, 4, 1), "150.00"),
+    ]

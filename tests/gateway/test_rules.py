@@ -482,3 +482,20 @@ class TestAmounts:
         assert RuleConfig({"member-unevaluable": Severity.IGNORE}).severity(hit.rule) is (
             Severity.REJECT
         )
+
+
+def test_a_2750_range_that_ends_before_it_begins_is_end_before_begin() -> None:
+    (event,) = events([subscriber(categories={"APTC AMT": ("9V", "100.00")})])
+    reversed_range = subscriber(
+        categories={"APTC AMT": ("9V", "100.00")}, category_period="20271231-20270101"
+    )
+    (backwards,) = events([reversed_range])
+    assert [
+        h for h in member_rules(event, NO_FACTS, DEFAULTS) if h.rule == "end-before-begin"
+    ] == []
+    (hit,) = [
+        h for h in member_rules(backwards, NO_FACTS, DEFAULTS) if h.rule == "end-before-begin"
+    ]
+    (loop,) = backwards.reporting_category_loops
+    assert (hit.segment_id, hit.segment_position) == ("N1", loop.segment_position)
+    assert "APTC AMT" in hit.message and "20271231-20270101" in hit.message
