@@ -32,6 +32,7 @@ from gateway.intake.receive import check_idempotency_key, record_receipt
 from gateway.logging import get_logger
 from gateway.metrics import REJECTED_REQUESTS
 from gateway.storage import StorageError, TooLarge
+from parsers.charset import as_sent
 
 log = get_logger(__name__)
 ACCEPTED_TYPES = {"application/edi-x12", "text/plain", "application/octet-stream"}
@@ -232,7 +233,8 @@ async def receive_file(
             partner_id=partner.id,
             blob=blob,
             channel="http",
-            filename=x_filename,
+            # A header is read as Latin-1; a UTF-8 name (`résumé.834`) is kept as sent.
+            filename=as_sent(x_filename),
             idempotency_key=idempotency_key,
         )
 

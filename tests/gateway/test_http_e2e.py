@@ -81,8 +81,16 @@ class TestHttpIntake:
             # A name in UTF-8 (outside X12's character set): the 999 copies its bytes as sent,
             # the API shows the name, not its bytes read as Latin-1 ("MARÃ\x8dA").
             utf8 = _with_isa13(GOOD, 777).replace(b"OKAFOR*DANIELLE", "OKAFOR*MARÍA".encode(), 1)
-            r = submit(c, utf8, "utf8.834")
+            r = c.post(  # and a file name in UTF-8, kept as sent (not "rÃ©sumÃ©")
+                "/v1/interchanges",
+                content=utf8,
+                headers={
+                    "Content-Type": "application/edi-x12",
+                    "X-Filename": "résumé ñ.834".encode(),
+                },
+            )
             named = wait_final(c, r.json()["id"])
+            assert named["filename"] == "résumé ñ.834"
             values = {f["bad_value"] for f in named["findings"] if f["segment_id"] == "NM1"}
             assert "MARÍA" in values, named["findings"]
             ack999 = c.get(f"/v1/interchanges/{r.json()['id']}/acks/999").content
