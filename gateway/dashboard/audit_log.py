@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from gateway.dashboard.deps import AdminViewer, GatewayDep, render
-from gateway.dashboard.formatting import clamp, parse_day
+from gateway.dashboard.formatting import clamp, parse_day, unreadable_days
 from gateway.db.repositories import AuditFilter
 from gateway.services import audit
 
@@ -21,6 +21,7 @@ router = APIRouter()
 def audit_log(request: Request, viewer: AdminViewer, gw: GatewayDep, page: int = 1) -> Response:
     page = clamp(page, 1, 100_000)  # page=0 is the first; no offset overflow
     q = {k: v for k in FILTERS if (v := request.query_params.get(k, "").strip()[:64])}
+    problems = unreadable_days(q)
     f = AuditFilter(
         action=q.get("action"),
         operator=q.get("operator"),
@@ -36,6 +37,7 @@ def audit_log(request: Request, viewer: AdminViewer, gw: GatewayDep, page: int =
         actions=found.actions,
         partners=found.partners,
         q=q,
+        problems=problems,
         page=page,
         newer_url=f"/dashboard/audit?{urlencode({**q, 'page': page - 1})}" if page > 1 else None,
         older_url=f"/dashboard/audit?{urlencode({**q, 'page': page + 1})}" if found.more else None,

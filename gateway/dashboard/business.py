@@ -24,7 +24,7 @@ from gateway.dashboard.deps import (
     reveal_token,
     revealed,
 )
-from gateway.dashboard.formatting import masked, member_id, parse_day
+from gateway.dashboard.formatting import masked, member_id, parse_day, unreadable_days
 from gateway.db import reports
 from gateway.db.base import utcnow
 from gateway.enrollment import queries
@@ -105,9 +105,7 @@ def _listing(gw: Gateway, viewer: Viewer, params: Mapping[str, Any]) -> Listing:
     if "member" in q and not viewer.is_admin:
         q.pop("member")  # a member id is member data: admins only
         problems.append("Searching by member ID needs the admin role.")
-    for k in ("since", "until"):
-        if k in q and parse_day(q[k]) is None:
-            problems.append(f"“{q.pop(k)}” is not a date (YYYY-MM-DD); it was left out.")
+    problems += unreadable_days(q)
     partner_id = None
     if "partner" in q:
         with gw.reads() as s:

@@ -55,6 +55,16 @@ def parse_day(value: str | None, *, end: bool = False) -> dt.datetime | None:
     return moment + dt.timedelta(days=1) if end else moment
 
 
+def unreadable_days(q: dict[str, str], names: tuple[str, ...] = ("since", "until")) -> list[str]:
+    """Date filters in `q` that are not dates, taken out of `q`, each said in a sentence: a
+    list that silently showed everything would let an operator believe it was filtered."""
+    return [
+        f"“{q.pop(k)}” is not a date (YYYY-MM-DD); it was left out."
+        for k in names
+        if k in q and parse_day(q[k]) is None
+    ]
+
+
 def clamp(value: int, low: int, high: int) -> int:
     """A page number or a count of days from the address, brought into range."""
     return min(max(value, low), max(low, high))

@@ -15,7 +15,7 @@ from gateway.context import Gateway
 from gateway.csvfile import CsvLines
 from gateway.dashboard.codes import CodeFilter, parse_code
 from gateway.dashboard.deps import AdminForm, CurrentViewer, GatewayDep, PageError, Viewer, render
-from gateway.dashboard.formatting import clamp, parse_day, safe_next
+from gateway.dashboard.formatting import clamp, parse_day, safe_next, unreadable_days
 from gateway.db import reports
 from gateway.db.models import Receipt
 from gateway.logging import get_logger
@@ -161,6 +161,9 @@ def _filter(request: Request, viewer: Viewer) -> tuple[reports.RejectFilter, dic
     if "member" in q and not viewer.is_admin:
         q.pop("member")  # a member id is member data: admins only
         notes.problems.append("Searching by member ID needs the admin role.")
+    notes.problems += unreadable_days(q)
+    if q.get("resolved", "yes") not in ("yes", "no"):
+        notes.problems.append(f"“{q.pop('resolved')}” is not yes or no; it was left out.")
     code = parse_code(q["code"]) if "code" in q else CodeFilter()
     if code.problem:
         notes.problems.append(code.problem)
@@ -182,7 +185,7 @@ def _filter(request: Request, viewer: Viewer) -> tuple[reports.RejectFilter, dic
         isa13=q.get("isa13"),
         gs06=q.get("gs06"),
         st02=q.get("st02"),
-        resolved=q.get("resolved") if q.get("resolved") in ("yes", "no") else None,
+        resolved=q.get("resolved"),
         filename=q.get("file"),
         member=q.get("member"),
         nothing=bool(code.problem),

@@ -169,6 +169,22 @@ def listed(html: str) -> set[str]:
     return set(re.findall(r'<tr data-id="([0-9a-f]{32})"', html))
 
 
+@pytest.mark.parametrize("path", ["/dashboard/rejects", "/dashboard/business", "/dashboard/audit"])
+def test_a_filter_that_cannot_be_read_is_said_not_dropped_silently(site, path):
+    """`since=abc` showed every file as if filtered; now the page says what it left out."""
+    c = site.client("alice")
+    page = c.get(path, params={"since": "abc", "until": "2027-13-45", "resolved": "maybe"})
+    assert page.status_code == 200
+    assert "“abc” is not a date (YYYY-MM-DD); it was left out." in page.text
+    assert "“2027-13-45” is not a date" in page.text
+    if path == "/dashboard/rejects":
+        assert "“maybe” is not yes or no" in page.text
+        everything = c.get(path).text
+        assert listed(page.text) == listed(everything)  # the rest of the filter still applies
+    clean = c.get(path, params={"since": "2020-01-01"}).text
+    assert "is not a date" not in clean
+
+
 class TestCodeFilter:
     @pytest.mark.parametrize("typed", ["IK403 8", "IK403:8", "ik403-8", " IK403  08 "])
     def test_codes_as_the_pages_show_them(self, site, typed):
