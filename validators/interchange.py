@@ -188,16 +188,28 @@ class GroupResult:
         return len(self.sets)
 
     @property
+    def ak904(self) -> int:
+        """AK904: the sets whose IK501 is A or E (X12-REFERENCE §3), whatever the group's own
+        AK905 says: a rejected group (AK901 R) can still count a set it did not find wrong,
+        and the 999 then agrees with its IK5s."""
+        return self.sets.totals().accepted
+
+    @property
     def sets_accepted(self) -> int:
-        """AK904. A group with a reject-level AK905 accepts nothing."""
+        """The sets the gateway accepts: none in a group with a reject-level AK905 (its AK901
+        is R), else AK904."""
         if any(i.severity is Severity.REJECT for i in self.issues):
             return 0
         return self.sets.totals().accepted
 
     @property
     def ack_code(self) -> AckCode:
-        """AK901: A / E / P (0 < accepted < received) / R."""
+        """AK901: A / E / P (0 < accepted < received) / R. A group of no sets that says so
+        (GE01 0) and has nothing wrong is accepted: there is nothing in it to refuse, and a
+        rejection would have no reason to give (no AK905 fits)."""
         accepted = self.sets_accepted
+        if not self.sets and not self.issues:
+            return AckCode.ACCEPTED
         if accepted == 0:
             return AckCode.REJECTED
         if accepted < len(self.sets):
@@ -277,10 +289,9 @@ class InterchangeResult:
             if self.ta1_code is AckCode.ACCEPTED_WITH_ERRORS:
                 return Outcome.ACCEPTED_WITH_ERRORS
             return Outcome.ACCEPTED
-        received = sum(len(g.sets) for g in self.groups)
         codes = {g.ack_code for g in self.groups}
-        if not received or codes == {AckCode.REJECTED}:
-            return Outcome.REJECTED
+        if AckCode.REJECTED in codes and not any(g.sets_accepted for g in self.groups):
+            return Outcome.REJECTED  # (an empty group beside a rejected one accepts nothing)
         if codes & {AckCode.REJECTED, AckCode.PARTIALLY_ACCEPTED}:
             return Outcome.PARTIALLY_ACCEPTED
         if AckCode.ACCEPTED_WITH_ERRORS in codes or self.ta1_code is AckCode.ACCEPTED_WITH_ERRORS:

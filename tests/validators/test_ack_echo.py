@@ -61,11 +61,33 @@ def assert_well_formed(ack: bytes, kind: str, groups: int) -> None:
             assert repetition not in value, (s.tag, n, value)  # no element repeats in these
             if (s.tag, n) not in COMPOSITES:
                 assert component not in value, (s.tag, n, value)  # no injected component
+    if kind == "999":
+        assert_counts_agree(segments)
     ta1 = [s for s in segments if s.tag == "TA1"]
     if ta1:
         assert re.fullmatch(r"[0-9]{9}", ta1[0].element(1)), ta1[0].elements
         assert re.fullmatch(r"[0-9]{6}", ta1[0].element(2))
         assert re.fullmatch(r"[0-9]{4}", ta1[0].element(3))
+
+
+def assert_counts_agree(segments: list[Segment]) -> None:
+    """Each 999 set's AK9 agrees with its own IK5s (X12-REFERENCE §3): AK903 the AK2s, AK904
+    the IK5s A or E; AK901 R on any AK905, else A / E / P / R from the counts."""
+    ik5: list[str] = []
+    for s in segments:
+        if s.tag == "AK1":
+            ik5 = []
+        elif s.tag == "IK5":
+            ik5.append(s.element(1))
+        elif s.tag == "AK9":
+            accepted = sum(code in ("A", "E") for code in ik5)
+            assert (s.element(3), s.element(4)) == (str(len(ik5)), str(accepted)), s.elements
+            if len(s.elements) > 4 or accepted == 0:
+                assert s.element(1) == "R", s.elements
+            elif accepted < len(ik5):
+                assert s.element(1) == "P", s.elements
+            else:
+                assert s.element(1) in ("A", "E"), s.elements
 
 
 def interchange(isa_fields: list[str], gs_fields: list[str], st02: str) -> bytes:

@@ -134,11 +134,32 @@ class TestBuild999:
         data = x12(Group(gs06="1"), Group(gs06="2", ge02="9"))
         s = segs(build_999(one(data), control_number=9, now=NOW))
         assert [x.element(1) for x in s if x.tag == "ST"] == ["999", "999"]
+        # AK904 counts the sets with IK501 A or E, also in a group its AK905 rejects: the
+        # 999 agrees with its own IK5s (X12-REFERENCE §3).
         assert [x.elements for x in s if x.tag == "AK9"] == [
             ("A", "1", "1", "1"),
-            ("R", "1", "1", "0", "4"),
+            ("R", "1", "1", "1", "4"),
         ]
+        assert [x.elements for x in s if x.tag == "IK5"] == [("A",), ("A",)]
         assert next(x for x in s if x.tag == "GE").element(1) == "2"
+
+    def test_an_empty_group_that_says_so_is_accepted_one_that_does_not_is_ak905_5(self) -> None:
+        """GS..GE*0 with no ST: nothing in it to refuse, and no AK905 would say why (it was
+        AK9*R*0*0*0 with no reason). GE01 1 for no set is a wrong count; beside a rejected
+        group, an empty one accepts nothing."""
+        from validators.interchange import Outcome
+
+        empty = one(x12(Group(gs06="1", sets=[])))
+        s = segs(build_999(empty, control_number=9, now=NOW))
+        assert [x.elements for x in s if x.tag == "AK9"] == [("A", "0", "0", "0")]
+        assert empty.outcome is Outcome.ACCEPTED
+        miscounted = one(x12(Group(gs06="1", sets=[], ge01="1")))
+        s = segs(build_999(miscounted, control_number=9, now=NOW))
+        assert [x.elements for x in s if x.tag == "AK9"] == [("R", "1", "0", "0", "5")]
+        assert miscounted.outcome is Outcome.REJECTED
+        beside = one(x12(Group(gs06="1", sets=[]), Group(gs06="2", ge02="9")))
+        assert [g.ack_code.value for g in beside.groups] == ["A", "R"]
+        assert beside.outcome is Outcome.REJECTED
 
     def test_missing_element_has_no_bad_value(self) -> None:
         bad = TS(body=[b.replace("NM1*IL*1*DOE", "NM1*IL*1*") for b in TS().body])

@@ -124,7 +124,7 @@ def _transaction(group: GroupResult, st02: str, d: Delimiters) -> Iterator[Segme
         group.ack_code.value,
         str(group.sets_included),
         str(len(group.sets)),
-        str(group.sets_accepted),
+        str(group.ak904),
         *ak905,
     )
     yield segment("SE", str(count + 2), st02)
