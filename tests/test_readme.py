@@ -1,0 +1,38 @@
+"""README.md stays true about what a new user looks up first: every setting is in its settings
+table, and every subcommand of the partner, operator, ledger and db commands is named."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from gateway.cli import build_parser
+from gateway.settings import Settings
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, list[str]]:
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    out: dict[str, list[str]] = {}
+    for name, sub in commands.choices.items():
+        nested = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
+        out[name] = list(nested[0].choices) if nested else []
+    return out
+
+
+def test_every_setting_is_in_the_settings_table() -> None:
+    table = README[README.index("| variable | default |") : README.index("SQLite runs in WAL")]
+    missing = [
+        f"EDI834_{n.upper()}" for n in Settings.model_fields if f"EDI834_{n.upper()}" not in table
+    ]
+    assert missing == [], f"add to README's settings table: {missing}"
+
+
+def test_every_subcommand_is_named() -> None:
+    commands = _subcommands(build_parser())
+    for command in ("partner", "operator", "ledger", "db"):
+        named = re.search(rf"`edi834 {command}\s+([a-z|-]+)`", README)
+        assert named is not None, command
+        assert set(named.group(1).split("|")) == set(commands[command]), command
