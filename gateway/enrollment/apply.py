@@ -55,6 +55,7 @@ from gateway.enrollment.rules import (
     MemberFacts,
     RuleConfig,
     Severity,
+    amount,
     family_premium,
     member_rules,
     rejecting,
@@ -424,7 +425,7 @@ class _Chunk:
     def _decide(self, seq: int, d: _Decided) -> None:
         rows, hits_of, changes, events, audits = d.rows, d.hits_of, d.changes, d.events, d.audits
         for family in self.families:
-            premium = family_premium(family)
+            premium = self._policy_premium(family)
             for event in family:
                 key = member_key(event)
                 row = self._row(event, key, seq + len(rows))
@@ -673,6 +674,39 @@ class _Chunk:
                 "business_rules_raised", receipt_id=self.run.receipt_id, error=type(exc).__name__
             )
             return [unevaluable(event)]
+
+    def _policy_premium(self, family: list[MemberEvent]) -> Decimal | None:
+        """Σ PRE AMT 1 for the subscriber's PRE AMT TOT: of the family's members in this set,
+        and of the members the ledger holds on the same policy (line, plan year) who are not in
+        it, at their premium in force on the change's date — an exchange that sends only the
+        changed member still sends the policy's total. None when no member sends PRE AMT 1."""
+        sent = family_premium(family)
+        subscriber = family[0]
+        if sent is None or not subscriber.subscriber or not subscriber.coverages:
+            return sent
+        present = {member_key(e) for e in family}
+        fallback = self._policy_fallback(subscriber, member_key(subscriber))
+        lines = [c.insurance_line[:3] for c in subscriber.coverages]
+        cov = subscriber.coverages[lines.index(lifecycle.priced_line(lines) or lines[0])]
+        policy = lifecycle.policy_of(cov, subscriber, fallback)
+        day = subscriber.maintenance_effective or cov.benefit_begin
+        if day is None:
+            return sent
+        others = Decimal(0)
+        for key in self.on_policy.get((cov.insurance_line[:3], policy, day.year), ()):
+            member = self.known.get(key)
+            if key in present or member is None:
+                continue
+            for item in member.enrollments:
+                if (item.line, item.policy, item.plan_year) != (
+                    cov.insurance_line[:3],
+                    policy,
+                    day.year,
+                ):
+                    continue
+                terms = item.terms_on(day)
+                others += (amount(terms.get("premium")) if terms else None) or Decimal(0)
+        return sent + others
 
     def _identity_hits(self, event: MemberEvent, key: str) -> list[Hit]:
         if self.run.config.severity("identity-overlap") is Severity.IGNORE:

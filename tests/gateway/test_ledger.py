@@ -911,3 +911,36 @@ def test_a_retried_dry_run_chunk_judges_its_members_as_the_first_attempt_did(
         "0005100003": ("would_apply", []),
     }
     assert members(gw) == {}
+
+
+def test_a_change_for_the_subscriber_alone_is_totalled_with_the_policys_other_members(
+    gw, partner
+) -> None:
+    """PRE AMT TOT is the policy's: an exchange that sends only the changed subscriber (new
+    premium from June) still sends the family's total, and the ledger's other member on the
+    policy (MILO, 200.00) counts in the sum. A total that is wrong even so is still refused."""
+    feed(gw, partner, interchange(family(), control=501))
+
+    def alone(total: str) -> Member:
+        return rosalind(
+            maintenance="001",
+            reason="",
+            effective="20270601",
+            coverages=[Cov(maintenance="001")],
+            categories={
+                "ADDL MAINT REASON": ("17", "FINANCIAL CHANGE"),  # CMS's 001 financial change
+                "PRE AMT 1": ("9X", "350.00"),
+                "PRE AMT TOT": ("9X", total),
+            },
+            category_period="20270601",
+        )
+
+    right = feed(gw, partner, interchange([alone("550.00")], control=502))
+    assert outcomes(gw, right) == {SUB: ("applied", [])}
+    wrong = feed(gw, partner, interchange([alone("600.00")], control=503, bgn_date="20270102"))
+    assert outcomes(gw, wrong) == {SUB: ("rejected", ["premium-total"])}
+    with gw.reads() as s:
+        (message,) = s.scalars(
+            select(BusinessFinding.message).where(BusinessFinding.receipt_id == wrong)
+        ).all()
+    assert message == "PRE AMT TOT 600.00 but the members' PRE AMT 1 add up to 550.00"
