@@ -17,7 +17,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException
 
 from gateway.context import Gateway
-from gateway.dashboard import audit_log, auth, business, interchange, overview, rejects
+from gateway.dashboard import audit_log, auth, business, interchange, members, overview, rejects
 from gateway.dashboard.codes import code_meaning
 from gateway.dashboard.deps import BadCsrf, Forbidden, NotLoggedIn, PageError, error_page
 from gateway.dashboard.formatting import age, duration, error_kind, safe_next
@@ -49,6 +49,7 @@ def create_dashboard(gw: Gateway) -> FastAPI:
         rejects.router,
         business.router,
         interchange.router,
+        members.router,
         audit_log.router,
     )
     return app

@@ -118,6 +118,9 @@ class BusinessReject:
     received_at: dt.datetime
     partner: str
     member_key: str | None
+    ledger_member_id: int | None = None
+    """The ledger's member the finding's event wrote (an applied or audited member), for its
+    page; None for a member the ledger never held."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,24 +178,39 @@ def business_findings(
     if before_id is not None:
         q = q.where(BusinessFinding.id < before_id)
     rows = session.execute(q.order_by(BusinessFinding.id.desc()).limit(limit)).all()
-    keys = dict(
-        session.execute(
-            select(MemberEventRow.id, MemberEventRow.member_key).where(
-                MemberEventRow.id.in_([f.event_id for f, *_ in rows if f.event_id is not None])
+    no_event: tuple[str | None, int | None] = (None, None)
+    events: dict[int, tuple[str | None, int | None]] = {
+        event_id: (key, member)
+        for event_id, key, member in session.execute(
+            select(MemberEventRow.id, MemberEventRow.member_key, MemberEventRow.member_id).where(
+                MemberEventRow.id.in_([r.event_id for r, *_ in rows if r.event_id is not None])
             )
         ).all()
-    )
-    return [
-        BusinessReject(
-            f,
-            f.receipt_id,
-            filename,
-            received_at,
-            partner,
-            keys.get(f.event_id) if f.event_id is not None else None,
+    }
+    # A rejected member's event names no ledger member: look it up by its key.
+    wanted = {
+        (r.partner_id, key)
+        for r, *_ in rows
+        for key, member in [events.get(r.event_id or -1, no_event)]
+        if key is not None and member is None
+    }
+    held: dict[tuple[int, str], int] = {}
+    if wanted:
+        found = session.execute(
+            select(LedgerMember.id, LedgerMember.partner_id, LedgerMember.member_key).where(
+                LedgerMember.member_key.in_({k for _, k in wanted})
+            )
+        ).all()
+        held = {(p, k): i for i, p, k in found if (p, k) in wanted}
+    out = []
+    for finding, filename, received_at, partner in rows:
+        key, member = events.get(finding.event_id or -1, no_event)
+        if member is None and key is not None:
+            member = held.get((finding.partner_id, key))
+        out.append(
+            BusinessReject(finding, finding.receipt_id, filename, received_at, partner, key, member)
         )
-        for f, filename, received_at, partner in rows
-    ]
+    return out
 
 
 def count_business_findings(session: Session, f: BusinessFilter) -> int:

@@ -129,6 +129,7 @@ class TestAccess:
             if path in ("/login", "/"):
                 continue
             url = path.replace("{receipt_id}", bad).replace("{ack_id}", "1")
+            url = url.replace("{ledger_id}", "1")
             for headers in (
                 {},
                 {"Authorization": f"Bearer {key}"},

@@ -355,3 +355,51 @@ class TestAuditLog:
             ("victor", "logout"),
         ):
             assert re.search(rf"<td>{re.escape(who)}</td><td>{what}</td>", audit), (who, what)
+
+
+def test_a_member_page_shows_the_ledger_and_business_rejects_link_to_it(tmp_path) -> None:
+    """Operators see what the ledger holds for a member (enrollments, periods, the latest
+    events and the rules they drew) from the business reject that names it — no names, SSNs
+    or birth dates, and the member id as the list shows it."""
+    from tests.gateway.x834 import Member, interchange
+
+    settings = Settings(data_dir=tmp_path / "var", database_url="", worker_enabled=False)
+    gw = Gateway.open(settings)
+    upgrade(settings.sqlalchemy_url)
+    with unit_of_work(gw.sessions) as s:
+        va, _ = add_partner(s, name="va", isa_qualifier="ZZ", isa_id="VA0FFM")
+        add_operator(s, "alice", PASSWORD, "admin")
+        add_operator(s, "victor", PASSWORD, "viewer")
+        va_id = va.id
+    amounts = {"PRE AMT 1": ("9X", "300.00"), "APTC AMT": ("9V", "100.00")}
+    ros = Member(
+        "0005100001", "0005100001", "QUINTERO", "ROSALIND", "512849301", categories=amounts
+    )
+    send(gw, va_id, interchange([ros], control=801), "add.834")
+    send(gw, va_id, interchange([ros], control=802, bgn_date="20270102"), "again.834")
+    worker = Worker(gw)
+    while worker.run_once():
+        pass
+    while worker.apply_ledger_once():
+        pass
+    site = Site(gw, {})
+    try:
+        for user in ("alice", "victor"):
+            c = site.client(user)
+            listing = c.get("/dashboard/business").text
+            (link,) = set(re.findall(r'href="(/dashboard/members/\d+)"', listing))
+            page = c.get(link, params={"as_of": "2027-03-01"})
+            assert page.status_code == 200
+            text = page.text
+            assert "HLT policy 31200457, plan year 2027" in text
+            assert "300.00" in text and "100.00" in text and "48213VA004000701" in text
+            assert 'data-outcome="applied"' in text and 'data-outcome="rejected"' in text
+            assert "duplicate-add" in text
+            assert "…0001" in text  # as every list shows a member id (last4)
+            for phi in ("QUINTERO", "ROSALIND", "512849301", "19800101", "MAIN ST"):
+                assert phi not in text, phi
+        assert "is not a date" in c.get(link, params={"as_of": "abc"}).text
+        missing = c.get("/dashboard/members/999999")
+        assert missing.status_code == 404 and "No such member" in missing.text
+    finally:
+        gw.close()
