@@ -411,24 +411,19 @@ def member_rules(event: MemberEvent, facts: MemberFacts, config: RuleConfig) -> 
     begin, end = event.eligibility_begin, event.eligibility_end
     if begin and end and end < begin:
         add("end-before-begin", f"eligibility end {end} before its begin {begin} (DTP*357)")
-    for cov in event.coverages:
-        if cov.benefit_begin and cov.benefit_end and cov.benefit_end < cov.benefit_begin:
-            add(
-                "end-before-begin",
-                f"{cov.insurance_line} coverage ends {cov.benefit_end} before it begins "
-                f"{cov.benefit_begin}",
-                "HD",
-                cov.segment_position,
-            )
-    for loop in event.reporting_category_loops:
-        if loop.period_begin and loop.period_end and loop.period_end < loop.period_begin:
-            add(
-                "end-before-begin",
-                f"{loop.name} period ends {loop.period_end} before it begins "
-                f"{loop.period_begin} (2750 DTP*007 {loop.period_raw})",
-                "N1",
-                loop.segment_position,
-            )
+    spans = [
+        (f"{c.insurance_line} coverage", c.benefit_begin, c.benefit_end, "", "HD",
+         c.segment_position)
+        for c in event.coverages
+    ] + [
+        (f"{r.name} period", r.period_begin, r.period_end, f" (2750 DTP*007 {r.period_raw})",
+         "N1", r.segment_position)
+        for r in event.reporting_category_loops
+    ]  # fmt: skip
+    for what, first, last, raw, segment_id, position in spans:
+        if first and last and last < first:
+            add("end-before-begin", f"{what} ends {last} before it begins {first}{raw}",
+                segment_id, position)  # fmt: skip
 
     if mtype == Maintenance.TERMINATION:
         if (

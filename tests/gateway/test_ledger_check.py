@@ -86,16 +86,22 @@ def _old_file(conn, meta, partner: int, rid: str, *, ta1: str, usage: str, key: 
         payload="{}")  # fmt: skip
 
 
+def _database_at(tmp_path: Any, database_url: str, revision: str) -> tuple[str, Any, MetaData]:
+    """A database migrated up to `revision` (as an older version left it), and its tables."""
+    url = database_url or f"sqlite:///{tmp_path / 'var' / 'edi834.sqlite3'}"
+    (tmp_path / "var").mkdir()
+    command.upgrade(alembic_config(url), revision)
+    engine = create_engine(url)
+    meta = MetaData()
+    meta.reflect(engine)
+    return url, engine, meta
+
+
 @pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
 def test_an_older_databases_leaks_are_listed_and_a_clean_one_prints_nothing(
     tmp_path, database_url
 ) -> None:
-    url = database_url or f"sqlite:///{tmp_path / 'var' / 'edi834.sqlite3'}"
-    (tmp_path / "var").mkdir()
-    command.upgrade(alembic_config(url), "0006")
-    engine = create_engine(url)
-    meta = MetaData()
-    meta.reflect(engine)
+    url, engine, meta = _database_at(tmp_path, database_url, "0006")
     with engine.begin() as conn:
         partner = add(conn, meta, "partners", name="va", isa_qualifier="ZZ", isa_id="VA0FFM",
                       api_key_hash="h" * 64, enabled=True)  # fmt: skip
@@ -147,12 +153,7 @@ def test_migration_0016_rewrites_dependent_keys_that_held_member_data(tmp_path, 
     it are left alone."""
     from gateway.enrollment.keys import dependent_key
 
-    url = database_url or f"sqlite:///{tmp_path / 'var' / 'edi834.sqlite3'}"
-    (tmp_path / "var").mkdir()
-    command.upgrade(alembic_config(url), "0015")
-    engine = create_engine(url)
-    meta = MetaData()
-    meta.reflect(engine)
+    url, engine, meta = _database_at(tmp_path, database_url, "0015")
     old_keys = {  # stored key -> (subscriber?, subscriber number, the key it must become)
         "0001/34512849302": (False, "0001", dependent_key("0001", "34512849302")),
         "0001/KIM|ANA|20100101": (False, "0001", dependent_key("0001", "KIM|ANA|20100101")),
