@@ -677,36 +677,54 @@ class _Chunk:
 
     def _policy_premium(self, family: list[MemberEvent]) -> Decimal | None:
         """Σ PRE AMT 1 for the subscriber's PRE AMT TOT: of the family's members in this set,
-        and of the members the ledger holds on the same policy (line, plan year) who are not in
-        it, at their premium in force on the change's date — an exchange that sends only the
-        changed member still sends the policy's total. None when no member sends PRE AMT 1."""
+        and of the members the ledger holds on the same policy (priced line, plan year) who are
+        not in it, at their premium in force on the change's date — an exchange that sends
+        only the changed member still sends the policy's total. None when no member sends
+        PRE AMT 1."""
         sent = family_premium(family)
         subscriber = family[0]
-        if sent is None or not subscriber.subscriber or not subscriber.coverages:
+        if sent is None or not subscriber.subscriber:
             return sent
+        where = self._priced_policy(subscriber)
+        if where is None:
+            return sent
+        line, policy, day = where
         present = {member_key(e) for e in family}
-        fallback = self._policy_fallback(subscriber, member_key(subscriber))
-        lines = [c.insurance_line[:3] for c in subscriber.coverages]
-        cov = subscriber.coverages[lines.index(lifecycle.priced_line(lines) or lines[0])]
-        policy = lifecycle.policy_of(cov, subscriber, fallback)
-        day = subscriber.maintenance_effective or cov.benefit_begin
-        if day is None:
-            return sent
         others = Decimal(0)
-        for key in self.on_policy.get((cov.insurance_line[:3], policy, day.year), ()):
+        for key in self.on_policy.get((line, policy, day.year), ()):
             member = self.known.get(key)
             if key in present or member is None:
                 continue
             for item in member.enrollments:
-                if (item.line, item.policy, item.plan_year) != (
-                    cov.insurance_line[:3],
-                    policy,
-                    day.year,
-                ):
-                    continue
-                terms = item.terms_on(day)
-                others += (amount(terms.get("premium")) if terms else None) or Decimal(0)
+                if (item.line, item.policy, item.plan_year) == (line, policy, day.year):
+                    terms = item.terms_on(day)
+                    others += (amount(terms.get("premium")) if terms else None) or Decimal(0)
         return sent + others
+
+    def _priced_policy(self, subscriber: MemberEvent) -> tuple[str, str, dt.date] | None:
+        """(line, policy, date) the subscriber's 2750 amounts are for: its 2300 loops' priced
+        line, or — a change without 2300, keyed by the 2000 REF*1L — the priced line of what
+        it holds on that policy; the date the change takes effect (else the coverage's begin)."""
+        key = member_key(subscriber)
+        fallback = self._policy_fallback(subscriber, key)
+        day = lifecycle.event_effective(subscriber)
+        if subscriber.coverages:
+            lines = [c.insurance_line[:3] for c in subscriber.coverages]
+            cov = subscriber.coverages[lines.index(lifecycle.priced_line(lines) or lines[0])]
+            day = day or cov.benefit_begin
+            if day is None:
+                return None
+            return cov.insurance_line[:3], lifecycle.policy_of(cov, subscriber, fallback), day
+        policy = (subscriber.group_or_policy_number or fallback)[:80]
+        if day is None:
+            return None
+        held = [
+            e.line
+            for e in self._enrollments_of(key)
+            if e.policy == policy and e.plan_year == day.year and e.covers(day, day)
+        ]
+        line = lifecycle.priced_line(held)
+        return (line, policy, day) if line is not None else None
 
     def _identity_hits(self, event: MemberEvent, key: str) -> list[Hit]:
         if self.run.config.severity("identity-overlap") is Severity.IGNORE:

@@ -193,7 +193,7 @@ def plan_year_of(day: dt.date | None) -> int | None:
     return day.year if day is not None else None
 
 
-def _event_effective(event: MemberEvent) -> dt.date | None:
+def event_effective(event: MemberEvent) -> dt.date | None:
     """When a change takes effect: DTP*303, else the earliest 2750 DTP*007 begin."""
     if event.maintenance_effective is not None:
         return event.maintenance_effective
@@ -205,12 +205,13 @@ def _event_effective(event: MemberEvent) -> dt.date | None:
     return min(begins) if begins else None
 
 
-def priced_line(lines: Sequence[str]) -> str | None:
+def priced_line(lines: Iterable[str]) -> str | None:
     """The insurance line a member's 2750 amounts (PRE AMT 1, APTC AMT, CSR AMT, RATING AREA)
     belong to: one 2700 loop per member, however many 2300 loops, so one line — health (HLT)
-    when the member has it, else the first. Copying them to each line counted a family's
-    premium and APTC once per line (HLT, DEN and VIS: three times)."""
-    return "HLT" if "HLT" in lines else (lines[0] if lines else None)
+    when the member has it, else the first in code order (DEN before VIS), whatever order a
+    file lists them in: a later file that sent VIS first gave VIS the premium DEN still held.
+    Copying them to each line counted a family's premium and APTC once per line."""
+    return min(lines, key=lambda line: (line != "HLT", line), default=None)
 
 
 def _deltas(
@@ -416,7 +417,7 @@ def apply_event(
     `Outcome.touched`."""
     out = Outcome()
     mtype = event.maintenance_type.code
-    effective = _event_effective(event)
+    effective = event_effective(event)
     touched: dict[int, Enrollment] = {}
 
     def touch(e: Enrollment) -> None:

@@ -944,3 +944,12 @@ def test_a_change_for_the_subscriber_alone_is_totalled_with_the_policys_other_me
             select(BusinessFinding.message).where(BusinessFinding.receipt_id == wrong)
         ).all()
     assert message == "PRE AMT TOT 600.00 but the members' PRE AMT 1 add up to 550.00"
+    # The same change without 2300 (the policy known from the ledger): judged the same way.
+    bare = alone("570.00")
+    bare.coverages = []
+    bare.categories = {**bare.categories, "PRE AMT 1": ("9X", "370.00")}
+    right = feed(gw, partner, interchange([bare], control=504, bgn_date="20270103"))
+    assert outcomes(gw, right) == {SUB: ("applied", [])}
+    bare.categories = {**bare.categories, "PRE AMT TOT": ("9X", "370.00")}  # the subscriber's own
+    wrong = feed(gw, partner, interchange([bare], control=505, bgn_date="20270104"))
+    assert outcomes(gw, wrong) == {SUB: ("rejected", ["premium-total"])}

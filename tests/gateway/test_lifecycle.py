@@ -407,11 +407,21 @@ def test_a_members_2750_amounts_are_counted_on_one_line_not_on_each() -> None:
                     id_value="934100001", birth_date=dt.date(1980, 1, 1), gender="F")  # fmt: skip
     diffs = [d for d in compare(audit, rec, ledger.of[SUB]) if not d[0].startswith("residence")]
     assert diffs == []
-    # Dental and vision only: the first line sent carries the amounts.
+    # Dental and vision only: DEN carries the amounts, in whichever order a file lists them.
     ledger = Ledger()
     ledger.send(SUB, event_of(member(SUB, coverages=[three[0], three[2]], categories=amounts)))
     assert {e.line: e.periods[-1].terms.get("premium") for e in ledger.of[SUB]} == {
         "DEN": "500.00",
+        "VIS": "",
+    }
+    vis_first = [Cov(maintenance="001", line=c.line, policy=c.policy, plan=c.plan, level=c.level)
+                 for c in (three[2], three[0])]  # fmt: skip
+    june = member(SUB, maintenance="001", reason="AI", effective="20270601",
+                  coverages=vis_first, categories={"PRE AMT 1": ("9X", "600.00")},
+                  category_period="20270601")  # fmt: skip
+    assert ledger.send(SUB, event_of(june)) == []
+    assert {e.line: e.periods[-1].terms.get("premium") for e in ledger.of[SUB]} == {
+        "DEN": "600.00",
         "VIS": "",
     }
 
