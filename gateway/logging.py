@@ -43,8 +43,8 @@ def _redact_exception_values(_: WrappedLogger, __: str, event_dict: EventDict) -
 
 
 # The rest of the path after /members/ (a sender's REF*17 may hold a `/`); a policy number up
-# to /months, or to the end.
-_MEMBER_PATH = re.compile(r"(/members/)[^?#]+|(/policies/)[^?#]+?(/months)?(?=[?#]|$)")
+# to /months or /months.csv, or to the end.
+_MEMBER_PATH = re.compile(r"(/members/)[^?#]+|(/policies/)[^?#]+?(/months(?:\.csv)?)?(?=[?#]|$)")
 _QUERY_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
 REDACTED = "<redacted>"
 

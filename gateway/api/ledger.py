@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response, StreamingResponse
@@ -80,14 +81,14 @@ def get_policy_months(
             "policy": policy,
             "months": [views.month_row_json(r) for r in rows],
             "totals": views.month_totals(rows),
-            "csv_url": f"{base_url}/v1/policies/{policy}/months.csv?from={first}"
+            "csv_url": f"{base_url}/v1/policies/{quote(policy, safe='')}/months.csv?from={first}"
             + (f"&to={last}" if last else ""),
         }
     )
 
 
 @router.get(
-    "/policies/{policy}/months.csv",
+    "/policies/{policy:path}/months.csv",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/csv": {}}}, **ERRORS, **BAD_SPAN},
 )

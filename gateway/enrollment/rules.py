@@ -93,7 +93,8 @@ RULES: dict[str, Rule] = {
             4,
             Severity.REJECT,
             "an end date before its begin date",
-            "Send DTP*349 on or after DTP*348 (and DTP*357 on or after DTP*356).",
+            "Send DTP*349 on or after DTP*348, DTP*357 on or after DTP*356, and each 2750 "
+            "DTP*007 range (RD8) with its end on or after its begin.",
             "009",
         ),
         Rule(

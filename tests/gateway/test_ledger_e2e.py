@@ -111,7 +111,7 @@ def test_the_scenario_series_gives_exactly_the_expected_outcomes(running) -> Non
 
         # A sender's REF*17 with a "/" in it, and a dependent without REF*17 (employer files
         # leave it out): each is read at its key, and the dependent's key shows no SSN.
-        cov = [Cov(policy="31277001")]
+        cov = [Cov(policy="PX/77001")]  # and a policy number with a "/" in it
         family = interchange(
             [
                 Member("0077001", "VA/77", "STONE", "IRIS", "512849377", coverages=cov),
@@ -128,7 +128,13 @@ def test_the_scenario_series_gives_exactly_the_expected_outcomes(running) -> Non
             body = c.get(f"/v1/members/{quote(key, safe='')}")
             assert body.status_code == 200 and body.json()["member_key"] == key, body.text
             assert other.get(f"/v1/members/{quote(key, safe='')}").status_code == 404
-        assert c.get("/v1/policies/31277001/months", params={"from": "2027-01"}).status_code == 200
+        months = c.get("/v1/policies/PX%2F77001/months", params={"from": "2027-01"})
+        assert months.status_code == 200 and months.json()["policy"] == "PX/77001", months.text
+        download = c.get(months.json()["csv_url"].replace(gw.url, ""))
+        assert download.status_code == 200 and download.headers["content-type"].startswith(
+            "text/csv"
+        )
+        assert "0077001:" in download.text
     assert "512849378" not in gw.logs() and "VA/77" not in gw.logs()
 
 

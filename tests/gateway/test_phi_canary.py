@@ -344,6 +344,7 @@ class TestLogRedaction:
         ("/v1/members/VA/77", "/v1/members/<redacted>"),  # a REF*17 with a slash, whole
         ("/v1/policies/P/1/months?from=2027-01", "/v1/policies/<redacted>/months?from=<redacted>"),
         ("/v1/policies/P1", "/v1/policies/<redacted>"),
+        ("/v1/policies/PX/9/months.csv?to=1", "/v1/policies/<redacted>/months.csv?to=<redacted>"),
         ("/v1/interchanges/abc", "/v1/interchanges/abc"),
     ],
 )
