@@ -57,12 +57,17 @@ def parse_day(value: str | None, *, end: bool = False) -> dt.datetime | None:
 
 def unreadable_days(q: dict[str, str], names: tuple[str, ...] = ("since", "until")) -> list[str]:
     """Date filters in `q` that are not dates, taken out of `q`, each said in a sentence: a
-    list that silently showed everything would let an operator believe it was filtered."""
-    return [
+    list that silently showed everything would let an operator believe it was filtered; and a
+    `since` after its `until`, which matches nothing, said too."""
+    said = [
         f"“{q.pop(k)}” is not a date (YYYY-MM-DD); it was left out."
         for k in names
         if k in q and parse_day(q[k]) is None
     ]
+    since, until = parse_day(q.get("since")), parse_day(q.get("until"))
+    if since is not None and until is not None and since > until:
+        said.append(f"“From” {q['since']} is after “To” {q['until']}: nothing can match.")
+    return said
 
 
 def clamp(value: int, low: int, high: int) -> int:

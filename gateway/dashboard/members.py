@@ -23,14 +23,15 @@ router = APIRouter()
 
 @router.get("/dashboard/members/{ledger_id}", response_class=HTMLResponse)
 def member_page(
-    request: Request, ledger_id: int, viewer: CurrentViewer, gw: GatewayDep
+    request: Request, ledger_id: str, viewer: CurrentViewer, gw: GatewayDep
 ) -> Response:
     q = {k: v for k in ("as_of",) if (v := request.query_params.get(k, "").strip()[:32])}
     problems = unreadable_days(q, ("as_of",))
     moment = parse_day(q.get("as_of"))
     as_of = moment.date() if moment is not None else dt.datetime.now(dt.UTC).date()
     with gw.reads() as s:
-        member = s.get(LedgerMember, ledger_id)
+        known = ledger_id.isascii() and ledger_id.isdigit() and len(ledger_id) <= 12
+        member = s.get(LedgerMember, int(ledger_id)) if known else None
         if member is None:
             raise PageError("No such member in the ledger.")
         partner = s.scalar(select(Partner.name).where(Partner.id == member.partner_id))

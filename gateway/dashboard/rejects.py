@@ -49,6 +49,7 @@ class Notes:
     """What the page says about the filter: the code it filters on, or why it matches nothing."""
 
     code: CodeFilter | None = None
+    code_problem: str | None = None  # why the code typed matches nothing (beside its box)
     problems: list[str] = field(default_factory=list)
     done: str | None = None  # what the last bulk action did
 
@@ -166,7 +167,7 @@ def _filter(request: Request, viewer: Viewer) -> tuple[reports.RejectFilter, dic
         notes.problems.append(f"“{q.pop('resolved')}” is not yes or no; it was left out.")
     code = parse_code(q["code"]) if "code" in q else CodeFilter()
     if code.problem:
-        notes.problems.append(code.problem)
+        notes.code_problem = code.problem
     elif code.family:
         notes.code = code
     searching = any(k in q for k in SEARCHES)

@@ -183,6 +183,12 @@ def test_a_filter_that_cannot_be_read_is_said_not_dropped_silently(site, path):
         assert listed(page.text) == listed(everything)  # the rest of the filter still applies
     clean = c.get(path, params={"since": "2020-01-01"}).text
     assert "is not a date" not in clean
+    backwards = c.get(path, params={"since": "2026-12-07", "until": "2026-12-01"}).text
+    assert "“From” 2026-12-07 is after “To” 2026-12-01: nothing can match." in backwards
+    if path == "/dashboard/rejects":  # one alert per problem, only the code's beside its box
+        page = c.get(path, params={"since": "abc", "until": "xyz", "code": "ZZZ"}).text
+        assert page.count('id="code-problem"') == 1 and page.count('role="alert"') == 3
+        assert 'aria-describedby="code-help code-problem" aria-invalid="true"' in page
 
 
 class TestCodeFilter:
@@ -399,7 +405,8 @@ def test_a_member_page_shows_the_ledger_and_business_rejects_link_to_it(tmp_path
             for phi in ("QUINTERO", "ROSALIND", "512849301", "19800101", "MAIN ST"):
                 assert phi not in text, phi
         assert "is not a date" in c.get(link, params={"as_of": "abc"}).text
-        missing = c.get("/dashboard/members/999999")
-        assert missing.status_code == 404 and "No such member" in missing.text
+        for unknown in ("999999", "abc", "9" * 40):
+            missing = c.get(f"/dashboard/members/{unknown}")
+            assert missing.status_code == 404 and "No such member" in missing.text
     finally:
         gw.close()
