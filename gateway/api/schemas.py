@@ -110,7 +110,10 @@ class GroupOut(BaseModel):
     )
     sets_included: int
     sets_received: int
-    sets_accepted: int
+    sets_accepted: int = Field(
+        description="sets the gateway accepted: none in a group the 999 rejects (AK901 R), "
+        "where the 999's AK904 still counts the sets whose IK501 is A or E"
+    )
     transaction_sets: list[TransactionSetOut] = Field(
         description="the group's first 1,000 sets, in file order (the 999 answers every one)"
     )
