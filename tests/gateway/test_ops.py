@@ -333,3 +333,26 @@ class TestReadiness:
         gw.close()
         assert found is not None
         assert re.search(r"birth_date, upper\(\(?last_name", found, re.IGNORECASE), found
+
+
+@pytest.mark.parametrize("command", ["serve", "validate", "partner"])
+def test_a_command_loads_with_the_collector_off_and_runs_with_it_on(command):
+    """`_preload` loads a command's modules without cyclic collections and freezes them, and
+    the command then runs with the collector on: a `serve` that left it off would keep every
+    reference cycle it ever made."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import gc, sys\n"
+        "from gateway.cli import _preload\n"
+        f"_preload({command!r})\n"
+        "print(gc.isenabled(), gc.get_freeze_count() > 10000,\n"
+        "      'gateway.serve' in sys.modules, 'gateway.context' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    enabled, frozen, server, database = out.stdout.split()
+    assert (enabled, frozen) == ("True", "True"), out.stdout
+    assert server == str(command == "serve")  # only what the command itself loads
+    if command == "partner":
+        assert database == "True"
