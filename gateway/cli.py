@@ -616,14 +616,14 @@ def main(argv: list[str] | None = None) -> int:
         return 3 if args.command == "validate" else 1  # validate's 1 means "accepted with errors"
 
 
-_SERVER_MODULES: tuple[str, ...] = (
-    "gateway.serve",
-    "gateway.api.app",
-    "gateway.dashboard.app",
-    "gateway.intake.sftp",
-    "gateway.worker.run",
-)
-_COMMAND_MODULES: dict[str, tuple[str, ...]] = {"validate": ("gateway.offline",)}
+_SERVER = ("gateway.serve", "gateway.intake.sftp")  # the API, the worker and intake with it
+_COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "serve": (*_SERVER, "gateway.dashboard.app"),
+    "api": (*_SERVER, "gateway.dashboard.app"),
+    "sftp": _SERVER,
+    "worker": _SERVER,
+    "validate": ("gateway.offline",),
+}
 _DATABASE_MODULES: tuple[str, ...] = ("gateway.context", "gateway.db.migrate")
 
 
@@ -633,11 +633,9 @@ def _preload(command: str) -> None:
     of thousands of objects none of which is garbage, and each full pass over that growing heap
     was work for nothing: `edi834 serve` took ~20% less CPU to import its modules this way
     (1.37-1.62 s against 1.73-1.76 s on this 2-core machine). The modules are the ones `_run`
-    imports anyway; nothing is loaded that the command would not load."""
-    if command in ("serve", "api", "sftp", "worker"):
-        names = _SERVER_MODULES
-    else:
-        names = _COMMAND_MODULES.get(command, _DATABASE_MODULES)
+    imports anyway; nothing is loaded that the command would not load (the dashboard only
+    for the roles that serve it). `serve` freezes again once its apps are built."""
+    names = _COMMAND_MODULES.get(command, _DATABASE_MODULES)
     enabled = gc.isenabled()
     gc.disable()
     try:
