@@ -6,8 +6,6 @@ addresses; the member's id as the dashboard shows it everywhere (`dashboard_memb
 
 from __future__ import annotations
 
-import datetime as dt
-
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
@@ -28,7 +26,7 @@ def member_page(
     q = {k: v for k in ("as_of",) if (v := request.query_params.get(k, "").strip()[:32])}
     problems = unreadable_days(q, ("as_of",))
     moment = parse_day(q.get("as_of"))
-    as_of = moment.date() if moment is not None else dt.datetime.now(dt.UTC).date()
+    as_of = (moment or gw.clock()).date()
     with gw.reads() as s:
         known = ledger_id.isascii() and ledger_id.isdigit() and len(ledger_id) <= 12
         member = s.get(LedgerMember, int(ledger_id)) if known else None

@@ -119,8 +119,8 @@ class BusinessReject:
     partner: str
     member_key: str | None
     ledger_member_id: int | None = None
-    """The ledger's member the finding's event wrote (an applied or audited member), for its
-    page; None for a member the ledger never held."""
+    """The ledger's member with the finding's member key, for its page; None for a member the
+    ledger never held."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,22 +178,16 @@ def business_findings(
     if before_id is not None:
         q = q.where(BusinessFinding.id < before_id)
     rows = session.execute(q.order_by(BusinessFinding.id.desc()).limit(limit)).all()
-    no_event: tuple[str | None, int | None] = (None, None)
-    events: dict[int, tuple[str | None, int | None]] = {
-        event_id: (key, member)
-        for event_id, key, member in session.execute(
-            select(MemberEventRow.id, MemberEventRow.member_key, MemberEventRow.member_id).where(
-                MemberEventRow.id.in_([r.event_id for r, *_ in rows if r.event_id is not None])
+    keys = dict(
+        session.execute(
+            select(MemberEventRow.id, MemberEventRow.member_key).where(
+                MemberEventRow.id.in_([f.event_id for f, *_ in rows if f.event_id is not None])
             )
         ).all()
-    }
-    # A rejected member's event names no ledger member: look it up by its key.
-    wanted = {
-        (r.partner_id, key)
-        for r, *_ in rows
-        for key, member in [events.get(r.event_id or -1, no_event)]
-        if key is not None and member is None
-    }
+    )
+    # The ledger's member of each key: (partner, member key) is unique there, so one look-up
+    # serves an applied member and a rejected one (whose event names no ledger member) alike.
+    wanted = {(f.partner_id, keys[f.event_id]) for f, *_ in rows if f.event_id in keys}
     held: dict[tuple[int, str], int] = {}
     if wanted:
         found = session.execute(
@@ -204,9 +198,8 @@ def business_findings(
         held = {(p, k): i for i, p, k in found if (p, k) in wanted}
     out = []
     for finding, filename, received_at, partner in rows:
-        key, member = events.get(finding.event_id or -1, no_event)
-        if member is None and key is not None:
-            member = held.get((finding.partner_id, key))
+        key = keys.get(finding.event_id) if finding.event_id is not None else None
+        member = held.get((finding.partner_id, key)) if key is not None else None
         out.append(
             BusinessReject(finding, finding.receipt_id, filename, received_at, partner, key, member)
         )
