@@ -44,8 +44,22 @@ from gateway.enrollment.codes import ACTIVATING, Maintenance, MemberStatus
 from gateway.enrollment.events import Address, MemberEvent, TransactionSetHeader
 from gateway.enrollment.extract import SetKey, extract_members
 from gateway.enrollment.filesets import FileSets, SetCounts
-from gateway.enrollment.identity import Holding, Person, conflicts, event_identity
-from gateway.enrollment.keys import idempotency_key, is_audit, member_key, policy_key, set_key
+from gateway.enrollment.identity import (
+    Holding,
+    Person,
+    conflicts,
+    event_identity,
+    same_dependent,
+)
+from gateway.enrollment.keys import (
+    idempotency_key,
+    is_audit,
+    keyed_by_digest,
+    member_key,
+    policy_key,
+    prior_member_keys,
+    set_key,
+)
 from gateway.enrollment.reconcile import Reconciler
 from gateway.enrollment.repository import MemberRec
 from gateway.enrollment.rules import (
@@ -355,11 +369,30 @@ class _Chunk:
         self, session: Session, run: Run, families: list[list[MemberEvent]], *, first: bool
     ) -> None:
         self.session, self.run, self.families = session, run, families
-        keys = {member_key(e) for family in families for e in family}
+        self.computed: dict[int, str] = {id(e): member_key(e) for f in families for e in f}
+        keys = set(self.computed.values())
+        keys |= {k for f in families for e in f for k in prior_member_keys(e)}
         subscribers = {e.subscriber_number for f in families for e in f if e.subscriber_number}
         self.known: dict[str, MemberRec] = {
             m.member_key: m for m in ledger_repo.load_members(session, run.partner_id, keys)
         }
+        # A dependent without REF*17 whose key the ledger does not hold may be held under the
+        # key it had before a correction: its subscriber's dependents are the candidates.
+        self.aliases: dict[str, str] = {}  # key the event computes -> the ledger's key
+        self.dependents: dict[str, list[MemberRec]] = {}  # REF*0F -> digest-keyed dependents
+        orphans = {
+            e.subscriber_number
+            for f in families
+            for e in f
+            if e.subscriber_number and keyed_by_digest(e) and self.computed[id(e)] not in self.known
+        }
+        if orphans:
+            loaded = {m.id for m in self.known.values() if m.id is not None}
+            for other in ledger_repo.dependents_of(session, run.partner_id, orphans, skip=loaded):
+                self.known.setdefault(other.member_key, other)
+        for m in self.known.values():
+            self._index_dependent(m)
+        keys |= {self._key(e) for f in families for e in f}
         # The file's first chunk: none of its members is recorded yet (progress is never
         # reset), so no look-up — for a one-member file, the only chunk.
         self.seen: set[str] = (
@@ -414,6 +447,31 @@ class _Chunk:
                     where = (item.line, item.policy, item.plan_year)
                     self.on_policy.setdefault(where, set()).add(other.member_key)
 
+    def _index_dependent(self, member: MemberRec) -> None:
+        if not member.subscriber and member.member_key.startswith(
+            f"{member.subscriber_number[:99]}:"
+        ):
+            self.dependents.setdefault(member.subscriber_number, []).append(member)
+
+    def _key(self, event: MemberEvent) -> str:
+        """The member's key in the ledger: the one it computes (`member_key`), else — for a
+        dependent without REF*17 — the key the same person already has: by its 2100B's prior
+        identity, else `same_dependent` among its subscriber's dependents."""
+        key = self.computed.get(id(event)) or member_key(event)
+        if key in self.known or not keyed_by_digest(event):
+            return key
+        found = self.aliases.get(key)
+        if found is None:
+            found = next((k for k in prior_member_keys(event) if k in self.known), None)
+        if found is None:
+            subscriber = (event.subscriber_number or "")[:80]
+            same = same_dependent(event, self.dependents.get(subscriber, ()))
+            found = same.member_key if same is not None else None
+        if found is None:
+            return key
+        self.aliases[key] = found
+        return found
+
     def apply(self, seq: int) -> tuple[int, int, int]:
         d = _Decided()
         self._decide(seq, d)
@@ -427,7 +485,7 @@ class _Chunk:
         for family in self.families:
             premium = self._policy_premium(family)
             for event in family:
-                key = member_key(event)
+                key = self._key(event)
                 row = self._row(event, key, seq + len(rows))
                 applied: _Applied | None = None
                 hits: list[Hit] = []
@@ -590,8 +648,11 @@ class _Chunk:
         )
 
     def _apply(self, event: MemberEvent, key: str, index: int) -> _Applied:
-        member = _apply_member(self.run, event, key, self.known.get(key))
+        before = self.known.get(key)
+        member = _apply_member(self.run, event, key, before)
         self.known[key] = member
+        if before is None:
+            self._index_dependent(member)
         self.members_changed[key] = index
         enrollments = member.enrollments
         outcome = lifecycle.apply_event(
@@ -689,7 +750,7 @@ class _Chunk:
         if where is None:
             return sent
         line, policy, day = where
-        present = {member_key(e) for e in family}
+        present = {self._key(e) for e in family}
         others = Decimal(0)
         for key in self.on_policy.get((line, policy, day.year), ()):
             member = self.known.get(key)

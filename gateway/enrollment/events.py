@@ -242,6 +242,13 @@ class MemberEvent(_Frozen):
     contact: dict[str, str] = {}
     """2100A PER numbers by qualifier (HP home, TE telephone, CP cell, EM e-mail, …)."""
 
+    # 2100B
+    prior_name: MemberName | None = None
+    """2100B NM1*70 Incorrect Member Name: the name and identifier sent before, when this
+    event corrects them."""
+    prior_birth_date_raw: str | None = None
+    """2100B DMG02 as sent: the birth date sent before, when this event corrects it."""
+
     # 2100C
     mailing: Address | None = None
     """2100C NM1*31 N3/N4."""

@@ -251,6 +251,8 @@ class _MemberDraft:
     dmg: Segment | None = None
     residence_n3: Segment | None = None
     residence_n4: Segment | None = None
+    prior_name: Segment | None = None  # 2100B NM1*70
+    prior_dmg: Segment | None = None
     mailing_nm1: bool = False
     mailing_n3: Segment | None = None
     mailing_n4: Segment | None = None
@@ -292,8 +294,10 @@ class _MemberDraft:
             elif loop is _Loop.MAILING and self.mailing_n4 is None:
                 self.mailing_n4 = seg
         elif tag == "DMG":
-            if loop is _Loop.NAME and self.dmg is None:  # 2100B's DMG is the incorrect one
+            if loop is _Loop.NAME and self.dmg is None:
                 self.dmg = seg
+            elif loop is _Loop.INCORRECT_NAME and self.prior_dmg is None:
+                self.prior_dmg = seg
         elif tag == "DSB":
             self.loop = _Loop.DISABILITY
         elif tag == "HD":
@@ -335,6 +339,8 @@ class _MemberDraft:
                 self.name = seg
         elif entity == _INCORRECT_NAME_ENTITY:
             self.loop = _Loop.INCORRECT_NAME
+            if self.prior_name is None:
+                self.prior_name = seg
         elif entity == _MAILING_ENTITY:
             self.loop = _Loop.MAILING
             self.mailing_nm1 = True
@@ -417,6 +423,10 @@ class _MemberDraft:
             ),
             "residence": _address(self.residence_n3, self.residence_n4),
             "contact": self.contact,
+            "prior_name": _name(self.prior_name) if self.prior_name is not None else None,
+            "prior_birth_date_raw": (
+                self.prior_dmg.element(2) if self.prior_dmg is not None else None
+            ),
             "mailing": _address(self.mailing_n3, self.mailing_n4) if self.mailing_nm1 else None,
             "coverages": [coverage.fields() for coverage in self.coverages],
             "reporting_categories": values,

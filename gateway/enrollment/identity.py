@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from gateway.enrollment.codes import Maintenance
 from gateway.enrollment.events import MemberEvent
@@ -59,6 +61,49 @@ def event_identity(event: MemberEvent) -> Person | None:
     if name is None:
         return None
     return identity_of(name.id_qualifier, name.id, name.last, name.first, event.birth_date)
+
+
+class StoredDependent(Protocol):
+    """What the ledger holds of a dependent (`repository.MemberRec`)."""
+
+    subscriber: bool
+    id_qualifier: str
+    id_value: str
+    first_name: str
+    birth_date: dt.date | None
+
+
+_D = TypeVar("_D", bound=StoredDependent)
+
+
+def same_dependent(event: MemberEvent, candidates: Iterable[_D]) -> _D | None:
+    """The one dependent among `candidates` (its subscriber's, keyed without REF*17) that
+    `event` describes under another key: the same identifier (NM108/NM109) — or, where one
+    side has none (an SSN sent for the first time, e.g. a newborn's), the same birth date and
+    first name (a last name changes with a marriage). Two identifiers that differ are two
+    people. None when none matches or more than one does: the event then stays with its own
+    key, and a change for it is an unknown member, as before."""
+    name = event.name
+    if name is None:
+        return None
+    ident = (name.id_qualifier, name.id.strip()) if name.id.strip() else None
+    first = name.first.strip().upper()
+    found: list[_D] = []
+    for c in candidates:
+        if c.subscriber:
+            continue
+        theirs = (c.id_qualifier, c.id_value.strip()) if c.id_value.strip() else None
+        if ident is not None and theirs is not None:
+            if ident == theirs:
+                found.append(c)
+        elif (
+            event.birth_date is not None
+            and c.birth_date == event.birth_date
+            and first
+            and c.first_name.strip().upper() == first
+        ):
+            found.append(c)
+    return found[0] if len(found) == 1 else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -126,6 +126,34 @@ def member_key(event: MemberEvent) -> str:
     return dependent_key(subscriber, who)
 
 
+def keyed_by_digest(event: MemberEvent) -> bool:
+    """A dependent without REF*17: its key is a digest of who it is (`member_key`), and a
+    correction of who it is — an SSN sent for the first time, a name or birth date put right —
+    computes another key for the same person."""
+    return not (event.client_reporting_category or event.subscriber) and bool(
+        event.subscriber_number
+    )
+
+
+def prior_member_keys(event: MemberEvent) -> list[str]:
+    """The keys a dependent without REF*17 had before the correction its 2100B (NM1*70
+    Incorrect Member Name, with the incorrect DMG) sends: by the prior identifier, and by the
+    prior name and birth date (a part 2100B leaves out is the current one)."""
+    prior = event.prior_name
+    if prior is None or not keyed_by_digest(event):
+        return []
+    subscriber = event.subscriber_number or ""
+    keys = []
+    if prior.id:
+        keys.append(dependent_key(subscriber, f"{prior.id_qualifier}{prior.id}"))
+    name = event.name
+    last = prior.last or (name.last if name else "")
+    first = prior.first or (name.first if name else "")
+    born = event.prior_birth_date_raw or event.birth_date_raw or ""
+    keys.append(dependent_key(subscriber, f"{last}|{first}|{born}"))
+    return keys
+
+
 def dependent_key(subscriber: str, who: str) -> str:
     """`SUBSCRIBER:` and 20 hex digits of SHA-256 over what identifies the dependent (the
     qualifier and id, or name and DOB): stable from file to file, one address segment, and

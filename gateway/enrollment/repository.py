@@ -577,6 +577,21 @@ def policy_members(
     return _load(session, _one_of(session, LedgerMember.id, ids)) if ids else []
 
 
+def dependents_of(
+    session: Session, partner_id: int, subscribers: set[str], *, skip: Collection[int] = ()
+) -> list[MemberRec]:
+    """The dependents these subscribers (REF*0F) have in the ledger, but those in `skip`:
+    where a dependent without REF*17 is looked for under the key it had before."""
+    if not subscribers:
+        return []
+    where = (
+        (LedgerMember.partner_id == partner_id)
+        & _one_of(session, LedgerMember.subscriber_number, subscribers)
+        & LedgerMember.subscriber.is_(False)
+    )
+    return [m for m in _load(session, where) if m.id not in skip]
+
+
 _HOLDING_COLUMNS = (
     LedgerMember.id_qualifier,
     LedgerMember.id_value,

@@ -509,6 +509,10 @@ class TestExtractMembersOnSamples:
         assert event.name.last == "VANTERPOOL"
         assert event.birth_date == date(1987, 6, 12)  # not 2100B's DMG 19870621
         assert event.maintenance_effective == date(2026, 6, 12)
+        # 2100B is what was sent before: kept apart, to find the member under its old key.
+        assert event.prior_name is not None
+        assert (event.prior_name.entity, event.prior_name.last) == ("70", "VANTERPOL")
+        assert event.prior_birth_date_raw == "19870621"
 
     def test_coordination_of_benefits_is_not_the_member(self) -> None:
         (event,) = members(read("good_cob_other_insurance"))

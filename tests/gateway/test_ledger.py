@@ -752,6 +752,74 @@ def test_the_same_person_twice_is_flagged_and_another_senders_member_is_never_na
     ]
 
 
+def test_a_dependent_without_ref17_keeps_its_key_when_who_it_is_is_corrected(
+    gw_on_both,
+) -> None:
+    """An employer's dependents come without REF*17: the key is a digest of who they are. A
+    newborn's SSN sent for the first time, or a name or birth date corrected with 2100B (NM1*70
+    and its DMG), computes another digest — the change still reaches the same member, under the
+    key it has; a different SSN is a different person."""
+    gw = gw_on_both
+    partner = add_va(gw)
+    sub = "0007700001"
+    with unit_of_work(gw.sessions) as s:  # an employer's file: not CMS's combinations
+        configure_rules(s, "va", severities={"maintenance-combination": "ignore"})
+
+    def kid(first: str, ssn: str, birth: str, **kw: object) -> Member:
+        return dependent(sub, "", first, ssn, birth=birth, last="OKAFOR", **kw)
+
+    def change(m: Member) -> Member:
+        m.maintenance, m.reason, m.coverages = "001", "25", []
+        return m
+
+    parent = Member(subscriber_id=sub, member_id="", last="OKAFOR", first="ADA", ssn="530194801")
+    feed(
+        gw,
+        partner,
+        interchange([parent, kid("AVA", "", "20260115"), kid("LEO", "", "20200202")], control=1),
+    )
+    keys = sorted(k for k in members(gw) if k != sub)
+    assert len(keys) == 2
+
+    def held() -> dict[str, tuple[str, str, str]]:
+        return {
+            k: (m.first_name, m.id_value, str(m.birth_date))
+            for k, m in members(gw).items()
+            if k != sub
+        }
+
+    before = held()
+    ava = next(k for k, v in before.items() if v[0] == "AVA")
+    leo = next(k for k, v in before.items() if v[0] == "LEO")
+
+    # The newborn's SSN, sent for the first time.
+    rid = feed(gw, partner, interchange([change(kid("AVA", "512849399", "20260115"))], control=2))
+    assert outcomes(gw, rid) == {ava: ("applied", [])}
+    # A first name and a birth date put right, with what was sent before in 2100B.
+    fixed = change(kid("LEON", "", "20200203", prior=["NM1*70*1*OKAFOR*LEO", "DMG*D8*20200202*F"]))
+    rid = feed(gw, partner, interchange([fixed], control=3))
+    assert outcomes(gw, rid) == {leo: ("applied", [])}
+    assert held() == {
+        ava: ("AVA", "512849399", "2026-01-15"),
+        leo: ("LEON", "", "2020-02-03"),
+    }
+    # Both are found again as they now are: AVA by her SSN, LEON by name and birth date.
+    rid = feed(
+        gw,
+        partner,
+        interchange(
+            [change(kid("AVA", "512849399", "20260115")), change(kid("LEON", "", "20200203"))],
+            control=4,
+        ),
+    )
+    assert outcomes(gw, rid) == {ava: ("applied", []), leo: ("applied", [])}
+    # Another SSN is another person, whatever the name and birth date: not AVA.
+    rid = feed(gw, partner, interchange([change(kid("AVA", "512849398", "20260115"))], control=5))
+    [(key, outcome)] = outcomes(gw, rid).items()
+    assert key not in (ava, leo) and outcome == ("rejected", ["unknown-member"])
+    assert sorted(k for k in members(gw) if k != sub) == keys
+
+
 def test_a_re_add_after_a_cancel_starts_the_enrollment_afresh(gw, partner) -> None:
     """Cancelled, then added again from the same date with another premium: one enrollment,
     initial again, whose only period is the new one (the stored period with that begin date is

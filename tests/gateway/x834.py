@@ -42,6 +42,7 @@ class Member:
     coverages: list[Cov] = field(default_factory=lambda: [Cov()])
     categories: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (REF01, value)
     category_period: str = "20270101-20271231"  # every 2750 loop's DTP*007 (RD8, or a D8 date)
+    prior: list[str] = field(default_factory=list)  # 2100B Incorrect Member Name: NM1*70, DMG
 
     def segments(self) -> list[str]:
         out = [
@@ -54,12 +55,14 @@ class Member:
             out.append(f"DTP*303*D8*{self.effective}")
         if self.eligibility_end:
             out.append(f"DTP*357*D8*{self.eligibility_end}")
-        out.append(f"NM1*IL*1*{self.last}*{self.first}****34*{self.ssn}")
+        ident = f"****34*{self.ssn}" if self.ssn else ""  # "": no NM108/NM109
+        out.append(f"NM1*IL*1*{self.last}*{self.first}{ident}")
         if self.subscriber:
             out.append(f"PER*IP**HP*{self.phone}")
             if self.street:
                 out += [f"N3*{self.street}", f"N4*{self.city}*VA*{self.zip}"]
         out.append(f"DMG*D8*{self.birth}*{self.gender}")
+        out += self.prior
         for cov in self.coverages:
             out.append(f"HD*{cov.maintenance}**{cov.line}**{cov.level}")
             if cov.begin:
