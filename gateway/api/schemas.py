@@ -241,7 +241,10 @@ class BusinessFindingOut(BaseModel):
 
 class MemberOut(BaseModel):
     seq: int = Field(description="the member's order in the file, from 0")
-    member_key: str = Field(description="REF*17, else the subscriber's REF*0F")
+    member_key: str = Field(
+        description="REF*17; else a subscriber's REF*0F; else (a dependent) its subscriber's "
+        "REF*0F, a colon and a digest of who it is, kept when that is corrected"
+    )
     subscriber_number: str
     policy: str
     subscriber: bool
@@ -309,10 +312,10 @@ class LedgerPeriodOut(BaseModel):
     plan_id: str = Field(description="REF*CE (CMS: 14-character plan id + 2-digit variant)")
     csr_variant: str = Field(description="the plan id's CSR variant (e.g. 01, 04, 06)")
     coverage_level: str = Field(description="HD05: IND, FAM, EMP, ESP, …")
-    premium: str = Field(description="2750 PRE AMT 1, monthly")
-    aptc: str = Field(description="2750 APTC AMT, monthly")
-    csr_amount: str = Field(description="2750 CSR AMT, monthly")
-    rating_area: str = Field(description="2750 RATING AREA")
+    premium: str = Field(description='2750 PRE AMT 1, monthly ("": not sent)')
+    aptc: str = Field(description='2750 APTC AMT, monthly ("": not sent)')
+    csr_amount: str = Field(description='2750 CSR AMT, monthly ("": not sent)')
+    rating_area: str = Field(description='2750 RATING AREA ("": not sent)')
     event_id: int | None = Field(description="the member event that last set these terms")
 
 
@@ -344,7 +347,10 @@ class EnrollmentOut(BaseModel):
 
 
 class LedgerMemberOut(BaseModel):
-    member_key: str = Field(description="REF*17, else the subscriber's REF*0F")
+    member_key: str = Field(
+        description="REF*17; else a subscriber's REF*0F; else (a dependent) its subscriber's "
+        "REF*0F, a colon and a digest of who it is, kept when that is corrected"
+    )
     subscriber_number: str
     subscriber: bool
     relationship: str
