@@ -40,7 +40,7 @@ from gateway.db.session import run_in_transaction
 from gateway.enrollment import lifecycle
 from gateway.enrollment import repository as ledger_repo
 from gateway.enrollment.advice import add_824s
-from gateway.enrollment.codes import ACTIVATING, Maintenance, MemberStatus
+from gateway.enrollment.codes import ACTIVATING, Maintenance, MemberStatus, priced_line
 from gateway.enrollment.events import Address, MemberEvent, TransactionSetHeader
 from gateway.enrollment.extract import SetKey, extract_members
 from gateway.enrollment.filesets import FileSets, SetCounts
@@ -771,7 +771,7 @@ class _Chunk:
         day = lifecycle.event_effective(subscriber)
         if subscriber.coverages:
             lines = [c.insurance_line[:3] for c in subscriber.coverages]
-            cov = subscriber.coverages[lines.index(lifecycle.priced_line(lines) or lines[0])]
+            cov = subscriber.coverages[lines.index(priced_line(lines) or lines[0])]
             day = day or cov.benefit_begin
             if day is None:
                 return None
@@ -784,7 +784,7 @@ class _Chunk:
             for e in self._enrollments_of(key)
             if e.policy == policy and e.plan_year == day.year and e.covers(day, day)
         ]
-        line = lifecycle.priced_line(held)
+        line = priced_line(held)
         return (line, policy, day) if line is not None else None
 
     def _identity_hits(self, event: MemberEvent, key: str) -> list[Hit]:

@@ -5,6 +5,7 @@ rules, the ledger and the dashboard."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 
 
 class Maintenance(enum.StrEnum):
@@ -78,3 +79,12 @@ class MemberStatus(enum.StrEnum):
 class CoverageStatus(enum.StrEnum):
     ACTIVE = "active"
     ENDED = "ended"
+
+
+def priced_line(lines: Iterable[str]) -> str | None:
+    """The insurance line a member's 2750 amounts (PRE AMT 1, APTC AMT, CSR AMT, RATING AREA)
+    belong to: one 2700 loop per member, however many 2300 loops, so one line — health (HLT)
+    when the member has it, else the first in code order (DEN before VIS), whatever order a
+    file lists them in: a later file that sent VIS first gave VIS the premium DEN still held.
+    Copying them to each line counted a family's premium and APTC once per line."""
+    return min(lines, key=lambda line: (line != "HLT", line), default=None)

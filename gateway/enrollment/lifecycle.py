@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
-from gateway.enrollment.codes import Maintenance
+from gateway.enrollment.codes import Maintenance, priced_line
 from gateway.enrollment.events import Coverage, MemberEvent
 from gateway.enrollment.rules import amount
 
@@ -203,15 +203,6 @@ def event_effective(event: MemberEvent) -> dt.date | None:
         if loop.name in CATEGORY_TERMS and loop.period_begin is not None
     ]
     return min(begins) if begins else None
-
-
-def priced_line(lines: Iterable[str]) -> str | None:
-    """The insurance line a member's 2750 amounts (PRE AMT 1, APTC AMT, CSR AMT, RATING AREA)
-    belong to: one 2700 loop per member, however many 2300 loops, so one line — health (HLT)
-    when the member has it, else the first in code order (DEN before VIS), whatever order a
-    file lists them in: a later file that sent VIS first gave VIS the premium DEN still held.
-    Copying them to each line counted a family's premium and APTC once per line."""
-    return min(lines, key=lambda line: (line != "HLT", line), default=None)
 
 
 def _deltas(

@@ -15,6 +15,7 @@ from gateway.db.base import fit
 from gateway.db.models import ReconciliationItem
 from gateway.enrollment import lifecycle
 from gateway.enrollment import repository as ledger_repo
+from gateway.enrollment.codes import priced_line
 from gateway.enrollment.events import MemberEvent
 from gateway.enrollment.keys import policy_key
 from gateway.enrollment.repository import MemberRec
@@ -36,7 +37,7 @@ def compare(
     out += _identity(event, member)
     as_of = event.header.creation_date
     fallback = member.policy_key or policy_key(event)
-    priced = lifecycle.priced_line([c.insurance_line[:3] for c in event.coverages])
+    priced = priced_line([c.insurance_line[:3] for c in event.coverages])
     for cov in event.coverages:
         line = cov.insurance_line[:3]
         policy = lifecycle.policy_of(cov, event, fallback)

@@ -9,14 +9,15 @@ stored for the sender and operators, never logged.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from gateway.enrollment.codes import SELF, Maintenance
+from gateway.enrollment.codes import SELF, Maintenance, priced_line
 from gateway.enrollment.combinations import ADDL_MAINT_REASON, CMS_FFE, Combinations
 from gateway.enrollment.events import MemberEvent, TransactionSetHeader
 
@@ -201,6 +202,16 @@ RULES: dict[str, Rule] = {
             "the same member twice in one file",
             "Send each member once per file; combine the changes.",
             "006",
+        ),
+        Rule(
+            "premium-gap",
+            7,
+            Severity.WARN,
+            "the premium's 2750 DTP*007 range ends before the coverage does: days in force "
+            "with no premium",
+            "Send PRE AMT 1 for the whole coverage: a range (RD8) that ends with it, a start "
+            "date (D8) alone, or another PRE AMT 1 from the day after the range ends.",
+            "007",
         ),
         Rule(
             "maintenance-combination",
@@ -426,6 +437,9 @@ def member_rules(event: MemberEvent, facts: MemberFacts, config: RuleConfig) -> 
             add("end-before-begin", f"{what} ends {last} before it begins {first}{raw}",
                 segment_id, position)  # fmt: skip
 
+    if mtype != Maintenance.TERMINATION:
+        _premium_gap(event, add)
+
     if mtype == Maintenance.TERMINATION:
         if (
             event.eligibility_end is None
@@ -537,6 +551,35 @@ def member_rules(event: MemberEvent, facts: MemberFacts, config: RuleConfig) -> 
                 element=4,
             )
     return hits
+
+
+def _premium_gap(event: MemberEvent, add: Callable[..., None]) -> None:
+    """premium-gap: PRE AMT 1 sent only as ranges (RD8) whose last day is before the priced
+    coverage's end (DTP*349, else the plan year's last day): the ledger holds no premium for
+    the days after it, and bills none. A D8 date is in force until the next one: no gap."""
+    loops = [r for r in event.reporting_category_loops if r.name == "PRE AMT 1"]
+    if not loops or not event.coverages:
+        return
+    ends = [r.period_end for r in loops if "-" in r.period_raw and r.period_end is not None]
+    if len(ends) != len(loops):
+        return
+    lines = [c.insurance_line[:3] for c in event.coverages]
+    cov = event.coverages[lines.index(priced_line(lines) or lines[0])]
+    if cov.maintenance_type.code == Maintenance.TERMINATION:
+        return
+    last = max(ends)
+    begin = cov.benefit_begin or min(r.period_begin or last for r in loops)
+    through = cov.benefit_end or dt.date(begin.year, 12, 31)
+    if last < through:
+        at = next(r for r in loops if r.period_end == last)
+        add(
+            "premium-gap",
+            f"PRE AMT 1 runs to {last} (2750 DTP*007 {at.period_raw}) but the "
+            f"{cov.insurance_line} coverage runs to {through}: {(through - last).days} days "
+            "with no premium unless another PRE AMT 1 covers them",
+            "N1",
+            at.segment_position,
+        )
 
 
 def _quoted(value: str, limit: int = 20) -> str:

@@ -324,6 +324,7 @@ def test_change_term_reinstate_for_unknown_member_rejected(gw, partner) -> None:
         ),
         ([rosalind(), rosalind()], None, "member-twice-in-file"),
         ([rosalind(reason="AI", categories={})], None, "maintenance-combination"),
+        ([rosalind(category_period="20270101-20270331")], None, "premium-gap"),
         (
             [rosalind(maintenance="024", reason="07", categories={}, coverages=[])],
             None,

@@ -499,3 +499,39 @@ def test_a_2750_range_that_ends_before_it_begins_is_end_before_begin() -> None:
     (loop,) = backwards.reporting_category_loops
     assert (hit.segment_id, hit.segment_position) == ("N1", loop.segment_position)
     assert "APTC AMT" in hit.message and "20271231-20270101" in hit.message
+
+
+def test_premium_gap_only_where_the_ranges_stop_before_the_coverage() -> None:
+    """premium-gap: PRE AMT 1 only as RD8 ranges, the last ending before the priced coverage
+    (DTP*349, else December 31). A D8 date runs until the next one; no gap."""
+    pre = {"PRE AMT 1": ("9X", "300.00")}
+
+    def gap(period: str, **kw: object) -> list[str]:
+        (event,) = events([subscriber(categories=pre, category_period=period, **kw)])
+        return [
+            h.message for h in member_rules(event, NO_FACTS, DEFAULTS) if h.rule == "premium-gap"
+        ]
+
+    [message] = gap("20270101-20270331")
+    assert "runs to 2027-03-31" in message and "2027-12-31: 275 days" in message
+    assert gap("20270101-20271231") == []
+    assert gap("20270101") == []  # D8: from that day on
+    assert gap("20270101-20270630", coverages=[Cov(end="20270630")]) == []
+    assert gap("20270101-20270630", coverages=[Cov(end=None)]) != []  # to the plan year's end
+    assert gap("20270101-20270331", coverages=[Cov(maintenance="024", end="20270331")]) == []
+    # Dental and health: the premium is health's (HLT ends in March here: no gap).
+    both = [Cov(line="DEN"), Cov(line="HLT", end="20270331")]
+    assert gap("20270101-20270331", coverages=both) == []
+    # Two ranges: the later one's end is what counts.
+    (event,) = events([subscriber(categories=pre, category_period="20270101-20270331")])
+    later = event.reporting_category_loops[0].model_copy(
+        update={
+            "period_begin": dt.date(2027, 4, 1),
+            "period_end": dt.date(2027, 12, 31),
+            "period_raw": "20270401-20271231",
+        }
+    )
+    both_ranges = event.model_copy(
+        update={"reporting_category_loops": (*event.reporting_category_loops, later)}
+    )
+    assert not [h for h in member_rules(both_ranges, NO_FACTS, DEFAULTS) if h.rule == "premium-gap"]
