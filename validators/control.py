@@ -24,6 +24,7 @@ SUPPORTED_ISA12 = "00501"
 FUNCTIONAL_ID = "BE"
 RESPONSIBLE_AGENCY = "X"  # GS07: Accredited Standards Committee X12
 ACKNOWLEDGMENT_GROUP = "FA"  # GS01 of a 997 or 999 (and of the 999s we send)
+ACKNOWLEDGMENT_SETS = frozenset({"997", "999"})  # ST01 of an acknowledgment
 GUIDE_VERSION = "005010X220A1"
 TRANSACTION_SET_ID = "834"
 # ISA05/ISA07 interchange ID qualifiers (X12 I05).

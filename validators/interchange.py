@@ -32,6 +32,7 @@ from parsers.tokenizer import DEFAULT_MAX_SEGMENT_BYTES
 from validators.compiled import CompiledTransactionSetChecker
 from validators.control import (
     ACKNOWLEDGMENT_GROUP,
+    ACKNOWLEDGMENT_SETS,
     GUIDE_VERSION,
     TRANSACTION_SET_ID,
     check_ge,
@@ -259,9 +260,11 @@ class InterchangeResult:
 
     @property
     def acknowledged_groups(self) -> list[GroupResult]:
-        """The groups a 999 answers: all but acknowledgments (GS01 FA, a 997 or 999), which
-        X12 says are never acknowledged — answering them invites an endless exchange of acks."""
-        return [g for g in self.groups if g.gs.element(1) != ACKNOWLEDGMENT_GROUP]
+        """The groups a 999 answers: all but acknowledgments (GS01 FA holding only 997s and
+        999s), which X12 says are never acknowledged — answering them invites an endless
+        exchange of acks. An 834 sent in a GS01 FA group is answered (AK905 1): silence would
+        leave its sender believing it was delivered."""
+        return [g for g in self.groups if not _acknowledgment_group(g)]
 
     @property
     def wants_999(self) -> bool:
@@ -691,3 +694,9 @@ def validate_stream(
     reader.feed(b"")
     yield from drain()
     yield from validator.finish()
+
+
+def _acknowledgment_group(group: GroupResult) -> bool:
+    return group.gs.element(1) == ACKNOWLEDGMENT_GROUP and all(
+        ts.st01 in ACKNOWLEDGMENT_SETS for ts in group.sets
+    )

@@ -76,10 +76,11 @@ class TestHttpIntake:
             assert dmg[0]["segment_position"] == 16
             assert dmg[0]["remedy"] and dmg[0]["meaning"]
             text = c.get(f"/v1/interchanges/{r.json()['id']}/acks/999").text
-            assert "IK3*DMG*16*2100A*8~" in text and "IK5*R*5~" in text and "AK9*R*1*1*0~" in text
+            assert "IK3*DMG*16*2100*8~" in text and "IK5*R*5~" in text and "AK9*R*1*1*0~" in text
 
-            # A name in UTF-8 (outside X12's character set): the 999 copies its bytes as sent,
-            # the API shows the name, not its bytes read as Latin-1 ("MARÃ\x8dA").
+            # A name in UTF-8 (outside X12's character set): the API shows the name, not its
+            # bytes read as Latin-1 ("MARÃ\x8dA"); the 999 names the element and the invalid
+            # character (IK403 6) without copying bytes a translator would refuse (IK404).
             utf8 = _with_isa13(GOOD, 777).replace(b"OKAFOR*DANIELLE", "OKAFOR*MARÍA".encode(), 1)
             r = c.post(  # and a file name in UTF-8, kept as sent (not "rÃ©sumÃ©")
                 "/v1/interchanges",
@@ -94,7 +95,7 @@ class TestHttpIntake:
             values = {f["bad_value"] for f in named["findings"] if f["segment_id"] == "NM1"}
             assert "MARÍA" in values, named["findings"]
             ack999 = c.get(f"/v1/interchanges/{r.json()['id']}/acks/999").content
-            assert "MARÍA".encode() in ack999
+            assert b"IK4*4*1036*6~" in ack999 and "MARÍA".encode() not in ack999
 
     def test_resend_identical_bytes_returns_the_original_receipt(self, gateway):
         key = gateway.add_partner("va", "VA0FFM")

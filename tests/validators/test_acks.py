@@ -57,18 +57,19 @@ class TestBuildTa1:
         assert ack.startswith(b"ISA|") and b"'ST|999|0001|005010X231A1'" in ack
 
 
-@pytest.mark.parametrize("junk", ["", "**", "abc*1", "ABCD*1"])
+@pytest.mark.parametrize("junk", ["", "**", "ABCD*1", "A-B*1"])
 def test_a_segment_without_a_usable_id_gets_no_ik3_and_the_999_stays_valid(junk: str) -> None:
     """IK301 is a mandatory ID (2-3 letters and digits). An empty segment (`~~`), one with an
-    empty tag (`***`) or a tag no ID can be (lower case, four characters) cannot be named: no
-    IK3 for it, the set still rejected (IK5 R 5) — and every IK3 names a real segment ID."""
+    empty tag (`***`) or a tag no ID can be (four characters, a hyphen) cannot be named: no
+    IK3 for it, the set still rejected (IK5 R 5) — and every IK3 names a real segment ID. A
+    lower-case tag (`abc`) is named as sent: `test_999_is_valid_x231`."""
     body = [*HEADER, *MEMBER[:7], junk, *MEMBER[7:]]
     result = one(x12(Group(sets=[TS(body=body)])))
     (ts,) = result.sets
     assert any(i.segment_position == 12 for i in ts.issues)  # the finding is kept (API)
     s = segs(build_999(result, control_number=5, now=NOW))
     ik3 = [x for x in s if x.tag == "IK3"]
-    assert all(re.fullmatch(r"[0-9A-Z]{2,3}", x.element(1)) for x in ik3), ik3
+    assert all(re.fullmatch(r"[0-9A-Za-z]{2,3}", x.element(1)) for x in ik3), ik3
     assert [x.element(2) for x in ik3].count("12") == 0
     (ik5,) = [x for x in s if x.tag == "IK5"]
     assert ik5.element(1) == "R" and "5" in ik5.elements[1:]
@@ -123,8 +124,8 @@ class TestBuild999:
             ("AK2", ("834", "0001", "005010X220A1")),
             ("IK5", ("A",)),
             ("AK2", ("834", "0002", "005010X220A1")),
-            ("IK3", ("DMG", "12", "2100A", "8")),
-            ("CTX", ("SUBSCRIBER NUMBER:SUB1000001",)),
+            ("IK3", ("DMG", "12", "2100", "8")),
+            ("CTX", ("SUBSCRIBER NUMBER REF02:SUB1000001",)),
             ("IK4", ("2", "1251", "8", "19911345")),
             ("IK5", ("R", "5")),
             ("AK9", ("P", "2", "2", "1")),

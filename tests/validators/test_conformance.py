@@ -154,7 +154,7 @@ class TestComponentInASimpleElement:
         (ik4,) = [s for s in segments if s.tag == "IK4"]
         assert ik4.elements == ("2", "127", "13", "10000:00000")
         (ctx,) = [s for s in segments if s.tag == "CTX"]
-        assert ctx.element(1) == f"SUBSCRIBER NUMBER{isa.element(16)}SUB1000001"
+        assert ctx.element(1) == f"SUBSCRIBER NUMBER REF02{isa.element(16)}SUB1000001"
 
 
 class TestNotUsedElements:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 from collections.abc import Iterable, Iterator
 
 from parsers.delimiters import Delimiters
@@ -18,6 +19,15 @@ from validators.issues import Issue, Level
 
 ACK_VERSION = "005010X231A1"
 MAX_BAD_VALUE = 99  # IK404 is AN 1/99
+MAX_LOOP_ID = 4
+"""IK303 (element 447, Loop Identifier Code) is AN 1/4: the standard's loop id — `2100` for
+the guide's 2100A..2100H, `1000` for 1000A..C. A five-character TR3 name fails a strict
+translator's check of our 999 (pyx12's x12valid: "IK303 is too long")."""
+CTX_BUSINESS_UNIT = "SUBSCRIBER NUMBER REF02"
+"""X231A1 2100 CTX01-1 for an 834 (its code list: TRN02, NM109, PATIENT NAME NM109, SUBSCRIBER
+NAME NM109, ENT01, SUBSCRIBER NUMBER REF02, CLM01)."""
+MAX_CONTEXT_REFERENCE = 35  # CTX01-2 (element 9998) is AN 1/35
+_SEGMENT_ID = re.compile(r"[0-9A-Za-z]{2,3}")
 
 
 def build_999(
@@ -100,8 +110,8 @@ def _copied_values(result: InterchangeResult) -> Iterable[str]:
         for issue in ts.issues:
             if issue.level is Level.ELEMENT and issue.code != "1" and issue.bad_value:
                 yield issue.bad_value[:MAX_BAD_VALUE]
-            if issue.business_unit:
-                yield issue.business_unit
+            if _names_member(issue):
+                yield _context_reference(issue)
 
 
 def _transaction(group: GroupResult, st02: str, d: Delimiters) -> Iterator[Segment]:
@@ -147,24 +157,27 @@ def _set_response(ts: TransactionSetResult, d: Delimiters) -> list[Segment]:
         # digits). A segment whose ID is empty (`~~`) or unusable cannot be named, so it gets
         # no IK3 (nor IK4s) — a 999 its sender's translator cannot parse answers nothing. IK5
         # still rejects the set (5).
-        ik301 = echo.code(issue.segment_id or "", min_len=2, max_len=3, neutral="")
-        if not ik301:
+        # A lower-case ID (`dmg`) is still named as sent: it is the segment in error.
+        ik301 = issue.segment_id or ""
+        if not _SEGMENT_ID.fullmatch(ik301):
             continue
+        loop_id = (issue.loop_id or "")[:MAX_LOOP_ID]
         if issue.level is Level.SEGMENT:
             out.append(
                 segment(
                     "IK3",
                     ik301,
                     str(issue.segment_position or 0),
-                    issue.loop_id or "",
+                    loop_id,
                     issue.code,
                 )
             )
             current = (issue.segment_id, issue.segment_position)
-            if issue.business_unit:
+            if _names_member(issue):
                 out.append(
                     segment(
-                        "CTX", f"SUBSCRIBER NUMBER{d.component}{_clean(issue.business_unit, d)}"
+                        "CTX",
+                        f"{CTX_BUSINESS_UNIT}{d.component}{_clean(_context_reference(issue), d)}",
                     )
                 )
         else:
@@ -175,7 +188,7 @@ def _set_response(ts: TransactionSetResult, d: Delimiters) -> list[Segment]:
                         "IK3",
                         ik301,
                         str(issue.segment_position or 0),
-                        issue.loop_id or "",
+                        loop_id,
                         "8",
                     )
                 )
@@ -194,9 +207,30 @@ def _ik4(issue: Issue, d: Delimiters) -> Segment:
     bad = ""
     if issue.code != "1" and issue.bad_value:
         bad = _clean(issue.bad_value, d)[:MAX_BAD_VALUE]
-        if not bad.strip():
+        if not bad.strip() or not _copyable(bad) or _CONTROL_NAME.fullmatch(bad):
             bad = ""
     return segment("IK4", position, issue.element_ref or "", issue.code, bad)
+
+
+_CONTROL_NAME = re.compile(r"<[A-Z]{2,3}>")
+"""pyx12's name for a control character it found (`<HT>`): a description, not a copy."""
+
+
+def _copyable(value: str) -> bool:
+    """IK404 is a copy of the bad element: only when the copy is in X12's basic and extended
+    character sets (printable ASCII). A NUL, a tab or a Latin-1/UTF-8 byte in our 999 would
+    make it as invalid as what it answers; IK403 (6, invalid character) says what was wrong."""
+    return all(" " <= ch <= "~" for ch in value)
+
+
+def _names_member(issue: Issue) -> bool:
+    """CTX names the member (its REF*0F) for a finding inside a member's loops (2000 and under,
+    all numbered 2xxx), not for the header (1000A..C) or the SE after the last member."""
+    return bool(issue.business_unit) and (issue.loop_id or "").startswith("2")
+
+
+def _context_reference(issue: Issue) -> str:
+    return (issue.business_unit or "").strip()[:MAX_CONTEXT_REFERENCE]
 
 
 def _clean(value: str, d: Delimiters) -> str:
