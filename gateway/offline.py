@@ -159,10 +159,24 @@ def validate_file(
         report.interchanges.append(summarize(result))
         if result.ta1_required:
             with ta1_path.open("ab") as f:
-                f.write(build_ta1(result, control_number=numbers.take(), now=now))
+                f.write(
+                    build_ta1(
+                        result,
+                        control_number=numbers.take(),
+                        now=now,
+                        receiver=options.expected_sender,
+                    )
+                )
         if result.wants_999:
             with ack_path.open("ab") as f:
-                f.write(build_999(result, control_number=numbers.take(), now=now))
+                f.write(
+                    build_999(
+                        result,
+                        control_number=numbers.take(),
+                        now=now,
+                        receiver=options.expected_sender,
+                    )
+                )
         result.close()
     if report.unusable is not None:
         path = out_dir / f"{stem}.rejected.json"

@@ -363,14 +363,19 @@ class _Store:
         """A TA1 when asked for or when the envelope has errors; a 999 unless the TA1 rejects
         or nothing in it is to be acknowledged (`InterchangeResult.wants_999`)."""
         identity = self.gw.settings.identity
+        partner = (self.sender.isa_qualifier, self.sender.isa_id)  # who sent it: its acks
         if result.ta1_required:
             number = next(numbers)
-            content = build_ta1(result, control_number=number, now=now, sender=identity)
+            content = build_ta1(
+                result, control_number=number, now=now, sender=identity, receiver=partner
+            )
             name = ack_filename(self.job, result.isa13, AckKind.TA1, round_=self.round)
             self.acks.append(_ack(self.job, env_id, AckKind.TA1, number, content, name))
         if result.wants_999:
             number = next(numbers)
-            content = build_999(result, control_number=number, now=now, sender=identity)
+            content = build_999(
+                result, control_number=number, now=now, sender=identity, receiver=partner
+            )
             name = ack_filename(self.job, result.isa13, AckKind.X999, round_=self.round)
             self.acks.append(_ack(self.job, env_id, AckKind.X999, number, content, name))
 

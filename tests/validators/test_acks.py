@@ -195,3 +195,25 @@ def test_ik502_is_i5_only_when_every_segment_error_is_against_the_guide(
     issues: tuple[tuple[str, str], ...], ik502: list[str]
 ) -> None:
     assert _set_with(*issues) == ik502
+
+
+class TestAcksAreAddressedToWhoSentTheFile:
+    """The gateway knows who sent a file (its API key or SSH key): the ack's ISA07/ISA08 are
+    that partner's registered identity — not UNKNOWN when the received ISA06 cannot be
+    echoed, nor the party a spoofed ISA06 names (TA1 006)."""
+
+    def test_an_isa06_with_a_control_character(self) -> None:
+        result = one(x12(isa_kwargs={"sender": "VA0\x01FFM"}), expected_sender=("ZZ", "VA0FFM"))
+        for ack in (
+            build_ta1(result, control_number=1, now=NOW, receiver=("ZZ", "VA0FFM")),
+            build_999(result, control_number=2, now=NOW, receiver=("ZZ", "VA0FFM")),
+        ):
+            isa = segs(ack)[0]
+            assert (isa.element(7), isa.element(8)) == ("ZZ", "VA0FFM".ljust(15)), ack
+        alone = segs(build_ta1(result, control_number=1, now=NOW))[0]  # nothing known
+        assert alone.element(8) == "UNKNOWN".ljust(15)
+
+    def test_a_spoofed_isa06(self) -> None:
+        result = one(x12(isa_kwargs={"sender": "MD0SBE"}), expected_sender=("ZZ", "VA0FFM"))
+        ta1 = build_ta1(result, control_number=1, now=NOW, receiver=("ZZ", "VA0FFM"))
+        assert b"*R*006~" in ta1 and segs(ta1)[0].element(8) == "VA0FFM".ljust(15)

@@ -19,15 +19,20 @@ def reply_isa(
     now: dt.datetime,
     repetition: str,
     sender: tuple[str, str] | None = None,
+    receiver: tuple[str, str] | None = None,
     delimiters: Delimiters = DEFAULT_DELIMITERS,
 ) -> Segment:
     """Our ISA: sender and receiver swapped from the received ISA; ISA14 = 0 (we ask for no TA1
     back); ISA15 mirrors the received test/production indicator. `sender` (qualifier, id) is our
-    registered identity when known; otherwise we answer as the received ISA07/ISA08. What we
-    echo is checked against its element and our `delimiters` (see `echo`)."""
+    registered identity when known; otherwise we answer as the received ISA07/ISA08.
+    `receiver` is the authenticated partner's registered ISA05/ISA06 when known: the ack is
+    addressed to whoever sent the file — also when its ISA06 is another's (TA1 006) or cannot
+    be echoed (a control character) — else to the received ISA05/ISA06. What we echo is
+    checked against its element and our `delimiters` (see `echo`)."""
     e = received_isa.element
     d = delimiters
     our_qualifier, our_id = sender if sender is not None else (e(7), e(8))
+    their_qualifier, their_id = receiver if receiver is not None else (e(5), e(6))
     usage = e(15) if e(15) in ("P", "T") else "P"
     return segment(
         "ISA",
@@ -37,8 +42,8 @@ def reply_isa(
         " " * 10,
         echo.code(our_qualifier, min_len=2, max_len=2, neutral="ZZ"),
         echo.fixed(our_id, d, width=15, neutral=UNKNOWN_PARTY),
-        echo.code(e(5), min_len=2, max_len=2, neutral="ZZ"),
-        echo.fixed(e(6), d, width=15, neutral=UNKNOWN_PARTY),
+        echo.code(their_qualifier, min_len=2, max_len=2, neutral="ZZ"),
+        echo.fixed(their_id, d, width=15, neutral=UNKNOWN_PARTY),
         now.strftime("%y%m%d"),
         now.strftime("%H%M"),
         repetition,

@@ -16,6 +16,7 @@ def build_ta1(
     control_number: int,
     now: dt.datetime,
     sender: tuple[str, str] | None = None,
+    receiver: tuple[str, str] | None = None,
 ) -> bytes:
     """ISA / TA1*ISA13*ISA09*ISA10*TA104*TA105 / IEA, in the sender's delimiters when usable."""
     if now.tzinfo is None:
@@ -28,6 +29,7 @@ def build_ta1(
             now=now,
             repetition=d.repetition,
             sender=sender,
+            receiver=receiver,
             delimiters=d,
         ),
         d.component,

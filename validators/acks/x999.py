@@ -36,6 +36,7 @@ def build_999(
     control_number: int,
     now: dt.datetime,
     sender: tuple[str, str] | None = None,
+    receiver: tuple[str, str] | None = None,
 ) -> bytes:
     """One interchange holding one GS*FA group with a 999 per received functional group
     (`InterchangeResult.acknowledged_groups`: a received 997 or 999 is not acknowledged).
@@ -53,6 +54,7 @@ def build_999(
             now=now,
             repetition=d.repetition,
             sender=sender,
+            receiver=receiver,
             delimiters=d,
         ),
         d.component,
