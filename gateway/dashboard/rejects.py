@@ -197,7 +197,9 @@ def _filter(request: Request, viewer: Viewer) -> tuple[reports.RejectFilter, dic
 def _csv_rows(gw: Gateway, f: reports.RejectFilter) -> Iterator[str]:
     """Every matching file, streamed: their codes and ISA13s looked up 500 files at a time."""
     lines = CsvLines(CSV_COLUMNS)
-    with gw.reads() as s:
+    # A transaction, not `gw.reads()`: the export streams through a server-side cursor, which
+    # PostgreSQL opens only inside one (in autocommit the CSV was its header alone).
+    with gw.sessions() as s:
         batch: list[tuple[Receipt, str]] = []
 
         def flush() -> str:

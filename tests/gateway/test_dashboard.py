@@ -206,10 +206,12 @@ class TestRoles:
         _, good, bad = seeded
         dash, _ = login(gateway, "victor")
         pages = [dash.get(f"/dashboard/interchanges/{rid}").text for rid in (good, bad)]
+        export = dash.get("/dashboard/rejects.csv?result=all").text
+        assert {good, bad} <= {line.split(",")[0] for line in export.splitlines()[1:]}, export
         pages += [
             dash.get("/dashboard").text,
             dash.get("/dashboard/rejects?result=all").text,
-            dash.get("/dashboard/rejects.csv?result=all").text,
+            export,
         ]
         detail = dash.get(f"/dashboard/interchanges/{bad}")
         ack_ids = re.findall(rf"/dashboard/interchanges/{bad}/acks/(\d+)", detail.text)

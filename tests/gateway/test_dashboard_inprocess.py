@@ -410,3 +410,20 @@ def test_a_member_page_shows_the_ledger_and_business_rejects_link_to_it(tmp_path
             assert missing.status_code == 404 and "No such member" in missing.text
     finally:
         gw.close()
+
+
+def test_the_rejects_csv_lists_the_files_on_both_databases(tmp_path, database_url) -> None:
+    """The export streams through a server-side cursor: on PostgreSQL it needs a transaction
+    (a read session in autocommit gave the header alone, for every filter)."""
+    from gateway.dashboard.rejects import _csv_rows
+    from gateway.db.reports import RejectFilter
+    from tests.gateway.harness import add_va, in_process_gateway
+    from tests.gateway.test_worker import _receipt
+
+    for gw in in_process_gateway(tmp_path / "var", database_url):
+        partner = add_va(gw)
+        bad = (SAMPLES / "bad_ik403_8_dmg02_date.834").read_bytes()
+        rid = _receipt(gw, partner, bad)
+        assert Worker(gw).run_once()
+        lines = "".join(_csv_rows(gw, RejectFilter(result="all"))).splitlines()
+        assert [line.split(",")[0] for line in lines[1:]] == [rid], lines
