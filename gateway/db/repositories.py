@@ -1026,11 +1026,11 @@ def take_control_numbers(session: Session, count: int) -> list[int]:
 
 
 def undelivered_acks(
-    session: Session, limit: int = 100
+    session: Session, limit: int = 100, *, skip_partners: Collection[str] = ()
 ) -> Sequence[tuple[int, str, str, bytes, str]]:
     """(id, receipt id, filename, content, partner name) of the acks waiting to be delivered,
-    oldest first: one query."""
-    rows = session.execute(
+    oldest first, but those of `skip_partners` (names): one query."""
+    stmt = (
         select(Ack.id, Ack.receipt_id, Ack.filename, Ack.content, Partner.name)
         .join(Receipt, Receipt.id == Ack.receipt_id)
         .join(Partner, Partner.id == Receipt.partner_id)
@@ -1039,9 +1039,10 @@ def undelivered_acks(
             Ack.superseded.is_(False),
             Ack.kind.in_([k.value for k in DELIVERED_KINDS]),
         )
-        .order_by(Ack.id)
-        .limit(limit)
-    ).all()
+    )
+    if skip_partners:
+        stmt = stmt.where(Partner.name.not_in(list(skip_partners)))
+    rows = session.execute(stmt.order_by(Ack.id).limit(limit)).all()
     return [tuple(row) for row in rows]  # type: ignore[misc]
 
 

@@ -5,7 +5,9 @@ outboxes in the database: a crash between commit and delivery only delays the de
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -37,18 +39,54 @@ def deliver_acks(gw: Gateway, limit: int = 100) -> int:
         return _deliver_acks(gw, limit) if mine else 0
 
 
+@dataclass
+class _Held:
+    """A partner whose outbound/ could not be written: its acks wait until `until` (monotonic),
+    the wait doubling from `BLOCKED_FIRST_SECONDS` to `BLOCKED_MAX_SECONDS` while it fails."""
+
+    until: float
+    wait: float
+
+
+BLOCKED_FIRST_SECONDS = 5.0
+BLOCKED_MAX_SECONDS = 300.0
+_held: dict[str, _Held] = {}  # partner name -> its outbound/'s back-off, in this process
+_held_lock = threading.Lock()
+
+
+def _hold(partner: str) -> float:
+    with _held_lock:
+        before = _held.get(partner)
+        wait = min(BLOCKED_MAX_SECONDS, before.wait * 2) if before else BLOCKED_FIRST_SECONDS
+        _held[partner] = _Held(time.monotonic() + wait, wait)
+        return wait
+
+
+def _held_partners() -> set[str]:
+    now = time.monotonic()
+    with _held_lock:
+        return {name for name, h in _held.items() if h.until > now}
+
+
 def _deliver_acks(gw: Gateway, limit: int) -> int:
     """Each file is durable (written, fsynced, renamed; each directory fsynced once for the
     round) before it is marked delivered; the marks of the files one call wrote are one
     transaction after them. A crash between a file and its mark writes that file again,
     whole, on the next round: an ack is delivered at least once, and a failed write leaves
-    the earlier files marked."""
+    the earlier files marked.
+
+    One partner's outbound/ that cannot be written (a full or read-only volume, a file where
+    the folder should be) holds back that partner's acks only: they wait, with a back-off,
+    while every other partner's are delivered — the first failure ended the round for all."""
     with unit_of_work(gw.sessions) as session:
-        rows = repo.undelivered_acks(session, limit)
+        rows = repo.undelivered_acks(session, limit, skip_partners=_held_partners())
     written: list[tuple[int, str, str]] = []
     directories: set[Path] = set()
+    failed: set[str] = set()
     try:
         for ack_id, receipt_id, filename, content, partner_name in rows:
+            if partner_name in failed:
+                continue
             started = time.monotonic()
             directory = gw.outbound_dir(partner_name)
             try:
@@ -59,9 +97,20 @@ def _deliver_acks(gw: Gateway, limit: int) -> int:
                     gw.settings.data_dir / "outbox-tmp",
                     sync_directory=False,
                 )
-            except OSError:
+            except OSError as exc:
                 DELIVERY_FAILURES.labels(kind="ack").inc()
-                raise  # the ack stays undelivered: the next round writes it
+                failed.add(partner_name)  # its acks stay undelivered; later rounds retry
+                log.warning(
+                    "ack_delivery_failed",
+                    partner=partner_name,
+                    receipt_id=receipt_id,
+                    error=type(exc).__name__,
+                    errno=exc.errno,
+                    retry_seconds=_hold(partner_name),
+                )
+                continue
+            with _held_lock:
+                _held.pop(partner_name, None)
             directories.add(directory)
             DELIVERY_SECONDS.labels(kind="ack").observe(time.monotonic() - started)
             crashpoint("ack_written")

@@ -19,6 +19,7 @@ from gateway.db.locks import sole
 from gateway.db.models import Ack, Interchange, InterchangeKey, Receipt, ReceiptEvent, Status
 from gateway.db.session import unit_of_work
 from gateway.outbound import fsync_directory, write_atomically
+from gateway.partners import add_partner
 from gateway.worker import outbox
 from gateway.worker.run import Worker
 from tests.benchmarks.generate_834 import write_834
@@ -236,6 +237,12 @@ class TestAckDelivery:
     """An ack's file is durable before it is marked delivered; the files one round writes are
     marked together, after them (gateway.worker.outbox, issue 19)."""
 
+    @pytest.fixture(autouse=True)
+    def _no_back_off_left(self):
+        outbox._held.clear()
+        yield
+        outbox._held.clear()
+
     def processed(self, gw: Gateway, files: int) -> list[str]:
         pid = add_va(gw)
         good = (SAMPLES / "good_exchange_new_enrollment.834").read_bytes()
@@ -284,12 +291,42 @@ class TestAckDelivery:
             return write_atomically(directory, name, content, staging, **kw)
 
         monkeypatch.setattr(outbox, "write_atomically", second_fails)
+        monkeypatch.setattr(outbox, "BLOCKED_FIRST_SECONDS", 0.0)  # retried at once
         acks, _, _ = self.delivered(gw)
-        with pytest.raises(OSError, match="disk full"):
-            outbox.deliver_acks(gw)
+        assert outbox.deliver_acks(gw) == 1  # the partner's other acks wait for the next round
         assert self.delivered(gw) == (acks, 1, 1)
         assert outbox.deliver_acks(gw) == acks - 1  # the next round: the rest, once each
         assert self.delivered(gw) == (acks, acks, acks)
+
+    def test_one_partners_unwritable_outbound_holds_back_only_its_acks(self, gw):
+        """md's outbound/ cannot be written (a file where the folder should be): va's acks are
+        delivered all the same, md's wait (backed off) and go once it can be written."""
+        self.processed(gw, 2)  # va's
+        with unit_of_work(gw.sessions) as s:
+            md, _ = add_partner(s, name="md", isa_qualifier="ZZ", isa_id="MD0SBE")
+            md_id = md.id
+        good = (SAMPLES / "good_exchange_new_enrollment.834").read_bytes()
+        theirs = _with_isa13(good, 900).replace(b"VA0FFM         ", b"MD0SBE         ", 1)
+        _receipt(gw, md_id, theirs)
+        worker = Worker(gw, worker_id="w")
+        while worker.run_once():
+            pass
+        blocked = gw.outbound_dir("md")
+        blocked.parent.mkdir(parents=True, exist_ok=True)
+        blocked.write_text("not a folder")
+        with gw.reads() as s:
+            md_acks = len(
+                s.scalars(select(Ack.id).join(Receipt).where(Receipt.partner_id == md_id)).all()
+            )
+        acks, _, _ = self.delivered(gw)
+        assert md_acks >= 1 and outbox.deliver_acks(gw) == acks - md_acks
+        assert len(list(gw.outbound_dir("va").iterdir())) == acks - md_acks
+        assert "md" in outbox._held_partners()
+        assert outbox.deliver_acks(gw) == 0  # backed off: md is not tried again at once
+        blocked.unlink()
+        outbox._held.clear()  # the back-off elapsed
+        assert outbox.deliver_acks(gw) == md_acks
+        assert self.delivered(gw) == (acks, acks, acks) and not outbox._held_partners()
 
     def test_one_outbox_writes_acks_at_a_time(self, gw):
         """Two workers' outboxes never both write the same acks: while another holds the acks'
