@@ -45,7 +45,7 @@ from validators.interchange import (
     InterchangeResult,
     UnusableResult,
 )
-from validators.issues import Issue
+from validators.issues import InterchangeNoteCode, Issue
 
 
 def ack_filename(job: Job, isa13: str, kind: str, *, round_: int = 1) -> str:
@@ -358,25 +358,36 @@ class _Store:
         issues.clear()
 
     def add_acks(
-        self, env_id: int, result: InterchangeResult, numbers: Iterator[int], now: dt.datetime
+        self,
+        env_id: int,
+        result: InterchangeResult,
+        numbers: Iterator[int],
+        now: dt.datetime,
+        *,
+        seq: int = 0,
     ) -> None:
         """A TA1 when asked for or when the envelope has errors; a 999 unless the TA1 rejects
         or nothing in it is to be acknowledged (`InterchangeResult.wants_999`)."""
         identity = self.gw.settings.identity
         partner = (self.sender.isa_qualifier, self.sender.isa_id)  # who sent it: its acks
+        isa13 = result.isa13
+        if any(i.code == InterchangeNoteCode.DUPLICATE_CONTROL_NUMBER.value for i in result.issues):
+            # TA1 025: the ISA13 was used before, perhaps earlier in this same file, whose acks
+            # carry it already — `-<n>`, the interchange's place in the file, keeps each file.
+            isa13 = f"{isa13}-{seq + 1}"
         if result.ta1_required:
             number = next(numbers)
             content = build_ta1(
                 result, control_number=number, now=now, sender=identity, receiver=partner
             )
-            name = ack_filename(self.job, result.isa13, AckKind.TA1, round_=self.round)
+            name = ack_filename(self.job, isa13, AckKind.TA1, round_=self.round)
             self.acks.append(_ack(self.job, env_id, AckKind.TA1, number, content, name))
         if result.wants_999:
             number = next(numbers)
             content = build_999(
                 result, control_number=number, now=now, sender=identity, receiver=partner
             )
-            name = ack_filename(self.job, result.isa13, AckKind.X999, round_=self.round)
+            name = ack_filename(self.job, isa13, AckKind.X999, round_=self.round)
             self.acks.append(_ack(self.job, env_id, AckKind.X999, number, content, name))
 
     def add_rejection_notice(self) -> str | None:
@@ -458,7 +469,7 @@ def store_results(
             store.add_unusable(result)
             continue
         env_id = store.add_interchange(seq, result)
-        store.add_acks(env_id, result, numbers, now)
+        store.add_acks(env_id, result, numbers, now, seq=seq)
     unusable_reason = store.add_rejection_notice()
     store.flush_findings()
     store.flush_acks()

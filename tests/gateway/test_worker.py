@@ -328,6 +328,23 @@ class TestAckDelivery:
         assert outbox.deliver_acks(gw) == md_acks
         assert self.delivered(gw) == (acks, acks, acks) and not outbox._held_partners()
 
+    def test_a_file_reusing_its_own_isa13_gets_every_ack_in_outbound(self, gw):
+        """Two interchanges with one ISA13 in a file: TA1 A and 999 for the first, TA1 R 025
+        for the second — three files (the two TA1s had one name, and one replaced the other)."""
+        pid = add_va(gw)
+        _receipt(gw, pid, (SAMPLES / "bad_ta1_025_duplicate_isa13.834").read_bytes())
+        assert Worker(gw, worker_id="w").run_once()
+        assert outbox.deliver_acks(gw) == 3
+        names = sorted(p.name for p in gw.outbound_dir("va").iterdir())
+        assert len(names) == 3, names
+        assert [n.rsplit(".", 2)[-2:] for n in names] == [
+            ["000043012-2", "ta1"],
+            ["000043012", "999"],
+            ["000043012", "ta1"],
+        ], names
+        second = (gw.outbound_dir("va") / names[0]).read_bytes()
+        assert b"*R*025~" in second
+
     def test_one_outbox_writes_acks_at_a_time(self, gw):
         """Two workers' outboxes never both write the same acks: while another holds the acks'
         lock (another process), this one skips its turn; then it delivers each ack once."""
