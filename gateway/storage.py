@@ -156,6 +156,15 @@ class BlobStore:
         self.fsync = fsync
         make_private_dirs(self.tmp_dir)
 
+    def writable(self) -> bool:
+        """Whether a file can be stored now: the store's folder is writable (a read-only mount
+        is not, for root either). A probe's question, not a promise: `begin` still says."""
+        try:
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return False
+        return os.access(self.tmp_dir, os.W_OK) and os.access(self.root, os.W_OK)
+
     def begin(self, limit: int | None = None) -> PendingBlob:
         for _ in range(SWEPT_RETRIES):
             try:

@@ -45,7 +45,9 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"model": ErrorOut}})
 def readyz(gw: GatewayDep) -> Response:
-    """Ready for traffic: the database answers and no migration is pending."""
+    """Ready for traffic: the database answers, no migration is pending, and the blob store
+    can be written (every file is on disk before it is "received": without it, each upload
+    would be a 507)."""
     try:
         with gw.engine.connect() as conn:
             repo.ping(conn)
@@ -53,6 +55,9 @@ def readyz(gw: GatewayDep) -> Response:
             return problem(503, "not_ready", "database migrations pending")
     except Exception:
         return problem(503, "unavailable", "database unreachable")
+    if not gw.blobs.writable():
+        log.error("blob_store_not_writable")
+        return problem(503, "storage_unavailable", "the blob store cannot be written")
     return JSONResponse({"status": "ready"})
 
 

@@ -191,6 +191,8 @@ async def receive_file(
     try:
         pending_blob = gw.blobs.begin(limit=limit)
     except StorageError as exc:
+        REJECTED_REQUESTS.labels(reason="storage").inc()
+        log.error("blob_store_failed", partner_id=partner.id, stage="begin")
         raise GatewayError(f"could not store the file: {exc}", 507) from exc
     try:
         async for chunk in request.stream():

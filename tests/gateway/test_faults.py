@@ -13,6 +13,7 @@ import dataclasses
 import errno
 import hashlib
 import os
+import shutil
 import sqlite3
 import stat
 import threading
@@ -229,6 +230,30 @@ class TestDiskFaults:
         assert all(p.read_bytes() == GOOD for p in inproc.stored_blobs())
 
         inproc.faults.clear()
+        assert_accepted_once(inproc, c)
+
+
+class TestUnwritableStore:
+    def test_an_unwritable_blob_store_is_counted_logged_and_not_ready(self, inproc):
+        """The store's folder cannot be written (here a file where it should be; a read-only
+        mount alike): each upload is a 507, counted and logged, and /readyz says so — a
+        load balancer sends the partner elsewhere instead of into 507s."""
+        from gateway.metrics import REJECTED_REQUESTS
+
+        refused = REJECTED_REQUESTS.labels(reason="storage")
+        before = refused._value.get()
+        tmp = inproc.gw.blobs.tmp_dir
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.write_text("not a folder")
+        c = inproc.client()
+        r = submit(c, GOOD)
+        assert r.status_code == 507, r.text
+        assert refused._value.get() == before + 1
+        ready = c.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["code"] == "storage_unavailable"
+
+        tmp.unlink()
+        assert c.get("/readyz").status_code == 200
         assert_accepted_once(inproc, c)
 
 
