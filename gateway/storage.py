@@ -160,8 +160,10 @@ class BlobStore:
         """Whether a file can be stored now: the store's folder is writable (a read-only mount
         is not, for root either). A probe's question, not a promise: `begin` still says."""
         try:
-            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(self.tmp_dir)  # swept by another process: made again, 0700
         except OSError:
+            return False
+        if not self.tmp_dir.is_dir():
             return False
         return os.access(self.tmp_dir, os.W_OK) and os.access(self.root, os.W_OK)
 
