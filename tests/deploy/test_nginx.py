@@ -83,6 +83,7 @@ class Proxy:
     port: int
     tls: ssl.SSLContext
     upstream: Upstream
+    prefix: Path
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, verify=self.tls, timeout=30)
@@ -134,6 +135,7 @@ def proxy(tmp_path: Path) -> Iterator[Proxy]:
             port,
             ssl.create_default_context(cafile=str(cert)),
             upstream,
+            prefix,
         )
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -153,6 +155,28 @@ class TestNginxTemplate:
             assert c.get("/%6detrics").status_code == 404  # matched after decoding
             assert c.get("/readyz").status_code == 200
         assert proxy.upstream.paths == ["/readyz"]
+
+    def test_the_access_log_names_routes_not_member_keys_or_policies(self, proxy: Proxy) -> None:
+        with proxy.client() as c:
+            for path in (
+                "/v1/members/0004718293?as_of=2027-06-01",
+                "/v1/members/SUB77%3A4bd01dd6ca29050012d0",
+                "/v1/policies/VA%2F31200457/months.csv?from=2027-01",
+                "/v1/policies/31200458/months",
+                "/v1/interchanges?member=0004718293",
+            ):
+                assert c.get(path).status_code == 200
+        proxy_log = proxy.prefix / "access.log"
+        deadline = time.monotonic() + 5
+        while proxy_log.read_text().count("\n") < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)  # nginx writes the line after the response
+        text = proxy_log.read_text()
+        for secret in ("0004718293", "4bd01dd6", "31200457", "31200458", "2027-06"):
+            assert secret not in text, text
+        assert text.count("GET /v1/members/{member_key} HTTP/1.1") == 2, text
+        assert "GET /v1/policies/{policy}/months.csv " in text
+        assert "GET /v1/policies/{policy}/months " in text
+        assert "GET /v1/interchanges HTTP/1.1" in text
 
     def test_forwarded_headers_are_nginx_own(self, proxy: Proxy) -> None:
         spoofed = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "http"}
