@@ -5,6 +5,7 @@ delivery (worker) and the core-system delivery (enrollment) alike."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -40,6 +41,20 @@ def ack_filename(
     return f"{stamp}_{receipt_id[:12]}_{stem}{suffix}{again}.{kind}"
 
 
+SHARED_DIR = 0o750
+SHARED_FILE = 0o640
+
+
+def _make_shared_dirs(path: Path) -> None:
+    """mkdir -p with mode 0750 for every directory it creates, whatever the umask."""
+    if path.is_dir():
+        return
+    _make_shared_dirs(path.parent)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=SHARED_DIR)
+        os.chmod(path, SHARED_DIR)
+
+
 def write_atomically(
     directory: Path,
     name: str,
@@ -51,18 +66,25 @@ def write_atomically(
 ) -> Path:
     """private: directories 0700 and the file 0600 whatever the umask — outbound/ acks, which
     partners read through our SFTP server, not as OS users. The core export (another system
-    reads it, perhaps as another user) passes False and keeps the umask's modes.
+    reads it, perhaps as another user) passes False: the directories it makes 0750 and the file
+    0640 whatever the umask — readable by the gateway user's group (the core's reader joins
+    it), never by everyone: its lines hold names, SSNs, birth dates and addresses. A directory
+    that exists keeps its mode.
     sync_directory=False: the caller fsyncs the directory (fsync_directory) once for several
     files, before it records any of them as written."""
     if private:
         make_private_dirs(directory)
         make_private_dirs(staging)
     else:
-        directory.mkdir(parents=True, exist_ok=True)
-        staging.mkdir(parents=True, exist_ok=True)
+        _make_shared_dirs(directory)
+        _make_shared_dirs(staging)
     tmp = staging / f"{uuid.uuid4().hex}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-    fd = open_private(tmp) if private else os.open(tmp, flags, 0o666)
+    if private:
+        fd = open_private(tmp)
+    else:
+        fd = os.open(tmp, flags, SHARED_FILE)
+        os.fchmod(fd, SHARED_FILE)  # whatever the umask
     with os.fdopen(fd, "wb") as f:
         f.write(content)
         f.flush()

@@ -10,6 +10,7 @@ import hmac
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -425,6 +426,23 @@ class TestDeliverCoreExport:
         assert all(r.delivered_at is not None for r in rows(gw))
         assert list((export / ".staging").iterdir()) == []
         assert metric("edi834_core_pending_events") == 0
+
+    def test_the_export_is_readable_by_the_group_never_by_everyone(self, gw, tmp_path):
+        """Its lines are member data: files 0640 and the folders it makes 0750 whatever the
+        umask (0644 and 0755 under umask 022 before); a folder that exists keeps its mode."""
+        seed(gw, 3)
+        export = tmp_path / "exports" / "core"
+        configure(gw, core_export_dir=export)
+        old = os.umask(0o022)
+        try:
+            assert deliver_core(gw, None) == 3
+        finally:
+            os.umask(old)
+        (written,) = export.glob("*.jsonl")
+        assert stat.S_IMODE(written.stat().st_mode) == 0o640
+        assert stat.S_IMODE(export.stat().st_mode) == 0o750
+        assert stat.S_IMODE(export.parent.stat().st_mode) == 0o750
+        assert stat.S_IMODE((export / ".staging").stat().st_mode) == 0o750
 
     def test_a_foreign_file_under_the_head_name_is_never_overwritten(self, gw, tmp_path):
         keys = seed(gw, 3)
