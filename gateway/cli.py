@@ -173,6 +173,31 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("name")
         c.add_argument("--json", action="store_true")
         _add_setting_flags(c, ("data_dir", "database_url"))
+    keys = psub.add_parser(
+        "sftp-keys",
+        help="replace the partner's SFTP public keys (no --key: remove them all; HTTP untouched)",
+    )
+    keys.add_argument("name")
+    keys.add_argument(
+        "--key",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PUBKEY_FILE",
+        help="OpenSSH public key file (repeatable): the partner's keys from now on",
+    )
+    keys.add_argument("--json", action="store_true")
+    _add_setting_flags(keys, ("data_dir", "database_url"))
+    hook = psub.add_parser(
+        "webhook", help="set the partner's webhook URL and secret, or --remove it"
+    )
+    hook.add_argument("name")
+    target = hook.add_mutually_exclusive_group(required=True)
+    target.add_argument("--url", help="POSTed on acknowledged and failed")
+    target.add_argument("--remove", action="store_true", help="no webhook from now on")
+    hook.add_argument("--secret", help="HMAC-SHA256 secret (a new one generated if omitted)")
+    hook.add_argument("--json", action="store_true")
+    _add_setting_flags(hook, ("data_dir", "database_url"))
     rules = psub.add_parser(
         "rules",
         help="show or set the partner's business rules, plan list and 824s",
@@ -270,11 +295,24 @@ def build_parser() -> argparse.ArgumentParser:
     oadd.add_argument("username")
     oadd.add_argument("--role", choices=["viewer", "admin"], default="viewer")
     _add_setting_flags(oadd, ("data_dir", "database_url"))
-    opw = osub.add_parser("passwd", help="set an operator's password (read from stdin)")
+    opw = osub.add_parser(
+        "passwd", help="set an operator's password (read from stdin); ends its open sessions"
+    )
     opw.add_argument("username")
     _add_setting_flags(opw, ("data_dir", "database_url"))
     ols = osub.add_parser("list", help="list operators")
     _add_setting_flags(ols, ("data_dir", "database_url"))
+    for name, text in (
+        ("disable", "refuse the operator's logins and end its open sessions"),
+        ("enable", "allow the operator again"),
+    ):
+        oc = osub.add_parser(name, help=text)
+        oc.add_argument("username")
+        _add_setting_flags(oc, ("data_dir", "database_url"))
+    orole = osub.add_parser("role", help="make the operator a viewer or an admin")
+    orole.add_argument("username")
+    orole.add_argument("role", choices=["viewer", "admin"])
+    _add_setting_flags(orole, ("data_dir", "database_url"))
     return parser
 
 
@@ -308,7 +346,7 @@ def _operator_command(args: argparse.Namespace) -> int:
     from gateway.db.models import Operator
     from gateway.db.session import unit_of_work
     from gateway.errors import GatewayError
-    from gateway.operators import add_operator, set_password
+    from gateway.operators import add_operator, set_enabled, set_password, set_role
 
     settings = _settings(args)
     gw = Gateway.open(settings)
@@ -320,7 +358,20 @@ def _operator_command(args: argparse.Namespace) -> int:
                 sys.stdout.write(f"operator {args.username} ({args.role}) added\n")
             elif args.operator_command == "passwd":
                 set_password(session, args.username, _read_password())
-                sys.stdout.write(f"password of {args.username} changed\n")
+                sys.stdout.write(f"password of {args.username} changed; its open sessions ended\n")
+            elif args.operator_command in ("disable", "enable"):
+                set_enabled(session, args.username, args.operator_command == "enable")
+                sys.stdout.write(
+                    f"operator {args.username} {args.operator_command}d"
+                    + (
+                        "; its open sessions ended\n"
+                        if args.operator_command == "disable"
+                        else "\n"
+                    )
+                )
+            elif args.operator_command == "role":
+                set_role(session, args.username, args.role)
+                sys.stdout.write(f"operator {args.username} is now {args.role}\n")
             else:
                 operators = list(session.scalars(select(Operator).order_by(Operator.username)))
                 if not operators:
@@ -448,6 +499,38 @@ def _partner_command(args: argparse.Namespace) -> int:
                             else "no schedule: missing files are not watched"
                         )
                         + "\n"
+                    )
+            elif args.partner_command == "sftp-keys":
+                from gateway.partners import set_sftp_keys
+
+                partner = set_sftp_keys(session, args.name, read_public_keys(args.key))
+                count = len([k for k in partner.sftp_keys.splitlines() if k])
+                out = {"name": partner.name, "sftp_keys": count}
+                if not args.json:
+                    sys.stdout.write(
+                        f"{partner.name}: {count} SFTP key(s); a login with any other key is "
+                        "refused from now on\n"
+                    )
+            elif args.partner_command == "webhook":
+                from gateway.partners import set_webhook
+
+                partner = set_webhook(
+                    session, args.name, url=None if args.remove else args.url, secret=args.secret
+                )
+                out = {"name": partner.name, "webhook_url": partner.webhook_url}
+                if partner.webhook_url and not args.secret:
+                    out["webhook_secret"] = partner.webhook_secret
+                if not args.json:
+                    sys.stdout.write(
+                        f"{partner.name}: webhook {partner.webhook_url}"
+                        + (
+                            f"\nwebhook secret (shown once): {partner.webhook_secret}"
+                            if not args.secret
+                            else ""
+                        )
+                        + "\n"
+                        if partner.webhook_url
+                        else f"{partner.name}: no webhook\n"
                     )
             elif args.partner_command in ("disable", "enable"):
                 partner = set_enabled(session, args.name, args.partner_command == "enable")

@@ -49,15 +49,47 @@ def add_operator(session: Session, username: str, password: str, role: str) -> O
     return op
 
 
-def set_password(session: Session, username: str, password: str) -> None:
+def _operator(session: Session, username: str) -> Operator:
     op = session.scalar(select(Operator).where(Operator.username == username))
     if op is None:
         raise GatewayError(f"no operator named {username!r}", 404)
+    return op
+
+
+def end_sessions(session: Session, op: Operator) -> int:
+    """Log the operator out everywhere: its open dashboard sessions end now."""
+    result = session.execute(delete(OperatorSession).where(OperatorSession.operator_id == op.id))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def set_password(session: Session, username: str, password: str) -> None:
+    """A new password ends the operator's open sessions: a password changed because it leaked
+    must not leave a session opened with it alive."""
+    op = _operator(session, username)
     if len(password) < MIN_PASSWORD:
         raise GatewayError(f"password: at least {MIN_PASSWORD} characters")
     op.password_hash = _hasher.hash(password)
     op.failed_logins = 0
     op.locked_until = None
+    end_sessions(session, op)
+
+
+def set_enabled(session: Session, username: str, enabled: bool) -> Operator:
+    """Disable (its sessions end at once, its logins are refused) or enable an operator."""
+    op = _operator(session, username)
+    op.enabled = enabled
+    if not enabled:
+        end_sessions(session, op)
+    return op
+
+
+def set_role(session: Session, username: str, role: str) -> Operator:
+    """viewer or admin, from the operator's next request on."""
+    if role not in (Role.VIEWER, Role.ADMIN):
+        raise GatewayError("role: viewer or admin")
+    op = _operator(session, username)
+    op.role = role
+    return op
 
 
 class LoginRefused(Exception):

@@ -103,6 +103,30 @@ def rotate_key(session: Session, name: str) -> str:
     return key
 
 
+def set_sftp_keys(session: Session, name: str, keys: str) -> Partner:
+    """Replace the partner's SFTP public keys (`read_public_keys`; "" removes them all): a
+    login with a key no longer listed is refused from then on, its HTTP key untouched."""
+    partner = _get(session, name)
+    partner.sftp_keys = keys
+    return partner
+
+
+def set_webhook(
+    session: Session, name: str, *, url: str | None, secret: str | None = None
+) -> Partner:
+    """Point the partner's webhook elsewhere (a new secret when none is given) or, with no
+    URL, stop it. Deliveries still due go to the new URL; none are made without one."""
+    partner = _get(session, name)
+    if url is None:
+        partner.webhook_url = partner.webhook_secret = None
+        return partner
+    if not re.match(r"https?://[^\s/]+", url):
+        raise GatewayError("webhook URL: http:// or https:// and a host")
+    partner.webhook_url = url
+    partner.webhook_secret = secret or secrets.token_urlsafe(32)
+    return partner
+
+
 def set_enabled(session: Session, name: str, enabled: bool) -> Partner:
     partner = _get(session, name)
     partner.enabled = enabled

@@ -427,3 +427,37 @@ def test_the_rejects_csv_lists_the_files_on_both_databases(tmp_path, database_ur
         assert Worker(gw).run_once()
         lines = "".join(_csv_rows(gw, RejectFilter(result="all"))).splitlines()
         assert [line.split(",")[0] for line in lines[1:]] == [rid], lines
+
+
+def test_a_new_password_a_disabled_account_or_a_new_role_takes_effect_at_once(site) -> None:
+    """An operator's access ends when it must: `operator passwd` and `operator disable` end
+    its open sessions (a session opened with a leaked password stayed for 30 idle minutes);
+    `operator role` applies from the next request."""
+    from gateway.operators import set_enabled, set_password, set_role
+
+    with unit_of_work(site.gw.sessions) as s:
+        add_operator(s, "olga", PASSWORD, "admin")
+    first, second = site.client("olga"), site.client("olga")
+
+    def status(c: TestClient, path: str = "/dashboard/audit") -> int:
+        return c.get(path, follow_redirects=False).status_code
+
+    assert status(first) == status(second) == 200
+    with unit_of_work(site.gw.sessions) as s:
+        set_role(s, "olga", "viewer")
+    assert status(first) == 403 and status(first, "/dashboard") == 200  # a viewer now
+    with unit_of_work(site.gw.sessions) as s:
+        set_password(s, "olga", PASSWORD + "!")
+    assert status(first, "/dashboard") != 200 and status(second, "/dashboard") != 200
+    with unit_of_work(site.gw.sessions) as s:
+        set_password(s, "olga", PASSWORD)
+        set_role(s, "olga", "admin")
+    third = site.client("olga")
+    with unit_of_work(site.gw.sessions) as s:
+        set_enabled(s, "olga", False)
+    assert status(third, "/dashboard") != 200
+    with pytest.raises(AssertionError):
+        site.client("olga")  # refused at the login
+    with unit_of_work(site.gw.sessions) as s:
+        set_enabled(s, "olga", True)
+    assert status(site.client("olga")) == 200

@@ -10,6 +10,7 @@ import ssl
 import stat
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -34,6 +35,60 @@ from tests.gateway.harness import (
 
 
 class TestPartnerCli:
+    def test_sftp_keys_and_the_webhook_can_be_replaced_and_removed(self, gateway, tmp_path):
+        """A leaked SSH key is replaced (or every key removed) without cutting the partner's
+        HTTP access; a webhook moves or stops. What the SFTP server asks at each login (the
+        hooks) follows at once."""
+        import asyncio
+
+        import asyncssh
+
+        from gateway.context import Gateway
+        from gateway.intake.bridge import GatewaySftpHooks
+        from gateway.settings import Settings
+
+        def pub(name: str) -> Path:
+            key = asyncssh.generate_private_key("ssh-ed25519")
+            path = tmp_path / f"{name}.pub"
+            key.write_public_key(path)
+            return path
+
+        old, new = pub("old"), pub("new")
+        gateway.cli(
+            "partner", "add", "--name", "va", "--isa-qualifier", "ZZ", "--isa-id", "VA0FFM",
+            "--sftp-key", str(old),
+        )  # fmt: skip
+        gw = Gateway.open(Settings(data_dir=gateway.data_dir, database_url=gateway.database_url))
+        try:
+
+            def allowed() -> list[str]:
+                keys = asyncio.run(GatewaySftpHooks(gw).authorized_keys("va")) or []
+                return [k.export_public_key().decode().split()[1] for k in keys]
+
+            assert allowed() == [old.read_text().split()[1]]
+            out = gateway.cli("partner", "sftp-keys", "va", "--key", str(new), "--json")
+            assert json.loads(out.stdout) == {"name": "va", "sftp_keys": 1}
+            assert allowed() == [new.read_text().split()[1]]
+            gateway.cli("partner", "sftp-keys", "va")  # no key: none from now on
+            assert allowed() == []
+        finally:
+            gw.close()
+        [listed] = json.loads(gateway.cli("partner", "list", "--json").stdout)
+        assert (listed["enabled"], listed["sftp_keys"], listed["webhook"]) == (True, 0, False)
+
+        hook = json.loads(
+            gateway.cli(
+                "partner", "webhook", "va", "--url", "https://hooks.example/edi", "--json"
+            ).stdout
+        )
+        assert hook["webhook_url"] == "https://hooks.example/edi"
+        assert len(hook["webhook_secret"]) >= 32  # generated, shown once
+        bad = gateway.cli("partner", "webhook", "va", "--url", "ftp://x", check=False)
+        assert bad.returncode == 1 and "http" in bad.stderr
+        gateway.cli("partner", "webhook", "va", "--remove")
+        [listed] = json.loads(gateway.cli("partner", "list", "--json").stdout)
+        assert listed["webhook"] is False
+
     def test_add_list_rotate_disable(self, gateway, tmp_path):
         out = gateway.cli(
             "partner",
