@@ -11,6 +11,7 @@ gateway process with threads is never forked."""
 from __future__ import annotations
 
 import atexit
+import math
 import multiprocessing
 import os
 import threading
@@ -42,14 +43,34 @@ _pools: dict[int, ProcessPoolExecutor] = {}
 _pools_lock = threading.Lock()
 
 
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
 def processes_for(setting: int) -> int:
-    """The processes a setting of 0 (one per CPU) or N means; 1 turns splitting off."""
+    """The processes a setting of 0 (one per CPU) or N means; 1 turns splitting off. The CPUs
+    are those this process may run on, and no more than its cgroup's CPU quota allows: in a
+    container limited to 1 CPU on a 64-CPU node, one process, not 64 (each 30-60 MB — the
+    pod's memory limit would kill it, and each kill counts against the file)."""
     if setting > 0:
         return setting
     try:
-        return max(len(os.sched_getaffinity(0)), 1)  # the CPUs this process may run on
+        cpus = max(len(os.sched_getaffinity(0)), 1)  # the CPUs this process may run on
     except AttributeError:  # pragma: no cover - not on Linux
-        return max(os.cpu_count() or 1, 1)
+        cpus = max(os.cpu_count() or 1, 1)
+    quota = cgroup_cpu_quota()
+    return max(1, min(cpus, math.ceil(quota))) if quota is not None else cpus
+
+
+def cgroup_cpu_quota(path: Path | None = None) -> float | None:
+    """CPUs the cgroup (v2) may use, from `cpu.max` ("QUOTA PERIOD", or "max PERIOD": none);
+    None when there is no such file or no quota."""
+    try:
+        quota, period = (path or CGROUP_CPU_MAX).read_text().split()[:2]
+        if quota == "max":
+            return None
+        return int(quota) / int(period)
+    except (OSError, ValueError, ZeroDivisionError):
+        return None
 
 
 def pool(processes: int) -> ProcessPoolExecutor:

@@ -193,3 +193,20 @@ def test_a_pool_whose_process_died_is_made_again() -> None:
     assert second is not first
     assert second.submit(_pid, 0).result(timeout=30) != victim
     assert pool(3) is second  # kept while it works
+
+
+def test_one_process_per_cpu_within_the_containers_quota(tmp_path, monkeypatch) -> None:
+    """EDI834_VALIDATION_PROCESSES=0: one per CPU the process may use — capped by the cgroup's
+    CPU quota (a pod limited to 1.5 CPUs on a 64-CPU node starts 2, not 64)."""
+    from gateway import parallel
+
+    cpu_max = tmp_path / "cpu.max"
+    monkeypatch.setattr(parallel, "CGROUP_CPU_MAX", cpu_max)
+    monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda _pid: set(range(64)))
+    assert parallel.processes_for(0) == 64  # no cgroup file
+    for text, expected in (("max 100000", 64), ("150000 100000", 2), ("50000 100000", 1)):
+        cpu_max.write_text(text + "\n")
+        assert parallel.processes_for(0) == expected, text
+    cpu_max.write_text("garbage")
+    assert parallel.processes_for(0) == 64
+    assert parallel.processes_for(3) == 3  # a number given is a number kept
