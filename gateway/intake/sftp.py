@@ -1168,6 +1168,12 @@ class _PartnerSSHServer(asyncssh.SSHServer):
                     session_id=self._session_id,
                     error=type(exc).__name__,
                 )
+                # Not "Permission denied (publickey)": the partner's key is fine, we cannot
+                # check it now (the database is down). Its client shows this reason.
+                raise asyncssh.DisconnectError(
+                    asyncssh.DISC_SERVICE_NOT_AVAILABLE,
+                    "the gateway cannot check keys right now; try again in a few minutes",
+                ) from exc
         if keys:
             self._key_owner = username
             self._keys = frozenset(key.public_data for key in keys)

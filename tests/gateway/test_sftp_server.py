@@ -668,6 +668,26 @@ class TestAuthentication:
 
         run(scenario())
 
+    def test_a_failed_key_lookup_says_try_later_not_permission_denied(self, tmp_path: Path) -> None:
+        """The database is down: the partner's client is told the service is unavailable
+        (a disconnect with a reason), not that its key was refused — OpenSSH's sftp too."""
+
+        async def lookup_fails(username: str) -> list[asyncssh.SSHKey] | None:
+            raise RuntimeError("database unavailable")
+
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw:
+                gw.hooks.authorized_keys = lookup_fails  # type: ignore[method-assign]
+                with pytest.raises(asyncssh.DisconnectError) as refused:
+                    await gw.connect("A")
+                assert not isinstance(refused.value, asyncssh.PermissionDenied)
+                assert refused.value.code == asyncssh.DISC_SERVICE_NOT_AVAILABLE
+                assert "try again" in refused.value.reason
+                code, _, err = await gw.openssh_sftp("ls\n")
+                assert code != 0 and "try again" in err and "Permission denied" not in err, err
+
+        run(scenario())
+
     def test_disabled_partner_is_refused(self, tmp_path: Path) -> None:
         async def scenario() -> None:
             async with intake_server(tmp_path) as gw:
