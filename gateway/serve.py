@@ -211,10 +211,19 @@ async def run_server(
     if single_process:
         sys.stdout.write(banner(settings))
         sys.stdout.flush()
+    dashboard = "dashboard" in roles and settings.dashboard_enabled
+    running = {
+        role
+        for role in roles
+        if (role != "dashboard" or dashboard)
+        and (role != "sftp" or acceptor is not None)
+        and (role != "worker" or worker is not None)
+    }
     log.info(
         "listening",
-        roles=",".join(sorted(roles)),
+        roles=",".join(sorted(running)),  # what runs, not what was asked for
         http=f"{settings.http_host}:{settings.http_port}" if "api" in roles else None,
+        dashboard=f"{settings.dashboard_host}:{settings.dashboard_port}" if dashboard else None,
         sftp=f"{settings.sftp_host}:{settings.sftp_port}" if acceptor is not None else None,
     )
 

@@ -95,7 +95,16 @@ class TestAfterTraffic:
             rid = submit(c, GOOD).json()["id"]  # the same bytes: 200, the original receipt
             assert c.get(f"/v1/interchanges/{rid}").status_code == 200
         assert httpx.get(f"{gw.url}/v1/interchanges", timeout=10).status_code == 401
+        assert httpx.get(f"{gw.url}/openapi.json", timeout=10).status_code == 200
+        assert httpx.get(f"{gw.url}/v1/no-such/0004718293", timeout=10).status_code == 404
         samples = scrape(gw)
+        # FastAPI's own routes by their path too; an unknown path is "unmatched", never sent
+        get = (("method", "GET"),)
+        assert samples[("edi834_http_requests_total", (*get, ("route", "/openapi.json"),
+                                                       ("status", "200")))] >= 1  # fmt: skip
+        assert samples[("edi834_http_requests_total", (*get, ("route", "unmatched"),
+                                                       ("status", "404")))] >= 1  # fmt: skip
+        assert not [labels for name, labels in samples if "0004718293" in str(labels)]
         route = "/v1/interchanges/{interchange_id}"
         key = (
             "edi834_http_requests_total",
