@@ -222,7 +222,7 @@ def check_iea(isa: Segment, iea: Segment | None, group_count: int) -> list[Issue
     """TA105 001 / 021 / 023 for an interchange's trailer."""
     if iea is None:
         return [_ta1(InterchangeNoteCode.PREMATURE_END_OF_FILE)]
-    issues: list[Issue] = []
+    issues: list[Issue] = extra_elements(iea, IEA_ELEMENTS)
     if iea.element(2) != isa.element(13):
         issues.append(_ta1(InterchangeNoteCode.CONTROL_NUMBER_MISMATCH))
     declared = iea.element(1)
@@ -269,11 +269,44 @@ def valid_tm(value: str) -> bool:
     return len(value) == 4 or int(value[4:6]) < 60
 
 
+GS_ELEMENTS = 8
+GE_ELEMENTS = 2
+IEA_ELEMENTS = 2
+
+
+def printable(value: str) -> bool:
+    """X12's basic and extended character sets: printable ASCII (no control character, no
+    byte above 0x7E). Delimiters never reach an element's value."""
+    return all(" " <= ch <= "~" for ch in value)
+
+
+def extra_elements(segment: Segment, expected: int) -> list[Issue]:
+    """TA1 024 for a GE or IEA with more elements than the standard gives it: the 999 has no
+    place for the trailers' own elements."""
+    if len(segment.elements) <= expected:
+        return []
+    return [
+        _ta1(
+            InterchangeNoteCode.INVALID_CONTENT,
+            f"{segment.tag} has {len(segment.elements)} elements; it has {expected}.",
+            segment.tag,
+        )
+    ]
+
+
 def check_gs_content(gs: Segment) -> list[Issue]:
     """TA1 024 (invalid interchange content) for a GS whose date, time or agency code is not
     one: the 999 has no place for the GS's own elements (AK905 codes are about the group's
     control), so the interchange answers for it, as translators do."""
     problems = []
+    if len(gs.elements) > GS_ELEMENTS:
+        problems.append(f"GS has {len(gs.elements)} elements; it has {GS_ELEMENTS}.")
+    for position, name in ((2, "application sender's code"), (3, "application receiver's code")):
+        value = gs.element(position)
+        if not (2 <= len(value) <= 15 and printable(value)):
+            problems.append(
+                f"GS{position:02d} ({name}) is not 2 to 15 characters of X12's character set."
+            )
     if not valid_ccyymmdd(gs.element(4)):
         problems.append(f"GS04 {shown(gs.element(4)) or '(empty)'} is not a CCYYMMDD date.")
     if not valid_tm(gs.element(5)):

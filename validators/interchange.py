@@ -33,6 +33,7 @@ from validators.compiled import CompiledTransactionSetChecker
 from validators.control import (
     ACKNOWLEDGMENT_GROUP,
     ACKNOWLEDGMENT_SETS,
+    GE_ELEMENTS,
     GUIDE_VERSION,
     TRANSACTION_SET_ID,
     check_ge,
@@ -43,6 +44,7 @@ from validators.control import (
     check_se,
     check_st,
     declared_count,
+    extra_elements,
 )
 from validators.implementation import TransactionSetChecker
 from validators.issues import (
@@ -509,7 +511,8 @@ class InterchangeValidator:
             return
         group = GroupResult(gs=gs, sets=SetList(self.options.spill))
         group.issues.extend(check_gs(gs, seen_gs06=self._seen_gs06))
-        self._current.issues.extend(check_gs_content(gs))
+        if gs.terminated:  # a GS the file ends inside is a premature end (023), not content
+            self._current.issues.extend(check_gs_content(gs))
         self._seen_gs06.add(gs.element(6))
         self._seen_st02 = ControlNumbers()
         self._current.groups.append(group)
@@ -521,6 +524,8 @@ class InterchangeValidator:
             return
         group.ge = event.ge
         group.issues.extend(check_ge(group.gs, event.ge, event.transaction_set_count))
+        if event.ge is not None and self._current is not None:
+            self._current.issues.extend(extra_elements(event.ge, GE_ELEMENTS))
         self._group = None
 
     # -- transaction set ---------------------------------------------------

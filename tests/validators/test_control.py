@@ -262,3 +262,37 @@ class TestDeclaredCounts:
         (tset,) = one(data).groups[0].sets
         assert [i.code for i in tset.issues if i.level.value == "transaction"] == ["4"]
         assert len(tset.issues[0].message) < 200
+
+
+class TestEnvelopeContentTheStandardFixes:
+    """TA1 024 for what a 999 cannot name: a GS02/GS03 outside AN 2/15 of X12's character
+    sets, a GS, GE or IEA with more elements than the standard gives it. A file that ends
+    inside its GS is a premature end (023), not a GS with bad content (found by a run with
+    files nobody on the team wrote: each of these was accepted, or answered 024)."""
+
+    @pytest.mark.parametrize(
+        "replace",
+        [
+            ("GS*BE*VA0FFM*", "GS*BE*VA\x01FFM*"),  # a control character
+            ("GS*BE*VA0FFM*", "GS*BE*VAÖFFM*"),  # outside the basic and extended sets
+            ("GS*BE*VA0FFM*", "GS*BE*V*"),  # one character: AN 2/15
+            ("*X*005010X220A1~", "*X*005010X220A1*EXTRA~"),  # a ninth GS element
+            ("~GE*1*101~", "~GE*1*101*EXTRA~"),
+            ("~IEA*1*000000101~", "~IEA*1*000000101*EXTRA~"),
+        ],
+        ids=["gs02-control", "gs02-latin1", "gs02-short", "gs-extra", "ge-extra", "iea-extra"],
+    )
+    def test_is_invalid_interchange_content(self, replace: tuple[str, str]) -> None:
+        text = x12().decode("latin-1")
+        assert replace[0] in text
+        result = one(text.replace(replace[0], replace[1], 1).encode("latin-1"))
+        assert "TA105:024" in codes(result) and result.ta1_code.value == "R"
+
+    def test_a_file_that_ends_inside_its_gs_is_a_premature_end(self) -> None:
+        text = x12()
+        cut = text[: text.index(b"GS*") + 20]
+        (result,) = results(cut)
+        assert "TA105:023" in codes(result) and "TA105:024" not in codes(result)
+
+    def test_the_same_envelope_whole_is_clean(self) -> None:
+        assert not [c for c in codes(one(x12())) if c.startswith("TA105")]
