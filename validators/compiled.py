@@ -38,7 +38,7 @@ from validators.conformance import (
     rules_for,
     segment_issue,
 )
-from validators.implementation import guide_segment_ids, load_map
+from validators.implementation import guide_segment_ids, load_map, walking_elements
 from validators.issues import Issue, SegmentSyntaxError
 
 _SEGMENT_CODES = frozenset(c.value for c in SegmentSyntaxError)
@@ -777,7 +777,7 @@ class CompiledTransactionSetChecker:
             self._ls_id = segment.element(1)
         walk = self._walk
         walk.tag = tag
-        walk.els = els
+        walk.els = walking_elements(tag, els)  # as sent, but for an unplaceable code
         walk.seg_count = position
         node = walk.walk(self._node)
         issues: list[Issue] = []

@@ -35,6 +35,7 @@ __all__ = [
     "load_map",
     "loop_id_of",
     "segment_issue",
+    "walking_elements",
 ]
 
 MAP_FILE = "834.5010.X220.A1.xml"
@@ -64,6 +65,49 @@ def guide_segment_ids() -> frozenset[str]:
         elif node.is_loop() or node.is_map_root():
             stack.extend(_children(node))
     return frozenset(found)
+
+
+_CONTROL_SEGMENTS = frozenset({"ISA", "GS", "ST", "SE", "GE", "IEA"})  # the envelope's own checks
+
+
+@functools.cache
+def walk_codes() -> dict[str, tuple[frozenset[str], str]]:
+    """Tags the 834 map has once, as a segment the walker matches by a required coded element
+    01 (pyx12's `segment_if.is_match`: INS by INS01, HD by HD01, …): tag -> (the codes, one to
+    walk with). A tag the map has twice or more is left out: there its code says which loop."""
+    nodes: dict[str, list[Any]] = {}
+    stack = [load_map()]
+    while stack:
+        node = stack.pop()
+        if node.is_segment():
+            nodes.setdefault(str(node.id), []).append(node)
+        elif node.is_loop() or node.is_map_root():
+            stack.extend(_children(node))
+    found: dict[str, tuple[frozenset[str], str]] = {}
+    for tag, (node, *more) in nodes.items():
+        first = node.children[0] if node.children else None
+        if more or first is None or not first.is_element() or tag in _CONTROL_SEGMENTS:
+            continue
+        codes = [str(c) for c in first.valid_codes if c is not None]
+        if first.get_data_type() == "ID" and first.usage == "R" and codes:
+            found[tag] = (frozenset(codes), codes[0])
+    return found
+
+
+def walking_elements(tag: str, elements: tuple[str, ...]) -> tuple[str, ...]:
+    """The elements the walker is given: as sent — but for a segment of `walk_codes` whose
+    element 01 is not one of its codes (HD*099, an INS with no INS01), one that is, so the
+    segment is placed where it alone can be. Its element checks, on the elements as sent,
+    then name the bad code (IK403 7) or the missing element (IK403 1) at that segment, where
+    the walker alone could not place it (IK304 2) nor the loop's segments after it (a cascade
+    of IK304 2 that names everything but the problem). Both engines walk the same way."""
+    known = walk_codes().get(tag)
+    if known is None:
+        return elements
+    codes, stand_in = known
+    if elements and elements[0] in codes:
+        return elements
+    return (stand_in, *elements[1:])
 
 
 def _loop_segment_ids(node: Any) -> set[str]:
@@ -147,8 +191,12 @@ class TransactionSetChecker:
         issues: list[Issue] = []
         if segment.tag == "LS":
             self._ls_id = segment.element(1)
+        walking = walking_elements(segment.tag, segment.elements)
+        walk_data = (
+            seg_data if walking is segment.elements else self._to_pyx12(segment.tag, walking)
+        )
         node, _pop, _push, walk_errors = self._walker.walk_errors(
-            self._node, seg_data, position, position, self._ls_id
+            self._node, walk_data, position, position, self._ls_id
         )
         for err in walk_errors:
             code = err.err_cde if err.err_cde in _SEGMENT_CODES else "2"

@@ -3,11 +3,15 @@ layer deliberately differs from pyx12."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
+from tests.conftest import SAMPLES
 from tests.validators.helpers import all_issues, codes, one
 from tests.x12build import HEADER, MEMBER, TS, Group, x12
-from validators.interchange import AckCode
+from validators.acks import build_999
+from validators.interchange import AckCode, Engine, ValidationOptions, validate_stream
 from validators.issues import Level
 
 
@@ -146,3 +150,45 @@ class TestDeviationsFromPyx12:
         ]
         result = one(body([*HEADER, *MEMBER, *provider, *reporting]))
         assert codes(result) == set(), codes(result)
+
+
+class TestALoopsOnlySegmentWithABadCode:
+    """A segment the guide has once, found by its element 01 code, is placed even when that
+    code is bad: one IK3 (8) with the IK4 naming the code — not IK304 2 on it and on each
+    segment of its loop after it, which pyx12's walker alone gives (found by a new-user run).
+    Both engines walk the same way."""
+
+    BASE = (SAMPLES / "good_exchange_new_enrollment.834").read_bytes()
+
+    @pytest.mark.parametrize(
+        ("old", "new", "expected"),
+        [
+            (b"HD*021*", b"HD*099*", [("HD", "2300", "8", "1", "875", "7", "099")]),
+            (b"INS*Y*", b"INS**", [("INS", "2000", "8", "1", "1073", "1", "")]),
+            (b"BGN*00*", b"BGN*11*", [("BGN", "", "8", "1", "353", "7", "11")]),
+            (b"QTY*TO*", b"QTY*XX*", [("QTY", "", "8", "1", "673", "7", "XX")]),
+        ],
+        ids=["hd01", "ins01-empty", "bgn01", "qty01"],
+    )
+    @pytest.mark.parametrize("engine", [Engine.FAST, Engine.PYX12], ids=lambda e: e.name)
+    def test_is_one_finding_at_the_code(
+        self, engine: Engine, old: bytes, new: bytes, expected: list[tuple[str, ...]]
+    ) -> None:
+        assert old in self.BASE
+        (result,) = list(
+            validate_stream([self.BASE.replace(old, new, 1)], ValidationOptions(engine=engine))
+        )
+        ack = build_999(result, control_number=1, now=dt.datetime(2026, 1, 2, tzinfo=dt.UTC))
+        segments = [s.split("*") for s in ack.decode().split("~")]
+        ik3 = [s for s in segments if s[0] == "IK3"]
+        ik4 = [s for s in segments if s[0] == "IK4"]
+        assert len(ik3) == len(ik4) == 1, ack
+        (tag, _pos, loop, code), (_, element, ref, ik403, *bad) = ik3[0][1:], ik4[0]
+        assert [(tag, loop, code, element, ref, ik403, bad[0] if bad else "")] == expected
+
+    def test_a_segment_of_several_loops_with_an_unknown_code_is_still_unexpected(self) -> None:
+        """NM1 opens 2100A…H, 2310 and 2330, told apart by NM101: NM1*QQ belongs nowhere."""
+        data = self.BASE.replace(b"NM1*IL*", b"NM1*QQ*", 1)
+        (result,) = list(validate_stream([data], ValidationOptions(engine=Engine.FAST)))
+        ack = build_999(result, control_number=1, now=dt.datetime(2026, 1, 2, tzinfo=dt.UTC))
+        assert b"IK3*NM1*" in ack and b"*2~" in ack
