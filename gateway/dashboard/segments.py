@@ -17,16 +17,30 @@ from parsers.events import (
 )
 
 MASK = "•••••"
-# Elements that carry member data in 005010X220A1: names and IDs (NM1), reference IDs (REF),
-# birth date (DMG02), address (N3/N4), contact names and numbers (PER).
-PHI_ELEMENTS: dict[str, frozenset[int]] = {
-    "NM1": frozenset(range(3, 10)),
-    "REF": frozenset({2, 3}),
-    "DMG": frozenset({2}),
-    "N3": frozenset({1, 2}),
-    "N4": frozenset({1, 2, 3}),
-    "PER": frozenset(range(2, 9)),
+
+_CODE = frozenset(("any code",))  # stands for: any value that reads as a code (`_is_code`)
+_CONTACT = frozenset({"AP", "BN", "CP", "EM", "EX", "FX", "HP", "TE", "WP"})
+SHOWN: dict[str, dict[int, frozenset[str]]] = {
+    "NM1": {
+        1: _CODE,
+        2: frozenset({"1", "2"}),
+        8: frozenset({"24", "34", "EI", "FI", "II", "MI", "PI", "SV", "XX", "ZZ"}),
+    },
+    "REF": {1: _CODE},
+    "DMG": {1: frozenset({"D8"})},
+    "N3": {},
+    "N4": {},
+    "PER": {1: _CODE, 3: _CONTACT, 5: _CONTACT, 7: _CONTACT},
+    "HLH": {1: _CODE},
+    "ICM": {1: _CODE},
 }
+"""The segments that carry member data in 005010X220A1 — names and ids (NM1), reference ids
+(REF), birth date, gender and marital status (DMG), address with its county (N3/N4), contacts
+(PER), health and income (HLH, ICM) — and the only elements of them a viewer sees: qualifiers,
+each only when its value is one of the guide's codes for it (or, `_CODE`, reads as a code).
+Everything else is masked, an element the guide does not have included: a stray separator (a
+`*` in a name) moves an SSN one place right, and masking by position alone showed it."""
+
 
 Key = tuple[int, int, int, int]  # envelope ordinal, group ordinal, set ordinal, IK302 position
 
@@ -52,27 +66,42 @@ class Context:
     lines: list[Line] = field(default_factory=list)
 
 
-def is_phi(tag: str, element: int | None) -> bool:
-    return element is not None and element in PHI_ELEMENTS.get(tag, frozenset())
+def _is_code(value: str) -> bool:
+    return 1 <= len(value) <= 3 and value.isascii() and value.isalnum() and value.isupper()
+
+
+def is_phi(tag: str, element: int | None, value: str | None = None) -> bool:
+    """Whether a viewer must not see this element of this segment: every element of a member
+    data segment (`SHOWN`) but a qualifier holding a code; when the value is not known, every
+    element but a qualifier position."""
+    shown = SHOWN.get(tag)
+    if shown is None:
+        return False
+    codes = shown.get(element) if element is not None else None
+    if codes is None:
+        return True
+    if value is None:
+        return False
+    return not (_is_code(value) if codes is _CODE else value in codes)
 
 
 def mask_value(tag: str | None, element: int | None, value: str | None, reveal: bool) -> str | None:
-    if value is None or reveal:
+    if value is None or reveal or tag is None:
         return value
-    if tag in PHI_ELEMENTS and (element is None or is_phi(tag, element)):
-        return MASK
-    return value
+    return MASK if is_phi(tag, element, value) else value
 
 
 def _line(seg: Segment, target: int | None, highlight: int | None, reveal: bool) -> Line:
-    cells = [
-        Cell(
-            value=MASK if (not reveal and is_phi(seg.tag, n) and v) else v,
-            masked=not reveal and is_phi(seg.tag, n) and bool(v),
-            highlight=(seg.index == target and highlight == n),
+    cells = []
+    for n, v in enumerate(seg.elements, start=1):
+        hide = not reveal and bool(v) and is_phi(seg.tag, n, v)
+        cells.append(
+            Cell(
+                value=MASK if hide else v,
+                masked=hide,
+                highlight=(seg.index == target and highlight == n),
+            )
         )
-        for n, v in enumerate(seg.elements, start=1)
-    ]
     return Line(position=seg.index, tag=seg.tag, cells=cells, target=seg.index == target)
 
 

@@ -10,11 +10,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from gateway.context import Gateway
 from gateway.dashboard.app import create_dashboard
 from gateway.db.migrate import upgrade
+from gateway.db.models import Partner
 from gateway.db.session import unit_of_work
 from gateway.intake.receive import record_receipt
 from gateway.operators import add_operator
@@ -461,3 +463,24 @@ def test_a_new_password_a_disabled_account_or_a_new_role_takes_effect_at_once(si
     with unit_of_work(site.gw.sessions) as s:
         set_enabled(s, "olga", True)
     assert status(site.client("olga")) == 200
+
+
+def test_a_viewer_never_sees_member_data_a_stray_separator_moved(site) -> None:
+    """The segments around a finding mask member data for a viewer by what each element holds,
+    not by its position alone: a stray `*` in a name moved the SSN one element right, out of
+    the masked positions, and a viewer (and an admin who had not revealed) read it. The county
+    (N406), gender and marital status (DMG03/04) are member data too."""
+    shifted = BAD.replace(
+        b"NM1*IL*1*ODUYA*KWAME*A***34*915830264", b"NM1*IL*1*ODUYA*JR*KWAME*A***34*915830264"
+    )
+    shifted = shifted.replace(b"000043303", b"000043999").replace(b"*43303*", b"*43999*")
+    assert shifted.count(b"*JR*") == 1 and b"43999" in shifted
+    with unit_of_work(site.gw.sessions) as s:
+        va_id = s.scalar(select(Partner.id).where(Partner.name == "va"))
+    rid = send(site.gw, va_id, shifted, "shifted.834")
+    process_all(site.gw)
+    for user in ("victor", "alice"):
+        page = site.client(user).get(f"/dashboard/interchanges/{rid}").text
+        for value in ("915830264", "ODUYA", "KWAME", "51760", "2318 FLOYD", "19801345"):
+            assert value not in page, (user, value)
+        assert "NM1*IL*1*" in page and "•••••" in page  # the qualifiers stay readable
