@@ -48,12 +48,16 @@ class ReceiptOut(BaseModel):
 
 
 class Counts(BaseModel):
+    """What the TA1 and 999 said (syntax and the implementation guide): a member "accepted"
+    here can still be refused by the business rules — see `members_applied` and
+    `members_business_rejected` on the interchange."""
+
     sets_received: int
     sets_accepted: int
     sets_rejected: int
     members_received: int
-    members_accepted: int
-    members_rejected: int
+    members_accepted: int = Field(description="in sets the 999 accepted")
+    members_rejected: int = Field(description="in sets the 999 (or a TA1) rejected")
 
 
 class FindingOut(BaseModel):
@@ -165,7 +169,11 @@ class AckOut(BaseModel):
 class InterchangeSummary(BaseModel):
     id: str
     status: StatusName
-    outcome: OutcomeName | None
+    outcome: OutcomeName | None = Field(
+        description="the acknowledgements' verdict (TA1 and 999), not the ledger's: a file "
+        "accepted here can have every member refused by the business rules (its "
+        "`members_business_rejected`, its 824)"
+    )
     channel: ChannelName
     filename: str | None
     sha256: str
@@ -185,12 +193,17 @@ class InterchangeDetail(InterchangeSummary):
     )
     ledger_status: LedgerStatusName | None = Field(
         default=None,
-        description="enrollment ledger stage: pending, applied, reconciled (an audit file), "
-        "not_applied (no 834 set passed the gate), dry_run (an onboarding sender's test file) or "
-        "failed; null when the file had no 834 set",
+        description="enrollment ledger stage: pending, applied (the stage ran over the file's "
+        "members: each was applied or refused, see the two counts below), reconciled (an audit "
+        "file), not_applied (no 834 set passed the gate), dry_run (an onboarding sender's test "
+        "file) or failed; null when the file had no 834 set",
     )
-    members_applied: int = 0
-    members_business_rejected: int = 0
+    members_applied: int = Field(default=0, description="members the ledger applied")
+    members_business_rejected: int = Field(
+        default=0,
+        description="members the business rules refused (not applied): the 824's TEDs; with "
+        "members_applied 0, nothing of the file reached the ledger",
+    )
     links: dict[str, str]
 
 
