@@ -98,7 +98,7 @@ def _ack_response(receipt: Receipt, kind: AckKind, gw: Gateway, request: Request
     if request.method == "GET":  # the partner picked them up (gateway.watch); a HEAD did not
         with unit_of_work(gw.sessions) as session:
             repo.mark_acks_picked_up(session, [a.id for a in acks], via="api")
-    if etag in (t.strip() for t in request.headers.get("if-none-match", "").split(",")):
+    if _none_match(request.headers.get("if-none-match", ""), etag):
         return Response(status_code=304, headers=headers)
     response = download(
         content,
@@ -107,3 +107,10 @@ def _ack_response(receipt: Receipt, kind: AckKind, gw: Gateway, request: Request
     )
     response.headers.update(headers)
     return response
+
+
+def _none_match(header: str, etag: str) -> bool:
+    """RFC 9110 13.1.2: If-None-Match matches `*` (the ack exists) or, compared weakly (a W/
+    prefix ignored), any entity tag it lists."""
+    tags = [t.strip() for t in header.split(",") if t.strip()]
+    return "*" in tags or etag in (t.removeprefix("W/") for t in tags)

@@ -170,6 +170,16 @@ async def receive_file(
     if ctype not in ACCEPTED_TYPES:
         REJECTED_REQUESTS.labels(reason="media_type").inc()
         raise GatewayError(f"send the file as one of {', '.join(sorted(ACCEPTED_TYPES))}", 415)
+    coding = request.headers.get("content-encoding", "").strip().lower()
+    if coding not in ("", "identity"):
+        # RFC 9110 15.5.16: a coding we do not decode is 415, not a receipt of compressed
+        # bytes later rejected as "binary data".
+        REJECTED_REQUESTS.labels(reason="media_type").inc()
+        raise GatewayError(
+            f"Content-Encoding {coding[:40]!r} is not accepted: send the file uncompressed",
+            415,
+            {"Accept-Encoding": "identity"},
+        )
     declared = request.headers.get("content-length")
     if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         REJECTED_REQUESTS.labels(reason="too_large").inc()

@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import AwareDatetime
 
 from gateway.api.deps import (
     ERRORS,
@@ -25,6 +24,7 @@ from gateway.api.deps import (
     remembered_partner,
 )
 from gateway.api.lean import in_thread
+from gateway.api.params import ZonedTime
 from gateway.api.schemas import ErrorOut, InterchangeDetail, InterchangePage
 from gateway.context import Gateway
 from gateway.db import repositories as repo
@@ -58,9 +58,14 @@ def list_interchanges(
         str | None,
         Query(pattern="^(accepted|accepted_with_errors|partially_accepted|rejected)$"),
     ] = None,
-    # With a zone (Z or +hh:mm): a time without one is refused, not guessed (422).
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
+    # With a zone (Z or +hh:mm): a time without one, or a number, is refused, not guessed (422).
+    since: Annotated[
+        ZonedTime | None,
+        Query(description="received at or after (ISO 8601 with a zone; `+` as %2B)"),
+    ] = None,
+    until: Annotated[
+        ZonedTime | None, Query(description="received before (ISO 8601 with a zone)")
+    ] = None,
     isa13: Annotated[str | None, Query(max_length=16)] = None,
     gs06: Annotated[str | None, Query(max_length=16)] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,

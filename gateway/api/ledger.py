@@ -5,7 +5,6 @@ only its own members and policies; anything else is a 404, like one that does no
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from typing import Annotated
 from urllib.parse import quote
@@ -14,6 +13,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response, StreamingResponse
 
 from gateway.api.deps import ERRORS, BaseUrl, CurrentPartner, GatewayDep
+from gateway.api.params import IsoDate
 from gateway.api.schemas import ErrorOut, LedgerMemberOut, PolicyMonthsOut
 from gateway.enrollment import views
 from gateway.errors import GatewayError, NotFound
@@ -32,7 +32,7 @@ def get_member(
     partner: CurrentPartner,
     gw: GatewayDep,
     as_of: Annotated[
-        dt.date | None, Query(description="also give the terms in force on this date")
+        IsoDate | None, Query(description="also give the terms in force on this date")
     ] = None,
 ) -> LedgerMemberOut:
     """One of your members in the enrollment ledger: each enrollment (policy, line, plan year)

@@ -81,6 +81,9 @@ class TestAcks:
             cached = c.get(url, headers={"If-None-Match": etag})
             assert cached.status_code == 304 and cached.content == b""
             assert c.get(url, headers={"If-None-Match": '"other"'}).status_code == 200
+            # RFC 9110 13.1.2: If-None-Match compares weakly, and * matches any current copy.
+            for header in (f"W/{etag}", "*", f'"other", W/{etag}'):
+                assert c.get(url, headers={"If-None-Match": header}).status_code == 304, header
 
 
 class TestTimes:
@@ -93,6 +96,13 @@ class TestTimes:
             assert r.json()["errors"][0]["loc"] == ["query", "since"]
             for zoned in ("2026-06-01T00:00:00Z", "2026-06-01T00:00:00-05:00"):
                 assert c.get("/v1/interchanges", params={"since": zoned}).status_code == 200
+            # A number is no time either: pydantic read it as a Unix time (1970...).
+            for number in ("0", "1700000000", "0.5", "1e3"):
+                for name in ("since", "until"):
+                    r = c.get("/v1/interchanges", params={name: number})
+                    assert (r.status_code, r.json()["code"]) == (422, "invalid_request"), number
+            r = c.get("/v1/members/0004931685", params={"as_of": "1.4e-45"})
+            assert (r.status_code, r.json()["errors"][0]["loc"]) == (422, ["query", "as_of"])
 
 
 class TestOpenApi:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import hmac
 import json
@@ -149,6 +150,15 @@ class TestHttpIntake:
                 "/v1/interchanges", content=GOOD, headers={"Content-Type": "application/json"}
             )
             assert r.status_code == 415
+            # A compressed body is refused before a receipt (it was received, then rejected as
+            # binary data), with what to send instead.
+            r = c.post(
+                "/v1/interchanges",
+                content=gzip.compress(GOOD),
+                headers={"Content-Type": "application/edi-x12", "Content-Encoding": "gzip"},
+            )
+            assert (r.status_code, r.headers["accept-encoding"]) == (415, "identity")
+            assert "uncompressed" in r.json()["detail"]
             assert submit(c, b"").status_code == 400
             statuses, limited = [], None
             for n in range(8):
