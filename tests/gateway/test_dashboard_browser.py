@@ -752,3 +752,28 @@ class TestWhatDidNotHappenInBrowser:
         expect(page.locator("#stuck")).to_have_count(0)
         expect(va.locator('td[data-k="file_status"]')).to_contain_text("on time · next due")
         expect(incident(page, "ack_pickup", "va")).to_have_count(1)  # the old acks: not fetched
+
+
+def test_a_long_file_name_wraps_and_leaves_the_columns_in_view(tmp_path, new_page) -> None:
+    """A sender's 250-character file name made the rejects table 3,146 px wide at 1280: every
+    column after it was off-screen for every row (found by a new-user run)."""
+    gw = GatewayProcess(data_dir=tmp_path / "var", database_url="")
+    key = gw.add_partner("va", "VA0FFM")
+    gw.add_operator(*ADMIN, role="admin")
+    try:
+        gw.start()
+        with gw.client(key) as c:
+            r = submit(c, (SAMPLES / "bad_ik403_8_dmg02_date.834").read_bytes(), "a" * 250 + ".834")
+            assert r.status_code == 202, r.text
+            wait_final(c, r.json()["id"])
+        page = new_page(width=1280, height=900)
+        log_in(page, gw.dashboard_url, ADMIN)
+        page.goto(f"{gw.dashboard_url}/dashboard/rejects?result=all")
+        expect(page.locator("#rejects tbody tr[data-id]")).to_have_count(1)
+        page.wait_for_load_state("load")
+        width = page.locator("#rejects").evaluate("t => t.getBoundingClientRect().width")
+        assert width <= 1280, width
+        resolved = page.locator("#rejects thead th").last
+        assert resolved.evaluate("e => e.getBoundingClientRect().right") <= 1280
+    finally:
+        gw.kill()
