@@ -75,9 +75,10 @@ _ACK_RESPONSES: dict[int | str, dict[str, object]] = {
 # Not PlainTextResponse: its text/plain would be documented for the JSON 401/404 too.
 @router.get("/{kind}", response_class=Response, responses=_ACK_RESPONSES)
 def get_ack(receipt: OwnedReceipt, kind: KnownKind, gw: GatewayDep, request: Request) -> Response:
-    """The X12 text of the TA1, 999 or 824 (`kind` = ta1 | 999 | 824 | rejection). A file
-    with several interchanges gets its acks of that kind one after another. If-None-Match
-    with the ETag answers 304."""
+    """The X12 text of the TA1, 999 or 824, or the rejection notice's JSON (`kind` = ta1 |
+    999 | 824 | 824-dry-run | rejection). A file with several interchanges gets its acks of
+    that kind one after another. If-None-Match with the ETag (or a weak one, or *) answers
+    304."""
     return _ack_response(receipt, kind, gw, request)
 
 

@@ -90,7 +90,11 @@ def get_policy_months(
 @router.get(
     "/policies/{policy:path}/months.csv",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/csv": {}}}, **ERRORS, **BAD_SPAN},
+    responses={
+        200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
+        **ERRORS,
+        **BAD_SPAN,
+    },
 )
 def get_policy_months_csv(
     policy: str,

@@ -129,7 +129,7 @@ def get_reconciliation(
 @router.get(
     "/reconciliation.csv",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/csv": {}}}, **ERRORS},
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}, **ERRORS},
 )
 def get_reconciliation_csv(receipt: OwnedReceipt, gw: GatewayDep) -> Response:
     """The reconciliation report as CSV."""
