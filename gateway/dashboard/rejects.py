@@ -3,6 +3,8 @@ same list as CSV."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -54,11 +56,25 @@ class Notes:
     done: str | None = None  # what the last bulk action did
 
 
-def _done(value: str) -> str | None:
-    action, _, counts = value.partition(":")
+def _done_value(viewer: Viewer, action: str, done: int, asked: int) -> str:
+    """What a bulk action did, for the page it goes back to — signed with the operator's
+    session secret, so an address cannot make the page say that files were resolved."""
+    said = f"{action}:{done}:{asked}"
+    mac = hmac.new(viewer.csrf.encode(), said.encode(), hashlib.sha256).hexdigest()[:16]
+    return f"{said}:{mac}"
+
+
+def _done(value: str, viewer: Viewer) -> str | None:
+    said, _, mac = value.rpartition(":")
+    expected = hmac.new(viewer.csrf.encode(), said.encode(), hashlib.sha256).hexdigest()[:16]
+    if not hmac.compare_digest(mac, expected):
+        return None
+    action, _, counts = said.partition(":")
     done, _, asked = counts.partition(":")
     if action not in ("resolve", "reprocess") or not (done.isdigit() and asked.isdigit()):
         return None
+    if asked == "0":
+        return "No file was ticked: nothing was done."
     verb = "marked resolved" if action == "resolve" else "queued again"
     skipped = int(asked) - int(done)
     extra = f" ({skipped} could not be: not processed or failed)" if skipped > 0 else ""
@@ -140,7 +156,7 @@ async def bulk(request: Request, viewer: AdminForm, gw: GatewayDep) -> Response:
         raise PageError("Choose resolve or reprocess.", 400, title="Nothing done")
     parts = urlsplit(back)
     kept = [(k, v) for k, v in parse_qsl(parts.query) if k != "done"]
-    kept.append(("done", f"{action}:{len(done)}:{len(ids)}"))
+    kept.append(("done", _done_value(viewer, action, len(done), len(ids))))
     return RedirectResponse(f"{parts.path}?{urlencode(kept)}", 303)
 
 
@@ -158,7 +174,7 @@ SEARCHES = ("file", "isa13", "gs06", "st02", "member")
 
 def _filter(request: Request, viewer: Viewer) -> tuple[reports.RejectFilter, dict[str, str], Notes]:
     q = {k: v.strip() for k, v in request.query_params.items() if v.strip() and k != "done"}
-    notes = Notes(done=_done(request.query_params.get("done", "")))
+    notes = Notes(done=_done(request.query_params.get("done", ""), viewer))
     if "member" in q and not viewer.is_admin:
         q.pop("member")  # a member id is member data: admins only
         notes.problems.append("Searching by member ID needs the admin role.")

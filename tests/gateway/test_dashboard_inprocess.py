@@ -313,6 +313,21 @@ class TestActions:
         assert r.status_code == 303
         done = c.get(r.headers["location"]).text
         assert "2 files marked resolved (1 could not be" in done
+        # The message is the server's word, not the address's: a forged one says nothing,
+        # and the same signed value means nothing in another operator's session.
+        forged = c.get("/dashboard/rejects?done=resolve%3A999%3A999").text
+        assert "marked resolved" not in forged
+        assert "marked resolved" not in site.client("victor").get(r.headers["location"]).text
+        r = c.post(
+            "/dashboard/rejects/bulk",
+            data={
+                "csrf_token": token_of(page),
+                "action": "reprocess",
+                "back": "/dashboard/rejects",
+            },
+            follow_redirects=False,
+        )
+        assert "No file was ticked" in c.get(r.headers["location"]).text
         resolved = listed(c.get("/dashboard/rejects?result=all&resolved=yes").text)
         assert {site.ids["bad.834"], site.ids["good.834"]} <= resolved
         audit = c.get("/dashboard/audit").text
