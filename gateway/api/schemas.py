@@ -259,7 +259,10 @@ class MemberOut(BaseModel):
         "REF*0F, a colon and a digest of who it is, kept when that is corrected"
     )
     subscriber_number: str
-    policy: str
+    policy: str = Field(
+        description="the enrollment group: 2300 REF*1L, else 2000 REF*1L, else (no REF*1L "
+        "sent) the subscriber's REF*0F"
+    )
     subscriber: bool
     relationship: str
     maintenance_type: str
@@ -269,7 +272,9 @@ class MemberOut(BaseModel):
         "the gate: `reason` says why), would_apply or would_reject (a dry run of test data)"
     )
     reason: str = Field(
-        default="", description="why the member was not applied (not_applied, dry runs)"
+        default="",
+        description="why the member was not applied at the gate (not_applied, dry runs); a "
+        "member the business rules rejected has its reasons in `findings`, and \"\" here",
     )
     isa13: str
     gs06: str
