@@ -143,14 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument(
         "--isa-id", dest="partner_isa_id", required=True, help="ISA06 the partner sends"
     )
-    add.add_argument(
-        "--sftp-key",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="PUBKEY_FILE",
-        help="OpenSSH public key file (repeatable)",
-    )
+    _add_key_files(add, "--sftp-key", "OpenSSH public key file (repeatable)")
     add.add_argument("--webhook-url", help="POSTed on acknowledged and failed")
     add.add_argument("--webhook-secret", help="HMAC-SHA256 secret (generated if omitted)")
     add.add_argument(
@@ -178,13 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace the partner's SFTP public keys (no --key: remove them all; HTTP untouched)",
     )
     keys.add_argument("name")
-    keys.add_argument(
-        "--key",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="PUBKEY_FILE",
-        help="OpenSSH public key file (repeatable): the partner's keys from now on",
+    _add_key_files(
+        keys, "--key", "OpenSSH public key file (repeatable): the partner's keys from now on"
     )
     keys.add_argument("--json", action="store_true")
     _add_setting_flags(keys, ("data_dir", "database_url"))
@@ -314,6 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
     orole.add_argument("role", choices=["viewer", "admin"])
     _add_setting_flags(orole, ("data_dir", "database_url"))
     return parser
+
+
+def _add_key_files(parser: argparse.ArgumentParser, flag: str, text: str) -> None:
+    parser.add_argument(
+        flag, type=Path, action="append", default=[], metavar="PUBKEY_FILE", help=text
+    )
 
 
 def _read_password() -> str:

@@ -147,6 +147,7 @@ def validate_file(
     ta1_path, ack_path = out_dir / f"{stem}.ta1", out_dir / f"{stem}.999"
     for path in (ta1_path, ack_path, out_dir / f"{stem}.rejected.json"):
         path.unlink(missing_ok=True)
+    sender = options.expected_sender  # the acks are addressed to it (else to the ISA's)
     for result in validate_stream(_chunks(stream), options):
         if isinstance(result, UnusableResult):
             report.unusable = {
@@ -157,26 +158,14 @@ def validate_file(
             continue
         report.outcomes.append(result.outcome)
         report.interchanges.append(summarize(result))
-        if result.ta1_required:
-            with ta1_path.open("ab") as f:
-                f.write(
-                    build_ta1(
-                        result,
-                        control_number=numbers.take(),
-                        now=now,
-                        receiver=options.expected_sender,
-                    )
-                )
-        if result.wants_999:
-            with ack_path.open("ab") as f:
-                f.write(
-                    build_999(
-                        result,
-                        control_number=numbers.take(),
-                        now=now,
-                        receiver=options.expected_sender,
-                    )
-                )
+        for wanted, path, build in (
+            (result.ta1_required, ta1_path, build_ta1),
+            (result.wants_999, ack_path, build_999),
+        ):
+            if wanted:
+                with path.open("ab") as f:
+                    number = numbers.take()
+                    f.write(build(result, control_number=number, now=now, receiver=sender))
         result.close()
     if report.unusable is not None:
         path = out_dir / f"{stem}.rejected.json"

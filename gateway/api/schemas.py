@@ -274,7 +274,7 @@ class MemberOut(BaseModel):
     reason: str = Field(
         default="",
         description="why the member was not applied at the gate (not_applied, dry runs); a "
-        "member the business rules rejected has its reasons in `findings`, and \"\" here",
+        'member the business rules rejected has its reasons in `findings`, and "" here',
     )
     isa13: str
     gs06: str
