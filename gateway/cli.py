@@ -158,13 +158,22 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--json", action="store_true")
     _add_setting_flags(ls, ("data_dir", "database_url"))
     for name, text in (
-        ("rotate-key", "issue a new API key (the old one stops working)"),
+        ("rotate-key", "issue a new API key (the old one stops working, or --keep-old)"),
         ("disable", "refuse the partner's API key and SFTP logins"),
         ("enable", "allow the partner again"),
     ):
         c = psub.add_parser(name, help=text)
         c.add_argument("name")
         c.add_argument("--json", action="store_true")
+        if name == "rotate-key":
+            c.add_argument(
+                "--keep-old",
+                type=int,
+                default=0,
+                metavar="MINUTES",
+                help="the old key keeps working this long beside the new one (default 0: it "
+                "stops at once)",
+            )
         _add_setting_flags(c, ("data_dir", "database_url"))
     keys = psub.add_parser(
         "sftp-keys",
@@ -427,10 +436,21 @@ def _partner_command(args: argparse.Namespace) -> int:
                         )
                     )
             elif args.partner_command == "rotate-key":
-                key = rotate_key(session, args.name)
-                out = {"name": args.name, "api_key": key}
+                import datetime as dt
+
+                if args.keep_old < 0:
+                    raise GatewayError("--keep-old: minutes, 0 or more", 400)
+                key = rotate_key(session, args.name, keep_old=dt.timedelta(minutes=args.keep_old))
+                out = {"name": args.name, "api_key": key, "old_key_minutes": args.keep_old}
                 if not args.json:
-                    sys.stdout.write(f"new API key for {args.name} (shown once): {key}\n")
+                    sys.stdout.write(
+                        (
+                            f"the old key works for {args.keep_old} more minutes\n"
+                            if args.keep_old
+                            else "the old key no longer works\n"
+                        )
+                        + f"new API key for {args.name} (shown once): {key}\n"
+                    )
             elif args.partner_command == "rules":
                 from gateway.partners import configure_rules, rule_settings
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import secrets
@@ -11,6 +12,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from gateway.db import repositories as repo
+from gateway.db.base import utcnow
 from gateway.db.models import Partner
 from gateway.errors import GatewayError
 from gateway.watch.schedule import ScheduleError, parse_schedule
@@ -96,9 +98,17 @@ def make_sftp_home(sftp_root: Path, name: str) -> None:
         make_private_dirs(sftp_root / name / d)
 
 
-def rotate_key(session: Session, name: str) -> str:
+def rotate_key(session: Session, name: str, *, keep_old: dt.timedelta | None = None) -> str:
+    """A new API key. The old one stops at once, or — `keep_old` — keeps working that long
+    beside the new one, so the partner can switch without an outage (a key kept from an
+    earlier rotation is replaced). Disabling the partner refuses both."""
     partner = _get(session, name)
     key = new_api_key()
+    if keep_old is not None and keep_old > dt.timedelta(0):
+        partner.previous_api_key_hash = partner.api_key_hash
+        partner.previous_api_key_until = utcnow() + keep_old
+    else:
+        partner.previous_api_key_hash = partner.previous_api_key_until = None
     partner.api_key_hash = repo.hash_api_key(key)
     return key
 

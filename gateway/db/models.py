@@ -46,13 +46,20 @@ def new_id() -> str:
 
 class Partner(Base):
     __tablename__ = "partners"
-    __table_args__ = (UniqueConstraint("isa_qualifier", "isa_id"),)
+    __table_args__ = (
+        UniqueConstraint("isa_qualifier", "isa_id"),
+        Index("ix_partners_previous_api_key_hash", "previous_api_key_hash"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     isa_qualifier: Mapped[str] = mapped_column(String(2))
     isa_id: Mapped[str] = mapped_column(String(15))
     api_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # A rotated key that still works until `previous_api_key_until` (partner rotate-key
+    # --keep-old): the partner moves to the new key without an outage.
+    previous_api_key_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    previous_api_key_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     sftp_keys: Mapped[str] = mapped_column(Text, default="")  # OpenSSH public keys, one a line
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     webhook_url: Mapped[str | None] = mapped_column(String(2048), default=None)

@@ -76,6 +76,14 @@ def key_owner(session: Session, key_hash: str) -> tuple[int, str] | None:
     row = session.execute(
         select(Partner.id, Partner.name).where(Partner.api_key_hash == key_hash, Partner.enabled)
     ).first()
+    if row is None:  # a rotated key kept for a while (rare: asked only when the first misses)
+        row = session.execute(
+            select(Partner.id, Partner.name).where(
+                Partner.previous_api_key_hash == key_hash,
+                Partner.previous_api_key_until > utcnow(),
+                Partner.enabled,
+            )
+        ).first()
     return (row[0], row[1]) if row is not None else None
 
 

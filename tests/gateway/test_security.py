@@ -3,12 +3,18 @@ own documentation aside), and a partner's key never opens another partner's inte
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import httpx
+from sqlalchemy import update
 from starlette.routing import Route
 
 from gateway.api.app import create_app
+from gateway.context import Gateway
+from gateway.db.models import Partner
+from gateway.db.session import unit_of_work
+from gateway.settings import Settings
 from tests.conftest import SAMPLES
 from tests.gateway.harness import submit, wait_final
 
@@ -89,8 +95,34 @@ class TestAuthentication:
 
         new_key = json.loads(new)["api_key"]
         assert gateway.client(new_key).get("/v1/interchanges").status_code == 200
+        # --keep-old: the old key keeps working beside the new one until its time is up, so
+        # a partner switches without an outage; another rotation or disabling ends it.
+        kept = json.loads(
+            gateway.cli("partner", "rotate-key", "va", "--keep-old", "10", "--json").stdout
+        )
+        newest = kept["api_key"]
+        assert kept["old_key_minutes"] == 10
+        assert gateway.client(new_key).get("/v1/interchanges").status_code == 200
+        assert gateway.client(newest).get("/v1/interchanges").status_code == 200
+        assert gateway.client(key).get("/v1/interchanges").status_code == 401  # two back: no
+        settings = Settings(data_dir=gateway.data_dir, database_url=gateway.database_url)
+        gw = Gateway.open(settings)
+        try:
+
+            def kept_until(when: dt.datetime) -> None:
+                with unit_of_work(gw.sessions) as s:
+                    s.execute(update(Partner).values(previous_api_key_until=when))
+
+            kept_until(dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))  # its time is up
+            assert gateway.client(new_key).get("/v1/interchanges").status_code == 401
+            kept_until(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5))
+            assert gateway.client(new_key).get("/v1/interchanges").status_code == 200
+        finally:
+            gw.close()
+        new_key = newest
         gateway.cli("partner", "disable", "va")
         assert gateway.client(new_key).get("/v1/interchanges").status_code == 401
+        assert gateway.client(json.loads(new)["api_key"]).get("/v1/interchanges").status_code == 401
         assert submit(gateway.client(new_key), GOOD).status_code == 401
         listing = gateway.cli("partner", "list", "--json").stdout
         assert new_key not in listing and key not in listing
