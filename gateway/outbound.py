@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import os
 import re
+import time
 import uuid
 from pathlib import Path
 
@@ -110,11 +111,26 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def sign_timestamped(secret: str, body: bytes, at: int) -> str:
+    """`X-EDI834-Signature-256`: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`. The
+    receiver recomputes it and refuses a `t` older than a few minutes: a captured call cannot be
+    replayed later (the body-only `X-EDI834-Signature` stays for receivers that check it)."""
+    mac = hmac.new(secret.encode(), f"{at}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={at},v1={mac}"
+
+
 def post_signed(
-    client: httpx.Client, url: str, body: bytes, signature: str, refused: type[Exception]
+    client: httpx.Client,
+    url: str,
+    body: bytes,
+    signature: str,
+    refused: type[Exception],
+    *,
+    secret: str | None = None,
 ) -> None:
     """POST a signed JSON body (webhooks, alerts), retried briefly on transport errors and on
-    an answer that is not 2xx (raised as `refused`, the caller's kind of failure)."""
+    an answer that is not 2xx (raised as `refused`, the caller's kind of failure). With the
+    `secret`, each attempt also carries `X-EDI834-Signature-256` signed at its own time."""
 
     @retry(
         retry=retry_if_exception_type((httpx.TransportError, refused)),
@@ -123,11 +139,10 @@ def post_signed(
         reraise=True,
     )
     def attempt() -> None:
-        response = client.post(
-            url,
-            content=body,
-            headers={"Content-Type": "application/json", "X-EDI834-Signature": signature},
-        )
+        headers = {"Content-Type": "application/json", "X-EDI834-Signature": signature}
+        if secret is not None:
+            headers["X-EDI834-Signature-256"] = sign_timestamped(secret, body, int(time.time()))
+        response = client.post(url, content=body, headers=headers)
         if response.status_code >= 300:
             raise refused(f"HTTP {response.status_code}")
 

@@ -36,6 +36,14 @@ def declare(app: FastAPI) -> None:
                 "partner's webhook secret>; compare in constant time before trusting the body"
             ),
         ],
+        x_edi834_signature_256: Annotated[
+            str,
+            Header(
+                description="t=<unix seconds when sent>,v1=<hex HMAC-SHA256 of '<t>.' followed "
+                "by the exact body, same secret>: refuse a t more than a few minutes old, and a "
+                "captured call cannot be replayed later (each retry is signed at its own time)"
+            ),
+        ],
     ) -> None:
         """POSTed as JSON to the partner's webhook URL once a file is acknowledged (its TA1/999
         are stored) or parked as failed. Answer 2xx; anything else is retried with back-off

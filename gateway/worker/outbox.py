@@ -156,7 +156,7 @@ def deliver_webhooks(gw: Gateway, client: httpx.Client) -> int:
             body = payload.encode()
             started = time.monotonic()
             try:
-                post_signed(client, url, body, sign(secret, body), WebhookError)
+                post_signed(client, url, body, sign(secret, body), WebhookError, secret=secret)
             except (httpx.HTTPError, WebhookError) as exc:
                 error = f"{type(exc).__name__}: {exc}"[:500]
                 DELIVERY_FAILURES.labels(kind="webhook").inc()

@@ -206,8 +206,9 @@ class TestIdempotencyKey:
         gw, _ = served
         doc = httpx.get(f"{gw.url}/openapi.json", timeout=10).json()
         hook = doc["webhooks"]["interchange-event"]["post"]
-        (header,) = [p for p in hook["parameters"] if p["in"] == "header"]
-        assert header["name"].lower() == "x-edi834-signature" and header["required"]
+        headers = {p["name"].lower(): p for p in hook["parameters"] if p["in"] == "header"}
+        assert set(headers) == {"x-edi834-signature", "x-edi834-signature-256"}
+        assert all(h["required"] for h in headers.values())
         body = hook["requestBody"]["content"]["application/json"]["schema"]
         assert body == {"$ref": "#/components/schemas/WebhookEvent"}
         fields = set(doc["components"]["schemas"]["WebhookEvent"]["properties"])

@@ -232,10 +232,12 @@ class TestHttpIntake:
 
 class _Hook(BaseHTTPRequestHandler):
     received: ClassVar[list[tuple[bytes, str]]] = []
+    timestamped: ClassVar[list[str]] = []
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         _Hook.received.append((body, self.headers.get("X-EDI834-Signature", "")))
+        _Hook.timestamped.append(self.headers.get("X-EDI834-Signature-256", ""))
         self.send_response(204)
         self.end_headers()
 
@@ -247,7 +249,7 @@ class TestWebhook:
     def test_acknowledged_event_is_posted_with_an_hmac_signature(self, gateway):
         server = HTTPServer(("127.0.0.1", 0), _Hook)
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        _Hook.received = []
+        _Hook.received, _Hook.timestamped = [], []
         try:
             out = gateway.cli(
                 "partner",
@@ -275,6 +277,12 @@ class TestWebhook:
             body, signature = _Hook.received[0]
             expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
             assert hmac.compare_digest(signature, expected)
+            # The timestamped one: t=<unix seconds>,v1=HMAC("<t>.<body>"), t the sending time,
+            # so a receiver can refuse a replay.
+            t, v1 = (part.split("=", 1)[1] for part in _Hook.timestamped[0].split(","))
+            assert abs(int(t) - time.time()) < 120
+            mac = hmac.new(b"s3cret", f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+            assert hmac.compare_digest(v1, mac)
             event = json.loads(body)
             assert (event["event"], event["id"], event["outcome"]) == (
                 "acknowledged",
