@@ -91,6 +91,12 @@ def rejects(
     order: str = "desc",
 ) -> Response:
     f, q, notes = _filter(request, viewer)
+    if sort not in reports.SORTS:
+        notes.problems.append(f"“{sort[:40]}” is not a column to sort by; sorted by received.")
+        sort = "received"
+    if order not in ("asc", "desc"):
+        notes.problems.append(f"“{order[:40]}” is not asc or desc; newest first.")
+        order = "desc"
     if f.member:
         audit.record(gw, viewer.username, "search_member", None, "rejects searched by member ID")
     with gw.reads() as s:

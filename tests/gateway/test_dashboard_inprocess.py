@@ -499,3 +499,12 @@ def test_a_viewer_never_sees_member_data_a_stray_separator_moved(site) -> None:
         for value in ("915830264", "ODUYA", "KWAME", "51760", "2318 FLOYD", "19801345"):
             assert value not in page, (user, value)
         assert "NM1*IL*1*" in page and "•••••" in page  # the qualifiers stay readable
+
+
+def test_a_sort_or_order_the_list_does_not_know_is_said_not_ignored(site) -> None:
+    """As for every other filter: the page says what it could not read and what it did."""
+    c = site.client("victor")
+    page = c.get("/dashboard/rejects?result=all&sort=bogus&order=sideways").text
+    assert "is not a column to sort by; sorted by received." in page
+    assert "is not asc or desc; newest first." in page
+    assert "not a column" not in c.get("/dashboard/rejects?result=all&sort=size").text
