@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pyx12.map_if
@@ -56,15 +57,18 @@ def load_map() -> Any:
 @functools.cache
 def guide_segment_ids() -> frozenset[str]:
     """Every segment ID the 834 guide uses anywhere (envelope included)."""
-    found: set[str] = set()
+    return frozenset(str(node.id) for node in _segment_nodes())
+
+
+def _segment_nodes() -> Iterator[Any]:
+    """Every segment node of the 834 map, in every loop."""
     stack = [load_map()]
     while stack:
         node = stack.pop()
         if node.is_segment():
-            found.add(str(node.id))
+            yield node
         elif node.is_loop() or node.is_map_root():
             stack.extend(_children(node))
-    return frozenset(found)
 
 
 _CONTROL_SEGMENTS = frozenset({"ISA", "GS", "ST", "SE", "GE", "IEA"})  # the envelope's own checks
@@ -76,13 +80,8 @@ def walk_codes() -> dict[str, tuple[frozenset[str], str]]:
     01 (pyx12's `segment_if.is_match`: INS by INS01, HD by HD01, …): tag -> (the codes, one to
     walk with). A tag the map has twice or more is left out: there its code says which loop."""
     nodes: dict[str, list[Any]] = {}
-    stack = [load_map()]
-    while stack:
-        node = stack.pop()
-        if node.is_segment():
-            nodes.setdefault(str(node.id), []).append(node)
-        elif node.is_loop() or node.is_map_root():
-            stack.extend(_children(node))
+    for node in _segment_nodes():
+        nodes.setdefault(str(node.id), []).append(node)
     found: dict[str, tuple[frozenset[str], str]] = {}
     for tag, (node, *more) in nodes.items():
         first = node.children[0] if node.children else None

@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable
 
 from parsers.delimiters import Delimiters, is_delimiter_char
+from validators.control import printable
 
 _DIGITS = re.compile(r"[0-9]+")
 _ID = re.compile(r"[0-9A-Z]+")
@@ -20,7 +21,7 @@ _SPARE_SEPARATORS = ":^>|\\!{}~*#@`&+;<=?[]_%$"
 def clean(value: str, d: Delimiters) -> bool:
     """Printable ASCII (X12's basic and extended character sets) and none of our delimiters."""
     unsafe = {d.element, d.component, d.segment, d.repetition}
-    return all(" " <= ch <= "~" and ch not in unsafe for ch in value)
+    return printable(value) and unsafe.isdisjoint(value)
 
 
 def an(value: str, d: Delimiters, *, max_len: int, neutral: str, min_len: int = 1) -> str:

@@ -14,6 +14,7 @@ from parsers.events import Segment
 from parsers.writer import render_segment, segment
 from validators.acks import echo
 from validators.acks.reply import UNKNOWN_PARTY, iea, reply_isa, with_component
+from validators.control import printable
 from validators.interchange import GroupResult, InterchangeResult, TransactionSetResult
 from validators.issues import Issue, Level
 
@@ -209,20 +210,16 @@ def _ik4(issue: Issue, d: Delimiters) -> Segment:
     bad = ""
     if issue.code != "1" and issue.bad_value:
         bad = _clean(issue.bad_value, d)[:MAX_BAD_VALUE]
-        if not bad.strip() or not _copyable(bad) or _CONTROL_NAME.fullmatch(bad):
+        # IK404 is a copy of the bad element: only when the copy is in X12's basic and
+        # extended character sets. A NUL, a tab or a Latin-1/UTF-8 byte in our 999 would make
+        # it as invalid as what it answers; IK403 (6, invalid character) says what was wrong.
+        if not bad.strip() or not printable(bad) or _CONTROL_NAME.fullmatch(bad):
             bad = ""
     return segment("IK4", position, issue.element_ref or "", issue.code, bad)
 
 
 _CONTROL_NAME = re.compile(r"<[A-Z]{2,3}>")
 """pyx12's name for a control character it found (`<HT>`): a description, not a copy."""
-
-
-def _copyable(value: str) -> bool:
-    """IK404 is a copy of the bad element: only when the copy is in X12's basic and extended
-    character sets (printable ASCII). A NUL, a tab or a Latin-1/UTF-8 byte in our 999 would
-    make it as invalid as what it answers; IK403 (6, invalid character) says what was wrong."""
-    return all(" " <= ch <= "~" for ch in value)
 
 
 def _names_member(issue: Issue) -> bool:
