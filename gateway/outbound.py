@@ -5,7 +5,6 @@ delivery (worker) and the core-system delivery (enrollment) alike."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -46,16 +45,6 @@ SHARED_DIR = 0o750
 SHARED_FILE = 0o640
 
 
-def _make_shared_dirs(path: Path) -> None:
-    """mkdir -p with mode 0750 for every directory it creates, whatever the umask."""
-    if path.is_dir():
-        return
-    _make_shared_dirs(path.parent)
-    with contextlib.suppress(FileExistsError):
-        path.mkdir(mode=SHARED_DIR)
-        os.chmod(path, SHARED_DIR)
-
-
 def write_atomically(
     directory: Path,
     name: str,
@@ -77,8 +66,8 @@ def write_atomically(
         make_private_dirs(directory)
         make_private_dirs(staging)
     else:
-        _make_shared_dirs(directory)
-        _make_shared_dirs(staging)
+        make_private_dirs(directory, SHARED_DIR)
+        make_private_dirs(staging, SHARED_DIR)
     tmp = staging / f"{uuid.uuid4().hex}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     if private:

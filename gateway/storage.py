@@ -25,15 +25,15 @@ PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
 
 
-def make_private_dirs(path: Path) -> None:
-    """mkdir -p with mode 0700 for every directory it creates (os.makedirs gives the parents
-    the umask's mode); an existing directory keeps its mode."""
+def make_private_dirs(path: Path, mode: int = PRIVATE_DIR) -> None:
+    """mkdir -p with mode 0700 (or `mode`) for every directory it creates (os.makedirs gives
+    the parents the umask's mode); an existing directory keeps its mode."""
     if path.is_dir():
         return
-    make_private_dirs(path.parent)
+    make_private_dirs(path.parent, mode)
     with contextlib.suppress(FileExistsError):
-        path.mkdir(mode=PRIVATE_DIR)
-        os.chmod(path, PRIVATE_DIR)  # whatever the umask
+        path.mkdir(mode=mode)
+        os.chmod(path, mode)  # whatever the umask
 
 
 def _create_private(path: str, flags: int) -> int:
