@@ -118,12 +118,20 @@ def member_key(event: MemberEvent) -> str:
         return subscriber[:120]
     name = event.name
     if name is not None and name.id:
-        who = f"{name.id_qualifier}{name.id}"
+        who = _by_id(name.id_qualifier, name.id)
     else:
-        last = name.last if name else ""
-        first = name.first if name else ""
-        who = f"{last}|{first}|{event.birth_date_raw or ''}"
+        who = _by_name(name.last if name else "", name.first if name else "", event.birth_date_raw)
     return dependent_key(subscriber, who)
+
+
+def _by_id(qualifier: str, value: str) -> str:
+    """What a dependent's digest is of when it has an identifier (NM108/NM109)."""
+    return f"{qualifier}{value}"
+
+
+def _by_name(last: str, first: str, born: str | None) -> str:
+    """…and when it has none: its name and DMG02 as sent."""
+    return f"{last}|{first}|{born or ''}"
 
 
 def keyed_by_digest(event: MemberEvent) -> bool:
@@ -145,12 +153,12 @@ def prior_member_keys(event: MemberEvent) -> list[str]:
     subscriber = event.subscriber_number or ""
     keys = []
     if prior.id:
-        keys.append(dependent_key(subscriber, f"{prior.id_qualifier}{prior.id}"))
+        keys.append(dependent_key(subscriber, _by_id(prior.id_qualifier, prior.id)))
     name = event.name
     last = prior.last or (name.last if name else "")
     first = prior.first or (name.first if name else "")
-    born = event.prior_birth_date_raw or event.birth_date_raw or ""
-    keys.append(dependent_key(subscriber, f"{last}|{first}|{born}"))
+    born = event.prior_birth_date_raw or event.birth_date_raw
+    keys.append(dependent_key(subscriber, _by_name(last, first, born)))
     return keys
 
 
