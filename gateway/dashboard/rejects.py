@@ -60,14 +60,16 @@ def _done_value(viewer: Viewer, action: str, done: int, asked: int) -> str:
     """What a bulk action did, for the page it goes back to — signed with the operator's
     session secret, so an address cannot make the page say that files were resolved."""
     said = f"{action}:{done}:{asked}"
-    mac = hmac.new(viewer.csrf.encode(), said.encode(), hashlib.sha256).hexdigest()[:16]
-    return f"{said}:{mac}"
+    return f"{said}:{_mac(viewer, said)}"
+
+
+def _mac(viewer: Viewer, said: str) -> str:
+    return hmac.new(viewer.csrf.encode(), said.encode(), hashlib.sha256).hexdigest()[:16]
 
 
 def _done(value: str, viewer: Viewer) -> str | None:
     said, _, mac = value.rpartition(":")
-    expected = hmac.new(viewer.csrf.encode(), said.encode(), hashlib.sha256).hexdigest()[:16]
-    if not hmac.compare_digest(mac, expected):
+    if not hmac.compare_digest(mac, _mac(viewer, said)):
         return None
     action, _, counts = said.partition(":")
     done, _, asked = counts.partition(":")
