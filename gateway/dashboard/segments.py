@@ -70,18 +70,15 @@ def _is_code(value: str) -> bool:
     return 1 <= len(value) <= 3 and value.isascii() and value.isalnum() and value.isupper()
 
 
-def is_phi(tag: str, element: int | None, value: str | None = None) -> bool:
+def is_phi(tag: str, element: int | None, value: str) -> bool:
     """Whether a viewer must not see this element of this segment: every element of a member
-    data segment (`SHOWN`) but a qualifier holding a code; when the value is not known, every
-    element but a qualifier position."""
+    data segment (`SHOWN`) but a qualifier holding a code."""
     shown = SHOWN.get(tag)
     if shown is None:
         return False
     codes = shown.get(element) if element is not None else None
     if codes is None:
         return True
-    if value is None:
-        return False
     return not (_is_code(value) if codes is _CODE else value in codes)
 
 
