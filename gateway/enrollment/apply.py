@@ -40,7 +40,13 @@ from gateway.db.session import run_in_transaction
 from gateway.enrollment import lifecycle
 from gateway.enrollment import repository as ledger_repo
 from gateway.enrollment.advice import add_824s
-from gateway.enrollment.codes import ACTIVATING, Maintenance, MemberStatus, priced_line
+from gateway.enrollment.codes import (
+    ACTIVATING,
+    Maintenance,
+    MemberStatus,
+    priced_coverage,
+    priced_line,
+)
 from gateway.enrollment.events import Address, MemberEvent, TransactionSetHeader
 from gateway.enrollment.extract import SetKey, extract_members
 from gateway.enrollment.filesets import FileSets, SetCounts
@@ -769,9 +775,8 @@ class _Chunk:
         key = member_key(subscriber)
         fallback = self._policy_fallback(subscriber, key)
         day = lifecycle.event_effective(subscriber)
-        if subscriber.coverages:
-            lines = [c.insurance_line[:3] for c in subscriber.coverages]
-            cov = subscriber.coverages[lines.index(priced_line(lines) or lines[0])]
+        cov = priced_coverage(subscriber.coverages)
+        if cov is not None:
             day = day or cov.benefit_begin
             if day is None:
                 return None

@@ -5,7 +5,11 @@ rules, the ledger and the dashboard."""
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.enrollment.events import Coverage
 
 
 class Maintenance(enum.StrEnum):
@@ -88,3 +92,9 @@ def priced_line(lines: Iterable[str]) -> str | None:
     file lists them in: a later file that sent VIS first gave VIS the premium DEN still held.
     Copying them to each line counted a family's premium and APTC once per line."""
     return min(lines, key=lambda line: (line != "HLT", line), default=None)
+
+
+def priced_coverage(coverages: Sequence[Coverage]) -> Coverage | None:
+    """The 2300 loop of the priced line (`priced_line`): the first one sent on it."""
+    line = priced_line(c.insurance_line[:3] for c in coverages)
+    return next((c for c in coverages if c.insurance_line[:3] == line), None)

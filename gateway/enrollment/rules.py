@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from gateway.enrollment.codes import SELF, Maintenance, priced_line
+from gateway.enrollment.codes import SELF, Maintenance, priced_coverage
 from gateway.enrollment.combinations import ADDL_MAINT_REASON, CMS_FFE, Combinations
 from gateway.enrollment.events import MemberEvent, TransactionSetHeader
 
@@ -563,9 +563,8 @@ def _premium_gap(event: MemberEvent, add: Callable[..., None]) -> None:
     ends = [r.period_end for r in loops if "-" in r.period_raw and r.period_end is not None]
     if len(ends) != len(loops):
         return
-    lines = [c.insurance_line[:3] for c in event.coverages]
-    cov = event.coverages[lines.index(priced_line(lines) or lines[0])]
-    if cov.maintenance_type.code == Maintenance.TERMINATION:
+    cov = priced_coverage(event.coverages)
+    if cov is None or cov.maintenance_type.code == Maintenance.TERMINATION:
         return
     last = max(ends)
     begin = cov.benefit_begin or min(r.period_begin or last for r in loops)
