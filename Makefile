@@ -9,12 +9,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test venv system-deps lint typecheck pytest bench clean
 
-$(STAMP): requirements.lock pyproject.toml
+# The dev venv takes requirements-test.lock (the runtime pins of requirements.lock plus the
+# test tools); a production venv takes requirements.lock alone (deploy/README.md).
+$(STAMP): requirements-test.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
 	  echo "python3 -m venv failed: installing python3-venv"; \
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
-	$(BIN)/pip install -q --disable-pip-version-check --require-hashes -r requirements.lock
+	$(BIN)/pip install -q --disable-pip-version-check --require-hashes -r requirements-test.lock
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
