@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.routing import Match, Route
 
 
 def add_routes(app: FastAPI, *routers: APIRouter) -> None:
@@ -16,6 +17,19 @@ def add_routes(app: FastAPI, *routers: APIRouter) -> None:
     tests walk them)."""
     for router in routers:
         app.router.routes.extend(router.routes)
+
+
+def allowed_methods(request: Request) -> str:
+    """A 405's `Allow` (RFC 9110 15.5.6): every method some route at the request's path takes.
+    Starlette names only the first route whose path matched, so `DELETE` on a path served by a
+    GET route and a POST route listed one of the two."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches(request.scope)
+            if match is not Match.NONE:
+                methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 def download(

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway.api.schemas import Problem
 from gateway.errors import GatewayError, default_code
 from gateway.logging import get_logger
+from gateway.web import allowed_methods
 
 log = get_logger(__name__)
 
@@ -79,15 +80,13 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
     )
 
 
-async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     code = default_code(exc.status_code)
     detail = exc.detail if isinstance(exc.detail, str) else TITLES.get(code, code)
-    return problem(
-        exc.status_code,
-        code,
-        detail,
-        headers=dict(exc.headers or {}),
-    )
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request)
+    return problem(exc.status_code, code, detail, headers=headers)
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -24,7 +24,7 @@ from gateway.dashboard.formatting import age, duration, error_kind, safe_next
 from gateway.dashboard.segments import MASK
 from gateway.enrollment import queries
 from gateway.enrollment.codes import MAINTENANCE_NAMES
-from gateway.web import add_routes
+from gateway.web import add_routes, allowed_methods
 from validators.issues import meaning, remedy
 
 HERE = Path(__file__).resolve().parent
@@ -142,7 +142,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         return error_page(request, 404, "Not found", "There is no such page on this dashboard.")
     if exc.status_code == 405:
-        return error_page(request, 405, "Not allowed", "This address does not take that method.")
+        page = error_page(request, 405, "Not allowed", "This address does not take that method.")
+        page.headers["Allow"] = allowed_methods(request)
+        return page
     return error_page(request, exc.status_code, "Error", "The request could not be answered.")
 
 

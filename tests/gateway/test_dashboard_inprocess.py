@@ -87,6 +87,13 @@ def site(tmp_path_factory) -> Iterator[Site]:
 
 
 class TestErrorPages:
+    def test_a_405_names_every_method_of_the_address(self, site):
+        c = TestClient(create_dashboard(site.gw), base_url="http://dash.test")
+        r = c.delete("/login")  # a GET route and a POST route
+        assert r.status_code == 405
+        assert r.headers["content-type"].startswith("text/html")
+        assert set(r.headers["allow"].split(", ")) == {"GET", "POST"}
+
     @pytest.mark.parametrize(
         "path",
         [

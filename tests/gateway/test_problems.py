@@ -50,7 +50,11 @@ class TestEveryErrorPath:
             assert_problem(c.get("/v1/nothing-here"), 404, "not_found")
             r = c.delete("/v1/interchanges")
             assert_problem(r, 405, "method_not_allowed")
-            assert r.headers["allow"]
+            # Two routes serve the path (the list, the upload): Allow names both.
+            assert set(r.headers["allow"].split(", ")) == {"GET", "POST"}
+            r = c.post("/v1/interchanges/R1/acks/999")
+            assert_problem(r, 405, "method_not_allowed")
+            assert set(r.headers["allow"].split(", ")) == {"GET", "HEAD"}
 
     def test_missing_and_unknown_key(self, served: tuple[GatewayProcess, str]) -> None:
         gw, _ = served
