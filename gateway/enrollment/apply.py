@@ -401,8 +401,8 @@ class _Chunk:
         keys |= {self._key(e) for f in families for e in f}
         # The file's first chunk: none of its members is recorded yet (progress is never
         # reset), so no look-up — for a one-member file, the only chunk.
-        self.seen: set[str] = (
-            set() if first else ledger_repo.keys_seen_in_file(session, run.receipt_id, keys)
+        self.seen: set[tuple[str, ...]] = (
+            set() if first else ledger_repo.transactions_seen_in_file(session, run.receipt_id, keys)
         )
         self.active_subscribers = ledger_repo.active_subscribers(
             session, run.partner_id, subscribers
@@ -496,11 +496,12 @@ class _Chunk:
                 applied: _Applied | None = None
                 hits: list[Hit] = []
                 decision = self.run.sets.get(set_key(event), ledger_repo.UNDECIDED)
+                seen = _transaction(row) in self.seen
                 if decision.disposition is Disposition.NOT_APPLIED:
                     row["outcome"] = MemberOutcome.NOT_APPLIED
                     row["note"] = decision.reason[:200]
                 elif decision.disposition is Disposition.DRY_RUN:
-                    hits = self._rules(event, key, premium, dry_run=True)
+                    hits = self._rules(event, key, premium, seen=seen, dry_run=True)
                     would_reject = rejecting(hits, self.run.config)
                     row["outcome"] = (
                         MemberOutcome.WOULD_REJECT if would_reject else MemberOutcome.WOULD_APPLY
@@ -512,7 +513,7 @@ class _Chunk:
                     row["outcome"] = MemberOutcome.AUDITED
                     audits.append((event, key))
                 else:
-                    hits = self._rules(event, key, premium)
+                    hits = self._rules(event, key, premium, seen=seen)
                     if rejecting(hits, self.run.config):
                         row["outcome"] = MemberOutcome.REJECTED
                     else:
@@ -520,7 +521,7 @@ class _Chunk:
                         applied = self._apply(event, key, len(rows))
                         self._track_subscriber(event, applied.member)
                         self._remember_person(event, key)
-                self.seen.add(key)
+                self.seen.add(_transaction(row))
                 rows.append(row)
                 hits_of.append(hits)
                 changes.append(applied)
@@ -709,7 +710,13 @@ class _Chunk:
         item.dirty = False
 
     def _rules(
-        self, event: MemberEvent, key: str, premium: Decimal | None, *, dry_run: bool = False
+        self,
+        event: MemberEvent,
+        key: str,
+        premium: Decimal | None,
+        *,
+        seen: bool,
+        dry_run: bool = False,
     ) -> list[Hit]:
         ledger = _view(self.known.get(key))
         present = event.subscriber or (event.subscriber_number or "") in self.active_subscribers
@@ -721,7 +728,7 @@ class _Chunk:
         facts = MemberFacts(
             ledger=ledger,
             subscriber_present=present,
-            seen_in_file=key in self.seen,
+            seen_in_file=seen,
             family_premium=premium,
         )
         try:
@@ -949,6 +956,15 @@ class _Chunk:
 
 
 _NOT_IN_CORE_MEMBER = {"header", "source"}
+
+
+def _transaction(row: dict[str, object]) -> tuple[str, ...]:
+    """What makes a member's transaction the same one sent again (member-twice-in-file): the
+    member, INS03, INS04 and the policy, as its history row stores them. A termination and a
+    new addition for one member (a plan change) are two transactions."""
+    return tuple(
+        str(row[c]) for c in ("member_key", "maintenance_type", "maintenance_reason", "policy_key")
+    )
 
 
 def _set_level_hits(run: Run, event: MemberEvent) -> list[Hit]:

@@ -16,12 +16,15 @@ The lifecycle (CMS FFE enrollment manual, "Enrollment and Maintenance"):
 
 Refused (business rules, never silent): an addition for an enrollment already in force
 (`duplicate-add`, also a second policy on the same line in the same plan year); a termination
-that would move a recorded end date later (`term-extends-coverage`: reinstate first); a
-reinstatement of an enrollment in force (`reinstate-in-force`); a change, termination or
-reinstatement of an insurance line or policy the member does not have (`unknown-member`).
+that would move a recorded end date later (`term-extends-coverage`: reinstate first, or, for
+one in force, change its DTP*349); a reinstatement of an enrollment in force
+(`reinstate-in-force`); a change, termination or reinstatement of an insurance line or policy
+the member does not have (`unknown-member`).
 
-A subscriber's cancellation or termination ends the policy: every dependent enrolled on the same
-policy, line and plan year is cancelled or terminated with it; its effectuation (the premium is
+An event without 2300 loops is about the member's enrollments on its 2000-level REF*1L policy,
+in the plan year of its date (`member_level`). A subscriber's cancellation or termination ends
+the policy: every dependent enrolled on the same policy, line and plan year is cancelled or
+terminated with it, those already terminated later than it too; its effectuation (the premium is
 paid per policy) effectuates them too (`Outcome.cascades`).
 
 `plan_event` reads; `apply_event` mutates the enrollments it was given (after `plan_event`
@@ -270,6 +273,21 @@ def _latest(enrollments: Iterable[Enrollment]) -> list[Enrollment]:
     return [e for e in items if e.plan_year == year]
 
 
+def member_level(
+    enrollments: Sequence[Enrollment], event: MemberEvent, day: dt.date | None
+) -> list[Enrollment]:
+    """The enrollments an event without 2300 loops is about: those on its 2000-level REF*1L
+    policy when the member has that policy; of those, the plan year `day` falls in when the
+    member has one (a termination in 2027 leaves next year's re-enrollment alone)."""
+    items = list(enrollments)
+    policy = event.group_or_policy_number
+    if policy and any(e.policy == policy for e in items):
+        items = [e for e in items if e.policy == policy]
+    if day is not None and any(e.plan_year == day.year for e in items):
+        items = [e for e in items if e.plan_year == day.year]
+    return items
+
+
 def _end_of(event: MemberEvent, cov: Coverage | None) -> dt.date | None:
     if cov is not None and cov.benefit_end is not None:
         return cov.benefit_end
@@ -353,12 +371,15 @@ def plan_event(
                 out.append(_reinstating_in_force(target, "HD", pos))
     if not event.coverages and enrollments:
         if mtype == Maintenance.TERMINATION:
-            live = [e for e in enrollments if e.in_force]
-            if not live:
-                for e in _latest(enrollments):
-                    out += _refuse_term(e, _end_of(event, None), "INS", at)
-        elif mtype == Maintenance.REINSTATEMENT and all(e.in_force for e in _latest(enrollments)):
-            out.append(_reinstating_in_force(_latest(enrollments)[0], "INS", at))
+            end = _end_of(event, None)
+            scope = member_level(enrollments, event, end)
+            live = [e for e in scope if e.in_force]
+            for e in live or _latest(scope):
+                out += _refuse_term(e, end, "INS", at)
+        elif mtype == Maintenance.REINSTATEMENT:
+            scope = _latest(member_level(enrollments, event, event_effective(event)))
+            if scope and all(e.in_force for e in scope):
+                out.append(_reinstating_in_force(scope[0], "INS", at))
     return out
 
 
@@ -370,7 +391,20 @@ _VERB: dict[str, str] = {
 
 
 def _refuse_term(target: Enrollment, end: dt.date | None, seg: str, pos: int) -> list[Refusal]:
-    if target.in_force or end is None:
+    if end is None:
+        return []
+    if target.in_force:
+        if target.end is not None and end > target.end:
+            return [
+                Refusal(
+                    "term-extends-coverage",
+                    f"{target.line} policy {target.policy} ends {target.end}; a termination "
+                    f"cannot move its end later, to {end} (a change of the end date is a 001 "
+                    "with DTP*349)",
+                    seg,
+                    pos,
+                )
+            ]
         return []
     recorded = target.begin if target.state is State.CANCELLED else target.end
     if recorded is not None and end > recorded:
@@ -478,7 +512,8 @@ def apply_event(
     if not event.coverages:
         if mtype == Maintenance.TERMINATION:
             end = _end_of(event, None)
-            live = [e for e in enrollments if e.in_force] or _latest(enrollments)
+            scope = member_level(enrollments, event, end)
+            live = [e for e in scope if e.in_force] or _latest(scope)
             for e in live:
                 if end is None:
                     continue
@@ -489,7 +524,7 @@ def apply_event(
                         Cascade(e.line, e.policy, e.plan_year, end, e.state is State.CANCELLED)
                     )
         elif mtype == Maintenance.REINSTATEMENT:
-            for e in _latest(enrollments):
+            for e in _latest(member_level(enrollments, event, event_effective(event))):
                 if not e.in_force:
                     _reinstate(e, None)
                     touch(e)
@@ -633,12 +668,15 @@ def _set_terms(target: Enrollment, day: dt.date | None, terms: dict[str, str]) -
 
 def cascade(enrollments: Iterable[Enrollment], c: Cascade) -> list[Enrollment]:
     """A dependent's enrollments on the subscriber's policy, ended or effectuated with it;
-    those that changed."""
+    those that changed. An end reaches enrollments in force and those terminated later than
+    it (a retroactive, earlier end of the subscriber's); effectuation only those in force."""
     out = []
     for e in enrollments:
-        if (e.line, e.policy, e.plan_year) != (c.line, c.policy, c.plan_year) or not e.in_force:
+        if (e.line, e.policy, e.plan_year) != (c.line, c.policy, c.plan_year):
             continue
         if c.end is None:  # effectuation
+            if not e.in_force:
+                continue
             before = (e.state, e.paid_through)
             if c.paid_through is not None:
                 _paid(e, c.paid_through)
@@ -648,12 +686,18 @@ def cascade(enrollments: Iterable[Enrollment], c: Cascade) -> list[Enrollment]:
                 e.dirty = True
                 out.append(e)
             continue
+        if e.state is State.CANCELLED:
+            continue  # never in force: nothing to end
+        # A dependent already terminated (with the subscriber, or on its own) ends earlier
+        # still when the subscriber's end moves back: the policy's end bounds every member.
         end = (e.begin or c.end) if c.cancel else c.end
         if e.end is not None and e.end <= end and not c.cancel:
             continue  # already ends earlier
+        before = (e.state, e.end)
         _end(e, end)
-        e.dirty = True
-        out.append(e)
+        if (e.state, e.end) != before:
+            e.dirty = True
+            out.append(e)
     return out
 
 

@@ -669,16 +669,26 @@ def _pairs(pairs: list[tuple[dt.date, str]]) -> Any:
     return select(rows.c.birth, rows.c.key)
 
 
-def keys_seen_in_file(session: Session, receipt_id: str, keys: Iterable[str]) -> set[str]:
-    """Which of `keys` an earlier chunk of this file already recorded."""
-    return set(
-        session.scalars(
-            select(MemberEventRow.member_key).where(
+def transactions_seen_in_file(
+    session: Session, receipt_id: str, keys: Iterable[str]
+) -> set[tuple[str, ...]]:
+    """The transactions (member key, INS03, INS04, policy) an earlier chunk of this file
+    already recorded for these members."""
+    columns = (
+        MemberEventRow.member_key,
+        MemberEventRow.maintenance_type,
+        MemberEventRow.maintenance_reason,
+        MemberEventRow.policy_key,
+    )
+    return {
+        tuple(row)
+        for row in session.execute(
+            select(*columns).where(
                 MemberEventRow.receipt_id == receipt_id,
                 _one_of(session, MemberEventRow.member_key, keys),
             )
         )
-    )
+    }
 
 
 def active_subscribers(session: Session, partner_id: int, numbers: Iterable[str]) -> set[str]:
@@ -935,7 +945,6 @@ __all__ = [
     "insert_returning_ids",
     "insert_rows",
     "insert_with_ids",
-    "keys_seen_in_file",
     "leased",
     "leased_ledger_work",
     "leased_run",
@@ -948,4 +957,5 @@ __all__ = [
     "refresh_statistics",
     "release_ledger",
     "set_outcomes",
+    "transactions_seen_in_file",
 ]

@@ -153,9 +153,10 @@ RULES: dict[str, Rule] = {
             "term-extends-coverage",
             7,
             Severity.REJECT,
-            "a termination that would move an ended enrollment's end date later",
-            "CMS accepts only an earlier end date for a terminated or cancelled policy: send a "
-            "reinstatement (025) first, then the termination with the new end date.",
+            "a termination that would move an enrollment's end date later",
+            "A termination only ends coverage earlier. For a terminated or cancelled policy CMS "
+            "accepts only an earlier end date: send a reinstatement (025) first, then the "
+            "termination. For one in force, its end (DTP*349) moves later by a change (001).",
             "012",
         ),
         Rule(
@@ -199,8 +200,9 @@ RULES: dict[str, Rule] = {
             "member-twice-in-file",
             7,
             Severity.REJECT,
-            "the same member twice in one file",
-            "Send each member once per file; combine the changes.",
+            "the same transaction for a member twice in one file",
+            "Send each transaction once per file. A member may have several in one file (a "
+            "termination and a new addition for a plan change), in the order they apply.",
             "006",
         ),
         Rule(
@@ -365,6 +367,11 @@ def set_rules(header: TransactionSetHeader, subscribers: int, dependents: int) -
     return hits
 
 
+def _cancel_end(begin: dt.date, end: dt.date) -> bool:
+    """A cancellation's end: its begin date, or the day before (CMS sends either)."""
+    return end == begin - dt.timedelta(days=1)
+
+
 def member_rules(event: MemberEvent, facts: MemberFacts, config: RuleConfig) -> list[Hit]:
     """Every rule's hits on one (non-audit) member, in a stable order."""
     hits: list[Hit] = []
@@ -384,7 +391,12 @@ def member_rules(event: MemberEvent, facts: MemberFacts, config: RuleConfig) -> 
         add("subscriber-relationship", "dependent (INS01 N) with INS02 18 (self)", element=2)
 
     if facts.seen_in_file:
-        add("member-twice-in-file", "this member was already sent earlier in this file")
+        add(
+            "member-twice-in-file",
+            f"this member's INS03 {mtype}/INS04 {event.maintenance_reason} for this policy was "
+            "already sent earlier in this file",
+            element=3,
+        )
 
     if (
         mtype == Maintenance.ADDITION
@@ -421,19 +433,20 @@ def member_rules(event: MemberEvent, facts: MemberFacts, config: RuleConfig) -> 
         )
 
     begin, end = event.eligibility_begin, event.eligibility_end
-    if begin and end and end < begin:
+    terminating = mtype == Maintenance.TERMINATION
+    if begin and end and end < begin and not (terminating and _cancel_end(begin, end)):
         add("end-before-begin", f"eligibility end {end} before its begin {begin} (DTP*357)")
     spans = [
         (f"{c.insurance_line} coverage", c.benefit_begin, c.benefit_end, "", "HD",
-         c.segment_position)
+         c.segment_position, terminating or c.maintenance_type.code == Maintenance.TERMINATION)
         for c in event.coverages
     ] + [
         (f"{r.name} period", r.period_begin, r.period_end, f" (2750 DTP*007 {r.period_raw})",
-         "N1", r.segment_position)
+         "N1", r.segment_position, False)
         for r in event.reporting_category_loops
     ]  # fmt: skip
-    for what, first, last, raw, segment_id, position in spans:
-        if first and last and last < first:
+    for what, first, last, raw, segment_id, position, ends in spans:
+        if first and last and last < first and not (ends and _cancel_end(first, last)):
             add("end-before-begin", f"{what} ends {last} before it begins {first}{raw}",
                 segment_id, position)  # fmt: skip
 

@@ -373,6 +373,40 @@ def test_a_member_sent_again_in_a_later_chunk_is_twice_in_the_file(
     assert "member-twice-in-file" in rules[1]
 
 
+@pytest.mark.parametrize("chunk_members", [1, 500])
+def test_a_plan_change_in_one_file_applies_the_termination_then_the_new_addition(
+    gw, partner, monkeypatch, chunk_members
+) -> None:
+    """A term of one policy and the addition of the next for one member, in one file (in one
+    chunk, or the second in a later chunk): two transactions, both applied in file order. The
+    same transaction sent again is still member-twice-in-file."""
+    monkeypatch.setattr(ledger, "CHUNK_MEMBERS", chunk_members)
+    alone = {"PRE AMT 1": ("9X", "300.00"), "PRE AMT TOT": ("9X", "300.00")}
+    feed(gw, partner, interchange([rosalind(categories=alone)], control=1))
+    term = rosalind(maintenance="024", reason="14", categories={},
+                    coverages=[Cov(maintenance="024", end="20270630")])  # fmt: skip
+    new_plan = rosalind(categories=alone, coverages=[Cov(policy="31200999", begin="20270701")])
+    rid = feed(gw, partner, interchange([term, new_plan, new_plan], control=2))
+    with gw.reads() as s:
+        events = recorded_events(s, rid)
+        rules = [
+            sorted(s.scalars(select(BusinessFinding.rule).where(BusinessFinding.event_id == e.id)))
+            for e in events
+        ]
+    assert [(e.maintenance_type, e.outcome) for e in events] == [
+        ("024", "applied"),
+        ("021", "applied"),
+        ("021", "rejected"),
+    ]
+    assert "member-twice-in-file" not in rules[0] + rules[1]
+    assert "member-twice-in-file" in rules[2]
+    (member,) = members(gw).values()
+    assert sorted((c.policy_number, c.status, str(c.benefit_end)) for c in member.coverages) == [
+        ("31200457", "terminated", "2027-06-30"),
+        ("31200999", "initial", "2027-12-31"),
+    ]
+
+
 @pytest.fixture
 def gw_on_both(tmp_path, database_url):
     """A gateway on SQLite, and again on PostgreSQL, which enforces a column's width."""

@@ -169,6 +169,67 @@ def test_cancel_cascades_a_later_end_is_refused_and_reinstatement_restores() -> 
     assert dep.state is State.CANCELLED  # a reinstatement is per member
 
 
+def test_an_earlier_end_of_the_subscriber_ends_the_dependents_already_terminated() -> None:
+    ledger = Ledger()
+    ledger.send(SUB, add(SUB, "100.00"))
+    ledger.send(DEP, add(DEP, "0.00"))
+    sub, dep = ledger.one(SUB), ledger.one(DEP)
+    assert sub is not None and dep is not None
+    assert ledger.send(DEP, term(DEP, dt.date(2027, 9, 30))) == []  # ages off on its own
+    assert ledger.send(SUB, term(SUB, dt.date(2027, 6, 30))) == []
+    assert (dep.state, dep.end) == (State.TERMINATED, dt.date(2027, 6, 30))
+    assert ledger.send(SUB, term(SUB, dt.date(2027, 4, 30))) == []  # retroactive, earlier
+    assert (sub.end, dep.state, dep.end) == (
+        dt.date(2027, 4, 30),
+        State.TERMINATED,
+        dt.date(2027, 4, 30),
+    )
+    assert ledger.send(SUB, term(SUB, BEGIN)) == []  # then cancelled: never in force
+    assert (sub.state, dep.state, dep.end) == (State.CANCELLED, State.CANCELLED, BEGIN)
+
+
+def test_a_termination_cannot_move_an_enrollment_in_force_past_its_end() -> None:
+    ledger = Ledger()
+    ledger.send(SUB, add(SUB, "100.00"))
+    assert ledger.send(SUB, term(SUB, dt.date(2028, 3, 31))) == ["term-extends-coverage"]
+    item = ledger.one(SUB)
+    assert item is not None and (item.state, item.end) == (State.INITIAL, YEAR_END)
+    assert ledger.send(SUB, term(SUB, YEAR_END)) == []  # the end it has: a termination
+
+
+def test_a_termination_without_2300_ends_its_policy_and_plan_year_only() -> None:
+    """CMS terminates with REF*1L at the 2000 level and no 2300 loop: next year's
+    re-enrollment (another policy) and another policy of the same year stay in force."""
+    ledger = Ledger()
+    ledger.send(SUB, add(SUB, "100.00"))
+    dental = Cov(line="DEN", policy="72200457", plan="", level="IND")
+    next_year = Cov(policy="81200457", begin="20280101", end="20281231")
+    assert ledger.send(SUB, event_of(member(SUB, coverages=[dental]))) == []
+    assert ledger.send(SUB, event_of(member(SUB, reason="41", coverages=[next_year]))) == []
+
+    def states() -> dict[tuple[str, int], tuple[State, dt.date | None]]:
+        return {(e.policy, e.plan_year): (e.state, e.end) for e in ledger.of[SUB]}
+
+    end = dt.date(2027, 11, 30)
+    by_policy = member(SUB, maintenance="024", reason="14", coverages=[], policy=POLICY,
+                       eligibility_end=d8(end))  # fmt: skip
+    assert ledger.send(SUB, event_of(by_policy)) == []
+    assert states() == {
+        (POLICY, 2027): (State.TERMINATED, end),
+        ("72200457", 2027): (State.INITIAL, YEAR_END),
+        ("81200457", 2028): (State.INITIAL, dt.date(2028, 12, 31)),
+    }
+    # Without REF*1L: what is in force in the year of its end, not the next year's.
+    whole = member(SUB, maintenance="024", reason="14", coverages=[],
+                   eligibility_end=d8(dt.date(2027, 10, 31)))  # fmt: skip
+    assert ledger.send(SUB, event_of(whole)) == []
+    assert states() == {
+        (POLICY, 2027): (State.TERMINATED, end),
+        ("72200457", 2027): (State.TERMINATED, dt.date(2027, 10, 31)),
+        ("81200457", 2028): (State.INITIAL, dt.date(2028, 12, 31)),
+    }
+
+
 def test_paid_through_effectuates_the_policy_and_survives_a_reinstatement() -> None:
     ledger = Ledger()
     ledger.send(SUB, add(SUB, "100.00"))
@@ -267,7 +328,9 @@ def model_step(refs: dict[str, Ref], op: tuple) -> list[str]:
         if who == SUB:
             for other in (DEP,):
                 dep = refs[other]
-                if not dep.in_force():
+                # The policy's end bounds every member: a dependent terminated later than
+                # the subscriber's (new, earlier) end ends with it; a cancel is never in force.
+                if dep.state in (None, "cancelled"):
                     continue
                 if ref.state == "cancelled":
                     end_ref(dep, BEGIN)

@@ -535,3 +535,20 @@ def test_premium_gap_only_where_the_ranges_stop_before_the_coverage() -> None:
         update={"reporting_category_loops": (*event.reporting_category_loops, later)}
     )
     assert not [h for h in member_rules(both_ranges, NO_FACTS, DEFAULTS) if h.rule == "premium-gap"]
+
+
+def test_a_cancels_end_the_day_before_its_begin_is_not_end_before_begin() -> None:
+    """CMS cancels with the end on the begin date or the day before (X12-REFERENCE 5); a day
+    earlier still, or an addition ending before it begins, is end-before-begin."""
+
+    def hits(maintenance: str, begin: str, end: str) -> list[str]:
+        cov = Cov(maintenance=maintenance, begin=begin, end=end)
+        (event,) = events([subscriber(maintenance=maintenance, reason="14", coverages=[cov])])
+        return [
+            h.rule for h in member_rules(event, NO_FACTS, DEFAULTS) if h.rule == "end-before-begin"
+        ]
+
+    assert hits("024", "20270201", "20270131") == []
+    assert hits("024", "20270201", "20270201") == []
+    assert hits("024", "20270201", "20270130") == ["end-before-begin"]
+    assert hits("021", "20270201", "20270131") == ["end-before-begin"]

@@ -43,12 +43,14 @@ class Member:
     categories: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (REF01, value)
     category_period: str = "20270101-20271231"  # every 2750 loop's DTP*007 (RD8, or a D8 date)
     prior: list[str] = field(default_factory=list)  # 2100B Incorrect Member Name: NM1*70, DMG
+    policy: str | None = None  # 2000 REF*1L (CMS sends it on a termination without 2300)
 
     def segments(self) -> list[str]:
         out = [
             f"INS*{'Y' if self.subscriber else 'N'}*{self.relationship}*{self.maintenance}*"
             f"{self.reason}*A" + ("***AC" if self.subscriber else ""),
             f"REF*0F*{self.subscriber_id}",
+            *([f"REF*1L*{self.policy}"] if self.policy else []),
             *([f"REF*17*{self.member_id}"] if self.member_id else []),  # "": no REF*17
         ]
         if self.effective:
