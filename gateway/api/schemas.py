@@ -401,7 +401,14 @@ class MonthTotalOut(BaseModel):
     premium: str
     aptc: str
     csr_amount: str
-    responsible: str = Field(description="premium less APTC: what the enrollee owes")
+    responsible: str = Field(
+        description="premium less the APTC applied, which is never more than the premium: "
+        "what the enrollee owes (never negative)"
+    )
+    aptc_excess: str = Field(
+        description="APTC sent above the month's premium, not applied (0.00 when none): the "
+        "exchange's APTC needs correcting, e.g. after a dependent ended"
+    )
 
 
 class PolicyMonthsOut(BaseModel):

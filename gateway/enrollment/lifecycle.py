@@ -729,40 +729,47 @@ class MonthLine:
 
 def month_lines(enrollment: Enrollment, year: int, month: int) -> list[MonthLine]:
     """The enrollment's periods in force during the month, each prorated by days covered
-    (monthly amount * days / days in the month, to the cent, half up)."""
+    (monthly amount * days / days in the month, to the cent, half up). Where a month is split
+    between periods, each part is the rounded running total less the parts before it, so the
+    parts add up to the month rounded once: 100.01 split at mid-month is 50.01 + 50.00."""
     days_in = calendar.monthrange(year, month)[1]
     first_day, last_day = dt.date(year, month, 1), dt.date(year, month, days_in)
-    out: list[MonthLine] = []
+    parts: list[tuple[Period, dt.date, dt.date, int]] = []
     for period, begin, end in enrollment.spans():
         lo = max(begin, first_day)
         hi = min(end or last_day, last_day)
-        if hi < lo:
-            continue
-        days = (hi - lo).days + 1
-        terms = period.terms
-
-        def prorate(name: str, terms: dict[str, str] = terms, days: int = days) -> Decimal | None:
-            value = amount(terms.get(name, ""))
+        if hi >= lo:
+            parts.append((period, lo, hi, (hi - lo).days + 1))
+    prorated: dict[str, list[Decimal | None]] = {}
+    for name in AMOUNT_TERMS:
+        running, shown = Decimal(0), Decimal(0)
+        column: list[Decimal | None] = []
+        for period, _, _, days in parts:
+            value = amount(period.terms.get(name, ""))
             if value is None:
-                return None
-            return (value * days / days_in).quantize(CENT, rounding=ROUND_HALF_UP)
-
-        out.append(
-            MonthLine(
-                month=f"{year:04d}-{month:02d}",
-                line=enrollment.line,
-                policy=enrollment.policy,
-                plan_id=terms.get("plan_id", ""),
-                csr_variant=csr_variant(terms.get("plan_id", "")),
-                coverage_level=terms.get("coverage_level", ""),
-                rating_area=terms.get("rating_area", ""),
-                first=lo,
-                last=hi,
-                days=days,
-                days_in_month=days_in,
-                premium=prorate("premium"),
-                aptc=prorate("aptc"),
-                csr_amount=prorate("csr_amount"),
-            )
+                column.append(None)
+                continue
+            running += value * days / days_in
+            total = running.quantize(CENT, rounding=ROUND_HALF_UP)
+            column.append(total - shown)
+            shown = total
+        prorated[name] = column
+    return [
+        MonthLine(
+            month=f"{year:04d}-{month:02d}",
+            line=enrollment.line,
+            policy=enrollment.policy,
+            plan_id=period.terms.get("plan_id", ""),
+            csr_variant=csr_variant(period.terms.get("plan_id", "")),
+            coverage_level=period.terms.get("coverage_level", ""),
+            rating_area=period.terms.get("rating_area", ""),
+            first=lo,
+            last=hi,
+            days=days,
+            days_in_month=days_in,
+            premium=prorated["premium"][n],
+            aptc=prorated["aptc"][n],
+            csr_amount=prorated["csr_amount"][n],
         )
-    return out
+        for n, (period, lo, hi, days) in enumerate(parts)
+    ]

@@ -131,8 +131,11 @@ def write_months(rows: list[MonthRow], totals: list[dict[str, Any]]) -> None:
     for t in totals:
         sys.stdout.write(
             f"{t['month']:<7} total premium {t['premium']}, APTC {t['aptc']}, CSR "
-            f"{t['csr_amount']}, enrollee owes {t['responsible']}\n"
-        )
+            f"{t['csr_amount']}, enrollee owes {t['responsible']}"
+            + (f" (APTC above the premium by {t['aptc_excess']}, not applied)"
+               if t["aptc_excess"] != "0.00" else "")
+            + "\n"
+        )  # fmt: skip
 
 
 def history_table(session: Session, partner: Partner, member_key: str) -> list[dict[str, Any]]:

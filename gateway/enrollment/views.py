@@ -186,7 +186,10 @@ def month_row_json(row: MonthRow) -> dict[str, Any]:
 
 
 def month_totals(rows: list[MonthRow]) -> list[dict[str, Any]]:
-    """Per month: Σ premium, Σ APTC, Σ CSR and what the enrollee owes (premium - APTC)."""
+    """Per month: Σ premium, Σ APTC, Σ CSR and what the enrollee owes: the premium less the
+    APTC, which never pays more than the premium (26 USC 36B(b)(2): the lesser of the two).
+    APTC above the premium (a dependent ended, the subscriber's APTC not yet re-sent) is
+    shown as `aptc_excess`, not as a negative amount owed."""
     totals: dict[str, dict[str, Decimal]] = {}
     for row in rows:
         t = totals.setdefault(row.line.month, dict.fromkeys(("premium", "aptc", "csr"), Decimal(0)))
@@ -199,7 +202,8 @@ def month_totals(rows: list[MonthRow]) -> list[dict[str, Any]]:
             "premium": f"{t['premium']:.2f}",
             "aptc": f"{t['aptc']:.2f}",
             "csr_amount": f"{t['csr']:.2f}",
-            "responsible": f"{t['premium'] - t['aptc']:.2f}",
+            "responsible": f"{t['premium'] - min(t['aptc'], t['premium']):.2f}",
+            "aptc_excess": f"{max(t['aptc'] - t['premium'], Decimal(0)):.2f}",
         }
         for month, t in sorted(totals.items())
     ]

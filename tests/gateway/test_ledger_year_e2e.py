@@ -303,6 +303,7 @@ def test_a_family_year_as_periods_a_lifecycle_and_a_monthly_view(running) -> Non
                         "aptc": "400.00",
                         "csr_amount": "0.00",
                         "responsible": "400.00",
+                        "aptc_excess": "0.00",
                     },
                     {
                         "month": "2027-05",
@@ -310,6 +311,7 @@ def test_a_family_year_as_periods_a_lifecycle_and_a_monthly_view(running) -> Non
                         "aptc": "450.00",
                         "csr_amount": "50.00",
                         "responsible": "350.00",
+                        "aptc_excess": "0.00",
                     },
                 ]
             elif control == 61004:  # the child ends mid-June: June is prorated

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -275,6 +276,46 @@ def test_monthly_lines_prorate_by_days() -> None:
     assert [(ln.days, str(ln.aptc)) for ln in lines] == [(14, "150.00"), (14, "178.00")]
     assert lifecycle.csr_variant("48213VA004000704") == "04"
     assert lifecycle.csr_variant("48213VA0040007-06") == "06"
+
+
+def test_a_split_month_adds_up_to_the_month_rounded_once() -> None:
+    """100.01 a month, APTC changed on September 16: 15 days and 15 of 30 are 50.005 each,
+    which rounded each on its own bill 100.02. The running total gives 50.01 + 50.00."""
+    ledger = Ledger()
+    add_event = event_of(member(SUB, coverages=[Cov(policy=POLICY)],
+                                categories={"PRE AMT 1": ("9X", "100.01"),
+                                            "APTC AMT": ("9V", "10.00")}))  # fmt: skip
+    ledger.send(SUB, add_event)
+    ledger.send(SUB, change(SUB, dt.date(2027, 9, 16), "20.00"))
+    item = ledger.one(SUB)
+    assert item is not None
+    lines = lifecycle.month_lines(item, 2027, 9)
+    assert [(ln.days, str(ln.premium), str(ln.aptc)) for ln in lines] == [
+        (15, "50.01", "5.00"),
+        (15, "50.00", "10.00"),
+    ]
+    assert sum(ln.premium or 0 for ln in lines) == Decimal("100.01")
+    (whole,) = lifecycle.month_lines(item, 2027, 10)
+    assert (whole.premium, whole.aptc) == (Decimal("100.01"), Decimal("20.00"))
+
+
+def test_the_months_totals_never_owe_a_negative_amount() -> None:
+    from gateway.enrollment.views import MonthRow, month_totals
+
+    ledger = Ledger()
+    ledger.send(SUB, event_of(member(SUB, coverages=[Cov(policy=POLICY)],
+                                     categories={"PRE AMT 1": ("9X", "650.00"),
+                                                 "APTC AMT": ("9V", "700.00")})))  # fmt: skip
+    item = ledger.one(SUB)
+    assert item is not None
+    rows = [MonthRow(SUB, "18", ln) for ln in lifecycle.month_lines(item, 2027, 10)]
+    (total,) = month_totals(rows)
+    assert (total["premium"], total["aptc"], total["responsible"], total["aptc_excess"]) == (
+        "650.00",
+        "700.00",
+        "0.00",
+        "50.00",
+    )
 
 
 # --- the state machine against a reference model -------------------------------------------
