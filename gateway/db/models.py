@@ -529,6 +529,8 @@ class LedgerCoverage(Base):
     coverage_level: Mapped[str] = mapped_column(String(3), default="")
     benefit_begin: Mapped[dt.date | None] = mapped_column(Date, default=None)
     benefit_end: Mapped[dt.date | None] = mapped_column(Date, default=None)
+    # The end it has while in force, restored by a reinstatement (migration 0018).
+    scheduled_end: Mapped[dt.date | None] = mapped_column(Date, default=None)
     status: Mapped[str] = mapped_column(String(16))  # lifecycle.State
     effectuated: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     paid_through: Mapped[dt.date | None] = mapped_column(Date, default=None)  # DTP*543

@@ -1074,6 +1074,7 @@ def _coverage_values(
         "status": item.state.value,
         "benefit_begin": item.begin,
         "benefit_end": item.end,
+        "scheduled_end": item.scheduled_end,
         "effectuated": item.effectuated,
         "paid_through": item.paid_through,
         "updated_event_id": event_id,

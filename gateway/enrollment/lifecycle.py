@@ -101,6 +101,9 @@ class Enrollment:
     paid_through: dt.date | None = None
     effectuated: bool = False
     periods: list[Period] = field(default_factory=list)  # ascending begin, distinct begins
+    # The end it has while in force (its addition's or a change's DTP*349): a termination
+    # leaves it, a reinstatement without an end of its own restores it.
+    scheduled_end: dt.date | None = None
     id: int | None = None
     dirty: bool = True
 
@@ -505,6 +508,7 @@ def apply_event(
                 _move_begin(target, cov.benefit_begin)
             if cov.benefit_end is not None and target.in_force:
                 target.end = cov.benefit_end  # an ended one moves only by 024 / 025
+                target.scheduled_end = cov.benefit_end
         since = target.begin if mtype == Maintenance.ADDITION else (effective or target.begin)
         for day, terms in _deltas(event, cov, since, categories=line == priced):
             _set_terms(target, day, terms)
@@ -556,6 +560,7 @@ def _add(
     year = (begin or cov.benefit_end or dt.date.min).year
     if existing is not None:  # a new enrollment on a policy that had ended: starts afresh
         existing.state, existing.begin, existing.end = State.INITIAL, begin, cov.benefit_end
+        existing.scheduled_end = cov.benefit_end
         existing.effectuated = False
         target = existing
     else:
@@ -566,6 +571,7 @@ def _add(
             state=State.INITIAL,
             begin=begin,
             end=cov.benefit_end,
+            scheduled_end=cov.benefit_end,
         )
         enrollments.append(target)
     if target.periods and begin is not None:
@@ -588,7 +594,7 @@ def _close_earlier_years(
             and e.in_force
             and (e.end is None or e.end.year > e.plan_year)
         ):
-            e.end = dt.date(e.plan_year, 12, 31)
+            e.end = e.scheduled_end = dt.date(e.plan_year, 12, 31)
             touch(e)
 
 
@@ -617,10 +623,15 @@ def _end(target: Enrollment, end: dt.date) -> None:
 
 
 def _reinstate(target: Enrollment, end: dt.date | None) -> None:
+    """Back in force as it was: to the end it had before it was ended (`scheduled_end`)
+    unless the reinstatement sends one (DTP*349). Without either (an enrollment stored by a
+    version before migration 0018) it is open-ended, as those versions made it."""
     if target.in_force:
         return
     target.state = State.EFFECTUATED if target.effectuated else State.INITIAL
-    target.end = end
+    if end is not None:
+        target.scheduled_end = end
+    target.end = target.scheduled_end
 
 
 def _move_begin(target: Enrollment, begin: dt.date) -> None:

@@ -500,6 +500,7 @@ def enrollment_from_row(c: Any, periods: list[lifecycle.Period]) -> lifecycle.En
         paid_through=c.paid_through,
         effectuated=c.effectuated,
         periods=periods,
+        scheduled_end=c.scheduled_end,
         id=c.id,
         dirty=False,
     )

@@ -22,6 +22,7 @@ from sqlalchemy import (
     create_engine,
     insert,
     select,
+    text,
 )
 
 from gateway.db.migrate import alembic_config
@@ -186,3 +187,34 @@ def test_migration_0016_rewrites_dependent_keys_that_held_member_data(tmp_path, 
             keys = sorted(conn.execute(select(meta.tables[table].c.member_key)).scalars())
             assert keys == expected, table
     engine.dispose()
+
+
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
+def test_migration_0018_keeps_the_end_of_enrollments_in_force(tmp_path, database_url):
+    """An enrollment in force takes its end as the one a reinstatement restores; one already
+    ended does not (what it had before is not known)."""
+    url, engine, meta = _database_at(tmp_path, database_url, "0017")
+    ends = {"initial": "2027-12-31", "effectuated": "2027-12-31", "terminated": "2027-03-31"}
+    with engine.begin() as conn:
+        partner = add(conn, meta, "partners", name="va", isa_qualifier="ZZ", isa_id="VA0FFM",
+                      api_key_hash="h" * 64, enabled=True)  # fmt: skip
+        member = add(conn, meta, "ledger_members", partner_id=partner, member_key="0001",
+                     subscriber_number="0001", subscriber=True, relationship_code="18",
+                     status="active")  # fmt: skip
+        for status, end in ends.items():
+            add(conn, meta, "ledger_coverages", member_id=member, insurance_line="HLT",
+                policy_number=status, plan_year=2027, status=status,
+                benefit_end=dt.date.fromisoformat(end))  # fmt: skip
+    command.upgrade(alembic_config(url), "head")
+    engine.dispose()
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        got = dict(
+            conn.execute(text("SELECT policy_number, scheduled_end FROM ledger_coverages")).all()
+        )
+    engine.dispose()
+    assert {k: str(v) if v else None for k, v in got.items()} == {
+        "initial": "2027-12-31",
+        "effectuated": "2027-12-31",
+        "terminated": None,
+    }

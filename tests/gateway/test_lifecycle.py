@@ -278,6 +278,30 @@ def test_monthly_lines_prorate_by_days() -> None:
     assert lifecycle.csr_variant("48213VA0040007-06") == "06"
 
 
+def test_a_reinstatement_without_an_end_restores_the_end_it_had() -> None:
+    """CMS reinstates with no 2300 loop (no DTP*349): the enrollment ends where it ended before
+    its termination, not open-ended into the next plan year; an open-ended one stays so."""
+    ledger = Ledger()
+    ledger.send(SUB, add(SUB, "100.00"))
+    item = ledger.one(SUB)
+    assert item is not None
+    bare_term = member(SUB, maintenance="024", reason="14", coverages=[],
+                       eligibility_end=d8(dt.date(2027, 3, 31)))  # fmt: skip
+    bare_reinstate = member(SUB, maintenance="025", reason="41", coverages=[])
+    for event in (bare_term, bare_reinstate):
+        assert ledger.send(SUB, event_of(event)) == []
+    assert (item.state, item.end) == (State.INITIAL, YEAR_END)
+    assert lifecycle.month_lines(item, 2028, 1) == []
+    # Open-ended (an employer's coverage, no DTP*349): reinstated open-ended.
+    ledger = Ledger()
+    open_ended = member(SUB, coverages=[Cov(policy=POLICY, end=None)])
+    ledger.send(SUB, event_of(open_ended))
+    for event in (bare_term, bare_reinstate):
+        assert ledger.send(SUB, event_of(event)) == []
+    item = ledger.one(SUB)
+    assert item is not None and (item.state, item.end) == (State.INITIAL, None)
+
+
 def test_a_split_month_adds_up_to_the_month_rounded_once() -> None:
     """100.01 a month, APTC changed on September 16: 15 days and 15 of 30 are 50.005 each,
     which rounded each on its own bill 100.02. The running total gives 50.01 + 50.00."""
