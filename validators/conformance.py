@@ -13,6 +13,8 @@ what those checks are given and what is reported, where pyx12 departs from X12.6
 - Syntax notes (X12.6 P/R/E/C/L) name the element to fix: the missing one for IK403 2 (P0809 on
   NM1 with NM108 and no NM109 is NM109), the second present one for IK403 10 (pyx12 names the
   note's first element either way).
+- An element of spaces alone is no value (X12.6 suppresses trailing spaces): a required one is
+  IK403 1, another IK403 6 (pyx12 takes `REF*0F*   ` as a subscriber number).
 - An LS opens a loop its LE must close (X12.6 "loop start/loop end"): an LS whose LE never comes
   is a missing segment, IK304 3 (pyx12's map has LE situational and no pairing). LS and LE are
   segments of loop 2000 (IK303), not of pyx12's wrapper "LS_LOOP".
@@ -46,6 +48,7 @@ _TOO_MANY_COMPONENTS = ElementSyntaxError.TOO_MANY_COMPONENTS.value
 _CONDITIONAL_MISSING = ElementSyntaxError.CONDITIONAL_REQUIRED_MISSING.value
 _REQUIRED_MISSING = ElementSyntaxError.REQUIRED_MISSING.value
 _EXCLUSION = ElementSyntaxError.EXCLUSION_VIOLATED.value
+_INVALID_CHARACTER = ElementSyntaxError.INVALID_CHARACTER.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +234,19 @@ class SetConformance:
         if notes:
             # A note's element that the guide requires anyway is already IK403 1: not twice.
             required = {f.element_pos for f in findings if f.code == _REQUIRED_MISSING}
-            findings.extend(f for f in notes if f.element_pos not in required)
+            notes = [f for f in notes if f.element_pos not in required]
+            # An element of spaces a note finds missing (NM109 with NM108) is that, not also 6.
+            noted = {f.element_pos for f in notes}
+            findings = [
+                f
+                for f in findings
+                if not (
+                    f.code == _INVALID_CHARACTER
+                    and f.element_pos in noted
+                    and not (f.bad_value or "").strip(" ")
+                )
+            ]
+            findings.extend(notes)
         if not findings:
             return []
         # X231A1 orders nothing inside a segment: the IK4s read in element order.
@@ -268,15 +283,26 @@ class SetConformance:
         more: list[tuple[int, int, str]] = []
         text = "".join(elements)
         n = len(elements)
+        blank = [i for i, e in enumerate(elements) if e and not e.strip(" ")] if " " in text else []
         if (
-            comp not in text
+            not blank
+            and comp not in text
             and (rep is None or rep not in text)
             and not any(i < n and elements[i] for i in rules.not_used)
         ):
             return elements, own, more  # nothing to split or empty: handed over as it is
         out = list(elements)
+        for i in blank:
+            # Only spaces: X12.6 suppresses a value's trailing spaces, and nothing is left. A
+            # required element is missing (IK403 1, the engine's); another is IK403 6.
+            blanked = rules.positions[i] if i < len(rules.positions) else None
+            if blanked is None or blanked.components is not None or blanked.usage == "N":
+                continue  # a composite's or a not-used element's own checks say more
+            out[i] = ""
+            if blanked.usage != "R":
+                own.append(_finding(_INVALID_CHARACTER, i + 1, None, blanked, elements[i]))
         for i, position in enumerate(rules.positions[: len(elements)]):
-            raw = elements[i]
+            raw = out[i]
             if raw == "" or position is None:
                 continue
             pos = i + 1

@@ -63,6 +63,13 @@ CASES = {
     "NUL in a name": (_with(b"*KWAME*", b"*KWA\x00ME*"), b"IK4*4*1036*6~"),
     "tab in an address": (_with(b"N3*2318 FLOYD", b"N3*2318\tFLOYD"), b"IK4*1*166*6~"),
     "Latin-1 in a name": (_with(b"*KWAME*", b"*KW\xc9ME*"), b"IK4*4*1036*6~"),
+    # An AN value has no trailing spaces (X12.6): a value sent with one is not copied into
+    # IK404, and a REF*0F cut to CTX01-2's 35 characters does not end in the space it cut at.
+    "trailing space in an SSN": (_with(b"*915830264~", b"*915830264 ~"), b"IK4*9*67*6~"),
+    "subscriber number cut at a space": (
+        _with(REF0F, b"REF*0F*" + b"1" * 34 + b" 9~"),
+        b":" + b"1" * 34 + b"~",
+    ),
     # A lower-case segment id is still the segment named in IK301.
     "lower-case segment id": (_with(b"PER*IP", b"per*IP"), b"IK3*per*"),
 }

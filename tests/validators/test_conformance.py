@@ -260,6 +260,42 @@ class TestSyntaxNotes:
         ]
 
 
+class TestSpacesAlone:
+    """An element of spaces alone is no value (X12.6 suppresses trailing spaces): pyx12 took
+    `REF*0F*   ` as a subscriber number and `BGN*00* *` as a reference."""
+
+    @ENGINES
+    @pytest.mark.parametrize(
+        ("replace", "expected"),
+        [
+            # required: IK403 1, nothing copied
+            ({"REF_0F": "REF*0F*     "}, [("REF", 6, 2, "127", "1")]),
+            ({"REF_0F": "REF*0F* "}, [("REF", 6, 2, "127", "1")]),
+            ({"NM1": "NM1*IL*1*   *JANE*A***34*915830264"}, [("NM1", 9, 3, "1035", "1")]),
+            # NM109 with NM108: the syntax note's IK403 2, not also 6
+            ({"NM1": "NM1*IL*1*DOE*JANE*A***34*         "}, [("NM1", 9, 9, "67", "2")]),
+            # optional: IK403 6
+            ({"NM1": "NM1*IL*1*DOE*  *A***34*915830264"}, [("NM1", 9, 4, "1036", "6")]),
+        ],
+        ids=["REF02 spaces", "REF02 one space", "NM103", "NM109", "NM104"],
+    )
+    def test_spaces_alone_are_no_value(
+        self, engine: Engine, replace: dict[str, str], expected: list[tuple[object, ...]]
+    ) -> None:
+        result = check([*HEADER, *member(**replace)], engine)
+        got = [
+            (i.segment_id, i.segment_position, i.element_position, i.element_ref, i.code)
+            for i in element_findings(result)
+        ]
+        assert got == expected
+
+    @ENGINES
+    def test_a_reference_of_one_space_is_missing(self, engine: Engine) -> None:
+        result = check(["BGN*00* *20260412*021530*ET***2", *HEADER[1:], *MEMBER], engine)
+        got = [(i.segment_id, i.element_position, i.code) for i in element_findings(result)]
+        assert got == [("BGN", 2, "1")]
+
+
 class TestLoopPairs:
     """X12.6: an LS opens a loop that its LE closes (pyx12's map has LE situational)."""
 

@@ -213,7 +213,14 @@ def _ik4(issue: Issue, d: Delimiters) -> Segment:
         # IK404 is a copy of the bad element: only when the copy is in X12's basic and
         # extended character sets. A NUL, a tab or a Latin-1/UTF-8 byte in our 999 would make
         # it as invalid as what it answers; IK403 (6, invalid character) says what was wrong.
-        if not bad.strip() or not printable(bad) or _CONTROL_NAME.fullmatch(bad):
+        # So would a trailing space (an AN value's trailing spaces are suppressed, X12.6), and
+        # a copy without it would not be the value sent.
+        if (
+            not bad.strip()
+            or bad.endswith(" ")
+            or not printable(bad)
+            or _CONTROL_NAME.fullmatch(bad)
+        ):
             bad = ""
     return segment("IK4", position, issue.element_ref or "", issue.code, bad)
 
@@ -225,11 +232,13 @@ _CONTROL_NAME = re.compile(r"<[A-Z]{2,3}>")
 def _names_member(issue: Issue) -> bool:
     """CTX names the member (its REF*0F) for a finding inside a member's loops (2000 and under,
     all numbered 2xxx), not for the header (1000A..C) or the SE after the last member."""
-    return bool(issue.business_unit) and (issue.loop_id or "").startswith("2")
+    return bool(_context_reference(issue)) and (issue.loop_id or "").startswith("2")
 
 
 def _context_reference(issue: Issue) -> str:
-    return (issue.business_unit or "").strip()[:MAX_CONTEXT_REFERENCE]
+    """CTX01-2, AN 1/35: the subscriber number cut to 35, without the spaces a cut can leave
+    at its end (an AN value has no trailing spaces)."""
+    return (issue.business_unit or "").strip()[:MAX_CONTEXT_REFERENCE].rstrip()
 
 
 def _clean(value: str, d: Delimiters) -> str:
