@@ -294,18 +294,25 @@ def extra_elements(segment: Segment, expected: int) -> list[Issue]:
     ]
 
 
-def check_gs_content(gs: Segment) -> list[Issue]:
-    """TA1 024 (invalid interchange content) for a GS whose date, time or agency code is not
-    one: the 999 has no place for the GS's own elements (AK905 codes are about the group's
-    control), so the interchange answers for it, as translators do."""
+def check_gs_content(gs: Segment, delimiters: Delimiters) -> list[Issue]:
+    """TA1 024 (invalid interchange content) for a GS whose sender or receiver code, date,
+    time, agency code or version is not one: the 999 has no place for the GS's own elements
+    (AK905 codes are about the group's control), so the interchange answers for it, as
+    translators do. A separator of the interchange's (ISA16, ISA11) is no character of a
+    simple element's; an empty GS08 left the 999's AK103 (mandatory) empty."""
+    separators = {delimiters.component, delimiters.repetition_separator} - {None}
+
+    def usable(value: str, low: int, high: int) -> bool:
+        return low <= len(value) <= high and printable(value) and separators.isdisjoint(value)
+
     problems = []
     if len(gs.elements) > GS_ELEMENTS:
         problems.append(f"GS has {len(gs.elements)} elements; it has {GS_ELEMENTS}.")
     for position, name in ((2, "application sender's code"), (3, "application receiver's code")):
-        value = gs.element(position)
-        if not (2 <= len(value) <= 15 and printable(value)):
+        if not usable(gs.element(position), 2, 15):
             problems.append(
-                f"GS{position:02d} ({name}) is not 2 to 15 characters of X12's character set."
+                f"GS{position:02d} ({name}) is not 2 to 15 characters of X12's character set "
+                "without a separator."
             )
     if not valid_ccyymmdd(gs.element(4)):
         problems.append(f"GS04 {shown(gs.element(4)) or '(empty)'} is not a CCYYMMDD date.")
@@ -313,6 +320,11 @@ def check_gs_content(gs: Segment) -> list[Issue]:
         problems.append(f"GS05 {shown(gs.element(5)) or '(empty)'} is not an HHMM[SS[dd]] time.")
     if gs.element(7) != RESPONSIBLE_AGENCY:
         problems.append(f"GS07 is {shown(gs.element(7)) or '(empty)'}; 005010X220A1 uses X.")
+    if not usable(gs.element(8), 1, 12):
+        problems.append(
+            f"GS08 {shown(gs.element(8)) or '(empty)'} is not a version code: 1 to 12 "
+            "characters of X12's character set without a separator (005010X220A1)."
+        )
     return [_ta1(InterchangeNoteCode.INVALID_CONTENT, problem, "GS") for problem in problems]
 
 

@@ -512,7 +512,7 @@ class InterchangeValidator:
         group = GroupResult(gs=gs, sets=SetList(self.options.spill))
         group.issues.extend(check_gs(gs, seen_gs06=self._seen_gs06))
         if gs.terminated:  # a GS the file ends inside is a premature end (023), not content
-            self._current.issues.extend(check_gs_content(gs))
+            self._current.issues.extend(check_gs_content(gs, self._current.delimiters))
         self._seen_gs06.add(gs.element(6))
         self._seen_st02 = ControlNumbers()
         self._current.groups.append(group)

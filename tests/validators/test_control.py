@@ -279,8 +279,25 @@ class TestEnvelopeContentTheStandardFixes:
             ("*X*005010X220A1~", "*X*005010X220A1*EXTRA~"),  # a ninth GS element
             ("~GE*1*101~", "~GE*1*101*EXTRA~"),
             ("~IEA*1*000000101~", "~IEA*1*000000101*EXTRA~"),
+            # The interchange's own separators (ISA16 :, ISA11 ^) are no data of a simple
+            # element; an empty or split GS08 left the 999's mandatory AK103 empty.
+            ("GS*BE*VA0FFM*", "GS*BE*VA0^X*"),
+            ("GS*BE*VA0FFM*", "GS*BE*VA0:X*"),
+            ("*X*005010X220A1~", "*X*~"),
+            ("*X*005010X220A1~", "*X*005010X220A1:X~"),
         ],
-        ids=["gs02-control", "gs02-latin1", "gs02-short", "gs-extra", "ge-extra", "iea-extra"],
+        ids=[
+            "gs02-control",
+            "gs02-latin1",
+            "gs02-short",
+            "gs-extra",
+            "ge-extra",
+            "iea-extra",
+            "gs02-repetition-separator",
+            "gs02-component-separator",
+            "gs08-empty",
+            "gs08-component-separator",
+        ],
     )
     def test_is_invalid_interchange_content(self, replace: tuple[str, str]) -> None:
         text = x12().decode("latin-1")
