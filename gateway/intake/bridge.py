@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,13 +15,21 @@ import asyncssh
 
 from gateway.context import Gateway
 from gateway.db import repositories as repo
+from gateway.db.base import utcnow
+from gateway.db.models import Receipt
 from gateway.db.session import unit_of_work
 from gateway.faults import crashpoint
 from gateway.intake.receive import record_receipt
 from gateway.intake.sftp import ReceivedFile
 from gateway.logging import get_logger
+from gateway.outbound import ack_filename, write_atomically
 
 log = get_logger(__name__)
+
+
+def _z(moment: dt.datetime) -> str:
+    """A time as the API writes it: UTC, ending in Z."""
+    return moment.astimezone(dt.UTC).isoformat().removesuffix("+00:00") + "Z"
 
 
 class GatewaySftpHooks:
@@ -56,7 +65,7 @@ class GatewaySftpHooks:
             raise PermissionError("partner disabled")
         blob = await asyncio.to_thread(self.gw.blobs.adopt, staged)
         crashpoint("sftp_blob_stored")
-        _, created = await asyncio.to_thread(
+        receipt, created = await asyncio.to_thread(
             lambda: record_receipt(
                 self.gw,
                 partner_id=found[0],
@@ -68,8 +77,53 @@ class GatewaySftpHooks:
         )
         if not partial:
             self._recent[(username, filename)] = (blob.size, time.time())
+        if not created and not partial:
+            await asyncio.to_thread(self._duplicate_notice, username, receipt.id, filename)
         if created and not partial and self.on_receipt is not None:
             self.on_receipt()
+
+    def _duplicate_notice(self, username: str, receipt_id: str, filename: str) -> None:
+        """The same bytes again: not processed again (the original's acks answer them), and
+        said so in outbound/ — an SFTP sender sees nothing else. HTTP answers 200 with
+        `duplicate`. A notice that cannot be written is logged; the upload stands."""
+        with self.gw.reads() as session:
+            original = session.get(Receipt, receipt_id)
+            if original is None:  # pragma: no cover - the receipt the insert conflicted with
+                return
+            acks = [a.filename for a in repo.acks_of(session, receipt_id)]
+            body = {
+                "file": filename,
+                "outcome": "duplicate",
+                "received_at": _z(utcnow()),
+                "original": {
+                    "receipt_id": original.id,
+                    "file": original.filename,
+                    "received_at": _z(original.received_at),
+                    "status": original.status,
+                    "outcome": original.outcome,
+                },
+                "acks": acks,
+                "note": "These bytes (the same SHA-256) were already received from you, so this "
+                "upload was not processed again: the original's acknowledgments answer it (in "
+                "outbound/ unless removed, and at GET /v1/interchanges/<receipt_id>/acks). To "
+                "send the file again as a new interchange, give it a new ISA13.",
+            }
+        name = ack_filename(
+            received_at=utcnow(),
+            receipt_id=receipt_id,
+            filename=filename,
+            isa13="",
+            kind="duplicate.json",
+        )
+        try:
+            write_atomically(
+                self.gw.outbound_dir(username),
+                name,
+                json.dumps(body, indent=2).encode() + b"\n",
+                self.gw.settings.data_dir / "outbox-tmp",
+            )
+        except OSError as exc:
+            log.warning("duplicate_notice_failed", receipt_id=receipt_id, error=str(exc))
 
     async def upload_complete(self, username: str, staged: Path, filename: str) -> None:
         await self._record(username, staged, filename, partial=False)

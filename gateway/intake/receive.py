@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from gateway.context import Gateway
 from gateway.db import repositories as repo
 from gateway.db.base import utcnow
-from gateway.db.session import db_retry, run_in_transaction
+from gateway.db.session import db_retry, run_in_transaction, unit_of_work
 from gateway.errors import IdempotencyKeyReused
 from gateway.faults import crashpoint
 from gateway.logging import get_logger
@@ -111,4 +111,13 @@ def record_receipt(
     else:
         DUPLICATES.inc()
         log.info("duplicate_file", receipt_id=receipt.id, partner_id=partner_id, channel=channel)
+        # On the original's timeline: the operators see the sender sent it again.
+        again = f"{channel} {blob.size} bytes again ({filename or 'no name'}): not processed again"
+
+        @db_retry
+        def note() -> None:
+            with unit_of_work(gw.sessions) as session:
+                repo.insert_events(session, [(receipt.id, "received_again", again[:500])])
+
+        note()
     return receipt, created

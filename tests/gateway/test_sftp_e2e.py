@@ -4,6 +4,7 @@ upload files and fetch their TA1/999 from outbound/, the same acks the API serve
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -11,7 +12,9 @@ from pathlib import Path
 import asyncssh
 import paramiko
 import pytest
+from sqlalchemy import create_engine, text
 
+from gateway.settings import Settings
 from tests.conftest import SAMPLES
 from tests.gateway.harness import wait_final
 
@@ -236,6 +239,49 @@ class TestFinishedUploadsStayVisible:
         size = self._paramiko_put(gateway.sftp_port, private, local, "inbound/again.834")
         assert size == len(GOOD)
         assert [i["filename"] for i in _receipts(gateway, api_key)] == ["first.834"]
+
+    def test_a_duplicate_gets_a_notice_naming_the_original_and_its_acks(
+        self, gateway, partner, tmp_path
+    ):
+        """The same bytes again under another name: not processed again, and an SFTP sender
+        is told so in outbound/ (it saw nothing before: no ack ever carried the new name)."""
+        key, private, api_key = partner
+        local = tmp_path / "good.834"
+        local.write_bytes(GOOD)
+        self._paramiko_put(gateway.sftp_port, private, local, "inbound/first.834")
+        (item,) = _receipts(gateway, api_key)
+        with gateway.client(api_key) as c:
+            wait_final(c, item["id"])
+            original_acks = sorted(
+                a["filename"] for a in c.get(f"/v1/interchanges/{item['id']}/acks").json()
+            )
+        self._paramiko_put(gateway.sftp_port, private, local, "inbound/again.834")
+
+        async def notice() -> tuple[str, dict]:
+            async with _connect(gateway, key) as conn, conn.start_sftp_client() as sftp:
+                (name,) = await _wait_outbound(sftp, ".duplicate.json")
+                async with sftp.open(f"outbound/{name}", "rb") as f:
+                    return name, json.loads(await f.read())
+
+        name, body = asyncio.run(notice())
+        assert "again" in name and item["id"][:12] in name
+        assert (body["file"], body["outcome"]) == ("again.834", "duplicate")
+        assert body["original"]["receipt_id"] == item["id"]
+        assert body["original"]["file"] == "first.834"
+        assert sorted(body["acks"]) == original_acks and original_acks
+        assert len(_receipts(gateway, api_key)) == 1
+        # On the original's timeline (the dashboard's interchange page) for the operators.
+        settings = Settings(data_dir=gateway.data_dir, database_url=gateway.database_url)
+        engine = create_engine(settings.sqlalchemy_url)
+        with engine.connect() as conn:
+            events = conn.execute(
+                text("SELECT event, detail FROM receipt_events WHERE receipt_id = :r"),
+                {"r": item["id"]},
+            ).all()
+        engine.dispose()
+        assert [d for e, d in events if e == "received_again"] == [
+            f"sftp {len(GOOD)} bytes again (again.834): not processed again"
+        ]
 
 
 def test_unknown_user_and_wrong_key_are_refused(gateway, partner):
