@@ -40,6 +40,12 @@ FAILED = (
     "processing failed inside the gateway; the insurer's operators have been alerted and no "
     "acknowledgement was sent"
 )
+PARTIAL = (
+    "the upload ended before the file was closed (the connection dropped, or the SFTP server "
+    "stopped): what arrived is kept but is not processed and gets no acknowledgement; send the "
+    "whole file again"
+)
+_WHY_NOT_ANSWERED = {Status.FAILED: FAILED, Status.PARTIAL: PARTIAL}
 FILE_REMEDY = "Send a complete X12 interchange starting with a 106-byte ISA segment."
 
 router = APIRouter(prefix="/v1/interchanges", tags=["status"])
@@ -219,7 +225,7 @@ def detail_of(found: repo.ReceiptStatus, base_url: str) -> dict[str, object]:
         "interchanges": envelopes,
         "findings": [_finding_of(f, isa13_of, gs06_of, st02_of) for f in found.findings],
         "findings_total": found.findings_total,
-        "error": FAILED if first[1] == Status.FAILED else None,
+        "error": _WHY_NOT_ANSWERED.get(first[1]),
         "ledger_status": ledger_status,
         "members_applied": members_applied,
         "members_business_rejected": members_business_rejected,

@@ -189,7 +189,9 @@ class InterchangeDetail(InterchangeSummary):
     findings: list[FindingOut]
     findings_total: int
     error: str | None = Field(
-        default=None, description="why processing failed (status failed), in general terms"
+        default=None,
+        description="why processing failed (status failed), in general terms, or why the file "
+        "is not processed (status partial: an upload cut short)",
     )
     ledger_status: LedgerStatusName | None = Field(
         default=None,

@@ -8,7 +8,7 @@ import asyncio
 import datetime as dt
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import asyncssh
@@ -79,13 +79,31 @@ class GatewaySftpHooks:
             self._recent[(username, filename)] = (blob.size, time.time())
         if not created and not partial:
             await asyncio.to_thread(self._duplicate_notice, username, receipt.id, filename)
+        if partial:
+            await asyncio.to_thread(
+                self._notice,
+                username,
+                receipt.id,
+                filename,
+                "partial.json",
+                {
+                    "file": filename,
+                    "outcome": "partial",
+                    "receipt_id": receipt.id,
+                    "size": blob.size,
+                    "received_at": _z(utcnow()),
+                    "note": "The upload ended before the file was closed (the connection "
+                    "dropped, or the server stopped): what arrived is kept but is not "
+                    "processed and gets no TA1 or 999. Send the whole file again.",
+                },
+            )
         if created and not partial and self.on_receipt is not None:
             self.on_receipt()
 
     def _duplicate_notice(self, username: str, receipt_id: str, filename: str) -> None:
         """The same bytes again: not processed again (the original's acks answer them), and
         said so in outbound/ — an SFTP sender sees nothing else. HTTP answers 200 with
-        `duplicate`. A notice that cannot be written is logged; the upload stands."""
+        `duplicate`."""
         with self.gw.reads() as session:
             original = session.get(Receipt, receipt_id)
             if original is None:  # pragma: no cover - the receipt the insert conflicted with
@@ -108,12 +126,15 @@ class GatewaySftpHooks:
                 "outbound/ unless removed, and at GET /v1/interchanges/<receipt_id>/acks). To "
                 "send the file again as a new interchange, give it a new ISA13.",
             }
+        self._notice(username, receipt_id, filename, "duplicate.json", body)
+
+    def _notice(
+        self, username: str, receipt_id: str, filename: str, kind: str, body: Mapping[str, object]
+    ) -> None:
+        """A JSON notice in the partner's outbound/, named as its acks are. One that cannot be
+        written is logged; the upload stands."""
         name = ack_filename(
-            received_at=utcnow(),
-            receipt_id=receipt_id,
-            filename=filename,
-            isa13="",
-            kind="duplicate.json",
+            received_at=utcnow(), receipt_id=receipt_id, filename=filename, isa13="", kind=kind
         )
         try:
             write_atomically(
@@ -123,7 +144,7 @@ class GatewaySftpHooks:
                 self.gw.settings.data_dir / "outbox-tmp",
             )
         except OSError as exc:
-            log.warning("duplicate_notice_failed", receipt_id=receipt_id, error=str(exc))
+            log.warning("sftp_notice_failed", kind=kind, receipt_id=receipt_id, error=str(exc))
 
     async def upload_complete(self, username: str, staged: Path, filename: str) -> None:
         await self._record(username, staged, filename, partial=False)

@@ -176,6 +176,25 @@ class TestSftpIntake:
         time.sleep(1.0)  # the worker has had its chance: a partial upload is never processed
         assert _receipts(gateway, api_key)[0]["status"] == "partial"
         assert items[0]["outcome"] is None
+        # Said so: in the API, and in outbound/ for a sender who reads nothing else.
+        with gateway.client(api_key) as c:
+            error = c.get(f"/v1/interchanges/{items[0]['id']}").json()["error"]
+        assert "send the whole file again" in error
+
+        async def notice() -> dict:
+            async with _connect(gateway, key) as conn, conn.start_sftp_client() as sftp:
+                (name,) = await _wait_outbound(sftp, ".partial.json")
+                assert "_cut." in name
+                async with sftp.open(f"outbound/{name}", "rb") as f:
+                    return json.loads(await f.read())
+
+        body = asyncio.run(notice())
+        assert (body["file"], body["outcome"], body["receipt_id"], body["size"]) == (
+            "cut.834",
+            "partial",
+            items[0]["id"],
+            len(GOOD) // 2,
+        )
 
 
 class TestFinishedUploadsStayVisible:
