@@ -25,6 +25,20 @@ def new_api_key() -> str:
     return "edi834_" + secrets.token_urlsafe(32)
 
 
+# Partners' SSH key types (the server also refuses a stored key of another type).
+ACCEPTED_KEY_TYPES = frozenset(
+    {
+        b"ssh-ed25519",
+        b"ecdsa-sha2-nistp256",
+        b"ecdsa-sha2-nistp384",
+        b"ecdsa-sha2-nistp521",
+        b"ssh-rsa",
+        b"sk-ssh-ed25519@openssh.com",
+        b"sk-ecdsa-sha2-nistp256@openssh.com",
+    }
+)
+
+
 def read_public_keys(paths: Sequence[Path]) -> str:
     """Validate OpenSSH public keys; return them one a line."""
     import asyncssh  # here, not at the top: ~0.15 s of every CLI call that reads no key
@@ -44,6 +58,12 @@ def read_public_keys(paths: Sequence[Path]) -> str:
                 key = asyncssh.import_public_key(line.strip())
             except (asyncssh.KeyImportError, ValueError) as exc:
                 raise GatewayError(f"{path}: not an OpenSSH public key ({exc})") from exc
+            if key.algorithm not in ACCEPTED_KEY_TYPES:
+                raise GatewayError(
+                    f"{path}: a {key.algorithm.decode()} key is not accepted (DSA is refused "
+                    "by OpenSSH since 7.0); use ssh-ed25519, ecdsa-sha2-nistp256/384/521 or "
+                    "ssh-rsa (signing with SHA-2)"
+                )
             lines.append(key.export_public_key().decode().strip())
     return "\n".join(lines)
 

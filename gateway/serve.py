@@ -195,6 +195,7 @@ async def run_server(
             hooks=hooks,
             max_upload_bytes=settings.max_body_bytes,
             temporary_patterns=patterns,
+            allow_sha1=settings.sftp_allow_sha1,
         )
         sweep = asyncio.create_task(sweep_orphans())
     loop = asyncio.get_running_loop()

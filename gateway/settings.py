@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     # A finished upload stays visible (read-only) in inbound/ until it is processed, and at
     # least this long after its CLOSE or RENAME.
     sftp_received_visible_seconds: float = Field(default=120.0, ge=0)
+    # SHA-1 (ssh-rsa signatures, group14-sha1 key exchange, hmac-sha1), refused by default as
+    # OpenSSH 8.8 does: true lets a legacy client in (an old JSch signs RSA keys with SHA-1).
+    sftp_allow_sha1: bool = False
 
     # Our interchange identity: ISA07/ISA08 of every file sent to us, ISA05/ISA06 of our acks.
     isa_qualifier: str = "ZZ"

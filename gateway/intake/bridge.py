@@ -20,7 +20,7 @@ from gateway.db.models import Receipt
 from gateway.db.session import unit_of_work
 from gateway.faults import crashpoint
 from gateway.intake.receive import record_receipt
-from gateway.intake.sftp import ReceivedFile
+from gateway.intake.sftp import ReceivedFile, client_key
 from gateway.logging import get_logger
 from gateway.outbound import ack_filename, write_atomically
 
@@ -54,9 +54,14 @@ class GatewaySftpHooks:
         keys = []
         for line in found[1].splitlines():
             try:
-                keys.append(asyncssh.import_public_key(line))
+                key = client_key(asyncssh.import_public_key(line), allow_sha1=True)
             except (asyncssh.KeyImportError, ValueError):
                 log.warning("bad_stored_sftp_key", partner_id=found[0])
+                continue
+            if key is None:
+                log.warning("refused_stored_sftp_key", partner_id=found[0])
+                continue
+            keys.append(key)
         return keys
 
     async def _record(self, username: str, staged: Path, filename: str, partial: bool) -> None:

@@ -39,6 +39,8 @@ import asyncssh
 import structlog
 from asyncssh.channel import SSHChannel
 from asyncssh.constants import FILEXFER_TYPE_DIRECTORY, FILEXFER_TYPE_REGULAR, FXP_WRITE
+from asyncssh.kex import get_default_kex_algs
+from asyncssh.mac import get_default_mac_algs
 from asyncssh.packet import SSHPacket
 from asyncssh.sftp import SFTPServerHandler
 from asyncssh.stream import SSHReader, SSHServerStreamSession, SSHWriter
@@ -160,15 +162,26 @@ async def start_sftp_server(
     hooks: SftpHooks,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
     temporary_patterns: Sequence[str] = TEMPORARY_PATTERNS,
+    allow_sha1: bool = False,
 ) -> asyncssh.SSHAcceptor:
-    """Listen for partners on host:port (port 0 picks a free port: `acceptor.get_port()`)."""
+    """Listen for partners on host:port (port 0 picks a free port: `acceptor.get_port()`).
+    Without `allow_sha1`, no SHA-1 key exchange or MAC is offered (a client's SHA-1 user
+    signature is refused by `client_key`)."""
     host_keys = load_host_keys(host_key_path)
     busy: set[tuple[str, str]] = set()
     patterns = tuple(temporary_patterns)
+    algorithms: dict[str, list[str]] = {}
+    if not allow_sha1:
+        algorithms = {
+            "kex_algs": [a.decode() for a in get_default_kex_algs() if not a.endswith(b"-sha1")],
+            "mac_algs": [a.decode() for a in get_default_mac_algs() if b"sha1" not in a],
+        }
     return await asyncssh.listen(
         host,
         port,
-        server_factory=lambda: _PartnerSSHServer(root, hooks, busy, max_upload_bytes, patterns),
+        server_factory=lambda: _PartnerSSHServer(
+            root, hooks, busy, max_upload_bytes, patterns, allow_sha1
+        ),
         server_host_keys=host_keys,
         server_version="EDI834Gateway",
         public_key_auth=True,
@@ -182,7 +195,24 @@ async def start_sftp_server(
         allow_scp=False,
         encoding=None,
         login_timeout=60,
+        **algorithms,
     )
+
+
+# A partner's key type and the signatures taken from it: DSA never (1024-bit, SHA-1), RSA by
+# SHA-2 (rsa-sha2-256/512, RFC 8332) unless SHA-1 is allowed.
+_REFUSED_KEY_TYPES = frozenset({b"ssh-dss"})
+_RSA_SHA2 = frozenset({b"rsa-sha2-256", b"rsa-sha2-512"})
+
+
+def client_key(key: asyncssh.SSHKey, *, allow_sha1: bool) -> asyncssh.SSHKey | None:
+    """A partner's key as the server takes it: None for a refused type; an RSA key made to
+    verify SHA-2 signatures alone (asyncssh's server verifies any algorithm the key has)."""
+    if key.algorithm in _REFUSED_KEY_TYPES:
+        return None
+    if key.algorithm == b"ssh-rsa" and not allow_sha1:
+        key.all_sig_algorithms = set(_RSA_SHA2)
+    return key
 
 
 # The host keys, in the order offered: ed25519 at the configured path, ECDSA P-256 and RSA
@@ -1131,9 +1161,11 @@ class _PartnerSSHServer(asyncssh.SSHServer):
         busy: set[tuple[str, str]],
         max_upload_bytes: int,
         temporary_patterns: tuple[str, ...],
+        allow_sha1: bool = False,
     ) -> None:
         self._root = root
         self._hooks = hooks
+        self._allow_sha1 = allow_sha1
         self._busy = busy
         self._max_upload_bytes = max_upload_bytes
         self._temporary_patterns = temporary_patterns
@@ -1192,7 +1224,12 @@ class _PartnerSSHServer(asyncssh.SSHServer):
 
     @override
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
-        return username == self._key_owner and key.public_data in self._keys
+        # `key` is the one asyncssh then verifies the client's signature with.
+        return (
+            username == self._key_owner
+            and key.public_data in self._keys
+            and client_key(key, allow_sha1=self._allow_sha1) is not None
+        )
 
     @override
     def validate_ca_key(self, username: str, key: asyncssh.SSHKey) -> bool:

@@ -319,3 +319,74 @@ def test_unknown_user_and_wrong_key_are_refused(gateway, partner):
 
     asyncio.run(run())
     assert Path(gateway.data_dir / "sftp").is_dir()
+
+
+SHA1_MAC = ["Ciphers=aes128-ctr", "MACs=hmac-sha1"]
+
+
+class TestNoSha1NoDsa:
+    """OpenSSH 8.8's defaults for a PHI feed: no SHA-1 (RSA user signatures, key exchange,
+    MAC) unless EDI834_SFTP_ALLOW_SHA1, and no DSA key at all (found by a run with clients
+    nobody on the team configured: -o PubkeyAcceptedAlgorithms=+ssh-dss logged in)."""
+
+    @staticmethod
+    def _rsa_partner(gateway, tmp_path: Path) -> Path:
+        key = asyncssh.generate_private_key("ssh-rsa", key_size=2048)
+        private = tmp_path / "id_rsa"
+        key.write_private_key(private)
+        private.chmod(0o600)
+        key.write_public_key(tmp_path / "id_rsa.pub")
+        gateway.add_partner("va", "VA0FFM", sftp_key=tmp_path / "id_rsa.pub")
+        return private
+
+    @staticmethod
+    def _ls(gateway, private: Path, *options: str) -> subprocess.CompletedProcess[str]:
+        extra = [x for o in options for x in ("-o", o)]
+        return subprocess.run(
+            ["sftp", "-b", "-", "-i", str(private), "-P", str(gateway.sftp_port), *OPENSSH,
+             *extra, "va@127.0.0.1"],
+            input="ls inbound\n", capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    def test_sha1_is_refused_by_default_and_sha2_logs_in(self, gateway, tmp_path):
+        private = self._rsa_partner(gateway, tmp_path)
+        gateway.start(EDI834_WORKER_ENABLED="false")
+        assert self._ls(gateway, private).returncode == 0  # rsa-sha2-512: fine
+        # (hmac-sha1 with a cipher that takes a MAC: an AEAD cipher has none to negotiate)
+        for options in (["KexAlgorithms=diffie-hellman-group14-sha1"], SHA1_MAC):
+            done = self._ls(gateway, private, *options)
+            assert done.returncode != 0, options
+        # A SHA-1 signature of the user's RSA key (an old JSch's): asyncssh signs with the
+        # one algorithm it is given.
+        assert asyncio.run(self._sha1_login(gateway, private)) is False
+
+    @staticmethod
+    async def _sha1_login(gateway, private: Path) -> bool:
+        try:
+            async with asyncssh.connect(
+                "127.0.0.1", gateway.sftp_port, username="va", known_hosts=None,
+                client_keys=[asyncssh.read_private_key(private)], signature_algs=["ssh-rsa"],
+            ):  # fmt: skip
+                return True
+        except asyncssh.PermissionDenied:
+            return False
+
+    def test_sha1_when_the_setting_allows_it(self, gateway, tmp_path):
+        private = self._rsa_partner(gateway, tmp_path)
+        gateway.start(EDI834_WORKER_ENABLED="false", EDI834_SFTP_ALLOW_SHA1="true")
+        done = self._ls(gateway, private, *SHA1_MAC)
+        assert done.returncode == 0, done.stderr
+        assert asyncio.run(self._sha1_login(gateway, private)) is True
+
+    def test_a_dsa_key_is_refused_when_registered_and_when_stored(self, gateway, tmp_path):
+        from gateway.intake.sftp import client_key
+
+        key = asyncssh.generate_private_key("ssh-dss")
+        key.write_public_key(tmp_path / "id_dsa.pub")
+        done = gateway.cli("partner", "add", "--name", "md", "--isa-qualifier", "ZZ",
+                           "--isa-id", "MD0SBE", "--sftp-key", str(tmp_path / "id_dsa.pub"),
+                           check=False)  # fmt: skip
+        assert done.returncode != 0 and "ssh-dss key is not accepted" in done.stderr
+        # One stored by an older version is not taken either.
+        public = asyncssh.import_public_key(key.export_public_key())
+        assert client_key(public, allow_sha1=True) is None
