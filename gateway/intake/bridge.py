@@ -180,6 +180,9 @@ class GatewaySftpHooks:
     async def ack_downloaded(self, username: str, filename: str) -> None:
         await asyncio.to_thread(self._picked_up, username, filename)
 
-    def _picked_up(self, username: str, filename: str) -> None:
+    async def ack_removed(self, username: str, filename: str) -> None:
+        await asyncio.to_thread(self._picked_up, username, filename, "sftp-rm")
+
+    def _picked_up(self, username: str, filename: str, via: str = "sftp") -> None:
         with unit_of_work(self.gw.sessions) as session:
-            repo.mark_picked_up(session, username, filename, via="sftp")
+            repo.mark_picked_up(session, username, filename, via=via)

@@ -124,6 +124,11 @@ class SftpHooks(Protocol):
         """The partner read outbound/<filename> to its end (ack pick-up, gateway.watch)."""
         ...
 
+    async def ack_removed(self, username: str, filename: str) -> None:
+        """The partner removed outbound/<filename>: it has dealt with the ack (read it over
+        the API, or needs it no more), so no pick-up alert is raised for it."""
+        ...
+
 
 def partner_root(root: Path, username: str) -> Path:
     """root/<username>, with inbound/ and outbound/ created."""
@@ -492,22 +497,28 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
         self._log("sftp_upload_complete", upload_id=upload_id)
 
     async def _report_download(self, download: _Download) -> None:
-        """A whole file of outbound/ read: the partner picked its ack up. Never fails the
-        client's CLOSE (the bytes are theirs already); a hook without it is fine (tests)."""
-        hook = getattr(self._s.hooks, "ack_downloaded", None)
+        """A whole file of outbound/ read: the partner picked its ack up."""
+        await self._report(
+            "ack_downloaded", download.name, "sftp_download_not_recorded", "sftp_ack_downloaded"
+        )
+
+    async def _report(self, hook_name: str, name: str, failed: str, done: str) -> None:
+        """Tell the hooks what the partner did with an ack. Never fails the client's request
+        (what it asked is done); a hook without it is fine (tests)."""
+        hook = getattr(self._s.hooks, hook_name, None)
         if hook is None:
             return
         try:
-            await hook(self._s.username, download.name)
+            await hook(self._s.username, name)
         except Exception as exc:
             log.error(
-                "sftp_download_not_recorded",
+                failed,
                 partner=self._s.username,
                 session_id=self._s.session_id,
                 error=type(exc).__name__,
             )
             return
-        self._log("sftp_ack_downloaded")
+        self._log(done)
 
     async def _report_partial(self, upload: _Upload) -> None:
         try:
@@ -826,6 +837,10 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
             if not stat.S_ISREG(st.st_mode):
                 raise asyncssh.SFTPNoSuchFile("no such file")
             os.unlink(target.name, dir_fd=dir_fd)
+        if target.area == OUTBOUND:
+            await self._report(
+                "ack_removed", target.name, "sftp_removal_not_recorded", "sftp_ack_removed"
+            )
 
     @override
     async def rename(self, oldpath: bytes, newpath: bytes) -> None:

@@ -197,6 +197,29 @@ class TestSftpIntake:
         )
 
 
+def test_an_ack_removed_unread_is_not_left_waiting_for_pick_up(gateway, partner):
+    """A sender that removes an ack (read over the API, or not needed) has dealt with it: no
+    pick-up alert is raised for it (gateway.watch), and the other ack still waits."""
+    key = partner[0]
+
+    async def run() -> tuple[str, str]:
+        async with _connect(gateway, key) as conn, conn.start_sftp_client() as sftp:
+            async with sftp.open("inbound/rm.834", "wb") as f:
+                await f.write(GOOD)
+            (ta1,) = await _wait_outbound(sftp, ".ta1")
+            (x999,) = await _wait_outbound(sftp, ".999")
+            await sftp.remove(f"outbound/{ta1}")
+            return ta1, x999
+
+    ta1, x999 = asyncio.run(run())
+    settings = Settings(data_dir=gateway.data_dir, database_url=gateway.database_url)
+    engine = create_engine(settings.sqlalchemy_url)
+    with engine.connect() as conn:
+        via = dict(conn.execute(text("SELECT filename, picked_up_via FROM acks")).all())
+    engine.dispose()
+    assert via == {ta1: "sftp-rm", x999: None}
+
+
 class TestFinishedUploadsStayVisible:
     """What paramiko's put(confirm=True), rclone and MFT tools check after CLOSE, against the
     real receipts: the file is listed read-only until processed (issue 18)."""
