@@ -61,6 +61,8 @@ class TransactionSetHeader(_Frozen):
     creation_date: date | None = None
     """BGN03 Transaction Set Creation Date (None when absent or not a CCYYMMDD date)."""
     creation_date_raw: str = ""
+    file_effective_date: date | None = None
+    """Header DTP*007 File Effective Date (an audit's "as of"), None when absent or no D8."""
     creation_time: str = ""
     """BGN04 Transaction Set Creation Time, as sent (HHMM[SS[d..]])."""
     time_zone: str = ""

@@ -116,6 +116,7 @@ class _SetContext:
     creation_time: str = ""
     time_zone: str = ""
     action: str = ""
+    file_effective_raw: str = ""
     policy_number: str | None = None
     sponsor: Party | None = None
     payer: Party | None = None
@@ -125,7 +126,8 @@ class _SetContext:
     header: TransactionSetHeader | None = None
 
     def on_header_segment(self, seg: Segment) -> None:
-        """BGN, REF*38, and the 1000A/B/C N1s; anything else in the header is not needed."""
+        """BGN, QTY, DTP*007, REF*38, and the 1000A/B/C N1s; the rest of the header is not
+        needed."""
         tag = seg.tag
         if tag == "BGN" and not self.has_bgn:
             self.has_bgn = True
@@ -139,6 +141,8 @@ class _SetContext:
             if len(self.quantities) < 3:  # X220: QTY repeats three times (TO, DT, ET)
                 self.quantities[seg.element(1)] = seg.element(2)
                 self.quantity_positions[seg.element(1)] = seg.index or 0
+        elif tag == "DTP" and seg.element(1) == "007" and not self.file_effective_raw:
+            self.file_effective_raw = seg.element(3) if seg.element(2) == "D8" else ""
         elif tag == "REF" and seg.element(1) == "38" and self.policy_number is None:
             self.policy_number = seg.element(2)
         elif tag == "N1":
@@ -163,6 +167,7 @@ class _SetContext:
             "reference": self.reference,
             "creation_date": parse_d8(self.creation_date_raw),
             "creation_date_raw": self.creation_date_raw,
+            "file_effective_date": parse_d8(self.file_effective_raw),
             "creation_time": self.creation_time,
             "time_zone": self.time_zone,
             "action": self.action,

@@ -27,15 +27,17 @@ def compare(
 ) -> list[tuple[str, str, str]]:
     """(field, file value, ledger value) for every difference the audit can show: who the
     member is (name, SSN, birth date, gender, residential address, relationship) and, per
-    coverage, the enrollment the ledger holds for it (policy, state and dates) and the terms in
-    force (plan and CSR variant, coverage level, premium, APTC, CSR amount). A terminated
+    coverage, the enrollment the ledger holds for it (policy, state, dates and paid-through
+    date) and the terms in force (plan and CSR variant, coverage level; premium, APTC, CSR
+    amount and rating area over each 2750 loop's range) on the audit's date: its header
+    DTP*007 (file effective date), else BGN03. A terminated
     enrollment the audit lists with the same end date matches: no status is compared apart
     from its dates."""
     out: list[tuple[str, str, str]] = []
     if event.relationship.code != member.relationship_code:
         out.append(("relationship", event.relationship.code, member.relationship_code))
     out += _identity(event, member)
-    as_of = event.header.creation_date
+    as_of = event.header.file_effective_date or event.header.creation_date
     fallback = member.policy_key or policy_key(event)
     priced = priced_line([c.insurance_line[:3] for c in event.coverages])
     for cov in event.coverages:
@@ -64,15 +66,51 @@ def compare(
             out.append(
                 (f"{line} coverage_level", cov.coverage_level, terms.get("coverage_level", ""))
             )
-        for name, field_name in (
-            ("PRE AMT 1", "premium"),
-            ("APTC AMT", "aptc"),
-            ("CSR AMT", "csr_amount"),
-        ) if line == priced else ():  # fmt: skip
-            sent = amount(event.reporting_categories.get(name))
-            stored = terms.get(field_name, "")
-            if sent is not None and sent != (amount(stored) or Decimal(0)):
-                out.append((f"{line} {field_name}", str(sent), stored or "(none)"))
+        paid = cov.last_premium_paid
+        if paid is not None and paid != item.paid_through:
+            out.append((f"{line} paid_through", str(paid), _date(item.paid_through)))
+        if line == priced:
+            out += _category_terms(event, item, line, as_of)
+    return out
+
+
+def _category_terms(
+    event: MemberEvent, item: lifecycle.Enrollment, line: str, as_of: dt.date | None
+) -> list[tuple[str, str, str]]:
+    """Each 2750 term the audit sends (premium, APTC, CSR amount, rating area) against the
+    ledger over the loop's own DTP*007 range — at its first and last day in the enrollment —
+    or, for a loop without one, on the audit's date. An audit listing APTC 400.00 for January
+    to May 14 and 450.00 from May 15 matches a ledger holding just that."""
+    out: list[tuple[str, str, str]] = []
+    for loop in event.reporting_category_loops:
+        name = lifecycle.CATEGORY_TERMS.get(loop.name)
+        if name is None:
+            continue
+        days: list[dt.date | None] = [
+            d for d in (loop.period_begin, loop.period_end) if d is not None
+        ] or [as_of]
+        if item.begin is not None:
+            days = [max(d, item.begin) if d is not None else d for d in days]
+        if item.end is not None:
+            days = [min(d, item.end) if d is not None else d for d in days]
+        for n, day in enumerate(dict.fromkeys(days)):
+            stored = _terms_for(item, day).get(name, "")
+            if name == "rating_area":
+                differs = loop.value.strip() != stored
+                sent = loop.value.strip()
+            else:
+                figure = amount(loop.value)
+                if figure is None:
+                    break  # unreadable-amount says so
+                differs = figure != (amount(stored) or Decimal(0))
+                sent = str(figure)
+            if differs:
+                # The date only where it says more than the field: not for a loop from the
+                # enrollment's begin (or one without a range).
+                from_begin = n == 0 and (item.begin is None or day == item.begin)
+                when = "" if loop.period_begin is None or from_begin else f" on {day}"
+                out.append((f"{line} {name}{when}", sent, stored or "(none)"))
+                break
     return out
 
 

@@ -552,3 +552,75 @@ def test_a_cancels_end_the_day_before_its_begin_is_not_end_before_begin() -> Non
     assert hits("024", "20270201", "20270201") == []
     assert hits("024", "20270201", "20270130") == ["end-before-begin"]
     assert hits("021", "20270201", "20270131") == ["end-before-begin"]
+
+
+def test_an_audit_compares_each_2750_range_paid_through_and_rating_area() -> None:
+    """An audit listing APTC 400.00 to May 14 and 450.00 from May 15 matches a ledger holding
+    just that (the first loop of a name was compared with the whole year); the paid-through
+    date (DTP*543) and the rating area are compared too; the audit's date is its header
+    DTP*007 (file effective date), not BGN03."""
+    from tests.gateway.test_lifecycle import _with_ranges
+
+    cov = Cov(maintenance="030", plan="48213VA004000701", paid_through="20270430")
+    (sent,) = events([subscriber(maintenance="030", coverages=[cov],
+                                 categories={"APTC AMT": ("9V", "0")})])  # fmt: skip
+    assert sent.name is not None and sent.residence is not None
+    member = MemberRec(id=1, partner_id=1, member_key="x", relationship_code="18",
+                       last_name=sent.name.last, first_name=sent.name.first,
+                       id_qualifier=sent.name.id_qualifier, id_value=sent.name.id,
+                       birth_date=sent.birth_date, gender=sent.gender,
+                       residence=sent.residence.model_dump_json())  # fmt: skip
+    base = {"plan_id": "48213VA004000701", "coverage_level": "FAM", "premium": "500.00",
+            "rating_area": "R-VA010"}  # fmt: skip
+    enrollment = Enrollment(
+        line="HLT",
+        policy=sent.coverages[0].group_or_policy_number or "",
+        plan_year=2027,
+        state=State.EFFECTUATED,
+        begin=dt.date(2027, 1, 1),
+        end=dt.date(2027, 12, 31),
+        paid_through=dt.date(2027, 4, 30),
+        periods=[
+            Period(dt.date(2027, 1, 1), {k: {**base, "aptc": "400.00"}.get(k, "") for k in TERMS}),
+            Period(dt.date(2027, 5, 15), {k: {**base, "aptc": "450.00"}.get(k, "") for k in TERMS}),
+        ],
+    )
+    agree = _with_ranges(
+        sent,
+        ("APTC AMT", "400.00", "20270101-20270514"),
+        ("APTC AMT", "450.00", "20270515-20271231"),
+        ("PRE AMT 1", "500.00", "20270101-20271231"),
+        ("RATING AREA", "R-VA010", "20270101-20271231"),
+    )
+    assert compare(agree, member, [enrollment]) == []
+    disagree = _with_ranges(
+        sent,
+        ("APTC AMT", "400.00", "20270101-20270531"),  # the ledger has 450.00 from May 15
+        ("APTC AMT", "450.00", "20270601-20271231"),
+        ("RATING AREA", "R-VA011", "20270101-20271231"),
+    )
+    disagree = disagree.model_copy(
+        update={"coverages": (disagree.coverages[0].model_copy(
+            update={"last_premium_paid": dt.date(2027, 5, 31)}),)}
+    )  # fmt: skip
+    assert compare(disagree, member, [enrollment]) == [
+        ("HLT paid_through", "2027-05-31", "2027-04-30"),
+        ("HLT aptc on 2027-05-31", "400.00", "450.00"),
+        ("HLT rating_area", "R-VA011", "R-VA010"),
+    ]
+    # A loop without a range is judged on the audit's date: the header's DTP*007.
+    undated = agree.model_copy(
+        update={
+            "reporting_category_loops": tuple(
+                loop.model_copy(update={"period_begin": None, "period_end": None})
+                for loop in agree.reporting_category_loops[:1]
+            )
+        }
+    )
+    as_of = {"creation_date": dt.date(2027, 5, 16), "file_effective_date": dt.date(2027, 4, 30)}
+    in_april = undated.model_copy(update={"header": undated.header.model_copy(update=as_of)})
+    assert compare(in_april, member, [enrollment]) == []
+    in_may = undated.model_copy(
+        update={"header": undated.header.model_copy(update={**as_of, "file_effective_date": None})}
+    )
+    assert compare(in_may, member, [enrollment]) == [("HLT aptc", "400.00", "450.00")]
