@@ -175,6 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
                 "stops at once)",
             )
         _add_setting_flags(c, ("data_dir", "database_url"))
+    ident = psub.add_parser(
+        "identity",
+        help="correct the partner's interchange identity (ISA05/ISA06) for its files from now "
+        "on; its name, keys and folders stay",
+    )
+    ident.add_argument("name")
+    ident.add_argument("--isa-qualifier", required=True, help="ISA05, e.g. ZZ")
+    ident.add_argument("--isa-id", required=True, help="ISA06, without its padding")
+    ident.add_argument("--json", action="store_true")
+    _add_setting_flags(ident, ("data_dir", "database_url"))
     keys = psub.add_parser(
         "sftp-keys",
         help="replace the partner's SFTP public keys (no --key: remove them all; HTTP untouched)",
@@ -513,6 +523,20 @@ def _partner_command(args: argparse.Namespace) -> int:
                             else "no schedule: missing files are not watched"
                         )
                         + "\n"
+                    )
+            elif args.partner_command == "identity":
+                from gateway.partners import set_identity
+
+                partner = set_identity(session, args.name, args.isa_qualifier, args.isa_id)
+                out = {
+                    "name": partner.name,
+                    "isa_qualifier": partner.isa_qualifier,
+                    "isa_id": partner.isa_id,
+                }
+                if not args.json:
+                    sys.stdout.write(
+                        f"{partner.name}: sends as {partner.isa_qualifier}:{partner.isa_id} "
+                        "from now on (files already received keep their verdicts)\n"
                     )
             elif args.partner_command == "sftp-keys":
                 from gateway.partners import set_sftp_keys

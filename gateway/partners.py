@@ -81,17 +81,9 @@ def add_partner(
 ) -> tuple[Partner, str]:
     if not NAME.match(name):
         raise GatewayError("name: letters, digits, '.', '_' or '-', up to 64, no leading dot")
-    if not re.fullmatch(r"[0-9A-Z]{2}", isa_qualifier):
-        raise GatewayError("isa-qualifier: two characters from the X12 list, e.g. ZZ, 01, 30")
-    isa_id = isa_id.rstrip()
-    if not ISA_ID.match(isa_id):
-        raise GatewayError("isa-id: 1 to 15 printable characters")
     if repo.partner_by_name(session, name) is not None:
         raise GatewayError(f"a partner named {name!r} exists")
-    same = repo.partner_by_isa(session, isa_qualifier, isa_id)
-    if same is not None:
-        # One sender identity, one partner: ISA05/ISA06 is how a file is tied to its sender.
-        raise GatewayError(f"partner {same.name!r} already sends as {isa_qualifier}:{isa_id}")
+    isa_id = _free_identity(session, isa_qualifier, isa_id)
     if webhook_url and not webhook_secret:
         webhook_secret = secrets.token_urlsafe(32)
     key = new_api_key()
@@ -131,6 +123,32 @@ def rotate_key(session: Session, name: str, *, keep_old: dt.timedelta | None = N
         partner.previous_api_key_hash = partner.previous_api_key_until = None
     partner.api_key_hash = repo.hash_api_key(key)
     return key
+
+
+def _free_identity(
+    session: Session, isa_qualifier: str, isa_id: str, *, owner: Partner | None = None
+) -> str:
+    """ISA05/ISA06 checked and free (but for `owner`); the ISA06 without its padding."""
+    if not re.fullmatch(r"[0-9A-Z]{2}", isa_qualifier):
+        raise GatewayError("isa-qualifier: two characters from the X12 list, e.g. ZZ, 01, 30")
+    isa_id = isa_id.rstrip()
+    if not ISA_ID.match(isa_id):
+        raise GatewayError("isa-id: 1 to 15 printable characters")
+    same = repo.partner_by_isa(session, isa_qualifier, isa_id)
+    if same is not None and same is not owner:
+        # One sender identity, one partner: ISA05/ISA06 is how a file is tied to its sender.
+        raise GatewayError(f"partner {same.name!r} already sends as {isa_qualifier}:{isa_id}")
+    return isa_id
+
+
+def set_identity(session: Session, name: str, isa_qualifier: str, isa_id: str) -> Partner:
+    """Correct the partner's interchange identity (ISA05/ISA06): its files from now on must
+    carry it (TA1 006 otherwise), and its acks are addressed to it. Files already received
+    keep what they were judged by; its name, keys and folders are unchanged."""
+    partner = _get(session, name)
+    partner.isa_id = _free_identity(session, isa_qualifier, isa_id, owner=partner)
+    partner.isa_qualifier = isa_qualifier
+    return partner
 
 
 def set_sftp_keys(session: Session, name: str, keys: str) -> Partner:

@@ -89,6 +89,28 @@ class TestPartnerCli:
         [listed] = json.loads(gateway.cli("partner", "list", "--json").stdout)
         assert listed["webhook"] is False
 
+    def test_a_partners_interchange_identity_can_be_corrected(self, gateway):
+        """A typo in ISA06 at `partner add` (or a sender's new id) is mended in place: same
+        name, key and folders; its files must carry the new identity from then on."""
+        from tests.conftest import SAMPLES
+        from tests.gateway.harness import submit, wait_final
+
+        key = gateway.add_partner("va", "VA0FFN")  # the typo
+        gateway.add_partner("md", "MD0SBE")
+        taken = gateway.cli("partner", "identity", "va", "--isa-qualifier", "ZZ",
+                            "--isa-id", "MD0SBE", check=False)  # fmt: skip
+        assert taken.returncode == 1 and "'md' already sends as ZZ:MD0SBE" in taken.stderr
+        out = gateway.cli("partner", "identity", "va", "--isa-qualifier", "ZZ", "--isa-id",
+                          "VA0FFM", "--json")  # fmt: skip
+        assert json.loads(out.stdout) == {"name": "va", "isa_qualifier": "ZZ", "isa_id": "VA0FFM"}
+        good = (SAMPLES / "good_exchange_new_enrollment.834").read_bytes()
+        assert b"*ZZ*VA0FFM         *" in good
+        gateway.start(EDI834_SFTP_ENABLED="false")
+        with gateway.client(key) as c:  # the same API key
+            r = submit(c, good)
+            assert r.status_code == 202, r.text
+            assert wait_final(c, r.json()["id"])["outcome"] == "accepted"
+
     def test_add_list_rotate_disable(self, gateway, tmp_path):
         out = gateway.cli(
             "partner",
