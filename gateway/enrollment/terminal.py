@@ -26,7 +26,9 @@ def members_table(
     session: Session, partner: Partner, *, show_names: bool, as_of: dt.date | None = None
 ) -> list[dict[str, Any]]:
     """One row per member: each enrollment with its state and dates, and the terms of the
-    period in force on `as_of` (default: the latest period)."""
+    period in force on `as_of` (default: the latest period). With `as_of`, the state and the
+    member's status are those of that day — `covered` or `not covered` — not today's (a
+    member terminated since was covered then)."""
     rows = []
     for m in session.scalars(
         select(LedgerMember)
@@ -44,7 +46,9 @@ def members_table(
                     "line": item.line,
                     "policy": item.policy,
                     "year": item.plan_year,
-                    "state": item.state.value,
+                    "state": item.state.value
+                    if as_of is None
+                    else ("covered" if terms is not None else "not covered"),
                     "begin": item.begin.isoformat() if item.begin else None,
                     "end": item.end.isoformat() if item.end else None,
                     "paid_through": item.paid_through.isoformat() if item.paid_through else None,
@@ -61,7 +65,9 @@ def members_table(
             "member": m.member_key,
             "policy": m.policy_key,
             "rel": m.relationship_code,
-            "status": m.status,
+            "status": m.status
+            if as_of is None
+            else ("covered" if any(c["in_force"] for c in coverages) else "not covered"),
             "coverages": coverages,
         }
         if show_names:

@@ -367,6 +367,16 @@ def test_a_family_year_as_periods_a_lifecycle_and_a_monthly_view(running) -> Non
     members = gw.cli("ledger", "members", "--partner", "va", "--as-of", "2027-04-01").stdout
     assert PLAN_01 in members and "Quintero" not in members.title()
 
+    def on(day: str) -> dict[str, tuple[str, list[str]]]:
+        rows = json.loads(
+            gw.cli("ledger", "members", "--partner", "va", "--as-of", day, "--json").stdout
+        )
+        return {r["member"]: (r["status"], [c["state"] for c in r["coverages"]]) for r in rows}
+
+    # The child, terminated June 15, was covered in April: the state of that day, not today's.
+    assert on("2027-04-01")[MILO] == ("covered", ["covered"])
+    assert on("2027-07-01")[MILO] == ("not covered", ["not covered"])
+
 
 def test_killed_mid_period_split_and_mid_cascade_applies_each_change_once(tmp_path) -> None:
     """SIGKILL inside the chunk that splits a period, then inside the one that cascades a
