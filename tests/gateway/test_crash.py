@@ -56,6 +56,7 @@ CHANNELS += ("http", "sftp")
 # are answered before it (the first SFTP starts only once two HTTP files have been).
 HTTP_FIRST = tuple(sorted(CHANNELS))
 FINAL_ACKS = Counter({"ta1": 1, "999": 1})  # ISA14 = 1: a TA1, and a 999 for the group
+NOTICES = (".partial.json", ".duplicate.json")
 
 _isa13 = itertools.count(200_001)
 
@@ -350,6 +351,15 @@ class CrashLab:
                 by_sha[r["sha256"]].append(r)
         sent = {u.sha256: u for u in self.uploads}
         outbound = sorted(p.name for p in self.outbound.iterdir()) if self.outbound.exists() else []
+        # The SFTP server's notices (a partial upload, the same bytes again) are no acks: each
+        # must name a receipt of its kind.
+        notices = [n for n in outbound if n.endswith(NOTICES)]
+        outbound = [n for n in outbound if n not in notices]
+        by_prefix = {r["id"][:12]: r["status"] for r in receipts}
+        for n in notices:
+            status = by_prefix.get(n.split("_")[1])
+            if (status == "partial") != n.endswith(".partial.json") or status is None:
+                audit.integrity.append(f"{n}: a notice for no such receipt ({status})")
 
         for u in self.uploads:
             found = by_sha.get(u.sha256, [])

@@ -97,7 +97,10 @@ class TestKilledMidUpload:
             time.sleep(1.0)  # the worker polls every 0.1 s: it never takes a partial upload
             assert c.get(f"/v1/interchanges/{receipt['id']}").json()["status"] == "partial"
             assert c.get(f"/v1/interchanges/{receipt['id']}/acks").json() == []
-        assert list(partner.outbound.iterdir()) == []
+        # No ack: the notice that says so, naming the receipt swept at the restart.
+        (notice,) = list(partner.outbound.iterdir())
+        assert notice.name.endswith("_cut.partial.json") and receipt["id"][:12] in notice.name
+        assert json.loads(notice.read_text())["receipt_id"] == receipt["id"]
 
         # The partner sends it again under the same name: an ordinary receipt, processed.
         async def resend() -> None:
