@@ -16,8 +16,8 @@ The lifecycle (CMS FFE enrollment manual, "Enrollment and Maintenance"):
 
 Refused (business rules, never silent): an addition for an enrollment already in force
 (`duplicate-add`, also a second policy on the same line in the same plan year); a termination
-that would move a recorded end date later (`term-extends-coverage`: reinstate first, or, for
-one in force, change its DTP*349); a reinstatement of an enrollment in force
+that would move a recorded end date later (`term-extends-coverage`: reinstate first; for one
+in force, a termination only ends it earlier); a reinstatement of an enrollment in force
 (`reinstate-in-force`); a change, termination or reinstatement of an insurance line or policy
 the member does not have (`unknown-member`).
 
@@ -280,11 +280,13 @@ def member_level(
     enrollments: Sequence[Enrollment], event: MemberEvent, day: dt.date | None
 ) -> list[Enrollment]:
     """The enrollments an event without 2300 loops is about: those on its 2000-level REF*1L
-    policy when the member has that policy; of those, the plan year `day` falls in when the
-    member has one (a termination in 2027 leaves next year's re-enrollment alone)."""
+    policy when it sends one (none when the member lacks it); of those, the plan year `day`
+    falls in when the member has one (a termination in 2027 leaves next year's re-enrollment
+    alone)."""
     items = list(enrollments)
     policy = event.group_or_policy_number
-    if policy and any(e.policy == policy for e in items):
+    if policy and items:
+        # A policy the member does not have is none of its enrollments (unknown-member).
         items = [e for e in items if e.policy == policy]
     if day is not None and any(e.plan_year == day.year for e in items):
         items = [e for e in items if e.plan_year == day.year]
@@ -372,7 +374,23 @@ def plan_event(
                 out += _refuse_term(target, _end_of(event, cov), "HD", pos)
             elif mtype == Maintenance.REINSTATEMENT and target.in_force:
                 out.append(_reinstating_in_force(target, "HD", pos))
-    if not event.coverages and enrollments:
+    named = event.group_or_policy_number
+    if (
+        not event.coverages
+        and enrollments
+        and named
+        and mtype in _VERB
+        and not any(e.policy == named for e in enrollments)
+    ):
+        out.append(
+            Refusal(
+                "unknown-member",
+                f"{_VERB[mtype]} of policy {named} (2000 REF*1L), which the member does not have",
+                "INS",
+                at,
+            )
+        )
+    elif not event.coverages and enrollments:
         if mtype == Maintenance.TERMINATION:
             end = _end_of(event, None)
             scope = member_level(enrollments, event, end)
@@ -402,8 +420,7 @@ def _refuse_term(target: Enrollment, end: dt.date | None, seg: str, pos: int) ->
                 Refusal(
                     "term-extends-coverage",
                     f"{target.line} policy {target.policy} ends {target.end}; a termination "
-                    f"cannot move its end later, to {end} (a change of the end date is a 001 "
-                    "with DTP*349)",
+                    f"only ends coverage earlier, not later, to {end}",
                     seg,
                     pos,
                 )
@@ -536,9 +553,10 @@ def apply_event(
             deltas = _deltas(event, None, effective)
             if deltas:
                 day = effective
-                live = [
-                    e for e in enrollments if e.in_force and (day is None or e.covers(day, day))
-                ] or [e for e in _latest(enrollments) if e.in_force]
+                scope = member_level(enrollments, event, day)
+                live = [e for e in scope if e.in_force and (day is None or e.covers(day, day))] or [
+                    e for e in _latest(scope) if e.in_force
+                ]
                 priced_now = priced_line([e.line for e in live])
                 for e in [e for e in live if e.line == priced_now]:
                     for when, terms in deltas:

@@ -156,7 +156,7 @@ RULES: dict[str, Rule] = {
             "a termination that would move an enrollment's end date later",
             "A termination only ends coverage earlier. For a terminated or cancelled policy CMS "
             "accepts only an earlier end date: send a reinstatement (025) first, then the "
-            "termination. For one in force, its end (DTP*349) moves later by a change (001).",
+            "termination.",
             "012",
         ),
         Rule(

@@ -231,6 +231,29 @@ def test_a_termination_without_2300_ends_its_policy_and_plan_year_only() -> None
     }
 
 
+def test_an_event_without_2300_is_about_its_ref_1l_policy_alone() -> None:
+    """A change without 2300 naming the dental policy prices dental, not health (each SADP is
+    an enrollment of its own); a termination or reinstatement naming a policy the member lacks
+    is unknown-member, not applied to what it holds."""
+    ledger = Ledger()
+    ledger.send(SUB, add(SUB, "100.00"))
+    dental = Cov(line="DEN", policy="72200457", plan="", level="IND")
+    assert ledger.send(SUB, event_of(member(SUB, coverages=[dental]))) == []
+    change = member(SUB, maintenance="001", reason="AI", effective="20270701", coverages=[],
+                    policy="72200457", categories={"PRE AMT 1": ("9X", "35.00")},
+                    category_period="20270701")  # fmt: skip
+    assert ledger.send(SUB, event_of(change)) == []
+    premiums = {e.line: [(p.begin, p.terms.get("premium")) for p in e.periods]
+                for e in ledger.of[SUB]}  # fmt: skip
+    assert premiums["DEN"][-1] == (dt.date(2027, 7, 1), "35.00")
+    assert all(value != "35.00" for _, value in premiums["HLT"])
+    for maintenance, reason, end in (("024", "14", "20270630"), ("025", "41", None)):
+        stranger = member(SUB, maintenance=maintenance, reason=reason, coverages=[],
+                          policy="81999999", eligibility_end=end)  # fmt: skip
+        assert ledger.send(SUB, event_of(stranger)) == ["unknown-member"]
+    assert {e.state for e in ledger.of[SUB]} == {State.INITIAL}
+
+
 def test_paid_through_effectuates_the_policy_and_survives_a_reinstatement() -> None:
     ledger = Ledger()
     ledger.send(SUB, add(SUB, "100.00"))
@@ -526,10 +549,10 @@ def test_a_members_2750_amounts_are_counted_on_one_line_not_on_each() -> None:
         "DEN": "",
         "VIS": "",
     }
-    # An audit as of January (BGN03) lists the member as sent: no premium or APTC "mismatch"
-    # on DEN or VIS.
+    # An audit of January to May lists the member as sent: no premium or APTC "mismatch" on
+    # DEN or VIS (each 2750 range is compared over its own days: June's 320.00 is not in it).
     audit = event_of(member(SUB, maintenance="030", reason="XN", coverages=three,
-                            categories=amounts))  # fmt: skip
+                            categories=amounts, category_period="20270101-20270531"))  # fmt: skip
     rec = MemberRec(id=1, partner_id=1, member_key=SUB, subscriber=True, relationship_code="18",
                     status="active", last_name="LOVELACE", first_name="ADA", id_qualifier="34",
                     id_value="934100001", birth_date=dt.date(1980, 1, 1), gender="F")  # fmt: skip
