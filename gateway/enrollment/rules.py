@@ -425,7 +425,10 @@ def member_rules(event: MemberEvent, facts: MemberFacts, config: RuleConfig) -> 
                         cov.segment_position,
                     )
 
-    if not event.subscriber and not facts.subscriber_present:
+    # A dependent's own termination needs no subscriber in force: CMS terminates a family
+    # member by member, the subscriber first (it is ended by then, not gone).
+    ending_a_known_dependent = mtype == Maintenance.TERMINATION and facts.ledger is not None
+    if not event.subscriber and not facts.subscriber_present and not ending_a_known_dependent:
         add(
             "dependent-without-subscriber",
             f"dependent of subscriber {event.subscriber_number or '(no REF*0F)'}, who is "

@@ -373,6 +373,29 @@ def test_a_member_sent_again_in_a_later_chunk_is_twice_in_the_file(
     assert "member-twice-in-file" in rules[1]
 
 
+def test_a_family_terminated_member_by_member_subscriber_first_is_applied(
+    gw: Gateway, partner: int
+) -> None:
+    """CMS sends a 024 for each member, the subscriber first: the dependent's own termination
+    is applied (it was dependent-without-subscriber: its subscriber, ended a moment before,
+    was no longer 'present')."""
+    feed(gw, partner, interchange(family(), control=1))
+    end = {"maintenance": "024", "reason": "14", "eligibility_end": "20270630", "categories": {}}
+    sub = rosalind(**end, coverages=[Cov(maintenance="024", end="20270630")])
+    child = dependent(SUB, "0005100003", "MILO", "512849303", **end,
+                      coverages=[Cov(maintenance="024", end="20270630")])  # fmt: skip
+    rid = feed(gw, partner, interchange([sub, child], control=2, bgn_date="20270615"))
+    got = outcomes(gw, rid)  # (maintenance-combination warns: 024/14 without its AMRC)
+    assert {k: (o, "dependent-without-subscriber" in r) for k, (o, r) in got.items()} == {
+        SUB: ("applied", False),
+        "0005100003": ("applied", False),
+    }
+    assert {m.member_key: m.coverages[0].status for m in members(gw).values()} == {
+        SUB: "terminated",
+        "0005100003": "terminated",
+    }
+
+
 @pytest.mark.parametrize("chunk_members", [1, 500])
 def test_a_plan_change_in_one_file_applies_the_termination_then_the_new_addition(
     gw, partner, monkeypatch, chunk_members
