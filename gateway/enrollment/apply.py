@@ -401,8 +401,11 @@ class _Chunk:
         keys |= {self._key(e) for f in families for e in f}
         # The file's first chunk: none of its members is recorded yet (progress is never
         # reset), so no look-up — for a one-member file, the only chunk.
-        self.seen: set[tuple[str, ...]] = (
-            set() if first else ledger_repo.transactions_seen_in_file(session, run.receipt_id, keys)
+        # What this file already sent for its members (member-twice-in-file): this chunk's
+        # member JSON by key, and earlier chunks' (parsed, a rare look-up: a member twice).
+        self.sent: dict[str, list[str]] = {}
+        self.sent_before: dict[str, list[dict[str, object]]] = (
+            {} if first else ledger_repo.transactions_seen_in_file(session, run.receipt_id, keys)
         )
         self.active_subscribers = ledger_repo.active_subscribers(
             session, run.partner_id, subscribers
@@ -496,7 +499,7 @@ class _Chunk:
                 applied: _Applied | None = None
                 hits: list[Hit] = []
                 decision = self.run.sets.get(set_key(event), ledger_repo.UNDECIDED)
-                seen = _transaction(row) in self.seen
+                seen = self._sent_before(key, event)
                 if decision.disposition is Disposition.NOT_APPLIED:
                     row["outcome"] = MemberOutcome.NOT_APPLIED
                     row["note"] = decision.reason[:200]
@@ -521,7 +524,7 @@ class _Chunk:
                         applied = self._apply(event, key, len(rows))
                         self._track_subscriber(event, applied.member)
                         self._remember_person(event, key)
-                self.seen.add(_transaction(row))
+                self.sent.setdefault(key, []).append(self.member_json[id(event)])
                 rows.append(row)
                 hits_of.append(hits)
                 changes.append(applied)
@@ -848,6 +851,17 @@ class _Chunk:
         if event.subscriber and event.subscriber_number:
             self.run.add_dry_subscriber(event.subscriber_number)
 
+    def _sent_before(self, key: str, event: MemberEvent) -> bool:
+        """Whether this file already sent this very transaction for the member: its member
+        loop, as read (positions and envelope aside), the same as one earlier in the file. A
+        termination and a new addition (a plan change), or two changes effective on other
+        days, are two transactions."""
+        earlier = [*self.sent.get(key, ()), *self.sent_before.get(key, ())]
+        if not earlier:  # nearly every member: nothing to compare
+            return False
+        this = _transaction_of(self.member_json[id(event)])
+        return any(_transaction_of(e) == this for e in earlier)
+
     def _track_subscriber(self, event: MemberEvent, member: MemberRec) -> None:
         if event.subscriber and member.subscriber_number:
             if member.status == MemberStatus.ACTIVE:
@@ -958,13 +972,18 @@ class _Chunk:
 _NOT_IN_CORE_MEMBER = {"header", "source"}
 
 
-def _transaction(row: dict[str, object]) -> tuple[str, ...]:
-    """What makes a member's transaction the same one sent again (member-twice-in-file): the
-    member, INS03, INS04 and the policy, as its history row stores them. A termination and a
-    new addition for one member (a plan change) are two transactions."""
-    return tuple(
-        str(row[c]) for c in ("member_key", "maintenance_type", "maintenance_reason", "policy_key")
-    )
+def _transaction_of(member: str | dict[str, object]) -> object:
+    """A member's transaction as sent, wherever in the file: its JSON (or the parsed payload
+    of an earlier chunk's event) without the positions of its segments."""
+
+    def strip(value: object) -> object:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "segment_position"}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return strip(json.loads(member) if isinstance(member, str) else member)
 
 
 def _set_level_hits(run: Run, event: MemberEvent) -> list[Hit]:

@@ -5,6 +5,7 @@ rows the stage writes in bulk. Repositories never commit: the caller's unit of w
 from __future__ import annotations
 
 import datetime as dt
+import json
 import operator
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -672,24 +673,21 @@ def _pairs(pairs: list[tuple[dt.date, str]]) -> Any:
 
 def transactions_seen_in_file(
     session: Session, receipt_id: str, keys: Iterable[str]
-) -> set[tuple[str, ...]]:
-    """The transactions (member key, INS03, INS04, policy) an earlier chunk of this file
-    already recorded for these members."""
-    columns = (
-        MemberEventRow.member_key,
-        MemberEventRow.maintenance_type,
-        MemberEventRow.maintenance_reason,
-        MemberEventRow.policy_key,
-    )
-    return {
-        tuple(row)
-        for row in session.execute(
-            select(*columns).where(
-                MemberEventRow.receipt_id == receipt_id,
-                _one_of(session, MemberEventRow.member_key, keys),
-            )
+) -> dict[str, list[dict[str, object]]]:
+    """What an earlier chunk of this file recorded for these members: each event's member
+    (its payload without the set's source and header), by member key."""
+    out: dict[str, list[dict[str, object]]] = {}
+    for key, payload in session.execute(
+        select(MemberEventRow.member_key, MemberEventRow.payload).where(
+            MemberEventRow.receipt_id == receipt_id,
+            _one_of(session, MemberEventRow.member_key, keys),
         )
-    }
+    ):
+        member = json.loads(payload)
+        member.pop("source", None)
+        member.pop("header", None)
+        out.setdefault(key, []).append(member)
+    return out
 
 
 def active_subscribers(session: Session, partner_id: int, numbers: Iterable[str]) -> set[str]:

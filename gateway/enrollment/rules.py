@@ -201,8 +201,9 @@ RULES: dict[str, Rule] = {
             7,
             Severity.REJECT,
             "the same transaction for a member twice in one file",
-            "Send each transaction once per file. A member may have several in one file (a "
-            "termination and a new addition for a plan change), in the order they apply.",
+            "Send each transaction once per file. A member may have several different ones in "
+            "one file (a termination and a new addition for a plan change, changes effective "
+            "on other days), in the order they apply.",
             "006",
         ),
         Rule(
@@ -393,8 +394,8 @@ def member_rules(event: MemberEvent, facts: MemberFacts, config: RuleConfig) -> 
     if facts.seen_in_file:
         add(
             "member-twice-in-file",
-            f"this member's INS03 {mtype}/INS04 {event.maintenance_reason} for this policy was "
-            "already sent earlier in this file",
+            f"this member's INS03 {mtype}/INS04 {event.maintenance_reason} was already sent, "
+            "identical, earlier in this file",
             element=3,
         )
 

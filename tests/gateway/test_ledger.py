@@ -429,6 +429,22 @@ def test_a_plan_change_in_one_file_applies_the_termination_then_the_new_addition
         ("31200999", "initial", "2027-12-31"),
     ]
 
+    # Two changes of one member in one file, effective on other days: two transactions.
+    def aptc(day: str, value: str) -> Member:
+        return rosalind(maintenance="001", reason="AI", effective=day, coverages=[],
+                        categories={"APTC AMT": ("9V", value)}, category_period=day)  # fmt: skip
+
+    rid = feed(gw, partner, interchange([aptc("20270801", "120.00"),
+                                         aptc("20270901", "140.00")], control=3))  # fmt: skip
+    with gw.reads() as s:
+        assert [e.outcome for e in recorded_events(s, rid)] == ["applied", "applied"]
+    (member,) = members(gw).values()
+    (new,) = [c for c in member.coverages if c.policy_number == "31200999"]
+    assert [(str(p.begin), p.aptc) for p in new.periods][-2:] == [
+        ("2027-08-01", "120.00"),
+        ("2027-09-01", "140.00"),
+    ]
+
 
 @pytest.fixture
 def gw_on_both(tmp_path, database_url):
