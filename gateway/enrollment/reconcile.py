@@ -40,6 +40,7 @@ def compare(
     as_of = event.header.file_effective_date or event.header.creation_date
     fallback = member.policy_key or policy_key(event)
     priced = priced_line([c.insurance_line[:3] for c in event.coverages])
+    matched: set[int] = set()
     for cov in event.coverages:
         line = cov.insurance_line[:3]
         policy = lifecycle.policy_of(cov, event, fallback)
@@ -49,6 +50,7 @@ def compare(
             held = sorted({i.policy for i in items if i.line == line})
             if held:
                 out.append((f"{line} policy", policy, ", ".join(held)))
+                matched |= {id(i) for i in items if i.line == line}  # said: another policy
             else:
                 out.append((f"{line} coverage", "present", "absent"))
             continue
@@ -66,50 +68,71 @@ def compare(
             out.append(
                 (f"{line} coverage_level", cov.coverage_level, terms.get("coverage_level", ""))
             )
+        matched.add(id(item))
         paid = cov.last_premium_paid
         if paid is not None and paid != item.paid_through:
             out.append((f"{line} paid_through", str(paid), _date(item.paid_through)))
         if line == priced:
             out += _category_terms(event, item, line, as_of)
+    # An enrollment in force on the audit's date that the audit does not list: the exchange
+    # no longer has it, and the insurer would go on billing it.
+    for item in items if event.coverages else ():
+        if (
+            id(item) not in matched
+            and item.in_force
+            and (as_of is None or item.covers(as_of, as_of))
+        ):
+            ledger = f"{item.state.value} {_date(item.begin)} .. {_date(item.end) or 'open'}"
+            out.append((f"{item.line} policy {item.policy}", "(not in the audit)", ledger))
     return out
 
 
 def _category_terms(
     event: MemberEvent, item: lifecycle.Enrollment, line: str, as_of: dt.date | None
 ) -> list[tuple[str, str, str]]:
-    """Each 2750 term the audit sends (premium, APTC, CSR amount, rating area) against the
-    ledger over the loop's own DTP*007 range — at its first and last day in the enrollment —
-    or, for a loop without one, on the audit's date. An audit listing APTC 400.00 for January
-    to May 14 and 450.00 from May 15 matches a ledger holding just that."""
+    """Each 2750 term the audit sends (premium, APTC, CSR amount, rating area) against every
+    period of the ledger's in force over the loop's own DTP*007 — an RD8 range, or a D8 date
+    until the audit's date (a value holds until the next one) — or, for a loop without one, on
+    the audit's date. An audit listing APTC 400.00 for January to May 14 and 450.00 from May 15
+    matches a ledger holding just that; one listing 400.00 for the year does not match a ledger
+    with 450.00 for the summer, and says from which day."""
     out: list[tuple[str, str, str]] = []
     for loop in event.reporting_category_loops:
         name = lifecycle.CATEGORY_TERMS.get(loop.name)
         if name is None:
             continue
-        days: list[dt.date | None] = [
-            d for d in (loop.period_begin, loop.period_end) if d is not None
-        ] or [as_of]
-        if item.begin is not None:
-            days = [max(d, item.begin) if d is not None else d for d in days]
-        if item.end is not None:
-            days = [min(d, item.end) if d is not None else d for d in days]
-        for n, day in enumerate(dict.fromkeys(days)):
-            stored = _terms_for(item, day).get(name, "")
-            if name == "rating_area":
-                differs = loop.value.strip() != stored
-                sent = loop.value.strip()
+        if name == "rating_area":
+            sent: str | Decimal = loop.value.strip()
+        else:
+            figure = amount(loop.value)
+            if figure is None:
+                continue  # unreadable-amount says so
+            sent = figure
+        first = loop.period_begin or as_of
+        if loop.period_begin is not None and "-" in loop.period_raw:
+            last = loop.period_end
+        elif first is not None and as_of is not None and as_of > first:
+            last = as_of
+        else:
+            last = first
+        overlapping: list[tuple[dict[str, str], dt.date | None]] = [
+            (period.terms, begin)
+            for period, begin, end in item.spans()
+            if first is None or ((end is None or end >= first) and (last is None or begin <= last))
+        ] or [(_terms_for(item, first), first)]
+        for terms, begin in overlapping:
+            stored = terms.get(name, "")
+            if isinstance(sent, Decimal):
+                differs = sent != (amount(stored) or Decimal(0))
             else:
-                figure = amount(loop.value)
-                if figure is None:
-                    break  # unreadable-amount says so
-                differs = figure != (amount(stored) or Decimal(0))
-                sent = str(figure)
+                differs = sent != stored
             if differs:
-                # The date only where it says more than the field: not for a loop from the
-                # enrollment's begin (or one without a range).
-                from_begin = n == 0 and (item.begin is None or day == item.begin)
-                when = "" if loop.period_begin is None or from_begin else f" on {day}"
-                out.append((f"{line} {name}{when}", sent, stored or "(none)"))
+                day = max(begin, first) if begin and first else (begin or first)
+                # The date only where it says more than the field: not from the enrollment's
+                # begin, nor for a loop without a range.
+                plain = loop.period_begin is None or day is None or day == item.begin
+                out.append((f"{line} {name}" + ("" if plain else f" on {day}"), str(sent),
+                            stored or "(none)"))  # fmt: skip
                 break
     return out
 

@@ -3,6 +3,7 @@ audit comparison, rule configuration, and arbitrary member data never making a r
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from decimal import Decimal
@@ -605,7 +606,7 @@ def test_an_audit_compares_each_2750_range_paid_through_and_rating_area() -> Non
     )  # fmt: skip
     assert compare(disagree, member, [enrollment]) == [
         ("HLT paid_through", "2027-05-31", "2027-04-30"),
-        ("HLT aptc on 2027-05-31", "400.00", "450.00"),
+        ("HLT aptc on 2027-05-15", "400.00", "450.00"),
         ("HLT rating_area", "R-VA011", "R-VA010"),
     ]
     # A loop without a range is judged on the audit's date: the header's DTP*007.
@@ -624,3 +625,31 @@ def test_an_audit_compares_each_2750_range_paid_through_and_rating_area() -> Non
         update={"header": undated.header.model_copy(update={**as_of, "file_effective_date": None})}
     )
     assert compare(in_may, member, [enrollment]) == [("HLT aptc", "400.00", "450.00")]
+
+    # 450.00 for the summer only: a whole-year 400.00 (RD8) differs in its middle, and so does
+    # a D8 400.00 from January, which holds until the audit's date (October 1).
+    summer = dataclasses.replace(
+        enrollment,
+        periods=[
+            *enrollment.periods,
+            Period(dt.date(2027, 9, 1), {k: {**base, "aptc": "400.00"}.get(k, "") for k in TERMS}),
+        ],
+    )
+    year = _with_ranges(sent, ("APTC AMT", "400.00", "20270101-20271231"))
+    assert compare(year, member, [summer]) == [("HLT aptc on 2027-05-15", "400.00", "450.00")]
+    d8 = year.model_copy(
+        update={
+            "reporting_category_loops": tuple(
+                loop.model_copy(update={"period_end": loop.period_begin, "period_raw": "20270101"})
+                for loop in year.reporting_category_loops
+            ),
+            "header": year.header.model_copy(update={"file_effective_date": dt.date(2027, 10, 1)}),
+        }
+    )
+    assert compare(d8, member, [summer]) == [("HLT aptc on 2027-05-15", "400.00", "450.00")]
+    # An enrollment in force on the audit's date that the audit leaves out is reported.
+    dental = Enrollment(line="DEN", policy="D1", plan_year=2027, state=State.INITIAL,
+                        begin=dt.date(2027, 1, 1), end=dt.date(2027, 12, 31))  # fmt: skip
+    assert compare(agree, member, [enrollment, dental]) == [
+        ("DEN policy D1", "(not in the audit)", "initial 2027-01-01 .. 2027-12-31")
+    ]
