@@ -11,6 +11,7 @@ import hmac
 import os
 import re
 import time
+import unicodedata
 import uuid
 from pathlib import Path
 
@@ -32,9 +33,14 @@ def ack_filename(
     round_: int = 1,
 ) -> str:
     """`<received>_<receipt>_<their file>.<ISA13>[.r<round>].<kind>`: which file, which ack;
-    `.r2`, `.r3`… for the acks of a file processed again (reprocessed by an operator)."""
-    stem = (filename or receipt_id).rsplit("/", 1)[-1]
-    stem = _SAFE.sub("_", stem.rsplit(".", 1)[0] if "." in stem[1:] else stem)[:80] or "file"
+    `.r2`, `.r3`… for the acks of a file processed again (reprocessed by an operator). Their
+    file's name without its extension, in `[A-Za-z0-9._-]` (accents dropped, `MARÍA` is
+    `MARIA`; anything else one `_`), without leading or trailing dots; `file` when there is
+    none left (or no name was sent)."""
+    stem = (filename or "").rsplit("/", 1)[-1]
+    stem = stem.rsplit(".", 1)[0] if "." in stem[1:] else stem
+    ascii_ = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    stem = _SAFE.sub("_", ascii_).strip("._")[:80].strip("._") or "file"
     stamp = received_at.strftime("%Y%m%dT%H%M%S")
     suffix = f".{_SAFE.sub('_', isa13.strip()) or 'noisa13'}" if isa13 else ""
     again = f".r{round_}" if round_ > 1 else ""

@@ -1,0 +1,36 @@
+"""What outbound/ calls an ack: `<received>_<receipt>_<their file>.<ISA13>.<kind>`, with their
+file's name made safe (found by a sender's run: `ünïcødé-名前.834` was `_n_c_d_-_`, `..834`
+gave `..000300112.999`, and a file sent without a name repeated the receipt id)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from gateway.outbound import ack_filename
+
+NOW = dt.datetime(2026, 12, 7, 1, 58, 3, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("sent", "stem"),
+    [
+        ("enroll-0601.834", "enroll-0601"),
+        ("MARÍA PÉREZ.x12", "MARIA_PEREZ"),  # accents dropped, a space is one _
+        ("ünïcødé-名前.834", "unicde-"),
+        ("名前.834", "file"),  # nothing left
+        ("..834", "file"),
+        ("...834", "file"),
+        (".hidden", "hidden"),
+        ("a b;c$(x).834", "a_b_c_x"),
+        ("dir/inner.834", "inner"),
+        (None, "file"),  # no X-Filename: not the receipt id again
+        ("x" * 300 + ".834", "x" * 80),
+    ],
+)
+def test_their_file_name_is_made_safe(sent: str | None, stem: str) -> None:
+    name = ack_filename(
+        received_at=NOW, receipt_id="b91b15cc5e7d4b59", filename=sent, isa13="000041017", kind="999"
+    )
+    assert name == f"20261207T015803_b91b15cc5e7d_{stem}.000041017.999"
