@@ -72,6 +72,10 @@ BUSINESS_FINDINGS = Counter(
     "Business-rule findings, by rule and severity",
     ["rule", "severity"],
 )
+LEDGER_OUT_OF_ORDER = Counter(
+    "edi834_ledger_out_of_order_total",
+    "Files applied after one their sender's order puts after them",
+)
 
 # What did not happen (gateway.watch), read from the database at scrape time.
 PARTNER_LAST_FILE = Gauge(

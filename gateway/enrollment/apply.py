@@ -85,7 +85,7 @@ from gateway.enrollment.rules import (
 from gateway.faults import crashpoint
 from gateway.gate import Disposition
 from gateway.logging import get_logger
-from gateway.metrics import BUSINESS_FINDINGS
+from gateway.metrics import BUSINESS_FINDINGS, LEDGER_OUT_OF_ORDER
 from gateway.parallel import SPLIT_FROM_BYTES, FileSetMembers, pool, processes_for
 from parsers.envelope import read_events
 from parsers.events import GroupStart, InterchangeStart, Segment, TransactionSetStart
@@ -1141,6 +1141,18 @@ def finish(session: Session, run: Run, worker_id: str) -> str:
         add_824s(session, receipt, dry_run=False)
         if leased.onboarding:
             add_824s(session, receipt, dry_run=True)
+    if status in (LedgerStatus.APPLIED, LedgerStatus.RECONCILED):
+        later = ledger_repo.applied_later(session, run.receipt_id, leased.partner_id, utcnow())
+        if later is not None:
+            # Files sent out of order are applied as they come (a file not yet received is
+            # not waited for): said on the file, for the operators to check what it changed.
+            LEDGER_OUT_OF_ORDER.inc()
+            log.warning("ledger_out_of_order", receipt_id=run.receipt_id, later_receipt=later[0])
+            detail = (
+                f"applied after {later[1] or later[0]}, which its sender's order (file name, "
+                "BGN date, ISA13) puts after it: check what each changed"
+            )
+            repo.insert_events(session, [(run.receipt_id, "ledger_out_of_order", detail[:500])])
     ledger_repo.ledger_done(session, run.receipt_id, status.value, utcnow())
     detail = (
         f"{leased.members_applied} applied, {leased.members_business_rejected} rejected by "

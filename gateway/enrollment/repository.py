@@ -283,6 +283,44 @@ _LEDGER_DONE = (
 )
 
 
+_ORDER_OF = select(_RECEIPTS.c.ledger_order).where(_RECEIPTS.c.id == bindparam("receipt_id"))
+_APPLIED_LATER = (
+    select(_RECEIPTS.c.id, _RECEIPTS.c.filename)
+    .where(
+        _RECEIPTS.c.partner_id == bindparam("partner_id"),
+        _RECEIPTS.c.received_at > bindparam("since"),
+        _RECEIPTS.c.ledger_status.in_((LedgerStatus.APPLIED, LedgerStatus.RECONCILED)),
+        _RECEIPTS.c.ledger_order > _ORDER_OF.scalar_subquery(),
+    )
+    .order_by(_RECEIPTS.c.ledger_order.desc())
+    .limit(1)
+)
+OUT_OF_ORDER_DAYS = 35
+"""How far back a file applied already is looked for that the sender's order puts after the
+one applying now (a month of daily files, and the monthly audit)."""
+
+
+def applied_later(
+    session: Session, receipt_id: str, partner_id: int, now: dt.datetime
+) -> tuple[str, str | None] | None:
+    """(id, file name) of a file of the sender's, received in the last OUT_OF_ORDER_DAYS and
+    already applied, that its order (CMS file name, else BGN date, then ISA13) puts after
+    `receipt_id`: this file is applied out of the sender's order. None when there is none."""
+    row = (
+        session.connection()
+        .execute(
+            _APPLIED_LATER,
+            {
+                "receipt_id": receipt_id,
+                "partner_id": partner_id,
+                "since": now - dt.timedelta(days=OUT_OF_ORDER_DAYS),
+            },
+        )
+        .first()
+    )
+    return (row[0], row[1]) if row is not None else None
+
+
 def ledger_done(session: Session, receipt_id: str, status: str, at: dt.datetime) -> None:
     """The file is through the ledger: its status, and its lease released."""
     session.connection().execute(
@@ -937,6 +975,7 @@ __all__ = [
     "active_subscribers",
     "add_to_reconciliation",
     "allocate_ids",
+    "applied_later",
     "business_rejects",
     "claim_ledger_work",
     "event_outcomes",

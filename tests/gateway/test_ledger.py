@@ -658,6 +658,32 @@ def test_sender_order_and_waiting_for_earlier_files(gw, partner) -> None:
     assert order_key("VA0.EDI834.D270101.AR.P", [add]) < order_key("x.834", [add])
 
 
+def test_a_file_applied_after_a_later_one_of_its_sender_is_said_to_be_out_of_order(
+    gw, partner
+) -> None:
+    """A file the sender's order puts before one already applied (sent late, past the order
+    window) is applied as it comes, and its timeline says so for the operators."""
+    with unit_of_work(gw.sessions) as s:
+        configure_rules(s, "va", severities={"maintenance-combination": "ignore"})
+    feed(gw, partner, interchange(family(), control=2, bgn_date="20270101"))
+    moved = rosalind(maintenance="001", reason="25", street="9 NEW RD", coverages=[],
+                     categories={})  # fmt: skip
+    late = feed(gw, partner, interchange([moved], control=3, bgn_date="20270110"))
+    early = feed(gw, partner, interchange([moved], control=4, bgn_date="20270105"))
+
+    def events(rid: str) -> list[tuple[str, str | None]]:
+        with gw.reads() as s:
+            return [
+                (e.event, e.detail)
+                for e in repo.history_of(s, rid)
+                if e.event == "ledger_out_of_order"
+            ]
+
+    assert events(late) == []
+    ((_, detail),) = events(early)
+    assert detail is not None and detail.startswith("applied after x.834, which its sender's")
+
+
 def test_a_half_applied_file_resumes_without_applying_anything_twice(
     gw, partner, monkeypatch
 ) -> None:
