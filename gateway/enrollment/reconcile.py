@@ -97,6 +97,7 @@ def _category_terms(
     matches a ledger holding just that; one listing 400.00 for the year does not match a ledger
     with 450.00 for the summer, and says from which day."""
     out: list[tuple[str, str, str]] = []
+    spans = item.spans()
     for loop in event.reporting_category_loops:
         name = lifecycle.CATEGORY_TERMS.get(loop.name)
         if name is None:
@@ -117,7 +118,7 @@ def _category_terms(
             last = first
         overlapping: list[tuple[dict[str, str], dt.date | None]] = [
             (period.terms, begin)
-            for period, begin, end in item.spans()
+            for period, begin, end in spans
             if first is None or ((end is None or end >= first) and (last is None or begin <= last))
         ] or [(_terms_for(item, first), first)]
         for terms, begin in overlapping:
