@@ -320,6 +320,21 @@ def plan_event(
         year = _year(cov)
         target = matching(enrollments, line, policy, year)
         pos = cov.segment_position
+        end, plan_year = cov.benefit_end, target.plan_year if target is not None else year
+        if (
+            mtype in (Maintenance.ADDITION, Maintenance.CHANGE, Maintenance.REINSTATEMENT)
+            and end is not None
+            and plan_year is not None
+            and end.year > plan_year
+        ):
+            out.append(
+                Refusal(
+                    "end-after-plan-year",
+                    f"{line} policy {policy} ({plan_year}) sent to end {end}, after its plan year",
+                    "HD",
+                    pos,
+                )
+            )
         if mtype == Maintenance.ADDITION:
             if target is not None and target.in_force:
                 if event.maintenance_reason != EFFECTUATION_REASON:

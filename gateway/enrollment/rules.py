@@ -41,8 +41,8 @@ class Rule:
     remedy: str
     ted01: str
     """X186 TED01 Application Error Condition Code for this rule in the 824: 006 duplicate,
-    007 missing data, 009 invalid date, 010 total out of balance, 011 not matching, 012
-    invalid combination, 848 incorrect data."""
+    007 missing data, 008 out of range, 009 invalid date, 010 total out of balance, 011 not
+    matching, 012 invalid combination, 848 incorrect data."""
 
 
 RULES: dict[str, Rule] = {
@@ -158,6 +158,17 @@ RULES: dict[str, Rule] = {
             "accepts only an earlier end date: send a reinstatement (025) first, then the "
             "termination.",
             "012",
+        ),
+        Rule(
+            "end-after-plan-year",
+            7,
+            Severity.WARN,
+            "coverage sent to end after its plan year",
+            "A qualified health plan's enrollment ends by December 31 of its plan year; the "
+            "next year is a new enrollment (021, a re-enrollment). Set this rule to reject for "
+            "an exchange, or to ignore for an employer whose plan year spans two calendar "
+            "years.",
+            "008",
         ),
         Rule(
             "reinstate-in-force",

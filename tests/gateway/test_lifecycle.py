@@ -254,6 +254,30 @@ def test_an_event_without_2300_is_about_its_ref_1l_policy_alone() -> None:
     assert {e.state for e in ledger.of[SUB]} == {State.INITIAL}
 
 
+def test_an_end_after_the_plan_year_is_said() -> None:
+    """A QHP's enrollment ends by December 31 of its plan year: a change (or an addition)
+    sending a later DTP*349 is end-after-plan-year (warn by default; an exchange sets it to
+    reject, an employer whose plan year spans two calendar years to ignore)."""
+    from gateway.enrollment.rules import RULES, Severity
+
+    ledger = Ledger()
+    ledger.send(SUB, add(SUB, "100.00"))
+
+    def end_on(day: str) -> MemberEvent:
+        cov = Cov(maintenance="001", policy=POLICY, begin=None, end=day)
+        return event_of(member(SUB, maintenance="001", reason="AI", coverages=[cov]))
+
+    assert ledger.send(SUB, end_on("20280331")) == ["end-after-plan-year"]
+    assert RULES["end-after-plan-year"].default is Severity.WARN
+    assert ledger.send(SUB, end_on("20271130")) == []
+    new_year = event_of(member(SUB, coverages=[Cov(policy="99", begin="20280101", end="20290331")]))
+    assert lifecycle.plan_event([], new_year) == [
+        lifecycle.Refusal("end-after-plan-year",
+                          "HLT policy 99 (2028) sent to end 2029-03-31, after its plan year", "HD",
+                          new_year.coverages[0].segment_position)
+    ]  # fmt: skip
+
+
 def test_paid_through_effectuates_the_policy_and_survives_a_reinstatement() -> None:
     ledger = Ledger()
     ledger.send(SUB, add(SUB, "100.00"))
