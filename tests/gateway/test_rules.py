@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.enrollment.combinations import CMS_FFE, Combination, Combinations
+from gateway.enrollment.events import MemberEvent
 from gateway.enrollment.extract import extract_members
 from gateway.enrollment.keys import (
     FileName,
@@ -352,20 +353,10 @@ def test_family_premium_sums_what_is_sent() -> None:
     assert family_premium(fam[2:]) is None
 
 
-def test_compare_reports_each_field_once() -> None:
-    (event,) = events(
-        [
-            subscriber(
-                maintenance="030",
-                relationship="18",
-                coverages=[Cov(maintenance="030", begin="20270301", plan="OTHERPLAN0000001")],
-                categories={"PRE AMT 1": ("9X", "300"), "APTC AMT": ("9V", "100.00")},
-            )
-        ]
-    )
-    assert is_audit(event)
+def same_person(event: MemberEvent) -> MemberRec:
+    """The ledger's member as the event names it: who the member is matches."""
     assert event.name is not None
-    member = MemberRec(  # the same person: only the coverage's fields differ
+    return MemberRec(
         id=1,
         partner_id=1,
         member_key="x",
@@ -378,6 +369,21 @@ def test_compare_reports_each_field_once() -> None:
         gender=event.gender,
         residence=event.residence.model_dump_json() if event.residence else "",
     )
+
+
+def test_compare_reports_each_field_once() -> None:
+    (event,) = events(
+        [
+            subscriber(
+                maintenance="030",
+                relationship="18",
+                coverages=[Cov(maintenance="030", begin="20270301", plan="OTHERPLAN0000001")],
+                categories={"PRE AMT 1": ("9X", "300"), "APTC AMT": ("9V", "100.00")},
+            )
+        ]
+    )
+    assert is_audit(event)
+    member = same_person(event)  # only the coverage's fields differ
     terms = {"plan_id": "48213VA004000701", "coverage_level": "FAM", "premium": "300.00"}
     terms["aptc"] = "90.00"
     enrollment = Enrollment(
@@ -565,12 +571,7 @@ def test_an_audit_compares_each_2750_range_paid_through_and_rating_area() -> Non
     cov = Cov(maintenance="030", plan="48213VA004000701", paid_through="20270430")
     (sent,) = events([subscriber(maintenance="030", coverages=[cov],
                                  categories={"APTC AMT": ("9V", "0")})])  # fmt: skip
-    assert sent.name is not None and sent.residence is not None
-    member = MemberRec(id=1, partner_id=1, member_key="x", relationship_code="18",
-                       last_name=sent.name.last, first_name=sent.name.first,
-                       id_qualifier=sent.name.id_qualifier, id_value=sent.name.id,
-                       birth_date=sent.birth_date, gender=sent.gender,
-                       residence=sent.residence.model_dump_json())  # fmt: skip
+    member = same_person(sent)
     base = {"plan_id": "48213VA004000701", "coverage_level": "FAM", "premium": "500.00",
             "rating_area": "R-VA010"}  # fmt: skip
     enrollment = Enrollment(
