@@ -81,12 +81,16 @@ def write_atomically(
     else:
         fd = os.open(tmp, flags, SHARED_FILE)
         os.fchmod(fd, SHARED_FILE)  # whatever the umask
-    with os.fdopen(fd, "wb") as f:
-        f.write(content)
-        f.flush()
-        os.fsync(f.fileno())
-    final = directory / name
-    os.replace(tmp, final)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+        final = directory / name
+        os.replace(tmp, final)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a full disk or an unwritable folder leaves no scrap
+        raise
     if sync_directory:
         fsync_directory(directory)
     return final

@@ -8,6 +8,7 @@ import asyncio
 import datetime as dt
 import json
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from gateway.faults import crashpoint
 from gateway.intake.receive import record_receipt
 from gateway.intake.sftp import ReceivedFile, client_key
 from gateway.logging import get_logger
+from gateway.metrics import DELIVERY_FAILURES
 from gateway.outbound import ack_filename, write_atomically
 
 log = get_logger(__name__)
@@ -67,6 +69,9 @@ class GatewaySftpHooks:
     async def _record(self, username: str, staged: Path, filename: str, partial: bool) -> None:
         found = await asyncio.to_thread(self._partner, username)
         if found is None:
+            # Refused at CLOSE (the client is told): nothing of it is kept, so no sweep later
+            # takes it for a partial upload and tells the partner to send it again.
+            staged.unlink(missing_ok=True)
             raise PermissionError("partner disabled")
         blob = await asyncio.to_thread(self.gw.blobs.adopt, staged)
         crashpoint("sftp_blob_stored")
@@ -128,18 +133,30 @@ class GatewaySftpHooks:
                 "acks": acks,
                 "note": "These bytes (the same SHA-256) were already received from you, so this "
                 "upload was not processed again: the original's acknowledgments answer it (in "
-                "outbound/ unless removed, and at GET /v1/interchanges/<receipt_id>/acks). To "
-                "send the file again as a new interchange, give it a new ISA13.",
+                "outbound/ unless removed, and at GET /v1/interchanges/<receipt_id>/acks"
+                + (
+                    "). "
+                    if acks
+                    else "; the original is not answered yet: its acknowledgments will come "
+                    "under its own file name). "
+                )
+                + "To send it again as a new interchange, give it a new ISA13 (other bytes).",
             }
         self._notice(username, receipt_id, filename, "duplicate.json", body)
 
     def _notice(
         self, username: str, receipt_id: str, filename: str, kind: str, body: Mapping[str, object]
     ) -> None:
-        """A JSON notice in the partner's outbound/, named as its acks are. One that cannot be
-        written is logged; the upload stands."""
+        """A JSON notice in the partner's outbound/, named as its acks are, with a part of its
+        own (several notices for one receipt in one second must not overwrite each other).
+        One that cannot be written (outbound/ not writable) is logged and counted, not retried:
+        the upload stands, and the receipt and its timeline hold the same facts."""
         name = ack_filename(
-            received_at=utcnow(), receipt_id=receipt_id, filename=filename, isa13="", kind=kind
+            received_at=utcnow(),
+            receipt_id=receipt_id,
+            filename=filename,
+            isa13="",
+            kind=f"{uuid.uuid4().hex[:8]}.{kind}",
         )
         try:
             write_atomically(
@@ -149,6 +166,7 @@ class GatewaySftpHooks:
                 self.gw.settings.data_dir / "outbox-tmp",
             )
         except OSError as exc:
+            DELIVERY_FAILURES.labels(kind="notice").inc()
             log.warning("sftp_notice_failed", kind=kind, receipt_id=receipt_id, error=str(exc))
 
     async def upload_complete(self, username: str, staged: Path, filename: str) -> None:

@@ -99,7 +99,8 @@ class TestKilledMidUpload:
             assert c.get(f"/v1/interchanges/{receipt['id']}/acks").json() == []
         # No ack: the notice that says so, naming the receipt swept at the restart.
         (notice,) = list(partner.outbound.iterdir())
-        assert notice.name.endswith("_cut.partial.json") and receipt["id"][:12] in notice.name
+        assert notice.name.endswith(".partial.json") and "_cut." in notice.name
+        assert receipt["id"][:12] in notice.name
         assert json.loads(notice.read_text())["receipt_id"] == receipt["id"]
 
         # The partner sends it again under the same name: an ordinary receipt, processed.

@@ -306,12 +306,21 @@ class TestFinishedUploadsStayVisible:
                     return name, json.loads(await f.read())
 
         name, body = asyncio.run(notice())
-        assert "again" in name and item["id"][:12] in name
+        assert "_again." in name and item["id"][:12] in name
         assert (body["file"], body["outcome"]) == ("again.834", "duplicate")
         assert body["original"]["receipt_id"] == item["id"]
         assert body["original"]["file"] == "first.834"
         assert sorted(body["acks"]) == original_acks and original_acks
         assert len(_receipts(gateway, api_key)) == 1
+        # Twice more within a second, under names that are one once made safe: a notice each.
+        for again in ("again.edi", "again.txt"):
+            self._paramiko_put(gateway.sftp_port, private, local, f"inbound/{again}")
+
+        async def notices() -> list[str]:
+            async with _connect(gateway, key) as conn, conn.start_sftp_client() as sftp:
+                return [n for n in await sftp.listdir("outbound") if n.endswith(".duplicate.json")]
+
+        assert len(asyncio.run(notices())) == 3
         # On the original's timeline (the dashboard's interchange page) for the operators.
         settings = Settings(data_dir=gateway.data_dir, database_url=gateway.database_url)
         engine = create_engine(settings.sqlalchemy_url)
@@ -322,7 +331,8 @@ class TestFinishedUploadsStayVisible:
             ).all()
         engine.dispose()
         assert [d for e, d in events if e == "received_again"] == [
-            f"sftp {len(GOOD)} bytes again (again.834): not processed again"
+            f"sftp {len(GOOD)} bytes again ({name}): not processed again"
+            for name in ("again.834", "again.edi", "again.txt")
         ]
 
 
@@ -345,6 +355,25 @@ def test_unknown_user_and_wrong_key_are_refused(gateway, partner):
 
 
 SHA1_MAC = ["Ciphers=aes128-ctr", "MACs=hmac-sha1"]
+
+
+def test_an_upload_refused_for_a_disabled_partner_leaves_nothing_behind(gateway, partner):
+    """A session opened before `partner disable`: its upload is refused at CLOSE, and nothing
+    of it stays in inbound/ for a later sweep to record as a partial upload (and tell the
+    partner to send it again)."""
+    key = partner[0]
+
+    async def run() -> None:
+        async with _connect(gateway, key) as conn, conn.start_sftp_client() as sftp:
+            gateway.cli("partner", "disable", "va")
+            f = await sftp.open("inbound/late.834", "wb")
+            await f.write(GOOD)
+            with pytest.raises(asyncssh.SFTPError):
+                await f.close()
+
+    asyncio.run(run())
+    inbound = gateway.data_dir / "sftp" / "va" / "inbound"
+    assert [p.name for p in inbound.iterdir()] == []
 
 
 class TestNoSha1NoDsa:
