@@ -34,3 +34,17 @@ def test_their_file_name_is_made_safe(sent: str | None, stem: str) -> None:
         received_at=NOW, receipt_id="b91b15cc5e7d4b59", filename=sent, isa13="000041017", kind="999"
     )
     assert name == f"20261207T015803_b91b15cc5e7d_{stem}.000041017.999"
+
+
+def test_a_write_that_fails_leaves_no_scrap(tmp_path) -> None:
+    """An outbound/ that cannot take the file (here: a folder holds its name) fails the write,
+    and the file it was staged in is gone (four were left in outbox-tmp by a sender's run)."""
+    from gateway.outbound import write_atomically
+
+    outbound = tmp_path / "outbound"
+    (outbound / "x.999").mkdir(parents=True)  # a folder where the file should go
+    (outbound / "x.999" / "keep").write_text("")
+    staging = tmp_path / "outbox-tmp"
+    with pytest.raises(IsADirectoryError):
+        write_atomically(outbound, "x.999", b"ISA~", staging)
+    assert list(staging.iterdir()) == []
