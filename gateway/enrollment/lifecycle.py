@@ -280,13 +280,12 @@ def member_level(
     enrollments: Sequence[Enrollment], event: MemberEvent, day: dt.date | None
 ) -> list[Enrollment]:
     """The enrollments an event without 2300 loops is about: those on its 2000-level REF*1L
-    policy when it sends one (none when the member lacks it); of those, the plan year `day`
-    falls in when the member has one (a termination in 2027 leaves next year's re-enrollment
-    alone)."""
+    policy when the member has that policy (an employer's file may send a group number there,
+    which names none of them: then all); of those, the plan year `day` falls in when the
+    member has one (a termination in 2027 leaves next year's re-enrollment alone)."""
     items = list(enrollments)
     policy = event.group_or_policy_number
-    if policy and items:
-        # A policy the member does not have is none of its enrollments (unknown-member).
+    if policy and any(e.policy == policy for e in items):
         items = [e for e in items if e.policy == policy]
     if day is not None and any(e.plan_year == day.year for e in items):
         items = [e for e in items if e.plan_year == day.year]
@@ -389,23 +388,7 @@ def plan_event(
                 out += _refuse_term(target, _end_of(event, cov), "HD", pos)
             elif mtype == Maintenance.REINSTATEMENT and target.in_force:
                 out.append(_reinstating_in_force(target, "HD", pos))
-    named = event.group_or_policy_number
-    if (
-        not event.coverages
-        and enrollments
-        and named
-        and mtype in _VERB
-        and not any(e.policy == named for e in enrollments)
-    ):
-        out.append(
-            Refusal(
-                "unknown-member",
-                f"{_VERB[mtype]} of policy {named} (2000 REF*1L), which the member does not have",
-                "INS",
-                at,
-            )
-        )
-    elif not event.coverages and enrollments:
+    if not event.coverages and enrollments:
         if mtype == Maintenance.TERMINATION:
             end = _end_of(event, None)
             scope = member_level(enrollments, event, end)

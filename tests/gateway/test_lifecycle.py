@@ -233,8 +233,8 @@ def test_a_termination_without_2300_ends_its_policy_and_plan_year_only() -> None
 
 def test_an_event_without_2300_is_about_its_ref_1l_policy_alone() -> None:
     """A change without 2300 naming the dental policy prices dental, not health (each SADP is
-    an enrollment of its own); a termination or reinstatement naming a policy the member lacks
-    is unknown-member, not applied to what it holds."""
+    an enrollment of its own). A REF*1L naming none of the member's policies (an employer's
+    group number) is the member level, as before."""
     ledger = Ledger()
     ledger.send(SUB, add(SUB, "100.00"))
     dental = Cov(line="DEN", policy="72200457", plan="", level="IND")
@@ -247,11 +247,10 @@ def test_an_event_without_2300_is_about_its_ref_1l_policy_alone() -> None:
                 for e in ledger.of[SUB]}  # fmt: skip
     assert premiums["DEN"][-1] == (dt.date(2027, 7, 1), "35.00")
     assert all(value != "35.00" for _, value in premiums["HLT"])
-    for maintenance, reason, end in (("024", "14", "20270630"), ("025", "41", None)):
-        stranger = member(SUB, maintenance=maintenance, reason=reason, coverages=[],
-                          policy="81999999", eligibility_end=end)  # fmt: skip
-        assert ledger.send(SUB, event_of(stranger)) == ["unknown-member"]
-    assert {e.state for e in ledger.of[SUB]} == {State.INITIAL}
+    group = member(SUB, maintenance="024", reason="14", coverages=[], policy="G-81999999",
+                   eligibility_end="20270630")  # fmt: skip
+    assert ledger.send(SUB, event_of(group)) == []
+    assert {e.state for e in ledger.of[SUB]} == {State.TERMINATED}
 
 
 def test_an_end_after_the_plan_year_is_said() -> None:
