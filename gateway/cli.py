@@ -577,6 +577,7 @@ def _partner_command(args: argparse.Namespace) -> int:
                     sys.stdout.write(f"{partner.name}: {args.partner_command}d\n")
             else:
                 from gateway.db.repositories import list_partners
+                from gateway.partners import accepted_key
 
                 out = [
                     {
@@ -584,6 +585,10 @@ def _partner_command(args: argparse.Namespace) -> int:
                         "isa": f"{p.isa_qualifier}:{p.isa_id}",
                         "enabled": p.enabled,
                         "sftp_keys": len([k for k in p.sftp_keys.splitlines() if k]),
+                        # Stored by an older version, of a type the server refuses (DSA).
+                        "sftp_keys_refused": len(
+                            [k for k in p.sftp_keys.splitlines() if k and not accepted_key(k)]
+                        ),
                         "webhook": bool(p.webhook_url),
                         "created_at": p.created_at.isoformat(),
                     }
@@ -599,7 +604,14 @@ def _partner_command(args: argparse.Namespace) -> int:
                         sys.stdout.write(
                             f"{row['name']:<24} {row['isa']:<20} "
                             f"{'enabled' if row['enabled'] else 'DISABLED':<9} "
-                            f"keys={row['sftp_keys']} webhook={'yes' if row['webhook'] else 'no'}\n"
+                            f"keys={row['sftp_keys']}"
+                            + (
+                                f" ({row['sftp_keys_refused']} refused: DSA, replace them with "
+                                "partner sftp-keys)"
+                                if row["sftp_keys_refused"]
+                                else ""
+                            )
+                            + f" webhook={'yes' if row['webhook'] else 'no'}\n"
                         )
     except GatewayError as exc:
         sys.stderr.write(f"edi834 partner {args.partner_command}: {exc.message}\n")

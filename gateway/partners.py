@@ -39,6 +39,11 @@ ACCEPTED_KEY_TYPES = frozenset(
 )
 
 
+def accepted_key(line: str) -> bool:
+    """Whether a stored OpenSSH public key line is of a type the SFTP server takes."""
+    return line.split(maxsplit=1)[0].encode() in ACCEPTED_KEY_TYPES
+
+
 def read_public_keys(paths: Sequence[Path]) -> str:
     """Validate OpenSSH public keys; return them one a line."""
     import asyncssh  # here, not at the top: ~0.15 s of every CLI call that reads no key

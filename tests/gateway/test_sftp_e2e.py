@@ -439,6 +439,21 @@ class TestNoSha1NoDsa:
                            "--isa-id", "MD0SBE", "--sftp-key", str(tmp_path / "id_dsa.pub"),
                            check=False)  # fmt: skip
         assert done.returncode != 0 and "ssh-dss key is not accepted" in done.stderr
-        # One stored by an older version is not taken either.
+        # One stored by an older version is not taken either, and `partner list` says so.
         public = asyncssh.import_public_key(key.export_public_key())
         assert client_key(public, allow_sha1=True) is None
+        from gateway.context import Gateway
+        from gateway.db.session import unit_of_work
+        from gateway.partners import set_sftp_keys
+
+        gateway.cli("partner", "add", "--name", "md", "--isa-qualifier", "ZZ", "--isa-id",
+                    "MD0SBE")  # fmt: skip
+        gw = Gateway.open(Settings(data_dir=gateway.data_dir, database_url=gateway.database_url))
+        try:
+            with unit_of_work(gw.sessions) as session:
+                set_sftp_keys(session, "md", public.export_public_key().decode().strip())
+        finally:
+            gw.close()
+        listed = {p["name"]: p for p in json.loads(gateway.cli("partner", "list", "--json").stdout)}
+        assert (listed["md"]["sftp_keys"], listed["md"]["sftp_keys_refused"]) == (1, 1)
+        assert "1 refused: DSA" in gateway.cli("partner", "list").stdout
