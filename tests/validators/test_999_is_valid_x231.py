@@ -101,3 +101,15 @@ def test_an_834_sent_in_a_gs01_fa_group_is_answered(tmp_path: Path) -> None:
     good = (SAMPLES / "good_exchange_new_enrollment.834").read_bytes()
     ack = answer(tmp_path, _with(b"GS*BE*", b"GS*FA*", good))
     assert b"AK1*FA*" in ack and b"AK9*R*1*1*1*1~" in ack, ack
+
+
+def test_an_st02_with_a_leading_space_is_echoed_as_sent(tmp_path: Path) -> None:
+    """AN: leading spaces are the value's, trailing ones are suppressed (X12.6). An ST02 of
+    ` 0001` was answered `AK202 0001`, which the sender's translator cannot match."""
+    content = BASE.replace(b"ST*834*0001*", b"ST*834* 0001*", 1).replace(
+        b"*0001~GE*", b"* 0001~GE*", 1
+    )
+    assert b"ST*834* 0001*" in content and b"SE*45* 0001~" in content
+    ack = answer(tmp_path, content)
+    assert b"AK2*834* 0001*005010X220A1~" in ack
+    assert x231_problems(ack) == []

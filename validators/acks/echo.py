@@ -25,10 +25,12 @@ def clean(value: str, d: Delimiters) -> bool:
 
 
 def an(value: str, d: Delimiters, *, max_len: int, neutral: str, min_len: int = 1) -> str:
-    """An AN (string) element: as received when clean and min_len..max_len long."""
-    stripped = value.strip()
-    if clean(value, d) and min_len <= len(stripped) <= max_len:
-        return stripped
+    """An AN (string) element: as received when clean and min_len..max_len long, without
+    trailing spaces (X12.6 suppresses them; leading ones are part of the value: an ST02 of
+    ` 0001` is answered as ` 0001`, which the sender's translator matches)."""
+    kept = value.rstrip(" ")
+    if clean(value, d) and kept.strip() and min_len <= len(kept) <= max_len:
+        return kept
     return neutral
 
 
