@@ -536,7 +536,8 @@ def _partner_command(args: argparse.Namespace) -> int:
                 if not args.json:
                     sys.stdout.write(
                         f"{partner.name}: sends as {partner.isa_qualifier}:{partner.isa_id} "
-                        "from now on (files already received keep their verdicts)\n"
+                        "from now on (files already processed keep their verdicts; those not "
+                        "yet processed are judged by this identity)\n"
                     )
             elif args.partner_command == "sftp-keys":
                 from gateway.partners import set_sftp_keys

@@ -127,7 +127,9 @@ UNAUTHORIZED = Counter("edi834_http_unauthorized_total", "HTTP requests answered
 
 # Deliveries from the worker's outbox: acks written to outbound/, webhooks posted.
 DELIVERY_FAILURES = Counter(
-    "edi834_delivery_failures_total", "Ack writes and webhook posts that failed", ["kind"]
+    "edi834_delivery_failures_total",
+    "Ack writes, webhook posts and SFTP notices that failed",
+    ["kind"],
 )
 DELIVERY_SECONDS = Histogram(
     "edi834_delivery_seconds",
@@ -187,3 +189,4 @@ for _stage in ("validate", "ledger"):
 for _kind in ("ack", "webhook"):
     DELIVERY_FAILURES.labels(kind=_kind)
     DELIVERY_SECONDS.labels(kind=_kind)
+DELIVERY_FAILURES.labels(kind="notice")  # an SFTP notice not written (never timed)

@@ -1141,7 +1141,7 @@ def finish(session: Session, run: Run, worker_id: str) -> str:
         add_824s(session, receipt, dry_run=False)
         if leased.onboarding:
             add_824s(session, receipt, dry_run=True)
-    if status in (LedgerStatus.APPLIED, LedgerStatus.RECONCILED):
+    if status is LedgerStatus.APPLIED:  # an audit changes nothing: its order does not matter
         later = ledger_repo.applied_later(session, run.receipt_id, leased.partner_id, utcnow())
         if later is not None:
             # Files sent out of order are applied as they come (a file not yet received is

@@ -289,7 +289,7 @@ _APPLIED_LATER = (
     .where(
         _RECEIPTS.c.partner_id == bindparam("partner_id"),
         _RECEIPTS.c.received_at > bindparam("since"),
-        _RECEIPTS.c.ledger_status.in_((LedgerStatus.APPLIED, LedgerStatus.RECONCILED)),
+        _RECEIPTS.c.ledger_status == LedgerStatus.APPLIED,  # an audit changed nothing
         _RECEIPTS.c.ledger_order > _ORDER_OF.scalar_subquery(),
     )
     .order_by(_RECEIPTS.c.ledger_order.desc())

@@ -533,11 +533,15 @@ def member_rules(event: MemberEvent, facts: MemberFacts, config: RuleConfig) -> 
             credits = sum(
                 (amount(categories.get(name)) or Decimal(0) for name in _CREDITS), Decimal(0)
             )
-            if responsible != total - credits:
+            owed = total - credits
+            # APTC never pays more than the premium (26 USC 36B(b)(2)): with credits above the
+            # premium the enrollee owes 0.00, which exchanges send; the negative difference is
+            # taken too.
+            if responsible != owed and not (owed < 0 and responsible == 0):
                 add(
                     "responsible-amount",
                     f"TOT RES AMT {responsible} but PRE AMT TOT {total} less APTC and other "
-                    f"payments {credits} is {total - credits}",
+                    f"payments {credits} is {max(owed, Decimal(0))}",
                     *_category_at(event, "TOT RES AMT"),
                 )
 

@@ -666,6 +666,9 @@ def test_a_file_applied_after_a_later_one_of_its_sender_is_said_to_be_out_of_ord
     with unit_of_work(gw.sessions) as s:
         configure_rules(s, "va", severities={"maintenance-combination": "ignore"})
     feed(gw, partner, interchange(family(), control=2, bgn_date="20270101"))
+    # An audit dated later changes nothing: applying after it is not out of order.
+    audit = rosalind(maintenance="030", reason="XN", coverages=[Cov(maintenance="030")])
+    feed(gw, partner, interchange([audit], control=9, action="4", bgn_date="20270120"))
     moved = rosalind(maintenance="001", reason="25", street="9 NEW RD", coverages=[],
                      categories={})  # fmt: skip
     late = feed(gw, partner, interchange([moved], control=3, bgn_date="20270110"))

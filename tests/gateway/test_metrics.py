@@ -60,6 +60,8 @@ class TestBeforeAnyEvent:
             ("edi834_sftp_uploads_total", (("result", "complete"),)),
             ("edi834_delivery_failures_total", (("kind", "ack"),)),
             ("edi834_delivery_failures_total", (("kind", "webhook"),)),
+            ("edi834_delivery_failures_total", (("kind", "notice"),)),
+            ("edi834_ledger_out_of_order_total", ()),
             ("edi834_http_unauthorized_total", ()),
             ("edi834_sftp_sessions", ()),
             ("edi834_core_lag_seconds", ()),

@@ -654,3 +654,20 @@ def test_an_audit_compares_each_2750_range_paid_through_and_rating_area() -> Non
     assert compare(agree, member, [enrollment, dental]) == [
         ("DEN policy D1", "(not in the audit)", "initial 2027-01-01 .. 2027-12-31")
     ]
+
+
+@pytest.mark.parametrize(
+    ("responsible", "fires"),
+    [("0.00", False), ("-37.42", False), ("10.00", True)],
+)
+def test_responsible_amount_with_aptc_above_the_premium(responsible: str, fires: bool) -> None:
+    """APTC 450.00 on a 412.58 premium: the enrollee owes 0.00 (26 USC 36B(b)(2)), which
+    exchanges send; it was refused, and only the negative difference passed."""
+    cats = {"PRE AMT 1": ("9X", "412.58"), "PRE AMT TOT": ("9X", "412.58"),
+            "APTC AMT": ("9V", "450.00"), "TOT RES AMT": ("9V", responsible)}  # fmt: skip
+    (event,) = events([subscriber(categories=cats)])
+    facts = MemberFacts(
+        ledger=None, subscriber_present=True, seen_in_file=False, family_premium=Decimal("412.58")
+    )
+    rules = [h.rule for h in member_rules(event, facts, DEFAULTS)]
+    assert ("responsible-amount" in rules) is fires
