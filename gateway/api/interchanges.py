@@ -28,7 +28,7 @@ from gateway.api.params import ZonedTime
 from gateway.api.schemas import ErrorOut, InterchangeDetail, InterchangePage
 from gateway.context import Gateway
 from gateway.db import repositories as repo
-from gateway.db.models import COUNT_COLUMNS, Status
+from gateway.db.models import COUNT_COLUMNS, LedgerStatus, Status
 from gateway.errors import GatewayError, NotFound
 from gateway.gate import interchange_acknowledged
 from parsers.charset import as_sent
@@ -233,7 +233,12 @@ def detail_of(found: repo.ReceiptStatus, base_url: str) -> dict[str, object]:
             "self": root,
             "acks": f"{root}/acks",
             "members": f"{root}/members",
-            "reconciliation": f"{root}/reconciliation",
+            # An audit's report; other files have none (the address would answer 404).
+            **(
+                {"reconciliation": f"{root}/reconciliation"}
+                if ledger_status == LedgerStatus.RECONCILED
+                else {}
+            ),
         },
     }
 

@@ -206,7 +206,10 @@ class InterchangeDetail(InterchangeSummary):
         description="members the business rules refused (not applied): the 824's TEDs; with "
         "members_applied 0, nothing of the file reached the ledger",
     )
-    links: dict[str, str]
+    links: dict[str, str] = Field(
+        description="self, acks, members; reconciliation only for an audit (ledger_status "
+        "reconciled)"
+    )
 
 
 class InterchangePage(BaseModel):

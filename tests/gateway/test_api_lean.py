@@ -125,7 +125,11 @@ def expected_detail(db: Gateway, receipt_id: str, base_url: str) -> InterchangeD
                 "self": root,
                 "acks": f"{root}/acks",
                 "members": f"{root}/members",
-                "reconciliation": f"{root}/reconciliation",
+                **(
+                    {"reconciliation": f"{root}/reconciliation"}
+                    if r.ledger_status == "reconciled"
+                    else {}
+                ),
             },
         )
 

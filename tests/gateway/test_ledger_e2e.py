@@ -81,6 +81,11 @@ def test_the_scenario_series_gives_exactly_the_expected_outcomes(running) -> Non
             assert other.get(f"/v1/interchanges/{ids[name]}/members").status_code == 404
 
         audit = ids["07_audit.834"]
+        # Only an audit links to a report (another file's address would answer 404).
+        links = c.get(f"/v1/interchanges/{audit}").json()["links"]
+        assert links["reconciliation"].endswith(f"/v1/interchanges/{audit}/reconciliation")
+        daily = c.get(f"/v1/interchanges/{ids['02_change_address.834']}").json()["links"]
+        assert "reconciliation" not in daily and "members" in daily
         report = c.get(f"/v1/interchanges/{audit}/reconciliation").json()
         got_items = [
             {k: v for k, v in item.items() if k in ("kind", "member_key", "field", "file_value",
