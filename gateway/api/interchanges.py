@@ -28,6 +28,7 @@ from gateway.api.params import ZonedTime
 from gateway.api.schemas import ErrorOut, InterchangeDetail, InterchangePage
 from gateway.context import Gateway
 from gateway.db import repositories as repo
+from gateway.db.base import iso_z
 from gateway.db.models import COUNT_COLUMNS, LedgerStatus, Status
 from gateway.errors import GatewayError, NotFound
 from gateway.gate import interchange_acknowledged
@@ -190,9 +191,7 @@ def json_response(content: object) -> Response:
 
 def _when(moment: dt.datetime | None) -> str | None:
     """A stored (UTC) time as pydantic writes it: ISO 8601 with Z."""
-    if moment is None:
-        return None
-    return moment.astimezone(dt.UTC).isoformat().removesuffix("+00:00") + "Z"
+    return iso_z(moment) if moment is not None else None
 
 
 def summary_of(r: Sequence[Any], isa13: list[str]) -> dict[str, object]:

@@ -47,6 +47,12 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def iso_z(moment: dt.datetime) -> str:
+    """A time as the API, webhooks and notices write it (as pydantic does): ISO 8601 in UTC,
+    ending in Z."""
+    return moment.astimezone(dt.UTC).isoformat().removesuffix("+00:00") + "Z"
+
+
 _WIDTHS: dict[str, dict[str, int]] = {}
 
 

@@ -16,7 +16,7 @@ import asyncssh
 
 from gateway.context import Gateway
 from gateway.db import repositories as repo
-from gateway.db.base import utcnow
+from gateway.db.base import iso_z, utcnow
 from gateway.db.models import Receipt
 from gateway.db.session import unit_of_work
 from gateway.faults import crashpoint
@@ -27,11 +27,6 @@ from gateway.metrics import DELIVERY_FAILURES
 from gateway.outbound import ack_filename, write_atomically
 
 log = get_logger(__name__)
-
-
-def _z(moment: dt.datetime) -> str:
-    """A time as the API writes it: UTC, ending in Z."""
-    return moment.astimezone(dt.UTC).isoformat().removesuffix("+00:00") + "Z"
 
 
 class GatewaySftpHooks:
@@ -101,7 +96,7 @@ class GatewaySftpHooks:
                     "outcome": "partial",
                     "receipt_id": receipt.id,
                     "size": blob.size,
-                    "received_at": _z(utcnow()),
+                    "received_at": iso_z(utcnow()),
                     "note": "The upload ended before the file was closed (the connection "
                     "dropped, or the server stopped): what arrived is kept but is not "
                     "processed and gets no TA1 or 999. Send the whole file again.",
@@ -122,11 +117,11 @@ class GatewaySftpHooks:
             body = {
                 "file": filename,
                 "outcome": "duplicate",
-                "received_at": _z(utcnow()),
+                "received_at": iso_z(utcnow()),
                 "original": {
                     "receipt_id": original.id,
                     "file": original.filename,
-                    "received_at": _z(original.received_at),
+                    "received_at": iso_z(original.received_at),
                     "status": original.status,
                     "outcome": original.outcome,
                 },

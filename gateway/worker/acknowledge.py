@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from gateway import outbound
 from gateway.context import Gateway
 from gateway.db import repositories as repo
-from gateway.db.base import fit, utcnow
+from gateway.db.base import fit, iso_z, utcnow
 from gateway.db.models import (
     COUNT_COLUMNS,
     Ack,
@@ -555,7 +555,7 @@ def _webhook_row(
         "status": status,
         "outcome": outcome,
         "sha256": sha256,
-        "at": utcnow().isoformat().replace("+00:00", "Z"),  # as the API writes times
+        "at": iso_z(utcnow()),
     }
     return {
         "receipt_id": receipt_id,
