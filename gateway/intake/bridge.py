@@ -85,25 +85,23 @@ class GatewaySftpHooks:
         if not created and not partial:
             await asyncio.to_thread(self._duplicate_notice, username, receipt.id, filename)
         if partial:
-            await asyncio.to_thread(
-                self._notice,
-                username,
-                receipt.id,
-                filename,
-                "partial.json",
-                {
-                    "file": filename,
-                    "outcome": "partial",
-                    "receipt_id": receipt.id,
-                    "size": blob.size,
-                    "received_at": iso_z(utcnow()),
-                    "note": "The upload ended before the file was closed (the connection "
-                    "dropped, or the server stopped): what arrived is kept but is not "
-                    "processed and gets no TA1 or 999. Send the whole file again.",
-                },
-            )
+            await asyncio.to_thread(self._partial_notice, username, receipt.id, filename, blob.size)
         if created and not partial and self.on_receipt is not None:
             self.on_receipt()
+
+    def _partial_notice(self, username: str, receipt_id: str, filename: str, size: int) -> None:
+        """An upload cut short: kept, never processed, and said so in outbound/."""
+        body = {
+            "file": filename,
+            "outcome": "partial",
+            "receipt_id": receipt_id,
+            "size": size,
+            "received_at": iso_z(utcnow()),
+            "note": "The upload ended before the file was closed (the connection dropped, or "
+            "the server stopped): what arrived is kept but is not processed and gets no TA1 or "
+            "999. Send the whole file again.",
+        }
+        self._notice(username, receipt_id, filename, "partial.json", body)
 
     def _duplicate_notice(self, username: str, receipt_id: str, filename: str) -> None:
         """The same bytes again: not processed again (the original's acks answer them), and
