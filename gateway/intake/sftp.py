@@ -206,14 +206,14 @@ async def start_sftp_server(
 
 # A partner's key type and the signatures taken from it: DSA never (1024-bit, SHA-1), RSA by
 # SHA-2 (rsa-sha2-256/512, RFC 8332) unless SHA-1 is allowed.
-_REFUSED_KEY_TYPES = frozenset({b"ssh-dss"})
+REFUSED_KEY_TYPES = frozenset({b"ssh-dss"})
 _RSA_SHA2 = frozenset({b"rsa-sha2-256", b"rsa-sha2-512"})
 
 
 def client_key(key: asyncssh.SSHKey, *, allow_sha1: bool) -> asyncssh.SSHKey | None:
     """A partner's key as the server takes it: None for a refused type; an RSA key made to
     verify SHA-2 signatures alone (asyncssh's server verifies any algorithm the key has)."""
-    if key.algorithm in _REFUSED_KEY_TYPES:
+    if key.algorithm in REFUSED_KEY_TYPES:
         return None
     if key.algorithm == b"ssh-rsa" and not allow_sha1:
         key.all_sig_algorithms = set(_RSA_SHA2)
