@@ -19,6 +19,7 @@ from gateway.dashboard.codes import CodeFilter, parse_code
 from gateway.dashboard.deps import AdminForm, CurrentViewer, GatewayDep, PageError, Viewer, render
 from gateway.dashboard.formatting import clamp, parse_day, safe_next, unreadable_days
 from gateway.db import reports
+from gateway.db.base import iso_z
 from gateway.db.models import Receipt
 from gateway.logging import get_logger
 from gateway.services import audit, interchanges
@@ -234,7 +235,7 @@ def _csv_rows(gw: Gateway, f: reports.RejectFilter) -> Iterator[str]:
                 lines.add(
                     [
                         r.id,
-                        r.received_at.isoformat(),
+                        iso_z(r.received_at),
                         partner,
                         r.channel,
                         r.filename or "",
@@ -246,7 +247,7 @@ def _csv_rows(gw: Gateway, f: reports.RejectFilter) -> Iterator[str]:
                         r.sets_rejected,
                         r.members_received,
                         r.members_rejected,
-                        r.resolved_at.isoformat() if r.resolved_at else "",
+                        iso_z(r.resolved_at) if r.resolved_at else "",
                         r.sha256,
                     ]
                 )

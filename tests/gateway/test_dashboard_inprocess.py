@@ -451,6 +451,9 @@ def test_the_rejects_csv_lists_the_files_on_both_databases(tmp_path, database_ur
         assert Worker(gw).run_once()
         lines = "".join(_csv_rows(gw, RejectFilter(result="all"))).splitlines()
         assert [line.split(",")[0] for line in lines[1:]] == [rid], lines
+        # Times as the API writes them (UTC, Z), on both databases.
+        received = dict(zip(lines[0].split(","), lines[1].split(","), strict=True))
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", received["received_at"])
 
 
 def test_a_new_password_a_disabled_account_or_a_new_role_takes_effect_at_once(site) -> None:
