@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 
 def add_routes(app: FastAPI, *routers: APIRouter) -> None:
@@ -29,7 +30,38 @@ def allowed_methods(request: Request) -> str:
             match, _ = route.matches(request.scope)
             if match is not Match.NONE:
                 methods |= route.methods
+    if "GET" in methods:
+        methods.add("HEAD")  # HeadAsGet
     return ", ".join(sorted(methods))
+
+
+class HeadAsGet:
+    """HEAD wherever GET is answered (RFC 9110 9.3.2: the same header fields, no content).
+    FastAPI's routes take only the methods declared (Starlette's own add HEAD to a GET), so a
+    HEAD on a JSON read was 405. A HEAD that no route declares goes to the GET route as a GET,
+    in a copy of the scope: the server still holds the request as HEAD and sends no body (as
+    uvicorn does for every HEAD). Routes that declare their own HEAD (an ack download: a HEAD is
+    not a pick-up) keep it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "HEAD" and _served_by_get(scope):
+            scope = {**scope, "method": "GET"}
+        await self.app(scope, receive, send)
+
+
+def _served_by_get(scope: Scope) -> bool:
+    """No route takes this HEAD as it is, and a GET route serves its path."""
+    get = False
+    for route in scope["app"].router.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return False
+            get = get or (match is Match.PARTIAL and "GET" in route.methods)
+    return get
 
 
 def download(

@@ -24,7 +24,7 @@ from gateway.dashboard.formatting import age, duration, error_kind, safe_next
 from gateway.dashboard.segments import MASK
 from gateway.enrollment import queries
 from gateway.enrollment.codes import MAINTENANCE_NAMES
-from gateway.web import add_routes, allowed_methods
+from gateway.web import HeadAsGet, add_routes, allowed_methods
 from validators.issues import meaning, remedy
 
 HERE = Path(__file__).resolve().parent
@@ -35,6 +35,7 @@ def create_dashboard(gw: Gateway) -> FastAPI:
     app.state.gateway = gw
     app.state.templates = _templates()
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.add_middleware(HeadAsGet)
     app.middleware("http")(_headers)
     app.add_exception_handler(NotLoggedIn, _login_first)
     app.add_exception_handler(Forbidden, _forbidden)

@@ -86,6 +86,39 @@ class TestAcks:
                 assert c.get(url, headers={"If-None-Match": header}).status_code == 304, header
 
 
+class TestHead:
+    def test_head_answers_every_json_read_as_its_get_does(
+        self, served: tuple[GatewayProcess, str]
+    ) -> None:
+        """RFC 9110 9.3.2: HEAD wherever GET is answered, with the same header fields and no
+        content. FastAPI's routes answered 405 to a HEAD on every JSON read."""
+        gw, key = served
+        with gw.client(key) as c:
+            rid = c.get("/v1/interchanges").json()["items"][-1]["id"]
+            wait_final(c, rid)
+            for url in (
+                "/v1/interchanges",
+                f"/v1/interchanges/{rid}",
+                f"/v1/interchanges/{rid}/acks",
+                "/healthz",
+            ):
+                got, head = c.get(url), c.head(url)
+                assert got.status_code == head.status_code == 200, (url, head.text)
+                assert head.content == b"", url
+                assert head.headers["content-type"] == got.headers["content-type"], url
+                assert head.headers["content-length"] == str(len(got.content)), url
+            # Not a way round ownership: another partner's file is 404 to HEAD as to GET.
+            with gw.client(gw.extra_env["MD_KEY"]) as other:
+                assert other.head(f"/v1/interchanges/{rid}").status_code == 404
+                assert other.get(f"/v1/interchanges/{rid}").status_code == 404
+            # Without a key, HEAD is refused as GET is.
+            with gw.client(None) as anonymous:
+                assert anonymous.head("/v1/interchanges").status_code == 401
+            # A 405 names HEAD beside GET.
+            r = c.delete("/v1/interchanges")
+            assert set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
+
+
 class TestTimes:
     def test_since_without_a_zone_is_refused(self, served: tuple[GatewayProcess, str]) -> None:
         gw, key = served

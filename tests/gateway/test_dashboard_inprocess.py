@@ -92,7 +92,10 @@ class TestErrorPages:
         r = c.delete("/login")  # a GET route and a POST route
         assert r.status_code == 405
         assert r.headers["content-type"].startswith("text/html")
-        assert set(r.headers["allow"].split(", ")) == {"GET", "POST"}
+        assert set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
+        head = c.head("/login")  # HEAD wherever GET is answered (RFC 9110 9.3.2)
+        assert head.status_code == 200
+        assert head.headers["content-type"].startswith("text/html")
 
     @pytest.mark.parametrize(
         "path",

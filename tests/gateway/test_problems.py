@@ -51,7 +51,7 @@ class TestEveryErrorPath:
             r = c.delete("/v1/interchanges")
             assert_problem(r, 405, "method_not_allowed")
             # Two routes serve the path (the list, the upload): Allow names both.
-            assert set(r.headers["allow"].split(", ")) == {"GET", "POST"}
+            assert set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
             r = c.post("/v1/interchanges/R1/acks/999")
             assert_problem(r, 405, "method_not_allowed")
             assert set(r.headers["allow"].split(", ")) == {"GET", "HEAD"}
