@@ -105,7 +105,10 @@ class LoginRefused(Exception):
 def authenticate(session: Session, username: str, password: str, *, max_failures: int) -> Operator:
     """The operator, or LoginRefused. Repeated failures lock the account with a back-off."""
     now = utcnow()
-    op = session.scalar(select(Operator).where(Operator.username == username))
+    # FOR UPDATE: a burst of attempts on one account is judged one after another, each seeing
+    # the failures before it. Read without it, 40 wrong passwords sent at once on PostgreSQL were
+    # all verified and their counts overwrote each other (the account never locked).
+    op = session.scalar(select(Operator).where(Operator.username == username).with_for_update())
     if op is None or not op.enabled:
         _refuse_unknown(username, password, now, max_failures)
     if op.locked_until is not None and op.locked_until > now:
@@ -136,24 +139,26 @@ def _refuse_unknown(username: str, password: str, now: dt.datetime, max_failures
     (a dummy hash is verified), the same message, and after `max_failures` the same lockout
     with the same back-off — so the login form cannot tell which names exist. Counted per
     process, for at most `_UNKNOWN_MAX` names (the oldest forgotten first)."""
+    # The failure is counted before the dummy hash is verified, in one step under the lock:
+    # counted after, a burst of attempts all read the same count and none locked the name.
     with _unknown_lock:
         failures, locked_until = _UNKNOWN.pop(username, (0, None))
+        locked = locked_until is not None and locked_until > now
+        if not locked:
+            failures += 1
+            if failures >= max_failures:
+                seconds = min(900, 30 * 2 ** (failures - max_failures))
+                locked_until = now + dt.timedelta(seconds=seconds)
         _UNKNOWN[username] = (failures, locked_until)
         while len(_UNKNOWN) > _UNKNOWN_MAX:
             _UNKNOWN.popitem(last=False)
-    if locked_until is not None and locked_until > now:
+    if locked and locked_until is not None:
         wait = int((locked_until - now).total_seconds()) + 1
         raise LoginRefused(
             f"Too many failed attempts. Try again in {wait} seconds.", wait, operator=False
         )
     with contextlib.suppress(VerificationError):
         _hasher.verify(_dummy_hash(), password)
-    failures += 1
-    if failures >= max_failures:
-        seconds = min(900, 30 * 2 ** (failures - max_failures))
-        locked_until = now + dt.timedelta(seconds=seconds)
-    with _unknown_lock:
-        _UNKNOWN[username] = (failures, locked_until)
     raise LoginRefused("Invalid username or password.", operator=False)
 
 

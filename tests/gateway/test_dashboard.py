@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -295,6 +296,37 @@ class TestLogin:
         for _ in range(5):
             _, r = login(gateway, "nobody-at-all", "wrong password!")
         _, r = login(gateway, "nobody-at-all", "any password!")
+        assert r.status_code == 401 and "Too many failed attempts" in r.text
+
+    @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+    def test_a_burst_of_wrong_passwords_locks_after_the_limit(self, gateway, database_url):
+        """Sent at once, 5 failures still lock: every later attempt is refused unverified. On
+        PostgreSQL the failures read without a lock overwrote each other, so a burst of 30
+        wrong passwords was verified in full and the account never locked; an unknown name's
+        count had the same race."""
+        gateway.add_operator("victor", OPERATOR_PASSWORD, "viewer")
+        gateway.start()
+        pages = []
+        for _ in range(30):  # each attempt with its own login form, fetched beforehand
+            c = httpx.Client(base_url=gateway.dashboard_url, timeout=60)
+            pages.append((c, csrf_of(c.get("/login").text)))
+
+        def attempt(user: str, page: tuple[httpx.Client, str]) -> str:
+            c, csrf = page
+            r = c.post(
+                "/login",
+                data={"username": user, "password": "wrong password!", "csrf_token": csrf},
+            )
+            assert r.status_code == 401
+            return re.search(r'role="alert">([^<]+)<', r.text).group(1)
+
+        for user, batch in (("nobody-at-all", pages[15:]), ("victor", pages[:15])):
+            with ThreadPoolExecutor(15) as pool:
+                said = list(pool.map(lambda p, u=user: attempt(u, p), batch))
+            verified = said.count("Invalid username or password.")
+            assert verified == 5, (user, said)
+            assert all(m.startswith("Too many failed attempts") for m in said if "Invalid" not in m)
+        _, r = login(gateway, "victor")  # the right password, but locked
         assert r.status_code == 401 and "Too many failed attempts" in r.text
 
     def test_idle_sessions_expire(self, gateway):
