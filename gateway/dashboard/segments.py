@@ -176,7 +176,9 @@ def plain_mask(text: str) -> str:
 
 
 def mask_ack(text: str, reveal: bool, *, mask: str = MASK) -> str:
-    """A 999 as sent, with IK404 bad values and CTX member identifiers masked."""
+    """A 999 or 824 as sent, with what may be member data masked: a 999's IK404 bad values
+    and CTX identifiers, an 824's TED02 messages (a business rule's, e.g. "dependent of
+    subscriber 0007720415") and TED07 bad values."""
     if reveal or len(text) < 106 or not text.startswith("ISA"):
         return text
     element, component, terminator = text[3], text[104], text[105]
@@ -187,6 +189,10 @@ def mask_ack(text: str, reveal: bool, *, mask: str = MASK) -> str:
         tag = parts[0].strip()
         if tag == "IK4" and len(parts) > 4 and parts[4]:
             parts[4] = mask
+        elif tag == "TED":
+            for i in (2, 7):
+                if len(parts) > i and parts[i]:
+                    parts[i] = mask
         elif tag == "CTX" and len(parts) > 1 and component in parts[1]:
             name, _, _value = parts[1].partition(component)
             parts[1] = f"{name}{component}{mask}"

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.db.base import utcnow
 from gateway.db.migrate import upgrade
 from gateway.db.models import (
+    Ack,
     AuditEntry,
     BusinessFinding,
     CoreDelivery,
@@ -206,6 +207,25 @@ def _seed(s: Session) -> tuple[dict[str, str], dict[str, int]]:
         event=applied,
     )
 
+    # The 824 sent for it: a business rule's message and a bad value are member data.
+    ted = f"TED*024*dependent of subscriber {PHI}0415*INS*8*2**{PHI}BAD~"
+    text = (
+        "ISA*00*          *00*          *ZZ*INSURER        *ZZ*VA0FFM         *261201*1200*^*"
+        "00501*000000101*0*P*:~GS*AG*INSURER*VA0FFM*20261201*1200*101*X*005010X186A1~"
+        "ST*824*0001*005010X186A1~BGN*00*101*20261201~N1*41*INSURER~N1*40*VA0FFM~"
+        f"OTI*TR*TN*NA***20261201*1200*1*0001*834*005010X220A1~{ted}SE*7*0001~GE*1*101~"
+        "IEA*1*000000101~"
+    )
+    ack = Ack(
+        receipt_id=daily.id,
+        kind="824",
+        filename="va-daily.824",
+        content=text.encode(),
+        sha256="0" * 64,
+    )
+    s.add(ack)
+    s.flush()
+
     audit = _receipt(s, md, name="md-audit.834", ledger_status="reconciled")
     audited = _member(s, audit, seq=0, key=f"{PHI}KEYAUDIT01", outcome="audited", ins03="030")
     _member(s, audit, seq=1, key=f"{PHI}KEYAUDIT02", outcome="audited", ins03="030")
@@ -280,7 +300,13 @@ def _seed(s: Session) -> tuple[dict[str, str], dict[str, int]]:
         "audit": audit.id,
         "failed": failed.id,
     }
-    findings = {"old": old.id, "unknown": unknown.id, "warn": warn.id, "plan": plan.id}
+    findings = {
+        "old": old.id,
+        "unknown": unknown.id,
+        "warn": warn.id,
+        "plan": plan.id,
+        "ack_824": ack.id,
+    }
     return receipts, findings
 
 
@@ -486,6 +512,20 @@ class TestBusinessRejects:
         assert PHI not in seeded.admin.get(target.replace("severity=reject", "rule=x")).text
         forged = re.sub(r"reveal=[^&#]+", "reveal=9999999999.00", target)
         assert PHI not in seeded.admin.get(forged).text
+
+    def test_a_viewer_sees_an_824_with_its_member_data_masked(self, seeded):
+        """TED02 (the rule's message) and TED07 (the bad value) are member data: masked for a
+        viewer on the file's page and in the download, as the page says; an admin sees the 824
+        as sent. Only IK4 and CTX were masked, so a viewer read the subscriber's number."""
+        daily, ack_id = seeded.receipts["daily"], seeded.findings["ack_824"]
+        page = seeded.viewer.get(f"/dashboard/interchanges/{daily}")
+        assert page.status_code == 200 and "TED*024*" in html.unescape(page.text)
+        download = seeded.viewer.get(f"/dashboard/interchanges/{daily}/acks/{ack_id}")
+        assert download.status_code == 200 and download.content.startswith(b"ISA")
+        for shown in (page.text, download.text):
+            assert PHI not in shown
+        as_sent = seeded.admin.get(f"/dashboard/interchanges/{daily}/acks/{ack_id}")
+        assert f"subscriber {PHI}0415".encode() in as_sent.content
 
     def test_a_date_range_and_a_count(self, seeded):
         f = seeded.findings
