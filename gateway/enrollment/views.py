@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway.csvfile import csv_safe
 from gateway.db.models import LedgerCoverage, LedgerMember
 from gateway.enrollment import lifecycle
 from gateway.enrollment.repository import enrollment_from_row, period_from_row
@@ -228,11 +229,20 @@ MONTH_COLUMNS = (
 )
 
 
-def _csv_safe(value: str) -> str:
-    """No spreadsheet formulas from sender data (CSV injection); amounts stay numbers."""
-    if value[:1] in ("=", "+", "@") or (value[:1] == "-" and not value[1:2].isdigit()):
-        return "'" + value
-    return value
+# What the sender wrote: quoted away from a spreadsheet's formulas like every export's text
+# (gateway.csvfile.csv_safe). The rest (month, days, amounts) is the ledger's own and stays
+# numbers: a rating area of `-1+1+cmd|...` passed as "a negative number" before.
+_SENDER_TEXT = frozenset(
+    (
+        "member_key",
+        "relationship",
+        "line",
+        "plan_id",
+        "csr_variant",
+        "coverage_level",
+        "rating_area",
+    )
+)
 
 
 def months_csv(rows: list[MonthRow]) -> Iterator[str]:
@@ -242,6 +252,9 @@ def months_csv(rows: list[MonthRow]) -> Iterator[str]:
     for row in rows:
         values = month_row_json(row)
         writer.writerow(
-            [_csv_safe("" if values[c] is None else str(values[c])) for c in MONTH_COLUMNS]
+            [
+                "" if values[c] is None else csv_safe(values[c]) if c in _SENDER_TEXT else values[c]
+                for c in MONTH_COLUMNS
+            ]
         )
     yield buffer.getvalue()

@@ -5,6 +5,7 @@ end date, effectuation, and the APTC in force on the first of every month."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -386,6 +387,32 @@ def test_the_months_totals_never_owe_a_negative_amount() -> None:
         "0.00",
         "50.00",
     )
+
+
+def test_the_months_csv_quotes_away_a_formula_in_what_the_sender_wrote() -> None:
+    """Sender text (member key, plan, rating area…) that a spreadsheet would run is quoted, as
+    in every export; the ledger's own numbers stay numbers. A rating area of `-1+1+cmd|…`
+    passed unquoted as "a negative number"; a leading tab passed too."""
+    import csv
+    import io
+
+    from gateway.enrollment.views import MonthRow, months_csv
+
+    ledger = Ledger()
+    ledger.send(SUB, event_of(member(SUB, coverages=[Cov(policy=POLICY)],
+                                     categories={"PRE AMT 1": ("9X", "650.00")})))  # fmt: skip
+    item = ledger.one(SUB)
+    assert item is not None
+    (line,) = lifecycle.month_lines(item, 2027, 10)
+    attack = "-1+1+cmd|' /C calc'!A0"
+    rows = [
+        MonthRow("\t=1+2", "18", dataclasses.replace(line, rating_area=attack, plan_id="@SUM(1)"))
+    ]
+    (row,) = csv.DictReader(io.StringIO("".join(months_csv(rows))))
+    assert row["rating_area"] == "'" + attack
+    assert row["member_key"] == "'\t=1+2"
+    assert row["plan_id"] == "'@SUM(1)"
+    assert (row["premium"], row["days"], row["month"]) == ("650.00", "31", "2027-10")
 
 
 # --- the state machine against a reference model -------------------------------------------
