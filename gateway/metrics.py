@@ -109,7 +109,8 @@ SFTP_SESSIONS = Gauge("edi834_sftp_sessions", "Open SFTP sessions")
 SFTP_UPLOADS = Counter(
     "edi834_sftp_uploads_total",
     "SFTP uploads ended, by result: complete, partial (the session dropped), resumable (an "
-    "upload to a temporary name that dropped, kept to be resumed), not_recorded (a hook failed)",
+    "upload to a temporary name that dropped, kept to be resumed), not_recorded (a hook failed), "
+    "held (kept while the database was unavailable), recorded_late (a held upload recorded)",
     ["result"],
 )
 
@@ -182,7 +183,7 @@ for _outcome in ("accepted", "accepted_with_errors", "partially_accepted", "reje
     OUTCOMES.labels(outcome=_outcome)
 for _status in ("received", "processing"):
     queue_gauge.labels(status=_status)
-for _result in ("complete", "partial", "resumable", "not_recorded"):
+for _result in ("complete", "partial", "resumable", "not_recorded", "held", "recorded_late"):
     SFTP_UPLOADS.labels(result=_result)
 for _stage in ("validate", "ledger"):
     LEASE_TAKEOVERS.labels(stage=_stage)

@@ -10,6 +10,7 @@ import gc
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 
 import anyio.to_thread
@@ -57,6 +58,7 @@ def banner(settings: Settings) -> str:
 
 # How often a running SFTP server records stale uploads left in inbound/ as partial.
 _SFTP_SWEEP_SECONDS = 600.0
+_SFTP_HELD_SECONDS = 5.0  # how often uploads held while the database was away are retried
 
 ALL_ROLES = frozenset({"api", "dashboard", "sftp", "worker"})
 
@@ -177,15 +179,21 @@ async def run_server(
                 log.info("sftp_orphans_recorded", count=orphans)
 
         async def sweep_orphans() -> None:
-            # Temporary uploads not resumed in time become partial while the server runs too.
+            # Temporary uploads not resumed in time become partial while the server runs too;
+            # uploads held while the database was away are recorded once it answers.
+            swept = time.monotonic()
             while True:
-                await asyncio.sleep(_SFTP_SWEEP_SECONDS)
+                await asyncio.sleep(_SFTP_HELD_SECONDS)
                 try:
-                    await record_orphans()
+                    await hooks.record_held()
+                    if time.monotonic() - swept >= _SFTP_SWEEP_SECONDS:
+                        swept = time.monotonic()
+                        await record_orphans()
                 except Exception as exc:  # the next sweep tries again
                     log.error("sftp_sweep_failed", error=type(exc).__name__)
 
         # Files a killed server left in inbound/: partial receipts, before anyone connects.
+        await hooks.record_held()
         await record_orphans()
         acceptor = await start_sftp_server(
             host=settings.sftp_host,

@@ -106,7 +106,7 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def _transient(exc: BaseException) -> bool:
+def is_transient(exc: BaseException) -> bool:
     """Database locked, connection refused or dropped: worth another try."""
     if isinstance(exc, OperationalError):
         return True
@@ -114,7 +114,7 @@ def _transient(exc: BaseException) -> bool:
 
 
 _RETRYING = Retrying(
-    retry=retry_if_exception(_transient),
+    retry=retry_if_exception(is_transient),
     stop=stop_after_attempt(5),
     wait=wait_exponential_jitter(multiplier=0.1, max=2.0),
     reraise=True,

@@ -11,22 +11,46 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import asyncssh
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
 from gateway.context import Gateway
 from gateway.db import repositories as repo
 from gateway.db.base import iso_z, utcnow
 from gateway.db.models import Receipt
-from gateway.db.session import unit_of_work
+from gateway.db.session import is_transient, unit_of_work
 from gateway.faults import crashpoint
 from gateway.intake.receive import record_receipt
-from gateway.intake.sftp import ReceivedFile, client_key
+from gateway.intake.sftp import ReceivedFile, UploadHeld, client_key
 from gateway.logging import get_logger
-from gateway.metrics import DELIVERY_FAILURES
+from gateway.metrics import DELIVERY_FAILURES, SFTP_UPLOADS
 from gateway.outbound import ack_filename, write_atomically
+from gateway.storage import StoredBlob
 
 log = get_logger(__name__)
+T = TypeVar("T")
+
+
+# Uploads kept while the database was away (EDI834_DATA_DIR/sftp-held/<uuid>.json, each naming
+# its blob): recorded by `GatewaySftpHooks.record_held`.
+HELD_DIR = "sftp-held"
+# How long a CLOSE waits for the database (a restart, a failover) before the upload is held.
+CLOSE_PATIENCE_SECONDS = 15.0
+
+
+def _patiently(fn: Callable[[], T]) -> T:
+    """`fn`, retried while the database is unreachable, for at most CLOSE_PATIENCE_SECONDS."""
+    for attempt in Retrying(
+        retry=retry_if_exception(is_transient),
+        stop=stop_after_delay(CLOSE_PATIENCE_SECONDS),
+        wait=wait_exponential_jitter(initial=0.2, max=2.0),
+        reraise=True,
+    ):
+        with attempt:
+            return fn()
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class GatewaySftpHooks:
@@ -62,32 +86,133 @@ class GatewaySftpHooks:
         return keys
 
     async def _record(self, username: str, staged: Path, filename: str, partial: bool) -> None:
-        found = await asyncio.to_thread(self._partner, username)
-        if found is None:
-            # Refused at CLOSE (the client is told): nothing of it is kept, so no sweep later
-            # takes it for a partial upload and tells the partner to send it again.
-            staged.unlink(missing_ok=True)
-            raise PermissionError("partner disabled")
-        blob = await asyncio.to_thread(self.gw.blobs.adopt, staged)
-        crashpoint("sftp_blob_stored")
-        receipt, created = await asyncio.to_thread(
-            lambda: record_receipt(
-                self.gw,
-                partner_id=found[0],
-                blob=blob,
-                channel="sftp",
-                filename=filename,
-                partial=partial,
+        blob: StoredBlob | None = None
+        try:
+            found = await asyncio.to_thread(_patiently, lambda: self._partner(username))
+            if found is None:
+                # Refused at CLOSE (the client is told): nothing of it is kept, so no sweep
+                # later takes it for a partial upload and tells the partner to send it again.
+                staged.unlink(missing_ok=True)
+                raise PermissionError("partner disabled")
+            blob = await asyncio.to_thread(self.gw.blobs.adopt, staged)
+            crashpoint("sftp_blob_stored")
+            stored = blob
+            receipt, created = await asyncio.to_thread(
+                _patiently,
+                lambda: record_receipt(
+                    self.gw,
+                    partner_id=found[0],
+                    blob=stored,
+                    channel="sftp",
+                    filename=filename,
+                    partial=partial,
+                ),
             )
-        )
+        except PermissionError:
+            raise
+        except Exception as exc:
+            # The database did not answer in time (or failed): the bytes are kept as what they
+            # are, a closed upload or a partial one, and recorded once it answers. Left in
+            # inbound/, a whole file was listed at its full size (a client's confirming stat
+            # passed though CLOSE failed) and a sweep later took it for a partial upload.
+            await asyncio.to_thread(self._hold, username, staged, blob, filename, partial)
+            raise UploadHeld from exc
+        self._after_record(username, receipt.id, filename, blob.size, partial, created)
+
+    def _after_record(
+        self, username: str, receipt_id: str, filename: str, size: int, partial: bool, created: bool
+    ) -> None:
         if not partial:
-            self._recent[(username, filename)] = (blob.size, time.time())
+            self._recent[(username, filename)] = (size, time.time())
         if not created and not partial:
-            await asyncio.to_thread(self._duplicate_notice, username, receipt.id, filename)
+            self._duplicate_notice(username, receipt_id, filename)
         if partial:
-            await asyncio.to_thread(self._partial_notice, username, receipt.id, filename, blob.size)
+            self._partial_notice(username, receipt_id, filename, size)
         if created and not partial and self.on_receipt is not None:
             self.on_receipt()
+
+    # --- uploads held while the database was away ----------------------------------------
+
+    def _held_dir(self) -> Path:
+        return self.gw.settings.data_dir / HELD_DIR
+
+    def _hold(
+        self, username: str, staged: Path, blob: StoredBlob | None, filename: str, partial: bool
+    ) -> None:
+        """Keep an upload that could not be recorded: its bytes in the blob store (out of
+        inbound/), and a note of what it is, for `record_held`. A store that fails too leaves
+        the file in inbound/, for the sweep (as a partial upload)."""
+        if blob is None:
+            blob = self.gw.blobs.adopt(staged)
+        note = {
+            "partner": username,
+            "filename": filename,
+            "partial": partial,
+            "sha256": blob.sha256,
+            "size": blob.size,
+            "rel_path": blob.rel_path,
+            "held_at": iso_z(utcnow()),
+        }
+        name = f"{uuid.uuid4().hex}.json"
+        write_atomically(self._held_dir(), name, json.dumps(note).encode(), self._held_dir())
+        SFTP_UPLOADS.labels(result="held").inc()
+        log.warning("sftp_upload_held", partner=username, partial=partial, size=blob.size)
+
+    async def record_held(self) -> int:
+        """Record the uploads held while the database was away, as what they were when they
+        ended (a closed file is processed; a partial one is shown, with its notice). The same
+        bytes sent again meanwhile were answered then: recorded now, they are a duplicate and
+        get no second notice. Returns how many are recorded now; one that still fails stays for
+        the next call."""
+        created_any, recorded = await asyncio.to_thread(self._record_held)
+        if created_any and self.on_receipt is not None:
+            self.on_receipt()
+        return recorded
+
+    def _record_held(self) -> tuple[bool, int]:
+        created_any, recorded = False, 0
+        try:
+            notes = sorted(self._held_dir().glob("*.json"))
+        except OSError:
+            return False, 0
+        for path in notes:
+            try:
+                note = json.loads(path.read_text())
+            except FileNotFoundError:
+                continue  # another process recorded it
+            except (OSError, ValueError):
+                log.error("sftp_held_note_unreadable", note=path.name)
+                continue
+            try:
+                found = self._partner(str(note["partner"]))
+                if found is None:
+                    log.warning("sftp_held_upload_dropped", partner=note["partner"])
+                    path.unlink(missing_ok=True)
+                    continue
+                blob = StoredBlob(str(note["sha256"]), int(note["size"]), str(note["rel_path"]))
+                partial = bool(note["partial"])
+                receipt, created = record_receipt(
+                    self.gw,
+                    partner_id=found[0],
+                    blob=blob,
+                    channel="sftp",
+                    filename=str(note["filename"]),
+                    partial=partial,
+                )
+            except Exception as exc:
+                log.error("sftp_held_upload_not_recorded", error=type(exc).__name__)
+                return created_any, recorded  # the database is still away: try later
+            if created:
+                if partial:
+                    self._partial_notice(
+                        str(note["partner"]), receipt.id, str(note["filename"]), blob.size
+                    )
+                created_any = created_any or not partial
+            path.unlink(missing_ok=True)
+            recorded += 1
+            SFTP_UPLOADS.labels(result="recorded_late").inc()
+            log.info("sftp_held_upload_recorded", receipt_id=receipt.id, duplicate=not created)
+        return created_any, recorded
 
     def _partial_notice(self, username: str, receipt_id: str, filename: str, size: int) -> None:
         """An upload cut short: kept, never processed, and said so in outbound/."""

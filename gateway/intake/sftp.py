@@ -100,6 +100,12 @@ class ReceivedFile:
     mtime: float
 
 
+class UploadHeld(Exception):
+    """Raised by a hook: the upload could not be recorded now (the database did not answer)
+    but its bytes are kept and will be recorded; sending it again is safe (a duplicate is
+    recognised)."""
+
+
 class SftpHooks(Protocol):
     async def authorized_keys(self, username: str) -> list[asyncssh.SSHKey] | None:
         """The partner's public keys; None or empty for an unknown or disabled partner."""
@@ -483,6 +489,14 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
             await self._s.hooks.upload_complete(
                 self._s.username, self._staged(staged or name), name
             )
+        except UploadHeld:
+            # Not OK: the client must not take it as received. The file is out of inbound/,
+            # so a client's confirming stat fails too (paramiko's put drops a CLOSE error).
+            self._log("sftp_upload_held", upload_id=upload_id)
+            raise asyncssh.SFTPFailure(
+                "upload kept but not recorded yet (database unavailable): it will be "
+                "processed; sending it again is safe"
+            ) from None
         except Exception as exc:
             log.error(
                 "sftp_upload_not_recorded",
@@ -525,6 +539,8 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
             await self._s.hooks.upload_partial(
                 self._s.username, self._staged(upload.name), upload.name
             )
+        except UploadHeld:
+            return  # kept, recorded partial once the database answers
         except Exception as exc:
             log.error(
                 "sftp_partial_upload_not_recorded",

@@ -7,6 +7,7 @@ open can be swapped); the outage runs a real `edi834 serve` against a PostgreSQL
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
 import dataclasses
@@ -339,6 +340,70 @@ class TestDatabaseDown:
                     assert r.status_code == 202, r.text
                     done = wait_final(c, r.json()["id"], timeout=30)  # the worker survived
                     assert (done["status"], done["outcome"]) == ("processed", "accepted")
+            finally:
+                gateway.kill()
+
+    def test_an_sftp_upload_closed_during_an_outage_is_kept_and_recorded_whole(self, tmp_path):
+        """CLOSE waits for the database a while, then fails (the client must not take the file
+        as received) and the upload is held: out of inbound/ (a client's confirming stat fails
+        too; paramiko's put drops a CLOSE error) and recorded, as the whole file it was, once
+        the database answers. Left in inbound/, it was listed at its full size and a sweep
+        later recorded it as partial, telling the sender to send it again."""
+        import asyncssh
+
+        with PostgresServer() as pg:
+            gateway = GatewayProcess(data_dir=tmp_path / "var", database_url=pg.url)
+            try:
+                client_key = asyncssh.generate_private_key("ssh-ed25519")
+                public = tmp_path / "id_va.pub"
+                client_key.write_public_key(public)
+                api_key = gateway.add_partner("va", "VA0FFM", sftp_key=public)
+                gateway.start()
+
+                async def upload(name: str, close_during_outage: bool) -> str:
+                    async with (
+                        asyncssh.connect(
+                            "127.0.0.1",
+                            gateway.sftp_port,
+                            username="va",
+                            client_keys=[client_key],
+                            known_hosts=None,
+                        ) as conn,
+                        conn.start_sftp_client() as sftp,
+                    ):
+                        f = await sftp.open(f"inbound/{name}", "wb")
+                        await f.write(GOOD)
+                        if not close_during_outage:
+                            await f.close()
+                            return "closed"
+                        pg.pause()
+                        with pytest.raises(asyncssh.SFTPFailure) as refused:
+                            await f.close()
+                        with pytest.raises(asyncssh.SFTPNoSuchFile):
+                            await sftp.stat(f"inbound/{name}")
+                        return str(refused.value.reason)
+
+                said = asyncio.run(upload("held.834", close_during_outage=True))
+                assert "kept" in said and "sending it again is safe" in said, said
+                assert '"sftp_upload_held"' in gateway.logs()
+                pg.resume()
+                with gateway.client(api_key) as c:
+                    deadline = time.monotonic() + 60
+                    while not (items := c.get("/v1/interchanges").json()["items"]):
+                        assert time.monotonic() < deadline, gateway.logs()[-3000:]
+                        time.sleep(0.5)
+                    (item,) = items
+                    assert (item["filename"], item["channel"]) == ("held.834", "sftp")
+                    done = wait_final(c, item["id"], timeout=60)
+                    assert (done["status"], done["outcome"]) == ("processed", "accepted"), done
+                # Sent again as told: the same bytes, recognised.
+                assert asyncio.run(upload("again.834", close_during_outage=False)) == "closed"
+                with gateway.client(api_key) as c:
+                    assert len(c.get("/v1/interchanges").json()["items"]) == 1
+                outbound = gateway.data_dir / "sftp" / "va" / "outbound"
+                assert [p.name for p in outbound.glob("*.duplicate.json")]
+                assert not list(outbound.glob("*.partial.json"))
+                assert not list((gateway.data_dir / "sftp-held").glob("*.json"))
             finally:
                 gateway.kill()
 
