@@ -654,3 +654,20 @@ class TestNginx:
             Directive("a", ("1",)),
             Directive("b", (), (Directive("c", ("x; y", "z")), Directive("e", (), ()))),
         )
+
+
+def test_the_backup_command_copies_every_host_key_a_server_makes(tmp_path: Path) -> None:
+    """deploy/README.md's backup copies the SFTP host keys by a glob: it must name the files a
+    server generates (it said `ssh_host_*`, which matched none: a restore lost the keys, and
+    every partner's client then refuses the new ones)."""
+    import fnmatch
+
+    from gateway.intake.sftp import load_host_keys
+
+    settings = Settings(data_dir=tmp_path)
+    load_host_keys(settings.host_key_path)
+    made = sorted(p.name for p in tmp_path.iterdir() if p.is_file())
+    assert len(made) == 3, made
+    text = (DEPLOY / "README.md").read_text()
+    (glob,) = re.findall(r"cp -p /var/lib/edi834/(\S*key\S*) /backup/", text)
+    assert sorted(fnmatch.filter(made, glob)) == made, (glob, made)
