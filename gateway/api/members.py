@@ -21,6 +21,7 @@ from gateway.api.schemas import (
     from_row,
 )
 from gateway.enrollment import queries
+from gateway.enrollment.rules import shown_to_sender
 from gateway.errors import GatewayError, NotFound
 from gateway.services import interchanges
 from gateway.web import download
@@ -74,6 +75,7 @@ def list_members(
                     remedy=queries.rule_remedy(f.rule),
                 )
                 for f in m.findings
+                if shown_to_sender(f.rule, f.severity)
             ],
         )
         for m in results[:limit]

@@ -803,15 +803,19 @@ class _Chunk:
         return (line, policy, day) if line is not None else None
 
     def _identity_hits(self, event: MemberEvent, key: str) -> list[Hit]:
-        if self.run.config.severity("identity-overlap") is Severity.IGNORE:
+        config = self.run.config
+        if all(config.severity(r) is Severity.IGNORE for r in _IDENTITY_RULES.values()):
             return []
         ident = event_identity(event)
         if ident is None or event.maintenance_type.code != Maintenance.ADDITION:
             return []
-        return [
-            Hit("identity-overlap", c.message, "HD", c.segment_position, None, c.operator_note)
-            for c in conflicts(event, key, self.run.partner_id, self.holdings.get(ident.birth, []))
-        ]
+        found = conflicts(event, key, self.run.partner_id, self.holdings.get(ident.birth, []))
+        hits = []
+        for c in found:
+            rule = _IDENTITY_RULES[c.elsewhere]
+            if config.severity(rule) is not Severity.IGNORE:
+                hits.append(Hit(rule, c.message, "HD", c.segment_position, None, c.operator_note))
+        return hits
 
     def _remember_person(self, event: MemberEvent, key: str) -> None:
         """An applied addition holds coverage for the rest of this chunk (its look-up of the
@@ -970,6 +974,8 @@ class _Chunk:
 
 
 _NOT_IN_CORE_MEMBER = {"header", "source"}
+# By Conflict.elsewhere: the same sender's other member id, or another sender's member.
+_IDENTITY_RULES = {False: "identity-overlap", True: "identity-overlap-elsewhere"}
 
 
 def _transaction_of(member: str | dict[str, object]) -> object:

@@ -4,8 +4,9 @@ An addition that would give such a person a second enrollment in force on the sa
 line for overlapping dates (under a new member id, or through another sender) is a double
 premium and a double APTC risk: the `identity-overlap` rule.
 
-What the sender is told never names another sender's member: its finding says "through another
-sender"; the operators' note names the partner, member and policy."""
+A person enrolled through another sender is `identity-overlap-elsewhere`: that finding names no
+one ("through another sender"; the operators' note names the partner, member and policy), and
+the sender sees it only when the insurer set it to reject (rules.SENDER_SEES_ONLY_REJECTS)."""
 
 from __future__ import annotations
 
@@ -124,6 +125,7 @@ class Conflict:
     message: str  # for the sender: its own member only
     operator_note: str  # for the insurer's operators
     segment_position: int
+    elsewhere: bool = False  # the other enrollment is another sender's
 
 
 def conflicts(
@@ -161,6 +163,7 @@ def conflicts(
                 f"same person as partner {h.partner} member {h.member_key}, {line} policy "
                 f"{h.policy}, {span}"
             )
-            out.append(Conflict(message, note, cov.segment_position))
+            elsewhere = h.partner_id != partner_id
+            out.append(Conflict(message, note, cov.segment_position, elsewhere))
             break  # one finding per coverage
     return out

@@ -184,7 +184,17 @@ RULES: dict[str, Rule] = {
             7,
             Severity.WARN,
             "the same person (SSN and birth date, or name and birth date) already enrolled on "
-            "the same line for overlapping dates, under another member id or another sender",
+            "the same line for overlapping dates, under another member id of the same sender",
+            "Terminate the other enrollment first, or correct the member's identity.",
+            "006",
+        ),
+        Rule(
+            "identity-overlap-elsewhere",
+            7,
+            Severity.WARN,
+            "the same person (SSN and birth date, or name and birth date) already enrolled on "
+            "the same line for overlapping dates through another sender (shown to the sender "
+            "only when set to reject)",
             "Terminate the other enrollment first, or correct the member's identity; the "
             "insurer's operations team can tell you which enrollment it is.",
             "006",
@@ -250,6 +260,17 @@ _NEEDS_A_MEMBER: dict[str, str] = {
 
 ALWAYS_REJECT = frozenset({"member-unevaluable"})
 """Rules no partner setting can soften: a member the rules could not read is never applied."""
+
+
+# Findings a sender is shown only when they reject its member (the rejection needs its reason):
+# a warning that the person is enrolled through another sender would tell any sender, for any
+# SSN and birth date it cares to send (in a test file too), whether that person is insured here.
+# The insurer's operators see them on the dashboard, with the other enrollment named.
+SENDER_SEES_ONLY_REJECTS = frozenset({"identity-overlap-elsewhere"})
+
+
+def shown_to_sender(rule: str, severity: str) -> bool:
+    return rule not in SENDER_SEES_ONLY_REJECTS or severity == Severity.REJECT.value
 
 
 @dataclass(frozen=True, slots=True)

@@ -819,11 +819,11 @@ def test_the_same_person_twice_is_flagged_and_another_senders_member_is_never_na
         md, _ = add_partner(s, name="md", isa_qualifier="ZZ", isa_id="MD0SBE")
         md_id = md.id
     with unit_of_work(gw.sessions) as s:
-        configure_rules(s, "md", severities={"identity-overlap": "reject"})
+        configure_rules(s, "md", severities={"identity-overlap-elsewhere": "reject"})
     elsewhere = rosalind(subscriber_id="MD000001", member_id="MD000001", categories={},
                          coverages=[Cov(policy="MD555", begin="20270601")])  # fmt: skip
     rid = feed(gw, md_id, interchange([elsewhere], control=3, sender="MD0SBE"))
-    assert outcomes(gw, rid) == {"MD000001": ("rejected", ["identity-overlap"])}
+    assert outcomes(gw, rid) == {"MD000001": ("rejected", ["identity-overlap-elsewhere"])}
     with gw.reads() as s:
         (finding,) = s.scalars(select(BusinessFinding).where(BusinessFinding.receipt_id == rid))
         assert "another sender" in finding.message
@@ -842,11 +842,12 @@ def test_the_same_person_twice_is_flagged_and_another_senders_member_is_never_na
     rid = feed(gw, md_id, interchange([next_year, placeholder], control=4, sender="MD0SBE"))
     got = outcomes(gw, rid)
     assert got["MD000002"] == ("applied", [])
-    assert got["MD000003"] == ("rejected", ["identity-overlap", "repeating-digits"])
+    assert got["MD000003"] == ("rejected", ["identity-overlap-elsewhere", "repeating-digits"])
     with gw.reads() as s:
         messages = s.scalars(
             select(BusinessFinding.message).where(
-                BusinessFinding.receipt_id == rid, BusinessFinding.rule == "identity-overlap"
+                BusinessFinding.receipt_id == rid,
+                BusinessFinding.rule == "identity-overlap-elsewhere",
             )
         ).all()
     assert messages == [

@@ -5,6 +5,7 @@ gate's decision for those sets); a clean database prints nothing."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 from typing import Any
 
@@ -218,3 +219,33 @@ def test_migration_0018_keeps_the_end_of_enrollments_in_force(tmp_path, database
         "effectuated": "2027-12-31",
         "terminated": None,
     }
+
+
+def test_an_identity_overlap_severity_set_before_the_split_covers_other_senders_too(
+    tmp_path, database_url
+) -> None:
+    """Migration 0019: a partner that set identity-overlap (e.g. to reject) meant the same
+    person through another sender too, which is now identity-overlap-elsewhere: it takes the
+    same severity, so nothing rejected before the upgrade is applied after it. One that set
+    neither, or both, is left as it is."""
+    url, engine, meta = _database_at(tmp_path, database_url, "0018")
+    stored = {
+        "va": json.dumps({"identity-overlap": "reject", "premium-gap": "warn"}),
+        "md": json.dumps({"identity-overlap": "ignore", "identity-overlap-elsewhere": "warn"}),
+        "nj": "",
+    }
+    with engine.begin() as conn:
+        for name, severities in stored.items():
+            add(conn, meta, "partners", name=name, isa_qualifier="ZZ", isa_id=name.upper(),
+                api_key_hash=name * 32, enabled=True, rule_severities=severities)  # fmt: skip
+    command.upgrade(alembic_config(url), "head")
+    with engine.connect() as conn:
+        got = dict(conn.execute(text("SELECT name, rule_severities FROM partners")).all())
+    engine.dispose()
+    assert json.loads(got["va"]) == {
+        "identity-overlap": "reject",
+        "identity-overlap-elsewhere": "reject",
+        "premium-gap": "warn",
+    }
+    assert json.loads(got["md"]) == json.loads(stored["md"])
+    assert got["nj"] == ""

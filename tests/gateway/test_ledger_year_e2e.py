@@ -479,7 +479,40 @@ def test_audit_identity_and_maintenance_codes_over_http(running) -> None:
             ("maintenance-combination", "warn")
         ]
 
-    gw.cli("partner", "rules", "md", "--set", "identity-overlap=reject", "--send-824")
+    with gw.client(other_key) as md:
+        # By default (warn) the other sender is not told the person is insured here: any
+        # sender could ask so of any SSN and birth date. The operators see it (test_ledger).
+        # January only: it overlaps this sender's enrollment, not the next member's (March).
+        quiet = Member(subscriber_id="MD0000", member_id="MD0000", last="QUINTERO-HALE",
+                       first="ROSALIND", ssn="934618270",
+                       coverages=[Cov(policy="MD7000", begin="20270101",
+                                      end="20270131")])  # fmt: skip
+        body = interchange([quiet], control=71000, bgn_date="20261215", sender="MD0SBE")
+        rid = submit(md, body, "md-quiet.834").json()["id"]
+        wait_ledger(md, rid)
+        (member,) = members_of(md, rid)
+        assert (member["outcome"], member["findings"]) == ("applied", [])
+        assert "another sender" not in md.get(f"/v1/interchanges/{rid}/members").text
+    # The insurer's operators have it, naming the other enrollment.
+    from sqlalchemy import select
+
+    from gateway.db.models import BusinessFinding
+    from gateway.db.session import make_engine
+    from gateway.settings import Settings
+
+    engine = make_engine(
+        Settings(data_dir=gw.data_dir, database_url=gw.database_url).sqlalchemy_url
+    )
+    with engine.connect() as conn:
+        found = conn.execute(
+            select(
+                BusinessFinding.rule, BusinessFinding.severity, BusinessFinding.operator_note
+            ).where(BusinessFinding.receipt_id == rid)
+        ).all()
+    engine.dispose()
+    assert [(r, sev) for r, sev, _ in found] == [("identity-overlap-elsewhere", "warn")]
+    assert f"partner va member {ROS}" in found[0][2]
+    gw.cli("partner", "rules", "md", "--set", "identity-overlap-elsewhere=reject", "--send-824")
     with gw.client(other_key) as md:
         same_person = Member(subscriber_id="MD0001", member_id="MD0001", last="QUINTERO-HALE",
                              first="ROSALIND", ssn="934618270",
@@ -490,7 +523,8 @@ def test_audit_identity_and_maintenance_codes_over_http(running) -> None:
         (member,) = members_of(md, rid)
         assert member["outcome"] == "rejected"
         (finding,) = member["findings"]
-        assert finding["rule"] == "identity-overlap" and "another sender" in finding["message"]
+        assert finding["rule"] == "identity-overlap-elsewhere"
+        assert "another sender" in finding["message"]
         assert ROS not in md.get(f"/v1/interchanges/{rid}/members").text
         advice = md.get(f"/v1/interchanges/{rid}/acks/824").text
         assert "TED*006*" in advice and ROS not in advice and "operator" not in advice
