@@ -173,6 +173,9 @@ async def bulk(request: Request, viewer: AdminForm, gw: GatewayDep) -> Response:
 def rejects_csv(request: Request, viewer: CurrentViewer, gw: GatewayDep) -> Response:
     f, q, _ = _filter(request, viewer)
     log.info("rejects_exported", operator=viewer.username)
+    if f.member:  # audited as a search, as on the page; the ID itself is not written down
+        audit.record(gw, viewer.username, "search_member", None, "rejects CSV by member ID")
+        q = {**q, "member": "(a member ID)"}
     audit.record(gw, viewer.username, "export_csv", None, "rejects CSV: " + urlencode(q)[:1000])
     return download(_csv_rows(gw, f), "text/csv", "edi834-rejects.csv")
 

@@ -376,10 +376,15 @@ class TestAuditLog:
             )
         admin = site.client("alice")
         admin.get("/dashboard/rejects.csv?result=all")
+        # A search by member ID in the export is audited as a search, without the ID (the
+        # audit log is not for member data).
+        admin.get("/dashboard/rejects.csv?result=all&member=0004718293")
         viewer = site.client("victor")
         viewer.post("/logout", data={"csrf_token": token_of(viewer.get("/dashboard").text)})
         audit = admin.get("/dashboard/audit").text
         assert "mallory" not in audit and "512849301" not in audit
+        assert "0004718293" not in audit
+        assert re.search(r"<td>alice</td><td>search member</td>", audit)
         for who, what in (
             ("(not an operator)", "login failed"),
             ("victor", "login failed"),
