@@ -110,7 +110,8 @@ SFTP_UPLOADS = Counter(
     "edi834_sftp_uploads_total",
     "SFTP uploads ended, by result: complete, partial (the session dropped), resumable (an "
     "upload to a temporary name that dropped, kept to be resumed), not_recorded (a hook failed), "
-    "held (kept while the database was unavailable), recorded_late (a held upload recorded)",
+    "held (kept while the database was unavailable), recorded_late (a held upload recorded), "
+    "refused_pending (a new upload refused: too many unfinished ones in inbound/)",
     ["result"],
 )
 
@@ -183,7 +184,15 @@ for _outcome in ("accepted", "accepted_with_errors", "partially_accepted", "reje
     OUTCOMES.labels(outcome=_outcome)
 for _status in ("received", "processing"):
     queue_gauge.labels(status=_status)
-for _result in ("complete", "partial", "resumable", "not_recorded", "held", "recorded_late"):
+for _result in (
+    "complete",
+    "partial",
+    "resumable",
+    "not_recorded",
+    "held",
+    "recorded_late",
+    "refused_pending",
+):
     SFTP_UPLOADS.labels(result=_result)
 for _stage in ("validate", "ledger"):
     LEASE_TAKEOVERS.labels(stage=_stage)

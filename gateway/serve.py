@@ -204,6 +204,7 @@ async def run_server(
             max_upload_bytes=settings.max_body_bytes,
             temporary_patterns=patterns,
             allow_sha1=settings.sftp_allow_sha1,
+            max_pending_uploads=settings.sftp_max_pending_uploads,
         )
         sweep = asyncio.create_task(sweep_orphans())
     loop = asyncio.get_running_loop()

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     sftp_port: int = 2222
     # The ed25519 host key; the ECDSA P-256 and RSA host keys sit beside it
     # (sftp_host_ecdsa_key, sftp_host_rsa_key). Each is generated once if missing.
+    sftp_max_pending_uploads: int = Field(default=20, ge=1)  # unfinished files per partner
     sftp_host_key: Path | None = None  # default <data_dir>/sftp_host_ed25519_key
     # Uploads to a name matching one of these (comma-separated shell patterns, any case) are
     # complete only when renamed to a final name.

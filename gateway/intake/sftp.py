@@ -58,6 +58,8 @@ OUTBOUND = "outbound"
 # (xfer:use-temp-file), rclone's NAME.<hex>.partial, and the usual .part / .tmp. The gateway
 # passes its own list (EDI834_SFTP_TEMPORARY_PATTERNS).
 TEMPORARY_PATTERNS = ("*.part", "*.tmp", "*.filepart", "*.partial", ".in.*")
+# Files one partner may have in inbound/ unfinished at once (EDI834_SFTP_MAX_PENDING_UPLOADS).
+MAX_PENDING_UPLOADS = 20
 # An upload to a temporary name that a dropped session left stays resumable this long (stat
 # shows its size; writing from there continues it); then it is recorded as partial.
 RESUMABLE_SECONDS = 24 * 3600.0
@@ -174,6 +176,7 @@ async def start_sftp_server(
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
     temporary_patterns: Sequence[str] = TEMPORARY_PATTERNS,
     allow_sha1: bool = False,
+    max_pending_uploads: int = MAX_PENDING_UPLOADS,
 ) -> asyncssh.SSHAcceptor:
     """Listen for partners on host:port (port 0 picks a free port: `acceptor.get_port()`).
     Without `allow_sha1`, no SHA-1 key exchange or MAC is offered (a client's SHA-1 user
@@ -191,7 +194,7 @@ async def start_sftp_server(
         host,
         port,
         server_factory=lambda: _PartnerSSHServer(
-            root, hooks, busy, max_upload_bytes, patterns, allow_sha1
+            root, hooks, busy, max_upload_bytes, patterns, allow_sha1, max_pending_uploads
         ),
         server_host_keys=host_keys,
         server_version="EDI834Gateway",
@@ -399,6 +402,7 @@ class _Session:
     session_id: str
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     temporary_patterns: tuple[str, ...] = TEMPORARY_PATTERNS
+    max_pending_uploads: int = MAX_PENDING_UPLOADS
 
 
 @dataclass(eq=False, slots=True)
@@ -584,6 +588,8 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
             raise asyncssh.SFTPPermissionDenied(
                 "this file was already received; to send it again, send the whole file"
             )
+        if self._inbound_stat(target.name) is None:
+            self._check_pending()  # a new name: one more unfinished upload
         flags = os.O_WRONLY
         for sftp_flag, os_flag in (
             (asyncssh.FXF_CREAT, os.O_CREAT),
@@ -609,6 +615,22 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
         upload = _Upload(fd=fd, name=target.name, upload_id=uuid.uuid4().hex, end=end)
         self._log("sftp_upload_started", upload_id=upload.upload_id)
         return upload
+
+    def _check_pending(self) -> None:
+        """At most `max_pending_uploads` files of this partner in inbound/ at once: uploads
+        being written, temporary names kept to be resumed, files a dropped session left. A
+        finished upload leaves inbound/ for the blob store, so this counts only unfinished ones;
+        without a cap one partner's abandoned `.part` files (each up to the upload limit, kept
+        EDI834_SFTP_RESUME_HOURS) could fill the disk every partner's files go to."""
+        with self._open_dir(INBOUND) as dir_fd, _os_errors(), os.scandir(dir_fd) as entries:
+            pending = sum(1 for e in entries if e.is_file(follow_symlinks=False))
+        if pending >= self._s.max_pending_uploads:
+            SFTP_UPLOADS.labels(result="refused_pending").inc()
+            self._log("sftp_upload_refused_pending", pending=pending)
+            raise asyncssh.SFTPFailure(
+                f"too many unfinished uploads ({pending}) in inbound/: finish, resume or remove "
+                "them first"
+            )
 
     def _abandon(self, upload: _Upload) -> None:
         """Close an upload whose WRITE failed and whose name the client opens again: its handle
@@ -1193,7 +1215,9 @@ class _PartnerSSHServer(asyncssh.SSHServer):
         max_upload_bytes: int,
         temporary_patterns: tuple[str, ...],
         allow_sha1: bool = False,
+        max_pending_uploads: int = MAX_PENDING_UPLOADS,
     ) -> None:
+        self._max_pending_uploads = max_pending_uploads
         self._root = root
         self._hooks = hooks
         self._allow_sha1 = allow_sha1
@@ -1295,6 +1319,7 @@ class _PartnerSSHServer(asyncssh.SSHServer):
             session_id=self._session_id,
             max_upload_bytes=self._max_upload_bytes,
             temporary_patterns=self._temporary_patterns,
+            max_pending_uploads=self._max_pending_uploads,
         )
         return _SftpChannelSession(session)
 

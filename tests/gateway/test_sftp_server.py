@@ -224,6 +224,7 @@ async def intake_server(
     tmp_path: Path,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
     temporary_patterns: tuple[str, ...] = TEMPORARY_PATTERNS,
+    max_pending_uploads: int = 20,
 ) -> AsyncIterator[Intake]:
     keys = {name: asyncssh.generate_private_key("ssh-ed25519") for name in ("A", "B")}
     hooks = FakeHooks(tmp_path / "blobs", {name: [key] for name, key in keys.items()})
@@ -238,6 +239,7 @@ async def intake_server(
         hooks=hooks,
         max_upload_bytes=max_upload_bytes,
         temporary_patterns=temporary_patterns,
+        max_pending_uploads=max_pending_uploads,
     )
     try:
         yield Intake(tmp_path, root, acceptor.get_port(), hooks, keys)
@@ -249,6 +251,39 @@ async def intake_server(
 async def upload(client: asyncssh.SFTPClient, path: str, data: bytes) -> None:
     async with client.open(path, "wb") as remote:
         await remote.write(data)
+
+
+class TestPendingUploads:
+    def test_a_partner_has_at_most_so_many_unfinished_uploads(self, tmp_path: Path) -> None:
+        """Abandoned temporary uploads are kept to be resumed, each up to the upload limit: a
+        new one past the cap is refused, so one partner cannot fill the shared disk. Resuming
+        one is not a new one; a finished upload does not count; removing one frees a place;
+        another partner has its own."""
+
+        async def scenario() -> None:
+            async with intake_server(tmp_path, max_pending_uploads=3) as gw:
+                async with gw.sftp() as (_, client):
+                    for n in range(3):
+                        await upload(client, f"inbound/junk{n}.part", b"x" * 10)
+                    with pytest.raises(asyncssh.SFTPFailure, match="too many unfinished"):
+                        await upload(client, "inbound/junk3.part", b"x")
+                    with pytest.raises(asyncssh.SFTPFailure, match="too many unfinished"):
+                        await upload(client, "inbound/real.834", b"ISA")
+                    async with client.open("inbound/junk0.part", "ab") as remote:
+                        await remote.write(b"more")  # resumed: allowed
+                    await client.remove("inbound/junk1.part")
+                    await upload(client, "inbound/real.834", b"ISA*00")  # finished: leaves
+                    await upload(client, "inbound/again.834", b"ISA*01")
+                assert [name for _, name, _ in gw.hooks.complete] == ["real.834", "again.834"]
+                assert sorted(p.name for p in gw.inbound().iterdir()) == [
+                    "junk0.part",
+                    "junk2.part",
+                ]
+                async with gw.sftp("B") as (_, other):
+                    for n in range(3):
+                        await upload(other, f"inbound/b{n}.part", b"y")
+
+        asyncio.run(scenario())
 
 
 class TestUploadCompletion:
