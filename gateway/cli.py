@@ -296,6 +296,25 @@ def build_parser() -> argparse.ArgumentParser:
     lc.add_argument("--partner", help="only this partner")
     lc.add_argument("--json", action="store_true")
     _add_setting_flags(lc, ("data_dir", "database_url"))
+    f = sub.add_parser(
+        "file", help="what an operator does to a received file, from a host without a browser"
+    )
+    fsub = f.add_subparsers(dest="file_command", required=True)
+    for name, text in (
+        ("reprocess", "queue processed or failed files again (a failed ledger is tried again)"),
+        ("resolve", "record that a file's problem was dealt with"),
+        ("reopen", "a resolved file's problem is open again"),
+    ):
+        fc = fsub.add_parser(name, help=text)
+        fc.add_argument("receipt_ids", nargs="+", metavar="RECEIPT_ID")
+        if name == "resolve":
+            fc.add_argument("--note", default="", help="what was done (in the audit log)")
+        fc.add_argument(
+            "--by",
+            default=None,
+            help="who, for the audit log (default: cli:<the OS user running the command>)",
+        )
+        _add_setting_flags(fc, ("data_dir", "database_url"))
     o = sub.add_parser("operator", help="manage dashboard operators")
     osub = o.add_subparsers(dest="operator_command", required=True)
     oadd = osub.add_parser("add", help="add an operator; the password is read from stdin")
@@ -349,6 +368,47 @@ def _read_lines(path: Path, flag: str) -> list[str]:
         raise GatewayError(f"{flag} {path}: not a UTF-8 text file", 400) from None
     except OSError as exc:
         raise GatewayError(f"{flag} {path}: {exc.strerror or exc}", 400) from None
+
+
+def _file_command(args: argparse.Namespace) -> int:
+    """The dashboard's file actions (gateway.services.interchanges), each audited. A worker
+    elsewhere takes a file queued again at its next poll. Exit 1 when any file was not acted
+    on (no such file, or not in a state the action applies to)."""
+    import getpass
+
+    from gateway.context import Gateway
+    from gateway.db.migrate import upgrade
+    from gateway.services import interchanges
+
+    settings = _settings(args)
+    gw = Gateway.open(settings)
+    upgrade(settings.sqlalchemy_url)
+    who = args.by or f"cli:{getpass.getuser()}"
+    ids: list[str] = list(dict.fromkeys(args.receipt_ids))
+    done: list[str] = []
+    try:
+        for start in range(0, len(ids), interchanges.BULK_LIMIT):
+            batch = ids[start : start + interchanges.BULK_LIMIT]
+            if args.file_command == "reprocess":
+                done += interchanges.reprocess_many(gw, batch, who)
+            elif args.file_command == "resolve":
+                done += interchanges.resolve_many(gw, batch, who, args.note)
+            else:
+                done += [rid for rid in batch if interchanges.reopen(gw, rid, who)]
+    finally:
+        gw.close()
+    why = {
+        "reprocess": "not processed or failed (received, processing, partial), or no such file",
+        "resolve": "no such file",
+        "reopen": "not resolved, or no such file",
+    }[args.file_command]
+    past = {"reprocess": "queued again", "resolve": "resolved", "reopen": "reopened"}
+    for rid in ids:
+        if rid in done:
+            sys.stdout.write(f"{rid} {past[args.file_command]}\n")
+        else:
+            sys.stderr.write(f"{rid} left as it is: {why}\n")
+    return 0 if len(done) == len(ids) else 1
 
 
 def _operator_command(args: argparse.Namespace) -> int:
@@ -783,7 +843,13 @@ def _preload(command: str) -> None:
 
 def _command_name(args: argparse.Namespace) -> str:
     words = [args.command]
-    for attr in ("partner_command", "operator_command", "ledger_command", "db_command"):
+    for attr in (
+        "partner_command",
+        "operator_command",
+        "ledger_command",
+        "db_command",
+        "file_command",
+    ):
         if getattr(args, attr, None):
             words.append(getattr(args, attr))
     return " ".join(words)
@@ -861,6 +927,8 @@ def _run(args: argparse.Namespace) -> int:
         return _partner_command(args)
     if args.command == "operator":
         return _operator_command(args)
+    if args.command == "file":
+        return _file_command(args)
     if args.command == "ledger":
         return _ledger_command(args)
     return 2  # pragma: no cover - argparse requires a command

@@ -111,6 +111,44 @@ class TestPartnerCli:
             assert r.status_code == 202, r.text
             assert wait_final(c, r.json()["id"])["outcome"] == "accepted"
 
+    def test_a_file_is_reprocessed_resolved_and_reopened_from_the_command_line(self, gateway):
+        """What the dashboard's admins do to a file, from a host without a browser: each
+        audited under the name given (or cli:<OS user>); a file the action does not apply to
+        is named and the exit status says so."""
+        from tests.conftest import SAMPLES
+
+        key = gateway.add_partner("va", "VA0FFM")
+        gateway.start(EDI834_SFTP_ENABLED="false")
+        with gateway.client(key) as c:
+            rid = submit(c, (SAMPLES / "good_exchange_new_enrollment.834").read_bytes()).json()
+            rid = rid["id"]
+            assert wait_final(c, rid)["outcome"] == "accepted"
+            out = gateway.cli("file", "reprocess", rid, "--by", "olga")
+            assert out.stdout == f"{rid} queued again\n"
+            done = wait_final(c, rid)  # the running worker takes it again
+            assert (done["status"], done["outcome"]) == ("processed", "accepted")
+            acks = c.get(f"/v1/interchanges/{rid}/acks").json()
+            assert len([a for a in acks if a["kind"] == "999"]) >= 1
+        out = gateway.cli("file", "resolve", rid, "--note", "sender fixed its ISA06")
+        assert out.stdout == f"{rid} resolved\n"
+        out = gateway.cli("file", "reopen", rid, "nosuchfile", check=False)
+        assert out.returncode == 1
+        assert out.stdout == f"{rid} reopened\n"
+        assert "nosuchfile left as it is: not resolved, or no such file" in out.stderr
+        from gateway.db.session import make_engine
+
+        url = Settings(data_dir=gateway.data_dir, database_url=gateway.database_url).sqlalchemy_url
+        engine = make_engine(url)
+        with engine.connect() as db:
+            audited = db.execute(
+                text("SELECT operator, action FROM audit_log WHERE receipt_id = :r ORDER BY id"),
+                {"r": rid},
+            ).all()
+        engine.dispose()
+        assert audited[0] == ("olga", "reprocess")
+        assert [a for _, a in audited[1:]] == ["resolve", "reopen"]
+        assert all(who.startswith("cli:") for who, _ in audited[1:])
+
     def test_add_list_rotate_disable(self, gateway, tmp_path):
         out = gateway.cli(
             "partner",
