@@ -617,19 +617,35 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
         return upload
 
     def _check_pending(self) -> None:
-        """At most `max_pending_uploads` files of this partner in inbound/ at once: uploads
-        being written, temporary names kept to be resumed, files a dropped session left. A
-        finished upload leaves inbound/ for the blob store, so this counts only unfinished ones;
-        without a cap one partner's abandoned `.part` files (each up to the upload limit, kept
-        EDI834_SFTP_RESUME_HOURS) could fill the disk every partner's files go to."""
-        with self._open_dir(INBOUND) as dir_fd, _os_errors(), os.scandir(dir_fd) as entries:
-            pending = sum(1 for e in entries if e.is_file(follow_symlinks=False))
-        if pending >= self._s.max_pending_uploads:
+        """At most `max_pending_uploads` unfinished files of this partner left in inbound/
+        (temporary names kept to be resumed, files a dropped session left), and five times as
+        many at once with those being written: without a cap one partner's abandoned `.part`
+        files (each up to the upload limit, kept EDI834_SFTP_RESUME_HOURS) could fill the disk
+        every partner's files go to. A file being written is locked by its writer (any server
+        process); a finished upload leaves inbound/ for the blob store."""
+        idle = active = 0
+        with self._open_dir(INBOUND) as dir_fd, _os_errors():
+            with os.scandir(dir_fd) as entries:
+                names = [e.name for e in entries if e.is_file(follow_symlinks=False)]
+            for name in names:
+                try:
+                    fd = os.open(name, os.O_RDONLY | _FILE_FLAGS, dir_fd=dir_fd)
+                except OSError:
+                    continue  # gone meanwhile
+                try:
+                    if _try_lock(fd):
+                        idle += 1
+                    else:
+                        active += 1
+                finally:
+                    os.close(fd)
+        limit = self._s.max_pending_uploads
+        if idle >= limit or idle + active >= 5 * limit:
             SFTP_UPLOADS.labels(result="refused_pending").inc()
-            self._log("sftp_upload_refused_pending", pending=pending)
+            self._log("sftp_upload_refused_pending", left=idle, writing=active)
             raise asyncssh.SFTPFailure(
-                f"too many unfinished uploads ({pending}) in inbound/: finish, resume or remove "
-                "them first"
+                f"too many unfinished uploads in inbound/ ({idle} left, {active} being "
+                "written): finish, resume or remove them first"
             )
 
     def _abandon(self, upload: _Upload) -> None:
