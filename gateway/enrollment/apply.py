@@ -447,8 +447,19 @@ class _Chunk:
             if p
         }
         policies |= {m.policy_key for m in self.known.values() if m.subscriber and m.policy_key}
+        # A cascade reaches the subscriber's own family only (its REF*0F): an employer's file
+        # carries the group's number in REF*1L for every employee, and one employee's
+        # termination ended the whole group.
+        families_of = {
+            e.subscriber_number for f in families for e in f if e.subscriber and e.subscriber_number
+        }
+        families_of |= {
+            m.subscriber_number for m in self.known.values() if m.subscriber and m.subscriber_number
+        }
         loaded = {m.id for m in self.known.values() if m.id is not None}
-        for other in ledger_repo.policy_members(session, run.partner_id, policies, skip=loaded):
+        for other in ledger_repo.policy_members(
+            session, run.partner_id, policies, families_of, skip=loaded
+        ):
             self.known.setdefault(other.member_key, other)
         for other in self.known.values():
             for item in other.enrollments:
@@ -671,11 +682,12 @@ class _Chunk:
         applied = _Applied(member)
         for item in outcome.touched:
             self._changed(member, item, index)
+        family = member.subscriber_number
         for c in outcome.cascades:
             for other_key in sorted(self.on_policy.get((c.line, c.policy, c.plan_year), ())):
-                if other_key == key:
-                    continue
                 other = self.known[other_key]
+                if other_key == key or not family or other.subscriber_number != family:
+                    continue  # another employee of a group sharing the policy number
                 ended = lifecycle.cascade(other.enrollments, c)
                 for item in ended:
                     self._changed(other, item, index)

@@ -594,12 +594,18 @@ def load_members(session: Session, partner_id: int, keys: Iterable[str]) -> list
 
 
 def policy_members(
-    session: Session, partner_id: int, policies: set[str], *, skip: Collection[int] = ()
+    session: Session,
+    partner_id: int,
+    policies: set[str],
+    subscribers: set[str],
+    *,
+    skip: Collection[int] = (),
 ) -> list[MemberRec]:
-    """Members enrolled on any of these policies (a subscriber's end or effectuation cascades
-    to them), but those in `skip` (already loaded by the caller): their ids in one query, then
-    them with their enrollments and periods."""
-    if not policies:
+    """The members of these subscribers' families (REF*0F) enrolled on any of these policies (a
+    subscriber's end or effectuation cascades to them), but those in `skip` (already loaded by
+    the caller): their ids in one query, then them with their enrollments and periods. Not a
+    whole employer group that shares its group number as the policy."""
+    if not policies or not subscribers:
         return []
     ids = [
         member_id
@@ -608,6 +614,7 @@ def policy_members(
             .join(LedgerMember, LedgerMember.id == LedgerCoverage.member_id)
             .where(
                 LedgerMember.partner_id == partner_id,
+                _one_of(session, LedgerMember.subscriber_number, subscribers),
                 _one_of(session, LedgerCoverage.policy_number, policies),
             )
             .distinct()

@@ -124,6 +124,53 @@ def outcomes(gw: Gateway, receipt_id: str) -> dict[str, tuple[str, list[str]]]:
         return out
 
 
+def test_an_employees_termination_ends_its_own_family_not_the_group(
+    gw_on_both: Gateway,
+) -> None:
+    """An employer's file sends the group number as every employee's REF*1L: a subscriber's
+    termination (with 2300, and without) ends its own family (its REF*0F), never the other
+    employees of the group or their dependents. It ended the whole group."""
+    gw = gw_on_both
+    partner = add_va(gw)
+    group = "GRP0045821"
+
+    def employee(sub: str, first: str, ssn: str, **kw: object) -> list[Member]:
+        cov = kw.pop("coverages", [Cov(policy=group, end=None)])
+        return [
+            Member(subscriber_id=sub, member_id="", last="BAKER", first=first, ssn=ssn,
+                   coverages=cov, **kw),  # type: ignore[arg-type]
+            dependent(sub, "", f"{first}-SPOUSE", ssn[:-1] + "9", relationship="01",
+                      coverages=cov, last="BAKER", **kw),
+        ]  # fmt: skip
+
+    adds = employee("1001", "ANN", "512840001") + employee("1002", "BEN", "512840002")
+    feed(gw, partner, interchange(adds, control=11))
+    term = Member(subscriber_id="1001", member_id="", last="BAKER", first="ANN",
+                  ssn="512840001", maintenance="024", reason="08",
+                  coverages=[Cov(maintenance="024", policy=group, end="20270331")])  # fmt: skip
+    feed(gw, partner, interchange([term], control=12, bgn_date="20270301"))
+    # A member-level termination (no 2300, the group number in 2000 REF*1L) of the other one.
+    quit_ = Member(subscriber_id="1002", member_id="", last="BAKER", first="BEN",
+                   ssn="512840002", maintenance="024", reason="08", policy=group,
+                   eligibility_end="20270430", coverages=[])  # fmt: skip
+    feed(gw, partner, interchange([quit_], control=13, bgn_date="20270401"))
+
+    def ends() -> dict[tuple[str, bool], str | None]:
+        return {
+            (m.subscriber_number, m.subscriber): (
+                str(m.coverages[0].benefit_end) if m.coverages[0].benefit_end else None
+            )
+            for m in members(gw).values()
+        }
+
+    assert ends() == {
+        ("1001", True): "2027-03-31",
+        ("1001", False): "2027-03-31",  # Ann's spouse, with her
+        ("1002", True): "2027-04-30",
+        ("1002", False): "2027-04-30",  # Ben's spouse, with him: not Ann's end
+    }
+
+
 def test_lifecycle_add_change_term_reinstate(gw: Gateway, partner: int) -> None:
     first = feed(gw, partner, interchange(family(), control=1))
     assert outcomes(gw, first) == {SUB: ("applied", []), "0005100003": ("applied", [])}
