@@ -141,12 +141,16 @@ def conflicts(
     for cov in event.coverages:
         line = cov.insurance_line[:3]
         begin, end = cov.benefit_begin or dt.date.min, cov.benefit_end or dt.date.max
+        found: set[bool] = set()  # at most one of each kind a coverage: this sender, another
         for person, h in holdings:
             if ident is None or not ident.same_as(person):
                 continue
             if h.line != line or (h.partner_id == partner_id and h.member_key == member_key):
                 continue
             if (h.begin or dt.date.min) > end or (h.end or dt.date.max) < begin:
+                continue
+            elsewhere = h.partner_id != partner_id
+            if elsewhere in found:
                 continue
             span = f"{h.begin or '?'} to {h.end or 'open'}"
             if h.partner_id == partner_id:
@@ -163,7 +167,9 @@ def conflicts(
                 f"same person as partner {h.partner} member {h.member_key}, {line} policy "
                 f"{h.policy}, {span}"
             )
-            elsewhere = h.partner_id != partner_id
             out.append(Conflict(message, note, cov.segment_position, elsewhere))
-            break  # one finding per coverage
+            found.add(elsewhere)
+            # Each kind is judged on its own: another sender's enrollment found first must not
+            # hide this sender's own (its finding, or its configured reject, was lost: whether
+            # a finding came back told the sender the person was insured elsewhere).
     return out

@@ -902,6 +902,23 @@ def test_the_same_person_twice_is_flagged_and_another_senders_member_is_never_na
         "dates through another sender"
     ]
 
+    # Twice in one file under two member ids, the person also enrolled through va: the second
+    # is this sender's own overlap whatever else is found (another sender's enrollment, found
+    # first, hid it: its configured reject was lost, and its missing warning told the sender
+    # the person was insured elsewhere).
+    with unit_of_work(gw.sessions) as s:
+        configure_rules(s, "md", severities={"identity-overlap": "reject",
+                                             "identity-overlap-elsewhere": "warn"})  # fmt: skip
+    twice = [
+        rosalind(subscriber_id=f"MD00001{n}", member_id=f"MD00001{n}", categories={},
+                 coverages=[Cov(policy=f"MD56{n}", begin="20270601")])
+        for n in (1, 2)
+    ]  # fmt: skip
+    rid = feed(gw, md_id, interchange(twice, control=5, sender="MD0SBE"))
+    got = outcomes(gw, rid)
+    assert got["MD000011"] == ("applied", ["identity-overlap-elsewhere"])
+    assert got["MD000012"] == ("rejected", ["identity-overlap", "identity-overlap-elsewhere"])
+
 
 def test_a_dependent_without_ref17_keeps_its_key_when_who_it_is_is_corrected(
     gw_on_both,
