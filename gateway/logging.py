@@ -117,6 +117,10 @@ def configure_logging(level: str = "info", stream: Any = None) -> None:
     logging.getLogger("pyx12").setLevel(logging.CRITICAL)
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # httpx logs each request's full URL at INFO: a webhook's, the core's or the alert URL's
+    # user:password@ or ?token= with it. Our own events say what was posted, and to whom.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
     _configured = True
 
 

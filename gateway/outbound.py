@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+from httpx._client import USE_CLIENT_DEFAULT, UseClientDefault
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from gateway.storage import make_private_dirs, open_private
@@ -141,8 +142,24 @@ def post_signed(
         headers = {"Content-Type": "application/json", "X-EDI834-Signature": signature}
         if secret is not None:
             headers["X-EDI834-Signature-256"] = sign_timestamped(secret, body, int(time.time()))
-        response = client.post(url, content=body, headers=headers)
-        if response.status_code >= 300:
-            raise refused(f"HTTP {response.status_code}")
+        status = answer_status(client, url, body, headers)
+        if status >= 300:
+            raise refused(f"HTTP {status}")
 
     attempt()
+
+
+def answer_status(
+    client: httpx.Client,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout: float | None = None,
+) -> int:
+    """POST and keep the status only: the answer's body is never read (nor decompressed), so a
+    receiver's huge or endless answer (a gzip bomb: 400 MiB from a 400 KB body) costs nothing."""
+    limit: float | httpx.Timeout | UseClientDefault = (
+        USE_CLIENT_DEFAULT if timeout is None else timeout
+    )
+    with client.stream("POST", url, content=body, headers=headers, timeout=limit) as response:
+        return response.status_code

@@ -33,7 +33,7 @@ from gateway.enrollment.queries import core_pending
 from gateway.faults import crashpoint
 from gateway.logging import get_logger
 from gateway.metrics import CORE_FAILURES, set_core_backlog
-from gateway.outbound import sign, write_atomically
+from gateway.outbound import answer_status, sign, write_atomically
 
 log = get_logger(__name__)
 
@@ -208,16 +208,13 @@ def _post(client: httpx.Client, gw: Gateway, item: Pending) -> None:
         reraise=True,
     )
     def attempt() -> None:
-        response = client.post(
-            settings.core_url,
-            content=body,
-            headers=headers,
-            timeout=settings.core_timeout_seconds,
+        status = answer_status(
+            client, settings.core_url, body, headers, timeout=settings.core_timeout_seconds
         )
         # 409: the core already committed this Idempotency-Key, e.g. the answer to our first
         # try was lost to a timeout or a crash.
-        if not (response.is_success or response.status_code == 409):
-            raise CoreRefused(response.status_code)
+        if not (200 <= status < 300 or status == 409):
+            raise CoreRefused(status)
 
     attempt()
 

@@ -285,7 +285,14 @@ class GatewaySftpHooks:
             )
         except OSError as exc:
             DELIVERY_FAILURES.labels(kind="notice").inc()
-            log.warning("sftp_notice_failed", kind=kind, receipt_id=receipt_id, error=str(exc))
+            # Not str(exc): it names the paths, and the sender's file name is in the notice's.
+            log.warning(
+                "sftp_notice_failed",
+                kind=kind,
+                receipt_id=receipt_id,
+                error=type(exc).__name__,
+                errno=exc.errno,
+            )
 
     async def upload_complete(self, username: str, staged: Path, filename: str) -> None:
         await self._record(username, staged, filename, partial=False)

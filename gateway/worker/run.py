@@ -77,6 +77,7 @@ class Worker:
         self.wake_event = threading.Event()
         self.ledger_wake = threading.Event()
         self.outbox_wake = threading.Event()
+        self.webhook_wake = threading.Event()
         self._threads: list[threading.Thread] = []
         # PostgreSQL: new receipts wake the loops at once (LISTEN/NOTIFY); polling stays.
         self.listener = (
@@ -98,6 +99,9 @@ class Worker:
         t = threading.Thread(target=self._outbox_loop, name="outbox", daemon=True)
         t.start()
         self._threads.append(t)
+        t = threading.Thread(target=self._webhook_loop, name="webhooks", daemon=True)
+        t.start()
+        self._threads.append(t)
         t = threading.Thread(target=self._watch_loop, name="watch", daemon=True)
         t.start()
         self._threads.append(t)
@@ -111,7 +115,7 @@ class Worker:
     def stop(self, grace_seconds: float) -> None:
         """Finish the file in hand within the grace period, else abandon it (lease released)."""
         self.stop_event.set()
-        for event in (self.wake_event, self.ledger_wake, self.outbox_wake):
+        for event in (self.wake_event, self.ledger_wake, self.outbox_wake, self.webhook_wake):
             event.set()
         deadline = time.monotonic() + grace_seconds
         for t in self._threads:
@@ -205,7 +209,6 @@ class Worker:
                 started = time.monotonic()
                 try:
                     outbox.deliver_acks(self.gw)
-                    outbox.deliver_webhooks(self.gw, client)
                 except Exception:
                     log.exception("outbox_error", worker_id=self.worker_id)
                 full = False
@@ -221,6 +224,19 @@ class Worker:
                     return
                 if not full:  # a full batch: more is due, so the next round starts at once
                     self._sleep(self.outbox_wake, apart=OUTBOX_GAP, since=started)
+
+    def _webhook_loop(self) -> None:
+        """Partners' webhooks, in their own thread: a partner's endpoint that answers slowly
+        (each read within the timeout, the whole answer never) held back every partner's acks
+        and the core's events while they shared one."""
+        with httpx.Client(timeout=self.gw.settings.webhook_timeout_seconds) as client:
+            while not self.stop_event.is_set():
+                started = time.monotonic()
+                try:
+                    outbox.deliver_webhooks(self.gw, client)
+                except Exception:
+                    log.exception("webhook_error", worker_id=self.worker_id)
+                self._sleep(self.webhook_wake, apart=OUTBOX_GAP, since=started)
 
     def _watch_loop(self) -> None:
         """gateway.watch every alert_poll_seconds: missing files, late or unpicked acks, stuck
@@ -364,6 +380,7 @@ class Worker:
             members_accepted=stored.totals["members_accepted"],
         )
         self.outbox_wake.set()  # its acks
+        self.webhook_wake.set()  # and its webhook
         self.ledger_wake.set()  # its sets, when it has 834s
 
     def _release(self, job: Job, error: str | None, *, retry_after: float) -> None:

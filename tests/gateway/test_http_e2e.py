@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import hmac
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from typing import ClassVar
 
 import httpx
@@ -245,7 +246,75 @@ class _Hook(BaseHTTPRequestHandler):
         pass
 
 
+class _Trickle(BaseHTTPRequestHandler):
+    """A receiver that answers 200 and then an endless gzip-declared body, a byte at a time:
+    every read within the timeout, the answer never whole."""
+
+    posts: ClassVar[int] = 0
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        _Trickle.posts += 1
+        body = gzip.compress(b"\0" * (1 << 20))  # a valid stream: the decoder keeps reading
+        self.send_response(200)
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            for byte in body:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.5)
+
+    def log_message(self, *args):
+        pass
+
+
 class TestWebhook:
+    def test_a_receivers_endless_answer_holds_back_no_one(self, gateway):
+        """A webhook's answer is its status: the body is not read (a gzip bomb's 400 MiB, or a
+        byte every few seconds forever), and webhooks have their own thread, so another
+        partner's acks are delivered meanwhile. The trickle held every partner's acks back."""
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        _Trickle.posts = 0
+        try:
+            va = gateway.add_partner("va", "VA0FFM")
+            md = gateway.add_partner("md", "MD0SBE")
+            gateway.cli(
+                "partner", "webhook", "va", "--url",
+                f"http://127.0.0.1:{server.server_port}/hook",
+            )  # fmt: skip
+            gateway.start(EDI834_SFTP_ENABLED="false")
+            with gateway.client(va) as c:
+                wait_final(c, submit(c, GOOD).json()["id"])
+            deadline = time.monotonic() + 20
+            while not _Trickle.posts:
+                assert time.monotonic() < deadline, "the webhook was never posted"
+                time.sleep(0.1)
+            md_file = (SAMPLES / "good_change_of_address.834").read_bytes()
+            with gateway.client(md) as c:
+                rid = submit(c, md_file).json()["id"]
+                wait_final(c, rid)
+                deadline = time.monotonic() + 15
+                outbound = gateway.data_dir / "sftp" / "md" / "outbound"
+                while not list(outbound.glob("*.999")):
+                    assert time.monotonic() < deadline, "md's 999 held back by va's webhook"
+                    time.sleep(0.2)
+            # The first answer was taken at its status line: the next file's webhook goes out
+            # at once (reading the trickle would have held the thread for five minutes).
+            again = _with_isa13(GOOD.replace(b"BGN*00*", b"BGN*00*AGAIN", 1), 31999)
+            with gateway.client(va) as c:
+                wait_final(c, submit(c, again).json()["id"])
+            deadline = time.monotonic() + 20
+            while _Trickle.posts < 2:
+                assert time.monotonic() < deadline, "the second webhook was held back"
+                time.sleep(0.1)
+            assert gateway.proc is not None and gateway.proc.poll() is None
+        finally:
+            server.shutdown()
+
     def test_acknowledged_event_is_posted_with_an_hmac_signature(self, gateway):
         server = HTTPServer(("127.0.0.1", 0), _Hook)
         threading.Thread(target=server.serve_forever, daemon=True).start()
