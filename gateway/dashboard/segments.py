@@ -70,12 +70,23 @@ def _is_code(value: str) -> bool:
     return 1 <= len(value) <= 3 and value.isascii() and value.isalnum() and value.isupper()
 
 
+# The other segments of 005010X220A1 (and its envelope), shown as they are: codes, dates of
+# coverage, amounts, the sponsor's and payer's names.
+PLAIN = frozenset(
+    {"ISA", "IEA", "GS", "GE", "ST", "SE", "BGN", "DTP", "QTY", "N1", "ACT", "INS", "EC", "AMT"}
+    | {"LUI", "DSB", "HD", "IDC", "COB", "LX", "PLA", "LS", "LE", "TA1"}
+)
+
+
 def is_phi(tag: str, element: int | None, value: str) -> bool:
     """Whether a viewer must not see this element of this segment: every element of a member
-    data segment (`SHOWN`) but a qualifier holding a code."""
-    shown = SHOWN.get(tag)
+    data segment (`SHOWN`, whatever the case of its id: `nm1` is read as sent) but a qualifier
+    holding a code, and every element of a segment the guide does not have (`NMI`, `DM6`,
+    `N 3`: a misspelt id carries what its segment would)."""
+    key = tag.strip().upper()
+    shown = SHOWN.get(key)
     if shown is None:
-        return False
+        return key not in PLAIN
     codes = shown.get(element) if element is not None else None
     if codes is None:
         return True

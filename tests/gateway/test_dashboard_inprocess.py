@@ -519,6 +519,31 @@ def test_a_viewer_never_sees_member_data_a_stray_separator_moved(site) -> None:
         assert "NM1*IL*1*" in page and "•••••" in page  # the qualifiers stay readable
 
 
+@pytest.mark.parametrize(
+    ("sent", "as_sent"),
+    [
+        (b"NM1*IL*1*ODUYA*KWAME", b"nm1*IL*1*ODUYA*KWAME"),  # lower case, read as sent
+        (b"NM1*IL*1*ODUYA*KWAME", b"NMI*IL*1*ODUYA*KWAME"),  # a segment id the guide lacks
+        (b"DMG*D8*", b"DM6*D8*"),
+        (b"N3*", b"N 3*"),
+    ],
+)
+def test_a_misspelt_or_lower_case_segment_id_is_masked_too(site, sent, as_sent) -> None:
+    """A viewer sees no member data in a segment whose id is lower case or not the guide's:
+    it carries what its segment would (the 999 says `nm1` as sent). Only the guide's member
+    data segments were masked, by their exact id, so `nm1`, `NMI`, `DM6` showed in full."""
+    changed = BAD.replace(sent, as_sent, 1)
+    assert changed != BAD
+    changed = changed.replace(b"000043303", b"000043404").replace(b"*43303*", b"*43404*")
+    with unit_of_work(site.gw.sessions) as s:
+        va_id = s.scalar(select(Partner.id).where(Partner.name == "va"))
+    rid = send(site.gw, va_id, changed, f"{as_sent[:3].decode().strip()}.834")
+    process_all(site.gw)
+    page = site.client("victor").get(f"/dashboard/interchanges/{rid}").text
+    for value in ("915830264", "ODUYA", "KWAME", "19801345", "2318 FLOYD"):
+        assert value not in page, value
+
+
 def test_a_sort_or_order_the_list_does_not_know_is_said_not_ignored(site) -> None:
     """As for every other filter: the page says what it could not read and what it did."""
     c = site.client("victor")
