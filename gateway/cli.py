@@ -233,6 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(* for any value; # comments), e.g. 021/EC, 021/41/PASSIVE, 001/*; replaces the CMS "
         "FFE table for the maintenance-combination rule; an empty file goes back to it",
     )
+    rules.add_argument(
+        "--ref17",
+        choices=["member-id", "category"],
+        default=None,
+        help="what the partner's 2000 REF*17 is: member-id (an exchange's member id, the "
+        "default) or category (the TR3's Client Reporting Category, e.g. an employer's "
+        "SALARIED/HOURLY: members are then told apart by REF*0F and who they are)",
+    )
     rules.add_argument("--send-824", dest="send_824", action="store_true", default=None)
     rules.add_argument("--no-824", dest="send_824", action="store_false")
     rules.add_argument(
@@ -542,6 +550,7 @@ def _partner_command(args: argparse.Namespace) -> int:
                     ),
                     send_824=args.send_824,
                     onboarding=args.onboarding,
+                    ref17=args.ref17,
                 )
                 out = rule_settings(partner)
                 if not args.json:
@@ -555,6 +564,15 @@ def _partner_command(args: argparse.Namespace) -> int:
 
                     config = RuleConfig.parse(partner.rule_severities, partner.plan_ids)
                     combos = config.combinations
+                    sys.stdout.write(
+                        "REF*17: "
+                        + (
+                            "the member's id"
+                            if config.ref17_member_id
+                            else "a client reporting category (members told apart by REF*0F)"
+                        )
+                        + "\n"
+                    )
                     sys.stdout.write(
                         "maintenance combinations: "
                         + ("CMS FFE outbound table" if combos.default else "this partner's list")

@@ -198,12 +198,20 @@ def configure_rules(
     combinations: Sequence[str] | None = None,
     send_824: bool | None = None,
     onboarding: bool | None = None,
+    ref17: str | None = None,
 ) -> Partner:
     """Set business-rule severities (merged over what is set), the plan list (replaced; an
     empty list turns the check off), the maintenance combinations (replaced; an empty list
-    goes back to the CMS FFE table) and whether 824s are sent. Validates every name."""
+    goes back to the CMS FFE table), what REF*17 is (member-id | category) and whether 824s
+    are sent. Validates every name."""
     from gateway.enrollment.combinations import Combinations
-    from gateway.enrollment.rules import COMBINATIONS_KEY, RULES, RuleConfig, Severity
+    from gateway.enrollment.rules import (
+        COMBINATIONS_KEY,
+        REF17_KEY,
+        RULES,
+        RuleConfig,
+        Severity,
+    )
 
     partner = _get(session, name)
     current = RuleConfig.parse(partner.rule_severities, partner.plan_ids)
@@ -216,6 +224,10 @@ def configure_rules(
             raise GatewayError(f"maintenance combinations: {exc}", 400) from None
     if listed is not None:
         merged[COMBINATIONS_KEY] = listed
+    if ref17 not in (None, "member-id", "category"):
+        raise GatewayError(f"--ref17 must be member-id or category, not {ref17!r}", 400)
+    if ref17 == "category" or (ref17 is None and not current.ref17_member_id):
+        merged[REF17_KEY] = "category"
     for rule, severity in (severities or {}).items():
         if rule not in RULES:
             raise GatewayError(f"unknown rule {rule!r}; rules: {', '.join(RULES)}", 400)
@@ -244,6 +256,7 @@ def rule_settings(partner: Partner) -> dict[str, object]:
         "send_824": partner.send_824,
         "onboarding": partner.onboarding,
         "plan_ids": sorted(config.plan_ids),
+        "ref17": "member-id" if config.ref17_member_id else "category",
         "maintenance_combinations": {
             "source": "cms-ffe" if config.combinations.default else "partner",
             "combinations": config.combinations.lines(),

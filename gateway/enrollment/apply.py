@@ -375,9 +375,12 @@ class _Chunk:
         self, session: Session, run: Run, families: list[list[MemberEvent]], *, first: bool
     ) -> None:
         self.session, self.run, self.families = session, run, families
-        self.computed: dict[int, str] = {id(e): member_key(e) for f in families for e in f}
+        self.ref17 = ref17 = run.config.ref17_member_id
+        self.computed: dict[int, str] = {
+            id(e): member_key(e, ref17=ref17) for f in families for e in f
+        }
         keys = set(self.computed.values())
-        keys |= {k for f in families for e in f for k in prior_member_keys(e)}
+        keys |= {k for f in families for e in f for k in prior_member_keys(e, ref17=ref17)}
         subscribers = {e.subscriber_number for f in families for e in f if e.subscriber_number}
         self.known: dict[str, MemberRec] = {
             m.member_key: m for m in ledger_repo.load_members(session, run.partner_id, keys)
@@ -390,7 +393,9 @@ class _Chunk:
             e.subscriber_number
             for f in families
             for e in f
-            if e.subscriber_number and keyed_by_digest(e) and self.computed[id(e)] not in self.known
+            if e.subscriber_number
+            and keyed_by_digest(e, ref17=ref17)
+            and self.computed[id(e)] not in self.known
         }
         if orphans:
             loaded = {m.id for m in self.known.values() if m.id is not None}
@@ -477,12 +482,14 @@ class _Chunk:
         """The member's key in the ledger: the one it computes (`member_key`), else — for a
         dependent without REF*17 — the key the same person already has: by its 2100B's prior
         identity, else `same_dependent` among its subscriber's dependents."""
-        key = self.computed.get(id(event)) or member_key(event)
-        if key in self.known or not keyed_by_digest(event):
+        key = self.computed.get(id(event)) or member_key(event, ref17=self.ref17)
+        if key in self.known or not keyed_by_digest(event, ref17=self.ref17):
             return key
         found = self.aliases.get(key)
         if found is None:
-            found = next((k for k in prior_member_keys(event) if k in self.known), None)
+            found = next(
+                (k for k in prior_member_keys(event, ref17=self.ref17) if k in self.known), None
+            )
         if found is None:
             subscriber = (event.subscriber_number or "")[:80]
             same = same_dependent(event, self.dependents.get(subscriber, ()))
@@ -794,7 +801,7 @@ class _Chunk:
         """(line, policy, date) the subscriber's 2750 amounts are for: its 2300 loops' priced
         line, or — a change without 2300, keyed by the 2000 REF*1L — the priced line of what
         it holds on that policy; the date the change takes effect (else the coverage's begin)."""
-        key = member_key(subscriber)
+        key = member_key(subscriber, ref17=self.ref17)
         fallback = self._policy_fallback(subscriber, key)
         day = lifecycle.event_effective(subscriber)
         cov = priced_coverage(subscriber.coverages)

@@ -106,12 +106,13 @@ def order_key(filename: str | None, head: Iterable[bytes]) -> str:
     return rank + stamp + _NOT_DIGITS.sub("", isa13)[:9].rjust(9, "0")
 
 
-def member_key(event: MemberEvent) -> str:
-    """REF*17 (the exchange-assigned member id); a subscriber without one is its REF*0F; a
+def member_key(event: MemberEvent, *, ref17: bool = True) -> str:
+    """REF*17 (the exchange-assigned member id; `ref17` False: the partner's REF*17 is a
+    client reporting category, no one's id); a subscriber without one is its REF*0F; a
     dependent without one is its subscriber's REF*0F and a digest of its NM108/NM109 (else of
     its name and DOB) — `dependent_key`: the key is shown, listed and put in addresses, so it
     never carries an SSN, a name or a birth date in clear."""
-    if event.client_reporting_category:
+    if ref17 and event.client_reporting_category:
         return event.client_reporting_category[:120]
     subscriber = event.subscriber_number or ""
     if event.subscriber and subscriber:
@@ -134,21 +135,20 @@ def _by_name(last: str, first: str, born: str | None) -> str:
     return f"{last}|{first}|{born or ''}"
 
 
-def keyed_by_digest(event: MemberEvent) -> bool:
-    """A dependent without REF*17: its key is a digest of who it is (`member_key`), and a
-    correction of who it is — an SSN sent for the first time, a name or birth date put right —
-    computes another key for the same person."""
-    return not (event.client_reporting_category or event.subscriber) and bool(
-        event.subscriber_number
-    )
+def keyed_by_digest(event: MemberEvent, *, ref17: bool = True) -> bool:
+    """A dependent without REF*17 (or whose REF*17 is no id: `member_key`): its key is a digest
+    of who it is, and a correction of who it is — an SSN sent for the first time, a name or
+    birth date put right — computes another key for the same person."""
+    has_id = ref17 and bool(event.client_reporting_category)
+    return not (has_id or event.subscriber) and bool(event.subscriber_number)
 
 
-def prior_member_keys(event: MemberEvent) -> list[str]:
+def prior_member_keys(event: MemberEvent, *, ref17: bool = True) -> list[str]:
     """The keys a dependent without REF*17 had before the correction its 2100B (NM1*70
     Incorrect Member Name, with the incorrect DMG) sends: by the prior identifier, and by the
     prior name and birth date (a part 2100B leaves out is the current one)."""
     prior = event.prior_name
-    if prior is None or not keyed_by_digest(event):
+    if prior is None or not keyed_by_digest(event, ref17=ref17):
         return []
     subscriber = event.subscriber_number or ""
     keys = []

@@ -21,6 +21,10 @@ from gateway.enrollment.codes import SELF, Maintenance, priced_coverage
 from gateway.enrollment.combinations import ADDL_MAINT_REASON, CMS_FFE, Combinations
 from gateway.enrollment.events import MemberEvent, TransactionSetHeader
 
+REF17_KEY = "@ref17"
+"""What the partner's 2000 REF*17 is, beside the severities: absent, the member's id (the
+exchanges' "exchange-assigned member ID", CMS FFE companion guide); "category", the TR3's
+Client Reporting Category (an employer's SALARIED / HOURLY): no member's identity."""
 COMBINATIONS_KEY = "@maintenance-combinations"
 """Where a partner's maintenance combinations live in its stored rule settings (the
 `rule_severities` JSON object), beside the severities: a list of INS03/INS04[/AMRC] strings."""
@@ -291,6 +295,7 @@ class RuleConfig:
     severities: Mapping[str, Severity]
     plan_ids: frozenset[str] = frozenset()
     combinations: Combinations = CMS_FFE
+    ref17_member_id: bool = True  # REF17_KEY
 
     def severity(self, rule: str) -> Severity:
         if rule in ALWAYS_REJECT:
@@ -309,6 +314,9 @@ class RuleConfig:
             if not isinstance(listed, list) or not all(isinstance(c, str) for c in listed):
                 raise ValueError(f"{COMBINATIONS_KEY} must be a list of INS03/INS04[/AMRC]")
             combinations = Combinations.parse(listed)
+        ref17 = raw.pop(REF17_KEY, "member-id")
+        if ref17 not in ("member-id", "category"):
+            raise ValueError(f"{REF17_KEY} must be member-id or category")
         severities: dict[str, Severity] = {}
         for name, value in raw.items():
             if name not in RULES:
@@ -317,7 +325,12 @@ class RuleConfig:
         plans = frozenset(
             p.strip() for p in plan_ids_text.replace(",", "\n").splitlines() if p.strip()
         )
-        return cls(severities=severities, plan_ids=plans, combinations=combinations)
+        return cls(
+            severities=severities,
+            plan_ids=plans,
+            combinations=combinations,
+            ref17_member_id=ref17 == "member-id",
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from gateway.db.session import unit_of_work
 from gateway.enrollment import apply as ledger
 from gateway.enrollment.keys import order_key
 from gateway.enrollment.rules import RULES
-from gateway.partners import add_partner, configure_rules
+from gateway.partners import add_partner, configure_rules, rule_settings
 from gateway.worker import outbox
 from gateway.worker.run import Worker
 from tests.gateway.harness import add_va, in_process_gateway
@@ -169,6 +169,34 @@ def test_an_employees_termination_ends_its_own_family_not_the_group(
         ("1002", True): "2027-04-30",
         ("1002", False): "2027-04-30",  # Ben's spouse, with him: not Ann's end
     }
+
+
+def test_an_employers_ref17_is_a_reporting_category_not_a_member(gw: Gateway) -> None:
+    """An employer's 2000 REF*17 is the TR3's Client Reporting Category (SALARIED, HOURLY):
+    set so (`partner rules --ref17 category`), employees are told apart by REF*0F and their
+    dependents by who they are. Taken as the member's id, as an exchange's is, five employees
+    became two members holding a mix of their elections."""
+    partner = add_va(gw)
+    with unit_of_work(gw.sessions) as s:
+        configure_rules(s, "va", ref17="category")
+    people = [
+        Member(subscriber_id=f"20{n}", member_id="SALARIED", last="ROE", first=f"EMP{n}",
+               ssn=f"51284100{n}", coverages=[Cov(policy="GRP77", end=None)])
+        for n in range(3)
+    ] + [
+        dependent("200", "SALARIED", "KID", "512841009", coverages=[Cov(policy="GRP77",
+                                                                        end=None)]),
+    ]  # fmt: skip
+    rid = feed(gw, partner, interchange(people, control=21))
+    assert {o for o, _ in outcomes(gw, rid).values()} == {"applied"}
+    held = members(gw)
+    assert sorted(k for k in held if held[k].subscriber) == ["200", "201", "202"]
+    (kid,) = [m for m in held.values() if not m.subscriber]
+    assert kid.member_key.startswith("200:") and kid.subscriber_number == "200"
+    with unit_of_work(gw.sessions) as s:
+        assert rule_settings(configure_rules(s, "va"))["ref17"] == "category"  # kept
+        configure_rules(s, "va", ref17="member-id")
+        assert rule_settings(configure_rules(s, "va"))["ref17"] == "member-id"
 
 
 def test_lifecycle_add_change_term_reinstate(gw: Gateway, partner: int) -> None:
