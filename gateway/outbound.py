@@ -8,12 +8,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import ipaddress
 import os
 import re
+import socket
 import time
 import unicodedata
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from httpx._client import USE_CLIENT_DEFAULT, UseClientDefault
@@ -163,3 +166,22 @@ def answer_status(
     )
     with client.stream("POST", url, content=body, headers=headers, timeout=limit) as response:
         return response.status_code
+
+
+def non_public_destination(url: str) -> str | None:
+    """Why `url` must not be posted to, or None: its host resolves to (or is) an address that
+    is not public — loopback, private, link-local (169.254.169.254, a cloud's metadata), shared,
+    multicast or reserved — or does not resolve. Checked just before each post: an address the
+    name later resolves to in between (DNS rebinding) is not caught."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        found = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return "its host does not resolve"
+    for *_, sockaddr in found:
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        if not address.is_global:
+            return f"its host is a non-public address ({address})"
+    return None

@@ -92,6 +92,9 @@ class Settings(BaseSettings):
 
     webhook_timeout_seconds: float = 10.0
     webhook_max_attempts: int = 8
+    # A webhook to a loopback, private, link-local or otherwise non-public address is refused
+    # (a partner's URL must not reach the insurer's own network); true only for tests and labs.
+    webhook_allow_private: bool = False
 
     # Applied member events for the insurer's core system (issue 5): POSTed as signed JSON to
     # core_url (HMAC-SHA256 with core_secret, Idempotency-Key header), and/or appended as JSON

@@ -22,7 +22,13 @@ from gateway.db.session import unit_of_work
 from gateway.faults import crashpoint
 from gateway.logging import get_logger
 from gateway.metrics import DELIVERY_FAILURES, DELIVERY_SECONDS
-from gateway.outbound import fsync_directory, post_signed, sign, write_atomically
+from gateway.outbound import (
+    fsync_directory,
+    non_public_destination,
+    post_signed,
+    sign,
+    write_atomically,
+)
 
 log = get_logger(__name__)
 
@@ -152,7 +158,13 @@ def deliver_webhooks(gw: Gateway, client: httpx.Client) -> int:
     for delivery_id, payload, partner_id in due:
         url, secret = partners.get(partner_id, (None, ""))
         error: str | None = None
-        if url:
+        refused = (
+            None if not url or gw.settings.webhook_allow_private else (non_public_destination(url))
+        )
+        if url and refused is not None:
+            error = f"WebhookRefused: {refused} (EDI834_WEBHOOK_ALLOW_PRIVATE)"
+            DELIVERY_FAILURES.labels(kind="webhook").inc()
+        elif url:
             body = payload.encode()
             started = time.monotonic()
             try:

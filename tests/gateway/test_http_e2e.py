@@ -272,6 +272,55 @@ class _Trickle(BaseHTTPRequestHandler):
 
 
 class TestWebhook:
+    def test_a_webhook_to_a_non_public_address_is_refused(self, gateway):
+        """A partner's webhook URL must not reach the insurer's own network (SSRF): loopback,
+        private, link-local (a cloud's metadata address) are refused at each delivery, said in
+        its error, and nothing is posted. EDI834_WEBHOOK_ALLOW_PRIVATE is for tests and labs."""
+        from gateway.outbound import non_public_destination
+
+        for url in (
+            "http://169.254.169.254/latest/api/token",
+            "http://[::1]:18935/logout",
+            "http://0x7f000001:18934/v1/interchanges",
+            "http://10.1.2.3/",
+            "https://no-such-host.invalid/hook",
+        ):
+            assert non_public_destination(url), url
+        assert non_public_destination("https://93.184.216.34/hook") is None
+        server = HTTPServer(("127.0.0.1", 0), _Hook)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        _Hook.received = []
+        try:
+            va = gateway.add_partner("va", "VA0FFM")
+            url = f"http://127.0.0.1:{server.server_port}/hook"
+            gateway.cli("partner", "webhook", "va", "--url", url)
+            gateway.start(EDI834_SFTP_ENABLED="false")
+            with gateway.client(va) as c:
+                wait_final(c, submit(c, GOOD).json()["id"])
+            from sqlalchemy import select
+
+            from gateway.db.models import WebhookDelivery
+            from gateway.db.session import make_engine
+            from gateway.settings import Settings
+
+            engine = make_engine(
+                Settings(
+                    data_dir=gateway.data_dir, database_url=gateway.database_url
+                ).sqlalchemy_url
+            )
+            deadline = time.monotonic() + 20
+            while True:
+                with engine.connect() as conn:
+                    error = conn.execute(select(WebhookDelivery.last_error)).scalar()
+                if error or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            engine.dispose()
+            assert error and "non-public address (127.0.0.1)" in error, error
+            assert _Hook.received == []
+        finally:
+            server.shutdown()
+
     def test_a_receivers_endless_answer_holds_back_no_one(self, gateway):
         """A webhook's answer is its status: the body is not read (a gzip bomb's 400 MiB, or a
         byte every few seconds forever), and webhooks have their own thread, so another
@@ -286,7 +335,7 @@ class TestWebhook:
                 "partner", "webhook", "va", "--url",
                 f"http://127.0.0.1:{server.server_port}/hook",
             )  # fmt: skip
-            gateway.start(EDI834_SFTP_ENABLED="false")
+            gateway.start(EDI834_SFTP_ENABLED="false", EDI834_WEBHOOK_ALLOW_PRIVATE="true")
             with gateway.client(va) as c:
                 wait_final(c, submit(c, GOOD).json()["id"])
             deadline = time.monotonic() + 20
@@ -336,7 +385,7 @@ class TestWebhook:
                 "--json",
             )
             key = json.loads(out.stdout)["api_key"]
-            gateway.start()
+            gateway.start(EDI834_WEBHOOK_ALLOW_PRIVATE="true")  # the receiver: 127.0.0.1
             with gateway.client(key) as c:
                 rid = submit(c, GOOD).json()["id"]
                 wait_final(c, rid)
