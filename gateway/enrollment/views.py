@@ -210,8 +210,10 @@ def month_totals(rows: list[MonthRow]) -> list[dict[str, Any]]:
     ]
 
 
-MONTH_COLUMNS = (
-    "month",
+# What the sender wrote: quoted away from a spreadsheet's formulas like every export's text
+# (gateway.csvfile.csv_safe). The rest (month, days, amounts) is the ledger's own and stays
+# numbers: a rating area of `-1+1+cmd|...` passed as "a negative number" before.
+_SENDER_COLUMNS = (
     "member_key",
     "relationship",
     "line",
@@ -219,6 +221,11 @@ MONTH_COLUMNS = (
     "csr_variant",
     "coverage_level",
     "rating_area",
+)
+_SENDER_TEXT = frozenset(_SENDER_COLUMNS)
+MONTH_COLUMNS = (
+    "month",
+    *_SENDER_COLUMNS,
     "first_day",
     "last_day",
     "days",
@@ -226,22 +233,6 @@ MONTH_COLUMNS = (
     "premium",
     "aptc",
     "csr_amount",
-)
-
-
-# What the sender wrote: quoted away from a spreadsheet's formulas like every export's text
-# (gateway.csvfile.csv_safe). The rest (month, days, amounts) is the ledger's own and stays
-# numbers: a rating area of `-1+1+cmd|...` passed as "a negative number" before.
-_SENDER_TEXT = frozenset(
-    (
-        "member_key",
-        "relationship",
-        "line",
-        "plan_id",
-        "csr_variant",
-        "coverage_level",
-        "rating_area",
-    )
 )
 
 

@@ -117,7 +117,10 @@ class GatewaySftpHooks:
             # passed though CLOSE failed) and a sweep later took it for a partial upload.
             await asyncio.to_thread(self._hold, username, staged, blob, filename, partial)
             raise UploadHeld from exc
-        self._after_record(username, receipt.id, filename, blob.size, partial, created)
+        # Its notices read the database and write a file: off the event loop, as before.
+        await asyncio.to_thread(
+            self._after_record, username, receipt.id, filename, blob.size, partial, created
+        )
 
     def _after_record(
         self, username: str, receipt_id: str, filename: str, size: int, partial: bool, created: bool
