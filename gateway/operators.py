@@ -16,10 +16,11 @@ from typing import NoReturn
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.db.base import utcnow
 from gateway.db.models import Operator, OperatorSession, Role
+from gateway.db.session import unit_of_work
 from gateway.errors import GatewayError
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -102,31 +103,46 @@ class LoginRefused(Exception):
         self.operator = operator
 
 
-def authenticate(session: Session, username: str, password: str, *, max_failures: int) -> Operator:
-    """The operator, or LoginRefused. Repeated failures lock the account with a back-off."""
+def authenticate(
+    sessions: sessionmaker[Session], username: str, password: str, *, max_failures: int
+) -> int:
+    """The operator's id, or LoginRefused. Repeated failures lock the account with a back-off.
+
+    The attempt is counted as a failure before the password is verified, in a transaction of
+    its own (the row read FOR UPDATE, held only for that): a burst of attempts on one account
+    is counted one by one, and past `max_failures` refused unverified. Read without the lock,
+    40 wrong passwords sent at once on PostgreSQL were all verified and their counts overwrote
+    each other; held through the verification, the lock made a real account's burst answer
+    later than an unknown name's (which names exist). A right password then clears the count."""
     now = utcnow()
-    # FOR UPDATE: a burst of attempts on one account is judged one after another, each seeing
-    # the failures before it. Read without it, 40 wrong passwords sent at once on PostgreSQL were
-    # all verified and their counts overwrote each other (the account never locked).
-    op = session.scalar(select(Operator).where(Operator.username == username).with_for_update())
-    if op is None or not op.enabled:
+    with unit_of_work(sessions) as session:
+        op = session.scalar(select(Operator).where(Operator.username == username).with_for_update())
+        if op is None or not op.enabled:
+            op_id = None
+        else:
+            if op.locked_until is not None and op.locked_until > now:
+                wait = int((op.locked_until - now).total_seconds()) + 1
+                raise LoginRefused(f"Too many failed attempts. Try again in {wait} seconds.", wait)
+            op.failed_logins += 1
+            if op.failed_logins >= max_failures:
+                seconds = min(900, 30 * 2 ** (op.failed_logins - max_failures))
+                op.locked_until = now + dt.timedelta(seconds=seconds)
+            op_id, password_hash = op.id, op.password_hash
+    if op_id is None:
         _refuse_unknown(username, password, now, max_failures)
-    if op.locked_until is not None and op.locked_until > now:
-        wait = int((op.locked_until - now).total_seconds()) + 1
-        raise LoginRefused(f"Too many failed attempts. Try again in {wait} seconds.", wait)
     try:
-        _hasher.verify(op.password_hash, password)
+        _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError) as exc:
-        op.failed_logins += 1
-        if op.failed_logins >= max_failures:
-            seconds = min(900, 30 * 2 ** (op.failed_logins - max_failures))
-            op.locked_until = now + dt.timedelta(seconds=seconds)
         raise LoginRefused("Invalid username or password.") from exc
-    op.failed_logins = 0
-    op.locked_until = None
-    if _hasher.check_needs_rehash(op.password_hash):
-        op.password_hash = _hasher.hash(password)
-    return op
+    with unit_of_work(sessions) as session:
+        op = session.get(Operator, op_id)
+        if op is None or not op.enabled:  # removed or disabled meanwhile
+            raise LoginRefused("Invalid username or password.")
+        op.failed_logins = 0
+        op.locked_until = None
+        if _hasher.check_needs_rehash(op.password_hash):
+            op.password_hash = _hasher.hash(password)
+    return op_id
 
 
 _UNKNOWN: OrderedDict[str, tuple[int, dt.datetime | None]] = OrderedDict()

@@ -52,15 +52,19 @@ def login(
     if not expected or not hmac.compare_digest(expected, csrf_token):
         raise BadCsrf
     refused: LoginRefused | None = None
-    with unit_of_work(gw.sessions) as s:
-        # Caught inside the unit of work so the failure count (lockout) is committed.
-        try:
-            op: Operator = authenticate(
-                s, username, password, max_failures=gw.settings.login_max_failures
-            )
+    try:
+        # Its own transactions: the failure count (lockout) is committed before the password
+        # is verified.
+        op_id = authenticate(
+            gw.sessions, username, password, max_failures=gw.settings.login_max_failures
+        )
+        with unit_of_work(gw.sessions) as s:
+            op = s.get(Operator, op_id)
+            if op is None:  # removed in between
+                raise LoginRefused("Invalid username or password.")
             token, _ = open_session(s, op)
-        except LoginRefused as exc:
-            refused = exc
+    except LoginRefused as exc:
+        refused = exc
     if refused is not None:
         log.info("operator_login_refused")
         # An operator's name, which an auditor needs; never what was typed for no operator (a
