@@ -124,9 +124,7 @@ def authenticate(
                 wait = int((op.locked_until - now).total_seconds()) + 1
                 raise LoginRefused(f"Too many failed attempts. Try again in {wait} seconds.", wait)
             op.failed_logins += 1
-            if op.failed_logins >= max_failures:
-                seconds = min(900, 30 * 2 ** (op.failed_logins - max_failures))
-                op.locked_until = now + dt.timedelta(seconds=seconds)
+            op.locked_until = _locked_until(op.failed_logins, max_failures, now, op.locked_until)
             op_id, password_hash = op.id, op.password_hash
     if op_id is None:
         _refuse_unknown(username, password, now, max_failures)
@@ -143,6 +141,16 @@ def authenticate(
         if _hasher.check_needs_rehash(op.password_hash):
             op.password_hash = _hasher.hash(password)
     return op_id
+
+
+def _locked_until(
+    failures: int, max_failures: int, now: dt.datetime, current: dt.datetime | None
+) -> dt.datetime | None:
+    """From the `max_failures`th failure on, locked for 30 s doubling each time (15 min at
+    most); before it, as it was."""
+    if failures < max_failures:
+        return current
+    return now + dt.timedelta(seconds=min(900, 30 * 2 ** (failures - max_failures)))
 
 
 _UNKNOWN: OrderedDict[str, tuple[int, dt.datetime | None]] = OrderedDict()
@@ -162,9 +170,7 @@ def _refuse_unknown(username: str, password: str, now: dt.datetime, max_failures
         locked = locked_until is not None and locked_until > now
         if not locked:
             failures += 1
-            if failures >= max_failures:
-                seconds = min(900, 30 * 2 ** (failures - max_failures))
-                locked_until = now + dt.timedelta(seconds=seconds)
+            locked_until = _locked_until(failures, max_failures, now, locked_until)
         _UNKNOWN[username] = (failures, locked_until)
         while len(_UNKNOWN) > _UNKNOWN_MAX:
             _UNKNOWN.popitem(last=False)
