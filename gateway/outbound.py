@@ -19,7 +19,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-from httpx._client import USE_CLIENT_DEFAULT, UseClientDefault
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from gateway.storage import make_private_dirs, open_private
@@ -161,10 +160,11 @@ def answer_status(
 ) -> int:
     """POST and keep the status only: the answer's body is never read (nor decompressed), so a
     receiver's huge or endless answer (a gzip bomb: 400 MiB from a 400 KB body) costs nothing."""
-    limit: float | httpx.Timeout | UseClientDefault = (
-        USE_CLIENT_DEFAULT if timeout is None else timeout
-    )
-    with client.stream("POST", url, content=body, headers=headers, timeout=limit) as response:
+    if timeout is None:  # the client's own
+        answer = client.stream("POST", url, content=body, headers=headers)
+    else:
+        answer = client.stream("POST", url, content=body, headers=headers, timeout=timeout)
+    with answer as response:
         return response.status_code
 
 
