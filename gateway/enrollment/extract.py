@@ -191,6 +191,7 @@ class _CoverageDraft:
     dates: dict[str, date] = field(default_factory=dict)
     unparsed_dates: dict[str, str] = field(default_factory=dict)
     references: dict[str, str] = field(default_factory=dict)
+    range_end: date | None = None  # a DTP*348 RD8's end: the coverage's end without DTP*349
 
     def fields(self) -> dict[str, object]:
         """`Coverage`'s fields."""
@@ -202,7 +203,7 @@ class _CoverageDraft:
             "plan_coverage_description": hd.element(4),
             "coverage_level": hd.element(5),
             "benefit_begin": self.dates.get("348"),
-            "benefit_end": self.dates.get("349"),
+            "benefit_end": self.dates.get("349") or self.range_end,
             "last_premium_paid": self.dates.get("543"),
             "dates": self.dates,
             "unparsed_dates": self.unparsed_dates,
@@ -382,6 +383,15 @@ class _MemberDraft:
         else:
             return
         day = parse_d8(value) if fmt == "D8" else None
+        if fmt == "RD8" and qualifier == "348" and self.loop is _Loop.COVERAGE:
+            # The TR3 allows a range for the benefit dates (employers send the plan year so):
+            # its begin is the begin, and its end the end unless a DTP*349 says otherwise.
+            first, _, last = value.partition("-")
+            day, end = parse_d8(first), parse_d8(last)
+            if day is not None and end is not None and day <= end:
+                self.coverages[-1].range_end = self.coverages[-1].range_end or end
+            else:
+                day = None
         stored = (
             _put(dates, qualifier, day) if day is not None else _put(unparsed, qualifier, value)
         )

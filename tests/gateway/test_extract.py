@@ -270,6 +270,22 @@ class TestExtractMembersOnSamples:
         )
         assert event.header.reference == "VA0-TRM-20260915-0033"
 
+    def test_a_benefit_begin_range_gives_the_begin_and_the_end(self) -> None:
+        """DTP*348 RD8 (valid in 2300: employers send the plan year so): its begin is the
+        benefit begin, its end the benefit end unless a DTP*349 is sent. Only the raw range
+        was kept: the coverage had no dates."""
+        text = read("good_exchange_new_enrollment")
+        ranged = text.replace(b"DTP*348*D8*20260501~DTP*349*D8*20261231~",
+                              b"DTP*348*RD8*20260501-20270430~", 1)  # fmt: skip
+        assert ranged != text
+        first = members(ranged)[0].coverages[0]
+        assert (first.benefit_begin, first.benefit_end) == (date(2026, 5, 1), date(2027, 4, 30))
+        both = text.replace(b"DTP*348*D8*20260501~", b"DTP*348*RD8*20260501-20270430~", 1)
+        first = members(both)[0].coverages[0]
+        assert (first.benefit_begin, first.benefit_end) == (date(2026, 5, 1), date(2026, 12, 31))
+        backwards = text.replace(b"DTP*348*D8*20260501~", b"DTP*348*RD8*20260501-20260101~", 1)
+        assert members(backwards)[0].coverages[0].benefit_begin is None  # not a range
+
     def test_cancel_ends_where_it_begins(self) -> None:
         (event,) = members(read("good_cancel"))
         assert event.maintenance_type.code == "024"
