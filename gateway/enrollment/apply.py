@@ -412,7 +412,7 @@ class _Chunk:
         self.sent_before: dict[str, list[dict[str, object]]] = (
             {} if first else ledger_repo.transactions_seen_in_file(session, run.receipt_id, keys)
         )
-        self.active_subscribers = ledger_repo.active_subscribers(
+        self.covered_until = ledger_repo.subscribers_covered_until(
             session, run.partner_id, subscribers
         )
         # A dry run's would-be ledger: what earlier test members would have made of it.
@@ -741,7 +741,7 @@ class _Chunk:
         dry_run: bool = False,
     ) -> list[Hit]:
         ledger = _view(self.known.get(key))
-        present = event.subscriber or (event.subscriber_number or "") in self.active_subscribers
+        present = event.subscriber or self._subscriber_covered(event)
         enrollments = self._enrollments_of(key)
         if dry_run:
             ledger = self.dry_known.get(key, ledger)
@@ -791,6 +791,8 @@ class _Chunk:
             member = self.known.get(key)
             if key in present or member is None:
                 continue
+            if member.subscriber_number != subscriber.subscriber_number:
+                continue  # another family on a group number (an employer's REF*1L)
             for item in member.enrollments:
                 if (item.line, item.policy, item.plan_year) == (line, policy, day.year):
                     terms = item.terms_on(day)
@@ -888,9 +890,28 @@ class _Chunk:
     def _track_subscriber(self, event: MemberEvent, member: MemberRec) -> None:
         if event.subscriber and member.subscriber_number:
             if member.status == MemberStatus.ACTIVE:
-                self.active_subscribers.add(member.subscriber_number)
+                until = dt.date.max
             else:
-                self.active_subscribers.discard(member.subscriber_number)
+                until = max((e.end or dt.date.min for e in member.enrollments), default=dt.date.min)
+            self.covered_until[member.subscriber_number] = until
+
+    def _subscriber_covered(self, event: MemberEvent) -> bool:
+        """The dependent's subscriber (its REF*0F) is earlier in this file or in the ledger, and
+        covered on the dependent's date: its change's effective date, else its coverages'
+        begin, else the file's (BGN03). An employee terminated at the end of the month is
+        still there for a dependent's change or a newborn until then."""
+        until = self.covered_until.get(event.subscriber_number or "")
+        if until is None:
+            return False
+        if until == dt.date.max:
+            return True
+        begins = [c.benefit_begin for c in event.coverages if c.benefit_begin is not None]
+        day = (
+            lifecycle.event_effective(event)
+            or (min(begins) if begins else None)
+            or event.header.creation_date
+        )
+        return day is not None and day <= until
 
     def _row(self, event: MemberEvent, key: str, seq: int) -> dict[str, object]:
         envelope, group, tset = set_key(event)

@@ -735,18 +735,31 @@ def transactions_seen_in_file(
     return out
 
 
-def active_subscribers(session: Session, partner_id: int, numbers: Iterable[str]) -> set[str]:
-    """Which subscriber numbers (REF*0F) have an active subscriber in the ledger."""
-    return set(
-        session.scalars(
-            select(LedgerMember.subscriber_number).where(
-                LedgerMember.partner_id == partner_id,
-                _one_of(session, LedgerMember.subscriber_number, numbers),
-                LedgerMember.subscriber.is_(True),
-                LedgerMember.status == MemberStatus.ACTIVE,
-            )
+def subscribers_covered_until(
+    session: Session, partner_id: int, numbers: Iterable[str]
+) -> dict[str, dt.date]:
+    """For the subscriber numbers (REF*0F) whose subscriber the ledger holds: until when it is
+    covered — `date.max` while active, else the latest end of its coverages (a termination
+    sent ahead of its date leaves the subscriber covered until then)."""
+    rows = session.execute(
+        select(
+            LedgerMember.subscriber_number,
+            LedgerMember.status,
+            func.max(LedgerCoverage.benefit_end),
         )
-    )
+        .outerjoin(LedgerCoverage, LedgerCoverage.member_id == LedgerMember.id)
+        .where(
+            LedgerMember.partner_id == partner_id,
+            _one_of(session, LedgerMember.subscriber_number, numbers),
+            LedgerMember.subscriber.is_(True),
+        )
+        .group_by(LedgerMember.id, LedgerMember.subscriber_number, LedgerMember.status)
+    ).all()
+    out: dict[str, dt.date] = {}
+    for number, status, end in rows:
+        until = dt.date.max if status == MemberStatus.ACTIVE else (end or dt.date.min)
+        out[number] = max(out.get(number, dt.date.min), until)
+    return out
 
 
 # --- what a run writes -----------------------------------------------------------------------
@@ -979,7 +992,6 @@ __all__ = [
     "UNDECIDED",
     "MemberRec",
     "active_members_not_in_file",
-    "active_subscribers",
     "add_to_reconciliation",
     "allocate_ids",
     "applied_later",
@@ -1002,5 +1014,6 @@ __all__ = [
     "refresh_statistics",
     "release_ledger",
     "set_outcomes",
+    "subscribers_covered_until",
     "transactions_seen_in_file",
 ]

@@ -478,7 +478,7 @@ def member_rules(event: MemberEvent, facts: MemberFacts, config: RuleConfig) -> 
         add(
             "dependent-without-subscriber",
             f"dependent of subscriber {event.subscriber_number or '(no REF*0F)'}, who is "
-            "neither earlier in this file nor in the ledger",
+            "neither earlier in this file nor in the ledger covered on its date",
         )
 
     begin, end = event.eligibility_begin, event.eligibility_end

@@ -171,6 +171,61 @@ def test_an_employees_termination_ends_its_own_family_not_the_group(
     }
 
 
+def test_a_groups_families_are_priced_and_kept_apart(gw_on_both: Gateway) -> None:
+    """An employer's group number in every REF*1L: a family's PRE AMT TOT is its own members'
+    PRE AMT 1, not the whole group's (every family after the first in a file was refused by
+    premium-total); a dependent's change, or a newborn, while its employee is still covered
+    until a termination sent ahead of its date applies (the termination made the subscriber
+    absent at once: dependent-without-subscriber), and one dated after that end does not."""
+    gw = gw_on_both
+    partner = add_va(gw)
+    with unit_of_work(gw.sessions) as s:  # as the README says an employer is set up
+        configure_rules(s, "va", ref17="category",
+                        severities={"maintenance-combination": "ignore"})  # fmt: skip
+    group = "GRP0045821"
+
+    def family(sub: str, first: str, ssn: str, dep_premium: str) -> list[Member]:
+        total = f"{300 + int(dep_premium)}.00"
+        prices = {"PRE AMT 1": ("9X", "300.00"), "PRE AMT TOT": ("9X", total),
+                  "TOT RES AMT": ("9V", total)}  # fmt: skip
+        return [
+            Member(subscriber_id=sub, member_id="", last="BAKER", first=first, ssn=ssn,
+                   categories=prices, coverages=[Cov(policy=group, end=None)]),
+            dependent(sub, "", f"{first}-KID", ssn[:-2] + "9" + ssn[-1], last="BAKER",
+                      categories={"PRE AMT 1": ("9X", f"{dep_premium}.00")},
+                      coverages=[Cov(policy=group, end=None)]),
+        ]  # fmt: skip
+
+    rid = feed(gw, partner, interchange(
+        family("1001", "ANN", "512840001", "200") + family("1002", "BEN", "512840002", "100"),
+        control=31))  # fmt: skip
+    assert all(got == ("applied", []) for got in outcomes(gw, rid).values()), outcomes(gw, rid)
+    term = Member(subscriber_id="1001", member_id="", last="BAKER", first="ANN",
+                  ssn="512840001", maintenance="024", reason="08",
+                  coverages=[Cov(maintenance="024", policy=group, end="20270331")])  # fmt: skip
+    feed(gw, partner, interchange([term], control=32, bgn_date="20270301"))
+    moved = dependent("1001", "", "ANN-KID", "512840091", last="BAKER", maintenance="001",
+                      reason="25", coverages=[], street="9 NEW RD")  # fmt: skip
+    newborn = dependent(
+        "1001",
+        "",
+        "ANN-BABY",
+        "512840019",
+        last="BAKER",
+        reason="02",
+        coverages=[Cov(policy=group, begin="20270315", end="20270331")],
+    )
+    late = dependent("1001", "", "ANN-LATE", "512840029", last="BAKER", reason="02",
+                     coverages=[Cov(policy=group, begin="20270415", end=None)])  # fmt: skip
+    rid = feed(gw, partner, interchange([moved, newborn, late], control=33, bgn_date="20270310"))
+    got = sorted(outcomes(gw, rid).values())
+    assert got == [
+        ("applied", []),
+        ("applied", []),
+        ("rejected", ["dependent-without-subscriber"]),
+    ], got
+
+
 def test_an_employers_ref17_is_a_reporting_category_not_a_member(gw: Gateway) -> None:
     """An employer's 2000 REF*17 is the TR3's Client Reporting Category (SALARIED, HOURLY):
     set so (`partner rules --ref17 category`), employees are told apart by REF*0F and their
