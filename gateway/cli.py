@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import gc
 import importlib
+import io
 import json
 import sys
 from pathlib import Path
@@ -488,8 +490,11 @@ def _partner_command(args: argparse.Namespace) -> int:
     gw = Gateway.open(settings)
     upgrade(settings.sqlalchemy_url)
     out: dict[str, Any] | list[dict[str, Any]]
+    # What is printed waits for the commit: printed inside the transaction, a closed pipe
+    # (`partner rules ... | head`) failed the write and rolled the change back.
+    said = io.StringIO()
     try:
-        with unit_of_work(gw.sessions) as session:
+        with unit_of_work(gw.sessions) as session, contextlib.redirect_stdout(said):
             if args.partner_command == "add":
                 partner, key = add_partner(
                     session,
@@ -697,6 +702,7 @@ def _partner_command(args: argparse.Namespace) -> int:
         return 1
     finally:
         gw.close()
+    sys.stdout.write(said.getvalue())
     if args.json:
         sys.stdout.write(json.dumps(out) + "\n")
     return 0

@@ -26,6 +26,7 @@ from gateway.db.models import Base
 from gateway.settings import Settings
 from tests.conftest import SAMPLES
 from tests.gateway.harness import (
+    EDI834,
     free_port,
     self_signed_cert,
     submit,
@@ -148,6 +149,24 @@ class TestPartnerCli:
         assert audited[0] == ("olga", "reprocess")
         assert [a for _, a in audited[1:]] == ["resolve", "reopen"]
         assert all(who.startswith("cli:") for who, _ in audited[1:])
+
+    def test_a_closed_pipe_does_not_undo_the_change(self, gateway):
+        """`partner rules NAME --set ... | head -1`: what is printed waits for the commit, so a
+        reader gone before the end (EPIPE) does not roll the change back, as it did."""
+        import subprocess
+
+        gateway.add_partner("va", "VA0FFM")
+        proc = subprocess.Popen(
+            [str(EDI834), "partner", "rules", "va", "--set", "repeating-digits=ignore"],
+            env=gateway.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        proc.stdout.close()  # the reader is gone before anything is written
+        proc.wait(timeout=60)
+        shown = gateway.cli("partner", "rules", "va", "--json")
+        assert json.loads(shown.stdout)["rules"]["repeating-digits"]["severity"] == "ignore"
 
     def test_add_list_rotate_disable(self, gateway, tmp_path):
         out = gateway.cli(
