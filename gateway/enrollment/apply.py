@@ -55,6 +55,7 @@ from gateway.enrollment.identity import (
     Person,
     conflicts,
     event_identity,
+    identity_of,
     same_dependent,
 )
 from gateway.enrollment.keys import (
@@ -759,6 +760,7 @@ class _Chunk:
             )
             hits = _set_level_hits(self.run, event) + member_rules(event, facts, self.run.config)
             hits += self._identity_hits(event, key)
+            hits += self._key_conflict(event, key)
             fired = {h.rule for h in hits}  # e.g. unknown-member: said once, by the rules
             return hits + [
                 Hit(r.rule, r.message, r.segment_id, r.segment_position, r.element_position)
@@ -770,6 +772,39 @@ class _Chunk:
                 "business_rules_raised", receipt_id=self.run.receipt_id, error=type(exc).__name__
             )
             return [unevaluable(event)]
+
+    def _key_conflict(self, event: MemberEvent, key: str) -> list[Hit]:
+        """An addition under a member key (its REF*17, else its REF*0F) that another person
+        holds — another SSN, or another birth date — would merge two people into one member:
+        an employer's REF*17 (a reporting category) read as a member id did, silently."""
+        if self.run.config.severity("member-key-conflict") is Severity.IGNORE:
+            return []
+        held = self.known.get(key)
+        if held is None or event.maintenance_type.code != Maintenance.ADDITION:
+            return []
+        new = event_identity(event)
+        old = identity_of(
+            held.id_qualifier, held.id_value, held.last_name, held.first_name, held.birth_date
+        )
+        if new is None or old is None:
+            return []
+        if new.birth == old.birth and not (new.ssn and old.ssn and new.ssn != old.ssn):
+            return []
+        hint = (
+            " (a REF*17 shared by several people: partner rules --ref17 category)"
+            if (self.ref17 and event.client_reporting_category)
+            else ""
+        )
+        return [
+            Hit(
+                "member-key-conflict",
+                f"member {key[:40]} is another person in the ledger (another "
+                + ("SSN" if new.birth == old.birth else "birth date")
+                + f"){hint}",
+                "NM1",
+                None,
+            )
+        ]
 
     def _policy_premium(self, family: list[MemberEvent]) -> Decimal | None:
         """Σ PRE AMT 1 for the subscriber's PRE AMT TOT: of the family's members in this set,

@@ -193,6 +193,16 @@ RULES: dict[str, Rule] = {
             "006",
         ),
         Rule(
+            "member-key-conflict",
+            7,
+            Severity.REJECT,
+            "an addition under a member id (REF*17, else REF*0F) that the ledger holds for "
+            "another person (another SSN or birth date): applied, the two would be one member",
+            "Send each person under an id of its own; if REF*17 is your client reporting "
+            "category, ask the insurer to read it so (partner rules --ref17 category).",
+            "006",
+        ),
+        Rule(
             "identity-overlap-elsewhere",
             7,
             Severity.WARN,

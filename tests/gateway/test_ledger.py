@@ -226,6 +226,36 @@ def test_a_groups_families_are_priced_and_kept_apart(gw_on_both: Gateway) -> Non
     ], got
 
 
+def test_an_addition_under_another_persons_member_id_is_refused(gw: Gateway) -> None:
+    """Read as a member id (the default), an employer's REF*17 SALARIED named two employees:
+    the second addition merged into the first member, silently. It is refused, saying why;
+    the same person added again (a re-enrollment) is not."""
+    partner = add_va(gw)
+    people = [
+        Member(subscriber_id=f"30{n}", member_id="HOURLY", last="ROE", first=f"EMP{n}",
+               ssn=f"51284200{n}", birth=f"1980010{n + 1}", categories={},
+               coverages=[Cov(policy=f"P{n}", end=None, line=line)])
+        for n, line in ((0, "HLT"), (1, "DEN"))
+    ]  # fmt: skip
+    rid = feed(gw, partner, interchange(people, control=41))
+    with gw.reads() as s:
+        done = s.scalars(
+            select(MemberEventRow.outcome)
+            .where(MemberEventRow.receipt_id == rid)
+            .order_by(MemberEventRow.seq)
+        ).all()
+    assert list(done) == ["applied", "rejected"]
+    with gw.reads() as s:
+        rows = s.scalars(
+            select(BusinessFinding).where(
+                BusinessFinding.receipt_id == rid, BusinessFinding.rule == "member-key-conflict"
+            )
+        ).all()
+    assert len(rows) == 1 and "--ref17 category" in rows[0].message
+    held = members(gw)["HOURLY"]
+    assert (held.first_name, [c.insurance_line for c in held.coverages]) == ("EMP0", ["HLT"])
+
+
 def test_an_employers_ref17_is_a_reporting_category_not_a_member(gw: Gateway) -> None:
     """An employer's 2000 REF*17 is the TR3's Client Reporting Category (SALARIED, HOURLY):
     set so (`partner rules --ref17 category`), employees are told apart by REF*0F and their
