@@ -439,7 +439,11 @@ class _Chunk:
         self.header_json: dict[int, tuple[TransactionSetHeader, str]] = {}
         # Who is on the policies this chunk's subscribers hold (a cascade's reach): the stored
         # members looked up once, and kept current as this chunk enrolls members.
-        self.on_policy: dict[tuple[str, str, int], set[str]] = {}
+        # By family (REF*0F) and enrollment (line, policy, plan year): an employer's file
+        # carries the group's number in REF*1L for every employee, and a policy number alone
+        # reached the whole group (one employee's termination ended it; premium-total added up
+        # every family).
+        self.on_policy: dict[tuple[str, str, str, int], set[str]] = {}
         policies = {
             p
             for f in families
@@ -470,7 +474,7 @@ class _Chunk:
         for other in self.known.values():
             for item in other.enrollments:
                 if item.policy in policies:
-                    where = (item.line, item.policy, item.plan_year)
+                    where = (other.subscriber_number, item.line, item.policy, item.plan_year)
                     self.on_policy.setdefault(where, set()).add(other.member_key)
 
     def _index_dependent(self, member: MemberRec) -> None:
@@ -691,11 +695,13 @@ class _Chunk:
         for item in outcome.touched:
             self._changed(member, item, index)
         family = member.subscriber_number
-        for c in outcome.cascades:
-            for other_key in sorted(self.on_policy.get((c.line, c.policy, c.plan_year), ())):
+        for c in outcome.cascades if family else ():
+            for other_key in sorted(
+                self.on_policy.get((family, c.line, c.policy, c.plan_year), ())
+            ):
+                if other_key == key:
+                    continue
                 other = self.known[other_key]
-                if other_key == key or not family or other.subscriber_number != family:
-                    continue  # another employee of a group sharing the policy number
                 ended = lifecycle.cascade(other.enrollments, c)
                 for item in ended:
                     self._changed(other, item, index)
@@ -722,7 +728,7 @@ class _Chunk:
     def _changed(self, member: MemberRec, item: lifecycle.Enrollment, index: int) -> None:
         """Note what event `index` changed in one enrollment, for `_write`."""
         self.enrollments_changed[id(item)] = (item, member, index)
-        where = (item.line, item.policy, item.plan_year)
+        where = (member.subscriber_number, item.line, item.policy, item.plan_year)
         self.on_policy.setdefault(where, set()).add(member.member_key)
         for period in item.periods:
             if period.dirty:
@@ -822,12 +828,11 @@ class _Chunk:
         line, policy, day = where
         present = {self._key(e) for e in family}
         others = Decimal(0)
-        for key in self.on_policy.get((line, policy, day.year), ()):
+        number = subscriber.subscriber_number
+        for key in self.on_policy.get((number, line, policy, day.year), ()) if number else ():
             member = self.known.get(key)
             if key in present or member is None:
                 continue
-            if member.subscriber_number != subscriber.subscriber_number:
-                continue  # another family on a group number (an employer's REF*1L)
             for item in member.enrollments:
                 if (item.line, item.policy, item.plan_year) == (line, policy, day.year):
                     terms = item.terms_on(day)
