@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import calendar
 import contextlib
 import dataclasses
 import datetime as dt
@@ -242,6 +243,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="what the partner's 2000 REF*17 is: member-id (an exchange's member id, the "
         "default) or category (the TR3's Client Reporting Category, e.g. an employer's "
         "SALARIED/HOURLY: members are then told apart by REF*0F and who they are)",
+    )
+    rules.add_argument(
+        "--plan-year-start",
+        type=int,
+        choices=range(1, 13),
+        metavar="MONTH",
+        default=None,
+        help="the month (1-12) the partner's plan years begin: 1, the calendar year (an "
+        "exchange's QHP, the default); an employer's group may start in 7 (July to June) or "
+        "another month. Names the plan year, bounds end-after-plan-year and where a renewal "
+        "ends the year before; set it before the first file",
     )
     rules.add_argument("--send-824", dest="send_824", action="store_true", default=None)
     rules.add_argument("--no-824", dest="send_824", action="store_false")
@@ -556,6 +568,7 @@ def _partner_command(args: argparse.Namespace) -> int:
                     send_824=args.send_824,
                     onboarding=args.onboarding,
                     ref17=args.ref17,
+                    plan_year_start=args.plan_year_start,
                 )
                 out = rule_settings(partner)
                 if not args.json:
@@ -575,6 +588,16 @@ def _partner_command(args: argparse.Namespace) -> int:
                             "the member's id"
                             if config.ref17_member_id
                             else "a client reporting category (members told apart by REF*0F)"
+                        )
+                        + "\n"
+                    )
+                    start = config.plan_year.start_month
+                    sys.stdout.write(
+                        "plan year: "
+                        + (
+                            "the calendar year"
+                            if start == 1
+                            else f"from {calendar.month_name[start]} 1 (month {start})"
                         )
                         + "\n"
                     )

@@ -199,14 +199,16 @@ def configure_rules(
     send_824: bool | None = None,
     onboarding: bool | None = None,
     ref17: str | None = None,
+    plan_year_start: int | None = None,
 ) -> Partner:
     """Set business-rule severities (merged over what is set), the plan list (replaced; an
     empty list turns the check off), the maintenance combinations (replaced; an empty list
-    goes back to the CMS FFE table), what REF*17 is (member-id | category) and whether 824s
-    are sent. Validates every name."""
+    goes back to the CMS FFE table), what REF*17 is (member-id | category), the month its plan
+    years begin and whether 824s are sent. Validates every name."""
     from gateway.enrollment.combinations import Combinations
     from gateway.enrollment.rules import (
         COMBINATIONS_KEY,
+        PLAN_YEAR_KEY,
         REF17_KEY,
         RULES,
         RuleConfig,
@@ -228,6 +230,13 @@ def configure_rules(
         raise GatewayError(f"--ref17 must be member-id or category, not {ref17!r}", 400)
     if ref17 == "category" or (ref17 is None and not current.ref17_member_id):
         merged[REF17_KEY] = "category"
+    if plan_year_start is not None and not 1 <= plan_year_start <= 12:
+        raise GatewayError(
+            f"--plan-year-start must be a month, 1 to 12, not {plan_year_start}", 400
+        )
+    start = current.plan_year.start_month if plan_year_start is None else plan_year_start
+    if start != 1:
+        merged[PLAN_YEAR_KEY] = start
     for rule, severity in (severities or {}).items():
         if rule not in RULES:
             raise GatewayError(f"unknown rule {rule!r}; rules: {', '.join(RULES)}", 400)
@@ -257,6 +266,7 @@ def rule_settings(partner: Partner) -> dict[str, object]:
         "onboarding": partner.onboarding,
         "plan_ids": sorted(config.plan_ids),
         "ref17": "member-id" if config.ref17_member_id else "category",
+        "plan_year_start": config.plan_year.start_month,
         "maintenance_combinations": {
             "source": "cms-ffe" if config.combinations.default else "partner",
             "combinations": config.combinations.lines(),

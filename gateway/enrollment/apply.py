@@ -186,14 +186,15 @@ def apply_receipt(
         if leased is None:
             raise LedgerAbandoned(receipt_id)
         decisions = ledger_repo.ledger_sets(session, receipt_id)
+        config = RuleConfig.parse(leased.rule_severities, leased.plan_ids)
         run = Run(
             receipt_id=receipt_id,
             partner_id=leased.partner_id,
             sha256=leased.sha256,
             blob_path=leased.blob_path,
-            config=RuleConfig.parse(leased.rule_severities, leased.plan_ids),
+            config=config,
             sets=decisions,
-            reconciler=Reconciler(receipt_id, leased.partner_id),
+            reconciler=Reconciler(receipt_id, leased.partner_id, config.plan_year),
             partner_name=leased.partner_name,
         )
         run.counts = decisions.counts
@@ -689,7 +690,10 @@ class _Chunk:
         self.members_changed[key] = index
         enrollments = member.enrollments
         outcome = lifecycle.apply_event(
-            enrollments, event, policy_fallback=self._policy_fallback(event, key)
+            enrollments,
+            event,
+            policy_fallback=self._policy_fallback(event, key),
+            plan_year=self.run.config.plan_year,
         )
         applied = _Applied(member)
         for item in outcome.touched:
@@ -762,7 +766,10 @@ class _Chunk:
         )
         try:
             refusals = lifecycle.plan_event(
-                enrollments, event, policy_fallback=self._policy_fallback(event, key)
+                enrollments,
+                event,
+                policy_fallback=self._policy_fallback(event, key),
+                plan_year=self.run.config.plan_year,
             )
             hits = _set_level_hits(self.run, event) + member_rules(event, facts, self.run.config)
             hits += self._identity_hits(event, key)
@@ -826,15 +833,16 @@ class _Chunk:
         if where is None:
             return sent
         line, policy, day = where
+        year = self.run.config.plan_year.of(day)
         present = {self._key(e) for e in family}
         others = Decimal(0)
         number = subscriber.subscriber_number
-        for key in self.on_policy.get((number, line, policy, day.year), ()) if number else ():
+        for key in self.on_policy.get((number, line, policy, year), ()) if number else ():
             member = self.known.get(key)
             if key in present or member is None:
                 continue
             for item in member.enrollments:
-                if (item.line, item.policy, item.plan_year) == (line, policy, day.year):
+                if (item.line, item.policy, item.plan_year) == (line, policy, year):
                     terms = item.terms_on(day)
                     others += (amount(terms.get("premium")) if terms else None) or Decimal(0)
         return sent + others
@@ -855,10 +863,11 @@ class _Chunk:
         policy = (subscriber.group_or_policy_number or fallback)[:80]
         if day is None:
             return None
+        year = self.run.config.plan_year.of(day)
         held = [
             e.line
             for e in self._enrollments_of(key)
-            if e.policy == policy and e.plan_year == day.year and e.covers(day, day)
+            if e.policy == policy and e.plan_year == year and e.covers(day, day)
         ]
         line = priced_line(held)
         return (line, policy, day) if line is not None else None
@@ -906,7 +915,12 @@ class _Chunk:
         if items is None:
             items = copy.deepcopy(self._enrollments_of(key))
             self.run.dry_enrollments[key] = items
-        lifecycle.apply_event(items, event, policy_fallback=self._policy_fallback(event, key))
+        lifecycle.apply_event(
+            items,
+            event,
+            policy_fallback=self._policy_fallback(event, key),
+            plan_year=self.run.config.plan_year,
+        )
         self.dry_known[key] = LedgerView(
             active=any(i.in_force for i in items)
             if items

@@ -42,6 +42,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from gateway.enrollment.codes import Maintenance, priced_line
 from gateway.enrollment.events import Coverage, MemberEvent
+from gateway.enrollment.planyear import CALENDAR, PlanYear
 from gateway.enrollment.rules import amount
 
 EFFECTUATION_REASON = "28"  # INS04 28 "Initial Enrollment": the issuer's effectuation
@@ -195,10 +196,6 @@ def policy_of(cov: Coverage, event: MemberEvent, fallback: str) -> str:
     return (cov.group_or_policy_number or event.group_or_policy_number or fallback or "")[:80]
 
 
-def plan_year_of(day: dt.date | None) -> int | None:
-    return day.year if day is not None else None
-
-
 def event_effective(event: MemberEvent) -> dt.date | None:
     """When a change takes effect: DTP*303, else the earliest 2750 DTP*007 begin."""
     if event.maintenance_effective is not None:
@@ -217,6 +214,7 @@ def _deltas(
     default: dt.date | None,
     *,
     categories: bool = True,
+    plan_year: PlanYear = CALENDAR,
 ) -> list[tuple[dt.date | None, dict[str, str]]]:
     """The terms this event sets, grouped by the date each takes effect: HD's at `default`,
     each 2750 loop's at its DTP*007 begin (else `default`) when `categories`. A loop's RD8
@@ -243,7 +241,12 @@ def _deltas(
             value = format(figure, "f")  # 000412.37 is 412.37; never cut to a column's width
         by_date.setdefault(loop.period_begin or default, {})[term] = value
         begin, end = loop.period_begin, loop.period_end
-        if "-" in loop.period_raw and begin and end and begin <= end < dt.date(begin.year, 12, 31):
+        if (
+            "-" in loop.period_raw
+            and begin
+            and end
+            and begin <= end < plan_year.last_day(plan_year.of(begin))
+        ):
             ends.append((end + dt.timedelta(days=1), term))
     for day, term in ends:
         by_date.setdefault(day, {}).setdefault(term, "")
@@ -277,7 +280,10 @@ def _latest(enrollments: Iterable[Enrollment]) -> list[Enrollment]:
 
 
 def member_level(
-    enrollments: Sequence[Enrollment], event: MemberEvent, day: dt.date | None
+    enrollments: Sequence[Enrollment],
+    event: MemberEvent,
+    day: dt.date | None,
+    plan_year: PlanYear = CALENDAR,
 ) -> list[Enrollment]:
     """The enrollments an event without 2300 loops is about: those on its 2000-level REF*1L
     policy when the member has that policy (an employer's file may send a group number there,
@@ -287,8 +293,9 @@ def member_level(
     policy = event.group_or_policy_number
     if policy and any(e.policy == policy for e in items):
         items = [e for e in items if e.policy == policy]
-    if day is not None and any(e.plan_year == day.year for e in items):
-        items = [e for e in items if e.plan_year == day.year]
+    year = plan_year.of(day) if day is not None else None
+    if year is not None and any(e.plan_year == year for e in items):
+        items = [e for e in items if e.plan_year == year]
     return items
 
 
@@ -298,9 +305,9 @@ def _end_of(event: MemberEvent, cov: Coverage | None) -> dt.date | None:
     return event.eligibility_end or event.maintenance_effective
 
 
-def _year(cov: Coverage | None) -> int | None:
+def _year(cov: Coverage | None, plan_year: PlanYear) -> int | None:
     if cov is not None and cov.benefit_begin is not None:
-        return cov.benefit_begin.year
+        return plan_year.of(cov.benefit_begin)
     return None
 
 
@@ -308,7 +315,11 @@ def _year(cov: Coverage | None) -> int | None:
 
 
 def plan_event(
-    enrollments: Sequence[Enrollment], event: MemberEvent, *, policy_fallback: str = ""
+    enrollments: Sequence[Enrollment],
+    event: MemberEvent,
+    *,
+    policy_fallback: str = "",
+    plan_year: PlanYear = CALENDAR,
 ) -> list[Refusal]:
     """Why `event` cannot apply to these enrollments (empty: it can)."""
     mtype = event.maintenance_type.code
@@ -316,20 +327,21 @@ def plan_event(
     out: list[Refusal] = []
     for cov in event.coverages:
         line, policy = cov.insurance_line[:3], policy_of(cov, event, policy_fallback)
-        year = _year(cov)
+        year = _year(cov, plan_year)
         target = matching(enrollments, line, policy, year)
         pos = cov.segment_position
-        end, plan_year = cov.benefit_end, target.plan_year if target is not None else year
+        end, its_year = cov.benefit_end, target.plan_year if target is not None else year
         if (
             mtype in (Maintenance.ADDITION, Maintenance.CHANGE, Maintenance.REINSTATEMENT)
             and end is not None
-            and plan_year is not None
-            and end.year > plan_year
+            and its_year is not None
+            and end > plan_year.last_day(its_year)
         ):
             out.append(
                 Refusal(
                     "end-after-plan-year",
-                    f"{line} policy {policy} ({plan_year}) sent to end {end}, after its plan year",
+                    f"{line} policy {policy} ({its_year}) sent to end {end}, after its plan "
+                    f"year's last day {plan_year.last_day(its_year)}",
                     "HD",
                     pos,
                 )
@@ -391,12 +403,12 @@ def plan_event(
     if not event.coverages and enrollments:
         if mtype == Maintenance.TERMINATION:
             end = _end_of(event, None)
-            scope = member_level(enrollments, event, end)
+            scope = member_level(enrollments, event, end, plan_year)
             live = [e for e in scope if e.in_force]
             for e in live or _latest(scope):
                 out += _refuse_term(e, end, "INS", at)
         elif mtype == Maintenance.REINSTATEMENT:
-            scope = _latest(member_level(enrollments, event, event_effective(event)))
+            scope = _latest(member_level(enrollments, event, event_effective(event), plan_year))
             if scope and all(e.in_force for e in scope):
                 out.append(_reinstating_in_force(scope[0], "INS", at))
     return out
@@ -453,7 +465,11 @@ def _reinstating_in_force(target: Enrollment, seg: str, pos: int) -> Refusal:
 
 
 def apply_event(
-    enrollments: list[Enrollment], event: MemberEvent, *, policy_fallback: str = ""
+    enrollments: list[Enrollment],
+    event: MemberEvent,
+    *,
+    policy_fallback: str = "",
+    plan_year: PlanYear = CALENDAR,
 ) -> Outcome:
     """Apply `event` (which `plan_event` did not refuse) to `enrollments`, in place: new
     enrollments are appended; everything that changed is marked dirty and listed in
@@ -470,15 +486,15 @@ def apply_event(
     priced = priced_line([c.insurance_line[:3] for c in event.coverages])
     for cov in event.coverages:
         line, policy = cov.insurance_line[:3], policy_of(cov, event, policy_fallback)
-        year = _year(cov)
+        year = _year(cov, plan_year)
         target = matching(enrollments, line, policy, year)
         kind = cov.maintenance_type.code if mtype == Maintenance.CHANGE else mtype
         if mtype == Maintenance.TERMINATION or cov.maintenance_type.code == Maintenance.TERMINATION:
             kind = Maintenance.TERMINATION
         if mtype == Maintenance.ADDITION and (target is None or not target.in_force):
-            target = _add(enrollments, event, cov, line, policy, target)
+            target = _add(enrollments, event, cov, line, policy, target, plan_year)
             touch(target)
-            _close_earlier_years(enrollments, target, touch)
+            _close_earlier_years(enrollments, target, touch, plan_year)
         if target is None:
             continue
         touch(target)
@@ -525,13 +541,15 @@ def apply_event(
                 target.end = cov.benefit_end  # an ended one moves only by 024 / 025
                 target.scheduled_end = cov.benefit_end
         since = target.begin if mtype == Maintenance.ADDITION else (effective or target.begin)
-        for day, terms in _deltas(event, cov, since, categories=line == priced):
+        for day, terms in _deltas(
+            event, cov, since, categories=line == priced, plan_year=plan_year
+        ):
             _set_terms(target, day, terms)
 
     if not event.coverages:
         if mtype == Maintenance.TERMINATION:
             end = _end_of(event, None)
-            scope = member_level(enrollments, event, end)
+            scope = member_level(enrollments, event, end, plan_year)
             live = [e for e in scope if e.in_force] or _latest(scope)
             for e in live:
                 if end is None:
@@ -543,15 +561,15 @@ def apply_event(
                         Cascade(e.line, e.policy, e.plan_year, end, e.state is State.CANCELLED)
                     )
         elif mtype == Maintenance.REINSTATEMENT:
-            for e in _latest(member_level(enrollments, event, event_effective(event))):
+            for e in _latest(member_level(enrollments, event, event_effective(event), plan_year)):
                 if not e.in_force:
                     _reinstate(e, None)
                     touch(e)
         elif mtype == Maintenance.CHANGE:
-            deltas = _deltas(event, None, effective)
+            deltas = _deltas(event, None, effective, plan_year=plan_year)
             if deltas:
                 day = effective
-                scope = member_level(enrollments, event, day)
+                scope = member_level(enrollments, event, day, plan_year)
                 live = [e for e in scope if e.in_force and (day is None or e.covers(day, day))] or [
                     e for e in _latest(scope) if e.in_force
                 ]
@@ -571,9 +589,10 @@ def _add(
     line: str,
     policy: str,
     existing: Enrollment | None,
+    plan_year: PlanYear,
 ) -> Enrollment:
     begin = cov.benefit_begin or event.eligibility_begin or event.maintenance_effective
-    year = (begin or cov.benefit_end or dt.date.min).year
+    year = plan_year.of(begin or cov.benefit_end or dt.date.min)
     if existing is not None:  # a new enrollment on a policy that had ended: starts afresh
         existing.state, existing.begin, existing.end = State.INITIAL, begin, cov.benefit_end
         existing.scheduled_end = cov.benefit_end
@@ -599,18 +618,22 @@ def _add(
 
 
 def _close_earlier_years(
-    enrollments: list[Enrollment], new: Enrollment, touch: Callable[[Enrollment], None]
+    enrollments: list[Enrollment],
+    new: Enrollment,
+    touch: Callable[[Enrollment], None],
+    plan_year: PlanYear,
 ) -> None:
-    """Next year's enrollment closes an open-ended one on the same line at its year's end."""
+    """Next year's enrollment closes an open-ended one on the same line at its plan year's
+    last day (December 31; June 30 for a July-June plan year)."""
     for e in enrollments:
         if (
             e is not new
             and e.line == new.line
             and e.plan_year < new.plan_year
             and e.in_force
-            and (e.end is None or e.end.year > e.plan_year)
+            and (e.end is None or e.end > plan_year.last_day(e.plan_year))
         ):
-            e.end = e.scheduled_end = dt.date(e.plan_year, 12, 31)
+            e.end = e.scheduled_end = plan_year.last_day(e.plan_year)
             touch(e)
 
 

@@ -18,12 +18,16 @@ from gateway.enrollment import repository as ledger_repo
 from gateway.enrollment.codes import priced_line
 from gateway.enrollment.events import MemberEvent
 from gateway.enrollment.keys import policy_key
+from gateway.enrollment.planyear import CALENDAR, PlanYear
 from gateway.enrollment.repository import MemberRec
 from gateway.enrollment.rules import amount
 
 
 def compare(
-    event: MemberEvent, member: MemberRec, items: list[lifecycle.Enrollment]
+    event: MemberEvent,
+    member: MemberRec,
+    items: list[lifecycle.Enrollment],
+    plan_year: PlanYear = CALENDAR,
 ) -> list[tuple[str, str, str]]:
     """(field, file value, ledger value) for every difference the audit can show: who the
     member is (name, SSN, birth date, gender, residential address, relationship) and, per
@@ -44,7 +48,7 @@ def compare(
     for cov in event.coverages:
         line = cov.insurance_line[:3]
         policy = lifecycle.policy_of(cov, event, fallback)
-        year = cov.benefit_begin.year if cov.benefit_begin else None
+        year = plan_year.of(cov.benefit_begin) if cov.benefit_begin else None
         item = lifecycle.matching(items, line, policy, year)
         if item is None:
             held = sorted({i.policy for i in items if i.line == line})
@@ -198,8 +202,8 @@ class Reconciler:
     transaction retried after an error starts from what is committed, not from what the failed
     attempt had counted."""
 
-    def __init__(self, receipt_id: str, partner_id: int) -> None:
-        self.receipt_id, self.partner_id = receipt_id, partner_id
+    def __init__(self, receipt_id: str, partner_id: int, plan_year: PlanYear = CALENDAR) -> None:
+        self.receipt_id, self.partner_id, self.plan_year = receipt_id, partner_id, plan_year
         self._session: Session | None = None  # the transaction the state below belongs to
         self._id: int | None = None
         self._items = 0  # stored so far: the next item's seq
@@ -242,7 +246,7 @@ class Reconciler:
             counts["missing_in_ledger"] += 1
             self._add_item("missing_in_ledger", key, where)
             return
-        differences = compare(event, member, enrollments)
+        differences = compare(event, member, enrollments, self.plan_year)
         if not differences:
             counts["members_matched"] += 1
         for field_name, file_value, ledger_value in differences:

@@ -20,11 +20,15 @@ from decimal import Decimal
 from gateway.enrollment.codes import SELF, Maintenance, priced_coverage
 from gateway.enrollment.combinations import ADDL_MAINT_REASON, CMS_FFE, Combinations
 from gateway.enrollment.events import MemberEvent, TransactionSetHeader
+from gateway.enrollment.planyear import CALENDAR, PlanYear
 
 REF17_KEY = "@ref17"
 """What the partner's 2000 REF*17 is, beside the severities: absent, the member's id (the
 exchanges' "exchange-assigned member ID", CMS FFE companion guide); "category", the TR3's
 Client Reporting Category (an employer's SALARIED / HOURLY): no member's identity."""
+PLAN_YEAR_KEY = "@plan-year-start"
+"""The month the partner's plan years begin (1-12), beside the severities: absent, January
+(an exchange's QHP); an employer's group may start in July or October (`planyear`)."""
 COMBINATIONS_KEY = "@maintenance-combinations"
 """Where a partner's maintenance combinations live in its stored rule settings (the
 `rule_severities` JSON object), beside the severities: a list of INS03/INS04[/AMRC] strings."""
@@ -170,8 +174,8 @@ RULES: dict[str, Rule] = {
             "coverage sent to end after its plan year",
             "A qualified health plan's enrollment ends by December 31 of its plan year; the "
             "next year is a new enrollment (021, a re-enrollment). Set this rule to reject for "
-            "an exchange, or to ignore for an employer whose plan year spans two calendar "
-            "years.",
+            "an exchange. An employer's plan year that does not start in January is set with "
+            "partner rules --plan-year-start MONTH: its last day is then the bound.",
             "008",
         ),
         Rule(
@@ -306,6 +310,7 @@ class RuleConfig:
     plan_ids: frozenset[str] = frozenset()
     combinations: Combinations = CMS_FFE
     ref17_member_id: bool = True  # REF17_KEY
+    plan_year: PlanYear = CALENDAR  # PLAN_YEAR_KEY
 
     def severity(self, rule: str) -> Severity:
         if rule in ALWAYS_REJECT:
@@ -327,6 +332,9 @@ class RuleConfig:
         ref17 = raw.pop(REF17_KEY, "member-id")
         if ref17 not in ("member-id", "category"):
             raise ValueError(f"{REF17_KEY} must be member-id or category")
+        start = raw.pop(PLAN_YEAR_KEY, 1)
+        if isinstance(start, bool) or not isinstance(start, int) or not 1 <= start <= 12:
+            raise ValueError(f"{PLAN_YEAR_KEY} must be a month, 1 to 12")
         severities: dict[str, Severity] = {}
         for name, value in raw.items():
             if name not in RULES:
@@ -340,6 +348,7 @@ class RuleConfig:
             plan_ids=plans,
             combinations=combinations,
             ref17_member_id=ref17 == "member-id",
+            plan_year=PlanYear(start) if start != 1 else CALENDAR,
         )
 
 
@@ -510,7 +519,7 @@ def member_rules(event: MemberEvent, facts: MemberFacts, config: RuleConfig) -> 
                 segment_id, position)  # fmt: skip
 
     if mtype != Maintenance.TERMINATION:
-        _premium_gap(event, add)
+        _premium_gap(event, add, config.plan_year)
 
     if mtype == Maintenance.TERMINATION:
         if (
@@ -629,7 +638,7 @@ def member_rules(event: MemberEvent, facts: MemberFacts, config: RuleConfig) -> 
     return hits
 
 
-def _premium_gap(event: MemberEvent, add: Callable[..., None]) -> None:
+def _premium_gap(event: MemberEvent, add: Callable[..., None], plan_year: PlanYear) -> None:
     """premium-gap: PRE AMT 1 sent only as ranges (RD8) whose last day is before the priced
     coverage's end (DTP*349, else the plan year's last day): the ledger holds no premium for
     the days after it, and bills none. A D8 date is in force until the next one: no gap."""
@@ -644,7 +653,7 @@ def _premium_gap(event: MemberEvent, add: Callable[..., None]) -> None:
         return
     last = max(ends)
     begin = cov.benefit_begin or min(r.period_begin or last for r in loops)
-    through = cov.benefit_end or dt.date(begin.year, 12, 31)
+    through = cov.benefit_end or plan_year.last_day(plan_year.of(begin))
     if last < through:
         at = next(r for r in loops if r.period_end == last)
         add(

@@ -30,6 +30,7 @@ from gateway.db.models import (
 )
 from gateway.db.session import unit_of_work
 from gateway.enrollment import apply as ledger
+from gateway.enrollment import views
 from gateway.enrollment.keys import order_key
 from gateway.enrollment.rules import RULES
 from gateway.partners import add_partner, configure_rules, rule_settings
@@ -282,6 +283,56 @@ def test_an_employers_ref17_is_a_reporting_category_not_a_member(gw: Gateway) ->
         assert rule_settings(configure_rules(s, "va"))["ref17"] == "category"  # kept
         configure_rules(s, "va", ref17="member-id")
         assert rule_settings(configure_rules(s, "va"))["ref17"] == "member-id"
+
+
+def test_an_employers_july_plan_year_renews_without_losing_january_to_june(
+    gw_on_both: Gateway,
+) -> None:
+    """An employer whose plan year starts in July (`partner rules --plan-year-start 7`),
+    through the worker on SQLite and PostgreSQL: the July 2028 renewal of an open-ended
+    enrollment ends the 2027 one on June 30, 2028 — billed January to June — and a February
+    hire is renewed, not refused as a duplicate-add. On the calendar plan year (before the
+    setting) the renewal ended it on December 31 and refused the February hire."""
+    gw = gw_on_both
+    partner = add_va(gw)
+    with unit_of_work(gw.sessions) as s:
+        assert rule_settings(configure_rules(s, "va", plan_year_start=7))["plan_year_start"] == 7
+        assert rule_settings(configure_rules(s, "va", ref17="category"))["plan_year_start"] == 7
+
+    def employee(n: int, begin: str, reason: str = "EC") -> Member:
+        return Member(subscriber_id=f"30{n}", member_id="HOURLY", last="ROE", first=f"EMP{n}",
+                      ssn=f"51284200{n}", reason=reason,
+                      coverages=[Cov(policy="GRP88", begin=begin, end=None)],
+                      categories={"PRE AMT 1": ("9X", "300.00")},
+                      category_period=begin)  # fmt: skip
+
+    first = feed(gw, partner, interchange([employee(0, "20270701")], control=31))
+    hire = feed(gw, partner, interchange([employee(1, "20280201")], control=32))
+    renewal = feed(
+        gw,
+        partner,
+        interchange([employee(n, "20280701", reason="41") for n in (0, 1)], control=33),
+    )
+    for rid in (first, hire, renewal):
+        assert {o for o, _ in outcomes(gw, rid).values()} == {"applied"}, outcomes(gw, rid)
+    held = members(gw)
+    years = {
+        k: sorted((c.plan_year, str(c.benefit_begin), str(c.benefit_end)) for c in m.coverages)
+        for k, m in held.items()
+    }
+    assert years == {
+        "300": [(2027, "2027-07-01", "2028-06-30"), (2028, "2028-07-01", "None")],
+        "301": [(2027, "2028-02-01", "2028-06-30"), (2028, "2028-07-01", "None")],
+    }
+    with unit_of_work(gw.sessions) as s:
+        rows = views.policy_months(s, partner, "GRP88", [(2028, 3), (2028, 7)])
+    billed = sorted((r.member_key, r.line.month, str(r.line.premium)) for r in rows)
+    assert billed == [
+        ("300", "2028-03", "300.00"),
+        ("300", "2028-07", "300.00"),
+        ("301", "2028-03", "300.00"),
+        ("301", "2028-07", "300.00"),
+    ]
 
 
 def test_lifecycle_add_change_term_reinstate(gw: Gateway, partner: int) -> None:

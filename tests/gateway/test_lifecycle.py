@@ -17,6 +17,7 @@ from gateway.enrollment import lifecycle
 from gateway.enrollment.events import MemberEvent
 from gateway.enrollment.extract import extract_members
 from gateway.enrollment.lifecycle import Enrollment, State
+from gateway.enrollment.planyear import CALENDAR, PlanYear
 from tests.gateway.x834 import Cov, Member, dependent, interchange
 
 SUB, DEP = "0005300001", "0005300002"
@@ -78,14 +79,16 @@ def paid(day: dt.date) -> MemberEvent:
 class Ledger:
     """The lifecycle as the ledger drives it: refusals first, then apply, then the cascade."""
 
-    def __init__(self) -> None:
+    def __init__(self, plan_year: PlanYear = CALENDAR) -> None:
         self.of: dict[str, list[Enrollment]] = {SUB: [], DEP: []}
+        self.plan_year = plan_year
 
     def send(self, who: str, event: MemberEvent) -> list[str]:
-        refusals = lifecycle.plan_event(self.of[who], event, policy_fallback=POLICY)
+        py = self.plan_year
+        refusals = lifecycle.plan_event(self.of[who], event, policy_fallback=POLICY, plan_year=py)
         if refusals:
             return [r.rule for r in refusals]
-        outcome = lifecycle.apply_event(self.of[who], event, policy_fallback=POLICY)
+        outcome = lifecycle.apply_event(self.of[who], event, policy_fallback=POLICY, plan_year=py)
         for c in outcome.cascades:
             for other, items in self.of.items():
                 if other != who:
@@ -273,7 +276,8 @@ def test_an_end_after_the_plan_year_is_said() -> None:
     new_year = event_of(member(SUB, coverages=[Cov(policy="99", begin="20280101", end="20290331")]))
     assert lifecycle.plan_event([], new_year) == [
         lifecycle.Refusal("end-after-plan-year",
-                          "HLT policy 99 (2028) sent to end 2029-03-31, after its plan year", "HD",
+                          "HLT policy 99 (2028) sent to end 2029-03-31, after its plan year's last "
+                          "day 2028-12-31", "HD",
                           new_year.coverages[0].segment_position)
     ]  # fmt: skip
 
@@ -310,6 +314,54 @@ def test_next_plan_year_is_a_second_enrollment_and_a_same_year_second_policy_is_
     assert ledger.send(SUB, event_of(member(SUB, reason="41", coverages=[next_year]))) == []
     years = sorted((e.plan_year, e.policy, e.state) for e in ledger.of[SUB])
     assert years == [(2027, POLICY, State.INITIAL), (2028, "81200457", State.INITIAL)]
+
+
+def test_an_employers_july_plan_year_names_bounds_and_renews_its_enrollments() -> None:
+    """An employer's group plan year from July 1 (`partner rules --plan-year-start 7`): a
+    plan year is named by the year it begins in, so a hire in February 2028 is in plan year
+    2027 with July's enrollees; the July 2028 renewal is a second enrollment — not a
+    duplicate-add of February's — and ends open-ended 2027 enrollments on June 30, not on
+    December 31 (which dropped January to June from billing); a DTP*349 on June 30 is within
+    the plan year, a later one is end-after-plan-year."""
+    july = PlanYear(7)
+    assert (july.of(dt.date(2027, 7, 1)), july.of(dt.date(2028, 6, 30))) == (2027, 2027)
+    assert july.last_day(2027) == dt.date(2028, 6, 30)
+    assert CALENDAR.last_day(2027) == YEAR_END and PlanYear(12).last_day(9999).year == 9999
+
+    def enroll(who: str, begin: str, end: str | None, reason: str = "EC") -> MemberEvent:
+        return event_of(
+            member(who, reason=reason, coverages=[Cov(policy=POLICY, begin=begin, end=end)])
+        )
+
+    ledger = Ledger(july)
+    assert ledger.send(SUB, enroll(SUB, "20270701", None)) == []  # July's enrollee
+    assert ledger.send(DEP, enroll(DEP, "20280201", None)) == []  # a hire in February
+    assert [(e.plan_year, e.begin) for e in ledger.of[DEP]] == [(2027, dt.date(2028, 2, 1))]
+    for who in (SUB, DEP):  # the renewal
+        assert ledger.send(who, enroll(who, "20280701", None, reason="41")) == [], who
+        years = [(e.plan_year, e.state, e.end) for e in ledger.of[who]]
+        assert years == [
+            (2027, State.INITIAL, dt.date(2028, 6, 30)),
+            (2028, State.INITIAL, None),
+        ], who
+    # The same files on a calendar plan year: the February hire's renewal is a duplicate.
+    calendar = Ledger()
+    calendar.send(DEP, enroll(DEP, "20280201", None))
+    assert calendar.send(DEP, enroll(DEP, "20280701", None, reason="41")) == ["duplicate-add"]
+
+    within = Ledger(july)
+    assert within.send(SUB, enroll(SUB, "20270701", "20280630")) == []
+    beyond = enroll(SUB, "20270701", "20280731")
+    assert [r.message for r in lifecycle.plan_event([], beyond, plan_year=july)] == [
+        f"HLT policy {POLICY} (2027) sent to end 2028-07-31, after its plan year's last day "
+        "2028-06-30"
+    ]
+    # A termination without 2300 in March 2028 ends plan year 2027's enrollment.
+    cancel_march = event_of(
+        member(SUB, maintenance="024", reason="07", coverages=[], eligibility_end="20280331")
+    )
+    assert within.send(SUB, cancel_march) == []
+    assert [(e.state, e.end) for e in within.of[SUB]] == [(State.TERMINATED, dt.date(2028, 3, 31))]
 
 
 def test_monthly_lines_prorate_by_days() -> None:
