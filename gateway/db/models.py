@@ -506,7 +506,9 @@ class LedgerMember(Base):
 class LedgerCoverage(Base):
     """One enrollment of a member: a policy (REF*1L), an insurance line (HD03) and a plan year,
     its lifecycle state and dates (`gateway.enrollment.lifecycle`), and — for the terminal and
-    the dashboard — the terms of its latest coverage period. Plan years coexist."""
+    the dashboard — the terms of its latest coverage period. Plan years coexist, and so do
+    stints of one plan year: an enrollment again after a termination (a rehire, COBRA after
+    a gap) is stint 1, 2, … (migration 0020)."""
 
     __tablename__ = "ledger_coverages"
     __table_args__ = (
@@ -515,6 +517,7 @@ class LedgerCoverage(Base):
             "insurance_line",
             "policy_number",
             "plan_year",
+            "stint",
             name="uq_ledger_coverages_enrollment",
         ),
         Index("ix_ledger_coverages_policy_number", "policy_number"),
@@ -524,6 +527,7 @@ class LedgerCoverage(Base):
     member_id: Mapped[int] = mapped_column(ForeignKey("ledger_members.id", ondelete="CASCADE"))
     insurance_line: Mapped[str] = mapped_column(String(3))
     plan_year: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    stint: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     plan_id: Mapped[str] = mapped_column(String(80), default="")  # REF*CE, else HD04
     policy_number: Mapped[str] = mapped_column(String(80), default="")  # REF*1L
     coverage_level: Mapped[str] = mapped_column(String(3), default="")

@@ -1190,6 +1190,7 @@ def _coverage_values(
         "insurance_line": item.line[:3],
         "policy_number": item.policy[:80],
         "plan_year": item.plan_year,
+        "stint": item.stint,
         "status": item.state.value,
         "benefit_begin": item.begin,
         "benefit_end": item.end,

@@ -105,6 +105,9 @@ class Enrollment:
     # The end it has while in force (its addition's or a change's DTP*349): a termination
     # leaves it, a reinstatement without an end of its own restores it.
     scheduled_end: dt.date | None = None
+    # Enrolled again after a termination in the same plan year (a rehire, COBRA after a gap):
+    # a second enrollment of the same policy, line and plan year, numbered 1, 2, …
+    stint: int = 0
     id: int | None = None
     dirty: bool = True
 
@@ -170,6 +173,7 @@ class Cascade:
     end: dt.date | None
     cancel: bool = False
     paid_through: dt.date | None = None
+    begin: dt.date | None = None  # the subscriber's enrollment's: an earlier stint is left be
 
 
 @dataclass
@@ -259,24 +263,30 @@ def _deltas(
 def matching(
     enrollments: Sequence[Enrollment], line: str, policy: str, year: int | None
 ) -> Enrollment | None:
-    """The member's enrollment on (line, policy) — of `year` when known, else the latest."""
+    """The member's enrollment on (line, policy) — of `year` when known, else the latest; of
+    a plan year's stints, the latest."""
     same = [e for e in enrollments if e.line == line and e.policy == policy]
     if year is not None:
-        exact = [e for e in same if e.plan_year == year]
-        if exact:
-            return exact[0]
-        # A change may carry a later DTP*348 (a begin date correction) within the same year.
-        return None
-    return max(same, key=lambda e: (e.plan_year, e.begin or dt.date.min), default=None)
+        same = [e for e in same if e.plan_year == year]
+        # None when the year is not held: a change may carry a later DTP*348 (a begin date
+        # correction) within the same year.
+    return max(same, key=lambda e: (e.plan_year, e.stint), default=None)
 
 
 def _latest(enrollments: Iterable[Enrollment]) -> list[Enrollment]:
-    """The enrollments of the member's latest plan year."""
+    """The enrollments of the member's latest plan year: of its stints on a policy and line,
+    the latest (an earlier one ended before it began)."""
     items = list(enrollments)
     if not items:
         return []
     year = max(e.plan_year for e in items)
-    return [e for e in items if e.plan_year == year]
+    last: dict[tuple[str, str], Enrollment] = {}
+    for e in items:
+        if e.plan_year == year:
+            held = last.get((e.line, e.policy))
+            if held is None or e.stint > held.stint:
+                last[(e.line, e.policy)] = e
+    return list(last.values())
 
 
 def member_level(
@@ -515,6 +525,7 @@ def apply_event(
                     target.plan_year,
                     None,
                     paid_through=target.paid_through,
+                    begin=target.begin,
                 )
             )
         if kind == Maintenance.TERMINATION:
@@ -529,6 +540,7 @@ def apply_event(
                             target.plan_year,
                             end,
                             target.state is State.CANCELLED,
+                            begin=target.begin,
                         )
                     )
             continue
@@ -558,7 +570,14 @@ def apply_event(
                 touch(e)
                 if event.subscriber:
                     out.cascades.append(
-                        Cascade(e.line, e.policy, e.plan_year, end, e.state is State.CANCELLED)
+                        Cascade(
+                            e.line,
+                            e.policy,
+                            e.plan_year,
+                            end,
+                            e.state is State.CANCELLED,
+                            begin=e.begin,
+                        )
                     )
         elif mtype == Maintenance.REINSTATEMENT:
             for e in _latest(member_level(enrollments, event, event_effective(event), plan_year)):
@@ -593,6 +612,27 @@ def _add(
 ) -> Enrollment:
     begin = cov.benefit_begin or event.eligibility_begin or event.maintenance_effective
     year = plan_year.of(begin or cov.benefit_end or dt.date.min)
+    if (
+        existing is not None
+        and existing.state is State.TERMINATED
+        and existing.end is not None
+        and begin is not None
+        and begin > existing.end
+    ):
+        # Enrolled again after a termination, in the same plan year (a rehire, COBRA after a
+        # gap): a stint of its own. The months the first one was in force stay billed.
+        target = Enrollment(
+            line=line,
+            policy=policy,
+            plan_year=existing.plan_year,
+            state=State.INITIAL,
+            begin=begin,
+            end=cov.benefit_end,
+            scheduled_end=cov.benefit_end,
+            stint=existing.stint + 1,
+        )
+        enrollments.append(target)
+        return target
     if existing is not None:  # a new enrollment on a policy that had ended: starts afresh
         existing.state, existing.begin, existing.end = State.INITIAL, begin, cov.benefit_end
         existing.scheduled_end = cov.benefit_end
@@ -724,6 +764,8 @@ def cascade(enrollments: Iterable[Enrollment], c: Cascade) -> list[Enrollment]:
     for e in enrollments:
         if (e.line, e.policy, e.plan_year) != (c.line, c.policy, c.plan_year):
             continue
+        if c.begin is not None and not e.in_force and e.end is not None and e.end < c.begin:
+            continue  # an earlier stint, ended before the subscriber's enrollment began
         if c.end is None:  # effectuation
             if not e.in_force:
                 continue

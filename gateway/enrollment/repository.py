@@ -533,6 +533,7 @@ def enrollment_from_row(c: Any, periods: list[lifecycle.Period]) -> lifecycle.En
         line=c.insurance_line,
         policy=c.policy_number,
         plan_year=c.plan_year,
+        stint=c.stint,
         state=lifecycle.state_of(c.status),
         begin=c.benefit_begin,
         end=c.benefit_end,

@@ -335,6 +335,52 @@ def test_an_employers_july_plan_year_renews_without_losing_january_to_june(
     ]
 
 
+def test_a_family_enrolled_again_after_its_termination_keeps_both_stints(
+    gw_on_both: Gateway,
+) -> None:
+    """Terminated in March, enrolled again in August of the same plan year (a rehire; COBRA
+    after a gap), through the worker on SQLite and PostgreSQL: each member holds two
+    enrollments of plan year 2027 (stints 0 and 1), so February and September are both billed.
+    Reusing the first enrollment moved its begin to August and dropped January to March."""
+    gw = gw_on_both
+    partner = add_va(gw)
+
+    def family_from(begin: str, **kw: object) -> list[Member]:
+        cov = [Cov(begin=begin, end="20271231")]
+        sub = rosalind(coverages=cov, category_period=begin, **kw)
+        dep = dependent(SUB, "0005100003", "MILO", "512849303", coverages=cov,
+                        categories={"PRE AMT 1": ("9X", "200.00")}, category_period=begin,
+                        **kw)  # fmt: skip
+        return [sub, dep]
+
+    first = feed(gw, partner, interchange(family_from("20270101"), control=41))
+    ended = rosalind(maintenance="024", reason="07", categories={},
+                     coverages=[Cov(maintenance="024", begin=None, end="20270331")])  # fmt: skip
+    term = feed(gw, partner, interchange([ended], control=42))
+    again = feed(gw, partner, interchange(family_from("20270801", reason="XN"), control=43))
+    for rid in (first, term, again):
+        assert {o for o, _ in outcomes(gw, rid).values()} == {"applied"}, outcomes(gw, rid)
+    held = {
+        k: sorted((c.plan_year, c.stint, c.status, str(c.benefit_begin), str(c.benefit_end))
+                  for c in m.coverages)
+        for k, m in members(gw).items()
+    }  # fmt: skip
+    both = [
+        (2027, 0, "terminated", "2027-01-01", "2027-03-31"),
+        (2027, 1, "initial", "2027-08-01", "2027-12-31"),
+    ]
+    assert held == {SUB: both, "0005100003": both}
+    with unit_of_work(gw.sessions) as s:
+        rows = views.policy_months(s, partner, "31200457", [(2027, 2), (2027, 5), (2027, 9)])
+    billed = sorted((r.line.month, r.member_key, str(r.line.premium)) for r in rows)
+    assert billed == [
+        ("2027-02", "0005100001", "300.00"),
+        ("2027-02", "0005100003", "200.00"),
+        ("2027-09", "0005100001", "300.00"),
+        ("2027-09", "0005100003", "200.00"),
+    ]
+
+
 def test_lifecycle_add_change_term_reinstate(gw: Gateway, partner: int) -> None:
     first = feed(gw, partner, interchange(family(), control=1))
     assert outcomes(gw, first) == {SUB: ("applied", []), "0005100003": ("applied", [])}

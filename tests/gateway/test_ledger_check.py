@@ -221,6 +221,7 @@ def test_migration_0018_keeps_the_end_of_enrollments_in_force(tmp_path, database
     }
 
 
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
 def test_an_identity_overlap_severity_set_before_the_split_covers_other_senders_too(
     tmp_path, database_url
 ) -> None:
@@ -249,3 +250,52 @@ def test_an_identity_overlap_severity_set_before_the_split_covers_other_senders_
     }
     assert json.loads(got["md"]) == json.loads(stored["md"])
     assert got["nj"] == ""
+
+
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
+def test_migration_0020_numbers_stints_and_keeps_every_period(tmp_path, database_url) -> None:
+    """Migration 0020 adds an enrollment's stint to its unique key. On SQLite that rebuilds
+    `ledger_coverages`, whose periods (ON DELETE CASCADE) would go with the old table: every
+    period is still there after it, and a second stint of the same plan year can be stored."""
+    url, engine, meta = _database_at(tmp_path, database_url, "0019")
+    with engine.begin() as conn:
+        partner = add(conn, meta, "partners", name="va", isa_qualifier="ZZ", isa_id="VA0FFM",
+                      api_key_hash="h" * 64, enabled=True)  # fmt: skip
+        member = add(conn, meta, "ledger_members", partner_id=partner, member_key="0001",
+                     subscriber_number="0001", subscriber=True, relationship_code="18",
+                     status="active")  # fmt: skip
+        for year in (2027, 2028):
+            cov = add(conn, meta, "ledger_coverages", member_id=member, insurance_line="HLT",
+                      policy_number="P1", plan_year=year, status="terminated",
+                      premium="300.00")  # fmt: skip
+            for month in (1, 6):
+                add(conn, meta, "ledger_periods", coverage_id=cov,
+                    begin=dt.date(year, month, 1), plan_id="X", coverage_level="IND",
+                    premium=f"{month}00.00", aptc="", csr_amount="", rating_area="",
+                    created_at=dt.datetime(2026, 12, 7, tzinfo=dt.UTC))  # fmt: skip
+    engine.dispose()
+    command.upgrade(alembic_config(url), "head")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        periods = conn.execute(
+            text(
+                "SELECT c.plan_year, c.stint, p.begin, p.premium FROM ledger_periods p "
+                "JOIN ledger_coverages c ON c.id = p.coverage_id ORDER BY p.begin"
+            )
+        ).all()
+        conn.execute(
+            text(
+                "INSERT INTO ledger_coverages (member_id, insurance_line, policy_number, "
+                "plan_year, stint, plan_id, coverage_level, status, effectuated, premium, "
+                "aptc, csr_amount, rating_area) VALUES (:m, 'HLT', 'P1', 2027, 1, '', '', "
+                "'initial', false, '', '', '', '')"
+            ),
+            {"m": member},
+        )
+    engine.dispose()
+    assert [(y, n, str(b), p) for y, n, b, p in periods] == [
+        (2027, 0, "2027-01-01", "100.00"),
+        (2027, 0, "2027-06-01", "600.00"),
+        (2028, 0, "2028-01-01", "100.00"),
+        (2028, 0, "2028-06-01", "600.00"),
+    ]

@@ -364,6 +364,60 @@ def test_an_employers_july_plan_year_names_bounds_and_renews_its_enrollments() -
     assert [(e.state, e.end) for e in within.of[SUB]] == [(State.TERMINATED, dt.date(2028, 3, 31))]
 
 
+def test_enrolled_again_after_a_termination_in_the_same_plan_year_is_a_stint_of_its_own() -> None:
+    """A family terminated in March and enrolled again in August of the same plan year (a
+    rehire; COBRA after a gap): a second enrollment, stint 1, so January to March stay billed
+    (reusing the first moved its begin to August and dropped them). A cancellation of the
+    new stint reaches the dependent's new stint only, and a reinstatement without 2300 the
+    latest stint only; a re-add before the old end, or after a cancel, restarts the one held."""
+
+    def enroll(who: str, begin: str) -> MemberEvent:
+        cov = Cov(policy=POLICY, begin=begin, end="20271231")
+        return event_of(member(who, reason="28", coverages=[cov],
+                               categories={"PRE AMT 1": ("9X", "250.00")},
+                               category_period=begin))  # fmt: skip
+
+    ledger = Ledger()
+    for who in (SUB, DEP):
+        assert ledger.send(who, enroll(who, "20270101")) == []
+    assert ledger.send(SUB, term(SUB, dt.date(2027, 3, 31))) == []
+    for who in (SUB, DEP):
+        assert ledger.send(who, enroll(who, "20270801")) == [], who
+
+    def held(who: str) -> list[tuple[int, int, State, dt.date | None, dt.date | None]]:
+        return [(e.plan_year, e.stint, e.state, e.begin, e.end) for e in ledger.of[who]]
+
+    for who in (SUB, DEP):
+        assert held(who) == [
+            (2027, 0, State.TERMINATED, BEGIN, dt.date(2027, 3, 31)),
+            (2027, 1, State.EFFECTUATED, dt.date(2027, 8, 1), YEAR_END),
+        ], who
+
+    def billed(who: str, month: int) -> list[str]:
+        return [
+            str(ln.premium) for e in ledger.of[who] for ln in lifecycle.month_lines(e, 2027, month)
+        ]
+
+    assert (billed(SUB, 2), billed(SUB, 5), billed(SUB, 9)) == (["250.00"], [], ["250.00"])
+    assert ledger.send(SUB, term(SUB, dt.date(2027, 8, 1))) == []  # cancels the new stint
+    for who in (SUB, DEP):
+        assert [(e.stint, e.state, e.end) for e in ledger.of[who]] == [
+            (0, State.TERMINATED, dt.date(2027, 3, 31)),
+            (1, State.CANCELLED, dt.date(2027, 8, 1)),
+        ], who
+    back = event_of(member(SUB, maintenance="025", reason="41", coverages=[]))
+    assert ledger.send(SUB, back) == []
+    assert [e.state for e in ledger.of[SUB]] == [State.TERMINATED, State.EFFECTUATED]
+    # Enrolled again from a day the ended one covered: the same enrollment, restarted.
+    again = Ledger()
+    again.send(SUB, enroll(SUB, "20270101"))
+    again.send(SUB, term(SUB, dt.date(2027, 3, 31)))
+    assert again.send(SUB, enroll(SUB, "20270301")) == []
+    assert [(e.stint, e.state, e.begin) for e in again.of[SUB]] == [
+        (0, State.EFFECTUATED, dt.date(2027, 3, 1))
+    ]
+
+
 def test_monthly_lines_prorate_by_days() -> None:
     ledger = Ledger()
     ledger.send(SUB, add(SUB, "300.00"))
