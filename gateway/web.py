@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.routing import Match, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 def add_routes(app: FastAPI, *routers: APIRouter) -> None:
@@ -33,6 +33,40 @@ def allowed_methods(request: Request) -> str:
     if "GET" in methods:
         methods.add("HEAD")  # HeadAsGet
     return ", ".join(sorted(methods))
+
+
+HSTS = "max-age=31536000"
+"""`Strict-Transport-Security` on an answer over TLS (the server's own: `EDI834_TLS_CERT`);
+behind nginx, its configuration adds it (deploy/)."""
+
+
+class ApiHeaders:
+    """What every API answer says unless its route said otherwise: `Cache-Control: no-store`
+    (a status, a member's enrollment: PHI, kept in no browser's or proxy's cache; an ack and
+    the docs say their own), `X-Content-Type-Options: nosniff`, and over TLS
+    `Strict-Transport-Security`. A raw ASGI middleware: a few header tuples per answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        tls = scope.get("scheme") == "https"
+
+        async def send_with(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                if not any(name.lower() == b"cache-control" for name, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
+                headers.append((b"x-content-type-options", b"nosniff"))
+                if tls:
+                    headers.append((b"strict-transport-security", HSTS.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with)
 
 
 class HeadAsGet:

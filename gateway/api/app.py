@@ -18,7 +18,7 @@ from gateway.api.lean import add_threads, install_fast_path
 from gateway.api.observe import RequestMetrics
 from gateway.api.ratelimit import RateLimiter
 from gateway.context import Gateway
-from gateway.web import HeadAsGet, add_routes
+from gateway.web import ApiHeaders, HeadAsGet, add_routes
 
 __all__ = ["create_app", "create_health_app"]
 
@@ -60,6 +60,7 @@ def create_app(gw: Gateway, *, on_receipt: Callable[[], None] | None = None) -> 
     install_fast_path(app, interchanges.get_interchange, interchanges.get_interchange_fast)
     install_fast_path(app, interchanges.list_interchanges, interchanges.list_interchanges_fast)
     app.add_middleware(HeadAsGet)  # innermost: the metrics count a HEAD as a HEAD
+    app.add_middleware(ApiHeaders)
     app.add_middleware(RequestMetrics)
     for route in app.routes:
         if isinstance(route, APIRoute) and route.operation_id is None:

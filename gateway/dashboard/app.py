@@ -24,7 +24,7 @@ from gateway.dashboard.formatting import age, duration, error_kind, safe_next
 from gateway.dashboard.segments import MASK
 from gateway.enrollment import queries
 from gateway.enrollment.codes import MAINTENANCE_NAMES
-from gateway.web import HeadAsGet, add_routes, allowed_methods
+from gateway.web import HSTS, HeadAsGet, add_routes, allowed_methods
 from validators.issues import meaning, remedy
 
 HERE = Path(__file__).resolve().parent
@@ -85,6 +85,8 @@ async def _headers(request: Request, call_next: Any) -> Response:
     # which the CSRF check (rightly) refuses. "same-origin" still sends nothing elsewhere.
     response.headers["Referrer-Policy"] = "same-origin"
     response.headers.setdefault("Cache-Control", "no-store")
+    if request.url.scheme == "https":
+        response.headers["Strict-Transport-Security"] = HSTS
     return response
 
 

@@ -52,9 +52,15 @@ class TestHttpIntake:
             assert good["counts"]["sets_accepted"] == good["counts"]["sets_received"] == 1
             assert good["counts"]["members_accepted"] == good["counts"]["members_received"] > 0
             assert good["findings"] == []
+            # A status is member data's neighbour: no cache keeps it; plain HTTP says no HSTS.
+            status = c.get(f"/v1/interchanges/{receipt['id']}")
+            assert status.headers["cache-control"] == "no-store"
+            assert status.headers["x-content-type-options"] == "nosniff"
+            assert "strict-transport-security" not in status.headers
 
             ack = c.get(f"/v1/interchanges/{receipt['id']}/acks/999")
             assert ack.status_code == 200
+            assert ack.headers["cache-control"] == "private, no-cache"  # its own: ETag
             assert ack.content.startswith(b"ISA*00*")
             assert b"*ZZ*EDI834GATEWAY  *ZZ*VA0FFM         *" in ack.content
             assert b"AK9*A*1*1*1~" in ack.content

@@ -395,6 +395,16 @@ def test_tls_listener(gateway, tmp_path):
         r = submit(c, (SAMPLES / "good_exchange_new_enrollment.834").read_bytes())
         assert r.status_code == 202 and r.json()["status_url"].startswith("https://")
         assert wait_final(c, r.json()["id"])["outcome"] == "accepted"
+        status = c.get(r.json()["status_url"])
+        assert status.headers["strict-transport-security"] == "max-age=31536000"
+        assert status.headers["cache-control"] == "no-store"
+    # The dashboard, on its own port under the same certificate, says so too.
+    login = httpx.get(
+        f"https://127.0.0.1:{gateway.dashboard_port}/login",
+        verify=ssl.create_default_context(cafile=str(cert)),
+    )
+    assert login.status_code == 200
+    assert login.headers["strict-transport-security"] == "max-age=31536000"
     with pytest.raises(httpx.HTTPError):  # plain HTTP is not served on that port
         httpx.get(f"http://127.0.0.1:{gateway.http_port}/healthz", timeout=3)
 
