@@ -166,6 +166,21 @@ def parse_temporary_patterns(text: str) -> tuple[str, ...]:
     return patterns
 
 
+def _weak_algorithm(name: bytes) -> bool:
+    """Offered by asyncssh's defaults, left out of a PHI feed's (ssh-audit's and OpenSSH's own
+    choices): SHA-1 key exchanges and MACs; a 64-bit MAC tag (umac-64); the secp256k1 curve
+    (1.3.132.0.10) and RSA key exchange (rsa2048-sha256, no forward secrecy); ssh.com's
+    nonstandard MACs. Encrypt-and-MAC hmac-sha2-256/512 stay: SSH.NET before 2024 has no
+    EtM MAC, and the AEAD ciphers (chacha20-poly1305, AES-GCM) come first."""
+    return (
+        b"sha1" in name
+        or name.startswith(b"umac-64")
+        or b"1.3.132.0.10" in name
+        or name.startswith(b"rsa")
+        or name.endswith(b"@ssh.com")
+    )
+
+
 async def start_sftp_server(
     *,
     host: str,
@@ -180,15 +195,16 @@ async def start_sftp_server(
 ) -> asyncssh.SSHAcceptor:
     """Listen for partners on host:port (port 0 picks a free port: `acceptor.get_port()`).
     Without `allow_sha1`, no SHA-1 key exchange or MAC is offered (a client's SHA-1 user
-    signature is refused by `client_key`)."""
+    signature is refused by `client_key`), nor the weak rest of asyncssh's defaults
+    (`_weak_algorithm`)."""
     host_keys = load_host_keys(host_key_path)
     busy: set[tuple[str, str]] = set()
     patterns = tuple(temporary_patterns)
     algorithms: dict[str, list[str]] = {}
     if not allow_sha1:
         algorithms = {
-            "kex_algs": [a.decode() for a in get_default_kex_algs() if not a.endswith(b"-sha1")],
-            "mac_algs": [a.decode() for a in get_default_mac_algs() if b"sha1" not in a],
+            "kex_algs": [a.decode() for a in get_default_kex_algs() if not _weak_algorithm(a)],
+            "mac_algs": [a.decode() for a in get_default_mac_algs() if not _weak_algorithm(a)],
         }
     return await asyncssh.listen(
         host,
