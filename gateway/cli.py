@@ -255,6 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
         "another month. Names the plan year, bounds end-after-plan-year and where a renewal "
         "ends the year before; set it before the first file",
     )
+    rules.add_argument(
+        "--effectuation",
+        choices=["binder", "on-add"],
+        default=None,
+        help="when the partner's additions are effectuated: binder (an exchange's, the "
+        "default: initial until 021/28 or a paid-through date DTP*543) or on-add (an "
+        "employer's group, which has no binder payment: in force as sent)",
+    )
     rules.add_argument("--send-824", dest="send_824", action="store_true", default=None)
     rules.add_argument("--no-824", dest="send_824", action="store_false")
     rules.add_argument(
@@ -569,6 +577,7 @@ def _partner_command(args: argparse.Namespace) -> int:
                     onboarding=args.onboarding,
                     ref17=args.ref17,
                     plan_year_start=args.plan_year_start,
+                    effectuation=args.effectuation,
                 )
                 out = rule_settings(partner)
                 if not args.json:
@@ -592,6 +601,15 @@ def _partner_command(args: argparse.Namespace) -> int:
                         + "\n"
                     )
                     start = config.plan_year.start_month
+                    sys.stdout.write(
+                        "additions: "
+                        + (
+                            "effectuated as sent (no binder payment)"
+                            if config.effectuate_on_add
+                            else "initial until effectuated (021/28 or DTP*543)"
+                        )
+                        + "\n"
+                    )
                     sys.stdout.write(
                         "plan year: "
                         + (

@@ -200,14 +200,17 @@ def configure_rules(
     onboarding: bool | None = None,
     ref17: str | None = None,
     plan_year_start: int | None = None,
+    effectuation: str | None = None,
 ) -> Partner:
     """Set business-rule severities (merged over what is set), the plan list (replaced; an
     empty list turns the check off), the maintenance combinations (replaced; an empty list
     goes back to the CMS FFE table), what REF*17 is (member-id | category), the month its plan
-    years begin and whether 824s are sent. Validates every name."""
+    years begin, when its additions are effectuated (binder | on-add) and whether 824s are
+    sent. Validates every name."""
     from gateway.enrollment.combinations import Combinations
     from gateway.enrollment.rules import (
         COMBINATIONS_KEY,
+        EFFECTUATION_KEY,
         PLAN_YEAR_KEY,
         REF17_KEY,
         RULES,
@@ -234,6 +237,10 @@ def configure_rules(
         raise GatewayError(
             f"--plan-year-start must be a month, 1 to 12, not {plan_year_start}", 400
         )
+    if effectuation not in (None, "binder", "on-add"):
+        raise GatewayError(f"--effectuation must be binder or on-add, not {effectuation!r}", 400)
+    if effectuation == "on-add" or (effectuation is None and current.effectuate_on_add):
+        merged[EFFECTUATION_KEY] = "on-add"
     start = current.plan_year.start_month if plan_year_start is None else plan_year_start
     if start != 1:
         merged[PLAN_YEAR_KEY] = start
@@ -267,6 +274,7 @@ def rule_settings(partner: Partner) -> dict[str, object]:
         "plan_ids": sorted(config.plan_ids),
         "ref17": "member-id" if config.ref17_member_id else "category",
         "plan_year_start": config.plan_year.start_month,
+        "effectuation": "on-add" if config.effectuate_on_add else "binder",
         "maintenance_combinations": {
             "source": "cms-ffe" if config.combinations.default else "partner",
             "combinations": config.combinations.lines(),

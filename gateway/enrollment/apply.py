@@ -694,6 +694,7 @@ class _Chunk:
             event,
             policy_fallback=self._policy_fallback(event, key),
             plan_year=self.run.config.plan_year,
+            effectuate_on_add=self.run.config.effectuate_on_add,
         )
         applied = _Applied(member)
         for item in outcome.touched:
@@ -920,6 +921,7 @@ class _Chunk:
             event,
             policy_fallback=self._policy_fallback(event, key),
             plan_year=self.run.config.plan_year,
+            effectuate_on_add=self.run.config.effectuate_on_add,
         )
         self.dry_known[key] = LedgerView(
             active=any(i.in_force for i in items)

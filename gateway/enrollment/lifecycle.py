@@ -480,10 +480,12 @@ def apply_event(
     *,
     policy_fallback: str = "",
     plan_year: PlanYear = CALENDAR,
+    effectuate_on_add: bool = False,
 ) -> Outcome:
     """Apply `event` (which `plan_event` did not refuse) to `enrollments`, in place: new
     enrollments are appended; everything that changed is marked dirty and listed in
-    `Outcome.touched`."""
+    `Outcome.touched`. With `effectuate_on_add` (an employer's group: no binder payment) an
+    addition is effectuated at once instead of awaiting 021/28 or a paid-through date."""
     out = Outcome()
     mtype = event.maintenance_type.code
     effective = event_effective(event)
@@ -503,6 +505,8 @@ def apply_event(
             kind = Maintenance.TERMINATION
         if mtype == Maintenance.ADDITION and (target is None or not target.in_force):
             target = _add(enrollments, event, cov, line, policy, target, plan_year)
+            if effectuate_on_add:
+                _effectuate(target)
             touch(target)
             _close_earlier_years(enrollments, target, touch, plan_year)
         if target is None:

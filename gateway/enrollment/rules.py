@@ -26,6 +26,10 @@ REF17_KEY = "@ref17"
 """What the partner's 2000 REF*17 is, beside the severities: absent, the member's id (the
 exchanges' "exchange-assigned member ID", CMS FFE companion guide); "category", the TR3's
 Client Reporting Category (an employer's SALARIED / HOURLY): no member's identity."""
+EFFECTUATION_KEY = "@effectuation"
+"""When the partner's additions are effectuated, beside the severities: absent, "binder" (an
+exchange's: initial until 021/28 or a paid-through date, CMS's binder payment); "on-add" (an
+employer's group: there is no binder payment, an addition is in force as sent)."""
 PLAN_YEAR_KEY = "@plan-year-start"
 """The month the partner's plan years begin (1-12), beside the severities: absent, January
 (an exchange's QHP); an employer's group may start in July or October (`planyear`)."""
@@ -311,6 +315,7 @@ class RuleConfig:
     combinations: Combinations = CMS_FFE
     ref17_member_id: bool = True  # REF17_KEY
     plan_year: PlanYear = CALENDAR  # PLAN_YEAR_KEY
+    effectuate_on_add: bool = False  # EFFECTUATION_KEY
 
     def severity(self, rule: str) -> Severity:
         if rule in ALWAYS_REJECT:
@@ -332,6 +337,9 @@ class RuleConfig:
         ref17 = raw.pop(REF17_KEY, "member-id")
         if ref17 not in ("member-id", "category"):
             raise ValueError(f"{REF17_KEY} must be member-id or category")
+        effectuation = raw.pop(EFFECTUATION_KEY, "binder")
+        if effectuation not in ("binder", "on-add"):
+            raise ValueError(f"{EFFECTUATION_KEY} must be binder or on-add")
         start = raw.pop(PLAN_YEAR_KEY, 1)
         if isinstance(start, bool) or not isinstance(start, int) or not 1 <= start <= 12:
             raise ValueError(f"{PLAN_YEAR_KEY} must be a month, 1 to 12")
@@ -349,6 +357,7 @@ class RuleConfig:
             combinations=combinations,
             ref17_member_id=ref17 == "member-id",
             plan_year=PlanYear(start) if start != 1 else CALENDAR,
+            effectuate_on_add=effectuation == "on-add",
         )
 
 

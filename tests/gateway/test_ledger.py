@@ -335,6 +335,34 @@ def test_an_employers_july_plan_year_renews_without_losing_january_to_june(
     ]
 
 
+def test_an_employers_additions_are_effectuated_as_sent(gw: Gateway) -> None:
+    """An employer's group has no binder payment (`partner rules --effectuation on-add`): its
+    additions are effectuated at once, not left `initial` awaiting an effectuation that never
+    comes (a core system may hold the claims of a member awaiting effectuation). An exchange's
+    (the default) stay initial until 021/28 or a paid-through date."""
+    partner = add_va(gw)
+    with unit_of_work(gw.sessions) as s:
+        assert rule_settings(configure_rules(s, "va"))["effectuation"] == "binder"
+    feed(gw, partner, interchange(family(), control=51))
+    assert {c.status for m in members(gw).values() for c in m.coverages} == {"initial"}
+    with unit_of_work(gw.sessions) as s:
+        configure_rules(s, "va", effectuation="on-add")
+        assert rule_settings(configure_rules(s, "va", ref17="member-id"))["effectuation"] == (
+            "on-add"
+        )  # kept when other settings change
+    ended = rosalind(maintenance="024", reason="07", categories={},
+                     coverages=[Cov(maintenance="024", begin=None, end="20270331")])  # fmt: skip
+    rehired = rosalind(reason="XN", categories={}, coverages=[Cov(begin="20270801")])
+    for control, people in ((52, [ended]), (53, [rehired])):
+        rid = feed(gw, partner, interchange(people, control=control))
+        assert {o for o, _ in outcomes(gw, rid).values()} == {"applied"}, outcomes(gw, rid)
+    held = {k: sorted((c.stint, c.status) for c in m.coverages) for k, m in members(gw).items()}
+    assert held == {
+        SUB: [(0, "terminated"), (1, "effectuated")],
+        "0005100003": [(0, "terminated")],  # ended with the subscriber's policy in March
+    }
+
+
 def test_a_family_enrolled_again_after_its_termination_keeps_both_stints(
     gw_on_both: Gateway,
 ) -> None:
