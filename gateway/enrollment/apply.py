@@ -880,13 +880,38 @@ class _Chunk:
         ident = event_identity(event)
         if ident is None or event.maintenance_type.code != Maintenance.ADDITION:
             return []
-        found = conflicts(event, key, self.run.partner_id, self.holdings.get(ident.birth, []))
+        found = conflicts(event, key, self.run.partner_id, self._held_now(ident.birth))
         hits = []
         for c in found:
             rule = _IDENTITY_RULES[c.elsewhere]
             if config.severity(rule) is not Severity.IGNORE:
                 hits.append(Hit(rule, c.message, "HD", c.segment_position, None, c.operator_note))
         return hits
+
+    def _held_now(self, birth: dt.date) -> list[tuple[Person, Holding]]:
+        """Who holds coverage now, among those born that day: as the ledger had it when the
+        chunk began, but for this sender's members the chunk has since changed — their
+        enrollments in force now. A member id terminated earlier in the same file holds
+        nothing from its end on (the same person re-added under a new id was flagged)."""
+        out: list[tuple[Person, Holding]] = []
+        seen: set[str] = set()
+        partner_id = self.run.partner_id
+        for person, h in self.holdings.get(birth, []):
+            if h.partner_id != partner_id or h.member_key not in self.members_changed:
+                out.append((person, h))
+                continue
+            if h.member_key in seen:
+                continue
+            seen.add(h.member_key)
+            out += [
+                (
+                    person,
+                    Holding(partner_id, h.partner, h.member_key, e.line, e.policy, e.begin, e.end),
+                )
+                for e in self.known[h.member_key].enrollments
+                if e.in_force
+            ]
+        return out
 
     def _remember_person(self, event: MemberEvent, key: str) -> None:
         """An applied addition holds coverage for the rest of this chunk (its look-up of the

@@ -1085,6 +1085,26 @@ def test_audit_compares_every_field_the_ledger_holds_and_not_an_ended_members_st
     ]
 
 
+def test_a_member_id_ended_earlier_in_the_file_holds_nothing_for_its_successor(gw, partner) -> None:
+    """One file ends a member id in March and adds the same person (SSN and birth date) under
+    a new id from April (an exchange re-issuing the member id; an employee moved to another
+    subscriber number): no identity-overlap — the chunk's own termination counts, not the
+    ledger as it was when the chunk began. Without the termination, the same addition is
+    flagged."""
+    feed(gw, partner, interchange(family(), control=1))
+    ended = rosalind(maintenance="024", reason="07", categories={},
+                     coverages=[Cov(maintenance="024", begin=None, end="20270331")])  # fmt: skip
+    successor = rosalind(subscriber_id="0005100077", member_id="0005100077", categories={},
+                         coverages=[Cov(policy="31200499", begin="20270401")])  # fmt: skip
+    rid = feed(gw, partner, interchange([ended, successor], control=2))
+    got = outcomes(gw, rid)
+    assert got == {SUB: ("applied", ["maintenance-combination"]), "0005100077": ("applied", [])}
+    overlapping = rosalind(subscriber_id="0005100078", member_id="0005100078", categories={},
+                           coverages=[Cov(policy="31200498", begin="20270601")])  # fmt: skip
+    rid = feed(gw, partner, interchange([overlapping], control=3))
+    assert outcomes(gw, rid) == {"0005100078": ("applied", ["identity-overlap"])}
+
+
 def test_the_same_person_twice_is_flagged_and_another_senders_member_is_never_named(
     gw, partner
 ) -> None:
