@@ -175,6 +175,11 @@ class Cascade:
     paid_through: dt.date | None = None
     begin: dt.date | None = None  # the subscriber's enrollment's: an earlier stint is left be
 
+    @classmethod
+    def ending(cls, e: Enrollment, end: dt.date) -> Cascade:
+        """The subscriber's enrollment `e`, just ended (or cancelled) at `end`."""
+        return cls(e.line, e.policy, e.plan_year, end, e.state is State.CANCELLED, begin=e.begin)
+
 
 @dataclass
 class Outcome:
@@ -537,16 +542,7 @@ def apply_event(
             if end is not None:
                 _end(target, end)
                 if event.subscriber:
-                    out.cascades.append(
-                        Cascade(
-                            target.line,
-                            target.policy,
-                            target.plan_year,
-                            end,
-                            target.state is State.CANCELLED,
-                            begin=target.begin,
-                        )
-                    )
+                    out.cascades.append(Cascade.ending(target, end))
             continue
         if kind == Maintenance.REINSTATEMENT or mtype == Maintenance.REINSTATEMENT:
             _reinstate(target, cov.benefit_end)
@@ -573,16 +569,7 @@ def apply_event(
                 _end(e, end)
                 touch(e)
                 if event.subscriber:
-                    out.cascades.append(
-                        Cascade(
-                            e.line,
-                            e.policy,
-                            e.plan_year,
-                            end,
-                            e.state is State.CANCELLED,
-                            begin=e.begin,
-                        )
-                    )
+                    out.cascades.append(Cascade.ending(e, end))
         elif mtype == Maintenance.REINSTATEMENT:
             for e in _latest(member_level(enrollments, event, event_effective(event), plan_year)):
                 if not e.in_force:
