@@ -173,12 +173,17 @@ class Cascade:
     end: dt.date | None
     cancel: bool = False
     paid_through: dt.date | None = None
-    begin: dt.date | None = None  # the subscriber's enrollment's: an earlier stint is left be
+    # The subscriber's enrollment's span before the event: a dependent's stint that ended
+    # before it began, or begins after it ended, is another stint's, left be.
+    begin: dt.date | None = None
+    until: dt.date | None = None
 
     @classmethod
-    def ending(cls, e: Enrollment, end: dt.date) -> Cascade:
-        """The subscriber's enrollment `e`, just ended (or cancelled) at `end`."""
-        return cls(e.line, e.policy, e.plan_year, end, e.state is State.CANCELLED, begin=e.begin)
+    def ending(cls, e: Enrollment, end: dt.date, until: dt.date | None) -> Cascade:
+        """The subscriber's enrollment `e`, just ended (or cancelled) at `end`; it ran `until`
+        before."""
+        cancel = e.state is State.CANCELLED
+        return cls(e.line, e.policy, e.plan_year, end, cancel, begin=e.begin, until=until)
 
 
 @dataclass
@@ -266,16 +271,54 @@ def _deltas(
 
 
 def matching(
-    enrollments: Sequence[Enrollment], line: str, policy: str, year: int | None
+    enrollments: Sequence[Enrollment],
+    line: str,
+    policy: str,
+    year: int | None,
+    day: dt.date | None = None,
 ) -> Enrollment | None:
-    """The member's enrollment on (line, policy) — of `year` when known, else the latest; of
-    a plan year's stints, the latest."""
+    """The member's enrollment on (line, policy) — of `year` when known — that `day` falls in
+    (a termination's end, a change's effective date: `on_date`), else the latest. A plan
+    year's stints are told apart so: correcting the first one's end leaves a rehire's alone.
+    A year the member does not hold (a change may carry a later DTP*348, a begin date
+    correction, within the same year) is None — unless an open-ended enrollment of an earlier
+    plan year is in force on `day`: an employer's continuous coverage, changed at renewal."""
     same = [e for e in enrollments if e.line == line and e.policy == policy]
     if year is not None:
-        same = [e for e in same if e.plan_year == year]
-        # None when the year is not held: a change may carry a later DTP*348 (a begin date
-        # correction) within the same year.
+        of_year = [e for e in same if e.plan_year == year]
+        if not of_year and day is not None:
+            of_year = [
+                e for e in same if e.plan_year < year and e.end is None and e.covers(day, day)
+            ]
+        same = of_year
+    if day is not None and len(same) > 1:
+        same = [e for e in same if e.covers(day, day)] or same
     return max(same, key=lambda e: (e.plan_year, e.stint), default=None)
+
+
+def on_date(event: MemberEvent, cov: Coverage) -> dt.date | None:
+    """The day an event on this coverage is about, for `matching`: a termination's end, a
+    change's effective date (else its DTP*348); none for an addition or a reinstatement (the
+    latest stint)."""
+    mtype = event.maintenance_type.code
+    if mtype == Maintenance.TERMINATION or cov.maintenance_type.code == Maintenance.TERMINATION:
+        return _end_of(event, cov)
+    if mtype == Maintenance.CHANGE:
+        return event_effective(event) or cov.benefit_begin
+    return None
+
+
+def _stints_on(items: Iterable[Enrollment], day: dt.date | None) -> list[Enrollment]:
+    """Of each (line, policy, plan year)'s stints, the one `day` falls in, else the latest."""
+    groups: dict[tuple[str, str, int], list[Enrollment]] = {}
+    for e in items:
+        groups.setdefault((e.line, e.policy, e.plan_year), []).append(e)
+    out = []
+    for group in groups.values():
+        if len(group) > 1 and day is not None:
+            group = [e for e in group if e.covers(day, day)] or group
+        out.append(max(group, key=lambda e: e.stint))
+    return out
 
 
 def _latest(enrollments: Iterable[Enrollment]) -> list[Enrollment]:
@@ -343,7 +386,7 @@ def plan_event(
     for cov in event.coverages:
         line, policy = cov.insurance_line[:3], policy_of(cov, event, policy_fallback)
         year = _year(cov, plan_year)
-        target = matching(enrollments, line, policy, year)
+        target = matching(enrollments, line, policy, year, on_date(event, cov))
         pos = cov.segment_position
         end, its_year = cov.benefit_end, target.plan_year if target is not None else year
         if (
@@ -418,7 +461,7 @@ def plan_event(
     if not event.coverages and enrollments:
         if mtype == Maintenance.TERMINATION:
             end = _end_of(event, None)
-            scope = member_level(enrollments, event, end, plan_year)
+            scope = _stints_on(member_level(enrollments, event, end, plan_year), end)
             live = [e for e in scope if e.in_force]
             for e in live or _latest(scope):
                 out += _refuse_term(e, end, "INS", at)
@@ -504,7 +547,7 @@ def apply_event(
     for cov in event.coverages:
         line, policy = cov.insurance_line[:3], policy_of(cov, event, policy_fallback)
         year = _year(cov, plan_year)
-        target = matching(enrollments, line, policy, year)
+        target = matching(enrollments, line, policy, year, on_date(event, cov))
         kind = cov.maintenance_type.code if mtype == Maintenance.CHANGE else mtype
         if mtype == Maintenance.TERMINATION or cov.maintenance_type.code == Maintenance.TERMINATION:
             kind = Maintenance.TERMINATION
@@ -540,14 +583,16 @@ def apply_event(
         if kind == Maintenance.TERMINATION:
             end = _end_of(event, cov)
             if end is not None:
+                until = target.end
                 _end(target, end)
                 if event.subscriber:
-                    out.cascades.append(Cascade.ending(target, end))
+                    out.cascades.append(Cascade.ending(target, end, until))
             continue
         if kind == Maintenance.REINSTATEMENT or mtype == Maintenance.REINSTATEMENT:
             _reinstate(target, cov.benefit_end)
         elif mtype == Maintenance.CHANGE:
-            if cov.benefit_begin is not None and cov.benefit_begin != target.begin:
+            carried = year is not None and target.plan_year != year  # continuous coverage
+            if cov.benefit_begin is not None and cov.benefit_begin != target.begin and not carried:
                 _move_begin(target, cov.benefit_begin)
             if cov.benefit_end is not None and target.in_force:
                 target.end = cov.benefit_end  # an ended one moves only by 024 / 025
@@ -561,15 +606,16 @@ def apply_event(
     if not event.coverages:
         if mtype == Maintenance.TERMINATION:
             end = _end_of(event, None)
-            scope = member_level(enrollments, event, end, plan_year)
+            scope = _stints_on(member_level(enrollments, event, end, plan_year), end)
             live = [e for e in scope if e.in_force] or _latest(scope)
             for e in live:
                 if end is None:
                     continue
+                until = e.end
                 _end(e, end)
                 touch(e)
                 if event.subscriber:
-                    out.cascades.append(Cascade.ending(e, end))
+                    out.cascades.append(Cascade.ending(e, end, until))
         elif mtype == Maintenance.REINSTATEMENT:
             for e in _latest(member_level(enrollments, event, event_effective(event), plan_year)):
                 if not e.in_force:
@@ -757,6 +803,8 @@ def cascade(enrollments: Iterable[Enrollment], c: Cascade) -> list[Enrollment]:
             continue
         if c.begin is not None and not e.in_force and e.end is not None and e.end < c.begin:
             continue  # an earlier stint, ended before the subscriber's enrollment began
+        if c.until is not None and e.begin is not None and e.begin > c.until:
+            continue  # a later stint, begun after the subscriber's enrollment had ended
         if c.end is None:  # effectuation
             if not e.in_force:
                 continue

@@ -49,7 +49,13 @@ def compare(
         line = cov.insurance_line[:3]
         policy = lifecycle.policy_of(cov, event, fallback)
         year = plan_year.of(cov.benefit_begin) if cov.benefit_begin else None
-        item = lifecycle.matching(items, line, policy, year)
+        item = lifecycle.matching(items, line, policy, year, as_of)
+        if as_of is not None and (item is None or not item.covers(as_of, as_of)):
+            # An employer's full file carries the original begin of continuous coverage: the
+            # enrollment in force on the audit's date is the one it lists, renewed since.
+            current = lifecycle.matching(items, line, policy, None, as_of)
+            if current is not None and current.covers(as_of, as_of):
+                item = current
         if item is None:
             held = sorted({i.policy for i in items if i.line == line})
             if held:

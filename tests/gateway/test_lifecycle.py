@@ -417,6 +417,90 @@ def test_enrolled_again_after_a_termination_in_the_same_plan_year_is_a_stint_of_
     ]
 
 
+def test_a_termination_reaches_the_stint_its_date_falls_in() -> None:
+    """Terminated in September, enrolled again in December (a rehire), then the employer
+    corrects the first termination to September 15 — with 2300 loops and without: the first
+    stint ends earlier (its dependent's with it), the rehire's stints stay in force. The
+    latest stint was taken whatever the date: the correction cancelled the rehire's coverage.
+    COBRA with no gap (enrolled again the day after) likewise."""
+
+    def enroll(who: str, begin: str) -> MemberEvent:
+        return event_of(member(who, coverages=[Cov(policy=POLICY, begin=begin)]))
+
+    def member_level_term(end: dt.date) -> MemberEvent:
+        return event_of(member(SUB, maintenance="024", reason="07", coverages=[],
+                               eligibility_end=d8(end)))  # fmt: skip
+
+    for again, correction in (
+        ("20271201", term(SUB, dt.date(2027, 9, 15))),
+        ("20271201", member_level_term(dt.date(2027, 9, 15))),
+        ("20271001", term(SUB, dt.date(2027, 9, 15))),  # COBRA from the next day
+    ):
+        ledger = Ledger()
+        for who in (SUB, DEP):
+            assert ledger.send(who, enroll(who, "20270101")) == []
+        assert ledger.send(SUB, term(SUB, dt.date(2027, 9, 30))) == []
+        for who in (SUB, DEP):
+            assert ledger.send(who, enroll(who, again)) == [], who
+        assert ledger.send(SUB, correction) == []
+        for who in (SUB, DEP):
+            assert [(e.stint, e.state, e.end) for e in ledger.of[who]] == [
+                (0, State.TERMINATED, dt.date(2027, 9, 15)),
+                (1, State.INITIAL, YEAR_END),
+            ], (again, who)
+
+
+def test_continuous_coverage_is_changed_at_renewal_not_refused() -> None:
+    """An employer's open-ended enrollment since July 2026 (plan year from July), changed at
+    open enrollment with DTP*303 and DTP*348 on 2027-07-01 (a new plan): the enrollment in
+    force that day takes the new plan from then — its begin stays — where the plan year 2027
+    it named was `unknown-member`. Without an enrollment in force that day, still refused."""
+    ledger = Ledger(PlanYear(7))
+    since = event_of(member(SUB, coverages=[Cov(policy=POLICY, begin="20260701", end=None)]))
+    assert ledger.send(SUB, since) == []
+    new_plan = Cov(maintenance="001", policy=POLICY, begin="20270701", end=None,
+                   plan="48213VA0050001")  # fmt: skip
+    renewal = event_of(member(SUB, maintenance="001", reason="22", effective="20270701",
+                              coverages=[new_plan]))  # fmt: skip
+    assert ledger.send(SUB, renewal) == []
+    (item,) = ledger.of[SUB]
+    assert (item.plan_year, item.begin, item.end) == (2026, dt.date(2026, 7, 1), None)
+    assert [(p.begin, p.terms["plan_id"]) for p in item.periods] == [
+        (dt.date(2026, 7, 1), "48213VA004000701"),
+        (dt.date(2027, 7, 1), "48213VA0050001"),
+    ]
+    ended = Ledger(PlanYear(7))
+    closed = Cov(policy=POLICY, begin="20260701", end="20270630")
+    assert ended.send(SUB, event_of(member(SUB, coverages=[closed]))) == []
+    assert ended.send(SUB, renewal) == ["unknown-member"]
+
+
+def test_an_audit_is_compared_with_the_enrollment_in_force_on_its_date() -> None:
+    """An employer's full file of September 2027 lists a member renewed in July 2027 with the
+    original begin of its continuous coverage (DTP*348 2026-07-01, a July plan year): it is
+    compared with the enrollment in force on the audit's date — a begin date difference —
+    not with the expired 2026 one, which called the enrollment it lists "not in the audit"."""
+    from gateway.enrollment.reconcile import compare
+    from gateway.enrollment.repository import MemberRec
+
+    july = PlanYear(7)
+    ledger = Ledger(july)
+    first = Cov(policy=POLICY, begin="20260701", end="20270630")
+    renewed = Cov(policy=POLICY, begin="20270701", end="20280630")
+    assert ledger.send(SUB, event_of(member(SUB, coverages=[first]))) == []
+    assert ledger.send(SUB, event_of(member(SUB, reason="41", coverages=[renewed]))) == []
+    listed = Cov(maintenance="030", policy=POLICY, begin="20260701", end="20280630")
+    (audit,) = extract_members(
+        [interchange([member(SUB, maintenance="030", reason="XN", coverages=[listed])],
+                     control=9, bgn_date="20270920", action="4")]
+    )  # fmt: skip
+    rec = MemberRec(id=1, partner_id=1, member_key=SUB, subscriber=True, relationship_code="18",
+                    status="active", last_name="LOVELACE", first_name="ADA", id_qualifier="34",
+                    id_value="934100001", birth_date=dt.date(1980, 1, 1), gender="F")  # fmt: skip
+    diffs = [d for d in compare(audit, rec, ledger.of[SUB], july) if d[0].startswith("HLT")]
+    assert diffs == [("HLT benefit_begin", "2026-07-01", "2027-07-01")]
+
+
 def test_monthly_lines_prorate_by_days() -> None:
     ledger = Ledger()
     ledger.send(SUB, add(SUB, "300.00"))
@@ -538,6 +622,13 @@ class Ref:
     def in_force(self) -> bool:
         return self.state in ("initial", "effectuated")
 
+    def covers(self, day: dt.date) -> bool:
+        return (
+            self.state not in (None, "cancelled")
+            and self.begin <= day
+            and (self.end is None or day <= self.end)
+        )
+
     def aptc_on(self, day: dt.date) -> str | None:
         if self.state in (None, "cancelled") or day < self.begin:
             return None
@@ -574,6 +665,10 @@ def model_step(refs: dict[str, list[Ref]], op: tuple) -> list[str]:
     ref = stints[-1]
     if kind == "term":
         end = op[2]
+        # The stint the end date falls in (correcting the first one's end leaves a rehire's
+        # alone), else the latest.
+        ref = next((r for r in reversed(stints) if r.covers(end)), ref)
+        until = ref.end
         recorded = ref.end if ref.state == "terminated" else ref.begin
         if not ref.in_force() and end > recorded:
             return ["term-extends-coverage"]
@@ -588,6 +683,8 @@ def model_step(refs: dict[str, list[Ref]], op: tuple) -> list[str]:
                     continue
                 if not dep.in_force() and dep.end is not None and dep.end < ref.begin:
                     continue
+                if until is not None and dep.begin > until:
+                    continue  # begun after the subscriber's stint had ended
                 if ref.state == "cancelled":
                     end_ref(dep, dep.begin)
                 elif dep.end is None or dep.end > end:
@@ -655,8 +752,9 @@ BOTH_AGAIN = [("add", SUB, "250.00", SEPTEMBER), ("add", DEP, "0.00", SEPTEMBER)
 
 @settings(max_examples=400, deadline=None)
 @given(st.booleans(), st.lists(ops, min_size=1, max_size=14))
-# Terminated in March, both enrolled again in September, then the subscriber's new stint is
-# cancelled (or ended in October, or reinstated): the dependent's first stint stays as it ended.
+# Terminated in March, both enrolled again in September, then the subscriber's first stint
+# cancelled (its dates: the dependent's new stint stays), or its new one cancelled (the first
+# stints stay as they ended), or ended in October, reinstated and paid.
 @example(True, [("term", SUB, dt.date(2027, 3, 31)), *BOTH_AGAIN, ("term", SUB, BEGIN)])
 @example(True, [("term", SUB, dt.date(2027, 3, 31)), *BOTH_AGAIN, ("term", SUB, SEPTEMBER)])
 @example(
