@@ -403,6 +403,22 @@ class _Chunk:
             loaded = {m.id for m in self.known.values() if m.id is not None}
             for other in ledger_repo.dependents_of(session, run.partner_id, orphans, skip=loaded):
                 self.known.setdefault(other.member_key, other)
+        # A dependent sent without any REF*1L is on its subscriber's policy (the TR3 makes the
+        # 2000 REF*1L situational; employers send it on the subscriber only): the subscribers
+        # of such dependents, those this chunk does not bring, are looked up.
+        without_policy = {
+            e.subscriber_number
+            for f in families
+            for e in f
+            if not e.subscriber and e.subscriber_number and not _names_a_policy(e)
+        } - {e.subscriber_number for f in families for e in f if e.subscriber}
+        if without_policy:
+            loaded = {m.id for m in self.known.values() if m.id is not None}
+            for other in ledger_repo.subscribers_of(
+                session, run.partner_id, without_policy, skip=loaded
+            ):
+                self.known.setdefault(other.member_key, other)
+        self.subscriber_of: dict[str, MemberRec] = {}  # REF*0F -> the subscriber's record
         for m in self.known.values():
             self._index_dependent(m)
         keys |= {self._key(e) for f in families for e in f}
@@ -479,6 +495,8 @@ class _Chunk:
                     self.on_policy.setdefault(where, set()).add(other.member_key)
 
     def _index_dependent(self, member: MemberRec) -> None:
+        if member.subscriber and member.subscriber_number:
+            self.subscriber_of[member.subscriber_number] = member
         if not member.subscriber and member.member_key.startswith(
             f"{member.subscriber_number[:99]}:"
         ):
@@ -676,16 +694,23 @@ class _Chunk:
         return member.enrollments if member is not None else []
 
     def _policy_fallback(self, event: MemberEvent, key: str) -> str:
+        """The policy of an event's coverage that names none: the member's (as first
+        recorded); for a new dependent sent without any REF*1L, its subscriber's; else the
+        subscriber's REF*0F (`policy_key`)."""
         member = self.known.get(key)
-        return (member.policy_key if member is not None and member.policy_key else "") or (
-            policy_key(event)
-        )
+        if member is not None and member.policy_key:
+            return member.policy_key
+        if not event.subscriber and not _names_a_policy(event):
+            holder = self.subscriber_of.get(event.subscriber_number or "")
+            if holder is not None and holder.policy_key:
+                return holder.policy_key
+        return policy_key(event)
 
     def _apply(self, event: MemberEvent, key: str, index: int) -> _Applied:
         before = self.known.get(key)
-        member = _apply_member(self.run, event, key, before)
+        member = _apply_member(self.run, event, key, before, self._policy_fallback(event, key))
         self.known[key] = member
-        if before is None:
+        if before is None or member.subscriber:
             self._index_dependent(member)
         self.members_changed[key] = index
         enrollments = member.enrollments
@@ -1131,7 +1156,16 @@ def _address_json(address: Address | None) -> str:
     return address.model_dump_json() if address is not None else ""
 
 
-def _apply_member(run: Run, event: MemberEvent, key: str, member: MemberRec | None) -> MemberRec:
+def _names_a_policy(event: MemberEvent) -> bool:
+    """Whether the event sends a REF*1L (2000, or in a 2300 loop)."""
+    return bool(event.group_or_policy_number) or any(
+        c.group_or_policy_number for c in event.coverages
+    )
+
+
+def _apply_member(
+    run: Run, event: MemberEvent, key: str, member: MemberRec | None, fallback_policy: str
+) -> MemberRec:
     now = utcnow()
     if member is None:
         member = MemberRec(
@@ -1152,7 +1186,7 @@ def _apply_member(run: Run, event: MemberEvent, key: str, member: MemberRec | No
     if explicit:  # a change without 2300 keeps the policy it has
         member.policy_key = explicit[:120]
     elif not member.policy_key:
-        member.policy_key = policy_key(event)
+        member.policy_key = fallback_policy[:120]
     if event.name is not None:
         member.last_name = event.name.last[:80]
         member.first_name = event.name.first[:80]

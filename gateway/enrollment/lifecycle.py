@@ -298,13 +298,13 @@ def matching(
 
 def on_date(event: MemberEvent, cov: Coverage) -> dt.date | None:
     """The day an event on this coverage is about, for `matching`: a termination's end, a
-    change's effective date (else its DTP*348); none for an addition or a reinstatement (the
-    latest stint)."""
+    change's coverage begin (DTP*348: which stint it names; else its effective date); none for
+    an addition or a reinstatement (the latest stint)."""
     mtype = event.maintenance_type.code
     if mtype == Maintenance.TERMINATION or cov.maintenance_type.code == Maintenance.TERMINATION:
         return _end_of(event, cov)
     if mtype == Maintenance.CHANGE:
-        return event_effective(event) or cov.benefit_begin
+        return cov.benefit_begin or event_effective(event)
     return None
 
 

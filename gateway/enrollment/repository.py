@@ -625,6 +625,23 @@ def policy_members(
     return _load(session, _one_of(session, LedgerMember.id, ids)) if ids else []
 
 
+def subscribers_of(
+    session: Session, partner_id: int, numbers: set[str], *, skip: Collection[int] = ()
+) -> list[MemberRec]:
+    """The subscribers these REF*0F numbers name, but those in `skip`: whose policy a
+    dependent sent without any REF*1L is on."""
+    if not numbers:
+        return []
+    where = (
+        (LedgerMember.partner_id == partner_id)
+        & LedgerMember.subscriber.is_(True)
+        & _one_of(session, LedgerMember.subscriber_number, numbers)
+    )
+    if skip:
+        where = where & LedgerMember.id.not_in(list(skip))
+    return _load(session, where)
+
+
 def dependents_of(
     session: Session, partner_id: int, subscribers: set[str], *, skip: Collection[int] = ()
 ) -> list[MemberRec]:

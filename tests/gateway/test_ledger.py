@@ -363,6 +363,43 @@ def test_an_employers_additions_are_effectuated_as_sent(gw: Gateway) -> None:
     }
 
 
+def test_a_dependent_sent_without_ref_1l_is_on_its_subscribers_policy(
+    gw_on_both: Gateway,
+) -> None:
+    """An employer sends the group's policy as the subscriber's 2000 REF*1L only (the TR3
+    makes it situational): a spouse in the same file and a newborn sent alone later are on
+    the subscriber's policy, and the subscriber's termination ends them. They were put on a
+    policy named after the subscriber's REF*0F, which the termination did not reach: the
+    dependents stayed covered, open-ended."""
+    gw = gw_on_both
+    partner = add_va(gw)
+    with unit_of_work(gw.sessions) as s:
+        configure_rules(s, "va", ref17="category", effectuation="on-add",
+                        severities={"maintenance-combination": "ignore"})  # fmt: skip
+    open_ended = [Cov(policy="", end=None)]
+    employee = Member(subscriber_id="A100", member_id="", last="ROE", first="ANN",
+                      ssn="512843001", policy="HBV20418", coverages=open_ended)  # fmt: skip
+    spouse = dependent("A100", "", "BEN", "512843002", relationship="01", coverages=open_ended)
+    newborn = dependent("A100", "", "CAL", "512843003", birth="20270301", coverages=[
+        Cov(policy="", begin="20270301", end=None)])  # fmt: skip
+    ended = Member(subscriber_id="A100", member_id="", last="ROE", first="ANN",
+                   ssn="512843001", policy="HBV20418", maintenance="024", reason="07",
+                   coverages=[Cov(maintenance="024", policy="", begin=None,
+                                  end="20270930")])  # fmt: skip
+    for control, people in ((61, [employee, spouse]), (62, [newborn]), (63, [ended])):
+        rid = feed(gw, partner, interchange(people, control=control))
+        assert {o for o, _ in outcomes(gw, rid).values()} == {"applied"}, outcomes(gw, rid)
+    held = {
+        m.first_name: [(c.policy_number, c.status, str(c.benefit_end)) for c in m.coverages]
+        for m in members(gw).values()
+    }
+    assert held == {
+        "ANN": [("HBV20418", "terminated", "2027-09-30")],
+        "BEN": [("HBV20418", "terminated", "2027-09-30")],
+        "CAL": [("HBV20418", "terminated", "2027-09-30")],
+    }
+
+
 def test_a_family_enrolled_again_after_its_termination_keeps_both_stints(
     gw_on_both: Gateway,
 ) -> None:

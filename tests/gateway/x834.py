@@ -73,7 +73,7 @@ class Member:
                 out.append(f"DTP*349*D8*{cov.end}")
             if cov.paid_through:
                 out.append(f"DTP*543*D8*{cov.paid_through}")
-            out += [f"REF*CE*{cov.plan}", f"REF*1L*{cov.policy}"]
+            out += [f"REF*CE*{cov.plan}", *([f"REF*1L*{cov.policy}"] if cov.policy else [])]
         if self.categories:
             out.append("LS*2700")
             for n, (name, (qualifier, value)) in enumerate(self.categories.items(), 1):
