@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # A finished upload stays visible (read-only) in inbound/ until it is processed, and at
     # least this long after its CLOSE or RENAME.
     sftp_received_visible_seconds: float = Field(default=120.0, ge=0)
+    # How long an upload's CLOSE (or completing RENAME) waits for the database (a restart, a
+    # failover) before the upload is held and recorded once it answers.
+    sftp_close_patience_seconds: float = Field(default=15.0, gt=0)
     # SHA-1 (ssh-rsa signatures, group14-sha1 key exchange, hmac-sha1), refused by default as
     # OpenSSH 8.8 does: true lets a legacy client in (an old JSch signs RSA keys with SHA-1).
     sftp_allow_sha1: bool = False

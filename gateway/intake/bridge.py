@@ -36,15 +36,14 @@ T = TypeVar("T")
 # Uploads kept while the database was away (EDI834_DATA_DIR/sftp-held/<uuid>.json, each naming
 # its blob): recorded by `GatewaySftpHooks.record_held`.
 HELD_DIR = "sftp-held"
-# How long a CLOSE waits for the database (a restart, a failover) before the upload is held.
-CLOSE_PATIENCE_SECONDS = 15.0
 
 
-def _patiently(fn: Callable[[], T]) -> T:
-    """`fn`, retried while the database is unreachable, for at most CLOSE_PATIENCE_SECONDS."""
+def _patiently(fn: Callable[[], T], patience: float) -> T:
+    """`fn`, retried while the database is unreachable, for at most `patience` seconds
+    (Settings.sftp_close_patience_seconds: how long a CLOSE waits before the upload is held)."""
     for attempt in Retrying(
         retry=retry_if_exception(is_transient),
-        stop=stop_after_delay(CLOSE_PATIENCE_SECONDS),
+        stop=stop_after_delay(patience),
         wait=wait_exponential_jitter(initial=0.2, max=2.0),
         reraise=True,
     ):
@@ -87,8 +86,9 @@ class GatewaySftpHooks:
 
     async def _record(self, username: str, staged: Path, filename: str, partial: bool) -> None:
         blob: StoredBlob | None = None
+        patience = self.gw.settings.sftp_close_patience_seconds
         try:
-            found = await asyncio.to_thread(_patiently, lambda: self._partner(username))
+            found = await asyncio.to_thread(_patiently, lambda: self._partner(username), patience)
             if found is None:
                 # Refused at CLOSE (the client is told): nothing of it is kept, so no sweep
                 # later takes it for a partial upload and tells the partner to send it again.
@@ -107,6 +107,7 @@ class GatewaySftpHooks:
                     filename=filename,
                     partial=partial,
                 ),
+                patience,
             )
         except PermissionError:
             raise

@@ -352,7 +352,13 @@ class TestDatabaseDown:
         import asyncssh
 
         with PostgresServer() as pg:
-            gateway = GatewayProcess(data_dir=tmp_path / "var", database_url=pg.url)
+            # The CLOSE's patience (15 s by default) shortened: what is checked is what follows
+            # when it runs out, not its length; 15 s of waiting were most of this test's time.
+            gateway = GatewayProcess(
+                data_dir=tmp_path / "var",
+                database_url=pg.url,
+                extra_env={"EDI834_SFTP_CLOSE_PATIENCE_SECONDS": "2"},
+            )
             try:
                 client_key = asyncssh.generate_private_key("ssh-ed25519")
                 public = tmp_path / "id_va.pub"
