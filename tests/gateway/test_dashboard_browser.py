@@ -125,8 +125,10 @@ def seeded(tmp_path_factory) -> Iterator[Seeded]:
         gw.kill()
 
 
-@pytest.fixture(scope="class")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """One Chromium for the file (each test's pages get their own context: `new_page`); it was
+    launched once per class and once more for the module's own tests."""
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield b
