@@ -356,6 +356,10 @@ class EnrollmentOut(BaseModel):
     line: str = Field(description="HD03 insurance line: HLT, DEN, VIS, …")
     policy: str = Field(description="REF*1L, the exchange-assigned policy id")
     plan_year: int
+    stint: int = Field(
+        description="0; 1, 2, … for an enrollment again after a termination in the same plan "
+        "year (a rehire, COBRA after a gap): (line, policy, plan_year, stint) names it"
+    )
     state: str = Field(
         description="initial (awaiting effectuation), effectuated, terminated, cancelled"
     )

@@ -1269,6 +1269,7 @@ def _enrollment_json(item: lifecycle.Enrollment) -> dict[str, object]:
         "line": item.line,
         "policy": item.policy,
         "plan_year": item.plan_year,
+        "stint": item.stint,
         "state": item.state.value,
         "begin": item.begin.isoformat() if item.begin else None,
         "end": item.end.isoformat() if item.end else None,

@@ -58,6 +58,7 @@ def enrollment_json(item: lifecycle.Enrollment, as_of: dt.date | None = None) ->
         "line": item.line,
         "policy": item.policy,
         "plan_year": item.plan_year,
+        "stint": item.stint,
         "state": item.state.value,
         "begin": _iso(item.begin),
         "end": _iso(item.end),

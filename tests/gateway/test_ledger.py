@@ -435,6 +435,15 @@ def test_a_family_enrolled_again_after_its_termination_keeps_both_stints(
         (2027, 1, "initial", "2027-08-01", "2027-12-31"),
     ]
     assert held == {SUB: both, "0005100003": both}
+    # The core and the API tell the stints apart by number, not only by their dates.
+    with gw.reads() as s:
+        sent = [json.loads(d.payload) for d in s.scalars(select(CoreDelivery))]
+        rec = views.member_of(s, partner, SUB)
+        assert rec is not None
+        shown = [(e["plan_year"], e["stint"]) for e in views.member_json(rec)["enrollments"]]
+    assert shown == [(2027, 0), (2027, 1)]
+    rehired = [p for p in sent if p["member_key"] == SUB][-1]
+    assert [(e["plan_year"], e["stint"]) for e in rehired["enrollments"]] == [(2027, 1)]
     with unit_of_work(gw.sessions) as s:
         rows = views.policy_months(s, partner, "31200457", [(2027, 2), (2027, 5), (2027, 9)])
     billed = sorted((r.line.month, r.member_key, str(r.line.premium)) for r in rows)
