@@ -256,6 +256,16 @@ def build_parser() -> argparse.ArgumentParser:
         "ends the year before; set it before the first file",
     )
     rules.add_argument(
+        "--group-plan-year",
+        action="append",
+        default=[],
+        metavar="GROUP=MONTH",
+        help="a broker's or TPA's employer group whose plan year starts in another month than "
+        "--plan-year-start's: GROUP is the set's REF*38 master policy number, else its N1*P5 "
+        "sponsor id (N104); MONTH 1-12, or nothing (GROUP=) to take the group's back; repeat "
+        "for each group",
+    )
+    rules.add_argument(
         "--effectuation",
         choices=["binder", "on-add"],
         default=None,
@@ -387,6 +397,24 @@ def _read_password() -> str:
             raise SystemExit("passwords differ")
         return first
     return sys.stdin.readline().rstrip("\r\n")
+
+
+def _group_months(entries: list[str]) -> dict[str, int | None]:
+    """--group-plan-year GROUP=MONTH (GROUP= takes the group's own back)."""
+    from gateway.errors import GatewayError
+
+    out: dict[str, int | None] = {}
+    for entry in entries:
+        group, sep, month = entry.rpartition("=")
+        if not sep or not group.strip():
+            raise GatewayError(f"--group-plan-year {entry!r}: GROUP=MONTH", 400)
+        if not month.strip():
+            out[group.strip()] = None
+        elif month.strip().isdigit():
+            out[group.strip()] = int(month)
+        else:
+            raise GatewayError(f"--group-plan-year {entry!r}: MONTH is 1 to 12", 400)
+    return out
 
 
 def _read_lines(path: Path, flag: str) -> list[str]:
@@ -578,6 +606,7 @@ def _partner_command(args: argparse.Namespace) -> int:
                     ref17=args.ref17,
                     plan_year_start=args.plan_year_start,
                     effectuation=args.effectuation,
+                    group_plan_years=_group_months(args.group_plan_year),
                 )
                 out = rule_settings(partner)
                 if not args.json:
@@ -619,6 +648,10 @@ def _partner_command(args: argparse.Namespace) -> int:
                         )
                         + "\n"
                     )
+                    for group, py in sorted(config.group_plan_years.items()):
+                        sys.stdout.write(
+                            f"  group {group}: from {calendar.month_name[py.start_month]} 1\n"
+                        )
                     sys.stdout.write(
                         "maintenance combinations: "
                         + ("CMS FFE outbound table" if combos.default else "this partner's list")

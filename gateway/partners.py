@@ -201,16 +201,18 @@ def configure_rules(
     ref17: str | None = None,
     plan_year_start: int | None = None,
     effectuation: str | None = None,
+    group_plan_years: dict[str, int | None] | None = None,
 ) -> Partner:
     """Set business-rule severities (merged over what is set), the plan list (replaced; an
     empty list turns the check off), the maintenance combinations (replaced; an empty list
     goes back to the CMS FFE table), what REF*17 is (member-id | category), the month its plan
-    years begin, when its additions are effectuated (binder | on-add) and whether 824s are
-    sent. Validates every name."""
+    years begin (the partner's, and a group's: None takes a group's own back), when its additions
+    are effectuated (binder | on-add) and whether 824s are sent. Validates every name."""
     from gateway.enrollment.combinations import Combinations
     from gateway.enrollment.rules import (
         COMBINATIONS_KEY,
         EFFECTUATION_KEY,
+        GROUP_PLAN_YEARS_KEY,
         PLAN_YEAR_KEY,
         REF17_KEY,
         RULES,
@@ -244,6 +246,19 @@ def configure_rules(
     start = current.plan_year.start_month if plan_year_start is None else plan_year_start
     if start != 1:
         merged[PLAN_YEAR_KEY] = start
+    by_group = {g: p.start_month for g, p in current.group_plan_years.items()}
+    for group, month in (group_plan_years or {}).items():
+        group = group.strip()
+        if not group or len(group) > 80:
+            raise GatewayError("a group id (REF*38, or N1*P5 N104) of 1 to 80 characters", 400)
+        if month is None:
+            by_group.pop(group, None)
+        elif not 1 <= month <= 12:
+            raise GatewayError(f"the plan year of group {group} must start in month 1 to 12", 400)
+        else:
+            by_group[group] = month
+    if by_group:
+        merged[GROUP_PLAN_YEARS_KEY] = dict(sorted(by_group.items()))
     for rule, severity in (severities or {}).items():
         if rule not in RULES:
             raise GatewayError(f"unknown rule {rule!r}; rules: {', '.join(RULES)}", 400)
@@ -274,6 +289,9 @@ def rule_settings(partner: Partner) -> dict[str, object]:
         "plan_ids": sorted(config.plan_ids),
         "ref17": "member-id" if config.ref17_member_id else "category",
         "plan_year_start": config.plan_year.start_month,
+        "plan_year_start_by_group": {
+            g: p.start_month for g, p in sorted(config.group_plan_years.items())
+        },
         "effectuation": "on-add" if config.effectuate_on_add else "binder",
         "maintenance_combinations": {
             "source": "cms-ffe" if config.combinations.default else "partner",

@@ -194,7 +194,7 @@ def apply_receipt(
             blob_path=leased.blob_path,
             config=config,
             sets=decisions,
-            reconciler=Reconciler(receipt_id, leased.partner_id, config.plan_year),
+            reconciler=Reconciler(receipt_id, leased.partner_id, config),
             partner_name=leased.partner_name,
         )
         run.counts = decisions.counts
@@ -718,7 +718,7 @@ class _Chunk:
             enrollments,
             event,
             policy_fallback=self._policy_fallback(event, key),
-            plan_year=self.run.config.plan_year,
+            plan_year=self.run.config.plan_year_for(event.header),
             effectuate_on_add=self.run.config.effectuate_on_add,
         )
         applied = _Applied(member)
@@ -795,7 +795,7 @@ class _Chunk:
                 enrollments,
                 event,
                 policy_fallback=self._policy_fallback(event, key),
-                plan_year=self.run.config.plan_year,
+                plan_year=self.run.config.plan_year_for(event.header),
             )
             hits = _set_level_hits(self.run, event) + member_rules(event, facts, self.run.config)
             hits += self._identity_hits(event, key)
@@ -859,7 +859,7 @@ class _Chunk:
         if where is None:
             return sent
         line, policy, day = where
-        year = self.run.config.plan_year.of(day)
+        year = self.run.config.plan_year_for(subscriber.header).of(day)
         present = {self._key(e) for e in family}
         others = Decimal(0)
         number = subscriber.subscriber_number
@@ -889,7 +889,7 @@ class _Chunk:
         policy = (subscriber.group_or_policy_number or fallback)[:80]
         if day is None:
             return None
-        year = self.run.config.plan_year.of(day)
+        year = self.run.config.plan_year_for(subscriber.header).of(day)
         held = [
             e.line
             for e in self._enrollments_of(key)
@@ -970,7 +970,7 @@ class _Chunk:
             items,
             event,
             policy_fallback=self._policy_fallback(event, key),
-            plan_year=self.run.config.plan_year,
+            plan_year=self.run.config.plan_year_for(event.header),
             effectuate_on_add=self.run.config.effectuate_on_add,
         )
         self.dry_known[key] = LedgerView(

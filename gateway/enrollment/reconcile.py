@@ -20,7 +20,7 @@ from gateway.enrollment.events import MemberEvent
 from gateway.enrollment.keys import policy_key
 from gateway.enrollment.planyear import CALENDAR, PlanYear
 from gateway.enrollment.repository import MemberRec
-from gateway.enrollment.rules import amount
+from gateway.enrollment.rules import RuleConfig, amount
 
 
 def compare(
@@ -208,8 +208,8 @@ class Reconciler:
     transaction retried after an error starts from what is committed, not from what the failed
     attempt had counted."""
 
-    def __init__(self, receipt_id: str, partner_id: int, plan_year: PlanYear = CALENDAR) -> None:
-        self.receipt_id, self.partner_id, self.plan_year = receipt_id, partner_id, plan_year
+    def __init__(self, receipt_id: str, partner_id: int, config: RuleConfig | None = None) -> None:
+        self.receipt_id, self.partner_id, self.config = receipt_id, partner_id, config
         self._session: Session | None = None  # the transaction the state below belongs to
         self._id: int | None = None
         self._items = 0  # stored so far: the next item's seq
@@ -252,7 +252,8 @@ class Reconciler:
             counts["missing_in_ledger"] += 1
             self._add_item("missing_in_ledger", key, where)
             return
-        differences = compare(event, member, enrollments, self.plan_year)
+        plan_year = self.config.plan_year_for(event.header) if self.config else CALENDAR
+        differences = compare(event, member, enrollments, plan_year)
         if not differences:
             counts["members_matched"] += 1
         for field_name, file_value, ledger_value in differences:

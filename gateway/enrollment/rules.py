@@ -14,7 +14,7 @@ import enum
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from gateway.enrollment.codes import SELF, Maintenance, priced_coverage
@@ -33,6 +33,10 @@ employer's group: there is no binder payment, an addition is in force as sent)."
 PLAN_YEAR_KEY = "@plan-year-start"
 """The month the partner's plan years begin (1-12), beside the severities: absent, January
 (an exchange's QHP); an employer's group may start in July or October (`planyear`)."""
+GROUP_PLAN_YEARS_KEY = "@plan-year-start-by-group"
+"""{group: month} beside the severities: a broker's or TPA's employer groups (the set's REF*38
+master policy number, else its N1*P5 sponsor's N104) whose plan year starts in another month
+than the partner's."""
 COMBINATIONS_KEY = "@maintenance-combinations"
 """Where a partner's maintenance combinations live in its stored rule settings (the
 `rule_severities` JSON object), beside the severities: a list of INS03/INS04[/AMRC] strings."""
@@ -315,7 +319,17 @@ class RuleConfig:
     combinations: Combinations = CMS_FFE
     ref17_member_id: bool = True  # REF17_KEY
     plan_year: PlanYear = CALENDAR  # PLAN_YEAR_KEY
+    group_plan_years: Mapping[str, PlanYear] = field(default_factory=dict)  # GROUP_PLAN_YEARS_KEY
     effectuate_on_add: bool = False  # EFFECTUATION_KEY
+
+    def plan_year_for(self, header: TransactionSetHeader) -> PlanYear:
+        """The plan year of a set's members: its group's (REF*38, else N1*P5 N104) when set,
+        else the partner's."""
+        if self.group_plan_years:
+            for group in (header.policy_number, header.sponsor.id if header.sponsor else None):
+                if group and group.strip() in self.group_plan_years:
+                    return self.group_plan_years[group.strip()]
+        return self.plan_year
 
     def severity(self, rule: str) -> Severity:
         if rule in ALWAYS_REJECT:
@@ -341,8 +355,13 @@ class RuleConfig:
         if effectuation not in ("binder", "on-add"):
             raise ValueError(f"{EFFECTUATION_KEY} must be binder or on-add")
         start = raw.pop(PLAN_YEAR_KEY, 1)
-        if isinstance(start, bool) or not isinstance(start, int) or not 1 <= start <= 12:
+        if not _month(start):
             raise ValueError(f"{PLAN_YEAR_KEY} must be a month, 1 to 12")
+        by_group = raw.pop(GROUP_PLAN_YEARS_KEY, {})
+        if not isinstance(by_group, dict) or not all(
+            isinstance(g, str) and g and _month(m) for g, m in by_group.items()
+        ):
+            raise ValueError(f"{GROUP_PLAN_YEARS_KEY} must map group ids to months, 1 to 12")
         severities: dict[str, Severity] = {}
         for name, value in raw.items():
             if name not in RULES:
@@ -357,8 +376,13 @@ class RuleConfig:
             combinations=combinations,
             ref17_member_id=ref17 == "member-id",
             plan_year=PlanYear(start) if start != 1 else CALENDAR,
+            group_plan_years={g: PlanYear(m) for g, m in by_group.items()},
             effectuate_on_add=effectuation == "on-add",
         )
+
+
+def _month(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -528,7 +552,7 @@ def member_rules(event: MemberEvent, facts: MemberFacts, config: RuleConfig) -> 
                 segment_id, position)  # fmt: skip
 
     if mtype != Maintenance.TERMINATION:
-        _premium_gap(event, add, config.plan_year)
+        _premium_gap(event, add, config.plan_year_for(event.header))
 
     if mtype == Maintenance.TERMINATION:
         if (

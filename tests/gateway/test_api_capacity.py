@@ -208,7 +208,12 @@ class TestPool:
                 return _counts(httpx.get(f"{gw.url}/metrics", timeout=30).text)
 
             async def load(rounds: int) -> None:
-                limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+                # A connection idle for uvicorn's keep-alive (5 s, reached between rounds on a
+                # busy machine) is closed by the server as the client may reuse it ("Server
+                # disconnected without sending a response"): the client lets go sooner.
+                limits = httpx.Limits(
+                    max_connections=32, max_keepalive_connections=32, keepalive_expiry=2
+                )
                 async with httpx.AsyncClient(
                     base_url=gw.url,
                     headers={"Authorization": f"Bearer {key}"},

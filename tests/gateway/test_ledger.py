@@ -335,6 +335,43 @@ def test_an_employers_july_plan_year_renews_without_losing_january_to_june(
     ]
 
 
+def test_a_brokers_groups_keep_their_own_plan_years(gw: Gateway) -> None:
+    """A TPA sends every employer group under one ISA ID: its plan years start in July
+    (`--plan-year-start 7`) but group PDL7700's in January (`--group-plan-year PDL7700=1`,
+    the set's REF*38; else its N1*P5 sponsor id). That group's January renewal ends the
+    previous enrollment on December 31, not June 30 (July to December were lost), and the
+    July groups are as before."""
+    partner = add_va(gw)
+    with unit_of_work(gw.sessions) as s:
+        configure_rules(s, "va", ref17="category", plan_year_start=7,
+                        group_plan_years={"PDL7700": 1, "261594837": 10},
+                        severities={"maintenance-combination": "ignore"})  # fmt: skip
+        configure_rules(s, "va", group_plan_years={"261594837": None})  # taken back
+        assert rule_settings(configure_rules(s, "va"))["plan_year_start_by_group"] == {"PDL7700": 1}
+
+    def employee(n: int, begin: str, reason: str = "EC") -> Member:
+        return Member(subscriber_id=f"40{n}", member_id="", last="ROE", first=f"EMP{n}",
+                      ssn=f"51284400{n}", reason=reason,
+                      coverages=[Cov(policy=f"G{n}", begin=begin, end=None)])  # fmt: skip
+
+    for control, people, group in (
+        (71, [employee(0, "20270101")], "PDL7700"),
+        (72, [employee(0, "20280101", "41")], "PDL7700"),
+        (73, [employee(1, "20270701")], "HBV20418"),
+        (74, [employee(1, "20280701", "41")], "HBV20418"),
+    ):
+        rid = feed(gw, partner, interchange(people, control=control, master_policy=group))
+        assert {o for o, _ in outcomes(gw, rid).values()} == {"applied"}, outcomes(gw, rid)
+    years = {
+        k: sorted((c.plan_year, str(c.benefit_begin), str(c.benefit_end)) for c in m.coverages)
+        for k, m in members(gw).items()
+    }
+    assert years == {
+        "400": [(2027, "2027-01-01", "2027-12-31"), (2028, "2028-01-01", "None")],
+        "401": [(2027, "2027-07-01", "2028-06-30"), (2028, "2028-07-01", "None")],
+    }
+
+
 def test_an_employers_additions_are_effectuated_as_sent(gw: Gateway) -> None:
     """An employer's group has no binder payment (`partner rules --effectuation on-add`): its
     additions are effectuated at once, not left `initial` awaiting an effectuation that never

@@ -671,3 +671,27 @@ def test_responsible_amount_with_aptc_above_the_premium(responsible: str, fires:
     )
     rules = [h.rule for h in member_rules(event, facts, DEFAULTS)]
     assert ("responsible-amount" in rules) is fires
+
+
+def test_a_sets_plan_year_is_its_groups_by_ref38_else_by_sponsor() -> None:
+    """A broker's groups (`--group-plan-year`): the set's REF*38 master policy number names
+    its group; without one listed, its N1*P5 sponsor id (N104); else the partner's."""
+    config = RuleConfig.parse(
+        json.dumps({"@plan-year-start": 7,
+                    "@plan-year-start-by-group": {"PDL7700": 1, "261594837": 10}}),
+        "",
+    )  # fmt: skip
+    one = [Member(subscriber_id="1", member_id="1", last="ROE", first="A", ssn="512845001")]
+
+    def start_month(**kw: object) -> int:
+        (event,) = extract_members([interchange(one, control=1, **kw)])  # type: ignore[arg-type]
+        return config.plan_year_for(event.header).start_month
+
+    assert start_month(master_policy="PDL7700") == 1
+    assert start_month(master_policy="OTHER") == 10  # the sponsor's FEIN (N1*P5*…*FI*261594837)
+    assert start_month() == 10
+    alone = RuleConfig.parse(json.dumps({"@plan-year-start": 7}), "")
+    (event,) = extract_members([interchange(one, control=1, master_policy="PDL7700")])
+    assert alone.plan_year_for(event.header).start_month == 7
+    with pytest.raises(ValueError, match="map group ids to months"):
+        RuleConfig.parse(json.dumps({"@plan-year-start-by-group": {"X": 13}}), "")

@@ -105,6 +105,7 @@ def interchange(
     action: str = "2",
     sender: str = "VA0FFM",
     qty: dict[str, int] | None = None,
+    master_policy: str | None = None,  # header REF*38
 ) -> bytes:
     subscribers = sum(m.subscriber for m in members)
     totals = {"TO": len(members), "DT": len(members) - subscribers, "ET": subscribers}
@@ -112,6 +113,7 @@ def interchange(
     body = [
         "ST*834*0001*005010X220A1",
         f"BGN*00*REF{control}*{bgn_date}*1200*ET***{action}",
+        *([f"REF*38*{master_policy}"] if master_policy else []),
         *(f"QTY*{k}*{v}" for k, v in totals.items()),
         "N1*P5*VIRGINIA HEALTH BENEFIT EXCHANGE*FI*261594837",
         "N1*IN*BLUE RIDGE MUTUAL HEALTH PLAN*FI*541873620",
