@@ -494,6 +494,8 @@ class LedgerMember(Base):
     reporting: Mapped[str] = mapped_column(Text, default="")  # JSON {2750 name: value}
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_event_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    # The employer group its last applied event was sent for: REF*38, else N1*P5 N104 (0021).
+    sponsor_group: Mapped[str] = mapped_column(String(80), default="", server_default="")
 
     coverages: Mapped[list[LedgerCoverage]] = relationship(
         order_by="LedgerCoverage.id",

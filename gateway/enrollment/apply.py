@@ -1208,8 +1208,20 @@ def _apply_member(
         reporting = json.loads(member.reporting) if member.reporting else {}
         reporting.update(event.reporting_categories)
         member.reporting = json.dumps(reporting, sort_keys=True)
+    group = sponsor_group(event.header)
+    if group:
+        member.sponsor_group = group
     member.updated_at = now
     return member
+
+
+def sponsor_group(header: TransactionSetHeader) -> str:
+    """The employer group a set is for: its REF*38 master policy number, else its N1*P5
+    sponsor's id (N104); "" when it names neither."""
+    group = (header.policy_number or "").strip() or (
+        header.sponsor.id.strip() if header.sponsor is not None else ""
+    )
+    return group[:80]
 
 
 @dataclass

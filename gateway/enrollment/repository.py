@@ -478,6 +478,7 @@ MEMBER_COLUMNS = (
     "reporting",
     "updated_at",
     "last_event_id",
+    "sponsor_group",
 )
 
 
@@ -508,6 +509,7 @@ class MemberRec:  # fields: id, then MEMBER_COLUMNS in order (`_load` builds it 
     reporting: str = ""
     updated_at: dt.datetime | None = None
     last_event_id: int | None = None
+    sponsor_group: str = ""
     enrollments: list[lifecycle.Enrollment] = field(default_factory=list)
     period_ids: dict[int, set[int]] = field(default_factory=dict)
     """Stored period ids per enrollment id, as loaded (to delete the ones a re-add drops)."""
@@ -940,19 +942,35 @@ def new_reconciliation(session: Session, receipt_id: str, partner_id: int) -> Re
 
 
 def active_members_not_in_file(session: Session, partner_id: int, receipt_id: str) -> list[str]:
-    """Member keys active in the ledger that an audit file did not mention."""
+    """Member keys active in the ledger that an audit file did not mention. A sender whose
+    members belong to several groups (a broker's or TPA's employers: `sponsor_group`) audits
+    one group at a time: then only the groups of the members the file mentions are looked at
+    (and members of no known group)."""
+    mentioned = exists().where(
+        MemberEventRow.receipt_id == receipt_id,
+        MemberEventRow.member_key == LedgerMember.member_key,
+    )
+    where = [
+        LedgerMember.partner_id == partner_id,
+        LedgerMember.status == MemberStatus.ACTIVE,
+        ~mentioned,
+    ]
+    groups = set(
+        session.scalars(
+            select(LedgerMember.sponsor_group)
+            .where(LedgerMember.partner_id == partner_id, LedgerMember.sponsor_group != "")
+            .distinct()
+            .limit(2)
+        )
+    )
+    if len(groups) > 1:
+        audited = select(LedgerMember.sponsor_group).where(
+            LedgerMember.partner_id == partner_id, mentioned, LedgerMember.sponsor_group != ""
+        )
+        where.append(or_(LedgerMember.sponsor_group == "", LedgerMember.sponsor_group.in_(audited)))
     return list(
         session.scalars(
-            select(LedgerMember.member_key)
-            .where(
-                LedgerMember.partner_id == partner_id,
-                LedgerMember.status == MemberStatus.ACTIVE,
-                ~exists().where(
-                    MemberEventRow.receipt_id == receipt_id,
-                    MemberEventRow.member_key == LedgerMember.member_key,
-                ),
-            )
-            .order_by(LedgerMember.member_key)
+            select(LedgerMember.member_key).where(*where).order_by(LedgerMember.member_key)
         )
     )
 

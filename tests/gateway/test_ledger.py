@@ -372,6 +372,36 @@ def test_a_brokers_groups_keep_their_own_plan_years(gw: Gateway) -> None:
     }
 
 
+def test_one_groups_audit_reconciles_that_group_only(gw_on_both: Gateway) -> None:
+    """A TPA sends two employer groups under one ISA ID (REF*38 PDL7700 and HBV20418), then
+    PDL7700's full-file audit listing one of its two employees: the other PDL7700 employee is
+    missing from the file; HBV20418's employees are not (they were all listed as missing)."""
+    gw = gw_on_both
+    partner = add_va(gw)
+    with unit_of_work(gw.sessions) as s:
+        configure_rules(s, "va", ref17="category",
+                        severities={"maintenance-combination": "ignore"})  # fmt: skip
+
+    def employee(n: int, **kw: object) -> Member:
+        kw.setdefault("coverages", [Cov(policy=f"G{n}", end=None)])
+        return Member(subscriber_id=f"50{n}", member_id="", last="ROE", first=f"EMP{n}",
+                      ssn=f"51284600{n}", **kw)  # type: ignore[arg-type]  # fmt: skip
+
+    feed(gw, partner, interchange([employee(0), employee(1)], control=81, master_policy="PDL7700"))
+    feed(gw, partner, interchange([employee(2), employee(3)], control=82, master_policy="HBV20418"))
+    listed = employee(0, maintenance="030", reason="XN",
+                      coverages=[Cov(maintenance="030", policy="G0", end=None)])  # fmt: skip
+    feed(gw, partner, interchange([listed], control=83, master_policy="PDL7700", action="4",
+                                  bgn_date="20270301"))  # fmt: skip
+    with gw.reads() as s:
+        missing = s.scalars(
+            select(ReconciliationItem.member_key).where(
+                ReconciliationItem.kind == "missing_in_file"
+            )
+        ).all()
+    assert missing == ["501"]
+
+
 def test_an_employers_additions_are_effectuated_as_sent(gw: Gateway) -> None:
     """An employer's group has no binder payment (`partner rules --effectuation on-add`): its
     additions are effectuated at once, not left `initial` awaiting an effectuation that never
