@@ -268,9 +268,10 @@ RULES: dict[str, Rule] = {
             7,
             Severity.WARN,
             "a maintenance type, reason and ADDL MAINT REASON combination this sender does not use",
-            "Send INS03 / INS04 / 2750 ADDL MAINT REASON as one of the companion guide's "
-            "combinations (CMS FFE, v7.2 Table 30: 021/EC, 021/41 PASSIVE, 024/14 CANCEL, "
-            "001 FINANCIAL CHANGE, ...).",
+            "Send INS03 / INS04 / 2750 ADDL MAINT REASON as one of the combinations agreed "
+            "with the insurer: its list for this sender when it has one (partner rules "
+            "--combinations), else the CMS FFE companion guide's (v7.2 Table 30: 021/EC, 021/41 "
+            "PASSIVE, 024/14 CANCEL, 001 FINANCIAL CHANGE, ...).",
             "012",
         ),
     )
