@@ -266,6 +266,15 @@ def build_parser() -> argparse.ArgumentParser:
         "for each group",
     )
     rules.add_argument(
+        "--keys",
+        choices=["partner", "by-group"],
+        default=None,
+        help="how members are told apart: partner (REF*0F / REF*17 as sent, the default) or "
+        "by-group (a broker's or TPA's: REF*0F qualified by the set's employer group, REF*38 "
+        "else N1*P5 N104, as GROUP/REF*0F, so two employers' employee ids never meet); set it "
+        "before the first file",
+    )
+    rules.add_argument(
         "--effectuation",
         choices=["binder", "on-add"],
         default=None,
@@ -607,6 +616,7 @@ def _partner_command(args: argparse.Namespace) -> int:
                     plan_year_start=args.plan_year_start,
                     effectuation=args.effectuation,
                     group_plan_years=_group_months(args.group_plan_year),
+                    keys=args.keys,
                 )
                 out = rule_settings(partner)
                 if not args.json:
@@ -630,6 +640,8 @@ def _partner_command(args: argparse.Namespace) -> int:
                         + "\n"
                     )
                     start = config.plan_year.start_month
+                    if config.keys_by_group:
+                        sys.stdout.write("members: by employer group (GROUP/REF*0F)\n")
                     sys.stdout.write(
                         "additions: "
                         + (

@@ -202,6 +202,7 @@ def configure_rules(
     plan_year_start: int | None = None,
     effectuation: str | None = None,
     group_plan_years: dict[str, int | None] | None = None,
+    keys: str | None = None,
 ) -> Partner:
     """Set business-rule severities (merged over what is set), the plan list (replaced; an
     empty list turns the check off), the maintenance combinations (replaced; an empty list
@@ -213,6 +214,7 @@ def configure_rules(
         COMBINATIONS_KEY,
         EFFECTUATION_KEY,
         GROUP_PLAN_YEARS_KEY,
+        KEYS_KEY,
         PLAN_YEAR_KEY,
         REF17_KEY,
         RULES,
@@ -239,6 +241,10 @@ def configure_rules(
         raise GatewayError(
             f"--plan-year-start must be a month, 1 to 12, not {plan_year_start}", 400
         )
+    if keys not in (None, "partner", "by-group"):
+        raise GatewayError(f"--keys must be partner or by-group, not {keys!r}", 400)
+    if keys == "by-group" or (keys is None and current.keys_by_group):
+        merged[KEYS_KEY] = "by-group"
     if effectuation not in (None, "binder", "on-add"):
         raise GatewayError(f"--effectuation must be binder or on-add, not {effectuation!r}", 400)
     if effectuation == "on-add" or (effectuation is None and current.effectuate_on_add):
@@ -293,6 +299,7 @@ def rule_settings(partner: Partner) -> dict[str, object]:
             g: p.start_month for g, p in sorted(config.group_plan_years.items())
         },
         "effectuation": "on-add" if config.effectuate_on_add else "binder",
+        "keys": "by-group" if config.keys_by_group else "partner",
         "maintenance_combinations": {
             "source": "cms-ffe" if config.combinations.default else "partner",
             "combinations": config.combinations.lines(),

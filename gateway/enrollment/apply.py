@@ -212,6 +212,8 @@ def apply_receipt(
             max_segment_bytes=settings.max_segment_bytes,
             parts=_set_parts(gw, run.blob_path),
         )
+        if run.config.keys_by_group:
+            events = (_in_its_group(e) for e in events)
         seq = 0
         batch: list[list[MemberEvent]] = []
         size = 0
@@ -1213,6 +1215,17 @@ def _apply_member(
         member.sponsor_group = group
     member.updated_at = now
     return member
+
+
+def _in_its_group(event: MemberEvent) -> MemberEvent:
+    """A broker's or TPA's member, its REF*0F qualified by its employer group (`--keys
+    by-group`): GROUP/REF*0F, so two employers' staff with the same employee id are two
+    families and two members. Unchanged when the set names no group."""
+    group = sponsor_group(event.header)
+    number = event.subscriber_number
+    if not group or not number:
+        return event
+    return event.model_copy(update={"subscriber_number": f"{group}/{number}"[:80]})
 
 
 def sponsor_group(header: TransactionSetHeader) -> str:

@@ -33,6 +33,10 @@ employer's group: there is no binder payment, an addition is in force as sent)."
 PLAN_YEAR_KEY = "@plan-year-start"
 """The month the partner's plan years begin (1-12), beside the severities: absent, January
 (an exchange's QHP); an employer's group may start in July or October (`planyear`)."""
+KEYS_KEY = "@keys"
+"""How the partner's members are told apart, beside the severities: absent, "partner" (REF*0F /
+REF*17 as sent); "by-group" (a broker's or TPA's: REF*0F qualified by the set's employer group,
+REF*38 else N1*P5 N104, so that two employers' employee ids never meet)."""
 GROUP_PLAN_YEARS_KEY = "@plan-year-start-by-group"
 """{group: month} beside the severities: a broker's or TPA's employer groups (the set's REF*38
 master policy number, else its N1*P5 sponsor's N104) whose plan year starts in another month
@@ -211,7 +215,9 @@ RULES: dict[str, Rule] = {
             "an addition under a member id (REF*17, else REF*0F) that the ledger holds for "
             "another person (another SSN or birth date): applied, the two would be one member",
             "Send each person under an id of its own; if REF*17 is your client reporting "
-            "category, ask the insurer to read it so (partner rules --ref17 category).",
+            "category, ask the insurer to read it so (partner rules --ref17 category); if "
+            "your employer groups' employee ids overlap, to tell them apart by group (partner "
+            "rules --keys by-group).",
             "006",
         ),
         Rule(
@@ -322,6 +328,7 @@ class RuleConfig:
     plan_year: PlanYear = CALENDAR  # PLAN_YEAR_KEY
     group_plan_years: Mapping[str, PlanYear] = field(default_factory=dict)  # GROUP_PLAN_YEARS_KEY
     effectuate_on_add: bool = False  # EFFECTUATION_KEY
+    keys_by_group: bool = False  # KEYS_KEY
 
     def plan_year_for(self, header: TransactionSetHeader) -> PlanYear:
         """The plan year of a set's members: its group's (REF*38, else N1*P5 N104) when set,
@@ -352,6 +359,9 @@ class RuleConfig:
         ref17 = raw.pop(REF17_KEY, "member-id")
         if ref17 not in ("member-id", "category"):
             raise ValueError(f"{REF17_KEY} must be member-id or category")
+        keys = raw.pop(KEYS_KEY, "partner")
+        if keys not in ("partner", "by-group"):
+            raise ValueError(f"{KEYS_KEY} must be partner or by-group")
         effectuation = raw.pop(EFFECTUATION_KEY, "binder")
         if effectuation not in ("binder", "on-add"):
             raise ValueError(f"{EFFECTUATION_KEY} must be binder or on-add")
@@ -379,6 +389,7 @@ class RuleConfig:
             plan_year=PlanYear(start) if start != 1 else CALENDAR,
             group_plan_years={g: PlanYear(m) for g, m in by_group.items()},
             effectuate_on_add=effectuation == "on-add",
+            keys_by_group=keys == "by-group",
         )
 
 

@@ -402,6 +402,55 @@ def test_one_groups_audit_reconciles_that_group_only(gw_on_both: Gateway) -> Non
     assert missing == ["501"]
 
 
+def test_two_employers_staff_with_the_same_employee_id_are_two_members(gw: Gateway) -> None:
+    """A TPA's two employer groups (REF*38 HBV20418 and PDL7700) each have an employee D100,
+    two people (`--ref17 category`): with `--keys by-group` they are two members, GROUP/D100,
+    each with its own family; partner-wide keys refuse the second as member-key-conflict."""
+    partner = add_va(gw)
+    with unit_of_work(gw.sessions) as s:
+        configure_rules(s, "va", ref17="category",
+                        severities={"maintenance-combination": "ignore"})  # fmt: skip
+
+    def staff(first: str, ssn: str, wife: str) -> list[Member]:
+        return [
+            Member(subscriber_id="D100", member_id="", last="ROE", first=first, ssn=ssn,
+                   coverages=[Cov(policy="", end=None)], policy="GRP"),
+            dependent("D100", "", wife, ssn[:-1] + "9", relationship="01",
+                      coverages=[Cov(policy="", end=None)]),
+        ]  # fmt: skip
+
+    first = feed(gw, partner, interchange(staff("ANN", "512847001", "BOB"), control=91,
+                                          master_policy="HBV20418"))  # fmt: skip
+    assert {o for o, _ in outcomes(gw, first).values()} == {"applied"}
+    refused = feed(gw, partner, interchange(staff("CAL", "512847002", "DEE"), control=92,
+                                            master_policy="PDL7700"))  # fmt: skip
+    assert outcomes(gw, refused)["D100"] == ("rejected", ["duplicate-add", "member-key-conflict"])
+    with unit_of_work(gw.sessions) as s:  # a TPA set up so before its first file
+        tpa, _ = add_partner(s, name="tpa", isa_qualifier="ZZ", isa_id="TPA0001")
+        tpa_id = tpa.id
+        settings = configure_rules(s, "tpa", ref17="category", keys="by-group",
+                                   severities={"maintenance-combination": "ignore"})  # fmt: skip
+        assert rule_settings(settings)["keys"] == "by-group"
+    for control, (person, ssn, wife), group in (
+        (93, ("ANN", "512847001", "BOB"), "HBV20418"),
+        (94, ("CAL", "512847002", "DEE"), "PDL7700"),
+    ):
+        rid = feed(gw, tpa_id, interchange(staff(person, ssn, wife), control=control,
+                                           master_policy=group, sender="TPA0001"))  # fmt: skip
+        assert {o for o, _ in outcomes(gw, rid).values()} == {"applied"}, outcomes(gw, rid)
+    with gw.reads() as s:
+        held = s.scalars(select(LedgerMember).where(LedgerMember.partner_id == tpa_id)).all()
+        got = sorted((m.first_name, m.subscriber, m.subscriber_number) for m in held)
+        keys = sorted(m.member_key for m in held if m.subscriber)
+    assert got == [
+        ("ANN", True, "HBV20418/D100"),
+        ("BOB", False, "HBV20418/D100"),
+        ("CAL", True, "PDL7700/D100"),
+        ("DEE", False, "PDL7700/D100"),
+    ]
+    assert keys == ["HBV20418/D100", "PDL7700/D100"]
+
+
 def test_an_employers_additions_are_effectuated_as_sent(gw: Gateway) -> None:
     """An employer's group has no binder payment (`partner rules --effectuation on-add`): its
     additions are effectuated at once, not left `initial` awaiting an effectuation that never
