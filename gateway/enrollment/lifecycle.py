@@ -46,6 +46,10 @@ from gateway.enrollment.planyear import CALENDAR, PlanYear
 from gateway.enrollment.rules import amount
 
 EFFECTUATION_REASON = "28"  # INS04 28 "Initial Enrollment": the issuer's effectuation
+ENDS_EVERYTHING = frozenset({"03", "08", "16", "17"})
+"""INS04 of a termination that ends all the member's coverage, later plan years' too: 03
+death, 08 termination of employment, 16 quit, 17 fired. Any other reason ends the coverage
+of its date's plan year (an exchange's 2027 termination leaves 2028's re-enrollment)."""
 
 
 class State(enum.StrEnum):
@@ -634,8 +638,31 @@ def apply_event(
                     for when, terms in deltas:
                         _set_terms(e, when or e.begin, terms)
                     touch(e)
+    if mtype == Maintenance.TERMINATION and event.maintenance_reason in ENDS_EVERYTHING:
+        _end_later_enrollments(enrollments, event, out, touch)
     out.touched = list(touched.values())
     return out
+
+
+def _end_later_enrollments(
+    enrollments: list[Enrollment],
+    event: MemberEvent,
+    out: Outcome,
+    touch: Callable[[Enrollment], None],
+) -> None:
+    """A death or the end of employment also cancels what would begin after it: an employer's
+    renewal already sent for the next plan year."""
+    ends = [c.benefit_end for c in event.coverages if c.benefit_end is not None]
+    end = min(ends) if ends else _end_of(event, None)
+    if end is None:
+        return
+    for e in enrollments:
+        if e.in_force and e.begin is not None and e.begin > end:
+            until = e.end
+            _end(e, end)
+            touch(e)
+            if event.subscriber:
+                out.cascades.append(Cascade.ending(e, end, until))
 
 
 def _add(

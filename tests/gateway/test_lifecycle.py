@@ -501,6 +501,44 @@ def test_an_audit_is_compared_with_the_enrollment_in_force_on_its_date() -> None
     assert diffs == [("HLT benefit_begin", "2026-07-01", "2027-07-01")]
 
 
+def test_the_end_of_employment_also_cancels_the_next_plan_years_renewal() -> None:
+    """An employee leaves on June 30, the last day of a July plan year, and the termination
+    comes after the July renewal was sent: with INS04 08 (termination of employment; 03
+    death, 16 quit, 17 fired too) the renewal is cancelled as well — with 2300 loops and
+    without — for the family. Any other reason (07, an exchange's) ends that plan year only."""
+    july = PlanYear(7)
+
+    def enrolled(who: str, begin: str, reason: str = "EC") -> MemberEvent:
+        return event_of(member(who, reason=reason, coverages=[Cov(policy=POLICY, begin=begin,
+                                                                  end=None)]))  # fmt: skip
+
+    def leaves(reason: str, with_2300: bool) -> MemberEvent:
+        if with_2300:
+            cov = Cov(maintenance="024", policy=POLICY, begin=None, end="20270630")
+            return event_of(member(SUB, maintenance="024", reason=reason, coverages=[cov]))
+        return event_of(member(SUB, maintenance="024", reason=reason, coverages=[],
+                               eligibility_end="20270630"))  # fmt: skip
+
+    for reason, with_2300, renewal in (
+        ("08", False, State.CANCELLED),
+        ("08", True, State.CANCELLED),
+        ("03", False, State.CANCELLED),
+        ("07", False, State.INITIAL),
+        ("07", True, State.INITIAL),
+    ):
+        ledger = Ledger(july)
+        for who in (SUB, DEP):
+            assert ledger.send(who, enrolled(who, "20260701")) == []
+            assert ledger.send(who, enrolled(who, "20270701", reason="41")) == []
+        assert ledger.send(SUB, leaves(reason, with_2300)) == []
+        for who in (SUB, DEP):
+            got = [(e.plan_year, e.state, e.end) for e in ledger.of[who]]
+            # The subscriber's ends with the termination; the dependent's already ended then.
+            first = State.TERMINATED if who == SUB else State.INITIAL
+            assert got[0] == (2026, first, dt.date(2027, 6, 30)), (reason, who, got)
+            assert got[1][:2] == (2027, renewal), (reason, with_2300, who, got)
+
+
 def test_monthly_lines_prorate_by_days() -> None:
     ledger = Ledger()
     ledger.send(SUB, add(SUB, "300.00"))
