@@ -1101,6 +1101,10 @@ class _Chunk:
             "member_key": row["member_key"],
             "subscriber_number": event.subscriber_number,
             "policy_key": row["policy_key"],
+            # The employer group the set is for (REF*38, else N1*P5 N104), its sponsor's name:
+            # a broker's or TPA's members told apart by group in the core system.
+            "group": sponsor_group(event.header),
+            "sponsor": event.header.sponsor.name if event.header.sponsor is not None else "",
             "maintenance_type": event.maintenance_type.code,
             "maintenance_reason": event.maintenance_reason,
             "warnings": [hit.rule for hit in hits],

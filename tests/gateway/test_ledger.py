@@ -449,6 +449,14 @@ def test_two_employers_staff_with_the_same_employee_id_are_two_members(gw: Gatew
         ("DEE", False, "PDL7700/D100"),
     ]
     assert keys == ["HBV20418/D100", "PDL7700/D100"]
+    # The core's events say which employer group each member's set was for.
+    with gw.reads() as s:
+        sent = [json.loads(d.payload) for d in s.scalars(
+            select(CoreDelivery).where(CoreDelivery.partner_id == tpa_id))]  # fmt: skip
+    assert sorted({(p["group"], p["sponsor"]) for p in sent}) == [
+        ("HBV20418", "VIRGINIA HEALTH BENEFIT EXCHANGE"),
+        ("PDL7700", "VIRGINIA HEALTH BENEFIT EXCHANGE"),
+    ]
 
 
 def test_an_employers_additions_are_effectuated_as_sent(gw: Gateway) -> None:
