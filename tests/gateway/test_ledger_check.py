@@ -190,6 +190,16 @@ def test_migration_0016_rewrites_dependent_keys_that_held_member_data(tmp_path, 
     engine.dispose()
 
 
+def _a_subscriber(conn: Any, meta: MetaData) -> Any:
+    """Partner va and one active subscriber of it, 0001, as an older version stored them; the
+    member's id."""
+    partner = add(conn, meta, "partners", name="va", isa_qualifier="ZZ", isa_id="VA0FFM",
+                  api_key_hash="h" * 64, enabled=True)  # fmt: skip
+    return add(conn, meta, "ledger_members", partner_id=partner, member_key="0001",
+               subscriber_number="0001", subscriber=True, relationship_code="18",
+               status="active")  # fmt: skip
+
+
 @pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
 def test_migration_0018_keeps_the_end_of_enrollments_in_force(tmp_path, database_url):
     """An enrollment in force takes its end as the one a reinstatement restores; one already
@@ -197,11 +207,7 @@ def test_migration_0018_keeps_the_end_of_enrollments_in_force(tmp_path, database
     url, engine, meta = _database_at(tmp_path, database_url, "0017")
     ends = {"initial": "2027-12-31", "effectuated": "2027-12-31", "terminated": "2027-03-31"}
     with engine.begin() as conn:
-        partner = add(conn, meta, "partners", name="va", isa_qualifier="ZZ", isa_id="VA0FFM",
-                      api_key_hash="h" * 64, enabled=True)  # fmt: skip
-        member = add(conn, meta, "ledger_members", partner_id=partner, member_key="0001",
-                     subscriber_number="0001", subscriber=True, relationship_code="18",
-                     status="active")  # fmt: skip
+        member = _a_subscriber(conn, meta)
         for status, end in ends.items():
             add(conn, meta, "ledger_coverages", member_id=member, insurance_line="HLT",
                 policy_number=status, plan_year=2027, status=status,
@@ -259,11 +265,7 @@ def test_migration_0020_numbers_stints_and_keeps_every_period(tmp_path, database
     period is still there after it, and a second stint of the same plan year can be stored."""
     url, engine, meta = _database_at(tmp_path, database_url, "0019")
     with engine.begin() as conn:
-        partner = add(conn, meta, "partners", name="va", isa_qualifier="ZZ", isa_id="VA0FFM",
-                      api_key_hash="h" * 64, enabled=True)  # fmt: skip
-        member = add(conn, meta, "ledger_members", partner_id=partner, member_key="0001",
-                     subscriber_number="0001", subscriber=True, relationship_code="18",
-                     status="active")  # fmt: skip
+        member = _a_subscriber(conn, meta)
         for year in (2027, 2028):
             cov = add(conn, meta, "ledger_coverages", member_id=member, insurance_line="HLT",
                       policy_number="P1", plan_year=year, status="terminated",
