@@ -35,7 +35,7 @@ router = APIRouter()
 def login_page(request: Request, gw: GatewayDep, next: str = "/dashboard") -> Response:
     token = secrets.token_hex(32)
     response = render(request, "login.html", None, csrf=token, next=safe_next(next), error=None)
-    _set_cookie(response, gw, LOGIN_CSRF, token, max_age=3600)
+    _set_cookie(response, request, gw, LOGIN_CSRF, token, max_age=3600)
     return response
 
 
@@ -84,7 +84,7 @@ def login(
     log.info("operator_logged_in", operator=username)
     audit.record(gw, username, "login", None, "")
     redirect = RedirectResponse(safe_next(next), 303)
-    _set_cookie(redirect, gw, COOKIE, token, path="/")
+    _set_cookie(redirect, request, gw, COOKIE, token, path="/")
     redirect.delete_cookie(LOGIN_CSRF)
     return redirect
 
@@ -99,13 +99,18 @@ def logout(viewer: FormViewer, gw: GatewayDep) -> Response:
     return response
 
 
-def _set_cookie(response: Response, gw: Gateway, name: str, value: str, **scope: Any) -> None:
-    """HttpOnly, SameSite=Strict, and Secure when the dashboard is served over TLS."""
+def _set_cookie(
+    response: Response, request: Request, gw: Gateway, name: str, value: str, **scope: Any
+) -> None:
+    """HttpOnly, SameSite=Strict, and Secure when the dashboard is reached over TLS: its own
+    certificate, or a TLS-terminating proxy's `X-Forwarded-Proto: https` from an address
+    uvicorn trusts (`FORWARDED_ALLOW_IPS`, 127.0.0.1 unless set), which makes the scheme
+    https."""
     response.set_cookie(
         name,
         value,
         httponly=True,
         samesite="strict",
-        secure=gw.settings.tls_cert is not None,
+        secure=gw.settings.tls_cert is not None or request.url.scheme == "https",
         **scope,
     )

@@ -174,6 +174,28 @@ class TestAccess:
         )
         assert stale.status_code == 303  # the server forgot the session, not just the browser
 
+    def test_cookies_are_secure_behind_a_tls_proxy(self, shared):
+        """nginx terminating TLS says `X-Forwarded-Proto: https` from loopback (an address
+        uvicorn trusts): the cookies are then Secure, as with the gateway's own certificate."""
+        gateway = shared[0]
+        proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
+        with httpx.Client(base_url=gateway.dashboard_url, timeout=30, headers=proxied) as c:
+            page = c.get("/login")
+            assert "; secure" in page.headers["set-cookie"].lower()
+            token = csrf_of(page.text)
+            c.cookies.set("edi834_login_csrf", token)  # httpx keeps no Secure cookie over http
+            r = c.post(
+                "/login",
+                data={"username": "alice", "password": OPERATOR_PASSWORD, "csrf_token": token},
+            )
+            assert r.status_code == 303
+            session = [v for v in r.headers.get_list("set-cookie") if "edi834_session=" in v]
+            assert session and "; secure" in session[0].lower()
+            assert r.headers["strict-transport-security"].startswith("max-age=")
+        # Straight to the plain-HTTP port, no proxy: a Secure cookie would never come back.
+        plain = httpx.get(gateway.dashboard_url + "/login")
+        assert "secure" not in plain.headers["set-cookie"].lower()
+
     def test_security_headers(self, shared):
         gateway = shared[0]
         dash, _ = login(gateway, "alice")
