@@ -364,6 +364,29 @@ def build_parser() -> argparse.ArgumentParser:
             help="who, for the audit log (default: cli:<the OS user running the command>)",
         )
         _add_setting_flags(fc, ("data_dir", "database_url"))
+    pu = sub.add_parser(
+        "purge",
+        help="remove the bytes and member data of files received before a retention horizon",
+        description="Files received before the horizon and finished with (processed, ledger "
+        "stage over, core events and acks delivered) lose their bytes, the member data kept "
+        "from them and their 999s and 824s; the receipt, its counts, codes and positions and "
+        "the TA1 stay as the audit trail, and the ledger is not touched. Without --apply, "
+        "says what it would purge. Exit status: 0 done (or nothing to do), 1 an error.",
+    )
+    horizon = pu.add_mutually_exclusive_group(required=True)
+    horizon.add_argument(
+        "--before", type=_iso_date, help="files received before this day (YYYY-MM-DD, UTC)"
+    )
+    horizon.add_argument(
+        "--older-than-days", type=int, help="files received more than this many days ago"
+    )
+    pu.add_argument("--partner", help="only this partner's files")
+    pu.add_argument("--apply", action="store_true", help="purge (default: only count)")
+    pu.add_argument("--json", action="store_true")
+    pu.add_argument(
+        "--by", default=None, help="who, for the audit log (default: cli:<the OS user>)"
+    )
+    _add_setting_flags(pu, ("data_dir", "database_url"))
     o = sub.add_parser("operator", help="manage dashboard operators")
     osub = o.add_subparsers(dest="operator_command", required=True)
     oadd = osub.add_parser("add", help="add an operator; the password is read from stdin")
@@ -465,7 +488,8 @@ def _file_command(args: argparse.Namespace) -> int:
     finally:
         gw.close()
     why = {
-        "reprocess": "not processed or failed (received, processing, partial), or no such file",
+        "reprocess": "not processed or failed (received, processing, partial), purged, or no "
+        "such file",
         "resolve": "no such file",
         "reopen": "not resolved, or no such file",
     }[args.file_command]
@@ -880,6 +904,65 @@ def _iso_date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
+def _purge_command(args: argparse.Namespace) -> int:
+    import getpass
+
+    from gateway.context import Gateway
+    from gateway.db import repositories as repo
+    from gateway.db.migrate import upgrade
+    from gateway.services import retention
+
+    if args.older_than_days is not None and args.older_than_days < 1:
+        sys.stderr.write("edi834 purge: --older-than-days must be 1 or more\n")
+        return 2
+    if args.before is not None:
+        before = dt.datetime.combine(args.before, dt.time(), dt.UTC)
+    else:
+        before = dt.datetime.now(dt.UTC) - dt.timedelta(days=args.older_than_days)
+    settings = _settings(args)
+    gw = Gateway.open(settings)
+    upgrade(settings.sqlalchemy_url)
+    try:
+        partner_id = None
+        if args.partner:
+            with gw.reads() as session:
+                partner = repo.partner_by_name(session, args.partner)
+            if partner is None:
+                sys.stderr.write(f"edi834 purge: no partner named {args.partner!r}\n")
+                return 1
+            partner_id = partner.id
+        report = retention.purge(
+            gw,
+            before,
+            apply=args.apply,
+            operator=args.by or f"cli:{getpass.getuser()}",
+            partner_id=partner_id,
+        )
+    finally:
+        gw.close()
+    if args.json:
+        out = {"before": before.isoformat(), "applied": args.apply, **dataclasses.asdict(report)}
+        sys.stdout.write(json.dumps(out) + "\n")
+        return 0
+    verb = "purged" if args.apply else "would purge"
+    sys.stdout.write(
+        f"{verb} {report.files} files received before {before:%Y-%m-%d %H:%M} UTC "
+        f"({report.bytes:,} bytes, {report.member_events:,} member events)\n"
+    )
+    if args.apply:
+        sys.stdout.write(
+            f"removed {report.blobs_removed} stored files and {report.outbound_removed} "
+            "acknowledgement copies from outbound/\n"
+        )
+    if report.unfinished:
+        sys.stdout.write(
+            f"left {report.unfinished} files before the horizon as they are: not finished "
+            "with (not yet processed or applied, a failure not resolved, or a core event or "
+            "ack not delivered)\n"
+        )
+    return 0
+
+
 def _ledger_check(session: Session, args: argparse.Namespace) -> int:
     from gateway.db import repositories as repo
     from gateway.enrollment.check import find_leaks
@@ -1041,6 +1124,8 @@ def _run(args: argparse.Namespace) -> int:
         return _file_command(args)
     if args.command == "ledger":
         return _ledger_command(args)
+    if args.command == "purge":
+        return _purge_command(args)
     return 2  # pragma: no cover - argparse requires a command
 
 

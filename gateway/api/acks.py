@@ -10,12 +10,12 @@ from fastapi.responses import Response
 from pydantic import WithJsonSchema
 
 from gateway.api.deps import ERRORS, BaseUrl, GatewayDep, OwnedReceipt
-from gateway.api.schemas import AckOut, RejectionNotice, from_row
+from gateway.api.schemas import AckOut, ErrorOut, RejectionNotice, from_row
 from gateway.context import Gateway
 from gateway.db import repositories as repo
 from gateway.db.models import AckKind, Receipt
 from gateway.db.session import unit_of_work
-from gateway.errors import NotFound
+from gateway.errors import GatewayError, NotFound
 from gateway.web import download
 
 # Documented as the list of kinds; any other text still answers 404, as a missing ack does.
@@ -69,6 +69,10 @@ _ACK_RESPONSES: dict[int | str, dict[str, object]] = {
     },
     304: {"description": "If-None-Match matched: the copy you hold is current"},
     **ERRORS,
+    410: {
+        "model": ErrorOut,
+        "description": "a 999 or 824 of a file purged under the insurer's retention policy",
+    },
 }
 
 
@@ -94,6 +98,13 @@ def _ack_response(receipt: Receipt, kind: AckKind, gw: Gateway, request: Request
     if not acks:
         raise NotFound("acknowledgement")
     content = b"".join(a.content for a in acks)
+    if not content and receipt.purged_at is not None:  # 999s and 824s quote member data
+        raise GatewayError(
+            f"this file's {kind} was purged on {receipt.purged_at:%Y-%m-%d} under the "
+            "insurer's retention policy, with the member data kept from the file",
+            410,
+            code="purged",
+        )
     etag = f'"{hashlib.sha256(content).hexdigest()}"'
     headers = {"ETag": etag, "Cache-Control": _CACHE}
     if request.method == "GET":  # the partner picked them up (gateway.watch); a HEAD did not

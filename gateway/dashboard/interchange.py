@@ -76,6 +76,8 @@ def raw(receipt_id: str, viewer: AdminViewer, gw: GatewayDep) -> Response:
         r = repo.get_receipt(s, receipt_id)
         if r is None:
             raise PageError(NO_SUCH)
+        if r.purged_at is not None:
+            raise PageError(_purged(r), 410, title="Purged")
         path, name = gw.blobs.path(r.blob_path), r.filename or f"{r.id}.834"
     audit.record(gw, viewer.username, "download_raw_file", receipt_id, name)
 
@@ -105,6 +107,8 @@ def ack(receipt_id: str, ack_id: int, viewer: CurrentViewer, gw: GatewayDep) -> 
         if a is None:
             raise PageError("No such acknowledgement.")
         content, name, kind = a.content, a.filename, a.kind
+        if not content and (r := repo.get_receipt(s, receipt_id)) and r.purged_at is not None:
+            raise PageError(_purged(r), 410, title="Purged")
     if viewer.is_admin:
         audit.record(gw, viewer.username, "download_ack", receipt_id, name)
     elif kind != AckKind.REJECTION:
@@ -193,7 +197,7 @@ def _page(request: Request, viewer: Viewer, gw: Gateway, receipt_id: str, reveal
             reveal=reveal,
             max_segment_bytes=gw.settings.max_segment_bytes,
         )
-        if targets
+        if targets and r.purged_at is None  # a purged file's bytes are gone
         else {}
     )
     has_element: dict[tuple[int, int, int, int], bool] = {}
@@ -224,6 +228,7 @@ def _page(request: Request, viewer: Viewer, gw: Gateway, receipt_id: str, reveal
             "lines": ack_lines(mask_ack(a.content.decode("latin-1"), reveal))
             if a.kind != AckKind.REJECTION
             else [a.content.decode("utf-8", "replace")],
+            "purged": r.purged_at is not None and not a.content,
         }
         for a in acks
     ]
@@ -241,7 +246,16 @@ def _page(request: Request, viewer: Viewer, gw: Gateway, receipt_id: str, reveal
         history=history,
         ledger=ledger,
         reveal=reveal,
-        can_reprocess=r.status in (Status.PROCESSED, Status.FAILED),
+        can_reprocess=r.status in (Status.PROCESSED, Status.FAILED) and r.purged_at is None,
+        purged=_purged(r) if r.purged_at is not None else None,
+    )
+
+
+def _purged(r: Receipt) -> str:
+    when = f" on {r.purged_at:%Y-%m-%d}" if r.purged_at is not None else ""
+    return (
+        f"This file's bytes and the member data kept from it were purged{when} under the "
+        "retention policy (edi834 purge)."
     )
 
 

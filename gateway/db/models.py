@@ -139,6 +139,8 @@ class Receipt(Base):
     ledger_applied_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     members_applied: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     members_business_rejected: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # When `edi834 purge` removed the file's bytes and the member data kept from it (retention).
+    purged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
 
     partner: Mapped[Partner] = relationship(lazy="joined")
     envelopes: Mapped[list[Interchange]] = relationship(

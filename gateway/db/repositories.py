@@ -59,6 +59,7 @@ from validators.setlist import SETS_LISTED
 T = TypeVar("T", bound=tuple[Any, ...])
 CONTROL_NUMBER = "control_number"
 REPROCESS_REQUESTED = "reprocess_requested"  # a receipt event: an operator queued it again
+PURGED = "purged"  # a receipt event: its member data removed (gateway.services.retention)
 MAX_CONTROL_NUMBER = 999_999_999
 
 
@@ -1093,6 +1094,8 @@ def reprocess(session: Session, receipt_id: str, operator: str) -> Receipt | Non
 
     receipt = session.get(Receipt, receipt_id)
     if receipt is None or receipt.status not in (Status.PROCESSED, Status.FAILED):
+        return None
+    if receipt.purged_at is not None:  # its bytes are gone (retention)
         return None
     # Detach the old acks from the envelope rows first (their FK cascades), then keep them.
     session.execute(
