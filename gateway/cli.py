@@ -954,6 +954,12 @@ def _purge_command(args: argparse.Namespace) -> int:
             f"removed {report.blobs_removed} stored files and {report.outbound_removed} "
             "acknowledgement copies from outbound/\n"
         )
+        if report.blobs_left:
+            sys.stdout.write(
+                f"kept {report.blobs_left} stored files of purged files: the same bytes are "
+                "in a file kept, an SFTP upload held, or were received after the horizon or "
+                "in the last hour (a later purge removes them once that is no longer so)\n"
+            )
     if report.unfinished:
         sys.stdout.write(
             f"left {report.unfinished} files before the horizon as they are: not finished "

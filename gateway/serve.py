@@ -124,6 +124,9 @@ async def run_server(
     removed = gw.blobs.clean_tmp()  # HTTP uploads a kill cut off
     if removed:
         log.info("upload_temporaries_removed", count=removed)
+    restored = gw.blobs.restore_aside()  # blobs a purge killed mid-way had moved aside
+    if restored:
+        log.info("blobs_put_back", count=restored)
     worker = (
         Worker(gw, concurrency=concurrency)
         if "worker" in roles and settings.worker_enabled

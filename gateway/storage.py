@@ -147,6 +147,10 @@ class PendingBlob:
 
 
 SWEPT_RETRIES = 5
+ASIDE = ".aside"  # a blob being deleted by retention's sweep (BlobStore.remove_stale)
+# Uploads kept while the database was away (EDI834_DATA_DIR/sftp-held/<uuid>.json, each naming
+# its blob): recorded by `GatewaySftpHooks.record_held` (gateway.intake.bridge).
+HELD_DIR = "sftp-held"
 
 
 class BlobStore:
@@ -180,15 +184,14 @@ class BlobStore:
         raise StorageError("temporary files kept being removed by another process")
 
     def place(self, tmp: Path, sha256: str, size: int) -> StoredBlob:
-        """Rename an fsynced file into its content address and fsync the directory."""
+        """Rename an fsynced file into its content address and fsync the directory. Bytes
+        already stored are replaced by this copy (the same bytes): its time says they were
+        received now, which retention's `remove_stale` reads — a copy it keeps."""
         rel = f"{sha256[:2]}/{sha256[2:4]}/{sha256}"
         final = self.root / rel
         try:
             make_private_dirs(final.parent)
-            if final.exists():
-                tmp.unlink()  # same bytes already stored durably
-            else:
-                os.replace(tmp, final)
+            os.replace(tmp, final)
             _fsync_dir(final.parent, self.fsync)
         except OSError as exc:
             raise StorageError(exc.strerror or "rename failed") from exc
@@ -225,6 +228,43 @@ class BlobStore:
         for chunk in self.chunks(rel_path, CHUNK):
             digest.update(chunk)
         return digest.hexdigest()
+
+    def remove_stale(self, rel_path: str, written_before: float) -> bool:
+        """Delete a blob that no kept receipt names (retention's sweep), unless it was written
+        at or after `written_before` (epoch seconds): the same bytes received again, on their
+        way to a receipt. Moved aside first and its time read there, so an upload replacing it
+        in between is seen and put back; a crash in between leaves it aside, and
+        `restore_aside` puts it back. True when deleted."""
+        final = self.root / rel_path
+        try:
+            if os.stat(final).st_mtime >= written_before:
+                return False
+            aside = self.tmp_dir / f"{final.name}{ASIDE}"
+            os.replace(final, aside)
+            if os.stat(aside).st_mtime >= written_before:  # replaced in between: keep it
+                self._put_back(aside, final)
+                return False
+            aside.unlink()
+        except FileNotFoundError:  # gone already, or put back by another process's start
+            return False
+        return True
+
+    def restore_aside(self) -> int:
+        """Put back blobs a crash left aside in `remove_stale` (a sweep removes them again if
+        they are still stale); how many."""
+        count = 0
+        for aside in self.tmp_dir.glob(f"*{ASIDE}"):
+            sha = aside.name.removesuffix(ASIDE)
+            with contextlib.suppress(FileNotFoundError):
+                self._put_back(aside, self.root / sha[:2] / sha[2:4] / sha)
+                count += 1
+        return count
+
+    @staticmethod
+    def _put_back(aside: Path, final: Path) -> None:
+        with contextlib.suppress(FileExistsError):  # a newer copy is there: the same bytes
+            os.link(aside, final)
+        aside.unlink()
 
     def clean_tmp(self) -> int:
         """Remove temporaries left by a kill (never answered, so never promised): every one no

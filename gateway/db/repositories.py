@@ -1092,7 +1092,8 @@ def reprocess(session: Session, receipt_id: str, operator: str) -> Receipt | Non
     the new run; its old acks stay (superseded) in the history; new acks get new numbers."""
     from sqlalchemy import delete
 
-    receipt = session.get(Receipt, receipt_id)
+    # Locked: a purge committing meanwhile is seen (its bytes gone), not overwritten.
+    receipt = session.get(Receipt, receipt_id, with_for_update={"of": Receipt})
     if receipt is None or receipt.status not in (Status.PROCESSED, Status.FAILED):
         return None
     if receipt.purged_at is not None:  # its bytes are gone (retention)

@@ -27,15 +27,10 @@ from gateway.intake.sftp import ReceivedFile, UploadHeld, client_key
 from gateway.logging import get_logger
 from gateway.metrics import DELIVERY_FAILURES, SFTP_UPLOADS
 from gateway.outbound import ack_filename, write_atomically
-from gateway.storage import StoredBlob
+from gateway.storage import HELD_DIR, StoredBlob
 
 log = get_logger(__name__)
 T = TypeVar("T")
-
-
-# Uploads kept while the database was away (EDI834_DATA_DIR/sftp-held/<uuid>.json, each naming
-# its blob): recorded by `GatewaySftpHooks.record_held`.
-HELD_DIR = "sftp-held"
 
 
 def _patiently(fn: Callable[[], T], patience: float) -> T:

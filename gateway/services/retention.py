@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ from gateway.db.models import (
     Status,
 )
 from gateway.db.session import unit_of_work
+from gateway.storage import HELD_DIR
 
 PURGED = "(purged)"
 """What a purged finding's wording says (the rule, severity and position stay)."""
@@ -71,6 +73,7 @@ class PurgeReport:
     bytes: int = 0  # their size as received
     member_events: int = 0  # members whose history payload went
     blobs_removed: int = 0  # blob files deleted (a blob shared with a file kept stays)
+    blobs_left: int = 0  # purged files' blobs still there: named by a file kept, held, or recent
     outbound_removed: int = 0  # 999/824 copies deleted from partners' outbound/
     unfinished: int = 0  # files before the horizon left as they are: not finished with
 
@@ -132,6 +135,8 @@ def purge(
                 .order_by(Receipt.received_at, Receipt.id)
                 .limit(BATCH)
             )
+            if apply:  # a file an operator is reprocessing now is left (and not finished)
+                query = query.with_for_update(skip_locked=True)
             if after is not None and not apply:  # a dry run pages; a purge's rows drop out
                 query = query.where(
                     or_(
@@ -158,7 +163,7 @@ def purge(
     # Those a purge leaves: a dry run's count still holds the files it would purge.
     report.unfinished = (due or 0) - (0 if apply else report.files)
     if apply:
-        report.blobs_removed, report.outbound_removed = sweep(gw, before)
+        report.blobs_removed, report.blobs_left, report.outbound_removed = sweep(gw, before)
     return report
 
 
@@ -210,11 +215,21 @@ def _mark(s: Session, ids: Sequence[str], before: dt.datetime, operator: str) ->
     repo.add_audit_entries(s, operator=operator, action="purge", receipt_ids=ids, detail=detail)
 
 
-def sweep(gw: Gateway, before: dt.datetime) -> tuple[int, int]:
+RECENT = dt.timedelta(hours=1)
+"""A blob written this recently is never deleted, whatever the horizon: the same bytes may have
+been received again and be on their way to a receipt."""
+
+
+def sweep(gw: Gateway, before: dt.datetime) -> tuple[int, int, int]:
     """Delete what purged files left on disk (right after their purge, or after a crash in
-    between): each blob no file still kept shares, and the 999/824 copies in `outbound/`.
-    (blobs removed, outbound files removed)."""
-    blobs = outbound = 0
+    between): each blob no file still kept names — unless it was written after the horizon
+    or in the last hour (`BlobStore.remove_stale`: the same bytes received again), or an SFTP
+    upload held while the database was away names it — and the 999/824 copies in
+    `outbound/`. (blobs removed, blobs left, outbound files removed)."""
+    gw.blobs.restore_aside()  # what a crash left half-deleted is judged again below
+    written_before = min(before, utcnow() - RECENT).timestamp()
+    held = _held_blobs(gw)
+    blobs = left = outbound = 0
     after = ""
     while True:
         with gw.reads() as s:
@@ -244,13 +259,27 @@ def sweep(gw: Gateway, before: dt.datetime) -> tuple[int, int]:
                 .join(Partner, Partner.id == Receipt.partner_id)
                 .where(Ack.receipt_id.in_([r.id for r in rows]), Ack.kind.in_(_QUOTING_KINDS))
             ).all()
-        for path in paths - kept:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(gw.blobs.path(path))
+        for path in paths:
+            if (
+                path not in kept
+                and path not in held
+                and gw.blobs.remove_stale(path, written_before)
+            ):
                 blobs += 1
+            elif gw.blobs.path(path).exists():
+                left += 1
         for partner, filename in copies:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(gw.outbound_dir(partner) / os.path.basename(filename))
                 outbound += 1
         after = rows[-1].id
-    return blobs, outbound
+    return blobs, left, outbound
+
+
+def _held_blobs(gw: Gateway) -> set[str]:
+    """The blobs of SFTP uploads held while the database was away (not yet receipts)."""
+    out: set[str] = set()
+    for note in (gw.settings.data_dir / HELD_DIR).glob("*.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            out.add(str(json.loads(note.read_text())["rel_path"]))
+    return out

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -57,6 +60,15 @@ def _process(gw: Gateway, *, core: bool = True) -> None:
             pass
 
 
+def _age(gw: Gateway, hours: float = 2) -> None:
+    """Every stored blob written `hours` ago (a purge never deletes one written in the last
+    hour: the same bytes may be on their way to a new receipt)."""
+    then = time.time() - hours * 3600
+    for path in gw.blobs.root.rglob("*"):
+        if path.is_file() and path.parent != gw.blobs.tmp_dir:
+            os.utime(path, (then, then))
+
+
 def _all_text(gw: Gateway) -> str:
     """Every row of every table, as text: where member data could still be in the database."""
     out: list[str] = []
@@ -87,6 +99,7 @@ def test_purge_removes_member_data_and_keeps_the_audit_trail(gw):
 
     while deliver_core(gw, None):
         pass
+    _age(gw)
     with gw.reads() as s:
         members_before = s.scalar(select(LedgerMember.id).limit(1))
         blob_paths = {r.blob_path for r in s.scalars(select(Receipt))}
@@ -144,6 +157,7 @@ def test_a_blob_shared_with_a_file_kept_stays(gw):
         other_id = other.id
     mine, theirs = _receipt(gw, pid, BAD), _receipt(gw, other_id, BAD)
     _process(gw)
+    _age(gw)
     report = retention.purge(gw, TOMORROW, apply=True, operator="t", partner_id=pid)
     assert (report.files, report.blobs_removed) == (1, 0)
     with gw.reads() as s:
@@ -161,8 +175,9 @@ def test_a_crash_after_marking_leaves_nothing_behind_at_the_next_run(gw, monkeyp
     pid = add_va(gw)
     rid = _receipt(gw, pid, BAD)
     _process(gw)
+    _age(gw)
 
-    def crash(*_: object) -> tuple[int, int]:
+    def crash(*_: object) -> tuple[int, int, int]:
         raise SystemExit("killed between the commit and the deletes")
 
     real_sweep = retention.sweep
@@ -178,6 +193,69 @@ def test_a_crash_after_marking_leaves_nothing_behind_at_the_next_run(gw, monkeyp
     report = retention.purge(gw, TOMORROW, apply=True, operator="t")
     assert (report.files, report.blobs_removed, report.outbound_removed) == (0, 1, 1)
     assert not blob.exists() and not list(gw.outbound_dir("va").glob("*.999"))
+
+
+def test_a_blob_written_recently_or_held_stays_until_it_is_stale(gw):
+    """The same bytes received again after the horizon or in the last hour, or held by an SFTP
+    upload while the database was away, are not deleted with the purged file that had them."""
+    pid = add_va(gw)
+    rid = _receipt(gw, pid, BAD)
+    _process(gw)
+    with gw.reads() as s:
+        r = s.get(Receipt, rid)
+        assert r is not None
+        blob = gw.blobs.path(r.blob_path)
+    report = retention.purge(gw, TOMORROW, apply=True, operator="t")
+    assert (report.files, report.blobs_removed, report.blobs_left) == (1, 0, 1)  # just written
+    assert blob.exists()
+    _age(gw)
+    held = gw.settings.data_dir / "sftp-held"
+    held.mkdir(parents=True, exist_ok=True)
+    (held / "n.json").write_text(json.dumps({"rel_path": r.blob_path}))
+    assert retention.sweep(gw, TOMORROW)[:2] == (0, 1)
+    assert blob.exists()
+    (held / "n.json").unlink()
+    assert retention.sweep(gw, TOMORROW)[:2] == (1, 0)
+    assert not blob.exists()
+
+
+def test_remove_stale_keeps_a_copy_placed_while_it_deletes(gw, monkeypatch):
+    """An upload of the same bytes replacing the blob just before the sweep moves it aside:
+    the copy is put back, not deleted. A crash with the blob aside: put back at the next start
+    (or sweep), never over a newer copy."""
+    import gateway.storage as storage
+
+    pending = gw.blobs.begin()
+    pending.write(BAD)
+    blob = pending.commit()
+    final = gw.blobs.path(blob.rel_path)
+    _age(gw)
+    real_replace = os.replace
+
+    def upload_first(src, dst):  # the intake's os.replace lands just before the sweep's
+        if Path(src) == final:
+            again = gw.blobs.begin()
+            again.write(BAD)
+            again.commit()
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(storage.os, "replace", upload_first)
+    assert not gw.blobs.remove_stale(blob.rel_path, time.time() - 60)
+    monkeypatch.setattr(storage.os, "replace", real_replace)
+    assert final.read_bytes() == BAD
+    assert not list(gw.blobs.tmp_dir.glob("*" + storage.ASIDE))
+    # Stale: deleted.
+    _age(gw)
+    assert gw.blobs.remove_stale(blob.rel_path, time.time() - 60)
+    assert not final.exists()
+    # A crash left one aside: put back; one aside beside a newer copy is dropped.
+    aside = gw.blobs.tmp_dir / (final.name + storage.ASIDE)
+    aside.write_bytes(BAD)
+    assert gw.blobs.restore_aside() == 1
+    assert final.read_bytes() == BAD and not aside.exists()
+    aside.write_bytes(b"older")
+    assert gw.blobs.restore_aside() == 1
+    assert final.read_bytes() == BAD and not aside.exists()
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -199,6 +277,9 @@ def test_purged_files_through_the_server_the_api_the_dashboard_and_the_cli(gatew
         if report["files"] == 2:
             break
     assert report == {**report, "files": 2, "unfinished": 0, "applied": False}
+    for path in (gateway.data_dir / "blobs").rglob("*"):  # received two hours ago
+        if path.is_file():
+            os.utime(path, (time.time() - 7200,) * 2)
     done = gateway.cli("purge", "--before", before, "--apply", "--by", "ops:alice")
     assert done.stdout.startswith("purged 2 files"), done.stdout
     assert "removed 2 stored files" in done.stdout
