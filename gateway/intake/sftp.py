@@ -31,7 +31,7 @@ import stat
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -430,6 +430,22 @@ class _Upload:
     end: int = 0  # the end of the data written so far
     failed: bool = False  # a WRITE on it was refused or failed
     abandoned: bool = False  # its name was opened again after a failure: closed, never complete
+    # Byte ranges whose WRITE was refused or failed (disk full, over the size limit, past the
+    # end) and not written since: while any is left the file is not what the client sent.
+    refused: list[tuple[int, int]] = field(default_factory=list)
+
+    def refuse(self, start: int, end: int) -> None:
+        self.refused.append((start, end))
+
+    def written(self, start: int, end: int) -> None:
+        """A WRITE of [start, end) succeeded: what it covers of the refused ranges is no more."""
+        if self.refused:
+            self.refused = [
+                piece
+                for a, b in self.refused
+                for piece in ((a, min(b, start)), (max(a, end), b))
+                if piece[0] < piece[1]
+            ]
 
 
 @dataclass(eq=False, slots=True)
@@ -449,6 +465,9 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
         # Uploads of this session whose WRITE failed, by name: a client that gives up on such a
         # handle without closing it and opens the name again must not find it "in use".
         self._failed: dict[str, _Upload] = {}
+        # Temporary names closed with refused writes not written since, by name: a resume on a
+        # new handle may still write them; renamed as they are, the file would be cut short.
+        self._incomplete: dict[str, list[tuple[int, int]]] = {}
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -629,6 +648,9 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
             raise _sftp_error(exc) from None
         self._s.busy.add(key)
         upload = _Upload(fd=fd, name=target.name, upload_id=uuid.uuid4().hex, end=end)
+        refused = self._incomplete.pop(target.name, [])
+        if not pflags & asyncssh.FXF_TRUNC:
+            upload.refused = refused
         self._log("sftp_upload_started", upload_id=upload.upload_id)
         return upload
 
@@ -728,13 +750,31 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
                 return
             if not synced:
                 raise asyncssh.SFTPFailure("could not store the file")
-            if not self._is_temporary(upload.name):
+            if upload.refused:
+                await self._close_incomplete(upload)
+            elif not self._is_temporary(upload.name):
                 await self._report_complete(upload.name, upload.upload_id)
         finally:
             # Closed (and unlocked) only once the hook has the file: until then a server
             # starting beside this one must not take it for an orphan.
             os.close(upload.fd)
             self._s.busy.discard(self._busy_key(upload.name))
+
+    async def _close_incomplete(self, upload: _Upload) -> None:
+        """A CLOSE after WRITEs that were refused and never written again: the file on disk is
+        not what the client sent (disk full, over the size limit). A final name is recorded
+        partial — shown, with its notice, never processed — and the CLOSE fails; a temporary
+        name stays to be resumed, and renaming it to its final name is refused until the
+        refused bytes are written."""
+        self._log("sftp_upload_incomplete", upload_id=upload.upload_id)
+        if self._is_temporary(upload.name):
+            self._incomplete[upload.name] = upload.refused
+            return
+        await self._report_partial(upload)
+        raise asyncssh.SFTPFailure(
+            "not received: writes to this file were refused, so it is incomplete and will not "
+            "be processed; send the whole file again"
+        )
 
     @override
     def read(self, file_obj: object, offset: int, size: int) -> bytes:
@@ -755,8 +795,10 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
             written = self._write(file_obj, offset, data)
         except asyncssh.SFTPError:
             file_obj.failed = True
+            file_obj.refuse(offset, offset + len(data))
             self._failed[file_obj.name] = file_obj
             raise
+        file_obj.written(offset, offset + written)
         if file_obj.failed:  # the client goes on with this handle: it is in use again
             file_obj.failed = False
             self._failed.pop(file_obj.name, None)
@@ -920,6 +962,11 @@ class _PartnerSftpServer(asyncssh.SFTPServer):
         if {self._busy_key(old.name), self._busy_key(new.name)} & self._s.busy:
             raise asyncssh.SFTPFailure("file is in use")
         completes = self._is_temporary(old.name) and not self._is_temporary(new.name)
+        if completes and old.name in self._incomplete:
+            raise asyncssh.SFTPFailure(
+                f"{old.name} is incomplete: writes to it were refused and not sent again; "
+                "resume it, or send the whole file again"
+            )
         with self._open_dir(INBOUND) as dir_fd:
             if not completes:
                 _rename_no_replace(dir_fd, old.name, new.name)

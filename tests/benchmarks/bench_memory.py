@@ -186,7 +186,11 @@ def sparse_sftp(tmp: Path, _mb: int) -> tuple[Bench, str]:
                 except asyncssh.SFTPFailure as exc:
                     said.append(f"{offset >> 20} MiB: refused ({exc.reason})")
             said.append(f"{time.perf_counter() - start:.2f} s")
-            await f.close()
+            try:
+                await f.close()
+                said.append("closed")
+            except asyncssh.SFTPFailure as exc:  # its refused writes never came: partial
+                said.append(f"close refused ({exc.reason})")
 
     asyncio.run(send())
     answers = []

@@ -512,16 +512,24 @@ class TestWriteLimits:
                     await remote.write(b"\0", 1 << 30)
                 assert "past the end of the data written so far" in refused.value.reason
                 assert os.stat(gw.inbound() / "sparse.834").st_size == 0
+                await remote.write(b"ISA*00*", 0)
+                with pytest.raises(asyncssh.SFTPFailure):  # the refused byte never came
+                    await remote.close()
+                assert [(c[1], c[2]) for c in gw.hooks.partial] == [("sparse.834", b"ISA*00*")]
                 # in order, within the window a pipelining client keeps in flight: accepted
+                remote = await client.open("inbound/window.834", "wb")
                 await remote.write(b"ISA*00*", 0)
                 await remote.write(b"~", MAX_WRITE_GAP + 7)
                 await remote.close()
                 ((_, name, data),) = gw.hooks.complete
-                assert name == "sparse.834" and len(data) == MAX_WRITE_GAP + 8
+                assert name == "window.834" and len(data) == MAX_WRITE_GAP + 8
 
         run(scenario())
 
     def test_a_write_beyond_the_upload_limit_is_refused(self, tmp_path: Path) -> None:
+        """The file is then incomplete: its CLOSE fails and it is recorded partial (shown,
+        never processed), not received cut short."""
+
         async def scenario() -> None:
             async with intake_server(tmp_path, max_upload_bytes=1000) as gw:
                 async with gw.sftp() as (_, client):
@@ -530,12 +538,12 @@ class TestWriteLimits:
                     with pytest.raises(asyncssh.SFTPFailure) as refused:
                         await remote.write(b"x", 1000)
                     assert "at most 1000 bytes" in refused.value.reason
-                    await remote.close()
+                    with pytest.raises(asyncssh.SFTPFailure) as closed:
+                        await remote.close()
+                    assert "incomplete" in closed.value.reason
                     await upload(client, "inbound/ok.834", b"ISA~")
-                assert [(c[1], len(c[2])) for c in gw.hooks.complete] == [
-                    ("big.834", 1000),
-                    ("ok.834", 4),
-                ]
+                assert [(c[1], len(c[2])) for c in gw.hooks.complete] == [("ok.834", 4)]
+                assert [(c[1], len(c[2])) for c in gw.hooks.partial] == [("big.834", 1000)]
 
         run(scenario())
 
@@ -547,7 +555,75 @@ class TestWriteLimits:
             async with intake_server(tmp_path, max_upload_bytes=100_000) as gw:
                 code, _, _ = await gw.openssh_sftp(f"put {local} inbound/big.834\n")
                 assert code != 0
-                assert all(len(c[2]) <= 100_000 for c in gw.hooks.complete)
+                assert gw.hooks.complete == []
+                assert [c[1] for c in gw.hooks.partial] == ["big.834"]
+
+        run(scenario())
+
+    def test_a_write_that_fails_on_a_full_disk_leaves_the_file_partial(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """ENOSPC in the middle: OpenSSH's put fails, and what reached the disk is partial, not
+        a received file cut short; written again on the same handle, the file is whole."""
+        local = tmp_path / "f.834"
+        local.write_bytes(b"ISA*00*~" * 1_000_000)  # 8 MB: more than one WRITE
+        real_pwrite = os.pwrite
+        full = {"on": True, "calls": 0}
+
+        def pwrite(fd: int, data: Any, offset: int) -> int:
+            full["calls"] += 1
+            if full["on"] and full["calls"] > 1:  # the disk fills after the first write
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_pwrite(fd, data, offset)
+
+        monkeypatch.setattr(sftp_module.os, "pwrite", pwrite)
+
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw:
+                code, out, err = await gw.openssh_sftp(f"put {local} inbound/f.834\n")
+                assert code != 0, (out, err, gw.hooks.complete, gw.hooks.partial)
+                assert gw.hooks.complete == []
+                assert [c[1] for c in gw.hooks.partial] == ["f.834"]
+                assert len(gw.hooks.partial[0][2]) < 8_000_000
+                # A client that writes the refused range again on the same handle: whole.
+                async with gw.sftp() as (_, client):
+                    remote = await client.open("inbound/g.834", "wb")
+                    full["calls"] = 0
+                    await remote.write(b"a" * 65_536, 0)
+                    with pytest.raises(asyncssh.SFTPFailure):
+                        await remote.write(b"b" * 100, 65_536)
+                    full["on"] = False
+                    await remote.write(b"b" * 100, 65_536)
+                    await remote.close()
+                assert [(c[1], len(c[2])) for c in gw.hooks.complete] == [("g.834", 65_636)]
+
+        run(scenario())
+
+    def test_a_temporary_name_with_refused_writes_is_not_renamed_until_resumed(
+        self, tmp_path: Path
+    ) -> None:
+        far = MAX_WRITE_GAP + 100
+
+        async def scenario() -> None:
+            async with intake_server(tmp_path) as gw:
+                async with gw.sftp() as (_, client):
+                    remote = await client.open("inbound/t.834.part", "wb")
+                    await remote.write(b"x" * 10, 0)
+                    with pytest.raises(asyncssh.SFTPFailure):
+                        await remote.write(b"y" * 10, far)  # past the end: refused
+                    await remote.close()  # resumable: the CLOSE itself is fine
+                    with pytest.raises(asyncssh.SFTPFailure) as refused:
+                        await client.rename("inbound/t.834.part", "inbound/t.834")
+                    assert "incomplete" in refused.value.reason
+                    # Resumed on a new handle, in order, up to and over the refused bytes.
+                    remote = await client.open(
+                        "inbound/t.834.part", asyncssh.FXF_WRITE, encoding=None
+                    )
+                    await remote.write(b"x" * (far - 10), 10)
+                    await remote.write(b"y" * 10, far)
+                    await remote.close()
+                    await client.rename("inbound/t.834.part", "inbound/t.834")
+                assert [(c[1], len(c[2])) for c in gw.hooks.complete] == [("t.834", far + 10)]
 
         run(scenario())
 
