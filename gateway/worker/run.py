@@ -9,6 +9,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 
 import httpx
 import structlog
@@ -18,7 +19,7 @@ from gateway.context import Gateway
 from gateway.db import repositories as repo
 from gateway.db.base import utcnow
 from gateway.db.models import Receipt, Status
-from gateway.db.session import db_retry, run_in_transaction
+from gateway.db.session import db_retry, is_transient, run_in_transaction
 from gateway.enrollment import repository as ledger_repo
 from gateway.enrollment.apply import LedgerAbandoned, apply_receipt
 from gateway.enrollment.delivery import batch_size as core_batch_size
@@ -190,18 +191,34 @@ class Worker:
         except LedgerAbandoned:
             log.info("ledger_abandoned")
         except Exception as exc:
-            FAILURES.inc()
-            error = "".join(traceback.format_exception(exc))[-8000:]
-            log.error("ledger_failed", error_type=type(exc).__name__)
+            if is_transient(exc):
+                # The database went away (a restart, a failover): not the file's fault, so not
+                # an attempt. Taken again from the chunk it reached once the database answers.
+                log.warning("ledger_interrupted", error_type=type(exc).__name__)
+            else:
+                FAILURES.inc()
+                error = "".join(traceback.format_exception(exc))[-8000:]
+                log.error("ledger_failed", error_type=type(exc).__name__)
         finally:
             structlog.contextvars.unbind_contextvars("receipt_id")
-        run_in_transaction(
-            self.gw.sessions,
+        self._until_recorded(
             lambda s: ledger_repo.release_ledger(
                 s, receipt_id, self.worker_id, error=error, max_attempts=settings.max_attempts
             ),
         )
         return True
+
+    def _until_recorded(self, fn: Callable[[Session], object]) -> None:
+        """`fn` in a transaction, tried again every few seconds while the database is away
+        (until this worker stops): a lease given back late would expire instead, and the file's
+        next claim would count as one more failed attempt."""
+        while True:
+            try:
+                run_in_transaction(self.gw.sessions, fn)
+                return
+            except Exception as exc:
+                if not is_transient(exc) or self.stop_event.wait(RECORD_RETRY_SECONDS):
+                    raise
 
     def _outbox_loop(self) -> None:
         with httpx.Client(timeout=self.gw.settings.webhook_timeout_seconds) as client:
@@ -391,12 +408,17 @@ class Worker:
             if receipt is not None and error is None:
                 receipt.attempts = max(0, receipt.attempts - 1)  # not a failed attempt
 
-        run_in_transaction(self.gw.sessions, txn)
+        self._until_recorded(txn)
 
     def _fail(self, job: Job, exc: Exception, attempt: int) -> None:
         """A bug, not bad data: retry with backoff; after max_attempts park it as failed. The
         error text goes to the database for operators (it may quote data); the log gets only
-        the exception type."""
+        the exception type. The database going away (a restart, a failover) is neither: the
+        file is released to be taken again once it answers, and the attempt is not counted."""
+        if is_transient(exc):
+            log.warning("processing_interrupted", attempt=attempt, error_type=type(exc).__name__)
+            self._release(job, None, retry_after=RECORD_RETRY_SECONDS)
+            return
         FAILURES.inc()
         error = "".join(traceback.format_exception(exc))[-8000:]
         settings = self.gw.settings
@@ -422,6 +444,9 @@ class Worker:
 
 
 __all__ = ["Status", "Worker", "new_worker_id", "recover_orphans"]
+
+RECORD_RETRY_SECONDS = 5.0
+"""While the database is away, how often a worker tries again to give a file back."""
 
 
 def _park_worn_out(session: Session, receipt: Receipt, max_attempts: int) -> None:

@@ -191,6 +191,52 @@ class TestQueue:
             assert r.attempts == gw.settings.max_attempts
             assert repo.acks_of(s, rid) == []  # never a false rejection
 
+    def test_the_database_going_away_is_not_a_failed_attempt(self, gw, monkeypatch):
+        """Validation and the ledger stage cut by the database going away (a restart, a
+        failover: OperationalError) more times than max_attempts: the file is taken again, not
+        parked, and ends acknowledged and applied once (found by an on-call drill: three
+        6-second outages parked a good file as failed, with no acks)."""
+        from sqlalchemy.exc import OperationalError
+
+        import gateway.worker.run as run
+
+        pid = add_va(gw)
+        rid = _receipt(gw, pid, (SAMPLES / "good_exchange_new_enrollment.834").read_bytes())
+        outages = {"validate": gw.settings.max_attempts + 2, "ledger": gw.settings.max_attempts + 2}
+        real_validate, real_apply = run.validate_job, run.apply_receipt
+
+        def cut(stage, real):
+            def call(*args, **kwargs):
+                if outages[stage]:
+                    outages[stage] -= 1
+                    raise OperationalError("SELECT 1", {}, ConnectionError("server closed"))
+                return real(*args, **kwargs)
+
+            return call
+
+        monkeypatch.setattr(run, "validate_job", cut("validate", real_validate))
+        monkeypatch.setattr(run, "apply_receipt", cut("ledger", real_apply))
+        monkeypatch.setattr(run, "RECORD_RETRY_SECONDS", 0.0, raising=False)
+        worker = Worker(gw, worker_id="w1")
+        for _ in range(20):
+            worker.run_once()
+            worker.apply_ledger_once()
+            with unit_of_work(gw.sessions) as s:
+                r = s.get(Receipt, rid)
+                if r.ledger_status == "applied":
+                    break
+                r.lease_expires_at = None  # skip the wait before taking it again
+        assert outages == {"validate": 0, "ledger": 0}
+        with unit_of_work(gw.sessions) as s:
+            r = s.get(Receipt, rid)
+            assert (r.status, r.outcome, r.ledger_status) == (
+                Status.PROCESSED,
+                "accepted",
+                "applied",
+            )
+            assert r.attempts <= 1 and r.ledger_attempts <= 1
+            assert [a.kind for a in repo.acks_of(s, rid)].count("999") == 1
+
 
 class TestDuplicateRace:
     def test_an_isa13_recorded_between_validation_and_storing_is_ta1_025(self, gw, monkeypatch):
