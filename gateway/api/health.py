@@ -30,7 +30,7 @@ from gateway.metrics import (
     queue_gauge,
     set_core_backlog,
 )
-from gateway.watch.report import WatchReport, watch_report
+from gateway.watch.report import INCIDENT_KINDS, WatchReport, watch_report
 from gateway.web import add_routes
 
 log = get_logger(__name__)
@@ -91,7 +91,7 @@ def export_watch(report: WatchReport) -> None:
     """The watch report as gauges, so Prometheus alerting works without EDI834_ALERT_URL."""
     ACK_SLA.set(report.sla_seconds)
     STUCK_FILES.set(report.stuck_count)
-    open_kinds: dict[str, int] = {"missing_file": 0, "ack_latency": 0, "ack_pickup": 0, "stuck": 0}
+    open_kinds: dict[str, int] = dict.fromkeys(INCIDENT_KINDS, 0)
     for incident in report.incidents():
         open_kinds[incident.kind] = open_kinds.get(incident.kind, 0) + 1
     for kind, n in open_kinds.items():

@@ -55,10 +55,13 @@ class PartnerWatch:
     oldest_unpicked: dt.datetime | None
 
 
+INCIDENT_KINDS = ("missing_file", "ack_latency", "ack_pickup", "stuck", "failed", "core_backlog")
+
+
 @dataclass(frozen=True, slots=True)
 class Incident:
     key: str
-    kind: str  # missing_file | ack_latency | ack_pickup | stuck
+    kind: str  # missing_file | ack_latency | ack_pickup | stuck | failed | core_backlog
     partner_id: int | None
     partner: str | None
     summary: str  # ids, counts and times only: never member data
@@ -73,6 +76,10 @@ class WatchReport:
     partners: list[PartnerWatch] = field(default_factory=list)
     stuck_count: int = 0
     stuck: list[repo.StuckFile] = field(default_factory=list)
+    failed_count: int = 0  # files parked as failed (validation or ledger), not resolved
+    failed_oldest: dt.datetime | None = None
+    core_pending: int = 0  # core events older than stuck_minutes, not delivered
+    core_oldest: dt.datetime | None = None
 
     def late(self, p: PartnerWatch) -> bool:
         """The partner's p95 ack latency is over the SLA."""
@@ -132,7 +139,33 @@ class WatchReport:
                     + (f" (oldest received {first:%Y-%m-%d %H:%M} UTC)" if first else ""),
                 )
             )
+        if self.failed_count:
+            out.append(
+                Incident(
+                    key="failed_files",
+                    kind="failed",
+                    partner_id=None,
+                    partner=None,
+                    summary=f"{self.failed_count} file(s) failed inside the gateway (validation "
+                    "or the ledger) and are not resolved" + _oldest("received", self.failed_oldest),
+                )
+            )
+        if self.core_pending:
+            out.append(
+                Incident(
+                    key="core_backlog",
+                    kind="core_backlog",
+                    partner_id=None,
+                    partner=None,
+                    summary=f"{self.core_pending} event(s) for the core system not delivered "
+                    f"after {self.stuck_minutes:g} min" + _oldest("written", self.core_oldest),
+                )
+            )
         return out
+
+
+def _oldest(what: str, moment: dt.datetime | None) -> str:
+    return f" (oldest {what} {moment:%Y-%m-%d %H:%M} UTC)" if moment else ""
 
 
 def watch_report(
@@ -151,9 +184,10 @@ def watch_report(
     last = repo.last_files(session)
     delays = repo.ack_delays(session, since, until)
     unpicked = repo.unpicked_acks(session, now - dt.timedelta(hours=settings.pickup_hours))
-    stuck_count, stuck = repo.stuck_files(
-        session, now - dt.timedelta(minutes=settings.stuck_minutes)
-    )
+    cutoff = now - dt.timedelta(minutes=settings.stuck_minutes)
+    stuck_count, stuck = repo.stuck_files(session, cutoff)
+    failed_count, failed_oldest = repo.failed_files(session)
+    core_pending, core_oldest = repo.core_backlog(session, cutoff)
     watched = [
         _partner(row, last.get(row.id), delays.get(row.id, []), unpicked.get(row.id), sla, now)
         for row in repo.partners(session)
@@ -166,6 +200,10 @@ def watch_report(
         partners=watched,
         stuck_count=stuck_count,
         stuck=stuck,
+        failed_count=failed_count,
+        failed_oldest=failed_oldest,
+        core_pending=core_pending,
+        core_oldest=core_oldest,
     )
 
 

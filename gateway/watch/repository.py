@@ -8,11 +8,20 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gateway.db.models import DELIVERED_KINDS, Ack, Alert, Partner, Receipt, Status
+from gateway.db.models import (
+    DELIVERED_KINDS,
+    Ack,
+    Alert,
+    CoreDelivery,
+    LedgerStatus,
+    Partner,
+    Receipt,
+    Status,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +141,30 @@ def stuck_files(
         .limit(limit)
     ).all()
     return count, [StuckFile(*row) for row in rows]
+
+
+def failed_files(session: Session) -> tuple[int, dt.datetime | None]:
+    """Files parked as failed — validation, or the ledger stage — that no operator resolved or
+    reprocessed: how many, and when the oldest was received."""
+    where = (
+        or_(Receipt.status == Status.FAILED, Receipt.ledger_status == LedgerStatus.FAILED),
+        Receipt.resolved_at.is_(None),
+    )
+    count, oldest = session.execute(
+        select(func.count(), func.min(Receipt.received_at)).where(*where)
+    ).one()
+    return int(count or 0), _aware(oldest)
+
+
+def core_backlog(session: Session, created_before: dt.datetime) -> tuple[int, dt.datetime | None]:
+    """Events for the core system written before the cutoff and not delivered yet: how many,
+    and when the oldest was written."""
+    count, oldest = session.execute(
+        select(func.count(), func.min(CoreDelivery.created_at)).where(
+            CoreDelivery.delivered_at.is_(None), CoreDelivery.created_at < created_before
+        )
+    ).one()
+    return int(count or 0), _aware(oldest)
 
 
 # --- alerts ------------------------------------------------------------------------------------

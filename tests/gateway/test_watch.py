@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from starlette.testclient import TestClient
 
 from gateway.api.app import create_health_app
@@ -23,7 +23,7 @@ from gateway.context import Gateway
 from gateway.dashboard.app import create_dashboard
 from gateway.db.base import utcnow
 from gateway.db.migrate import upgrade
-from gateway.db.models import Ack, Partner, Receipt
+from gateway.db.models import Ack, CoreDelivery, Partner, Receipt
 from gateway.db.session import unit_of_work
 from gateway.intake.bridge import GatewaySftpHooks
 from gateway.operators import add_operator
@@ -32,6 +32,7 @@ from gateway.settings import Settings
 from gateway.watch.alerts import run_watch
 from gateway.watch.schedule import ScheduleError, deadlines, next_deadline, parse_schedule
 from gateway.worker.outbox import deliver_acks
+from gateway.worker.run import Worker
 from tests.gateway.test_dashboard_inprocess import GOOD, PASSWORD, process_all, send
 
 SECRET = "alert signing secret"  # noqa: S105 - test value
@@ -260,6 +261,43 @@ class TestStuck:
         process_all(gw)
         assert watch(gw, hook) == []
         assert [p["kind"] for p in hook.posts] == ["stuck", "stuck"]
+
+    def test_a_failed_file_and_a_core_backlog_are_alerts(self, gw):
+        """A file parked as failed (the partner is told the operators were alerted) and core
+        events left undelivered are incidents: posted, on the overview and in /metrics, and
+        closed when resolved or delivered (found by an on-call drill: neither was alerted)."""
+        with unit_of_work(gw.sessions) as s:
+            set_schedule(s, "va", "")
+        rid = arrive(gw, "va")
+        worker = Worker(gw)
+        while worker.apply_ledger_once():  # applied; no core system configured: events wait
+            pass
+        with gw.reads() as s:
+            assert s.scalar(select(func.count()).select_from(CoreDelivery)) > 0
+        assert watch(gw, Hook()) == []
+        with unit_of_work(gw.sessions) as s:
+            s.execute(update(Receipt).where(Receipt.id == rid).values(ledger_status="failed"))
+        hook = Hook()
+        assert watch(gw, hook) == ["failed_files"]
+        assert "1 file(s) failed inside the gateway" in hook.posts[0]["summary"]
+        page = dashboard(gw).get("/dashboard").text
+        assert 'data-kind="failed"' in page
+        metrics = TestClient(create_health_app(gw)).get("/metrics").text
+        assert 'edi834_alerts_open{kind="failed"} 1.0' in metrics
+        gw.clock.advance(minutes=31)
+        assert watch(gw, hook) == ["core_backlog", "failed_files"]
+        with unit_of_work(gw.sessions) as s:
+            s.execute(update(Receipt).where(Receipt.id == rid).values(resolved_at=gw.clock()))
+        assert watch(gw, hook) == ["core_backlog"]
+        with unit_of_work(gw.sessions) as s:
+            s.execute(update(CoreDelivery).values(delivered_at=gw.clock()))
+        assert watch(gw, hook) == []
+        assert [p["kind"] for p in hook.posts] == [
+            "failed",
+            "core_backlog",
+            "failed",
+            "core_backlog",
+        ]
 
 
 class TestSftpPickUp:
