@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
 from gateway.context import Gateway
@@ -24,10 +25,12 @@ from gateway.dashboard.formatting import age, duration, error_kind, safe_next
 from gateway.dashboard.segments import MASK
 from gateway.enrollment import queries
 from gateway.enrollment.codes import MAINTENANCE_NAMES
+from gateway.logging import get_logger
 from gateway.web import HSTS, HeadAsGet, add_routes, allowed_methods
 from validators.issues import meaning, remedy
 
 HERE = Path(__file__).resolve().parent
+log = get_logger(__name__)
 
 
 def create_dashboard(gw: Gateway) -> FastAPI:
@@ -43,6 +46,7 @@ def create_dashboard(gw: Gateway) -> FastAPI:
     app.add_exception_handler(PageError, _page_error)
     app.add_exception_handler(RequestValidationError, _bad_request)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(OperationalError, _database_away)
     add_routes(
         app,
         auth.router,
@@ -149,6 +153,22 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         page.headers["Allow"] = allowed_methods(request)
         return page
     return error_page(request, exc.status_code, "Error", "The request could not be answered.")
+
+
+async def _database_away(request: Request, exc: Exception) -> Response:
+    """The database went away (a restart, a failover): a page that says so, not a bare 500."""
+    log.warning("dashboard_database_unavailable", error_type=type(exc).__name__)
+    page = error_page(
+        request,
+        503,
+        "Database unavailable",
+        "The gateway's database does not answer right now. Nothing was changed; reload the "
+        "page in a few seconds.",
+        back=request.url.path if request.method == "GET" else _referrer(request),
+        back_label="Reload" if request.method == "GET" else "Back",
+    )
+    page.headers["Retry-After"] = "5"
+    return page
 
 
 def _referrer(request: Request) -> str | None:

@@ -6,6 +6,7 @@ the clock injected."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -551,3 +552,39 @@ def test_a_sort_or_order_the_list_does_not_know_is_said_not_ignored(site) -> Non
     assert "is not a column to sort by; sorted by received." in page
     assert "is not asc or desc; newest first." in page
     assert "not a column" not in c.get("/dashboard/rejects?result=all&sort=size").text
+
+
+def test_the_database_going_away_is_a_page_not_a_500(postgres, tmp_path):
+    """PostgreSQL refusing connections (a restart, a failover) while an operator is logged in:
+    503 with a page that says so and a way to reload, then the dashboard again once it answers
+    (found by an on-call drill: a bare "Internal Server Error")."""
+    import psycopg
+
+    name = f"dash_away_{time.time_ns()}"
+    settings = Settings(
+        data_dir=tmp_path / "var", database_url=postgres.create_database(name), worker_enabled=False
+    )
+    gw = Gateway.open(settings)
+    upgrade(settings.sqlalchemy_url)
+    try:
+        with unit_of_work(gw.sessions) as s:
+            add_operator(s, "alice", PASSWORD, "admin")
+        c = Site(gw, {}).client()
+        assert c.get("/dashboard").status_code == 200
+        with psycopg.connect(postgres.conninfo(), autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+            )
+            try:
+                for path in ("/dashboard", "/dashboard/rejects", "/dashboard/audit"):
+                    r = c.get(path)
+                    assert r.status_code == 503, (path, r.status_code)
+                    assert r.headers["content-type"].startswith("text/html")
+                    assert "<h1>Database unavailable</h1>" in r.text and 'id="back"' in r.text
+                    assert r.headers["retry-after"] == "5"
+            finally:
+                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        assert c.get("/dashboard").status_code == 200
+    finally:
+        gw.close()
