@@ -144,26 +144,30 @@ class Worker:
             self.stop_event.wait(rest)
 
     def _process_loop(self) -> None:
+        failures = _Failures("worker_loop_error", self.worker_id)
         while not self.stop_event.is_set():
             try:
                 worked = self.run_once()
-            except Exception:  # the loop must survive anything; the job handled its own
-                log.exception("worker_loop_error", worker_id=self.worker_id)
+                failures.ok()
+            except Exception as exc:  # the loop must survive anything; the job handled its own
+                failures.failed(exc)
                 worked = False
-                time.sleep(1)
+                self.stop_event.wait(max(1.0, failures.pause))
             if not worked:
                 self._sleep(self.wake_event)
 
     def _ledger_loop(self) -> None:
         """The enrollment ledger stage: one receipt at a time, in each sender's order."""
+        failures = _Failures("ledger_loop_error", self.worker_id)
         while not self.stop_event.is_set():
             started = time.monotonic()
             try:
                 worked = self.apply_ledger_once()
-            except Exception:
-                log.exception("ledger_loop_error", worker_id=self.worker_id)
+                failures.ok()
+            except Exception as exc:
+                failures.failed(exc)
                 worked = False
-                time.sleep(1)
+                self.stop_event.wait(max(1.0, failures.pause))
             if not worked:  # a claim that finds nothing reads the sender's queue (its order)
                 self._sleep(self.ledger_wake, apart=LEDGER_IDLE_GAP, since=started)
 
@@ -221,19 +225,25 @@ class Worker:
                     raise
 
     def _outbox_loop(self) -> None:
+        acks, core = (
+            _Failures("outbox_error", self.worker_id),
+            _Failures("core_outbox_error", self.worker_id),
+        )
         with httpx.Client(timeout=self.gw.settings.webhook_timeout_seconds) as client:
             while True:
                 started = time.monotonic()
                 try:
                     outbox.deliver_acks(self.gw)
-                except Exception:
-                    log.exception("outbox_error", worker_id=self.worker_id)
+                    acks.ok()
+                except Exception as exc:
+                    acks.failed(exc)
                 full = False
                 try:  # apart, so a webhook failure never holds back the core (nor the reverse)
                     # its own per-request core_timeout_seconds
                     full = deliver_core(self.gw, client) >= core_batch_size(self.gw)
-                except Exception:
-                    log.exception("core_outbox_error", worker_id=self.worker_id)
+                    core.ok()
+                except Exception as exc:
+                    core.failed(exc)
                 if self.stop_event.is_set() and not any(
                     t.is_alive() for t in self._threads if t.name.startswith("worker")
                 ):
@@ -241,30 +251,36 @@ class Worker:
                     return
                 if not full:  # a full batch: more is due, so the next round starts at once
                     self._sleep(self.outbox_wake, apart=OUTBOX_GAP, since=started)
+                self.stop_event.wait(max(acks.pause, core.pause))
 
     def _webhook_loop(self) -> None:
         """Partners' webhooks, in their own thread: a partner's endpoint that answers slowly
         (each read within the timeout, the whole answer never) held back every partner's acks
         and the core's events while they shared one."""
+        failures = _Failures("webhook_error", self.worker_id)
         with httpx.Client(timeout=self.gw.settings.webhook_timeout_seconds) as client:
             while not self.stop_event.is_set():
                 started = time.monotonic()
                 try:
                     outbox.deliver_webhooks(self.gw, client)
-                except Exception:
-                    log.exception("webhook_error", worker_id=self.worker_id)
+                    failures.ok()
+                except Exception as exc:
+                    failures.failed(exc)
                 self._sleep(self.webhook_wake, apart=OUTBOX_GAP, since=started)
+                self.stop_event.wait(failures.pause)
 
     def _watch_loop(self) -> None:
         """gateway.watch every alert_poll_seconds: missing files, late or unpicked acks, stuck
         files opened or closed as alerts, each posted once."""
         settings = self.gw.settings
+        failures = _Failures("watch_error", self.worker_id)
         with httpx.Client(timeout=settings.webhook_timeout_seconds) as client:
             while not self.stop_event.is_set():
                 try:
                     run_watch(self.gw, client)
-                except Exception:
-                    log.exception("watch_error", worker_id=self.worker_id)
+                    failures.ok()
+                except Exception as exc:
+                    failures.failed(exc)
                 self.stop_event.wait(settings.alert_poll_seconds)
 
     # --- one job -----------------------------------------------------------------------------
@@ -444,6 +460,41 @@ class Worker:
 
 
 __all__ = ["Status", "Worker", "new_worker_id", "recover_orphans"]
+
+
+class _Failures:
+    """A background loop's failures. The database away (a restart, a failover) is logged once,
+    without a traceback, and the loop backs off (0.5 s doubling to 30 s) until it answers again
+    — an outage of a minute logged a traceback every half second from each loop (found by an
+    on-call drill: 110 MB of logs an hour, enough for journald to drop what mattered). Anything
+    else is logged with its traceback each time, as before."""
+
+    def __init__(self, event: str, worker_id: str) -> None:
+        self.event, self.worker_id = event, worker_id
+        self.away = 0  # failed rounds in a row while the database is away
+        self.pause = 0.0
+
+    def failed(self, exc: Exception) -> None:
+        if not is_transient(exc):
+            self.ok()
+            log.error(self.event, worker_id=self.worker_id, exc_info=exc)
+            return
+        self.away += 1
+        if self.away == 1:
+            log.warning(
+                f"{self.event}_database_unavailable",
+                worker_id=self.worker_id,
+                error_type=type(exc).__name__,
+            )
+        self.pause = min(30.0, 0.5 * 2 ** (self.away - 1))
+
+    def ok(self) -> None:
+        if self.away:
+            log.info(
+                f"{self.event}_database_back", worker_id=self.worker_id, failed_rounds=self.away
+            )
+        self.away, self.pause = 0, 0.0
+
 
 RECORD_RETRY_SECONDS = 5.0
 """While the database is away, how often a worker tries again to give a file back."""

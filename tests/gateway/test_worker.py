@@ -500,3 +500,50 @@ def test_a_received_999_is_recorded_and_not_acknowledged(gw):
     assert receipt.status == Status.PROCESSED
     assert groups == 1
     assert kinds == ["ta1"]  # x12build asks for one (ISA14 1); never a 999
+
+
+def test_a_database_outage_is_logged_once_per_loop_not_every_round(gw, monkeypatch):
+    """Every background loop of a worker while the database refuses: one warning each, no
+    traceback, backing off; one line when it answers again (found by an on-call drill: a
+    traceback every half second from each loop, 110 MB of logs an hour)."""
+    from sqlalchemy.exc import OperationalError
+    from structlog.testing import capture_logs
+
+    import gateway.worker.run as run
+
+    away = {"on": True}
+
+    def refusing(real):
+        def call(*args, **kwargs):
+            if away["on"]:
+                raise OperationalError("SELECT 1", {}, ConnectionError("connection refused"))
+            return real(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(run.outbox, "deliver_acks", refusing(run.outbox.deliver_acks))
+    monkeypatch.setattr(run.outbox, "deliver_webhooks", refusing(run.outbox.deliver_webhooks))
+    monkeypatch.setattr(run, "deliver_core", refusing(run.deliver_core))
+    monkeypatch.setattr(run, "run_watch", refusing(run.run_watch))
+    monkeypatch.setattr(run, "OUTBOX_GAP", 0.05)
+    gw.settings.worker_poll_seconds = 0.05
+    gw.settings.alert_poll_seconds = 0.05
+    worker = Worker(gw, worker_id="w")
+    loops = ("outbox_error", "core_outbox_error", "webhook_error", "watch_error")
+    with capture_logs() as logs:
+        worker.start()
+        try:
+            time.sleep(3)  # a poll every 0.05 s: some 60 rounds of each loop, were it not quiet
+            away["on"] = False
+            deadline = time.monotonic() + 15  # each loop's next round, after its back-off
+            while time.monotonic() < deadline and sum(
+                e["event"].endswith("_database_back") for e in logs
+            ) < len(loops):
+                time.sleep(0.1)
+        finally:
+            worker.stop(5)
+    events = [e["event"] for e in logs]
+    for loop in loops:
+        assert events.count(f"{loop}_database_unavailable") == 1, (loop, events)
+        assert events.count(f"{loop}_database_back") == 1, (loop, events)
+    assert not [e for e in logs if "exc_info" in e or e["log_level"] == "error"]
