@@ -34,6 +34,11 @@ REJECTED_REQUESTS = Counter(
 )
 
 queue_gauge = Gauge("edi834_queue_depth", "Receipts waiting or in processing", ["status"])
+DATABASE_UP = Gauge(
+    "edi834_database_up",
+    "1 when this scrape read the database; 0 when it could not (the gauges read from the "
+    "database then keep their last values)",
+)
 QUEUE_OLDEST = Gauge(
     "edi834_queue_oldest_seconds", "Age of the oldest file waiting for a worker (0 when none)"
 )

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 
 class Settings(BaseSettings):
@@ -56,6 +57,9 @@ class Settings(BaseSettings):
     isa_id: str = "EDI834GATEWAY"
 
     max_body_bytes: int = 512 * 1024 * 1024
+    # /readyz says not ready while the blob store (and a SQLite database's folder) has less
+    # free than this: every upload would be a 507 (or a 503) until space is made.
+    ready_min_free_mb: int = Field(default=64, ge=0)
     rate_limit_per_minute: int = 600  # files per partner per minute over HTTP
     # How long an API process remembers which partner an API key belongs to: a rotated or
     # disabled key stops working at most this long after (0: looked up on every request).
@@ -131,6 +135,14 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'edi834.sqlite3').resolve()}"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database's file, when the database is one (not in memory)."""
+        url = make_url(self.sqlalchemy_url)
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return None
+        return Path(url.database)
 
     @property
     def blob_dir(self) -> Path:

@@ -11,6 +11,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -170,6 +171,10 @@ class BlobStore:
         if not self.tmp_dir.is_dir():
             return False
         return os.access(self.tmp_dir, os.W_OK) and os.access(self.root, os.W_OK)
+
+    def free_bytes(self) -> int:
+        """Free space on the store's filesystem, for an unprivileged writer."""
+        return shutil.disk_usage(self.root).free
 
     def begin(self, limit: int | None = None) -> PendingBlob:
         for _ in range(SWEPT_RETRIES):

@@ -4,6 +4,7 @@ sftp and worker roles. No key needed."""
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -22,6 +23,7 @@ from gateway.metrics import (
     ACK_SLA,
     ACKS_NOT_PICKED_UP,
     ALERTS_OPEN,
+    DATABASE_UP,
     LEDGER_FILES,
     PARTNER_FILE_MISSING,
     PARTNER_LAST_FILE,
@@ -58,7 +60,30 @@ def readyz(gw: GatewayDep) -> Response:
     if not gw.blobs.writable():
         log.error("blob_store_not_writable")
         return problem(503, "storage_unavailable", "the blob store cannot be written")
+    short = _short_of_space(gw)
+    if short is not None:
+        log.error("storage_nearly_full", where=short)
+        return problem(
+            503,
+            "storage_unavailable",
+            f"less than {gw.settings.ready_min_free_mb} MB free for the {short}",
+        )
     return JSONResponse({"status": "ready"})
+
+
+def _short_of_space(gw: Gateway) -> str | None:
+    """What is (nearly) full: the blob store, or a SQLite database's folder — a full disk
+    answered every upload with a 507 or a 503 while /readyz said ready (an on-call drill)."""
+    need = gw.settings.ready_min_free_mb * 1024 * 1024
+    try:
+        if gw.blobs.free_bytes() < need:
+            return "blob store"
+        sqlite = gw.settings.sqlite_path
+        if sqlite is not None and shutil.disk_usage(sqlite.parent).free < need:
+            return "database"
+    except OSError:
+        return "blob store"
+    return None
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
@@ -82,7 +107,10 @@ def metrics(gw: GatewayDep) -> Response:
                 now=dt.datetime.now(dt.UTC),
             )
             export_watch(watch_report(session, gw.settings, gw.clock()))
+        DATABASE_UP.set(1)
     except Exception:
+        # The gauges read from the database keep their last values: this one says they are old.
+        DATABASE_UP.set(0)
         log.warning("metrics_queue_depth_unavailable")
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
+from gateway.api.app import create_health_app
 from gateway.context import Gateway
 from gateway.dashboard.app import create_dashboard
 from gateway.db.migrate import upgrade
@@ -583,8 +584,12 @@ def test_the_database_going_away_is_a_page_not_a_500(postgres, tmp_path):
                     assert r.headers["content-type"].startswith("text/html")
                     assert "<h1>Database unavailable</h1>" in r.text and 'id="back"' in r.text
                     assert r.headers["retry-after"] == "5"
+                # /metrics still answers, and says its database gauges are old.
+                health = TestClient(create_health_app(gw))
+                assert "edi834_database_up 0.0" in health.get("/metrics").text
             finally:
                 admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         assert c.get("/dashboard").status_code == 200
+        assert "edi834_database_up 1.0" in health.get("/metrics").text
     finally:
         gw.close()

@@ -257,6 +257,36 @@ class TestUnwritableStore:
         assert c.get("/readyz").status_code == 200
         assert_accepted_once(inproc, c)
 
+    def test_a_nearly_full_disk_is_not_ready(self, inproc, monkeypatch):
+        """Less than EDI834_READY_MIN_FREE_MB free for the blob store or the SQLite database:
+        not ready, saying which (found by an on-call drill: a full disk answered every upload
+        with a 507 while /readyz said ready)."""
+        c = inproc.client()
+        assert c.get("/readyz").status_code == 200
+        real = shutil.disk_usage
+        full = {"where": inproc.gw.blobs.root}
+
+        def usage(path):
+            found = real(path)
+            if Path(path).resolve() == Path(full["where"]).resolve():
+                return found._replace(free=1024)
+            return found
+
+        monkeypatch.setattr(shutil, "disk_usage", usage)
+        ready = c.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["code"] == "storage_unavailable"
+        assert "free for the blob store" in ready.json()["detail"]
+        sqlite = inproc.gw.settings.sqlite_path
+        assert sqlite is not None
+        full["where"] = sqlite.parent / "elsewhere"  # the database on a disk of its own
+        assert c.get("/readyz").status_code == 200
+        full["where"] = sqlite.parent
+        if sqlite.parent.resolve() != inproc.gw.blobs.root.resolve():
+            ready = c.get("/readyz")
+            assert ready.status_code == 503 and "for the database" in ready.json()["detail"]
+        monkeypatch.setattr(shutil, "disk_usage", real)
+        assert c.get("/readyz").status_code == 200
+
 
 def hold_write_lock(db_path: Path) -> sqlite3.Connection:
     """Another process's writer in the middle of a long transaction."""
