@@ -375,7 +375,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     horizon = pu.add_mutually_exclusive_group(required=True)
     horizon.add_argument(
-        "--before", type=_iso_date, help="files received before this day (YYYY-MM-DD, UTC)"
+        "--before",
+        type=_horizon,
+        help="files received before this day (YYYY-MM-DD) or moment (YYYY-MM-DDTHH:MM), UTC; "
+        "not in the future",
     )
     horizon.add_argument(
         "--older-than-days", type=int, help="files received more than this many days ago"
@@ -909,6 +912,7 @@ def _purge_command(args: argparse.Namespace) -> int:
 
     from gateway.context import Gateway
     from gateway.db import repositories as repo
+    from gateway.db.base import iso_z
     from gateway.db.migrate import upgrade
     from gateway.services import retention
 
@@ -916,7 +920,10 @@ def _purge_command(args: argparse.Namespace) -> int:
         sys.stderr.write("edi834 purge: --older-than-days must be 1 or more\n")
         return 2
     if args.before is not None:
-        before = dt.datetime.combine(args.before, dt.time(), dt.UTC)
+        before = args.before
+        if before > dt.datetime.now(dt.UTC):
+            sys.stderr.write("edi834 purge: --before is in the future; a horizon is past\n")
+            return 2
     else:
         before = dt.datetime.now(dt.UTC) - dt.timedelta(days=args.older_than_days)
     settings = _settings(args)
@@ -941,32 +948,48 @@ def _purge_command(args: argparse.Namespace) -> int:
     finally:
         gw.close()
     if args.json:
-        out = {"before": before.isoformat(), "applied": args.apply, **dataclasses.asdict(report)}
+        out = {"before": iso_z(before), "applied": args.apply, **dataclasses.asdict(report)}
         sys.stdout.write(json.dumps(out) + "\n")
         return 0
     verb = "purged" if args.apply else "would purge"
     sys.stdout.write(
-        f"{verb} {report.files} files received before {before:%Y-%m-%d %H:%M} UTC "
+        f"{verb} {_files(report.files)} received before {before:%Y-%m-%d %H:%M} UTC "
         f"({report.bytes:,} bytes, {report.member_events:,} member events)\n"
     )
     if args.apply:
         sys.stdout.write(
-            f"removed {report.blobs_removed} stored files and {report.outbound_removed} "
-            "acknowledgement copies from outbound/\n"
+            f"removed {_files(report.blobs_removed, 'stored file')} and "
+            f"{_files(report.outbound_removed, 'acknowledgement copy', 'copies')} from outbound/\n"
         )
         if report.blobs_left:
             sys.stdout.write(
-                f"kept {report.blobs_left} stored files of purged files: the same bytes are "
-                "in a file kept, an SFTP upload held, or were received after the horizon or "
+                f"kept {_files(report.blobs_left, 'stored file')} of purged files: the same "
+                "bytes are in a file kept, an SFTP upload held, or were received after the "
+                "horizon or "
                 "in the last hour (a later purge removes them once that is no longer so)\n"
             )
     if report.unfinished:
         sys.stdout.write(
-            f"left {report.unfinished} files before the horizon as they are: not finished "
+            f"left {_files(report.unfinished)} before the horizon as they are: not finished "
             "with (not yet processed or applied, a failure not resolved, or a core event or "
             "ack not delivered)\n"
         )
     return 0
+
+
+def _horizon(text: str) -> dt.datetime:
+    """A day (its midnight) or a moment, UTC."""
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a day or a moment (YYYY-MM-DD or YYYY-MM-DDTHH:MM): {text!r}"
+        ) from None
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+def _files(n: int, one: str = "file", many: str = "") -> str:
+    return f"{n:,} {one if n == 1 else many or one + 's'}"
 
 
 def _ledger_check(session: Session, args: argparse.Namespace) -> int:

@@ -29,7 +29,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway.context import Gateway
@@ -170,6 +170,14 @@ def purge(
 def _mark(s: Session, ids: Sequence[str], before: dt.datetime, operator: str) -> None:
     """One batch's member data removed and its receipts marked, in the caller's transaction."""
     events = select(MemberEventRow.id).where(MemberEventRow.receipt_id.in_(ids))
+    # Members the ledger never held (a rejected file's, a test file's): their ids go too. Those
+    # it holds keep theirs: the ledger keeps the member, and its history links here.
+    s.execute(
+        update(MemberEventRow)
+        .where(MemberEventRow.receipt_id.in_(ids), MemberEventRow.member_id.is_(None))
+        .values(member_key="", subscriber_number="", policy_key=""),
+        execution_options={"synchronize_session": False},
+    )
     s.execute(
         update(CoreDelivery).where(CoreDelivery.event_id.in_(events)).values(payload=""),
         execution_options={"synchronize_session": False},
@@ -194,7 +202,14 @@ def _mark(s: Session, ids: Sequence[str], before: dt.datetime, operator: str) ->
     s.execute(
         update(ReconciliationItem)
         .where(ReconciliationItem.reconciliation_id.in_(reconciliations))
-        .values(file_value="", ledger_value=""),
+        .values(
+            file_value="",
+            ledger_value="",
+            member_key=case(
+                (ReconciliationItem.kind == "missing_in_ledger", ""),
+                else_=ReconciliationItem.member_key,
+            ),
+        ),
         execution_options={"synchronize_session": False},
     )
     s.execute(

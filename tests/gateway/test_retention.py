@@ -18,7 +18,15 @@ from sqlalchemy import select
 from gateway.context import Gateway
 from gateway.db import repositories as repo
 from gateway.db.base import Base
-from gateway.db.models import Ack, AckKind, Finding, LedgerMember, Receipt, ReceiptEvent
+from gateway.db.models import (
+    Ack,
+    AckKind,
+    Finding,
+    LedgerMember,
+    MemberEventRow,
+    Receipt,
+    ReceiptEvent,
+)
 from gateway.db.session import unit_of_work
 from gateway.enrollment.delivery import deliver_core
 from gateway.services import retention
@@ -116,6 +124,12 @@ def test_purge_removes_member_data_and_keeps_the_audit_trail(gw):
     text = _all_text(gw)
     for phi in BAD_PHI:
         assert phi not in text, phi
+    with gw.reads() as s:
+        events = list(s.scalars(select(MemberEventRow)))
+        # BAD's member never reached the ledger: its ids went; GOOD's stay with the ledger's.
+        assert {e.member_key for e in events if e.receipt_id == bad} == {""}
+        assert all(e.member_key and e.member_id for e in events if e.receipt_id == good)
+        assert "0004931685" not in text  # BAD's subscriber number (REF*0F)
     with gw.reads() as s:
         receipts = {r.id: r for r in s.scalars(select(Receipt))}
         assert all(r.purged_at is not None for r in receipts.values())
@@ -269,14 +283,16 @@ def test_purged_files_through_the_server_the_api_the_dashboard_and_the_cli(gatew
         wait_final(api, bad)
         wait_ledger(api, good)
         assert api.get(f"/v1/interchanges/{bad}/acks/999").status_code == 200
-    before = TOMORROW.date().isoformat()
+    before = dt.datetime.now(dt.UTC).isoformat()  # everything received so far
     dry = gateway.cli("purge", "--before", before)
     assert dry.stdout.startswith("would purge ")
+    future = gateway.cli("purge", "--before", TOMORROW.date().isoformat(), check=False)
+    assert future.returncode == 2 and "future" in future.stderr
     for _ in range(100):  # the core export and the acks' delivery run in the server
         report = json.loads(gateway.cli("purge", "--before", before, "--json").stdout)
         if report["files"] == 2:
             break
-    assert report == {**report, "files": 2, "unfinished": 0, "applied": False}
+    assert report == {**report, "files": 2, "unfinished": 0, "applied": False}, report
     for path in (gateway.data_dir / "blobs").rglob("*"):  # received two hours ago
         if path.is_file():
             os.utime(path, (time.time() - 7200,) * 2)
