@@ -68,8 +68,20 @@ class _AccessLogRedaction(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
         if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
-            record.args = (args[0], args[1], redact_target(args[2]), args[3], args[4])
+            target = args[2]
+            if args[4] == 404:  # no such route or object: the path is whatever the client made up
+                target = _first_segment(target)
+            record.args = (args[0], args[1], redact_target(target), args[3], args[4])
         return True
+
+
+def _first_segment(target: str) -> str:
+    """`/v1/<redacted>` for `/v1/OKAFOR-914273856` (found by an on-call drill: an unknown
+    route's path, which a client can fill with anything, was logged as sent)."""
+    path, sep, query = target.partition("?")
+    head, _, rest = path.lstrip("/").partition("/")
+    shown = f"/{head}/{REDACTED}" if rest else "/" + REDACTED if head else "/"
+    return shown + sep + query
 
 
 def configure_logging(level: str = "info", stream: Any = None) -> None:

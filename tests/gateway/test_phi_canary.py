@@ -190,6 +190,9 @@ class TestPhiCanary:
                 "/v1/members/CANARYSUBREFX",
                 "/v1/policies/CANARYMEMBERIDX/months?from=2027-01&to=2027-03",
                 f"/v1/interchanges/{clean}/members?member=CANARYDEPREFX",
+                # No such route, or no such ack kind: a path a client made up (404).
+                "/v1/CANARYSURNAMEX-987612345",
+                f"/v1/interchanges/{clean}/acks/CANARYMEMBERIDX",
             ):
                 assert c.get(path).status_code in (200, 404, 422)
             # ...and its acks reach outbound/ (through the outbox) before the logs are read.
