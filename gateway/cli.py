@@ -350,7 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fsub = f.add_subparsers(dest="file_command", required=True)
     for name, text in (
-        ("reprocess", "queue processed or failed files again (a failed ledger is tried again)"),
+        (
+            "reprocess",
+            "queue processed or failed files again, with new acks (a file whose ledger stage "
+            "alone failed: that stage again, under its acks)",
+        ),
         ("resolve", "record that a file's problem was dealt with"),
         ("reopen", "a resolved file's problem is open again"),
     ):

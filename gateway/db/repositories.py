@@ -1089,7 +1089,8 @@ def stuck_receipts(session: Session) -> Sequence[Receipt]:
 
 def reprocess(session: Session, receipt_id: str, operator: str) -> Receipt | None:
     """Queue a processed or failed receipt again. Its findings and envelope rows are replaced by
-    the new run; its old acks stay (superseded) in the history; new acks get new numbers."""
+    the new run; its old acks stay (superseded) in the history; new acks get new numbers. A
+    processed file whose ledger stage failed gets that stage again, and keeps its acks."""
     from sqlalchemy import delete
 
     # Locked: a purge committing meanwhile is seen (its bytes gone), not overwritten.
@@ -1098,6 +1099,16 @@ def reprocess(session: Session, receipt_id: str, operator: str) -> Receipt | Non
         return None
     if receipt.purged_at is not None:  # its bytes are gone (retention)
         return None
+    if receipt.status == Status.PROCESSED and receipt.ledger_status == "failed":
+        # Validated and answered; only its ledger stage failed: that stage again, from the
+        # chunk it reached, under the acks the partner already has (no new 999, no .r2).
+        receipt.ledger_status = "pending"
+        receipt.ledger_attempts = 0
+        receipt.ledger_error = None
+        receipt.lease_owner = None
+        receipt.lease_expires_at = None
+        add_event(session, receipt_id, REPROCESS_REQUESTED, f"by {operator}; the ledger stage")
+        return receipt
     # Detach the old acks from the envelope rows first (their FK cascades), then keep them.
     session.execute(
         update(Ack).where(Ack.receipt_id == receipt_id).values(superseded=True, envelope_id=None)
@@ -1113,10 +1124,6 @@ def reprocess(session: Session, receipt_id: str, operator: str) -> Receipt | Non
     receipt.lease_owner = None
     receipt.lease_expires_at = None
     receipt.unusable_reason = None
-    if receipt.ledger_status == "failed":  # try the ledger again, from where it stopped;
-        receipt.ledger_status = None  # an applied file is never applied twice
-        receipt.ledger_attempts = 0
-        receipt.ledger_error = None
     for name in COUNT_COLUMNS:
         setattr(receipt, name, 0)
     add_event(session, receipt_id, REPROCESS_REQUESTED, f"by {operator}; was {previous}")

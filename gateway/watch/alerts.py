@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import httpx
 
 from gateway.context import Gateway
+from gateway.db.base import iso_z
 from gateway.db.models import Alert
 from gateway.db.session import unit_of_work
 from gateway.logging import get_logger
@@ -67,8 +68,8 @@ def _payload(alert: Alert, partner: str | None, state: str) -> bytes:
             "kind": alert.kind,
             "partner": partner,
             "summary": alert.summary,
-            "opened_at": alert.opened_at.isoformat(),
-            "closed_at": alert.closed_at.isoformat() if alert.closed_at else None,
+            "opened_at": iso_z(alert.opened_at),
+            "closed_at": iso_z(alert.closed_at) if alert.closed_at else None,
         },
         sort_keys=True,
     ).encode()

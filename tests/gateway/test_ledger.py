@@ -664,6 +664,42 @@ def test_a_reprocessed_file_is_acknowledged_again_and_never_applied_twice(gw, pa
     assert applied == 2 and deliveries == 2
 
 
+def test_reprocessing_a_failed_ledger_applies_it_again_under_the_same_acks(
+    gw, partner, monkeypatch
+) -> None:
+    """A file whose ledger stage was parked as failed (a bug): reprocess runs that stage again,
+    from where it stopped, and sends no new acks — the partner's 999 stands (found by an on-call
+    drill: it validated the file again and sent .r2 acks)."""
+    import gateway.worker.run as run
+
+    def bug(*args: object, **kwargs: object) -> str:
+        raise RuntimeError("simulated ledger bug")
+
+    monkeypatch.setattr(run, "apply_receipt", bug)
+    receipt_id = _receipt(gw, partner, interchange(family(), control=1))
+    worker = Worker(gw)
+    assert worker.run_once()
+    for _ in range(gw.settings.max_attempts):
+        with unit_of_work(gw.sessions) as s:
+            s.get_one(Receipt, receipt_id).lease_expires_at = None  # skip the back-off
+        assert worker.apply_ledger_once()
+    assert outbox.deliver_acks(gw) == 1
+    with gw.reads() as s:
+        assert s.get_one(Receipt, receipt_id).ledger_status == "failed"
+    monkeypatch.undo()
+    with unit_of_work(gw.sessions) as s:
+        assert repo.reprocess(s, receipt_id, "ops") is not None
+    assert not worker.run_once()  # nothing to validate again
+    assert worker.apply_ledger_once()
+    assert outbox.deliver_acks(gw) == 0
+    with gw.reads() as s:
+        r = s.get_one(Receipt, receipt_id)
+        assert (r.status, r.outcome, r.ledger_status) == ("processed", "accepted", "applied")
+        acks = s.execute(select(Ack.kind, Ack.superseded).where(Ack.receipt_id == receipt_id))
+        assert sorted(tuple(row) for row in acks) == [("999", False)]
+        assert s.scalar(select(func.count()).select_from(CoreDelivery)) == 2
+
+
 def test_each_reprocessing_writes_its_acks_beside_the_earlier_ones(gw, partner) -> None:
     """The acks of a file processed again are new files (.r2, .r3), never written over the
     ones a partner may have fetched already (found by a new-user run: same names, rewritten)."""
