@@ -280,6 +280,7 @@ class TestStuck:
         hook = Hook()
         assert watch(gw, hook) == ["failed_files"]
         assert "1 file(s) failed inside the gateway" in hook.posts[0]["summary"]
+        assert hook.posts[0]["opened_at"].endswith("Z")  # as every time the gateway writes
         page = dashboard(gw).get("/dashboard").text
         assert 'data-kind="failed"' in page
         metrics = TestClient(create_health_app(gw)).get("/metrics").text
