@@ -183,7 +183,7 @@ BUILD.info(
 # Known label values, at zero before any event.
 for _channel in ("http", "sftp"):
     FILES_RECEIVED.labels(channel=_channel)
-for _reason in ("media_type", "too_large", "rate_limited", "storage", "empty"):
+for _reason in ("media_type", "too_large", "rate_limited", "storage", "database", "empty"):
     REJECTED_REQUESTS.labels(reason=_reason)
 for _outcome in ("accepted", "accepted_with_errors", "partially_accepted", "rejected", "none"):
     OUTCOMES.labels(outcome=_outcome)

@@ -260,6 +260,7 @@ async def receive_file(
     except IdempotencyKeyReused:  # lost a race for the key: the blob is kept, unreferenced
         raise
     except Exception as exc:
+        REJECTED_REQUESTS.labels(reason="database").inc()
         log.error("receipt_commit_failed", partner_id=partner.id, error_type=type(exc).__name__)
         raise GatewayError(
             "the file could not be recorded (database unavailable); send it again",

@@ -300,6 +300,10 @@ class TestDatabaseLocked:
     def test_a_lock_that_outlasts_the_retries_gets_503_with_retry_after(self, inproc, when):
         """Locked before the request, the API key lookup gives up; locked between the durable
         blob and its receipt, the receipt commit does. Either way: bounded, 503, no receipt."""
+        from gateway.metrics import REJECTED_REQUESTS
+
+        refused = REJECTED_REQUESTS.labels(reason="database")
+        before = refused._value.get()
         holder: list[sqlite3.Connection] = []
         if when == "before_request":
             holder.append(hold_write_lock(inproc.db_path))
@@ -314,6 +318,8 @@ class TestDatabaseLocked:
         assert int(r.headers["Retry-After"]) >= 1
         assert "database" in r.json()["detail"] and "again" in r.json()["detail"]
         assert r.json()["code"] == "unavailable"
+        if when == "after_blob_stored":  # the upload's own receipt could not be recorded
+            assert refused._value.get() == before + 1
         assert len(holder) == 1
         holder[0].rollback()
         holder[0].close()
