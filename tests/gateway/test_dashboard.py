@@ -46,7 +46,7 @@ Seed = tuple[str, str, str]  # the partner's API key, the good file's id, the ba
 def _seed(gateway: GatewayProcess) -> Seed:
     """Partner va, admin alice and viewer victor, and GOOD and BAD sent and processed."""
     key = gateway.add_partner("va", "VA0FFM")
-    gateway.add_operator("alice", OPERATOR_PASSWORD, "admin")
+    gateway.add_operator("alice", OPERATOR_PASSWORD, "admin", cli=True)  # `edi834 operator add`
     gateway.add_operator("victor", OPERATOR_PASSWORD, "viewer")
     gateway.start()
     with gateway.client(key) as api:
