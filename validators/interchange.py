@@ -46,6 +46,7 @@ from validators.control import (
     declared_count,
     extra_elements,
 )
+from validators.engine import Engine as Engine  # its home is validators.engine (cli)
 from validators.implementation import TransactionSetChecker
 from validators.issues import (
     InterchangeNoteCode,
@@ -85,14 +86,6 @@ class Outcome(enum.Enum):
     ACCEPTED_WITH_ERRORS = "accepted_with_errors"
     PARTIALLY_ACCEPTED = "partially_accepted"
     REJECTED = "rejected"
-
-
-class Engine(enum.Enum):
-    """How a transaction set's inside is checked against 005010X220A1: pyx12's walker (the
-    reference) or the compiled tables (`validators.compiled`) with the same findings."""
-
-    FAST = "fast"
-    PYX12 = "pyx12"
 
 
 @dataclass(frozen=True, slots=True)
