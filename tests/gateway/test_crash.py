@@ -43,8 +43,9 @@ GOOD = (SAMPLES / "good_exchange_new_enrollment.834").read_bytes()
 PARTNER, ISA_ID = "va", "VA0FFM"
 MID_UPLOAD = "mid_upload"  # not a crash point: the test kills the server mid-body
 # PostgreSQL gets no orphan recovery at start (another process may hold the lease), so a receipt
-# whose worker died waits for its lease to expire: keep the lease short.
-ENV = {"EDI834_LEASE_SECONDS": "1"}
+# whose worker died waits for its lease to expire: keep the lease short, and the poll that finds
+# it expired (and a failed attempt's retry) frequent, as before the harness's default became 1 s.
+ENV = {"EDI834_LEASE_SECONDS": "1", "EDI834_WORKER_POLL_SECONDS": "0.1"}
 MAX_ATTEMPTS = 3  # Settings.max_attempts
 BIG_PADDING = 2 << 20  # CRLF pairs after the IEA: a 4 MiB file the validator accepts
 CHUNK = 64 << 10
