@@ -49,6 +49,12 @@ def make_engine(
     if "poolclass" not in kwargs and parsed.database not in (None, "", ":memory:"):
         kwargs.setdefault("pool_size", pool_size)
         kwargs.setdefault("max_overflow", 10)
+        # The connection returned last is handed out first: a thread's units of work one after
+        # another reuse one warm connection instead of walking the whole pool, each connection
+        # filling its own page cache and prepared statements (SQLite: 199.6 MB against 164.5
+        # at the 60th chunk of a file of one-member sets, with 12 connections pooled — issue
+        # 13's "native memory" growth of `serve`), and idle ones stay idle (PostgreSQL).
+        kwargs.setdefault("pool_use_lifo", True)
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
