@@ -367,7 +367,8 @@ class TestDatabaseDown:
                     assert "database" in r.json()["detail"]
                     assert httpx.get(f"{gateway.url}/readyz").status_code == 503
                     assert httpx.get(f"{gateway.url}/healthz").json() == {"status": "ok"}
-                    wait_for_log(gateway, '"worker_loop_error"')  # the worker met the outage
+                    # The worker met the outage: said once, no traceback.
+                    wait_for_log(gateway, '"worker_loop_error_database_unavailable"')
 
                     pg.resume()
                     gateway.wait_ready()

@@ -161,15 +161,21 @@ class TestRefusedWrites:
                     await f.write(b"\0", 256 << 20)  # within it, but far past the data
                 assert "past the end of the data written so far" in refused.value.reason
                 assert (partner.inbound / "sparse.834").stat().st_size == 0
-                # the same session goes on: the file, written in order, is received
+                await f.write(GOOD, 0)
+                # The refused bytes never came: the file is incomplete, not received.
+                with pytest.raises(asyncssh.SFTPFailure, match="incomplete"):
+                    await f.close()
+                # the same session goes on: a file written in order is received
+                f = await sftp.open("inbound/ok.834", "wb")
                 await f.write(GOOD, 0)
                 await f.close()
 
         run(scenario())
         assert httpx.get(f"{gateway.url}/readyz", timeout=5).status_code == 200
-        (receipt,) = partner.receipts()
+        receipts = {r["filename"]: r for r in partner.receipts()}
+        assert receipts["sparse.834"]["status"] == "partial"
         with partner.client() as c:
-            assert wait_final(c, receipt["id"])["outcome"] == "accepted"
+            assert wait_final(c, receipts["ok.834"]["id"])["outcome"] == "accepted"
 
     @SQLITE_ONLY
     def test_sftp_write_beyond_the_body_limit_is_refused(self, gateway, partner):
@@ -182,11 +188,12 @@ class TestRefusedWrites:
                 with pytest.raises(asyncssh.SFTPFailure) as refused:
                     await f.write(b"~", 1 << 20)
                 assert f"at most {1 << 20} bytes" in refused.value.reason
-                await f.close()
+                with pytest.raises(asyncssh.SFTPFailure, match="incomplete"):
+                    await f.close()  # never received cut off at the limit
 
         run(scenario())
         (receipt,) = partner.receipts()
-        assert receipt["size"] == 1 << 20
+        assert (receipt["size"], receipt["status"]) == (1 << 20, "partial")
 
 
 class TestNulBody:
