@@ -11,7 +11,6 @@ import errno
 import fcntl
 import hashlib
 import os
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -148,6 +147,13 @@ class PendingBlob:
 
 
 SWEPT_RETRIES = 5
+
+
+def _content_address(sha256: str) -> str:
+    """A blob's path in the store, from its SHA-256."""
+    return f"{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+
 ASIDE = ".aside"  # a blob being deleted by retention's sweep (BlobStore.remove_stale)
 # Uploads kept while the database was away (EDI834_DATA_DIR/sftp-held/<uuid>.json, each naming
 # its blob): recorded by `GatewaySftpHooks.record_held` (gateway.intake.bridge).
@@ -172,10 +178,6 @@ class BlobStore:
             return False
         return os.access(self.tmp_dir, os.W_OK) and os.access(self.root, os.W_OK)
 
-    def free_bytes(self) -> int:
-        """Free space on the store's filesystem, for an unprivileged writer."""
-        return shutil.disk_usage(self.root).free
-
     def begin(self, limit: int | None = None) -> PendingBlob:
         for _ in range(SWEPT_RETRIES):
             try:
@@ -192,7 +194,7 @@ class BlobStore:
         """Rename an fsynced file into its content address and fsync the directory. Bytes
         already stored are replaced by this copy (the same bytes): its time says they were
         received now, which retention's `remove_stale` reads — a copy it keeps."""
-        rel = f"{sha256[:2]}/{sha256[2:4]}/{sha256}"
+        rel = _content_address(sha256)
         final = self.root / rel
         try:
             make_private_dirs(final.parent)
@@ -261,7 +263,7 @@ class BlobStore:
         for aside in self.tmp_dir.glob(f"*{ASIDE}"):
             sha = aside.name.removesuffix(ASIDE)
             with contextlib.suppress(FileNotFoundError):
-                self._put_back(aside, self.root / sha[:2] / sha[2:4] / sha)
+                self._put_back(aside, self.root / _content_address(sha))
                 count += 1
         return count
 

@@ -76,7 +76,7 @@ def _short_of_space(gw: Gateway) -> str | None:
     answered every upload with a 507 or a 503 while /readyz said ready (an on-call drill)."""
     need = gw.settings.ready_min_free_mb * 1024 * 1024
     try:
-        if gw.blobs.free_bytes() < need:
+        if shutil.disk_usage(gw.blobs.root).free < need:
             return "blob store"
         sqlite = gw.settings.sqlite_path
         if sqlite is not None and shutil.disk_usage(sqlite.parent).free < need:
