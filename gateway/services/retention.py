@@ -170,36 +170,21 @@ def purge(
 def _mark(s: Session, ids: Sequence[str], before: dt.datetime, operator: str) -> None:
     """One batch's member data removed and its receipts marked, in the caller's transaction."""
     events = select(MemberEventRow.id).where(MemberEventRow.receipt_id.in_(ids))
-    # Members the ledger never held (a rejected file's, a test file's): their ids go too. Those
-    # it holds keep theirs: the ledger keeps the member, and its history links here.
-    s.execute(
+    reconciliations = select(Reconciliation.id).where(Reconciliation.receipt_id.in_(ids))
+    for statement in (
+        # Members the ledger never held (a rejected file's, a test file's): their ids go too.
+        # Those it holds keep theirs: the ledger keeps the member, and its history links here.
         update(MemberEventRow)
         .where(MemberEventRow.receipt_id.in_(ids), MemberEventRow.member_id.is_(None))
         .values(member_key="", subscriber_number="", policy_key=""),
-        execution_options={"synchronize_session": False},
-    )
-    s.execute(
         update(CoreDelivery).where(CoreDelivery.event_id.in_(events)).values(payload=""),
-        execution_options={"synchronize_session": False},
-    )
-    s.execute(
         update(MemberEventRow).where(MemberEventRow.receipt_id.in_(ids)).values(payload=""),
-        execution_options={"synchronize_session": False},
-    )
-    s.execute(
         update(Finding)
         .where(Finding.receipt_id.in_(ids))
         .values(bad_value=None, business_unit=None),
-        execution_options={"synchronize_session": False},
-    )
-    s.execute(
         update(BusinessFinding)
         .where(BusinessFinding.receipt_id.in_(ids))
         .values(message=PURGED, operator_note=""),
-        execution_options={"synchronize_session": False},
-    )
-    reconciliations = select(Reconciliation.id).where(Reconciliation.receipt_id.in_(ids))
-    s.execute(
         update(ReconciliationItem)
         .where(ReconciliationItem.reconciliation_id.in_(reconciliations))
         .values(
@@ -210,20 +195,13 @@ def _mark(s: Session, ids: Sequence[str], before: dt.datetime, operator: str) ->
                 else_=ReconciliationItem.member_key,
             ),
         ),
-        execution_options={"synchronize_session": False},
-    )
-    s.execute(
         update(Ack)
         .where(Ack.receipt_id.in_(ids), Ack.kind.in_(_QUOTING_KINDS))
         .values(content=b""),
-        execution_options={"synchronize_session": False},
-    )
-    now = utcnow()
-    s.execute(
         # The same bytes sent again later are a new file (its ISA13 still a duplicate: TA1 025).
-        update(Receipt).where(Receipt.id.in_(ids)).values(purged_at=now, dedup_sha256=None),
-        execution_options={"synchronize_session": False},
-    )
+        update(Receipt).where(Receipt.id.in_(ids)).values(purged_at=utcnow(), dedup_sha256=None),
+    ):
+        s.execute(statement, execution_options={"synchronize_session": False})
     detail = f"member data purged: received before {before.isoformat()}"
     for rid in ids:
         repo.add_event(s, rid, repo.PURGED, detail)
