@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     core_export_dir: Path | None = None
     core_timeout_seconds: float = 10.0
     core_batch_size: int = 500
+    # "event": one POST an event (its Idempotency-Key in the header); "batch": one POST a round,
+    # up to core_batch_size events as JSON Lines, the lines of an export file (each with its key).
+    core_post: Literal["event", "batch"] = "event"
 
     # Knowing what did not happen (gateway.watch): acks answered later than the SLA (CAQH
     # CORE's is one hour from receipt), acks left in outbound/ longer than pickup_hours, files

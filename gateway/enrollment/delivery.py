@@ -2,16 +2,18 @@
 given up.
 
 Rows of `core_outbox` leave in id order (the order the ledger applied them). A row is marked
-delivered only after the core system has it: a 2xx for its POST, a 409 for its Idempotency-Key
-(the core already committed that key), or its JSON Lines file renamed into place. A crash in
-between sends it again under the same key, which is why the key exists: the receiver
-de-duplicates by key. A row that fails holds back every later row (nothing overtakes it) and
-is retried with capped backoff forever; the backlog shows as `edi834_core_pending_events` and
-`edi834_core_lag_seconds`. Logs carry ids, counts and error types, never payloads (PHI)."""
+delivered only after the core system has it: a 2xx for its POST (or for the batch's, with
+`core_post=batch`), a 409 for its Idempotency-Key (the core already committed that key), or its
+JSON Lines file renamed into place. A crash in between sends it again under the same key, which
+is why the key exists: the receiver de-duplicates by key. A row that fails holds back every
+later row (nothing overtakes it) and is retried with capped backoff forever; the backlog shows
+as `edi834_core_pending_events` and `edi834_core_lag_seconds`. Logs carry ids, counts and
+error types, never payloads (PHI)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -42,6 +44,10 @@ POST_ATTEMPTS = 3  # quick retries inside one round; then the row waits for its 
 ADVISORY_LOCK_KEY = 834_000_001  # PostgreSQL: one core deliverer per database
 EXPORT_STAGING = ".staging"  # inside the export dir: same filesystem, so the rename is atomic
 GAUGE_SECONDS = 1.0  # while draining, the backlog gauges are refreshed at most this often
+# One POST an event: the events the core has are marked delivered together, every this many or
+# this often (a transaction per event cost as much as its POST); a crash re-sends at most these.
+MARK_EVERY_EVENTS = 50
+MARK_EVERY_SECONDS = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +91,12 @@ def deliver_core(
             if sole:  # else another process is delivering: it keeps the order
                 batch = _due(gw, now or utcnow())
                 if batch and settings.core_url:
+                    post = _post_batch if settings.core_post == "batch" else _post_all
                     if client is None:
                         with httpx.Client() as own:
-                            delivered = _post_all(gw, own, batch)
+                            delivered = post(gw, own, batch)
                     else:
-                        delivered = _post_all(gw, client, batch)
+                        delivered = post(gw, client, batch)
                 elif batch and settings.core_export_dir is not None:
                     delivered = _export(gw, settings.core_export_dir, batch)
     _refresh_gauges(gw, force=delivered < batch_size(gw))
@@ -192,12 +199,16 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, CoreRefused) and (exc.status_code >= 500 or exc.status_code == 429)
 
 
-def _post(client: httpx.Client, gw: Gateway, item: Pending) -> None:
+def _post(
+    client: httpx.Client, gw: Gateway, body: bytes, key: str, content_type: str, events: int
+) -> None:
+    """POST `body` under the Idempotency-Key `key`, with quick retries for what is transient;
+    raises what the round must record as a failure."""
     settings = gw.settings
-    body = item.payload.encode()
     headers = {
-        "Content-Type": "application/json",
-        "Idempotency-Key": item.idempotency_key,
+        "Content-Type": content_type,
+        "Idempotency-Key": key,
+        "X-EDI834-Events": str(events),
         "X-EDI834-Signature": sign(settings.core_secret, body),
     }
 
@@ -221,20 +232,61 @@ def _post(client: httpx.Client, gw: Gateway, item: Pending) -> None:
 
 def _post_all(gw: Gateway, client: httpx.Client, batch: Sequence[Pending]) -> int:
     """One POST per event (the key is the unit the core de-duplicates by, and a failure leaves
-    no half-accepted batch), committed one by one: a crash re-sends at most one event."""
+    no half-accepted batch). What the core has is marked delivered every `MARK_EVERY_EVENTS`
+    events or `MARK_EVERY_SECONDS`, and before a failure is recorded: a crash re-sends at most
+    those, each under its own key."""
     sent = 0
+    unmarked: list[int] = []
+    marked_at = time.monotonic()
+    failed: tuple[int, Exception] | None = None
     for item in batch:
         try:
-            _post(client, gw, item)
+            _post(client, gw, item.payload.encode(), item.idempotency_key, "application/json", 1)
         except (httpx.HTTPError, httpx.InvalidURL, CoreRefused) as exc:
-            _record_failure(gw, item.id, exc)
+            failed = (item.id, exc)
             break
         crashpoint("core_sent")
-        _mark_delivered(gw, [item.id])
+        unmarked.append(item.id)
         sent += 1
+        if len(unmarked) >= MARK_EVERY_EVENTS or time.monotonic() - marked_at >= MARK_EVERY_SECONDS:
+            crashpoint("core_marking")
+            _mark_delivered(gw, unmarked)
+            unmarked, marked_at = [], time.monotonic()
+    if unmarked:
+        crashpoint("core_marking")
+        _mark_delivered(gw, unmarked)
+    if failed is not None:
+        _record_failure(gw, *failed)
     if sent:
         log.info("core_delivered", count=sent, first_id=batch[0].id, last_id=batch[sent - 1].id)
     return sent
+
+
+def batch_key(batch: Sequence[Pending]) -> str:
+    """A batch's Idempotency-Key: the same rows give the same key, so a receiver that only
+    de-duplicates whole requests still takes a batch sent again after a lost answer or a crash
+    once. A round after a failure can hold more rows than the one before (rows that became due
+    since): a new key, and the receiver must de-duplicate those lines by their own keys."""
+    return hashlib.sha256("\n".join(p.idempotency_key for p in batch).encode()).hexdigest()
+
+
+def _post_batch(gw: Gateway, client: httpx.Client, batch: Sequence[Pending]) -> int:
+    """One POST for the round (`core_post=batch`): the JSON Lines of an export file, each line
+    `{"idempotency_key":…,"event":…}` in ledger order, `application/x-ndjson`, the number of
+    lines in `X-EDI834-Events`. A 2xx means the core committed every line (de-duplicated by each
+    line's key); a 409 that it already has this batch's key. Anything else fails the whole
+    round: the head row waits out its backoff and the same rows, at least, go again. A crash
+    between the answer and the commit sends the batch again, under the same keys."""
+    body = b"".join(export_line(p) for p in batch)
+    try:
+        _post(client, gw, body, batch_key(batch), "application/x-ndjson", len(batch))
+    except (httpx.HTTPError, httpx.InvalidURL, CoreRefused) as exc:
+        _record_failure(gw, batch[0].id, exc)
+        return 0
+    crashpoint("core_sent")
+    _mark_delivered(gw, [p.id for p in batch])
+    log.info("core_delivered", count=len(batch), first_id=batch[0].id, last_id=batch[-1].id)
+    return len(batch)
 
 
 # --- JSON Lines export -----------------------------------------------------------------------

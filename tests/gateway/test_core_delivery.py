@@ -31,8 +31,10 @@ from gateway.db.migrate import upgrade
 from gateway.db.models import CoreDelivery, MemberEventRow, Receipt
 from gateway.db.session import unit_of_work
 from gateway.enrollment.delivery import (
+    MARK_EVERY_EVENTS,
     Pending,
     _sole_deliverer,
+    batch_key,
     deliver_core,
     export_line,
     export_name,
@@ -56,14 +58,18 @@ print("DELIVERED", deliver_core(gw, None), flush=True)
 class CoreServer:
     """A stand-in core system: commits each Idempotency-Key once (a key it already has gets a
     409) and first plays a script of answers: a status code, or "hang" (commit, then answer
-    only after the client has timed out: the lost-answer case)."""
+    only after the client has timed out: the lost-answer case). A JSON Lines batch
+    (`application/x-ndjson`) commits each line's key once, in order; its own key, seen before,
+    gets a 409."""
 
     def __init__(self, script: list[str] | None = None, hang_seconds: float = 1.5) -> None:
         self.script = list(script or [])
         self.hang_seconds = hang_seconds
         self.lock = threading.Lock()
         self.seen: list[tuple[str, bytes, str]] = []  # every request: key, body, signature
+        self.headers: list[dict[str, str]] = []  # every request's headers
         self.accepted: list[str] = []  # keys committed, in the order committed
+        self.batches: set[str] = set()  # batch keys committed
         core = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -71,10 +77,19 @@ class CoreServer:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 key = self.headers.get("Idempotency-Key", "")
                 signature = self.headers.get("X-EDI834-Signature", "")
+                batch = self.headers.get("Content-Type") == "application/x-ndjson"
                 with core.lock:
                     core.seen.append((key, body, signature))
+                    core.headers.append(dict(self.headers))
                     action = core.script.pop(0) if core.script else "ok"
-                    if action in ("ok", "hang"):
+                    if action in ("ok", "hang") and batch:
+                        status = 409 if key in core.batches else 201
+                        core.batches.add(key)
+                        for line in body.splitlines():
+                            line_key = json.loads(line)["idempotency_key"]
+                            if line_key not in core.accepted:
+                                core.accepted.append(line_key)
+                    elif action in ("ok", "hang"):
                         status = 409 if key in core.accepted else 201
                         if status == 201:
                             core.accepted.append(key)
@@ -200,6 +215,7 @@ def run_deliver(gw: Gateway, *, crashpoints: str = "") -> subprocess.CompletedPr
         EDI834_CORE_URL=s.core_url,
         EDI834_CORE_SECRET=s.core_secret,
         EDI834_CORE_TIMEOUT_SECONDS=str(s.core_timeout_seconds),
+        EDI834_CORE_POST=s.core_post,
         EDI834_CRASHPOINTS=crashpoints,
     )
     if s.core_export_dir is not None:
@@ -305,6 +321,24 @@ class TestDeliverCoreHttp:
         assert all(verify(body, signature) for _, body, signature in core.seen)
         assert all(r.delivered_at is not None for r in rows(gw))
 
+    def test_a_kill_before_a_group_is_marked_resends_the_group_under_the_same_keys(self, gw):
+        """What the core has is marked delivered in groups: a kill before a group's commit
+        sends that group again, each event under its own key, and nothing more."""
+        keys = seed(gw, MARK_EVERY_EVENTS + 5)
+        with CoreServer() as core:
+            configure(gw, core_url=core.url, core_secret=SECRET)
+            crashed = run_deliver(gw, crashpoints="core_marking")
+            assert crashed.returncode == -signal.SIGKILL
+            assert core.seen_keys() == keys[:MARK_EVERY_EVENTS]
+            assert all(r.delivered_at is None for r in rows(gw))
+
+            restarted = run_deliver(gw)
+            assert restarted.returncode == 0, restarted.stderr
+            assert f"DELIVERED {len(keys)}" in restarted.stdout
+        assert core.seen_keys() == keys[:MARK_EVERY_EVENTS] + keys
+        assert core.accepted == keys
+        assert all(r.delivered_at is not None and r.attempts == 1 for r in rows(gw))
+
     def test_one_deliverer_at_a_time(self, gw):
         seed(gw, 3)
         with CoreServer() as core, httpx.Client() as client:
@@ -367,6 +401,77 @@ class TestDeliverCoreHttp:
         assert core.accepted == keys  # in ledger order, each key once
         assert sorted(core.seen_keys()) == sorted(keys)  # and sent once: nothing re-sent
         assert metric("edi834_core_pending_events") == 0
+
+
+class TestDeliverCoreBatch:
+    """`EDI834_CORE_POST=batch`: one POST a round, the round's events as the JSON Lines of an
+    export file."""
+
+    def test_one_post_a_round_in_order_each_key_once_through_failures_and_a_lost_answer(self, gw):
+        keys = seed(gw, N)
+        payloads = {r.idempotency_key: r.payload for r in rows(gw)}
+        # Round 1: the batch gets 500 three times. Round 2: the core commits the batch but
+        # answers after the timeout; the quick retry gets a 409 for the batch's key.
+        script = ["500", "500", "500", "hang"]
+        with CoreServer(script) as core, httpx.Client() as client:
+            configure(
+                gw,
+                core_url=core.url,
+                core_secret=SECRET,
+                core_post="batch",
+                core_timeout_seconds=0.4,
+                core_batch_size=20,
+            )
+            assert deliver_core(gw, client) == 0
+            head = rows(gw)[0]
+            assert head.attempts == 1 and head.last_error == "CoreRefused: HTTP 500"
+            assert all(r.delivered_at is None for r in rows(gw))
+            assert deliver_core(gw, client) == 0  # the head waits out its backoff
+            assert len(core.seen) == 3
+
+            later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+            assert deliver_core(gw, client, now=later) == 20
+            assert deliver_core(gw, client, now=later) == 20
+            assert deliver_core(gw, client, now=later) == N - 40
+            assert deliver_core(gw, client, now=later) == 0
+
+        assert core.accepted == keys  # every event, in id order, committed once
+        rounds = [keys[:20]] * 5 + [keys[20:40], keys[40:]]
+        assert len(core.seen) == len(rounds)
+        for (key, body, signature), headers, sent in zip(
+            core.seen, core.headers, rounds, strict=True
+        ):
+            assert verify(body, signature)
+            assert headers["Content-Type"] == "application/x-ndjson"
+            assert headers["X-EDI834-Events"] == str(len(sent))
+            lines = [json.loads(line) for line in body.splitlines()]
+            assert [line["idempotency_key"] for line in lines] == sent
+            assert [line["event"] for line in lines] == [json.loads(payloads[k]) for k in sent]
+            assert key == hashlib.sha256("\n".join(sent).encode()).hexdigest()
+        final = rows(gw)
+        assert all(r.delivered_at is not None for r in final)
+        assert final[0].attempts == 2 and final[0].last_error == "CoreRefused: HTTP 500"
+        assert all(r.attempts == 1 and r.last_error is None for r in final[1:])
+        assert metric("edi834_core_pending_events") == 0
+
+    def test_a_kill_between_send_and_commit_resends_the_batch_under_the_same_keys(self, gw):
+        keys = seed(gw, N)
+        with CoreServer() as core:
+            configure(gw, core_url=core.url, core_secret=SECRET, core_post="batch")
+            crashed = run_deliver(gw, crashpoints="core_sent")
+            assert crashed.returncode == -signal.SIGKILL
+            assert core.accepted == keys  # the core has them; our commit never happened
+            assert all(r.delivered_at is None for r in rows(gw))
+
+            restarted = run_deliver(gw)
+            assert restarted.returncode == 0, restarted.stderr
+            assert f"DELIVERED {N}" in restarted.stdout
+        assert [h["X-EDI834-Events"] for h in core.headers] == [str(N), str(N)]
+        first, again = core.seen
+        assert first == again  # the same lines, the same batch key, the same signature
+        assert first[0] == batch_key([Pending(0, k, "") for k in keys])
+        assert core.accepted == keys
+        assert all(r.delivered_at is not None for r in rows(gw))
 
 
 class TestExportLine:
