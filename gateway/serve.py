@@ -10,6 +10,7 @@ import gc
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -24,7 +25,7 @@ from gateway.http_protocol import CoalescingHttpToolsProtocol
 from gateway.intake.bridge import GatewaySftpHooks
 from gateway.logging import configure_logging, get_logger
 from gateway.settings import Settings
-from gateway.worker.run import Worker, recover_orphans
+from gateway.worker.run import Worker, recover_orphans, watch_loop
 
 log = get_logger(__name__)
 
@@ -133,6 +134,19 @@ async def run_server(
         else None
     )
     wake = worker.wake if worker is not None else None
+    # Alerts must not depend on the workers they may be about (files received and taken by
+    # none): a process that takes files in and runs no worker watches too.
+    watch_stop = threading.Event()
+    watcher = (
+        threading.Thread(
+            target=watch_loop,
+            args=(gw, watch_stop, "+".join(sorted(roles & {"api", "sftp"}))),
+            name="watch",
+            daemon=True,
+        )
+        if worker is None and roles & {"api", "sftp"}
+        else None
+    )
     servers: list[_Server] = []
     if "api" in roles:
         servers.append(
@@ -242,6 +256,8 @@ async def run_server(
 
     async def run_worker() -> None:
         if worker is None:
+            if watcher is not None and await _wait_for_schema(gw, stop_event):
+                watcher.start()
             return
         if await _wait_for_schema(gw, stop_event):
             worker.start()
@@ -265,6 +281,9 @@ async def run_server(
                 await acceptor.wait_closed()
         if worker is not None:
             await asyncio.to_thread(worker.stop, settings.shutdown_grace_seconds)
+        watch_stop.set()
+        if watcher is not None and watcher.is_alive():
+            await asyncio.to_thread(watcher.join, settings.shutdown_grace_seconds)
         gw.close()
         log.info("stopped")
 

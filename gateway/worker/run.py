@@ -270,18 +270,7 @@ class Worker:
                 self.stop_event.wait(failures.pause)
 
     def _watch_loop(self) -> None:
-        """gateway.watch every alert_poll_seconds: missing files, late or unpicked acks, stuck
-        files opened or closed as alerts, each posted once."""
-        settings = self.gw.settings
-        failures = _Failures("watch_error", self.worker_id)
-        with httpx.Client(timeout=settings.webhook_timeout_seconds) as client:
-            while not self.stop_event.is_set():
-                try:
-                    run_watch(self.gw, client)
-                    failures.ok()
-                except Exception as exc:
-                    failures.failed(exc)
-                self.stop_event.wait(settings.alert_poll_seconds)
+        watch_loop(self.gw, self.stop_event, self.worker_id)
 
     # --- one job -----------------------------------------------------------------------------
 
@@ -460,6 +449,23 @@ class Worker:
 
 
 __all__ = ["Status", "Worker", "new_worker_id", "recover_orphans"]
+
+
+def watch_loop(gw: Gateway, stop: threading.Event, who: str) -> None:
+    """gateway.watch every alert_poll_seconds until `stop`: missing files, late or unpicked
+    acks, stuck or failed files and the core backlog opened or closed as alerts, each posted
+    once whichever process sees it first. Workers run it, and so do the API and SFTP
+    processes that have none: an alert about files no worker takes must not need a worker."""
+    settings = gw.settings
+    failures = _Failures("watch_error", who)
+    with httpx.Client(timeout=settings.webhook_timeout_seconds) as client:
+        while not stop.is_set():
+            try:
+                run_watch(gw, client)
+                failures.ok()
+            except Exception as exc:
+                failures.failed(exc)
+            stop.wait(max(settings.alert_poll_seconds, failures.pause))
 
 
 class _Failures:

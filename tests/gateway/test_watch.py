@@ -11,7 +11,10 @@ import hashlib
 import hmac
 import json
 import re
+import threading
+import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -33,6 +36,7 @@ from gateway.watch.alerts import run_watch
 from gateway.watch.schedule import ScheduleError, deadlines, next_deadline, parse_schedule
 from gateway.worker.outbox import deliver_acks
 from gateway.worker.run import Worker
+from tests.gateway.harness import GatewayProcess, submit
 from tests.gateway.test_dashboard_inprocess import GOOD, PASSWORD, process_all, send
 
 SECRET = "alert signing secret"  # noqa: S105 - test value
@@ -391,3 +395,47 @@ class TestCli:
         assert "Traceback" not in bad.stderr
         out = gp.cli("partner", "schedule", "va", "none").stdout
         assert "not watched" in out
+
+
+class TestWithoutWorkers:
+    def test_a_process_without_a_worker_posts_that_files_are_stuck(self, tmp_path):
+        """The API and SFTP stay up while every worker is down: they watch too, so the files
+        nobody takes are an alert (found by an on-call drill: only workers posted alerts)."""
+        posts: list[dict] = []
+
+        class Receiver(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                want = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+                if self.headers["X-EDI834-Signature"] == want:
+                    posts.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+        threading.Thread(target=receiver.serve_forever, daemon=True).start()
+        gw = GatewayProcess(
+            data_dir=tmp_path / "var",
+            extra_env={
+                "EDI834_ALERT_URL": f"http://127.0.0.1:{receiver.server_port}/alerts",
+                "EDI834_ALERT_SECRET": SECRET,
+                "EDI834_ALERT_POLL_SECONDS": "0.2",
+                "EDI834_STUCK_MINUTES": "0.01",
+            },
+        )
+        key = gw.add_partner("va", "VA0FFM")
+        try:
+            gw.start(EDI834_WORKER_ENABLED="false")
+            with gw.client(key) as c:
+                assert submit(c, GOOD, "nobody-takes-it.834").status_code == 202
+            deadline = time.monotonic() + 30
+            while not posts and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            gw.kill()
+            receiver.shutdown()
+        assert [(p["event"], p["kind"]) for p in posts[:1]] == [("edi834.alert.opened", "stuck")]
+        assert posts[0]["summary"].startswith("1 file(s) received and not processed")
