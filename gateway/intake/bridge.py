@@ -197,6 +197,7 @@ class GatewaySftpHooks:
                     channel="sftp",
                     filename=str(note["filename"]),
                     partial=partial,
+                    received_at=dt.datetime.fromisoformat(str(note["held_at"])),
                 )
             except Exception as exc:
                 log.error("sftp_held_upload_not_recorded", error=type(exc).__name__)

@@ -40,13 +40,16 @@ def record_receipt(
     filename: str | None,
     partial: bool = False,
     idempotency_key: str | None = None,
+    received_at: dt.datetime | None = None,
 ) -> tuple[repo.ReceiptRef, bool]:
     """Commit the receipt for a durable blob. Returns (receipt, created); the same bytes from
     the same partner return the original receipt (created False). Partial uploads are kept and
     shown, never queued. An Idempotency-Key is recorded with the receipt, in its transaction;
     one that names other bytes within IDEMPOTENCY_WINDOW raises IdempotencyKeyReused and
     records nothing. Without a key (nearly every file) the receipt and its event are one
-    statement on PostgreSQL (repo.receive), retried like any unit of work."""
+    statement on PostgreSQL (repo.receive), retried like any unit of work. `received_at` is
+    when the bytes came, when that was before now (an SFTP upload held through a database
+    outage): the ack SLA counts from it."""
 
     @db_retry
     def receive() -> tuple[repo.ReceiptRef, bool]:
@@ -60,11 +63,11 @@ def record_receipt(
                 size=blob.size,
                 blob_path=blob.rel_path,
                 partial=partial,
-                now=utcnow(),
+                now=received_at or utcnow(),
             )
 
     def txn(session: Session, key: str) -> tuple[repo.ReceiptRef, bool]:
-        now = utcnow()
+        now = received_at or utcnow()
         row = repo.idempotency_key(session, partner_id, key, now - IDEMPOTENCY_WINDOW)
         if row is not None and row.sha256 != blob.sha256:
             raise IdempotencyKeyReused
