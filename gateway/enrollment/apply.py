@@ -1097,6 +1097,9 @@ class _Chunk:
             "idempotency_key": ikey,
             "event_id": event_id,
             "receipt_id": self.run.receipt_id,
+            # The sender: member keys are per sender (two exchanges' ids can be the same),
+            # so a core system fed by several partners tells their members apart by it.
+            "partner": self.run.partner_name,
             "source": event.source.model_dump(mode="json"),
             "member_key": row["member_key"],
             "subscriber_number": event.subscriber_number,

@@ -1653,3 +1653,27 @@ def test_a_change_for_the_subscriber_alone_is_totalled_with_the_policys_other_me
     bare.categories = {**bare.categories, "PRE AMT TOT": ("9X", "370.00")}  # the subscriber's own
     wrong = feed(gw, partner, interchange([bare], control=505, bgn_date="20270104"))
     assert outcomes(gw, wrong) == {SUB: ("rejected", ["premium-total"])}
+
+
+def test_the_cores_events_name_their_sender(gw, partner) -> None:
+    """Member keys are per sender (the ledger holds VA's 0005100001 and MD's 0005100001 as two
+    members): each core event names its partner, or a core system fed by two exchanges whose
+    member ids overlap would take the second's addition for the first's member."""
+    alone = {"PRE AMT 1": ("9X", "300.00"), "PRE AMT TOT": ("9X", "300.00"),
+             "TOT RES AMT": ("9V", "300.00")}  # fmt: skip
+    rid = feed(gw, partner, interchange([rosalind(categories=alone)], control=1))
+    assert outcomes(gw, rid) == {SUB: ("applied", [])}
+    with unit_of_work(gw.sessions) as s:
+        md, _ = add_partner(s, name="md", isa_qualifier="ZZ", isa_id="MD0SBE")
+        md_id = md.id
+    other = rosalind(first="CORA", ssn="512849388", categories=alone)
+    rid = feed(gw, md_id, interchange([other], control=1, sender="MD0SBE"))
+    assert outcomes(gw, rid) == {SUB: ("applied", [])}
+    with gw.reads() as s:
+        rows = s.scalars(select(CoreDelivery).order_by(CoreDelivery.id))
+        sent = [json.loads(d.payload) for d in rows]
+    policy = sent[0]["policy_key"]
+    assert [(p["member_key"], p["policy_key"], p["partner"]) for p in sent] == [
+        (SUB, policy, "va"),
+        (SUB, policy, "md"),
+    ]
