@@ -104,8 +104,8 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = False
 
     # Applied member events for the insurer's core system (issue 5): POSTed as signed JSON to
-    # core_url (HMAC-SHA256 with core_secret, Idempotency-Key header), and/or appended as JSON
-    # Lines files to core_export_dir. Neither set: the outbox keeps them, visible as lag.
+    # core_url (HMAC-SHA256 with core_secret, Idempotency-Key header), or written as JSON Lines
+    # files to core_export_dir (both set: the URL alone). Neither: the outbox keeps them (lag).
     core_url: str = ""
     # A validated file waits at most this long for its sender's other queued files to be
     # validated, so the ledger can apply them in the sender's order (BGN date, AR/RT/daily).
