@@ -307,11 +307,16 @@ def export_line(item: Pending) -> bytes:
 
 
 def _export(gw: Gateway, directory: Path, batch: Sequence[Pending]) -> int:
-    """One file per batch, named by its first and last ids, written whole then renamed. After
-    a crash between the rename and the commit, the file for the head row is already there: its
+    """One file per batch, named by its first and last ids, written whole then renamed (a
+    temporary a killed deliverer left in staging is removed first). After a crash between the
+    rename and the commit, the file for the head row is already there: its
     keys are the ones delivered (rewriting a larger batch would repeat them in a second file)."""
     first = batch[0].id
     try:
+        # A deliverer killed mid-write left its temporary (member data); this one is the sole
+        # deliverer, so whatever is in staging is no live writer's.
+        for leftover in (directory / EXPORT_STAGING).glob("*.tmp"):
+            leftover.unlink(missing_ok=True)
         written = sorted(directory.glob(f"events-{first:012d}-*.jsonl"))
         if written:
             name = written[-1].name
