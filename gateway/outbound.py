@@ -6,6 +6,7 @@ delivery (worker) and the core-system delivery (enrollment) alike."""
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import hashlib
 import hmac
 import ipaddress
@@ -160,12 +161,41 @@ def answer_status(
 ) -> int:
     """POST and keep the status only: the answer's body is never read (nor decompressed), so a
     receiver's huge or endless answer (a gzip bomb: 400 MiB from a 400 KB body) costs nothing."""
+    return answer_head(client, url, body, headers, timeout)[0]
+
+
+def answer_head(
+    client: httpx.Client,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout: float | None = None,
+) -> tuple[int, float | None]:
+    """POST and keep the status and the seconds its `Retry-After` asks for (None without
+    one, or one that is unreadable); the body is never read, as for `answer_status`."""
     if timeout is None:  # the client's own
         answer = client.stream("POST", url, content=body, headers=headers)
     else:
         answer = client.stream("POST", url, content=body, headers=headers, timeout=timeout)
     with answer as response:
-        return response.status_code
+        return response.status_code, retry_after_seconds(response.headers.get("retry-after"))
+
+
+def retry_after_seconds(value: str | None, now: dt.datetime | None = None) -> float | None:
+    """`Retry-After` (RFC 9110 10.2.3) as seconds from now: delta-seconds or an HTTP-date (a
+    date past is 0); None when absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
 
 
 def non_public_destination(url: str) -> str | None:

@@ -296,10 +296,25 @@ def serve(
     migrate: bool = True,
 ) -> int:
     _check_tls_files(settings)
+    _check_secrets(settings)
     configure_logging(settings.log_level)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(run_server(settings, roles, concurrency=concurrency, migrate=migrate))
     return 0
+
+
+def _check_secrets(settings: Settings) -> None:
+    """A destination of signed posts needs its secret: the core's events carry member data,
+    and signed with an empty key anyone could forge them (found by a core integrator's run)."""
+    for url_name, url, secret_name, secret in (
+        ("EDI834_CORE_URL", settings.core_url, "EDI834_CORE_SECRET", settings.core_secret),
+        ("EDI834_ALERT_URL", settings.alert_url, "EDI834_ALERT_SECRET", settings.alert_secret),
+    ):
+        if url and not secret:
+            raise GatewayError(
+                f"{url_name} is set without {secret_name}: its posts would be signed with an "
+                f"empty key; set {secret_name} (the receiver checks X-EDI834-Signature with it)"
+            )
 
 
 def _check_tls_files(settings: Settings) -> None:

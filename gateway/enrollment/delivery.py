@@ -24,7 +24,13 @@ from pathlib import Path
 import httpx
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    RetryCallState,
+    retry,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from gateway.context import Gateway
 from gateway.db.base import utcnow
@@ -35,12 +41,14 @@ from gateway.enrollment.queries import core_pending
 from gateway.faults import crashpoint
 from gateway.logging import get_logger
 from gateway.metrics import CORE_FAILURES, set_core_backlog
-from gateway.outbound import answer_status, sign, write_atomically
+from gateway.outbound import answer_head, sign, sign_timestamped, write_atomically
 
 log = get_logger(__name__)
 
 BACKOFF_CAP_SECONDS = 300
 POST_ATTEMPTS = 3  # quick retries inside one round; then the row waits for its backoff
+QUICK_RETRY_AFTER_SECONDS = 2.0  # a Retry-After up to this is waited out within the round
+RETRY_AFTER_CAP_SECONDS = 3600  # a longer Retry-After is taken as an hour
 ADVISORY_LOCK_KEY = 834_000_001  # PostgreSQL: one core deliverer per database
 EXPORT_STAGING = ".staging"  # inside the export dir: same filesystem, so the rename is atomic
 GAUGE_SECONDS = 1.0  # while draining, the backlog gauges are refreshed at most this often
@@ -58,11 +66,13 @@ class Pending:
 
 
 class CoreRefused(Exception):
-    """The core system answered with a status that is neither success nor 'already have it'."""
+    """The core system answered with a status that is neither success nor 'already have it';
+    `retry_after`: the seconds its Retry-After asked for, if any."""
 
-    def __init__(self, status_code: int) -> None:
+    def __init__(self, status_code: int, retry_after: float | None = None) -> None:
         super().__init__(f"HTTP {status_code}")
         self.status_code = status_code
+        self.retry_after = retry_after
 
 
 def backoff_seconds(attempts: int) -> int:
@@ -175,7 +185,8 @@ def _record_failure(gw: Gateway, row_id: int, exc: Exception) -> None:
             return 0
         row.attempts += 1
         row.last_error = error
-        row.next_attempt_at = utcnow() + dt.timedelta(seconds=backoff_seconds(row.attempts))
+        wait = max(backoff_seconds(row.attempts), _asked_to_wait(exc) or 0)
+        row.next_attempt_at = utcnow() + dt.timedelta(seconds=wait)
         return row.attempts
 
     attempts = run_in_transaction(gw.sessions, txn)
@@ -192,18 +203,47 @@ def _record_failure(gw: Gateway, row_id: int, exc: Exception) -> None:
 # --- HTTP ------------------------------------------------------------------------------------
 
 
+def _asked_to_wait(exc: BaseException) -> float | None:
+    """The seconds the core's Retry-After asked for (at most an hour), or None."""
+    asked = exc.retry_after if isinstance(exc, CoreRefused) else None
+    return None if asked is None else min(asked, RETRY_AFTER_CAP_SECONDS)
+
+
 def _transient(exc: BaseException) -> bool:
-    """Worth another quick try: the network, a timeout, the core overloaded or failing."""
+    """Worth another quick try: the network, a timeout, the core overloaded or failing — unless
+    its Retry-After asks for longer than a quick retry waits (then the round ends, and the row
+    waits at least that long)."""
     if isinstance(exc, httpx.TransportError):  # timeouts included
         return True
-    return isinstance(exc, CoreRefused) and (exc.status_code >= 500 or exc.status_code == 429)
+    if not (isinstance(exc, CoreRefused) and (exc.status_code >= 500 or exc.status_code == 429)):
+        return False
+    asked = _asked_to_wait(exc)
+    return asked is None or asked <= QUICK_RETRY_AFTER_SECONDS
+
+
+_quick_wait = wait_exponential_jitter(multiplier=0.2, max=2.0, jitter=0.2)
+
+
+def _quick_retry_wait(state: RetryCallState) -> float:
+    """What the core's Retry-After asked for, else a short exponential wait."""
+    exc = state.outcome.exception() if state.outcome is not None else None
+    asked = _asked_to_wait(exc) if exc is not None else None
+    return asked if asked is not None else _quick_wait(state)
 
 
 def _post(
-    client: httpx.Client, gw: Gateway, body: bytes, key: str, content_type: str, events: int
+    client: httpx.Client,
+    gw: Gateway,
+    body: bytes,
+    key: str,
+    content_type: str,
+    events: int,
+    first_id: int,
 ) -> None:
     """POST `body` under the Idempotency-Key `key`, with quick retries for what is transient;
-    raises what the round must record as a failure."""
+    raises what the round must record as a failure. Each attempt is signed twice: the body
+    (`X-EDI834-Signature`) and, as the webhooks are, the body at the attempt's time
+    (`X-EDI834-Signature-256`), so a receiver can refuse a replay."""
     settings = gw.settings
     headers = {
         "Content-Type": content_type,
@@ -215,17 +255,22 @@ def _post(
     @retry(
         retry=retry_if_exception(_transient),
         stop=stop_after_attempt(POST_ATTEMPTS),
-        wait=wait_exponential_jitter(multiplier=0.2, max=2.0, jitter=0.2),
+        wait=_quick_retry_wait,
         reraise=True,
     )
     def attempt() -> None:
-        status = answer_status(
+        headers["X-EDI834-Signature-256"] = sign_timestamped(
+            settings.core_secret, body, int(time.time())
+        )
+        status, retry_after = answer_head(
             client, settings.core_url, body, headers, timeout=settings.core_timeout_seconds
         )
-        # 409: the core already committed this Idempotency-Key, e.g. the answer to our first
-        # try was lost to a timeout or a crash.
-        if not (200 <= status < 300 or status == 409):
-            raise CoreRefused(status)
+        if status == 409:
+            # The core already committed this Idempotency-Key, e.g. the answer to our first
+            # try was lost to a timeout or a crash: delivered, and said so.
+            log.info("core_already_committed", outbox_id=first_id, events=events)
+        elif not 200 <= status < 300:
+            raise CoreRefused(status, retry_after)
 
     attempt()
 
@@ -241,7 +286,8 @@ def _post_all(gw: Gateway, client: httpx.Client, batch: Sequence[Pending]) -> in
     failed: tuple[int, Exception] | None = None
     for item in batch:
         try:
-            _post(client, gw, item.payload.encode(), item.idempotency_key, "application/json", 1)
+            body = item.payload.encode()
+            _post(client, gw, body, item.idempotency_key, "application/json", 1, item.id)
         except (httpx.HTTPError, httpx.InvalidURL, CoreRefused) as exc:
             failed = (item.id, exc)
             break
@@ -279,7 +325,7 @@ def _post_batch(gw: Gateway, client: httpx.Client, batch: Sequence[Pending]) -> 
     between the answer and the commit sends the batch again, under the same keys."""
     body = b"".join(export_line(p) for p in batch)
     try:
-        _post(client, gw, body, batch_key(batch), "application/x-ndjson", len(batch))
+        _post(client, gw, body, batch_key(batch), "application/x-ndjson", len(batch), batch[0].id)
     except (httpx.HTTPError, httpx.InvalidURL, CoreRefused) as exc:
         _record_failure(gw, batch[0].id, exc)
         return 0

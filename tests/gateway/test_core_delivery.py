@@ -58,7 +58,8 @@ print("DELIVERED", deliver_core(gw, None), flush=True)
 class CoreServer:
     """A stand-in core system: commits each Idempotency-Key once (a key it already has gets a
     409) and first plays a script of answers: a status code, or "hang" (commit, then answer
-    only after the client has timed out: the lost-answer case). A JSON Lines batch
+    only after the client has timed out: the lost-answer case), or "STATUS/ra=SECONDS" (that
+    status with a Retry-After). A JSON Lines batch
     (`application/x-ndjson`) commits each line's key once, in order; its own key, seen before,
     gets a 409."""
 
@@ -68,6 +69,7 @@ class CoreServer:
         self.lock = threading.Lock()
         self.seen: list[tuple[str, bytes, str]] = []  # every request: key, body, signature
         self.headers: list[dict[str, str]] = []  # every request's headers
+        self.times: list[float] = []  # every request's time.monotonic()
         self.accepted: list[str] = []  # keys committed, in the order committed
         self.batches: set[str] = set()  # batch keys committed
         core = self
@@ -81,7 +83,9 @@ class CoreServer:
                 with core.lock:
                     core.seen.append((key, body, signature))
                     core.headers.append(dict(self.headers))
+                    core.times.append(time.monotonic())
                     action = core.script.pop(0) if core.script else "ok"
+                    action, _, retry_after = action.partition("/ra=")
                     if action in ("ok", "hang") and batch:
                         status = 409 if key in core.batches else 201
                         core.batches.add(key)
@@ -99,6 +103,8 @@ class CoreServer:
                     time.sleep(core.hang_seconds)
                 try:
                     self.send_response(status)
+                    if retry_after:
+                        self.send_header("Retry-After", retry_after)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                 except OSError:
@@ -232,6 +238,15 @@ def verify(body: bytes, signature: str) -> bool:
     return hmac.compare_digest(expected, signature)
 
 
+def verify_timestamped(body: bytes, signature: str, window: float = 300) -> bool:
+    """`t=<unix seconds>,v1=<HMAC of "<t>.<body>">`, with t within the window: a replay later
+    is refused."""
+    fields = dict(part.split("=", 1) for part in signature.split(","))
+    at = int(fields["t"])
+    mac = hmac.new(SECRET.encode(), f"{at}.".encode() + body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(mac, fields["v1"]) and abs(time.time() - at) < window
+
+
 def read_exports(directory: Path) -> list[dict[str, object]]:
     lines = []
     for path in sorted(directory.glob("*.jsonl")):
@@ -278,9 +293,10 @@ class TestDeliverCoreHttp:
 
         assert core.accepted == keys  # every event, in id order, committed once
         assert len(core.seen) == N + 5  # the head 6 times (500 x3, 429, lost answer, 409)
-        for key, body, signature in core.seen:
+        for (key, body, signature), headers in zip(core.seen, core.headers, strict=True):
             assert body == payloads[key]
             assert verify(body, signature)
+            assert verify_timestamped(body, headers["X-EDI834-Signature-256"])
         final = rows(gw)
         assert all(r.delivered_at is not None for r in final)
         assert final[0].attempts == 2 and final[0].last_error == "CoreRefused: HTTP 500"
@@ -315,6 +331,8 @@ class TestDeliverCoreHttp:
             restarted = run_deliver(gw)
             assert restarted.returncode == 0, restarted.stderr
             assert f"DELIVERED {N}" in restarted.stdout
+            # The core's 409 for the key it had: delivered, and said so in the log.
+            assert restarted.stdout.count("core_already_committed") == 1, restarted.stdout
         seen = core.seen_keys()
         assert seen == [keys[0], *keys]  # sent again once, with the same Idempotency-Key
         assert core.accepted == keys
@@ -338,6 +356,31 @@ class TestDeliverCoreHttp:
         assert core.seen_keys() == keys[:MARK_EVERY_EVENTS] + keys
         assert core.accepted == keys
         assert all(r.delivered_at is not None and r.attempts == 1 for r in rows(gw))
+
+    def test_a_short_retry_after_is_waited_out_within_the_round(self, gw):
+        keys = seed(gw, 2)
+        with CoreServer(["503/ra=1"]) as core, httpx.Client() as client:
+            configure(gw, core_url=core.url, core_secret=SECRET)
+            assert deliver_core(gw, client) == 2
+        assert core.seen_keys() == [keys[0], *keys]
+        assert core.times[1] - core.times[0] >= 0.95  # the second asked for, not ~0.2 s
+        assert core.accepted == keys
+
+    def test_a_long_retry_after_ends_the_round_and_holds_the_row_that_long(self, gw):
+        keys = seed(gw, 2)
+        with CoreServer(["429/ra=120"]) as core, httpx.Client() as client:
+            configure(gw, core_url=core.url, core_secret=SECRET)
+            before = dt.datetime.now(dt.UTC)
+            assert deliver_core(gw, client) == 0
+            assert core.seen_keys() == [keys[0]]  # no quick retry against "come back in 2 min"
+            head = rows(gw)[0]
+            assert head.last_error == "CoreRefused: HTTP 429"
+            assert head.next_attempt_at >= before + dt.timedelta(seconds=119)  # backoff: 2 s
+            soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=60)
+            assert deliver_core(gw, client, now=soon) == 0
+            later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=121)
+            assert deliver_core(gw, client, now=later) == 2
+        assert core.accepted == keys
 
     def test_one_deliverer_at_a_time(self, gw):
         seed(gw, 3)

@@ -211,7 +211,10 @@ def test_killed_mid_ledger_and_mid_delivery_loses_nothing_and_applies_nothing_tw
         write_834(f, members, seed=7)
     gw = GatewayProcess(
         data_dir=tmp_path / "var",
-        extra_env={"EDI834_CORE_URL": f"http://127.0.0.1:{core.server_port}/events"},
+        extra_env={
+            "EDI834_CORE_URL": f"http://127.0.0.1:{core.server_port}/events",
+            "EDI834_CORE_SECRET": "core-test-secret",
+        },
     )
     key = gw.add_partner("va", "VA0FFM")
     try:

@@ -326,6 +326,16 @@ class TestCliErrors:
         result = gateway.cli("serve", "--tls-cert", str(cert), check=False)
         assert_one_line(result, f"edi834 serve: EDI834_TLS_CERT {cert}: No such file or directory")
 
+    @pytest.mark.parametrize("what", ["CORE", "ALERT"])
+    def test_serve_with_a_destination_but_no_secret(self, gateway, what):
+        gateway.extra_env[f"EDI834_{what}_URL"] = "https://receiver.example/hook"
+        result = gateway.cli("serve", check=False)
+        assert_one_line(
+            result,
+            f"edi834 serve: EDI834_{what}_URL is set without EDI834_{what}_SECRET: its posts "
+            "would be signed with an empty key",
+        )
+
     def test_empty_lists_say_so(self, gateway):
         partners = gateway.cli("partner", "list")
         assert partners.stdout.startswith("no partners yet; add one with: edi834 partner add")
