@@ -39,6 +39,7 @@ from gateway.enrollment.delivery import (
     export_line,
     export_name,
 )
+from gateway.outbound import retry_after_seconds
 from gateway.partners import add_partner
 from gateway.settings import Settings
 
@@ -630,3 +631,24 @@ class TestDeliverCoreExport:
         # no core system: the waiting is by design, not lag an SRE is paged for (issue 18)
         assert metric("edi834_core_lag_seconds") == 0
         assert metric("edi834_core_delivery_configured") == 0
+
+
+class TestRetryAfter:
+    NOW = dt.datetime(2026, 12, 7, 12, 0, 0, tzinfo=dt.UTC)
+
+    @pytest.mark.parametrize(
+        ("value", "seconds"),
+        [
+            ("120", 120.0),
+            (" 0 ", 0.0),
+            ("Mon, 07 Dec 2026 12:01:30 GMT", 90.0),  # an HTTP date (IMF-fixdate)
+            ("Monday, 07-Dec-26 12:00:10 GMT", 10.0),  # RFC 850, obsolete but allowed
+            ("Mon, 07 Dec 2026 11:00:00 GMT", 0.0),  # a date past
+            (None, None),
+            ("soon", None),
+            ("-5", None),
+            ("1.5", None),  # delta-seconds are whole
+        ],
+    )
+    def test_seconds_or_an_http_date(self, value, seconds):
+        assert retry_after_seconds(value, now=self.NOW) == seconds
