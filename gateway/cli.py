@@ -371,6 +371,30 @@ def build_parser() -> argparse.ArgumentParser:
             help="who, for the audit log (default: cli:<the OS user running the command>)",
         )
         _add_setting_flags(fc, ("data_dir", "database_url"))
+    core = sub.add_parser(
+        "core",
+        help="the core system's queue of applied member events: see it, retry its head now, "
+        "or skip an event the core refuses for good",
+    )
+    csub = core.add_subparsers(dest="core_command", required=True)
+    cst = csub.add_parser("status", help="events waiting, skipped, and the head of the queue")
+    cst.add_argument("--json", action="store_true")
+    cre = csub.add_parser(
+        "retry", help="try the head of the queue at the next round, not after its backoff"
+    )
+    csk = csub.add_parser(
+        "skip",
+        help="mark the head of the queue delivered without delivering it (audited): only once "
+        "it has failed; the core system must get that change another way",
+    )
+    csk.add_argument("outbox_id", type=int, metavar="OUTBOX_ID", help="as `core status` shows")
+    csk.add_argument("--reason", required=True, help="why (in the audit log)")
+    for c in (cre, csk):
+        c.add_argument(
+            "--by", default=None, help="who, for the audit log (default: cli:<the OS user>)"
+        )
+    for c in (cst, cre, csk):
+        _add_setting_flags(c, ("data_dir", "database_url"))
     pu = sub.add_parser(
         "purge",
         help="remove the bytes and member data of files received before a retention horizon",
@@ -510,6 +534,82 @@ def _file_command(args: argparse.Namespace) -> int:
         else:
             sys.stderr.write(f"{rid} left as it is: {why}\n")
     return 0 if len(done) == len(ids) else 1
+
+
+def _core_command(args: argparse.Namespace) -> int:
+    """gateway.services.core: exit 0 done, 1 refused (said why on stderr)."""
+    import getpass
+
+    from gateway.context import Gateway
+    from gateway.db.base import iso_z
+    from gateway.db.migrate import upgrade
+    from gateway.logging import configure_logging
+    from gateway.services import core
+
+    settings = _settings(args)
+    configure_logging(settings.log_level)  # JSON lines on stderr, as the servers' are
+    gw = Gateway.open(settings)
+    upgrade(settings.sqlalchemy_url)
+    who = getattr(args, "by", None) or f"cli:{getpass.getuser()}"
+    try:
+        if args.core_command == "status":
+            state = core.queue_state(gw)
+            head = state.head
+            if args.json:
+                out = {
+                    "pending": state.pending,
+                    "skipped": state.skipped,
+                    "head": None
+                    if head is None
+                    else {
+                        "outbox_id": head.outbox_id,
+                        "event_id": head.event_id,
+                        "receipt_id": head.receipt_id,
+                        "partner": head.partner,
+                        "created_at": iso_z(head.created_at),
+                        "attempts": head.attempts,
+                        "last_error": head.last_error,
+                        "next_attempt_at": iso_z(head.next_attempt_at),
+                    },
+                }
+                sys.stdout.write(json.dumps(out, indent=2) + "\n")
+                return 0
+            configured = "" if settings.core_configured else " (no core system configured)"
+            sys.stdout.write(
+                f"{state.pending} events waiting{configured}, {state.skipped} skipped\n"
+            )
+            if head is not None:
+                failed = (
+                    f"failed {head.attempts} times, last: {head.last_error}; next try "
+                    f"{iso_z(head.next_attempt_at)}"
+                    if head.last_error
+                    else "not failed"
+                )
+                sys.stdout.write(
+                    f"head: outbox {head.outbox_id} (member event {head.event_id}, partner "
+                    f"{head.partner}, file {head.receipt_id}, written "
+                    f"{iso_z(head.created_at)}): {failed}\n"
+                )
+            return 0
+        if args.core_command == "retry":
+            head = core.retry_now(gw, who)
+            if head is None:
+                sys.stdout.write("nothing waiting\n")
+            else:
+                sys.stdout.write(f"outbox {head.outbox_id} is tried at the next round\n")
+            return 0
+        try:
+            head = core.skip(gw, args.outbox_id, who, args.reason)
+        except core.NotSkippable as exc:
+            sys.stderr.write(f"outbox {args.outbox_id} left as it is: {exc}\n")
+            return 1
+        sys.stdout.write(
+            f"outbox {head.outbox_id} skipped (member event {head.event_id}, file "
+            f"{head.receipt_id}): the core system must get it another way\n"
+        )
+        return 0
+    finally:
+        gw.close()
 
 
 def _operator_command(args: argparse.Namespace) -> int:
@@ -1163,6 +1263,8 @@ def _run(args: argparse.Namespace) -> int:
         return _ledger_command(args)
     if args.command == "purge":
         return _purge_command(args)
+    if args.command == "core":
+        return _core_command(args)
     return 2  # pragma: no cover - argparse requires a command
 
 

@@ -685,6 +685,11 @@ class CoreDelivery(Base):
     next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    # An event the core refused for good, moved past by an operator (`edi834 core skip`):
+    # delivered_at is set too, so the queue goes on; the core never got it from us.
+    skipped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    skipped_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    skip_reason: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class Reconciliation(Base):

@@ -28,7 +28,7 @@ from sqlalchemy import select
 
 from gateway.context import Gateway
 from gateway.db.migrate import upgrade
-from gateway.db.models import CoreDelivery, MemberEventRow, Receipt
+from gateway.db.models import AuditEntry, CoreDelivery, MemberEventRow, Receipt
 from gateway.db.session import unit_of_work
 from gateway.enrollment.delivery import (
     MARK_EVERY_EVENTS,
@@ -41,7 +41,9 @@ from gateway.enrollment.delivery import (
 )
 from gateway.outbound import retry_after_seconds
 from gateway.partners import add_partner
+from gateway.services.core import NotSkippable, queue_state, retry_now, skip
 from gateway.settings import Settings
+from tests.gateway.harness import EDI834
 
 N = 50
 SECRET = "core-test-secret"  # noqa: S105 - a test key
@@ -652,3 +654,89 @@ class TestRetryAfter:
     )
     def test_seconds_or_an_http_date(self, value, seconds):
         assert retry_after_seconds(value, now=self.NOW) == seconds
+
+
+class TestOperatorActions:
+    """`edi834 core`: an event the core refuses for good no longer holds the queue forever."""
+
+    def test_an_event_the_core_refuses_for_good_is_skipped_by_an_operator_audited(self, gw):
+        keys = seed(gw, 3)
+        with CoreServer(["400", "400"]) as core, httpx.Client() as client:
+            configure(gw, core_url=core.url, core_secret=SECRET)
+            head = queue_state(gw).head
+            assert head is not None
+            with pytest.raises(NotSkippable, match="has not failed"):
+                skip(gw, head.outbox_id, "alice", "the core refuses it")
+            assert deliver_core(gw, client) == 0
+            later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+            assert deliver_core(gw, client, now=later) == 0  # 400 again: it holds the queue
+            with pytest.raises(NotSkippable, match="not the head"):
+                skip(gw, head.outbox_id + 1, "alice", "the core refuses it")
+            with pytest.raises(NotSkippable, match="say why"):
+                skip(gw, head.outbox_id, "alice", "  ")
+            state = queue_state(gw)
+            assert (state.pending, state.skipped) == (3, 0)
+            assert state.head is not None
+            assert (state.head.attempts, state.head.last_error) == (2, "CoreRefused: HTTP 400")
+            assert (state.head.partner, state.head.receipt_id) == ("va", "r" * 32)
+
+            skip(gw, head.outbox_id, "alice", "core ticket 123: plan unknown there")
+            assert deliver_core(gw, client) == 2  # the rest go on at once
+            with pytest.raises(NotSkippable, match="is empty"):
+                skip(gw, head.outbox_id, "alice", "again")
+        assert core.accepted == keys[1:]  # the skipped one never reached the core
+        state = queue_state(gw)
+        assert (state.pending, state.skipped, state.head) == (0, 1, None)
+        first = rows(gw)[0]
+        assert first.delivered_at is not None and first.skipped_at is not None
+        assert first.skipped_by == "alice"
+        assert first.skip_reason == "core ticket 123: plan unknown there"
+        with unit_of_work(gw.sessions) as s:
+            (entry,) = s.scalars(select(AuditEntry).where(AuditEntry.action == "core_skip"))
+            assert (entry.operator, entry.receipt_id) == ("alice", "r" * 32)
+            assert "core ticket 123" in entry.detail and "HTTP 400" in entry.detail
+
+    def test_retry_now_makes_the_head_due_at_once(self, gw):
+        keys = seed(gw, 2)
+        with CoreServer(["500", "500", "500"]) as core, httpx.Client() as client:
+            configure(gw, core_url=core.url, core_secret=SECRET)
+            assert deliver_core(gw, client) == 0
+            assert deliver_core(gw, client) == 0  # waiting out its backoff: not even sent
+            assert len(core.seen) == 3
+            head = retry_now(gw, "alice")
+            assert head is not None and head.outbox_id == rows(gw)[0].id
+            assert deliver_core(gw, client) == 2
+        assert core.accepted == keys
+        assert retry_now(gw, "alice") is None
+
+    @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+    def test_the_cli(self, gw):
+        seed(gw, 2)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EDI834_")}
+        env.update(EDI834_DATA_DIR=str(gw.settings.data_dir))
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [str(EDI834), "core", *args], env=env, capture_output=True, text=True, timeout=60
+            )
+
+        with CoreServer(["422"]) as core, httpx.Client() as client:
+            configure(gw, core_url=core.url, core_secret=SECRET)
+            assert deliver_core(gw, client) == 0
+        status = json.loads(cli("status", "--json").stdout)
+        head = status["head"]
+        assert (status["pending"], status["skipped"]) == (2, 0)
+        assert (head["attempts"], head["last_error"]) == (1, "CoreRefused: HTTP 422")
+        text = cli("status").stdout
+        assert text.startswith("2 events waiting (no core system configured), 0 skipped\n")
+        assert f"head: outbox {head['outbox_id']} " in text and "HTTP 422" in text
+        refused = cli("skip", str(head["outbox_id"] + 1), "--reason", "x", "--by", "alice")
+        assert refused.returncode == 1
+        assert "is not the head of the queue" in refused.stderr
+        done = cli("skip", str(head["outbox_id"]), "--reason", "core ticket 9", "--by", "alice")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(f"outbox {head['outbox_id']} skipped")
+        assert '"event": "core_event_skipped"' in done.stderr  # the journal's line
+        assert CANARY not in done.stdout + done.stderr + text  # ids, never member data
+        assert json.loads(cli("status", "--json").stdout)["skipped"] == 1
+        assert cli("retry").stdout.startswith(f"outbox {head['outbox_id'] + 1} is tried")
