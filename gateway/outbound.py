@@ -55,6 +55,30 @@ SHARED_DIR = 0o750
 SHARED_FILE = 0o640
 
 
+OUTBOX_STAGING = "outbox-tmp"  # in the data dir: acks and notices written, then renamed
+STALE_TEMPORARY_SECONDS = 3600  # a write takes milliseconds: a temporary this old is a kill's
+
+
+def remove_stale_temporaries(staging: Path, now: float | None = None) -> int:
+    """Remove the `*.tmp` in `staging` older than an hour: what a process killed between
+    writing and renaming left (an ack, a notice). Processes sharing the data directory write
+    there too, so a fresh one may be a live write and stays. Returns how many were removed."""
+    cutoff = (time.time() if now is None else now) - STALE_TEMPORARY_SECONDS
+    removed = 0
+    try:
+        found = list(staging.glob("*.tmp"))
+    except OSError:
+        return 0
+    for path in found:
+        try:
+            if path.lstat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except OSError:
+            continue  # gone already (another process's sweep), or not ours to remove
+    return removed
+
+
 def write_atomically(
     directory: Path,
     name: str,

@@ -24,6 +24,7 @@ from gateway.errors import GatewayError
 from gateway.http_protocol import CoalescingHttpToolsProtocol
 from gateway.intake.bridge import GatewaySftpHooks
 from gateway.logging import configure_logging, get_logger
+from gateway.outbound import OUTBOX_STAGING, remove_stale_temporaries
 from gateway.settings import Settings
 from gateway.worker.run import Worker, recover_orphans, watch_loop
 
@@ -126,6 +127,9 @@ async def run_server(
     if removed:
         log.info("upload_temporaries_removed", count=removed)
     restored = gw.blobs.restore_aside()  # blobs a purge killed mid-way had moved aside
+    stale = remove_stale_temporaries(settings.data_dir / OUTBOX_STAGING)  # acks a kill cut off
+    if stale:
+        log.info("ack_temporaries_removed", count=stale)
     if restored:
         log.info("blobs_put_back", count=restored)
     worker = (

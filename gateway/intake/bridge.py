@@ -26,7 +26,7 @@ from gateway.intake.receive import record_receipt
 from gateway.intake.sftp import ReceivedFile, UploadHeld, client_key
 from gateway.logging import get_logger
 from gateway.metrics import DELIVERY_FAILURES, SFTP_UPLOADS
-from gateway.outbound import ack_filename, write_atomically
+from gateway.outbound import OUTBOX_STAGING, ack_filename, write_atomically
 from gateway.storage import HELD_DIR, StoredBlob
 
 log = get_logger(__name__)
@@ -281,7 +281,7 @@ class GatewaySftpHooks:
                 self.gw.outbound_dir(username),
                 name,
                 json.dumps(body, indent=2).encode() + b"\n",
-                self.gw.settings.data_dir / "outbox-tmp",
+                self.gw.settings.data_dir / OUTBOX_STAGING,
             )
         except OSError as exc:
             DELIVERY_FAILURES.labels(kind="notice").inc()

@@ -23,6 +23,7 @@ from gateway.faults import crashpoint
 from gateway.logging import get_logger
 from gateway.metrics import DELIVERY_FAILURES, DELIVERY_SECONDS
 from gateway.outbound import (
+    OUTBOX_STAGING,
     fsync_directory,
     non_public_destination,
     post_signed,
@@ -100,7 +101,7 @@ def _deliver_acks(gw: Gateway, limit: int) -> int:
                     directory,
                     filename,
                     content,
-                    gw.settings.data_dir / "outbox-tmp",
+                    gw.settings.data_dir / OUTBOX_STAGING,
                     sync_directory=False,
                 )
             except OSError as exc:

@@ -5,10 +5,12 @@ gave `..000300112.999`, and a file sent without a name repeated the receipt id).
 from __future__ import annotations
 
 import datetime as dt
+import os
+import time
 
 import pytest
 
-from gateway.outbound import ack_filename
+from gateway.outbound import STALE_TEMPORARY_SECONDS, ack_filename, remove_stale_temporaries
 
 NOW = dt.datetime(2026, 12, 7, 1, 58, 3, tzinfo=dt.UTC)
 
@@ -48,3 +50,19 @@ def test_a_write_that_fails_leaves_no_scrap(tmp_path) -> None:
     with pytest.raises(IsADirectoryError):
         write_atomically(outbound, "x.999", b"ISA~", staging)
     assert list(staging.iterdir()) == []
+
+
+def test_stale_temporaries_are_removed_fresh_ones_stay(tmp_path):
+    """What a kill between writing and renaming left is removed; a write of another process
+    sharing the data directory, in progress, is not."""
+    staging = tmp_path / "outbox-tmp"
+    staging.mkdir()
+    now = time.time()
+    old, fresh, other = staging / "a.tmp", staging / "b.tmp", staging / "c.json"
+    for path in (old, fresh, other):
+        path.write_bytes(b"x")
+    os.utime(old, (now - STALE_TEMPORARY_SECONDS - 1, now - STALE_TEMPORARY_SECONDS - 1))
+    os.utime(other, (now - 86400, now - 86400))
+    assert remove_stale_temporaries(staging, now=now) == 1
+    assert sorted(p.name for p in staging.iterdir()) == ["b.tmp", "c.json"]
+    assert remove_stale_temporaries(tmp_path / "missing", now=now) == 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import os
 import signal
 import threading
 import time
@@ -487,7 +488,14 @@ class TestCrashInWorker:
 class TestPoisonFile:
     def test_a_file_that_kills_the_worker_every_time_is_parked_failed(self, lab):
         gw = lab.gw
+        # An ack's temporary a kill left two hours ago: the next start removes it.
+        staging = gw.data_dir / "outbox-tmp"
+        staging.mkdir(parents=True, exist_ok=True)
+        stale = staging / "0123abcd.tmp"
+        stale.write_bytes(b"ISA*00*")
+        os.utime(stale, (time.time() - 7200, time.time() - 7200))
         gw.start(EDI834_WORKER_ENABLED="false")
+        assert not stale.exists()
         (poison,) = lab.batch("poison", ("http",))
         poison.poison = True
         lab.send(poison)
