@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import itertools
 import json
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from gateway.parallel import SPLIT_FROM_BYTES, FileSetChecks, pool
+from gateway.storage import PRIVATE_FILE, make_private_dirs
 from validators.acks import build_999, build_ta1
 from validators.interchange import (
     Engine,
@@ -163,16 +165,23 @@ def validate_file(
             (result.wants_999, ack_path, build_999),
         ):
             if wanted:
-                with path.open("ab") as f:
+                with open(path, "ab", opener=_private) as f:
                     number = numbers.take()
                     f.write(build(result, control_number=number, now=now, receiver=sender))
         result.close()
     if report.unusable is not None:
         path = out_dir / f"{stem}.rejected.json"
-        path.write_text(json.dumps({"file": name, **report.unusable}, indent=2) + "\n")
+        with open(path, "w", encoding="utf-8", opener=_private) as out:
+            out.write(json.dumps({"file": name, **report.unusable}, indent=2) + "\n")
         report.written.append(str(path))
     report.written[:0] = [str(p) for p in (ta1_path, ack_path) if p.exists()]
     return report
+
+
+def _private(path: str, flags: int) -> int:
+    """The acks quote member data (IK404 bad values, CTX): 0600 whatever the umask, as in the
+    data directory."""
+    return os.open(path, flags, PRIVATE_FILE)
 
 
 def run_validate(
@@ -185,7 +194,8 @@ def run_validate(
     now: dt.datetime,
     processes: int = 1,
 ) -> int:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(out_dir)  # 0700 for each folder it makes; one that exists keeps its mode
+    out_dir.mkdir(parents=True, exist_ok=True)  # a file in the way: the error it always was
     numbers = ControlNumbers(control_number)
     worst = 0
     for name in files:

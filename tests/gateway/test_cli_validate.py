@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from gateway.offline import run_validate
 from tests.conftest import SAMPLES
 from tests.x12build import TS, Group, x12
+from validators.interchange import ValidationOptions
 
 NOW = ["--now", "2026-01-02T03:04:00+00:00", "--receiver", "ZZ:EDI834GATEWAY"]
 
@@ -126,3 +130,37 @@ class TestEngines:
         sample = SAMPLES / "good_exchange_new_enrollment.834"
         proc = run(edi834, str(sample), "--out", str(tmp_path), "--engine", "turbo")
         assert proc.returncode == 2 and b"invalid choice" in proc.stderr
+
+
+class TestPrivateOutput:
+    """The acks hold member data — a 999's IK404 quotes the bad value (a birth date) and its CTX
+    a subscriber number — so what `--out` gets is the gateway user's alone, as the data
+    directory is: folders 0700, files 0600, whatever the umask."""
+
+    def test_acks_are_private_under_umask_022(self, tmp_path: Path) -> None:
+        junk = tmp_path / "junk.834"
+        junk.write_bytes(b"not an interchange")
+        out = tmp_path / "acks" / "today"
+        old = os.umask(0o022)
+        try:
+            run_validate(
+                [str(SAMPLES / "bad_ik403_8_dmg02_date.834"), str(junk)],
+                out,
+                as_json=True,
+                options=ValidationOptions(expected_receiver=("ZZ", "EDI834GATEWAY")),
+                control_number=1,
+                now=dt.datetime(2026, 1, 2, 3, 4, tzinfo=dt.UTC),
+            )
+        finally:
+            os.umask(old)
+        written = sorted(p.name for p in out.iterdir())
+        assert written == [
+            "bad_ik403_8_dmg02_date.999",
+            "bad_ik403_8_dmg02_date.ta1",
+            "junk.rejected.json",
+        ]
+        assert b"IK4*2*1251*8*" in (out / "bad_ik403_8_dmg02_date.999").read_bytes()
+        for d in (tmp_path / "acks", out):
+            assert d.stat().st_mode & 0o777 == 0o700, d
+        for name in written:
+            assert (out / name).stat().st_mode & 0o777 == 0o600, name
