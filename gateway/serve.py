@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import ipaddress
 import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from urllib.parse import urlsplit
 
 import anyio.to_thread
 import uvicorn
@@ -319,6 +321,31 @@ def _check_secrets(settings: Settings) -> None:
                 f"{url_name} is set without {secret_name}: its posts would be signed with an "
                 f"empty key; set {secret_name} (the receiver checks X-EDI834-Signature with it)"
             )
+    if (
+        settings.core_url
+        and not settings.core_allow_http
+        and not _encrypted_or_local(settings.core_url)
+    ):
+        raise GatewayError(
+            "EDI834_CORE_URL is http:// to a host that is not loopback: the core's events carry "
+            "member data (names, SSNs, birth dates, addresses) and would cross the network in "
+            "clear; use https://, or set EDI834_CORE_ALLOW_HTTP=true if the path is encrypted "
+            "another way (a service mesh's mutual TLS)"
+        )
+
+
+def _encrypted_or_local(url: str) -> bool:
+    """https://, or http:// to a loopback host (a local agent or sidecar)."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "http":
+        return True  # https, or a URL the delivery itself refuses
+    host = (parts.hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_tls_files(settings: Settings) -> None:

@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     # validated, so the ledger can apply them in the sender's order (BGN date, AR/RT/daily).
     ledger_order_window_seconds: float = 60.0
     core_secret: str = ""
+    # The events carry names, SSNs, birth dates and addresses: an http:// core_url is refused
+    # unless its host is loopback (a local agent or sidecar), or this says the path is
+    # encrypted another way (a service mesh's mutual TLS, an IPsec tunnel).
+    core_allow_http: bool = False
     core_export_dir: Path | None = None
     core_timeout_seconds: float = 10.0
     core_batch_size: int = 500

@@ -23,6 +23,8 @@ from gateway.api.app import create_app
 from gateway.context import Gateway
 from gateway.db.migrate import upgrade
 from gateway.db.models import Base
+from gateway.errors import GatewayError
+from gateway.serve import _check_secrets
 from gateway.settings import Settings
 from tests.conftest import SAMPLES
 from tests.gateway.harness import (
@@ -336,12 +338,47 @@ class TestCliErrors:
             "would be signed with an empty key",
         )
 
+    def test_serve_with_the_core_in_clear(self, gateway):
+        gateway.extra_env["EDI834_CORE_URL"] = "http://core.example.internal/events"
+        gateway.extra_env["EDI834_CORE_SECRET"] = CORE_SECRET
+        result = gateway.cli("serve", check=False)
+        assert_one_line(
+            result, "edi834 serve: EDI834_CORE_URL is http:// to a host that is not loopback"
+        )
+
     def test_empty_lists_say_so(self, gateway):
         partners = gateway.cli("partner", "list")
         assert partners.stdout.startswith("no partners yet; add one with: edi834 partner add")
         assert json.loads(gateway.cli("partner", "list", "--json").stdout) == []
         operators = gateway.cli("operator", "list")
         assert operators.stdout.startswith("no operators yet; add one with: edi834 operator add")
+
+
+CORE_SECRET = "not-a-secret-only-a-test"  # noqa: S105 - a test key
+
+
+@pytest.mark.parametrize(
+    ("url", "allow", "refused"),
+    [
+        ("http://core.example.internal/events", False, True),
+        ("http://10.1.2.3:8080/events", False, True),
+        ("HTTP://core.example.internal/events", False, True),
+        ("http://core.example.internal/events", True, False),  # a mesh's mutual TLS
+        ("https://core.example.internal/events", False, False),
+        ("http://127.0.0.1:9/events", False, False),  # a local agent
+        ("http://localhost:9/events", False, False),
+        ("http://[::1]:9/events", False, False),
+    ],
+)
+def test_member_data_never_goes_to_the_core_in_clear(url, allow, refused):
+    """The core's events carry names, SSNs and birth dates: not over plain HTTP to another
+    host unless the insurer says the path is encrypted another way."""
+    settings = Settings(core_url=url, core_secret=CORE_SECRET, core_allow_http=allow)
+    if refused:
+        with pytest.raises(GatewayError, match="EDI834_CORE_URL is http:// to a host"):
+            _check_secrets(settings)
+    else:
+        _check_secrets(settings)
 
 
 def assert_one_line(result, prefix: str) -> None:
