@@ -2,7 +2,8 @@
 its lifecycle state and every coverage period, what is in force on a date, and the member's
 latest events with the rules they drew — what an operator needs to answer "why was this change
 refused?" or "what does the insurer hold for this person?". No names, SSNs, birth dates or
-addresses; the member's id as the dashboard shows it everywhere (`dashboard_member_id`)."""
+addresses; the member's id as the dashboard shows it everywhere (`dashboard_member_id`), and so
+its policy numbers to a viewer. Every view is in the audit log (`view_member`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from gateway.dashboard.deps import CurrentViewer, GatewayDep, PageError, render
 from gateway.dashboard.formatting import member_id, parse_day, unreadable_days
 from gateway.db.models import BusinessFinding, LedgerMember, MemberEventRow, Partner, Receipt
 from gateway.enrollment import views
+from gateway.services import audit
 
 EVENTS = 20
 router = APIRouter()
@@ -34,6 +36,10 @@ def member_page(
             raise PageError("No such member in the ledger.")
         partner = s.scalar(select(Partner.name).where(Partner.id == member.partner_id))
         record = views.member_json(member, as_of)
+        # A policy number (REF*1L) identifies the member as the member id does: a viewer sees
+        # it as the member id is shown (`dashboard_member_id`), an admin whole.
+        for e in record["enrollments"]:
+            e["policy"] = member_id(e["policy"], viewer.is_admin, gw.settings.dashboard_member_id)
         events = s.execute(
             select(
                 MemberEventRow.id,
@@ -60,6 +66,12 @@ def member_page(
         ):
             if event_id is not None:
                 rules.setdefault(event_id, []).append((rule, severity))
+    # What the insurer holds for one member (coverage, premium, APTC): each view is audited,
+    # by the ledger's own id (not member data) and the partner, so "who looked at this
+    # member?" can be answered.
+    audit.record(
+        gw, viewer.username, "view_member", None, f"ledger member {member.id} of {partner}"
+    )
     return render(
         request,
         "member.html",

@@ -18,7 +18,7 @@ from gateway.api.app import create_health_app
 from gateway.context import Gateway
 from gateway.dashboard.app import create_dashboard
 from gateway.db.migrate import upgrade
-from gateway.db.models import Partner
+from gateway.db.models import AuditEntry, Partner
 from gateway.db.session import unit_of_work
 from gateway.intake.receive import record_receipt
 from gateway.operators import add_operator
@@ -431,7 +431,11 @@ def test_a_member_page_shows_the_ledger_and_business_rejects_link_to_it(tmp_path
             page = c.get(link, params={"as_of": "2027-03-01"})
             assert page.status_code == 200
             text = page.text
-            assert "HLT policy 31200457, plan year 2027" in text
+            # A policy number identifies the member: a viewer sees it as the member id.
+            shown = "31200457" if user == "alice" else "…0457"
+            assert f"HLT policy {shown}, plan year 2027" in text
+            if user == "victor":
+                assert "31200457" not in text
             assert "300.00" in text and "100.00" in text and "48213VA004000701" in text
             assert 'data-outcome="applied"' in text and 'data-outcome="rejected"' in text
             assert "duplicate-add" in text
@@ -439,6 +443,16 @@ def test_a_member_page_shows_the_ledger_and_business_rejects_link_to_it(tmp_path
             for phi in ("QUINTERO", "ROSALIND", "512849301", "19800101", "MAIN ST"):
                 assert phi not in text, phi
         assert "is not a date" in c.get(link, params={"as_of": "abc"}).text
+        ledger_id = link.rsplit("/", 1)[1]
+        with gw.reads() as s:
+            views = s.execute(
+                select(AuditEntry.operator, AuditEntry.detail).where(
+                    AuditEntry.action == "view_member"
+                )
+            ).all()
+        # Every view of a member's page, by whom and of which member (the ledger's id).
+        assert [who for who, _ in views] == ["alice", "victor", "victor"]
+        assert {detail for _, detail in views} == {f"ledger member {ledger_id} of va"}
         for unknown in ("999999", "abc", "9" * 40):
             missing = c.get(f"/dashboard/members/{unknown}")
             assert missing.status_code == 404 and "No such member" in missing.text
