@@ -319,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="show the coverage period in force on this date (YYYY-MM-DD; default: the latest)",
     )
     lm.add_argument("--json", action="store_true")
+    _add_ledger_by(lm)
     _add_setting_flags(lm, ("data_dir", "database_url"))
     lh = lsub.add_parser(
         "history", help="one member's enrollments with every coverage period, and every event"
@@ -326,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     lh.add_argument("--partner", required=True)
     lh.add_argument("member", help="member key (REF*17, else the subscriber's REF*0F)")
     lh.add_argument("--json", action="store_true")
+    _add_ledger_by(lh)
     _add_setting_flags(lh, ("data_dir", "database_url"))
     lmo = lsub.add_parser(
         "months",
@@ -338,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = lmo.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--csv", action="store_true")
+    _add_ledger_by(lmo)
     _add_setting_flags(lmo, ("data_dir", "database_url"))
     lc = lsub.add_parser(
         "check",
@@ -928,6 +931,50 @@ def _partner_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_ledger_by(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--by",
+        default=None,
+        help="who, for the audit log: what is printed is member data, and each run is audited "
+        "(default: cli:<the OS user>)",
+    )
+
+
+def _audit_ledger_read(gw: Any, args: argparse.Namespace, partner: Any) -> None:
+    """A person reading member data from the ledger at a terminal is audited as a dashboard
+    view is: who, which command, of which partner (of `history`, the ledger's own id of the
+    member, not its key). Written straight to the audit table: no log line on the output."""
+    import getpass
+
+    from sqlalchemy import select
+
+    from gateway.db import repositories as repo
+    from gateway.db.models import LedgerMember
+    from gateway.db.session import unit_of_work
+
+    who = args.by or f"cli:{getpass.getuser()}"
+    if args.ledger_command == "members":
+        detail = f"members of {partner.name}" + (" with names" if args.show_names else "")
+    elif args.ledger_command == "months":
+        detail = f"a policy's months of {partner.name}"
+    else:
+        with unit_of_work(gw.sessions) as s:
+            found = s.scalar(
+                select(LedgerMember.id).where(
+                    LedgerMember.partner_id == partner.id, LedgerMember.member_key == args.member
+                )
+            )
+        detail = f"ledger member {found} of {partner.name}" if found else f"of {partner.name}"
+    with unit_of_work(gw.sessions) as s:
+        repo.add_audit_entries(
+            s,
+            operator=who[:64],
+            action=f"cli_ledger_{args.ledger_command}",
+            receipt_ids=[None],
+            detail=detail,
+        )
+
+
 def _ledger_command(args: argparse.Namespace) -> int:
     from gateway.context import Gateway
     from gateway.db import repositories as repo
@@ -943,6 +990,7 @@ def _ledger_command(args: argparse.Namespace) -> int:
             if partner is None:
                 sys.stderr.write(f"edi834 ledger: no partner named {args.partner!r}\n")
                 return 1
+            _audit_ledger_read(gw, args, partner)
             if args.ledger_command == "members":
                 rows = terminal.members_table(
                     session, partner, show_names=args.show_names, as_of=args.as_of

@@ -607,3 +607,55 @@ def test_the_database_going_away_is_a_page_not_a_500(postgres, tmp_path):
         assert "edi834_database_up 1.0" in health.get("/metrics").text
     finally:
         gw.close()
+
+
+def test_ledger_reads_at_a_terminal_are_audited(tmp_path, capsys) -> None:
+    """`edi834 ledger members|history|months` print member data (with --show-names, names) to
+    a person at a terminal: each run is in the audit log as a dashboard view is — who (--by,
+    else cli:<OS user>), which command, of which partner, and for history which member by the
+    ledger's own id — never the member's key or name."""
+    from gateway.cli import _run, build_parser
+    from gateway.db.models import LedgerMember
+
+    settings = Settings(data_dir=tmp_path / "var", database_url="", worker_enabled=False)
+    gw = Gateway.open(settings)
+    upgrade(settings.sqlalchemy_url)
+    with unit_of_work(gw.sessions) as s:
+        va, _ = add_partner(s, name="va", isa_qualifier="ZZ", isa_id="VA0FFM")
+        va_id = va.id
+    send(gw, va_id, GOOD, "add.834")
+    worker = Worker(gw)
+    while worker.run_once():
+        pass
+    while worker.apply_ledger_once():
+        pass
+    try:
+        base = ["--data-dir", str(settings.data_dir)]
+        for argv in (
+            ["ledger", "members", "--partner", "va", "--show-names", "--by", "carol", *base],
+            ["ledger", "history", "--partner", "va", "0004718293", "--by", "carol", *base],
+            ["ledger", "months", "--partner", "va", "--policy", "21846603", "--from", "2026-06"],
+        ):
+            argv = argv if "--data-dir" in argv else [*argv, *base]
+            assert _run(build_parser().parse_args(argv)) == 0
+        printed = capsys.readouterr().out
+        assert "OKAFOR" in printed  # what the audit entries stand for
+        with gw.reads() as s:
+            key = LedgerMember.member_key == "0004718293"
+            member = s.scalar(select(LedgerMember.id).where(key))
+            entries = s.execute(
+                select(AuditEntry.operator, AuditEntry.action, AuditEntry.detail).order_by(
+                    AuditEntry.id
+                )
+            ).all()
+        assert [tuple(e) for e in entries[:2]] == [
+            ("carol", "cli_ledger_members", "members of va with names"),
+            ("carol", "cli_ledger_history", f"ledger member {member} of va"),
+        ]
+        who, action, detail = entries[2]
+        assert who.startswith("cli:") and action == "cli_ledger_months"
+        assert detail == "a policy's months of va"
+        for _, _, detail in entries:
+            assert "0004718293" not in detail and "OKAFOR" not in detail
+    finally:
+        gw.close()
