@@ -547,3 +547,68 @@ def test_a_command_loads_with_the_collector_off_and_runs_with_it_on(command):
     assert server == str(command == "serve")  # only what the command itself loads
     if command == "partner":
         assert database == "True"
+
+
+def test_access_changes_are_audited(tmp_path, monkeypatch, capsys) -> None:
+    """Who may send files or read member data changes only with an audit entry: who (--by,
+    else cli:<OS user>), which command, whom, its options — a secret as "set", key files as a
+    count, never their values. Lists and refused commands write nothing."""
+    import io
+
+    import asyncssh
+    from sqlalchemy import select
+
+    from gateway.cli import _run, build_parser
+    from gateway.db.models import AuditEntry
+
+    data = ["--data-dir", str(tmp_path / "var")]
+    pub = tmp_path / "va.pub"
+    asyncssh.generate_private_key("ssh-ed25519").write_public_key(pub)
+
+    def run(*argv: str, stdin: str = "") -> int:
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        return _run(build_parser().parse_args([*argv, *data]))
+
+    assert run("partner", "add", "--name", "va", "--isa-qualifier", "ZZ", "--isa-id", "VA0FFM",
+               "--sftp-key", str(pub), "--webhook-url", "https://va.example/hook",
+               "--webhook-secret", "s3cret-webhook-value", "--by", "alice") == 0  # fmt: skip
+    assert run("partner", "list") == 0
+    assert run("partner", "rotate-key", "va", "--keep-old", "30", "--by", "alice") == 0
+    assert run("partner", "disable", "va") == 0
+    assert run("partner", "enable", "nosuch", "--by", "alice") != 0  # refused: not audited
+    assert run("operator", "add", "victor", "--role", "viewer", "--by", "alice",
+               stdin="a long enough password\n") == 0  # fmt: skip
+    assert run("operator", "role", "victor", "admin", "--by", "bob") == 0
+    assert run("operator", "list") == 0
+    assert "s3cret-webhook-value" in capsys.readouterr().out  # shown once, to the operator
+
+    from gateway.context import Gateway
+    from gateway.settings import Settings
+
+    gw = Gateway.open(Settings(data_dir=tmp_path / "var", database_url=""))
+    try:
+        with gw.reads() as s:
+            entries = [
+                tuple(e)
+                for e in s.execute(
+                    select(AuditEntry.operator, AuditEntry.action, AuditEntry.detail).order_by(
+                        AuditEntry.id
+                    )
+                )
+            ]
+    finally:
+        gw.close()
+    assert entries[0] == (
+        "alice",
+        "cli_partner_add",
+        "partner va: partner_isa_id=VA0FFM, partner_qualifier=ZZ, sftp_key: 1, "
+        "webhook_secret set, webhook_url=https://va.example/hook",
+    )
+    assert entries[1] == ("alice", "cli_partner_rotate_key", "partner va: keep_old=30")
+    who, action, detail = entries[2]
+    assert who.startswith("cli:") and (action, detail) == ("cli_partner_disable", "partner va")
+    assert entries[3:] == [
+        ("alice", "cli_operator_add", "operator victor: role=viewer"),
+        ("bob", "cli_operator_role", "operator victor: role=admin"),
+    ]
+    assert not any("s3cret" in d or "password" in d or "AAAA" in d for _, _, d in entries)
