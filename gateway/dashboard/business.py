@@ -55,8 +55,6 @@ def business(
     shown: Annotated[str | None, Query(alias="reveal")] = None,
 ) -> Response:
     listing = _listing(gw, viewer, request.query_params)
-    if listing.f.member:
-        audit.record(gw, viewer.username, "search_member", None, "business rejects by member ID")
     reveal = revealed(viewer, _scope(listing.q), shown)
     return _page(request, viewer, gw, listing, reveal=reveal)
 
@@ -133,6 +131,10 @@ def _page(
         counts = queries.rule_counts(s, since=since)
         partners = reports.partner_names(s)
     shown = found[:PAGE]
+    if listing.f.member:
+        audit.record_search(
+            gw, viewer.username, [b.receipt_id for b in shown], "business rejects by member ID"
+        )
     rows = [
         {
             "b": b,

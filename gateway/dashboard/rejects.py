@@ -100,8 +100,6 @@ def rejects(
     if order not in ("asc", "desc"):
         notes.problems.append(f"“{order[:40]}” is not asc or desc; newest first.")
         order = "desc"
-    if f.member:
-        audit.record(gw, viewer.username, "search_member", None, "rejects searched by member ID")
     with gw.reads() as s:
         total = reports.count_rejects(s, f)
         pages = max(1, (total + PAGE - 1) // PAGE)
@@ -113,6 +111,8 @@ def rejects(
         codes = reports.codes_for(s, ids)
         isa13s = reports.envelope_ids_for(s, ids)
         partners = reports.partner_names(s)
+    if f.member:  # the files found, one entry each: never the ID searched
+        audit.record_search(gw, viewer.username, ids, "rejects searched by member ID")
     base = {k: v for k, v in q.items() if k not in ("page",)}
     return render(
         request,

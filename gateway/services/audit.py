@@ -29,6 +29,17 @@ def record_many(
     log.info("audited", operator=operator, action=action, receipts=len(receipt_ids))
 
 
+def record_search(gw: Gateway, operator: str, receipt_ids: Sequence[str], detail: str) -> None:
+    """A search by member ID: one entry per file it found (at most a page), so "who looked up
+    this member?" is answered by the member's files, without the ID searched in the log; one
+    entry without a file when it found none."""
+    found = sorted(set(receipt_ids))
+    if found:
+        record_many(gw, operator, "search_member", found, f"{detail}: {len(found)} files found")
+    else:
+        record(gw, operator, "search_member", None, f"{detail}: nothing found")
+
+
 def _write(
     gw: Gateway, operator: str, action: str, receipt_ids: Sequence[str | None], detail: str
 ) -> None:

@@ -250,6 +250,18 @@ class TestCodeFilter:
         page = c.get("/dashboard/rejects", params={"member": "0004931685"}).text
         assert "needs the admin role" in page
 
+    def test_a_member_search_that_finds_nothing_is_audited_without_a_file(self, site):
+        page = site.client("alice").get("/dashboard/rejects", params={"member": "0004718293"})
+        assert listed(page.text) == set()  # the ledger stage did not run here
+        with site.gw.reads() as s:
+            last = s.execute(
+                select(AuditEntry.operator, AuditEntry.receipt_id, AuditEntry.detail)
+                .where(AuditEntry.action == "search_member")
+                .order_by(AuditEntry.id.desc())
+                .limit(1)
+            ).one()
+        assert tuple(last) == ("alice", None, "rejects searched by member ID: nothing found")
+
 
 class TestOneDefinitionOfRejected:
     def test_the_chart_counts_what_the_table_counts(self, site):

@@ -560,24 +560,37 @@ class TestBusinessRejects:
     def test_member_search_is_for_admins_and_audited(self, seeded):
         f = seeded.findings
 
-        def count_searches() -> int:
+        def searches() -> list[tuple[str | None, str]]:
             with seeded.sessions() as s:
-                return int(
-                    s.scalar(
-                        select(func.count()).where(
-                            AuditEntry.action == "search_member", AuditEntry.operator == "alice"
-                        )
+                return [
+                    (rid, detail or "")
+                    for rid, detail in s.execute(
+                        select(AuditEntry.receipt_id, AuditEntry.detail)
+                        .where(AuditEntry.action == "search_member", AuditEntry.operator == "alice")
+                        .order_by(AuditEntry.id)
                     )
-                    or 0
-                )
+                ]
 
-        before = count_searches()
+        before = len(searches())
         page = seeded.admin.get("/dashboard/business", params={"member": f"{PHI}KEYREJECTED02"})
         assert {i for i, *_ in _business_rows(page.text)} == {f["unknown"]}
         assert PHI not in page.text.replace(f'value="{PHI}KEYREJECTED02"', "")  # still masked
-        assert count_searches() == before + 1
+        # One entry per file found: who looked this member up is answered by its files.
+        with seeded.sessions() as s:
+            (receipt,) = s.scalars(
+                select(BusinessFinding.receipt_id).where(BusinessFinding.id == f["unknown"])
+            )
+        assert searches()[before:] == [(receipt, "business rejects by member ID: 1 files found")]
         page = seeded.admin.get("/dashboard/business", params={"member": f"{PHI}NOBODY"})
         assert _business_rows(page.text) == []
+        assert searches()[before + 1 :] == [(None, "business rejects by member ID: nothing found")]
+        # The rejects page searches the same way: its file, one entry.
+        page = seeded.admin.get("/dashboard/rejects", params={"member": f"{PHI}KEYREJECTED02"})
+        assert receipt in page.text
+        assert searches()[before + 2 :] == [
+            (receipt, "rejects searched by member ID: 1 files found")
+        ]
+        assert not any(PHI in detail for _, detail in searches())  # never the ID searched
         page = seeded.viewer.get("/dashboard/business", params={"member": f"{PHI}KEYREJECTED02"})
         assert "Searching by member ID needs the admin role." in page.text
         assert 'id="member"' not in page.text and len(_business_rows(page.text)) == 50
