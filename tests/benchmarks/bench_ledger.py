@@ -258,6 +258,7 @@ def end_to_end(members: int, url: str, tmp: Path) -> dict[str, float | int | str
             "EDI834_LOG_LEVEL": "warning",
             "EDI834_WORKER_POLL_SECONDS": "0.5",  # the default, not the tests' 0.1
         },
+        forked=False,  # its RSS and CPU are measured: the process as `edi834 serve` starts it
     )
     key = gw.add_partner("va", "VA0FFM")
     gw.start()

@@ -56,7 +56,8 @@ class Bench:
     """One fresh gateway with one partner (API key and SFTP key)."""
 
     def __init__(self, tmp: Path, **env: str) -> None:
-        self.gw = GatewayProcess(data_dir=tmp / "var", extra_env=env)
+        # Measured: the process as `edi834 serve` starts it, not forked from the tests' launcher.
+        self.gw = GatewayProcess(data_dir=tmp / "var", extra_env=env, forked=False)
         self.key = asyncssh.generate_private_key("ssh-ed25519")
         public = tmp / "id.pub"
         self.key.write_public_key(public)
