@@ -30,7 +30,7 @@ from gateway.db.session import unit_of_work
 from gateway.partners import add_partner, make_sftp_home, read_public_keys
 from gateway.settings import Settings
 from tests.conftest import ROOT
-from tests.gateway.launcher import ForkedProcess, launcher
+from tests.gateway.launcher import ForkedProcess, launcher, run
 
 EDI834 = ROOT / ".venv" / "bin" / "edi834"
 FINAL = {"processed", "failed"}
@@ -74,9 +74,9 @@ class GatewayProcess:
     proc: subprocess.Popen[bytes] | ForkedProcess | None = None
     starts: int = 0
     bind_retries: int = 0
-    # Forked from a launcher that has `serve`'s modules loaded (tests/gateway/launcher.py), not
-    # started as a new `edi834 serve` process: ~1.6 s of CPU less a start. False for a
-    # measurement of the process itself (the benchmarks).
+    # Its `serve` and commands forked from a launcher that has their modules loaded
+    # (tests/gateway/launcher.py), not started as new `edi834` processes: ~1.6 s of CPU less a
+    # start, ~0.5 s a command. False for a measurement of the process itself (the benchmarks).
     forked: bool = True
 
     @property
@@ -99,15 +99,7 @@ class GatewayProcess:
         of CPU less than a subprocess); with `cli`, through the command itself, the password on
         its stdin (test_dashboard's seed logs in as an operator added so)."""
         if cli:
-            subprocess.run(
-                [str(EDI834), "operator", "add", username, "--role", role],
-                input=password + "\n",
-                env=self.env(),
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=60,
-            )
+            self._run(["operator", "add", username, "--role", role], input=password + "\n")
             return
         with self._unit_of_work() as session:
             operators.add_operator(session, username, password, role)
@@ -136,13 +128,17 @@ class GatewayProcess:
         return env
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self._run(list(args), check=check)
+
+    def _run(
+        self, args: list[str], *, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """`edi834 ARGS`, its output captured: forked from the launcher (see `forked`)."""
+        argv, env = [str(EDI834), *args], self.env()
+        if self.forked and args and not args[0].startswith("-"):
+            return run(argv, env, input=input, check=check, timeout=60)
         return subprocess.run(
-            [str(EDI834), *args],
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            check=check,
-            timeout=60,
+            argv, env=env, input=input, capture_output=True, text=True, check=check, timeout=60
         )
 
     def add_partner(

@@ -1,24 +1,29 @@
-"""Start `edi834 serve` without loading it again each time: one launcher process per pytest
-worker loads the modules `serve` loads (as `edi834` does, `gateway.cli._preload`), then forks a
-child for each gateway the harness starts. The child takes the environment, argv and log file
-the harness gives it and runs `gateway.cli.main`, which the `edi834` console script runs, and
-exits as that script does (`sys.exit(main())`: the interpreter's own shutdown, atexit included).
+"""Start `edi834` commands without loading their modules again each time: a launcher process per
+pytest worker and command kind loads the modules the command loads first (`gateway.cli._preload`:
+`serve`'s, `validate`'s, or the database's for the others), then forks a child for each command
+the harness runs. The child takes the environment, argv, stdin and output files it is given and
+runs `gateway.cli.main`, which the `edi834` console script runs, and exits as that script does
+(`sys.exit(main())`: the interpreter's own shutdown, atexit included).
 
-Why: a `serve` spent ~1.6 s of CPU loading its modules before it answered anything, and the
-suite starts ~170 of them on a 2-core machine whose CPU the suite keeps busy; forked, a start
-costs a few ms. What a test sees is the same process: its own pid, signals, exit status (-9
-when killed), log, ports, settings from the environment. What it does not exercise is the
-console script's loading of the modules, which every `edi834` command the tests run through
-`subprocess` (the CLI, `serve --tls-cert`, test_scale_out's roles) still does.
+Why: a `serve` spent ~1.6 s of CPU loading its modules before it answered anything, a `partner
+list` ~0.5 s, and the suite runs ~170 of each on a 2-core machine whose CPU its workers keep
+busy; forked, a start costs a few ms. What a test sees is the same process: its own pid,
+signals, exit status (-9 when killed), output, ports, settings from the environment, and the
+modules loaded before the command starts are the ones the command itself preloads (a command
+relying on a module it does not import fails here as it would). What it does not exercise is
+the console script's loading of those modules: every `edi834` a test starts with `subprocess`
+(test_ops' closed pipe, `ledger check` in test_ledger_check, test_scale_out's roles) and the
+benchmarks (`forked=False`) still do.
 
 Module state read from the environment at import: only `gateway.faults` (the crash and raise
-points), reloaded in the child once its environment is set. Nothing else reads EDI834_* before
-`Settings` is built (tests/gateway/test_launcher.py holds that).
+points), loaded again in the child once its environment is set; tests/gateway/test_launcher.py
+holds that no other module reads EDI834_* as it loads.
 
 The protocol, one JSON object a line over the launcher's stdin and stdout:
-`{"spawn": [argv...], "env": {...}, "log": path}` -> `{"pid": n}`;
-`{"poll": pid}` -> `{"rc": int | null}` (the exit status as `subprocess.Popen.returncode` says
-it, -N for signal N; a child is reaped once, by the poll that finds it gone).
+`{"spawn": [argv...], "env": {...}, "stdin": path | null, "stdout": path, "stderr": path}` ->
+`{"pid": n}`; `{"poll": pid}` -> `{"rc": int | null}` (the exit status as
+`subprocess.Popen.returncode` says it, -N for signal N; a child is reaped once, by the poll that
+finds it gone).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -79,10 +85,14 @@ class ForkedProcess:
 class Launcher:
     """The client side: one launcher process, started on first use."""
 
-    def __init__(self) -> None:
+    def __init__(self, command: str) -> None:
+        from tests.gateway.harness import EDI834
+
         env = {k: v for k, v in os.environ.items() if not k.startswith("EDI834_")}
+        # Run as a script, not with -m: the launcher finds `gateway` where the console script
+        # does (PYTHONPATH, the venv), not in the current directory.
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.gateway.launcher"],
+            [sys.executable, __file__, command, str(EDI834)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -113,27 +123,75 @@ class Launcher:
             self._proc.kill()
             self._proc.wait()
 
-    def spawn(self, argv: list[str], env: dict[str, str], log: Path) -> ForkedProcess:
-        pid = self._ask({"spawn": argv, "env": env, "log": str(log)})["pid"]
-        return ForkedProcess(self, int(pid))
+    def spawn(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        stdout: Path,
+        stderr: Path | None = None,
+        stdin: Path | None = None,
+    ) -> ForkedProcess:
+        """`argv[1:]` run as `edi834` runs them; output appended to `stdout` (and `stderr`, the
+        same file when None); stdin from `stdin`, else /dev/null."""
+        request = {
+            "spawn": argv,
+            "env": env,
+            "stdin": str(stdin) if stdin else None,
+            "stdout": str(stdout),
+            "stderr": str(stderr or stdout),
+        }
+        return ForkedProcess(self, int(self._ask(request)["pid"]))
 
     def poll(self, pid: int) -> int | None:
         rc = self._ask({"poll": pid})["rc"]
         return None if rc is None else int(rc)
 
 
-_launcher: Launcher | None = None
-_launcher_lock = threading.Lock()
+_launchers: dict[tuple[str, ...], Launcher] = {}
+_launchers_lock = threading.Lock()
 
 
-def launcher() -> Launcher:
-    """This process's launcher (one per pytest worker), started again if it died."""
-    global _launcher
-    with _launcher_lock:
-        if _launcher is None or not _launcher.alive():
-            _launcher = Launcher()
-            atexit.register(_launcher.close)
-        return _launcher
+def launcher(command: str = "serve") -> Launcher:
+    """This process's launcher for `command` (one per set of modules preloaded), started on
+    first use and again if it died."""
+    from gateway import cli
+
+    key = cli._COMMAND_MODULES.get(command, cli._DATABASE_MODULES)
+    with _launchers_lock:
+        found = _launchers.get(key)
+        if found is None or not found.alive():
+            found = _launchers[key] = Launcher(command)
+            atexit.register(found.close)
+        return found
+
+
+def run(
+    argv: list[str],
+    env: dict[str, str],
+    *,
+    input: str | None = None,
+    check: bool = True,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """`subprocess.run(argv, env=env, input=input, capture_output=True, text=True, ...)` for an
+    `edi834` command, forked from the launcher for its kind. Its output goes through files
+    (not pipes): the command sees a stdout that is no terminal, as with `capture_output`."""
+    with tempfile.TemporaryDirectory(prefix="edi834-run-") as tmp:
+        out, err, given = Path(tmp, "stdout"), Path(tmp, "stderr"), Path(tmp, "stdin")
+        given.write_text(input or "")
+        child = launcher(argv[1]).spawn(argv, env, out, err, given)
+        try:
+            rc = child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+            raise subprocess.TimeoutExpired(
+                argv, timeout, out.read_text(), err.read_text()
+            ) from None
+        done = subprocess.CompletedProcess(argv, rc, out.read_text(), err.read_text())
+    if check:
+        done.check_returncode()
+    return done
 
 
 # -- the launcher process ----------------------------------------------------------------------
@@ -150,7 +208,7 @@ def _serve_requests(requests: IO[bytes], answers: IO[bytes]) -> list[str] | None
             if pid == 0:
                 requests.close()
                 answers.close()
-                return _become_child(request["spawn"], request["env"], request["log"])
+                return _become_child(request)
             answer = {"pid": pid}
         answers.write(json.dumps(answer).encode() + b"\n")
         answers.flush()
@@ -165,16 +223,17 @@ def _reap(pid: int) -> int | None:
     return os.waitstatus_to_exitcode(status) if done else None
 
 
-def _become_child(argv: list[str], env: dict[str, str], log: str) -> list[str]:
-    out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.dup2(out, 1)
-    os.dup2(out, 2)
-    os.close(null)
-    os.close(out)
+def _become_child(request: dict[str, Any]) -> list[str]:
+    stdin = os.open(request["stdin"] or os.devnull, os.O_RDONLY)
+    stdout = os.open(request["stdout"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    stderr = os.open(request["stderr"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
+        os.dup2(fd, target)
+    for fd in {stdin, stdout, stderr}:
+        os.close(fd)
+    argv: list[str] = request["spawn"]
     os.environ.clear()
-    os.environ.update(env)
+    os.environ.update(request["env"])
     for name in ENV_AT_IMPORT:
         if name in sys.modules:
             importlib.reload(sys.modules[name])
@@ -182,7 +241,10 @@ def _become_child(argv: list[str], env: dict[str, str], log: str) -> list[str]:
     return sys.argv
 
 
-def main() -> None:
+def main(command: str, script: str) -> None:
+    # The console script's sys.path: its own folder first (Python resolves its symlinks), not
+    # this file's.
+    sys.path[0] = os.path.dirname(os.path.realpath(script))
     from gateway import cli
 
     # The protocol moves off fds 0 and 1, so that no child inherits it as its stdin or stdout.
@@ -192,7 +254,7 @@ def main() -> None:
     os.dup2(null, 0)
     os.dup2(2, 1)
     os.close(null)
-    cli._preload("serve")  # what `edi834 serve` loads first, the same way
+    cli._preload(command)  # what `edi834 COMMAND` loads first, the same way
     argv = _serve_requests(requests, answers)
     if argv is None:
         return
@@ -200,4 +262,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1], sys.argv[2])

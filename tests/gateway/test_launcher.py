@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 from tests.conftest import ROOT
-from tests.gateway.harness import GatewayProcess
+from tests.gateway.harness import EDI834, GatewayProcess
 from tests.gateway.launcher import ENV_AT_IMPORT, launcher
 
 
@@ -83,3 +83,28 @@ class TestLauncher:
         crashing.kill()
         assert crashing.wait(30) == -signal.SIGKILL
         assert crashing.poll() == -signal.SIGKILL  # reaped once, remembered
+
+    def test_a_command_answers_as_the_console_script_does(self, tmp_path: Path) -> None:
+        gw = GatewayProcess(data_dir=tmp_path / "var")
+        gw.cli("db", "upgrade")
+        for args, given in (
+            (["partner", "list"], None),
+            (["partner", "list", "--json"], None),
+            (["ledger", "history", "--partner", "va", "NOSUCH"], None),  # exits 1, says why
+            (["operator", "add", "olga", "--role", "nosuch"], "a password\n"),  # argparse: 2
+            (["partner", "rules", "nosuch", "--json"], None),
+        ):
+            forked = gw._run(args, input=given, check=False)
+            real = subprocess.run(
+                [str(EDI834), *args],
+                env=gw.env(),
+                input=given,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert (forked.returncode, forked.stdout, forked.stderr) == (
+                real.returncode,
+                real.stdout,
+                real.stderr,
+            ), args
