@@ -319,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="show the coverage period in force on this date (YYYY-MM-DD; default: the latest)",
     )
     lm.add_argument("--json", action="store_true")
-    _add_ledger_by(lm)
+    _add_by(lm, _LEDGER_BY_HELP)
     _add_setting_flags(lm, ("data_dir", "database_url"))
     lh = lsub.add_parser(
         "history", help="one member's enrollments with every coverage period, and every event"
@@ -327,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     lh.add_argument("--partner", required=True)
     lh.add_argument("member", help="member key (REF*17, else the subscriber's REF*0F)")
     lh.add_argument("--json", action="store_true")
-    _add_ledger_by(lh)
+    _add_by(lh, _LEDGER_BY_HELP)
     _add_setting_flags(lh, ("data_dir", "database_url"))
     lmo = lsub.add_parser(
         "months",
@@ -340,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = lmo.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--csv", action="store_true")
-    _add_ledger_by(lmo)
+    _add_by(lmo, _LEDGER_BY_HELP)
     _add_setting_flags(lmo, ("data_dir", "database_url"))
     lc = lsub.add_parser(
         "check",
@@ -368,11 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
         fc.add_argument("receipt_ids", nargs="+", metavar="RECEIPT_ID")
         if name == "resolve":
             fc.add_argument("--note", default="", help="what was done (in the audit log)")
-        fc.add_argument(
-            "--by",
-            default=None,
-            help="who, for the audit log (default: cli:<the OS user running the command>)",
-        )
+        _add_by(fc, "who, for the audit log (default: cli:<the OS user running the command>)")
         _add_setting_flags(fc, ("data_dir", "database_url"))
     core = sub.add_parser(
         "core",
@@ -393,9 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     csk.add_argument("outbox_id", type=int, metavar="OUTBOX_ID", help="as `core status` shows")
     csk.add_argument("--reason", required=True, help="why (in the audit log)")
     for c in (cre, csk):
-        c.add_argument(
-            "--by", default=None, help="who, for the audit log (default: cli:<the OS user>)"
-        )
+        _add_by(c)
     for c in (cst, cre, csk):
         _add_setting_flags(c, ("data_dir", "database_url"))
     pu = sub.add_parser(
@@ -420,9 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     pu.add_argument("--partner", help="only this partner's files")
     pu.add_argument("--apply", action="store_true", help="purge (default: only count)")
     pu.add_argument("--json", action="store_true")
-    pu.add_argument(
-        "--by", default=None, help="who, for the audit log (default: cli:<the OS user>)"
-    )
+    _add_by(pu)
     _add_setting_flags(pu, ("data_dir", "database_url"))
     o = sub.add_parser("operator", help="manage dashboard operators")
     osub = o.add_subparsers(dest="operator_command", required=True)
@@ -451,9 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     for changes in (psub, osub):  # who may do what: each change is audited
         for name, c in changes.choices.items():
             if name != "list":
-                c.add_argument(
-                    "--by", default=None, help="who, for the audit log (default: cli:<the OS user>)"
-                )
+                _add_by(c)
     return parser
 
 
@@ -507,7 +497,6 @@ def _file_command(args: argparse.Namespace) -> int:
     """The dashboard's file actions (gateway.services.interchanges), each audited. A worker
     elsewhere takes a file queued again at its next poll. Exit 1 when any file was not acted
     on (no such file, or not in a state the action applies to)."""
-    import getpass
 
     from gateway.context import Gateway
     from gateway.db.migrate import upgrade
@@ -516,7 +505,7 @@ def _file_command(args: argparse.Namespace) -> int:
     settings = _settings(args)
     gw = Gateway.open(settings)
     upgrade(settings.sqlalchemy_url)
-    who = args.by or f"cli:{getpass.getuser()}"
+    who = _who(args)
     ids: list[str] = list(dict.fromkeys(args.receipt_ids))
     done: list[str] = []
     try:
@@ -547,7 +536,6 @@ def _file_command(args: argparse.Namespace) -> int:
 
 def _core_command(args: argparse.Namespace) -> int:
     """gateway.services.core: exit 0 done, 1 refused (said why on stderr)."""
-    import getpass
 
     from gateway.context import Gateway
     from gateway.db.base import iso_z
@@ -559,7 +547,7 @@ def _core_command(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)  # JSON lines on stderr, as the servers' are
     gw = Gateway.open(settings)
     upgrade(settings.sqlalchemy_url)
-    who = getattr(args, "by", None) or f"cli:{getpass.getuser()}"
+    who = _who(args)
     try:
         if args.core_command == "status":
             state = core.queue_state(gw)
@@ -952,13 +940,12 @@ def _audit_access_change(args: argparse.Namespace, status: int) -> int:
     sub = getattr(args, f"{kind}_command")
     if status != 0 or sub == "list":
         return status
-    import getpass
 
     from gateway.context import Gateway
     from gateway.db import repositories as repo
     from gateway.db.session import unit_of_work
 
-    who = args.by or f"cli:{getpass.getuser()}"
+    who = _who(args)
     target = getattr(args, "name", None) or getattr(args, "username", None) or ""
     options = []
     for key, value in sorted(vars(args).items()):
@@ -988,20 +975,28 @@ def _audit_access_change(args: argparse.Namespace, status: int) -> int:
     return status
 
 
-def _add_ledger_by(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--by",
-        default=None,
-        help="who, for the audit log: what is printed is member data, and each run is audited "
-        "(default: cli:<the OS user>)",
-    )
+_BY_HELP = "who, for the audit log (default: cli:<the OS user>)"
+_LEDGER_BY_HELP = (
+    "who, for the audit log: what is printed is member data, and each run is audited "
+    "(default: cli:<the OS user>)"
+)
+
+
+def _add_by(p: argparse.ArgumentParser, text: str = _BY_HELP) -> None:
+    p.add_argument("--by", default=None, help=text)
+
+
+def _who(args: argparse.Namespace) -> str:
+    """Who ran the command, for the audit log: `--by`, else cli:<the OS user>."""
+    import getpass
+
+    return getattr(args, "by", None) or f"cli:{getpass.getuser()}"
 
 
 def _audit_ledger_read(gw: Any, args: argparse.Namespace, partner: Any) -> None:
     """A person reading member data from the ledger at a terminal is audited as a dashboard
     view is: who, which command, of which partner (of `history`, the ledger's own id of the
     member, not its key). Written straight to the audit table: no log line on the output."""
-    import getpass
 
     from sqlalchemy import select
 
@@ -1009,7 +1004,7 @@ def _audit_ledger_read(gw: Any, args: argparse.Namespace, partner: Any) -> None:
     from gateway.db.models import LedgerMember
     from gateway.db.session import unit_of_work
 
-    who = args.by or f"cli:{getpass.getuser()}"
+    who = _who(args)
     if args.ledger_command == "members":
         detail = f"members of {partner.name}" + (" with names" if args.show_names else "")
     elif args.ledger_command == "months":
@@ -1120,7 +1115,6 @@ def _iso_date(text: str) -> dt.date:
 
 
 def _purge_command(args: argparse.Namespace) -> int:
-    import getpass
 
     from gateway.context import Gateway
     from gateway.db import repositories as repo
@@ -1154,7 +1148,7 @@ def _purge_command(args: argparse.Namespace) -> int:
             gw,
             before,
             apply=args.apply,
-            operator=args.by or f"cli:{getpass.getuser()}",
+            operator=_who(args),
             partner_id=partner_id,
         )
     finally:

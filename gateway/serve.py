@@ -129,11 +129,11 @@ async def run_server(
     if removed:
         log.info("upload_temporaries_removed", count=removed)
     restored = gw.blobs.restore_aside()  # blobs a purge killed mid-way had moved aside
+    if restored:
+        log.info("blobs_put_back", count=restored)
     stale = remove_stale_temporaries(settings.data_dir / OUTBOX_STAGING)  # acks a kill cut off
     if stale:
         log.info("ack_temporaries_removed", count=stale)
-    if restored:
-        log.info("blobs_put_back", count=restored)
     worker = (
         Worker(gw, concurrency=concurrency)
         if "worker" in roles and settings.worker_enabled
