@@ -940,10 +940,8 @@ def _audit_access_change(args: argparse.Namespace, status: int) -> int:
     sub = getattr(args, f"{kind}_command")
     if status != 0 or sub == "list":
         return status
-
     from gateway.context import Gateway
-    from gateway.db import repositories as repo
-    from gateway.db.session import unit_of_work
+    from gateway.services import audit
 
     who = _who(args)
     target = getattr(args, "name", None) or getattr(args, "username", None) or ""
@@ -962,14 +960,7 @@ def _audit_access_change(args: argparse.Namespace, status: int) -> int:
     detail = f"{kind} {target}" + (f": {', '.join(options)}" if options else "")
     gw = Gateway.open(_settings(args))
     try:
-        with unit_of_work(gw.sessions) as s:
-            repo.add_audit_entries(
-                s,
-                operator=who[:64],
-                action=f"cli_{kind}_{sub.replace('-', '_')}"[:32],
-                receipt_ids=[None],
-                detail=detail[:1000],
-            )
+        audit.write(gw, who[:64], f"cli_{kind}_{sub.replace('-', '_')}"[:32], [None], detail[:1000])
     finally:
         gw.close()
     return status
@@ -997,12 +988,11 @@ def _audit_ledger_read(gw: Any, args: argparse.Namespace, partner: Any) -> None:
     """A person reading member data from the ledger at a terminal is audited as a dashboard
     view is: who, which command, of which partner (of `history`, the ledger's own id of the
     member, not its key). Written straight to the audit table: no log line on the output."""
-
     from sqlalchemy import select
 
-    from gateway.db import repositories as repo
     from gateway.db.models import LedgerMember
     from gateway.db.session import unit_of_work
+    from gateway.services import audit
 
     who = _who(args)
     if args.ledger_command == "members":
@@ -1017,14 +1007,7 @@ def _audit_ledger_read(gw: Any, args: argparse.Namespace, partner: Any) -> None:
                 )
             )
         detail = f"ledger member {found} of {partner.name}" if found else f"of {partner.name}"
-    with unit_of_work(gw.sessions) as s:
-        repo.add_audit_entries(
-            s,
-            operator=who[:64],
-            action=f"cli_ledger_{args.ledger_command}",
-            receipt_ids=[None],
-            detail=detail,
-        )
+    audit.write(gw, who[:64], f"cli_ledger_{args.ledger_command}", [None], detail)
 
 
 def _ledger_command(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ log = get_logger(__name__)
 
 def record(gw: Gateway, operator: str, action: str, receipt_id: str | None, detail: str) -> None:
     """One entry: an operator's action on one file (or on none)."""
-    _write(gw, operator, action, [receipt_id], detail)
+    write(gw, operator, action, [receipt_id], detail)
     log.info("audited", operator=operator, action=action, receipt_id=receipt_id)
 
 
@@ -25,7 +25,7 @@ def record_many(
     gw: Gateway, operator: str, action: str, receipt_ids: Sequence[str], detail: str
 ) -> None:
     """One entry per file, in one transaction: who saw which files' member data."""
-    _write(gw, operator, action, receipt_ids, detail)
+    write(gw, operator, action, receipt_ids, detail)
     log.info("audited", operator=operator, action=action, receipts=len(receipt_ids))
 
 
@@ -40,9 +40,10 @@ def record_search(gw: Gateway, operator: str, receipt_ids: Sequence[str], detail
         record(gw, operator, "search_member", None, f"{detail}: nothing found")
 
 
-def _write(
+def write(
     gw: Gateway, operator: str, action: str, receipt_ids: Sequence[str | None], detail: str
 ) -> None:
+    """The entries alone, with no log line: the command line's (its output is the terminal's)."""
     with unit_of_work(gw.sessions) as s:
         repo.add_audit_entries(
             s, operator=operator, action=action, receipt_ids=receipt_ids, detail=detail
