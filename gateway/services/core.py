@@ -12,12 +12,14 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from gateway.context import Gateway
 from gateway.db import repositories as repo
 from gateway.db.base import utcnow
 from gateway.db.models import CoreDelivery, MemberEventRow, Partner
 from gateway.db.session import unit_of_work
+from gateway.enrollment.queries import core_pending
 from gateway.logging import get_logger
 
 log = get_logger(__name__)
@@ -47,30 +49,39 @@ class QueueState:
 
 def queue_state(gw: Gateway) -> QueueState:
     with gw.reads() as s:
-        pending = s.scalar(select(func.count()).where(CoreDelivery.delivered_at.is_(None)))
+        pending, _ = core_pending(s)
         skipped = s.scalar(select(func.count()).where(CoreDelivery.skipped_at.is_not(None)))
-        row = s.execute(
-            select(CoreDelivery, MemberEventRow.receipt_id, Partner.name)
-            .join(MemberEventRow, MemberEventRow.id == CoreDelivery.event_id)
-            .join(Partner, Partner.id == CoreDelivery.partner_id)
-            .where(CoreDelivery.delivered_at.is_(None))
-            .order_by(CoreDelivery.id)
-            .limit(1)
-        ).first()
-        head = None
-        if row is not None:
-            d, receipt_id, partner = row
-            head = Head(
-                outbox_id=d.id,
-                event_id=d.event_id,
-                receipt_id=receipt_id,
-                partner=partner,
-                created_at=d.created_at,
-                attempts=d.attempts,
-                last_error=d.last_error,
-                next_attempt_at=d.next_attempt_at,
-            )
-    return QueueState(pending=int(pending or 0), skipped=int(skipped or 0), head=head)
+        head = _head(s)
+    return QueueState(pending=pending, skipped=int(skipped or 0), head=head)
+
+
+def queue_head(gw: Gateway) -> Head | None:
+    with gw.reads() as s:
+        return _head(s)
+
+
+def _head(s: Session) -> Head | None:
+    row = s.execute(
+        select(CoreDelivery, MemberEventRow.receipt_id, Partner.name)
+        .join(MemberEventRow, MemberEventRow.id == CoreDelivery.event_id)
+        .join(Partner, Partner.id == CoreDelivery.partner_id)
+        .where(CoreDelivery.delivered_at.is_(None))
+        .order_by(CoreDelivery.id)
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    d, receipt_id, partner = row
+    return Head(
+        outbox_id=d.id,
+        event_id=d.event_id,
+        receipt_id=receipt_id,
+        partner=partner,
+        created_at=d.created_at,
+        attempts=d.attempts,
+        last_error=d.last_error,
+        next_attempt_at=d.next_attempt_at,
+    )
 
 
 class NotSkippable(Exception):
@@ -84,8 +95,7 @@ def skip(gw: Gateway, outbox_id: int, operator: str, reason: str) -> Head:
     reason = reason.strip()
     if not reason:
         raise NotSkippable("say why (--reason): it goes to the audit log")
-    state = queue_state(gw)
-    head = state.head
+    head = queue_head(gw)
     if head is None or head.outbox_id != outbox_id:
         raise NotSkippable(
             f"event {outbox_id} is not the head of the queue"
@@ -122,7 +132,7 @@ def skip(gw: Gateway, outbox_id: int, operator: str, reason: str) -> Head:
 def retry_now(gw: Gateway, operator: str) -> Head | None:
     """The head of the queue, waiting out its backoff, is due now (the core was fixed): the
     next delivery round tries it. None when the queue is empty."""
-    head = queue_state(gw).head
+    head = queue_head(gw)
     if head is None:
         return None
     with unit_of_work(gw.sessions) as s:
