@@ -63,6 +63,7 @@ def banner(settings: Settings) -> str:
 # How often a running SFTP server records stale uploads left in inbound/ as partial.
 _SFTP_SWEEP_SECONDS = 600.0
 _SFTP_HELD_SECONDS = 5.0  # how often uploads held while the database was away are retried
+_SFTP_KEYS_SECONDS = 60.0  # how often partners' SFTP keys are read again (for an outage)
 
 ALL_ROLES = frozenset({"api", "dashboard", "sftp", "worker"})
 
@@ -204,10 +205,13 @@ async def run_server(
         async def sweep_orphans() -> None:
             # Temporary uploads not resumed in time become partial while the server runs too;
             # uploads held while the database was away are recorded once it answers.
-            swept = time.monotonic()
+            swept = keys_read = time.monotonic()
             while True:
                 await asyncio.sleep(_SFTP_HELD_SECONDS)
                 try:
+                    if time.monotonic() - keys_read >= _SFTP_KEYS_SECONDS:
+                        keys_read = time.monotonic()
+                        await asyncio.to_thread(hooks.read_keys)
                     await hooks.record_held()
                     if time.monotonic() - swept >= _SFTP_SWEEP_SECONDS:
                         swept = time.monotonic()
@@ -216,6 +220,7 @@ async def run_server(
                     log.error("sftp_sweep_failed", error=type(exc).__name__)
 
         # Files a killed server left in inbound/: partial receipts, before anyone connects.
+        await asyncio.to_thread(hooks.read_keys)
         await hooks.record_held()
         await record_orphans()
         acceptor = await start_sftp_server(

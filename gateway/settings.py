@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     # How long an upload's CLOSE (or completing RENAME) waits for the database (a restart, a
     # failover) before the upload is held and recorded once it answers.
     sftp_close_patience_seconds: float = Field(default=15.0, gt=0)
+    # While the database is unreachable, a partner logs in with the SFTP keys last read from it
+    # (all partners' keys are read again every minute), if they were read this recently; its
+    # uploads are then held and recorded once the database answers. 0: no login without it.
+    sftp_key_cache_hours: float = Field(default=24.0, ge=0)
     # SHA-1 (ssh-rsa signatures, group14-sha1 key exchange, hmac-sha1), refused by default as
     # OpenSSH 8.8 does: true lets a legacy client in (an old JSch signs RSA keys with SHA-1).
     sftp_allow_sha1: bool = False

@@ -106,6 +106,16 @@ def list_partners(session: Session) -> Sequence[Partner]:
     return session.scalars(select(Partner).order_by(Partner.name)).all()
 
 
+def enabled_sftp_keys(session: Session) -> list[tuple[str, int, str]]:
+    """(name, id, stored SFTP key lines) of every enabled partner that has keys."""
+    rows = session.execute(
+        select(Partner.name, Partner.id, Partner.sftp_keys).where(
+            Partner.enabled.is_(True), Partner.sftp_keys != ""
+        )
+    )
+    return [(name, pid, keys) for name, pid, keys in rows]
+
+
 # --- receipts -------------------------------------------------------------------------------
 
 

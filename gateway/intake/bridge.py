@@ -54,6 +54,9 @@ class GatewaySftpHooks:
         # Finished uploads of this process by (partner, name): (size, time). A duplicate's
         # receipt keeps the first upload's name, so the name just sent is shown from here.
         self._recent: dict[tuple[str, str], tuple[int, float]] = {}
+        # Each enabled partner's stored keys as last read (id, key lines, monotonic time read):
+        # logins go on with them while the database is away (Settings.sftp_key_cache_hours).
+        self._keys_read: dict[str, tuple[int, str, float]] = {}
 
     def _partner(self, username: str) -> tuple[int, str] | None:
         with self.gw.reads() as session:
@@ -62,8 +65,40 @@ class GatewaySftpHooks:
                 return None
             return p.id, p.sftp_keys
 
+    def read_keys(self) -> int:
+        """Read every enabled partner's keys again (serve does so every minute): a partner
+        disabled, or a key removed, is forgotten here too. Returns how many partners."""
+        with self.gw.reads() as session:
+            rows = repo.enabled_sftp_keys(session)
+        now = time.monotonic()
+        self._keys_read = {name: (pid, keys, now) for name, pid, keys in rows}
+        return len(rows)
+
+    def _last_read(self, username: str, exc: Exception) -> tuple[int, str] | None:
+        """The partner's keys as last read, while the database cannot be asked: not older
+        than the setting allows, else the lookup's own error."""
+        read = self._keys_read.get(username)
+        hours = self.gw.settings.sftp_key_cache_hours
+        if not is_transient(exc) or read is None or time.monotonic() - read[2] > hours * 3600:
+            raise exc
+        log.warning(
+            "sftp_keys_from_last_read",
+            partner=username,
+            age_s=round(time.monotonic() - read[2]),
+            error=type(exc).__name__,
+        )
+        return read[0], read[1]
+
     async def authorized_keys(self, username: str) -> list[asyncssh.SSHKey] | None:
-        found = await asyncio.to_thread(self._partner, username)
+        try:
+            found = await asyncio.to_thread(self._partner, username)
+        except Exception as exc:
+            found = self._last_read(username, exc)
+        else:
+            if found is None or not found[1]:
+                self._keys_read.pop(username, None)
+            else:
+                self._keys_read[username] = (*found, time.monotonic())
         if found is None:
             return None
         keys = []

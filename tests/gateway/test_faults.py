@@ -456,6 +456,80 @@ class TestDatabaseDown:
             finally:
                 gateway.kill()
 
+    def test_partners_log_in_during_an_outage_with_the_keys_last_read(self, tmp_path):
+        """An exchange's SFTP push during a database outage logs in with the keys the server
+        last read (every partner's at start, then each login's), and its upload is held and
+        recorded once the database answers; before, every login was refused until the database
+        came back, and a sender's job told "service not available" gives up. A partner disabled
+        before the outage, a wrong key and a name never read stay refused."""
+        import asyncssh
+
+        with PostgresServer() as pg:
+            gateway = GatewayProcess(
+                data_dir=tmp_path / "var",
+                database_url=pg.url,
+                extra_env={"EDI834_SFTP_CLOSE_PATIENCE_SECONDS": "1"},
+            )
+            try:
+                keys = {n: asyncssh.generate_private_key("ssh-ed25519") for n in ("va", "vb")}
+                api_key = ""
+                for name, isa_id in (("va", "VA0FFM"), ("vb", "VB0FFM")):
+                    public = tmp_path / f"id_{name}.pub"
+                    keys[name].write_public_key(public)
+                    made = gateway.add_partner(name, isa_id, sftp_key=public)
+                    api_key = made if name == "va" else api_key
+                gateway.start()
+                # vb is disabled while the server runs: its next login is refused and its keys
+                # are forgotten (the read at start had them).
+                gateway.cli("partner", "disable", "vb")
+
+                async def login(name: str, key: asyncssh.SSHKey, upload: bool = False) -> str:
+                    try:
+                        async with (
+                            asyncssh.connect(
+                                "127.0.0.1",
+                                gateway.sftp_port,
+                                username=name,
+                                client_keys=[key],
+                                known_hosts=None,
+                            ) as conn,
+                            conn.start_sftp_client() as sftp,
+                        ):
+                            if not upload:
+                                return "in"
+                            f = await sftp.open("inbound/outage.834", "wb")
+                            await f.write(GOOD)
+                            with pytest.raises(asyncssh.SFTPFailure) as held:
+                                await f.close()  # the database is away: held, not received
+                            return str(held.value.reason)
+                    except asyncssh.PermissionDenied:
+                        return "denied"
+                    except asyncssh.DisconnectError as exc:
+                        return exc.reason
+
+                assert asyncio.run(login("vb", keys["vb"])) == "denied"
+                pg.pause()
+                # va never logged in before the outage: its keys were read at start.
+                said = asyncio.run(login("va", keys["va"], upload=True))
+                assert "kept" in said, said
+                assert '"sftp_keys_from_last_read"' in gateway.logs()
+                assert asyncio.run(login("va", keys["vb"])) == "denied"  # not va's key
+                assert asyncio.run(login("vb", keys["vb"])) != "in"
+                unknown = asyncio.run(login("vz", keys["va"]))
+                assert "cannot check keys" in unknown, unknown
+                pg.resume()
+                with gateway.client(api_key) as c:
+                    deadline = time.monotonic() + 60
+                    while not (items := c.get("/v1/interchanges").json()["items"]):
+                        assert time.monotonic() < deadline, gateway.logs()[-3000:]
+                        time.sleep(0.5)
+                    (item,) = items
+                    assert (item["filename"], item["channel"]) == ("outage.834", "sftp")
+                    done = wait_final(c, item["id"], timeout=60)
+                    assert (done["status"], done["outcome"]) == ("processed", "accepted"), done
+            finally:
+                gateway.kill()
+
 
 def wait_for_log(gateway: GatewayProcess, needle: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
