@@ -563,6 +563,7 @@ def _core_command(args: argparse.Namespace) -> int:
                         "event_id": head.event_id,
                         "receipt_id": head.receipt_id,
                         "partner": head.partner,
+                        "partner_seq": head.partner_seq,
                         "created_at": iso_z(head.created_at),
                         "attempts": head.attempts,
                         "last_error": head.last_error,
@@ -584,7 +585,7 @@ def _core_command(args: argparse.Namespace) -> int:
                 )
                 sys.stdout.write(
                     f"head: outbox {head.outbox_id} (member event {head.event_id}, partner "
-                    f"{head.partner}, file {head.receipt_id}, written "
+                    f"{head.partner} no. {head.partner_seq}, file {head.receipt_id}, written "
                     f"{iso_z(head.created_at)}): {failed}\n"
                 )
             return 0
@@ -601,8 +602,9 @@ def _core_command(args: argparse.Namespace) -> int:
             sys.stderr.write(f"outbox {args.outbox_id} left as it is: {exc}\n")
             return 1
         sys.stdout.write(
-            f"outbox {head.outbox_id} skipped (member event {head.event_id}, file "
-            f"{head.receipt_id}): the core system must get it another way\n"
+            f"outbox {head.outbox_id} skipped (member event {head.event_id}, partner "
+            f"{head.partner} no. {head.partner_seq}, file {head.receipt_id}): the core system "
+            "must get it another way\n"
         )
         return 0
     finally:

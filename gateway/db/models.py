@@ -77,6 +77,8 @@ class Partner(Base):
     # empty = not watched), in the partner's IANA time zone.
     expected_schedule: Mapped[str] = mapped_column(String(64), default="", server_default="")
     timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
+    # The last `partner_seq` given to this partner's core events (CoreDelivery.partner_seq).
+    core_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 COUNT_COLUMNS = (
@@ -671,7 +673,10 @@ class CoreDelivery(Base):
     restarts and reprocessing, so redelivery is harmless."""
 
     __tablename__ = "core_outbox"
-    __table_args__ = (Index("ix_core_outbox_due", "delivered_at", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_core_outbox_due", "delivered_at", "next_attempt_at"),
+        Index("uq_core_outbox_partner_seq", "partner_id", "partner_seq", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     event_id: Mapped[int] = mapped_column(
@@ -679,6 +684,9 @@ class CoreDelivery(Base):
     )
     partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    # 1, 2, 3, … per partner, with no gap, in ledger order (the payload's `partner_seq`): a
+    # core system sees a missing event. NULL for events written before migration 0024.
+    partner_seq: Mapped[int | None] = mapped_column(BigInteger, default=None)
     payload: Mapped[str] = mapped_column(Text)  # JSON (PHI)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

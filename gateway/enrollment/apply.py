@@ -632,6 +632,12 @@ class _Chunk:
         for f in findings:
             if not f["dry_run"]:
                 BUSINESS_FINDINGS.labels(rule=f["rule"], severity=f["severity"]).inc()
+        if outbox:
+            first = ledger_repo.take_core_seqs(session, self.run.partner_id, len(outbox))
+            for n, delivery in enumerate(outbox):
+                delivery["partner_seq"] = seq = first + n
+                head, member = cast(tuple[str, str], delivery.pop("payload"))
+                delivery["payload"] = f'{head[:-1]},"partner_seq":{seq},"member":{member}}}'
         ledger_repo.insert_rows(session, CoreDelivery, outbox)
         for event, key in audits:
             rec = self.known.get(key)
@@ -1120,11 +1126,12 @@ class _Chunk:
         member = self.member_json.pop(id(event), None) or event.model_dump_json(
             exclude=_NOT_IN_CORE_MEMBER
         )
+        # Its JSON is put together once the chunk's `partner_seq` are known (`_write`).
         return {
             "event_id": event_id,
             "partner_id": self.run.partner_id,
             "idempotency_key": ikey,
-            "payload": f'{head[:-1]},"member":{member}}}',
+            "payload": (head, member),
         }
 
 

@@ -224,6 +224,23 @@ def chunk_done(
     )
 
 
+def take_core_seqs(session: Session, partner_id: int, n: int) -> int:
+    """The first of `n` consecutive `partner_seq` for the partner's next core events: its
+    `core_seq` moved on by `n` in the chunk's transaction (the row stays locked until it
+    commits, and goes back with it), so a partner's sequence has no gap and no number twice."""
+    last = (
+        session.connection()
+        .execute(
+            update(Partner)
+            .where(Partner.id == partner_id)
+            .values(core_seq=Partner.core_seq + n)
+            .returning(Partner.core_seq)
+        )
+        .scalar_one()
+    )
+    return int(last) - n + 1
+
+
 class LeasedRun(NamedTuple):
     """A leased receipt as its run starts and finishes: what it needs, not the ORM's Receipt
     and Partner (read twice a file, a ninth of a small file's ledger CPU: issue 19)."""

@@ -34,6 +34,7 @@ class Head:
     event_id: int
     receipt_id: str
     partner: str
+    partner_seq: int | None  # the event's number in its partner's sequence (core contract)
     created_at: dt.datetime
     attempts: int
     last_error: str | None
@@ -77,6 +78,7 @@ def _head(s: Session) -> Head | None:
         event_id=d.event_id,
         receipt_id=receipt_id,
         partner=partner,
+        partner_seq=d.partner_seq,
         created_at=d.created_at,
         attempts=d.attempts,
         last_error=d.last_error,
@@ -122,7 +124,8 @@ def skip(gw: Gateway, outbox_id: int, operator: str, reason: str) -> Head:
             operator=operator,
             action="core_skip",
             receipt_ids=[head.receipt_id],
-            detail=f"core event {outbox_id} (member event {head.event_id}) skipped after "
+            detail=f"core event {outbox_id} (member event {head.event_id}, {head.partner}'s "
+            f"partner_seq {head.partner_seq}) skipped after "
             f"{head.attempts} failed attempts ({head.last_error}): {reason}"[:1000],
         )
     log.warning("core_event_skipped", outbox_id=outbox_id, receipt_id=head.receipt_id, by=operator)

@@ -645,6 +645,33 @@ def test_lifecycle_add_change_term_reinstate(gw: Gateway, partner: int) -> None:
     assert applied == 5 and len(keys) == 5 and len(set(keys)) == 5
 
 
+def test_each_partners_core_events_are_numbered_one_by_one_without_gaps(gw_on_both) -> None:
+    """`partner_seq`: 1, 2, 3, … per partner in ledger order, whatever the other partners send
+    between its files and whatever the ledger rejects (no event, no number)."""
+    gw = gw_on_both
+    va = add_va(gw)
+    with unit_of_work(gw.sessions) as s:
+        md = add_partner(s, name="md", isa_qualifier="ZZ", isa_id="MD0FFM")[0].id
+    feed(gw, va, interchange(family(), control=1))
+    feed(gw, md, interchange(family(), control=2, sender="MD0FFM"))
+    moved = rosalind(maintenance="001", reason="25", street="9 NEW RD", coverages=[], categories={})
+    again = feed(gw, va, interchange([moved, rosalind()], control=3, bgn_date="20270102"))
+    with gw.reads() as s:  # the change applies; the add again is refused (duplicate-add)
+        assert [e.outcome for e in recorded_events(s, again)] == ["applied", "rejected"]
+    feed(gw, md, interchange([moved], control=4, sender="MD0FFM", bgn_date="20270102"))
+    with gw.reads() as s:
+        rows = s.execute(
+            select(
+                CoreDelivery.partner_id, CoreDelivery.partner_seq, CoreDelivery.payload
+            ).order_by(CoreDelivery.id)
+        ).all()
+    numbers: dict[int, list[int]] = {va: [], md: []}
+    for partner_id, seq, payload in rows:
+        assert json.loads(payload)["partner_seq"] == seq
+        numbers[partner_id].append(seq)
+    assert numbers == {va: [1, 2, 3], md: [1, 2, 3]}
+
+
 def test_a_reprocessed_file_is_acknowledged_again_and_never_applied_twice(gw, partner) -> None:
     """An operator's reprocess of an applied file: a new 999, the old one superseded, the file's
     ledger status left as it was, so the ledger stage has nothing to claim."""

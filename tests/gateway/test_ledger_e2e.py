@@ -186,11 +186,14 @@ class _Core(BaseHTTPRequestHandler):
     """The insurer's core system: records every Idempotency-Key it is sent."""
 
     seen: ClassVar[list[str]] = []
+    numbered: ClassVar[list[tuple[str, str, int]]] = []  # (partner, key, partner_seq)
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        assert json.loads(body)["idempotency_key"] == self.headers["Idempotency-Key"]
+        event = json.loads(body)
+        assert event["idempotency_key"] == self.headers["Idempotency-Key"]
         self.seen.append(self.headers["Idempotency-Key"])
+        self.numbered.append((event["partner"], event["idempotency_key"], event["partner_seq"]))
         self.send_response(201)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -205,6 +208,7 @@ def test_killed_mid_ledger_and_mid_delivery_loses_nothing_and_applies_nothing_tw
     core = ThreadingHTTPServer(("127.0.0.1", 0), _Core)
     threading.Thread(target=core.serve_forever, daemon=True).start()
     _Core.seen.clear()
+    _Core.numbered.clear()
     members = 1200  # more than two ledger chunks
     big = tmp_path / "big.834"
     with open(big, "wb") as f:
@@ -239,6 +243,15 @@ def test_killed_mid_ledger_and_mid_delivery_loses_nothing_and_applies_nothing_tw
         # again: the first kill (after the first chunk) can land while the delivery loop posts
         # that chunk's events (a group of up to MARK_EVERY_EVENTS), the second after one POST.
         assert sum(counts.values()) - members <= MARK_EVERY_EVENTS + 1, counts.most_common(3)
+        # The partner's sequence through both kills: 1..members, no gap, no number given twice
+        # (the chunk the first kill cut off gave its numbers back), each resend under the same
+        # number, and in the order the core received them.
+        numbers = {key: seq for _, key, seq in _Core.numbered}
+        assert {p for p, _, _ in _Core.numbered} == {"va"}
+        assert sorted(numbers.values()) == list(range(1, members + 1))
+        assert all(numbers[key] == seq for _, key, seq in _Core.numbered)
+        firsts = list(dict.fromkeys(seq for _, _, seq in _Core.numbered))
+        assert firsts == sorted(firsts)
     finally:
         gw.kill()
         core.shutdown()
