@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session, lazyload
 
 from gateway.db.models import (
@@ -222,7 +222,15 @@ def _where(stmt: Select, f: RejectFilter) -> Select:  # type: ignore[type-arg]
             cond.append(Finding.family == f.family)
         if f.code:
             cond.append(Finding.code == f.code)
-        stmt = stmt.where(Receipt.id.in_(select(Finding.receipt_id).where(and_(*cond))))
+        found: ColumnElement[bool] = Receipt.id.in_(select(Finding.receipt_id).where(and_(*cond)))
+        if f.family == "IK502":
+            # IK502 5 / I5 (segments in error) are the 999's summary of a set's IK304/IK403s,
+            # kept on the set (`error_codes`), not as findings: without this, `IK502 5`, which
+            # every 999 of a segment error says, found no file.
+            codes = "," + TransactionSet.error_codes + ","
+            in_sets = codes.like(f"%,{f.code},%") if f.code else TransactionSet.error_codes != ""
+            found = or_(found, Receipt.id.in_(select(TransactionSet.receipt_id).where(in_sets)))
+        stmt = stmt.where(found)
     if f.isa13:
         stmt = stmt.where(
             Receipt.id.in_(select(Interchange.receipt_id).where(Interchange.isa13 == f.isa13))

@@ -230,6 +230,19 @@ class TestCodeFilter:
         csv = c.get("/dashboard/rejects.csv", params={"code": typed, "result": "all"}).text
         assert len(csv.strip().splitlines()) == 1  # the header only
 
+    @pytest.mark.parametrize("typed", ["IK502 5", "IK502:5", "IK502"])
+    def test_the_999s_ik502_5_finds_the_files_whose_segments_are_in_error(self, site, typed):
+        """`IK5*R*5` is in the 999 of every segment or element error, and the filter took it
+        as a code the gateway sends, yet found no file: it is kept on the set, not as a
+        finding."""
+        c = site.client("victor")
+        page = c.get("/dashboard/rejects", params={"code": typed}).text
+        assert "code-problem" not in page
+        assert listed(page) == {site.ids["bad.834"], site.ids[FORMULA]}
+        csv = c.get("/dashboard/rejects.csv", params={"code": typed}).text
+        assert site.ids["bad.834"] in csv and site.ids["good.834"] not in csv
+        assert listed(c.get("/dashboard/rejects", params={"code": "IK502 I5"}).text) == set()
+
     def test_a_ta105_code_with_or_without_its_zeros(self, site):
         c = site.client("victor")
         for typed in ("TA105 006", "TA105 6", "TA105:006"):
