@@ -11,7 +11,7 @@ from urllib.parse import urlencode, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.exc import OperationalError
@@ -98,7 +98,19 @@ async def _login_first(request: Request, _: Exception) -> Response:
     if request.method == "GET":
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?{urlencode({'next': target})}", 303)
-    return HTMLResponse("Log in first.", 401)
+    # A form sent after the session ended (idle, a logout elsewhere, a password change): a page
+    # saying so, with the way to log in and come back to the form; it was a bare "Log in first."
+    back = _referrer(request)
+    login = "/login" + (f"?{urlencode({'next': back})}" if back else "")
+    return error_page(
+        request,
+        401,
+        "Session ended",
+        "Your session ended (idle too long, or logged out), so this was not done. Log in "
+        "again, then send the form again.",
+        back=login,
+        back_label="Log in again",
+    )
 
 
 async def _forbidden(request: Request, _: Exception) -> Response:

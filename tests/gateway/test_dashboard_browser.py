@@ -401,6 +401,30 @@ class TestDashboardInBrowser:
         expect(page).to_have_url(re.compile(r"/login\?next=%2Fdashboard%2Finterchanges%2F"))
         expect(page.locator("h1")).to_have_text("Log in")
 
+    def test_a_form_sent_after_the_session_ended_says_so_and_leads_back(self, seeded, new_page):
+        """A form sent once the session had ended (idle, or logged out in another tab) got a
+        bare "Log in first." with no title and no link; now a page says what happened and
+        logs in back to the form's page."""
+        page = new_page()
+        log_in(page, seeded.url, ADMIN)
+        listing = f"{seeded.url}/dashboard/rejects?result=all&resolved=no"
+        page.goto(listing)
+        other = page.context.new_page()  # another tab of the same browser logs out
+        other.goto(f"{seeded.url}/dashboard")
+        other.get_by_role("button", name="Log out").click()
+        expect(other).to_have_url(f"{seeded.url}/login")
+
+        page.locator('#rejects tbody input[type="checkbox"]').first.check()
+        page.get_by_role("button", name="Mark ticked files resolved").click()
+        expect(page.locator("h1")).to_have_text("Session ended")
+        expect(page.locator("#problem")).to_contain_text("was not done")
+        page.get_by_role("link", name="Log in again").click()
+        expect(page.locator("h1")).to_have_text("Log in")
+        page.get_by_label("User name").fill(ADMIN[0])
+        page.get_by_label("Password").fill(ADMIN[1])
+        page.get_by_role("button", name="Log in").click()
+        expect(page).to_have_url(listing)
+
     def test_rejects_page_fits_a_390px_phone(self, seeded, new_page):
         page = new_page(width=390, height=844)
         log_in(page, seeded.url, VIEWER)
