@@ -1226,6 +1226,7 @@ class AuditFilter:
     action: str | None = None
     operator: str | None = None
     partner_id: int | None = None
+    partner: str | None = None  # its name: entries about no file name it ("… of NAME")
     since: dt.datetime | None = None
     until: dt.datetime | None = None
 
@@ -1254,7 +1255,22 @@ def audit_entries(
     if f.operator:
         query = query.where(AuditEntry.operator == f.operator)
     if f.partner_id is not None:
-        query = query.where(Receipt.partner_id == f.partner_id)
+        about = Receipt.partner_id == f.partner_id
+        if f.partner:
+            # A view of a member's ledger page (`view_member`) and the command line's ledger
+            # reads (`cli_ledger_*`) are about no file: they name the partner at the end of
+            # their detail ("ledger member 12 of va"), and the filter missed them.
+            name = f.partner.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            ledger_reads = or_(
+                AuditEntry.action == "view_member",
+                AuditEntry.action.like("cli\\_ledger\\_%", escape="\\"),
+            )
+            names_it = or_(
+                AuditEntry.detail.like(f"% of {name}", escape="\\"),
+                AuditEntry.detail.like(f"% of {name} with names", escape="\\"),
+            )
+            about = or_(about, and_(AuditEntry.receipt_id.is_(None), ledger_reads, names_it))
+        query = query.where(about)
     if f.since:
         query = query.where(AuditEntry.at >= f.since)
     if f.until:
@@ -1262,7 +1278,11 @@ def audit_entries(
     rows = session.execute(
         query.order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).offset(offset).limit(limit)
     ).all()
-    return [AuditRow(entry, filename, partner) for entry, filename, partner in rows]
+    # An entry about no file that the partner filter matched is that partner's (see above).
+    return [
+        AuditRow(entry, filename, partner or (f.partner if f.partner_id is not None else None))
+        for entry, filename, partner in rows
+    ]
 
 
 def audit_actions(session: Session) -> list[str]:

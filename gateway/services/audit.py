@@ -70,7 +70,8 @@ def entries(
     name (an unknown name matches nothing, not everything)."""
     with gw.reads() as s:
         if partner:
-            f = replace(f, partner_id=reports.partner_id(s, partner) or -1)
+            found = reports.partner_id(s, partner)
+            f = replace(f, partner_id=found or -1, partner=partner if found else None)
         rows = repo.audit_entries(s, f, offset=(page - 1) * per_page, limit=per_page + 1)
         return AuditPage(
             rows=rows[:per_page],

@@ -478,6 +478,10 @@ def test_a_member_page_shows_the_ledger_and_business_rejects_link_to_it(tmp_path
         # Every view of a member's page, by whom and of which member (the ledger's id).
         assert [who for who, _ in views] == ["alice", "victor", "victor"]
         assert {detail for _, detail in views} == {f"ledger member {ledger_id} of va"}
+        # The audit log's partner filter finds them (they are about no file: it missed them).
+        audit = site.client("alice").get("/dashboard/audit", params={"partner": "va"}).text
+        rows = re.findall(r'<tr data-action="view_member">(.*?)</tr>', audit, re.S)
+        assert len(rows) == 3 and all('data-k="partner">va<' in row for row in rows)
         for unknown in ("999999", "abc", "9" * 40):
             missing = c.get(f"/dashboard/members/{unknown}")
             assert missing.status_code == 404 and "No such member" in missing.text
