@@ -688,3 +688,25 @@ def test_ledger_reads_at_a_terminal_are_audited(tmp_path, capsys) -> None:
             assert "0004718293" not in detail and "OKAFOR" not in detail
     finally:
         gw.close()
+
+
+@pytest.mark.parametrize(
+    ("params", "prev_label", "next_label"),
+    [
+        ({}, "← Newer", "Older →"),
+        ({"order": "asc"}, "← Older", "Newer →"),
+        ({"sort": "partner"}, "← Previous", "Next →"),
+        ({"sort": "outcome", "order": "asc"}, "← Previous", "Next →"),
+    ],
+)
+def test_the_rejects_pages_are_named_by_the_order_shown(
+    site, monkeypatch, params, prev_label, next_label
+):
+    """The pager said "Older →" whatever the sort: sorted oldest first, "Older" led to newer
+    files, and sorted by partner or outcome to neither."""
+    monkeypatch.setattr("gateway.dashboard.rejects.PAGE", 1)
+    c = site.client("victor")
+    page = c.get("/dashboard/rejects", params={"result": "all", "page": 2, **params}).text
+    pager = re.search(r'<nav aria-label="Pages" class="pages">(.*?)</nav>', page, re.S).group(1)
+    assert re.search(rf'rel="prev">{prev_label}</a>', pager), pager
+    assert re.search(rf'rel="next">{next_label}</a>', pager), pager
