@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session, lazyload
 
 from gateway.db.models import (
     Finding,
-    Group,
     Interchange,
     LedgerStatus,
     MemberEventRow,
@@ -22,6 +21,7 @@ from gateway.db.models import (
     Status,
     TransactionSet,
 )
+from gateway.db.repositories import with_control_numbers
 from gateway.gate import PRODUCTION
 
 OUTCOMES = ("accepted", "accepted_with_errors", "partially_accepted", "rejected")
@@ -231,12 +231,7 @@ def _where(stmt: Select, f: RejectFilter) -> Select:  # type: ignore[type-arg]
             in_sets = codes.like(f"%,{f.code},%") if f.code else TransactionSet.error_codes != ""
             found = or_(found, Receipt.id.in_(select(TransactionSet.receipt_id).where(in_sets)))
         stmt = stmt.where(found)
-    if f.isa13:
-        stmt = stmt.where(
-            Receipt.id.in_(select(Interchange.receipt_id).where(Interchange.isa13 == f.isa13))
-        )
-    if f.gs06:
-        stmt = stmt.where(Receipt.id.in_(select(Group.receipt_id).where(Group.gs06 == f.gs06)))
+    stmt = with_control_numbers(stmt, f.isa13, f.gs06)
     if f.st02:
         stmt = stmt.where(
             Receipt.id.in_(select(TransactionSet.receipt_id).where(TransactionSet.st02 == f.st02))

@@ -630,12 +630,37 @@ def _filtered(f: ReceiptFilter, stmt: Select[T]) -> Select[T]:
         stmt = stmt.where(Receipt.received_at >= f.since)
     if f.until:
         stmt = stmt.where(Receipt.received_at < f.until)
-    if f.isa13:
+    return with_control_numbers(stmt, f.isa13, f.gs06)
+
+
+def control_number_forms(value: str) -> list[str]:
+    """The ways a control number can be stored, for a search as a person types it: ISA13 is
+    always nine digits (`000043303`) and GS06 one to nine, with or without leading zeros, so
+    `43303`, `043303` and `000043303` find one another. Anything but digits: as typed."""
+    value = value.strip()
+    if not value.isdigit() or not value.isascii() or len(value) > 9:
+        return [value]
+    bare = value.lstrip("0") or "0"
+    return [bare.zfill(width) for width in range(len(bare), 10)]
+
+
+def with_control_numbers(stmt: Select[T], isa13: str | None, gs06: str | None) -> Select[T]:
+    """Receipts with an interchange numbered `isa13` and a group numbered `gs06` (either
+    as `control_number_forms` reads it)."""
+    if isa13:
         stmt = stmt.where(
-            Receipt.id.in_(select(Interchange.receipt_id).where(Interchange.isa13 == f.isa13))
+            Receipt.id.in_(
+                select(Interchange.receipt_id).where(
+                    Interchange.isa13.in_(control_number_forms(isa13))
+                )
+            )
         )
-    if f.gs06:
-        stmt = stmt.where(Receipt.id.in_(select(Group.receipt_id).where(Group.gs06 == f.gs06)))
+    if gs06:
+        stmt = stmt.where(
+            Receipt.id.in_(
+                select(Group.receipt_id).where(Group.gs06.in_(control_number_forms(gs06)))
+            )
+        )
     return stmt
 
 

@@ -18,7 +18,7 @@ from gateway.api.app import create_health_app
 from gateway.context import Gateway
 from gateway.dashboard.app import create_dashboard
 from gateway.db.migrate import upgrade
-from gateway.db.models import AuditEntry, Partner
+from gateway.db.models import AuditEntry, Group, Interchange, Partner
 from gateway.db.session import unit_of_work
 from gateway.intake.receive import record_receipt
 from gateway.operators import add_operator
@@ -262,6 +262,27 @@ class TestCodeFilter:
         assert listed(c.get("/dashboard/rejects", params={"file": "%"}).text) == set()
         page = c.get("/dashboard/rejects", params={"member": "0004931685"}).text
         assert "needs the admin role" in page
+
+    def test_control_numbers_are_found_with_or_without_their_leading_zeros(self, site):
+        """An analyst reads `41017` off a 999's AK102 or a sender's e-mail; the ISA13 is
+        stored as its nine digits (`000041017`) and a GS06 as sent. Before, only the stored
+        form found the file."""
+        with site.gw.reads() as s:
+            isa13, gs06 = s.execute(
+                select(Interchange.isa13, Group.gs06)
+                .join(Group, Group.envelope_id == Interchange.id)
+                .where(Interchange.receipt_id == site.ids["good.834"])
+            ).one()
+        c = site.client("victor")
+        bare = isa13.lstrip("0")
+        for field, typed in (
+            ("isa13", (isa13, bare, "0" + bare)),
+            ("gs06", (gs06, gs06.lstrip("0"), gs06.zfill(9))),
+        ):
+            found = [listed(c.get("/dashboard/rejects", params={field: t}).text) for t in typed]
+            assert site.ids["good.834"] in found[0], (field, typed)
+            assert all(f == found[0] for f in found), (field, typed, found)
+        assert listed(c.get("/dashboard/rejects", params={"isa13": "1" + bare}).text) == set()
 
     def test_a_member_search_that_finds_nothing_is_audited_without_a_file(self, site):
         page = site.client("alice").get("/dashboard/rejects", params={"member": "0004718293"})

@@ -215,8 +215,9 @@ class TestHttpIntake:
             assert sorted(seen) == sorted([*ids, bad]) and len(seen) == len(set(seen))
             rejected = c.get("/v1/interchanges", params={"outcome": "rejected"}).json()["items"]
             assert [i["id"] for i in rejected] == [bad]
-            by_isa13 = c.get("/v1/interchanges", params={"isa13": "000000902"}).json()["items"]
-            assert [i["id"] for i in by_isa13] == [ids[2]]
+            for typed in ("000000902", "902", "0902"):  # as stored, or as a person reads it
+                by_isa13 = c.get("/v1/interchanges", params={"isa13": typed}).json()["items"]
+                assert [i["id"] for i in by_isa13] == [ids[2]], typed
             gs06 = c.get(f"/v1/interchanges/{ids[0]}").json()["interchanges"][0]["groups"][0]
             by_gs06 = c.get("/v1/interchanges", params={"gs06": gs06["gs06"]}).json()["items"]
             assert ids[0] in [i["id"] for i in by_gs06]
