@@ -94,10 +94,11 @@ async def _headers(request: Request, call_next: Any) -> Response:
     return response
 
 
-async def _login_first(request: Request, _: Exception) -> Response:
+async def _login_first(request: Request, exc: Exception) -> Response:
     if request.method == "GET":
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(f"/login?{urlencode({'next': target})}", 303)
+        ended = {"ended": "1"} if isinstance(exc, NotLoggedIn) and exc.ended else {}
+        return RedirectResponse(f"/login?{urlencode({'next': target, **ended})}", 303)
     # A form sent after the session ended (idle, a logout elsewhere, a password change): a page
     # saying so, with the way to log in and come back to the form; it was a bare "Log in first."
     back = _referrer(request)

@@ -32,9 +32,20 @@ router = APIRouter()
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request, gw: GatewayDep, next: str = "/dashboard") -> Response:
+def login_page(
+    request: Request, gw: GatewayDep, next: str = "/dashboard", ended: str = ""
+) -> Response:
     token = secrets.token_hex(32)
-    response = render(request, "login.html", None, csrf=token, next=safe_next(next), error=None)
+    # Sent here from a page whose session had ended: say so, or the login looks like a fault.
+    notice = (
+        f"Your session ended (idle for {gw.settings.session_idle_minutes:g} minutes, or logged "
+        "out elsewhere). Log in again to go back to the page."
+        if ended
+        else None
+    )
+    response = render(
+        request, "login.html", None, csrf=token, next=safe_next(next), error=None, notice=notice
+    )
     _set_cookie(response, request, gw, LOGIN_CSRF, token, max_age=3600)
     return response
 

@@ -23,7 +23,12 @@ LOGIN_CSRF = "edi834_login_csrf"
 
 
 class NotLoggedIn(Exception):
-    pass
+    """No session; `ended` when the browser sent one that is no longer valid (idle too long,
+    logged out elsewhere, a password change), so the login page can say why."""
+
+    def __init__(self, *, ended: bool = False) -> None:
+        super().__init__()
+        self.ended = ended
 
 
 class Forbidden(Exception):
@@ -74,7 +79,7 @@ def current(request: Request, gw: GatewayDep) -> Viewer:
     with unit_of_work(gw.sessions) as s:
         row = find_session(s, token, idle_minutes=gw.settings.session_idle_minutes)
         if row is None:
-            raise NotLoggedIn
+            raise NotLoggedIn(ended=True)
         return Viewer(row.operator.username, row.operator.role, row.csrf_token, token)
 
 

@@ -5,20 +5,22 @@ the clock injected."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from starlette.testclient import TestClient
 
 from gateway.api.app import create_health_app
 from gateway.context import Gateway
 from gateway.dashboard.app import create_dashboard
+from gateway.db.base import utcnow
 from gateway.db.migrate import upgrade
-from gateway.db.models import AuditEntry, Group, Interchange, Partner
+from gateway.db.models import AuditEntry, Group, Interchange, OperatorSession, Partner
 from gateway.db.session import unit_of_work
 from gateway.intake.receive import record_receipt
 from gateway.operators import add_operator
@@ -608,6 +610,32 @@ def test_a_misspelt_or_lower_case_segment_id_is_masked_too(site, sent, as_sent) 
     page = site.client("victor").get(f"/dashboard/interchanges/{rid}").text
     for value in ("915830264", "ODUYA", "KWAME", "19801345", "2318 FLOYD"):
         assert value not in page, value
+
+
+def test_a_page_asked_for_after_the_session_idled_out_says_why_the_login_is_back(site) -> None:
+    """An analyst back from lunch clicks a link and lands on the login form: it says the session
+    ended (and after how long idle), and the login goes back to that page. Before, a bare form,
+    as if something had broken. A first visit, with no session at all, says nothing."""
+    c = site.client("victor")
+    assert c.get("/dashboard/rejects").status_code == 200
+    with unit_of_work(site.gw.sessions) as s:
+        s.execute(
+            update(OperatorSession).values(
+                last_seen_at=utcnow()
+                - dt.timedelta(minutes=site.gw.settings.session_idle_minutes + 1)
+            )
+        )
+    r = c.get("/dashboard/rejects", params={"result": "all"}, follow_redirects=False)
+    assert r.status_code == 303
+    assert "ended=1" in r.headers["location"] and "next=" in r.headers["location"]
+    page = c.get(r.headers["location"]).text
+    minutes = site.gw.settings.session_idle_minutes
+    assert f"Your session ended (idle for {minutes} minutes" in page
+    assert 'name="next" value="/dashboard/rejects?result=all"' in page
+    fresh = TestClient(create_dashboard(site.gw), base_url="http://dash.test")
+    first = fresh.get("/dashboard/rejects", follow_redirects=False)
+    assert "ended" not in first.headers["location"]
+    assert "session ended" not in fresh.get(first.headers["location"]).text
 
 
 def test_a_sort_or_order_the_list_does_not_know_is_said_not_ignored(site) -> None:
