@@ -12,9 +12,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.api.schemas import Problem
+from gateway.db.session import is_transient
 from gateway.errors import GatewayError, default_code
 from gateway.logging import get_logger
 from gateway.web import allowed_methods
@@ -89,6 +91,22 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     return problem(exc.status_code, code, detail, headers=headers)
 
 
+async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+    """Locked past its busy timeout, unreachable: not a bug, the documented 503 (an ack's GET
+    records its pick-up, a write, and waited out a long ledger transaction into a 500).
+    Handled here, not by the catch-all: that one's exception goes on to the server, which
+    drops the connection."""
+    if not is_transient(exc):
+        return await _unexpected(request, exc)
+    log.warning("request_database_unavailable", error_type=type(exc).__name__)
+    return problem(
+        503,
+        "unavailable",
+        "the gateway's database is unavailable; try again",
+        headers={"Retry-After": "5"},
+    )
+
+
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled_error", error_type=type(exc).__name__)
     return problem(500, "internal_error", "internal error")
@@ -99,6 +117,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(GatewayError, _gateway_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(DBAPIError, _database_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
     generate: Callable[[], dict[str, Any]] = app.openapi
 

@@ -39,6 +39,7 @@ from gateway.db.session import unit_of_work
 from gateway.partners import add_partner
 from gateway.settings import Settings
 from gateway.storage import BlobStore
+from gateway.worker.run import Worker
 from tests.conftest import SAMPLES
 from tests.gateway.harness import GatewayProcess, free_port, submit, wait_final
 from tests.gateway.test_http_e2e import _with_isa13
@@ -344,6 +345,35 @@ class TestDatabaseLocked:
         assert r.status_code == 202, r.text
         assert 0.5 <= elapsed < BOUND_SECONDS  # it waited for the lock, then went through
         assert inproc.receipt_count() == 1
+
+    def test_an_ack_fetched_while_the_lock_outlasts_the_retries_gets_503(self, inproc):
+        """Fetching an ack records its pick-up, a write: while another writer holds the lock
+        (the ledger applying a large file, found by a sender polling for its 999) the fetch
+        was a 500 `internal_error` ("a bug"), where every authenticated route documents a
+        503 with Retry-After for a database that cannot answer. A read that needs no write
+        (the status) is answered meanwhile."""
+        c = inproc.client()
+        r = submit(c, GOOD)
+        assert r.status_code == 202, r.text
+        receipt_id = r.json()["id"]
+        worker = Worker(inproc.gw, worker_id="w")
+        while worker.run_once():
+            pass
+        holder = hold_write_lock(inproc.db_path)
+        try:
+            started = time.monotonic()
+            ack = c.get(f"/v1/interchanges/{receipt_id}/acks/999")
+            assert time.monotonic() - started < BOUND_SECONDS
+            assert ack.status_code == 503, ack.text
+            assert ack.json()["code"] == "unavailable"
+            assert "database" in ack.json()["detail"] and "again" in ack.json()["detail"]
+            assert int(ack.headers["Retry-After"]) >= 1
+            assert c.get(f"/v1/interchanges/{receipt_id}").status_code == 200
+        finally:
+            holder.rollback()
+            holder.close()
+        ack = c.get(f"/v1/interchanges/{receipt_id}/acks/999")
+        assert ack.status_code == 200 and ack.content.startswith(b"ISA*")
 
 
 class TestDatabaseDown:
