@@ -195,7 +195,14 @@ def check_isa(
     if not widths_ok[7] or not e(8).strip():
         issues.append(_ta1(InterchangeNoteCode.INVALID_RECEIVER_ID, "ISA08 must be 15 characters."))
     elif expected_receiver is not None and (e(7), e(8).strip()) != expected_receiver:
-        issues.append(_ta1(InterchangeNoteCode.UNKNOWN_RECEIVER_ID))
+        # Both elements, as received and as ours: a qualifier alone can be what differs.
+        received, ours = f"{e(7)}:{e(8).strip()}", ":".join(expected_receiver)
+        issues.append(
+            _ta1(
+                InterchangeNoteCode.UNKNOWN_RECEIVER_ID,
+                f"ISA07/ISA08 is {received}; ours is {ours}.",
+            )
+        )
     if not _valid_date(e(9)):
         issues.append(_ta1(InterchangeNoteCode.INVALID_DATE))
     if len(e(10)) != 4 or not valid_hhmm(e(10)):

@@ -217,7 +217,7 @@ MEANINGS: dict[tuple[str, str], tuple[str, str]] = {
         "Send our receiver ID in ISA08, padded to 15 characters.",
     ),
     ("TA105", "009"): (
-        "The interchange receiver ID (ISA08) is not ours: the file is addressed to someone else.",
+        "The interchange receiver (ISA07/ISA08) is not ours: the file is addressed to another.",
         "Check the receiver ID in ISA07/ISA08 and send the file to the right receiver.",
     ),
     ("TA105", "010"): ("ISA01 authorization information qualifier is invalid.", "Send ISA01 = 00."),

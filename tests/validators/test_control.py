@@ -125,6 +125,16 @@ class TestInterchange:
         result = one(x12(), expected_receiver=("ZZ", "OTHERPAYER"))
         assert "TA105:009" in codes(result)
 
+    def test_009_names_the_receiver_received_and_ours(self) -> None:
+        """A sender's ISA07 01 beside our ISA08 was told "the receiver ID (ISA08) is not ours",
+        ISA08 being ours exactly: the message names both elements, as received and as ours."""
+        ours = ("ZZ", "EDI834GATEWAY")
+        result = one(x12(isa_kwargs={"receiver_qualifier": "01"}), expected_receiver=ours)
+        [finding] = [i for i in result.issues if i.code == "009"]
+        assert "(ISA07/ISA08) is not ours" in finding.message
+        assert "(ISA08) is not ours" not in finding.message
+        assert "01:EDI834GATEWAY" in finding.message and "ZZ:EDI834GATEWAY" in finding.message
+
     def test_024_segment_between_isa_and_gs(self) -> None:
         data = x12().replace(b"~GS*", b"~NM1*IL*1*DOE~GS*", 1)
         assert "TA105:024" in codes(one(data))
