@@ -15,7 +15,9 @@ The lifecycle (CMS FFE enrollment manual, "Enrollment and Maintenance"):
     terminated --(024 with an earlier end)--------------> terminated (retroactive)
 
 Refused (business rules, never silent): an addition for an enrollment already in force
-(`duplicate-add`, also a second policy on the same line in the same plan year); a termination
+(`duplicate-add`, also a second policy on the same line in the same plan year), or one that
+begins on or before the end of its terminated enrollment (`add-over-termination`: it would
+reopen the months the termination ended — an old file sent again; reinstate instead); a termination
 that would move a recorded end date later (`term-extends-coverage`: reinstate first; for one
 in force, a termination only ends it earlier); a reinstatement of an enrollment in force
 (`reinstate-in-force`); a change, termination or reinstatement of an insurance line or policy
@@ -422,6 +424,27 @@ def plan_event(
                         )
                     )
                 continue
+            starts = _begin_of(event, cov)
+            if (
+                target is not None
+                and target.state is State.TERMINATED
+                and target.end is not None
+                and starts is not None
+                and starts <= target.end
+            ):
+                # Not a new enrollment (that begins after the end: a stint of its own) but the
+                # months the termination ended, reopened: an old file sent again, most often.
+                out.append(
+                    Refusal(
+                        "add-over-termination",
+                        f"addition of {line} policy {policy} ({target.plan_year}) from {starts}, "
+                        f"on or before the end ({target.end}) of its terminated enrollment",
+                        "HD",
+                        pos,
+                        1,
+                    )
+                )
+                continue
             begin = cov.benefit_begin
             for other in enrollments:
                 if (
@@ -674,7 +697,7 @@ def _add(
     existing: Enrollment | None,
     plan_year: PlanYear,
 ) -> Enrollment:
-    begin = cov.benefit_begin or event.eligibility_begin or event.maintenance_effective
+    begin = _begin_of(event, cov)
     year = plan_year.of(begin or cov.benefit_end or dt.date.min)
     if (
         existing is not None
@@ -719,6 +742,12 @@ def _add(
         for p in target.periods:
             p.dirty = True
     return target
+
+
+def _begin_of(event: MemberEvent, cov: Coverage) -> dt.date | None:
+    """Where an addition's coverage begins: DTP*348, else the member's eligibility begin
+    (DTP*356), else the change's effective date (DTP*303)."""
+    return cov.benefit_begin or event.eligibility_begin or event.maintenance_effective
 
 
 def _close_earlier_years(

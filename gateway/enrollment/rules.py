@@ -161,6 +161,17 @@ RULES: dict[str, Rule] = {
             "006",
         ),
         Rule(
+            "add-over-termination",
+            7,
+            Severity.REJECT,
+            "an addition (021) beginning on or before the end of the member's terminated "
+            "enrollment (the same policy, line and plan year): it would undo the termination, "
+            "as an earlier file sent again does",
+            "To undo a termination send a reinstatement (025); a new enrollment after it begins "
+            "after the termination's end date. An old file sent again needs nothing more.",
+            "012",
+        ),
+        Rule(
             "unknown-member",
             7,
             Severity.REJECT,

@@ -645,6 +645,37 @@ def test_lifecycle_add_change_term_reinstate(gw: Gateway, partner: int) -> None:
     assert applied == 5 and len(keys) == 5 and len(set(keys)) == 5
 
 
+def test_an_old_file_sent_again_does_not_reopen_a_termination(gw, partner) -> None:
+    """Day 1 adds a family, day 2 terminates the dependent at March 31, then day 1's file comes
+    again under a new ISA13 (exchanges resend). The subscriber's addition was refused as a
+    duplicate, but the dependent's was applied: its enrollment went back to the whole year and
+    the termination was gone, without a word (found by an exchange sender's run). Now refused
+    as add-over-termination; the termination stands and nothing reaches the core system."""
+    feed(gw, partner, interchange(family(), control=1))
+    term = dependent(SUB, "0005100003", "MILO", "512849303", maintenance="024", reason="07",
+                     eligibility_end="20270331",
+                     coverages=[Cov(maintenance="024", end="20270331")])  # fmt: skip
+    feed(gw, partner, interchange([term], control=2, bgn_date="20270301"))
+    with gw.reads() as s:
+        events_before = s.scalar(select(func.count()).select_from(CoreDelivery))
+    again = feed(gw, partner, interchange(family(), control=3))
+    assert outcomes(gw, again) == {
+        SUB: ("rejected", ["duplicate-add"]),
+        "0005100003": ("rejected", ["add-over-termination"]),
+    }
+    milo = members(gw)["0005100003"]
+    assert milo.status == "terminated"
+    assert [(c.status, str(c.benefit_begin), str(c.benefit_end)) for c in milo.coverages] == [
+        ("terminated", "2027-01-01", "2027-03-31")
+    ]
+    with gw.reads() as s:
+        assert s.scalar(select(func.count()).select_from(CoreDelivery)) == events_before
+        finding = s.scalars(
+            select(BusinessFinding).where(BusinessFinding.rule == "add-over-termination")
+        ).one()
+    assert "2027-03-31" in finding.message and finding.severity == "reject"
+
+
 def test_each_partners_core_events_are_numbered_one_by_one_without_gaps(gw_on_both) -> None:
     """`partner_seq`: 1, 2, 3, … per partner in ledger order, whatever the other partners send
     between its files and whatever the ledger rejects (no event, no number)."""

@@ -368,7 +368,8 @@ def test_enrolled_again_after_a_termination_in_the_same_plan_year_is_a_stint_of_
     rehire; COBRA after a gap): a second enrollment, stint 1, so January to March stay billed
     (reusing the first moved its begin to August and dropped them). A cancellation of the
     new stint reaches the dependent's new stint only, and a reinstatement without 2300 the
-    latest stint only; a re-add before the old end, or after a cancel, restarts the one held."""
+    latest stint only; a re-add before the old end is refused (add-over-termination); after a
+    cancel it restarts the one held."""
 
     def enroll(who: str, begin: str) -> MemberEvent:
         cov = Cov(policy=POLICY, begin=begin, end="20271231")
@@ -407,14 +408,23 @@ def test_enrolled_again_after_a_termination_in_the_same_plan_year_is_a_stint_of_
     back = event_of(member(SUB, maintenance="025", reason="41", coverages=[]))
     assert ledger.send(SUB, back) == []
     assert [e.state for e in ledger.of[SUB]] == [State.TERMINATED, State.EFFECTUATED]
-    # Enrolled again from a day the ended one covered: the same enrollment, restarted.
+    # Enrolled again from a day the ended one covered (an old file sent again, most often):
+    # refused, the termination kept. It restarted the enrollment from that day, reopening
+    # the months the termination had ended without a reinstatement.
     again = Ledger()
     again.send(SUB, enroll(SUB, "20270101"))
     again.send(SUB, term(SUB, dt.date(2027, 3, 31)))
-    assert again.send(SUB, enroll(SUB, "20270301")) == []
-    assert [(e.stint, e.state, e.begin) for e in again.of[SUB]] == [
-        (0, State.EFFECTUATED, dt.date(2027, 3, 1))
+    for day in ("20270101", "20270301", "20270331"):
+        assert again.send(SUB, enroll(SUB, day)) == ["add-over-termination"], day
+    assert [(e.stint, e.state, e.begin, e.end) for e in again.of[SUB]] == [
+        (0, State.TERMINATED, BEGIN, dt.date(2027, 3, 31))
     ]
+    # After a cancellation (never in force), the addition is the enrollment, afresh.
+    cancelled = Ledger()
+    cancelled.send(SUB, enroll(SUB, "20270101"))
+    cancelled.send(SUB, term(SUB, BEGIN))
+    assert cancelled.send(SUB, enroll(SUB, "20270101")) == []
+    assert [(e.stint, e.state) for e in cancelled.of[SUB]] == [(0, State.EFFECTUATED)]
 
 
 def test_a_termination_reaches_the_stint_its_date_falls_in() -> None:
@@ -695,8 +705,10 @@ def model_step(refs: dict[str, list[Ref]], op: tuple) -> list[str]:
             return ["duplicate-add"]
         elif stints[-1].state == "terminated" and stints[-1].end and begin > stints[-1].end:
             stints.append(new)  # enrolled again after its termination: a stint of its own
+        elif stints[-1].state == "terminated":
+            return ["add-over-termination"]  # the months it ended, reopened: reinstate instead
         else:
-            stints[-1] = new  # the one held starts afresh
+            stints[-1] = new  # a cancelled one (never in force) starts afresh
         return []
     if not stints:
         return ["unknown-member"]
