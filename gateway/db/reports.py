@@ -18,6 +18,7 @@ from gateway.db.models import (
     MemberEventRow,
     Partner,
     Receipt,
+    ReceiptEvent,
     Status,
     TransactionSet,
 )
@@ -181,7 +182,21 @@ def _where(stmt: Select, f: RejectFilter) -> Select:  # type: ignore[type-arg]
         pattern = (
             "%" + f.filename.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         )
-        stmt = stmt.where(func.lower(Receipt.filename).like(pattern.lower(), escape="\\"))
+        # A duplicate (the same bytes sent again under another name) is a line on the
+        # original's timeline, "http 1234 bytes again (NAME): not processed again": the sender
+        # asks about NAME, and the file that answered it is found under it too.
+        again = "%(" + pattern.lower() + "): not processed again"
+        stmt = stmt.where(
+            or_(
+                func.lower(Receipt.filename).like(pattern.lower(), escape="\\"),
+                Receipt.id.in_(
+                    select(ReceiptEvent.receipt_id).where(
+                        ReceiptEvent.event == "received_again",
+                        func.lower(ReceiptEvent.detail).like(again, escape="\\"),
+                    )
+                ),
+            )
+        )
     if f.member:
         stmt = stmt.where(
             Receipt.id.in_(

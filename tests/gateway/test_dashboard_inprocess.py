@@ -612,6 +612,31 @@ def test_a_misspelt_or_lower_case_segment_id_is_masked_too(site, sent, as_sent) 
         assert value not in page, value
 
 
+def test_a_file_sent_again_under_another_name_is_found_under_that_name(tmp_path) -> None:
+    """The sender asks about `resend-0412.834`; it held the bytes of a file received before, so
+    it was answered by that file (a line on its timeline). A file-name search found nothing,
+    as if it never came. Now it finds the original; another name still finds nothing."""
+    settings = Settings(data_dir=tmp_path / "var", database_url="", worker_enabled=False)
+    gw = Gateway.open(settings)
+    try:
+        upgrade(settings.sqlalchemy_url)
+        with unit_of_work(gw.sessions) as s:
+            va, _ = add_partner(s, name="va", isa_qualifier="ZZ", isa_id="VA0FFM")
+            add_operator(s, "alice", PASSWORD, "admin")
+            va_id = va.id
+        original = send(gw, va_id, GOOD, "daily-0411.834")
+        assert send(gw, va_id, GOOD, "resend-0412.834") == original  # the same receipt
+        process_all(gw)
+        c = Site(gw, {}).client("alice")
+        for typed in ("resend-0412", "RESEND", "0412.834"):
+            found = listed(c.get("/dashboard/rejects", params={"file": typed}).text)
+            assert found == {original}, typed
+        assert listed(c.get("/dashboard/rejects", params={"file": "again"}).text) == set()
+        assert listed(c.get("/dashboard/rejects", params={"file": "0413"}).text) == set()
+    finally:
+        gw.close()
+
+
 def test_a_page_asked_for_after_the_session_idled_out_says_why_the_login_is_back(site) -> None:
     """An analyst back from lunch clicks a link and lands on the login form: it says the session
     ended (and after how long idle), and the login goes back to that page. Before, a bare form,
