@@ -825,7 +825,9 @@ def _move_begin(target: Enrollment, begin: dt.date) -> None:
 def _set_terms(target: Enrollment, day: dt.date | None, terms: dict[str, str]) -> None:
     """From `day` on, these terms: split the period in force at `day` (or update the one that
     begins on it). A later period takes a new value only where it had inherited the old one:
-    what a later change set itself stays."""
+    what a later change set itself stays, and so does everything after it — a period past a
+    later change inherits from that change, even where its value happens to equal the old one
+    (APTC 100, 150 from May, 100 again from September: 120 from March leaves September's)."""
     if not terms:
         return
     day = day or target.begin or dt.date.min
@@ -842,10 +844,11 @@ def _set_terms(target: Enrollment, day: dt.date | None, terms: dict[str, str]) -
     for k, v in terms.items():
         old = inherited.get(k, "")
         at.terms[k] = v
-        for later in periods:
-            if later.begin > day and later.terms.get(k, "") == old and old != v:
-                later.terms[k] = v
-                later.dirty = True
+        for later in (p for p in periods if p.begin > day):
+            if later.terms.get(k, "") != old or old == v:
+                break  # a later change of its own: it, and what follows it, stay
+            later.terms[k] = v
+            later.dirty = True
     at.dirty = True
 
 

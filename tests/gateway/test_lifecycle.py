@@ -123,6 +123,27 @@ def test_a_change_from_a_date_splits_the_period_and_keeps_what_came_before() -> 
     ]
 
 
+def test_a_retroactive_change_stops_at_the_first_later_change_of_its_own() -> None:
+    """APTC 100 from January, 150 from May, 100 again from September; then 120 from March.
+    May's change and everything after it stay: September's 100 was the exchange's own change,
+    not inherited from January. It became 120 (only equal values were compared), so the
+    months from September billed an APTC the exchange never sent, with May to August left
+    at 150."""
+    ledger = Ledger()
+    assert ledger.send(SUB, add(SUB, "100.00")) == []
+    assert ledger.send(SUB, change(SUB, dt.date(2027, 5, 1), "150.00")) == []
+    assert ledger.send(SUB, change(SUB, dt.date(2027, 9, 1), "100.00")) == []
+    assert ledger.send(SUB, change(SUB, dt.date(2027, 3, 1), "120.00")) == []
+    item = ledger.one(SUB)
+    assert item is not None
+    assert [(b, p.terms["aptc"]) for p, b, _ in item.spans()] == [
+        (BEGIN, "100.00"),
+        (dt.date(2027, 3, 1), "120.00"),
+        (dt.date(2027, 5, 1), "150.00"),
+        (dt.date(2027, 9, 1), "100.00"),
+    ]
+
+
 def correct_begin(who: str, begin: dt.date) -> MemberEvent:
     cov = Cov(maintenance="001", policy=POLICY, begin=d8(begin))
     return event_of(member(who, maintenance="001", reason="AI", coverages=[cov]))
@@ -750,7 +771,11 @@ def model_step(refs: dict[str, list[Ref]], op: tuple) -> list[str]:
         day, value = max(op[2], ref.begin), op[3]
         keys = [k for k in ref.aptc if k <= day]
         old = ref.aptc[max(keys)] if keys else ""
-        for k in [k for k in ref.aptc if k > day and ref.aptc[k] == old]:
+        # Later changes keep what they set: the first later one sending another value ends
+        # the reach, even where a change after it sent the old value again.
+        for k in sorted(k for k in ref.aptc if k > day):
+            if ref.aptc[k] != old or old == value:
+                break
             ref.aptc[k] = value
         ref.aptc[day] = value
         return []
@@ -811,6 +836,12 @@ BOTH_AGAIN = [("add", SUB, "250.00", SEPTEMBER), ("add", DEP, "0.00", SEPTEMBER)
     True,
     [("term", SUB, dt.date(2027, 3, 31)), *BOTH_AGAIN, ("term", SUB, dt.date(2027, 10, 31)),
      ("reinstate", SUB), ("paid", SUB, dt.date(2027, 9, 30))],
+)  # fmt: skip
+# APTC 250 from May, 100 again from September, then 400 from March: September's stays.
+@example(
+    True,
+    [("change", SUB, dt.date(2027, 5, 1), "250.00"), ("change", SUB, SEPTEMBER, "100.00"),
+     ("change", SUB, dt.date(2027, 3, 1), "400.00")],
 )  # fmt: skip
 def test_random_maintenance_agrees_with_the_reference_model(
     enrolled: bool, sequence: list[tuple]
