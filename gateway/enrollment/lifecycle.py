@@ -20,7 +20,9 @@ begins on or before the end of its terminated enrollment (`add-over-termination`
 reopen the months the termination ended — an old file sent again; reinstate instead); a termination
 that would move a recorded end date later (`term-extends-coverage`: reinstate first; for one
 in force, a termination only ends it earlier); a reinstatement of an enrollment in force
-(`reinstate-in-force`); a change, termination or reinstatement of an insurance line or policy
+(`reinstate-in-force`), or one whose DTP*303 is a day its terminated enrollment was in
+force (`reinstate-covered-date`: it reinstates an earlier termination, not the one held — an
+old file sent again); a change, termination or reinstatement of an insurance line or policy
 the member does not have (`unknown-member`).
 
 An event without 2300 loops is about the member's enrollments on its 2000-level REF*1L policy,
@@ -485,6 +487,8 @@ def plan_event(
                 out += _refuse_term(target, _end_of(event, cov), "HD", pos)
             elif mtype == Maintenance.REINSTATEMENT and target.in_force:
                 out.append(_reinstating_in_force(target, "HD", pos))
+            elif mtype == Maintenance.REINSTATEMENT and _covered_on_resumption(target, event):
+                out.append(_reinstating_covered(target, event, "HD", pos))
     if not event.coverages and enrollments:
         if mtype == Maintenance.TERMINATION:
             end = _end_of(event, None)
@@ -496,6 +500,10 @@ def plan_event(
             scope = _latest(member_level(enrollments, event, event_effective(event), plan_year))
             if scope and all(e.in_force for e in scope):
                 out.append(_reinstating_in_force(scope[0], "INS", at))
+            for e in scope:
+                if _covered_on_resumption(e, event):
+                    out.append(_reinstating_covered(e, event, "INS", at))
+                    break
     return out
 
 
@@ -534,6 +542,33 @@ def _refuse_term(target: Enrollment, end: dt.date | None, seg: str, pos: int) ->
             )
         ]
     return []
+
+
+def _covered_on_resumption(target: Enrollment, event: MemberEvent) -> bool:
+    """A reinstatement whose effective date (2000 DTP*303: the day coverage resumes) falls
+    after the begin of a terminated enrollment and on or before its end: the enrollment was in
+    force that day, so the termination it reinstates is not the one the ledger holds — an
+    earlier file sent again after a later termination. A reinstatement from the day after the
+    end, or from the coverage's begin (or without DTP*303), undoes the termination held."""
+    day = event.maintenance_effective
+    return (
+        day is not None
+        and target.state is State.TERMINATED
+        and target.begin is not None
+        and target.end is not None
+        and target.begin < day <= target.end
+    )
+
+
+def _reinstating_covered(target: Enrollment, event: MemberEvent, seg: str, pos: int) -> Refusal:
+    return Refusal(
+        "reinstate-covered-date",
+        f"reinstatement of {target.line} policy {target.policy} ({target.plan_year}) from "
+        f"{event.maintenance_effective}, a day its enrollment was in force: it is terminated "
+        f"as of {target.end}",
+        seg,
+        pos,
+    )
 
 
 def _reinstating_in_force(target: Enrollment, seg: str, pos: int) -> Refusal:

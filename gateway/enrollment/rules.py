@@ -211,6 +211,17 @@ RULES: dict[str, Rule] = {
             "012",
         ),
         Rule(
+            "reinstate-covered-date",
+            7,
+            Severity.REJECT,
+            "a reinstatement (025) effective (DTP*303) on a day its terminated enrollment was "
+            "in force: it undoes an earlier termination, not the one held, as an earlier file "
+            "sent again after a later termination does",
+            "A reinstatement resumes coverage the day after the termination's end date (or from "
+            "the coverage's begin). An old file sent again needs nothing more.",
+            "012",
+        ),
+        Rule(
             "identity-overlap",
             7,
             Severity.WARN,

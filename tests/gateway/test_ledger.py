@@ -676,6 +676,60 @@ def test_an_old_file_sent_again_does_not_reopen_a_termination(gw, partner) -> No
     assert "2027-03-31" in finding.message and finding.severity == "reject"
 
 
+def test_an_old_reinstatement_sent_again_does_not_undo_a_later_termination(gw, partner) -> None:
+    """The family terminated at March 31 and reinstated from April 1 (each member its own 025,
+    no 2300, as a state exchange sends them); the child terminated at July 31 and the
+    subscriber at September 30; then April's reinstatement file came again under a new ISA13.
+    It was applied: both enrollments were back to December 31 and both later terminations were
+    gone, without a word (found by the billing analyst's run). A reinstatement from a day the
+    enrollment was in force is not of the termination held: refused (reinstate-covered-date),
+    and nothing reaches the core system. April's own reinstatement, from the day after the
+    end, applied."""
+    with unit_of_work(gw.sessions) as s:
+        configure_rules(s, "va", severities={"maintenance-combination": "ignore"})
+    feed(gw, partner, interchange(family(), control=1))
+
+    def each(maintenance: str, reason: str, **kw: object) -> list[Member]:
+        return [
+            rosalind(maintenance=maintenance, reason=reason, categories={}, coverages=[],
+                     policy="31200457", **kw),
+            dependent(SUB, "0005100003", "MILO", "512849303", maintenance=maintenance,
+                      reason=reason, coverages=[], policy="31200457", **kw),
+        ]  # fmt: skip
+
+    feed(gw, partner, interchange(each("024", "07", eligibility_end="20270331"), control=2))
+    back = interchange(each("025", "41", effective="20270401"), control=3, bgn_date="20270405")
+    assert {o for o, _ in outcomes(gw, feed(gw, partner, back)).values()} == {"applied"}
+    child_ends, sub_ends = (
+        each("024", "07", eligibility_end="20270731")[1],
+        each("024", "07", eligibility_end="20270930")[0],
+    )
+    feed(gw, partner, interchange([child_ends], control=4, bgn_date="20270701"))
+    feed(gw, partner, interchange([sub_ends], control=5, bgn_date="20270901"))
+    with gw.reads() as s:
+        events_before = s.scalar(select(func.count()).select_from(CoreDelivery))
+    again = feed(gw, partner, interchange(each("025", "41", effective="20270401"), control=6,
+                                          bgn_date="20270405"))  # fmt: skip
+    assert outcomes(gw, again) == {
+        SUB: ("rejected", ["reinstate-covered-date"]),
+        "0005100003": ("rejected", ["reinstate-covered-date"]),
+    }
+    held = {k: [(c.status, str(c.benefit_end)) for c in m.coverages]
+            for k, m in members(gw).items()}  # fmt: skip
+    assert held == {
+        SUB: [("terminated", "2027-09-30")],
+        "0005100003": [("terminated", "2027-07-31")],
+    }
+    with gw.reads() as s:
+        assert s.scalar(select(func.count()).select_from(CoreDelivery)) == events_before
+    # The subscriber's own reinstatement, from the day after its end, applies.
+    resumes = each("025", "41", effective="20271001")[0]
+    assert outcomes(gw, feed(gw, partner, interchange([resumes], control=7)))[SUB][0] == "applied"
+    assert [(c.status, str(c.benefit_end)) for c in members(gw)[SUB].coverages] == [
+        ("initial", "2027-12-31")
+    ]
+
+
 def test_each_partners_core_events_are_numbered_one_by_one_without_gaps(gw_on_both) -> None:
     """`partner_seq`: 1, 2, 3, … per partner in ledger order, whatever the other partners send
     between its files and whatever the ledger rejects (no event, no number)."""

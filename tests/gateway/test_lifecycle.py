@@ -144,6 +144,33 @@ def test_a_retroactive_change_stops_at_the_first_later_change_of_its_own() -> No
     ]
 
 
+def test_a_reinstatement_from_a_day_in_force_is_of_another_termination() -> None:
+    """Terminated at March 31, reinstated, terminated at September 30: a reinstatement
+    effective (DTP*303) April 1 is the first one sent again — refused, with 2300 and
+    without; from October 1 (the day after the end), from the begin or without DTP*303 it
+    undoes the termination held."""
+
+    def back(day: str | None, with_2300: bool) -> MemberEvent:
+        covs = [Cov(maintenance="025", policy=POLICY)] if with_2300 else []
+        return event_of(member(SUB, maintenance="025", reason="41", effective=day,
+                               coverages=covs, policy=POLICY))  # fmt: skip
+
+    for with_2300 in (True, False):
+        for day, refused in (("20270401", True), ("20270930", True), ("20271001", False),
+                             ("20270101", False), (None, False)):  # fmt: skip
+            ledger = Ledger()
+            ledger.send(SUB, add(SUB, "100.00"))
+            ledger.send(SUB, term(SUB, dt.date(2027, 3, 31)))
+            assert ledger.send(SUB, back("20270401", with_2300)) == []
+            ledger.send(SUB, term(SUB, dt.date(2027, 9, 30)))
+            got = ledger.send(SUB, back(day, with_2300))
+            assert got == (["reinstate-covered-date"] if refused else []), (day, with_2300)
+            item = ledger.one(SUB)
+            assert item is not None
+            expected = ("terminated", dt.date(2027, 9, 30)) if refused else ("initial", YEAR_END)
+            assert (item.state.value, item.end) == expected, (day, with_2300)
+
+
 def correct_begin(who: str, begin: dt.date) -> MemberEvent:
     cov = Cov(maintenance="001", policy=POLICY, begin=d8(begin))
     return event_of(member(who, maintenance="001", reason="AI", coverages=[cov]))
