@@ -206,6 +206,8 @@ async def run_server(
             # Temporary uploads not resumed in time become partial while the server runs too;
             # uploads held while the database was away are recorded once it answers.
             swept = keys_read = time.monotonic()
+            if not keys_at_start:
+                keys_read -= _SFTP_KEYS_SECONDS  # read them at the first sweep
             while True:
                 await asyncio.sleep(_SFTP_HELD_SECONDS)
                 try:
@@ -219,8 +221,17 @@ async def run_server(
                 except Exception as exc:  # the next sweep tries again
                     log.error("sftp_sweep_failed", error=type(exc).__name__)
 
+        # The keys a login falls back on during an outage. A database not migrated yet (the
+        # role started before `edi834 db upgrade`, which it is documented to wait for) or not
+        # reachable must not stop the server: it crashed here, with a traceback, where it
+        # used to start and wait; the sweep reads them again.
+        try:
+            await asyncio.to_thread(hooks.read_keys)
+            keys_at_start = True
+        except Exception as exc:
+            keys_at_start = False
+            log.warning("sftp_keys_not_read", error=type(exc).__name__)
         # Files a killed server left in inbound/: partial receipts, before anyone connects.
-        await asyncio.to_thread(hooks.read_keys)
         await hooks.record_held()
         await record_orphans()
         acceptor = await start_sftp_server(

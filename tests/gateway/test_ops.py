@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import sqlite3
 import ssl
 import stat
@@ -35,6 +36,7 @@ from tests.gateway.harness import (
     wait_final,
     wait_for_file,
 )
+from tests.gateway.launcher import launcher
 
 
 class TestPartnerCli:
@@ -484,6 +486,40 @@ class TestReadiness:
             server.should_exit = True
             thread.join(10)
             gw.close()
+
+    def test_an_sftp_role_started_before_the_migrations_waits_for_them(self, gateway):
+        """deploy/README: a role started before `edi834 db upgrade` waits, not ready. `edi834
+        sftp` read the partners' keys at start and died of the missing table (a traceback,
+        exit 1; a Kubernetes pod in CrashLoopBackOff until the Job ended). Found starting the
+        roles against a new PostgreSQL database before the migrate job."""
+        health = free_port()
+        env = gateway.env(EDI834_HEALTH_PORT=str(health))
+        gateway.proc = launcher("sftp").spawn([str(EDI834), "sftp"], env, gateway.log_path)
+
+        def readyz() -> httpx.Response | None:
+            assert gateway.proc is not None
+            assert gateway.proc.poll() is None, f"sftp exited:\n{gateway.logs()[-3000:]}"
+            try:
+                return httpx.get(f"http://127.0.0.1:{health}/readyz", timeout=1)
+            except httpx.HTTPError:
+                return None
+
+        deadline = time.monotonic() + 30
+        while (r := readyz()) is None:
+            assert time.monotonic() < deadline, gateway.logs()[-3000:]
+            time.sleep(0.1)
+        assert r.status_code == 503 and r.json()["code"] == "not_ready"
+        assert "migrations" in r.json()["detail"]
+        time.sleep(1)  # still up a moment later, listening for partners
+        assert readyz() is not None
+        with socket.create_connection(("127.0.0.1", gateway.sftp_port), timeout=5):
+            pass  # its SFTP port is open
+        assert "Traceback" not in gateway.logs()
+        upgrade(gateway.settings.sqlalchemy_url)
+        deadline = time.monotonic() + 30
+        while (r := readyz()) is None or r.status_code != 200:
+            assert time.monotonic() < deadline, gateway.logs()[-3000:]
+            time.sleep(0.2)
 
     @pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression")
     @pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
