@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.api.schemas import Problem
-from gateway.db.session import is_transient
+from gateway.db.session import database_trouble, is_transient
 from gateway.errors import GatewayError, default_code
 from gateway.logging import get_logger
 from gateway.web import allowed_methods
@@ -98,7 +98,11 @@ async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
     drops the connection."""
     if not is_transient(exc):
         return await _unexpected(request, exc)
-    log.warning("request_database_unavailable", error_type=type(exc).__name__)
+    log.warning(
+        "request_database_unavailable",
+        error_type=type(exc).__name__,
+        reason=database_trouble(exc),
+    )
     return problem(
         503,
         "unavailable",

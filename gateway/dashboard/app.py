@@ -23,6 +23,7 @@ from gateway.dashboard.codes import code_meaning
 from gateway.dashboard.deps import BadCsrf, Forbidden, NotLoggedIn, PageError, error_page
 from gateway.dashboard.formatting import age, duration, error_kind, safe_next
 from gateway.dashboard.segments import MASK
+from gateway.db.session import database_trouble
 from gateway.enrollment import queries
 from gateway.enrollment.codes import MAINTENANCE_NAMES
 from gateway.logging import get_logger
@@ -170,7 +171,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _database_away(request: Request, exc: Exception) -> Response:
     """The database went away (a restart, a failover): a page that says so, not a bare 500."""
-    log.warning("dashboard_database_unavailable", error_type=type(exc).__name__)
+    log.warning(
+        "dashboard_database_unavailable",
+        error_type=type(exc).__name__,
+        reason=database_trouble(exc),
+    )
     page = error_page(
         request,
         503,

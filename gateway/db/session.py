@@ -119,6 +119,30 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_FULL = 5, 6, 13
+_PG_TROUBLE = {"53100": "disk_full", "53200": "out_of_memory", "53300": "too_many_connections"}
+
+
+def database_trouble(exc: BaseException) -> str:
+    """What a transient database error is, for the log line that reports it: `disk_full`,
+    `locked`, `out_of_memory`, `too_many_connections`, else `unreachable`. From the driver's
+    code, never its message (which may quote data). A full disk under SQLite, or under
+    PostgreSQL's data directory, was logged as the database being unavailable, nothing more:
+    an operator looked for a stopped database while the ledger retried every 5 s."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        primary = code & 0xFF  # an extended code keeps the primary one in its low byte
+        if primary == _SQLITE_FULL:
+            return "disk_full"
+        if primary in (_SQLITE_BUSY, _SQLITE_LOCKED):
+            return "locked"
+    sqlstate = getattr(orig, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate in _PG_TROUBLE:
+        return _PG_TROUBLE[sqlstate]
+    return "unreachable"
+
+
 _RETRYING = Retrying(
     retry=retry_if_exception(is_transient),
     stop=stop_after_attempt(5),

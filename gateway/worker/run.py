@@ -19,7 +19,7 @@ from gateway.context import Gateway
 from gateway.db import repositories as repo
 from gateway.db.base import utcnow
 from gateway.db.models import Receipt, Status
-from gateway.db.session import db_retry, is_transient, run_in_transaction
+from gateway.db.session import database_trouble, db_retry, is_transient, run_in_transaction
 from gateway.enrollment import repository as ledger_repo
 from gateway.enrollment.apply import LedgerAbandoned, apply_receipt
 from gateway.enrollment.delivery import batch_size as core_batch_size
@@ -198,7 +198,11 @@ class Worker:
             if is_transient(exc):
                 # The database went away (a restart, a failover): not the file's fault, so not
                 # an attempt. Taken again from the chunk it reached once the database answers.
-                log.warning("ledger_interrupted", error_type=type(exc).__name__)
+                log.warning(
+                    "ledger_interrupted",
+                    error_type=type(exc).__name__,
+                    reason=database_trouble(exc),
+                )
             else:
                 FAILURES.inc()
                 error = "".join(traceback.format_exception(exc))[-8000:]
@@ -421,7 +425,12 @@ class Worker:
         the exception type. The database going away (a restart, a failover) is neither: the
         file is released to be taken again once it answers, and the attempt is not counted."""
         if is_transient(exc):
-            log.warning("processing_interrupted", attempt=attempt, error_type=type(exc).__name__)
+            log.warning(
+                "processing_interrupted",
+                attempt=attempt,
+                error_type=type(exc).__name__,
+                reason=database_trouble(exc),
+            )
             self._release(job, None, retry_after=RECORD_RETRY_SECONDS)
             return
         FAILURES.inc()
@@ -491,6 +500,7 @@ class _Failures:
                 f"{self.event}_database_unavailable",
                 worker_id=self.worker_id,
                 error_type=type(exc).__name__,
+                reason=database_trouble(exc),
             )
         self.pause = min(30.0, 0.5 * 2 ** (self.away - 1))
 

@@ -4,12 +4,13 @@ behind it (the ledger passes it closures over a chunk of a file's members)."""
 from __future__ import annotations
 
 import gc
+import sqlite3
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from tenacity import wait_none
@@ -105,3 +106,65 @@ def test_units_of_work_one_after_another_reuse_the_connection_returned_last(gw: 
             s.execute(text("SELECT 1"))
             used.add(id(s.connection().connection.dbapi_connection))
     assert len(used) == 1
+
+
+class TestDatabaseTrouble:
+    """A transient database error's log line says what it is (found filling the disk under a
+    SQLite `serve` mid-ledger: `ledger_interrupted` and `core_outbox_error_database_unavailable`
+    every few seconds, nothing saying the disk was full)."""
+
+    @staticmethod
+    def _full_sqlite(tmp_path: Path) -> OperationalError:
+        engine = create_engine(f"sqlite:///{tmp_path / 'full.sqlite3'}")
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("CREATE TABLE t (v TEXT)"))
+                pages = conn.execute(text("PRAGMA page_count")).scalar_one()
+                conn.execute(text(f"PRAGMA max_page_count = {pages}"))  # as a full disk would
+            with engine.begin() as conn:
+                with pytest.raises(OperationalError) as caught:
+                    conn.execute(
+                        text("INSERT INTO t SELECT zeroblob(10000) FROM (SELECT 1 UNION SELECT 2)")
+                    )
+                return caught.value
+        finally:
+            engine.dispose()
+
+    def test_a_full_disk_under_sqlite(self, tmp_path: Path) -> None:
+        assert session.database_trouble(self._full_sqlite(tmp_path)) == "disk_full"
+
+    def test_a_full_disk_under_postgresql(self) -> None:
+        psycopg_errors = pytest.importorskip("psycopg.errors")
+        exc = OperationalError("INSERT", {}, psycopg_errors.DiskFull("no space"))
+        assert session.database_trouble(exc) == "disk_full"
+        exc = OperationalError("SELECT", {}, psycopg_errors.TooManyConnections("too many"))
+        assert session.database_trouble(exc) == "too_many_connections"
+
+    def test_a_lock_held_past_the_busy_timeout(self, tmp_path: Path) -> None:
+        path = tmp_path / "locked.sqlite3"
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("CREATE TABLE t (v TEXT)")
+        holder.execute("BEGIN IMMEDIATE")
+        engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 0})
+        try:
+            with engine.connect() as conn, pytest.raises(OperationalError) as caught:
+                conn.execute(text("INSERT INTO t VALUES ('x')"))
+            assert session.database_trouble(caught.value) == "locked"
+        finally:
+            engine.dispose()
+            holder.close()
+
+    def test_a_database_that_does_not_answer(self) -> None:
+        exc = OperationalError("SELECT 1", {}, ConnectionError("connection refused"))
+        assert session.database_trouble(exc) == "unreachable"
+
+    def test_a_worker_loop_logs_the_reason(self, tmp_path: Path) -> None:
+        from structlog.testing import capture_logs
+
+        from gateway.worker.run import _Failures
+
+        with capture_logs() as logs:
+            _Failures("core_outbox_error", "w").failed(self._full_sqlite(tmp_path))
+        assert [(e["event"], e["reason"]) for e in logs] == [
+            ("core_outbox_error_database_unavailable", "disk_full")
+        ]
