@@ -585,7 +585,7 @@ def _core_command(args: argparse.Namespace) -> int:
                 )
                 sys.stdout.write(
                     f"head: outbox {head.outbox_id} (member event {head.event_id}, partner "
-                    f"{head.partner} no. {head.partner_seq}, file {head.receipt_id}, written "
+                    f"{core.numbered(head)}, file {head.receipt_id}, written "
                     f"{iso_z(head.created_at)}): {failed}\n"
                 )
             return 0
@@ -603,7 +603,7 @@ def _core_command(args: argparse.Namespace) -> int:
             return 1
         sys.stdout.write(
             f"outbox {head.outbox_id} skipped (member event {head.event_id}, partner "
-            f"{head.partner} no. {head.partner_seq}, file {head.receipt_id}): the core system "
+            f"{core.numbered(head)}, file {head.receipt_id}): the core system "
             "must get it another way\n"
         )
         return 0

@@ -41,6 +41,15 @@ class Head:
     next_attempt_at: dt.datetime
 
 
+def numbered(head: Head) -> str:
+    """The event's partner and its number there, as the command line and the audit log say
+    it: `va no. 41`, or `va, unnumbered (written before migration 0024)` for an event the
+    ledger wrote before numbering them (`partner_seq` NULL); it said `va no. None`."""
+    if head.partner_seq is None:
+        return f"{head.partner}, unnumbered (written before migration 0024)"
+    return f"{head.partner} no. {head.partner_seq}"
+
+
 @dataclass(frozen=True, slots=True)
 class QueueState:
     pending: int
@@ -124,8 +133,8 @@ def skip(gw: Gateway, outbox_id: int, operator: str, reason: str) -> Head:
             operator=operator,
             action="core_skip",
             receipt_ids=[head.receipt_id],
-            detail=f"core event {outbox_id} (member event {head.event_id}, {head.partner}'s "
-            f"partner_seq {head.partner_seq}) skipped after "
+            detail=f"core event {outbox_id} (member event {head.event_id}, partner "
+            f"{numbered(head)}) skipped after "
             f"{head.attempts} failed attempts ({head.last_error}): {reason}"[:1000],
         )
     log.warning("core_event_skipped", outbox_id=outbox_id, receipt_id=head.receipt_id, by=operator)

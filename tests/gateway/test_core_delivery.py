@@ -24,7 +24,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from gateway.context import Gateway
 from gateway.db.migrate import upgrade
@@ -730,13 +730,21 @@ class TestOperatorActions:
         text = cli("status").stdout
         assert text.startswith("2 events waiting (no core system configured), 0 skipped\n")
         assert f"head: outbox {head['outbox_id']} " in text and "HTTP 422" in text
+        # Written with no partner_seq, as before migration 0024: said so, not "no. None".
+        assert head["partner_seq"] is None
+        assert "partner va, unnumbered (written before migration 0024)," in text
         refused = cli("skip", str(head["outbox_id"] + 1), "--reason", "x", "--by", "alice")
         assert refused.returncode == 1
         assert "is not the head of the queue" in refused.stderr
         done = cli("skip", str(head["outbox_id"]), "--reason", "core ticket 9", "--by", "alice")
         assert done.returncode == 0, done.stderr
         assert done.stdout.startswith(f"outbox {head['outbox_id']} skipped")
+        assert "None" not in done.stdout + text
         assert '"event": "core_event_skipped"' in done.stderr  # the journal's line
         assert CANARY not in done.stdout + done.stderr + text  # ids, never member data
         assert json.loads(cli("status", "--json").stdout)["skipped"] == 1
         assert cli("retry").stdout.startswith(f"outbox {head['outbox_id'] + 1} is tried")
+        with unit_of_work(gw.sessions) as s:  # a numbered event is named by its number
+            later = CoreDelivery.id == head["outbox_id"] + 1
+            s.execute(update(CoreDelivery).where(later).values(partner_seq=7))
+        assert "partner va no. 7, file " in cli("status").stdout
