@@ -24,6 +24,9 @@ from validators.engine import Engine
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from gateway.context import Gateway
+    from gateway.settings import Settings
+
 
 def _party(value: str) -> tuple[str, str]:
     qualifier, sep, ident = value.partition(":")
@@ -493,18 +496,33 @@ def _read_lines(path: Path, flag: str) -> list[str]:
         raise GatewayError(f"{flag} {path}: {exc.strerror or exc}", 400) from None
 
 
+def _migrate(settings: Settings, gw: Gateway) -> None:
+    """Bring the database to this release's schema, as every command that opens it does, and
+    say so on stderr when that changed one in use: a `partner list` or a purge timer run from a
+    new release's venv migrated the database under the roles of the old one, silently (found
+    upgrading from 47acb51: `edi834 partner list` took an 0023 database to 0024)."""
+    from gateway.db.migrate import upgrade_from
+
+    before, head = upgrade_from(gw.engine, settings.sqlalchemy_url)
+    if before is not None and before != head:
+        sys.stderr.write(
+            f"edi834: migrated the database from {before} to {head} first "
+            f"({settings.sqlalchemy_url.split('@')[-1]}); roles of an older release still "
+            "running on it must be restarted (deploy/README.md, Upgrading)\n"
+        )
+
+
 def _file_command(args: argparse.Namespace) -> int:
     """The dashboard's file actions (gateway.services.interchanges), each audited. A worker
     elsewhere takes a file queued again at its next poll. Exit 1 when any file was not acted
     on (no such file, or not in a state the action applies to)."""
 
     from gateway.context import Gateway
-    from gateway.db.migrate import upgrade
     from gateway.services import interchanges
 
     settings = _settings(args)
     gw = Gateway.open(settings)
-    upgrade(settings.sqlalchemy_url)
+    _migrate(settings, gw)
     who = _who(args)
     ids: list[str] = list(dict.fromkeys(args.receipt_ids))
     done: list[str] = []
@@ -539,14 +557,13 @@ def _core_command(args: argparse.Namespace) -> int:
 
     from gateway.context import Gateway
     from gateway.db.base import iso_z
-    from gateway.db.migrate import upgrade
     from gateway.logging import configure_logging
     from gateway.services import core
 
     settings = _settings(args)
     configure_logging(settings.log_level)  # JSON lines on stderr, as the servers' are
     gw = Gateway.open(settings)
-    upgrade(settings.sqlalchemy_url)
+    _migrate(settings, gw)
     who = _who(args)
     try:
         if args.core_command == "status":
@@ -615,7 +632,6 @@ def _operator_command(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
     from gateway.context import Gateway
-    from gateway.db.migrate import upgrade
     from gateway.db.models import Operator
     from gateway.db.session import unit_of_work
     from gateway.errors import GatewayError
@@ -623,7 +639,7 @@ def _operator_command(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     gw = Gateway.open(settings)
-    upgrade(settings.sqlalchemy_url)
+    _migrate(settings, gw)
     try:
         with unit_of_work(gw.sessions) as session:
             if args.operator_command == "add":
@@ -665,7 +681,6 @@ def _operator_command(args: argparse.Namespace) -> int:
 
 def _partner_command(args: argparse.Namespace) -> int:
     from gateway.context import Gateway
-    from gateway.db.migrate import upgrade
     from gateway.db.session import unit_of_work
     from gateway.errors import GatewayError
     from gateway.partners import (
@@ -678,7 +693,7 @@ def _partner_command(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     gw = Gateway.open(settings)
-    upgrade(settings.sqlalchemy_url)
+    _migrate(settings, gw)
     out: dict[str, Any] | list[dict[str, Any]]
     # What is printed waits for the commit: printed inside the transaction, a closed pipe
     # (`partner rules ... | head`) failed the write and rolled the change back.
@@ -1104,7 +1119,6 @@ def _purge_command(args: argparse.Namespace) -> int:
     from gateway.context import Gateway
     from gateway.db import repositories as repo
     from gateway.db.base import iso_z
-    from gateway.db.migrate import upgrade
     from gateway.services import retention
 
     if args.older_than_days is not None and args.older_than_days < 1:
@@ -1119,7 +1133,7 @@ def _purge_command(args: argparse.Namespace) -> int:
         before = dt.datetime.now(dt.UTC) - dt.timedelta(days=args.older_than_days)
     settings = _settings(args)
     gw = Gateway.open(settings)
-    upgrade(settings.sqlalchemy_url)
+    _migrate(settings, gw)
     try:
         partner_id = None
         if args.partner:
@@ -1329,13 +1343,21 @@ def _run(args: argparse.Namespace) -> int:
             migrate=args.migrate,
         )
     if args.command == "db":
-        from gateway.context import prepare_data_dir
-        from gateway.db.migrate import upgrade
+        from gateway.context import Gateway, prepare_data_dir
+        from gateway.db.migrate import upgrade_from
 
         settings = _settings(args)
         prepare_data_dir(settings)
-        upgrade(settings.sqlalchemy_url)
-        sys.stdout.write(f"database at head: {settings.sqlalchemy_url.split('@')[-1]}\n")
+        gw = Gateway.open(settings)
+        try:
+            before, head = upgrade_from(gw.engine, settings.sqlalchemy_url)
+        finally:
+            gw.close()
+        where = settings.sqlalchemy_url.split("@")[-1]
+        if before == head:
+            sys.stdout.write(f"database at head ({head}), nothing to migrate: {where}\n")
+        else:
+            sys.stdout.write(f"database migrated from {before or 'empty'} to {head}: {where}\n")
         return 0
     if args.command == "partner":
         return _audit_access_change(args, _partner_command(args))

@@ -38,3 +38,12 @@ def current_revision(engine: Engine) -> str | None:
 
 def pending(engine: Engine) -> bool:
     return current_revision(engine) != head_revision()
+
+
+def upgrade_from(engine: Engine, url: str) -> tuple[str | None, str | None]:
+    """Migrate to head; returns (the revision before, head): equal when nothing was pending,
+    the first None for a database without the schema yet."""
+    before, head = current_revision(engine), head_revision()
+    if before != head:
+        upgrade(url)
+    return before, head

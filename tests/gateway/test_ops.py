@@ -521,6 +521,31 @@ class TestReadiness:
             assert time.monotonic() < deadline, gateway.logs()[-3000:]
             time.sleep(0.2)
 
+    def test_a_command_that_migrates_a_database_in_use_says_so(self, gateway):
+        """Every command that opens the database migrates it first: `edi834 partner list`
+        from a new release's venv took a database of the old one (0023) to 0024 under its
+        running roles and said nothing (found upgrading from 47acb51, as deploy/README's
+        upgrade has the new venv in place before the migrate step). It now says so on stderr;
+        `edi834 db upgrade` says whether it migrated."""
+        from alembic import command
+
+        from gateway.db.migrate import alembic_config, head_revision
+
+        gateway.data_dir.mkdir(parents=True)
+        head = head_revision()
+        assert head is not None
+        before = f"{int(head) - 1:04d}"
+        command.upgrade(alembic_config(gateway.settings.sqlalchemy_url), before)
+        first = gateway.cli("partner", "list")
+        assert first.stdout.startswith("no partners yet")
+        assert f"edi834: migrated the database from {before} to {head} first (" in first.stderr
+        assert "must be restarted" in first.stderr
+        again = gateway.cli("partner", "list")
+        assert "migrated" not in again.stderr
+        assert gateway.cli("db", "upgrade").stdout.startswith(
+            f"database at head ({head}), nothing to migrate: "
+        )
+
     @pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression")
     @pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
     def test_models_and_migrations_agree(self, tmp_path, database_url):
