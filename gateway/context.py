@@ -67,6 +67,15 @@ class Gateway:
             return self.autocommit_engine.connect()
         return self.engine.begin()
 
+    def read_transaction(self) -> Session:
+        """A read-only session that is one transaction on both databases: a long read that
+        streams through a server-side cursor (PostgreSQL opens one only inside a transaction),
+        where `reads` is in autocommit there. On SQLite a deferred BEGIN: a WAL snapshot that
+        neither waits for writers nor blocks them — `sessions` takes the write lock up front,
+        and a 100,000-row CSV export held it for its seven seconds, every upload, login and
+        worker write waiting behind it."""
+        return Session(self.engine.execution_options(edi834_read_only=True))
+
     def outbound_dir(self, partner_name: str) -> Path:
         return self.settings.sftp_root / partner_name / "outbound"
 

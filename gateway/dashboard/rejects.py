@@ -226,8 +226,9 @@ def _csv_rows(gw: Gateway, f: reports.RejectFilter) -> Iterator[str]:
     """Every matching file, streamed: their codes and ISA13s looked up 500 files at a time."""
     lines = CsvLines(CSV_COLUMNS)
     # A transaction, not `gw.reads()`: the export streams through a server-side cursor, which
-    # PostgreSQL opens only inside one (in autocommit the CSV was its header alone).
-    with gw.sessions() as s:
+    # PostgreSQL opens only inside one (in autocommit the CSV was its header alone); a read
+    # one, not `gw.sessions()`, whose write lock on SQLite stopped every writer until the end.
+    with gw.read_transaction() as s:
         batch: list[tuple[Receipt, str]] = []
 
         def flush() -> str:
