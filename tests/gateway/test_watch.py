@@ -439,3 +439,40 @@ class TestWithoutWorkers:
             receiver.shutdown()
         assert [(p["event"], p["kind"]) for p in posts[:1]] == [("edi834.alert.opened", "stuck")]
         assert posts[0]["summary"].startswith("1 file(s) received and not processed")
+
+
+def test_ack_delays_and_last_files_are_read_in_sql_on_both_databases(tmp_path, database_url):
+    """The overview's and each watch round's two reads over every receipt, now answered in the
+    database (seconds between two times; the latest non-partial file per partner by index):
+    the same figures on SQLite and PostgreSQL as the Python arithmetic gave."""
+    from gateway.watch import repository as watch_repo
+    from tests.gateway.harness import in_process_gateway
+
+    for gw in in_process_gateway(tmp_path / "var", database_url):
+        t0 = dt.datetime(2027, 3, 1, 12, 0, tzinfo=dt.UTC)
+        with unit_of_work(gw.sessions) as s:
+            va, _ = add_partner(s, name="va", isa_qualifier="ZZ", isa_id="VA0FFM")
+            md, _ = add_partner(s, name="md", isa_qualifier="ZZ", isa_id="MD0FFM")
+            add_partner(s, name="nj", isa_qualifier="ZZ", isa_id="NJ0FFM")  # never sent
+            s.flush()
+            hour, month = t0 + dt.timedelta(hours=1), t0 - dt.timedelta(days=30)
+            seconds = dt.timedelta(seconds=1)
+            rows = [
+                (va.id, t0, t0 + 1.5 * seconds, "processed"),
+                (va.id, hour, hour + 90 * seconds, "processed"),
+                (va.id, t0 + dt.timedelta(hours=2), None, "partial"),  # not a file received
+                (md.id, month, month + 7 * seconds, "processed"),  # outside the period
+            ]
+            for n, (pid, received, processed, status) in enumerate(rows):
+                s.add(
+                    Receipt(
+                        partner_id=pid, channel="http", sha256=f"{n:064x}", size=1,
+                        blob_path=f"x/{n}", status=status, received_at=received,
+                        processed_at=processed,
+                    )
+                )  # fmt: skip
+        with gw.reads() as s:
+            delays = watch_repo.ack_delays(s, t0 - dt.timedelta(days=1), t0 + dt.timedelta(days=1))
+            last = watch_repo.last_files(s)
+        assert {pid: sorted(d) for pid, d in delays.items()} == {va.id: [1.5, 90.0]}
+        assert last == {va.id: t0 + dt.timedelta(hours=1), md.id: t0 - dt.timedelta(days=30)}
