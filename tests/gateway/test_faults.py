@@ -463,11 +463,7 @@ class TestDatabaseDown:
                 assert '"sftp_upload_held"' in gateway.logs()
                 pg.resume()
                 with gateway.client(api_key) as c:
-                    deadline = time.monotonic() + 60
-                    while not (items := c.get("/v1/interchanges").json()["items"]):
-                        assert time.monotonic() < deadline, gateway.logs()[-3000:]
-                        time.sleep(0.5)
-                    (item,) = items
+                    item = _the_one_listed(gateway, c)
                     assert (item["filename"], item["channel"]) == ("held.834", "sftp")
                     # Received when its bytes came, not when the database came back: the ack
                     # SLA counts the outage against us.
@@ -549,16 +545,22 @@ class TestDatabaseDown:
                 assert "cannot check keys" in unknown, unknown
                 pg.resume()
                 with gateway.client(api_key) as c:
-                    deadline = time.monotonic() + 60
-                    while not (items := c.get("/v1/interchanges").json()["items"]):
-                        assert time.monotonic() < deadline, gateway.logs()[-3000:]
-                        time.sleep(0.5)
-                    (item,) = items
+                    item = _the_one_listed(gateway, c)
                     assert (item["filename"], item["channel"]) == ("outage.834", "sftp")
                     done = wait_final(c, item["id"], timeout=60)
                     assert (done["status"], done["outcome"]) == ("processed", "accepted"), done
             finally:
                 gateway.kill()
+
+
+def _the_one_listed(gateway: GatewayProcess, c: httpx.Client) -> dict[str, Any]:
+    """The partner's only interchange, once a held upload has been recorded (within 60 s)."""
+    deadline = time.monotonic() + 60
+    while not (items := c.get("/v1/interchanges").json()["items"]):
+        assert time.monotonic() < deadline, gateway.logs()[-3000:]
+        time.sleep(0.5)
+    (item,) = items
+    return dict(item)
 
 
 def wait_for_log(gateway: GatewayProcess, needle: str, timeout: float = 20.0) -> None:
