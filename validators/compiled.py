@@ -37,6 +37,7 @@ from validators.conformance import (
     engine_code,
     rules_for,
     segment_issue,
+    walk_code,
 )
 from validators.implementation import guide_segment_ids, load_map, walking_elements
 from validators.issues import Issue, SegmentSyntaxError
@@ -827,6 +828,8 @@ class CompiledTransactionSetChecker:
             seg_id = seg_id if seg_id is not None else tag
             if code == _UNRECOGNIZED and seg_id in self._map.guide_segment_ids:
                 code = _OUT_OF_SEQUENCE if seg_id in _loop_segment_ids(current) else _UNEXPECTED
+            if isinstance(map_node, Loop):
+                code = walk_code(code, map_node.id)
             if map_node is not None and code == _MISSING:
                 seg_id = map_node.id
             pos = seg_count if seg_count is not None else position

@@ -42,6 +42,8 @@ NOT_GUIDE_LOOPS = frozenset(
 _ELEMENT_CODES = frozenset(c.value for c in ElementSyntaxError)
 _MISSING_SEGMENT = SegmentSyntaxError.REQUIRED_SEGMENT_MISSING.value
 _DATA_ELEMENT_ERRORS = SegmentSyntaxError.DATA_ELEMENT_ERRORS.value
+_LOOP_OVER_MAXIMUM = SegmentSyntaxError.LOOP_OVER_MAXIMUM.value
+_SEGMENT_OVER_MAXIMUM = SegmentSyntaxError.SEGMENT_OVER_MAXIMUM_USE.value
 _NOT_USED = ElementSyntaxError.NOT_USED_ELEMENT_PRESENT.value
 _TOO_MANY_REPETITIONS = ElementSyntaxError.TOO_MANY_REPETITIONS.value
 _TOO_MANY_COMPONENTS = ElementSyntaxError.TOO_MANY_COMPONENTS.value
@@ -426,6 +428,16 @@ def _finding(
     code: str, pos: int, component: int | None, position: Position, value: str
 ) -> ElementFinding:
     return ElementFinding(code, pos, component, position.ref, position.name, value)
+
+
+def walk_code(code: str, loop_name: str | None) -> str:
+    """An engine's IK304 for a segment it walked, read against the guide: a "loop over its
+    maximum" (4) on one of pyx12's wrapper loops (`NOT_GUIDE_LOOPS`: HEADER, LS_LOOP) is the
+    segment that opens it used past its own maximum, 5 — X220A1 has a second BGN or a second LS
+    in a member, each a segment of maximum use 1, not a loop (pyx12 says 4)."""
+    if code == _LOOP_OVER_MAXIMUM and loop_name in NOT_GUIDE_LOOPS:
+        return _SEGMENT_OVER_MAXIMUM
+    return code
 
 
 def engine_code(code: str) -> str:

@@ -25,6 +25,7 @@ from validators.conformance import (
     guide_loop_id,
     rules_for,
     segment_issue,
+    walk_code,
 )
 from validators.issues import Issue, SegmentSyntaxError
 
@@ -210,6 +211,8 @@ class TransactionSetChecker:
                     if seg_id in _loop_segment_ids(self._node)
                     else SegmentSyntaxError.UNEXPECTED_SEGMENT.value
                 )
+            if err.map_node is not None and err.map_node.is_loop():
+                code = walk_code(code, str(err.map_node.id))
             if (
                 err.map_node is not None
                 and code == SegmentSyntaxError.REQUIRED_SEGMENT_MISSING.value

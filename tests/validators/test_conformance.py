@@ -323,6 +323,30 @@ class TestLoopPairs:
         assert {i.loop_id for i in all_issues(result) if i.segment_id == "LS"} == {"2000"}
 
 
+class TestSegmentOverMaximumUse:
+    """pyx12 wraps the header and LS..LE in loops of its own (HEADER, LS_LOOP, repeat 1): a
+    second BGN or a second LS in a member is "loop over maximum" (4) there; X220A1 has them as
+    segments of maximum use 1, so X231A1's code is 5."""
+
+    @ENGINES
+    def test_a_second_bgn_is_ik304_5(self, engine: Engine) -> None:
+        result = check([*HEADER[:1], *HEADER, *MEMBER], engine)
+        assert findings(result) == [("IK304", "5", "BGN", 3, None, None, None, None, None, None)]
+
+    @ENGINES
+    def test_a_second_ls_in_a_member_is_ik304_5_in_loop_2000(self, engine: Engine) -> None:
+        segs = [*HEADER, *MEMBER, *REPORTING, "LE*2700", *REPORTING, "LE*2700"]
+        assert findings(check(segs, engine)) == [
+            ("IK304", "5", "LS", 22, "2000", None, None, None, None, None)
+        ]
+
+    @ENGINES
+    def test_a_guide_loop_over_its_maximum_is_still_ik304_4(self, engine: Engine) -> None:
+        coverages = ["HD*021**HLT**IND", "DTP*348*D8*20260601"] * 100
+        found = findings(check([*HEADER, *MEMBER[:8], *coverages], engine))
+        assert [f[:5] for f in found] == [("IK304", "4", "HD", 211, "2300")]
+
+
 # -- any legal delimiters ---------------------------------------------------------------------
 
 # Separators X12 allows (one character, not a letter, digit or space) that the family's data
