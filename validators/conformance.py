@@ -216,6 +216,13 @@ class SetConformance:
         elements as this layer prepares them, and this layer's own findings."""
         prepared, own, more = self._prepare(rules, elements)
         findings = check(prepared)
+        cut = {f.element_pos for f in own if f.code == _TOO_MANY_COMPONENTS and not f.component_pos}
+        if cut:
+            # A simple element holding a component separator is IK403 13, its value as sent.
+            # The engine was handed its first component only, to check the other elements:
+            # what it finds there (`DTP*007*RD8*20260501:20261231` an invalid date 20260501) is
+            # about a value nobody sent.
+            findings = [f for f in findings if f.element_pos not in cut]
         repeated = {i for i, _k, _v in more}
         if repeated:
             findings = [

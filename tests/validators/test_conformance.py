@@ -138,6 +138,21 @@ class TestComponentInASimpleElement:
             ("IK403", "13", "REF", 7, "2000", 2, None, None, "127", "10000:00000"),
         ]
 
+    @ENGINES
+    def test_is_ik403_13_alone_not_also_a_finding_on_its_first_component(
+        self, engine: Engine
+    ) -> None:
+        # The engine is handed the element's first component (to check the other elements):
+        # what it finds there is about a value nobody sent — RD8 20260601 an invalid date,
+        # NM109 9 too short.
+        range_ = "DTP*007*RD8*20260601:20261231"
+        nm1 = "NM1*IL*1*DOE*JANE*A***34*9:15830264"
+        segs = [*HEADER, *member(NM1=nm1), *REPORTING[:4], range_, "LE*2700"]
+        assert [f for f in findings(check(segs, engine)) if f[0] == "IK403"] == [
+            ("IK403", "13", "NM1", 9, "2100A", 9, None, None, "67", "9:15830264"),
+            ("IK403", "13", "DTP", 20, "2750", 3, None, None, "1251", "20260601:20261231"),
+        ]
+
     def test_the_999_copies_the_separator_in_separators_of_its_own(self) -> None:
         # IK404 keeps the ':' as sent; the 999 then answers with another ISA16, so the copy
         # can neither split into components nor forge anything.
