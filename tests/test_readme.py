@@ -7,7 +7,7 @@ import argparse
 import re
 from pathlib import Path
 
-from gateway.cli import build_parser
+from gateway.cli import SETTING_FLAGS, build_parser
 from gateway.settings import Settings
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
@@ -36,3 +36,14 @@ def test_every_subcommand_is_named() -> None:
         named = re.search(rf"`edi834 {command}\s+([a-z|-]+)`", README)
         assert named is not None, command
         assert set(named.group(1).split("|")) == set(commands[command]), command
+
+
+def test_the_setting_flags_named_are_the_ones_serve_takes() -> None:
+    """The README once said every setting was also a flag of `serve` ("the same name as a flag
+    of `serve`"): 13 of them are; `serve --sftp-resume-hours 1` was an error."""
+    said = README[README.index("Settings are environment") : README.index("| variable | default |")]
+    named = set(re.findall(r"`(--[a-z-]+)`", said))
+    flags = {flag for flag, _, _ in SETTING_FLAGS}
+    assert named - {"--sftp-resume-hours"} == flags
+    serve = build_parser().parse_args(["serve", *(f"{f}=1" for f in sorted(flags))])
+    assert all(getattr(serve, f"setting_{dest}") is not None for _, dest, _ in SETTING_FLAGS)
