@@ -10,7 +10,8 @@ from pathlib import Path
 from gateway.cli import SETTING_FLAGS, build_parser
 from gateway.settings import Settings
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, list[str]]:
@@ -47,3 +48,31 @@ def test_the_setting_flags_named_are_the_ones_serve_takes() -> None:
     assert named - {"--sftp-resume-hours"} == flags
     serve = build_parser().parse_args(["serve", *(f"{f}=1" for f in sorted(flags))])
     assert all(getattr(serve, f"setting_{dest}") is not None for _, dest, _ in SETTING_FLAGS)
+
+
+def test_validate_offline_checks_no_identity_unless_told(tmp_path: Path) -> None:
+    """The README's `--receiver ZZ:OURID (... anything else gets TA1 009)` left out that without
+    it nothing is checked: a new user's `edi834 validate` of the misaddressed sample said
+    `accepted` where its .ta1 beside it (and the gateway) reject it. The README now says so."""
+    import datetime as dt
+
+    from gateway.offline import ControlNumbers, validate_file
+    from validators.interchange import ValidationOptions
+
+    sample = ROOT / "samples" / "bad_ta1_009_receiver_not_ours.834"
+    verdicts = []
+    for receiver in (None, ("ZZ", "EDI834GATEWAY")):
+        with sample.open("rb") as stream:
+            report = validate_file(
+                stream,
+                sample.name,
+                tmp_path,
+                options=ValidationOptions(expected_receiver=receiver),
+                numbers=ControlNumbers(1),
+                now=dt.datetime(2026, 1, 2, tzinfo=dt.UTC),
+            )
+        verdicts.append(report.verdict)
+    assert verdicts == ["accepted", "rejected"]
+    said = " ".join(README[README.index("Options: `--receiver") :].split()[:80])
+    assert "without them ISA07/ISA08 and ISA05/ISA06 are not checked" in said
+    assert "`samples/bad_ta1_009_receiver_not_ours.834` is `accepted` alone" in said
