@@ -76,3 +76,12 @@ def test_validate_offline_checks_no_identity_unless_told(tmp_path: Path) -> None
     said = " ".join(README[README.index("Options: `--receiver") :].split()[:80])
     assert "without them ISA07/ISA08 and ISA05/ISA06 are not checked" in said
     assert "`samples/bad_ta1_009_receiver_not_ours.834` is `accepted` alone" in said
+
+
+def test_the_packages_make_test_installs_are_named() -> None:
+    """`make test`'s comment named chromium and postgresql; `system-deps` also installs
+    openssh-client and nginx-light (found reading the Makefile on a new-user run)."""
+    makefile = (ROOT / "Makefile").read_text()
+    installed = set(re.findall(r'missing="\$\$missing ([a-z-]+)"', makefile))
+    comment = README[README.index("make test   #") : README.index("make run    #")]
+    assert installed and {p for p in installed if p not in comment} == set()
