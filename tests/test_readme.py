@@ -85,3 +85,12 @@ def test_the_packages_make_test_installs_are_named() -> None:
     installed = set(re.findall(r'missing="\$\$missing ([a-z-]+)"', makefile))
     comment = README[README.index("make test   #") : README.index("make run    #")]
     assert installed and {p for p in installed if p not in comment} == set()
+
+
+def test_the_validate_examples_out_folder_is_ignored() -> None:
+    """The README's "Validate files offline" writes acks, which quote member data (IK404,
+    CTX), to `--out acks/` in the clone: a new-user run left them untracked, one `git add .`
+    from a commit. Every `--out` folder the README's examples name is in .gitignore."""
+    ignored = (ROOT / ".gitignore").read_text().split()
+    outs = set(re.findall(r"--out ([\w.-]+/)", README))
+    assert outs and outs <= set(ignored)
