@@ -22,7 +22,7 @@ from gateway.db.models import (
     Status,
     TransactionSet,
 )
-from gateway.db.repositories import with_control_numbers
+from gateway.db.repositories import like_literal, with_control_numbers
 from gateway.gate import PRODUCTION
 
 OUTCOMES = ("accepted", "accepted_with_errors", "partially_accepted", "rejected")
@@ -179,9 +179,7 @@ def _where(stmt: Select, f: RejectFilter) -> Select:  # type: ignore[type-arg]
     if f.nothing:
         return stmt.where(Receipt.id.is_(None))
     if f.filename:
-        pattern = (
-            "%" + f.filename.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        )
+        pattern = "%" + like_literal(f.filename) + "%"
         # A duplicate (the same bytes sent again under another name) is a line on the
         # original's timeline, "http 1234 bytes again (NAME): not processed again": the sender
         # asks about NAME, and the file that answered it is found under it too.

@@ -633,6 +633,12 @@ def _filtered(f: ReceiptFilter, stmt: Select[T]) -> Select[T]:
     return with_control_numbers(stmt, f.isa13, f.gs06)
 
 
+def like_literal(text: str) -> str:
+    """`text` for a LIKE pattern with `escape="\\"`, matched as written: its `%`, `_` and
+    backslashes are not wildcards."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def control_number_forms(value: str) -> list[str]:
     """The ways a control number can be stored, for a search as a person types it: ISA13 is
     always nine digits (`000043303`) and GS06 one to nine, with or without leading zeros, so
@@ -1285,7 +1291,7 @@ def audit_entries(
             # A view of a member's ledger page (`view_member`) and the command line's ledger
             # reads (`cli_ledger_*`) are about no file: they name the partner at the end of
             # their detail ("ledger member 12 of va"), and the filter missed them.
-            name = f.partner.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            name = like_literal(f.partner)
             ledger_reads = or_(
                 AuditEntry.action == "view_member",
                 AuditEntry.action.like("cli\\_ledger\\_%", escape="\\"),
